@@ -1,0 +1,368 @@
+//! Every setting arbor reads, parsed once into a typed [`Config`]. Sources are layered:
+//! built-in defaults < TOML file (`--config`) < `DLREPO_*` environment (spec/CONFIG.md).
+//! A TOML key is the variable name without `DLREPO_`, lower-cased (`listen_port = 8080`).
+
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Variables that only `dlrepo-cli` reads; a shared environment may hold them.
+const CLIENT_ONLY: &[&str] = &["URL", "PREFIX", "USER", "PASSWORD"];
+
+/// Every server setting, by its name without the `DLREPO_` prefix.
+const KEYS: &[&str] = &[
+    "ROOT_DIR",
+    "LISTEN_ADDRESS",
+    "LISTEN_PORT",
+    "LOG_LEVEL",
+    "LOG_OUTPUT",
+    "CHUNK_SIZE",
+    "X_SENDFILE_HEADER",
+    "ORPHAN_BLOB_LIFETIME",
+    "TAG_CLEANUP_PERIOD",
+    "USER_QUOTA",
+    "POST_PROCESS_CMD",
+    "POST_PROCESS_FILTER",
+    "INTERNAL_FORMAT_FILTER",
+    "PUBLIC_URL",
+    "CLI_PATH",
+    "LATEST_RELEASES",
+    "LATEST_RELEASES_USER",
+    "STATIC_DIR",
+    "TEMPLATES_DIR",
+    "AUTH_DISABLED",
+    "IGNORE_PASSWORDS",
+    "AUTH_FILE",
+    "AUTH_HTTP_LOGIN_HEADER",
+    "AUTH_HTTP_GROUPS_HEADER",
+    "AUTH_REALM",
+    "AUTH_CACHE_SIZE",
+    "AUTH_CACHE_TTL",
+    "ACLS_DIR",
+    "LDAP_URL",
+    "LDAP_START_TLS",
+    "LDAP_USER_FILTER",
+    "LDAP_BASE_DN",
+    "LDAP_GROUPS_FILTER",
+    "LDAP_TIMEOUT",
+    "LDAP_MAX_CONNECTIONS",
+    "PUBLISH_URL",
+    "PUBLISH_AUTH",
+    "PUBLISH_FILTER_CMD",
+    "PUBLISH_TIMEOUT",
+    "PUBLISH_MAX_REQUESTS",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}: unknown setting {key}")]
+    Unknown { source_name: String, key: String },
+    #[error("{source_name}: invalid value {value:?} for {key}: {why}")]
+    Invalid {
+        source_name: String,
+        key: String,
+        value: String,
+        why: String,
+    },
+    #[error("cannot read {path}: {err}")]
+    Read { path: String, err: std::io::Error },
+    #[error("{path}: {err}")]
+    Toml { path: String, err: toml::de::Error },
+}
+
+/// The typed settings. Field docs give the variable each comes from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DLREPO_ROOT_DIR`. arbor's embedded default is `./arbor-data` so that a first run needs
+    /// no privileges; dlrepo's `/var/lib/dlrepo` is set by the shipped service file.
+    pub root_dir: PathBuf,
+    /// `DLREPO_LISTEN_ADDRESS`, `DLREPO_LISTEN_PORT` (0 picks a free port).
+    pub listen_address: String,
+    pub listen_port: u16,
+    /// `DLREPO_LOG_LEVEL`: a `tracing` level name.
+    pub log_level: tracing::Level,
+    /// `DLREPO_LOG_OUTPUT`: `console` (stderr) or `syslog`; `None` = decide by TTY.
+    pub log_output: Option<String>,
+    /// `DLREPO_CHUNK_SIZE`: read size for streams and hashing.
+    pub chunk_size: usize,
+    /// `DLREPO_X_SENDFILE_HEADER`: hand file bodies to the reverse proxy.
+    pub x_sendfile_header: Option<String>,
+    /// `DLREPO_ORPHAN_BLOB_LIFETIME` seconds.
+    pub orphan_blob_lifetime: u64,
+    /// `DLREPO_TAG_CLEANUP_PERIOD` seconds, 0 = never.
+    pub tag_cleanup_period: u64,
+    /// `DLREPO_USER_QUOTA` bytes per user repository.
+    pub user_quota: u64,
+    /// `DLREPO_POST_PROCESS_CMD` and its `DLREPO_POST_PROCESS_FILTER`.
+    pub post_process_cmd: Option<PathBuf>,
+    pub post_process_filter: Option<Regex>,
+    /// `DLREPO_INTERNAL_FORMAT_FILTER`: formats never published nor part of the job digest.
+    pub internal_format_filter: Option<Regex>,
+    /// `DLREPO_PUBLIC_URL`: replaces `http://127.0.0.1:1337` in the `/cli` script.
+    pub public_url: Option<String>,
+    /// `DLREPO_CLI_PATH`: the `dlrepo-cli` script to serve; `None` = search `PATH`.
+    pub cli_path: Option<PathBuf>,
+    pub latest_releases: bool,
+    pub latest_releases_user: bool,
+    pub static_dir: Option<PathBuf>,
+    pub templates_dir: Option<PathBuf>,
+    /// `DLREPO_AUTH_DISABLED=1`.
+    pub auth_disabled: bool,
+    /// Settings read by features that are not built yet (auth, publishing), kept verbatim so
+    /// that they are validated as known keys and reach those features unchanged.
+    pub other: BTreeMap<&'static str, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root_dir: PathBuf::from("arbor-data"),
+            listen_address: "127.0.0.1".into(),
+            listen_port: 1337,
+            log_level: tracing::Level::WARN,
+            log_output: None,
+            chunk_size: 262_144,
+            x_sendfile_header: None,
+            orphan_blob_lifetime: 600,
+            tag_cleanup_period: 86_400,
+            user_quota: 10_737_418_240,
+            post_process_cmd: None,
+            post_process_filter: None,
+            internal_format_filter: None,
+            public_url: None,
+            cli_path: None,
+            latest_releases: true,
+            latest_releases_user: true,
+            static_dir: None,
+            templates_dir: None,
+            auth_disabled: false,
+            other: BTreeMap::new(),
+        }
+    }
+}
+
+/// A raw value and where it came from, for error messages.
+struct Raw {
+    value: String,
+    source_name: String,
+}
+
+impl Config {
+    /// Reads the optional TOML file, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(path) => Some((
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+                    path: path.display().to_string(),
+                    err,
+                })?,
+            )),
+            None => None,
+        };
+        Config::from_sources(
+            text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+            std::env::vars(),
+        )
+    }
+
+    /// Layers `file` (name, TOML text) and `env` (name, value) over the defaults. Tests call
+    /// this with a map instead of touching the process environment.
+    pub fn from_sources(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
+        if let Some((path, text)) = file {
+            let table: toml::Table = toml::from_str(text).map_err(|err| ConfigError::Toml {
+                path: path.to_owned(),
+                err,
+            })?;
+            for (key, value) in table {
+                let known = find_key(&key.to_ascii_uppercase()).ok_or(ConfigError::Unknown {
+                    source_name: path.to_owned(),
+                    key: key.clone(),
+                })?;
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => if b { "1" } else { "0" }.to_owned(),
+                    other => {
+                        return Err(ConfigError::Invalid {
+                            source_name: path.to_owned(),
+                            key,
+                            value: other.to_string(),
+                            why: "expected a string, an integer or a boolean".into(),
+                        });
+                    }
+                };
+                raw.insert(
+                    known,
+                    Raw {
+                        value,
+                        source_name: path.to_owned(),
+                    },
+                );
+            }
+        }
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("DLREPO_") else {
+                continue;
+            };
+            if CLIENT_ONLY.contains(&key) {
+                continue;
+            }
+            let known = find_key(key).ok_or_else(|| ConfigError::Unknown {
+                source_name: "environment".into(),
+                key: name.clone(),
+            })?;
+            raw.insert(
+                known,
+                Raw {
+                    value,
+                    source_name: "environment".into(),
+                },
+            );
+        }
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: BTreeMap<&'static str, Raw>) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        for (key, Raw { value, source_name }) in raw {
+            let invalid = |why: String| ConfigError::Invalid {
+                source_name: source_name.clone(),
+                key: format!("DLREPO_{key}"),
+                value: value.clone(),
+                why,
+            };
+            let int = || {
+                value
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|e| invalid(format!("expected a non-negative integer ({e})")))
+            };
+            let regex = || {
+                Regex::new(&format!("^(?:{value})"))
+                    .map(Some)
+                    .map_err(|e| invalid(e.to_string()))
+            };
+            let opt = || (!value.is_empty()).then(|| value.clone());
+            match key {
+                "ROOT_DIR" => c.root_dir = PathBuf::from(&value),
+                "LISTEN_ADDRESS" => c.listen_address = value.clone(),
+                "LISTEN_PORT" => {
+                    c.listen_port = u16::try_from(int()?)
+                        .map_err(|_| invalid("expected a port number".into()))?
+                }
+                "LOG_LEVEL" => {
+                    c.log_level = parse_level(&value).ok_or_else(|| {
+                        invalid("expected DEBUG, INFO, WARNING, ERROR or CRITICAL".into())
+                    })?
+                }
+                "LOG_OUTPUT" => match value.as_str() {
+                    "console" | "syslog" => c.log_output = Some(value.clone()),
+                    _ => return Err(invalid("expected console or syslog".into())),
+                },
+                "CHUNK_SIZE" => {
+                    c.chunk_size = usize::try_from(int()?)
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| invalid("expected a positive integer".into()))?
+                }
+                "X_SENDFILE_HEADER" => c.x_sendfile_header = opt(),
+                "ORPHAN_BLOB_LIFETIME" => c.orphan_blob_lifetime = int()?,
+                "TAG_CLEANUP_PERIOD" => c.tag_cleanup_period = int()?,
+                "USER_QUOTA" => c.user_quota = int()?,
+                "POST_PROCESS_CMD" => c.post_process_cmd = opt().map(PathBuf::from),
+                "POST_PROCESS_FILTER" => c.post_process_filter = regex()?,
+                "INTERNAL_FORMAT_FILTER" => c.internal_format_filter = regex()?,
+                "PUBLIC_URL" => c.public_url = opt(),
+                "CLI_PATH" => c.cli_path = opt().map(PathBuf::from),
+                "LATEST_RELEASES" => c.latest_releases = value != "0",
+                "LATEST_RELEASES_USER" => c.latest_releases_user = value != "0",
+                "STATIC_DIR" => c.static_dir = opt().map(PathBuf::from),
+                "TEMPLATES_DIR" => c.templates_dir = opt().map(PathBuf::from),
+                // Only the exact value `1` disables auth, as in dlrepo.
+                "AUTH_DISABLED" => c.auth_disabled = value == "1",
+                "AUTH_CACHE_SIZE"
+                | "AUTH_CACHE_TTL"
+                | "LDAP_TIMEOUT"
+                | "LDAP_MAX_CONNECTIONS"
+                | "PUBLISH_TIMEOUT"
+                | "PUBLISH_MAX_REQUESTS" => {
+                    int()?;
+                    c.other.insert(key, value.clone());
+                }
+                _ => {
+                    c.other.insert(key, value.clone());
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn find_key(key: &str) -> Option<&'static str> {
+    KEYS.iter().copied().find(|k| *k == key)
+}
+
+fn parse_level(s: &str) -> Option<tracing::Level> {
+    Some(match s.to_ascii_uppercase().as_str() {
+        "DEBUG" => tracing::Level::DEBUG,
+        "INFO" => tracing::Level::INFO,
+        "WARNING" | "WARN" => tracing::Level::WARN,
+        "ERROR" | "CRITICAL" => tracing::Level::ERROR,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_dlrepo() {
+        let c = Config::from_sources(None, env(&[])).unwrap();
+        assert_eq!(c.listen_port, 1337);
+        assert_eq!(c.chunk_size, 262_144);
+        assert_eq!(c.orphan_blob_lifetime, 600);
+        assert!(!c.auth_disabled);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let file = "listen_port = 8080\nroot_dir = \"/srv/a\"\nauth_disabled = true\n";
+        let c = Config::from_sources(
+            Some(("arbor.toml", file)),
+            env(&[("DLREPO_LISTEN_PORT", "9090"), ("DLREPO_URL", "http://x")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen_port, 9090);
+        assert_eq!(c.root_dir, PathBuf::from("/srv/a"));
+        assert!(c.auth_disabled);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = Config::from_sources(None, env(&[("DLREPO_LISTEN_PORT", "x")])).unwrap_err();
+        assert!(e.to_string().contains("DLREPO_LISTEN_PORT"), "{e}");
+        let e = Config::from_sources(None, env(&[("DLREPO_NOPE", "1")])).unwrap_err();
+        assert!(e.to_string().contains("DLREPO_NOPE"), "{e}");
+        let e = Config::from_sources(Some(("a.toml", "bogus = 1")), env(&[])).unwrap_err();
+        assert!(
+            e.to_string().contains("a.toml: unknown setting bogus"),
+            "{e}"
+        );
+        let e =
+            Config::from_sources(None, env(&[("DLREPO_POST_PROCESS_FILTER", "(")])).unwrap_err();
+        assert!(e.to_string().contains("DLREPO_POST_PROCESS_FILTER"), "{e}");
+    }
+}

@@ -1,0 +1,217 @@
+//! File responses (spec/API.md §5.2): Digest, strong ETag, Last-Modified, conditional
+//! requests, single byte ranges, and the X-Sendfile hand-off to a reverse proxy.
+
+use crate::storage::{BlobReader, ByteRange};
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How a file answer should be sent.
+pub struct Download<'a> {
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    /// The URL's file name, for the Content-Type guess.
+    pub name: &'a str,
+    pub chunk_size: usize,
+    pub x_sendfile: Option<&'a str>,
+    /// The registry sends the digest as `Docker-Content-Digest` and a manifest media type.
+    pub digest_header: &'static str,
+    pub content_type: Option<String>,
+}
+
+fn etag(file: &BlobReader) -> String {
+    // The content digest is a strong validator; files without one fall back to mtime+size.
+    match file.digest().and_then(|d| d.split_once(':')) {
+        Some((_, hex)) => format!("\"{hex}\""),
+        None => {
+            let ns = file
+                .modified()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            format!("\"{ns:x}-{:x}\"", file.len())
+        }
+    }
+}
+
+fn etag_matches(list: &str, tag: &str) -> bool {
+    list.split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == tag)
+}
+
+/// Truncated to whole seconds, as HTTP dates are.
+fn secs(t: SystemTime) -> SystemTime {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    UNIX_EPOCH + Duration::from_secs(d.as_secs())
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Parses a single `bytes=` range against `len`. `Ok(None)`: serve the whole file (no
+/// header, or a form we do not handle such as several ranges); `Err(())`: 416.
+fn parse_range(value: &str, len: u64) -> Result<Option<ByteRange>, ()> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 || len == 0 {
+            return Err(());
+        }
+        ByteRange {
+            start: len.saturating_sub(n),
+            end: len - 1,
+        }
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse::<u64>().map_err(|_| ())?.min(len.saturating_sub(1))
+        };
+        if start >= len || end < start {
+            return Err(());
+        }
+        ByteRange { start, end }
+    };
+    Ok(Some(range))
+}
+
+impl Download<'_> {
+    pub fn respond(self, file: BlobReader) -> Response {
+        let mut base = HeaderMap::new();
+        if let Some(d) = file.digest().and_then(|d| HeaderValue::from_str(d).ok()) {
+            base.insert(self.digest_header, d);
+        }
+        if let Some(name) = self.x_sendfile {
+            // The proxy does ranges and validators itself (spec/API.md §5.2).
+            if let (Ok(n), Ok(v)) = (
+                header::HeaderName::try_from(name),
+                HeaderValue::from_str(&file.accel_path()),
+            ) {
+                base.insert(n, v);
+            }
+            if let Some(ct) = self
+                .content_type
+                .and_then(|c| HeaderValue::from_str(&c).ok())
+            {
+                base.insert(header::CONTENT_TYPE, ct);
+            }
+            base.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            return (StatusCode::OK, base).into_response();
+        }
+        let tag = etag(&file);
+        let modified = secs(file.modified());
+        if let Ok(v) = HeaderValue::from_str(&tag) {
+            base.insert(header::ETAG, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+            base.insert(header::LAST_MODIFIED, v);
+        }
+        let h = self.headers;
+        // RFC 9110 §13.2.2 order: If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since.
+        if let Some(im) = header_str(h, header::IF_MATCH) {
+            if !etag_matches(im, &tag) {
+                return (StatusCode::PRECONDITION_FAILED, base).into_response();
+            }
+        } else if let Some(t) = header_str(h, header::IF_UNMODIFIED_SINCE)
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            && modified > t
+        {
+            return (StatusCode::PRECONDITION_FAILED, base).into_response();
+        }
+        let safe = self.method == Method::GET || self.method == Method::HEAD;
+        if let Some(inm) = header_str(h, header::IF_NONE_MATCH) {
+            if etag_matches(inm, &tag) && safe {
+                return (StatusCode::NOT_MODIFIED, base).into_response();
+            }
+        } else if let Some(t) =
+            header_str(h, header::IF_MODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(v).ok())
+            && modified <= t
+            && safe
+        {
+            return (StatusCode::NOT_MODIFIED, base).into_response();
+        }
+        let ctype = self.content_type.unwrap_or_else(|| {
+            mime_guess::from_path(self.name)
+                .first_raw()
+                .unwrap_or("application/octet-stream")
+                .to_owned()
+        });
+        if let Ok(v) = HeaderValue::from_str(&ctype) {
+            base.insert(header::CONTENT_TYPE, v);
+        }
+        base.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        let len = file.len();
+        let if_range_ok = header_str(h, header::IF_RANGE).is_none_or(|v| v == tag);
+        let range = match header_str(h, header::RANGE).filter(|_| if_range_ok) {
+            Some(r) => match parse_range(r, len) {
+                Ok(r) => r,
+                Err(()) => {
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                        base.insert(header::CONTENT_RANGE, v);
+                    }
+                    return (StatusCode::RANGE_NOT_SATISFIABLE, base).into_response();
+                }
+            },
+            None => None,
+        };
+        let (status, body_len) = match range {
+            Some(r) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{len}", r.start, r.end))
+                {
+                    base.insert(header::CONTENT_RANGE, v);
+                }
+                (StatusCode::PARTIAL_CONTENT, r.end + 1 - r.start)
+            }
+            None => (StatusCode::OK, len),
+        };
+        base.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+        if self.method == Method::HEAD || body_len == 0 {
+            return (status, base).into_response();
+        }
+        let body = Body::from_stream(file.into_stream(range, self.chunk_size));
+        (status, base, body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = |a, b| Ok(Some(ByteRange { start: a, end: b }));
+        assert_eq!(parse_range("bytes=0-4", 10), r(0, 4));
+        assert_eq!(parse_range("bytes=5-", 10), r(5, 9));
+        assert_eq!(parse_range("bytes=-3", 10), r(7, 9));
+        assert_eq!(parse_range("bytes=8-100", 10), r(8, 9));
+        assert_eq!(
+            parse_range("bytes=4294967296-", 8589934592),
+            r(4294967296, 8589934591)
+        );
+        assert_eq!(parse_range("bytes=10-", 10), Err(()));
+        assert_eq!(parse_range("bytes=5-2", 10), Err(()));
+        assert_eq!(parse_range("bytes=0-1,3-4", 10), Ok(None));
+        assert_eq!(parse_range("items=0-1", 10), Ok(None));
+    }
+
+    #[test]
+    fn etag_lists() {
+        assert!(etag_matches("\"a\", \"b\"", "\"b\""));
+        assert!(etag_matches("*", "\"b\""));
+        assert!(etag_matches("W/\"b\"", "\"b\""));
+        assert!(!etag_matches("\"c\"", "\"b\""));
+    }
+}

@@ -1,0 +1,295 @@
+//! Formats and artifacts (spec/API.md §3.8–3.9, §5): listings, finalisation, tar and
+//! `.sha256` views, downloads and the upload protocol.
+
+use super::download::Download;
+use super::reply::{self, ApiError, ApiResult, created, json_of, ok, redirect, text};
+use super::route::{FormatParent, FormatPart};
+use super::tree::Ctx;
+use crate::model::{Alias, Digest, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
+use crate::storage::{Artifact, StoreError, TarPlan, archive};
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+pub fn tar_response(ctx: &Ctx, plan: TarPlan) -> Response {
+    let stream = archive::tar_stream(
+        plan.prefix.clone(),
+        plan.members,
+        plan.sums_mtime,
+        ctx.app.repo.chunk_size(),
+    );
+    reply::tar(&plan.prefix, Body::from_stream(stream))
+}
+
+fn is_alias(parent: &FormatParent) -> bool {
+    match parent {
+        FormatParent::Job { tag, .. } => Alias::parse(tag.as_str()).is_some(),
+        FormatParent::Version { version, .. } => Alias::parse(version.as_str()).is_some(),
+    }
+}
+
+/// Resolves the format's parent. Aliases resolve for reads; writes name the tag literally.
+async fn resolve(ctx: &Ctx, parent: FormatParent, format: Name) -> Result<FormatRef, ApiError> {
+    let alias_ok = ctx.is_read();
+    let acl = ctx.acl.clone();
+    Ok(ctx
+        .app
+        .repo
+        .run(move |r| match parent {
+            FormatParent::Job { branch, tag, job } => {
+                let tag = if alias_ok {
+                    r.resolve_tag(&branch, tag.as_str(), true, &acl)?
+                } else {
+                    TagRef { branch, tag }
+                };
+                Ok(FormatRef::Job {
+                    job: JobRef { tag, job },
+                    format,
+                })
+            }
+            FormatParent::Version {
+                scope,
+                path,
+                version,
+            } => Ok(FormatRef::Version {
+                version: r.resolve_version(&scope, &path, version.as_str(), alias_ok, &acl)?,
+                format,
+            }),
+        })
+        .await?)
+}
+
+pub async fn format(
+    ctx: &mut Ctx,
+    parent: FormatParent,
+    format: Name,
+    part: FormatPart,
+) -> ApiResult {
+    let alias = is_alias(&parent);
+    let product = matches!(parent, FormatParent::Version { .. });
+    match (&part, ctx.method.clone()) {
+        (FormatPart::Artifact(rel), Method::PUT) => {
+            if product {
+                return Err(ApiError::BadRequest(
+                    "Uploading products is not supported".into(),
+                ));
+            }
+            if alias {
+                return Err(ApiError::MethodNotAllowed("GET"));
+            }
+            let rel = RelPath::parse(rel).map_err(bad_relpath)?;
+            let f = resolve(ctx, parent, format).await?;
+            return upload(ctx, f, rel).await;
+        }
+        (FormatPart::Dir, Method::PATCH) => {
+            if product || alias {
+                return Err(ApiError::MethodNotAllowed("GET"));
+            }
+            let f = resolve(ctx, parent, format).await?;
+            ctx.app.repo.run(move |r| r.finalize_format(&f)).await?;
+            return ok();
+        }
+        (FormatPart::Dir, Method::DELETE) => {
+            if product {
+                return Err(ApiError::BadRequest(
+                    "Deleting product formats is not supported".into(),
+                ));
+            }
+            // spec/API.md Q10: never delete through an alias.
+            if alias {
+                return Err(ApiError::MethodNotAllowed("GET"));
+            }
+            let f = resolve(ctx, parent, format).await?;
+            ctx.app.repo.run(move |r| r.delete_format(&f)).await?;
+            return ok();
+        }
+        (FormatPart::Dir, m) if m != Method::GET && m != Method::HEAD => {
+            return Err(ApiError::MethodNotAllowed("DELETE,GET,HEAD,PATCH"));
+        }
+        (FormatPart::Artifact(_), m) if m != Method::GET && m != Method::HEAD => {
+            return Err(ApiError::MethodNotAllowed("GET,HEAD,PUT"));
+        }
+        (_, m) if m != Method::GET && m != Method::HEAD => {
+            return Err(ApiError::MethodNotAllowed("GET,HEAD"));
+        }
+        _ => {}
+    }
+    // HEAD with a Digest asks "do you have this blob?", whatever the path (spec/API.md §3.9).
+    if let FormatPart::Artifact(rel) = &part
+        && ctx.method == Method::HEAD
+        && let Some(raw) = ctx.headers.get("digest")
+    {
+        RelPath::parse(rel.trim_end_matches('/')).map_err(bad_relpath)?;
+        return head_digest(ctx, raw.to_str().ok()).await;
+    }
+    let f = resolve(ctx, parent, format).await?;
+    match part {
+        FormatPart::Dir => format_dir(ctx, f).await,
+        FormatPart::Bare => format_bare(ctx, f).await,
+        FormatPart::Tar => format_tar(ctx, f).await,
+        FormatPart::Sha256 => {
+            if let Some(r) = ctx.canonical(&format!("{}.sha256", f.url().trim_end_matches('/'))) {
+                return Ok(r);
+            }
+            text(ctx.app.repo.run(move |r| r.format_sha256(&f)).await?)
+        }
+        FormatPart::Artifact(rel) => artifact(ctx, f, &rel).await,
+    }
+}
+
+fn bad_relpath(e: RelPathError) -> ApiError {
+    ApiError::BadRequest(e.0)
+}
+
+async fn format_state(ctx: &Ctx, f: &FormatRef) -> Result<bool, ApiError> {
+    let f = f.clone();
+    let (exists, dirty) = ctx
+        .app
+        .repo
+        .run(move |r| Ok((r.format_exists(&f), r.format_dirty(&f))))
+        .await?;
+    if !exists {
+        return Err(ApiError::NotFound);
+    }
+    Ok(dirty)
+}
+
+async fn format_dir(ctx: &Ctx, f: FormatRef) -> ApiResult {
+    let dirty = format_state(ctx, &f).await?;
+    if ctx.method == Method::HEAD && dirty {
+        return Err(ApiError::NotFound);
+    }
+    if let Some(r) = ctx.canonical(&f.url()) {
+        return Ok(r);
+    }
+    if ctx.method == Method::HEAD {
+        return ok();
+    }
+    let info = ctx.app.repo.run(move |r| r.format_info(&f)).await?;
+    json_of("artifact_format", &info)
+}
+
+async fn format_bare(ctx: &Ctx, f: FormatRef) -> ApiResult {
+    if format_state(ctx, &f).await? {
+        return Err(ApiError::NotFound);
+    }
+    let url = f.url();
+    let single = ctx.app.repo.run(move |r| r.format_single_file(&f)).await?;
+    Ok(match single {
+        Some(file) => {
+            let mut res = redirect(&format!("{url}{file}"));
+            let base = file.rsplit('/').next().unwrap_or(&file);
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename={base}")) {
+                res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            res
+        }
+        None => redirect(&url),
+    })
+}
+
+async fn format_tar(ctx: &Ctx, f: FormatRef) -> ApiResult {
+    let dirty = format_state(ctx, &f).await?;
+    if ctx.method == Method::HEAD && dirty {
+        return Err(ApiError::NotFound);
+    }
+    if let Some(r) = ctx.canonical(&format!("{}.tar", f.url().trim_end_matches('/'))) {
+        return Ok(r);
+    }
+    if ctx.method == Method::HEAD {
+        return ok();
+    }
+    let plan = ctx.app.repo.run(move |r| r.format_tar(&f)).await?;
+    Ok(tar_response(ctx, plan))
+}
+
+async fn head_digest(ctx: &Ctx, raw: Option<&str>) -> ApiResult {
+    let digest = Digest::parse(raw).map_err(StoreError::InvalidDigest)?;
+    let d = digest.clone();
+    let size = ctx.app.repo.run(move |r| r.lookup_blob(&d)).await?;
+    let Some(size) = size else {
+        return Err(ApiError::NotFound);
+    };
+    let mut res = StatusCode::OK.into_response();
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        h.insert("digest", v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(res)
+}
+
+async fn artifact(ctx: &Ctx, f: FormatRef, raw: &str) -> ApiResult {
+    let is_dir_url = raw.ends_with('/');
+    let rel = RelPath::parse(raw.trim_end_matches('/')).map_err(bad_relpath)?;
+    let canonical = format!("{}{}", f.url(), rel);
+    let lookup = rel.clone();
+    let found = ctx
+        .app
+        .repo
+        .run(move |r| r.open_artifact(&f, &lookup))
+        .await?;
+    match found {
+        // Directory listings are HTML only; the JSON API has none (spec/API.md §3.9).
+        Artifact::Dir => Err(ApiError::NotFound),
+        _ if is_dir_url => Err(ApiError::NotFound),
+        Artifact::Sha256Line(line) => {
+            if let Some(r) = ctx.canonical(&canonical) {
+                return Ok(r);
+            }
+            text(line)
+        }
+        Artifact::File(file) => {
+            if let Some(r) = ctx.canonical(&canonical) {
+                return Ok(r);
+            }
+            if ctx.method == Method::HEAD {
+                // HEAD without Digest: only Digest and Content-Length (spec/API.md §3.9).
+                let mut res = StatusCode::OK.into_response();
+                let h = res.headers_mut();
+                if let Some(v) = file.digest().and_then(|d| HeaderValue::from_str(d).ok()) {
+                    h.insert("digest", v);
+                }
+                h.insert(header::CONTENT_LENGTH, HeaderValue::from(file.len()));
+                return Ok(res);
+            }
+            Ok(Download {
+                method: &ctx.method,
+                headers: &ctx.headers,
+                name: rel.basename(),
+                chunk_size: ctx.app.repo.chunk_size(),
+                x_sendfile: ctx.app.config.x_sendfile_header.as_deref(),
+                digest_header: "digest",
+                content_type: None,
+            }
+            .respond(file))
+        }
+    }
+}
+
+/// `PUT .../{format}/{artifact}` (spec/API.md §5.1).
+async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
+    let header = |name: &str| ctx.headers.get(name).and_then(|v| v.to_str().ok());
+    if f.name().as_str() == "container"
+        && !header("user-agent").is_some_and(|ua| ua.starts_with("dlrepo-server/"))
+    {
+        return Err(ApiError::BadRequest(
+            "Uploading container images must be done with docker push".into(),
+        ));
+    }
+    let raw_digest = header("digest").map(str::to_owned);
+    let link_mode = header("x-dlrepo-link") == raw_digest.as_deref();
+    // Checked before reading the body, so a bad request never costs a transfer.
+    let digest = Digest::parse(raw_digest.as_deref()).map_err(StoreError::InvalidDigest)?;
+    let repo = ctx.app.repo.clone();
+    let target = f.clone();
+    repo.run(move |r| r.check_upload_target(&target)).await?;
+    if !link_mode {
+        let body = ctx.take_body().into_data_stream();
+        let upload = repo.receive(&digest, body).await?;
+        repo.run(move |r| r.store_blob(upload).map(|_| ())).await?;
+    }
+    repo.run(move |r| r.link_artifact(&f, &rel, &digest))
+        .await?;
+    created()
+}

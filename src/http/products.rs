@@ -1,0 +1,118 @@
+//! The read-only products view (spec/API.md §3.10).
+
+use super::formats::tar_response;
+use super::reply::{ApiError, ApiResult, json, json_of, redirect};
+use super::tree::Ctx;
+use crate::model::{Name, Scope, VersionRef};
+use serde_json::{Value, json};
+
+fn level_url(scope: &Scope, path: &[Name]) -> String {
+    let mut url = format!("{}/products/", scope.url());
+    for seg in path {
+        url.push_str(seg.as_str());
+        url.push('/');
+    }
+    url
+}
+
+fn names(list: Vec<String>) -> Vec<Value> {
+    list.into_iter().map(|n| json!({ "name": n })).collect()
+}
+
+/// `/products/` down to `{product_branch}/`.
+pub async fn level(ctx: &Ctx, scope: Scope, path: Vec<Name>, slash: bool) -> ApiResult {
+    if !ctx.is_read() {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    let acl = ctx.acl.clone();
+    let url = level_url(&scope, &path);
+    let p = path.clone();
+    let s = scope.clone();
+    // Listing checks existence first: a missing level is a 404 before any redirect.
+    let children = ctx
+        .app
+        .repo
+        .run(move |r| r.product_level(&s, &p, &acl))
+        .await?;
+    if !slash {
+        return Ok(redirect(&url));
+    }
+    let last = path.last().map(|n| n.to_string()).unwrap_or_default();
+    Ok(match path.len() {
+        0 => json(&json!({ "products": names(children) })),
+        1 => json(&json!({ "product": { "name": last, "product_variants": names(children) } })),
+        2 => json(
+            &json!({ "product_variant": { "name": last, "product_branches": names(children) } }),
+        ),
+        _ => {
+            let path: [Name; 3] = path.try_into().map_err(|_| ApiError::NotFound)?;
+            let acl = ctx.acl.clone();
+            let versions = ctx
+                .app
+                .repo
+                .run(move |r| r.product_versions(&scope, &path, &acl))
+                .await?;
+            let mut inner = serde_json::Map::new();
+            inner.insert("name".into(), last.into());
+            inner.insert(
+                "versions".into(),
+                serde_json::to_value(versions).map_err(|e| ApiError::Internal(Box::new(e)))?,
+            );
+            return json_of("product_branch", &inner);
+        }
+    })
+}
+
+async fn resolve(
+    ctx: &Ctx,
+    scope: Scope,
+    path: [Name; 3],
+    version: Name,
+) -> Result<VersionRef, ApiError> {
+    let acl = ctx.acl.clone();
+    Ok(ctx
+        .app
+        .repo
+        .run(move |r| r.resolve_version(&scope, &path, version.as_str(), true, &acl))
+        .await?)
+}
+
+pub async fn version(
+    ctx: &Ctx,
+    scope: Scope,
+    path: [Name; 3],
+    version: Name,
+    _slash: bool,
+) -> ApiResult {
+    if !ctx.is_read() {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    let v = resolve(ctx, scope, path, version).await?;
+    if let Some(r) = ctx.canonical(&v.url()) {
+        return Ok(r);
+    }
+    let acl = ctx.acl.clone();
+    let name = v.version.to_string();
+    let formats = ctx
+        .app
+        .repo
+        .run(move |r| r.version_formats(&v, &acl))
+        .await?;
+    Ok(json(
+        &json!({ "version": { "name": name, "artifact_formats": formats } }),
+    ))
+}
+
+pub async fn version_tar(ctx: &Ctx, scope: Scope, path: [Name; 3], version: Name) -> ApiResult {
+    if !ctx.is_read() {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    let v = resolve(ctx, scope, path, version).await?;
+    // spec/API.md Q7: redirect to the canonical archive, not to the version dir.
+    if let Some(r) = ctx.canonical(&format!("{}.tar", v.url().trim_end_matches('/'))) {
+        return Ok(r);
+    }
+    let acl = ctx.acl.clone();
+    let plan = ctx.app.repo.run(move |r| r.version_tar(&v, &acl)).await?;
+    Ok(tar_response(ctx, plan))
+}

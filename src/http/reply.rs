@@ -1,0 +1,176 @@
+//! Response shapes of the plain API (spec/API.md §1.3–1.4): PYJSON bodies, the
+//! `"{code}: {reason}"` error bodies with the same reason in the status line, redirects.
+
+use crate::pyjson;
+use crate::storage::StoreError;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper::ext::ReasonPhrase;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use serde_json::Value;
+
+/// Characters escaped in `Location` paths; `/`, `~`, `+` and the other sub-delims stay.
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|')
+    .add(b'[')
+    .add(b']');
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Not Found")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 405 with the `Allow` list of the route.
+    #[error("Method Not Allowed")]
+    MethodNotAllowed(&'static str),
+    #[error("{0}")]
+    Status(StatusCode, String),
+    #[error(transparent)]
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::BadRequest(why) => ApiError::BadRequest(why),
+            e @ (StoreError::InvalidDigest(_) | StoreError::DigestMismatch(_)) => {
+                ApiError::Unprocessable(e.to_string())
+            }
+            StoreError::PostProcessFailed => {
+                ApiError::Status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+            // The client is gone or sent a broken body; the answer is mostly for logs.
+            StoreError::Interrupted(why) => {
+                ApiError::BadRequest(format!("upload interrupted: {why}"))
+            }
+            e => ApiError::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<crate::model::NotFound> for ApiError {
+    fn from(_: crate::model::NotFound) -> ApiError {
+        ApiError::NotFound
+    }
+}
+
+/// `status` with the plain-text body `"{code}: {reason}"` and `reason` in the status line.
+pub fn plain_status(status: StatusCode, reason: &str) -> Response {
+    let mut res = (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{}: {reason}", status.as_u16()),
+    )
+        .into_response();
+    // Reason phrases must be visible ASCII; fall back to the standard one otherwise.
+    if let Ok(phrase) = ReasonPhrase::try_from(reason.as_bytes().to_vec()) {
+        res.extensions_mut().insert(phrase);
+    }
+    res
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::NotFound => plain_status(StatusCode::NOT_FOUND, "Not Found"),
+            ApiError::BadRequest(why) => plain_status(StatusCode::BAD_REQUEST, &why),
+            ApiError::Unprocessable(why) => plain_status(StatusCode::UNPROCESSABLE_ENTITY, &why),
+            ApiError::Status(status, why) => plain_status(status, &why),
+            ApiError::MethodNotAllowed(allow) => {
+                let mut res = plain_status(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+                res.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                res
+            }
+            ApiError::Internal(err) => {
+                tracing::error!(error = %err, "request failed");
+                let mut res = (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [
+                        (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                        (header::CONNECTION, "close"),
+                    ],
+                    "500 Internal Server Error\n\nServer got itself in trouble",
+                )
+                    .into_response();
+                res.extensions_mut()
+                    .insert(ReasonPhrase::from_static(b"Internal Server Error"));
+                res
+            }
+        }
+    }
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+/// A JSON answer written as Python's `json.dumps` writes it.
+pub fn json(value: &Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        pyjson::to_string(value),
+    )
+        .into_response()
+}
+
+/// Wraps a serialisable view in its one-key envelope, e.g. `{"tag": {...}}`.
+pub fn json_of(key: &str, view: &impl serde::Serialize) -> ApiResult {
+    let value = serde_json::to_value(view).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let mut m = serde_json::Map::new();
+    m.insert(key.to_owned(), value);
+    Ok(json(&Value::Object(m)))
+}
+
+/// 200 with an empty body (successful writes).
+pub fn ok() -> ApiResult {
+    Ok(StatusCode::OK.into_response())
+}
+
+pub fn created() -> ApiResult {
+    Ok(plain_status(StatusCode::CREATED, "Created"))
+}
+
+pub fn text(body: String) -> ApiResult {
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}
+
+/// 302 to an absolute path (spec/API.md §1.4): percent-encoded, query dropped.
+pub fn redirect(path: &str) -> Response {
+    let mut res = plain_status(StatusCode::FOUND, "Found");
+    let location = utf8_percent_encode(path, PATH).to_string();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// A streamed tar bundle (spec/API.md §6).
+pub fn tar(prefix: &str, body: Body) -> Response {
+    let disposition = format!("attachment; filename={prefix}.tar");
+    let mut res = Response::new(body);
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    res
+}

@@ -1,0 +1,317 @@
+//! Branches, tags and jobs (spec/API.md §3.1–3.7): method rules, request validation and one
+//! storage call each.
+
+use super::reply::{ApiError, ApiResult, json, json_of, ok, redirect};
+use super::tree::Ctx;
+use crate::model::{Alias, BranchRef, JobRef, Name, Scope, TagRef};
+use crate::storage::TagUpdate;
+use axum::http::{Method, StatusCode};
+use serde_json::{Map, Value};
+
+const BRANCH_ALLOW: &str = "DELETE,GET,POST";
+const JOB_ALLOW: &str = "DELETE,GET,PATCH,POST,PUT";
+
+fn invalid() -> ApiError {
+    ApiError::BadRequest("invalid parameters".into())
+}
+
+/// Job endpoints spell it with a capital I (spec/API.md §3.6).
+fn job_invalid() -> ApiError {
+    ApiError::BadRequest("Invalid parameters".into())
+}
+
+pub async fn home(ctx: &Ctx, scope: Scope) -> ApiResult {
+    if !ctx.is_read() {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    if let Scope::User(_) = &scope {
+        let s = scope.clone();
+        if !ctx.app.repo.run(move |r| Ok(r.scope_exists(&s))).await? {
+            return Err(ApiError::NotFound);
+        }
+    }
+    // The HTML home page comes with the web pages; until then, point at the two listings.
+    let base = scope.url();
+    Ok(json(&serde_json::json!({
+        "branches": format!("{base}/branches/"),
+        "products": format!("{base}/products/"),
+    })))
+}
+
+pub async fn user_bare(ctx: &Ctx, user: Name) -> ApiResult {
+    let scope = Scope::User(user);
+    let s = scope.clone();
+    if !ctx.app.repo.run(move |r| Ok(r.scope_exists(&s))).await? {
+        return Err(ApiError::NotFound);
+    }
+    Ok(redirect(&format!("{}/", scope.url())))
+}
+
+pub async fn branches(ctx: &Ctx, scope: Scope, slash: bool) -> ApiResult {
+    if !ctx.is_read() {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    if !slash {
+        return Ok(redirect(&format!("{}/branches/", scope.url())));
+    }
+    let acl = ctx.acl.clone();
+    let list = ctx
+        .app
+        .repo
+        .run(move |r| r.list_branches(&scope, &acl))
+        .await?;
+    json_of("branches", &list)
+}
+
+pub async fn branch(ctx: &mut Ctx, b: BranchRef, slash: bool) -> ApiResult {
+    let repo = ctx.app.repo.clone();
+    let exists = {
+        let b = b.clone();
+        repo.run(move |r| Ok(r.branch_exists(&b))).await?
+    };
+    if !exists {
+        return Err(ApiError::NotFound);
+    }
+    match ctx.method.clone() {
+        m if m == Method::GET || m == Method::HEAD => {
+            if !slash {
+                return Ok(redirect(&b.url()));
+            }
+            // spec/API.md Q4: any `released` parameter filters (dlrepo-cli sends `=1`).
+            let released_only = ctx.query_pairs().iter().any(|(k, _)| k == "released");
+            let acl = ctx.acl.clone();
+            let info = repo
+                .run(move |r| r.branch_info(&b, released_only, &acl))
+                .await?;
+            json_of("branch", &info)
+        }
+        // PUT is the v0.30 spelling of the policy update (spec/API.md §8).
+        Method::POST | Method::PUT => {
+            let body = ctx.json().await?;
+            let updates = parse_policy(&body)?;
+            repo.run(move |r| r.set_cleanup_policy(&b, updates)).await?;
+            ok()
+        }
+        Method::DELETE => {
+            repo.run(move |r| r.delete_branch(&b)).await?;
+            ok()
+        }
+        _ => Err(ApiError::MethodNotAllowed(BRANCH_ALLOW)),
+    }
+}
+
+/// `{"branch": {...}}`, or the keys at the top level as the manuals show (spec/API.md Q47).
+fn parse_policy(body: &Value) -> Result<Vec<(&'static str, u64)>, ApiError> {
+    let top = body.as_object().ok_or_else(invalid)?;
+    let policy = match top.get("branch") {
+        Some(inner) => inner.as_object().ok_or_else(invalid)?,
+        None => top,
+    };
+    let mut updates = Vec::new();
+    for (k, v) in policy {
+        let key = match k.as_str() {
+            "max_daily_tags" => "max_daily_tags",
+            "max_released_tags" => "max_released_tags",
+            _ => return Err(invalid()),
+        };
+        // JSON booleans are not integers here (spec/API.md Q35).
+        let n = v.as_u64().ok_or_else(invalid)?;
+        updates.push((key, n));
+    }
+    Ok(updates)
+}
+
+/// Resolves the tag of a URL: aliases only for reads (spec/API.md §3.5 step 1–2).
+async fn resolve_tag(
+    ctx: &Ctx,
+    b: &BranchRef,
+    tag: &Name,
+    alias_ok: bool,
+) -> Result<TagRef, ApiError> {
+    let (b, raw, acl) = (b.clone(), tag.as_str().to_owned(), ctx.acl.clone());
+    Ok(ctx
+        .app
+        .repo
+        .run(move |r| r.resolve_tag(&b, &raw, alias_ok, &acl))
+        .await?)
+}
+
+pub async fn tag(ctx: &mut Ctx, b: BranchRef, tag: Name, _slash: bool) -> ApiResult {
+    let alias = Alias::parse(tag.as_str()).is_some();
+    if alias && !ctx.is_read() {
+        return Err(ApiError::MethodNotAllowed("GET,HEAD"));
+    }
+    let t = resolve_tag(ctx, &b, &tag, true).await?;
+    let repo = ctx.app.repo.clone();
+    match ctx.method.clone() {
+        m if m == Method::GET || m == Method::HEAD => {
+            if let Some(r) = ctx.canonical(&t.url()) {
+                return Ok(r);
+            }
+            let filters = ctx.query_pairs();
+            let acl = ctx.acl.clone();
+            let mut info = repo.run(move |r| r.tag_info(&t, &acl)).await?;
+            info.jobs.retain(|job| {
+                filters
+                    .iter()
+                    .all(|(k, v)| job.get(k).is_some_and(|x| python_str(x) == *v))
+            });
+            json_of("tag", &info)
+        }
+        // Writes act on the canonical tag instead of redirecting (spec/API.md Q6): clients
+        // replay a redirected POST as a GET and the change would be lost.
+        Method::POST | Method::PUT => {
+            let body = ctx.json().await?;
+            let (released, update) = parse_tag_update(&body)?;
+            if released.is_some() {
+                let url = ctx.app.config.other.get("PUBLISH_URL");
+                let auth = ctx.app.config.other.get("PUBLISH_AUTH");
+                let reason = match (url, auth) {
+                    (None, _) => "DLREPO_PUBLISH_URL is undefined",
+                    (_, None) => "DLREPO_PUBLISH_AUTH is undefined",
+                    _ => "publishing is not available in this version of arbor",
+                };
+                return Err(ApiError::Status(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    reason.into(),
+                ));
+            }
+            repo.run(move |r| r.update_tag(&t, update)).await?;
+            ok()
+        }
+        Method::DELETE => {
+            repo.run(move |r| r.delete_tag(&t)).await?;
+            ok()
+        }
+        _ => Err(ApiError::MethodNotAllowed(BRANCH_ALLOW)),
+    }
+}
+
+/// Python's `str()` of a job entry value, as the tag filter compares it (spec/API.md Q41).
+fn python_str(v: &Value) -> String {
+    match v {
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::String(s) => s.clone(),
+        other => crate::pyjson::python_str(other),
+    }
+}
+
+fn parse_tag_update(body: &Value) -> Result<(Option<bool>, TagUpdate), ApiError> {
+    let fields = body
+        .as_object()
+        .and_then(|o| o.get("tag"))
+        .and_then(Value::as_object)
+        .ok_or_else(invalid)?;
+    let flag = |k: &str| match fields.get(k) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(invalid()),
+    };
+    let description = match fields.get("description") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(invalid()),
+    };
+    Ok((
+        flag("released")?,
+        TagUpdate {
+            locked: flag("locked")?,
+            stable: flag("stable")?,
+            description,
+        },
+    ))
+}
+
+pub async fn job_tar(ctx: &Ctx, b: BranchRef, tag: Name, job: Name) -> ApiResult {
+    if !ctx.is_read() {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    let t = resolve_tag(ctx, &b, &tag, true).await?;
+    let j = JobRef { tag: t, job };
+    let canonical = format!("{}.tar", j.url().trim_end_matches('/'));
+    if let Some(r) = ctx.canonical(&canonical) {
+        return Ok(r);
+    }
+    let acl = ctx.acl.clone();
+    let plan = ctx.app.repo.run(move |r| r.job_tar(&j, &acl)).await?;
+    Ok(super::formats::tar_response(ctx, plan))
+}
+
+pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool) -> ApiResult {
+    let alias = Alias::parse(tag.as_str()).is_some();
+    if alias && ctx.method != Method::GET && ctx.method != Method::HEAD {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    let repo = ctx.app.repo.clone();
+    if ctx.is_read() {
+        let t = resolve_tag(ctx, &b, &tag, true).await?;
+        let j = JobRef { tag: t, job };
+        let acl = ctx.acl.clone();
+        let jr = j.clone();
+        let info = repo.run(move |r| r.job_info(&jr, &acl)).await?;
+        if let Some(r) = ctx.canonical(&j.url()) {
+            return Ok(r);
+        }
+        let mut m = Map::new();
+        m.insert("job".into(), Value::Object(info.0));
+        return Ok(json(&Value::Object(m)));
+    }
+    // Writes never redirect; they act on the lower-cased names (spec/API.md §3.6).
+    let j = JobRef {
+        tag: TagRef { branch: b, tag },
+        job,
+    };
+    match ctx.method.clone() {
+        Method::PUT => {
+            let body = ctx.json().await?;
+            let fields = job_fields(&body)?;
+            let flag = |k: &str| match fields.get(k) {
+                None => Ok(None),
+                Some(Value::Bool(b)) => Ok(Some(*b)),
+                Some(_) => Err(job_invalid()),
+            };
+            let (internal, locked) = (flag("internal")?, flag("locked")?);
+            repo.run(move |r| {
+                if let Some(internal) = internal {
+                    r.set_job_internal(&j, internal)?;
+                }
+                match locked {
+                    Some(true) => r.lock_job(&j),
+                    // The v0.30 unlock spelling (spec/API.md §8).
+                    Some(false) => r.unlock_job(&j),
+                    None => Ok(()),
+                }
+            })
+            .await?;
+            ok()
+        }
+        Method::POST => {
+            let body = ctx.json().await?;
+            match job_fields(&body)?.get("locked") {
+                Some(Value::Bool(false)) => {}
+                _ => return Err(job_invalid()),
+            }
+            repo.run(move |r| r.unlock_job(&j)).await?;
+            ok()
+        }
+        Method::PATCH => {
+            let body = ctx.json().await?;
+            let meta = job_fields(&body)?.clone();
+            repo.run(move |r| r.patch_metadata(&j, &meta)).await?;
+            ok()
+        }
+        Method::DELETE => {
+            repo.run(move |r| r.delete_job(&j)).await?;
+            ok()
+        }
+        _ => Err(ApiError::MethodNotAllowed(JOB_ALLOW)),
+    }
+}
+
+fn job_fields(body: &Value) -> Result<&Map<String, Value>, ApiError> {
+    body.as_object()
+        .and_then(|o| o.get("job"))
+        .and_then(Value::as_object)
+        .ok_or_else(job_invalid)
+}

@@ -1,0 +1,337 @@
+//! Pure parsing of a request path into a typed [`Route`] (spec/API.md §1.1, §2): per-segment
+//! percent-decoding, the `/~{user}` prefix, `.tar`/`.sha256` precedence and the multi-segment
+//! artifact path. No I/O.
+
+use crate::model::{BranchRef, Name, NotFound, Scope};
+use percent_encoding::percent_decode_str;
+
+/// What a format URL asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatPart {
+    /// `{format}.tar`
+    Tar,
+    /// `{format}.sha256`
+    Sha256,
+    /// `{format}` without the slash: redirects to the single file or the dir.
+    Bare,
+    /// `{format}/`
+    Dir,
+    /// `{format}/{artifact}`, decoded, as sent (may end with `/`).
+    Artifact(String),
+}
+
+/// The entity a format URL hangs from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatParent {
+    Job {
+        branch: BranchRef,
+        tag: Name,
+        job: Name,
+    },
+    Version {
+        scope: Scope,
+        path: [Name; 3],
+        version: Name,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Home(Scope),
+    /// `/~{user}` without the trailing slash.
+    UserBare(Name),
+    Branches {
+        scope: Scope,
+        slash: bool,
+    },
+    Branch {
+        branch: BranchRef,
+        slash: bool,
+    },
+    Tag {
+        branch: BranchRef,
+        tag: Name,
+        slash: bool,
+    },
+    JobTar {
+        branch: BranchRef,
+        tag: Name,
+        job: Name,
+    },
+    Job {
+        branch: BranchRef,
+        tag: Name,
+        job: Name,
+        slash: bool,
+    },
+    Format {
+        parent: FormatParent,
+        format: Name,
+        part: FormatPart,
+    },
+    /// `/products/`, `/products/{p}/`, `/products/{p}/{v}/`, `/products/{p}/{v}/{pb}/`.
+    Products {
+        scope: Scope,
+        path: Vec<Name>,
+        slash: bool,
+    },
+    Version {
+        scope: Scope,
+        path: [Name; 3],
+        version: Name,
+        slash: bool,
+    },
+    VersionTar {
+        scope: Scope,
+        path: [Name; 3],
+        version: Name,
+    },
+}
+
+fn decode(seg: &str) -> Result<String, NotFound> {
+    percent_decode_str(seg)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| NotFound)
+}
+
+fn name(seg: &str) -> Result<Name, NotFound> {
+    Name::parse(seg)
+}
+
+impl Route {
+    /// Parses the raw (still percent-encoded) path of a request.
+    pub fn parse(raw_path: &str) -> Result<Route, NotFound> {
+        let raw = raw_path.strip_prefix('/').ok_or(NotFound)?;
+        let segs: Vec<String> = raw.split('/').map(decode).collect::<Result<_, _>>()?;
+        let mut rest: &[String] = &segs;
+        let mut scope = Scope::Root;
+        if let Some(user) = rest.first().and_then(|s| s.strip_prefix('~')) {
+            let user = name(user)?;
+            rest = &rest[1..];
+            if rest.is_empty() {
+                return Ok(Route::UserBare(user));
+            }
+            scope = Scope::User(user);
+        }
+        // A trailing slash shows up as a final empty segment.
+        let slash = rest.last().is_some_and(String::is_empty);
+        let body: Vec<&str> = if slash {
+            rest[..rest.len() - 1].iter().map(String::as_str).collect()
+        } else {
+            rest.iter().map(String::as_str).collect()
+        };
+        match body.as_slice() {
+            [] => Ok(Route::Home(scope)),
+            ["branches", tail @ ..] => Route::parse_branches(scope, tail, slash),
+            ["products", tail @ ..] => Route::parse_products(scope, tail, slash),
+            _ => Err(NotFound),
+        }
+    }
+
+    fn parse_branches(scope: Scope, tail: &[&str], slash: bool) -> Result<Route, NotFound> {
+        let [b, more @ ..] = tail else {
+            return Ok(Route::Branches { scope, slash });
+        };
+        let branch = BranchRef {
+            scope,
+            branch: name(b)?,
+        };
+        let [t, more @ ..] = more else {
+            return Ok(Route::Branch { branch, slash });
+        };
+        let tag = name(t)?;
+        let [j, more @ ..] = more else {
+            return Ok(Route::Tag { branch, tag, slash });
+        };
+        if more.is_empty()
+            && !slash
+            && let Some(stem) = j.strip_suffix(".tar")
+        {
+            return Ok(Route::JobTar {
+                branch,
+                tag,
+                job: name(stem)?,
+            });
+        }
+        let job = name(j)?;
+        let [f, more @ ..] = more else {
+            return Ok(Route::Job {
+                branch,
+                tag,
+                job,
+                slash,
+            });
+        };
+        Route::parse_format(FormatParent::Job { branch, tag, job }, f, more, slash)
+    }
+
+    fn parse_products(scope: Scope, tail: &[&str], slash: bool) -> Result<Route, NotFound> {
+        if tail.len() < 4 {
+            let path = tail.iter().map(|s| name(s)).collect::<Result<_, _>>()?;
+            return Ok(Route::Products { scope, path, slash });
+        }
+        let path = [name(tail[0])?, name(tail[1])?, name(tail[2])?];
+        let v = tail[3];
+        let more = &tail[4..];
+        if more.is_empty()
+            && !slash
+            && let Some(stem) = v.strip_suffix(".tar")
+        {
+            return Ok(Route::VersionTar {
+                scope,
+                path,
+                version: name(stem)?,
+            });
+        }
+        let version = name(v)?;
+        let [f, more @ ..] = more else {
+            return Ok(Route::Version {
+                scope,
+                path,
+                version,
+                slash,
+            });
+        };
+        Route::parse_format(
+            FormatParent::Version {
+                scope,
+                path,
+                version,
+            },
+            f,
+            more,
+            slash,
+        )
+    }
+
+    fn parse_format(
+        parent: FormatParent,
+        f: &str,
+        more: &[&str],
+        slash: bool,
+    ) -> Result<Route, NotFound> {
+        let (format, part) = match (more, slash) {
+            ([], false) => {
+                if let Some(stem) = f.strip_suffix(".tar") {
+                    (stem, FormatPart::Tar)
+                } else if let Some(stem) = f.strip_suffix(".sha256") {
+                    (stem, FormatPart::Sha256)
+                } else {
+                    (f, FormatPart::Bare)
+                }
+            }
+            ([], true) => (f, FormatPart::Dir),
+            (segs, _) => {
+                let mut rel = segs.join("/");
+                if slash {
+                    rel.push('/');
+                }
+                (f, FormatPart::Artifact(rel))
+            }
+        };
+        Ok(Route::Format {
+            parent,
+            format: name(format)?,
+            part,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Name {
+        Name::parse(s).unwrap()
+    }
+
+    fn main_branch() -> BranchRef {
+        BranchRef {
+            scope: Scope::Root,
+            branch: n("main"),
+        }
+    }
+
+    #[test]
+    fn top_levels_and_user_prefix() {
+        assert_eq!(Route::parse("/"), Ok(Route::Home(Scope::Root)));
+        assert_eq!(Route::parse("/~Bob"), Ok(Route::UserBare(n("bob"))));
+        assert_eq!(
+            Route::parse("/%7Ebob/"),
+            Ok(Route::Home(Scope::User(n("bob"))))
+        );
+        assert_eq!(
+            Route::parse("/%7ebob/branches"),
+            Ok(Route::Branches {
+                scope: Scope::User(n("bob")),
+                slash: false
+            })
+        );
+        // spec/API.md Q1: no escaping to the root repository through the user prefix.
+        assert_eq!(Route::parse("/~../branches/"), Err(NotFound));
+        assert_eq!(Route::parse("/~.x/"), Err(NotFound));
+        assert_eq!(Route::parse("/nope"), Err(NotFound));
+    }
+
+    #[test]
+    fn names_are_decoded_and_validated() {
+        assert_eq!(
+            Route::parse("/branches/MAIN/"),
+            Ok(Route::Branch {
+                branch: main_branch(),
+                slash: true
+            })
+        );
+        assert_eq!(Route::parse("/branches/a%2Fb/"), Err(NotFound));
+        assert_eq!(Route::parse("/branches/%2e%2e/"), Err(NotFound));
+        assert_eq!(Route::parse("/branches/.hidden/"), Err(NotFound));
+        assert_eq!(Route::parse("/branches//"), Err(NotFound));
+        assert!(matches!(
+            Route::parse("/branches/main/t/j%C3%A9b%20sp/"),
+            Ok(Route::Job { job, .. }) if job.as_str() == "j\u{e9}b sp"
+        ));
+    }
+
+    #[test]
+    fn suffix_precedence() {
+        assert!(matches!(Route::parse("/branches/main/t/j.tar"),
+            Ok(Route::JobTar { job, .. }) if job.as_str() == "j"));
+        assert!(matches!(Route::parse("/branches/main/t/j.tar/"),
+            Ok(Route::Job { job, slash: true, .. }) if job.as_str() == "j.tar"));
+        let fmt = |p: &str| match Route::parse(p) {
+            Ok(Route::Format { format, part, .. }) => (format.to_string(), part),
+            other => panic!("{p}: {other:?}"),
+        };
+        assert_eq!(fmt("/branches/b/t/j/f.tar"), ("f".into(), FormatPart::Tar));
+        assert_eq!(
+            fmt("/branches/b/t/j/f.sha256"),
+            ("f".into(), FormatPart::Sha256)
+        );
+        assert_eq!(
+            fmt("/branches/b/t/j/f.sha256/"),
+            ("f.sha256".into(), FormatPart::Dir)
+        );
+        assert_eq!(fmt("/branches/b/t/j/f"), ("f".into(), FormatPart::Bare));
+        assert_eq!(
+            fmt("/branches/b/t/j/F/Dir/a+b%20c.txt"),
+            ("f".into(), FormatPart::Artifact("Dir/a+b c.txt".into()))
+        );
+        assert_eq!(
+            fmt("/products/p/v/pb/1.0/f/x/"),
+            ("f".into(), FormatPart::Artifact("x/".into()))
+        );
+    }
+
+    #[test]
+    fn products_levels() {
+        assert!(matches!(Route::parse("/products"),
+            Ok(Route::Products { path, slash: false, .. }) if path.is_empty()));
+        assert!(matches!(Route::parse("/products/p/v/pb/"),
+            Ok(Route::Products { path, slash: true, .. }) if path.len() == 3));
+        assert!(matches!(Route::parse("/products/p/v/pb/1.0.tar"),
+            Ok(Route::VersionTar { version, .. }) if version.as_str() == "1.0"));
+        assert!(matches!(Route::parse("/products/p/v/pb/Latest/"),
+            Ok(Route::Version { version, slash: true, .. }) if version.as_str() == "latest"));
+    }
+}

@@ -1,0 +1,69 @@
+//! Routes outside the tree: `/cli`, `/static/{file}` and `/healthz`.
+
+use super::reply::{ApiError, ApiResult, json, plain_status};
+use crate::state::AppState;
+use crate::storage::{StoreError, assets};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+
+/// `GET /cli`: the dlrepo-cli script with `DLREPO_PUBLIC_URL` substituted.
+pub async fn cli(State(app): State<AppState>) -> ApiResult {
+    let config = app.config.clone();
+    let script = app
+        .repo
+        .run(move |_| {
+            let Some(path) = assets::find_cli(config.cli_path.as_deref()) else {
+                return Ok(None);
+            };
+            assets::read_cli(&path).map(Some)
+        })
+        .await;
+    let script = match script {
+        Ok(Some(s)) => s,
+        Ok(None) | Err(StoreError::NotFound) => {
+            // spec/API.md Q32: say how to fix it instead of answering an empty script.
+            return Err(ApiError::Status(
+                StatusCode::NOT_FOUND,
+                "dlrepo-cli not found: set DLREPO_CLI_PATH or put dlrepo-cli on PATH".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let script = match &app.config.public_url {
+        Some(url) => script.replace("http://127.0.0.1:1337", url),
+        None => script,
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        script,
+    )
+        .into_response())
+}
+
+/// `GET /static/{file}`: public, never X-Sendfile.
+pub async fn file(State(app): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    let dir = app.config.static_dir.clone();
+    let lookup = name.clone();
+    let bytes = app
+        .repo
+        .run(move |_| assets::static_file(dir.as_deref(), &lookup))
+        .await?;
+    let ctype = mime_guess::from_path(&name).first_or_octet_stream();
+    let mut res = bytes.into_response();
+    if let Ok(v) = HeaderValue::from_str(ctype.as_ref()) {
+        res.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    Ok(res)
+}
+
+/// `GET /healthz`: 200 when the data root is writable.
+pub async fn healthz(State(app): State<AppState>) -> axum::response::Response {
+    match app.repo.run(|r| r.check_health()).await {
+        Ok(()) => json(&serde_json::json!({"status": "ok"})),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            plain_status(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+        }
+    }
+}

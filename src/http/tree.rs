@@ -1,0 +1,138 @@
+//! The tree dispatcher: every URL that is not a fixed route lands here, is parsed into a
+//! [`Route`], and goes to the resource function for its method.
+
+use super::reply::{ApiError, ApiResult};
+use super::route::Route;
+use super::{formats, products, resources};
+use crate::state::AppState;
+use crate::storage::Listing;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+use serde_json::Value;
+
+/// Largest JSON request body accepted (spec/API.md §1.5 asks for at least 1 MiB).
+const JSON_LIMIT: usize = 1 << 20;
+
+/// Everything a resource function needs from the request.
+pub struct Ctx {
+    pub app: AppState,
+    pub method: Method,
+    pub headers: HeaderMap,
+    /// The raw query string, when the URL has a `?`.
+    pub query: Option<String>,
+    /// The percent-decoded path, compared with canonical URLs for redirects.
+    pub path: String,
+    pub body: std::sync::Mutex<Option<Body>>,
+    /// What the caller may see in listings.
+    pub acl: Listing,
+}
+
+impl Ctx {
+    pub fn is_read(&self) -> bool {
+        self.method == Method::GET || self.method == Method::HEAD
+    }
+
+    /// `Some(302)` when the request path is not the canonical one.
+    pub fn canonical(&self, url: &str) -> Option<Response> {
+        (self.path != url).then(|| super::reply::redirect(url))
+    }
+
+    /// The request body; a second call gets an empty one. (A mutex only so that `Ctx` is
+    /// `Sync` and can be borrowed across awaits: there is never contention.)
+    pub fn take_body(&self) -> Body {
+        self.body
+            .lock()
+            .ok()
+            .and_then(|mut b| b.take())
+            .unwrap_or_else(Body::empty)
+    }
+
+    /// The request body as JSON, whatever its Content-Type.
+    pub async fn json(&mut self) -> Result<Value, ApiError> {
+        let bytes = axum::body::to_bytes(self.take_body(), JSON_LIMIT)
+            .await
+            .map_err(|_| {
+                ApiError::Status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Request Entity Too Large".into(),
+                )
+            })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON data: {e}")))
+    }
+
+    /// Query parameters, form-decoded (`+` is a space there, unlike in paths).
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        let Some(q) = &self.query else {
+            return Vec::new();
+        };
+        q.split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (form_decode(k), form_decode(v))
+            })
+            .collect()
+    }
+}
+
+fn form_decode(s: &str) -> String {
+    percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let route = match Route::parse(parts.uri.path()) {
+        Ok(r) => r,
+        Err(_) => return ApiError::NotFound.into_response(),
+    };
+    let path = percent_decode_str(parts.uri.path())
+        .decode_utf8_lossy()
+        .into_owned();
+    let mut ctx = Ctx {
+        app,
+        method: parts.method,
+        headers: parts.headers,
+        query: parts.uri.query().map(str::to_owned),
+        path,
+        body: std::sync::Mutex::new(Some(body)),
+        acl: Listing::everything(),
+    };
+    let result: ApiResult = match route {
+        Route::Home(scope) => resources::home(&ctx, scope).await,
+        Route::UserBare(user) => resources::user_bare(&ctx, user).await,
+        Route::Branches { scope, slash } => resources::branches(&ctx, scope, slash).await,
+        Route::Branch { branch, slash } => resources::branch(&mut ctx, branch, slash).await,
+        Route::Tag { branch, tag, slash } => resources::tag(&mut ctx, branch, tag, slash).await,
+        Route::JobTar { branch, tag, job } => resources::job_tar(&ctx, branch, tag, job).await,
+        Route::Job {
+            branch,
+            tag,
+            job,
+            slash,
+        } => resources::job(&mut ctx, branch, tag, job, slash).await,
+        Route::Format {
+            parent,
+            format,
+            part,
+        } => formats::format(&mut ctx, parent, format, part).await,
+        Route::Products { scope, path, slash } => products::level(&ctx, scope, path, slash).await,
+        Route::Version {
+            scope,
+            path,
+            version,
+            slash,
+        } => products::version(&ctx, scope, path, version, slash).await,
+        Route::VersionTar {
+            scope,
+            path,
+            version,
+        } => products::version_tar(&ctx, scope, path, version).await,
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}

@@ -1,0 +1,30 @@
+//! arbor: a self-hosted artifact repository, a drop-in replacement for dlrepo 0.44.
+//!
+//! Module map:
+//! - [`config`]: every `DLREPO_*` setting, from the environment and an optional TOML file.
+//! - [`model`]: validated names, artifact paths, digests and typed entity coordinates.
+//! - [`storage`]: the only code that touches the filesystem (the tree, blobs, products, tars).
+//! - [`http`]: axum routes and the tree dispatcher; no paths.
+//! - [`pyjson`]: JSON written byte for byte as Python's `json.dumps` writes it.
+
+pub mod config;
+pub mod http;
+pub mod model;
+pub mod pyjson;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+
+use std::future::Future;
+
+/// Serves `state` on an already bound listener until `shutdown` resolves; requests in flight
+/// are allowed to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: state::AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,11 @@
+//! Pure types that name things in the tree: validated names, artifact paths, digests and the
+//! typed coordinates (scope, branch, tag, job, format, product version) the storage layer takes.
+//! Nothing here touches the filesystem.
+
+mod digest;
+mod name;
+mod refs;
+
+pub use digest::{Algo, Digest, DigestError};
+pub use name::{Name, NotFound, RelPath, RelPathError};
+pub use refs::{Alias, BranchRef, FormatRef, JobRef, Scope, TagRef, VersionRef};

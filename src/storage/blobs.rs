@@ -1,0 +1,284 @@
+//! The content store: uploads stream into `.uploads/` while they are hashed, become blobs in
+//! `.blobs/{algo}/{xx}/{hex}` (never replaced once there), and are hard-linked into formats
+//! (spec/API.md §5.1, spec/LAYOUT.md §3.1 and §7). Also opens files for download.
+
+use super::files::{self, DirLock, TempFile, create_flag, exists, read_json_map, remove_flag};
+use super::{Repo, StoreError};
+use crate::model::{Digest, FormatRef, RelPath};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+/// A body fully received into `.uploads/` whose content matched the announced digest.
+pub struct Upload {
+    digest: Digest,
+    tmp: TempFile,
+}
+
+impl Repo {
+    /// Streams `body` to a new `.uploads/` file, hashing it on the way (one pass, on a
+    /// blocking thread so that hashing and disk writes overlap with receiving), fsyncs it
+    /// and checks it against `digest`. On any failure, or if this future is dropped because
+    /// the client went away, the temp file is removed.
+    pub async fn receive<S, E>(
+        self: &Arc<Self>,
+        digest: &Digest,
+        mut body: S,
+    ) -> Result<Upload, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let uploads = self.uploads_dir();
+        let algo = digest.algo();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let complete = Arc::new(AtomicBool::new(false));
+        let done = Arc::clone(&complete);
+        let writer =
+            tokio::task::spawn_blocking(move || -> Result<(TempFile, String), StoreError> {
+                let tmp = TempFile::create(&uploads)?;
+                let mut hasher = algo.hasher();
+                let mut out = &tmp.file;
+                while let Some(chunk) = rx.blocking_recv() {
+                    hasher.update(&chunk);
+                    out.write_all(&chunk)?;
+                }
+                if !done.load(Ordering::Acquire) {
+                    return Err(StoreError::Interrupted("client went away".into()));
+                }
+                tmp.file.sync_all()?;
+                Ok((tmp, hasher.finish_hex()))
+            });
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| StoreError::Interrupted(e.to_string()))?;
+            if tx.send(chunk).await.is_err() {
+                break; // the writer failed; its error is reported below
+            }
+        }
+        complete.store(true, Ordering::Release);
+        drop(tx);
+        let (tmp, hex) = writer.await??;
+        if hex != digest.hex() {
+            return Err(StoreError::DigestMismatch(digest.to_string()));
+        }
+        Ok(Upload {
+            digest: digest.clone(),
+            tmp,
+        })
+    }
+
+    /// Moves a verified upload into `.blobs/`. `link` refuses to replace, so a concurrent
+    /// upload of the same content (from any process) keeps the first blob and every hard
+    /// link to it intact.
+    pub fn store_blob(&self, up: Upload) -> Result<Digest, StoreError> {
+        let blob = self.blob_path(&up.digest);
+        up.tmp
+            .file
+            .set_permissions(fs::Permissions::from_mode(0o644))?;
+        if let Some(dir) = blob.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        match fs::hard_link(&up.tmp.path, &blob) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::touch(&blob)?,
+            Err(e) => return Err(e.into()),
+        }
+        Ok(up.digest)
+    }
+
+    /// Size of the blob with this digest, touching it so the GC leaves it alone for a while.
+    pub fn lookup_blob(&self, d: &Digest) -> Result<Option<u64>, StoreError> {
+        let blob = self.blob_path(d);
+        match fs::metadata(&blob) {
+            Ok(m) => {
+                files::touch(&blob)?;
+                Ok(Some(m.len()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Refusals that do not depend on the body, checked before reading it.
+    pub fn check_upload_target(&self, f: &FormatRef) -> Result<(), StoreError> {
+        let FormatRef::Job { job, format } = f else {
+            return Err(StoreError::bad("Uploading products is not supported"));
+        };
+        if exists(&self.job_dir(job).join(".locked")) && !self.is_internal_format(format.as_str()) {
+            return Err(StoreError::bad("Cannot upload files in locked jobs"));
+        }
+        Ok(())
+    }
+
+    /// Hard-links an existing blob to `{format}/{rel}` and records it in `.digests`, creating
+    /// the branch, tag, job and format as needed. The format is marked dirty; on failure the
+    /// flag is put back as it was.
+    pub fn link_artifact(
+        &self,
+        f: &FormatRef,
+        rel: &RelPath,
+        d: &Digest,
+    ) -> Result<(), StoreError> {
+        let FormatRef::Job { job, .. } = f else {
+            return Err(StoreError::bad("Uploading products is not supported"));
+        };
+        let blob = self.blob_path(d);
+        if !exists(&blob) {
+            return Err(StoreError::NotFound);
+        }
+        files::touch(&blob)?;
+        self.ensure_job(job)?;
+        let fdir = self.format_dir(f);
+        fs::create_dir_all(&fdir)?;
+        let _lock = DirLock::acquire(&fdir)?;
+        // Checked again under the lock: a lock may have landed while the body streamed.
+        self.check_upload_target(f)?;
+        let dirty = fdir.join(".dirty");
+        let was_dirty = exists(&dirty);
+        create_flag(&dirty)?;
+        let linked = self.link_into(&fdir, rel, &blob, d);
+        if linked.is_err() && !was_dirty {
+            remove_flag(&dirty)?;
+        }
+        linked
+    }
+
+    fn link_into(
+        &self,
+        fdir: &Path,
+        rel: &RelPath,
+        blob: &Path,
+        d: &Digest,
+    ) -> Result<(), StoreError> {
+        let target = fdir.join(rel.as_str());
+        let conflict = || StoreError::bad(format!("{rel}: a directory is in the way"));
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|_| conflict())?;
+        }
+        if target.is_dir() {
+            return Err(conflict());
+        }
+        // Link under .uploads first, then rename over the target: the target is replaced
+        // atomically and a crash never leaves a half-made file in the format.
+        let staging = self
+            .uploads_dir()
+            .join(format!("{}.link", files::random_hex()));
+        fs::hard_link(blob, &staging)?;
+        if let Err(e) = fs::rename(&staging, &target) {
+            let _ = fs::remove_file(&staging);
+            return Err(e.into());
+        }
+        let digests_path = fdir.join(".digests");
+        let mut digests = read_json_map(&digests_path);
+        digests.insert(rel.to_string(), d.to_string().into());
+        files::write_json_sorted(&self.uploads_dir(), &digests_path, &digests)
+    }
+}
+
+/// An inclusive byte range of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// An open file ready to be sent: the HTTP layer reads its facts and streams it without
+/// ever learning a filesystem path.
+pub struct BlobReader {
+    file: File,
+    len: u64,
+    modified: SystemTime,
+    digest: Option<String>,
+    resolved: PathBuf,
+}
+
+impl BlobReader {
+    pub(crate) fn open(
+        repo: &Repo,
+        path: &Path,
+        digest: Option<String>,
+    ) -> Result<BlobReader, StoreError> {
+        let file = File::open(path).map_err(super::not_found_if_missing)?;
+        let meta = file.metadata()?;
+        let resolved = if repo.x_sendfile {
+            fs::canonicalize(path)?
+        } else {
+            PathBuf::new()
+        };
+        Ok(BlobReader {
+            file,
+            len: meta.len(),
+            modified: meta.modified()?,
+            digest,
+            resolved,
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn modified(&self) -> SystemTime {
+        self.modified
+    }
+
+    /// The digest recorded for this file, as stored in `.digests`.
+    pub fn digest(&self) -> Option<&str> {
+        self.digest.as_deref()
+    }
+
+    /// Absolute path with symlinks resolved, for `X-Accel-Redirect`-style headers.
+    pub fn accel_path(&self) -> String {
+        self.resolved.to_string_lossy().into_owned()
+    }
+
+    /// The file's bytes (or a range of them) as a stream. Reads happen on a blocking thread
+    /// that stays at most a few chunks ahead of the socket, so memory stays constant.
+    pub fn into_stream(
+        self,
+        range: Option<ByteRange>,
+        chunk_size: usize,
+    ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        let (start, len) = match range {
+            Some(r) => (r.start, r.end + 1 - r.start),
+            None => (0, self.len),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+        let mut file = self.file;
+        tokio::task::spawn_blocking(move || {
+            let mut left = len;
+            if let Err(e) = file.seek(SeekFrom::Start(start)) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            while left > 0 {
+                let want = usize::try_from(left).unwrap_or(usize::MAX).min(chunk_size);
+                let mut buf = vec![0u8; want];
+                let item = match file.read(&mut buf) {
+                    Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
+                    Ok(n) => {
+                        buf.truncate(n);
+                        left -= n as u64;
+                        Ok(Bytes::from(buf))
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = item.is_err();
+                if tx.blocking_send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) })
+    }
+}

@@ -1,0 +1,194 @@
+//! Small file primitives shared by the storage modules: flags, stamps, atomic writes,
+//! JSON dot-files and advisory locks that also hold between processes sharing one root.
+
+use super::StoreError;
+use crate::pyjson;
+use serde_json::{Map, Value};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub(crate) fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    // getrandom only fails when the OS has no entropy source at all.
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    hex::encode(bytes)
+}
+
+/// mtime as Python's `os.stat().st_mtime` computes it, so timestamps print identically.
+pub(crate) fn mtime_of(meta: &fs::Metadata) -> f64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime() as f64 + meta.mtime_nsec() as f64 * 1e-9
+}
+
+/// The `.stamp` mtime, or `None` when there is no stamp (JSON then shows the integer 0).
+pub(crate) fn stamp_time(dir: &Path) -> Option<f64> {
+    fs::metadata(dir.join(".stamp")).ok().map(|m| mtime_of(&m))
+}
+
+/// Timestamp as JSON: a float, or the integer 0 when missing (spec/API.md Q39).
+pub(crate) fn timestamp_json(t: Option<f64>) -> Value {
+    t.and_then(serde_json::Number::from_f64)
+        .map(Value::Number)
+        .unwrap_or_else(|| Value::from(0))
+}
+
+pub(crate) fn sort_time(t: Option<f64>) -> f64 {
+    t.unwrap_or(0.0)
+}
+
+pub(crate) fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+/// Creates an empty file unless one exists; never changes an existing file's mtime.
+pub(crate) fn create_flag(path: &Path) -> io::Result<()> {
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) fn remove_flag(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn set_flag(path: &Path, on: bool) -> io::Result<()> {
+    if on {
+        create_flag(path)
+    } else {
+        remove_flag(path)
+    }
+}
+
+/// Text file content stripped of surrounding whitespace, `None` when missing.
+pub(crate) fn read_text(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+}
+
+/// A JSON object dot-file. Missing or unparseable reads as empty, as dlrepo does.
+pub(crate) fn read_json_map(path: &Path) -> Map<String, Value> {
+    fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Replaces `path` atomically: the new content is written and fsynced under `.uploads/`
+/// (same filesystem) and renamed over the target, so readers and a crash see either the old
+/// or the new file, and a stray temp file is left where the orphan GC collects it.
+pub(crate) fn write_atomic(uploads: &Path, path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    let tmp = TempFile::create(uploads)?;
+    // Temp files are private (0600); the dot-file gets the usual umask-derived mode.
+    tmp.file
+        .set_permissions(fs::Permissions::from_mode(0o666 & !umask()))?;
+    (&tmp.file).write_all(data)?;
+    tmp.file.sync_data()?;
+    tmp.persist(path)
+}
+
+pub(crate) fn write_json_sorted(
+    uploads: &Path,
+    path: &Path,
+    map: &Map<String, Value>,
+) -> Result<(), StoreError> {
+    let text = pyjson::to_string_sorted(&Value::Object(map.clone()));
+    write_atomic(uploads, path, text.as_bytes())
+}
+
+/// A file under `.uploads/` named by 16 random bytes, created with O_EXCL and mode 0600,
+/// removed on drop unless persisted.
+pub(crate) struct TempFile {
+    pub path: PathBuf,
+    pub file: File,
+    keep: bool,
+}
+
+impl TempFile {
+    pub fn create(uploads: &Path) -> io::Result<TempFile> {
+        loop {
+            let path = uploads.join(random_hex());
+            let opened = OpenOptions::new()
+                .write(true)
+                .read(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path);
+            match opened {
+                Ok(file) => {
+                    return Ok(TempFile {
+                        path,
+                        file,
+                        keep: false,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(uploads)?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Renames the file to `dest`, replacing what is there.
+    pub fn persist(mut self, dest: &Path) -> Result<(), StoreError> {
+        fs::rename(&self.path, dest)?;
+        self.keep = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// An exclusive `flock` on a directory, released on drop. It serialises read-modify-write
+/// cycles on dot-files (e.g. `.digests`) between tasks and between processes.
+pub(crate) struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+
+impl DirLock {
+    pub fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
+        let f = File::open(dir)?;
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| StoreError::Io(e.into()))?;
+        Ok(DirLock(lock))
+    }
+}
+
+/// Sets the mtime to now: lookups of a blob keep it away from the orphan GC (LAYOUT.md §3.1).
+pub(crate) fn touch(path: &Path) -> io::Result<()> {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &TimeSpec::UTIME_NOW,
+        &TimeSpec::UTIME_NOW,
+        UtimensatFlags::FollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
+/// The process umask, read once (reading it means setting it, so never do that twice).
+pub(crate) fn umask() -> u32 {
+    static MASK: OnceLock<u32> = OnceLock::new();
+    *MASK.get_or_init(|| {
+        use nix::sys::stat::{Mode, umask};
+        let old = umask(Mode::from_bits_truncate(0o022));
+        umask(old);
+        old.bits()
+    })
+}

@@ -1,0 +1,128 @@
+//! Format finalisation, `PATCH {format}/`: runs `DLREPO_POST_PROCESS_CMD` on private copies
+//! of the files, then re-hashes and re-deduplicates what it left (spec/API.md §7).
+
+use super::files::{self, DirLock, exists, read_json_map, remove_flag};
+use super::{Repo, StoreError};
+use crate::model::{Digest, FormatRef};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+impl Repo {
+    pub fn finalize_format(&self, f: &FormatRef) -> Result<(), StoreError> {
+        let fdir = self.format_dir(f);
+        if !fdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        let _lock = DirLock::acquire(&fdir)?;
+        let dirty = fdir.join(".dirty");
+        let Some(cmd) = &self.post_process_cmd else {
+            remove_flag(&dirty)?;
+            return Ok(());
+        };
+        let digests = read_json_map(&fdir.join(".digests"));
+        if let Some(filter) = &self.post_process_filter
+            && !digests.keys().any(|k| filter.is_match(k))
+        {
+            remove_flag(&dirty)?;
+            return Ok(());
+        }
+        // Private copies, so the command cannot change content shared with other formats.
+        let mut ctimes: HashMap<PathBuf, (i64, i64)> = HashMap::new();
+        for rel in digests.keys() {
+            let path = fdir.join(rel);
+            if !path.is_file() {
+                continue;
+            }
+            let tmp = files::TempFile::create(&self.uploads_dir())?;
+            fs::copy(&path, &tmp.path)?;
+            tmp.persist(&path)?;
+            let m = fs::metadata(&path)?;
+            ctimes.insert(path, (m.ctime(), m.ctime_nsec()));
+        }
+        let status = std::process::Command::new(cmd).current_dir(&fdir).status();
+        let ok = match &status {
+            Ok(s) => s.success(),
+            Err(e) => {
+                tracing::error!(cmd = %cmd.display(), error = %e, "cannot run post-process command");
+                false
+            }
+        };
+        self.rehash_format(&fdir, &digests, &ctimes)?;
+        if !ok {
+            tracing::warn!(cmd = %cmd.display(), ?status, "post-process command failed");
+            return Err(StoreError::PostProcessFailed);
+        }
+        remove_flag(&dirty)?;
+        Ok(())
+    }
+
+    /// Records a digest for every file the command left, keeping those of untouched files,
+    /// and swaps each file for a link to its blob (or makes it the blob).
+    fn rehash_format(
+        &self,
+        fdir: &Path,
+        old: &Map<String, Value>,
+        ctimes: &HashMap<PathBuf, (i64, i64)>,
+    ) -> Result<(), StoreError> {
+        let mut digests = Map::new();
+        for entry in walkdir::WalkDir::new(fdir).min_depth(1).sort_by_file_name() {
+            let entry = entry.map_err(io::Error::from)?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let Some(rel) = path.strip_prefix(fdir).ok().and_then(Path::to_str) else {
+                continue;
+            };
+            if rel == ".digests" || rel == ".dirty" {
+                continue;
+            }
+            let m = entry.metadata().map_err(io::Error::from)?;
+            let unchanged = ctimes.get(path) == Some(&(m.ctime(), m.ctime_nsec()));
+            let kept = old
+                .get(rel)
+                .and_then(Value::as_str)
+                .filter(|_| unchanged)
+                .and_then(|d| Digest::parse(Some(d)).ok());
+            let digest = match kept {
+                Some(d) => d,
+                None => Digest::sha256_of_hex(sha256_file(path)?),
+            };
+            self.dedup_file(path, &digest)?;
+            digests.insert(rel.to_owned(), digest.to_string().into());
+        }
+        files::write_json_sorted(&self.uploads_dir(), &fdir.join(".digests"), &digests)
+    }
+
+    fn dedup_file(&self, path: &Path, d: &Digest) -> Result<(), StoreError> {
+        let blob = self.blob_path(d);
+        if exists(&blob) {
+            let staging = self
+                .uploads_dir()
+                .join(format!("{}.link", files::random_hex()));
+            fs::hard_link(&blob, &staging)?;
+            fs::rename(&staging, path)?;
+        } else {
+            if let Some(dir) = blob.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            match fs::hard_link(path, &blob) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sha256_file(path: &Path) -> io::Result<String> {
+    use sha2::{Digest as _, Sha256};
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}

@@ -1,0 +1,119 @@
+//! The only code that touches the filesystem. [`Repo`] owns one data root laid out as
+//! spec/LAYOUT.md describes; its operations are plain synchronous code, and callers on the
+//! async runtime run each whole operation on the blocking pool with [`Repo::run`].
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+pub mod archive;
+pub mod assets;
+mod blobs;
+mod files;
+mod hooks;
+mod layout;
+mod products;
+mod tree;
+
+pub use blobs::{BlobReader, ByteRange, Upload};
+pub use tree::{
+    Artifact, BranchInfo, BranchSummary, FormatInfo, JobInfo, Listing, TagInfo, TagSummary,
+    TagUpdate, TarPlan, VersionSummary,
+};
+
+use crate::config::Config;
+use crate::model::DigestError;
+use regex::Regex;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Not Found")]
+    NotFound,
+    /// 400 with the given reason.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("invalid digest: {}", .0.0)]
+    InvalidDigest(DigestError),
+    #[error("Received data does not match digest: {0}")]
+    DigestMismatch(String),
+    #[error("post process failed")]
+    PostProcessFailed,
+    /// The client's body ended early or broke: nothing was stored.
+    #[error("upload interrupted: {0}")]
+    Interrupted(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl StoreError {
+    pub(crate) fn bad(why: impl Into<String>) -> StoreError {
+        StoreError::BadRequest(why.into())
+    }
+}
+
+/// Turns "no such file" into the entity's 404.
+pub(crate) fn not_found_if_missing(e: std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        StoreError::NotFound
+    } else {
+        StoreError::Io(e)
+    }
+}
+
+/// One data root and the settings that change how it is written.
+pub struct Repo {
+    root: PathBuf,
+    chunk_size: usize,
+    internal_filter: Option<Regex>,
+    post_process_cmd: Option<PathBuf>,
+    post_process_filter: Option<Regex>,
+    /// `DLREPO_X_SENDFILE_HEADER` is set: downloads need the absolute resolved path.
+    pub(crate) x_sendfile: bool,
+}
+
+impl Repo {
+    pub fn new(config: &Config) -> std::io::Result<Repo> {
+        std::fs::create_dir_all(&config.root_dir)?;
+        files::umask();
+        // Absolute, so X-Sendfile paths and post-process working dirs do not depend on cwd.
+        let root = std::fs::canonicalize(&config.root_dir)?;
+        Ok(Repo {
+            root,
+            chunk_size: config.chunk_size,
+            internal_filter: config.internal_format_filter.clone(),
+            post_process_cmd: config.post_process_cmd.clone(),
+            post_process_filter: config.post_process_filter.clone(),
+            x_sendfile: config.x_sendfile_header.is_some(),
+        })
+    }
+
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// Runs one storage operation on the blocking pool, inside the caller's tracing span.
+    pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Repo) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let repo = Arc::clone(self);
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| f(&repo))).await?
+    }
+
+    /// A format is internal when its name matches `DLREPO_INTERNAL_FORMAT_FILTER`.
+    pub fn is_internal_format(&self, name: &str) -> bool {
+        self.internal_filter
+            .as_ref()
+            .is_some_and(|re| re.is_match(name))
+    }
+
+    /// Cheap readiness probe for `/healthz`: the root is there and writable.
+    pub fn check_health(&self) -> Result<(), StoreError> {
+        let tmp = files::TempFile::create(&self.uploads_dir())?;
+        drop(tmp);
+        Ok(())
+    }
+}

@@ -1,0 +1,294 @@
+//! The `products/` symlink tree built from job metadata (spec/LAYOUT.md §4) and its
+//! read-only views (spec/API.md §3.10).
+
+use super::files::{self, create_flag, exists, read_json_map, sort_time, stamp_time};
+use super::tree::{Listing, TarPlan, VersionSummary, pick_alias, same_file};
+use super::{Repo, StoreError};
+use crate::model::{Alias, FormatRef, JobRef, Name, Scope, VersionRef};
+use crate::pyjson;
+use serde_json::{Map, Value};
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+const PRODUCT_KEYS: [&str; 4] = ["product", "product_variant", "product_branch", "version"];
+
+impl Repo {
+    /// spec/LAYOUT.md §4 `add_metadata`; the caller holds the job dir lock.
+    pub(crate) fn add_metadata_locked(
+        &self,
+        j: &JobRef,
+        new: &Map<String, Value>,
+    ) -> Result<(), StoreError> {
+        let jdir = self.job_dir(j);
+        if exists(&jdir.join(".locked")) {
+            return Err(StoreError::bad("Job is locked"));
+        }
+        let mut data = read_json_map(&jdir.join(".metadata"));
+        for (k, v) in new {
+            if pyjson::is_truthy(v) {
+                data.insert(k.clone(), pyjson::python_str(v).to_lowercase().into());
+            } else {
+                data.remove(k);
+            }
+        }
+        // spec/API.md Q46: refuse bad product coordinates before anything is written.
+        let mut coords = Vec::new();
+        for key in PRODUCT_KEYS {
+            if let Some(v) = data.get(key) {
+                let s = v.as_str().unwrap_or_default();
+                let bad = Name::parse(s).is_err()
+                    || (key == "version" && Alias::parse(&s.to_lowercase()).is_some());
+                if bad {
+                    return Err(StoreError::bad(format!("Invalid {key}: {s:?}")));
+                }
+                coords.push(Name::parse(s).map_err(|_| StoreError::NotFound)?);
+            }
+        }
+        self.cleanup_product_tree(j)?;
+        self.ensure_job(j)?;
+        files::write_json_sorted(&self.uploads_dir(), &jdir.join(".metadata"), &data)?;
+        if let Ok([product, variant, product_branch, version]) = <[Name; 4]>::try_from(coords) {
+            let v = VersionRef {
+                scope: j.tag.branch.scope.clone(),
+                product,
+                variant,
+                product_branch,
+                version,
+            };
+            self.link_to_product(j, &v)?;
+        }
+        Ok(())
+    }
+
+    fn link_to_product(&self, j: &JobRef, v: &VersionRef) -> Result<(), StoreError> {
+        let jdir = self.job_dir(j);
+        let vdir = self.version_dir(v);
+        fs::create_dir_all(&vdir)?;
+        create_flag(&vdir.join(".stamp"))?;
+        // Both dirs sit a fixed depth below the scope dir, so the relative links are fixed too.
+        let product = format!(
+            "../../../../products/{}/{}/{}/{}",
+            v.product, v.variant, v.product_branch, v.version
+        );
+        let _ = fs::remove_file(jdir.join(".product"));
+        symlink(&product, jdir.join(".product"))?;
+        for f in Repo::list_entities(&jdir)? {
+            let target = format!(
+                "../../../../../branches/{}/{}/{}/{f}",
+                j.tag.branch.branch, j.tag.tag, j.job
+            );
+            match symlink(&target, vdir.join(&f)) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // spec/API.md Q16: say what clashes, without server paths.
+                    return Err(StoreError::bad(format!(
+                        "Format {f} of product version {} is already provided by another job",
+                        v.url()
+                    )));
+                }
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Unlinks this job from its product version, removing the version dirs left empty.
+    pub(crate) fn cleanup_product_tree(&self, j: &JobRef) -> Result<(), StoreError> {
+        let jdir = self.job_dir(j);
+        let link = jdir.join(".product");
+        if !fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Ok(());
+        }
+        let Ok(vdir) = fs::canonicalize(&link) else {
+            fs::remove_file(&link)?;
+            return Ok(());
+        };
+        for entry in fs::read_dir(&vdir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_symlink() {
+                continue;
+            }
+            let path = entry.path();
+            if fs::metadata(&path).is_err() || same_file(&path, &jdir.join(entry.file_name())) {
+                fs::remove_file(&path)?;
+            }
+        }
+        let rest: Vec<_> = fs::read_dir(&vdir)?.collect::<Result<_, _>>()?;
+        if rest.len() == 1 && rest[0].file_name() == ".stamp" {
+            fs::remove_file(rest[0].path())?;
+        }
+        // Remove the version dir and its parents while empty, but never leave the scope.
+        let stop = fs::canonicalize(self.scope_dir(&j.tag.branch.scope))?;
+        let mut dir = vdir.as_path();
+        while dir != stop && fs::remove_dir(dir).is_ok() {
+            match dir.parent() {
+                Some(p) => dir = p,
+                None => break,
+            }
+        }
+        fs::remove_file(&link)?;
+        Ok(())
+    }
+
+    // ---- read-only views --------------------------------------------------------------
+
+    /// Names of the product tree level below `path` (`[]` = the products dir itself).
+    /// 404 when the level does not exist.
+    pub fn product_level(
+        &self,
+        scope: &Scope,
+        path: &[Name],
+        acl: &Listing,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut dir = self.products_dir(scope);
+        let mut url = format!("{}/products/", scope.url());
+        for seg in path {
+            dir.push(seg);
+            url.push_str(&format!("{seg}/"));
+        }
+        if !path.is_empty() && !dir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(Repo::list_entities(&dir)?
+            .into_iter()
+            .filter(|n| acl.allows(&format!("{url}{n}/")))
+            .map(|n| n.to_string())
+            .collect())
+    }
+
+    pub fn product_versions(
+        &self,
+        scope: &Scope,
+        path: &[Name; 3],
+        acl: &Listing,
+    ) -> Result<Vec<VersionSummary>, StoreError> {
+        let mut out = Vec::new();
+        for name in self.product_level(scope, path, acl)? {
+            let v = version_ref(
+                scope,
+                path,
+                Name::parse(&name).map_err(|_| StoreError::NotFound)?,
+            );
+            let vdir = self.version_dir(&v);
+            let (mut locked, mut released, mut stable) = (false, false, false);
+            for fdir in linked_format_dirs(&vdir) {
+                if let (Some(job), Some(tag)) =
+                    (fdir.parent(), fdir.parent().and_then(Path::parent))
+                {
+                    released |= exists(&job.join(".released"));
+                    locked |= exists(&tag.join(".locked"));
+                    stable |= exists(&tag.join(".stable"));
+                }
+            }
+            out.push(VersionSummary {
+                name,
+                timestamp: files::timestamp_json(stamp_time(&vdir)),
+                locked,
+                released,
+                stable,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Resolves a version segment, an alias included (spec/API.md §4).
+    pub fn resolve_version(
+        &self,
+        scope: &Scope,
+        path: &[Name; 3],
+        raw: &str,
+        alias_ok: bool,
+        acl: &Listing,
+    ) -> Result<VersionRef, StoreError> {
+        if let (true, Some(alias)) = (alias_ok, Alias::parse(&raw.to_lowercase())) {
+            let mut candidates = Vec::new();
+            for name in self.product_level(scope, path, acl)? {
+                let v = version_ref(
+                    scope,
+                    path,
+                    Name::parse(&name).map_err(|_| StoreError::NotFound)?,
+                );
+                let vdir = self.version_dir(&v);
+                candidates.push((sort_time(stamp_time(&vdir)), v, vdir));
+            }
+            return pick_alias(candidates, alias, |vdir| {
+                linked_format_dirs(vdir).iter().any(|f| {
+                    f.parent()
+                        .and_then(Path::parent)
+                        .is_some_and(|tag| exists(&tag.join(".stable")))
+                })
+            })
+            .ok_or(StoreError::NotFound);
+        }
+        let v = version_ref(
+            scope,
+            path,
+            Name::parse(raw).map_err(|_| StoreError::NotFound)?,
+        );
+        if self.version_dir(&v).is_dir() {
+            Ok(v)
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    pub fn version_formats(
+        &self,
+        v: &VersionRef,
+        acl: &Listing,
+    ) -> Result<Vec<String>, StoreError> {
+        let vdir = self.version_dir(v);
+        if !vdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(Repo::list_entities(&vdir)?
+            .into_iter()
+            .filter(|f| {
+                acl.allows(
+                    &FormatRef::Version {
+                        version: v.clone(),
+                        format: f.clone(),
+                    }
+                    .url(),
+                )
+            })
+            .map(|f| f.to_string())
+            .collect())
+    }
+
+    pub fn version_tar(&self, v: &VersionRef, acl: &Listing) -> Result<TarPlan, StoreError> {
+        let vdir = self.version_dir(v);
+        let mut members = Vec::new();
+        for f in self.version_formats(v, acl)? {
+            self.push_members(&vdir.join(&f), &format!("{f}/"), &mut members);
+        }
+        Ok(TarPlan {
+            prefix: v.archive_name(),
+            members,
+            sums_mtime: sort_time(stamp_time(&vdir)),
+        })
+    }
+}
+
+fn version_ref(scope: &Scope, path: &[Name; 3], version: Name) -> VersionRef {
+    VersionRef {
+        scope: scope.clone(),
+        product: path[0].clone(),
+        variant: path[1].clone(),
+        product_branch: path[2].clone(),
+        version,
+    }
+}
+
+/// Resolved format dirs linked from a version dir (dangling links skipped).
+fn linked_format_dirs(vdir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = fs::read_dir(vdir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+        .filter_map(|e| fs::canonicalize(e.path()).ok())
+        .filter(|p| p.is_dir())
+        .collect()
+}

@@ -1,0 +1,271 @@
+//! Black-box test harness: starts the real `arbor` binary on port 0 against a temporary
+//! root and talks HTTP to it.
+#![allow(dead_code)]
+
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub struct TestServer {
+    pub child: Child,
+    pub root: tempfile::TempDir,
+    pub base: String,
+    pub addr: String,
+    agent: ureq::Agent,
+    env: Vec<(String, String)>,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+pub fn digest_of(data: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(data))
+}
+
+/// A response, fully read.
+pub struct Res {
+    pub status: u16,
+    pub reason: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Res {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(&[])
+    }
+
+    /// Starts the server with extra `DLREPO_*` variables.
+    pub fn start_with(env: &[(&str, &str)]) -> TestServer {
+        let root = tempfile::tempdir().expect("temp dir");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TestServer::spawn(root, env)
+    }
+
+    fn spawn(root: tempfile::TempDir, env: Vec<(String, String)>) -> TestServer {
+        let (child, addr) = spawn_child(root.path(), &env);
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        TestServer {
+            child,
+            root,
+            base: format!("http://{addr}"),
+            addr,
+            agent,
+            env,
+        }
+    }
+
+    /// Kills the server with SIGKILL, wherever it is, and starts a new one on the same root.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr) = spawn_child(self.root.path(), &self.env);
+        self.child = child;
+        self.base = format!("http://{addr}");
+        self.addr = addr;
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends any request; `body` None sends no body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Res {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let result = match body {
+            Some(b) => self.agent.run(req.body(b.to_vec()).expect("request")),
+            None => self.agent.run(req.body(()).expect("request")),
+        };
+        let mut res = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = res.status().as_u16();
+        let reason = res
+            .status()
+            .canonical_reason()
+            .unwrap_or_default()
+            .to_owned();
+        let headers = res
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        if method != "HEAD" {
+            res.body_mut()
+                .as_reader()
+                .read_to_end(&mut body)
+                .expect("read body");
+        }
+        Res {
+            status,
+            reason,
+            headers,
+            body,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Res {
+        self.request("GET", path, &[], None)
+    }
+
+    pub fn head(&self, path: &str) -> Res {
+        self.request("HEAD", path, &[], None)
+    }
+
+    pub fn delete(&self, path: &str) -> Res {
+        self.request("DELETE", path, &[], None)
+    }
+
+    pub fn send_json(&self, method: &str, path: &str, body: &serde_json::Value) -> Res {
+        let data = serde_json::to_vec(body).expect("json");
+        self.request(
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            Some(&data),
+        )
+    }
+
+    /// Uploads `data` with its correct digest.
+    pub fn put_file(&self, path: &str, data: &[u8]) -> Res {
+        let d = digest_of(data);
+        self.request("PUT", path, &[("Digest", &d)], Some(data))
+    }
+
+    /// Uploads every file then clears the dirty flag, as dlrepo-cli does.
+    pub fn upload_format(&self, format_url: &str, files: &[(&str, &[u8])]) {
+        for (rel, data) in files {
+            let r = self.put_file(&format!("{format_url}{rel}"), data);
+            assert_eq!(r.status, 201, "{rel}: {}", r.text());
+        }
+        let r = self.request("PATCH", format_url, &[], Some(b""));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    /// The status line as sent, read over a raw socket (ureq hides custom reasons).
+    pub fn raw_status_line(&self, request: &str) -> String {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&self.addr).expect("connect");
+        s.write_all(request.as_bytes()).expect("write");
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).expect("read");
+        line.trim_end().to_owned()
+    }
+}
+
+fn spawn_child(root: &Path, env: &[(String, String)]) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arbor"));
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DLREPO_ROOT_DIR", root)
+        .env("DLREPO_LISTEN_PORT", "0")
+        .env("DLREPO_AUTH_DISABLED", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn arbor");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read banner");
+    let addr = line
+        .trim()
+        .strip_prefix("======== Running on http://")
+        .and_then(|s| s.strip_suffix(" ========"))
+        .unwrap_or_else(|| panic!("unexpected banner {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Files and link counts under a directory, for "nothing changed on disk" checks.
+pub fn snapshot(root: &Path) -> Vec<(String, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<_> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| !e.path().starts_with(root.join(".uploads")))
+        .map(|e| {
+            let m = e.path().symlink_metadata().expect("stat");
+            (
+                e.path().strip_prefix(root).unwrap().display().to_string(),
+                if m.is_file() { m.len() } else { 0 },
+                m.nlink(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+pub fn nlink(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).expect("stat").nlink()
+}
+
+/// Regular files left in `.uploads/` (must be none after any finished request).
+pub fn uploads_left(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root.join(".uploads"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
