@@ -60,14 +60,19 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // Installed before the banner: tests send signals as soon as they read it.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    if !config.auth_disabled {
-        tracing::error!(
-            "\n*** ACCESS CONTROL IS NOT IMPLEMENTED YET ***\n\
-             *** anyone who can reach this server can read, write and delete ***\n\
-             *** listen on a trusted interface only ***"
-        );
+    let banner: &[&str] = if config.auth_disabled {
+        &["authentication is disabled (DLREPO_AUTH_DISABLED=1): anyone can read and write"]
     } else {
-        tracing::error!("authentication is disabled (DLREPO_AUTH_DISABLED=1): anyone can write");
+        &[
+            "***************************************************************",
+            "* ACCESS CONTROL IS NOT IMPLEMENTED YET: anyone who can reach *",
+            "* this server can read, write and delete. Listen on a trusted *",
+            "* interface only.                                             *",
+            "***************************************************************",
+        ]
+    };
+    for line in banner {
+        tracing::error!("{line}");
     }
     let listener =
         tokio::net::TcpListener::bind((config.listen_address.as_str(), config.listen_port))
