@@ -263,11 +263,11 @@ impl BlobReader {
             }
             while left > 0 {
                 let want = usize::try_from(left).unwrap_or(usize::MAX).min(chunk_size);
-                let mut buf = vec![0u8; want];
-                let item = match file.read(&mut buf) {
+                // read_to_end fills spare capacity without zeroing it first.
+                let mut buf = Vec::with_capacity(want);
+                let item = match (&mut file).take(want as u64).read_to_end(&mut buf) {
                     Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
                     Ok(n) => {
-                        buf.truncate(n);
                         left -= n as u64;
                         Ok(Bytes::from(buf))
                     }
