@@ -6,7 +6,7 @@ use super::reply::{self, ApiError, ApiResult, created, json_of, ok, redirect, te
 use super::route::{FormatParent, FormatPart};
 use super::tree::Ctx;
 use crate::model::{Alias, Digest, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
-use crate::storage::{Artifact, StoreError, TarPlan, archive};
+use crate::storage::{Artifact, Listing, Repo, StoreError, TarPlan, archive};
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,34 +29,62 @@ fn is_alias(parent: &FormatParent) -> bool {
 }
 
 /// Resolves the format's parent. Aliases resolve for reads; writes name the tag literally.
-async fn resolve(ctx: &Ctx, parent: FormatParent, format: Name) -> Result<FormatRef, ApiError> {
+fn resolve_in(
+    r: &Repo,
+    parent: FormatParent,
+    format: Name,
+    alias_ok: bool,
+    acl: &Listing,
+) -> Result<FormatRef, StoreError> {
+    Ok(match parent {
+        FormatParent::Job { branch, tag, job } => {
+            let tag = if alias_ok {
+                r.resolve_tag(&branch, tag.as_str(), true, acl)?
+            } else {
+                TagRef { branch, tag }
+            };
+            FormatRef::Job {
+                job: JobRef { tag, job },
+                format,
+            }
+        }
+        FormatParent::Version {
+            scope,
+            path,
+            version,
+        } => FormatRef::Version {
+            version: r.resolve_version(&scope, &path, version.as_str(), alias_ok, acl)?,
+            format,
+        },
+    })
+}
+
+/// Resolves the format, then runs `op` on it, in one trip to the blocking pool.
+async fn with_format<T, F>(
+    ctx: &Ctx,
+    parent: FormatParent,
+    format: Name,
+    op: F,
+) -> Result<(FormatRef, T), ApiError>
+where
+    F: FnOnce(&Repo, &FormatRef) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
     let alias_ok = ctx.is_read();
     let acl = ctx.acl.clone();
     Ok(ctx
         .app
         .repo
-        .run(move |r| match parent {
-            FormatParent::Job { branch, tag, job } => {
-                let tag = if alias_ok {
-                    r.resolve_tag(&branch, tag.as_str(), true, &acl)?
-                } else {
-                    TagRef { branch, tag }
-                };
-                Ok(FormatRef::Job {
-                    job: JobRef { tag, job },
-                    format,
-                })
-            }
-            FormatParent::Version {
-                scope,
-                path,
-                version,
-            } => Ok(FormatRef::Version {
-                version: r.resolve_version(&scope, &path, version.as_str(), alias_ok, &acl)?,
-                format,
-            }),
+        .run(move |r| {
+            let f = resolve_in(r, parent, format, alias_ok, &acl)?;
+            let out = op(r, &f)?;
+            Ok((f, out))
         })
         .await?)
+}
+
+async fn resolve(ctx: &Ctx, parent: FormatParent, format: Name) -> Result<FormatRef, ApiError> {
+    Ok(with_format(ctx, parent, format, |_, _| Ok(())).await?.0)
 }
 
 pub async fn format(
@@ -122,9 +150,14 @@ pub async fn format(
         RelPath::parse(rel.trim_end_matches('/')).map_err(bad_relpath)?;
         return head_digest(ctx, raw.to_str().ok()).await;
     }
+    if let FormatPart::Dir = part {
+        return format_dir(ctx, parent, format).await;
+    }
+    if let FormatPart::Artifact(rel) = part {
+        return artifact(ctx, parent, format, &rel).await;
+    }
     let f = resolve(ctx, parent, format).await?;
     match part {
-        FormatPart::Dir => format_dir(ctx, f).await,
         FormatPart::Bare => format_bare(ctx, f).await,
         FormatPart::Tar => format_tar(ctx, f).await,
         FormatPart::Sha256 => {
@@ -133,7 +166,7 @@ pub async fn format(
             }
             text(ctx.app.repo.run(move |r| r.format_sha256(&f)).await?)
         }
-        FormatPart::Artifact(rel) => artifact(ctx, f, &rel).await,
+        FormatPart::Dir | FormatPart::Artifact(_) => Err(ApiError::NotFound),
     }
 }
 
@@ -154,19 +187,30 @@ async fn format_state(ctx: &Ctx, f: &FormatRef) -> Result<bool, ApiError> {
     Ok(dirty)
 }
 
-async fn format_dir(ctx: &Ctx, f: FormatRef) -> ApiResult {
-    let dirty = format_state(ctx, &f).await?;
-    if ctx.method == Method::HEAD && dirty {
+async fn format_dir(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult {
+    let head = ctx.method == Method::HEAD;
+    let (f, info) = with_format(ctx, parent, format, move |r, f| {
+        if !r.format_exists(f) {
+            return Err(StoreError::NotFound);
+        }
+        Ok(if head {
+            (r.format_dirty(f), None)
+        } else {
+            (false, Some(r.format_info(f)?))
+        })
+    })
+    .await?;
+    let (dirty, info) = info;
+    if head && dirty {
         return Err(ApiError::NotFound);
     }
     if let Some(r) = ctx.canonical(&f.url()) {
         return Ok(r);
     }
-    if ctx.method == Method::HEAD {
-        return ok();
+    match info {
+        Some(info) => json_of("artifact_format", &info),
+        None => ok(),
     }
-    let info = ctx.app.repo.run(move |r| r.format_info(&f)).await?;
-    json_of("artifact_format", &info)
 }
 
 async fn format_bare(ctx: &Ctx, f: FormatRef) -> ApiResult {
@@ -219,16 +263,13 @@ async fn head_digest(ctx: &Ctx, raw: Option<&str>) -> ApiResult {
     Ok(res)
 }
 
-async fn artifact(ctx: &Ctx, f: FormatRef, raw: &str) -> ApiResult {
+async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> ApiResult {
     let is_dir_url = raw.ends_with('/');
     let rel = RelPath::parse(raw.trim_end_matches('/')).map_err(bad_relpath)?;
-    let canonical = format!("{}{}", f.url(), rel);
     let lookup = rel.clone();
-    let found = ctx
-        .app
-        .repo
-        .run(move |r| r.open_artifact(&f, &lookup))
-        .await?;
+    let (f, found) =
+        with_format(ctx, parent, format, move |r, f| r.open_artifact(f, &lookup)).await?;
+    let canonical = format!("{}{}", f.url(), rel);
     match found {
         // Directory listings are HTML only; the JSON API has none (spec/API.md §3.9).
         Artifact::Dir => Err(ApiError::NotFound),

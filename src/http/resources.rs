@@ -65,24 +65,19 @@ pub async fn branches(ctx: &Ctx, scope: Scope, slash: bool) -> ApiResult {
 
 pub async fn branch(ctx: &mut Ctx, b: BranchRef, slash: bool) -> ApiResult {
     let repo = ctx.app.repo.clone();
-    let exists = {
-        let b = b.clone();
-        repo.run(move |r| Ok(r.branch_exists(&b))).await?
-    };
-    if !exists {
-        return Err(ApiError::NotFound);
-    }
     match ctx.method.clone() {
         m if m == Method::GET || m == Method::HEAD => {
-            if !slash {
-                return Ok(redirect(&b.url()));
-            }
             // spec/API.md Q4: any `released` parameter filters (dlrepo-cli sends `=1`).
             let released_only = ctx.query_pairs().iter().any(|(k, _)| k == "released");
             let acl = ctx.acl.clone();
+            let url = b.url();
+            // A missing branch is a 404 before the slash redirect.
             let info = repo
                 .run(move |r| r.branch_info(&b, released_only, &acl))
                 .await?;
+            if !slash {
+                return Ok(redirect(&url));
+            }
             json_of("branch", &info)
         }
         // PUT is the v0.30 spelling of the policy update (spec/API.md §8).
@@ -96,7 +91,14 @@ pub async fn branch(ctx: &mut Ctx, b: BranchRef, slash: bool) -> ApiResult {
             repo.run(move |r| r.delete_branch(&b)).await?;
             ok()
         }
-        _ => Err(ApiError::MethodNotAllowed(BRANCH_ALLOW)),
+        _ => {
+            let exists = repo.run(move |r| Ok(r.branch_exists(&b))).await?;
+            Err(if exists {
+                ApiError::MethodNotAllowed(BRANCH_ALLOW)
+            } else {
+                ApiError::NotFound
+            })
+        }
     }
 }
 
@@ -141,23 +143,30 @@ pub async fn tag(ctx: &mut Ctx, b: BranchRef, tag: Name, _slash: bool) -> ApiRes
     if alias && !ctx.is_read() {
         return Err(ApiError::MethodNotAllowed("GET,HEAD"));
     }
-    let t = resolve_tag(ctx, &b, &tag, true).await?;
     let repo = ctx.app.repo.clone();
-    match ctx.method.clone() {
-        m if m == Method::GET || m == Method::HEAD => {
-            if let Some(r) = ctx.canonical(&t.url()) {
-                return Ok(r);
-            }
-            let filters = ctx.query_pairs();
-            let acl = ctx.acl.clone();
-            let mut info = repo.run(move |r| r.tag_info(&t, &acl)).await?;
-            info.jobs.retain(|job| {
-                filters
-                    .iter()
-                    .all(|(k, v)| job.get(k).is_some_and(|x| python_str(x) == *v))
-            });
-            json_of("tag", &info)
+    if ctx.is_read() {
+        let acl = ctx.acl.clone();
+        let raw = tag.as_str().to_owned();
+        let (t, mut info) = repo
+            .run(move |r| {
+                let t = r.resolve_tag(&b, &raw, true, &acl)?;
+                let info = r.tag_info(&t, &acl)?;
+                Ok((t, info))
+            })
+            .await?;
+        if let Some(r) = ctx.canonical(&t.url()) {
+            return Ok(r);
         }
+        let filters = ctx.query_pairs();
+        info.jobs.retain(|job| {
+            filters
+                .iter()
+                .all(|(k, v)| job.get(k).is_some_and(|x| python_str(x) == *v))
+        });
+        return json_of("tag", &info);
+    }
+    let t = resolve_tag(ctx, &b, &tag, false).await?;
+    match ctx.method.clone() {
         // Writes act on the canonical tag instead of redirecting (spec/API.md Q6): clients
         // replay a redirected POST as a GET and the change would be lost.
         Method::POST | Method::PUT => {
@@ -245,11 +254,15 @@ pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool
     }
     let repo = ctx.app.repo.clone();
     if ctx.is_read() {
-        let t = resolve_tag(ctx, &b, &tag, true).await?;
-        let j = JobRef { tag: t, job };
         let acl = ctx.acl.clone();
-        let jr = j.clone();
-        let info = repo.run(move |r| r.job_info(&jr, &acl)).await?;
+        let (j, info) = repo
+            .run(move |r| {
+                let t = r.resolve_tag(&b, tag.as_str(), true, &acl)?;
+                let j = JobRef { tag: t, job };
+                let info = r.job_info(&j, &acl)?;
+                Ok((j, info))
+            })
+            .await?;
         if let Some(r) = ctx.canonical(&j.url()) {
             return Ok(r);
         }

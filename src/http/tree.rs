@@ -15,6 +15,8 @@ use serde_json::Value;
 
 /// Largest JSON request body accepted (spec/API.md §1.5 asks for at least 1 MiB).
 const JSON_LIMIT: usize = 1 << 20;
+/// How much of an oversized JSON body is read and dropped before giving up on the client.
+const DRAIN_LIMIT: usize = 64 << 20;
 
 /// Everything a resource function needs from the request.
 pub struct Ctx {
@@ -50,17 +52,28 @@ impl Ctx {
             .unwrap_or_else(Body::empty)
     }
 
-    /// The request body as JSON, whatever its Content-Type.
-    pub async fn json(&mut self) -> Result<Value, ApiError> {
-        let bytes = axum::body::to_bytes(self.take_body(), JSON_LIMIT)
-            .await
-            .map_err(|_| {
-                ApiError::Status(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Request Entity Too Large".into(),
-                )
-            })?;
-        serde_json::from_slice(&bytes)
+    /// The request body as JSON, whatever its Content-Type. An oversized body is still read
+    /// (up to a bound) and discarded, so the client gets to see the 413 instead of a reset.
+    pub async fn json(&self) -> Result<Value, ApiError> {
+        use futures_util::StreamExt;
+        let mut stream = self.take_body().into_data_stream();
+        let (mut data, mut seen) = (Vec::new(), 0usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?;
+            seen += chunk.len();
+            if seen <= JSON_LIMIT {
+                data.extend_from_slice(&chunk);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+        if seen > JSON_LIMIT {
+            return Err(ApiError::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request Entity Too Large".into(),
+            ));
+        }
+        serde_json::from_slice(&data)
             .map_err(|e| ApiError::BadRequest(format!("invalid JSON data: {e}")))
     }
 

@@ -68,10 +68,25 @@ impl Repo {
     /// Entity directories below `dir`, sorted by name (code points); dot entries and
     /// non-directories are never entities.
     pub(crate) fn list_entities(dir: &Path) -> std::io::Result<Vec<Name>> {
-        let mut names = Vec::new();
+        Ok(Scan::read(dir)?.entities)
+    }
+}
+
+/// One `read_dir` of an entity directory: its sub-entities and which dot-files it holds.
+/// Listings call this once per tag instead of probing each flag file with its own syscall.
+#[derive(Default)]
+pub(crate) struct Scan {
+    pub entities: Vec<Name>,
+    dots: Vec<String>,
+}
+
+impl Scan {
+    /// A missing directory scans as empty.
+    pub fn read(dir: &Path) -> std::io::Result<Scan> {
+        let mut scan = Scan::default();
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(scan),
             Err(e) => return Err(e),
         };
         for entry in entries {
@@ -79,6 +94,10 @@ impl Repo {
             let Some(raw) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
+            if raw.starts_with('.') {
+                scan.dots.push(raw);
+                continue;
+            }
             let Ok(name) = Name::parse(&raw) else {
                 continue;
             };
@@ -87,12 +106,21 @@ impl Repo {
             if name.as_str() != raw {
                 continue;
             }
-            // Follows symlinks: product formats are links to format dirs.
-            if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()) {
-                names.push(name);
+            let ftype = entry.file_type()?;
+            // Product formats are symlinks to format dirs: follow those only.
+            let is_dir = ftype.is_dir()
+                || (ftype.is_symlink()
+                    && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()));
+            if is_dir {
+                scan.entities.push(name);
             }
         }
-        names.sort();
-        Ok(names)
+        scan.entities.sort();
+        Ok(scan)
+    }
+
+    /// Whether the directory holds the dot-file `name` (e.g. `.locked`).
+    pub fn has(&self, name: &str) -> bool {
+        self.dots.iter().any(|d| d == name)
     }
 }

@@ -6,6 +6,7 @@ use super::files::{
     self, DirLock, create_flag, exists, read_json_map, read_text, remove_flag, set_flag, sort_time,
     stamp_time, timestamp_json,
 };
+use super::layout::Scan;
 use super::{Repo, StoreError, not_found_if_missing};
 use crate::model::{Alias, BranchRef, FormatRef, JobRef, Name, RelPath, TagRef};
 use crate::pyjson;
@@ -149,14 +150,14 @@ impl Repo {
                 cleanup_policy: self.cleanup_policy(&bdir),
             };
             for tag in Repo::list_entities(&bdir)? {
-                let tdir = bdir.join(&tag);
-                if exists(&tdir.join(".released")) {
+                let tag = Scan::read(&bdir.join(&tag))?;
+                if tag.has(".released") {
                     s.released_tags += 1;
                 } else {
                     s.daily_tags += 1;
                 }
-                s.locked_tags += u64::from(exists(&tdir.join(".locked")));
-                s.stable_tags += u64::from(exists(&tdir.join(".stable")));
+                s.locked_tags += u64::from(tag.has(".locked"));
+                s.stable_tags += u64::from(tag.has(".stable"));
             }
             out.push(s);
         }
@@ -198,18 +199,24 @@ impl Repo {
                 continue;
             }
             let tdir = bdir.join(&t.tag);
-            let released = exists(&tdir.join(".released"));
+            let scan = Scan::read(&tdir)?;
+            let released = scan.has(".released");
             if released_only && !released {
                 continue;
             }
+            let text = |name: &str| {
+                scan.has(name)
+                    .then(|| read_text(&tdir.join(name)))
+                    .flatten()
+            };
             tags.push(TagSummary {
                 name: t.tag.to_string(),
-                timestamp: timestamp_json(stamp_time(&tdir)),
+                timestamp: timestamp_json(scan.has(".stamp").then(|| stamp_time(&tdir)).flatten()),
                 released,
-                locked: exists(&tdir.join(".locked")),
-                stable: exists(&tdir.join(".stable")),
-                publish_status: read_text(&tdir.join(".publish-status")),
-                description: read_text(&tdir.join(".description")),
+                locked: scan.has(".locked"),
+                stable: scan.has(".stable"),
+                publish_status: text(".publish-status"),
+                description: text(".description"),
             });
         }
         Ok(BranchInfo {
@@ -312,23 +319,29 @@ impl Repo {
         if !tdir.is_dir() {
             return Err(StoreError::NotFound);
         }
+        let scan = Scan::read(&tdir)?;
         let mut jobs = Vec::new();
-        for name in Repo::list_entities(&tdir)? {
+        for name in &scan.entities {
             let j = JobRef {
                 tag: t.clone(),
-                job: name,
+                job: name.clone(),
             };
             if acl.allows(&j.url()) {
                 jobs.push(self.job_entry(&j, &tdir.join(&j.job)));
             }
         }
+        let text = |name: &str| {
+            scan.has(name)
+                .then(|| read_text(&tdir.join(name)))
+                .flatten()
+        };
         Ok(TagInfo {
             name: t.tag.to_string(),
-            released: exists(&tdir.join(".released")),
-            locked: exists(&tdir.join(".locked")),
-            stable: exists(&tdir.join(".stable")),
-            publish_status: read_text(&tdir.join(".publish-status")),
-            description: read_text(&tdir.join(".description")),
+            released: scan.has(".released"),
+            locked: scan.has(".locked"),
+            stable: scan.has(".stable"),
+            publish_status: text(".publish-status"),
+            description: text(".description"),
             jobs,
         })
     }
