@@ -2,7 +2,8 @@
 //! `.blobs/{algo}/{xx}/{hex}` (never replaced once there), and are hard-linked into formats
 //! (spec/API.md §5.1, spec/LAYOUT.md §3.1 and §7). Also opens files for download.
 
-use super::files::{self, DirLock, TempFile, create_flag, exists, read_json_map, remove_flag};
+use super::commit::LinkRequest;
+use super::files::{self, TempFile, exists};
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
 use bytes::Bytes;
@@ -136,48 +137,12 @@ impl Repo {
         self.ensure_job(job)?;
         let fdir = self.format_dir(f);
         fs::create_dir_all(&fdir)?;
-        let _lock = DirLock::acquire(&fdir)?;
-        // Checked again under the lock: a lock may have landed while the body streamed.
-        self.check_upload_target(f)?;
-        let dirty = fdir.join(".dirty");
-        let was_dirty = exists(&dirty);
-        create_flag(&dirty)?;
-        let linked = self.link_into(&fdir, rel, &blob, d);
-        if linked.is_err() && !was_dirty {
-            remove_flag(&dirty)?;
-        }
-        linked
-    }
-
-    fn link_into(
-        &self,
-        fdir: &Path,
-        rel: &RelPath,
-        blob: &Path,
-        d: &Digest,
-    ) -> Result<(), StoreError> {
-        let target = fdir.join(rel.as_str());
-        let conflict = || StoreError::bad(format!("{rel}: a directory is in the way"));
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|_| conflict())?;
-        }
-        if target.is_dir() {
-            return Err(conflict());
-        }
-        // Link under .uploads first, then rename over the target: the target is replaced
-        // atomically and a crash never leaves a half-made file in the format.
-        let staging = self
-            .uploads_dir()
-            .join(format!("{}.link", files::random_hex()));
-        fs::hard_link(blob, &staging)?;
-        if let Err(e) = fs::rename(&staging, &target) {
-            let _ = fs::remove_file(&staging);
-            return Err(e.into());
-        }
-        let digests_path = fdir.join(".digests");
-        let mut digests = read_json_map(&digests_path);
-        digests.insert(rel.to_string(), d.to_string().into());
-        files::write_json_sorted(&self.uploads_dir(), &digests_path, &digests)
+        let req = LinkRequest {
+            rel: rel.clone(),
+            blob,
+            digest: d.clone(),
+        };
+        self.commit_link(f, &fdir, req)
     }
 }
 

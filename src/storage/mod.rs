@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod assets;
 mod blobs;
+mod commit;
 mod files;
 mod hooks;
 mod layout;
@@ -70,6 +71,8 @@ pub struct Repo {
     post_process_filter: Option<Regex>,
     /// `DLREPO_X_SENDFILE_HEADER` is set: downloads need the absolute resolved path.
     pub(crate) x_sendfile: bool,
+    /// Links waiting for a group commit into their format (see `commit.rs`).
+    links: commit::LinkQueue,
 }
 
 impl Repo {
@@ -85,6 +88,7 @@ impl Repo {
             post_process_cmd: config.post_process_cmd.clone(),
             post_process_filter: config.post_process_filter.clone(),
             x_sendfile: config.x_sendfile_header.is_some(),
+            links: commit::LinkQueue::default(),
         })
     }
 

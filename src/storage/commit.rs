@@ -1,0 +1,176 @@
+//! Group commit of artifact links into a format. Every link rewrites the format's whole
+//! `.digests`, so concurrent uploads into one format would each parse and write it in turn.
+//! Instead, links to the same format queue up; the first thread to arrive becomes the leader,
+//! and applies all queued links under one `flock` with a single `.digests` rewrite, while the
+//! others wait for their own result. Ordering is kept: links are applied in arrival order, so
+//! the file on disk and its `.digests` entry always agree.
+
+use super::files::{self, DirLock, create_flag, exists, read_json_map, remove_flag};
+use super::{Repo, StoreError};
+use crate::model::{Digest, FormatRef, RelPath};
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+/// Link `blob` to `{format}/{rel}` and record `digest` for it.
+pub(crate) struct LinkRequest {
+    pub rel: RelPath,
+    pub blob: PathBuf,
+    pub digest: Digest,
+}
+
+#[derive(Default)]
+struct Slot {
+    result: Mutex<Option<Result<(), StoreError>>>,
+    ready: Condvar,
+}
+
+impl Slot {
+    fn set(&self, r: Result<(), StoreError>) {
+        *self.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+        self.ready.notify_all();
+    }
+
+    fn wait(&self) -> Result<(), StoreError> {
+        let mut guard = self.result.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(r) = guard.take() {
+                return r;
+            }
+            guard = self
+                .ready
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    ops: Vec<(LinkRequest, Arc<Slot>)>,
+    leader: bool,
+}
+
+/// Links waiting to be applied, per format directory.
+#[derive(Default)]
+pub(crate) struct LinkQueue {
+    formats: Mutex<HashMap<PathBuf, Pending>>,
+}
+
+impl Repo {
+    /// Applies `req` to the format at `fdir` (created by the caller), possibly together with
+    /// other threads' links, and returns this link's own result.
+    pub(crate) fn commit_link(
+        &self,
+        f: &FormatRef,
+        fdir: &Path,
+        req: LinkRequest,
+    ) -> Result<(), StoreError> {
+        let slot = Arc::new(Slot::default());
+        let lead = {
+            let mut map = self
+                .links
+                .formats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let pending = map.entry(fdir.to_path_buf()).or_default();
+            pending.ops.push((req, Arc::clone(&slot)));
+            !std::mem::replace(&mut pending.leader, true)
+        };
+        if lead {
+            loop {
+                let batch = {
+                    let mut map = self
+                        .links
+                        .formats
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    match map.get_mut(fdir) {
+                        Some(p) if !p.ops.is_empty() => std::mem::take(&mut p.ops),
+                        _ => {
+                            map.remove(fdir);
+                            break;
+                        }
+                    }
+                };
+                self.apply_batch(f, fdir, batch);
+            }
+        }
+        slot.wait()
+    }
+
+    fn apply_batch(&self, f: &FormatRef, fdir: &Path, batch: Vec<(LinkRequest, Arc<Slot>)>) {
+        let outcome = (|| -> Result<Vec<Result<(), StoreError>>, StoreError> {
+            let _lock = DirLock::acquire(fdir)?;
+            // Checked under the lock: a job lock may have landed while the bodies streamed.
+            self.check_upload_target(f)?;
+            let dirty = fdir.join(".dirty");
+            let was_dirty = exists(&dirty);
+            create_flag(&dirty)?;
+            let digests_path = fdir.join(".digests");
+            let mut digests = read_json_map(&digests_path);
+            let results: Vec<_> = batch
+                .iter()
+                .map(|(req, _)| {
+                    let linked = self.link_file(fdir, &req.rel, &req.blob);
+                    if linked.is_ok() {
+                        digests.insert(req.rel.to_string(), req.digest.to_string().into());
+                    }
+                    linked
+                })
+                .collect();
+            if results.iter().any(Result::is_ok) {
+                files::write_json_sorted(&self.uploads_dir(), &digests_path, &digests)?;
+            } else if !was_dirty {
+                // Nothing changed: put the flag back as it was (spec/API.md §5.1 step 7).
+                remove_flag(&dirty)?;
+            }
+            Ok(results)
+        })();
+        match outcome {
+            Ok(results) => {
+                for ((_, slot), r) in batch.iter().zip(results) {
+                    slot.set(r);
+                }
+            }
+            Err(e) => {
+                for (_, slot) in &batch {
+                    slot.set(Err(replicate(&e)));
+                }
+            }
+        }
+    }
+
+    /// Hard-links the blob to `{fdir}/{rel}`, replacing what is there atomically: the link is
+    /// made under `.uploads/` and renamed into place, so a crash never leaves a partial file.
+    fn link_file(&self, fdir: &Path, rel: &RelPath, blob: &Path) -> Result<(), StoreError> {
+        let target = fdir.join(rel.as_str());
+        let conflict = || StoreError::bad(format!("{rel}: a directory is in the way"));
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|_| conflict())?;
+        }
+        if target.is_dir() {
+            return Err(conflict());
+        }
+        let staging = self
+            .uploads_dir()
+            .join(format!("{}.link", files::random_hex()));
+        fs::hard_link(blob, &staging)?;
+        if let Err(e) = fs::rename(&staging, &target) {
+            let _ = fs::remove_file(&staging);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+/// The same failure for every link of a failed batch.
+fn replicate(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::NotFound => StoreError::NotFound,
+        StoreError::BadRequest(why) => StoreError::BadRequest(why.clone()),
+        StoreError::Io(io) => StoreError::Io(std::io::Error::new(io.kind(), io.to_string())),
+        other => StoreError::Io(std::io::Error::other(other.to_string())),
+    }
+}
