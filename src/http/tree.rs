@@ -147,5 +147,27 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
             version,
         } => products::version_tar(&ctx, scope, path, version).await,
     };
+    if result.is_err() {
+        drain(ctx.take_body()).await;
+    }
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Reads and drops what is left of a refused request's body before answering. Clients such
+/// as dlrepo-cli send the whole body before reading the answer; closing on them makes them
+/// report a broken pipe instead of the error (aiohttp lingers the same way). Bounded in
+/// bytes and time so a refused huge upload is not read to the end.
+async fn drain(body: Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    let reading = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), reading).await;
 }

@@ -70,6 +70,9 @@ impl TestServer {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
+            // A fresh connection per request: ureq's pool sometimes reuses a connection the
+            // server has just finished with and reports a spurious disconnect.
+            .max_idle_connections_per_host(0)
             .build()
             .into();
         TestServer {
