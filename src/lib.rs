@@ -6,6 +6,7 @@
 //! - [`storage`]: the only code that touches the filesystem (the tree, blobs, products, tars).
 //! - [`http`]: axum routes and the tree dispatcher; no paths.
 //! - [`pyjson`]: JSON written byte for byte as Python's `json.dumps` writes it.
+//! - [`zerocopy`]: connections that send file bodies with `sendfile(2)`.
 
 pub mod config;
 pub mod http;
@@ -14,6 +15,7 @@ pub mod pyjson;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod zerocopy;
 
 use std::future::Future;
 
@@ -24,7 +26,8 @@ pub async fn serve(
     state: state::AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, http::router(state))
+    let app = http::router(state).into_make_service_with_connect_info::<zerocopy::ZcConn>();
+    axum::serve(zerocopy::ZcListener::new(listener), app)
         .with_graceful_shutdown(shutdown)
         .await
 }

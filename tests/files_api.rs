@@ -461,3 +461,78 @@ fn static_assets_are_public_files() {
     assert_eq!(s.get("/static/..%2Fetc").status, 404);
     assert_eq!(s.get("/favicon.ico").status, 404);
 }
+
+/// Reads one HTTP/1.1 response with a Content-Length body from `r`.
+fn read_response(r: &mut impl std::io::BufRead) -> (String, Vec<u8>) {
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).unwrap();
+    (status.trim_end().to_owned(), body)
+}
+
+#[test]
+fn file_bodies_on_one_connection_stay_in_order() {
+    // Several sendfile-backed bodies (larger than one placeholder chunk), pipelined on one
+    // keep-alive connection with a small response in between, must come back byte-exact.
+    use std::io::Write;
+    let s = TestServer::start();
+    let big: Vec<u8> = (0..3_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let small = b"tiny file".to_vec();
+    s.upload_format(
+        "/branches/b/t/j/f/",
+        &[("big.bin", &big), ("small.txt", &small)],
+    );
+    let mut conn = std::net::TcpStream::connect(&s.addr).unwrap();
+    let mut requests = String::new();
+    for (path, range) in [
+        ("/branches/b/t/j/f/big.bin", None),
+        ("/branches/b/t/j/f/small.txt", None),
+        ("/branches/b/t/j/", None),
+        ("/branches/b/t/j/f/big.bin", Some("bytes=1000000-2500000")),
+        ("/branches/b/t/j/f/small.txt", Some("bytes=5-")),
+    ] {
+        requests.push_str(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n"));
+        if let Some(r) = range {
+            requests.push_str(&format!("Range: {r}\r\n"));
+        }
+        requests.push_str("\r\n");
+    }
+    conn.write_all(requests.as_bytes()).unwrap();
+    let mut r = std::io::BufReader::new(conn);
+    assert_eq!(
+        read_response(&mut r),
+        ("HTTP/1.1 200 OK".into(), big.clone())
+    );
+    assert_eq!(
+        read_response(&mut r),
+        ("HTTP/1.1 200 OK".into(), small.clone())
+    );
+    let (status, job) = read_response(&mut r);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(String::from_utf8(job).unwrap().starts_with("{\"job\": "));
+    assert_eq!(
+        read_response(&mut r),
+        (
+            "HTTP/1.1 206 Partial Content".into(),
+            big[1_000_000..=2_500_000].to_vec()
+        )
+    );
+    assert_eq!(
+        read_response(&mut r),
+        ("HTTP/1.1 206 Partial Content".into(), small[5..].to_vec())
+    );
+}

@@ -18,6 +18,8 @@ pub struct Download<'a> {
     /// The registry sends the digest as `Docker-Content-Digest` and a manifest media type.
     pub digest_header: &'static str,
     pub content_type: Option<String>,
+    /// The connection, when it can send files with `sendfile(2)`.
+    pub conn: Option<&'a crate::zerocopy::ZcConn>,
 }
 
 fn etag(file: &BlobReader) -> String {
@@ -181,7 +183,16 @@ impl Download<'_> {
         if self.method == Method::HEAD || body_len == 0 {
             return (status, base).into_response();
         }
-        let body = Body::from_stream(file.into_stream(range, self.chunk_size));
+        let body = match self.conn {
+            Some(conn) => match file.into_send_job(range) {
+                Ok(job) => Body::from_stream(conn.body(job)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot queue a file body");
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+            },
+            None => Body::from_stream(file.into_stream(range, self.chunk_size)),
+        };
         (status, base, body).into_response()
     }
 }

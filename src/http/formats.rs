@@ -302,6 +302,7 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
                 x_sendfile: ctx.app.config.x_sendfile_header.as_deref(),
                 digest_header: "digest",
                 content_type: None,
+                conn: ctx.conn.as_ref(),
             }
             .respond(file))
         }

@@ -30,6 +30,8 @@ pub struct Ctx {
     pub body: std::sync::Mutex<Option<Body>>,
     /// What the caller may see in listings.
     pub acl: Listing,
+    /// The connection, for zero-copy file bodies (absent in in-process tests).
+    pub conn: Option<crate::zerocopy::ZcConn>,
 }
 
 impl Ctx {
@@ -100,6 +102,10 @@ fn form_decode(s: &str) -> String {
 
 pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    let conn = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::zerocopy::ZcConn>>()
+        .map(|c| c.0.clone());
     let route = match Route::parse(parts.uri.path()) {
         Ok(r) => r,
         Err(_) => return ApiError::NotFound.into_response(),
@@ -115,6 +121,7 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
         path,
         body: std::sync::Mutex::new(Some(body)),
         acl: Listing::everything(),
+        conn,
     };
     let result: ApiResult = match route {
         Route::Home(scope) => resources::home(&ctx, scope).await,

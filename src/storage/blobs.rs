@@ -207,6 +207,22 @@ impl BlobReader {
         self.resolved.to_string_lossy().into_owned()
     }
 
+    /// The file (or a range of it) as a job for the connection's `sendfile(2)` writer.
+    pub fn into_send_job(self, range: Option<ByteRange>) -> io::Result<crate::zerocopy::SendJob> {
+        let (start, len) = match range {
+            Some(r) => (r.start, r.end + 1 - r.start),
+            None => (0, self.len),
+        };
+        // Sequential access: the kernel reads ahead further, so sendfile rarely waits on disk.
+        let _ = nix::fcntl::posix_fadvise(
+            &self.file,
+            i64::try_from(start).unwrap_or(0),
+            i64::try_from(len).unwrap_or(0),
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL,
+        );
+        crate::zerocopy::SendJob::new(self.file, start, len)
+    }
+
     /// The file's bytes (or a range of them) as a stream. Reads happen on a blocking thread
     /// that stays at most a few chunks ahead of the socket, so memory stays constant.
     pub fn into_stream(

@@ -1,0 +1,223 @@
+//! Zero-copy file bodies: the kernel moves file pages straight to the socket with
+//! `sendfile(2)`, instead of a read into user space followed by a write.
+//!
+//! hyper only writes bodies made of bytes, so the file travels beside the body: the handler
+//! queues a [`SendJob`] (an open file and a range) on its connection, and the body it returns
+//! is made of *placeholder* chunks that point into one static buffer. The connection's
+//! writer, [`ZcStream`], recognises placeholder slices by their address and sends the same
+//! number of bytes from the front job's file instead. Placeholders are never copied: hyper
+//! queues body buffers as they are when the transport supports vectored writes, which
+//! `ZcStream` does. A placeholder with no job is an error that drops the connection, so a
+//! mistake can cut a download but never send wrong bytes.
+
+use bytes::Bytes;
+use futures_util::Stream;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+const PLACEHOLDER_LEN: usize = 1 << 20;
+/// Never read or written: only its address range matters.
+static PLACEHOLDER: [u8; PLACEHOLDER_LEN] = [0; PLACEHOLDER_LEN];
+
+fn is_placeholder(buf: &[u8]) -> bool {
+    let start = PLACEHOLDER.as_ptr() as usize;
+    let p = buf.as_ptr() as usize;
+    !buf.is_empty() && p >= start && p < start + PLACEHOLDER_LEN
+}
+
+/// A range of an open file waiting to be sent on a connection.
+pub struct SendJob {
+    file: File,
+    offset: i64,
+    remaining: u64,
+}
+
+impl SendJob {
+    pub fn new(file: File, offset: u64, len: u64) -> io::Result<SendJob> {
+        let offset = i64::try_from(offset).map_err(io::Error::other)?;
+        Ok(SendJob {
+            file,
+            offset,
+            remaining: len,
+        })
+    }
+}
+
+#[derive(Default)]
+struct ConnState {
+    jobs: Mutex<VecDeque<SendJob>>,
+}
+
+/// The handle a request gets on its connection, to queue file bodies.
+#[derive(Clone, Default)]
+pub struct ZcConn(Arc<ConnState>);
+
+impl ZcConn {
+    /// Queues `job` and returns the body to send in its place.
+    pub fn body(&self, job: SendJob) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        let len = job.remaining;
+        self.0
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(job);
+        futures_util::stream::unfold(len, |left| async move {
+            (left > 0).then(|| {
+                let n = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(PLACEHOLDER_LEN);
+                (Ok(Bytes::from_static(&PLACEHOLDER[..n])), left - n as u64)
+            })
+        })
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, ZcListener>>
+    for ZcConn
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, ZcListener>) -> Self {
+        stream.io().conn.clone()
+    }
+}
+
+/// A TCP listener whose connections can send files with `sendfile(2)`.
+pub struct ZcListener(TcpListener);
+
+impl ZcListener {
+    pub fn new(listener: TcpListener) -> ZcListener {
+        ZcListener(listener)
+    }
+}
+
+impl axum::serve::Listener for ZcListener {
+    type Io = ZcStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (ZcStream, std::net::SocketAddr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, addr)) => {
+                    // Responses go out in one or two writes; waiting for ACKs only adds latency.
+                    let _ = stream.set_nodelay(true);
+                    let io = ZcStream {
+                        inner: stream,
+                        conn: ZcConn::default(),
+                    };
+                    return (io, addr);
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// A TCP connection that turns placeholder slices into `sendfile(2)` calls.
+pub struct ZcStream {
+    inner: TcpStream,
+    conn: ZcConn,
+}
+
+impl ZcStream {
+    fn poll_sendfile(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        let mut jobs = self
+            .conn
+            .0
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(job) = jobs.front_mut() else {
+            return Poll::Ready(Err(io::Error::other("file body without a queued file")));
+        };
+        let count = usize::try_from(job.remaining)
+            .unwrap_or(usize::MAX)
+            .min(want);
+        loop {
+            ready!(self.inner.poll_write_ready(cx))?;
+            let sent = self.inner.try_io(Interest::WRITABLE, || {
+                nix::sys::sendfile::sendfile(&self.inner, &job.file, Some(&mut job.offset), count)
+                    .map_err(io::Error::from)
+            });
+            match sent {
+                Ok(0) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being sent",
+                    )));
+                }
+                Ok(n) => {
+                    job.remaining -= n as u64;
+                    if job.remaining == 0 {
+                        jobs.pop_front();
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncRead for ZcStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ZcStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // Plain bytes up to the first placeholder go out as they are.
+        let plain = bufs.iter().take_while(|b| !is_placeholder(b)).count();
+        if plain > 0 {
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs[..plain]);
+        }
+        match bufs.first() {
+            Some(first) => this.poll_sendfile(cx, first.len()),
+            None => Poll::Ready(Ok(0)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // Required: with vectored writes hyper queues body buffers without copying them.
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
