@@ -482,3 +482,49 @@ fn healthz_answers() {
     let r = s.get("/healthz");
     assert_eq!((r.status, r.text().as_str()), (200, r#"{"status": "ok"}"#));
 }
+
+#[test]
+fn large_branch_listing_keeps_order_and_flags() {
+    // Enough tags for the listing to be split across threads.
+    let s = TestServer::start();
+    for i in 0..300 {
+        s.send_json(
+            "PATCH",
+            &format!("/branches/big/t{i:03}/j/"),
+            &json!({"job": {"k": "v"}}),
+        );
+    }
+    s.send_json(
+        "POST",
+        "/branches/big/t150/",
+        &json!({"tag": {"locked": true, "description": "mid"}}),
+    );
+    let tags = s.get("/branches/big/").json()["branch"]["tags"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<String> = tags
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..300).map(|i| format!("t{i:03}")).collect();
+    assert_eq!(names, expected);
+    assert_eq!(
+        (
+            tags[150]["locked"].as_bool(),
+            tags[150]["description"].as_str()
+        ),
+        (Some(true), Some("mid"))
+    );
+    assert_eq!(
+        (
+            tags[149]["locked"].as_bool(),
+            tags[151]["description"].as_str()
+        ),
+        (Some(false), None)
+    );
+    assert!(
+        tags.iter()
+            .all(|t| t["timestamp"].as_f64().is_some_and(|f| f > 1e9))
+    );
+}

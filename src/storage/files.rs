@@ -67,11 +67,6 @@ pub(crate) fn set_flag(path: &Path, on: bool) -> io::Result<()> {
     }
 }
 
-/// Text file content stripped of surrounding whitespace, `None` when missing.
-pub(crate) fn read_text(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
-}
-
 /// A JSON object dot-file. Missing or unparseable reads as empty, as dlrepo does.
 pub(crate) fn read_json_map(path: &Path) -> Map<String, Value> {
     fs::read(path)

@@ -2,6 +2,9 @@
 
 use super::Repo;
 use crate::model::{BranchRef, Digest, FormatRef, JobRef, Name, Scope, TagRef, VersionRef};
+use nix::dir::{Dir, Type};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::Mode;
 use std::path::{Path, PathBuf};
 
 impl Repo {
@@ -72,33 +75,44 @@ impl Repo {
     }
 }
 
-/// One `read_dir` of an entity directory: its sub-entities and which dot-files it holds.
-/// Listings call this once per tag instead of probing each flag file with its own syscall.
+/// One pass over an entity directory: its sub-entities, which dot-files it holds, and an open
+/// handle on it. Listings look up everything below the directory relative to that handle,
+/// so the kernel walks the (possibly long) root path once per directory, not once per file.
 #[derive(Default)]
 pub(crate) struct Scan {
+    dir: Option<Dir>,
     pub entities: Vec<Name>,
     dots: Vec<String>,
 }
 
 impl Scan {
     /// A missing directory scans as empty.
-    pub fn read(dir: &Path) -> std::io::Result<Scan> {
+    pub fn read(path: &Path) -> std::io::Result<Scan> {
+        match Scan::open(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Scan::default()),
+            other => other,
+        }
+    }
+
+    /// Like [`Scan::read`], but a missing directory is an error (`NotFound`).
+    pub fn open(path: &Path) -> std::io::Result<Scan> {
+        let mut dir = Dir::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         let mut scan = Scan::default();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(scan),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
+        let mut symlinks = Vec::new();
+        for entry in dir.iter() {
             let entry = entry?;
-            let Some(raw) = entry.file_name().to_str().map(str::to_owned) else {
+            let Ok(raw) = entry.file_name().to_str() else {
                 continue;
             };
             if raw.starts_with('.') {
-                scan.dots.push(raw);
+                scan.dots.push(raw.to_owned());
                 continue;
             }
-            let Ok(name) = Name::parse(&raw) else {
+            let Ok(name) = Name::parse(raw) else {
                 continue;
             };
             // Only names already in canonical (lower-case) form are entities: anything else
@@ -106,12 +120,16 @@ impl Scan {
             if name.as_str() != raw {
                 continue;
             }
-            let ftype = entry.file_type()?;
-            // Product formats are symlinks to format dirs: follow those only.
-            let is_dir = ftype.is_dir()
-                || (ftype.is_symlink()
-                    && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()));
-            if is_dir {
+            match entry.file_type() {
+                Some(Type::Directory) => scan.entities.push(name),
+                // Product formats are symlinks to format dirs; d_type may also be unknown.
+                Some(Type::Symlink) | None => symlinks.push(name),
+                Some(_) => {}
+            }
+        }
+        scan.dir = Some(dir);
+        for name in symlinks {
+            if scan.is_dir_at(name.as_str()) {
                 scan.entities.push(name);
             }
         }
@@ -123,4 +141,58 @@ impl Scan {
     pub fn has(&self, name: &str) -> bool {
         self.dots.iter().any(|d| d == name)
     }
+
+    fn stat_at(&self, rel: &str, follow: bool) -> Option<nix::sys::stat::FileStat> {
+        let flags = if follow {
+            AtFlags::empty()
+        } else {
+            AtFlags::AT_SYMLINK_NOFOLLOW
+        };
+        nix::sys::stat::fstatat(self.dir.as_ref()?, rel, flags).ok()
+    }
+
+    fn is_dir_at(&self, rel: &str) -> bool {
+        self.stat_at(rel, true)
+            .is_some_and(|st| st.st_mode & libc_dir_mask() == libc_dir_bits())
+    }
+
+    /// Whether `rel` (below this directory) exists.
+    pub fn exists_at(&self, rel: &str) -> bool {
+        self.stat_at(rel, false).is_some()
+    }
+
+    /// mtime of `rel` as Python's `st_mtime` float.
+    pub fn mtime_at(&self, rel: &str) -> Option<f64> {
+        self.stat_at(rel, true)
+            .map(|st| st.st_mtime as f64 + st.st_mtime_nsec as f64 * 1e-9)
+    }
+
+    /// The content of `rel`, `None` when it cannot be read.
+    pub fn read_at(&self, rel: &str) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let fd = nix::fcntl::openat(
+            self.dir.as_ref()?,
+            rel,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let mut data = Vec::new();
+        std::fs::File::from(fd).read_to_end(&mut data).ok()?;
+        Some(data)
+    }
+
+    /// Text content stripped of surrounding whitespace, `None` when missing.
+    pub fn text_at(&self, rel: &str) -> Option<String> {
+        self.read_at(rel)
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+    }
+}
+
+fn libc_dir_mask() -> nix::sys::stat::mode_t {
+    nix::sys::stat::SFlag::S_IFMT.bits()
+}
+
+fn libc_dir_bits() -> nix::sys::stat::mode_t {
+    nix::sys::stat::SFlag::S_IFDIR.bits()
 }

@@ -3,7 +3,7 @@
 
 use super::archive::Member;
 use super::files::{
-    self, DirLock, create_flag, exists, read_json_map, read_text, remove_flag, set_flag, sort_time,
+    self, DirLock, create_flag, exists, read_json_map, remove_flag, set_flag, sort_time,
     stamp_time, timestamp_json,
 };
 use super::layout::Scan;
@@ -186,39 +186,41 @@ impl Repo {
         acl: &Listing,
     ) -> Result<BranchInfo, StoreError> {
         let bdir = self.branch_dir(b);
-        if !bdir.is_dir() {
-            return Err(StoreError::NotFound);
-        }
-        let mut tags = Vec::new();
-        for name in Repo::list_entities(&bdir)? {
-            let t = TagRef {
-                branch: b.clone(),
-                tag: name,
-            };
-            if !acl.allows(&t.url()) {
-                continue;
-            }
-            let tdir = bdir.join(&t.tag);
-            let scan = Scan::read(&tdir)?;
-            let released = scan.has(".released");
+        let scan = Scan::open(&bdir).map_err(not_found_if_missing)?;
+        let names: Vec<&Name> = scan
+            .entities
+            .iter()
+            .filter(|tag| {
+                acl.allows(
+                    &TagRef {
+                        branch: b.clone(),
+                        tag: (*tag).clone(),
+                    }
+                    .url(),
+                )
+            })
+            .collect();
+        let summarize = |tag: &Name| -> Result<Option<TagSummary>, StoreError> {
+            let t = Scan::read(&bdir.join(tag))?;
+            let released = t.has(".released");
             if released_only && !released {
-                continue;
+                return Ok(None);
             }
-            let text = |name: &str| {
-                scan.has(name)
-                    .then(|| read_text(&tdir.join(name)))
-                    .flatten()
-            };
-            tags.push(TagSummary {
-                name: t.tag.to_string(),
-                timestamp: timestamp_json(scan.has(".stamp").then(|| stamp_time(&tdir)).flatten()),
+            let text = |name: &str| t.has(name).then(|| t.text_at(name)).flatten();
+            Ok(Some(TagSummary {
+                name: tag.to_string(),
+                timestamp: timestamp_json(t.has(".stamp").then(|| t.mtime_at(".stamp")).flatten()),
                 released,
-                locked: scan.has(".locked"),
-                stable: scan.has(".stable"),
+                locked: t.has(".locked"),
+                stable: t.has(".stable"),
                 publish_status: text(".publish-status"),
                 description: text(".description"),
-            });
-        }
+            }))
+        };
+        let tags = parallel_map(&names, |tag| summarize(tag))?
+            .into_iter()
+            .flatten()
+            .collect();
         Ok(BranchInfo {
             name: b.branch.to_string(),
             cleanup_policy: self.cleanup_policy(&bdir),
@@ -315,11 +317,7 @@ impl Repo {
     }
 
     pub fn tag_info(&self, t: &TagRef, acl: &Listing) -> Result<TagInfo, StoreError> {
-        let tdir = self.tag_dir(t);
-        if !tdir.is_dir() {
-            return Err(StoreError::NotFound);
-        }
-        let scan = Scan::read(&tdir)?;
+        let scan = Scan::open(&self.tag_dir(t)).map_err(not_found_if_missing)?;
         let mut jobs = Vec::new();
         for name in &scan.entities {
             let j = JobRef {
@@ -327,14 +325,10 @@ impl Repo {
                 job: name.clone(),
             };
             if acl.allows(&j.url()) {
-                jobs.push(self.job_entry(&j, &tdir.join(&j.job)));
+                jobs.push(job_entry(&j, &scan, &format!("{name}/")));
             }
         }
-        let text = |name: &str| {
-            scan.has(name)
-                .then(|| read_text(&tdir.join(name)))
-                .flatten()
-        };
+        let text = |name: &str| scan.has(name).then(|| scan.text_at(name)).flatten();
         Ok(TagInfo {
             name: t.tag.to_string(),
             released: scan.has(".released"),
@@ -404,30 +398,24 @@ impl Repo {
 
     // ---- jobs -----------------------------------------------------------------------
 
-    fn job_entry(&self, j: &JobRef, jdir: &Path) -> Map<String, Value> {
-        let mut meta = read_json_map(&jdir.join(".metadata"));
-        meta.sort_keys();
-        meta.insert("locked".into(), exists(&jdir.join(".locked")).into());
-        meta.insert("name".into(), j.job.to_string().into());
-        meta.insert("released".into(), exists(&jdir.join(".released")).into());
-        meta
-    }
-
     pub fn job_exists(&self, j: &JobRef) -> bool {
         self.job_dir(j).is_dir()
     }
 
     pub fn job_info(&self, j: &JobRef, acl: &Listing) -> Result<JobInfo, StoreError> {
         let jdir = self.job_dir(j);
-        if !jdir.is_dir() {
-            return Err(StoreError::NotFound);
-        }
-        let mut m = self.job_entry(j, &jdir);
-        m.insert("internal".into(), exists(&jdir.join(".internal")).into());
-        m.insert("timestamp".into(), timestamp_json(stamp_time(&jdir)));
-        let digest = fs::read_to_string(jdir.join(".digest")).unwrap_or_default();
-        m.insert("digest".into(), digest.into());
-        let formats: Vec<Value> = Repo::list_entities(&jdir)?
+        let scan = Scan::open(&jdir).map_err(not_found_if_missing)?;
+        let mut m = job_entry(j, &scan, "");
+        m.insert("internal".into(), scan.has(".internal").into());
+        let stamp = scan
+            .has(".stamp")
+            .then(|| scan.mtime_at(".stamp"))
+            .flatten();
+        m.insert("timestamp".into(), timestamp_json(stamp));
+        let digest = scan.read_at(".digest").unwrap_or_default();
+        m.insert("digest".into(), String::from_utf8_lossy(&digest).into());
+        let formats: Vec<Value> = scan
+            .entities
             .into_iter()
             .filter(|f| {
                 acl.allows(
@@ -732,6 +720,60 @@ impl Repo {
         fs::remove_dir_all(&trash)?;
         Ok(())
     }
+}
+
+/// A job as the tag listing shows it: metadata keys sorted, then `locked`, `name` and
+/// `released` (appended, or overwritten in place). `prefix` locates the job in `dir`.
+fn job_entry(j: &JobRef, dir: &Scan, prefix: &str) -> Map<String, Value> {
+    let mut meta = dir
+        .read_at(&format!("{prefix}.metadata"))
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default();
+    meta.sort_keys();
+    let flag = |name: &str| dir.exists_at(&format!("{prefix}{name}"));
+    meta.insert("locked".into(), flag(".locked").into());
+    meta.insert("name".into(), j.job.to_string().into());
+    meta.insert("released".into(), flag(".released").into());
+    meta
+}
+
+/// Maps `f` over `items` on a few threads when there are many: listing a branch of
+/// thousands of tags is dominated by per-tag syscalls, which run in parallel fine.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, StoreError> + Sync,
+) -> Result<Vec<R>, StoreError> {
+    const SERIAL_BELOW: usize = 128;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if threads < 2 || items.len() < SERIAL_BELOW {
+        return items.iter().map(&f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let parts: Vec<Result<Vec<R>, StoreError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|chunk| scope.spawn(|| chunk.iter().map(&f).collect::<Result<Vec<R>, _>>()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(StoreError::Io(std::io::Error::other(
+                        "listing thread panicked",
+                    )))
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
 }
 
 /// Picks `latest` (newest), `stable` (newest with the flag) or `oldstable` (second newest with
