@@ -148,11 +148,7 @@ pub async fn tag(ctx: &mut Ctx, b: BranchRef, tag: Name, _slash: bool) -> ApiRes
         let acl = ctx.acl.clone();
         let raw = tag.as_str().to_owned();
         let (t, mut info) = repo
-            .run(move |r| {
-                let t = r.resolve_tag(&b, &raw, true, &acl)?;
-                let info = r.tag_info(&t, &acl)?;
-                Ok((t, info))
-            })
+            .run(move |r| r.tag_info_by_name(&b, &raw, &acl))
             .await?;
         if let Some(r) = ctx.canonical(&t.url()) {
             return Ok(r);

@@ -178,7 +178,10 @@ impl Scan {
         )
         .ok()?;
         let mut data = Vec::new();
-        std::fs::File::from(fd).read_to_end(&mut data).ok()?;
+        // Through `take`, read_to_end skips the fstat and lseek it would make for a size hint.
+        std::io::Read::take(std::fs::File::from(fd), MAX_DOT_FILE)
+            .read_to_end(&mut data)
+            .ok()?;
         Some(data)
     }
 
@@ -188,6 +191,10 @@ impl Scan {
             .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
     }
 }
+
+/// Dot-files are a few bytes to a few hundred kilobytes (`.digests`); this only bounds a
+/// corrupted one.
+const MAX_DOT_FILE: u64 = 1 << 30;
 
 fn libc_dir_mask() -> nix::sys::stat::mode_t {
     nix::sys::stat::SFlag::S_IFMT.bits()

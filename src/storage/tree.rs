@@ -316,6 +316,25 @@ impl Repo {
         }
     }
 
+    /// A tag's listing by URL segment: resolves an alias, else reads the named tag directly
+    /// (its scan is the existence check).
+    pub fn tag_info_by_name(
+        &self,
+        b: &BranchRef,
+        raw: &str,
+        acl: &Listing,
+    ) -> Result<(TagRef, TagInfo), StoreError> {
+        let t = match Alias::parse(&raw.to_lowercase()) {
+            Some(_) => self.resolve_tag(b, raw, true, acl)?,
+            None => TagRef {
+                branch: b.clone(),
+                tag: Name::parse(raw).map_err(|_| StoreError::NotFound)?,
+            },
+        };
+        let info = self.tag_info(&t, acl)?;
+        Ok((t, info))
+    }
+
     pub fn tag_info(&self, t: &TagRef, acl: &Listing) -> Result<TagInfo, StoreError> {
         let scan = Scan::open(&self.tag_dir(t)).map_err(not_found_if_missing)?;
         let mut jobs = Vec::new();
