@@ -1,4 +1,6 @@
 //! Uploads, deduplication, downloads, format views and tar bundles.
+// Black-box tests check what the server left on disk, so they read the tree directly.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 use common::*;

@@ -491,7 +491,7 @@ impl Repo {
             }
         }
         self.add_metadata_locked(j, &Map::new())?;
-        let digest = self.job_digest(j, &jdir)?;
+        let digest = self.job_digest(&jdir)?;
         files::write_atomic(
             &self.uploads_dir(),
             &jdir.join(".digest"),
@@ -501,7 +501,7 @@ impl Repo {
         Ok(())
     }
 
-    fn job_digest(&self, j: &JobRef, jdir: &Path) -> Result<String, StoreError> {
+    fn job_digest(&self, jdir: &Path) -> Result<String, StoreError> {
         use sha2::{Digest as _, Sha256};
         let mut d = Map::new();
         for f in Repo::list_entities(jdir)? {
@@ -522,7 +522,6 @@ impl Repo {
             ".metadata".into(),
             format!("sha256:{}", hex::encode(Sha256::digest(&meta))).into(),
         );
-        let _ = j;
         let text = pyjson::to_string_sorted(&Value::Object(d));
         Ok(hex::encode(Sha256::digest(text.as_bytes())))
     }

@@ -1,5 +1,7 @@
 //! Black-box test harness: starts the real `arbor` binary on port 0 against a temporary
 //! root and talks HTTP to it.
+// Black-box tests check what the server left on disk, so they read the tree directly.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 #![allow(dead_code)]
 
 use sha2::{Digest as _, Sha256};
