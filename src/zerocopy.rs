@@ -24,7 +24,9 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-const PLACEHOLDER_LEN: usize = 1 << 20;
+/// Large, so one `sendfile` call can move many megabytes; it lives in .bss and is never
+/// touched, so it costs address space, not memory.
+const PLACEHOLDER_LEN: usize = 8 << 20;
 /// Never read or written: only its address range matters.
 static PLACEHOLDER: [u8; PLACEHOLDER_LEN] = [0; PLACEHOLDER_LEN];
 
@@ -205,10 +207,16 @@ impl AsyncWrite for ZcStream {
         if plain > 0 {
             return Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs[..plain]);
         }
-        match bufs.first() {
-            Some(first) => this.poll_sendfile(cx, first.len()),
-            None => Poll::Ready(Ok(0)),
+        // Consecutive placeholders are one stretch of the same file.
+        let want: usize = bufs
+            .iter()
+            .take_while(|b| is_placeholder(b))
+            .map(|b| b.len())
+            .sum();
+        if want == 0 {
+            return Poll::Ready(Ok(0));
         }
+        this.poll_sendfile(cx, want)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -170,6 +170,9 @@ pub async fn format(
     }
 }
 
+/// Bodies up to this size (by Content-Length) are received in memory.
+const SMALL_UPLOAD: usize = 256 << 10;
+
 fn bad_relpath(e: RelPathError) -> ApiError {
     ApiError::BadRequest(e.0)
 }
@@ -324,14 +327,39 @@ async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
     // Checked before reading the body, so a bad request never costs a transfer.
     let digest = Digest::parse(raw_digest.as_deref()).map_err(StoreError::InvalidDigest)?;
     let repo = ctx.app.repo.clone();
+    if link_mode {
+        repo.run(move |r| {
+            r.check_upload_target(&f)?;
+            r.link_artifact(&f, &rel, &digest)
+        })
+        .await?;
+        return created();
+    }
+    let small = header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n <= SMALL_UPLOAD);
+    if let Some(len) = small {
+        // Small bodies are read into memory and handled in one trip to the blocking pool.
+        let data = axum::body::to_bytes(ctx.take_body(), len)
+            .await
+            .map_err(|e| StoreError::Interrupted(e.to_string()))?;
+        repo.run(move |r| {
+            r.check_upload_target(&f)?;
+            let staged = r.stage_bytes(&digest, &data)?;
+            r.store_blob(staged)?;
+            r.link_artifact(&f, &rel, &digest)
+        })
+        .await?;
+        return created();
+    }
     let target = f.clone();
     repo.run(move |r| r.check_upload_target(&target)).await?;
-    if !link_mode {
-        let body = ctx.take_body().into_data_stream();
-        let upload = repo.receive(&digest, body).await?;
-        repo.run(move |r| r.store_blob(upload).map(|_| ())).await?;
-    }
-    repo.run(move |r| r.link_artifact(&f, &rel, &digest))
-        .await?;
+    let body = ctx.take_body().into_data_stream();
+    let upload = repo.receive(&digest, body).await?;
+    repo.run(move |r| {
+        r.store_blob(upload)?;
+        r.link_artifact(&f, &rel, &digest)
+    })
+    .await?;
     created()
 }

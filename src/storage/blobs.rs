@@ -23,10 +23,10 @@ pub struct Upload {
 }
 
 impl Repo {
-    /// Streams `body` to a new `.uploads/` file, hashing it on the way (one pass, on a
-    /// blocking thread so that hashing and disk writes overlap with receiving), fsyncs it
-    /// and checks it against `digest`. On any failure, or if this future is dropped because
-    /// the client went away, the temp file is removed.
+    /// Streams `body` to a new `.uploads/` file while hashing it (one pass over the data:
+    /// one blocking thread writes, another hashes, so both overlap with receiving), fsyncs
+    /// it and checks it against `digest`. On any failure, or if this future is dropped
+    /// because the client went away, the temp file is removed.
     pub async fn receive<S, E>(
         self: &Arc<Self>,
         digest: &Digest,
@@ -37,37 +37,62 @@ impl Repo {
         E: std::fmt::Display,
     {
         let uploads = self.uploads_dir();
-        let algo = digest.algo();
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let complete = Arc::new(AtomicBool::new(false));
         let done = Arc::clone(&complete);
-        let writer =
-            tokio::task::spawn_blocking(move || -> Result<(TempFile, String), StoreError> {
-                let tmp = TempFile::create(&uploads)?;
-                let mut hasher = algo.hasher();
-                let mut out = &tmp.file;
-                while let Some(chunk) = rx.blocking_recv() {
-                    hasher.update(&chunk);
-                    out.write_all(&chunk)?;
-                }
-                if !done.load(Ordering::Acquire) {
-                    return Err(StoreError::Interrupted("client went away".into()));
-                }
-                tmp.file.sync_all()?;
-                Ok((tmp, hasher.finish_hex()))
-            });
+        let writer = tokio::task::spawn_blocking(move || -> Result<TempFile, StoreError> {
+            let tmp = TempFile::create(&uploads)?;
+            let mut out = &tmp.file;
+            while let Some(chunk) = writer_rx.blocking_recv() {
+                out.write_all(&chunk)?;
+            }
+            if !done.load(Ordering::Acquire) {
+                return Err(StoreError::Interrupted("client went away".into()));
+            }
+            tmp.file.sync_all()?;
+            Ok(tmp)
+        });
+        let algo = digest.algo();
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut hasher = algo.hasher();
+            while let Some(chunk) = hasher_rx.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hasher.finish_hex()
+        });
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| StoreError::Interrupted(e.to_string()))?;
-            if tx.send(chunk).await.is_err() {
-                break; // the writer failed; its error is reported below
+            // Bytes clones share the buffer: both threads read the same memory.
+            if to_hasher.send(chunk.clone()).await.is_err() || to_writer.send(chunk).await.is_err()
+            {
+                break; // a thread failed; its error is reported below
             }
         }
         complete.store(true, Ordering::Release);
-        drop(tx);
-        let (tmp, hex) = writer.await??;
+        drop((to_writer, to_hasher));
+        let tmp = writer.await??;
+        let hex = hasher.await?;
         if hex != digest.hex() {
             return Err(StoreError::DigestMismatch(digest.to_string()));
         }
+        Ok(Upload {
+            digest: digest.clone(),
+            tmp,
+        })
+    }
+
+    /// The same as [`Repo::receive`] for a body already in memory (small uploads): checked
+    /// before anything is written, so a wrong digest never touches the disk.
+    pub fn stage_bytes(&self, digest: &Digest, data: &[u8]) -> Result<Upload, StoreError> {
+        let mut hasher = digest.algo().hasher();
+        hasher.update(data);
+        if hasher.finish_hex() != digest.hex() {
+            return Err(StoreError::DigestMismatch(digest.to_string()));
+        }
+        let tmp = TempFile::create(&self.uploads_dir())?;
+        (&tmp.file).write_all(data)?;
+        tmp.file.sync_all()?;
         Ok(Upload {
             digest: digest.clone(),
             tmp,
