@@ -18,6 +18,13 @@ pub fn to_string_sorted(v: &serde_json::Value) -> String {
     out
 }
 
+/// json.dumps(map, sort_keys=True) for an object, without wrapping it in a `Value` first.
+pub fn object_to_string_sorted(map: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::new();
+    write_object(&mut out, map, Style::JsonSorted);
+    out
+}
+
 /// Python repr() of a float: shortest round-trip digits, exponent form when exp < -4 or >= 16
 /// ("1e+16", "1e-05", "1.5", "1.0", "NaN"... note json.dumps writes NaN/Infinity/-Infinity).
 ///
@@ -165,28 +172,30 @@ fn write_value(out: &mut String, v: &Value, style: Style) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            if style == Style::JsonSorted {
-                // UTF-8 byte order is code point order, which is how Python compares str.
-                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            }
-            out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                if style == Style::Repr {
-                    write_repr_str(out, key);
-                } else {
-                    write_json_str(out, key);
-                }
-                out.push_str(": ");
-                write_value(out, item, style);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(out, map, style),
     }
+}
+
+fn write_object(out: &mut String, map: &serde_json::Map<String, Value>, style: Style) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    if style == Style::JsonSorted {
+        // UTF-8 byte order is code point order, which is how Python compares str.
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    }
+    out.push('{');
+    for (i, (key, item)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if style == Style::Repr {
+            write_repr_str(out, key);
+        } else {
+            write_json_str(out, key);
+        }
+        out.push_str(": ");
+        write_value(out, item, style);
+    }
+    out.push('}');
 }
 
 fn write_number(out: &mut String, n: &Number) {

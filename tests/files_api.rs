@@ -538,3 +538,64 @@ fn file_bodies_on_one_connection_stay_in_order() {
         ("HTTP/1.1 206 Partial Content".into(), small[5..].to_vec())
     );
 }
+
+#[test]
+fn digests_edited_behind_the_servers_back_are_reread() {
+    let s = TestServer::start();
+    s.put_file("/branches/b/t/j/f/a", b"a");
+    // Another tool (or a dlrepo process) rewrites .digests in place.
+    let path = s.path("branches/b/t/j/f/.digests");
+    let mut digests: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    digests["x"] = json!(digest_of(b"x"));
+    std::fs::write(&path, serde_json::to_vec(&digests).unwrap()).unwrap();
+    s.put_file("/branches/b/t/j/f/b", b"b");
+    let files = s.get("/branches/b/t/j/f/").json()["artifact_format"]["files"].clone();
+    assert_eq!(files, json!(["a", "b", "x"]));
+}
+
+#[test]
+fn two_processes_on_one_root_lose_no_upload() {
+    let s = TestServer::start();
+    let (mut other, other_addr) = s.second_process();
+    let bases = [s.base.clone(), format!("http://{other_addr}")];
+    std::thread::scope(|scope| {
+        for t in 0..6 {
+            let base = bases[t % 2].clone();
+            scope.spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                for i in 0..25 {
+                    // Same content from both processes too: one blob, many links.
+                    let data = if i % 5 == 0 {
+                        "shared".to_owned()
+                    } else {
+                        format!("file {t} {i}")
+                    };
+                    let d = digest_of(data.as_bytes());
+                    let r = agent
+                        .put(format!("{base}/branches/b/t/j/f/{t}/{i}"))
+                        .header("Digest", &d)
+                        .send(data.as_bytes())
+                        .unwrap();
+                    assert_eq!(r.status(), 201);
+                }
+            });
+        }
+    });
+    let _ = other.kill();
+    let _ = other.wait();
+    let files = s.get("/branches/b/t/j/f/").json()["artifact_format"]["files"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(files, 150);
+    let h = sha256_hex(b"shared");
+    assert_eq!(
+        nlink(&s.path(&format!(".blobs/sha256/{}/{h}", &h[..2]))),
+        1 + 30
+    );
+    assert!(uploads_left(s.root.path()).is_empty());
+}

@@ -8,6 +8,7 @@
 use super::files::{self, DirLock, create_flag, exists, read_json_map, remove_flag};
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -52,10 +53,75 @@ struct Pending {
     leader: bool,
 }
 
+/// Identity of a `.digests` file as last written: any rewrite (ours go through rename, so a
+/// new inode) or in-place edit changes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).ok()?;
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    Some(FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.len(),
+        mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+        ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+    })
+}
+
+/// Parsed `.digests` of recently written formats, so a burst of uploads into one big format
+/// does not re-parse it for every batch. Checked against the file's identity before use.
+const CACHED_FORMATS: usize = 32;
+
+/// A parsed `.digests` and the identity of the file it was parsed from.
+type CachedDigests = (FileId, Map<String, Value>);
+
 /// Links waiting to be applied, per format directory.
 #[derive(Default)]
 pub(crate) struct LinkQueue {
     formats: Mutex<HashMap<PathBuf, Pending>>,
+    digests: Mutex<HashMap<PathBuf, CachedDigests>>,
+}
+
+impl LinkQueue {
+    /// The format's `.digests`, from the cache when the file has not changed since.
+    fn load(&self, fdir: &Path, path: &Path) -> Map<String, Value> {
+        let cached = self
+            .digests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(fdir);
+        match (cached, file_id(path)) {
+            (Some((id, map)), Some(now)) if id == now => map,
+            _ => read_json_map(path),
+        }
+    }
+
+    /// Drops every cached map: called when this process deletes trees or rewrites
+    /// `.digests` outside the link path, so that a reused inode number can never match.
+    pub(crate) fn forget_all(&self) {
+        self.digests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn keep(&self, fdir: &Path, path: &Path, map: Map<String, Value>) {
+        let Some(id) = file_id(path) else { return };
+        let mut cache = self.digests.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CACHED_FORMATS {
+            cache.clear();
+        }
+        cache.insert(fdir.to_path_buf(), (id, map));
+    }
 }
 
 impl Repo {
@@ -109,7 +175,7 @@ impl Repo {
             let was_dirty = exists(&dirty);
             create_flag(&dirty)?;
             let digests_path = fdir.join(".digests");
-            let mut digests = read_json_map(&digests_path);
+            let mut digests = self.links.load(fdir, &digests_path);
             let results: Vec<_> = batch
                 .iter()
                 .map(|(req, _)| {
@@ -122,6 +188,7 @@ impl Repo {
                 .collect();
             if results.iter().any(Result::is_ok) {
                 files::write_json_sorted(&self.uploads_dir(), &digests_path, &digests)?;
+                self.links.keep(fdir, &digests_path, digests);
             } else if !was_dirty {
                 // Nothing changed: put the flag back as it was (spec/API.md §5.1 step 7).
                 remove_flag(&dirty)?;

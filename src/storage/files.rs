@@ -97,7 +97,7 @@ pub(crate) fn write_json_sorted(
     path: &Path,
     map: &Map<String, Value>,
 ) -> Result<(), StoreError> {
-    let text = pyjson::to_string_sorted(&Value::Object(map.clone()));
+    let text = pyjson::object_to_string_sorted(map);
     write_atomic(uploads, path, text.as_bytes())
 }
 

@@ -95,6 +95,7 @@ impl Repo {
             self.dedup_file(path, &digest)?;
             digests.insert(rel.to_owned(), digest.to_string().into());
         }
+        self.links.forget_all();
         files::write_json_sorted(&self.uploads_dir(), &fdir.join(".digests"), &digests)
     }
 

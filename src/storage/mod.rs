@@ -72,7 +72,7 @@ pub struct Repo {
     /// `DLREPO_X_SENDFILE_HEADER` is set: downloads need the absolute resolved path.
     pub(crate) x_sendfile: bool,
     /// Links waiting for a group commit into their format (see `commit.rs`).
-    links: commit::LinkQueue,
+    pub(crate) links: commit::LinkQueue,
 }
 
 impl Repo {

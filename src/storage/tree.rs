@@ -731,6 +731,7 @@ impl Repo {
     /// Removes a directory tree so that no reader sees it half-deleted: it is first renamed
     /// into `.uploads/` (atomic), then removed from there.
     pub(crate) fn remove_tree(&self, dir: &Path) -> Result<(), StoreError> {
+        self.links.forget_all();
         let uploads = self.uploads_dir();
         fs::create_dir_all(&uploads)?;
         let trash = uploads.join(format!("{}.deleting", files::random_hex()));

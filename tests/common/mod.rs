@@ -97,6 +97,11 @@ impl TestServer {
         self.addr = addr;
     }
 
+    /// A second server process on the same data root (several processes may share one).
+    pub fn second_process(&self) -> (Child, String) {
+        spawn_child(self.root.path(), &self.env)
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.path().join(rel)
     }
