@@ -28,8 +28,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The access log, at DEBUG as in dlrepo.
+/// The access log, at DEBUG as in dlrepo. Skipped cheaply when DEBUG is off.
 async fn access_log(req: Request, next: Next) -> Response {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.run(req).await;
+    }
     let method = req.method().clone();
     let uri = req.uri().clone();
     let res = next.run(req).await;

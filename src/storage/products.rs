@@ -151,7 +151,7 @@ impl Repo {
         }
         Ok(Repo::list_entities(&dir)?
             .into_iter()
-            .filter(|n| acl.allows(&format!("{url}{n}/")))
+            .filter(|n| acl.allows(|| format!("{url}{n}/")))
             .map(|n| n.to_string())
             .collect())
     }
@@ -244,13 +244,13 @@ impl Repo {
         Ok(Repo::list_entities(&vdir)?
             .into_iter()
             .filter(|f| {
-                acl.allows(
-                    &FormatRef::Version {
+                acl.allows(|| {
+                    FormatRef::Version {
                         version: v.clone(),
                         format: f.clone(),
                     }
-                    .url(),
-                )
+                    .url()
+                })
             })
             .map(|f| f.to_string())
             .collect())

@@ -19,19 +19,27 @@ use std::sync::Arc;
 /// Which entities the caller may see: listings and aliases only consider readable URLs
 /// (spec/API.md §3). Access control plugs its check in here.
 #[derive(Clone)]
-pub struct Listing(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+pub enum Listing {
+    /// No filtering (access control disabled): URLs are not even built.
+    Everything,
+    Only(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+}
 
 impl Listing {
     pub fn everything() -> Listing {
-        Listing(Arc::new(|_| true))
+        Listing::Everything
     }
 
     pub fn new(f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Listing {
-        Listing(Arc::new(f))
+        Listing::Only(Arc::new(f))
     }
 
-    pub fn allows(&self, url: &str) -> bool {
-        (self.0)(url)
+    /// Whether the entity at the URL `url()` builds is visible.
+    pub fn allows(&self, url: impl FnOnce() -> String) -> bool {
+        match self {
+            Listing::Everything => true,
+            Listing::Only(f) => f(&url()),
+        }
     }
 }
 
@@ -137,7 +145,7 @@ impl Repo {
                 scope: scope.clone(),
                 branch: name,
             };
-            if !acl.allows(&b.url()) {
+            if !acl.allows(|| b.url()) {
                 continue;
             }
             let bdir = self.branch_dir(&b);
@@ -191,13 +199,13 @@ impl Repo {
             .entities
             .iter()
             .filter(|tag| {
-                acl.allows(
-                    &TagRef {
+                acl.allows(|| {
+                    TagRef {
                         branch: b.clone(),
                         tag: (*tag).clone(),
                     }
-                    .url(),
-                )
+                    .url()
+                })
             })
             .collect();
         let summarize = |tag: &Name| -> Result<Option<TagSummary>, StoreError> {
@@ -296,7 +304,7 @@ impl Repo {
                     branch: b.clone(),
                     tag,
                 };
-                if acl.allows(&t.url()) {
+                if acl.allows(|| t.url()) {
                     let dir = self.tag_dir(&t);
                     candidates.push((sort_time(stamp_time(&dir)), t, dir));
                 }
@@ -343,7 +351,7 @@ impl Repo {
                 tag: t.clone(),
                 job: name.clone(),
             };
-            if acl.allows(&j.url()) {
+            if acl.allows(|| j.url()) {
                 jobs.push(job_entry(&j, &scan, &format!("{name}/")));
             }
         }
@@ -437,13 +445,13 @@ impl Repo {
             .entities
             .into_iter()
             .filter(|f| {
-                acl.allows(
-                    &FormatRef::Job {
+                acl.allows(|| {
+                    FormatRef::Job {
                         job: j.clone(),
                         format: f.clone(),
                     }
-                    .url(),
-                )
+                    .url()
+                })
             })
             .map(|f| Value::from(f.to_string()))
             .collect();
@@ -573,7 +581,7 @@ impl Repo {
                 job: j.clone(),
                 format: f.clone(),
             };
-            if acl.allows(&fref.url()) {
+            if acl.allows(|| fref.url()) {
                 self.push_members(&jdir.join(&f), &format!("{f}/"), &mut members);
             }
         }
