@@ -106,8 +106,23 @@ pub struct Config {
     pub latest_releases_user: bool,
     pub static_dir: Option<PathBuf>,
     pub templates_dir: Option<PathBuf>,
-    /// `DLREPO_AUTH_DISABLED=1`.
+    /// `DLREPO_AUTH_DISABLED=1` (or `serve --no-auth`): no checks at all.
     pub auth_disabled: bool,
+    /// `DLREPO_IGNORE_PASSWORDS=1`: trust the Basic login without checking the password.
+    pub ignore_passwords: bool,
+    /// `DLREPO_AUTH_FILE`: `login:password:groups` lines.
+    pub auth_file: PathBuf,
+    /// `DLREPO_AUTH_HTTP_LOGIN_HEADER` and `DLREPO_AUTH_HTTP_GROUPS_HEADER`: both set means a
+    /// trusted proxy authenticates.
+    pub login_header: Option<String>,
+    pub groups_header: Option<String>,
+    /// `DLREPO_AUTH_REALM` for the Basic challenge.
+    pub auth_realm: String,
+    /// `DLREPO_AUTH_CACHE_SIZE` entries and `DLREPO_AUTH_CACHE_TTL` seconds.
+    pub auth_cache_size: usize,
+    pub auth_cache_ttl: u64,
+    /// `DLREPO_ACLS_DIR`: one file per group.
+    pub acls_dir: PathBuf,
     /// Settings read by features that are not built yet (auth, publishing), kept verbatim so
     /// that they are validated as known keys and reach those features unchanged.
     pub other: BTreeMap<&'static str, String>,
@@ -136,6 +151,14 @@ impl Default for Config {
             static_dir: None,
             templates_dir: None,
             auth_disabled: false,
+            ignore_passwords: false,
+            auth_file: PathBuf::from("/etc/dlrepo/auth"),
+            login_header: None,
+            groups_header: None,
+            auth_realm: "dlrepo".into(),
+            auth_cache_size: 4096,
+            auth_cache_ttl: 600,
+            acls_dir: PathBuf::from("/etc/dlrepo/acls"),
             other: BTreeMap::new(),
         }
     }
@@ -287,9 +310,18 @@ impl Config {
                 "TEMPLATES_DIR" => c.templates_dir = opt().map(PathBuf::from),
                 // Only the exact value `1` disables auth, as in dlrepo.
                 "AUTH_DISABLED" => c.auth_disabled = value == "1",
-                "AUTH_CACHE_SIZE"
-                | "AUTH_CACHE_TTL"
-                | "LDAP_TIMEOUT"
+                "IGNORE_PASSWORDS" => c.ignore_passwords = value == "1",
+                "AUTH_FILE" => c.auth_file = PathBuf::from(&value),
+                "AUTH_HTTP_LOGIN_HEADER" => c.login_header = opt(),
+                "AUTH_HTTP_GROUPS_HEADER" => c.groups_header = opt(),
+                "AUTH_REALM" => c.auth_realm = value.clone(),
+                "AUTH_CACHE_SIZE" => {
+                    c.auth_cache_size =
+                        usize::try_from(int()?).map_err(|_| invalid("too large".into()))?
+                }
+                "AUTH_CACHE_TTL" => c.auth_cache_ttl = int()?,
+                "ACLS_DIR" => c.acls_dir = PathBuf::from(&value),
+                "LDAP_TIMEOUT"
                 | "LDAP_MAX_CONNECTIONS"
                 | "PUBLISH_TIMEOUT"
                 | "PUBLISH_MAX_REQUESTS" => {
@@ -350,6 +382,30 @@ mod tests {
         assert_eq!(c.listen_port, 9090);
         assert_eq!(c.root_dir, PathBuf::from("/srv/a"));
         assert!(c.auth_disabled);
+    }
+
+    #[test]
+    fn auth_settings_are_typed() {
+        let c = Config::from_sources(
+            None,
+            env(&[
+                ("DLREPO_AUTH_FILE", "/srv/auth"),
+                ("DLREPO_ACLS_DIR", "/srv/acls"),
+                ("DLREPO_AUTH_HTTP_LOGIN_HEADER", "X-User"),
+                ("DLREPO_AUTH_REALM", "corp"),
+                ("DLREPO_AUTH_CACHE_TTL", "5"),
+                ("DLREPO_IGNORE_PASSWORDS", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.auth_file, PathBuf::from("/srv/auth"));
+        assert_eq!(c.acls_dir, PathBuf::from("/srv/acls"));
+        assert_eq!(c.login_header.as_deref(), Some("X-User"));
+        assert_eq!(c.groups_header, None);
+        assert_eq!((c.auth_realm.as_str(), c.auth_cache_ttl), ("corp", 5));
+        assert!(c.ignore_passwords);
+        let e = Config::from_sources(None, env(&[("DLREPO_AUTH_CACHE_SIZE", "-1")])).unwrap_err();
+        assert!(e.to_string().contains("DLREPO_AUTH_CACHE_SIZE"), "{e}");
     }
 
     #[test]

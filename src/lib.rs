@@ -8,6 +8,8 @@
 //! - [`pyjson`]: JSON written byte for byte as Python's `json.dumps` writes it.
 //! - [`zerocopy`]: connections that send file bodies with `sendfile(2)`.
 
+pub mod auth;
+pub mod commands;
 pub mod config;
 pub mod http;
 pub mod model;

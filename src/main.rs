@@ -1,15 +1,16 @@
-//! The `arbor` command: starts the server and, later, maintenance sub-commands.
+//! The `arbor` command line: parses arguments and hands over to `arbor::commands`.
 
+use arbor::auth::tokens::Scope;
+use arbor::commands;
 use arbor::config::Config;
-use arbor::state::AppState;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// arbor: a self-hosted artifact repository, drop-in compatible with dlrepo 0.44.
 ///
 /// Settings come from an optional TOML file and from DLREPO_* environment variables
-/// (the environment wins). See `man arbor-config` or examples/config/arbor.toml.
+/// (the environment wins). See man/arbor.8 and examples/config/arbor.toml.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -22,13 +23,49 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP server (data in ./arbor-data and port 1337 unless configured).
-    Serve,
+    /// Run the HTTP server (data in ./arbor-data and 127.0.0.1:1337 unless configured).
+    Serve {
+        /// Turn access control off (anyone can read, write and delete): local trials only.
+        #[arg(long)]
+        no_auth: bool,
+    },
+    /// Manage API tokens for CI systems (Bearer, Basic password or ?token=).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once; only a hash of it is stored.
+    Create {
+        /// The user the token acts as; it gets that user's groups, never more.
+        #[arg(long)]
+        user: String,
+        /// `read` allows only GET and HEAD.
+        #[arg(long, value_enum, default_value = "write")]
+        scope: ScopeArg,
+        /// Only paths starting with this, e.g. /branches/nightly/.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Lifetime, e.g. 30d, 12h, 15m or seconds; default: no expiry.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List tokens (id, user, scope, prefix, expiry).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Read,
+    Write,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
+    let mut config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("arbor: configuration error: {e}");
@@ -36,15 +73,27 @@ fn main() -> ExitCode {
         }
     };
     arbor::telemetry::init(&config);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("arbor: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result = match cli.command {
-        Command::Serve => runtime.block_on(serve(config)),
+        Command::Serve { no_auth } => {
+            config.auth_disabled |= no_auth;
+            tokio::runtime::Runtime::new()
+                .map_err(Into::into)
+                .and_then(|rt| rt.block_on(commands::serve(config)))
+        }
+        Command::Token(TokenCommand::Create {
+            user,
+            scope,
+            prefix,
+            expires,
+        }) => {
+            let scope = match scope {
+                ScopeArg::Read => Scope::Read,
+                ScopeArg::Write => Scope::Write,
+            };
+            commands::token_create(&config, &user, scope, prefix.as_deref(), expires.as_deref())
+        }
+        Command::Token(TokenCommand::List) => commands::token_list(&config),
+        Command::Token(TokenCommand::Revoke { id }) => commands::token_revoke(&config, &id),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -53,45 +102,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    // Installed before the banner: tests send signals as soon as they read it.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let banner: &[&str] = if config.auth_disabled {
-        &["authentication is disabled (DLREPO_AUTH_DISABLED=1): anyone can read and write"]
-    } else {
-        &[
-            "***************************************************************",
-            "* ACCESS CONTROL IS NOT IMPLEMENTED YET: anyone who can reach *",
-            "* this server can read, write and delete. Listen on a trusted *",
-            "* interface only.                                             *",
-            "***************************************************************",
-        ]
-    };
-    for line in banner {
-        tracing::error!("{line}");
-    }
-    let listener =
-        tokio::net::TcpListener::bind((config.listen_address.as_str(), config.listen_port))
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot listen on {}:{}: {e}",
-                    config.listen_address, config.listen_port
-                )
-            })?;
-    let addr = listener.local_addr()?;
-    let state = AppState::new(config)?;
-    println!("======== Running on http://{addr} ========");
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    };
-    arbor::serve(listener, state, shutdown).await?;
-    Ok(())
 }

@@ -1,21 +1,50 @@
 //! Shared application state handed to every request.
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::storage::Repo;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 #[derive(Clone)]
 pub struct AppState {
     /// The data root; every filesystem access goes through it.
     pub repo: Arc<Repo>,
     pub config: Arc<Config>,
+    /// Access control, swapped whole on reload; a request clones the inner `Arc` once.
+    auth: Arc<RwLock<Arc<Auth>>>,
 }
 
 impl AppState {
-    pub fn new(config: Config) -> std::io::Result<AppState> {
+    /// Opens the data root and loads access control (a broken ACL file stops start-up).
+    pub fn new(config: Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
+        let repo = Arc::new(Repo::new(&config)?);
+        let auth = Auth::load(&config, repo.tokens_dir())?;
         Ok(AppState {
-            repo: Arc::new(Repo::new(&config)?),
+            repo,
             config: Arc::new(config),
+            auth: Arc::new(RwLock::new(Arc::new(auth))),
         })
+    }
+
+    pub fn auth(&self) -> Arc<Auth> {
+        Arc::clone(&self.auth.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Re-reads the auth file and ACL directory. On an error the old rules stay and the
+    /// error (file and line) is logged.
+    pub async fn reload_auth(&self) {
+        let config = Arc::clone(&self.config);
+        let dir = self.repo.tokens_dir();
+        let loaded = tokio::task::spawn_blocking(move || Auth::load(&config, dir)).await;
+        match loaded {
+            Ok(Ok(auth)) => {
+                *self.auth.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(auth);
+                tracing::info!("access control reloaded");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "ACL reload failed, keeping the previous rules")
+            }
+            Err(e) => tracing::error!(error = %e, "ACL reload failed"),
+        }
     }
 }

@@ -817,3 +817,64 @@ fn refused_upload_shows_the_server_error() {
         serde_json::json!(["first.txt"])
     );
 }
+
+#[test]
+fn auth_enabled_server_with_user_and_password_in_the_default_prefix() {
+    let etc = tempfile::tempdir().expect("tmp");
+    let acls = etc.path().join("acls");
+    std::fs::create_dir_all(&acls).expect("acls");
+    std::fs::write(acls.join("users"), "rw /~$user/**\nr /branches/\n").expect("acl");
+    let auth = etc.path().join("auth");
+    std::fs::write(&auth, "carol:s3cret:users\n").expect("auth");
+    let srv = TestServer::start_with(&[
+        ("DLREPO_AUTH_DISABLED", "0"),
+        ("DLREPO_AUTH_FILE", s(&auth)),
+        ("DLREPO_ACLS_DIR", s(&acls)),
+    ]);
+    let cli = Cli::with_env(
+        &srv,
+        &[("DLREPO_USER", "carol"), ("DLREPO_PASSWORD", "s3cret")],
+    );
+    let src = tempfile::tempdir().expect("tmp");
+    let files = awkward_tree();
+    write_tree(src.path(), &files);
+    let out = cli.ok(&["upload", "b", "T", "j", "f", s(src.path())]);
+    assert!(
+        out.stdout.ends_with(&format!(
+            "Browse/Download: {}/~carol/branches/b/t/j/f/\n",
+            srv.base
+        )),
+        "{out}"
+    );
+    let dest = tempfile::tempdir().expect("tmp");
+    cli.ok(&["get", "b", "t", "j", "f", s(dest.path())]);
+    let expected: BTreeMap<String, Vec<u8>> = files
+        .iter()
+        .map(|(k, v)| (stored_name(k), v.clone()))
+        .collect();
+    assert_eq!(read_tree(dest.path()), expected);
+    cli.ok(&["set-info", "b", "t", "j", "build=7"]);
+    assert_eq!(
+        cli.ok(&["get-info", "b", "t", "j"]).stdout.lines().next(),
+        Some("build=7")
+    );
+    cli.ok(&["lock", "b", "t"]);
+    assert_eq!(cli.ok(&["branches"]).stdout, "b\n");
+    // Another user's repository and a wrong password are refused with the server's 401.
+    let other = Cli::with_env(
+        &srv,
+        &[("DLREPO_USER", "carol"), ("DLREPO_PASSWORD", "nope")],
+    );
+    let out = other.fails(&["branches"]);
+    assert!(out.stderr.contains("401"), "{out}");
+    let nosy = Cli::with_env(
+        &srv,
+        &[
+            ("DLREPO_USER", "carol"),
+            ("DLREPO_PASSWORD", "s3cret"),
+            ("DLREPO_PREFIX", "/~dave/"),
+        ],
+    );
+    let out = nosy.fails(&["branches"]);
+    assert!(out.stderr.contains("401"), "{out}");
+}

@@ -4,6 +4,7 @@
 
 mod download;
 mod formats;
+mod guard;
 mod products;
 mod reply;
 mod resources;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{file}", get(statics::file))
         .route("/healthz", get(statics::healthz))
         .fallback(tree::dispatch)
+        .layer(middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(middleware::from_fn(access_log))
         .with_state(state)
 }

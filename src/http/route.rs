@@ -335,3 +335,136 @@ mod tests {
             Ok(Route::Version { version, slash: true, .. }) if version.as_str() == "latest"));
     }
 }
+
+impl FormatParent {
+    fn path(&self) -> String {
+        match self {
+            FormatParent::Job { branch, tag, job } => {
+                format!("{}{tag}/{job}", branch.url())
+            }
+            FormatParent::Version {
+                scope,
+                path,
+                version,
+            } => format!(
+                "{}/products/{}/{}/{}/{version}",
+                scope.url(),
+                path[0],
+                path[1],
+                path[2]
+            ),
+        }
+    }
+}
+
+impl Route {
+    /// The path ACLs are matched against: the request path with every name lower-cased
+    /// (as storage does) and `%7E` as `~`, the artifact path untouched, the trailing slash
+    /// and `.tar`/`.sha256` suffixes as sent. Matching the raw path instead let
+    /// `DELETE /branches/SECRET/...` past `!/branches/secret/**` (spec/API.md Q2).
+    pub fn acl_path(&self) -> String {
+        let slash = |s: bool| if s { "/" } else { "" };
+        match self {
+            Route::Home(scope) => format!("{}/", scope.url()),
+            Route::UserBare(user) => format!("/~{user}"),
+            Route::Branches { scope, slash: s } => format!("{}/branches{}", scope.url(), slash(*s)),
+            Route::Branch { branch, slash: s } => {
+                format!(
+                    "{}/branches/{}{}",
+                    branch.scope.url(),
+                    branch.branch,
+                    slash(*s)
+                )
+            }
+            Route::Tag {
+                branch,
+                tag,
+                slash: s,
+            } => format!("{}{tag}{}", branch.url(), slash(*s)),
+            Route::JobTar { branch, tag, job } => format!("{}{tag}/{job}.tar", branch.url()),
+            Route::Job {
+                branch,
+                tag,
+                job,
+                slash: s,
+            } => format!("{}{tag}/{job}{}", branch.url(), slash(*s)),
+            Route::Format {
+                parent,
+                format,
+                part,
+            } => {
+                let base = format!("{}/{format}", parent.path());
+                match part {
+                    FormatPart::Tar => format!("{base}.tar"),
+                    FormatPart::Sha256 => format!("{base}.sha256"),
+                    FormatPart::Bare => base,
+                    FormatPart::Dir => format!("{base}/"),
+                    FormatPart::Artifact(rel) => format!("{base}/{rel}"),
+                }
+            }
+            Route::Products {
+                scope,
+                path,
+                slash: s,
+            } => {
+                let mut url = format!("{}/products", scope.url());
+                for seg in path {
+                    url.push('/');
+                    url.push_str(seg.as_str());
+                }
+                url.push_str(slash(*s));
+                url
+            }
+            Route::Version {
+                scope,
+                path,
+                version,
+                slash: s,
+            } => format!(
+                "{}/products/{}/{}/{}/{version}{}",
+                scope.url(),
+                path[0],
+                path[1],
+                path[2],
+                slash(*s)
+            ),
+            Route::VersionTar {
+                scope,
+                path,
+                version,
+            } => format!(
+                "{}/products/{}/{}/{}/{version}.tar",
+                scope.url(),
+                path[0],
+                path[1],
+                path[2]
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod acl_path_tests {
+    use super::*;
+
+    #[test]
+    fn names_are_canonical_and_artifacts_untouched() {
+        let p = |raw: &str| Route::parse(raw).unwrap().acl_path();
+        assert_eq!(p("/branches/SECRET/T/J/"), "/branches/secret/t/j/");
+        assert_eq!(p("/%7EBob/branches/X"), "/~bob/branches/x");
+        assert_eq!(
+            p("/branches/B/T/J/F/Dir/File.TXT"),
+            "/branches/b/t/j/f/Dir/File.TXT"
+        );
+        assert_eq!(p("/branches/B/T/J.tar"), "/branches/b/t/j.tar");
+        assert_eq!(p("/branches/B/T/J/F.sha256"), "/branches/b/t/j/f.sha256");
+        assert_eq!(p("/products/P/V/B/1.0/"), "/products/p/v/b/1.0/");
+        assert_eq!(
+            p("/products/P/V/B/LATEST.tar"),
+            "/products/p/v/b/latest.tar"
+        );
+        assert_eq!(p("/products"), "/products");
+        assert_eq!(p("/"), "/");
+        assert_eq!(p("/~Bob"), "/~bob");
+    }
+}

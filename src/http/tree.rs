@@ -85,7 +85,8 @@ impl Ctx {
             return Vec::new();
         };
         q.split('&')
-            .filter(|p| !p.is_empty())
+            // `token` authenticates (see guard.rs); it is never a job filter.
+            .filter(|p| !p.is_empty() && *p != "token" && !p.starts_with("token="))
             .map(|p| {
                 let (k, v) = p.split_once('=').unwrap_or((p, ""));
                 (form_decode(k), form_decode(v))
@@ -120,7 +121,13 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
         query: parts.uri.query().map(str::to_owned),
         path,
         body: std::sync::Mutex::new(Some(body)),
-        acl: Listing::everything(),
+        acl: match parts.extensions.get::<super::guard::Caller>() {
+            Some(caller) => {
+                let caller = caller.clone();
+                Listing::new(move |url| caller.can_read(url))
+            }
+            None => Listing::everything(),
+        },
         conn,
     };
     let result: ApiResult = match route {

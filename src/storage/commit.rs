@@ -176,9 +176,22 @@ impl Repo {
             create_flag(&dirty)?;
             let digests_path = fdir.join(".digests");
             let mut digests = self.links.load(fdir, &digests_path);
+            let mut usage = match f {
+                FormatRef::Job { job, .. } => self.usage(&job.tag.branch.scope)?,
+                FormatRef::Version { .. } => None,
+            };
             let results: Vec<_> = batch
                 .iter()
                 .map(|(req, _)| {
+                    if let Some(usage) = usage.as_mut() {
+                        // spec/LAYOUT.md §6.4: a replaced file gives its bytes back first.
+                        let replaced = fs::metadata(fdir.join(req.rel.as_str()))
+                            .ok()
+                            .filter(|m| m.is_file())
+                            .map_or(0, |m| m.len());
+                        let size = fs::metadata(&req.blob)?.len();
+                        usage.add(replaced, size)?;
+                    }
                     let linked = self.link_file(fdir, &req.rel, &req.blob);
                     if linked.is_ok() {
                         digests.insert(req.rel.to_string(), req.digest.to_string().into());
@@ -186,6 +199,9 @@ impl Repo {
                     linked
                 })
                 .collect();
+            if let Some(usage) = &usage {
+                usage.save(self)?;
+            }
             if results.iter().any(Result::is_ok) {
                 files::write_json_sorted(&self.uploads_dir(), &digests_path, &digests)?;
                 self.links.keep(fdir, &digests_path, digests);

@@ -64,6 +64,11 @@ impl Repo {
             .join(hex)
     }
 
+    /// Hashed API tokens, one file each (arbor only; dlrepo ignores dot entries).
+    pub fn tokens_dir(&self) -> PathBuf {
+        self.root.join(".tokens")
+    }
+
     pub(crate) fn uploads_dir(&self) -> PathBuf {
         self.root.join(".uploads")
     }

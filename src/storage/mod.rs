@@ -11,6 +11,7 @@ mod files;
 mod hooks;
 mod layout;
 mod products;
+pub mod quota;
 mod tree;
 
 pub use blobs::{BlobReader, ByteRange, Upload};
@@ -73,6 +74,8 @@ pub struct Repo {
     pub(crate) x_sendfile: bool,
     /// Links waiting for a group commit into their format (see `commit.rs`).
     pub(crate) links: commit::LinkQueue,
+    /// `DLREPO_USER_QUOTA` bytes per user repository.
+    user_quota: u64,
 }
 
 impl Repo {
@@ -89,6 +92,7 @@ impl Repo {
             post_process_filter: config.post_process_filter.clone(),
             x_sendfile: config.x_sendfile_header.is_some(),
             links: commit::LinkQueue::default(),
+            user_quota: config.user_quota,
         })
     }
 

@@ -740,6 +740,7 @@ impl Repo {
     /// into `.uploads/` (atomic), then removed from there.
     pub(crate) fn remove_tree(&self, dir: &Path) -> Result<(), StoreError> {
         self.links.forget_all();
+        self.release_usage(dir)?;
         let uploads = self.uploads_dir();
         fs::create_dir_all(&uploads)?;
         let trash = uploads.join(format!("{}.deleting", files::random_hex()));

@@ -1,0 +1,866 @@
+//! ACL files (spec/AUTH.md §6): owns parsing `DLREPO_ACLS_DIR` into per-group rules compiled once
+//! at load, and the grant decision for one path. Reading that directory is its only I/O; it knows
+//! nothing of HTTP beyond the method → flags table (§6.3).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use regex::Regex;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use tracing::warn;
+
+/// Stands for the login in any pattern (spec/AUTH.md §6.1).
+const USER: &str = "$user";
+
+/// Past this many compiled `(regex, login)` pairs the cache starts over: a crude bound, but
+/// logins per process are few and a miss only costs one compilation.
+const CACHE_MAX: usize = 1024;
+
+/// The flags of a request (AUTH.md §6.3): all false = read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Want {
+    pub add: bool,
+    pub delete: bool,
+    pub update: bool,
+}
+
+/// The flags a request needs on its path (spec/AUTH.md §2 step 2, §6.3). `path` is the decoded
+/// request path; methods compare case-sensitively, as HTTP defines them.
+pub fn want_for(method: &str, path: &str) -> Want {
+    let none = Want::default();
+    match method {
+        "PUT" | "PATCH" => Want { add: true, ..none },
+        // The registry creates blobs and upload sessions with POST.
+        "POST" if path.starts_with("/v2/") => Want { add: true, ..none },
+        "POST" => Want {
+            update: true,
+            ..none
+        },
+        "DELETE" => Want {
+            delete: true,
+            ..none
+        },
+        _ => none,
+    }
+}
+
+/// A problem in one ACL file: reported with file and line, and the whole reload is refused
+/// (the caller keeps the previous rules). `line` is 1-based; 0 means the file (or directory) as
+/// a whole could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct AclError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Every group's ACLs, compiled once at load.
+///
+/// `$user` never triggers a compilation per request:
+/// * a glob with `$user` is split at each `$user` into parts compiled at load (each anchored at
+///   both ends); a path matches when it can be cut as `part0 login part1 login … partN` with
+///   every part matching its piece. All cut points are tried (overlapping occurrences too), so
+///   this is exact, not a heuristic. The anonymous login `""` uses one more regex, compiled at
+///   load from the pattern with `$user` removed (which is what dlrepo matches, §6.1).
+/// * a `~regex` with `$user` needs the escaped login inside the regex, so it is compiled once
+///   per (pattern, login) into a bounded cache; the anonymous variant is compiled at load.
+#[derive(Debug, Default)]
+pub struct Acls {
+    groups: HashMap<String, Group>,
+    /// Ids for the `~regex` patterns holding `$user`, the cache's first key.
+    next_user_regex: usize,
+    cache: Mutex<RegexCache>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    acls: Vec<Acl>,
+    /// §6: a group's ACLs form a set; a repeated line (or one with the same patterns in another
+    /// order) adds nothing.
+    keys: HashSet<AclKey>,
+}
+
+/// An ACL as written: flags and its sorted, deduplicated `(exclusion, pattern)` pairs.
+type AclKey = (bool, bool, bool, Vec<(bool, String)>);
+
+#[derive(Debug)]
+struct Acl {
+    add: bool,
+    delete: bool,
+    update: bool,
+    include: Vec<Matcher>,
+    exclude: Vec<Matcher>,
+}
+
+#[derive(Debug)]
+enum Matcher {
+    /// No `$user`: one regex for everybody.
+    Fixed(Regex),
+    /// A glob with `$user` (see [`Acls`]): `parts` are the pieces between the `$user`s.
+    UserGlob { parts: Vec<Regex>, anonymous: Regex },
+    /// A `~regex` with `$user`; `anonymous` is `None` when the regex does not compile once
+    /// `$user` is removed.
+    UserRegex {
+        id: usize,
+        body: String,
+        anonymous: Option<Arc<Regex>>,
+    },
+}
+
+/// Compiled `~regex` patterns per pattern id, then per login. `None` remembers a login for which
+/// the regex does not compile, so it is not retried on every request.
+#[derive(Debug, Default)]
+struct RegexCache {
+    by_pattern: HashMap<usize, HashMap<String, Option<Arc<Regex>>>>,
+    len: usize,
+}
+
+impl Acls {
+    /// Empty: nothing is granted.
+    pub fn empty() -> Acls {
+        Acls::default()
+    }
+
+    /// Reads every regular file of `dir` (group name = file name, exactly). A missing dir gives
+    /// Ok(empty) plus a warning log. An invalid `~regex` pattern or an unreadable file is an
+    /// AclError naming file and line. Lines with bad access letters are skipped with a warning
+    /// naming file and line (dlrepo skips them silently).
+    pub fn load_dir(dir: &Path) -> Result<Acls, AclError> {
+        let shown_dir = dir.display().to_string();
+        let whole = |what: &str, file: String, err: std::io::Error| AclError {
+            file,
+            line: 0,
+            message: format!("cannot read {what}: {err}"),
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                warn!(dir = %shown_dir, "ACL directory not found: no ACLs, so nothing is granted");
+                return Ok(Acls::empty());
+            }
+            Err(err) => return Err(whole("ACL directory", shown_dir, err)),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|err| whole("ACL directory", shown_dir.clone(), err))?;
+            let path = entry.path();
+            // Follows symlinks, as dlrepo's `Path.is_file()` does: mounted configs (e.g.
+            // Kubernetes ConfigMaps) are symlinks to regular files.
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => {}
+                Ok(_) => continue,
+                Err(err) => {
+                    warn!(file = %path.display(), error = %err, "ACL entry skipped");
+                    continue;
+                }
+            }
+            let Some(group) = entry.file_name().to_str().map(str::to_owned) else {
+                warn!(file = %path.display(), "ACL file skipped: its name is not UTF-8");
+                continue;
+            };
+            files.push((group, path));
+        }
+        // A stable order makes the reported error the same on every reload.
+        files.sort();
+        let mut acls = Acls::empty();
+        for (group, path) in files {
+            let shown = path.display().to_string();
+            let text =
+                std::fs::read_to_string(&path).map_err(|err| whole("file", shown.clone(), err))?;
+            acls.parse_group(&group, &shown, &text)?;
+        }
+        Ok(acls)
+    }
+
+    /// Parses one group's file content (used by load_dir and by tests). On error nothing of
+    /// `text` is kept.
+    pub fn parse_group(
+        &mut self,
+        group: &str,
+        file_name_for_errors: &str,
+        text: &str,
+    ) -> Result<(), AclError> {
+        let mut new_keys = HashSet::new();
+        let mut new_acls = Vec::new();
+        let mut next_user_regex = self.next_user_regex;
+        let known = self.groups.get(group).map(|g| &g.keys);
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            // §6 step 1: a `#` starts a comment even inside a pattern.
+            let content = raw.find('#').map_or(raw, |at| &raw[..at]);
+            let tokens: Vec<&str> = content.split_whitespace().collect();
+            let [access, patterns @ ..] = tokens.as_slice() else {
+                continue;
+            };
+            if patterns.is_empty() {
+                continue;
+            }
+            let Some((add, delete, update)) = parse_access(access) else {
+                warn!(
+                    file = file_name_for_errors,
+                    line,
+                    access,
+                    "ACL line skipped: access letters must include r and be among r, o, w, a, d, u"
+                );
+                continue;
+            };
+            let mut pairs: Vec<(bool, String)> = patterns
+                .iter()
+                .map(|token| match token.strip_prefix('!') {
+                    Some(pattern) => (true, pattern.to_owned()),
+                    None => (false, (*token).to_owned()),
+                })
+                .collect();
+            pairs.sort();
+            pairs.dedup();
+            let key: AclKey = (add, delete, update, pairs);
+            if known.is_some_and(|k| k.contains(&key)) || new_keys.contains(&key) {
+                continue;
+            }
+            let mut acl = Acl {
+                add,
+                delete,
+                update,
+                include: Vec::new(),
+                exclude: Vec::new(),
+            };
+            for (exclusion, pattern) in &key.3 {
+                let matcher =
+                    Matcher::compile(pattern, &mut next_user_regex).map_err(|message| {
+                        AclError {
+                            file: file_name_for_errors.to_owned(),
+                            line,
+                            message,
+                        }
+                    })?;
+                if *exclusion {
+                    acl.exclude.push(matcher);
+                } else {
+                    acl.include.push(matcher);
+                }
+            }
+            new_keys.insert(key);
+            new_acls.push(acl);
+        }
+        self.next_user_regex = next_user_regex;
+        if !new_acls.is_empty() {
+            let entry = self.groups.entry(group.to_owned()).or_default();
+            entry.acls.extend(new_acls);
+            entry.keys.extend(new_keys);
+        }
+        Ok(())
+    }
+
+    /// Whether any ACL of any of `groups` grants `want` on `path` for `login` (None = anonymous,
+    /// `$user` then stands for ""). `path` is already canonical (the caller lower-cases names).
+    pub fn grants(&self, groups: &[String], login: Option<&str>, path: &str, want: Want) -> bool {
+        let login = login.unwrap_or("");
+        groups
+            .iter()
+            .filter_map(|name| self.groups.get(name))
+            .flat_map(|group| &group.acls)
+            .any(|acl| acl.grants(want, path, login, &self.cache))
+    }
+
+    /// Group names that have at least one ACL (for logs/tests), sorted.
+    pub fn groups(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.groups.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+/// `(add, delete, update)` for valid access letters (spec/AUTH.md §6 step 3), else `None`.
+fn parse_access(access: &str) -> Option<(bool, bool, bool)> {
+    if !access.contains('r') || !access.chars().all(|c| "rowadu".contains(c)) {
+        return None;
+    }
+    let has = |letter| access.contains('w') || access.contains(letter);
+    Some((has('a'), has('d'), has('u')))
+}
+
+impl Acl {
+    fn grants(&self, want: Want, path: &str, login: &str, cache: &Mutex<RegexCache>) -> bool {
+        if (want.add && !self.add) || (want.delete && !self.delete) || (want.update && !self.update)
+        {
+            return false;
+        }
+        // A pattern that cannot be evaluated for this login voids the ACL: treating it as "no
+        // match" would turn a failed exclusion into a grant.
+        self.include
+            .iter()
+            .all(|m| m.is_match(path, login, cache) == Some(true))
+            && self
+                .exclude
+                .iter()
+                .all(|m| m.is_match(path, login, cache) == Some(false))
+    }
+}
+
+impl Matcher {
+    /// Compiles one pattern (without its `!`); the error is the message for [`AclError`].
+    fn compile(pattern: &str, next_user_regex: &mut usize) -> Result<Matcher, String> {
+        let has_user = pattern.contains(USER);
+        let Some(body) = pattern.strip_prefix('~') else {
+            if !has_user {
+                return Ok(Matcher::Fixed(compile_glob(pattern)?));
+            }
+            let parts = pattern
+                .split(USER)
+                .map(compile_glob)
+                .collect::<Result<_, _>>()?;
+            let anonymous = compile_glob(&pattern.replace(USER, ""))?;
+            return Ok(Matcher::UserGlob { parts, anonymous });
+        };
+        if !has_user {
+            let re = compile_regex(body)
+                .map_err(|err| format!("invalid regex pattern {pattern:?}: {err}"))?;
+            return Ok(Matcher::Fixed(re));
+        }
+        // Any escaped login is plain text, so a sample one tells whether the regex is valid.
+        compile_regex(&body.replace(USER, "x"))
+            .map_err(|err| format!("invalid regex pattern {pattern:?}: {err}"))?;
+        let anonymous = compile_regex(&body.replace(USER, "")).ok().map(Arc::new);
+        let id = *next_user_regex;
+        *next_user_regex += 1;
+        Ok(Matcher::UserRegex {
+            id,
+            body: body.to_owned(),
+            anonymous,
+        })
+    }
+
+    /// `None` when the pattern cannot be compiled for this login.
+    fn is_match(&self, path: &str, login: &str, cache: &Mutex<RegexCache>) -> Option<bool> {
+        match self {
+            Matcher::Fixed(re) => Some(re.is_match(path)),
+            Matcher::UserGlob { anonymous, .. } if login.is_empty() => {
+                Some(anonymous.is_match(path))
+            }
+            Matcher::UserGlob { parts, .. } => Some(parts_match(parts, path, login)),
+            Matcher::UserRegex { anonymous, .. } if login.is_empty() => {
+                anonymous.as_ref().map(|re| re.is_match(path))
+            }
+            Matcher::UserRegex { id, body, .. } => {
+                user_regex(cache, *id, body, login).map(|re| re.is_match(path))
+            }
+        }
+    }
+}
+
+/// Whether `path` = `parts[0]` login `parts[1]` login … for some cut (`login` non-empty).
+fn parts_match(parts: &[Regex], path: &str, login: &str) -> bool {
+    let Some((first, rest)) = parts.split_first() else {
+        return false;
+    };
+    if rest.is_empty() {
+        return first.is_match(path);
+    }
+    let mut from = 0;
+    while let Some(found) = path[from..].find(login) {
+        let at = from + found;
+        if first.is_match(&path[..at]) && parts_match(rest, &path[at + login.len()..], login) {
+            return true;
+        }
+        // Occurrences may overlap ("aa" in "/aaa"), so step one char, not past the login.
+        from = at + path[at..].chars().next().map_or(1, char::len_utf8);
+    }
+    false
+}
+
+/// The compiled `~regex` for a login, from the cache or compiled now (outside the lock).
+fn user_regex(cache: &Mutex<RegexCache>, id: usize, body: &str, login: &str) -> Option<Arc<Regex>> {
+    let lock = || cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(hit) = lock().by_pattern.get(&id).and_then(|by| by.get(login)) {
+        return hit.clone();
+    }
+    // §6.1: dlrepo pastes the login in raw; escaping it is the safe fix ("a.b" must not
+    // match "axb").
+    let compiled = match compile_regex(&body.replace(USER, &regex::escape(login))) {
+        Ok(re) => Some(Arc::new(re)),
+        Err(err) => {
+            warn!(pattern = body, login, error = %err, "ACL regex unusable for this login: its ACL grants nothing");
+            None
+        }
+    };
+    let mut cache = lock();
+    if cache.len >= CACHE_MAX {
+        cache.by_pattern.clear();
+        cache.len = 0;
+    }
+    let by_login = cache.by_pattern.entry(id).or_default();
+    if by_login
+        .insert(login.to_owned(), compiled.clone())
+        .is_none()
+    {
+        cache.len += 1;
+    }
+    compiled
+}
+
+/// A `~regex` as Python's `re.match` runs it: anchored at the start only (spec/AUTH.md §6.1).
+fn compile_regex(body: &str) -> Result<Regex, regex::Error> {
+    // Checked alone first: wrapped, an unbalanced body such as `a)|(b` would compile into
+    // something broader than what the admin wrote (Python rejects it).
+    Regex::new(body)?;
+    Regex::new(&format!("^(?:{body})"))
+}
+
+/// A glob translated as in spec/AUTH.md §6.1, anchored at both ends.
+fn compile_glob(glob: &str) -> Result<Regex, String> {
+    // `(?s)`: `**` also crosses a `\n` (a decoded `%0A`). dlrepo's `.` does not, which lets such
+    // a path slip past an exclusion like `r !/secret/**`; matching it is the safe fix.
+    let mut re = String::from("(?s)^");
+    let mut chars = glob.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.next_if_eq(&'*').is_some() => re.push_str(".*"),
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            _ => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+        }
+    }
+    re.push('$');
+    Regex::new(&re).map_err(|err| format!("pattern {glob:?} too large: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READ: Want = Want {
+        add: false,
+        delete: false,
+        update: false,
+    };
+    const ADD: Want = Want {
+        add: true,
+        delete: false,
+        update: false,
+    };
+    const DELETE: Want = Want {
+        add: false,
+        delete: true,
+        update: false,
+    };
+    const UPDATE: Want = Want {
+        add: false,
+        delete: false,
+        update: true,
+    };
+
+    fn acls(text: &str) -> Acls {
+        let mut acls = Acls::empty();
+        acls.parse_group("g", "g", text).unwrap();
+        acls
+    }
+
+    fn can(acls: &Acls, login: Option<&str>, path: &str, want: Want) -> bool {
+        acls.grants(&["g".to_owned()], login, path, want)
+    }
+
+    fn reads(acls: &Acls, path: &str) -> bool {
+        can(acls, Some("carol"), path, READ)
+    }
+
+    /// The three files of spec/AUTH.md §6.5.
+    fn spec_example() -> Acls {
+        let mut acls = Acls::empty();
+        let readers = "r /\nr /branches/\nr /branches/** !/branches/secret/**\nr /v2/**\n\
+                       ro /products/**\nrx /nope/**\nw /ignored/**\n";
+        let devs = "ra /~$user/**\nrw /branches/dev/**\nr ~^/products/(foo|bar)/.*$\n";
+        let anonymous = "r /branches/\nrw /branches/anon/**\n";
+        acls.parse_group("readers", "readers", readers).unwrap();
+        acls.parse_group("devs", "devs", devs).unwrap();
+        acls.parse_group("ANONYMOUS", "ANONYMOUS", anonymous)
+            .unwrap();
+        acls
+    }
+
+    fn groups(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn spec_readers() {
+        let acls = spec_example();
+        let g = groups(&["readers"]);
+        let can = |path, want| acls.grants(&g, Some("bob"), path, want);
+        assert!(can("/", READ));
+        assert!(can("/branches/", READ));
+        assert!(can("/branches/main/", READ));
+        assert!(!can("/branches/secret/", READ));
+        assert!(!can("/branches/secret/tag/", READ));
+        assert!(can("/v2/", READ));
+        assert!(can("/v2/img/manifests/latest", READ));
+        assert!(can("/products/foo/", READ));
+        assert!(!can("/products/foo/", ADD));
+        assert!(!can("/nope/x", READ));
+        assert!(!can("/ignored/x", READ));
+        assert!(!can("/ignored/x", ADD));
+        assert!(!can("/branches/main/", ADD));
+        assert!(!can("/branches", READ));
+    }
+
+    #[test]
+    fn spec_devs() {
+        let acls = spec_example();
+        let g = groups(&["devs"]);
+        let can = |login, path, want| acls.grants(&g, Some(login), path, want);
+        assert!(can("carol", "/~carol/branches/x/", ADD));
+        assert!(can("carol", "/~carol/branches/x/", READ));
+        assert!(!can("carol", "/~carol/branches/x/", DELETE));
+        assert!(!can("carol", "/~dave/branches/x/", ADD));
+        assert!(can("dave", "/~dave/branches/x/", ADD));
+        for want in [READ, ADD, DELETE, UPDATE] {
+            assert!(can("carol", "/branches/dev/t/j/", want));
+        }
+        assert!(can("carol", "/products/foo/", READ));
+        assert!(can("carol", "/products/bar/v/", READ));
+        assert!(!can("carol", "/products/", READ));
+        assert!(!can("carol", "/products/baz/", READ));
+        assert!(!can("carol", "/products/foo/", ADD));
+    }
+
+    #[test]
+    fn spec_anonymous_and_union() {
+        let acls = spec_example();
+        let anon = groups(&["ANONYMOUS"]);
+        assert!(acls.grants(&anon, None, "/branches/", READ));
+        assert!(!acls.grants(&anon, None, "/branches/main/", READ));
+        // The ACL does grant it: "writes always need a login" is the middleware's step 6 (§2).
+        assert!(acls.grants(&anon, None, "/branches/anon/t/", ADD));
+
+        let both = groups(&["readers", "devs"]);
+        assert!(acls.grants(&both, Some("carol"), "/branches/main/", READ));
+        assert!(acls.grants(&both, Some("carol"), "/~carol/x", ADD));
+        assert!(!acls.grants(&both, Some("carol"), "/branches/main/", ADD));
+        assert!(!acls.grants(&groups(&["nobody"]), Some("carol"), "/", READ));
+        assert!(!acls.grants(&[], Some("carol"), "/", READ));
+        assert_eq!(acls.groups(), ["ANONYMOUS", "devs", "readers"]);
+    }
+
+    #[test]
+    fn empty_grants_nothing() {
+        let acls = Acls::empty();
+        assert!(!acls.grants(&groups(&["g"]), Some("a"), "/", READ));
+        assert!(acls.groups().is_empty());
+    }
+
+    #[test]
+    fn double_star_needs_the_slash() {
+        let acls = acls("r /branches/**");
+        assert!(reads(&acls, "/branches/"));
+        assert!(reads(&acls, "/branches/a/b/c.txt"));
+        assert!(!reads(&acls, "/branches"));
+        assert!(!reads(&acls, "/branchesx/"));
+        assert!(!reads(&acls, "/x/branches/"));
+    }
+
+    #[test]
+    fn star_stays_in_one_segment() {
+        let one = acls("r /branches/*/");
+        assert!(reads(&one, "/branches/x/"));
+        assert!(!reads(&one, "/branches/x/y/"));
+        assert!(!reads(&one, "/branches/x"));
+        assert!(!reads(&one, "/branches/"));
+        // `***` is `**` then `*`: still crosses slashes.
+        let triple = acls("r /a/***");
+        assert!(reads(&triple, "/a/b/c"));
+    }
+
+    #[test]
+    fn question_mark_is_one_non_slash_char() {
+        let acls = acls("r /t?g");
+        assert!(reads(&acls, "/tag"));
+        assert!(reads(&acls, "/tég"));
+        assert!(!reads(&acls, "/tg"));
+        assert!(!reads(&acls, "/taag"));
+        assert!(!reads(&acls, "/t/g"));
+    }
+
+    #[test]
+    fn other_glob_chars_are_literal() {
+        let acls = acls("r /a.b\nr /c+d\nr /(e)\nr /[fg]\nr /h^$|{2}\\");
+        assert!(reads(&acls, "/a.b"));
+        assert!(!reads(&acls, "/axb"));
+        assert!(reads(&acls, "/c+d"));
+        assert!(!reads(&acls, "/ccd"));
+        assert!(reads(&acls, "/(e)"));
+        assert!(!reads(&acls, "/e"));
+        assert!(reads(&acls, "/[fg]"));
+        assert!(!reads(&acls, "/f"));
+        assert!(reads(&acls, "/h^$|{2}\\"));
+    }
+
+    #[test]
+    fn positive_patterns_all_match() {
+        let acls = acls("r /a/** /a/b/**");
+        assert!(reads(&acls, "/a/b/c"));
+        assert!(!reads(&acls, "/a/c"));
+    }
+
+    #[test]
+    fn exclusions() {
+        let acls = acls("r /** !/secret/** !/x/*.key");
+        assert!(reads(&acls, "/public/"));
+        assert!(!reads(&acls, "/secret/"));
+        assert!(!reads(&acls, "/secret/deep/er"));
+        assert!(reads(&acls, "/secret"));
+        assert!(!reads(&acls, "/x/a.key"));
+        assert!(reads(&acls, "/x/y/a.key"));
+    }
+
+    #[test]
+    fn exclusion_only_line_grants_everything_else() {
+        let acls = acls("r !/secret/**");
+        assert!(reads(&acls, "/"));
+        assert!(reads(&acls, "/anything/at/all"));
+        assert!(!reads(&acls, "/secret/x"));
+        assert!(!can(&acls, Some("carol"), "/anything", ADD));
+        // A decoded %0A must not slip past the exclusion (safe fix, see compile_glob).
+        assert!(!reads(&acls, "/secret/a\nb"));
+    }
+
+    #[test]
+    fn access_letters() {
+        let table = [
+            ("r", [true, false, false, false]),
+            ("ro", [true, false, false, false]),
+            ("ra", [true, true, false, false]),
+            ("rd", [true, false, true, false]),
+            ("ru", [true, false, false, true]),
+            ("rad", [true, true, true, false]),
+            ("rau", [true, true, false, true]),
+            ("rdu", [true, false, true, true]),
+            ("radu", [true, true, true, true]),
+            ("rw", [true, true, true, true]),
+            ("wr", [true, true, true, true]),
+            ("rrw", [true, true, true, true]),
+        ];
+        for (letters, expected) in table {
+            let acls = acls(&format!("{letters} /**"));
+            let got = [READ, ADD, DELETE, UPDATE].map(|want| can(&acls, Some("c"), "/x", want));
+            assert_eq!(got, expected, "{letters}");
+        }
+        let both = Want {
+            add: true,
+            delete: true,
+            update: false,
+        };
+        assert!(!can(&acls("ra /**"), Some("c"), "/x", both));
+        assert!(can(&acls("rad /**"), Some("c"), "/x", both));
+    }
+
+    #[test]
+    fn bad_access_letters_skip_the_line() {
+        for letters in ["rx", "w", "a", "R", "x", "rW", "r,w"] {
+            let acls = acls(&format!("{letters} /**"));
+            assert!(acls.groups().is_empty(), "{letters}");
+            assert!(!reads(&acls, "/x"), "{letters}");
+        }
+    }
+
+    #[test]
+    fn comments_and_short_lines() {
+        let acls = acls(
+            "# r /commented/**\nr /a/**# trailing\nr /b#/**\nr #/c/**\nr\n\n   \nrw\t/d/**  \r\n",
+        );
+        assert!(reads(&acls, "/a/x"));
+        // The comment cuts the pattern itself: `/b`.
+        assert!(reads(&acls, "/b"));
+        assert!(!reads(&acls, "/b/x"));
+        assert!(!reads(&acls, "/c/x"));
+        assert!(!reads(&acls, "/commented/x"));
+        assert!(can(&acls, Some("c"), "/d/x", DELETE));
+    }
+
+    #[test]
+    fn duplicate_lines_merge() {
+        let mut acls = acls("r /a/** !/a/b/**\nr !/a/b/** /a/**\nr /a/**  /a/** !/a/b/**");
+        acls.parse_group("g", "g", "r /a/** !/a/b/**").unwrap();
+        acls.parse_group("h", "h", "r /a/** !/a/b/**").unwrap();
+        assert_eq!(acls.groups["g"].acls.len(), 1);
+        assert_eq!(acls.groups["h"].acls.len(), 1);
+        assert!(reads(&acls, "/a/x"));
+        assert!(!reads(&acls, "/a/b/x"));
+    }
+
+    #[test]
+    fn user_in_globs() {
+        let acls = acls("ra /~$user/**\nr /$user/$user/**\nr /o/*$user\nr /s/*$user*");
+        let can = |login, path| can(&acls, login, path, READ);
+        assert!(can(Some("carol"), "/~carol/x"));
+        assert!(can(Some("carol"), "/~carol/"));
+        assert!(!can(Some("carol"), "/~carolx/"));
+        assert!(!can(Some("carol"), "/~dave/x"));
+        assert!(can(Some("alice"), "/alice/alice/x"));
+        assert!(!can(Some("alice"), "/alice/bob/x"));
+        // Exact cuts: a login holding `/`, overlapping occurrences.
+        assert!(can(Some("a/b"), "/~a/b/x"));
+        assert!(can(Some("aa"), "/o/aaa"));
+        assert!(!can(Some("aa"), "/o/a"));
+        // The login is literal text, not glob or regex syntax.
+        assert!(!can(Some("a.b"), "/~axb/x"));
+        assert!(can(Some("a.b"), "/~a.b/x"));
+        assert!(!can(Some("a*"), "/~abc/x"));
+        assert!(can(Some("a*"), "/~a*/x"));
+        // Anonymous: `$user` is "" before translation, so `*$user*` becomes `**` (dlrepo).
+        assert!(can(None, "/~/x"));
+        assert!(!can(None, "/~carol/x"));
+        assert!(can(None, "/s/a/b"));
+        assert!(!can(Some("q"), "/s/a/b"));
+        assert!(can(Some("q"), "/s/aqb"));
+        assert!(can(Some(""), "/~/x"));
+    }
+
+    #[test]
+    fn regexes_are_anchored_at_the_start_only() {
+        let acls = acls("rw ~/branches/main/tag\\d/job/[^/]+/file\\d\\.txt\nr ~/a|/b\nr ~/c$");
+        let path = "/branches/main/tag1/job/j/file2.txt";
+        assert!(can(&acls, Some("c"), path, ADD));
+        assert!(can(&acls, Some("c"), &format!("{path}.more"), ADD));
+        assert!(!can(&acls, Some("c"), &format!("/x{path}"), ADD));
+        assert!(!can(
+            &acls,
+            Some("c"),
+            "/branches/main/tagx/job/j/file2.txt",
+            ADD
+        ));
+        // The anchor covers every alternative, as with re.match.
+        assert!(reads(&acls, "/axyz"));
+        assert!(reads(&acls, "/b/c"));
+        assert!(!reads(&acls, "/x/b"));
+        assert!(reads(&acls, "/c"));
+        assert!(!reads(&acls, "/c/"));
+    }
+
+    #[test]
+    fn user_in_regexes() {
+        let acls = acls("ra ~/~$user/.*\nr ~/u/($user|all)/$");
+        let can = |login, path, want| can(&acls, login, path, want);
+        assert!(can(Some("carol"), "/~carol/x", ADD));
+        assert!(!can(Some("carol"), "/~dave/x", READ));
+        assert!(can(Some("carol"), "/u/carol/", READ));
+        assert!(can(Some("carol"), "/u/all/", READ));
+        assert!(!can(Some("carol"), "/u/carolx/", READ));
+        // Escaped login: metacharacters are literal.
+        assert!(!can(Some("a.b"), "/~axb/x", READ));
+        assert!(can(Some("a.b"), "/~a.b/x", READ));
+        assert!(!can(Some(".*"), "/~anything/x", READ));
+        assert!(!can(Some("x|/"), "/u/zzz/", READ));
+        assert!(can(None, "/~/x", READ));
+        assert!(!can(None, "/~carol/x", READ));
+        // Same answers from the cache.
+        assert!(can(Some("carol"), "/~carol/x", ADD));
+        assert!(!can(Some("a.b"), "/~axb/x", READ));
+    }
+
+    #[test]
+    fn unusable_regex_voids_its_acl() {
+        // Fine for a login, but `^(?:*)` for anonymous: the exclusion cannot be checked, so the
+        // line must grant nothing rather than everything.
+        let acls = acls("r /** !~$user*");
+        assert!(!can(&acls, None, "/x", READ));
+        assert!(can(&acls, Some("carol"), "/x", READ));
+        assert!(!can(&acls, Some("carol"), "carolll", READ));
+    }
+
+    #[test]
+    fn cache_stays_bounded() {
+        let acls = acls("r ~/~$user/");
+        for i in 0..CACHE_MAX + 10 {
+            let login = format!("u{i}");
+            assert!(can(&acls, Some(&login), &format!("/~{login}/"), READ));
+            assert!(!can(&acls, Some(&login), "/~other/", READ));
+        }
+        assert!(acls.cache.lock().unwrap().len <= CACHE_MAX);
+    }
+
+    #[test]
+    fn invalid_regex_names_file_and_line() {
+        let mut acls = acls("r /a/**");
+        for bad in ["~/x/(", "~a)|(b", "~/~$user/(", "!~[z-a]"] {
+            let text = format!("r /ok/**\n# comment\nr /** {bad}\nr /fine/**");
+            let err = acls.parse_group("g", "acls/g", &text).unwrap_err();
+            assert_eq!((err.file.as_str(), err.line), ("acls/g", 3), "{bad}");
+            assert!(err.to_string().starts_with("acls/g:3: "), "{err}");
+        }
+        // Nothing of a refused file is kept.
+        assert!(!reads(&acls, "/ok/x"));
+        assert!(reads(&acls, "/a/x"));
+        let mut fresh = Acls::empty();
+        assert!(fresh.parse_group("new", "new", "r ~(").is_err());
+        assert!(fresh.groups().is_empty());
+    }
+
+    #[test]
+    fn want_for_methods() {
+        let table = [
+            ("GET", "/branches/", READ),
+            ("HEAD", "/x", READ),
+            ("OPTIONS", "/x", READ),
+            ("PROPFIND", "/x", READ),
+            ("get", "/x", READ),
+            ("PUT", "/branches/b/t/j/f/a.txt", ADD),
+            ("PUT", "/v2/img/blobs/uploads/u", ADD),
+            ("PATCH", "/branches/b/t/j/f/", ADD),
+            ("POST", "/v2/img/blobs/uploads/", ADD),
+            ("POST", "/v2/", ADD),
+            ("POST", "/v2", UPDATE),
+            ("POST", "/branches/b/t/", UPDATE),
+            ("DELETE", "/branches/b/t/j/", DELETE),
+            ("DELETE", "/v2/img/manifests/t", DELETE),
+        ];
+        for (method, path, want) in table {
+            assert_eq!(want_for(method, path), want, "{method} {path}");
+        }
+        assert_eq!(Want::default(), READ);
+    }
+
+    #[test]
+    fn load_dir_reads_regular_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("readers"), "r /branches/**\n").unwrap();
+        std::fs::write(dir.path().join("devs"), "rw /branches/dev/**\nrx /x/**\n").unwrap();
+        std::fs::write(dir.path().join("empty"), "# nothing\n").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub").join("inner"), "r /**\n").unwrap();
+        // Symlinks count by their target, as with Python's is_file(); dangling ones are skipped.
+        std::os::unix::fs::symlink("readers", dir.path().join("linked")).unwrap();
+        std::os::unix::fs::symlink("sub", dir.path().join("linked-dir")).unwrap();
+        std::os::unix::fs::symlink("absent", dir.path().join("dangling")).unwrap();
+        let acls = Acls::load_dir(dir.path()).unwrap();
+        assert_eq!(acls.groups(), ["devs", "linked", "readers"]);
+        let g = groups(&["readers"]);
+        assert!(acls.grants(&g, Some("a"), "/branches/x", READ));
+        assert!(!acls.grants(&g, Some("a"), "/branches/x", ADD));
+        assert!(acls.grants(&groups(&["devs"]), Some("a"), "/branches/dev/x", DELETE));
+        assert!(!acls.grants(&groups(&["sub"]), Some("a"), "/x", READ));
+        assert!(!acls.grants(&groups(&["inner"]), Some("a"), "/x", READ));
+    }
+
+    #[test]
+    fn load_dir_missing_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let acls = Acls::load_dir(&dir.path().join("absent")).unwrap();
+        assert!(acls.groups().is_empty());
+    }
+
+    #[test]
+    fn load_dir_reports_bad_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("good"), "r /**\n").unwrap();
+        std::fs::write(dir.path().join("bad"), "r /a/**\nr ~/b/[\n").unwrap();
+        let err = Acls::load_dir(dir.path()).unwrap_err();
+        assert_eq!(err.file, dir.path().join("bad").display().to_string());
+        assert_eq!(err.line, 2);
+    }
+
+    #[test]
+    fn acls_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Acls>();
+    }
+}

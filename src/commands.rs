@@ -1,0 +1,155 @@
+//! What each `arbor` sub-command does; `main.rs` only parses the command line.
+
+use crate::auth::tokens::{Scope, TokenStore, parse_duration};
+use crate::config::Config;
+use crate::state::AppState;
+use crate::storage::Repo;
+use std::time::Duration;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// `arbor serve`: binds, prints the banner line tests and scripts wait for, serves until
+/// SIGTERM or SIGINT. SIGHUP and changes in the ACL directory or auth file reload access
+/// control.
+pub async fn serve(config: Config) -> Result<(), Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Installed before the banner: tests send signals as soon as they read it.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    warn_about_auth(&config);
+    let listener =
+        tokio::net::TcpListener::bind((config.listen_address.as_str(), config.listen_port))
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot listen on {}:{}: {e}",
+                    config.listen_address, config.listen_port
+                )
+            })?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(config)?;
+    let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
+    // Kept alive for as long as the server runs.
+    let _watcher = watch_auth_files(&state.config, changed_tx);
+    let reloader = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {}
+                Some(()) = changed.recv() => {
+                    // Editors write files in several steps: let them finish.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    while changed.try_recv().is_ok() {}
+                }
+            }
+            reloader.reload_auth().await;
+        }
+    });
+    println!("======== Running on http://{addr} ========");
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    crate::serve(listener, state, shutdown).await?;
+    Ok(())
+}
+
+fn warn_about_auth(config: &Config) {
+    let banner: &[&str] = if config.auth_disabled {
+        &[
+            "************************************************************",
+            "* AUTHENTICATION IS DISABLED: anyone who can reach this    *",
+            "* server can read, write and delete. For local use only.   *",
+            "************************************************************",
+        ]
+    } else if config.ignore_passwords {
+        &["DLREPO_IGNORE_PASSWORDS=1: passwords are not checked, anyone can log in as anyone"]
+    } else {
+        &[]
+    };
+    for line in banner {
+        tracing::error!("{line}");
+    }
+}
+
+/// Watches the ACL directory and the auth file's directory; each change sends on `tx`.
+fn watch_auth_files(
+    config: &Config,
+    tx: tokio::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    if config.auth_disabled {
+        return None;
+    }
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.try_send(());
+        }
+    })
+    .map_err(|e| tracing::warn!(error = %e, "cannot watch the ACL directory"))
+    .ok()?;
+    let auth_dir = config.auth_file.parent().map(std::path::Path::to_path_buf);
+    for dir in [Some(config.acls_dir.clone()), auth_dir]
+        .into_iter()
+        .flatten()
+    {
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for ACL changes; SIGHUP still reloads");
+        }
+    }
+    Some(watcher)
+}
+
+fn tokens(config: &Config) -> Result<TokenStore, Error> {
+    Ok(TokenStore::new(Repo::new(config)?.tokens_dir()))
+}
+
+/// `arbor token create`: prints the token once; only its hash is kept.
+pub fn token_create(
+    config: &Config,
+    user: &str,
+    scope: Scope,
+    prefix: Option<&str>,
+    expires: Option<&str>,
+) -> Result<(), Error> {
+    let expires = match expires {
+        Some(s) => Some(parse_duration(s).ok_or_else(|| {
+            format!("invalid --expires {s:?}: use e.g. 30d, 12h, 15m or seconds")
+        })?),
+        None => None,
+    };
+    let (token, info) = tokens(config)?.create(user, scope, prefix, expires)?;
+    println!("{token}");
+    eprintln!(
+        "token {} for {user}: store it now, it cannot be shown again",
+        info.id
+    );
+    Ok(())
+}
+
+pub fn token_list(config: &Config) -> Result<(), Error> {
+    for t in tokens(config)?.list()? {
+        let scope = match t.scope {
+            Scope::Read => "read",
+            Scope::Write => "write",
+        };
+        let expires = t.expires.map_or("never".to_owned(), |e| e.to_string());
+        let prefix = t.prefix.as_deref().unwrap_or("/");
+        println!(
+            "{}\t{}\t{scope}\t{prefix}\texpires={expires}\tcreated={}",
+            t.id, t.user, t.created
+        );
+    }
+    Ok(())
+}
+
+pub fn token_revoke(config: &Config, id: &str) -> Result<(), Error> {
+    if tokens(config)?.revoke(id)? {
+        Ok(())
+    } else {
+        Err(format!("no token {id}").into())
+    }
+}

@@ -1,0 +1,128 @@
+//! The access-control layer (spec/AUTH.md §2): runs before routing, on every request, and
+//! answers 401 with the Basic challenge for every denial, as dlrepo does (spec/API.md Q3).
+
+use super::route::Route;
+use crate::auth::acl::{Want, want_for};
+use crate::auth::{Auth, Credentials, Identity};
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+use std::sync::Arc;
+
+/// The caller of a request that passed the check, for filtering what listings show.
+#[derive(Clone)]
+pub struct Caller {
+    pub auth: Arc<Auth>,
+    pub id: Arc<Identity>,
+}
+
+impl Caller {
+    pub fn can_read(&self, url: &str) -> bool {
+        self.auth.allows(&self.id, url, Want::default())
+    }
+}
+
+fn unauthorized(auth: &Auth, path: &str) -> Response {
+    let challenge = format!("Basic realm=\"{}\", charset=\"utf-8\"", auth.realm());
+    let mut res = if path.starts_with("/v2/") {
+        (
+            StatusCode::UNAUTHORIZED,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (
+                    header::HeaderName::from_static("docker-distribution-api-version"),
+                    "registry/2.0",
+                ),
+            ],
+            r#"{"errors": [{"code": "UNAUTHORIZED", "message": "Authentication is required."}]}"#,
+        )
+            .into_response()
+    } else {
+        super::reply::plain_status(StatusCode::UNAUTHORIZED, "Unauthorized")
+    };
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    res
+}
+
+fn query_token(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "token").then(|| percent_decode_str(v).decode_utf8_lossy().into_owned())
+    })
+}
+
+pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let auth = app.auth();
+    if auth.is_disabled() {
+        return next.run(req).await;
+    }
+    let raw = req.uri().path();
+    let route = Route::parse(raw).ok();
+    let path = match &route {
+        Some(r) => r.acl_path(),
+        None => percent_decode_str(raw).decode_utf8_lossy().into_owned(),
+    };
+    let mut want = want_for(req.method().as_str(), &path);
+    // The v0.30 PUT spellings of tag and policy updates are updates (spec/API.md §8).
+    if req.method() == Method::PUT
+        && matches!(route, Some(Route::Branch { .. } | Route::Tag { .. }))
+    {
+        want = Want {
+            update: true,
+            ..Want::default()
+        };
+    }
+    let writes = want.add || want.delete || want.update;
+    if !writes && (path.starts_with("/static/") || path == "/favicon.ico" || path == "/healthz") {
+        return next.run(req).await;
+    }
+    // Owned copies: the request is not `Sync`, so nothing may borrow it across the await.
+    let (authorization, login, groups, token) = {
+        let header = |name: Option<&str>| {
+            name.and_then(|n| req.headers().get(n))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            header(Some(header::AUTHORIZATION.as_str())),
+            header(app.config.login_header.as_deref()),
+            header(app.config.groups_header.as_deref()),
+            query_token(req.uri().query()),
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let who = Arc::clone(&auth);
+    // Password hashes and token files make this slow or blocking: off the runtime.
+    let identity = tokio::task::spawn_blocking(move || {
+        who.identify(
+            &Credentials {
+                authorization: authorization.as_deref(),
+                login_header: login.as_deref(),
+                groups_header: groups.as_deref(),
+                query_token: token.as_deref(),
+            },
+            now,
+        )
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(id) = identity else {
+        return unauthorized(&auth, &path);
+    };
+    if !auth.allows(&id, &path, want) {
+        return unauthorized(&auth, &path);
+    }
+    req.extensions_mut().insert(Caller {
+        auth,
+        id: Arc::new(id),
+    });
+    next.run(req).await
+}
