@@ -17,7 +17,7 @@ test: deps
 	ARBOR_TEST_DLREPO_CLI="$$(cat $(DEPS_DIR)/dlrepo-cli.path)" $(CARGO) test --locked
 
 run:
-	$(CARGO) run --release -- serve
+	$(CARGO) run --release -- serve --no-auth
 
 bench:
 	bench/run
