@@ -472,3 +472,36 @@ fn tokens_narrow_the_user_and_can_expire_or_be_revoked() {
         None,
     ));
 }
+
+#[test]
+fn aliases_and_products_only_consider_readable_entries() {
+    let st = start(&[]);
+    let s = &st.server;
+    for (branch, tag) in [("dev", "old"), ("secret", "new")] {
+        as_user(
+            s,
+            "alice",
+            "PUT",
+            &format!("/branches/{branch}/{tag}/j/f/a"),
+            Some(b"a"),
+        );
+    }
+    // Write the secret tag by hand: alice cannot write there.
+    std::fs::create_dir_all(s.path("branches/dev/zzz-hidden")).unwrap();
+    std::fs::write(s.path("branches/dev/zzz-hidden/.stamp"), b"").unwrap();
+    std::fs::write(st.acls.join("readers"), "r /\nr /branches/\n").unwrap();
+    std::fs::write(
+        st.acls.join("devs"),
+        "rw /branches/** !/branches/secret/** !/branches/dev/zzz-hidden/**\n",
+    )
+    .unwrap();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(s.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    // The newest tag of dev is hidden: `latest` must resolve to the readable one.
+    wait_until("the hidden tag", || {
+        let r = as_user(s, "alice", "GET", "/branches/dev/", None);
+        r.status == 200 && r.json()["branch"]["tags"].as_array().unwrap().len() == 1
+    });
+    let r = as_user(s, "alice", "GET", "/branches/dev/latest/", None);
+    assert_eq!(r.header("location"), Some("/branches/dev/old/"));
+}

@@ -16,6 +16,19 @@ use std::time::{Duration, Instant};
 use tokens::{Scope as TokenScope, TokenStore};
 use users::Users;
 
+/// Where logins and passwords are checked: the auth file today; LDAP (`DLREPO_LDAP_URL`) is
+/// meant to be another implementation.
+pub trait Authenticator: Send + Sync {
+    /// The groups of `login` when `password` is right (or not checked); empty = refused.
+    fn authenticate(&self, login: &str, password: &str, ignore_passwords: bool) -> Vec<String>;
+}
+
+impl Authenticator for Users {
+    fn authenticate(&self, login: &str, password: &str, ignore_passwords: bool) -> Vec<String> {
+        Users::authenticate(self, login, password, ignore_passwords)
+    }
+}
+
 /// The group of unauthenticated requests.
 pub const ANONYMOUS: &str = "ANONYMOUS";
 
@@ -56,7 +69,7 @@ pub struct Auth {
     disabled: bool,
     header_mode: bool,
     ignore_passwords: bool,
-    users: Users,
+    users: Box<dyn Authenticator>,
     acls: Acls,
     tokens: TokenStore,
     realm: String,
@@ -92,7 +105,7 @@ impl Auth {
             disabled: config.auth_disabled,
             header_mode,
             ignore_passwords: config.ignore_passwords,
-            users,
+            users: Box::new(users),
             acls,
             tokens: TokenStore::new(tokens_dir),
             realm: config.auth_realm.clone(),
