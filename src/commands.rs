@@ -3,7 +3,7 @@
 use crate::auth::tokens::{Scope, TokenStore, parse_duration};
 use crate::config::Config;
 use crate::state::AppState;
-use crate::storage::Repo;
+use crate::storage::{GcKind, Repo};
 use std::time::Duration;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -17,6 +17,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let usr1 = signal(SignalKind::user_defined1())?;
     warn_about_auth(&config);
     let listener =
         tokio::net::TcpListener::bind((config.listen_address.as_str(), config.listen_port))
@@ -46,6 +47,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             reloader.reload_auth().await;
         }
     });
+    spawn_gc(&state, usr1);
     println!("======== Running on http://{addr} ========");
     let shutdown = async move {
         tokio::select! {
@@ -54,6 +56,63 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         }
     };
     crate::serve(listener, state, shutdown).await?;
+    Ok(())
+}
+
+/// The single cleanup worker and its triggers: the `DLREPO_TAG_CLEANUP_PERIOD` timer (first
+/// run one period after start; 0 = never), SIGUSR1, and deletes (orphans only).
+fn spawn_gc(state: &AppState, mut usr1: tokio::signal::unix::Signal) {
+    let repo = std::sync::Arc::clone(&state.repo);
+    tokio::spawn(async move {
+        loop {
+            let kind = repo.next_gc_request().await;
+            let r = std::sync::Arc::clone(&repo);
+            match tokio::task::spawn_blocking(move || r.run_gc(kind, false)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "cleanup failed"),
+                Err(e) => tracing::error!(error = %e, "cleanup crashed"),
+            }
+        }
+    });
+    let repo = std::sync::Arc::clone(&state.repo);
+    let period = state.config.tag_cleanup_period;
+    tokio::spawn(async move {
+        let mut timer = (period > 0).then(|| {
+            let every = Duration::from_secs(period);
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+        });
+        loop {
+            let tick = async {
+                match timer.as_mut() {
+                    Some(t) => {
+                        t.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = usr1.recv() => {}
+                () = tick => {}
+            }
+            repo.request_gc(GcKind::Full);
+        }
+    });
+}
+
+/// `arbor gc [--dry-run]`: one full cleanup now, safe beside running servers.
+pub fn gc(config: &Config, dry_run: bool) -> Result<(), Error> {
+    let report = Repo::new(config)?.run_gc(GcKind::Full, dry_run)?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for tag in &report.tags {
+        println!("{verb} tag {tag}");
+    }
+    println!(
+        "{verb} {} orphan blobs and {} stale uploads, {} bytes{}",
+        report.blobs,
+        report.uploads,
+        report.bytes,
+        if dry_run { " would be freed" } else { " freed" }
+    );
     Ok(())
 }
 

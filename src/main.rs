@@ -29,6 +29,12 @@ enum Command {
         #[arg(long)]
         no_auth: bool,
     },
+    /// Run a full cleanup now: tag cleanup policies, quota refresh, orphan blobs.
+    Gc {
+        /// Only print what would be deleted and the bytes it would free.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Manage API tokens for CI systems (Bearer, Basic password or ?token=).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
             };
             commands::token_create(&config, &user, scope, prefix.as_deref(), expires.as_deref())
         }
+        Command::Gc { dry_run } => commands::gc(&config, dry_run),
         Command::Token(TokenCommand::List) => commands::token_list(&config),
         Command::Token(TokenCommand::Revoke { id }) => commands::token_revoke(&config, &id),
     };

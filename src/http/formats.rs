@@ -346,8 +346,7 @@ async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
         repo.run(move |r| {
             r.check_upload_target(&f)?;
             let staged = r.stage_bytes(&digest, &data)?;
-            r.store_blob(staged)?;
-            r.link_artifact(&f, &rel, &digest)
+            r.store_and_link(staged, &f, &rel)
         })
         .await?;
         return created();
@@ -356,10 +355,7 @@ async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
     repo.run(move |r| r.check_upload_target(&target)).await?;
     let body = ctx.take_body().into_data_stream();
     let upload = repo.receive(&digest, body).await?;
-    repo.run(move |r| {
-        r.store_blob(upload)?;
-        r.link_artifact(&f, &rel, &digest)
-    })
-    .await?;
+    repo.run(move |r| r.store_and_link(upload, &f, &rel))
+        .await?;
     created()
 }

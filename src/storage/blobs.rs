@@ -102,7 +102,22 @@ impl Repo {
     /// Moves a verified upload into `.blobs/`. `link` refuses to replace, so a concurrent
     /// upload of the same content (from any process) keeps the first blob and every hard
     /// link to it intact.
-    pub fn store_blob(&self, up: Upload) -> Result<Digest, StoreError> {
+    /// Stores a verified upload as a blob and links it to `{format}/{rel}`, holding the
+    /// blob lock from start to end so the orphan collector can never take the blob between
+    /// the two steps, however long they take.
+    pub fn store_and_link(
+        &self,
+        up: Upload,
+        f: &FormatRef,
+        rel: &RelPath,
+    ) -> Result<(), StoreError> {
+        // Shared with other uploads, exclusive with the orphan collector (see gc.rs).
+        let _guard = self.blob_guard()?;
+        let digest = self.store_blob_unguarded(up)?;
+        self.link_artifact_unguarded(f, rel, &digest)
+    }
+
+    fn store_blob_unguarded(&self, up: Upload) -> Result<Digest, StoreError> {
         let blob = self.blob_path(&up.digest);
         up.tmp
             .file
@@ -146,6 +161,17 @@ impl Repo {
     /// the branch, tag, job and format as needed. The format is marked dirty; on failure the
     /// flag is put back as it was.
     pub fn link_artifact(
+        &self,
+        f: &FormatRef,
+        rel: &RelPath,
+        d: &Digest,
+    ) -> Result<(), StoreError> {
+        // Held until the link exists, so the orphan collector cannot take the blob meanwhile.
+        let _guard = self.blob_guard()?;
+        self.link_artifact_unguarded(f, rel, d)
+    }
+
+    fn link_artifact_unguarded(
         &self,
         f: &FormatRef,
         rel: &RelPath,

@@ -156,9 +156,17 @@ pub(crate) struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
 
 impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
+        DirLock::take(dir, nix::fcntl::FlockArg::LockExclusive)
+    }
+
+    /// A shared lock: many holders at once, none while an exclusive lock is held.
+    pub fn shared(dir: &Path) -> Result<DirLock, StoreError> {
+        DirLock::take(dir, nix::fcntl::FlockArg::LockShared)
+    }
+
+    fn take(dir: &Path, how: nix::fcntl::FlockArg) -> Result<DirLock, StoreError> {
         let f = File::open(dir)?;
-        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| StoreError::Io(e.into()))?;
+        let lock = nix::fcntl::Flock::lock(f, how).map_err(|(_, e)| StoreError::Io(e.into()))?;
         Ok(DirLock(lock))
     }
 }

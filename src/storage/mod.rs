@@ -8,6 +8,7 @@ pub mod assets;
 mod blobs;
 mod commit;
 mod files;
+mod gc;
 mod hooks;
 mod layout;
 mod products;
@@ -15,6 +16,7 @@ pub mod quota;
 mod tree;
 
 pub use blobs::{BlobReader, ByteRange, Upload};
+pub use gc::{GcKind, GcReport};
 pub use tree::{
     Artifact, BranchInfo, BranchSummary, FormatInfo, JobInfo, Listing, TagInfo, TagSummary,
     TagUpdate, TarPlan, VersionSummary,
@@ -76,6 +78,10 @@ pub struct Repo {
     pub(crate) links: commit::LinkQueue,
     /// `DLREPO_USER_QUOTA` bytes per user repository.
     user_quota: u64,
+    /// `DLREPO_ORPHAN_BLOB_LIFETIME` seconds.
+    orphan_lifetime: u64,
+    /// Cleanup requests for the single GC worker.
+    gc: gc::GcQueue,
 }
 
 impl Repo {
@@ -93,6 +99,8 @@ impl Repo {
             x_sendfile: config.x_sendfile_header.is_some(),
             links: commit::LinkQueue::default(),
             user_quota: config.user_quota,
+            orphan_lifetime: config.orphan_blob_lifetime,
+            gc: gc::GcQueue::default(),
         })
     }
 

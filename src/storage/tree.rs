@@ -282,7 +282,9 @@ impl Repo {
         for t in &tags {
             self.delete_tag_unchecked(t)?;
         }
-        self.remove_tree(&bdir)
+        self.remove_tree(&bdir)?;
+        self.request_gc(super::GcKind::Orphans);
+        Ok(())
     }
 
     // ---- tags -----------------------------------------------------------------------
@@ -409,6 +411,13 @@ impl Repo {
             return Err(StoreError::NotFound);
         }
         self.check_tag_deletable(t)?;
+        self.delete_tag_unchecked(t)?;
+        self.request_gc(super::GcKind::Orphans);
+        Ok(())
+    }
+
+    /// Tag cleanup deletes ignore job locks (spec/API.md Q45); the run collects orphans itself.
+    pub(crate) fn delete_tag_for_cleanup(&self, t: &TagRef) -> Result<(), StoreError> {
         self.delete_tag_unchecked(t)
     }
 
@@ -556,7 +565,9 @@ impl Repo {
             return Err(StoreError::NotFound);
         }
         self.cleanup_product_tree(j)?;
-        self.remove_tree(&jdir)
+        self.remove_tree(&jdir)?;
+        self.request_gc(super::GcKind::Orphans);
+        Ok(())
     }
 
     /// `{product}-{product_variant}-v{version}` when the metadata names them, else `{job}-{tag}`.
@@ -698,7 +709,9 @@ impl Repo {
                 remove_flag(&link)?;
             }
         }
-        self.remove_tree(&fdir)
+        self.remove_tree(&fdir)?;
+        self.request_gc(super::GcKind::Orphans);
+        Ok(())
     }
 
     pub fn open_artifact(&self, f: &FormatRef, rel: &RelPath) -> Result<Artifact, StoreError> {

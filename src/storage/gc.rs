@@ -1,0 +1,259 @@
+//! Cleanup and garbage collection (spec/LAYOUT.md §6): per-branch tag cleanup policies, user
+//! quota refresh, and removal of orphan blobs and stale uploads. One worker runs them;
+//! requests made while a run is going on merge into a single follow-up run.
+//!
+//! The orphan collector and uploads never race: an upload touches an existing blob (or
+//! creates it) and links it while holding a shared `flock` on `.blobs/`, and the collector
+//! re-checks and unlinks each candidate under the exclusive lock. A blob is only removed when
+//! it has no other link and has not been touched for `DLREPO_ORPHAN_BLOB_LIFETIME`.
+
+use super::files::{DirLock, exists, sort_time, stamp_time};
+use super::layout::Scan;
+use super::{Repo, StoreError};
+use crate::model::{BranchRef, Scope, TagRef};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+/// What a run should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GcKind {
+    /// Orphan blobs and stale uploads only (after a delete).
+    Orphans,
+    /// Tag cleanup, quota refresh, then orphans (timer, SIGUSR1, `arbor gc`).
+    Full,
+}
+
+/// Pending work for the single worker.
+#[derive(Default)]
+pub(crate) struct GcQueue {
+    pending: Mutex<Option<GcKind>>,
+    wake: tokio::sync::Notify,
+}
+
+/// What a run removed (or, in a dry run, would remove).
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub tags: Vec<String>,
+    pub blobs: u64,
+    pub uploads: u64,
+    pub bytes: u64,
+    pub users: u64,
+}
+
+impl Repo {
+    /// Asks the worker for a run; merges with any pending request (the fuller one wins).
+    pub fn request_gc(&self, kind: GcKind) {
+        let mut pending = self
+            .gc
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *pending = Some(pending.map_or(kind, |k| k.max(kind)));
+        self.gc.wake.notify_one();
+    }
+
+    /// Waits for a request and takes it (the worker's side).
+    pub async fn next_gc_request(&self) -> GcKind {
+        loop {
+            if let Some(kind) = self
+                .gc
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                return kind;
+            }
+            self.gc.wake.notified().await;
+        }
+    }
+
+    /// One run. `dry_run` only reports.
+    pub fn run_gc(&self, kind: GcKind, dry_run: bool) -> Result<GcReport, StoreError> {
+        let mut report = GcReport::default();
+        if kind == GcKind::Full {
+            self.cleanup_tags(dry_run, &mut report)?;
+            if !dry_run {
+                report.users = self.refresh_quotas()?;
+            }
+        }
+        self.collect_orphans(dry_run, &mut report)?;
+        tracing::info!(
+            tags = report.tags.len(),
+            blobs = report.blobs,
+            uploads = report.uploads,
+            bytes = report.bytes,
+            dry_run,
+            "cleanup done"
+        );
+        Ok(report)
+    }
+
+    /// The shared side of the blob lock, held by uploads from touching a blob to linking it.
+    pub(crate) fn blob_guard(&self) -> Result<DirLock, StoreError> {
+        let dir = self.root.join(".blobs");
+        fs::create_dir_all(&dir)?;
+        DirLock::shared(&dir)
+    }
+
+    fn cleanup_tags(&self, dry_run: bool, report: &mut GcReport) -> Result<(), StoreError> {
+        // spec/LAYOUT.md §6.2: the root repository only; user repositories are not cleaned.
+        for branch in Repo::list_entities(&self.branches_dir(&Scope::Root))? {
+            let b = BranchRef {
+                scope: Scope::Root,
+                branch,
+            };
+            let bdir = self.branch_dir(&b);
+            let policy = super::files::read_json_map(&bdir.join(".cleanup_policy"));
+            let limit = |key: &str| {
+                policy
+                    .get(key)
+                    .filter(|v| !v.is_boolean())
+                    .and_then(serde_json::Value::as_u64)
+                    .filter(|n| *n > 0)
+            };
+            let (mut released, mut daily) = (Vec::new(), Vec::new());
+            for tag in Scan::read(&bdir)?.entities {
+                let t = TagRef {
+                    branch: b.clone(),
+                    tag,
+                };
+                let tdir = self.tag_dir(&t);
+                if exists(&tdir.join(".locked")) {
+                    continue;
+                }
+                let age = sort_time(stamp_time(&tdir));
+                if exists(&tdir.join(".released")) {
+                    released.push((age, t));
+                } else {
+                    daily.push((age, t));
+                }
+            }
+            for (list, key) in [
+                (&mut daily, "max_daily_tags"),
+                (&mut released, "max_released_tags"),
+            ] {
+                let Some(keep) = limit(key) else { continue };
+                // Newest first; stable over name order for equal times.
+                list.sort_by(|a, b| b.0.total_cmp(&a.0));
+                let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+                for (_, t) in list.iter().skip(keep) {
+                    let name = format!("{}/{}", t.branch.branch, t.tag);
+                    tracing::info!(tag = %name, dry_run, "cleanup: deleting tag");
+                    // Released tags would be unpublished first; without publishing configured
+                    // there is nothing to undo (spec/API.md Q29).
+                    if !dry_run {
+                        self.delete_tag_for_cleanup(t)?;
+                    }
+                    report.tags.push(name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Recomputes every user's `.disk_usage` from what is on disk (dot-files included).
+    fn refresh_quotas(&self) -> Result<u64, StoreError> {
+        let users = self.root.join("users");
+        let mut count = 0;
+        for user in Repo::list_entities(&users)? {
+            let scope = Scope::User(user);
+            let dir = self.scope_dir(&scope);
+            if let Some(mut usage) = self.usage(&scope)? {
+                usage.bytes = tree_size(&dir);
+                usage.save(self)?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    fn collect_orphans(&self, dry_run: bool, report: &mut GcReport) -> Result<(), StoreError> {
+        let lifetime = Duration::from_secs(self.orphan_lifetime);
+        let now = SystemTime::now();
+        let old = |m: &fs::Metadata| {
+            m.modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= lifetime)
+        };
+        // spec/API.md Q30: both folders, whichever exists.
+        let blobs = self.root.join(".blobs");
+        if blobs.is_dir() {
+            let candidates: Vec<PathBuf> = walkdir::WalkDir::new(&blobs)
+                .min_depth(3)
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .filter(|e| e.metadata().is_ok_and(|m| m.nlink() == 1 && old(&m)))
+                .map(|e| e.into_path())
+                .collect();
+            if !candidates.is_empty() {
+                let _exclusive = DirLock::acquire(&blobs)?;
+                for path in candidates {
+                    // Re-checked under the lock: an upload may have touched or linked it.
+                    let Ok(m) = fs::metadata(&path) else { continue };
+                    if m.nlink() != 1 || !old(&m) {
+                        continue;
+                    }
+                    pause_for_tests();
+                    if !dry_run {
+                        fs::remove_file(&path)?;
+                    }
+                    report.blobs += 1;
+                    report.bytes += m.len();
+                }
+            }
+        }
+        // Stale temp files, staged links and trees left by a crash. Active uploads keep
+        // writing, so their mtime stays fresh.
+        let uploads = self.uploads_dir();
+        for entry in fs::read_dir(&uploads).into_iter().flatten().flatten() {
+            let Ok(m) = entry.metadata() else { continue };
+            if !old(&m) {
+                continue;
+            }
+            let path = entry.path();
+            if !dry_run {
+                if m.is_dir() {
+                    fs::remove_dir_all(&path)?;
+                } else {
+                    fs::remove_file(&path)?;
+                }
+            }
+            report.uploads += 1;
+            if m.is_file() && m.nlink() == 1 {
+                report.bytes += m.len();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `ARBOR_TEST_GC_PAUSE_MS` widens the window between the collector's last check and its
+/// unlink, so a test can put an upload exactly there. Unset in normal operation.
+fn pause_for_tests() {
+    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var("ARBOR_TEST_GC_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+    });
+    if let Some(p) = pause {
+        std::thread::sleep(*p);
+    }
+}
+
+fn tree_size(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}

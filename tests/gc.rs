@@ -1,0 +1,228 @@
+//! Cleanup policies and orphan collection (spec/LAYOUT.md §6), by period, SIGUSR1 and
+//! `arbor gc`, and the race between the collector and uploads.
+
+// Black-box tests check what the server left on disk, so they read the tree directly.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+fn age(path: &Path, secs: u64) {
+    let when = SystemTime::now() - Duration::from_secs(secs);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+/// main: t1 (oldest), t2 (locked), t3 (newest), v1 and v2 released; keep 1 daily, 1 released.
+fn seed_policy(s: &TestServer) {
+    for (i, t) in ["t1", "t2", "t3", "v1", "v2"].iter().enumerate() {
+        s.upload_format(&format!("/branches/main/{t}/j/f/"), &[("x", t.as_bytes())]);
+        age(
+            &s.path(&format!("branches/main/{t}/.stamp")),
+            1000 - 100 * i as u64,
+        );
+    }
+    s.send_json(
+        "POST",
+        "/branches/main/t2/",
+        &json!({"tag": {"locked": true}}),
+    );
+    for t in ["v1", "v2"] {
+        std::fs::File::create(s.path(&format!("branches/main/{t}/.released"))).unwrap();
+    }
+    let r = s.send_json(
+        "POST",
+        "/branches/main/",
+        &json!({"branch": {"max_daily_tags": 1, "max_released_tags": 1}}),
+    );
+    assert_eq!(r.status, 200);
+}
+
+fn tags(s: &TestServer) -> Vec<String> {
+    s.get("/branches/main/").json()["branch"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn arbor(s: &TestServer, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"))
+        .args(args)
+        .env("DLREPO_ROOT_DIR", s.root.path())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn arbor_gc_applies_policies_and_dry_run_changes_nothing() {
+    let s = TestServer::start();
+    seed_policy(&s);
+    let before = snapshot(s.root.path());
+    let out = arbor(&s, &["gc", "--dry-run"], &[]);
+    assert!(out.contains("would delete tag main/t1"), "{out}");
+    assert!(out.contains("would delete tag main/v1"), "{out}");
+    assert!(
+        !out.contains("main/t2") && !out.contains("main/t3") && !out.contains("main/v2"),
+        "{out}"
+    );
+    assert_eq!(before, snapshot(s.root.path()));
+    let out = arbor(&s, &["gc"], &[("DLREPO_ORPHAN_BLOB_LIFETIME", "0")]);
+    assert!(out.contains("deleted tag main/t1"), "{out}");
+    // Locked tags stay whatever their age; the newest daily and released ones stay.
+    assert_eq!(tags(&s), ["t2", "t3", "v2"]);
+    // With a lifetime of 0 the orphans of the deleted tags went too.
+    assert!(out.contains("deleted 2 orphan blobs"), "{out}");
+    let h = sha256_hex(b"t1");
+    assert!(!s.path(&format!(".blobs/sha256/{}/{h}", &h[..2])).exists());
+}
+
+#[test]
+fn sigusr1_and_the_period_run_a_cleanup() {
+    let s = TestServer::start();
+    seed_policy(&s);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(s.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    wait_until("the SIGUSR1 cleanup", || tags(&s) == ["t2", "t3", "v2"]);
+
+    let p = TestServer::start_with(&[("DLREPO_TAG_CLEANUP_PERIOD", "1")]);
+    seed_policy(&p);
+    wait_until("the periodic cleanup", || tags(&p) == ["t2", "t3", "v2"]);
+}
+
+#[test]
+fn orphans_go_only_after_their_lifetime() {
+    let s = TestServer::start_with(&[("DLREPO_ORPHAN_BLOB_LIFETIME", "60")]);
+    s.upload_format("/branches/b/t/j/f/", &[("a", b"orphan soon")]);
+    let h = sha256_hex(b"orphan soon");
+    let blob = s.path(&format!(".blobs/sha256/{}/{h}", &h[..2]));
+    assert_eq!(s.delete("/branches/b/t/j/").status, 200);
+    // The delete triggers a collection, but the blob is younger than its lifetime.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(blob.exists());
+    assert_eq!(nlink(&blob), 1);
+    // Once old enough, the next collection (after any delete) takes it.
+    age(&blob, 120);
+    s.upload_format("/branches/c/t/j/f/", &[("x", b"x")]);
+    assert_eq!(s.delete("/branches/c/").status, 200);
+    wait_until("the orphan to go", || !blob.exists());
+}
+
+#[test]
+fn an_upload_inside_the_collectors_window_keeps_its_blob() {
+    // The collector (a separate `arbor gc` process) pauses between its last check of an old
+    // orphan and its unlink; an upload of the same content lands right in that pause. The
+    // upload must wait for the collector and end with its file linked to a blob.
+    let s = TestServer::start_with(&[("DLREPO_ORPHAN_BLOB_LIFETIME", "1")]);
+    let data = b"contended content";
+    s.put_file("/branches/old/t/j/f/a", data);
+    assert_eq!(s.delete("/branches/old/").status, 200);
+    let h = sha256_hex(data);
+    let blob = s.path(&format!(".blobs/sha256/{}/{h}", &h[..2]));
+    age(&blob, 3600);
+    let gc = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"))
+        .arg("gc")
+        .env("DLREPO_ROOT_DIR", s.root.path())
+        .env("DLREPO_ORPHAN_BLOB_LIFETIME", "1")
+        .env("ARBOR_TEST_GC_PAUSE_MS", "800")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = s.put_file("/branches/new/t/j/f/a", data);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let status = gc.wait_with_output().unwrap().status;
+    assert!(status.success());
+    use std::os::unix::fs::MetadataExt;
+    let b = std::fs::metadata(&blob).expect("the blob exists after the race");
+    let f = std::fs::metadata(s.path("branches/new/t/j/f/a")).unwrap();
+    assert_eq!(
+        (f.dev(), f.ino()),
+        (b.dev(), b.ino()),
+        "the upload is not a link of its blob"
+    );
+    assert_eq!(b.nlink(), 2);
+}
+
+#[test]
+fn collection_never_takes_a_blob_an_upload_is_linking() {
+    // Old orphans whose content is uploaded again while `arbor gc` runs in a loop with a
+    // lifetime of 1 s: every upload must succeed and end as a link of its blob.
+    let s = TestServer::start_with(&[("DLREPO_ORPHAN_BLOB_LIFETIME", "1")]);
+    let contents: Vec<Vec<u8>> = (0..40)
+        .map(|i| format!("content {i}").into_bytes())
+        .collect();
+    for (i, c) in contents.iter().enumerate() {
+        assert_eq!(
+            s.put_file(&format!("/branches/old/t/j/f/{i}"), c).status,
+            201
+        );
+    }
+    assert_eq!(s.delete("/branches/old/").status, 200);
+    let blob = |c: &[u8]| {
+        let h = sha256_hex(c);
+        s.path(&format!(".blobs/sha256/{}/{h}", &h[..2]))
+    };
+    for c in &contents {
+        age(&blob(c), 3600);
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                arbor(&s, &["gc"], &[("DLREPO_ORPHAN_BLOB_LIFETIME", "1")]);
+            }
+        });
+        for round in 0..3 {
+            for (i, c) in contents.iter().enumerate() {
+                let r = s.put_file(&format!("/branches/new/t{round}/j/f/{i}"), c);
+                assert_eq!(r.status, 201, "{}", r.text());
+                // Link mode too: HEAD then PUT with X-Dlrepo-Link.
+                let d = digest_of(c);
+                let r = s.request(
+                    "PUT",
+                    &format!("/branches/new/l{round}/j/f/{i}"),
+                    &[("Digest", &d), ("X-Dlrepo-Link", &d)],
+                    Some(b""),
+                );
+                assert_eq!(r.status, 201, "{}", r.text());
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    use std::os::unix::fs::MetadataExt;
+    for (i, c) in contents.iter().enumerate() {
+        let b = std::fs::metadata(blob(c)).expect("the blob survived");
+        for tag in ["t0", "t1", "t2", "l0", "l1", "l2"] {
+            let f = std::fs::metadata(s.path(&format!("branches/new/{tag}/j/f/{i}"))).unwrap();
+            assert_eq!(
+                (f.dev(), f.ino()),
+                (b.dev(), b.ino()),
+                "{tag}/{i} is not a link of its blob"
+            );
+        }
+        assert_eq!(b.nlink(), 7);
+    }
+}
