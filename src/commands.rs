@@ -4,6 +4,7 @@ use crate::auth::tokens::{Scope, TokenStore, parse_duration};
 use crate::config::Config;
 use crate::state::AppState;
 use crate::storage::{GcKind, Repo};
+use crate::zerocopy::ZcListener;
 use std::time::Duration;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -19,16 +20,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let mut hup = signal(SignalKind::hangup())?;
     let usr1 = signal(SignalKind::user_defined1())?;
     warn_about_auth(&config);
-    let listener =
-        tokio::net::TcpListener::bind((config.listen_address.as_str(), config.listen_port))
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot listen on {}:{}: {e}",
-                    config.listen_address, config.listen_port
-                )
-            })?;
-    let addr = listener.local_addr()?;
+    let (listener, shown) = listen(&config).await?;
     let state = AppState::new(config)?;
     let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
     // Kept alive for as long as the server runs.
@@ -48,7 +40,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         }
     });
     spawn_gc(&state, usr1);
-    println!("======== Running on http://{addr} ========");
+    println!("======== Running on {shown} ========");
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => {}
@@ -114,6 +106,41 @@ pub fn gc(config: &Config, dry_run: bool) -> Result<(), Error> {
         if dry_run { " would be freed" } else { " freed" }
     );
     Ok(())
+}
+
+/// The socket systemd passed (`LISTEN_FDS`/`LISTEN_PID`, fd 3: TCP or Unix), else a TCP
+/// socket bound to `DLREPO_LISTEN_ADDRESS:DLREPO_LISTEN_PORT`. Also says what to print.
+async fn listen(config: &Config) -> Result<(ZcListener, String), Error> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 1 {
+        if let Ok(Some(l)) = fds.take_tcp_listener(0) {
+            l.set_nonblocking(true)?;
+            let l = tokio::net::TcpListener::from_std(l)?;
+            let shown = format!("http://{}", l.local_addr()?);
+            return Ok((ZcListener::tcp(l), shown));
+        }
+        if let Ok(Some(l)) = fds.take_unix_listener(0) {
+            l.set_nonblocking(true)?;
+            let l = tokio::net::UnixListener::from_std(l)?;
+            let path = l
+                .local_addr()?
+                .as_pathname()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            return Ok((ZcListener::Unix(l), format!("http://unix:{path}:")));
+        }
+        tracing::warn!("LISTEN_FDS is set but fd 3 is not a listening socket; binding instead");
+    }
+    let l = tokio::net::TcpListener::bind((config.listen_address.as_str(), config.listen_port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}:{}: {e}",
+                config.listen_address, config.listen_port
+            )
+        })?;
+    let shown = format!("http://{}", l.local_addr()?);
+    Ok((ZcListener::tcp(l), shown))
 }
 
 fn warn_about_auth(config: &Config) {

@@ -24,12 +24,12 @@ use std::future::Future;
 /// Serves `state` on an already bound listener until `shutdown` resolves; requests in flight
 /// are allowed to finish.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: zerocopy::ZcListener,
     state: state::AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = http::router(state).into_make_service_with_connect_info::<zerocopy::ZcConn>();
-    axum::serve(zerocopy::ZcListener::new(listener), app)
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

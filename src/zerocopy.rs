@@ -18,11 +18,12 @@ use futures_util::Stream;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 /// Large, so one `sendfile` call can move many megabytes; it lives in .bss and is never
 /// touched, so it costs address space, not memory.
@@ -91,27 +92,57 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, ZcLi
     }
 }
 
-/// A TCP listener whose connections can send files with `sendfile(2)`.
-pub struct ZcListener(TcpListener);
+/// A listening socket (TCP, or Unix under systemd socket activation) whose connections can
+/// send files with `sendfile(2)`.
+pub enum ZcListener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// Where a connection comes from.
+#[derive(Debug, Clone)]
+pub enum PeerAddr {
+    Tcp(std::net::SocketAddr),
+    Unix,
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddr::Tcp(a) => write!(f, "http://{a}"),
+            PeerAddr::Unix => f.write_str("a Unix socket"),
+        }
+    }
+}
 
 impl ZcListener {
-    pub fn new(listener: TcpListener) -> ZcListener {
-        ZcListener(listener)
+    pub fn tcp(listener: TcpListener) -> ZcListener {
+        ZcListener::Tcp(listener)
+    }
+
+    async fn accept_once(&mut self) -> io::Result<(Conn, PeerAddr)> {
+        match self {
+            ZcListener::Tcp(l) => {
+                let (stream, addr) = l.accept().await?;
+                // Responses go out in one or two writes; waiting for ACKs only adds latency.
+                let _ = stream.set_nodelay(true);
+                Ok((Conn::Tcp(stream), PeerAddr::Tcp(addr)))
+            }
+            ZcListener::Unix(l) => Ok((Conn::Unix(l.accept().await?.0), PeerAddr::Unix)),
+        }
     }
 }
 
 impl axum::serve::Listener for ZcListener {
     type Io = ZcStream;
-    type Addr = std::net::SocketAddr;
+    type Addr = PeerAddr;
 
-    async fn accept(&mut self) -> (ZcStream, std::net::SocketAddr) {
+    async fn accept(&mut self) -> (ZcStream, PeerAddr) {
         loop {
-            match self.0.accept().await {
-                Ok((stream, addr)) => {
-                    // Responses go out in one or two writes; waiting for ACKs only adds latency.
-                    let _ = stream.set_nodelay(true);
+            match self.accept_once().await {
+                Ok((inner, addr)) => {
                     let io = ZcStream {
-                        inner: stream,
+                        inner,
                         conn: ZcConn::default(),
                     };
                     return (io, addr);
@@ -125,14 +156,23 @@ impl axum::serve::Listener for ZcListener {
         }
     }
 
-    fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.0.local_addr()
+    fn local_addr(&self) -> io::Result<PeerAddr> {
+        match self {
+            ZcListener::Tcp(l) => l.local_addr().map(PeerAddr::Tcp),
+            ZcListener::Unix(_) => Ok(PeerAddr::Unix),
+        }
     }
 }
 
-/// A TCP connection that turns placeholder slices into `sendfile(2)` calls.
+/// The transport under a connection.
+enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// A connection that turns placeholder slices into `sendfile(2)` calls.
 pub struct ZcStream {
-    inner: TcpStream,
+    inner: Conn,
     conn: ZcConn,
 }
 
@@ -151,11 +191,24 @@ impl ZcStream {
             .unwrap_or(usize::MAX)
             .min(want);
         loop {
-            ready!(self.inner.poll_write_ready(cx))?;
-            let sent = self.inner.try_io(Interest::WRITABLE, || {
-                nix::sys::sendfile::sendfile(&self.inner, &job.file, Some(&mut job.offset), count)
+            let send = || {
+                let out: std::os::fd::BorrowedFd<'_> = match &self.inner {
+                    Conn::Tcp(s) => s.as_fd(),
+                    Conn::Unix(s) => s.as_fd(),
+                };
+                nix::sys::sendfile::sendfile(out, &job.file, Some(&mut job.offset), count)
                     .map_err(io::Error::from)
-            });
+            };
+            let sent = match &self.inner {
+                Conn::Tcp(s) => {
+                    ready!(s.poll_write_ready(cx))?;
+                    s.try_io(Interest::WRITABLE, send)
+                }
+                Conn::Unix(s) => {
+                    ready!(s.poll_write_ready(cx))?;
+                    s.try_io(Interest::WRITABLE, send)
+                }
+            };
             match sent {
                 Ok(0) => {
                     return Poll::Ready(Err(io::Error::new(
@@ -183,7 +236,10 @@ impl AsyncRead for ZcStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        match &mut self.inner {
+            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
     }
 }
 
@@ -205,7 +261,10 @@ impl AsyncWrite for ZcStream {
         // Plain bytes up to the first placeholder go out as they are.
         let plain = bufs.iter().take_while(|b| !is_placeholder(b)).count();
         if plain > 0 {
-            return Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs[..plain]);
+            return match &mut this.inner {
+                Conn::Tcp(s) => Pin::new(s).poll_write_vectored(cx, &bufs[..plain]),
+                Conn::Unix(s) => Pin::new(s).poll_write_vectored(cx, &bufs[..plain]),
+            };
         }
         // Consecutive placeholders are one stretch of the same file.
         let want: usize = bufs
@@ -225,10 +284,16 @@ impl AsyncWrite for ZcStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match &mut self.inner {
+            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Conn::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match &mut self.inner {
+            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }

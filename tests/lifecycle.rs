@@ -47,3 +47,97 @@ fn help_explains_the_commands() {
         "{text}"
     );
 }
+
+/// Starts arbor the way systemd does: a listening socket on fd 3, `LISTEN_FDS=1` and
+/// `LISTEN_PID` = the server's own pid (python sets them up, then execs arbor in place).
+fn socket_activated(root: &std::path::Path, socket: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let setup = format!(
+        r#"
+import os, socket, sys
+kind = {socket:?}
+if kind.startswith("/"):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(kind)
+else:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+s.listen(16)
+os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())
+arbor = sys.argv[1]
+os.execv(arbor, [arbor, "serve"])
+"#
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &setup, env!("CARGO_BIN_EXE_arbor")])
+        .env("DLREPO_ROOT_DIR", root)
+        .env("DLREPO_AUTH_DISABLED", "1")
+        // Proves the passed socket is used: binding this port would fail.
+        .env("DLREPO_LISTEN_ADDRESS", "192.0.2.1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_owned())
+}
+
+#[test]
+fn socket_activation_on_a_tcp_socket() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut child, banner) = socket_activated(root.path(), "tcp");
+    let url = banner
+        .strip_prefix("======== Running on ")
+        .and_then(|s| s.strip_suffix(" ========"))
+        .unwrap_or_else(|| panic!("{banner}"))
+        .to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(format!("{url}/branches/")).call().unwrap();
+    assert_eq!(
+        r.body_mut().read_to_string().unwrap(),
+        r#"{"branches": []}"#
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn socket_activation_on_a_unix_socket() {
+    use std::io::{Read, Write};
+    let root = tempfile::tempdir().unwrap();
+    let sock = root.path().join("arbor.sock");
+    let (mut child, banner) = socket_activated(root.path(), sock.to_str().unwrap());
+    assert_eq!(
+        banner,
+        format!(
+            "======== Running on http://unix:{}: ========",
+            sock.display()
+        )
+    );
+    // A file download over the Unix socket goes through sendfile too.
+    let data = b"over a unix socket";
+    let digest = format!("sha256:{}", sha256_hex(data));
+    let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    write!(c, "PUT /branches/b/t/j/f/x HTTP/1.1\r\nHost: x\r\nDigest: {digest}\r\nContent-Length: {}\r\n\r\n", data.len()).unwrap();
+    c.write_all(data).unwrap();
+    write!(
+        c,
+        "GET /branches/b/t/j/f/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(answer.ends_with("over a unix socket"), "{answer}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
