@@ -91,6 +91,27 @@ fn spawn_gc(state: &AppState, mut usr1: tokio::signal::unix::Signal) {
     });
 }
 
+/// `arbor fsck [--repair]`: prints each problem; fails when any is left unrepaired.
+pub fn fsck(config: &Config, repair: bool) -> Result<(), Error> {
+    let report = Repo::new(config)?.fsck(repair)?;
+    for f in &report.findings {
+        let state = if f.repaired { "repaired" } else { "PROBLEM" };
+        println!("{state}: {}: {}", f.path.display(), f.problem);
+    }
+    println!(
+        "checked {} blobs and {} files: {} problems, {} repaired",
+        report.blobs,
+        report.files,
+        report.findings.len(),
+        report.findings.iter().filter(|f| f.repaired).count()
+    );
+    if report.healthy() {
+        Ok(())
+    } else {
+        Err("the tree has problems (see above); --repair fixes what it safely can".into())
+    }
+}
+
 /// `arbor gc [--dry-run]`: one full cleanup now, safe beside running servers.
 pub fn gc(config: &Config, dry_run: bool) -> Result<(), Error> {
     let report = Repo::new(config)?.run_gc(GcKind::Full, dry_run)?;

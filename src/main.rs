@@ -35,6 +35,14 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Verify the whole tree: blobs hash to their names, artifacts are links of their
+    /// blobs, .digests entries match, product links resolve; exit status 1 if not healthy.
+    Fsck {
+        /// Fix what can be fixed safely (relink, drop missing entries, remove dangling
+        /// links and stray temp files, move corrupt blobs out of the way).
+        #[arg(long)]
+        repair: bool,
+    },
     /// Manage API tokens for CI systems (Bearer, Basic password or ?token=).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -99,6 +107,7 @@ fn main() -> ExitCode {
             commands::token_create(&config, &user, scope, prefix.as_deref(), expires.as_deref())
         }
         Command::Gc { dry_run } => commands::gc(&config, dry_run),
+        Command::Fsck { repair } => commands::fsck(&config, repair),
         Command::Token(TokenCommand::List) => commands::token_list(&config),
         Command::Token(TokenCommand::Revoke { id }) => commands::token_revoke(&config, &id),
     };

@@ -8,6 +8,7 @@ pub mod assets;
 mod blobs;
 mod commit;
 mod files;
+pub mod fsck;
 mod gc;
 mod hooks;
 mod layout;

@@ -1,0 +1,274 @@
+//! `arbor fsck`: checks that the tree is what the rest of arbor assumes (every artifact a
+//! hard link of a blob whose content hashes to its name, `.digests` entries matching, product
+//! links resolving, no stray temp files) and, with `--repair`, fixes what can be fixed
+//! without losing anything.
+
+use super::files::{self, exists, read_json_map};
+use super::layout::Scan;
+use super::{Repo, StoreError, tree::format_digests};
+use crate::model::{Algo, Digest, Scope};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// What a check found; `repaired` says whether `--repair` fixed it.
+#[derive(Debug)]
+pub struct Finding {
+    pub path: PathBuf,
+    pub problem: String,
+    pub repaired: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct FsckReport {
+    pub findings: Vec<Finding>,
+    pub blobs: u64,
+    pub files: u64,
+}
+
+impl FsckReport {
+    /// Healthy once every finding has been repaired.
+    pub fn healthy(&self) -> bool {
+        self.findings.iter().all(|f| f.repaired)
+    }
+
+    fn note(&mut self, path: &Path, problem: impl Into<String>, repaired: bool) {
+        self.findings.push(Finding {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+            repaired,
+        });
+    }
+}
+
+fn hash_file(algo: Algo, path: &Path) -> std::io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = algo.hasher();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish_hex());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+fn same_inode(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+impl Repo {
+    pub fn fsck(&self, repair: bool) -> Result<FsckReport, StoreError> {
+        let mut report = FsckReport::default();
+        self.check_blobs(repair, &mut report)?;
+        let mut scopes = vec![Scope::Root];
+        for user in Repo::list_entities(&self.root.join("users"))? {
+            scopes.push(Scope::User(user));
+        }
+        for scope in &scopes {
+            self.check_formats(scope, repair, &mut report)?;
+            self.check_products(scope, repair, &mut report)?;
+        }
+        self.check_uploads(repair, &mut report)?;
+        Ok(report)
+    }
+
+    /// Every blob's content hashes to its name. A corrupt blob is moved out of `.blobs/`
+    /// on repair, so that no new upload is deduplicated onto bad content.
+    fn check_blobs(&self, repair: bool, report: &mut FsckReport) -> Result<(), StoreError> {
+        let blobs = self.root.join(".blobs");
+        for entry in walkdir::WalkDir::new(&blobs)
+            .min_depth(1)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+        {
+            report.blobs += 1;
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(&blobs)
+                .ok()
+                .and_then(Path::to_str)
+                .unwrap_or("");
+            let parts: Vec<&str> = rel.split('/').collect();
+            let digest = match parts.as_slice() {
+                [algo, xx, hex] if hex.starts_with(xx) => {
+                    Digest::parse(Some(&format!("{algo}:{hex}"))).ok()
+                }
+                _ => None,
+            };
+            let Some(digest) = digest else {
+                report.note(path, "not a blob name (.blobs/{algo}/{xx}/{hex})", false);
+                continue;
+            };
+            if hash_file(digest.algo(), path)? != digest.hex() {
+                let mut fixed = false;
+                if repair {
+                    let dest = self
+                        .uploads_dir()
+                        .join(format!("{}.corrupt", files::random_hex()));
+                    fs::create_dir_all(self.uploads_dir())?;
+                    fs::rename(path, dest)?;
+                    fixed = true;
+                }
+                let links = entry.metadata().map(|m| m.nlink()).unwrap_or(1);
+                report.note(
+                    path,
+                    format!(
+                        "content does not match its name ({} links to it hold bad data)",
+                        links - 1
+                    ),
+                    fixed,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn check_formats(
+        &self,
+        scope: &Scope,
+        repair: bool,
+        report: &mut FsckReport,
+    ) -> Result<(), StoreError> {
+        let branches = self.branches_dir(scope);
+        for b in Repo::list_entities(&branches)? {
+            for t in Repo::list_entities(&branches.join(&b))? {
+                for j in Repo::list_entities(&branches.join(&b).join(&t))? {
+                    let jdir = branches.join(&b).join(&t).join(&j);
+                    let product = jdir.join(".product");
+                    if fs::symlink_metadata(&product).is_ok() && fs::metadata(&product).is_err() {
+                        if repair {
+                            fs::remove_file(&product)?;
+                        }
+                        report.note(&product, "dangling product link", repair);
+                    }
+                    for f in Scan::read(&jdir)?.entities {
+                        self.check_format(&jdir.join(&f), repair, report)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_format(
+        &self,
+        fdir: &Path,
+        repair: bool,
+        report: &mut FsckReport,
+    ) -> Result<(), StoreError> {
+        let digests_path = fdir.join(".digests");
+        let has_digests = exists(&digests_path);
+        let digests = format_digests(fdir);
+        let mut kept = read_json_map(&digests_path);
+        let mut changed = false;
+        for (rel, value) in &digests {
+            let path = fdir.join(rel);
+            report.files += 1;
+            let Ok(meta) = fs::metadata(&path) else {
+                if repair && has_digests {
+                    kept.remove(rel);
+                    changed = true;
+                }
+                report.note(
+                    &path,
+                    "listed in .digests but missing",
+                    repair && has_digests,
+                );
+                continue;
+            };
+            let Some(digest) = value.as_str().and_then(|d| Digest::parse(Some(d)).ok()) else {
+                report.note(&path, format!("unusable digest {value}"), false);
+                continue;
+            };
+            let blob = self.blob_path(&digest);
+            if fs::metadata(&blob).is_ok_and(|b| same_inode(&b, &meta)) {
+                continue;
+            }
+            // Not a link of its blob: fine to fix only when the content is right.
+            if hash_file(digest.algo(), &path)? != digest.hex() {
+                report.note(&path, format!("content does not match {digest}"), false);
+                continue;
+            }
+            if repair {
+                if exists(&blob) {
+                    let staging = self
+                        .uploads_dir()
+                        .join(format!("{}.link", files::random_hex()));
+                    fs::create_dir_all(self.uploads_dir())?;
+                    fs::hard_link(&blob, &staging)?;
+                    fs::rename(&staging, &path)?;
+                } else {
+                    if let Some(dir) = blob.parent() {
+                        fs::create_dir_all(dir)?;
+                    }
+                    fs::hard_link(&path, &blob)?;
+                }
+            }
+            report.note(&path, "not a hard link of its blob", repair);
+        }
+        if changed {
+            files::write_json_sorted(&self.uploads_dir(), &digests_path, &kept)?;
+            self.links.forget_all();
+        }
+        Ok(())
+    }
+
+    /// Product links must resolve to format directories.
+    fn check_products(
+        &self,
+        scope: &Scope,
+        repair: bool,
+        report: &mut FsckReport,
+    ) -> Result<(), StoreError> {
+        let products = self.products_dir(scope);
+        for entry in walkdir::WalkDir::new(&products)
+            .min_depth(5)
+            .max_depth(5)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.path_is_symlink())
+        {
+            if fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            if repair {
+                fs::remove_file(entry.path())?;
+            }
+            report.note(entry.path(), "product link to a missing format", repair);
+        }
+        Ok(())
+    }
+
+    /// Anything in `.uploads/` older than the orphan lifetime is left over from a crash.
+    fn check_uploads(&self, repair: bool, report: &mut FsckReport) -> Result<(), StoreError> {
+        let lifetime = std::time::Duration::from_secs(self.orphan_lifetime);
+        for entry in fs::read_dir(self.uploads_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Ok(m) = entry.metadata() else { continue };
+            let stale = m
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|a| a >= lifetime);
+            if !stale {
+                continue;
+            }
+            if repair {
+                if m.is_dir() {
+                    fs::remove_dir_all(entry.path())?;
+                } else {
+                    fs::remove_file(entry.path())?;
+                }
+            }
+            report.note(&entry.path(), "stray temporary file", repair);
+        }
+        Ok(())
+    }
+}

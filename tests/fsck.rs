@@ -1,0 +1,98 @@
+//! `arbor fsck` on a healthy tree and on a deliberately damaged one.
+
+// Black-box tests check what the server left on disk, so they read the tree directly.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::time::{Duration, SystemTime};
+
+fn fsck(s: &TestServer, repair: bool) -> (bool, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"));
+    cmd.arg("fsck").env("DLREPO_ROOT_DIR", s.root.path());
+    if repair {
+        cmd.arg("--repair");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn blob(s: &TestServer, data: &[u8]) -> std::path::PathBuf {
+    let h = sha256_hex(data);
+    s.path(&format!(".blobs/sha256/{}/{h}", &h[..2]))
+}
+
+#[test]
+fn fsck_finds_and_repairs_a_damaged_tree() {
+    let s = TestServer::start();
+    s.upload_format(
+        "/branches/b/t/j/f/",
+        &[
+            ("copied", b"copied"),
+            ("gone", b"gone"),
+            ("bad", b"bad blob"),
+        ],
+    );
+    s.upload_format("/branches/b/t/k/f/", &[("other", b"other")]);
+    s.send_json("PATCH", "/branches/b/t/k/", &json!({"job": {"product": "p", "product_variant": "v", "product_branch": "b", "version": "1"}}));
+    let (ok, out) = fsck(&s, false);
+    assert!(ok, "{out}");
+    assert!(out.contains("0 problems"), "{out}");
+
+    // 1. A file replaced by a copy: right content, but no longer a link of its blob.
+    let copied = s.path("branches/b/t/j/f/copied");
+    std::fs::remove_file(&copied).unwrap();
+    std::fs::write(&copied, b"copied").unwrap();
+    // 2. A listed file deleted behind the server's back.
+    std::fs::remove_file(s.path("branches/b/t/j/f/gone")).unwrap();
+    // 3. A blob corrupted in place (so its linked artifact is bad too).
+    std::fs::write(blob(&s, b"bad blob"), b"BAD BLOB").unwrap();
+    // 4. A product link whose format vanished.
+    std::fs::remove_dir_all(s.path("branches/b/t/k/f")).unwrap();
+    // 5. A stale temp file.
+    let stray = s.path(".uploads/0123456789abcdef0123456789abcdef");
+    std::fs::write(&stray, b"half an upload").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stray)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+
+    let before = snapshot(s.root.path());
+    let (ok, out) = fsck(&s, false);
+    assert!(!ok, "{out}");
+    for expected in [
+        "not a hard link of its blob",
+        "listed in .digests but missing",
+        "content does not match its name",
+        "product link to a missing format",
+        "stray temporary file",
+    ] {
+        assert!(out.contains(expected), "{expected}: {out}");
+    }
+    assert_eq!(
+        before,
+        snapshot(s.root.path()),
+        "a check without --repair changed the tree"
+    );
+
+    let (ok, out) = fsck(&s, true);
+    // The corrupt content cannot be repaired: the exit status still says so.
+    assert!(!ok, "{out}");
+    assert!(out.contains("PROBLEM"), "{out}");
+    assert_eq!(nlink(&copied), 2);
+    let files = s.get("/branches/b/t/j/f/").json()["artifact_format"]["files"].clone();
+    assert_eq!(files, json!(["bad", "copied"]));
+    assert!(!blob(&s, b"bad blob").exists());
+    assert!(std::fs::symlink_metadata(s.path("products/p/v/b/1/f")).is_err());
+    assert!(!stray.exists());
+    // A new upload of the good content is not deduplicated onto the corrupt blob.
+    assert_eq!(s.put_file("/branches/b/t/j/f/bad", b"bad blob").status, 201);
+    let (ok, out) = fsck(&s, false);
+    assert!(ok, "{out}");
+}
