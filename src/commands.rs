@@ -41,15 +41,31 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     });
     spawn_gc(&state, usr1);
     println!("======== Running on {shown} ========");
-    let shutdown = async move {
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let stop = stopping.clone();
+    tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
+        stop.cancel();
+    });
+    let server = crate::serve(listener, state, stopping.clone().cancelled_owned());
+    // Requests in flight (uploads included) may finish; a stalled one cannot hold the exit
+    // forever. Whatever it left in .uploads/ is never linked, and the collector removes it.
+    let drain = async {
+        stopping.cancelled().await;
+        tokio::time::sleep(DRAIN).await;
     };
-    crate::serve(listener, state, shutdown).await?;
+    tokio::select! {
+        served = server => served?,
+        () = drain => tracing::warn!("requests still running after {DRAIN:?}; exiting anyway"),
+    }
     Ok(())
 }
+
+/// How long a stop waits for requests in flight.
+const DRAIN: Duration = Duration::from_secs(30);
 
 /// The single cleanup worker and its triggers: the `DLREPO_TAG_CLEANUP_PERIOD` timer (first
 /// run one period after start; 0 = never), SIGUSR1, and deletes (orphans only).

@@ -141,3 +141,32 @@ fn socket_activation_on_a_unix_socket() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish() {
+    use std::io::{BufRead, Write};
+    let mut s = TestServer::start();
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
+    let digest = format!("sha256:{}", sha256_hex(&data));
+    let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+    write!(c, "PUT /branches/b/t/j/f/big HTTP/1.1\r\nHost: x\r\nDigest: {digest}\r\nContent-Length: {}\r\n\r\n", data.len()).unwrap();
+    c.write_all(&data[..1_000_000]).unwrap();
+    // Wait until the server is receiving, then ask it to stop.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while uploads_left(s.root.path()).is_empty() {
+        assert!(Instant::now() < deadline, "upload never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = Pid::from_raw(i32::try_from(s.child.id()).unwrap());
+    kill(pid, Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // The stopping server still takes the rest of the body and answers.
+    c.write_all(&data[1_000_000..]).unwrap();
+    let mut status = String::new();
+    std::io::BufReader::new(&c).read_line(&mut status).unwrap();
+    assert_eq!(status.trim_end(), "HTTP/1.1 201 Created");
+    let exit = s.child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    assert_eq!(std::fs::read(s.path("branches/b/t/j/f/big")).unwrap(), data);
+    assert!(uploads_left(s.root.path()).is_empty());
+}
