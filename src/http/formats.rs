@@ -5,7 +5,9 @@ use super::download::Download;
 use super::reply::{self, ApiError, ApiResult, created, json_of, ok, redirect, text};
 use super::route::{FormatParent, FormatPart};
 use super::tree::Ctx;
+use super::views;
 use crate::model::{Alias, Digest, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
+use crate::storage::pages::DirPage;
 use crate::storage::{Artifact, Listing, Repo, StoreError, TarPlan, archive};
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -151,6 +153,9 @@ pub async fn format(
         return head_digest(ctx, raw.to_str().ok()).await;
     }
     if let FormatPart::Dir = part {
+        if ctx.page() {
+            return dir_view(ctx, parent, format, None).await;
+        }
         return format_dir(ctx, parent, format).await;
     }
     if let FormatPart::Artifact(rel) = part {
@@ -266,15 +271,62 @@ async fn head_digest(ctx: &Ctx, raw: Option<&str>) -> ApiResult {
     Ok(res)
 }
 
+/// The browser view of a format dir or a directory below it: its `index.html` when it has
+/// one, else an autoindex (spec/API.md §3.8–3.9).
+async fn dir_view(
+    ctx: &Ctx,
+    parent: FormatParent,
+    format: Name,
+    rel: Option<RelPath>,
+) -> ApiResult {
+    let lookup = rel.clone();
+    let (f, page) = with_format(ctx, parent, format, move |r, f| {
+        r.dir_page(f, lookup.as_ref())
+    })
+    .await?;
+    let canonical = match &rel {
+        Some(rel) => format!("{}{rel}/", f.url()),
+        None => f.url(),
+    };
+    if let Some(r) = ctx.canonical(&canonical) {
+        return Ok(r);
+    }
+    match page {
+        DirPage::Index(file) => Ok(Download {
+            method: &ctx.method,
+            headers: &ctx.headers,
+            name: "index.html",
+            chunk_size: ctx.app.repo.chunk_size(),
+            x_sendfile: ctx.app.config.x_sendfile_header.as_deref(),
+            digest_header: "digest",
+            content_type: None,
+            conn: ctx.conn.as_ref(),
+        }
+        .respond(file)),
+        DirPage::Listing(entries) => {
+            let root = rel.is_none().then(|| f.name().as_str());
+            let heading = match &rel {
+                Some(rel) => format!("{}/{rel}/", f.name()),
+                None => format!("{}/", f.name()),
+            };
+            views::autoindex_page(ctx.chrome(), heading, root, &entries)
+        }
+    }
+}
+
 async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> ApiResult {
     let is_dir_url = raw.ends_with('/');
     let rel = RelPath::parse(raw.trim_end_matches('/')).map_err(bad_relpath)?;
+    if is_dir_url && ctx.page() {
+        return dir_view(ctx, parent, format, Some(rel)).await;
+    }
     let lookup = rel.clone();
     let (f, found) =
         with_format(ctx, parent, format, move |r, f| r.open_artifact(f, &lookup)).await?;
     let canonical = format!("{}{}", f.url(), rel);
     match found {
         // Directory listings are HTML only; the JSON API has none (spec/API.md §3.9).
+        Artifact::Dir if ctx.page() => Ok(redirect(&format!("{canonical}/"))),
         Artifact::Dir => Err(ApiError::NotFound),
         _ if is_dir_url => Err(ApiError::NotFound),
         Artifact::Sha256Line(line) => {

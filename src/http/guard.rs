@@ -25,7 +25,7 @@ impl Caller {
     }
 }
 
-fn unauthorized(auth: &Auth, path: &str) -> Response {
+fn unauthorized(auth: &Auth, path: &str, html: bool, login: Option<String>) -> Response {
     let challenge = format!("Basic realm=\"{}\", charset=\"utf-8\"", auth.realm());
     let mut res = if path.starts_with("/v2/") {
         (
@@ -46,6 +46,9 @@ fn unauthorized(auth: &Auth, path: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
+    if html && !path.starts_with("/v2/") {
+        return super::views::error_page(res, path, login);
+    }
     res
 }
 
@@ -61,6 +64,8 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
     if auth.is_disabled() {
         return next.run(req).await;
     }
+    // Browsers get the 401 as a page, with the same challenge header.
+    let html = super::views::wants_html(req.headers());
     let raw = req.uri().path();
     let route = Route::parse(raw).ok();
     let path = match &route {
@@ -115,10 +120,10 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
     .ok()
     .flatten();
     let Some(id) = identity else {
-        return unauthorized(&auth, &path);
+        return unauthorized(&auth, &path, html, None);
     };
     if !auth.allows(&id, &path, want) {
-        return unauthorized(&auth, &path);
+        return unauthorized(&auth, &path, html, id.login.clone());
     }
     req.extensions_mut().insert(Caller {
         auth,

@@ -11,6 +11,7 @@ mod resources;
 pub mod route;
 mod statics;
 mod tree;
+pub mod views;
 
 use crate::state::AppState;
 use axum::Router;

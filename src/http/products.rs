@@ -3,6 +3,7 @@
 use super::formats::tar_response;
 use super::reply::{ApiError, ApiResult, json, json_of, redirect};
 use super::tree::Ctx;
+use super::views;
 use crate::model::{Name, Scope, VersionRef};
 use serde_json::{Value, json};
 
@@ -38,6 +39,9 @@ pub async fn level(ctx: &Ctx, scope: Scope, path: Vec<Name>, slash: bool) -> Api
         return Ok(redirect(&url));
     }
     let last = path.last().map(|n| n.to_string()).unwrap_or_default();
+    if ctx.page() && path.len() < 3 {
+        return views::level_page(ctx.chrome(), path.len(), last, &children);
+    }
     Ok(match path.len() {
         0 => json(&json!({ "products": names(children) })),
         1 => json(&json!({ "product": { "name": last, "product_variants": names(children) } })),
@@ -52,6 +56,9 @@ pub async fn level(ctx: &Ctx, scope: Scope, path: Vec<Name>, slash: bool) -> Api
                 .repo
                 .run(move |r| r.product_versions(&scope, &path, &acl))
                 .await?;
+            if ctx.page() {
+                return views::product_branch_page(ctx.chrome(), last, &versions);
+            }
             let mut inner = serde_json::Map::new();
             inner.insert("name".into(), last.into());
             inner.insert(
@@ -93,6 +100,10 @@ pub async fn version(
     }
     let acl = ctx.acl.clone();
     let name = v.version.to_string();
+    if ctx.page() {
+        let formats = ctx.app.repo.run(move |r| r.version_page(&v, &acl)).await?;
+        return views::version_page(ctx.chrome(), name, &formats);
+    }
     let formats = ctx
         .app
         .repo

@@ -3,6 +3,7 @@
 
 use super::reply::{ApiError, ApiResult, json, json_of, ok, redirect};
 use super::tree::Ctx;
+use super::views;
 use crate::model::{Alias, BranchRef, JobRef, Name, Scope, TagRef};
 use crate::storage::TagUpdate;
 use axum::http::{Method, StatusCode};
@@ -24,18 +25,42 @@ pub async fn home(ctx: &Ctx, scope: Scope) -> ApiResult {
     if !ctx.is_read() {
         return Err(ApiError::MethodNotAllowed("GET"));
     }
-    if let Scope::User(_) = &scope {
-        let s = scope.clone();
-        if !ctx.app.repo.run(move |r| Ok(r.scope_exists(&s))).await? {
-            return Err(ApiError::NotFound);
-        }
-    }
-    // The HTML home page comes with the web pages; until then, point at the two listings.
-    let base = scope.url();
-    Ok(json(&serde_json::json!({
-        "branches": format!("{base}/branches/"),
-        "products": format!("{base}/products/"),
-    })))
+    // Always HTML, whatever the Accept header (spec/API.md §1.3, §3.1).
+    let config = &ctx.app.config;
+    let user = match &scope {
+        Scope::User(u) => Some(u.to_string()),
+        Scope::Root => None,
+    };
+    let releases = match scope {
+        Scope::Root => config.latest_releases,
+        Scope::User(_) => config.latest_releases_user,
+    };
+    let (acl, static_dir) = (ctx.acl.clone(), config.static_dir.clone());
+    let (info, icons) = ctx
+        .app
+        .repo
+        .run(move |r| {
+            let info = r.home_info(&scope, &acl, releases)?;
+            // Product icons are optional: show only those the deployment provides.
+            let icons = info
+                .releases
+                .iter()
+                .map(|rel| {
+                    let icon = format!("{}.svg", rel.version.product);
+                    crate::storage::assets::static_file(static_dir.as_deref(), &icon).is_ok()
+                })
+                .collect::<Vec<_>>();
+            Ok((info, icons))
+        })
+        .await?;
+    views::home_page(
+        ctx.chrome(),
+        user,
+        &info,
+        releases,
+        &icons,
+        config.user_quota,
+    )
 }
 
 pub async fn user_bare(ctx: &Ctx, user: Name) -> ApiResult {
@@ -60,6 +85,9 @@ pub async fn branches(ctx: &Ctx, scope: Scope, slash: bool) -> ApiResult {
         .repo
         .run(move |r| r.list_branches(&scope, &acl))
         .await?;
+    if ctx.page() {
+        return views::branches_page(ctx.chrome(), &list);
+    }
     json_of("branches", &list)
 }
 
@@ -77,6 +105,9 @@ pub async fn branch(ctx: &mut Ctx, b: BranchRef, slash: bool) -> ApiResult {
                 .await?;
             if !slash {
                 return Ok(redirect(&url));
+            }
+            if ctx.page() {
+                return views::branch_page(ctx.chrome(), &info);
             }
             json_of("branch", &info)
         }
@@ -159,6 +190,9 @@ pub async fn tag(ctx: &mut Ctx, b: BranchRef, tag: Name, _slash: bool) -> ApiRes
                 .iter()
                 .all(|(k, v)| job.get(k).is_some_and(|x| python_str(x) == *v))
         });
+        if ctx.page() {
+            return views::tag_page(ctx.chrome(), &info);
+        }
         return json_of("tag", &info);
     }
     let t = resolve_tag(ctx, &b, &tag, false).await?;
@@ -251,16 +285,25 @@ pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool
     let repo = ctx.app.repo.clone();
     if ctx.is_read() {
         let acl = ctx.acl.clone();
-        let (j, info) = repo
+        let page = ctx.page();
+        let (j, (info, formats)) = repo
             .run(move |r| {
                 let t = r.resolve_tag(&b, tag.as_str(), true, &acl)?;
                 let j = JobRef { tag: t, job };
-                let info = r.job_info(&j, &acl)?;
+                // The page also says what each format holds; the JSON only names them.
+                let info = if page {
+                    r.job_page(&j, &acl)?
+                } else {
+                    (r.job_info(&j, &acl)?, Vec::new())
+                };
                 Ok((j, info))
             })
             .await?;
         if let Some(r) = ctx.canonical(&j.url()) {
             return Ok(r);
+        }
+        if page {
+            return views::job_page(ctx.chrome(), &j, &info, &formats);
         }
         let mut m = Map::new();
         m.insert("job".into(), Value::Object(info.0));

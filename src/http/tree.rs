@@ -32,9 +32,23 @@ pub struct Ctx {
     pub acl: Listing,
     /// The connection, for zero-copy file bodies (absent in in-process tests).
     pub conn: Option<crate::zerocopy::ZcConn>,
+    /// A browser asked: negotiated views answer HTML (spec/API.md §1.3).
+    pub html: bool,
+    /// Who the caller is, for "Authenticated as" on pages.
+    pub login: Option<String>,
 }
 
 impl Ctx {
+    /// A GET from a browser: the negotiated views render a page (HEAD keeps its API answer).
+    pub fn page(&self) -> bool {
+        self.html && self.method == Method::GET
+    }
+
+    /// Title, breadcrumbs and login for a page at the request path.
+    pub fn chrome(&self) -> super::views::Chrome {
+        super::views::Chrome::for_path(&self.path, self.login.clone())
+    }
+
     pub fn is_read(&self) -> bool {
         self.method == Method::GET || self.method == Method::HEAD
     }
@@ -109,23 +123,27 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
         .map(|c| c.0.clone());
     let route = match Route::parse(parts.uri.path()) {
         Ok(r) => r,
+        Err(_) if super::views::wants_html(&parts.headers) => {
+            let path = percent_decode_str(parts.uri.path()).decode_utf8_lossy();
+            return super::views::error_page(ApiError::NotFound.into_response(), &path, None);
+        }
         Err(_) => return ApiError::NotFound.into_response(),
     };
     let path = percent_decode_str(parts.uri.path())
         .decode_utf8_lossy()
         .into_owned();
+    let caller = parts.extensions.get::<super::guard::Caller>().cloned();
     let mut ctx = Ctx {
+        html: super::views::wants_html(&parts.headers),
+        login: caller.as_ref().and_then(|c| c.id.login.clone()),
         app,
         method: parts.method,
         headers: parts.headers,
         query: parts.uri.query().map(str::to_owned),
         path,
         body: std::sync::Mutex::new(Some(body)),
-        acl: match parts.extensions.get::<super::guard::Caller>() {
-            Some(caller) => {
-                let caller = caller.clone();
-                Listing::new(move |url| caller.can_read(url))
-            }
+        acl: match caller {
+            Some(caller) => Listing::new(move |url| caller.can_read(url)),
             None => Listing::everything(),
         },
         conn,
@@ -164,7 +182,12 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
     if result.is_err() {
         drain(ctx.take_body()).await;
     }
-    result.unwrap_or_else(IntoResponse::into_response)
+    match result {
+        Ok(res) => res,
+        // Browsers get error pages; API clients keep the plain-text answers.
+        Err(e) if ctx.html => super::views::error_page(e.into_response(), &ctx.path, ctx.login),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Reads and drops what is left of a refused request's body before answering. Clients such

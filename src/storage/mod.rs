@@ -12,6 +12,7 @@ pub mod fsck;
 mod gc;
 mod hooks;
 mod layout;
+pub mod pages;
 mod products;
 pub mod quota;
 mod tree;

@@ -1,0 +1,43 @@
+//! Format rows shared by the job and version pages: the links spec/API.md §9 lists.
+
+use super::encode_segment;
+use crate::storage::pages::FormatSummary;
+
+pub struct FormatRow {
+    pub name: String,
+    /// `{f}/`, `{f}.tar`, `{f}.sha256`
+    pub dir: String,
+    pub tar: String,
+    pub sha256: String,
+    pub internal: bool,
+    pub dirty: bool,
+    /// "rpm", "deb" or empty.
+    pub kind: &'static str,
+    /// The job a product format comes from.
+    pub job_url: String,
+}
+
+pub fn format_rows(formats: &[FormatSummary]) -> Vec<FormatRow> {
+    formats
+        .iter()
+        .map(|f| {
+            let seg = encode_segment(&f.name);
+            FormatRow {
+                name: f.name.clone(),
+                dir: format!("{seg}/"),
+                tar: format!("{seg}.tar"),
+                sha256: format!("{seg}.sha256"),
+                internal: f.internal,
+                dirty: f.dirty,
+                kind: if f.rpm {
+                    "rpm"
+                } else if f.deb {
+                    "deb"
+                } else {
+                    ""
+                },
+                job_url: f.job_url.clone().unwrap_or_default(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,103 @@
+//! The products tree: products, product, variant, product branch and version pages
+//! (spec/API.md §3.10, §9).
+
+use super::format::{FormatRow, format_rows};
+use super::tree::{AliasLink, alias_links};
+use super::{Chrome, encode_segment, iso_time, natural_cmp, pretty_time, render, timestamp_of};
+use crate::http::reply::ApiResult;
+use crate::storage::VersionSummary;
+use crate::storage::pages::FormatSummary;
+use askama::Template;
+
+#[derive(Template)]
+#[template(path = "products.html")]
+pub struct LevelPage {
+    pub chrome: Chrome,
+    /// What the page lists: "Products", "Variants", "Branches".
+    pub heading: &'static str,
+    pub name: String,
+    pub children: Vec<(String, String)>,
+}
+
+/// `/products/`, `/products/{p}/`, `/products/{p}/{v}/`; `depth` is the number of segments.
+pub fn level_page(chrome: Chrome, depth: usize, name: String, children: &[String]) -> ApiResult {
+    let heading = match depth {
+        0 => "Products",
+        1 => "Variants",
+        _ => "Product branches",
+    };
+    let mut children: Vec<(String, String)> = children
+        .iter()
+        .map(|c| (c.clone(), format!("{}/", encode_segment(c))))
+        .collect();
+    children.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    render(&LevelPage {
+        chrome,
+        heading,
+        name,
+        children,
+    })
+}
+
+pub struct VersionRow {
+    pub name: String,
+    pub href: String,
+    pub time: String,
+    pub iso: String,
+    pub locked: bool,
+    pub released: bool,
+    pub stable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "product_branch.html")]
+pub struct ProductBranchPage {
+    pub chrome: Chrome,
+    pub name: String,
+    pub aliases: Vec<AliasLink>,
+    pub versions: Vec<VersionRow>,
+}
+
+pub fn product_branch_page(chrome: Chrome, name: String, list: &[VersionSummary]) -> ApiResult {
+    let mut versions: Vec<VersionRow> = list
+        .iter()
+        .map(|v| {
+            let ts = timestamp_of(&v.timestamp);
+            VersionRow {
+                href: format!("{}/", encode_segment(&v.name)),
+                name: v.name.clone(),
+                time: pretty_time(ts),
+                iso: iso_time(ts),
+                locked: v.locked,
+                released: v.released,
+                stable: v.stable,
+            }
+        })
+        .collect();
+    versions.sort_by(|a, b| natural_cmp(&b.name, &a.name));
+    let stable = versions.iter().filter(|v| v.stable).count();
+    render(&ProductBranchPage {
+        chrome,
+        name,
+        aliases: alias_links(versions.len(), stable),
+        versions,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "version.html")]
+pub struct VersionPage {
+    pub chrome: Chrome,
+    pub name: String,
+    pub tar: String,
+    pub formats: Vec<FormatRow>,
+}
+
+pub fn version_page(chrome: Chrome, name: String, formats: &[FormatSummary]) -> ApiResult {
+    render(&VersionPage {
+        chrome,
+        tar: format!("../{}.tar", encode_segment(&name)),
+        name,
+        formats: format_rows(formats),
+    })
+}

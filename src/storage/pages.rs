@@ -1,0 +1,268 @@
+//! What the HTML pages show beyond the JSON API (spec/API.md §3.1, §3.6, §3.8–3.10, §9):
+//! the home page's user repositories and latest releases, format summaries for job and
+//! version pages, and directory listings for the autoindex.
+
+use super::files::{exists, stamp_time};
+use super::tree::{JobInfo, Listing, format_digests};
+use super::{BlobReader, Repo, StoreError, not_found_if_missing};
+use crate::model::{FormatRef, JobRef, Name, RelPath, Scope, VersionRef};
+use std::fs;
+use std::path::Path;
+
+/// How many product versions the home page lists (spec/API.md §3.1).
+const LATEST_RELEASES: usize = 10;
+
+/// A product version on the home page.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub version: VersionRef,
+    /// mtime of the version's `.stamp`.
+    pub timestamp: f64,
+}
+
+/// Everything the home page (`/` or `/~{user}/`) shows.
+#[derive(Debug, Default)]
+pub struct HomeInfo {
+    /// Readable user repositories (root page only).
+    pub users: Vec<String>,
+    /// Whether `branches/` and `products/` are readable.
+    pub branches: bool,
+    pub products: bool,
+    /// Newest first; empty when the setting hides them.
+    pub releases: Vec<Release>,
+    /// `users/{u}/.disk_usage` (user pages only).
+    pub disk_usage: Option<u64>,
+}
+
+/// One format on a job or version page.
+#[derive(Debug, Clone)]
+pub struct FormatSummary {
+    pub name: String,
+    pub internal: bool,
+    pub dirty: bool,
+    /// `repodata/repomd.xml` is among the files: a yum repository.
+    pub rpm: bool,
+    /// `Release` is among the files (and it is not rpm): an apt repository.
+    pub deb: bool,
+    /// For a product version: the job URL the format comes from.
+    pub job_url: Option<String>,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: String,
+    pub dir: bool,
+    pub size: u64,
+    pub digest: Option<String>,
+}
+
+/// A format directory, or a directory below one, as a browser sees it.
+pub enum DirPage {
+    /// The directory holds an `index.html`: that file is the page (spec/API.md §3.8).
+    Index(BlobReader),
+    Listing(Vec<DirEntry>),
+}
+
+impl Repo {
+    pub fn home_info(
+        &self,
+        scope: &Scope,
+        acl: &Listing,
+        with_releases: bool,
+    ) -> Result<HomeInfo, StoreError> {
+        if !self.scope_exists(scope) {
+            return Err(StoreError::NotFound);
+        }
+        let base = scope.url();
+        let mut info = HomeInfo {
+            branches: acl.allows(|| format!("{base}/branches/")),
+            products: acl.allows(|| format!("{base}/products/")),
+            ..HomeInfo::default()
+        };
+        match scope {
+            Scope::Root => {
+                info.users = Repo::list_entities(&self.scope_dir(scope).join("users"))?
+                    .into_iter()
+                    .filter(|u| acl.allows(|| format!("/~{u}/")))
+                    .map(|u| u.to_string())
+                    .collect();
+            }
+            Scope::User(_) => {
+                let raw = fs::read_to_string(self.scope_dir(scope).join(".disk_usage"));
+                info.disk_usage = Some(raw.ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0));
+            }
+        }
+        if with_releases {
+            info.releases = self.latest_releases(scope, acl)?;
+        }
+        Ok(info)
+    }
+
+    /// Up to ten readable product versions, newest `.stamp` first.
+    fn latest_releases(&self, scope: &Scope, acl: &Listing) -> Result<Vec<Release>, StoreError> {
+        let products = self.products_dir(scope);
+        let mut all = Vec::new();
+        for product in Repo::list_entities(&products)? {
+            let pdir = products.join(&product);
+            for variant in Repo::list_entities(&pdir)? {
+                let vdir = pdir.join(&variant);
+                for branch in Repo::list_entities(&vdir)? {
+                    let bdir = vdir.join(&branch);
+                    for version in Repo::list_entities(&bdir)? {
+                        let Some(t) = stamp_time(&bdir.join(&version)) else {
+                            continue;
+                        };
+                        let v = VersionRef {
+                            scope: scope.clone(),
+                            product: product.clone(),
+                            variant: variant.clone(),
+                            product_branch: branch.clone(),
+                            version,
+                        };
+                        all.push(Release {
+                            version: v,
+                            timestamp: t,
+                        });
+                    }
+                }
+            }
+        }
+        all.sort_by(|a, b| b.timestamp.total_cmp(&a.timestamp));
+        Ok(all
+            .into_iter()
+            .filter(|r| acl.allows(|| r.version.url()))
+            .take(LATEST_RELEASES)
+            .collect())
+    }
+
+    /// The job as GET shows it, plus what the page says about each listed format.
+    pub fn job_page(
+        &self,
+        j: &JobRef,
+        acl: &Listing,
+    ) -> Result<(JobInfo, Vec<FormatSummary>), StoreError> {
+        let info = self.job_info(j, acl)?;
+        let names: Vec<String> = info
+            .0
+            .get("artifact_formats")
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let jdir = self.job_dir(j);
+        let formats = names
+            .into_iter()
+            .map(|name| self.format_summary(&jdir.join(&name), name, None))
+            .collect();
+        Ok((info, formats))
+    }
+
+    /// A version's readable formats, each with the job it comes from.
+    pub fn version_page(
+        &self,
+        v: &VersionRef,
+        acl: &Listing,
+    ) -> Result<Vec<FormatSummary>, StoreError> {
+        let vdir = self.version_dir(v);
+        let names = self.version_formats(v, acl)?;
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let link = vdir.join(&name);
+                let job_url = fs::read_link(&link)
+                    .ok()
+                    .and_then(|t| job_url_of_link(&v.scope, &t));
+                self.format_summary(&link, name, job_url)
+            })
+            .collect())
+    }
+
+    fn format_summary(&self, fdir: &Path, name: String, job_url: Option<String>) -> FormatSummary {
+        let digests = format_digests(fdir);
+        let rpm = digests.contains_key("repodata/repomd.xml");
+        FormatSummary {
+            internal: self.is_internal_format(&name),
+            dirty: exists(&fdir.join(".dirty")),
+            rpm,
+            deb: !rpm && digests.contains_key("Release"),
+            name,
+            job_url,
+        }
+    }
+
+    /// The browser view of a format dir or of a directory below it (`rel`).
+    pub fn dir_page(&self, f: &FormatRef, rel: Option<&RelPath>) -> Result<DirPage, StoreError> {
+        let fdir = self.format_dir(f);
+        let (dir, prefix) = match rel {
+            Some(r) => (fdir.join(r.as_str()), format!("{}/", r.as_str())),
+            None => (fdir.clone(), String::new()),
+        };
+        if !fs::metadata(&dir).map_err(not_found_if_missing)?.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        let digests = format_digests(&fdir);
+        let index = dir.join("index.html");
+        if fs::metadata(&index).is_ok_and(|m| m.is_file()) {
+            let digest = digests
+                .get(&format!("{prefix}index.html"))
+                .and_then(|d| d.as_str())
+                .map(str::to_owned);
+            return Ok(DirPage::Index(BlobReader::open(self, &index, digest)?));
+        }
+        let mut entries = Vec::new();
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            // The format's own bookkeeping is not an artifact (spec/API.md §1.2).
+            if rel.is_none() && (name == ".digests" || name == ".dirty") {
+                continue;
+            }
+            let Ok(meta) = fs::metadata(entry.path()) else {
+                continue;
+            };
+            let digest = digests
+                .get(&format!("{prefix}{name}"))
+                .and_then(|d| d.as_str())
+                .map(str::to_owned);
+            entries.push(DirEntry {
+                dir: meta.is_dir(),
+                size: if meta.is_dir() { 0 } else { meta.len() },
+                digest,
+                name,
+            });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(DirPage::Listing(entries))
+    }
+}
+
+/// A version's format symlink points at `../../../../../branches/{b}/{t}/{j}/{f}`.
+fn job_url_of_link(scope: &Scope, target: &Path) -> Option<String> {
+    let parts: Vec<&str> = target
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(s) => s.to_str(),
+            _ => None,
+        })
+        .collect();
+    let [.., "branches", b, t, j, _f] = parts.as_slice() else {
+        return None;
+    };
+    let job = JobRef {
+        tag: crate::model::TagRef {
+            branch: crate::model::BranchRef {
+                scope: scope.clone(),
+                branch: Name::parse(b).ok()?,
+            },
+            tag: Name::parse(t).ok()?,
+        },
+        job: Name::parse(j).ok()?,
+    };
+    Some(job.url())
+}
