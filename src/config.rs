@@ -123,6 +123,18 @@ pub struct Config {
     pub auth_cache_ttl: u64,
     /// `DLREPO_ACLS_DIR`: one file per group.
     pub acls_dir: PathBuf,
+    /// `DLREPO_PUBLISH_URL`: comma-separated base URLs of the servers released tags are
+    /// pushed to, kept verbatim (no space trimming, as dlrepo; the status quotes it whole).
+    /// Empty counts as unset.
+    pub publish_url: Option<String>,
+    /// `DLREPO_PUBLISH_AUTH`: a file holding `login:password`, read at each publish.
+    pub publish_auth: Option<PathBuf>,
+    /// `DLREPO_PUBLISH_FILTER_CMD`: run as `CMD {target_url}` in the tag dir; exit 0 = publish.
+    pub publish_filter_cmd: Option<PathBuf>,
+    /// `DLREPO_PUBLISH_TIMEOUT`: total seconds per publish request.
+    pub publish_timeout: u64,
+    /// `DLREPO_PUBLISH_MAX_REQUESTS`: publish requests in flight across the process (≥ 1).
+    pub publish_max_requests: usize,
     /// Settings read by features that are not built yet (auth, publishing), kept verbatim so
     /// that they are validated as known keys and reach those features unchanged.
     pub other: BTreeMap<&'static str, String>,
@@ -159,6 +171,11 @@ impl Default for Config {
             auth_cache_size: 4096,
             auth_cache_ttl: 600,
             acls_dir: PathBuf::from("/etc/dlrepo/acls"),
+            publish_url: None,
+            publish_auth: None,
+            publish_filter_cmd: None,
+            publish_timeout: 300,
+            publish_max_requests: 1,
             other: BTreeMap::new(),
         }
     }
@@ -321,10 +338,18 @@ impl Config {
                 }
                 "AUTH_CACHE_TTL" => c.auth_cache_ttl = int()?,
                 "ACLS_DIR" => c.acls_dir = PathBuf::from(&value),
-                "LDAP_TIMEOUT"
-                | "LDAP_MAX_CONNECTIONS"
-                | "PUBLISH_TIMEOUT"
-                | "PUBLISH_MAX_REQUESTS" => {
+                "PUBLISH_URL" => c.publish_url = opt(),
+                "PUBLISH_AUTH" => c.publish_auth = opt().map(PathBuf::from),
+                "PUBLISH_FILTER_CMD" => c.publish_filter_cmd = opt().map(PathBuf::from),
+                "PUBLISH_TIMEOUT" => c.publish_timeout = int()?,
+                // dlrepo's asyncio.Semaphore(0) would hang every publish: refuse it up front.
+                "PUBLISH_MAX_REQUESTS" => {
+                    c.publish_max_requests = usize::try_from(int()?)
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| invalid("expected a positive integer".into()))?
+                }
+                "LDAP_TIMEOUT" | "LDAP_MAX_CONNECTIONS" => {
                     int()?;
                     c.other.insert(key, value.clone());
                 }
@@ -406,6 +431,29 @@ mod tests {
         assert!(c.ignore_passwords);
         let e = Config::from_sources(None, env(&[("DLREPO_AUTH_CACHE_SIZE", "-1")])).unwrap_err();
         assert!(e.to_string().contains("DLREPO_AUTH_CACHE_SIZE"), "{e}");
+    }
+
+    #[test]
+    fn publish_settings_are_typed() {
+        let c = Config::from_sources(None, env(&[])).unwrap();
+        assert_eq!((c.publish_timeout, c.publish_max_requests), (300, 1));
+        assert_eq!(c.publish_url, None);
+        let c = Config::from_sources(
+            None,
+            env(&[
+                ("DLREPO_PUBLISH_URL", "http://a, http://b"),
+                ("DLREPO_PUBLISH_AUTH", "/etc/dlrepo/publish"),
+                ("DLREPO_PUBLISH_TIMEOUT", "5"),
+                ("DLREPO_PUBLISH_MAX_REQUESTS", "4"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.publish_url.as_deref(), Some("http://a, http://b"));
+        assert_eq!(c.publish_auth, Some(PathBuf::from("/etc/dlrepo/publish")));
+        assert_eq!((c.publish_timeout, c.publish_max_requests), (5, 4));
+        let e =
+            Config::from_sources(None, env(&[("DLREPO_PUBLISH_MAX_REQUESTS", "0")])).unwrap_err();
+        assert!(e.to_string().contains("DLREPO_PUBLISH_MAX_REQUESTS"), "{e}");
     }
 
     #[test]

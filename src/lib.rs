@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod model;
+pub mod publish;
 pub mod pyjson;
 pub mod state;
 pub mod storage;

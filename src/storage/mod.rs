@@ -14,6 +14,7 @@ mod hooks;
 mod layout;
 pub mod pages;
 mod products;
+pub mod publishing;
 pub mod quota;
 mod tree;
 

@@ -1,0 +1,311 @@
+//! The HTTP side of publishing: one blocking client per target, the process-wide cap on
+//! requests in flight, and retries of transient failures. Runs on blocking threads only.
+
+use super::Settings;
+use crate::model::{FormatRef, RelPath};
+use crate::storage::Repo;
+use base64::Engine as _;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+/// Tries per request before giving up (so up to 2 retries), and the pause before retry n.
+pub const ATTEMPTS: u32 = 3;
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500 << attempt.min(4))
+}
+
+/// Characters escaped in request paths: enough for artifact names with spaces, `#`, `?` or
+/// `%` to reach the target as themselves (its router percent-decodes, spec/API.md §1.1).
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+/// A counting semaphore for blocking threads: `DLREPO_PUBLISH_MAX_REQUESTS` requests in
+/// flight across every publish of the process.
+struct Limiter {
+    max: usize,
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+struct Permit<'a>(&'a Limiter);
+
+impl Limiter {
+    fn acquire(&self) -> Permit<'_> {
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        while *used >= self.max {
+            used = self
+                .freed
+                .wait(used)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *used += 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.used.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// The cap is process-wide by definition (spec/CONFIG.md §1.4), like dlrepo's one
+/// `asyncio.Semaphore`; it is sized by the first publish, as the setting never changes
+/// while the process runs.
+fn limiter(max: usize) -> &'static Limiter {
+    static LIMITER: OnceLock<Limiter> = OnceLock::new();
+    LIMITER.get_or_init(|| Limiter {
+        max: max.max(1),
+        used: Mutex::new(0),
+        freed: Condvar::new(),
+    })
+}
+
+/// A request failed: the message goes to `.publish-status` after `error: `.
+#[derive(Debug)]
+pub(crate) struct Failure(pub String);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    url: String,
+}
+
+impl Reply {
+    /// HTTP errors ≥ 400 raise, as dlrepo's `raise_for_status=True` does; the message
+    /// follows aiohttp's `ClientResponseError`.
+    pub fn check(self) -> Result<Reply, Failure> {
+        if self.status < 400 {
+            return Ok(self);
+        }
+        let reason = ureq::http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        Err(Failure(format!(
+            "{}, message='{reason}', url='{}'",
+            self.status, self.url
+        )))
+    }
+
+    /// Like [`Reply::check`] but a 404 is fine too (deleting what is already gone).
+    pub fn check_or_missing(self) -> Result<Reply, Failure> {
+        if self.status == 404 {
+            Ok(self)
+        } else {
+            self.check()
+        }
+    }
+}
+
+/// What a request carries.
+pub(crate) enum Body<'a> {
+    None,
+    /// `Content-Length: 0` (format PATCH, link PUT).
+    Empty,
+    Json(String),
+    /// An artifact, reopened for each attempt and streamed with its `Content-Length`.
+    File(&'a Repo, &'a FormatRef, &'a RelPath),
+}
+
+/// One publish target: base URL, credentials and a connection pool.
+pub(crate) struct Target {
+    pub url: String,
+    base: String,
+    agent: ureq::Agent,
+    authorization: String,
+    limiter: &'static Limiter,
+}
+
+impl Target {
+    /// `credentials` come from `DLREPO_PUBLISH_AUTH`, read by the caller at each publish.
+    pub fn new(url: &str, settings: &Settings, credentials: &(String, String)) -> Target {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(settings.timeout))
+            // Statuses are ours to judge: some requests accept a 404 (spec/CONFIG.md §5).
+            .http_status_as_error(false)
+            // The `dlrepo-server/` prefix lets the target accept `PUT .../container/...`.
+            .user_agent(format!("dlrepo-server/{}", hostname()))
+            // So that the targets answer JSON, never an HTML page.
+            .accept("*/*")
+            .build()
+            .into();
+        let (login, password) = credentials;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{login}:{password}"));
+        Target {
+            url: url.to_owned(),
+            // Paths are absolute (`/branches/...`); a base with a path prefix keeps it, so a
+            // target behind a reverse proxy at `https://host/dlrepo` works.
+            base: url.trim_end_matches('/').to_owned(),
+            agent,
+            authorization: format!("Basic {token}"),
+            limiter: limiter(settings.max_requests),
+        }
+    }
+
+    /// The process-wide cap on requests in flight.
+    pub fn max_requests(&self) -> usize {
+        self.limiter.max
+    }
+
+    /// Sends one request, retrying transient failures (no connection, timeouts, 502, 503,
+    /// 504) up to [`ATTEMPTS`] times with a growing pause. Statuses are not checked.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<Reply, Failure> {
+        let url = format!("{}{}", self.base, utf8_percent_encode(path, PATH));
+        let mut attempt = 1;
+        loop {
+            let result = {
+                let _permit = self.limiter.acquire();
+                self.once(method, &url, headers, &body)
+            };
+            let transient = match &result {
+                Ok(r) => matches!(r.status, 502..=504),
+                Err((_, transient)) => *transient,
+            };
+            if !transient || attempt >= ATTEMPTS {
+                return result.map_err(|(e, _)| e);
+            }
+            let why = match &result {
+                Ok(r) => format!("HTTP {}", r.status),
+                Err((e, _)) => e.0.clone(),
+            };
+            tracing::warn!(%method, %url, attempt, error = %why, "publish request failed, retrying");
+            std::thread::sleep(backoff(attempt));
+            attempt += 1;
+        }
+    }
+
+    /// One attempt; an error says whether it is worth retrying.
+    fn once(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body<'_>,
+    ) -> Result<Reply, (Failure, bool)> {
+        let fail = |e: ureq::Error| {
+            let transient = matches!(
+                e,
+                ureq::Error::Io(_)
+                    | ureq::Error::Timeout(_)
+                    | ureq::Error::ConnectionFailed
+                    | ureq::Error::HostNotFound
+                    | ureq::Error::Protocol(_)
+            );
+            (Failure(format!("{method} {url}: {e}")), transient)
+        };
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Authorization", &self.authorization);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let built = |e: ureq::http::Error| (Failure(format!("{method} {url}: {e}")), false);
+        let res = match body {
+            Body::None => self.agent.run(req.body(()).map_err(built)?),
+            Body::Empty => self.agent.run(
+                req.header("Content-Length", "0")
+                    .body(&b""[..])
+                    .map_err(built)?,
+            ),
+            Body::Json(text) => self.agent.run(
+                req.header("Content-Type", "application/json")
+                    .body(text.as_bytes())
+                    .map_err(built)?,
+            ),
+            Body::File(repo, format, rel) => {
+                let file = repo
+                    .open_publish_file(format, rel)
+                    .map_err(|e| (Failure(format!("{}{rel}: {e}", format.url())), false))?;
+                let req = req
+                    .header("Content-Type", "application/octet-stream")
+                    // An explicit length: ureq then streams the reader as is, never chunked.
+                    .header("Content-Length", file.len.to_string())
+                    .body(ureq::SendBody::from_owned_reader(file))
+                    .map_err(built)?;
+                self.agent.run(req)
+            }
+        };
+        let mut res = res.map_err(fail)?;
+        let status = res.status().as_u16();
+        let body = if method == "HEAD" {
+            Vec::new()
+        } else {
+            // Read to the end so the connection goes back to the pool.
+            res.body_mut()
+                .with_config()
+                .limit(MAX_REPLY)
+                .read_to_vec()
+                .map_err(fail)?
+        };
+        Ok(Reply {
+            status,
+            body,
+            url: url.to_owned(),
+        })
+    }
+}
+
+/// Replies are small JSON documents; a tag listing of thousands of jobs stays far below.
+const MAX_REPLY: u64 = 64 << 20;
+
+fn hostname() -> String {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into())
+    })
+    .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_escaped_but_keep_slashes() {
+        let p = "/branches/b/t/j/f/a b#1?x%.txt";
+        assert_eq!(
+            utf8_percent_encode(p, PATH).to_string(),
+            "/branches/b/t/j/f/a%20b%231%3Fx%25.txt"
+        );
+        assert_eq!(
+            utf8_percent_encode("/~u/branches/é", PATH).to_string(),
+            "/~u/branches/%C3%A9"
+        );
+    }
+
+    #[test]
+    fn backoff_grows() {
+        assert!(backoff(1) < backoff(2));
+        assert!(backoff(100) <= Duration::from_secs(8));
+    }
+}
