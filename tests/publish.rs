@@ -134,6 +134,8 @@ impl Http {
 struct Recorder {
     base: String,
     log: Arc<Mutex<Vec<String>>>,
+    /// The next this-many requests are answered `503` by the proxy itself.
+    fail: Arc<Mutex<u32>>,
 }
 
 impl Recorder {
@@ -141,19 +143,22 @@ impl Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let log = Arc::new(Mutex::new(Vec::new()));
+        let fail = Arc::new(Mutex::new(0));
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let log2 = Arc::clone(&log);
+        let fail2 = Arc::clone(&fail);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
                 };
                 let log = Arc::clone(&log2);
+                let fail = Arc::clone(&fail2);
                 let (c2, s2) = (
                     client.try_clone().expect("clone"),
                     server.try_clone().expect("clone"),
                 );
-                std::thread::spawn(move || relay_requests(client, server, &log));
+                std::thread::spawn(move || relay_requests(client, server, &log, &fail));
                 std::thread::spawn(move || {
                     let (mut from, mut to) = (s2, c2);
                     let _ = std::io::copy(&mut from, &mut to);
@@ -161,7 +166,11 @@ impl Recorder {
                 });
             }
         });
-        Recorder { base, log }
+        Recorder { base, log, fail }
+    }
+
+    fn fail_next(&self, n: u32) {
+        *self.fail.lock().expect("fail") = n;
     }
 
     fn take(&self) -> Vec<String> {
@@ -175,7 +184,12 @@ impl Recorder {
 
 /// Client → server: parses request heads (bodies go by `Content-Length`; the publisher
 /// never sends chunked bodies) and forwards everything unchanged.
-fn relay_requests(client: TcpStream, mut server: TcpStream, log: &Mutex<Vec<String>>) {
+fn relay_requests(
+    client: TcpStream,
+    mut server: TcpStream,
+    log: &Mutex<Vec<String>>,
+    fail: &Mutex<u32>,
+) {
     let mut reader = BufReader::new(client);
     loop {
         let mut head = Vec::new();
@@ -216,6 +230,22 @@ fn relay_requests(client: TcpStream, mut server: TcpStream, log: &Mutex<Vec<Stri
             first.get(1).unwrap_or(&""),
             if link { " link" } else { "" }
         );
+        let refuse = {
+            let mut n = fail.lock().expect("fail");
+            let refuse = *n > 0;
+            *n = n.saturating_sub(1);
+            refuse
+        };
+        if refuse {
+            log.lock().expect("log").push(format!("{entry} (503)"));
+            let mut body = (&mut reader).take(len);
+            let _ = std::io::copy(&mut body, &mut std::io::sink());
+            let answer = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+            if reader.get_mut().write_all(answer).is_err() {
+                return;
+            }
+            continue;
+        }
         log.lock().expect("log").push(entry);
         if server.write_all(&head).is_err() {
             return;
@@ -584,6 +614,45 @@ fn a_real_dlrepo_publishes_to_arbor() {
         ("DLREPO_INTERNAL_FORMAT_FILTER", "debug"),
     ]);
     publish_round_trip(&Http::new(&src.base), &Http::new(&target.base), &rec);
+}
+
+#[test]
+#[ignore = "needs publish::start_release in the tag POST handler"]
+fn transient_failures_are_retried() {
+    let target = TestServer::start();
+    let rec = Recorder::start(&target.base);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = arbor_source(&rec.base, dir.path(), &[]);
+    let http = Http::new(&src.base);
+    make_tag(&http);
+    // Two 503s in a row, then the target answers: the third try of the first request works.
+    rec.fail_next(2);
+    publish(&http, &rec.base);
+    let log = rec.take();
+    let job = format!("GET {TAG}joba/");
+    assert_eq!(
+        log[..3],
+        [format!("{job} (503)"), format!("{job} (503)"), job.clone()],
+        "{log:?}"
+    );
+    assert_eq!(
+        job_names(&Http::new(&target.base).tag(TAG)),
+        ["joba", "jobc"]
+    );
+
+    // Three in a row is one too many: the publish stops with the target's answer.
+    rec.fail_next(3);
+    release(&http, true);
+    let status = wait_status(&http, TAG, |s| {
+        s.as_str().is_some_and(|s| s.starts_with("error: "))
+    });
+    assert_eq!(
+        status,
+        json!(format!(
+            "error: 503, message='Service Unavailable', url='{}{TAG}joba/'",
+            rec.base
+        ))
+    );
 }
 
 #[test]

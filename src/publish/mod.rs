@@ -182,7 +182,12 @@ fn publish_jobs(repo: &Repo, target: &Target, tag: &TagRef) -> Result<(), Failur
             repo.set_job_released(&j, false).map_err(store)?;
             continue;
         }
-        let reply = target.send("GET", &job_url, &[], Body::None)?;
+        // dlrepo treats any answer but 200 as "not there"; a 5xx that outlived the retries
+        // would then lead to uploads into a job the target still holds locked. Only a 404
+        // means missing here.
+        let reply = target
+            .send("GET", &job_url, &[], Body::None)?
+            .check_or_missing()?;
         if reply.status == 200 {
             let remote = json_of(&reply)?;
             if remote.pointer("/job/digest").and_then(Value::as_str) == Some(job.digest.as_str()) {
