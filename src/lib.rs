@@ -15,6 +15,7 @@ pub mod http;
 pub mod model;
 pub mod publish;
 pub mod pyjson;
+pub mod registry;
 pub mod state;
 pub mod storage;
 pub mod telemetry;

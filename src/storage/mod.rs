@@ -16,6 +16,7 @@ pub mod pages;
 mod products;
 pub mod publishing;
 pub mod quota;
+pub mod registry;
 mod tree;
 
 pub use blobs::{BlobReader, ByteRange, Upload};

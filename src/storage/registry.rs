@@ -1,0 +1,1077 @@
+//! Container images inside the tree (spec/CONTAINER.md): upload sessions in `.uploads/`,
+//! manifests and blobs hard-linked into `{job}/container/{blobs,manifests}/{algo}/{xx}/{hex}`
+//! from `.blobs/`. Owns every filesystem step of the registry; the HTTP side never sees a path.
+//!
+//! Blobs are scoped to a repository (CONTAINER.md §3.7, arbor's deviation): a digest is
+//! readable under a name only when one of that repository's containers links it, or when it
+//! was uploaded (or mounted) there and waits for its manifest. That waiting state is a
+//! "pending" hard link `.uploads/reg-{sha256(name, digest)}`, which also keeps the blob away
+//! from the orphan collector until the manifest arrives; the collector drops stale ones.
+
+use super::files::{self, DirLock, exists, random_hex, sort_time, stamp_time};
+use super::tree::{Listing, pick_alias};
+use super::{BlobReader, Repo, StoreError};
+use crate::model::{Algo, Alias, BranchRef, Digest, JobRef, Name, Scope, TagRef};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde_json::{Map, Value};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Manifests are small; this bounds what is read into memory to parse one.
+pub const MAX_MANIFEST: usize = 4 << 20;
+
+/// A registry repository name, mapped onto the tree (spec/CONTAINER.md §1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRepo {
+    /// `[u/{user}/]{branch}/{job}`: the job `{job}` of every tag of the branch.
+    Job { branch: BranchRef, job: Name },
+    /// `[u/{user}/]{product}/{variant}/{product_branch}`: read-only.
+    Product { scope: Scope, path: [Name; 3] },
+}
+
+impl ImageRepo {
+    /// The name as clients spell it (lower case), e.g. `u/bob/main/myjob`.
+    pub fn name(&self) -> String {
+        let (scope, rest) = match self {
+            ImageRepo::Job { branch, job } => (&branch.scope, format!("{}/{job}", branch.branch)),
+            ImageRepo::Product { scope, path } => {
+                (scope, format!("{}/{}/{}", path[0], path[1], path[2]))
+            }
+        };
+        match scope {
+            Scope::Root => rest,
+            Scope::User(u) => format!("u/{u}/{rest}"),
+        }
+    }
+}
+
+/// The OCI distribution error codes arbor sends (spec/CONTAINER.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameUnknown,
+    SizeInvalid,
+    Denied,
+    Unsupported,
+    RangeInvalid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegError {
+    #[error("{1}")]
+    Oci(Code, String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<tokio::task::JoinError> for RegError {
+    fn from(e: tokio::task::JoinError) -> RegError {
+        RegError::Store(StoreError::Join(e))
+    }
+}
+
+impl From<io::Error> for RegError {
+    fn from(e: io::Error) -> RegError {
+        RegError::Store(StoreError::Io(e))
+    }
+}
+
+fn oci(code: Code, msg: impl Into<String>) -> RegError {
+    RegError::Oci(code, msg.into())
+}
+
+/// A manifest ready to be sent.
+pub struct ManifestFile {
+    pub file: BlobReader,
+    pub media_type: String,
+    pub digest: String,
+}
+
+/// Where an upload session stands.
+pub struct UploadState {
+    pub size: u64,
+}
+
+/// One container of a repository: the tag (or version) name and its dirs.
+struct Container {
+    name: Name,
+    dir: PathBuf,
+    /// The tag or version dir, for `.stamp` ages.
+    parent: PathBuf,
+}
+
+fn rel_of(d: &Digest) -> String {
+    format!("{}/{}/{}", d.algo().name(), &d.hex()[..2], d.hex())
+}
+
+fn hash_file(path: &Path, d: &Digest) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = d.algo().hasher();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish_hex())
+}
+
+fn is_session_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The media type a stored manifest declares; OCI manifests may leave it out, so fall back
+/// on the shape of the document.
+fn media_type_of(doc: &Map<String, Value>) -> String {
+    match doc.get("mediaType").and_then(Value::as_str) {
+        Some(m) => m.to_owned(),
+        None if doc.contains_key("manifests") => OCI_INDEX.to_owned(),
+        None => OCI_MANIFEST.to_owned(),
+    }
+}
+
+fn parse_doc(data: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(data) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+fn read_small(path: &Path) -> Result<Option<Vec<u8>>, RegError> {
+    let f = File::open(path)?;
+    if f.metadata()?.len() > MAX_MANIFEST as u64 {
+        return Ok(None);
+    }
+    let mut data = Vec::new();
+    f.take(MAX_MANIFEST as u64).read_to_end(&mut data)?;
+    Ok(Some(data))
+}
+
+/// The descriptors a manifest or index refers to, with the `size`s it claims.
+struct Refs {
+    blobs: Vec<(Digest, Option<u64>)>,
+    children: Vec<(Digest, Option<u64>)>,
+}
+
+fn descriptor(v: &Value) -> Result<(Digest, Option<u64>), RegError> {
+    let raw = v.get("digest").and_then(Value::as_str);
+    let d = Digest::parse(raw)
+        .map_err(|e| oci(Code::ManifestInvalid, format!("invalid digest: {}", e.0)))?;
+    let size = match v.get("size") {
+        None => None,
+        Some(s) => Some(
+            s.as_u64()
+                .ok_or_else(|| oci(Code::ManifestInvalid, "invalid size"))?,
+        ),
+    };
+    Ok((d, size))
+}
+
+fn refs_of(doc: &Map<String, Value>, media_type: &str) -> Result<Refs, RegError> {
+    let mut refs = Refs {
+        blobs: Vec::new(),
+        children: Vec::new(),
+    };
+    let list = |key: &str| -> Result<Vec<Value>, RegError> {
+        match doc.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(a)) => Ok(a.clone()),
+            Some(_) => Err(oci(Code::ManifestInvalid, format!("{key} is not a list"))),
+        }
+    };
+    if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+        for m in list("manifests")? {
+            refs.children.push(descriptor(&m)?);
+        }
+    } else {
+        let config = doc
+            .get("config")
+            .ok_or_else(|| oci(Code::ManifestInvalid, "missing config"))?;
+        refs.blobs.push(descriptor(config)?);
+        for l in list("layers")? {
+            refs.blobs.push(descriptor(&l)?);
+        }
+    }
+    Ok(refs)
+}
+
+impl Repo {
+    fn pending_path(&self, r: &ImageRepo, d: &Digest) -> PathBuf {
+        let mut h = Algo::Sha256.hasher();
+        h.update(r.name().as_bytes());
+        h.update(b"\n");
+        h.update(d.to_string().as_bytes());
+        self.uploads_dir().join(format!("reg-{}", h.finish_hex()))
+    }
+
+    fn session_path(&self, id: &str) -> Result<PathBuf, RegError> {
+        if !is_session_id(id) {
+            return Err(oci(
+                Code::BlobUploadUnknown,
+                "Blob upload unknown to registry.",
+            ));
+        }
+        let p = self.uploads_dir().join(id);
+        if !p.is_file() {
+            return Err(oci(
+                Code::BlobUploadUnknown,
+                "Blob upload unknown to registry.",
+            ));
+        }
+        Ok(p)
+    }
+
+    fn containers(&self, r: &ImageRepo) -> Vec<Container> {
+        let mut out = Vec::new();
+        match r {
+            ImageRepo::Job { branch, job } => {
+                let bdir = self.branch_dir(branch);
+                for tag in Repo::list_entities(&bdir).unwrap_or_default() {
+                    let parent = bdir.join(&tag);
+                    let dir = parent.join(job).join("container");
+                    if dir.is_dir() {
+                        out.push(Container {
+                            name: tag,
+                            dir,
+                            parent,
+                        });
+                    }
+                }
+            }
+            ImageRepo::Product { scope, path } => {
+                let pdir = self
+                    .products_dir(scope)
+                    .join(&path[0])
+                    .join(&path[1])
+                    .join(&path[2]);
+                for version in Repo::list_entities(&pdir).unwrap_or_default() {
+                    let parent = pdir.join(&version);
+                    let dir = parent.join("container");
+                    if dir.is_dir() {
+                        out.push(Container {
+                            name: version,
+                            dir,
+                            parent,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The URL whose read access decides whether a tag (or version) takes part in aliases.
+    fn container_url(r: &ImageRepo, name: &Name) -> String {
+        match r {
+            ImageRepo::Job { branch, .. } => TagRef {
+                branch: branch.clone(),
+                tag: name.clone(),
+            }
+            .url(),
+            ImageRepo::Product { scope, path } => format!(
+                "{}/products/{}/{}/{}/{name}/",
+                scope.url(),
+                path[0],
+                path[1],
+                path[2]
+            ),
+        }
+    }
+
+    /// Tags of a repository (spec/CONTAINER.md §3.3), `latest` included when any, sorted,
+    /// filtered by `visible(tag)`.
+    pub fn reg_tags(&self, r: &ImageRepo, visible: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut tags: Vec<String> = self
+            .containers(r)
+            .into_iter()
+            .map(|c| c.name.to_string())
+            .collect();
+        if !tags.is_empty() {
+            tags.push("latest".to_owned());
+        }
+        tags.retain(|t| visible(t));
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+
+    /// Every repository with at least one container (spec/CONTAINER.md §3.2), root repo only.
+    pub fn reg_catalog(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let branches = self.branches_dir(&Scope::Root);
+        for b in Repo::list_entities(&branches).unwrap_or_default() {
+            let mut jobs = Vec::new();
+            for t in Repo::list_entities(&branches.join(&b)).unwrap_or_default() {
+                let tdir = branches.join(&b).join(&t);
+                for j in Repo::list_entities(&tdir).unwrap_or_default() {
+                    if tdir.join(&j).join("container").is_dir() {
+                        jobs.push(format!("{b}/{j}"));
+                    }
+                }
+            }
+            out.extend(jobs);
+        }
+        let products = self.products_dir(&Scope::Root);
+        for p in Repo::list_entities(&products).unwrap_or_default() {
+            for v in Repo::list_entities(&products.join(&p)).unwrap_or_default() {
+                for pb in Repo::list_entities(&products.join(&p).join(&v)).unwrap_or_default() {
+                    let pbdir = products.join(&p).join(&v).join(&pb);
+                    let any = Repo::list_entities(&pbdir)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|ver| pbdir.join(ver).join("container").is_dir());
+                    if any {
+                        out.push(format!("{p}/{v}/{pb}"));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The container a tag (or alias) names.
+    fn resolve_container(
+        &self,
+        r: &ImageRepo,
+        tag: &str,
+        acl: &Listing,
+    ) -> Result<Container, RegError> {
+        let unknown = || oci(Code::ManifestUnknown, tag);
+        let lower = tag.to_lowercase();
+        let all = self.containers(r);
+        if let Some(alias) = Alias::parse(&lower) {
+            let candidates = all
+                .into_iter()
+                .filter(|c| acl.allows(|| Repo::container_url(r, &c.name)))
+                .map(|c| (sort_time(stamp_time(&c.parent)), c.dir.clone(), c.dir))
+                .collect();
+            // A container's tag dir is two levels up, through the product symlink if any.
+            let dir = pick_alias(candidates, alias, |dir| {
+                fs::canonicalize(dir)
+                    .ok()
+                    .and_then(|d| d.parent()?.parent().map(|t| exists(&t.join(".stable"))))
+                    .unwrap_or(false)
+            })
+            .ok_or_else(unknown)?;
+            return Ok(Container {
+                name: Name::parse(&lower).map_err(|_| unknown())?,
+                parent: dir.clone(),
+                dir,
+            });
+        }
+        all.into_iter()
+            .find(|c| c.name.as_str() == lower)
+            .ok_or_else(unknown)
+    }
+
+    /// Where the repository holds `d`: one of its containers (as a blob or a manifest), or
+    /// a pending upload or manifest push.
+    fn locate(&self, r: &ImageRepo, d: &Digest) -> Option<PathBuf> {
+        let pending = self.pending_path(r, d);
+        if pending.is_file() {
+            return Some(pending);
+        }
+        let rel = rel_of(d);
+        self.containers(r).into_iter().find_map(|c| {
+            ["blobs", "manifests"]
+                .iter()
+                .map(|kind| c.dir.join(kind).join(&rel))
+                .find(|p| p.is_file())
+        })
+    }
+
+    /// Opens a blob for HEAD/GET when the repository holds it (spec/CONTAINER.md §3.7).
+    pub fn reg_open_blob(&self, r: &ImageRepo, d: &Digest) -> Result<BlobReader, RegError> {
+        let found = self
+            .locate(r, d)
+            .ok_or_else(|| oci(Code::BlobUnknown, "Unknown blob in registry."))?;
+        // The `.blobs` file is the same inode; prefer it (X-Sendfile path) and touch it.
+        let blob = self.blob_path(d);
+        let path = if blob.is_file() { blob } else { found };
+        let _ = files::touch(&path);
+        Ok(BlobReader::open(self, &path, Some(d.to_string()))?)
+    }
+
+    /// A manifest by tag (or alias) or by digest (spec/CONTAINER.md §3.4).
+    pub fn reg_manifest(
+        &self,
+        r: &ImageRepo,
+        reference: &str,
+        acl: &Listing,
+    ) -> Result<ManifestFile, RegError> {
+        let (path, digest) = if reference.contains(':') {
+            let d = Digest::parse(Some(reference))
+                .map_err(|_| oci(Code::ManifestInvalid, reference))?;
+            let path = self
+                .locate(r, &d)
+                .ok_or_else(|| oci(Code::ManifestUnknown, reference))?;
+            (path, d.to_string())
+        } else {
+            let c = self.resolve_container(r, reference, acl)?;
+            top_manifest(&c.dir).ok_or_else(|| oci(Code::ManifestUnknown, reference))?
+        };
+        let data = read_small(&path)?.ok_or_else(|| oci(Code::ManifestUnknown, reference))?;
+        let doc =
+            parse_doc(&data).ok_or_else(|| oci(Code::ManifestInvalid, "Invalid manifest."))?;
+        if let Ok(d) = Digest::parse(Some(&digest)) {
+            let _ = files::touch(&self.blob_path(&d));
+        }
+        Ok(ManifestFile {
+            file: BlobReader::open(self, &path, Some(digest.clone()))?,
+            media_type: media_type_of(&doc),
+            digest,
+        })
+    }
+
+    // ---- uploads ------------------------------------------------------------------------
+
+    /// Creates an empty upload session and returns its id (32 hex chars).
+    pub fn reg_start_upload(&self) -> Result<String, RegError> {
+        let uploads = self.uploads_dir();
+        fs::create_dir_all(&uploads)?;
+        loop {
+            let id = random_hex();
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(uploads.join(&id))
+            {
+                Ok(_) => return Ok(id),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub fn reg_upload_state(&self, id: &str) -> Result<UploadState, RegError> {
+        let p = self.session_path(id)?;
+        Ok(UploadState {
+            size: fs::metadata(p)?.len(),
+        })
+    }
+
+    pub fn reg_cancel_upload(&self, id: &str) -> Result<(), RegError> {
+        let p = self.session_path(id)?;
+        fs::remove_file(&p)?;
+        let _ = fs::remove_file(sidecar(&p));
+        Ok(())
+    }
+
+    /// Appends `body` to a session, streaming (constant memory). `start`, from
+    /// `Content-Range`, must equal the current size. A body that breaks off is cut back
+    /// out, so the session stays usable. When the session starts empty the data is hashed
+    /// on the way, which saves re-reading it when the upload is finished.
+    pub async fn reg_append<S, E>(
+        self: &Arc<Self>,
+        id: &str,
+        start: Option<u64>,
+        mut body: S,
+    ) -> Result<u64, RegError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let path = self.session_path(id)?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let complete = Arc::new(AtomicBool::new(false));
+        let done = Arc::clone(&complete);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), RegError>>();
+        let writer = tokio::task::spawn_blocking(move || -> Result<u64, RegError> {
+            let opened = (|| -> Result<_, RegError> {
+                let f = OpenOptions::new().append(true).open(&path)?;
+                // Two PATCHes on one session would interleave: the second waits.
+                let f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+                    .map_err(|(_, e)| io::Error::from(e))?;
+                let len = f.metadata()?.len();
+                if start.is_some_and(|s| s != len) {
+                    return Err(oci(Code::RangeInvalid, format!("upload is at {len}")));
+                }
+                Ok((f, len))
+            })();
+            let (f, old) = match opened {
+                Ok(v) => {
+                    let _ = ready_tx.send(Ok(()));
+                    v
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(oci(Code::RangeInvalid, e.to_string())));
+                    return Err(e);
+                }
+            };
+            let _ = fs::remove_file(sidecar(&path));
+            let mut hasher = (old == 0).then(|| Algo::Sha256.hasher());
+            let mut out = &*f;
+            let mut written = 0u64;
+            let mut failed = None;
+            while let Some(chunk) = rx.blocking_recv() {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                if let Err(e) = out.write_all(&chunk) {
+                    failed = Some(e);
+                    break;
+                }
+                written += chunk.len() as u64;
+            }
+            if failed.is_some() || !done.load(Ordering::Acquire) {
+                f.set_len(old)?;
+                return Err(match failed {
+                    Some(e) => e.into(),
+                    None => StoreError::Interrupted("client went away".into()).into(),
+                });
+            }
+            let len = old + written;
+            if let Some(h) = hasher {
+                let _ = fs::write(sidecar(&path), format!("{len} {}", h.finish_hex()));
+            }
+            Ok(len)
+        });
+        // Refusals (bad range, vanished session) come before the body is read.
+        match ready_rx.await {
+            Ok(Ok(())) => {}
+            _ => return writer.await?,
+        }
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    drop(tx);
+                    let _ = writer.await;
+                    return Err(StoreError::Interrupted(e.to_string()).into());
+                }
+            };
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        complete.store(true, Ordering::Release);
+        drop(tx);
+        writer.await?
+    }
+
+    /// Finishes a session: checks its content against `d`, stores it in `.blobs` (once) and
+    /// marks it pending in the repository. A mismatch deletes the session.
+    pub fn reg_finish_upload(&self, r: &ImageRepo, id: &str, d: &Digest) -> Result<(), RegError> {
+        let path = self.session_path(id)?;
+        let len = fs::metadata(&path)?.len();
+        let cached = fs::read_to_string(sidecar(&path)).ok().and_then(|s| {
+            let (l, hex) = s.split_once(' ')?;
+            (l.parse::<u64>().ok()? == len && d.algo().name() == "sha256").then(|| hex.to_owned())
+        });
+        let hex = match cached {
+            Some(h) => h,
+            None => hash_file(&path, d)?,
+        };
+        let _ = fs::remove_file(sidecar(&path));
+        if hex != d.hex() {
+            let _ = fs::remove_file(&path);
+            return Err(oci(Code::DigestInvalid, format!("digest mismatch: {d}")));
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
+        let _guard = self.blob_guard()?;
+        let blob = self.blob_path(d);
+        if let Some(dir) = blob.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        match fs::hard_link(&path, &blob) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::touch(&blob)?,
+            Err(e) => return Err(e.into()),
+        }
+        self.mark_pending(r, d, &blob)?;
+        fs::remove_file(&path)?;
+        Ok(())
+    }
+
+    fn mark_pending(&self, r: &ImageRepo, d: &Digest, blob: &Path) -> Result<(), RegError> {
+        let pending = self.pending_path(r, d);
+        match fs::hard_link(blob, &pending) {
+            Ok(()) => Ok(()),
+            // Refresh it: the collector drops pending links by age.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(files::touch(&pending)?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Cross-repository mount: when `from` holds `d`, it becomes pending in `to` without a
+    /// copy. `false` when `from` does not hold it (the client then uploads).
+    pub fn reg_mount(
+        &self,
+        to: &ImageRepo,
+        from: &ImageRepo,
+        d: &Digest,
+    ) -> Result<bool, RegError> {
+        let Some(src) = self.locate(from, d) else {
+            return Ok(false);
+        };
+        let _guard = self.blob_guard()?;
+        let _ = files::touch(&src);
+        self.mark_pending(to, d, &src)?;
+        Ok(true)
+    }
+
+    /// Whether the repository holds `d` (for blob DELETE and HEAD-style checks).
+    pub fn reg_holds(&self, r: &ImageRepo, d: &Digest) -> bool {
+        self.locate(r, d).is_some()
+    }
+
+    /// Forgets a pending blob of a repository. Blobs linked by a stored image go with the
+    /// image (manifest DELETE); `false` when nothing was pending.
+    pub fn reg_delete_pending(&self, r: &ImageRepo, d: &Digest) -> Result<bool, RegError> {
+        match fs::remove_file(self.pending_path(r, d)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- manifests ------------------------------------------------------------------------
+
+    /// Stores a manifest (spec/CONTAINER.md §3.5 with arbor's deviations): byte for byte
+    /// unless a `size` is missing; every referenced blob is checked, and the job lock and
+    /// the quota too, before anything is written, so a refused push leaves the old image.
+    /// By digest, the manifest only becomes pending (it is a child of an index to come).
+    pub fn reg_put_manifest(
+        &self,
+        r: &ImageRepo,
+        reference: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<Digest, RegError> {
+        let ImageRepo::Job { branch, job } = r else {
+            return Err(oci(Code::Unsupported, "cannot push to a product path"));
+        };
+        let by_digest = if reference.contains(':') {
+            Some(Digest::parse(Some(reference)).map_err(|e| oci(Code::DigestInvalid, e.0))?)
+        } else {
+            if Alias::parse(&reference.to_lowercase()).is_some() {
+                return Err(oci(
+                    Code::Unsupported,
+                    "uploading explicit 'latest', 'stable' or 'oldstable' tags is not supported",
+                ));
+            }
+            None
+        };
+        let mut doc =
+            parse_doc(body).ok_or_else(|| oci(Code::ManifestInvalid, "Invalid manifest."))?;
+        let media_type = match doc.get("mediaType") {
+            Some(Value::String(m)) => m.clone(),
+            Some(_) => return Err(oci(Code::ManifestInvalid, "invalid mediaType")),
+            None => content_type
+                .map(|c| c.split(';').next().unwrap_or(c).trim().to_owned())
+                .unwrap_or_default(),
+        };
+        if ![OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST].contains(&media_type.as_str()) {
+            return Err(oci(
+                Code::Unsupported,
+                format!("unsupported manifest type {media_type:?}"),
+            ));
+        }
+        let refs = refs_of(&doc, &media_type)?;
+        // Every file the image needs, found in this repository only (§3.7).
+        let mut links: Vec<(Digest, PathBuf)> = Vec::new();
+        let mut sizes = Vec::new();
+        for (d, _) in &refs.blobs {
+            let src = self
+                .locate(r, d)
+                .ok_or_else(|| oci(Code::BlobUnknown, d.to_string()))?;
+            sizes.push(fs::metadata(&src)?.len());
+            links.push((d.clone(), src));
+        }
+        for (d, _) in &refs.children {
+            let src = self
+                .locate(r, d)
+                .ok_or_else(|| oci(Code::ManifestUnknown, d.to_string()))?;
+            sizes.push(fs::metadata(&src)?.len());
+            // A child's own blobs come along, so the tag holds the whole image.
+            let data =
+                read_small(&src)?.ok_or_else(|| oci(Code::ManifestInvalid, d.to_string()))?;
+            let child =
+                parse_doc(&data).ok_or_else(|| oci(Code::ManifestInvalid, d.to_string()))?;
+            let child_refs = refs_of(&child, &media_type_of(&child))?;
+            for (cd, _) in child_refs.blobs.iter().chain(&child_refs.children) {
+                let csrc = self
+                    .locate(r, cd)
+                    .ok_or_else(|| oci(Code::BlobUnknown, cd.to_string()))?;
+                links.push((cd.clone(), csrc));
+            }
+            links.push((d.clone(), src));
+        }
+        let declared = refs.blobs.iter().chain(&refs.children).map(|x| x.1);
+        let mut missing = false;
+        for (size, real) in declared.zip(&sizes) {
+            match size {
+                Some(s) if s != *real => {
+                    return Err(oci(
+                        Code::ManifestInvalid,
+                        format!("size {s} does not match the blob ({real})"),
+                    ));
+                }
+                Some(_) => {}
+                None => missing = true,
+            }
+        }
+        // Only a manifest with a size left out is rewritten (as dlrepo does), so the
+        // client's digest stays valid for every complete manifest.
+        let data: Vec<u8> = if missing {
+            fill_sizes(&mut doc, &media_type, &sizes);
+            crate::pyjson::to_string(&Value::Object(doc)).into_bytes()
+        } else {
+            body.to_vec()
+        };
+        let mut hasher = Algo::Sha256.hasher();
+        hasher.update(&data);
+        let digest = Digest::sha256_of_hex(hasher.finish_hex());
+        if let Some(want) = &by_digest {
+            if *want != digest {
+                return Err(oci(
+                    Code::DigestInvalid,
+                    format!("manifest digest is {digest}"),
+                ));
+            }
+            let _guard = self.blob_guard()?;
+            let blob = self.store_bytes(&digest, &data)?;
+            self.mark_pending(r, &digest, &blob)?;
+            return Ok(digest);
+        }
+        let tag = Name::parse(reference).map_err(|_| oci(Code::ManifestInvalid, "invalid tag"))?;
+        let jref = JobRef {
+            tag: TagRef {
+                branch: branch.clone(),
+                tag,
+            },
+            job: job.clone(),
+        };
+        self.install_image(r, &jref, &digest, &data, &links)?;
+        Ok(digest)
+    }
+
+    /// Writes `data` to `.blobs` unless there, returning the blob path. The caller holds
+    /// the blob guard.
+    fn store_bytes(&self, d: &Digest, data: &[u8]) -> Result<PathBuf, RegError> {
+        let blob = self.blob_path(d);
+        if blob.is_file() {
+            files::touch(&blob)?;
+            return Ok(blob);
+        }
+        let tmp = files::TempFile::create(&self.uploads_dir())?;
+        (&tmp.file).write_all(data)?;
+        tmp.file.sync_all()?;
+        tmp.file
+            .set_permissions(fs::Permissions::from_mode(0o644))?;
+        if let Some(dir) = blob.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        match fs::hard_link(&tmp.path, &blob) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::touch(&blob)?,
+            Err(e) => return Err(e.into()),
+        }
+        Ok(blob)
+    }
+
+    /// Builds the new `container` dir aside, then swaps it in under the job's lock.
+    fn install_image(
+        &self,
+        r: &ImageRepo,
+        j: &JobRef,
+        digest: &Digest,
+        data: &[u8],
+        links: &[(Digest, PathBuf)],
+    ) -> Result<(), RegError> {
+        let _guard = self.blob_guard()?;
+        let jdir = self.ensure_job(j)?;
+        let _lock = DirLock::acquire(&jdir)?;
+        if exists(&jdir.join(".locked")) {
+            return Err(oci(Code::Denied, "Cannot upload files in locked jobs"));
+        }
+        let uploads = self.uploads_dir();
+        let staging = uploads.join(format!("{}.container", random_hex()));
+        let built = (|| -> Result<u64, RegError> {
+            let mut total = 0;
+            let manifest = self.store_bytes(digest, data)?;
+            let mut all: Vec<(&str, &Digest, &Path)> = vec![("manifests", digest, &manifest)];
+            all.extend(links.iter().map(|(d, p)| ("blobs", d, p.as_path())));
+            for (kind, d, src) in all {
+                let dest = staging.join(kind).join(rel_of(d));
+                if dest.exists() {
+                    continue;
+                }
+                if let Some(dir) = dest.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                // Link the `.blobs` inode when it is there, so dedup holds.
+                let blob = self.blob_path(d);
+                let from = if blob.is_file() { blob.as_path() } else { src };
+                fs::hard_link(from, &dest)?;
+                total += fs::metadata(&dest)?.len();
+            }
+            Ok(total)
+        })();
+        let cleanup = || {
+            let _ = fs::remove_dir_all(&staging);
+        };
+        let total = match built {
+            Ok(t) => t,
+            Err(e) => {
+                cleanup();
+                return Err(e);
+            }
+        };
+        let cdir = jdir.join("container");
+        let mut usage = match self.usage(&j.tag.branch.scope) {
+            Ok(u) => u,
+            Err(e) => {
+                cleanup();
+                return Err(e.into());
+            }
+        };
+        if let Some(u) = usage.as_mut() {
+            let old = tree_bytes(&cdir);
+            if let Err(e) = u.add(old, total) {
+                cleanup();
+                return Err(oci(Code::Denied, e.to_string()));
+            }
+        }
+        let trash = uploads.join(format!("{}.deleting", random_hex()));
+        let had_old = cdir.is_dir();
+        if had_old {
+            fs::rename(&cdir, &trash)?;
+        }
+        if let Err(e) = fs::rename(&staging, &cdir) {
+            if had_old {
+                let _ = fs::rename(&trash, &cdir);
+            }
+            cleanup();
+            return Err(e.into());
+        }
+        if let Some(u) = usage {
+            u.save(self)?;
+        }
+        if had_old {
+            let _ = fs::remove_dir_all(&trash);
+        }
+        self.link_container_product(j, &jdir);
+        for (d, _) in links {
+            let _ = fs::remove_file(self.pending_path(r, d));
+        }
+        self.request_gc(super::GcKind::Orphans);
+        Ok(())
+    }
+
+    /// A job already in a product version gets its new `container` linked there too, so
+    /// the image is pullable by product path without setting the metadata again.
+    fn link_container_product(&self, j: &JobRef, jdir: &Path) {
+        let Ok(vdir) = fs::canonicalize(jdir.join(".product")) else {
+            return;
+        };
+        let link = vdir.join("container");
+        if fs::symlink_metadata(&link).is_ok() {
+            return;
+        }
+        let target = format!(
+            "../../../../../branches/{}/{}/{}/container",
+            j.tag.branch.branch, j.tag.tag, j.job
+        );
+        let _ = symlink(target, link);
+    }
+
+    /// Deletes the image a tag names, or every image of the repository whose manifest is
+    /// `reference` (a digest). Locked jobs refuse.
+    pub fn reg_delete_manifest(&self, r: &ImageRepo, reference: &str) -> Result<(), RegError> {
+        let ImageRepo::Job { .. } = r else {
+            return Err(oci(
+                Code::Unsupported,
+                "cannot delete through a product path",
+            ));
+        };
+        let targets: Vec<Container> = if reference.contains(':') {
+            let d = Digest::parse(Some(reference)).map_err(|e| oci(Code::DigestInvalid, e.0))?;
+            let pending = self.reg_delete_pending(r, &d)?;
+            let want = d.to_string();
+            let hits: Vec<Container> = self
+                .containers(r)
+                .into_iter()
+                .filter(|c| top_manifest(&c.dir).is_some_and(|(_, dg)| dg == want))
+                .collect();
+            if hits.is_empty() && !pending {
+                return Err(oci(Code::ManifestUnknown, reference));
+            }
+            hits
+        } else {
+            let lower = reference.to_lowercase();
+            let hit = self
+                .containers(r)
+                .into_iter()
+                .find(|c| c.name.as_str() == lower)
+                .ok_or_else(|| oci(Code::ManifestUnknown, reference))?;
+            vec![hit]
+        };
+        for c in &targets {
+            let jdir = c.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+            if exists(&jdir.join(".locked")) {
+                return Err(oci(Code::Denied, "Cannot delete images of locked jobs"));
+            }
+        }
+        for c in targets {
+            if let Some(jdir) = c.dir.parent()
+                && let Ok(vdir) = fs::canonicalize(jdir.join(".product"))
+            {
+                let link = vdir.join("container");
+                if super::tree::same_file(&link, &c.dir) {
+                    let _ = fs::remove_file(&link);
+                }
+            }
+            self.remove_tree(&c.dir)?;
+        }
+        self.request_gc(super::GcKind::Orphans);
+        Ok(())
+    }
+
+    /// Manifests of the repository whose `subject` is `d` (OCI referrers API), as index
+    /// descriptors, optionally only those of `artifact_type`.
+    pub fn reg_referrers(
+        &self,
+        r: &ImageRepo,
+        d: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Value>, RegError> {
+        let want = d.to_string();
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for c in self.containers(r) {
+            for entry in walkdir::WalkDir::new(c.dir.join("manifests"))
+                .min_depth(3)
+                .max_depth(3)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_map(Result::ok)
+            {
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let Some(data) = read_small(entry.path())? else {
+                    continue;
+                };
+                let Some(doc) = parse_doc(&data) else {
+                    continue;
+                };
+                let subject = doc
+                    .get("subject")
+                    .and_then(|s| s.get("digest"))
+                    .and_then(Value::as_str);
+                if subject != Some(want.as_str()) {
+                    continue;
+                }
+                let atype = doc
+                    .get("artifactType")
+                    .and_then(Value::as_str)
+                    .or_else(|| {
+                        doc.get("config")
+                            .and_then(|c| c.get("mediaType"))
+                            .and_then(Value::as_str)
+                    })
+                    .map(str::to_owned);
+                if artifact_type.is_some_and(|t| Some(t) != atype.as_deref()) {
+                    continue;
+                }
+                let mut desc = Map::new();
+                desc.insert("mediaType".into(), media_type_of(&doc).into());
+                desc.insert("digest".into(), format!("sha256:{name}").into());
+                desc.insert("size".into(), (data.len() as u64).into());
+                if let Some(t) = atype {
+                    desc.insert("artifactType".into(), t.into());
+                }
+                if let Some(a) = doc.get("annotations") {
+                    desc.insert("annotations".into(), a.clone());
+                }
+                out.push(Value::Object(desc));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn sidecar(session: &Path) -> PathBuf {
+    session.with_extension("sha256")
+}
+
+fn tree_bytes(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The manifest a container serves by tag: the first under `manifests/*/*/*` (there is
+/// one), as `(path, "{algo}:{hex}")`.
+fn top_manifest(cdir: &Path) -> Option<(PathBuf, String)> {
+    walkdir::WalkDir::new(cdir.join("manifests"))
+        .min_depth(3)
+        .max_depth(3)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|e| e.file_type().is_file())
+        .and_then(|e| {
+            let algo = e
+                .path()
+                .parent()?
+                .parent()?
+                .file_name()?
+                .to_str()?
+                .to_owned();
+            let hex = e.file_name().to_str()?.to_owned();
+            Some((e.into_path(), format!("{algo}:{hex}")))
+        })
+}
+
+/// Sets each descriptor's `size` to the real one: replaced in place, or appended as the
+/// last key (spec/CONTAINER.md §3.5 step 5).
+fn fill_sizes(doc: &mut Map<String, Value>, media_type: &str, sizes: &[u64]) {
+    let mut sizes = sizes.iter();
+    let mut set = |v: &mut Value| {
+        if let (Value::Object(m), Some(s)) = (v, sizes.next()) {
+            m.insert("size".into(), (*s).into());
+        }
+    };
+    if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+        if let Some(Value::Array(a)) = doc.get_mut("manifests") {
+            a.iter_mut().for_each(&mut set);
+        }
+    } else {
+        if let Some(c) = doc.get_mut("config") {
+            set(c);
+        }
+        if let Some(Value::Array(a)) = doc.get_mut("layers") {
+            a.iter_mut().for_each(&mut set);
+        }
+    }
+}
