@@ -87,6 +87,7 @@ fn main() -> ExitCode {
         }
     };
     arbor::telemetry::init(&config);
+    arbor::http::warn_unsupported_settings(&config);
     let result = match cli.command {
         Command::Serve { no_auth } => {
             config.auth_disabled |= no_auth;

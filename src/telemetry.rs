@@ -135,6 +135,7 @@ pub fn init(config: &Config) {
                 let _ = tracing_subscriber::fmt()
                     .with_env_filter(filter())
                     .with_writer(syslog)
+                    .with_ansi(false)
                     .event_format(DlrepoFormat { with_level: false })
                     .try_init();
                 return;
@@ -148,6 +149,7 @@ pub fn init(config: &Config) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .event_format(DlrepoFormat { with_level: true })
         .try_init();
 }

@@ -453,7 +453,7 @@ fn tokens_narrow_the_user_and_can_expire_or_be_revoked() {
         &[("Authorization", &bearer(&read))],
         None,
     ));
-    let short = arbor_token(s, &["create", "--user", "alice", "--expires", "1s"]);
+    let short = arbor_token(s, &["create", "--user", "alice", "--expires", "3s"]);
     assert_eq!(
         s.request(
             "GET",
@@ -464,7 +464,7 @@ fn tokens_narrow_the_user_and_can_expire_or_be_revoked() {
         .status,
         200
     );
-    std::thread::sleep(Duration::from_millis(2100));
+    std::thread::sleep(Duration::from_millis(3100));
     assert_denied(&s.request(
         "GET",
         "/branches/dev/",

@@ -574,10 +574,8 @@ fn arbor_source(target_url: &str, dir: &Path, extra: &[(&str, &str)]) -> TestSer
 // ---- tests -----------------------------------------------------------------------------------
 
 // Until the tag POST handler calls `arbor::publish::start_release`, every release is refused
-// with 421 and these tests are ignored: delete each `#[ignore = "needs publish::start_release ..."]` line when wiring it.
 
 #[test]
-#[ignore = "needs publish::start_release in the tag POST handler"]
 fn arbor_publishes_to_arbor_skipping_unlocked_and_internal_then_unpublishes() {
     let target = TestServer::start();
     let rec = Recorder::start(&target.base);
@@ -592,7 +590,6 @@ fn arbor_publishes_to_arbor_skipping_unlocked_and_internal_then_unpublishes() {
 }
 
 #[test]
-#[ignore = "needs publish::start_release in the tag POST handler"]
 fn arbor_publishes_to_a_real_dlrepo() {
     let target = Dlrepo::start(&[]);
     let rec = Recorder::start(&target.base);
@@ -602,7 +599,6 @@ fn arbor_publishes_to_a_real_dlrepo() {
 }
 
 #[test]
-#[ignore = "needs publish::start_release in the tag POST handler"]
 fn a_real_dlrepo_publishes_to_arbor() {
     let target = TestServer::start();
     let rec = Recorder::start(&target.base);
@@ -617,7 +613,6 @@ fn a_real_dlrepo_publishes_to_arbor() {
 }
 
 #[test]
-#[ignore = "needs publish::start_release in the tag POST handler"]
 fn transient_failures_are_retried() {
     let target = TestServer::start();
     let rec = Recorder::start(&target.base);
@@ -656,7 +651,6 @@ fn transient_failures_are_retried() {
 }
 
 #[test]
-#[ignore = "needs publish::start_release in the tag POST handler"]
 fn an_unreachable_target_leaves_an_error_status_and_no_flags() {
     // A port nobody listens on: bound, then closed.
     let port = TcpListener::bind("127.0.0.1:0")
@@ -688,7 +682,6 @@ fn an_unreachable_target_leaves_an_error_status_and_no_flags() {
 }
 
 #[test]
-#[ignore = "needs publish::start_release in the tag POST handler"]
 fn the_filter_command_picks_targets_in_the_tag_dir() {
     let (t1, t2) = (TestServer::start(), TestServer::start());
     let dir = tempfile::tempdir().expect("temp dir");
@@ -733,7 +726,6 @@ fn the_filter_command_picks_targets_in_the_tag_dir() {
 }
 
 #[test]
-#[ignore = "needs publish::start_release in the tag POST handler"]
 fn release_needs_both_publish_settings() {
     let srv = TestServer::start_with(&[("DLREPO_PUBLISH_URL", "http://127.0.0.1:9")]);
     let http = Http::new(&srv.base);

@@ -11,6 +11,7 @@ mod resources;
 pub mod route;
 mod statics;
 mod tree;
+pub use views::warn_unsupported_settings;
 pub mod views;
 
 use crate::state::AppState;
@@ -18,13 +19,15 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{any, get};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/cli", get(statics::cli))
         .route("/static/{file}", get(statics::file))
         .route("/healthz", get(statics::healthz))
+        .route("/v2/", any(crate::registry::dispatch))
+        .route("/v2/{*rest}", any(crate::registry::dispatch))
         .fallback(tree::dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(middleware::from_fn(access_log))

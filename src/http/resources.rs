@@ -202,18 +202,13 @@ pub async fn tag(ctx: &mut Ctx, b: BranchRef, tag: Name, _slash: bool) -> ApiRes
         Method::POST | Method::PUT => {
             let body = ctx.json().await?;
             let (released, update) = parse_tag_update(&body)?;
-            if released.is_some() {
-                let url = ctx.app.config.other.get("PUBLISH_URL");
-                let auth = ctx.app.config.other.get("PUBLISH_AUTH");
-                let reason = match (url, auth) {
-                    (None, _) => "DLREPO_PUBLISH_URL is undefined",
-                    (_, None) => "DLREPO_PUBLISH_AUTH is undefined",
-                    _ => "publishing is not available in this version of arbor",
-                };
-                return Err(ApiError::Status(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    reason.into(),
-                ));
+            if let Some(released) = released {
+                crate::publish::start_release(&ctx.app, t.clone(), released)
+                    .await
+                    .map_err(|e| match e {
+                        crate::publish::PublishError::Store(e) => ApiError::from(e),
+                        e => ApiError::Status(StatusCode::MISDIRECTED_REQUEST, e.to_string()),
+                    })?;
             }
             repo.run(move |r| r.update_tag(&t, update)).await?;
             ok()
