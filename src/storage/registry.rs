@@ -1032,7 +1032,7 @@ fn tree_bytes(dir: &Path) -> u64 {
 
 /// The manifest a container serves by tag: the first under `manifests/*/*/*` (there is
 /// one), as `(path, "{algo}:{hex}")`.
-fn top_manifest(cdir: &Path) -> Option<(PathBuf, String)> {
+pub(crate) fn top_manifest(cdir: &Path) -> Option<(PathBuf, String)> {
     walkdir::WalkDir::new(cdir.join("manifests"))
         .min_depth(3)
         .max_depth(3)

@@ -871,23 +871,7 @@ pub(crate) fn format_digests(fdir: &Path) -> Map<String, Value> {
 
 /// `{algo}:{hex}` of the first manifest under `container/manifests/*/*/*`.
 fn container_manifest_digest(fdir: &Path) -> Option<String> {
-    walkdir::WalkDir::new(fdir.join("manifests"))
-        .min_depth(3)
-        .max_depth(3)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_map(Result::ok)
-        .find(|e| e.file_type().is_file())
-        .and_then(|e| {
-            let algo = e
-                .path()
-                .parent()?
-                .parent()?
-                .file_name()?
-                .to_str()?
-                .to_owned();
-            Some(format!("{algo}:{}", e.file_name().to_str()?))
-        })
+    super::registry::top_manifest(fdir).map(|(_, digest)| digest)
 }
 
 pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
