@@ -71,11 +71,17 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// run one period after start; 0 = never), SIGUSR1, and deletes (orphans only).
 fn spawn_gc(state: &AppState, mut usr1: tokio::signal::unix::Signal) {
     let repo = std::sync::Arc::clone(&state.repo);
+    let config = std::sync::Arc::clone(&state.config);
     tokio::spawn(async move {
         loop {
             let kind = repo.next_gc_request().await;
             let r = std::sync::Arc::clone(&repo);
-            match tokio::task::spawn_blocking(move || r.run_gc(kind, false)).await {
+            let config = std::sync::Arc::clone(&config);
+            let run = move || {
+                let unpublish = crate::publish::cleanup_unpublisher(&r, &config);
+                r.run_gc(kind, false, unpublish.as_ref().map(|f| f as _))
+            };
+            match tokio::task::spawn_blocking(run).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "cleanup failed"),
                 Err(e) => tracing::error!(error = %e, "cleanup crashed"),
@@ -130,10 +136,15 @@ pub fn fsck(config: &Config, repair: bool) -> Result<(), Error> {
 
 /// `arbor gc [--dry-run]`: one full cleanup now, safe beside running servers.
 pub fn gc(config: &Config, dry_run: bool) -> Result<(), Error> {
-    let report = Repo::new(config)?.run_gc(GcKind::Full, dry_run)?;
+    let repo = Repo::new(config)?;
+    let unpublish = crate::publish::cleanup_unpublisher(&repo, config);
+    let report = repo.run_gc(GcKind::Full, dry_run, unpublish.as_ref().map(|f| f as _))?;
     let verb = if dry_run { "would delete" } else { "deleted" };
     for tag in &report.tags {
         println!("{verb} tag {tag}");
+    }
+    for (tag, why) in &report.kept {
+        println!("kept released tag {tag}: unpublish failed: {why}");
     }
     println!(
         "{verb} {} orphan blobs and {} stale uploads, {} bytes{}",

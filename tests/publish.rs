@@ -737,3 +737,115 @@ fn release_needs_both_publish_settings() {
         "421: DLREPO_PUBLISH_AUTH is undefined"
     );
 }
+
+/// Sets `tag`'s creation time `secs` in the past, so cleanup sees it as older.
+fn age_tag(srv: &TestServer, tag_url: &str, secs: u64) {
+    let stamp = srv.path(&format!("{}.stamp", tag_url.trim_start_matches('/')));
+    std::fs::File::options()
+        .write(true)
+        .open(&stamp)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(secs)))
+        .unwrap_or_else(|e| panic!("{}: {e}", stamp.display()));
+}
+
+/// A locked job in `tag_url`, released and published to `target_url`.
+fn published_tag(http: &Http, tag_url: &str, target_url: &str) {
+    http.upload(
+        &format!("{tag_url}job/bin/"),
+        &[("f.txt", tag_url.as_bytes())],
+    );
+    http.ok_json(
+        "PUT",
+        &format!("{tag_url}job/"),
+        json!({"job": {"locked": true}}),
+    );
+    http.ok_json("POST", tag_url, json!({"tag": {"released": true}}));
+    let want = format!("published to {target_url}");
+    let status = wait_status(http, tag_url, |s| {
+        s.as_str() == Some(&want) || s.as_str().is_some_and(|s| s.starts_with("error"))
+    });
+    assert_eq!(status, json!(want));
+}
+
+/// rel/v1 (older) and rel/v2, both published to `target`; the branch keeps one released tag.
+fn two_released_tags_one_too_many(src: &TestServer, target: &TestServer) {
+    let http = Http::new(&src.base);
+    let (old, new) = ("/branches/rel/v1/", "/branches/rel/v2/");
+    published_tag(&http, old, &target.base);
+    published_tag(&http, new, &target.base);
+    age_tag(src, old, 1000);
+    http.ok_json(
+        "POST",
+        "/branches/rel/",
+        json!({"branch": {"max_released_tags": 1}}),
+    );
+}
+
+#[test]
+fn cleanup_unpublishes_a_released_tag_before_deleting_it() {
+    let target = TestServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = arbor_source(&target.base, dir.path(), &[]);
+    two_released_tags_one_too_many(&src, &target);
+    assert!(target.path("branches/rel/v1/job/bin/f.txt").exists());
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(src.child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).expect("SIGUSR1");
+    wait_for("the cleanup to delete v1", || {
+        !src.path("branches/rel/v1").exists()
+    });
+    // Gone from the target too, and only that tag.
+    assert!(!target.path("branches/rel/v1").exists());
+    assert!(target.path("branches/rel/v2/job/bin/f.txt").exists());
+    assert!(src.path("branches/rel/v2/.released").exists());
+}
+
+#[test]
+fn cleanup_keeps_a_released_tag_it_cannot_unpublish() {
+    let target = TestServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let auth = auth_file(dir.path());
+    let src = arbor_source(&target.base, dir.path(), &[]);
+    let http = Http::new(&src.base);
+    two_released_tags_one_too_many(&src, &target);
+    let old = "/branches/rel/v1/";
+
+    // `arbor gc` pointed at a target that is down: v1 stays, everywhere, and says why.
+    let down = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let down = format!("http://{down}");
+    let run = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_arbor"))
+            .arg("gc")
+            .env("DLREPO_ROOT_DIR", src.root.path())
+            .env("DLREPO_PUBLISH_URL", url)
+            .env("DLREPO_PUBLISH_AUTH", &auth)
+            .output()
+            .expect("arbor gc")
+    };
+    let out = run(&down);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("kept released tag rel/v1: unpublish failed: "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("deleted tag rel/v1"), "{stdout}");
+    assert!(src.path("branches/rel/v1/.released").exists());
+    assert!(target.path("branches/rel/v1/job/bin/f.txt").exists());
+    let status = http.tag(old)["publish_status"].clone();
+    assert!(
+        status.as_str().is_some_and(|s| s.starts_with("error: ")),
+        "{status}"
+    );
+
+    // Once the target answers again, the next run retracts and deletes it.
+    let out = run(&target.base);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("deleted tag rel/v1"), "{stdout}");
+    assert!(!src.path("branches/rel/v1").exists());
+    assert!(!target.path("branches/rel/v1").exists());
+    assert!(target.path("branches/rel/v2/job/bin/f.txt").exists());
+}

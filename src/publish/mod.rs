@@ -114,6 +114,21 @@ pub fn release_now(
     }
 }
 
+/// Tag cleanup's un-publish step, run before a released tag is deleted: `None` when
+/// `DLREPO_PUBLISH_URL` is unset, as there is nothing to retract. With the URL set but the
+/// credentials missing it fails, so cleanup keeps the tag instead of stranding its copies.
+pub fn cleanup_unpublisher(
+    repo: &Repo,
+    config: &Config,
+) -> Option<impl Fn(&TagRef) -> Result<(), String> + Sync> {
+    config.publish_url.as_ref()?;
+    let settings = Settings::from_config(config).map_err(|e| e.to_string());
+    Some(move |tag: &TagRef| {
+        let settings = settings.as_ref().map_err(Clone::clone)?;
+        release_now(repo, settings, tag, false)
+    })
+}
+
 /// spec/CONFIG.md §5 `do_release`.
 fn do_release(
     repo: &Repo,

@@ -33,10 +33,18 @@ pub(crate) struct GcQueue {
     wake: tokio::sync::Notify,
 }
 
+/// Un-publishes a released tag before cleanup deletes it (spec/LAYOUT.md §6.2). The storage
+/// layer does not know about other servers: the caller passes this in when publishing is
+/// configured, and `None` skips the step (spec/API.md Q29).
+pub type Unpublish<'a> = Option<&'a (dyn Fn(&TagRef) -> Result<(), String> + Sync)>;
+
 /// What a run removed (or, in a dry run, would remove).
 #[derive(Debug, Default)]
 pub struct GcReport {
     pub tags: Vec<String>,
+    /// Released tags over the limit that were kept because un-publishing them failed, with
+    /// the reason. The next run tries again.
+    pub kept: Vec<(String, String)>,
     pub blobs: u64,
     pub uploads: u64,
     pub bytes: u64,
@@ -71,11 +79,16 @@ impl Repo {
         }
     }
 
-    /// One run. `dry_run` only reports.
-    pub fn run_gc(&self, kind: GcKind, dry_run: bool) -> Result<GcReport, StoreError> {
+    /// One run. `dry_run` only reports (and un-publishes nothing).
+    pub fn run_gc(
+        &self,
+        kind: GcKind,
+        dry_run: bool,
+        unpublish: Unpublish,
+    ) -> Result<GcReport, StoreError> {
         let mut report = GcReport::default();
         if kind == GcKind::Full {
-            self.cleanup_tags(dry_run, &mut report)?;
+            self.cleanup_tags(dry_run, unpublish, &mut report)?;
             if !dry_run {
                 report.users = self.refresh_quotas()?;
             }
@@ -99,7 +112,12 @@ impl Repo {
         DirLock::shared(&dir)
     }
 
-    fn cleanup_tags(&self, dry_run: bool, report: &mut GcReport) -> Result<(), StoreError> {
+    fn cleanup_tags(
+        &self,
+        dry_run: bool,
+        unpublish: Unpublish,
+        report: &mut GcReport,
+    ) -> Result<(), StoreError> {
         // spec/LAYOUT.md §6.2: the root repository only; user repositories are not cleaned.
         for branch in Repo::list_entities(&self.branches_dir(&Scope::Root))? {
             let b = BranchRef {
@@ -132,9 +150,9 @@ impl Repo {
                     daily.push((age, t));
                 }
             }
-            for (list, key) in [
-                (&mut daily, "max_daily_tags"),
-                (&mut released, "max_released_tags"),
+            for (list, key, is_released) in [
+                (&mut daily, "max_daily_tags", false),
+                (&mut released, "max_released_tags", true),
             ] {
                 let Some(keep) = limit(key) else { continue };
                 // Newest first; stable over name order for equal times.
@@ -143,11 +161,22 @@ impl Repo {
                 for (_, t) in list.iter().skip(keep) {
                     let name = format!("{}/{}", t.branch.branch, t.tag);
                     tracing::info!(tag = %name, dry_run, "cleanup: deleting tag");
-                    // Released tags would be unpublished first; without publishing configured
-                    // there is nothing to undo (spec/API.md Q29).
-                    if !dry_run {
-                        self.delete_tag_for_cleanup(t)?;
+                    if dry_run {
+                        report.tags.push(name);
+                        continue;
                     }
+                    // dlrepo aborts the whole pass when un-publishing fails. Keeping just
+                    // that tag is safer: deleting it would strand its copies on the other
+                    // servers with nothing left here to retract them.
+                    if is_released
+                        && let Some(unpublish) = unpublish
+                        && let Err(e) = unpublish(t)
+                    {
+                        tracing::error!(tag = %name, error = %e, "cleanup: kept, unpublish failed");
+                        report.kept.push((name, e));
+                        continue;
+                    }
+                    self.delete_tag_for_cleanup(t)?;
                     report.tags.push(name);
                 }
             }

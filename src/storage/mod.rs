@@ -20,7 +20,7 @@ pub mod registry;
 mod tree;
 
 pub use blobs::{BlobReader, ByteRange, Upload};
-pub use gc::{GcKind, GcReport};
+pub use gc::{GcKind, GcReport, Unpublish};
 pub use tree::{
     Artifact, BranchInfo, BranchSummary, FormatInfo, JobInfo, Listing, TagInfo, TagSummary,
     TagUpdate, TarPlan, VersionSummary,
