@@ -115,7 +115,7 @@ fn spawn_gc(state: &AppState, mut usr1: tokio::signal::unix::Signal) {
 
 /// `arbor fsck [--repair]`: prints each problem; fails when any is left unrepaired.
 pub fn fsck(config: &Config, repair: bool) -> Result<(), Error> {
-    let report = Repo::new(config)?.fsck(repair)?;
+    let report = Repo::open(config)?.fsck(repair)?;
     for f in &report.findings {
         let state = if f.repaired { "repaired" } else { "PROBLEM" };
         println!("{state}: {}: {}", f.path.display(), f.problem);
@@ -136,7 +136,7 @@ pub fn fsck(config: &Config, repair: bool) -> Result<(), Error> {
 
 /// `arbor gc [--dry-run]`: one full cleanup now, safe beside running servers.
 pub fn gc(config: &Config, dry_run: bool) -> Result<(), Error> {
-    let repo = Repo::new(config)?;
+    let repo = Repo::open(config)?;
     let unpublish = crate::publish::cleanup_unpublisher(&repo, config);
     let report = repo.run_gc(GcKind::Full, dry_run, unpublish.as_ref().map(|f| f as _))?;
     let verb = if dry_run { "would delete" } else { "deleted" };
@@ -238,7 +238,7 @@ fn watch_auth_files(
 }
 
 fn tokens(config: &Config) -> Result<TokenStore, Error> {
-    Ok(TokenStore::new(Repo::new(config)?.tokens_dir()))
+    Ok(TokenStore::new(Repo::open(config)?.tokens_dir()))
 }
 
 /// `arbor token create`: prints the token once; only its hash is kept.

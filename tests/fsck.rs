@@ -96,3 +96,23 @@ fn fsck_finds_and_repairs_a_damaged_tree() {
     let (ok, out) = fsck(&s, false);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn offline_commands_refuse_a_missing_data_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    for args in [&["fsck"][..], &["gc", "--dry-run"], &["token", "list"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"))
+            .args(args)
+            .env("DLREPO_ROOT_DIR", &missing)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+        assert!(
+            stderr.contains(&format!("data root {} does not exist", missing.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(!missing.exists(), "{args:?} created the root");
+    }
+}

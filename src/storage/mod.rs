@@ -89,6 +89,22 @@ pub struct Repo {
 }
 
 impl Repo {
+    /// The repository of an existing data root, for the offline commands (`gc`, `fsck`,
+    /// `token`): a mistyped `DLREPO_ROOT_DIR` must not pass for a healthy, empty tree.
+    pub fn open(config: &Config) -> std::io::Result<Repo> {
+        if !config.root_dir.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "data root {} does not exist (DLREPO_ROOT_DIR); `arbor serve` creates it",
+                    config.root_dir.display()
+                ),
+            ));
+        }
+        Repo::new(config)
+    }
+
+    /// The repository of the server, creating the data root on a first run.
     pub fn new(config: &Config) -> std::io::Result<Repo> {
         std::fs::create_dir_all(&config.root_dir)?;
         files::umask();
