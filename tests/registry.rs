@@ -754,3 +754,116 @@ fn unauthorised_push_is_refused() {
     );
     assert_eq!(index_digest(&out_dir), digest_of(&manifest));
 }
+
+#[test]
+fn user_quota_applies_to_pushed_images() {
+    let s = TestServer::start_with(&[("DLREPO_USER_QUOTA", "1500")]);
+    let config = b"{}".to_vec();
+    let push = |name: &str, layer: &[u8]| {
+        for blob in [layer, &config[..]] {
+            assert_eq!(upload(&s, name, &[blob], &digest_of(blob)).status, 201);
+        }
+        s.request(
+            "PUT",
+            &format!("/v2/{name}/manifests/v1"),
+            &[],
+            Some(&manifest_for(&config, layer)),
+        )
+    };
+    let usage = || -> u64 {
+        std::fs::read_to_string(s.path("users/bob/.disk_usage"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (a, b) = (vec![b'a'; 600], vec![b'b'; 600]);
+    assert_eq!(push("u/bob/main/one", &a).status, 201);
+    // The layer, the config and the manifest: about 1000 bytes, so a second image is too
+    // many.
+    let used = usage();
+    assert!((1000..1500).contains(&used), "{used}");
+
+    // A second image would pass the quota: refused, and nothing of it is linked.
+    let r = push("u/bob/main/two", &b);
+    assert_eq!((r.status, code(&r)), (403, "DENIED".into()));
+    assert!(!s.path("users/bob/branches/main/v1/two/container").exists());
+    assert_eq!(usage(), used);
+    // The first image is intact and still pulls.
+    let r = s.get("/v2/u/bob/main/one/manifests/v1");
+    assert_eq!(r.status, 200);
+
+    // Replacing the image frees what the old one used, so the same size fits.
+    assert_eq!(push("u/bob/main/one", &b).status, 201);
+    assert_eq!(usage(), used);
+    let layer = s.get(&format!("/v2/u/bob/main/one/blobs/{}", digest_of(&b)));
+    assert_eq!(layer.body, b);
+}
+
+/// The server's peak resident memory, in KiB.
+fn peak_rss_kib(s: &TestServer) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_large_layer_streams_through_in_constant_memory() {
+    let s = TestServer::start();
+    const SIZE: u64 = 512 << 20;
+    let zeros = format!("head -c {SIZE} /dev/zero");
+    let hash = std::process::Command::new("sh")
+        .args(["-c", &format!("{zeros} | sha256sum")])
+        .output()
+        .unwrap();
+    let digest = format!("sha256:{}", &String::from_utf8(hash.stdout).unwrap()[..64]);
+    let before = peak_rss_kib(&s);
+
+    // Pushed the way docker does: one chunked PATCH streaming the whole layer, then PUT.
+    let r = s.request("POST", "/v2/main/big/blobs/uploads/", &[], Some(b""));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let loc = r.header("location").unwrap().to_owned();
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "{zeros} | curl -sS -o /dev/null -w '%{{http_code}} %{{redirect_url}}' -X PATCH \
+                 -H 'Content-Type: application/octet-stream' -T - '{}'",
+                s.url(&loc)
+            ),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("202"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = s.request("PUT", &format!("{loc}?digest={digest}"), &[], Some(b""));
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // Pulled back with curl and hashed on the way, never stored by the test.
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "curl -sS '{}' | sha256sum",
+                s.url(&format!("/v2/main/big/blobs/{digest}"))
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        format!("sha256:{}", &String::from_utf8_lossy(&out.stdout)[..64]),
+        digest
+    );
+    let after = peak_rss_kib(&s);
+    assert!(
+        after < before + 64 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB over a {SIZE}-byte layer"
+    );
+}
