@@ -50,22 +50,39 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         }
         stop.cancel();
     });
+    let repo = std::sync::Arc::clone(&state.repo);
     let server = crate::serve(listener, state, stopping.clone().cancelled_owned());
+    tokio::pin!(server);
+    let served = tokio::select! {
+        served = &mut server => Some(served),
+        () = stopping.cancelled() => None,
+    };
     // Requests in flight (uploads included) may finish; a stalled one cannot hold the exit
     // forever. Whatever it left in .uploads/ is never linked, and the collector removes it.
-    let drain = async {
-        stopping.cancelled().await;
-        tokio::time::sleep(DRAIN).await;
-    };
-    tokio::select! {
-        served = server => served?,
-        () = drain => tracing::warn!("requests still running after {DRAIN:?}; exiting anyway"),
+    let drain = drain_time();
+    let deadline = tokio::time::Instant::now() + drain;
+    match served {
+        Some(served) => served?,
+        None => match tokio::time::timeout_at(deadline, &mut server).await {
+            Ok(served) => served?,
+            Err(_) => tracing::warn!("requests still running after {drain:?}; exiting anyway"),
+        },
     }
+    // Publishes run on their own threads and get what is left of the same window.
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    tokio::task::spawn_blocking(move || crate::publish::stop(&repo, left)).await?;
     Ok(())
 }
 
-/// How long a stop waits for requests in flight.
-const DRAIN: Duration = Duration::from_secs(30);
+/// How long a stop waits for requests and publishes in flight: 30 s, well under systemd's
+/// default `TimeoutStopSec` of 90 s. `ARBOR_TEST_DRAIN_SECS` shortens it for tests.
+fn drain_time() -> Duration {
+    let secs = std::env::var("ARBOR_TEST_DRAIN_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
 
 /// The single cleanup worker and its triggers: the `DLREPO_TAG_CLEANUP_PERIOD` timer (first
 /// run one period after start; 0 = never), SIGUSR1, and deletes (orphans only).

@@ -93,7 +93,14 @@ fn main() -> ExitCode {
             config.auth_disabled |= no_auth;
             tokio::runtime::Runtime::new()
                 .map_err(Into::into)
-                .and_then(|rt| rt.block_on(commands::serve(config)))
+                .and_then(|rt| {
+                    let served = rt.block_on(commands::serve(config));
+                    // serve() already gave work in flight its time; a blocking task still
+                    // running (a stuck hook, a publish) must not hold the exit, which
+                    // dropping the runtime would do.
+                    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+                    served
+                })
         }
         Command::Token(TokenCommand::Create {
             user,

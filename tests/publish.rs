@@ -849,3 +849,58 @@ fn cleanup_keeps_a_released_tag_it_cannot_unpublish() {
     assert!(!target.path("branches/rel/v1").exists());
     assert!(target.path("branches/rel/v2/job/bin/f.txt").exists());
 }
+
+#[test]
+fn a_stop_interrupts_a_stuck_publish_and_says_so() {
+    // A target that accepts connections and never answers.
+    let hole = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", hole.local_addr().expect("addr"));
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    std::thread::spawn(move || {
+        for c in hole.incoming().flatten() {
+            keep.lock().expect("held").push(c);
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut src = arbor_source(
+        &url,
+        dir.path(),
+        &[
+            ("DLREPO_PUBLISH_TIMEOUT", "600"),
+            ("ARBOR_TEST_DRAIN_SECS", "2"),
+        ],
+    );
+    let http = Http::new(&src.base);
+    make_tag(&http);
+    release(&http, true);
+    wait_for("the publish to reach the target", || {
+        !held.lock().expect("held").is_empty()
+    });
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(src.child.id()).expect("pid"));
+    let stopped = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let status = loop {
+        if let Some(status) = src.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "a publish stuck on a silent target held the stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(2),
+        "the publish got no time"
+    );
+    let left =
+        std::fs::read_to_string(src.path("branches/rel/v1.0/.publish-status")).expect("status");
+    assert_eq!(
+        left.trim(),
+        "error: interrupted by a server stop; release the tag again to finish"
+    );
+    assert!(!src.path("branches/rel/v1.0/.released").exists());
+}

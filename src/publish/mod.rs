@@ -317,6 +317,25 @@ fn json_of(reply: &Reply) -> Result<Value, Failure> {
 
 /// Marks a tag as being published: a second publish of the same tag waits, so that two
 /// runs never interleave their status lines and flags.
+/// At a server stop: waits up to `wait` for the publishes in flight, then marks the tags
+/// still being published as interrupted, so that their status does not say `in progress`
+/// forever. Their threads die with the process; a new release picks up where they were, as
+/// publishing skips what the target already holds.
+pub fn stop(repo: &Repo, wait: Duration) {
+    let (set, cv) = busy_tags();
+    let busy = set.lock().unwrap_or_else(PoisonError::into_inner);
+    let (busy, _) = cv
+        .wait_timeout_while(busy, wait, |b| !b.is_empty())
+        .unwrap_or_else(PoisonError::into_inner);
+    for tag in busy.iter() {
+        tracing::warn!(tag = %tag.url(), "publish interrupted by the stop");
+        let status = "error: interrupted by a server stop; release the tag again to finish";
+        if let Err(e) = repo.set_publish_status(tag, Some(status)) {
+            tracing::error!(tag = %tag.url(), error = %e, "cannot write .publish-status");
+        }
+    }
+}
+
 struct TagBusy(TagRef);
 
 fn busy_tags() -> &'static (Mutex<HashSet<TagRef>>, Condvar) {
