@@ -58,6 +58,8 @@ impl SendJob {
 #[derive(Default)]
 struct ConnState {
     jobs: Mutex<VecDeque<SendJob>>,
+    /// The client's address; `None` on a Unix socket.
+    peer: Option<std::net::SocketAddr>,
 }
 
 /// The handle a request gets on its connection, to queue file bodies.
@@ -65,6 +67,10 @@ struct ConnState {
 pub struct ZcConn(Arc<ConnState>);
 
 impl ZcConn {
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.0.peer
+    }
+
     /// Queues `job` and returns the body to send in its place.
     pub fn body(&self, job: SendJob) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
         let len = job.remaining;
@@ -141,9 +147,16 @@ impl axum::serve::Listener for ZcListener {
         loop {
             match self.accept_once().await {
                 Ok((inner, addr)) => {
+                    let peer = match &addr {
+                        PeerAddr::Tcp(a) => Some(*a),
+                        PeerAddr::Unix => None,
+                    };
                     let io = ZcStream {
                         inner,
-                        conn: ZcConn::default(),
+                        conn: ZcConn(Arc::new(ConnState {
+                            jobs: Mutex::default(),
+                            peer,
+                        })),
                     };
                     return (io, addr);
                 }

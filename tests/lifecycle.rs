@@ -170,3 +170,33 @@ fn sigterm_lets_an_upload_in_flight_finish() {
     assert_eq!(std::fs::read(s.path("branches/b/t/j/f/big")).unwrap(), data);
     assert!(uploads_left(s.root.path()).is_empty());
 }
+
+#[test]
+fn the_access_log_names_the_client_behind_a_proxy() {
+    use std::io::{Read, Write};
+    let root = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("arbor.log");
+    let (mut child, addr) = spawn_logged(root.path(), &[], &log);
+    let get = |extra: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET /branches/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    };
+    // Two proxies: the one nearest to arbor appended last.
+    get("X-Forwarded-For: 10.1.1.1\r\nX-Forwarded-For: 203.0.113.7\r\n");
+    get("");
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("request")).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("remote=203.0.113.7"), "{text}");
+    assert!(lines[1].contains("remote=127.0.0.1"), "{text}");
+}

@@ -41,7 +41,32 @@ async fn access_log(req: Request, next: Next) -> Response {
     }
     let method = req.method().clone();
     let uri = req.uri().clone();
+    let remote = remote_of(&req);
     let res = next.run(req).await;
-    tracing::debug!(%method, %uri, status = res.status().as_u16(), "request");
+    tracing::debug!(%remote, %method, %uri, status = res.status().as_u16(), "request");
     res
+}
+
+/// The client, as the last `X-Forwarded-For` names it behind a proxy (spec/AUTH.md §2
+/// step 0), else the peer of the connection; `-` on a Unix socket without the header.
+fn remote_of(req: &Request) -> String {
+    if let Some(v) = forwarded(req.headers(), "x-forwarded-for") {
+        return v.to_owned();
+    }
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<crate::zerocopy::ZcConn>>()
+        .and_then(|c| c.0.peer())
+        .map_or_else(|| "-".to_owned(), |a| a.ip().to_string())
+}
+
+/// The last occurrence of a proxy header, trimmed, as dlrepo reads them: the proxy nearest
+/// to arbor appends last.
+pub(crate) fn forwarded<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }

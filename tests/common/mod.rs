@@ -210,6 +210,19 @@ impl TestServer {
 }
 
 fn spawn_child(root: &Path, env: &[(String, String)]) -> (Child, String) {
+    spawn_with_stderr(root, env, Stdio::null())
+}
+
+/// A server whose log (stderr) goes to `log`, at `DLREPO_LOG_LEVEL=DEBUG` unless `env`
+/// says otherwise. Returns the child and its address.
+pub fn spawn_logged(root: &Path, env: &[(&str, &str)], log: &Path) -> (Child, String) {
+    let mut all = vec![("DLREPO_LOG_LEVEL".to_owned(), "DEBUG".to_owned())];
+    all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let file = std::fs::File::create(log).expect("log file");
+    spawn_with_stderr(root, &all, Stdio::from(file))
+}
+
+fn spawn_with_stderr(root: &Path, env: &[(String, String)], stderr: Stdio) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_arbor"));
     cmd.arg("serve")
         .env_clear()
@@ -218,7 +231,7 @@ fn spawn_child(root: &Path, env: &[(String, String)]) -> (Child, String) {
         .env("DLREPO_LISTEN_PORT", "0")
         .env("DLREPO_AUTH_DISABLED", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     for (k, v) in env {
         cmd.env(k, v);
     }
