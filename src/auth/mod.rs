@@ -1,8 +1,10 @@
 //! Who is asking and what they may do (spec/AUTH.md): the modes (disabled, trusted proxy
-//! headers, Basic against the auth file), API tokens, and the ACL check. Pure decisions over
-//! loaded data; reading the auth file, ACL directory and token files happens in `load`.
+//! headers, Basic against the auth file or an LDAP directory), API tokens, and the ACL
+//! check. Decisions over loaded data; reading the auth file, ACL directory and token files
+//! happens in `load`, and the only network I/O is the LDAP lookup behind [`Authenticator`].
 
 pub mod acl;
+pub mod ldap;
 pub mod tokens;
 pub mod users;
 
@@ -16,17 +18,44 @@ use std::time::{Duration, Instant};
 use tokens::{Scope as TokenScope, TokenStore};
 use users::Users;
 
-/// Where logins and passwords are checked: the auth file today; LDAP (`DLREPO_LDAP_URL`) is
-/// meant to be another implementation.
+/// Where logins and passwords are checked: the auth file ([`Users`]) or an LDAP directory
+/// ([`ldap::Directory`]). Blocking: call it off the async workers (`spawn_blocking`).
 pub trait Authenticator: Send + Sync {
     /// The groups of `login` when `password` is right (or not checked); empty = refused.
-    fn authenticate(&self, login: &str, password: &str, ignore_passwords: bool) -> Vec<String>;
+    fn authenticate(
+        &self,
+        login: &str,
+        password: &str,
+        ignore_passwords: bool,
+    ) -> Result<Vec<String>, Unavailable>;
 }
 
 impl Authenticator for Users {
-    fn authenticate(&self, login: &str, password: &str, ignore_passwords: bool) -> Vec<String> {
-        Users::authenticate(self, login, password, ignore_passwords)
+    fn authenticate(
+        &self,
+        login: &str,
+        password: &str,
+        ignore_passwords: bool,
+    ) -> Result<Vec<String>, Unavailable> {
+        Ok(Users::authenticate(self, login, password, ignore_passwords))
     }
+}
+
+/// The credentials could not be checked because the LDAP server failed (unreachable, timed
+/// out, refused the search, several entries for one login). Not a 401: the credentials may
+/// be right, so the client should retry rather than ask for another password. The cause
+/// is logged where it happened.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the LDAP server could not check the credentials")]
+pub struct Unavailable;
+
+/// Why access control could not be (re)loaded; a reload keeps the previous rules.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Acl(#[from] acl::AclError),
+    #[error("{0}")]
+    Ldap(String),
 }
 
 /// The group of unauthenticated requests.
@@ -81,21 +110,28 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Reads the auth file and ACL directory named by `config`. A missing auth file only
-    /// logs (everyone is then anonymous); a broken ACL file is an error, so that a reload
-    /// keeps the previous rules.
-    pub fn load(config: &Config, tokens_dir: PathBuf) -> Result<Auth, acl::AclError> {
+    /// Reads the auth file (or the LDAP settings) and the ACL directory named by `config`.
+    /// The mode follows spec/AUTH.md §1: header mode, else LDAP when `DLREPO_LDAP_URL` is
+    /// set (the auth file is then ignored), else the auth file. A missing auth file only
+    /// logs (everyone is then anonymous); a broken ACL file or LDAP setting is an error, so
+    /// that start-up stops and a reload keeps the previous rules.
+    pub fn load(config: &Config, tokens_dir: PathBuf) -> Result<Auth, LoadError> {
         let header_mode = config.login_header.is_some() && config.groups_header.is_some();
-        let (users, acls) = if config.auth_disabled {
-            (Users::empty(), Acls::empty())
+        let (users, acls): (Box<dyn Authenticator>, Acls) = if config.auth_disabled {
+            (Box::new(Users::empty()), Acls::empty())
         } else {
-            let users = if header_mode {
-                Users::empty()
+            let users: Box<dyn Authenticator> = if header_mode {
+                Box::new(Users::empty())
+            } else if let Some(directory) =
+                ldap::Directory::from_config(config).map_err(LoadError::Ldap)?
+            {
+                tracing::info!(url = directory.url(), "logins are checked against LDAP");
+                Box::new(directory)
             } else {
-                Users::load(&config.auth_file).unwrap_or_else(|e| {
+                Box::new(Users::load(&config.auth_file).unwrap_or_else(|e| {
                     tracing::error!(file = %config.auth_file.display(), error = %e, "cannot read the auth file");
                     Users::empty()
-                })
+                }))
             };
             (users, Acls::load_dir(&config.acls_dir)?)
         };
@@ -105,7 +141,7 @@ impl Auth {
             disabled: config.auth_disabled,
             header_mode,
             ignore_passwords: config.ignore_passwords,
-            users: Box::new(users),
+            users,
             acls,
             tokens: TokenStore::new(tokens_dir),
             realm: config.auth_realm.clone(),
@@ -134,11 +170,22 @@ impl Auth {
     }
 
     /// Identifies the caller (spec/AUTH.md §2 steps 4–5, §3). `None`: the credentials are
-    /// wrong and the request is refused at once (401).
+    /// wrong, or could not be checked, and the request is refused. Blocking (password
+    /// hashes, token files, LDAP): call it from `spawn_blocking`.
     pub fn identify(&self, creds: &Credentials<'_>, now_unix: u64) -> Option<Identity> {
+        self.try_identify(creds, now_unix).ok().flatten()
+    }
+
+    /// [`Auth::identify`] telling a refusal (`Ok(None)`: 401) from credentials that could
+    /// not be checked (`Err`: the LDAP server failed, 503).
+    pub fn try_identify(
+        &self,
+        creds: &Credentials<'_>,
+        now_unix: u64,
+    ) -> Result<Option<Identity>, Unavailable> {
         if self.header_mode {
             let Some(login) = creds.login_header.filter(|l| !l.is_empty()) else {
-                return Some(anonymous());
+                return Ok(Some(anonymous()));
             };
             // spec/API.md Q34: items are trimmed.
             let groups = creds
@@ -148,59 +195,73 @@ impl Auth {
                 .map(|g| g.trim().to_owned())
                 .filter(|g| !g.is_empty())
                 .collect();
-            return Some(Identity {
+            return Ok(Some(Identity {
                 login: Some(login.to_owned()),
                 groups,
                 token: None,
-            });
+            }));
         }
         let header = creds.authorization.unwrap_or_default().trim();
         if let Some(token) = bearer(header).or(creds.query_token) {
             return self.token_identity(token, now_unix);
         }
         if header.is_empty() {
-            return Some(anonymous());
+            return Ok(Some(anonymous()));
         }
-        let key = self.cache_key(header);
+        let key = self.cache_key(header.as_bytes());
         if let Some(id) = self.cached(&key) {
-            return Some(id);
+            return Ok(Some(id));
         }
         // Undecodable credentials or another scheme: anonymous, not refused (AUTH.md §3).
         let Some((login, password)) = users::decode_basic(header) else {
-            return Some(anonymous());
+            return Ok(Some(anonymous()));
         };
         if password.starts_with("arbor_")
-            && let Some(id) = self.token_identity(&password, now_unix)
+            && let Some(id) = self.token_identity(&password, now_unix)?
         {
-            return Some(id);
+            return Ok(Some(id));
         }
         let groups = self
             .users
-            .authenticate(&login, &password, self.ignore_passwords);
+            .authenticate(&login, &password, self.ignore_passwords)?;
         if groups.is_empty() {
             tracing::info!(%login, "user does not exist, has a wrong password or no group");
-            return None;
+            return Ok(None);
         }
         self.remember(key, &login, &groups);
-        Some(Identity {
+        Ok(Some(Identity {
             login: Some(login),
             groups,
             token: None,
-        })
+        }))
     }
 
-    fn token_identity(&self, token: &str, now_unix: u64) -> Option<Identity> {
-        let info = self.tokens.verify(token, now_unix)?;
-        // The token's user keeps the groups the auth file gives them, nothing more.
-        let groups = self.users.authenticate(&info.user, "", true);
-        Some(Identity {
+    fn token_identity(&self, token: &str, now_unix: u64) -> Result<Option<Identity>, Unavailable> {
+        let Some(info) = self.tokens.verify(token, now_unix) else {
+            return Ok(None);
+        };
+        // The token's user keeps the groups the auth file or directory gives them, nothing
+        // more. Cached like Basic logins, so that LDAP is not asked on every request. The
+        // NUL keeps these keys apart from headers' (a header value cannot hold one).
+        let key = self.cache_key(format!("\0token user\0{}", info.user).as_bytes());
+        let groups = match self.cached(&key) {
+            Some(id) => id.groups,
+            None => {
+                let groups = self.users.authenticate(&info.user, "", true)?;
+                if !groups.is_empty() {
+                    self.remember(key, &info.user, &groups);
+                }
+                groups
+            }
+        };
+        Ok(Some(Identity {
             login: Some(info.user),
             groups,
             token: Some(TokenLimits {
                 read_only: matches!(info.scope, TokenScope::Read),
                 prefix: info.prefix,
             }),
-        })
+        }))
     }
 
     /// Whether `id` may do `want` on the canonical `path` (spec/AUTH.md §2 steps 6–8).
@@ -227,10 +288,10 @@ impl Auth {
         self.acls.grants(&id.groups, login.as_deref(), path, want)
     }
 
-    fn cache_key(&self, header: &str) -> [u8; 32] {
+    fn cache_key(&self, header: &[u8]) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.seed);
-        h.update(header.as_bytes());
+        h.update(header);
         h.finalize().into()
     }
 

@@ -106,7 +106,7 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
     let who = Arc::clone(&auth);
     // Password hashes and token files make this slow or blocking: off the runtime.
     let identity = tokio::task::spawn_blocking(move || {
-        who.identify(
+        who.try_identify(
             &Credentials {
                 authorization: authorization.as_deref(),
                 login_header: login.as_deref(),
@@ -116,11 +116,17 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
             now,
         )
     })
-    .await
-    .ok()
-    .flatten();
-    let Some(id) = identity else {
-        return unauthorized(&auth, &path, html, None);
+    .await;
+    let id = match identity {
+        Ok(Ok(Some(id))) => id,
+        // The LDAP server failed (logged there): not the client's fault, so no 401.
+        Ok(Err(_)) => {
+            return super::reply::plain_status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "LDAP server unavailable",
+            );
+        }
+        _ => return unauthorized(&auth, &path, html, None),
     };
     if !auth.allows(&id, &path, want) {
         return unauthorized(&auth, &path, html, id.login.clone());
