@@ -157,6 +157,18 @@ fn push(s: &TestServer, src: &str, dest: &str) {
     ]);
 }
 
+/// `skopeo` arguments pushing `image` to the registry URL `dest` with `creds` (`user:pass`).
+fn push_as<'a>(creds: &'a str, image: &'a str, dest: &'a str) -> [&'a str; 6] {
+    [
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        creds,
+        image,
+        dest,
+    ]
+}
+
 fn pull(s: &TestServer, src: &str, dest: &str) {
     skopeo_ok(&[
         "copy",
@@ -700,13 +712,14 @@ fn refusals() {
     assert_eq!(r.status, 405);
 }
 
-#[test]
-fn unauthorised_push_is_refused() {
+/// A server with auth on: `pat:secret` may push anything, anonymous has `anonymous_acl`.
+/// Keep the directory alive as long as the server.
+fn server_with_pusher(anonymous_acl: &str) -> (tempfile::TempDir, TestServer) {
     let etc = tempfile::tempdir().unwrap();
     let acls = etc.path().join("acls");
     std::fs::create_dir_all(&acls).unwrap();
     std::fs::write(acls.join("pushers"), "ra /v2/**\n").unwrap();
-    std::fs::write(acls.join("ANONYMOUS"), "r /v2/**\n").unwrap();
+    std::fs::write(acls.join("ANONYMOUS"), anonymous_acl).unwrap();
     let auth = etc.path().join("auth");
     std::fs::write(&auth, "pat:secret:pushers\n").unwrap();
     let s = TestServer::start_with(&[
@@ -714,6 +727,12 @@ fn unauthorised_push_is_refused() {
         ("DLREPO_AUTH_FILE", auth.to_str().unwrap()),
         ("DLREPO_ACLS_DIR", acls.to_str().unwrap()),
     ]);
+    (etc, s)
+}
+
+#[test]
+fn unauthorised_push_is_refused() {
+    let (_etc, s) = server_with_pusher("r /v2/**\n");
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let manifest = simple_image(&src, "auth");
@@ -727,24 +746,10 @@ fn unauthorised_push_is_refused() {
         &dest,
     ]);
     assert!(!out.status.success(), "anonymous push must fail");
-    let out = skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        "pat:wrong",
-        &image,
-        &dest,
-    ]);
+    let out = skopeo(&push_as("pat:wrong", &image, &dest));
     assert!(!out.status.success(), "a wrong password must fail");
     assert!(!s.path("branches/main/v1/secure").exists());
-    skopeo_ok(&[
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        "pat:secret",
-        &image,
-        &dest,
-    ]);
+    skopeo_ok(&push_as("pat:secret", &image, &dest));
     // Anonymous pull, as the ACLs allow.
     let out_dir = tmp.path().join("out");
     pull(
@@ -753,6 +758,50 @@ fn unauthorised_push_is_refused() {
         &format!("oci:{}:v1", out_dir.display()),
     );
     assert_eq!(index_digest(&out_dir), digest_of(&manifest));
+}
+
+/// Listings show what the caller may read (spec/AUTH.md §6.4): the catalog by
+/// `/v2/{name}/`, tags by `/v2/{name}/manifests/{tag}`.
+#[test]
+fn listings_hide_what_the_caller_cannot_read() {
+    let (_etc, s) = server_with_pusher(
+        "r /v2/_catalog\nr /v2/main/open/\nr /v2/main/open/tags/list\nr /v2/main/open/manifests/v1\n",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    simple_image(&src, "listings");
+    let image = format!("oci:{}:v1", src.display());
+    for dest in ["main/open:v1", "main/open:v2", "main/hidden:v1"] {
+        let dest = format!("docker://{}/{dest}", s.addr);
+        skopeo_ok(&push_as("pat:secret", &image, &dest));
+    }
+    let basic = [("Authorization", "Basic cGF0OnNlY3JldA==")]; // pat:secret
+    let names = |r: common::Res, key: &str| {
+        let mut v: Vec<String> = r.json()[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key}: {}", r.text()))
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(s.get("/v2/_catalog"), "repositories"), ["main/open"]);
+    assert_eq!(
+        names(
+            s.request("GET", "/v2/_catalog", &basic, None),
+            "repositories"
+        ),
+        ["main/hidden", "main/open"]
+    );
+    assert_eq!(names(s.get("/v2/main/open/tags/list"), "tags"), ["v1"]);
+    assert_eq!(
+        names(
+            s.request("GET", "/v2/main/open/tags/list", &basic, None),
+            "tags"
+        ),
+        ["latest", "v1", "v2"]
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// The caller of a request that passed the check, for filtering what listings show.
 #[derive(Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub auth: Arc<Auth>,
     pub id: Arc<Identity>,
 }

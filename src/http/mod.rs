@@ -4,7 +4,7 @@
 
 mod download;
 mod formats;
-mod guard;
+pub(crate) mod guard;
 mod products;
 mod reply;
 mod resources;

@@ -5,7 +5,7 @@
 mod path;
 mod reply;
 
-use crate::auth::acl::Want;
+use crate::http::guard::Caller;
 use crate::model::Digest;
 use crate::state::AppState;
 use crate::storage::Listing;
@@ -52,57 +52,12 @@ fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// Read access of the caller, for listings, aliases and mounts. The guard already checked
-/// the request itself; identification is cached by the auth layer, so this is cheap.
-fn access<'a>(
-    app: &'a AppState,
-    req: &Request,
-) -> impl std::future::Future<Output = Listing> + Send + 'a {
-    // Owned copies: the request is not `Sync`, so the future may not borrow it.
-    let (headers, raw_query) = (req.headers().clone(), req.uri().query().map(str::to_owned));
-    access_with(app, headers, raw_query)
-}
-
-async fn access_with(app: &AppState, headers: HeaderMap, raw_query: Option<String>) -> Listing {
-    let auth = app.auth();
-    if auth.is_disabled() {
-        return Listing::everything();
-    }
-    let get = |name: Option<&str>| {
-        name.and_then(|n| headers.get(n))
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let authorization = get(Some(header::AUTHORIZATION.as_str()));
-    let login = get(app.config.login_header.as_deref());
-    let groups = get(app.config.groups_header.as_deref());
-    let token = raw_query.as_deref().and_then(|q| {
-        url_pairs(q)
-            .into_iter()
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-    });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let who = std::sync::Arc::clone(&auth);
-    let id = tokio::task::spawn_blocking(move || {
-        who.identify(
-            &crate::auth::Credentials {
-                authorization: authorization.as_deref(),
-                login_header: login.as_deref(),
-                groups_header: groups.as_deref(),
-                query_token: token.as_deref(),
-            },
-            now,
-        )
-    })
-    .await
-    .ok()
-    .flatten();
-    match id {
-        Some(id) => Listing::new(move |url| auth.allows(&id, url, Want::default())),
-        None => Listing::new(|_| false),
+/// Read access of the caller, for listings, aliases and mounts: the guard identified the
+/// caller and checked the request itself; without a caller, auth is disabled.
+fn access(req: &Request) -> Listing {
+    match req.extensions().get::<Caller>().cloned() {
+        Some(caller) => Listing::new(move |url| caller.can_read(url)),
+        None => Listing::everything(),
     }
 }
 
@@ -185,7 +140,7 @@ fn link_header(path: &str, n: usize, last: Option<&String>) -> Vec<(header::Head
 }
 
 async fn catalog(app: &AppState, req: Request) -> Result<Reply, RegError> {
-    let acl = access(app, &req).await;
+    let acl = access(&req);
     let all = app.repo.run(|s| Ok(s.reg_catalog())).await?;
     let visible: Vec<String> = all
         .into_iter()
@@ -203,7 +158,7 @@ async fn catalog(app: &AppState, req: Request) -> Result<Reply, RegError> {
 }
 
 async fn tags(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, RegError> {
-    let acl = access(app, &req).await;
+    let acl = access(&req);
     let name = r.name();
     let repo = r.clone();
     let for_acl = name.clone();
@@ -236,7 +191,7 @@ async fn get_manifest(
     r: ImageRepo,
     reference: String,
 ) -> Result<Reply, RegError> {
-    let acl = access(app, &req).await;
+    let acl = access(&req);
     let m = app
         .repo
         .run(move |s| Ok(s.reg_manifest(&r, &reference, &acl)))
@@ -323,7 +278,7 @@ async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Repl
     let name = r.name();
     if let (Some(mount), Some(from)) = (param(&q, "mount"), param(&q, "from")) {
         let d = parse_digest(mount, Code::DigestInvalid)?;
-        let acl = access(app, &req).await;
+        let acl = access(&req);
         let segs: Vec<String> = from.split('/').map(str::to_owned).collect();
         // Mounting needs read access on the source, as a pull of that blob would.
         if let Some(src) =
