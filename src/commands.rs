@@ -99,7 +99,13 @@ fn spawn_gc(state: &AppState, mut usr1: tokio::signal::unix::Signal) {
                 r.run_gc(kind, false, unpublish.as_ref().map(|f| f as _))
             };
             match tokio::task::spawn_blocking(run).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(report)) => {
+                    let m = crate::metrics::get();
+                    m.gc_runs.inc();
+                    m.gc_deleted_tags.inc_by(report.tags.len() as u64);
+                    m.gc_deleted_blobs.inc_by(report.blobs + report.uploads);
+                    m.gc_freed_bytes.inc_by(report.bytes);
+                }
                 Ok(Err(e)) => tracing::error!(error = %e, "cleanup failed"),
                 Err(e) => tracing::error!(error = %e, "cleanup crashed"),
             }

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod publish;
 pub mod pyjson;

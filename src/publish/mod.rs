@@ -98,7 +98,14 @@ pub fn release_now(
 ) -> Result<(), String> {
     let _busy = TagBusy::wait(tag);
     let verb = if released { "publish" } else { "unpublish" };
-    match do_release(repo, settings, tag, released) {
+    let result = do_release(repo, settings, tag, released);
+    let action = if released {
+        crate::metrics::Action::publish
+    } else {
+        crate::metrics::Action::unpublish
+    };
+    crate::metrics::get().record_publish(action, result.is_ok());
+    match result {
         Ok(()) => {
             tracing::info!(tag = %tag.url(), "{verb} done");
             Ok(())

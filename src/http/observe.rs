@@ -1,0 +1,136 @@
+//! What every request leaves behind: the access log line and the request metrics, and
+//! `GET /metrics` to read the latter.
+
+use crate::metrics::{self, Method, MethodLabels, RequestLabels};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// Counts requests, their time to the response head and the body bytes both ways; logs
+/// one line per request at DEBUG, as dlrepo's access log does.
+pub async fn observe(req: Request, next: Next) -> Response {
+    let m = metrics::get();
+    let method = req.method().clone();
+    let log =
+        tracing::enabled!(tracing::Level::DEBUG).then(|| (req.uri().clone(), remote_of(&req)));
+    let req = req.map(|b| counted(b, &m.received_bytes, false));
+    m.in_flight.inc();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    m.in_flight.dec();
+    let label = Method::of(&method);
+    m.requests
+        .get_or_create(&RequestLabels {
+            method: label,
+            code: res.status().as_u16(),
+        })
+        .inc();
+    m.duration
+        .get_or_create(&MethodLabels { method: label })
+        .observe(elapsed);
+    if let Some((uri, remote)) = log {
+        tracing::debug!(%remote, %method, %uri, status = res.status().as_u16(), "request");
+    }
+    res.map(|b| counted(b, &m.sent_bytes, true))
+}
+
+/// `body`, with its bytes added to `counter` as they pass. Bodies known to be empty skip
+/// the wrapper, and so, when `up_front`, do those of a known size (our own JSON and pages):
+/// counting them at once spares a box per request on the busiest routes. Streams (uploads,
+/// file and tar downloads) are counted frame by frame.
+fn counted(body: Body, counter: &Counter, up_front: bool) -> Body {
+    match body.size_hint().exact() {
+        Some(0) => body,
+        Some(n) if up_front => {
+            counter.inc_by(n);
+            body
+        }
+        _ => Body::new(Counted::new(body, counter)),
+    }
+}
+
+/// `GET /metrics`. Readable by whoever the ACLs let read `/metrics`.
+pub async fn serve_metrics() -> Response {
+    let mut res = metrics::get().encode().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    res
+}
+
+/// The client, as the last `X-Forwarded-For` names it behind a proxy (spec/AUTH.md §2
+/// step 0), else the peer of the connection; `-` on a Unix socket without the header.
+fn remote_of(req: &Request) -> String {
+    if let Some(v) = forwarded(req.headers(), "x-forwarded-for") {
+        return v.to_owned();
+    }
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<crate::zerocopy::ZcConn>>()
+        .and_then(|c| c.0.peer())
+        .map_or_else(|| "-".to_owned(), |a| a.ip().to_string())
+}
+
+/// The last occurrence of a proxy header, trimmed, as dlrepo reads them: the proxy nearest
+/// to arbor appends last.
+pub(crate) fn forwarded<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// A body that adds the size of each data frame to a counter as it passes. Frames go
+/// through untouched (sendfile placeholders included) and the size hint is kept, so
+/// `Content-Length` does not change.
+struct Counted {
+    inner: Body,
+    counter: Counter,
+}
+
+impl Counted {
+    fn new(inner: Body, counter: &Counter) -> Counted {
+        Counted {
+            inner,
+            counter: counter.clone(),
+        }
+    }
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter.inc_by(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
