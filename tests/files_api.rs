@@ -455,6 +455,7 @@ fn static_assets_are_public_files() {
         (r.status, r.header("content-type")),
         (200, Some("text/css"))
     );
+    assert_eq!(r.header("cache-control"), Some("public, max-age=3600"));
     assert_eq!(
         s.get("/static/logo.svg").header("content-type"),
         Some("image/svg+xml")

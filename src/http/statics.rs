@@ -41,6 +41,11 @@ pub async fn cli(State(app): State<AppState>) -> ApiResult {
         .into_response())
 }
 
+/// How long browsers and proxies may keep a static file without asking again. Short enough
+/// that a new `DLREPO_STATIC_DIR` stylesheet or an upgrade shows within the hour; long
+/// enough that browsing the tree does not re-fetch the stylesheet and icons on every page.
+const STATIC_CACHE: &str = "public, max-age=3600";
+
 /// `GET /static/{file}`: public, never X-Sendfile.
 pub async fn file(State(app): State<AppState>, Path(name): Path<String>) -> ApiResult {
     let dir = app.config.static_dir.clone();
@@ -54,6 +59,10 @@ pub async fn file(State(app): State<AppState>, Path(name): Path<String>) -> ApiR
     if let Ok(v) = HeaderValue::from_str(ctype.as_ref()) {
         res.headers_mut().insert(header::CONTENT_TYPE, v);
     }
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(STATIC_CACHE),
+    );
     Ok(res)
 }
 
