@@ -58,7 +58,8 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         () = stopping.cancelled() => None,
     };
     // Requests in flight (uploads included) may finish; a stalled one cannot hold the exit
-    // forever. Whatever it left in .uploads/ is never linked, and the collector removes it.
+    // forever. Shutting the runtime down drops it, which removes its temp file from
+    // .uploads/; it was never linked, so the tree holds no part of it.
     let drain = drain_time();
     let deadline = tokio::time::Instant::now() + drain;
     match served {

@@ -8,20 +8,44 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
-fn stop_with(signal: Signal) {
+fn signal(s: &TestServer, signal: Signal) {
+    kill(Pid::from_raw(i32::try_from(s.child.id()).unwrap()), signal).unwrap();
+}
+
+/// Waits (10 s at most) for the server to exit and returns how it did.
+fn exit_status(s: &mut TestServer, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stop_with(sig: Signal) {
     let mut s = TestServer::start();
     assert_eq!(s.get("/branches/").status, 200);
-    let pid = Pid::from_raw(i32::try_from(s.child.id()).unwrap());
-    kill(pid, signal).unwrap();
+    signal(&s, sig);
+    let status = exit_status(&mut s, &format!("on {sig}"));
+    assert!(status.success(), "{sig}: {status}");
+}
+
+/// Sends the head of a PUT of `data` and its first `sent` bytes, and returns once the server
+/// is writing them to `.uploads/`.
+fn begin_upload(s: &TestServer, data: &[u8], sent: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let digest = format!("sha256:{}", sha256_hex(data));
+    let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+    write!(c, "PUT /branches/b/t/j/f/big HTTP/1.1\r\nHost: x\r\nDigest: {digest}\r\nContent-Length: {}\r\n\r\n", data.len()).unwrap();
+    c.write_all(&data[..sent]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "server did not stop on {signal}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{signal}: {status}");
+    while uploads_left(s.root.path()).is_empty() {
+        assert!(Instant::now() < deadline, "upload never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c
 }
 
 #[test]
@@ -147,28 +171,40 @@ fn sigterm_lets_an_upload_in_flight_finish() {
     use std::io::{BufRead, Write};
     let mut s = TestServer::start();
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
-    let digest = format!("sha256:{}", sha256_hex(&data));
-    let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
-    write!(c, "PUT /branches/b/t/j/f/big HTTP/1.1\r\nHost: x\r\nDigest: {digest}\r\nContent-Length: {}\r\n\r\n", data.len()).unwrap();
-    c.write_all(&data[..1_000_000]).unwrap();
-    // Wait until the server is receiving, then ask it to stop.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while uploads_left(s.root.path()).is_empty() {
-        assert!(Instant::now() < deadline, "upload never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let pid = Pid::from_raw(i32::try_from(s.child.id()).unwrap());
-    kill(pid, Signal::SIGTERM).unwrap();
+    let mut c = begin_upload(&s, &data, 1_000_000);
+    signal(&s, Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(200));
     // The stopping server still takes the rest of the body and answers.
     c.write_all(&data[1_000_000..]).unwrap();
     let mut status = String::new();
     std::io::BufReader::new(&c).read_line(&mut status).unwrap();
     assert_eq!(status.trim_end(), "HTTP/1.1 201 Created");
-    let exit = s.child.wait().unwrap();
+    let exit = exit_status(&mut s, "after the upload");
     assert!(exit.success(), "{exit}");
     assert_eq!(std::fs::read(s.path("branches/b/t/j/f/big")).unwrap(), data);
     assert!(uploads_left(s.root.path()).is_empty());
+}
+
+#[test]
+fn sigterm_cleans_up_an_upload_that_stalls_past_the_drain() {
+    let mut s = TestServer::start_with(&[("ARBOR_TEST_DRAIN_SECS", "1")]);
+    let data = vec![7u8; 1_000_000];
+    let c = begin_upload(&s, &data, 300_000);
+    // The client never sends the rest: the stop must not wait for it beyond the drain.
+    signal(&s, Signal::SIGTERM);
+    let status = exit_status(&mut s, "a stalled upload held the stop");
+    assert!(status.success(), "{status}");
+    drop(c);
+    // Nothing half-done is left: no artifact, no staged file, no blob.
+    assert!(!s.path("branches/b/t/j/f/big").exists());
+    assert!(!s.path("branches/b/t/j/f/.digests").exists());
+    assert_eq!(uploads_left(s.root.path()), Vec::<String>::new());
+    let blobs: Vec<_> = walkdir::WalkDir::new(s.path(".blobs"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .collect();
+    assert!(blobs.is_empty(), "{blobs:?}");
 }
 
 #[test]
