@@ -90,12 +90,25 @@ fn arbor_gc_applies_policies_and_dry_run_changes_nothing() {
         "{out}"
     );
     assert_eq!(before, snapshot(s.root.path()));
-    let out = arbor(&s, &["gc"], &[("DLREPO_ORPHAN_BLOB_LIFETIME", "0")]);
+    // The blobs of t1 and v1 ("t1", "v1": 4 bytes) are fresh, so they would stay ...
+    assert!(out.contains("would delete 0 orphan blobs"), "{out}");
+    // ... unless the lifetime lets them go, in the same pass as their tags.
+    let now = [("DLREPO_ORPHAN_BLOB_LIFETIME", "0")];
+    let out = arbor(&s, &["gc", "--dry-run"], &now);
+    assert!(
+        out.contains("would delete 2 orphan blobs and 0 stale uploads, 4 bytes would be freed"),
+        "{out}"
+    );
+    assert_eq!(before, snapshot(s.root.path()));
+    let out = arbor(&s, &["gc"], &now);
+    assert!(
+        out.contains("deleted 2 orphan blobs and 0 stale uploads, 4 bytes freed"),
+        "{out}"
+    );
     assert!(out.contains("deleted tag main/t1"), "{out}");
     // Locked tags stay whatever their age; the newest daily and released ones stay.
     assert_eq!(tags(&s), ["t2", "t3", "v2"]);
     // With a lifetime of 0 the orphans of the deleted tags went too.
-    assert!(out.contains("deleted 2 orphan blobs"), "{out}");
     let h = sha256_hex(b"t1");
     assert!(!s.path(&format!(".blobs/sha256/{}/{h}", &h[..2])).exists());
 }

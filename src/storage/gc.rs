@@ -11,6 +11,7 @@ use super::files::{DirLock, exists, sort_time, stamp_time};
 use super::layout::Scan;
 use super::{Repo, StoreError};
 use crate::model::{BranchRef, Scope, TagRef};
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -87,13 +88,15 @@ impl Repo {
         unpublish: Unpublish,
     ) -> Result<GcReport, StoreError> {
         let mut report = GcReport::default();
+        // In a dry run the tags stay, so the blobs only they use are counted apart.
+        let mut doomed = Vec::new();
         if kind == GcKind::Full {
-            self.cleanup_tags(dry_run, unpublish, &mut report)?;
+            self.cleanup_tags(dry_run, unpublish, &mut report, &mut doomed)?;
             if !dry_run {
                 report.users = self.refresh_quotas()?;
             }
         }
-        self.collect_orphans(dry_run, &mut report)?;
+        self.collect_orphans(dry_run, &doomed, &mut report)?;
         tracing::info!(
             tags = report.tags.len(),
             blobs = report.blobs,
@@ -117,6 +120,7 @@ impl Repo {
         dry_run: bool,
         unpublish: Unpublish,
         report: &mut GcReport,
+        doomed: &mut Vec<PathBuf>,
     ) -> Result<(), StoreError> {
         // spec/LAYOUT.md §6.2: the root repository only; user repositories are not cleaned.
         for branch in Repo::list_entities(&self.branches_dir(&Scope::Root))? {
@@ -163,6 +167,7 @@ impl Repo {
                     tracing::info!(tag = %name, dry_run, "cleanup: deleting tag");
                     if dry_run {
                         report.tags.push(name);
+                        doomed.push(self.tag_dir(t));
                         continue;
                     }
                     // dlrepo aborts the whole pass when un-publishing fails. Keeping just
@@ -200,7 +205,12 @@ impl Repo {
         Ok(count)
     }
 
-    fn collect_orphans(&self, dry_run: bool, report: &mut GcReport) -> Result<(), StoreError> {
+    fn collect_orphans(
+        &self,
+        dry_run: bool,
+        doomed: &[PathBuf],
+        report: &mut GcReport,
+    ) -> Result<(), StoreError> {
         let lifetime = Duration::from_secs(self.orphan_lifetime);
         let now = SystemTime::now();
         let old = |m: &fs::Metadata| {
@@ -209,6 +219,9 @@ impl Repo {
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age >= lifetime)
         };
+        let (blobs, bytes) = orphans_after_deleting(doomed, &old);
+        report.blobs += blobs;
+        report.bytes += bytes;
         // spec/API.md Q30: both folders, whichever exists.
         let blobs = self.root.join(".blobs");
         if blobs.is_dir() {
@@ -275,6 +288,29 @@ fn pause_for_tests() {
     if let Some(p) = pause {
         std::thread::sleep(*p);
     }
+}
+
+/// The blobs that deleting `dirs` would leave with no link but their own, and their bytes:
+/// inodes whose every other link lies inside `dirs`. A link shares its blob's inode, hence
+/// its mtime, so the age test is the collector's.
+fn orphans_after_deleting(dirs: &[PathBuf], old: &dyn Fn(&fs::Metadata) -> bool) -> (u64, u64) {
+    let mut inodes: HashMap<(u64, u64), (u64, fs::Metadata)> = HashMap::new();
+    for dir in dirs {
+        for entry in walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+        {
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let Ok(m) = entry.metadata() else { continue };
+            inodes.entry((m.dev(), m.ino())).or_insert((0, m)).0 += 1;
+        }
+    }
+    inodes
+        .values()
+        .filter(|(links, m)| m.nlink() == links + 1 && old(m))
+        .fold((0, 0), |(n, bytes), (_, m)| (n + 1, bytes + m.len()))
 }
 
 fn tree_size(dir: &Path) -> u64 {
