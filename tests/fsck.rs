@@ -39,6 +39,9 @@ fn fsck_finds_and_repairs_a_damaged_tree() {
     );
     s.upload_format("/branches/b/t/k/f/", &[("other", b"other")]);
     s.send_json("PATCH", "/branches/b/t/k/", &json!({"job": {"product": "p", "product_variant": "v", "product_branch": "b", "version": "1"}}));
+    s.upload_format("/branches/b/t/l/f/", &[("frozen", b"frozen")]);
+    let r = s.send_json("PUT", "/branches/b/t/l/", &json!({"job": {"locked": true}}));
+    assert_eq!(r.status, 200, "{}", r.text());
     let (ok, out) = fsck(&s, false);
     assert!(ok, "{out}");
     assert!(out.contains("0 problems"), "{out}");
@@ -62,6 +65,12 @@ fn fsck_finds_and_repairs_a_damaged_tree() {
         .unwrap()
         .set_modified(SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
+    // 6. A file put in a format by hand, which .digests does not list ...
+    std::fs::create_dir_all(s.path("branches/b/t/j/f/sub")).unwrap();
+    std::fs::write(s.path("branches/b/t/j/f/sub/extra"), b"other").unwrap();
+    // 7. ... and one in a locked job, which repair must not add behind the job's digest.
+    let frozen_extra = s.path("branches/b/t/l/f/extra");
+    std::fs::write(&frozen_extra, b"sneaked in").unwrap();
 
     let before = snapshot(s.root.path());
     let (ok, out) = fsck(&s, false);
@@ -72,6 +81,8 @@ fn fsck_finds_and_repairs_a_damaged_tree() {
         "content does not match its name",
         "product link to a missing format",
         "stray temporary file",
+        "sub/extra: not listed in .digests",
+        "l/f/extra: not listed in .digests (job locked",
     ] {
         assert!(out.contains(expected), "{expected}: {out}");
     }
@@ -87,7 +98,17 @@ fn fsck_finds_and_repairs_a_damaged_tree() {
     assert!(out.contains("PROBLEM"), "{out}");
     assert_eq!(nlink(&copied), 2);
     let files = s.get("/branches/b/t/j/f/").json()["artifact_format"]["files"].clone();
-    assert_eq!(files, json!(["bad", "copied"]));
+    assert_eq!(files, json!(["bad", "copied", "sub/extra"]));
+    // The added file now links the blob of the same content (left over from k/f).
+    assert_eq!(nlink(&blob(&s, b"other")), 2);
+    assert!(
+        out.contains("PROBLEM: ") && out.contains("l/f/extra"),
+        "{out}"
+    );
+    assert!(frozen_extra.exists());
+    let frozen = s.get("/branches/b/t/l/f/").json()["artifact_format"]["files"].clone();
+    assert_eq!(frozen, json!(["frozen"]));
+    std::fs::remove_file(&frozen_extra).unwrap();
     assert!(!blob(&s, b"bad blob").exists());
     assert!(std::fs::symlink_metadata(s.path("products/p/v/b/1/f")).is_err());
     assert!(!stray.exists());

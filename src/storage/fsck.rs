@@ -1,7 +1,7 @@
 //! `arbor fsck`: checks that the tree is what the rest of arbor assumes (every artifact a
-//! hard link of a blob whose content hashes to its name, `.digests` entries matching, product
-//! links resolving, no stray temp files) and, with `--repair`, fixes what can be fixed
-//! without losing anything.
+//! hard link of a blob whose content hashes to its name, `.digests` entries matching the
+//! files and listing all of them, product links resolving, no stray temp files) and, with
+//! `--repair`, fixes what can be fixed without losing anything.
 
 use super::files::{self, exists, read_json_map};
 use super::layout::Scan;
@@ -9,7 +9,7 @@ use super::{Repo, StoreError, tree::format_digests};
 use crate::model::{Algo, Digest, Scope};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// What a check found; `repaired` says whether `--repair` fixed it.
@@ -160,6 +160,8 @@ impl Repo {
         repair: bool,
         report: &mut FsckReport,
     ) -> Result<(), StoreError> {
+        // The same lock as uploads: a file linked but not yet listed is never seen here.
+        let _lock = files::DirLock::acquire(fdir)?;
         let digests_path = fdir.join(".digests");
         let has_digests = exists(&digests_path);
         let digests = format_digests(fdir);
@@ -194,27 +196,90 @@ impl Repo {
                 continue;
             }
             if repair {
-                if exists(&blob) {
-                    let staging = self
-                        .uploads_dir()
-                        .join(format!("{}.link", files::random_hex()));
-                    fs::create_dir_all(self.uploads_dir())?;
-                    fs::hard_link(&blob, &staging)?;
-                    fs::rename(&staging, &path)?;
-                } else {
-                    if let Some(dir) = blob.parent() {
-                        fs::create_dir_all(dir)?;
-                    }
-                    fs::hard_link(&path, &blob)?;
-                }
+                self.relink(&path, &digest)?;
             }
             report.note(&path, "not a hard link of its blob", repair);
+        }
+        // A container pushed through the registry has no `.digests`: its file names are its
+        // digests. Any other format lists every file there.
+        if has_digests || fdir.file_name().is_none_or(|n| n != "container") {
+            changed |= self.check_unlisted(fdir, &mut kept, repair, report)?;
         }
         if changed {
             files::write_json_sorted(&self.uploads_dir(), &digests_path, &kept)?;
             self.links.forget_all();
         }
         Ok(())
+    }
+
+    /// Makes `path`, whose content is known to hash to `digest`, a hard link of that blob:
+    /// onto the blob when there is one (the copy goes), else as the new blob.
+    fn relink(&self, path: &Path, digest: &Digest) -> Result<(), StoreError> {
+        // Keeps the collector from taking the blob between the check and the link.
+        let _guard = self.blob_guard()?;
+        let blob = self.blob_path(digest);
+        if exists(&blob) {
+            let staging = self
+                .uploads_dir()
+                .join(format!("{}.link", files::random_hex()));
+            fs::create_dir_all(self.uploads_dir())?;
+            fs::hard_link(&blob, &staging)?;
+            fs::rename(&staging, path)?;
+        } else {
+            if let Some(dir) = blob.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            fs::hard_link(path, &blob)?;
+            // spec/LAYOUT.md §8: blobs are 0644, whatever mode the stray file had.
+            fs::set_permissions(&blob, fs::Permissions::from_mode(0o644))?;
+        }
+        Ok(())
+    }
+
+    /// Files in a format that `.digests` does not list: the API does not show them and
+    /// tars leave them out. Repair adds them, as a post-process run would (spec/API.md §7),
+    /// unless the job is locked: that would change a frozen job behind its digest. Returns
+    /// whether `digests` changed.
+    fn check_unlisted(
+        &self,
+        fdir: &Path,
+        digests: &mut serde_json::Map<String, serde_json::Value>,
+        repair: bool,
+        report: &mut FsckReport,
+    ) -> Result<bool, StoreError> {
+        let locked = fdir.parent().is_some_and(|j| exists(&j.join(".locked")));
+        let mut changed = false;
+        for entry in walkdir::WalkDir::new(fdir)
+            .min_depth(1)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+        {
+            let Some(rel) = entry.path().strip_prefix(fdir).ok().and_then(Path::to_str) else {
+                report.note(entry.path(), "file name is not UTF-8", false);
+                continue;
+            };
+            if rel == ".digests" || rel == ".dirty" || digests.contains_key(rel) {
+                continue;
+            }
+            report.files += 1;
+            if !repair || locked {
+                let why = if locked {
+                    "not listed in .digests (job locked: remove the file, or unlock the job and repair)"
+                } else {
+                    "not listed in .digests"
+                };
+                report.note(entry.path(), why, false);
+                continue;
+            }
+            let digest = Digest::sha256_of_hex(hash_file(Algo::Sha256, entry.path())?);
+            self.relink(entry.path(), &digest)?;
+            digests.insert(rel.to_owned(), digest.to_string().into());
+            changed = true;
+            report.note(entry.path(), "not listed in .digests: added", true);
+        }
+        Ok(changed)
     }
 
     /// Product links must resolve to format directories.
