@@ -232,44 +232,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it (a self-signed CA used as
-/// the server's own certificate is refused by rustls). Returns the CA's path.
-fn make_certificates(dir: &Path) -> PathBuf {
-    // One self-signed P-256 certificate named `name`, plus `extra` arguments.
-    let req = |name: &str, subject: &str, extra: &[&str]| {
-        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
-        let out = Command::new("openssl")
-            .args(["req", "-x509", "-nodes", "-days", "2", "-subj", subject])
-            .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-            .args(["-keyout", &key, "-out", &pem])
-            .args(extra)
-            .current_dir(dir)
-            .output()
-            .unwrap_or_else(|e| panic!("openssl: {e}: {HOW_TO_INSTALL}"));
-        assert!(
-            out.status.success(),
-            "openssl req {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    req("ca", "/CN=arbor test CA", &[]);
-    req(
-        "server",
-        "/CN=127.0.0.1",
-        &[
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ],
-    );
-    dir.join("ca.pem")
-}
-
 // ---- arbor in front of it --------------------------------------------------------------------
 
 const ACLS: &[(&str, &str)] = &[

@@ -650,6 +650,24 @@ fn transient_failures_are_retried() {
     );
 }
 
+/// A source publishing to `target_url`, whose release of `make_tag` ends in an error; returns
+/// the source, a client for it, and the `error: ...` status.
+fn failing_release(
+    target_url: &str,
+    dir: &Path,
+    extra: &[(&str, &str)],
+) -> (TestServer, Http, String) {
+    let src = arbor_source(target_url, dir, extra);
+    let http = Http::new(&src.base);
+    make_tag(&http);
+    release(&http, true);
+    let status = wait_status(&http, TAG, |s| {
+        s.as_str().is_some_and(|s| s.starts_with("error: "))
+    });
+    let status = status.as_str().unwrap_or_default().to_owned();
+    (src, http, status)
+}
+
 #[test]
 fn an_unreachable_target_leaves_an_error_status_and_no_flags() {
     // A port nobody listens on: bound, then closed.
@@ -659,17 +677,8 @@ fn an_unreachable_target_leaves_an_error_status_and_no_flags() {
         .port();
     let url = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().expect("temp dir");
-    let src = arbor_source(&url, dir.path(), &[]);
-    let http = Http::new(&src.base);
-    make_tag(&http);
-    release(&http, true);
-    let status = wait_status(&http, TAG, |s| {
-        s.as_str().is_some_and(|s| s.starts_with("error: "))
-    });
-    assert!(
-        status.as_str().is_some_and(|s| s.contains(&url)),
-        "{status}"
-    );
+    let (_src, http, status) = failing_release(&url, dir.path(), &[]);
+    assert!(status.contains(&url), "{status}");
     let tag = http.tag(TAG);
     assert_eq!(tag["released"], json!(false));
     assert!(
@@ -903,4 +912,110 @@ fn a_stop_interrupts_a_stuck_publish_and_says_so() {
         "error: interrupted by a server stop; release the tag again to finish"
     );
     assert!(!src.path("branches/rel/v1.0/.released").exists());
+}
+
+// ---- https targets ---------------------------------------------------------------------------
+
+/// Terminates TLS with `server.pem`/`server.key` and passes the bytes on to `upstream`,
+/// as nginx does in front of a real target. One asyncio loop: no TLS object is shared
+/// between threads.
+const TLS_PROXY: &str = r#"
+import asyncio, ssl, sys
+host, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+async def pump(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    except (ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        w.close()
+
+async def handle(cr, cw):
+    try:
+        ur, uw = await asyncio.open_connection(host, port)
+    except OSError:
+        cw.close()
+        return
+    await asyncio.gather(pump(cr, uw), pump(ur, cw))
+
+async def main():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await srv.serve_forever()
+
+asyncio.run(main())
+"#;
+
+/// [`TLS_PROXY`] in front of `upstream` (`http://host:port`), killed on drop.
+struct TlsProxy {
+    child: Child,
+    base: String,
+}
+
+impl TlsProxy {
+    fn start(upstream: &str, certs: &Path) -> TlsProxy {
+        let (host, port) = upstream
+            .trim_start_matches("http://")
+            .rsplit_once(':')
+            .expect("host:port");
+        let mut child = Command::new("python3")
+            .args(["-c", TLS_PROXY, host, port])
+            .arg(certs.join("server.pem"))
+            .arg(certs.join("server.key"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("proxy port");
+        let port = line.trim();
+        assert!(!port.is_empty(), "the TLS proxy did not start");
+        TlsProxy {
+            child,
+            base: format!("https://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn https_targets_are_verified_against_the_system_ca_store() {
+    let target = TestServer::start();
+    let certs = tempfile::tempdir().expect("temp dir");
+    let ca = common::make_certificates(certs.path());
+    let proxy = TlsProxy::start(&target.base, certs.path());
+    let on_target = Http::new(&target.base);
+
+    // The test CA trusted through SSL_CERT_FILE: published, then un-published, over TLS.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trust = ("SSL_CERT_FILE", ca.to_str().expect("utf-8 path"));
+    let src = arbor_source(&proxy.base, dir.path(), &[trust]);
+    let http = Http::new(&src.base);
+    make_tag(&http);
+    publish(&http, &proxy.base);
+    assert_eq!(job_names(&on_target.tag(TAG)), ["joba", "jobc"]);
+    release(&http, false);
+    wait_for("the un-publish", || {
+        on_target.request("GET", TAG, &[], b"").status == 404
+    });
+
+    // The system store does not hold the test CA: nothing is sent, and the status says why.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (src, _, status) = failing_release(&proxy.base, dir.path(), &[]);
+    assert!(status.contains("certificate"), "{status}");
+    assert!(!src.path("branches/rel/v1.0/.released").exists());
+    assert_eq!(on_target.request("GET", TAG, &[], b"").status, 404);
 }

@@ -148,6 +148,7 @@ impl Target {
             .user_agent(format!("dlrepo-server/{}", hostname()))
             // So that the targets answer JSON, never an HTML page.
             .accept("*/*")
+            .tls_config(tls_config().clone())
             .build()
             .into();
         let (login, password) = credentials;
@@ -210,14 +211,16 @@ impl Target {
         body: &Body<'_>,
     ) -> Result<Reply, (Failure, bool)> {
         let fail = |e: ureq::Error| {
-            let transient = matches!(
-                e,
-                ureq::Error::Io(_)
-                    | ureq::Error::Timeout(_)
-                    | ureq::Error::ConnectionFailed
-                    | ureq::Error::HostNotFound
-                    | ureq::Error::Protocol(_)
-            );
+            let transient = match &e {
+                // rustls reports a refused certificate or handshake as InvalidData: trying
+                // again cannot change the answer.
+                ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
+                ureq::Error::Timeout(_)
+                | ureq::Error::ConnectionFailed
+                | ureq::Error::HostNotFound
+                | ureq::Error::Protocol(_) => true,
+                _ => false,
+            };
             (Failure(format!("{method} {url}: {e}")), transient)
         };
         let mut req = ureq::http::Request::builder()
@@ -271,6 +274,32 @@ impl Target {
             url: url.to_owned(),
         })
     }
+}
+
+/// TLS for `https://` targets, verified against the system CA store (`/etc/ssl/certs`, or
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR` when set), as dlrepo's aiohttp does through OpenSSL. Read
+/// once per process: a new private CA needs a restart. When no store can be read at all,
+/// Mozilla's roots (compiled in) stand in, so public targets still work.
+fn tls_config() -> &'static ureq::tls::TlsConfig {
+    static CONFIG: OnceLock<ureq::tls::TlsConfig> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(error = %e, "publish: reading the system CA store");
+        }
+        let certs: Vec<_> = found
+            .certs
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        let roots = if certs.is_empty() {
+            tracing::warn!("publish: no system CA certificates; using the built-in Mozilla roots");
+            ureq::tls::RootCerts::WebPki
+        } else {
+            ureq::tls::RootCerts::new_with_certs(&certs)
+        };
+        ureq::tls::TlsConfig::builder().root_certs(roots).build()
+    })
 }
 
 /// Replies are small JSON documents; a tag listing of thousands of jobs stays far below.
