@@ -239,3 +239,51 @@ fn collection_never_takes_a_blob_an_upload_is_linking() {
         assert_eq!(b.nlink(), 7);
     }
 }
+
+#[test]
+fn cleanups_racing_on_one_root_delete_each_tag_once_and_all_succeed() {
+    // Several processes sharing a root may run their cleanup at the same moment: a tag the
+    // other one deleted first is not an error, and no tag is reported twice.
+    let root = tempfile::tempdir().unwrap();
+    let branch = root.path().join("branches/main");
+    for i in 0..300u64 {
+        let tag = branch.join(format!("t{i:03}"));
+        std::fs::create_dir_all(tag.join("job")).unwrap();
+        std::fs::File::create(tag.join(".stamp")).unwrap();
+        age(&tag.join(".stamp"), 10_000 - i);
+    }
+    std::fs::write(branch.join(".cleanup_policy"), r#"{"max_daily_tags": 1}"#).unwrap();
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_arbor"))
+                .arg("gc")
+                .env("DLREPO_ROOT_DIR", root.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut deleted = Vec::new();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        deleted.extend(
+            stdout
+                .lines()
+                .filter_map(|l| l.strip_prefix("deleted tag "))
+                .map(str::to_owned),
+        );
+    }
+    deleted.sort();
+    let want: Vec<String> = (0..299).map(|i| format!("main/t{i:03}")).collect();
+    assert_eq!(deleted, want);
+    let left: Vec<_> = std::fs::read_dir(&branch)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(left, ["t299"]);
+}

@@ -181,8 +181,12 @@ impl Repo {
                         report.kept.push((name, e));
                         continue;
                     }
-                    self.delete_tag_for_cleanup(t)?;
-                    report.tags.push(name);
+                    match self.delete_tag_for_cleanup(t) {
+                        Ok(()) => report.tags.push(name),
+                        // Another process sharing the root cleaned it up first.
+                        Err(StoreError::NotFound) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
