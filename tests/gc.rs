@@ -242,8 +242,8 @@ fn collection_never_takes_a_blob_an_upload_is_linking() {
 
 #[test]
 fn cleanups_racing_on_one_root_delete_each_tag_once_and_all_succeed() {
-    // Several processes sharing a root may run their cleanup at the same moment: a tag the
-    // other one deleted first is not an error, and no tag is reported twice.
+    // Several processes sharing a root may run their cleanup at the same moment: a tag or a
+    // stale upload another one deleted first is not an error, and none is reported twice.
     let root = tempfile::tempdir().unwrap();
     let branch = root.path().join("branches/main");
     for i in 0..300u64 {
@@ -253,6 +253,13 @@ fn cleanups_racing_on_one_root_delete_each_tag_once_and_all_succeed() {
         age(&tag.join(".stamp"), 10_000 - i);
     }
     std::fs::write(branch.join(".cleanup_policy"), r#"{"max_daily_tags": 1}"#).unwrap();
+    let uploads = root.path().join(".uploads");
+    std::fs::create_dir_all(&uploads).unwrap();
+    for i in 0..300 {
+        let stale = uploads.join(format!("{i:032x}"));
+        std::fs::write(&stale, b"left by a crash").unwrap();
+        age(&stale, 3600);
+    }
     let runs: Vec<_> = (0..4)
         .map(|_| {
             std::process::Command::new(env!("CARGO_BIN_EXE_arbor"))
@@ -264,7 +271,7 @@ fn cleanups_racing_on_one_root_delete_each_tag_once_and_all_succeed() {
                 .unwrap()
         })
         .collect();
-    let mut deleted = Vec::new();
+    let (mut deleted, mut stale) = (Vec::new(), 0);
     for run in runs {
         let out = run.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -276,7 +283,15 @@ fn cleanups_racing_on_one_root_delete_each_tag_once_and_all_succeed() {
                 .filter_map(|l| l.strip_prefix("deleted tag "))
                 .map(str::to_owned),
         );
+        let summary = stdout.lines().last().unwrap_or_default();
+        let count = summary
+            .split_once(" orphan blobs and ")
+            .and_then(|(_, rest)| rest.split_once(' '))
+            .and_then(|(n, _)| n.parse::<u32>().ok());
+        stale += count.unwrap_or_else(|| panic!("no summary: {stdout}"));
     }
+    assert_eq!(stale, 300);
+    assert_eq!(uploads_left(root.path()), Vec::<String>::new());
     deleted.sort();
     let want: Vec<String> = (0..299).map(|i| format!("main/t{i:03}")).collect();
     assert_eq!(deleted, want);

@@ -264,10 +264,16 @@ impl Repo {
             }
             let path = entry.path();
             if !dry_run {
-                if m.is_dir() {
-                    fs::remove_dir_all(&path)?;
+                let removed = if m.is_dir() {
+                    fs::remove_dir_all(&path)
                 } else {
-                    fs::remove_file(&path)?;
+                    fs::remove_file(&path)
+                };
+                match removed {
+                    Ok(()) => {}
+                    // Another process's collector got there first.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
                 }
             }
             report.uploads += 1;
