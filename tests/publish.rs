@@ -1,13 +1,12 @@
 //! Publishing released tags (spec/CONFIG.md §5), black-box: a source server pushes a tag to
 //! a target through a recording proxy, so each test sees the exact requests the target got.
-//! Targets and sources are arbor, or the real dlrepo 0.44 server, whose `dlrepo` script path
-//! comes from `ARBOR_TEST_DLREPO_SERVER`, else `target/test-deps/dlrepo-server.path`
-//! (written by `tests/deps/dlrepo-server`). Without either those tests fail, never pass.
+//! Targets and sources are arbor, or the real dlrepo 0.44 server (`common::dlrepo`).
 // Black-box tests check what the servers left on disk, so they read the tree directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 
+use common::dlrepo::Dlrepo;
 use common::{TestServer, digest_of};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,10 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const HOW_TO_INSTALL: &str = "run `tests/deps/dlrepo-server` (tests/deps/install runs it), which \
-     installs dlrepo 0.44 from PyPI and writes target/test-deps/dlrepo-server.path, or set \
-     ARBOR_TEST_DLREPO_SERVER to the venv's `dlrepo` script";
 
 // ---- a minimal HTTP client for any server ------------------------------------------------
 
@@ -289,87 +284,6 @@ fn wait_status(src: &Http, tag_url: &str, f: impl Fn(&Value) -> bool) -> Value {
             "timed out waiting on the publish status, last {last}"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The real dlrepo 0.44 server, killed on drop.
-struct Dlrepo {
-    child: Child,
-    base: String,
-    _root: tempfile::TempDir,
-}
-
-impl Drop for Dlrepo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dlrepo_script() -> PathBuf {
-    if let Some(p) = std::env::var_os("ARBOR_TEST_DLREPO_SERVER").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "ARBOR_TEST_DLREPO_SERVER={} is not a file: {HOW_TO_INSTALL}",
-            p.display()
-        );
-        return p;
-    }
-    let pathfile =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-deps/dlrepo-server.path");
-    let text = std::fs::read_to_string(&pathfile)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}: {HOW_TO_INSTALL}", pathfile.display()));
-    let p = PathBuf::from(text.trim());
-    assert!(p.is_file(), "{} is missing: {HOW_TO_INSTALL}", p.display());
-    p
-}
-
-impl Dlrepo {
-    fn start(env: &[(&str, &str)]) -> Dlrepo {
-        let script = dlrepo_script();
-        // dlrepo cannot report the port it got: pick a free one (retry on the rare clash).
-        for _ in 0..5 {
-            let root = tempfile::tempdir().expect("temp dir");
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            let mut cmd = Command::new(&script);
-            cmd.env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("HOME", root.path())
-                .env("DLREPO_ROOT_DIR", root.path())
-                .env("DLREPO_AUTH_DISABLED", "1")
-                .env("DLREPO_LISTEN_ADDRESS", "127.0.0.1")
-                .env("DLREPO_LISTEN_PORT", port.to_string())
-                .env("DLREPO_LOG_OUTPUT", "console")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            let mut srv = Dlrepo {
-                child: cmd.spawn().expect("spawn dlrepo"),
-                base: format!("http://127.0.0.1:{port}"),
-                _root: root,
-            };
-            let http = Http::new(&srv.base);
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(30) {
-                if let Ok(Some(_)) = srv.child.try_wait() {
-                    break; // most likely the port was taken meanwhile
-                }
-                let up = TcpStream::connect(("127.0.0.1", port)).is_ok()
-                    && http.request("GET", "/branches/", &[], b"").status == 200;
-                if up {
-                    return srv;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        panic!("dlrepo ({}) did not start", script.display());
     }
 }
 

@@ -4,6 +4,8 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 #![allow(dead_code)]
 
+pub mod dlrepo;
+
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -59,7 +61,11 @@ impl TestServer {
 
     /// Starts the server with extra `DLREPO_*` variables.
     pub fn start_with(env: &[(&str, &str)]) -> TestServer {
-        let root = tempfile::tempdir().expect("temp dir");
+        TestServer::start_in(tempfile::tempdir().expect("temp dir"), env)
+    }
+
+    /// Starts the server on an existing data root (one another server wrote, say).
+    pub fn start_in(root: tempfile::TempDir, env: &[(&str, &str)]) -> TestServer {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -69,20 +75,12 @@ impl TestServer {
 
     fn spawn(root: tempfile::TempDir, env: Vec<(String, String)>) -> TestServer {
         let (child, addr) = spawn_child(root.path(), &env);
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            // A fresh connection per request: ureq's pool sometimes reuses a connection the
-            // server has just finished with and reports a spurious disconnect.
-            .max_idle_connections_per_host(0)
-            .build()
-            .into();
         TestServer {
             child,
             root,
             base: format!("http://{addr}"),
             addr,
-            agent,
+            agent: new_agent(),
             env,
         }
     }
@@ -95,6 +93,13 @@ impl TestServer {
         self.child = child;
         self.base = format!("http://{addr}");
         self.addr = addr;
+    }
+
+    /// Kills the server and hands its data root over (to another server, say).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.root, tempfile::tempdir().expect("temp dir"))
     }
 
     /// A second server process on the same data root (several processes may share one).
@@ -118,46 +123,7 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Res {
-        let mut req = ureq::http::Request::builder()
-            .method(method)
-            .uri(self.url(path));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let result = match body {
-            Some(b) => self.agent.run(req.body(b.to_vec()).expect("request")),
-            None => self.agent.run(req.body(()).expect("request")),
-        };
-        let mut res = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = res.status().as_u16();
-        let reason = res
-            .status()
-            .canonical_reason()
-            .unwrap_or_default()
-            .to_owned();
-        let headers = res
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    v.to_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-        let mut body = Vec::new();
-        if method != "HEAD" {
-            res.body_mut()
-                .as_reader()
-                .read_to_end(&mut body)
-                .expect("read body");
-        }
-        Res {
-            status,
-            reason,
-            headers,
-            body,
-        }
+        send(&self.agent, &self.base, method, path, headers, body)
     }
 
     pub fn get(&self, path: &str) -> Res {
@@ -206,6 +172,69 @@ impl TestServer {
         let mut line = String::new();
         BufReader::new(s).read_line(&mut line).expect("read");
         line.trim_end().to_owned()
+    }
+}
+
+/// The client settings every test uses.
+pub fn new_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        // A fresh connection per request: ureq's pool sometimes reuses a connection the
+        // server has just finished with and reports a spurious disconnect.
+        .max_idle_connections_per_host(0)
+        .build()
+        .into()
+}
+
+/// Sends any request to the server at `base`; `body` None sends no body.
+pub fn send(
+    agent: &ureq::Agent,
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Res {
+    let mut req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let result = match body {
+        Some(b) => agent.run(req.body(b.to_vec()).expect("request")),
+        None => agent.run(req.body(()).expect("request")),
+    };
+    let mut res = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = res.status().as_u16();
+    let reason = res
+        .status()
+        .canonical_reason()
+        .unwrap_or_default()
+        .to_owned();
+    let headers = res
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    if method != "HEAD" {
+        res.body_mut()
+            .as_reader()
+            .read_to_end(&mut body)
+            .expect("read body");
+    }
+    Res {
+        status,
+        reason,
+        headers,
+        body,
     }
 }
 
