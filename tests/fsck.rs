@@ -8,19 +8,6 @@ use common::*;
 use serde_json::json;
 use std::time::{Duration, SystemTime};
 
-fn fsck(s: &TestServer, repair: bool) -> (bool, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"));
-    cmd.arg("fsck").env("DLREPO_ROOT_DIR", s.root.path());
-    if repair {
-        cmd.arg("--repair");
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 fn blob(s: &TestServer, data: &[u8]) -> std::path::PathBuf {
     let h = sha256_hex(data);
     s.path(&format!(".blobs/sha256/{}/{h}", &h[..2]))
@@ -42,7 +29,7 @@ fn fsck_finds_and_repairs_a_damaged_tree() {
     s.upload_format("/branches/b/t/l/f/", &[("frozen", b"frozen")]);
     let r = s.send_json("PUT", "/branches/b/t/l/", &json!({"job": {"locked": true}}));
     assert_eq!(r.status, 200, "{}", r.text());
-    let (ok, out) = fsck(&s, false);
+    let (ok, out) = fsck(s.root.path(), false);
     assert!(ok, "{out}");
     assert!(out.contains("0 problems"), "{out}");
 
@@ -73,7 +60,7 @@ fn fsck_finds_and_repairs_a_damaged_tree() {
     std::fs::write(&frozen_extra, b"sneaked in").unwrap();
 
     let before = snapshot(s.root.path());
-    let (ok, out) = fsck(&s, false);
+    let (ok, out) = fsck(s.root.path(), false);
     assert!(!ok, "{out}");
     for expected in [
         "not a hard link of its blob",
@@ -92,7 +79,7 @@ fn fsck_finds_and_repairs_a_damaged_tree() {
         "a check without --repair changed the tree"
     );
 
-    let (ok, out) = fsck(&s, true);
+    let (ok, out) = fsck(s.root.path(), true);
     // The corrupt content cannot be repaired: the exit status still says so.
     assert!(!ok, "{out}");
     assert!(out.contains("PROBLEM"), "{out}");
@@ -114,7 +101,7 @@ fn fsck_finds_and_repairs_a_damaged_tree() {
     assert!(!stray.exists());
     // A new upload of the good content is not deduplicated onto the corrupt blob.
     assert_eq!(s.put_file("/branches/b/t/j/f/bad", b"bad blob").status, 201);
-    let (ok, out) = fsck(&s, false);
+    let (ok, out) = fsck(s.root.path(), false);
     assert!(ok, "{out}");
 }
 

@@ -159,17 +159,6 @@ fn read_views(agent: &ureq::Agent, base: &str) -> Vec<View> {
         .collect()
 }
 
-fn fsck(root: &std::path::Path) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"))
-        .arg("fsck")
-        .env("DLREPO_ROOT_DIR", root)
-        .output()
-        .expect("arbor fsck");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}");
-    stdout
-}
-
 #[test]
 fn arbor_serves_a_dlrepo_tree_as_dlrepo_did_and_back() {
     let agent = new_agent();
@@ -184,9 +173,9 @@ fn arbor_serves_a_dlrepo_tree_as_dlrepo_did_and_back() {
 
     // Nothing to repair, and the summary counts what dlrepo stored: 3 distinct contents in
     // 4 files (a.txt and index.txt share a blob).
-    let report = fsck(root.path());
+    let (healthy, report) = fsck(root.path(), false);
     assert!(
-        report.contains("checked 3 blobs and 4 files: 0 problems"),
+        healthy && report.contains("checked 3 blobs and 4 files: 0 problems"),
         "{report}"
     );
 
@@ -227,5 +216,6 @@ fn arbor_serves_a_dlrepo_tree_as_dlrepo_did_and_back() {
     let digest = &from_dlrepo.json()["job"]["digest"];
     assert!(digest.as_str().is_some_and(|d| d.len() == 64), "{digest}");
     drop(dlrepo);
-    fsck(root.path());
+    let (healthy, report) = fsck(root.path(), false);
+    assert!(healthy, "{report}");
 }

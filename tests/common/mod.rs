@@ -360,3 +360,17 @@ pub fn make_certificates(dir: &Path) -> PathBuf {
     );
     dir.join("ca.pem")
 }
+
+/// `arbor fsck [--repair]` on `root`: whether it found the tree healthy, and what it printed.
+pub fn fsck(root: &Path, repair: bool) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arbor"));
+    cmd.arg("fsck").env("DLREPO_ROOT_DIR", root);
+    if repair {
+        cmd.arg("--repair");
+    }
+    let out = cmd.output().expect("arbor fsck");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
