@@ -571,6 +571,20 @@ fn chunked_upload_status_and_manifest_by_hand() {
     );
     assert_eq!(r.status, 206);
     assert_eq!(r.body, layer[10..20]);
+    // The digest names the blob and validates it.
+    let blob_url = format!("/v2/main/hand/blobs/{}", digest_of(&layer));
+    let r = s.get(&blob_url);
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(digest_of(&layer).as_str())
+    );
+    assert_eq!(
+        r.header("etag"),
+        Some(format!("\"{}\"", sha256_hex(&layer)).as_str())
+    );
+    let etag = r.header("etag").unwrap_or_default().to_owned();
+    let r = s.request("GET", &blob_url, &[("If-None-Match", &etag)], None);
+    assert_eq!((r.status, r.body.len()), (304, 0));
 
     // Pagination.
     for t in ["t2", "t3"] {

@@ -200,7 +200,6 @@ async fn get_manifest(
         req,
         file: m.file,
         content_type: m.media_type,
-        digest: m.digest,
     })))
 }
 
@@ -249,7 +248,6 @@ async fn get_blob(
         req,
         file,
         content_type: "application/octet-stream".into(),
-        digest,
     })))
 }
 

@@ -98,9 +98,9 @@ fn oci(code: Code, msg: impl Into<String>) -> RegError {
 
 /// A manifest ready to be sent.
 pub struct ManifestFile {
+    /// Opened with the manifest's digest.
     pub file: BlobReader,
     pub media_type: String,
-    pub digest: String,
 }
 
 /// Where an upload session stands.
@@ -437,9 +437,8 @@ impl Repo {
             let _ = files::touch(&self.blob_path(&d));
         }
         Ok(ManifestFile {
-            file: BlobReader::open(self, &path, Some(digest.clone()))?,
+            file: BlobReader::open(self, &path, Some(digest))?,
             media_type: media_type_of(&doc),
-            digest,
         })
     }
 
