@@ -7,26 +7,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::ext::ReasonPhrase;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::Value;
-
-/// Characters escaped in `Location` paths; `/`, `~`, `+` and the other sub-delims stay.
-const PATH: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'|')
-    .add(b'[')
-    .add(b']');
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -153,7 +134,7 @@ pub fn text(body: String) -> ApiResult {
 /// 302 to an absolute path (spec/API.md §1.4): percent-encoded, query dropped.
 pub fn redirect(path: &str) -> Response {
     let mut res = plain_status(StatusCode::FOUND, "Found");
-    let location = utf8_percent_encode(path, PATH).to_string();
+    let location = crate::model::escape::location(path);
     if let Ok(v) = HeaderValue::from_str(&location) {
         res.headers_mut().insert(header::LOCATION, v);
     }

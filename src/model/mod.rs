@@ -3,6 +3,7 @@
 //! Nothing here touches the filesystem.
 
 mod digest;
+pub mod escape;
 mod name;
 mod refs;
 

@@ -2,10 +2,9 @@
 //! requests in flight, and retries of transient failures. Runs on blocking threads only.
 
 use super::Settings;
-use crate::model::{FormatRef, RelPath};
+use crate::model::{FormatRef, RelPath, escape};
 use crate::storage::Repo;
 use base64::Engine as _;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -14,23 +13,6 @@ pub const ATTEMPTS: u32 = 3;
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500 << attempt.min(4))
 }
-
-/// Characters escaped in request paths: enough for artifact names with spaces, `#`, `?` or
-/// `%` to reach the target as themselves (its router percent-decodes, spec/API.md §1.1).
-const PATH: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'|');
 
 /// A counting semaphore for blocking threads: `DLREPO_PUBLISH_MAX_REQUESTS` requests in
 /// flight across every publish of the process.
@@ -178,7 +160,8 @@ impl Target {
         headers: &[(&str, &str)],
         body: Body<'_>,
     ) -> Result<Reply, Failure> {
-        let url = format!("{}{}", self.base, utf8_percent_encode(path, PATH));
+        // The target's router decodes each name back to itself (spec/API.md §1.1).
+        let url = format!("{}{}", self.base, escape::request_path(path));
         let mut attempt = 1;
         loop {
             let result = {
@@ -318,19 +301,6 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_are_escaped_but_keep_slashes() {
-        let p = "/branches/b/t/j/f/a b#1?x%.txt";
-        assert_eq!(
-            utf8_percent_encode(p, PATH).to_string(),
-            "/branches/b/t/j/f/a%20b%231%3Fx%25.txt"
-        );
-        assert_eq!(
-            utf8_percent_encode("/~u/branches/é", PATH).to_string(),
-            "/~u/branches/%C3%A9"
-        );
-    }
 
     #[test]
     fn backoff_grows() {

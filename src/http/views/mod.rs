@@ -102,30 +102,10 @@ pub(crate) fn html_response(body: String) -> Response {
     res
 }
 
-/// Characters escaped in a link's path segment: everything that would end or change the
-/// segment (`/`, `?`, `#`, `%`) and what is not allowed raw in a URL.
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'|')
-    .add(b'[')
-    .add(b']');
-
 /// A name as a relative link segment. A leading `.`/`~` never occurs in entity names, but
 /// artifact names may contain `:`, which would read as a scheme: `./` guards it.
 pub fn encode_segment(name: &str) -> String {
-    let enc = percent_encoding::utf8_percent_encode(name, SEGMENT).to_string();
+    let enc = crate::model::escape::segment(name);
     if enc.contains(':') {
         format!("./{enc}")
     } else {
