@@ -302,3 +302,52 @@ fn cleanups_racing_on_one_root_delete_each_tag_once_and_all_succeed() {
         .collect();
     assert_eq!(left, ["t299"]);
 }
+
+#[test]
+fn requests_during_a_run_merge_into_one_follow_up() {
+    // One old orphan makes a run pause (ARBOR_TEST_GC_PAUSE_MS) before unlinking it; the
+    // SIGUSR1s sent meanwhile must give exactly one more run, not one each.
+    let root = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("arbor.log");
+    let hex = sha256_hex(b"orphan");
+    let orphan = root
+        .path()
+        .join(format!(".blobs/sha256/{}/{hex}", &hex[..2]));
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"orphan").unwrap();
+    age(&orphan, 3600);
+    let env = [
+        ("DLREPO_LOG_LEVEL", "INFO"),
+        ("DLREPO_LOG_OUTPUT", "console"),
+        ("ARBOR_TEST_GC_PAUSE_MS", "1500"),
+    ];
+    let (mut child, _) = spawn_logged(root.path(), &env, &log);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let usr1 = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    let runs = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("cleanup done"))
+            .count()
+    };
+    usr1();
+    // The first run pauses holding the exclusive lock on .blobs/: wait until it does.
+    let blobs = root.path().join(".blobs");
+    wait_until("the first run to pause", || {
+        let dir = std::fs::File::open(&blobs).unwrap();
+        nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
+    });
+    for _ in 0..3 {
+        usr1();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_until("the first run and its follow-up", || runs() >= 2);
+    assert!(!orphan.exists());
+    // Give a wrongly queued third run the time to show up.
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(runs(), 2, "{}", std::fs::read_to_string(&log).unwrap());
+}
