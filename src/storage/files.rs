@@ -195,3 +195,22 @@ pub(crate) fn umask() -> u32 {
         old.bits()
     })
 }
+
+/// Hashes a whole file with `algo`. The read buffer is kept per thread: fsck hashes every
+/// blob in the tree, and zeroing a fresh 1 MiB buffer for each one cost more than hashing
+/// the small ones.
+pub(crate) fn hash_file(algo: crate::model::Algo, path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 1 << 20]);
+    }
+    let mut f = File::open(path)?;
+    let mut h = algo.hasher();
+    BUF.with_borrow_mut(|buf| loop {
+        let n = f.read(buf)?;
+        if n == 0 {
+            return Ok(h.finish_hex());
+        }
+        h.update(&buf[..n]);
+    })
+}

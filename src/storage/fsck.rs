@@ -3,12 +3,11 @@
 //! files and listing all of them, product links resolving, no stray temp files) and, with
 //! `--repair`, fixes what can be fixed without losing anything.
 
-use super::files::{self, exists, read_json_map};
+use super::files::{self, exists, hash_file, read_json_map};
 use super::layout::Scan;
 use super::{Repo, StoreError, tree::format_digests};
 use crate::model::{Algo, Digest, Scope};
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -39,19 +38,6 @@ impl FsckReport {
             problem: problem.into(),
             repaired,
         });
-    }
-}
-
-fn hash_file(algo: Algo, path: &Path) -> std::io::Result<String> {
-    let mut f = fs::File::open(path)?;
-    let mut h = algo.hasher();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(h.finish_hex());
-        }
-        h.update(&buf[..n]);
     }
 }
 

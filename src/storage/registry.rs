@@ -120,20 +120,6 @@ fn rel_of(d: &Digest) -> String {
     format!("{}/{}/{}", d.algo().name(), &d.hex()[..2], d.hex())
 }
 
-fn hash_file(path: &Path, d: &Digest) -> io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut h = d.algo().hasher();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finish_hex())
-}
-
 fn is_session_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -580,7 +566,7 @@ impl Repo {
         });
         let hex = match cached {
             Some(h) => h,
-            None => hash_file(&path, d)?,
+            None => files::hash_file(d.algo(), &path)?,
         };
         let _ = fs::remove_file(sidecar(&path));
         if hex != d.hex() {
