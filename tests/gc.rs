@@ -351,3 +351,32 @@ fn requests_during_a_run_merge_into_one_follow_up() {
     let _ = child.wait();
     assert_eq!(runs(), 2, "{}", std::fs::read_to_string(&log).unwrap());
 }
+
+#[test]
+fn a_full_cleanup_recomputes_user_quotas_from_the_disk() {
+    let s = TestServer::start();
+    s.upload_format("/~bob/branches/b/t/j/f/", &[("a", b"hello")]);
+    let usage = s.path("users/bob/.disk_usage");
+    // Drifted, as after files were removed by hand.
+    std::fs::write(&usage, "999999").unwrap();
+    // Every file of the user's tree counts, `.disk_usage` itself included (spec/LAYOUT.md §6.4).
+    let on_disk: u64 = walkdir::WalkDir::new(s.path("users/bob"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(on_disk > 5 + 6, "{on_disk}");
+    // An orphans-only pass (after a delete elsewhere) leaves quotas alone ...
+    s.upload_format("/branches/x/t/j/f/", &[("x", b"x")]);
+    assert_eq!(s.delete("/branches/x/").status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(std::fs::read_to_string(&usage).unwrap(), "999999");
+    // ... a full one recomputes them.
+    let out = arbor(&s, &["gc"], &[]);
+    assert!(out.contains("deleted 0 orphan blobs"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&usage).unwrap(),
+        on_disk.to_string()
+    );
+}

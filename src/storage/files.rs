@@ -206,11 +206,13 @@ pub(crate) fn hash_file(algo: crate::model::Algo, path: &Path) -> io::Result<Str
     }
     let mut f = File::open(path)?;
     let mut h = algo.hasher();
-    BUF.with_borrow_mut(|buf| loop {
-        let n = f.read(buf)?;
-        if n == 0 {
-            return Ok(h.finish_hex());
+    BUF.with_borrow_mut(|buf| {
+        loop {
+            let n = f.read(buf)?;
+            if n == 0 {
+                return Ok(h.finish_hex());
+            }
+            h.update(&buf[..n]);
         }
-        h.update(&buf[..n]);
     })
 }
