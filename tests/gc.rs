@@ -246,9 +246,17 @@ fn cleanups_racing_on_one_root_delete_each_tag_once_and_all_succeed() {
     // stale upload another one deleted first is not an error, and none is reported twice.
     let root = tempfile::tempdir().unwrap();
     let branch = root.path().join("branches/main");
+    // Every job is linked to one product version, which the runs then unlink together.
+    let version = root.path().join("products/p/v/b/1");
+    std::fs::create_dir_all(&version).unwrap();
+    std::fs::File::create(version.join(".stamp")).unwrap();
+    std::os::unix::fs::symlink("../../../../../branches/main/t000/job/f", version.join("f"))
+        .unwrap();
     for i in 0..300u64 {
         let tag = branch.join(format!("t{i:03}"));
-        std::fs::create_dir_all(tag.join("job")).unwrap();
+        std::fs::create_dir_all(tag.join("job/f")).unwrap();
+        std::os::unix::fs::symlink("../../../../products/p/v/b/1", tag.join("job/.product"))
+            .unwrap();
         std::fs::File::create(tag.join(".stamp")).unwrap();
         age(&tag.join(".stamp"), 10_000 - i);
     }
@@ -301,6 +309,8 @@ fn cleanups_racing_on_one_root_delete_each_tag_once_and_all_succeed() {
         .filter(|n| !n.starts_with('.'))
         .collect();
     assert_eq!(left, ["t299"]);
+    // t000 provided the version's only format: the whole product tree went with it.
+    assert!(!root.path().join("products/p").exists());
 }
 
 #[test]

@@ -8,6 +8,7 @@ use crate::model::{Alias, FormatRef, JobRef, Name, Scope, VersionRef};
 use crate::pyjson;
 use serde_json::{Map, Value};
 use std::fs;
+use std::io;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -93,40 +94,52 @@ impl Repo {
     }
 
     /// Unlinks this job from its product version, removing the version dirs left empty.
+    /// Another process (a cleanup, a delete) may be unlinking the same version right now:
+    /// whatever it removed first is simply gone, not an error.
     pub(crate) fn cleanup_product_tree(&self, j: &JobRef) -> Result<(), StoreError> {
         let jdir = self.job_dir(j);
         let link = jdir.join(".product");
         if !fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
             return Ok(());
         }
-        let Ok(vdir) = fs::canonicalize(&link) else {
-            fs::remove_file(&link)?;
-            return Ok(());
+        if let Ok(vdir) = fs::canonicalize(&link) {
+            self.unlink_version(&vdir, &jdir, j)?;
+        }
+        gone_is_fine(fs::remove_file(&link))
+    }
+
+    fn unlink_version(&self, vdir: &Path, jdir: &Path, j: &JobRef) -> Result<(), StoreError> {
+        let entries = match fs::read_dir(vdir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
         };
-        for entry in fs::read_dir(&vdir)? {
-            let entry = entry?;
-            if !entry.file_type()?.is_symlink() {
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
                 continue;
             }
             let path = entry.path();
             if fs::metadata(&path).is_err() || same_file(&path, &jdir.join(entry.file_name())) {
-                fs::remove_file(&path)?;
+                gone_is_fine(fs::remove_file(&path))?;
             }
         }
-        let rest: Vec<_> = fs::read_dir(&vdir)?.collect::<Result<_, _>>()?;
+        let rest: Vec<_> = match fs::read_dir(vdir) {
+            Ok(entries) => entries.flatten().collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         if rest.len() == 1 && rest[0].file_name() == ".stamp" {
-            fs::remove_file(rest[0].path())?;
+            gone_is_fine(fs::remove_file(rest[0].path()))?;
         }
         // Remove the version dir and its parents while empty, but never leave the scope.
         let stop = fs::canonicalize(self.scope_dir(&j.tag.branch.scope))?;
-        let mut dir = vdir.as_path();
+        let mut dir = vdir;
         while dir != stop && fs::remove_dir(dir).is_ok() {
             match dir.parent() {
                 Some(p) => dir = p,
                 None => break,
             }
         }
-        fs::remove_file(&link)?;
         Ok(())
     }
 
@@ -291,4 +304,12 @@ fn linked_format_dirs(vdir: &Path) -> Vec<std::path::PathBuf> {
         .filter_map(|e| fs::canonicalize(e.path()).ok())
         .filter(|p| p.is_dir())
         .collect()
+}
+
+/// A removal that found nothing to remove: another process got there first.
+fn gone_is_fine(r: io::Result<()>) -> Result<(), StoreError> {
+    match r {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
 }
