@@ -585,6 +585,11 @@ fn chunked_upload_status_and_manifest_by_hand() {
     let etag = r.header("etag").unwrap_or_default().to_owned();
     let r = s.request("GET", &blob_url, &[("If-None-Match", &etag)], None);
     assert_eq!((r.status, r.body.len()), (304, 0));
+    // HEAD answers with the digest as the URL spells it (spec/CONTAINER.md §3.7).
+    let shouted = digest_of(&layer).to_uppercase();
+    let r = s.head(&format!("/v2/main/hand/blobs/{shouted}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("docker-content-digest"), Some(shouted.as_str()));
 
     // Pagination.
     for t in ["t2", "t3"] {

@@ -246,7 +246,7 @@ async fn get_blob(
     let file = app.repo.run(move |s| Ok(s.reg_open_blob(&r, &d))).await??;
     Ok(Reply::File(Box::new(FileReply {
         req,
-        file,
+        file: file.with_digest(digest),
         content_type: "application/octet-stream".into(),
     })))
 }

@@ -248,6 +248,13 @@ impl BlobReader {
         self.modified
     }
 
+    /// The same file, answered under `digest` as the client spelled it (the registry echoes
+    /// the URL's digest, spec/CONTAINER.md §3.7).
+    pub fn with_digest(mut self, digest: String) -> BlobReader {
+        self.digest = Some(digest);
+        self
+    }
+
     /// The digest recorded for this file, as stored in `.digests`.
     pub fn digest(&self) -> Option<&str> {
         self.digest.as_deref()
