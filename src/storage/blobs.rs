@@ -37,21 +37,25 @@ impl Repo {
         E: std::fmt::Display,
     {
         let uploads = self.uploads_dir();
+        // The guard stays with this future: however it ends (an error, the client gone, the
+        // server stopping and dropping it), the temp file goes with it, while the writer
+        // thread only holds the descriptor.
+        let tmp = tokio::task::spawn_blocking(move || TempFile::create(&uploads)).await??;
+        let file = tmp.file.try_clone()?;
         let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let complete = Arc::new(AtomicBool::new(false));
         let done = Arc::clone(&complete);
-        let writer = tokio::task::spawn_blocking(move || -> Result<TempFile, StoreError> {
-            let tmp = TempFile::create(&uploads)?;
-            let mut out = &tmp.file;
+        let writer = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            let mut out = &file;
             while let Some(chunk) = writer_rx.blocking_recv() {
                 out.write_all(&chunk)?;
             }
             if !done.load(Ordering::Acquire) {
                 return Err(StoreError::Interrupted("client went away".into()));
             }
-            tmp.file.sync_all()?;
-            Ok(tmp)
+            file.sync_all()?;
+            Ok(())
         });
         let algo = digest.algo();
         let hasher = tokio::task::spawn_blocking(move || {
@@ -71,7 +75,7 @@ impl Repo {
         }
         complete.store(true, Ordering::Release);
         drop((to_writer, to_hasher));
-        let tmp = writer.await??;
+        writer.await??;
         let hex = hasher.await?;
         if hex != digest.hex() {
             return Err(StoreError::DigestMismatch(digest.to_string()));
