@@ -831,11 +831,12 @@ fn a_stop_interrupts_a_stuck_publish_and_says_so() {
 // ---- https targets ---------------------------------------------------------------------------
 
 /// Terminates TLS with `server.pem`/`server.key` and passes the bytes on to `upstream`,
-/// as nginx does in front of a real target. One asyncio loop: no TLS object is shared
-/// between threads.
+/// as nginx does in front of a real target, writing the number of connections it accepted
+/// (handshake or not) to `count`. One asyncio loop: no TLS object is shared between threads.
 const TLS_PROXY: &str = r#"
 import asyncio, ssl, sys
-host, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+host, port, cert, key, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+accepted = 0
 
 async def pump(r, w):
     try:
@@ -848,17 +849,23 @@ async def pump(r, w):
         w.close()
 
 async def handle(cr, cw):
+    global accepted
+    accepted += 1
+    with open(count, "w") as f:
+        f.write(str(accepted))
     try:
+        await cw.start_tls(ctx)
         ur, uw = await asyncio.open_connection(host, port)
-    except OSError:
+    except (OSError, ssl.SSLError):
         cw.close()
         return
     await asyncio.gather(pump(cr, uw), pump(ur, cw))
 
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+
 async def main():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
     print(srv.sockets[0].getsockname()[1], flush=True)
     await srv.serve_forever()
 
@@ -869,6 +876,7 @@ asyncio.run(main())
 struct TlsProxy {
     child: Child,
     base: String,
+    count: PathBuf,
 }
 
 impl TlsProxy {
@@ -881,6 +889,7 @@ impl TlsProxy {
             .args(["-c", TLS_PROXY, host, port])
             .arg(certs.join("server.pem"))
             .arg(certs.join("server.key"))
+            .arg(certs.join("connections"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -894,7 +903,16 @@ impl TlsProxy {
         TlsProxy {
             child,
             base: format!("https://127.0.0.1:{port}"),
+            count: certs.join("connections"),
         }
+    }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> u32 {
+        std::fs::read_to_string(&self.count)
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -926,10 +944,13 @@ fn https_targets_are_verified_against_the_system_ca_store() {
         on_target.request("GET", TAG, &[], b"").status == 404
     });
 
-    // The system store does not hold the test CA: nothing is sent, and the status says why.
+    // The system store does not hold the test CA: nothing is sent, the status says why, and
+    // the refusal is final: one connection, no retry.
+    let before = proxy.connections();
     let dir = tempfile::tempdir().expect("temp dir");
     let (src, _, status) = failing_release(&proxy.base, dir.path(), &[]);
     assert!(status.contains("certificate"), "{status}");
+    assert_eq!(proxy.connections() - before, 1);
     assert!(!src.path("branches/rel/v1.0/.released").exists());
     assert_eq!(on_target.request("GET", TAG, &[], b"").status, 404);
 }
