@@ -40,8 +40,19 @@ impl Drop for Nginx {
 
 impl Nginx {
     /// The example site, with only what names this machine changed: the upstream, the
-    /// ports, the certificate and the data root (arbor's `root`).
+    /// ports, the certificate and the data root (arbor's `root`). Free ports are picked by
+    /// binding and releasing them, so a parallel test may take one first: then try again.
     fn start(dir: &Path, upstream: &str, root: &Path) -> Nginx {
+        for _ in 0..5 {
+            if let Some(srv) = Nginx::try_start(dir, upstream, root) {
+                return srv;
+            }
+        }
+        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        panic!("nginx did not start: {log}");
+    }
+
+    fn try_start(dir: &Path, upstream: &str, root: &Path) -> Option<Nginx> {
         let site = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/nginx-arbor.conf"),
         )
@@ -81,16 +92,19 @@ impl Nginx {
         let tmp = dir.join("tmp");
         std::fs::create_dir_all(&tmp).expect("tmp");
         let t = tmp.display();
+        let pid = dir.join("nginx.pid");
+        let _ = std::fs::remove_file(&pid);
         // One process: no worker to outlive a killed master, and no switch to `nobody`, who
         // could not read the test's private temporary directories.
         let conf = format!(
-            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\n\
+            "daemon off;\nmaster_process off;\npid {p};\n\
              error_log {d}/error.log warn;\nevents {{ worker_connections 64; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {t}/body;\n\
              proxy_temp_path {t}/proxy;\n  fastcgi_temp_path {t}/fastcgi;\n\
              uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n\
              include {d}/site.conf;\n}}\n",
-            d = dir.display()
+            d = dir.display(),
+            p = pid.display()
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("nginx.conf");
@@ -106,20 +120,25 @@ impl Nginx {
             .arg("-c")
             .arg(&conf_path)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("start nginx");
         let mut srv = Nginx { child, https, http };
+        // Up once it has written its pid file (after binding) and answers on the port, not
+        // before: another server may answer on a port nginx failed to get.
+        let ours = srv.child.id().to_string();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", https)).is_err() {
-            if let Ok(Some(status)) = srv.child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-                panic!("nginx exited ({status}): {log}");
+        loop {
+            if let Ok(Some(_)) = srv.child.try_wait() {
+                return None; // most likely a port was taken meanwhile
+            }
+            let written = std::fs::read_to_string(&pid).is_ok_and(|p| p.trim() == ours);
+            if written && TcpStream::connect(("127.0.0.1", https)).is_ok() {
+                return Some(srv);
             }
             assert!(Instant::now() < deadline, "nginx did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        srv
     }
 }
 

@@ -45,7 +45,8 @@ fn script() -> PathBuf {
     p
 }
 
-/// `GET /branches/` answers 200.
+/// `GET /branches/` answers 200, from aiohttp: not another test's server that got the port
+/// meanwhile.
 fn answers(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
@@ -53,8 +54,12 @@ fn answers(port: u16) -> bool {
     let asked = s.write_all(
         b"GET /branches/ HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
     );
-    let mut head = [0u8; 12];
-    asked.is_ok() && s.read_exact(&mut head).is_ok() && head.ends_with(b"200")
+    let mut reply = Vec::new();
+    if asked.is_err() || s.read_to_end(&mut reply).is_err() {
+        return false;
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    reply.starts_with("HTTP/1.1 200") && reply.contains("aiohttp")
 }
 
 impl Dlrepo {
