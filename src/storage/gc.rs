@@ -10,7 +10,7 @@
 use super::files::{DirLock, exists, sort_time, stamp_time};
 use super::layout::Scan;
 use super::{Repo, StoreError};
-use crate::model::{BranchRef, Scope, TagRef};
+use crate::model::{BranchRef, Digest, Scope, TagRef};
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -223,7 +223,7 @@ impl Repo {
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age >= lifetime)
         };
-        let (blobs, bytes) = orphans_after_deleting(doomed, &old);
+        let (blobs, bytes) = self.orphans_after_deleting(doomed, &old);
         report.blobs += blobs;
         report.bytes += bytes;
         // spec/API.md Q30: both folders, whichever exists.
@@ -285,6 +285,47 @@ impl Repo {
     }
 }
 
+impl Repo {
+    /// The blobs that deleting the tag dirs `tags` would leave with no link but their own,
+    /// and their bytes: blobs whose every other link is a listed file of those tags. A link
+    /// shares its blob's inode, hence its mtime, so the age test is the collector's.
+    fn orphans_after_deleting(
+        &self,
+        tags: &[PathBuf],
+        old: &dyn Fn(&fs::Metadata) -> bool,
+    ) -> (u64, u64) {
+        let mut blobs: HashMap<(u64, u64), (u64, fs::Metadata)> = HashMap::new();
+        let formats = tags.iter().flat_map(|t| {
+            let jobs = Repo::list_entities(t).unwrap_or_default();
+            jobs.into_iter().flat_map(move |j| {
+                let jdir = t.join(j.as_str());
+                let names = Repo::list_entities(&jdir).unwrap_or_default();
+                names.into_iter().map(move |f| jdir.join(f.as_str()))
+            })
+        });
+        for fdir in formats {
+            for (rel, digest) in super::tree::format_digests(&fdir) {
+                let Some(d) = digest.as_str().and_then(|d| Digest::parse(Some(d)).ok()) else {
+                    continue;
+                };
+                let (Ok(file), Ok(blob)) =
+                    (fs::metadata(fdir.join(&rel)), fs::metadata(self.blob_path(&d)))
+                else {
+                    continue;
+                };
+                // Only a link of its blob counts: a copy frees nothing in `.blobs/`.
+                if (file.dev(), file.ino()) == (blob.dev(), blob.ino()) {
+                    blobs.entry((blob.dev(), blob.ino())).or_insert((0, blob)).0 += 1;
+                }
+            }
+        }
+        blobs
+            .values()
+            .filter(|(links, m)| m.nlink() == links + 1 && old(m))
+            .fold((0, 0), |(n, bytes), (_, m)| (n + 1, bytes + m.len()))
+    }
+}
+
 /// `ARBOR_TEST_GC_PAUSE_MS` widens the window between the collector's last check and its
 /// unlink, so a test can put an upload exactly there. Unset in normal operation.
 fn pause_for_tests() {
@@ -298,29 +339,6 @@ fn pause_for_tests() {
     if let Some(p) = pause {
         std::thread::sleep(*p);
     }
-}
-
-/// The blobs that deleting `dirs` would leave with no link but their own, and their bytes:
-/// inodes whose every other link lies inside `dirs`. A link shares its blob's inode, hence
-/// its mtime, so the age test is the collector's.
-fn orphans_after_deleting(dirs: &[PathBuf], old: &dyn Fn(&fs::Metadata) -> bool) -> (u64, u64) {
-    let mut inodes: HashMap<(u64, u64), (u64, fs::Metadata)> = HashMap::new();
-    for dir in dirs {
-        for entry in walkdir::WalkDir::new(dir)
-            .into_iter()
-            .filter_map(Result::ok)
-        {
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let Ok(m) = entry.metadata() else { continue };
-            inodes.entry((m.dev(), m.ino())).or_insert((0, m)).0 += 1;
-        }
-    }
-    inodes
-        .values()
-        .filter(|(links, m)| m.nlink() == links + 1 && old(m))
-        .fold((0, 0), |(n, bytes), (_, m)| (n + 1, bytes + m.len()))
 }
 
 fn tree_size(dir: &Path) -> u64 {
