@@ -283,9 +283,7 @@ impl Repo {
         }
         Ok(())
     }
-}
 
-impl Repo {
     /// The blobs that deleting the tag dirs `tags` would leave with no link but their own,
     /// and their bytes: blobs whose every other link is a listed file of those tags. A link
     /// shares its blob's inode, hence its mtime, so the age test is the collector's.
@@ -308,9 +306,10 @@ impl Repo {
                 let Some(d) = digest.as_str().and_then(|d| Digest::parse(Some(d)).ok()) else {
                     continue;
                 };
-                let (Ok(file), Ok(blob)) =
-                    (fs::metadata(fdir.join(&rel)), fs::metadata(self.blob_path(&d)))
-                else {
+                let (Ok(file), Ok(blob)) = (
+                    fs::metadata(fdir.join(&rel)),
+                    fs::metadata(self.blob_path(&d)),
+                ) else {
                     continue;
                 };
                 // Only a link of its blob counts: a copy frees nothing in `.blobs/`.
