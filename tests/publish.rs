@@ -773,9 +773,9 @@ fn cleanup_keeps_a_released_tag_it_cannot_unpublish() {
     assert!(target.path("branches/rel/v2/job/bin/f.txt").exists());
 }
 
-#[test]
-fn a_stop_interrupts_a_stuck_publish_and_says_so() {
-    // A target that accepts connections and never answers.
+/// A target that accepts connections, reads nothing and answers nothing: its URL, and the
+/// connections it holds.
+fn silent_target() -> (String, Arc<Mutex<Vec<TcpStream>>>) {
     let hole = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", hole.local_addr().expect("addr"));
     let held = Arc::new(Mutex::new(Vec::new()));
@@ -785,6 +785,12 @@ fn a_stop_interrupts_a_stuck_publish_and_says_so() {
             keep.lock().expect("held").push(c);
         }
     });
+    (url, held)
+}
+
+#[test]
+fn a_stop_interrupts_a_stuck_publish_and_says_so() {
+    let (url, held) = silent_target();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut src = arbor_source(
         &url,
@@ -953,4 +959,132 @@ fn https_targets_are_verified_against_the_system_ca_store() {
     assert_eq!(proxy.connections() - before, 1);
     assert!(!src.path("branches/rel/v1.0/.released").exists());
     assert_eq!(on_target.request("GET", TAG, &[], b"").status, 404);
+}
+
+// ---- the request cap and the timeout -------------------------------------------------------
+
+/// A target that holds every request `delay` before answering, one request per connection,
+/// and counts how many it held at once. It answers as an empty dlrepo would: jobs missing,
+/// files missing, uploads and finalisation accepted, the tag listing one job.
+struct SlowTarget {
+    base: String,
+    most: Arc<Mutex<(u32, u32)>>,
+}
+
+impl SlowTarget {
+    fn start(delay: Duration) -> SlowTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let most = Arc::new(Mutex::new((0, 0)));
+        let counts = Arc::clone(&most);
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let counts = Arc::clone(&counts);
+                std::thread::spawn(move || slow_answer(conn, delay, &counts));
+            }
+        });
+        SlowTarget { base, most }
+    }
+
+    /// The most requests it held at once.
+    fn most_at_once(&self) -> u32 {
+        self.most.lock().expect("counts").1
+    }
+}
+
+fn slow_answer(conn: TcpStream, delay: Duration, counts: &Mutex<(u32, u32)>) {
+    let mut reader = BufReader::new(conn);
+    let mut first = String::new();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if first.is_empty() {
+            first = line.clone();
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let _ = std::io::copy(&mut (&mut reader).take(len as u64), &mut std::io::sink());
+    {
+        let mut c = counts.lock().expect("counts");
+        c.0 += 1;
+        c.1 = c.1.max(c.0);
+    }
+    std::thread::sleep(delay);
+    counts.lock().expect("counts").0 -= 1;
+    let mut parts = first.split(' ');
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, body) = match method {
+        "GET" if path == TAG => ("200 OK", r#"{"tag": {"jobs": [{"name": "wide"}]}}"#),
+        "GET" | "HEAD" => ("404 Not Found", ""),
+        "PUT" if path.ends_with('/') => ("200 OK", "{}"),
+        "PUT" => ("201 Created", ""),
+        _ => ("200 OK", "{}"),
+    };
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = reader.get_mut().write_all(answer.as_bytes());
+}
+
+/// `rel/v1.0` with one locked job of six files in one format.
+fn make_wide_tag(src: &Http) {
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("f{i}.txt"), format!("file {i}\n").into_bytes()))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    src.upload(&format!("{TAG}wide/bin/"), &refs);
+    src.ok_json(
+        "PUT",
+        &format!("{TAG}wide/"),
+        json!({"job": {"locked": true}}),
+    );
+}
+
+#[test]
+fn publish_requests_in_flight_never_exceed_the_cap() {
+    for cap in [1, 3] {
+        let target = SlowTarget::start(Duration::from_millis(150));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let max = cap.to_string();
+        let src = arbor_source(
+            &target.base,
+            dir.path(),
+            &[("DLREPO_PUBLISH_MAX_REQUESTS", &max)],
+        );
+        let http = Http::new(&src.base);
+        make_wide_tag(&http);
+        publish(&http, &target.base);
+        // Six files' HEADs and PUTs could all go at once: the cap holds them back, and is
+        // reached (each request takes 150 ms).
+        assert_eq!(
+            target.most_at_once(),
+            cap,
+            "DLREPO_PUBLISH_MAX_REQUESTS={cap}"
+        );
+    }
+}
+
+#[test]
+fn a_target_that_never_answers_times_out() {
+    let (url, held) = silent_target();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (src, _, status) = failing_release(&url, dir.path(), &[("DLREPO_PUBLISH_TIMEOUT", "1")]);
+    assert!(status.contains("timeout"), "{status}");
+    // Each of the three tries waited for its own answer.
+    assert_eq!(held.lock().expect("held").len(), 3);
+    assert!(!src.path("branches/rel/v1.0/.released").exists());
 }
