@@ -216,3 +216,14 @@ pub(crate) fn hash_file(algo: crate::model::Algo, path: &Path) -> io::Result<Str
         }
     })
 }
+
+/// Bytes in the regular files under `dir`, every link counted in full (spec/LAYOUT.md §6.4).
+pub(crate) fn tree_bytes(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}

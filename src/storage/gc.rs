@@ -7,14 +7,14 @@
 //! re-checks and unlinks each candidate under the exclusive lock. A blob is only removed when
 //! it has no other link and has not been touched for `DLREPO_ORPHAN_BLOB_LIFETIME`.
 
-use super::files::{DirLock, exists, sort_time, stamp_time};
+use super::files::{self, DirLock, exists, sort_time, stamp_time};
 use super::layout::Scan;
 use super::{Repo, StoreError};
 use crate::model::{BranchRef, Digest, Scope, TagRef};
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -201,7 +201,7 @@ impl Repo {
             let scope = Scope::User(user);
             let dir = self.scope_dir(&scope);
             if let Some(mut usage) = self.usage(&scope)? {
-                usage.bytes = tree_size(&dir);
+                usage.bytes = files::tree_bytes(&dir);
                 usage.save(self)?;
                 count += 1;
             }
@@ -338,14 +338,4 @@ fn pause_for_tests() {
     if let Some(p) = pause {
         std::thread::sleep(*p);
     }
-}
-
-fn tree_size(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }

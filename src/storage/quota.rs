@@ -99,13 +99,7 @@ impl Repo {
         else {
             return Ok(());
         };
-        let size: u64 = walkdir::WalkDir::new(tree)
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .sum();
+        let size = files::tree_bytes(tree);
         if let Some(mut usage) = self.usage(&Scope::User(user))? {
             usage.bytes = usage.bytes.saturating_sub(size);
             usage.save(self)?;

@@ -833,7 +833,7 @@ impl Repo {
             }
         };
         if let Some(u) = usage.as_mut() {
-            let old = tree_bytes(&cdir);
+            let old = files::tree_bytes(&cdir);
             if let Err(e) = u.add(old, total) {
                 cleanup();
                 return Err(oci(Code::Denied, e.to_string()));
@@ -1003,16 +1003,6 @@ impl Repo {
 
 fn sidecar(session: &Path) -> PathBuf {
     session.with_extension("sha256")
-}
-
-fn tree_bytes(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }
 
 /// The manifest a container serves by tag: the first under `manifests/*/*/*` (there is
