@@ -103,6 +103,40 @@ impl Repo {
         })
     }
 
+    /// Makes the file at `path`, whose content hashes to `digest`, a hard link of its blob:
+    /// the file becomes the blob when there is none yet, else the blob replaces it
+    /// (atomically, through `.uploads/`). For files that appear outside uploads: what a
+    /// post-process command leaves (spec/API.md §7) and what `fsck --repair` re-links. Holds
+    /// the blob lock, so the collector cannot take the blob between the check and the link.
+    pub(crate) fn link_to_blob(&self, path: &Path, digest: &Digest) -> Result<(), StoreError> {
+        let _guard = self.blob_guard()?;
+        let blob = self.blob_path(digest);
+        if !exists(&blob) {
+            if let Some(dir) = blob.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            match fs::hard_link(path, &blob) {
+                Ok(()) => {
+                    // spec/LAYOUT.md §8: blobs are 0644, whatever mode the file had.
+                    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644))?;
+                    return Ok(());
+                }
+                // Another writer stored the same content meanwhile: link onto theirs.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let uploads = self.uploads_dir();
+        fs::create_dir_all(&uploads)?;
+        let staging = uploads.join(format!("{}.link", files::random_hex()));
+        fs::hard_link(&blob, &staging)?;
+        if let Err(e) = fs::rename(&staging, path) {
+            let _ = fs::remove_file(&staging);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// Moves a verified upload into `.blobs/`. `link` refuses to replace, so a concurrent
     /// upload of the same content (from any process) keeps the first blob and every hard
     /// link to it intact.

@@ -8,7 +8,7 @@ use super::layout::Scan;
 use super::{Repo, StoreError, tree::format_digests};
 use crate::model::{Algo, Digest, Scope};
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// What a check found; `repaired` says whether `--repair` fixed it.
@@ -182,7 +182,7 @@ impl Repo {
                 continue;
             }
             if repair {
-                self.relink(&path, &digest)?;
+                self.link_to_blob(&path, &digest)?;
             }
             report.note(&path, "not a hard link of its blob", repair);
         }
@@ -194,30 +194,6 @@ impl Repo {
         if changed {
             files::write_json_sorted(&self.uploads_dir(), &digests_path, &kept)?;
             self.links.forget_all();
-        }
-        Ok(())
-    }
-
-    /// Makes `path`, whose content is known to hash to `digest`, a hard link of that blob:
-    /// onto the blob when there is one (the copy goes), else as the new blob.
-    fn relink(&self, path: &Path, digest: &Digest) -> Result<(), StoreError> {
-        // Keeps the collector from taking the blob between the check and the link.
-        let _guard = self.blob_guard()?;
-        let blob = self.blob_path(digest);
-        if exists(&blob) {
-            let staging = self
-                .uploads_dir()
-                .join(format!("{}.link", files::random_hex()));
-            fs::create_dir_all(self.uploads_dir())?;
-            fs::hard_link(&blob, &staging)?;
-            fs::rename(&staging, path)?;
-        } else {
-            if let Some(dir) = blob.parent() {
-                fs::create_dir_all(dir)?;
-            }
-            fs::hard_link(path, &blob)?;
-            // spec/LAYOUT.md §8: blobs are 0644, whatever mode the stray file had.
-            fs::set_permissions(&blob, fs::Permissions::from_mode(0o644))?;
         }
         Ok(())
     }
@@ -260,7 +236,7 @@ impl Repo {
                 continue;
             }
             let digest = Digest::sha256_of_hex(hash_file(Algo::Sha256, entry.path())?);
-            self.relink(entry.path(), &digest)?;
+            self.link_to_blob(entry.path(), &digest)?;
             digests.insert(rel.to_owned(), digest.to_string().into());
             changed = true;
             report.note(entry.path(), "not listed in .digests: added", true);

@@ -1,9 +1,9 @@
 //! Format finalisation, `PATCH {format}/`: runs `DLREPO_POST_PROCESS_CMD` on private copies
 //! of the files, then re-hashes and re-deduplicates what it left (spec/API.md §7).
 
-use super::files::{self, DirLock, exists, read_json_map, remove_flag};
+use super::files::{self, DirLock, read_json_map, remove_flag};
 use super::{Repo, StoreError};
-use crate::model::{Digest, FormatRef};
+use crate::model::{Algo, Digest, FormatRef};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fs;
@@ -90,40 +90,12 @@ impl Repo {
                 .and_then(|d| Digest::parse(Some(d)).ok());
             let digest = match kept {
                 Some(d) => d,
-                None => Digest::sha256_of_hex(sha256_file(path)?),
+                None => Digest::sha256_of_hex(files::hash_file(Algo::Sha256, path)?),
             };
-            self.dedup_file(path, &digest)?;
+            self.link_to_blob(path, &digest)?;
             digests.insert(rel.to_owned(), digest.to_string().into());
         }
         self.links.forget_all();
         files::write_json_sorted(&self.uploads_dir(), &fdir.join(".digests"), &digests)
     }
-
-    fn dedup_file(&self, path: &Path, d: &Digest) -> Result<(), StoreError> {
-        let blob = self.blob_path(d);
-        if exists(&blob) {
-            let staging = self
-                .uploads_dir()
-                .join(format!("{}.link", files::random_hex()));
-            fs::hard_link(&blob, &staging)?;
-            fs::rename(&staging, path)?;
-        } else {
-            if let Some(dir) = blob.parent() {
-                fs::create_dir_all(dir)?;
-            }
-            match fs::hard_link(path, &blob) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.into()),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-}
-
-fn sha256_file(path: &Path) -> io::Result<String> {
-    use sha2::{Digest as _, Sha256};
-    let mut f = fs::File::open(path)?;
-    let mut h = Sha256::new();
-    io::copy(&mut f, &mut h)?;
-    Ok(hex::encode(h.finalize()))
 }
