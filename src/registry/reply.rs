@@ -183,7 +183,7 @@ fn send_file(app: &AppState, req: &Request, file: BlobReader, content_type: &str
         name: "",
         chunk_size: app.repo.chunk_size(),
         x_sendfile: app.config.x_sendfile_header.as_deref(),
-        digest_header: "docker-content-digest",
+        digest_header: DIGEST.as_str(),
         content_type: Some(content_type.to_owned()),
         conn: conn.as_ref(),
     }

@@ -227,3 +227,9 @@ pub(crate) fn tree_bytes(dir: &Path) -> u64 {
         .map(|m| m.len())
         .sum()
 }
+
+/// Two names of one file (hard links).
+pub(crate) fn same_inode(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}

@@ -3,7 +3,7 @@
 //! files and listing all of them, product links resolving, no stray temp files) and, with
 //! `--repair`, fixes what can be fixed without losing anything.
 
-use super::files::{self, exists, hash_file, read_json_map};
+use super::files::{self, exists, hash_file, read_json_map, same_inode};
 use super::layout::Scan;
 use super::{Repo, StoreError, tree::format_digests};
 use crate::model::{Algo, Digest, Scope};
@@ -39,10 +39,6 @@ impl FsckReport {
             repaired,
         });
     }
-}
-
-fn same_inode(a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    a.dev() == b.dev() && a.ino() == b.ino()
 }
 
 impl Repo {

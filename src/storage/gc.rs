@@ -313,7 +313,7 @@ impl Repo {
                     continue;
                 };
                 // Only a link of its blob counts: a copy frees nothing in `.blobs/`.
-                if (file.dev(), file.ino()) == (blob.dev(), blob.ino()) {
+                if files::same_inode(&file, &blob) {
                     blobs.entry((blob.dev(), blob.ino())).or_insert((0, blob)).0 += 1;
                 }
             }

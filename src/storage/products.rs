@@ -109,12 +109,10 @@ impl Repo {
     }
 
     fn unlink_version(&self, vdir: &Path, jdir: &Path, j: &JobRef) -> Result<(), StoreError> {
-        let entries = match fs::read_dir(vdir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let Some(entries) = entries_if_there(vdir)? else {
+            return Ok(());
         };
-        for entry in entries.flatten() {
+        for entry in entries {
             if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
                 continue;
             }
@@ -123,10 +121,8 @@ impl Repo {
                 gone_is_fine(fs::remove_file(&path))?;
             }
         }
-        let rest: Vec<_> = match fs::read_dir(vdir) {
-            Ok(entries) => entries.flatten().collect(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let Some(rest) = entries_if_there(vdir)? else {
+            return Ok(());
         };
         if rest.len() == 1 && rest[0].file_name() == ".stamp" {
             gone_is_fine(fs::remove_file(rest[0].path()))?;
@@ -304,6 +300,15 @@ fn linked_format_dirs(vdir: &Path) -> Vec<std::path::PathBuf> {
         .filter_map(|e| fs::canonicalize(e.path()).ok())
         .filter(|p| p.is_dir())
         .collect()
+}
+
+/// The entries of `dir`, or `None` when another process removed it first.
+fn entries_if_there(dir: &Path) -> Result<Option<Vec<fs::DirEntry>>, StoreError> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries.flatten().collect())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A removal that found nothing to remove: another process got there first.

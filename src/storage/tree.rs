@@ -875,9 +875,8 @@ fn container_manifest_digest(fdir: &Path) -> Option<String> {
 }
 
 pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
     match (fs::metadata(a), fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        (Ok(x), Ok(y)) => files::same_inode(&x, &y),
         _ => false,
     }
 }
