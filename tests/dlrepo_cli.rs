@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{TestServer, nlink, sha256_hex, uploads_left};
+use common::{TestServer, nlink, sha256_hex, test_dep, uploads_left};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::os::unix::fs::MetadataExt;
@@ -22,30 +22,7 @@ const HOW_TO_INSTALL: &str = "run `tests/deps/install` (or `make test`), which f
 
 /// Where the `dlrepo-cli` script is; panics (fails the test) when it cannot be found.
 fn cli_script() -> PathBuf {
-    if let Some(p) = std::env::var_os("ARBOR_TEST_DLREPO_CLI").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "ARBOR_TEST_DLREPO_CLI={} is not a file: {HOW_TO_INSTALL}",
-            p.display()
-        );
-        return p;
-    }
-    let pathfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-deps/dlrepo-cli.path");
-    let Ok(text) = std::fs::read_to_string(&pathfile) else {
-        panic!(
-            "dlrepo-cli not found ({} is missing): {HOW_TO_INSTALL}",
-            pathfile.display()
-        );
-    };
-    let p = PathBuf::from(text.trim());
-    assert!(
-        p.is_file(),
-        "{} names {}, which is not a file: {HOW_TO_INSTALL}",
-        pathfile.display(),
-        p.display()
-    );
-    p
+    test_dep("ARBOR_TEST_DLREPO_CLI", "dlrepo-cli.path", HOW_TO_INSTALL)
 }
 
 /// One finished `dlrepo-cli` run.

@@ -144,18 +144,13 @@ impl Nginx {
 
 /// curl against nginx, trusting the test CA; `-i` so headers come with the body.
 fn curl(ca: &Path, args: &[&str]) -> Output {
-    let out = Command::new("curl")
-        .args(["-sS", "--cacert"])
-        .arg(ca)
-        .args(args)
-        .output()
-        .expect("curl (tests/deps/install installs it)");
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_ok(
+        Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(ca)
+            .args(args),
+        &format!("curl {args:?} (tests/deps/install installs curl)"),
+    )
 }
 
 /// Splits `curl -i` output into the last response's head and its body.

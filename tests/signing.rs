@@ -17,18 +17,13 @@ fn script() -> PathBuf {
 }
 
 fn gpg(home: &Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new("gpg")
-        .env("GNUPGHOME", home)
-        .args(["--batch", "--quiet"])
-        .args(args)
-        .output()
-        .expect("gpg (tests/deps/install installs it)");
-    assert!(
-        out.status.success(),
-        "gpg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_ok(
+        Command::new("gpg")
+            .env("GNUPGHOME", home)
+            .args(["--batch", "--quiet"])
+            .args(args),
+        &format!("gpg {args:?} (tests/deps/install installs gpg)"),
+    )
 }
 
 fn files(s: &TestServer, format: &str) -> serde_json::Value {

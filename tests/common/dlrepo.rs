@@ -27,22 +27,11 @@ impl Drop for Dlrepo {
 }
 
 fn script() -> PathBuf {
-    if let Some(p) = std::env::var_os("ARBOR_TEST_DLREPO_SERVER").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "ARBOR_TEST_DLREPO_SERVER={} is not a file: {HOW_TO_INSTALL}",
-            p.display()
-        );
-        return p;
-    }
-    let pathfile =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-deps/dlrepo-server.path");
-    let text = std::fs::read_to_string(&pathfile)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}: {HOW_TO_INSTALL}", pathfile.display()));
-    let p = PathBuf::from(text.trim());
-    assert!(p.is_file(), "{} is missing: {HOW_TO_INSTALL}", p.display());
-    p
+    super::test_dep(
+        "ARBOR_TEST_DLREPO_SERVER",
+        "dlrepo-server.path",
+        HOW_TO_INSTALL,
+    )
 }
 
 /// `GET /branches/` answers 200, from aiohttp: not another test's server that got the port

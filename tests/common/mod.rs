@@ -374,3 +374,38 @@ pub fn fsck(root: &Path, repair: bool) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// A tool a test drives: `$var` when set, else the path tests/deps/install wrote to
+/// `target/test-deps/{pathfile}`. Fails the test, saying `how` to install it, otherwise.
+pub fn test_dep(var: &str, pathfile: &str, how: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "{var}={} is not a file: {how}", p.display());
+        return p;
+    }
+    let pathfile = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-deps")
+        .join(pathfile);
+    let text = std::fs::read_to_string(&pathfile)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}: {how}", pathfile.display()));
+    let p = PathBuf::from(text.trim());
+    assert!(
+        p.is_file(),
+        "{} names {}, which is not a file: {how}",
+        pathfile.display(),
+        p.display()
+    );
+    p
+}
+
+/// Runs `cmd` to the end and fails the test, with its stderr, unless it succeeds. `what`
+/// names it in the messages (and says where it comes from when it cannot start).
+pub fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
