@@ -150,7 +150,7 @@ pub async fn format(
         && let Some(raw) = ctx.headers.get("digest")
     {
         RelPath::parse(rel.trim_end_matches('/')).map_err(bad_relpath)?;
-        return head_digest(ctx, raw.to_str().ok()).await;
+        return head_digest(ctx, raw.to_str().ok(), near_job(&parent)).await;
     }
     if let FormatPart::Dir = part {
         if ctx.page() {
@@ -167,7 +167,7 @@ pub async fn format(
         FormatPart::Tar => format_tar(ctx, f).await,
         FormatPart::Sha256 => {
             if let Some(r) = ctx.canonical(&format!("{}.sha256", f.url().trim_end_matches('/'))) {
-                return Ok(r);
+                return r;
             }
             text(ctx.app.repo.run(move |r| r.format_sha256(&f)).await?)
         }
@@ -213,7 +213,7 @@ async fn format_dir(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult 
         return Err(ApiError::NotFound);
     }
     if let Some(r) = ctx.canonical(&f.url()) {
-        return Ok(r);
+        return r;
     }
     match info {
         Some(info) => json_of("artifact_format", &info),
@@ -246,7 +246,7 @@ async fn format_tar(ctx: &Ctx, f: FormatRef) -> ApiResult {
         return Err(ApiError::NotFound);
     }
     if let Some(r) = ctx.canonical(&format!("{}.tar", f.url().trim_end_matches('/'))) {
-        return Ok(r);
+        return r;
     }
     if ctx.method == Method::HEAD {
         return ok();
@@ -255,10 +255,30 @@ async fn format_tar(ctx: &Ctx, f: FormatRef) -> ApiResult {
     Ok(tar_response(ctx, plan))
 }
 
-async fn head_digest(ctx: &Ctx, raw: Option<&str>) -> ApiResult {
+/// The job a format URL names literally, where a dedup lookup starts.
+fn near_job(parent: &FormatParent) -> Option<JobRef> {
+    match parent {
+        FormatParent::Job { branch, tag, job } => Some(JobRef {
+            tag: TagRef {
+                branch: branch.clone(),
+                tag: tag.clone(),
+            },
+            job: job.clone(),
+        }),
+        FormatParent::Version { .. } => None,
+    }
+}
+
+/// "Do you have this content?" answers yes only when the caller may read some artifact
+/// holding it (spec/API.md Q49); dlrepo-cli then links instead of uploading.
+async fn head_digest(ctx: &Ctx, raw: Option<&str>, near: Option<JobRef>) -> ApiResult {
     let digest = Digest::parse(raw).map_err(StoreError::InvalidDigest)?;
-    let d = digest.clone();
-    let size = ctx.app.repo.run(move |r| r.lookup_blob(&d)).await?;
+    let (d, acl) = (digest.clone(), ctx.acl.clone());
+    let size = ctx
+        .app
+        .repo
+        .run(move |r| r.readable_blob(&d, near.as_ref(), &acl))
+        .await?;
     let Some(size) = size else {
         return Err(ApiError::NotFound);
     };
@@ -289,7 +309,7 @@ async fn dir_view(
         None => f.url(),
     };
     if let Some(r) = ctx.canonical(&canonical) {
-        return Ok(r);
+        return r;
     }
     match page {
         DirPage::Index(file) => Ok(Download {
@@ -331,13 +351,13 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
         _ if is_dir_url => Err(ApiError::NotFound),
         Artifact::Sha256Line(line) => {
             if let Some(r) = ctx.canonical(&canonical) {
-                return Ok(r);
+                return r;
             }
             text(line)
         }
         Artifact::File(file) => {
             if let Some(r) = ctx.canonical(&canonical) {
-                return Ok(r);
+                return r;
             }
             if ctx.method == Method::HEAD {
                 // HEAD without Digest: only Digest and Content-Length (spec/API.md §3.9).
@@ -380,8 +400,18 @@ async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
     let digest = Digest::parse(raw_digest.as_deref()).map_err(StoreError::InvalidDigest)?;
     let repo = ctx.app.repo.clone();
     if link_mode {
+        let acl = ctx.acl.clone();
         repo.run(move |r| {
             r.check_upload_target(&f)?;
+            // Only content the caller could download elsewhere (spec/API.md Q49): else
+            // the same 404 as for an unknown blob.
+            let near = match &f {
+                FormatRef::Job { job, .. } => Some(job),
+                FormatRef::Version { .. } => None,
+            };
+            if r.readable_blob(&digest, near, &acl)?.is_none() {
+                return Err(StoreError::NotFound);
+            }
             r.link_artifact(&f, &rel, &digest)
         })
         .await?;

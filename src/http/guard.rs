@@ -1,12 +1,12 @@
 //! The access-control layer (spec/AUTH.md §2): runs before routing, on every request, and
 //! answers 401 with the Basic challenge for every denial, as dlrepo does (spec/API.md Q3).
 
-use super::route::Route;
-use crate::auth::acl::{Want, want_for};
+use super::canonical::Addressed;
+use crate::auth::acl::Want;
 use crate::auth::{Auth, Credentials, Identity};
 use crate::state::AppState;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
@@ -23,9 +23,17 @@ impl Caller {
     pub fn can_read(&self, url: &str) -> bool {
         self.auth.allows(&self.id, url, Want::default())
     }
+
+    pub fn can_add(&self, url: &str) -> bool {
+        let add = Want {
+            add: true,
+            ..Want::default()
+        };
+        self.auth.allows(&self.id, url, add)
+    }
 }
 
-fn unauthorized(auth: &Auth, path: &str, html: bool, login: Option<String>) -> Response {
+pub(crate) fn unauthorized(auth: &Auth, path: &str, html: bool, login: Option<String>) -> Response {
     let challenge = format!("Basic realm=\"{}\", charset=\"utf-8\"", auth.realm());
     let mut res = if path.starts_with("/v2/") {
         (
@@ -60,32 +68,17 @@ fn query_token(query: Option<&str>) -> Option<String> {
 }
 
 pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    // Parsed once, here; the dispatchers act on this value (see canonical.rs).
+    let addressed = Addressed::parse(req.uri().path());
+    let checks = addressed.checks(req.method());
+    let path = addressed.path();
+    req.extensions_mut().insert(addressed);
     let auth = app.auth();
-    if auth.is_disabled() {
+    if auth.is_disabled() || checks.is_empty() {
         return next.run(req).await;
     }
     // Browsers get the 401 as a page, with the same challenge header.
     let html = super::views::wants_html(req.headers());
-    let raw = req.uri().path();
-    let route = Route::parse(raw).ok();
-    let path = match &route {
-        Some(r) => r.acl_path(),
-        None => percent_decode_str(raw).decode_utf8_lossy().into_owned(),
-    };
-    let mut want = want_for(req.method().as_str(), &path);
-    // The v0.30 PUT spellings of tag and policy updates are updates (spec/API.md §8).
-    if req.method() == Method::PUT
-        && matches!(route, Some(Route::Branch { .. } | Route::Tag { .. }))
-    {
-        want = Want {
-            update: true,
-            ..Want::default()
-        };
-    }
-    let writes = want.add || want.delete || want.update;
-    if !writes && (path.starts_with("/static/") || path == "/favicon.ico" || path == "/healthz") {
-        return next.run(req).await;
-    }
     // Owned copies: the request is not `Sync`, so nothing may borrow it across the await.
     let (authorization, login, groups, token) = {
         let header = |name: Option<&str>| {
@@ -128,7 +121,7 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
         }
         _ => return unauthorized(&auth, &path, html, None),
     };
-    if !auth.allows(&id, &path, want) {
+    if !checks.iter().all(|c| auth.allows(&id, &c.path, c.want)) {
         return unauthorized(&auth, &path, html, id.login.clone());
     }
     req.extensions_mut().insert(Caller {

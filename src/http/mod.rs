@@ -2,6 +2,7 @@
 //! `/healthz`; everything else goes to the tree dispatcher, which parses the path itself
 //! because axum's matcher cannot express the spec's grammar (spec/API.md §1.1).
 
+mod canonical;
 pub(crate) mod download;
 mod formats;
 pub(crate) mod guard;
@@ -12,6 +13,7 @@ mod resources;
 pub mod route;
 mod statics;
 mod tree;
+pub(crate) use canonical::Addressed;
 pub use views::warn_unsupported_settings;
 pub mod views;
 

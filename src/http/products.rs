@@ -96,7 +96,7 @@ pub async fn version(
     }
     let v = resolve(ctx, scope, path, version).await?;
     if let Some(r) = ctx.canonical(&v.url()) {
-        return Ok(r);
+        return r;
     }
     let acl = ctx.acl.clone();
     let name = v.version.to_string();
@@ -121,7 +121,7 @@ pub async fn version_tar(ctx: &Ctx, scope: Scope, path: [Name; 3], version: Name
     let v = resolve(ctx, scope, path, version).await?;
     // spec/API.md Q7: redirect to the canonical archive, not to the version dir.
     if let Some(r) = ctx.canonical(&format!("{}.tar", v.url().trim_end_matches('/'))) {
-        return Ok(r);
+        return r;
     }
     let acl = ctx.acl.clone();
     let plan = ctx.app.repo.run(move |r| r.version_tar(&v, &acl)).await?;

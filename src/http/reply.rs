@@ -13,6 +13,9 @@ use serde_json::Value;
 pub enum ApiError {
     #[error("Not Found")]
     NotFound,
+    /// A denial found past the guard; the dispatcher answers it as the guard would.
+    #[error("Unauthorized")]
+    Unauthorized,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -30,6 +33,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound,
+            StoreError::Denied => ApiError::Unauthorized,
             StoreError::BadRequest(why) => ApiError::BadRequest(why),
             e @ (StoreError::InvalidDigest(_) | StoreError::DigestMismatch(_)) => {
                 ApiError::Unprocessable(e.to_string())
@@ -71,6 +75,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::NotFound => plain_status(StatusCode::NOT_FOUND, "Not Found"),
+            ApiError::Unauthorized => plain_status(StatusCode::UNAUTHORIZED, "Unauthorized"),
             ApiError::BadRequest(why) => plain_status(StatusCode::BAD_REQUEST, &why),
             ApiError::Unprocessable(why) => plain_status(StatusCode::UNPROCESSABLE_ENTITY, &why),
             ApiError::Status(status, why) => plain_status(status, &why),

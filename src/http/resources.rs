@@ -182,7 +182,7 @@ pub async fn tag(ctx: &mut Ctx, b: BranchRef, tag: Name, _slash: bool) -> ApiRes
             .run(move |r| r.tag_info_by_name(&b, &raw, &acl))
             .await?;
         if let Some(r) = ctx.canonical(&t.url()) {
-            return Ok(r);
+            return r;
         }
         let filters = ctx.query_pairs();
         info.jobs.retain(|job| {
@@ -265,7 +265,7 @@ pub async fn job_tar(ctx: &Ctx, b: BranchRef, tag: Name, job: Name) -> ApiResult
     let j = JobRef { tag: t, job };
     let canonical = format!("{}.tar", j.url().trim_end_matches('/'));
     if let Some(r) = ctx.canonical(&canonical) {
-        return Ok(r);
+        return r;
     }
     let acl = ctx.acl.clone();
     let plan = ctx.app.repo.run(move |r| r.job_tar(&j, &acl)).await?;
@@ -295,7 +295,7 @@ pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool
             })
             .await?;
         if let Some(r) = ctx.canonical(&j.url()) {
-            return Ok(r);
+            return r;
         }
         if page {
             return views::job_page(ctx.chrome(), &j, &info, &formats);
@@ -319,12 +319,13 @@ pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool
                 Some(_) => Err(job_invalid()),
             };
             let (internal, locked) = (flag("internal")?, flag("locked")?);
+            let adds = ctx.adds.clone();
             repo.run(move |r| {
                 if let Some(internal) = internal {
                     r.set_job_internal(&j, internal)?;
                 }
                 match locked {
-                    Some(true) => r.lock_job(&j),
+                    Some(true) => r.lock_job(&j, &adds),
                     // The v0.30 unlock spelling (spec/API.md §8).
                     Some(false) => r.unlock_job(&j),
                     None => Ok(()),
@@ -345,7 +346,9 @@ pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool
         Method::PATCH => {
             let body = ctx.json().await?;
             let meta = job_fields(&body)?.clone();
-            repo.run(move |r| r.patch_metadata(&j, &meta)).await?;
+            let adds = ctx.adds.clone();
+            repo.run(move |r| r.patch_metadata(&j, &meta, &adds))
+                .await?;
             ok()
         }
         Method::DELETE => {

@@ -358,36 +358,21 @@ impl FormatParent {
 }
 
 impl Route {
-    /// The path ACLs are matched against: the request path with every name lower-cased
-    /// (as storage does) and `%7E` as `~`, the artifact path untouched, the trailing slash
-    /// and `.tar`/`.sha256` suffixes as sent. Matching the raw path instead let
-    /// `DELETE /branches/SECRET/...` past `!/branches/secret/**` (spec/API.md Q2).
-    pub fn acl_path(&self) -> String {
-        let slash = |s: bool| if s { "/" } else { "" };
+    /// The one path this request is authorized on (spec/API.md Q2, Q48): every name
+    /// lower-cased as storage does, `%7E` as `~`, the artifact path untouched, and the slash
+    /// folded wherever the route acts on (or redirects to) an entity, so that `DELETE
+    /// /branches/x` is checked exactly as `DELETE /branches/x/`, the branch it deletes.
+    pub fn canonical_path(&self) -> String {
         match self {
             Route::Home(scope) => format!("{}/", scope.url()),
-            Route::UserBare(user) => format!("/~{user}"),
-            Route::Branches { scope, slash: s } => format!("{}/branches{}", scope.url(), slash(*s)),
-            Route::Branch { branch, slash: s } => {
-                format!(
-                    "{}/branches/{}{}",
-                    branch.scope.url(),
-                    branch.branch,
-                    slash(*s)
-                )
-            }
-            Route::Tag {
-                branch,
-                tag,
-                slash: s,
-            } => format!("{}{tag}{}", branch.url(), slash(*s)),
+            Route::UserBare(user) => format!("/~{user}/"),
+            Route::Branches { scope, .. } => format!("{}/branches/", scope.url()),
+            Route::Branch { branch, .. } => branch.url(),
+            Route::Tag { branch, tag, .. } => format!("{}{tag}/", branch.url()),
             Route::JobTar { branch, tag, job } => format!("{}{tag}/{job}.tar", branch.url()),
             Route::Job {
-                branch,
-                tag,
-                job,
-                slash: s,
-            } => format!("{}{tag}/{job}{}", branch.url(), slash(*s)),
+                branch, tag, job, ..
+            } => format!("{}{tag}/{job}/", branch.url()),
             Route::Format {
                 parent,
                 format,
@@ -397,36 +382,29 @@ impl Route {
                 match part {
                     FormatPart::Tar => format!("{base}.tar"),
                     FormatPart::Sha256 => format!("{base}.sha256"),
-                    FormatPart::Bare => base,
-                    FormatPart::Dir => format!("{base}/"),
+                    FormatPart::Bare | FormatPart::Dir => format!("{base}/"),
                     FormatPart::Artifact(rel) => format!("{base}/{rel}"),
                 }
             }
-            Route::Products {
-                scope,
-                path,
-                slash: s,
-            } => {
-                let mut url = format!("{}/products", scope.url());
+            Route::Products { scope, path, .. } => {
+                let mut url = format!("{}/products/", scope.url());
                 for seg in path {
-                    url.push('/');
                     url.push_str(seg.as_str());
+                    url.push('/');
                 }
-                url.push_str(slash(*s));
                 url
             }
             Route::Version {
                 scope,
                 path,
                 version,
-                slash: s,
+                ..
             } => format!(
-                "{}/products/{}/{}/{}/{version}{}",
+                "{}/products/{}/{}/{}/{version}/",
                 scope.url(),
                 path[0],
                 path[1],
-                path[2],
-                slash(*s)
+                path[2]
             ),
             Route::VersionTar {
                 scope,
@@ -441,17 +419,46 @@ impl Route {
             ),
         }
     }
+
+    /// What a read of this route discloses besides its own URL: a bundle or checksum list
+    /// is the content of its job, version or format, so it needs read access there too,
+    /// and a caller who may not read the entity sees the same answer whether it exists or
+    /// not.
+    pub fn also_reads(&self) -> Option<String> {
+        match self {
+            Route::JobTar { branch, tag, job } => Some(format!("{}{tag}/{job}/", branch.url())),
+            Route::VersionTar {
+                scope,
+                path,
+                version,
+            } => Some(format!(
+                "{}/products/{}/{}/{}/{version}/",
+                scope.url(),
+                path[0],
+                path[1],
+                path[2]
+            )),
+            Route::Format {
+                parent,
+                format,
+                part: FormatPart::Tar | FormatPart::Sha256,
+            } => Some(format!("{}/{format}/", parent.path())),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
-mod acl_path_tests {
+mod canonical_path_tests {
     use super::*;
+
+    fn p(raw: &str) -> String {
+        Route::parse(raw).unwrap().canonical_path()
+    }
 
     #[test]
     fn names_are_canonical_and_artifacts_untouched() {
-        let p = |raw: &str| Route::parse(raw).unwrap().acl_path();
         assert_eq!(p("/branches/SECRET/T/J/"), "/branches/secret/t/j/");
-        assert_eq!(p("/%7EBob/branches/X"), "/~bob/branches/x");
         assert_eq!(
             p("/branches/B/T/J/F/Dir/File.TXT"),
             "/branches/b/t/j/f/Dir/File.TXT"
@@ -463,8 +470,44 @@ mod acl_path_tests {
             p("/products/P/V/B/LATEST.tar"),
             "/products/p/v/b/latest.tar"
         );
-        assert_eq!(p("/products"), "/products");
         assert_eq!(p("/"), "/");
-        assert_eq!(p("/~Bob"), "/~bob");
+    }
+
+    #[test]
+    fn slash_forms_fold_onto_the_entity() {
+        // spec/API.md Q48: the slashless URL acts on the same entity, so it is checked on
+        // the same path.
+        for (a, b) in [
+            ("/branches/vault", "/branches/vault/"),
+            ("/branches/v/t", "/branches/v/t/"),
+            ("/branches/v/t/j", "/branches/v/t/j/"),
+            ("/branches/v/t/j/f", "/branches/v/t/j/f/"),
+            ("/products", "/products/"),
+            ("/products/p/v", "/products/p/v/"),
+            ("/products/p/v/b/1.0", "/products/p/v/b/1.0/"),
+            ("/%7EBob/branches", "/~bob/branches/"),
+            ("/~Bob", "/~bob/"),
+        ] {
+            assert_eq!(p(a), p(b), "{a}");
+            assert_eq!(p(a), b.to_lowercase().replace("%7ebob", "~bob"), "{a}");
+        }
+    }
+
+    #[test]
+    fn bundles_also_read_their_entity() {
+        let also = |raw: &str| Route::parse(raw).unwrap().also_reads();
+        assert_eq!(
+            also("/branches/B/T/J.tar").as_deref(),
+            Some("/branches/b/t/j/")
+        );
+        assert_eq!(
+            also("/branches/b/t/j/F.sha256").as_deref(),
+            Some("/branches/b/t/j/f/")
+        );
+        assert_eq!(
+            also("/products/p/v/b/1.0.tar").as_deref(),
+            Some("/products/p/v/b/1.0/")
+        );
+        assert_eq!(also("/branches/b/t/j/f/a.tar"), None);
     }
 }

@@ -30,6 +30,8 @@ pub struct Ctx {
     pub body: std::sync::Mutex<Option<Body>>,
     /// What the caller may see in listings.
     pub acl: Listing,
+    /// Where the caller may add: product versions a job may be linked into (Q50).
+    pub adds: Listing,
     /// The connection, for zero-copy file bodies (absent in in-process tests).
     pub conn: Option<crate::zerocopy::ZcConn>,
     /// A browser asked: negotiated views answer HTML (spec/API.md §1.3).
@@ -53,9 +55,17 @@ impl Ctx {
         self.method == Method::GET || self.method == Method::HEAD
     }
 
-    /// `Some(302)` when the request path is not the canonical one.
-    pub fn canonical(&self, url: &str) -> Option<Response> {
-        (self.path != url).then(|| super::reply::redirect(url))
+    /// `Some` when the request path is not the canonical one: a 302 there, unless the
+    /// caller may not read that URL (an alias resolved to it); then the 404 of a missing
+    /// entity, so that a redirect never discloses what the caller could not fetch.
+    pub fn canonical(&self, url: &str) -> Option<ApiResult> {
+        if self.path == url {
+            return None;
+        }
+        if !self.acl.allows(|| url.to_owned()) {
+            return Some(Err(ApiError::NotFound));
+        }
+        Some(Ok(super::reply::redirect(url)))
     }
 
     /// The request body; a second call gets an empty one. (A mutex only so that `Ctx` is
@@ -121,13 +131,14 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
         .extensions
         .get::<axum::extract::ConnectInfo<crate::zerocopy::ZcConn>>()
         .map(|c| c.0.clone());
-    let route = match Route::parse(parts.uri.path()) {
-        Ok(r) => r,
-        Err(_) if super::views::wants_html(&parts.headers) => {
+    // The guard parsed and authorized this very value.
+    let route = match parts.extensions.get::<super::Addressed>() {
+        Some(super::Addressed::Tree(r)) => r.clone(),
+        _ if super::views::wants_html(&parts.headers) => {
             let path = percent_decode_str(parts.uri.path()).decode_utf8_lossy();
             return super::views::error_page(ApiError::NotFound.into_response(), &path, None);
         }
-        Err(_) => return ApiError::NotFound.into_response(),
+        _ => return ApiError::NotFound.into_response(),
     };
     let path = percent_decode_str(parts.uri.path())
         .decode_utf8_lossy()
@@ -142,8 +153,12 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
         query: parts.uri.query().map(str::to_owned),
         path,
         body: std::sync::Mutex::new(Some(body)),
-        acl: match caller {
+        acl: match caller.clone() {
             Some(caller) => Listing::new(move |url| caller.can_read(url)),
+            None => Listing::everything(),
+        },
+        adds: match caller {
+            Some(caller) => Listing::new(move |url| caller.can_add(url)),
             None => Listing::everything(),
         },
         conn,
@@ -184,6 +199,11 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
     }
     match result {
         Ok(res) => res,
+        Err(ApiError::Unauthorized) => {
+            let auth = ctx.app.auth();
+            let path = ctx.path.clone();
+            super::guard::unauthorized(&auth, &path, ctx.html, ctx.login)
+        }
         // Browsers get error pages; API clients keep the plain-text answers.
         Err(e) if ctx.html => super::views::error_page(e.into_response(), &ctx.path, ctx.login),
         Err(e) => e.into_response(),

@@ -2,7 +2,7 @@
 //! parses the path, picks the method, makes one storage call and renders the answer. No
 //! filesystem access here; `storage/registry.rs` does that.
 
-mod path;
+pub(crate) mod path;
 mod reply;
 
 use crate::http::guard::Caller;
@@ -63,7 +63,10 @@ fn access(req: &Request) -> Listing {
 
 /// Every `/v2/` request lands here.
 pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
-    let Some(target) = path::parse(req.uri().path()) else {
+    // The guard parsed and authorized this very value.
+    let Some(crate::http::Addressed::Registry(target)) =
+        req.extensions().get::<crate::http::Addressed>().cloned()
+    else {
         return plain(StatusCode::NOT_FOUND, "Not Found");
     };
     match handle(&app, target, req).await {

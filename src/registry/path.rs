@@ -1,7 +1,7 @@
 //! Pure parsing of `/v2/...` paths (spec/CONTAINER.md §1–2): the segment count of the name
 //! picks branch/job or product, with an optional `u/{user}/` prefix. No I/O.
 
-use crate::model::{BranchRef, Name, Scope};
+use crate::model::{BranchRef, Digest, Name, Scope};
 use crate::storage::registry::ImageRepo;
 use percent_encoding::percent_decode_str;
 
@@ -91,6 +91,43 @@ pub fn parse(raw: &str) -> Option<Target> {
     None
 }
 
+/// A manifest reference as storage reads it: a digest in its canonical spelling, or a tag
+/// lower-cased.
+fn canonical_reference(reference: &str) -> String {
+    if reference.contains(':') {
+        return Digest::parse(Some(reference))
+            .map(|d| d.to_string())
+            .unwrap_or_else(|_| reference.to_owned());
+    }
+    reference.to_lowercase()
+}
+
+impl Target {
+    /// The path ACLs are matched against (spec/AUTH.md §7): the repository name as storage
+    /// maps it, so `/v2/SECRET/img/...`, `/v2/%53ecret/img/...` and `/v2/secret/img/...`
+    /// are one repository and one check.
+    pub fn canonical_path(&self) -> String {
+        match self {
+            Target::Base => "/v2/".to_owned(),
+            Target::Catalog => "/v2/_catalog".to_owned(),
+            Target::Tags(r) => format!("/v2/{}/tags/list", r.name()),
+            Target::Manifest(r, reference) => {
+                format!(
+                    "/v2/{}/manifests/{}",
+                    r.name(),
+                    canonical_reference(reference)
+                )
+            }
+            Target::Blob(r, d) => format!("/v2/{}/blobs/{}", r.name(), canonical_reference(d)),
+            Target::Uploads(r) => format!("/v2/{}/blobs/uploads/", r.name()),
+            Target::Upload(r, id) => format!("/v2/{}/blobs/uploads/{id}", r.name()),
+            Target::Referrers(r, d) => {
+                format!("/v2/{}/referrers/{}", r.name(), canonical_reference(d))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +197,31 @@ mod tests {
         assert_eq!(parse("/v2/a/b/c/d/manifests/t"), None);
         assert_eq!(parse("/v2/.blobs/x/manifests/t"), None);
         assert_eq!(parse("/v2/a/b/other/t"), None);
+    }
+
+    #[test]
+    fn case_and_encoding_give_one_canonical_path() {
+        let p = |raw: &str| parse(raw).unwrap().canonical_path();
+        let want = "/v2/secret/img/manifests/v1";
+        for raw in [
+            "/v2/SECRET/img/manifests/v1",
+            "/v2/%53ecret/img/manifests/V1",
+            "/v2/Secret/IMG/manifests/v1",
+        ] {
+            assert_eq!(p(raw), want, "{raw}");
+        }
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            p(&format!(
+                "/v2/Secret/img/blobs/SHA256:{}",
+                hex.to_uppercase()
+            )),
+            format!("/v2/secret/img/blobs/sha256:{hex}")
+        );
+        assert_eq!(
+            p("/v2/u/Bob/Main/J/blobs/uploads/"),
+            "/v2/u/bob/main/j/blobs/uploads/"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod commit;
 mod files;
 pub mod fsck;
 mod gc;
+mod holders;
 mod hooks;
 mod layout;
 pub mod pages;
@@ -36,6 +37,10 @@ use std::sync::Arc;
 pub enum StoreError {
     #[error("Not Found")]
     NotFound,
+    /// The caller may make the request but not this effect of it (spec/API.md Q50): the
+    /// 401 every denial gets.
+    #[error("Unauthorized")]
+    Denied,
     /// 400 with the given reason.
     #[error("{0}")]
     BadRequest(String),

@@ -15,17 +15,15 @@ use std::path::Path;
 const PRODUCT_KEYS: [&str; 4] = ["product", "product_variant", "product_branch", "version"];
 
 impl Repo {
-    /// spec/LAYOUT.md §4 `add_metadata`; the caller holds the job dir lock.
-    pub(crate) fn add_metadata_locked(
+    /// The job's metadata with `new` applied (spec/API.md Q14) and the product version it
+    /// then names, if any. Bad product coordinates are refused here, before anything is
+    /// written (spec/API.md Q46).
+    fn merged_metadata(
         &self,
         j: &JobRef,
         new: &Map<String, Value>,
-    ) -> Result<(), StoreError> {
-        let jdir = self.job_dir(j);
-        if exists(&jdir.join(".locked")) {
-            return Err(StoreError::bad("Job is locked"));
-        }
-        let mut data = read_json_map(&jdir.join(".metadata"));
+    ) -> Result<(Map<String, Value>, Option<VersionRef>), StoreError> {
+        let mut data = read_json_map(&self.job_dir(j).join(".metadata"));
         for (k, v) in new {
             if pyjson::is_truthy(v) {
                 data.insert(k.clone(), pyjson::python_str(v).to_lowercase().into());
@@ -33,7 +31,6 @@ impl Repo {
                 data.remove(k);
             }
         }
-        // spec/API.md Q46: refuse bad product coordinates before anything is written.
         let mut coords = Vec::new();
         for key in PRODUCT_KEYS {
             if let Some(v) = data.get(key) {
@@ -46,18 +43,79 @@ impl Repo {
                 coords.push(Name::parse(s).map_err(|_| StoreError::NotFound)?);
             }
         }
-        self.cleanup_product_tree(j)?;
-        self.ensure_job(j)?;
-        files::write_json_sorted(&self.uploads_dir(), &jdir.join(".metadata"), &data)?;
-        if let Ok([product, variant, product_branch, version]) = <[Name; 4]>::try_from(coords) {
-            let v = VersionRef {
+        let version = <[Name; 4]>::try_from(coords).ok().map(
+            |[product, variant, product_branch, version]| VersionRef {
                 scope: j.tag.branch.scope.clone(),
                 product,
                 variant,
                 product_branch,
                 version,
-            };
+            },
+        );
+        Ok((data, version))
+    }
+
+    /// Refuses, before anything is written, metadata that would link the job into a
+    /// product version the caller may not add to (spec/API.md Q50).
+    pub(crate) fn check_product_access(
+        &self,
+        j: &JobRef,
+        new: &Map<String, Value>,
+        may_link: &Listing,
+    ) -> Result<(), StoreError> {
+        match self.merged_metadata(j, new)?.1 {
+            Some(v) if !may_link.allows(|| v.url()) => Err(StoreError::Denied),
+            _ => Ok(()),
+        }
+    }
+
+    /// spec/LAYOUT.md §4 `add_metadata`; the caller holds the job dir lock.
+    pub(crate) fn add_metadata_locked(
+        &self,
+        j: &JobRef,
+        new: &Map<String, Value>,
+        may_link: &Listing,
+    ) -> Result<(), StoreError> {
+        let jdir = self.job_dir(j);
+        if exists(&jdir.join(".locked")) {
+            return Err(StoreError::bad("Job is locked"));
+        }
+        let (data, version) = self.merged_metadata(j, new)?;
+        if let Some(v) = &version {
+            if !may_link.allows(|| v.url()) {
+                return Err(StoreError::Denied);
+            }
+            // A format another job already provides is never replaced; say so before the
+            // metadata changes (spec/API.md Q16).
+            self.check_no_clash(j, v)?;
+        }
+        self.cleanup_product_tree(j)?;
+        self.ensure_job(j)?;
+        files::write_json_sorted(&self.uploads_dir(), &jdir.join(".metadata"), &data)?;
+        if let Some(v) = version {
             self.link_to_product(j, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Fails when the version already has a format of this job's name that some other,
+    /// still existing, format provides.
+    fn check_no_clash(&self, j: &JobRef, v: &VersionRef) -> Result<(), StoreError> {
+        let jdir = self.job_dir(j);
+        let vdir = self.version_dir(v);
+        for f in Repo::list_entities(&jdir).unwrap_or_default() {
+            let entry = vdir.join(&f);
+            if fs::symlink_metadata(&entry).is_err() {
+                continue;
+            }
+            // Dangling links are cleaned up on the way; our own format may stay.
+            if fs::metadata(&entry).is_err() || same_file(&entry, &jdir.join(&f)) {
+                continue;
+            }
+            return Err(StoreError::bad(format!(
+                "Format {f} of product version {} is already provided by another job",
+                v.url()
+            )));
         }
         Ok(())
     }

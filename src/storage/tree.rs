@@ -493,7 +493,8 @@ impl Repo {
 
     /// Locks a job: refreshes its product links, computes `.digest` and creates `.locked`
     /// (spec/API.md §3.6, spec/LAYOUT.md §3.4). Locking a locked job does nothing.
-    pub fn lock_job(&self, j: &JobRef) -> Result<(), StoreError> {
+    /// `may_link` says which product versions the caller may link the job into (Q50).
+    pub fn lock_job(&self, j: &JobRef, may_link: &Listing) -> Result<(), StoreError> {
         let jdir = self.job_dir(j);
         if !jdir.is_dir() {
             return Err(StoreError::NotFound);
@@ -507,7 +508,7 @@ impl Repo {
                 return Err(StoreError::bad("Job has dirty formats"));
             }
         }
-        self.add_metadata_locked(j, &Map::new())?;
+        self.add_metadata_locked(j, &Map::new(), may_link)?;
         let digest = self.job_digest(&jdir)?;
         files::write_atomic(
             &self.uploads_dir(),
@@ -553,10 +554,18 @@ impl Repo {
     }
 
     /// Metadata PATCH: creates the job when missing (spec/API.md Q15).
-    pub fn patch_metadata(&self, j: &JobRef, new: &Map<String, Value>) -> Result<(), StoreError> {
+    pub fn patch_metadata(
+        &self,
+        j: &JobRef,
+        new: &Map<String, Value>,
+        may_link: &Listing,
+    ) -> Result<(), StoreError> {
+        // Checked again under the lock; this first check keeps a refusal from creating
+        // the job.
+        self.check_product_access(j, new, may_link)?;
         let jdir = self.ensure_job(j)?;
         let _lock = DirLock::acquire(&jdir)?;
-        self.add_metadata_locked(j, new)
+        self.add_metadata_locked(j, new, may_link)
     }
 
     pub fn delete_job(&self, j: &JobRef) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod dlrepo;
 
 use sha2::{Digest as _, Sha256};

@@ -1,0 +1,186 @@
+//! One canonical identity per request (spec/API.md Q2, Q48): the guard parses the path once
+//! into an [`Addressed`], authorizes exactly the paths it names, and leaves it in the
+//! request's extensions. The tree and registry dispatchers act on that same value and never
+//! look at the raw URI again, so no spelling of a URL (case, `%XX`, slash form) can be
+//! checked as one thing and executed as another.
+
+use super::route::Route;
+use crate::auth::acl::{Want, want_for};
+use crate::registry::path::{self as v2, Target};
+use axum::http::Method;
+use percent_encoding::percent_decode_str;
+
+/// What a request addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addressed {
+    Tree(Route),
+    Registry(Target),
+    /// `/static/{file}`, `/favicon.ico`, `/healthz`: read without credentials.
+    Public(String),
+    /// Anything else (`/cli`, `/metrics`, a path that names nothing): authorized on the
+    /// decoded path, then answered by its fixed route or with a 404.
+    Other(String),
+}
+
+/// One ACL question: may the caller do `want` on `path`?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub path: String,
+    pub want: Want,
+}
+
+impl Addressed {
+    /// Parses the raw (percent-encoded) request path.
+    pub fn parse(raw: &str) -> Addressed {
+        if raw.starts_with("/v2/") {
+            return match v2::parse(raw) {
+                Some(t) => Addressed::Registry(t),
+                None => Addressed::Other(decoded(raw)),
+            };
+        }
+        let is_static = decoded(raw)
+            .strip_prefix("/static/")
+            .is_some_and(|f| !f.is_empty() && !f.contains('/') && f != "..");
+        if is_static || raw == "/favicon.ico" || raw == "/healthz" {
+            return Addressed::Public(decoded(raw));
+        }
+        if raw == "/cli" || raw == "/metrics" {
+            return Addressed::Other(raw.to_owned());
+        }
+        match Route::parse(raw) {
+            Ok(route) => Addressed::Tree(route),
+            Err(_) => Addressed::Other(decoded(raw)),
+        }
+    }
+
+    /// The path a denial names (the 401 page, the registry's error shape).
+    pub fn path(&self) -> String {
+        match self {
+            Addressed::Tree(r) => r.canonical_path(),
+            Addressed::Registry(t) => t.canonical_path(),
+            Addressed::Public(p) | Addressed::Other(p) => p.clone(),
+        }
+    }
+
+    /// Everything the caller must be granted for `method` on this target; empty for the
+    /// public paths read without credentials.
+    pub fn checks(&self, method: &Method) -> Vec<Check> {
+        let path = self.path();
+        let mut want = want_for(method.as_str(), &path);
+        if let Addressed::Public(_) = self
+            && want == Want::default()
+        {
+            return Vec::new();
+        }
+        // The v0.30 PUT spellings of tag and policy updates are updates (spec/API.md §8).
+        if method == Method::PUT
+            && matches!(
+                self,
+                Addressed::Tree(Route::Branch { .. } | Route::Tag { .. })
+            )
+        {
+            want = Want {
+                update: true,
+                ..Want::default()
+            };
+        }
+        let mut checks = vec![Check { path, want }];
+        if let Addressed::Tree(route) = self
+            && let Some(entity) = route.also_reads()
+        {
+            checks.push(Check {
+                path: entity,
+                want: Want::default(),
+            });
+        }
+        checks
+    }
+}
+
+fn decoded(raw: &str) -> String {
+    percent_decode_str(raw).decode_utf8_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(raw: &str, method: Method) -> Vec<(String, Want)> {
+        Addressed::parse(raw)
+            .checks(&method)
+            .into_iter()
+            .map(|c| (c.path, c.want))
+            .collect()
+    }
+
+    fn delete() -> Want {
+        Want {
+            delete: true,
+            ..Want::default()
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_an_entity_is_one_check() {
+        let want = vec![("/branches/vault/".to_owned(), delete())];
+        for raw in [
+            "/branches/vault",
+            "/branches/vault/",
+            "/branches/VAULT",
+            "/branches/%56ault/",
+            "/branches/Vault",
+        ] {
+            assert_eq!(paths(raw, Method::DELETE), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn registry_names_are_canonical() {
+        let get = |raw: &str| paths(raw, Method::GET)[0].0.clone();
+        assert_eq!(
+            get("/v2/%53ecret/img/manifests/v1"),
+            "/v2/secret/img/manifests/v1"
+        );
+        assert_eq!(
+            paths("/v2/SECRET/img/blobs/uploads/", Method::POST),
+            vec![(
+                "/v2/secret/img/blobs/uploads/".to_owned(),
+                Want {
+                    add: true,
+                    ..Want::default()
+                }
+            )]
+        );
+        // A name the registry cannot map is checked as sent, then answered 404.
+        assert_eq!(
+            Addressed::parse("/v2/a/manifests/t"),
+            Addressed::Other("/v2/a/manifests/t".into())
+        );
+    }
+
+    #[test]
+    fn only_exact_public_paths_skip_credentials() {
+        assert!(paths("/static/dlrepo.css", Method::GET).is_empty());
+        assert!(paths("/healthz", Method::GET).is_empty());
+        assert_eq!(paths("/static/dlrepo.css", Method::PUT).len(), 1);
+        // Decoding must not turn a tree path into a public one.
+        for raw in [
+            "/static/%2e%2e%2fbranches%2fsecret%2f",
+            "/static/../branches/secret/",
+            "/static/",
+        ] {
+            assert!(!paths(raw, Method::GET).is_empty(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn bundles_need_their_entity_too() {
+        assert_eq!(
+            paths("/branches/b/t/J.tar", Method::GET),
+            vec![
+                ("/branches/b/t/j.tar".to_owned(), Want::default()),
+                ("/branches/b/t/j/".to_owned(), Want::default()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Which artifacts hold a given content, as far as one caller may see (spec/API.md Q49).
+//! A digest is no secret (every `SHA256SUMS.txt` lists them), so link mode and the dedup
+//! `HEAD` may only use content the caller could already download at some URL; otherwise a
+//! writer of one branch could copy, and anyone could probe for, another team's files.
+
+use super::files::{self, read_json_map, same_inode};
+use super::{Listing, Repo, StoreError};
+use crate::model::{BranchRef, Digest, JobRef, Name, Scope};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+
+impl Repo {
+    /// The size of the blob `d` when the caller may read an artifact whose content it is.
+    ///
+    /// Only a blob that exists is searched for, so unknown content (most uploads) costs one
+    /// `stat`. The search starts at `near`, the upload's own branch: re-uploading a build's
+    /// files to a new tag of the same branch is the common case. Subtrees whose URL the
+    /// caller cannot read are skipped; that can only make a hit look like a miss, and a miss
+    /// costs the client a normal upload, never access.
+    pub fn readable_blob(
+        &self,
+        d: &Digest,
+        near: Option<&JobRef>,
+        acl: &Listing,
+    ) -> Result<Option<u64>, StoreError> {
+        let blob = self.blob_path(d);
+        let meta = match fs::metadata(&blob) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let visible = match acl {
+            Listing::Everything => true,
+            // An orphan (link count 1) is held by no artifact anyone could read.
+            Listing::Only(_) => meta.nlink() > 1 && self.find_readable(d, &meta, near, acl)?,
+        };
+        if !visible {
+            return Ok(None);
+        }
+        files::touch(&blob)?;
+        Ok(Some(meta.len()))
+    }
+
+    fn find_readable(
+        &self,
+        d: &Digest,
+        blob: &fs::Metadata,
+        near: Option<&JobRef>,
+        acl: &Listing,
+    ) -> Result<bool, StoreError> {
+        let want = d.to_string();
+        for branch in self.branches_near(near.map(|j| &j.tag.branch))? {
+            if !acl.allows(|| branch.url()) {
+                continue;
+            }
+            let bdir = self.branch_dir(&branch);
+            let mut tags = Repo::list_entities(&bdir).unwrap_or_default();
+            // The upload's own tag first: a job re-uploading its own files.
+            if let Some(j) = near.filter(|j| j.tag.branch == branch) {
+                tags.sort_by_key(|t| *t != j.tag.tag);
+            }
+            for tag in tags {
+                let tdir = bdir.join(&tag);
+                let turl = format!("{}{tag}/", branch.url());
+                if !acl.allows(|| turl.clone()) {
+                    continue;
+                }
+                for job in Repo::list_entities(&tdir).unwrap_or_default() {
+                    let jurl = format!("{turl}{job}/");
+                    if !acl.allows(|| jurl.clone()) {
+                        continue;
+                    }
+                    let jdir = tdir.join(&job);
+                    for format in Repo::list_entities(&jdir).unwrap_or_default() {
+                        let furl = format!("{jurl}{format}/");
+                        if !acl.allows(|| furl.clone()) {
+                            continue;
+                        }
+                        let fdir = jdir.join(&format);
+                        let digests = read_json_map(&fdir.join(".digests"));
+                        for (rel, value) in &digests {
+                            if value.as_str() != Some(want.as_str())
+                                || !acl.allows(|| format!("{furl}{rel}"))
+                            {
+                                continue;
+                            }
+                            // `.digests` could be stale after a crash: the file itself must
+                            // be the blob.
+                            if fs::metadata(fdir.join(rel)).is_ok_and(|m| same_inode(&m, blob)) {
+                                return Ok(true);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Every branch of every repository, `near` first, then the rest of its repository,
+    /// then the other repositories.
+    fn branches_near(&self, near: Option<&BranchRef>) -> Result<Vec<BranchRef>, StoreError> {
+        let mut scopes = vec![Scope::Root];
+        for user in Repo::list_entities(&self.root.join("users")).unwrap_or_default() {
+            scopes.push(Scope::User(user));
+        }
+        if let Some(b) = near {
+            scopes.sort_by_key(|s| *s != b.scope);
+        }
+        let mut out = Vec::new();
+        for scope in scopes {
+            let names: Vec<Name> =
+                Repo::list_entities(&self.branches_dir(&scope)).unwrap_or_default();
+            out.extend(names.into_iter().map(|branch| BranchRef {
+                scope: scope.clone(),
+                branch,
+            }));
+        }
+        if let Some(b) = near {
+            out.sort_by_key(|x| x != b);
+        }
+        Ok(out)
+    }
+}
