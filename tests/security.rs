@@ -33,7 +33,7 @@ fn start() -> Secured {
                  r /branches/\n\
                  r /branches/** !/branches/vault*/** !/branches/dev/t/j/f/hidden.txt\n\
                  rw /branches/** !/branches/vault*/** !/branches/dev/t/j/f/hidden.txt\n\
-                 r /products/**\n\
+                 r /products/** !/products/vaultp*/**\n\
                  r /v2/\n\
                  r /v2/** !/v2/vault*/**\n\
                  rw /v2/dev/**\n",
@@ -49,6 +49,13 @@ fn start() -> Secured {
     );
     assert_eq!(
         admin("PATCH", "/branches/vault/t/j/f/", Some(b"")).status,
+        200
+    );
+    let meta = json!({"job": {"product": "vaultp", "product_variant": "x",
+                              "product_branch": "main", "version": "1.0"}});
+    assert_eq!(
+        s.json("admin", "PATCH", "/branches/vault/t/j/", &meta)
+            .status,
         200
     );
     push_image(&s, "admin", "vault/img", "v1");
@@ -125,6 +132,37 @@ fn tree_urls(b: &str) -> Vec<String> {
     out
 }
 
+/// Every spelling of every product URL of product `p`.
+fn product_urls(p: &str) -> Vec<String> {
+    let encoded: String = p.bytes().map(|c| format!("%{c:02X}")).collect();
+    let mut out = Vec::new();
+    for name in [p.to_owned(), p.to_uppercase(), encoded] {
+        for rest in [
+            "",
+            "/",
+            "/x",
+            "/X/",
+            "/x/main",
+            "/x/Main/",
+            "/x/main/1.0",
+            "/x/main/1.0/",
+            "/x/main/latest",
+            "/x/main/LATEST/",
+            "/x/main/1.0.tar",
+            "/x/main/latest.tar",
+            "/x/main/1.0/f",
+            "/x/main/1.0/f/",
+            "/x/main/1.0/f.tar",
+            "/x/main/1.0/F.sha256",
+            "/x/main/1.0/f/secret.txt",
+            "/x/main/stable/f/secret.txt",
+        ] {
+            out.push(format!("/products/{name}{rest}"));
+        }
+    }
+    out
+}
+
 /// Every spelling of the registry URLs of repository `{b}/img`.
 fn registry_urls(b: &str, layer: &str) -> Vec<String> {
     let upper = b.to_uppercase();
@@ -183,6 +221,7 @@ fn all_refused(s: &Secured, urls: &[String]) {
 fn no_spelling_of_a_forbidden_tree_url_gets_through() {
     let s = start();
     let mut urls = tree_urls("vault");
+    urls.extend(product_urls("vaultp"));
     urls.extend([
         "/~admin".into(),
         "/~admin/".into(),
@@ -212,6 +251,11 @@ fn a_forbidden_entity_and_a_missing_one_look_alike() {
     let pairs = tree_urls("vault")
         .into_iter()
         .zip(tree_urls("vaultnone"))
+        .chain(
+            product_urls("vaultp")
+                .into_iter()
+                .zip(product_urls("vaultpnone")),
+        )
         .chain(
             registry_urls("vault", &layer)
                 .into_iter()
