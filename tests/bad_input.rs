@@ -190,3 +190,66 @@ fn bad_configuration_stops_startup_naming_the_setting() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen_prot"));
 }
+
+#[test]
+fn names_longer_than_a_file_name_can_be_are_a_clear_400_on_every_route() {
+    let s = TestServer::start();
+    let max = "n".repeat(255);
+    let over = "n".repeat(256);
+    // 255 bytes is a name like any other, in every position.
+    let ok = format!("/branches/{max}/{max}/{max}/{max}/{max}");
+    assert_eq!(s.put_file(&ok, b"x").status, 201);
+    assert_eq!(s.get(&ok).body, b"x");
+    let user = format!("/~{max}/branches/b/t/j/f/x");
+    assert_eq!(s.put_file(&user, b"x").status, 201);
+    let before = snapshot(s.root.path());
+    let tree = [
+        format!("/branches/{over}/"),
+        format!("/branches/{over}"),
+        format!("/branches/b/{over}/j/"),
+        format!("/branches/b/t/{over}/"),
+        format!("/branches/b/t/{over}.tar"),
+        format!("/branches/b/t/j/{over}/x"),
+        format!("/branches/b/t/j/f/{over}"),
+        format!("/branches/b/t/j/f/d/{over}/x"),
+        format!("/~{over}/branches/"),
+        format!("/products/{over}/v/pb/1.0/"),
+        // Lower case takes three bytes for this two-byte capital: 130 fit only as sent.
+        format!("/branches/{}/", "%C4%B0".repeat(130)),
+    ];
+    for url in &tree {
+        for method in ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"] {
+            let body: &[u8] = br#"{"job": {"a": "b"}}"#;
+            let d = digest_of(body);
+            let r = s.request(method, url, &[("Digest", &d)], Some(body));
+            assert_eq!(r.status, 400, "{method} {url}: {}", r.text());
+            if method != "HEAD" {
+                assert_eq!(r.text(), "400: File name too long", "{method} {url}");
+            }
+        }
+    }
+    // Each name fits but the whole path does not (PATH_MAX is 4096 on Linux).
+    let deep = vec![max.as_str(); 17].join("/");
+    let r = s.put_file(&format!("/branches/b/t/j/f/{deep}"), b"x");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (400, "400: File name too long")
+    );
+    for url in [
+        format!("/v2/{over}/j/manifests/t"),
+        format!("/v2/b/{over}/blobs/uploads/"),
+        format!("/v2/u/{over}/b/j/tags/list"),
+        format!("/v2/b/j/manifests/{over}"),
+    ] {
+        for method in ["GET", "PUT", "POST", "DELETE"] {
+            let r = s.request(method, &url, &[], Some(b"{}"));
+            assert_eq!(r.status, 400, "{method} {url}: {}", r.text());
+            assert_eq!(
+                r.json()["errors"][0]["code"],
+                "NAME_INVALID",
+                "{method} {url}"
+            );
+        }
+    }
+    assert_eq!(before, snapshot(s.root.path()));
+}

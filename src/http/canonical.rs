@@ -6,6 +6,7 @@
 
 use super::route::Route;
 use crate::auth::acl::{Want, want_for};
+use crate::model::too_long;
 use crate::registry::path::{self as v2, Target};
 use axum::http::Method;
 use percent_encoding::percent_decode_str;
@@ -20,6 +21,9 @@ pub enum Addressed {
     /// Anything else (`/cli`, `/metrics`, a path that names nothing): authorized on the
     /// decoded path, then answered by its fixed route or with a 404.
     Other(String),
+    /// A segment no filesystem here can hold (over `NAME_MAX` bytes): authorized on the
+    /// decoded path like [`Addressed::Other`], then a 400 that says why.
+    TooLong(String),
 }
 
 /// One ACL question: may the caller do `want` on `path`?
@@ -32,6 +36,9 @@ pub struct Check {
 impl Addressed {
     /// Parses the raw (percent-encoded) request path.
     pub fn parse(raw: &str) -> Addressed {
+        if has_long_name(raw) {
+            return Addressed::TooLong(decoded(raw));
+        }
         if raw.starts_with("/v2/") {
             return match v2::parse(raw) {
                 Some(t) => Addressed::Registry(t),
@@ -58,7 +65,7 @@ impl Addressed {
         match self {
             Addressed::Tree(r) => r.canonical_path(),
             Addressed::Registry(t) => t.canonical_path(),
-            Addressed::Public(p) | Addressed::Other(p) => p.clone(),
+            Addressed::Public(p) | Addressed::Other(p) | Addressed::TooLong(p) => p.clone(),
         }
     }
 
@@ -95,6 +102,19 @@ impl Addressed {
         }
         checks
     }
+}
+
+/// Whether a segment of the path is longer than a file name can be (the `~` of a user
+/// prefix is not part of the user's name).
+fn has_long_name(raw: &str) -> bool {
+    raw.split('/').enumerate().any(|(i, seg)| {
+        let seg = decoded(seg);
+        let name = match i {
+            1 => seg.strip_prefix('~').unwrap_or(&seg),
+            _ => &seg,
+        };
+        too_long(name)
+    })
 }
 
 fn decoded(raw: &str) -> String {
@@ -171,6 +191,27 @@ mod tests {
         ] {
             assert!(!paths(raw, Method::GET).is_empty(), "{raw}");
         }
+    }
+
+    #[test]
+    fn over_long_segments_are_told_apart() {
+        let long = "b".repeat(crate::model::NAME_MAX + 1);
+        for raw in [
+            format!("/branches/{long}/"),
+            format!("/~{long}/branches/"),
+            format!("/v2/{long}/j/manifests/t"),
+            format!("/branches/b/t/j/f/{long}"),
+        ] {
+            assert!(
+                matches!(Addressed::parse(&raw), Addressed::TooLong(_)),
+                "{raw}"
+            );
+        }
+        let max = "b".repeat(crate::model::NAME_MAX);
+        assert!(matches!(
+            Addressed::parse(&format!("/branches/{max}/")),
+            Addressed::Tree(_)
+        ));
     }
 
     #[test]

@@ -402,7 +402,7 @@ async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
     if link_mode {
         let acl = ctx.acl.clone();
         repo.run(move |r| {
-            r.check_upload_target(&f)?;
+            r.check_upload_target(&f, &rel)?;
             // Only content the caller could download elsewhere (spec/API.md Q49): else
             // the same 404 as for an unknown blob.
             let near = match &f {
@@ -426,15 +426,16 @@ async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
             .await
             .map_err(|e| StoreError::Interrupted(e.to_string()))?;
         repo.run(move |r| {
-            r.check_upload_target(&f)?;
+            r.check_upload_target(&f, &rel)?;
             let staged = r.stage_bytes(&digest, &data)?;
             r.store_and_link(staged, &f, &rel)
         })
         .await?;
         return created();
     }
-    let target = f.clone();
-    repo.run(move |r| r.check_upload_target(&target)).await?;
+    let (target, target_rel) = (f.clone(), rel.clone());
+    repo.run(move |r| r.check_upload_target(&target, &target_rel))
+        .await?;
     let body = ctx.take_body().into_data_stream();
     let upload = repo.receive(&digest, body).await?;
     repo.run(move |r| r.store_and_link(upload, &f, &rel))

@@ -41,6 +41,10 @@ impl From<StoreError> for ApiError {
             StoreError::PostProcessFailed => {
                 ApiError::Status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
+            // A path under the limit per name but over the platform's whole-path limit.
+            StoreError::Io(e) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => {
+                ApiError::BadRequest(super::tree::TOO_LONG.into())
+            }
             // The client is gone or sent a broken body; the answer is mostly for logs.
             StoreError::Interrupted(why) => {
                 ApiError::BadRequest(format!("upload interrupted: {why}"))

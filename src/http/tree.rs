@@ -13,6 +13,9 @@ use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
+/// The 400 reason for a name or path the filesystem could never hold.
+pub(crate) const TOO_LONG: &str = "File name too long";
+
 /// Largest JSON request body accepted (spec/API.md §1.5 asks for at least 1 MiB).
 const JSON_LIMIT: usize = 1 << 20;
 /// How much of an oversized JSON body is read and dropped before giving up on the client.
@@ -134,6 +137,9 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
     // The guard parsed and authorized this very value.
     let route = match parts.extensions.get::<super::Addressed>() {
         Some(super::Addressed::Tree(r)) => r.clone(),
+        Some(super::Addressed::TooLong(_)) => {
+            return ApiError::BadRequest(TOO_LONG.into()).into_response();
+        }
         _ if super::views::wants_html(&parts.headers) => {
             let path = percent_decode_str(parts.uri.path()).decode_utf8_lossy();
             return super::views::error_page(ApiError::NotFound.into_response(), &path, None);

@@ -8,5 +8,5 @@ mod name;
 mod refs;
 
 pub use digest::{Algo, Digest, DigestError};
-pub use name::{Name, NotFound, RelPath, RelPathError};
+pub use name::{NAME_MAX, Name, NotFound, RelPath, RelPathError, too_long};
 pub use refs::{Alias, BranchRef, FormatRef, JobRef, Scope, TagRef, VersionRef};

@@ -2,6 +2,16 @@
 
 use std::fmt;
 
+/// The longest file name component Linux filesystems take (`NAME_MAX`), in bytes.
+pub const NAME_MAX: usize = 255;
+
+/// Whether a decoded path segment can never be a file name here, as sent or lower-cased
+/// (lower-casing may lengthen UTF-8). Such a request gets a 400 saying so instead of the
+/// filesystem's `ENAMETOOLONG` surfacing as a 500.
+pub fn too_long(segment: &str) -> bool {
+    segment.len() > NAME_MAX || segment.to_lowercase().len() > NAME_MAX
+}
+
 /// The name does not denote an entity: the answer is 404.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotFound;
@@ -14,7 +24,7 @@ pub struct Name(String);
 
 impl Name {
     pub fn parse(raw: &str) -> Result<Name, NotFound> {
-        if raw.is_empty() || raw.starts_with('.') || raw.contains(['/', '\0']) {
+        if raw.is_empty() || raw.starts_with('.') || raw.contains(['/', '\0']) || too_long(raw) {
             return Err(NotFound);
         }
         Ok(Name(raw.to_lowercase()))
@@ -58,6 +68,9 @@ impl RelPath {
         if bad {
             return Err(RelPathError(raw.to_owned()));
         }
+        if raw.split('/').any(|s| s.len() > NAME_MAX) {
+            return Err(RelPathError("File name too long".to_owned()));
+        }
         Ok(RelPath(raw.to_owned()))
     }
 
@@ -88,6 +101,10 @@ mod tests {
         for bad in ["", ".", "..", ".blobs", "a/b", "x\0"] {
             assert_eq!(Name::parse(bad), Err(NotFound), "{bad:?}");
         }
+        assert!(Name::parse(&"n".repeat(NAME_MAX)).is_ok());
+        assert_eq!(Name::parse(&"n".repeat(NAME_MAX + 1)), Err(NotFound));
+        // "İ" is two bytes, its lower case three: 128 of them fit as sent, not on disk.
+        assert!(too_long(&"\u{130}".repeat(128)));
     }
 
     #[test]
@@ -101,5 +118,11 @@ mod tests {
             assert!(RelPath::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(RelPath::parse("d/e/f.txt").unwrap().basename(), "f.txt");
+        let long = "a".repeat(NAME_MAX + 1);
+        assert_eq!(
+            RelPath::parse(&format!("d/{long}")),
+            Err(RelPathError("File name too long".into()))
+        );
+        assert!(RelPath::parse(&format!("{}/x", "a".repeat(NAME_MAX))).is_ok());
     }
 }

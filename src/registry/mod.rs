@@ -64,10 +64,13 @@ fn access(req: &Request) -> Listing {
 /// Every `/v2/` request lands here.
 pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
     // The guard parsed and authorized this very value.
-    let Some(crate::http::Addressed::Registry(target)) =
-        req.extensions().get::<crate::http::Addressed>().cloned()
-    else {
-        return plain(StatusCode::NOT_FOUND, "Not Found");
+    let target = match req.extensions().get::<crate::http::Addressed>().cloned() {
+        Some(crate::http::Addressed::Registry(t)) => t,
+        Some(crate::http::Addressed::TooLong(_)) => {
+            let why = "a name component is longer than 255 bytes".to_owned();
+            return oci_error(RegError::Oci(Code::NameInvalid, why));
+        }
+        _ => return plain(StatusCode::NOT_FOUND, "Not Found"),
     };
     match handle(&app, target, req).await {
         Ok(r) => r.render(&app),

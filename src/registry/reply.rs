@@ -122,6 +122,7 @@ fn code_info(code: Code) -> (&'static str, StatusCode) {
         ManifestBlobUnknown => ("MANIFEST_BLOB_UNKNOWN", StatusCode::NOT_FOUND),
         ManifestInvalid => ("MANIFEST_INVALID", StatusCode::BAD_REQUEST),
         ManifestUnknown => ("MANIFEST_UNKNOWN", StatusCode::NOT_FOUND),
+        NameInvalid => ("NAME_INVALID", StatusCode::BAD_REQUEST),
         NameUnknown => ("NAME_UNKNOWN", StatusCode::NOT_FOUND),
         SizeInvalid => ("SIZE_INVALID", StatusCode::BAD_REQUEST),
         Denied => ("DENIED", StatusCode::FORBIDDEN),
@@ -143,6 +144,16 @@ pub fn oci_error(e: RegError) -> Response {
             "repository name not known to registry".into(),
         ),
         RegError::Store(StoreError::BadRequest(why)) => ("DENIED", StatusCode::FORBIDDEN, why),
+        RegError::Store(StoreError::Denied) => {
+            ("DENIED", StatusCode::FORBIDDEN, "access denied".into())
+        }
+        RegError::Store(StoreError::Io(e)) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => {
+            (
+                "NAME_INVALID",
+                StatusCode::BAD_REQUEST,
+                "name too long".into(),
+            )
+        }
         RegError::Store(StoreError::Interrupted(why)) => {
             ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST, why)
         }

@@ -185,7 +185,19 @@ impl Repo {
     }
 
     /// Refusals that do not depend on the body, checked before reading it.
-    pub fn check_upload_target(&self, f: &FormatRef) -> Result<(), StoreError> {
+    pub fn check_upload_target(&self, f: &FormatRef, rel: &RelPath) -> Result<(), StoreError> {
+        self.check_writable(f)?;
+        // Every name fits (RelPath) but the whole path may not: refuse before any directory
+        // of it is made.
+        let target = self.format_dir(f).join(rel.as_str());
+        if target.as_os_str().len() >= nix::libc::PATH_MAX as usize {
+            return Err(io::Error::from_raw_os_error(nix::libc::ENAMETOOLONG).into());
+        }
+        Ok(())
+    }
+
+    /// Whether files may be added to the format now (a job lock refuses them).
+    pub(crate) fn check_writable(&self, f: &FormatRef) -> Result<(), StoreError> {
         let FormatRef::Job { job, format } = f else {
             return Err(StoreError::bad("Uploading products is not supported"));
         };

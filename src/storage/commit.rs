@@ -170,7 +170,7 @@ impl Repo {
         let outcome = (|| -> Result<Vec<Result<(), StoreError>>, StoreError> {
             let _lock = DirLock::acquire(fdir)?;
             // Checked under the lock: a job lock may have landed while the bodies streamed.
-            self.check_upload_target(f)?;
+            self.check_writable(f)?;
             let dirty = fdir.join(".dirty");
             let was_dirty = exists(&dirty);
             create_flag(&dirty)?;
@@ -231,7 +231,11 @@ impl Repo {
         let target = fdir.join(rel.as_str());
         let conflict = || StoreError::bad(format!("{rel}: a directory is in the way"));
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|_| conflict())?;
+            fs::create_dir_all(parent).map_err(|e| match e.raw_os_error() {
+                // A file where a directory of the path should be.
+                Some(nix::libc::EEXIST | nix::libc::ENOTDIR) => conflict(),
+                _ => e.into(),
+            })?;
         }
         if target.is_dir() {
             return Err(conflict());
@@ -253,7 +257,11 @@ fn replicate(e: &StoreError) -> StoreError {
     match e {
         StoreError::NotFound => StoreError::NotFound,
         StoreError::BadRequest(why) => StoreError::BadRequest(why.clone()),
-        StoreError::Io(io) => StoreError::Io(std::io::Error::new(io.kind(), io.to_string())),
+        // The errno decides the answer (ENAMETOOLONG is a 400, say): keep it.
+        StoreError::Io(io) => StoreError::Io(match io.raw_os_error() {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::new(io.kind(), io.to_string()),
+        }),
         other => StoreError::Io(std::io::Error::other(other.to_string())),
     }
 }

@@ -65,6 +65,7 @@ pub enum Code {
     ManifestBlobUnknown,
     ManifestInvalid,
     ManifestUnknown,
+    NameInvalid,
     NameUnknown,
     SizeInvalid,
     Denied,
