@@ -10,6 +10,7 @@ mod products;
 mod reply;
 mod resources;
 pub mod route;
+pub(crate) mod security;
 mod statics;
 mod tree;
 pub use views::warn_unsupported_settings;
