@@ -1,12 +1,183 @@
-//! Serving uploads safely (spec/API.md Q52; docs/access.md "Serving artifacts safely"):
+//! Serving uploads safely (spec/API.md Q51, Q52; docs/access.md "Serving artifacts safely"):
+//! active artifacts are sandboxed downloads unless the operator opts a tree in, and
 //! `Content-Disposition` names are quoted and encoded.
 
 mod common;
 use common::*;
 use serde_json::json;
 
+const HTML: &[u8] = b"<html><script>fetch('/branches/')</script></html>";
+
+/// The active files of the tests, and what each is.
+const ACTIVE: &[(&str, &[u8])] = &[
+    ("evil.html", HTML),
+    (
+        "evil.svg",
+        b"<svg xmlns='http://www.w3.org/2000/svg'><script>1</script></svg>",
+    ),
+    ("x.js", b"alert(1)"),
+    ("x.xml", b"<x/>"),
+];
+
+/// Passive files: shown as they are, never forced to a download.
+const PASSIVE: &[(&str, &[u8])] = &[
+    ("notes.txt", b"<html>not sniffed</html>"),
+    ("a.tar.gz", b"\x1f\x8b\x08\x00"),
+    ("a.png", b"\x89PNG\r\n\x1a\n"),
+];
+
 fn disposition(name: &str, encoded: &str) -> String {
     format!("attachment; filename=\"{name}\"; filename*=UTF-8''{encoded}")
+}
+
+/// A sandboxed download: what every active artifact gets by default.
+fn assert_sandboxed_download(r: &Res, name: &str, what: &str) {
+    assert_eq!(r.status, 200, "{what}: {}", r.text());
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("sandbox"),
+        "{what}"
+    );
+    assert_eq!(
+        r.header("content-disposition"),
+        Some(disposition(name, name).as_str()),
+        "{what}"
+    );
+}
+
+/// An opted-in active artifact: inline, scripts in an opaque origin only.
+fn assert_sandboxed_inline(r: &Res, what: &str) {
+    assert_eq!(r.status, 200, "{what}: {}", r.text());
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(csp.starts_with("sandbox allow-scripts "), "{what}: {csp}");
+    assert!(!csp.contains("allow-same-origin"), "{what}: {csp}");
+    assert_eq!(r.header("content-disposition"), None, "{what}");
+}
+
+fn browser_get(s: &TestServer, path: &str) -> Res {
+    s.request("GET", path, &[("Accept", "text/html,*/*;q=0.8")], None)
+}
+
+#[test]
+fn active_artifacts_are_sandboxed_downloads_everywhere() {
+    let s = TestServer::start();
+    let mut files: Vec<(&str, &[u8])> = ACTIVE.to_vec();
+    files.extend_from_slice(PASSIVE);
+    s.upload_format("/branches/b/t/j/f/", &files);
+    s.upload_format("/~bob/branches/b/t/j/f/", &files);
+    let meta = json!({"job": {"product": "foo", "product_variant": "x86",
+        "product_branch": "1.0", "version": "1.0.1"}});
+    assert_eq!(s.send_json("PATCH", "/branches/b/t/j/", &meta).status, 200);
+    for base in [
+        "/branches/b/t/j/f/",
+        "/~bob/branches/b/t/j/f/",
+        "/products/foo/x86/1.0/1.0.1/f/",
+    ] {
+        for (name, data) in ACTIVE {
+            let url = format!("{base}{name}");
+            let r = s.get(&url);
+            assert_sandboxed_download(&r, name, &url);
+            assert_eq!(r.body, *data, "{url}");
+            // A browser asking for a page gets the same file, the same way.
+            assert_sandboxed_download(&browser_get(&s, &url), name, &url);
+        }
+        for (name, data) in PASSIVE {
+            let url = format!("{base}{name}");
+            let r = s.get(&url);
+            assert_eq!(r.status, 200, "{url}");
+            assert_eq!(r.body, *data, "{url}");
+            assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{url}");
+            assert_eq!(r.header("content-security-policy"), None, "{url}");
+            assert_eq!(r.header("content-disposition"), None, "{url}");
+        }
+    }
+    // Validators and ranges keep the headers: a cached copy must not lose them.
+    let r = s.request(
+        "GET",
+        "/branches/b/t/j/f/evil.html",
+        &[("Range", "bytes=0-5")],
+        None,
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-security-policy"), Some("sandbox"));
+    assert_eq!(
+        r.header("content-disposition"),
+        Some(disposition("evil.html", "evil.html").as_str())
+    );
+}
+
+#[test]
+fn a_format_index_page_is_an_artifact_too() {
+    let s = TestServer::start();
+    s.upload_format(
+        "/branches/b/t/j/html/",
+        &[("index.html", HTML), ("sub/index.html", HTML)],
+    );
+    for url in ["/branches/b/t/j/html/", "/branches/b/t/j/html/sub/"] {
+        let r = browser_get(&s, url);
+        assert_sandboxed_download(&r, "index.html", url);
+        assert_eq!(r.body, HTML, "{url}");
+    }
+}
+
+#[test]
+fn an_opted_in_tree_renders_inline_and_sandboxed() {
+    let s = TestServer::start_with(&[(
+        "DLREPO_INLINE_ACTIVE_FILTER",
+        "/branches/docs/|/products/docs/",
+    )]);
+    for branch in ["docs", "main"] {
+        s.upload_format(
+            &format!("/branches/{branch}/t/j/html/"),
+            &[("index.html", HTML), ("evil.svg", ACTIVE[1].1)],
+        );
+    }
+    let meta = json!({"job": {"product": "docs", "product_variant": "all",
+        "product_branch": "1", "version": "1.0"}});
+    assert_eq!(
+        s.send_json("PATCH", "/branches/docs/t/j/", &meta).status,
+        200
+    );
+    for (url, canonical) in [
+        ("/branches/docs/t/j/html/index.html", true),
+        ("/branches/docs/t/j/html/evil.svg", true),
+        ("/products/docs/all/1/1.0/html/evil.svg", true),
+        // Other spellings redirect; the canonical URL is what the filter sees.
+        ("/branches/docs/latest/j/html/evil.svg", false),
+        ("/branches/DOCS/t/j/html/evil.svg", false),
+    ] {
+        let mut r = s.get(url);
+        if !canonical {
+            assert_eq!(r.status, 302, "{url}");
+            r = s.get(r.header("location").unwrap_or_default());
+        }
+        assert_sandboxed_inline(&r, url);
+    }
+    // The browser view of the format dir shows its index.html the same way.
+    let r = browser_get(&s, "/branches/docs/t/j/html/");
+    assert_sandboxed_inline(&r, "docs index");
+    assert_eq!(r.body, HTML);
+    // Elsewhere nothing changed.
+    assert_sandboxed_download(
+        &browser_get(&s, "/branches/main/t/j/html/"),
+        "index.html",
+        "main index",
+    );
+    assert_sandboxed_download(
+        &s.get("/branches/main/t/j/html/evil.svg"),
+        "evil.svg",
+        "main svg",
+    );
 }
 
 #[test]
@@ -35,6 +206,7 @@ fn content_disposition_names_are_quoted_and_encoded() {
     s.upload_format(&format!("{job}f/"), &[("a.txt", b"a")]);
     let r = s.get("/branches/b/t%3Bx%3D%22y%22%5Cz/j%20%C3%A9.tar");
     assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(
         r.header("content-disposition"),
         Some(disposition("j _-t;x=_y__z.tar", "j%20%C3%A9-t%3Bx%3D%22y%22%5Cz.tar").as_str())
@@ -54,4 +226,21 @@ fn content_disposition_names_are_quoted_and_encoded() {
         r.header("content-disposition"),
         Some(disposition("p_q-v;w-v1_2-f.tar", "p%22q-v%3Bw-v1%5C2-f.tar").as_str())
     );
+}
+
+#[test]
+fn registry_blobs_are_not_sniffed() {
+    let s = TestServer::start();
+    let r = s.request(
+        "POST",
+        &format!("/v2/main/img/blobs/uploads/?digest={}", digest_of(HTML)),
+        &[("Content-Type", "application/octet-stream")],
+        Some(HTML),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = s.get(&format!("/v2/main/img/blobs/{}", digest_of(HTML)));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, HTML);
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("content-disposition"), None);
 }

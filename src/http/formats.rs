@@ -302,6 +302,7 @@ async fn dir_view(
             digest_header: "digest",
             content_type: None,
             conn: ctx.conn.as_ref(),
+            inline: ctx.app.config.serves_inline(&canonical),
         }
         .respond(file)),
         DirPage::Listing(entries) => {
@@ -359,6 +360,7 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
                 digest_header: "digest",
                 content_type: None,
                 conn: ctx.conn.as_ref(),
+                inline: ctx.app.config.serves_inline(&canonical),
             }
             .respond(file))
         }

@@ -155,5 +155,6 @@ pub fn tar(prefix: &str, body: Body) -> Response {
         header::CONTENT_DISPOSITION,
         security::attachment(&format!("{prefix}.tar")),
     );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, security::nosniff());
     res
 }

@@ -1,8 +1,109 @@
-//! Response headers that keep names chosen by uploaders in their place (spec/API.md Q52):
-//! the one `Content-Disposition` encoder. Pure: no I/O, no configuration lookups.
+//! Response headers that keep uploaded files from acting as arbor's own pages (spec/API.md
+//! Q51, Q52): which content types a browser would run or render as a document, the
+//! sandbox and download headers they get, and the one `Content-Disposition` encoder.
+//! Pure: no I/O, no configuration lookups.
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// What every file response carries: browsers must not guess a runnable type from the bytes
+/// of a file served as, say, `text/plain` or `application/octet-stream`.
+const NOSNIFF: &str = "nosniff";
+
+/// An active file served the default way: no script, no form, no plugin and an opaque
+/// origin, should anything render it despite `Content-Disposition: attachment`.
+const SANDBOX: &str = "sandbox";
+
+/// An active file in a tree the operator opted in (`DLREPO_INLINE_ACTIVE_FILTER`): it renders
+/// and its scripts run, but always in an opaque origin. `allow-same-origin` is never granted:
+/// with scripts allowed it would hand the file arbor's origin, hence every page and API
+/// answer the visitor's credentials can read, which is what Q51 is about. Forms, pop-ups
+/// (unsandboxed, so external links open normal pages), downloads and dialogs are what
+/// generated documentation sites use.
+const SANDBOX_INLINE: &str = "sandbox allow-scripts allow-forms allow-popups \
+     allow-popups-to-escape-sandbox allow-downloads allow-modals";
+
+/// JavaScript under every name a browser executes: the HTML standard's "JavaScript MIME type"
+/// list.
+const JAVASCRIPT: &[&str] = &[
+    "application/ecmascript",
+    "application/javascript",
+    "application/x-ecmascript",
+    "application/x-javascript",
+    "text/ecmascript",
+    "text/javascript",
+    "text/javascript1.0",
+    "text/javascript1.1",
+    "text/javascript1.2",
+    "text/javascript1.3",
+    "text/javascript1.4",
+    "text/javascript1.5",
+    "text/jscript",
+    "text/livescript",
+    "text/x-ecmascript",
+    "text/x-javascript",
+];
+
+/// Document types that are neither `+xml` nor JavaScript.
+const DOCUMENTS: &[&str] = &["text/html", "text/xml", "application/xml", "text/xsl"];
+
+/// Content types a browser runs, or renders as a document that can run script or load
+/// other resources with the server's origin:
+/// - HTML (`text/html`);
+/// - every XML type (`text/xml`, `application/xml`, any `+xml`: XHTML, SVG, RSS, Atom,
+///   MathML, XSLT...), since XML documents can embed XHTML and script elements;
+/// - XSL style sheets (`text/xsl`), which turn XML into HTML;
+/// - JavaScript ([`JAVASCRIPT`]): opened, it only shows as text, but it is code meant for a
+///   page, so it goes out as a download like the pages themselves (against a page loading
+///   some other file as a script, `nosniff` on every file is what counts);
+/// - MIME archives (`message/*`, `multipart/*`: `.mht`, `.eml`), which some browsers render
+///   as HTML;
+/// - a type that does not parse: what a browser makes of it is anyone's guess.
+///
+/// Left out on purpose: CSS (shown as text when opened, and it only styles pages that link
+/// it; arbor's pages link only `/static/`), PDF (browsers show it in their own isolated
+/// viewer; a forced download would only make manuals harder to read), images other than
+/// SVG, plain text, JSON, archives and packages.
+pub fn is_active(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return true;
+    };
+    if kind.is_empty() || sub.is_empty() {
+        return true;
+    }
+    matches!(kind, "message" | "multipart")
+        || sub.ends_with("+xml")
+        || DOCUMENTS.contains(&essence.as_str())
+        || JAVASCRIPT.contains(&essence.as_str())
+}
+
+/// Marks a file response: always `nosniff`; for an active type also a sandbox policy and,
+/// unless `inline` (the operator's opt-in), `Content-Disposition: attachment` naming `name`.
+pub fn protect_file(headers: &mut HeaderMap, content_type: &str, name: &str, inline: bool) {
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, nosniff());
+    if !is_active(content_type) {
+        return;
+    }
+    let policy = if inline { SANDBOX_INLINE } else { SANDBOX };
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(policy),
+    );
+    if !inline {
+        headers.insert(header::CONTENT_DISPOSITION, attachment(name));
+    }
+}
+
+/// `X-Content-Type-Options: nosniff`, for responses that are not files (tar streams).
+pub fn nosniff() -> HeaderValue {
+    HeaderValue::from_static(NOSNIFF)
+}
 
 /// RFC 5987 `attr-char`: what `filename*` may hold unencoded.
 const ATTR_CHAR: AsciiSet = NON_ALPHANUMERIC
@@ -45,6 +146,74 @@ pub fn attachment(name: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn active_types() {
+        for t in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "TEXT/HTML",
+            " application/xhtml+xml ",
+            "image/svg+xml",
+            "text/xml",
+            "application/xml",
+            "application/rss+xml",
+            "application/atom+xml",
+            "application/mathml+xml",
+            "text/xsl",
+            "application/javascript",
+            "text/javascript",
+            "application/ecmascript",
+            "text/ecmascript",
+            "application/x-javascript",
+            "text/x-javascript",
+            "text/jscript",
+            "message/rfc822",
+            "multipart/related",
+            "nonsense",
+            "text/",
+            "",
+        ] {
+            assert!(is_active(t), "{t:?} must count as active");
+        }
+        for t in [
+            "text/plain",
+            "text/plain; charset=utf-8",
+            "text/css",
+            "text/csv",
+            "application/pdf",
+            "application/json",
+            "application/octet-stream",
+            "application/gzip",
+            "application/x-tar",
+            "application/vnd.oci.image.manifest.v1+json",
+            "image/png",
+            "image/jpeg",
+            "video/mp4",
+            "font/woff2",
+            // Not XML: the `xml` must be the `+xml` suffix.
+            "application/x-xmlish",
+        ] {
+            assert!(!is_active(t), "{t:?} must not count as active");
+        }
+    }
+
+    #[test]
+    fn the_types_mime_guess_gives_common_active_names_are_active() {
+        for name in [
+            "a.html", "a.htm", "a.xhtml", "a.svg", "a.xml", "a.js", "a.mjs", "a.xsl", "a.mht",
+            "a.eml",
+        ] {
+            let guess = mime_guess::from_path(name).first_or_octet_stream();
+            assert!(is_active(guess.as_ref()), "{name}: {guess}");
+        }
+        for name in [
+            "a.txt", "a.tar.gz", "a.png", "a.deb", "a.json", "a.css", "a",
+        ] {
+            let guess = mime_guess::from_path(name).first_or_octet_stream();
+            assert!(!is_active(guess.as_ref()), "{name}: {guess}");
+        }
+    }
 
     fn cd(name: &str) -> String {
         attachment(name).to_str().expect("ASCII").to_owned()
@@ -112,5 +281,29 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~%".contains(&b))
         );
+    }
+
+    #[test]
+    fn file_headers() {
+        let mut h = HeaderMap::new();
+        protect_file(&mut h, "text/html", "evil.html", false);
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["content-security-policy"], "sandbox");
+        assert_eq!(
+            h["content-disposition"],
+            "attachment; filename=\"evil.html\"; filename*=UTF-8''evil.html"
+        );
+        let mut h = HeaderMap::new();
+        protect_file(&mut h, "text/html", "doc.html", true);
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let csp = h["content-security-policy"].to_str().expect("ASCII");
+        assert!(csp.starts_with("sandbox allow-scripts"), "{csp}");
+        assert!(!csp.contains("allow-same-origin"), "{csp}");
+        assert!(!csp.contains("allow-top-navigation"), "{csp}");
+        assert!(h.get("content-disposition").is_none());
+        let mut h = HeaderMap::new();
+        protect_file(&mut h, "text/plain", "a.txt", false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-content-type-options"], "nosniff");
     }
 }
