@@ -1,6 +1,6 @@
 //! Serving uploads safely (spec/API.md Q51, Q52; docs/access.md "Serving artifacts safely"):
-//! active artifacts are sandboxed downloads unless the operator opts a tree in, and
-//! `Content-Disposition` names are quoted and encoded.
+//! active artifacts are sandboxed downloads unless the operator opts a tree in, pages carry a
+//! strict policy, and `Content-Disposition` names are quoted and encoded.
 
 mod common;
 use common::*;
@@ -178,6 +178,61 @@ fn an_opted_in_tree_renders_inline_and_sandboxed() {
         "evil.svg",
         "main svg",
     );
+}
+
+fn assert_page_policy(r: &Res, what: &str) {
+    assert!(
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{what}"
+    );
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    for part in [
+        "default-src 'self'",
+        "script-src 'none'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{what}: {part} missing from {csp:?}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+}
+
+#[test]
+fn pages_carry_a_strict_policy_and_refuse_frames() {
+    let s = TestServer::start();
+    s.upload_format(
+        "/branches/b/t/j/f/",
+        &[("dir/a.txt", b"a"), ("b.txt", b"b")],
+    );
+    for url in [
+        "/",
+        "/branches/",
+        "/branches/b/",
+        "/branches/b/t/",
+        "/branches/b/t/j/",
+        "/branches/b/t/j/f/",
+        "/branches/b/t/j/f/dir/",
+        "/nope/",
+    ] {
+        let r = browser_get(&s, url);
+        assert_page_policy(&r, url);
+    }
+    assert_eq!(browser_get(&s, "/nope/").status, 404);
+    // The pages themselves load nothing the policy would block: no inline script or style.
+    let body = browser_get(&s, "/branches/b/t/j/").text();
+    assert!(
+        !body.contains("<script") && !body.contains("style="),
+        "{body}"
+    );
+    assert!(body.contains("href=\"/static/dlrepo.css\""), "{body}");
 }
 
 #[test]

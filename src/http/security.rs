@@ -1,7 +1,7 @@
 //! Response headers that keep uploaded files from acting as arbor's own pages (spec/API.md
 //! Q51, Q52): which content types a browser would run or render as a document, the
-//! sandbox and download headers they get, and the one `Content-Disposition` encoder.
-//! Pure: no I/O, no configuration lookups.
+//! sandbox and download headers they get, the policy of the server's own pages, and the
+//! one `Content-Disposition` encoder. Pure: no I/O, no configuration lookups.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -22,6 +22,12 @@ const SANDBOX: &str = "sandbox";
 /// generated documentation sites use.
 const SANDBOX_INLINE: &str = "sandbox allow-scripts allow-forms allow-popups \
      allow-popups-to-escape-sandbox allow-downloads allow-modals";
+
+/// The pages arbor renders itself (templates/): one style sheet and images from `/static/`,
+/// no script at all, no inline style. `data:` images are allowed for `DLREPO_STATIC_DIR` style
+/// sheets that inline their icons. Never framed, against click-jacking.
+const PAGE_POLICY: &str = "default-src 'self'; script-src 'none'; object-src 'none'; \
+     img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// JavaScript under every name a browser executes: the HTML standard's "JavaScript MIME type"
 /// list.
@@ -98,6 +104,16 @@ pub fn protect_file(headers: &mut HeaderMap, content_type: &str, name: &str, inl
     if !inline {
         headers.insert(header::CONTENT_DISPOSITION, attachment(name));
     }
+}
+
+/// The headers of every page arbor renders (views/).
+pub fn protect_page(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, nosniff());
 }
 
 /// `X-Content-Type-Options: nosniff`, for responses that are not files (tar streams).
