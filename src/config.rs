@@ -30,6 +30,7 @@ const KEYS: &[&str] = &[
     "LATEST_RELEASES_USER",
     "STATIC_DIR",
     "TEMPLATES_DIR",
+    "INLINE_ACTIVE_FILTER",
     "AUTH_DISABLED",
     "IGNORE_PASSWORDS",
     "AUTH_FILE",
@@ -106,6 +107,9 @@ pub struct Config {
     pub latest_releases_user: bool,
     pub static_dir: Option<PathBuf>,
     pub templates_dir: Option<PathBuf>,
+    /// `DLREPO_INLINE_ACTIVE_FILTER` (arbor only): artifact URLs whose HTML, SVG, XML or
+    /// JavaScript is shown inline, still sandboxed, instead of downloaded (spec/API.md Q51).
+    pub inline_active_filter: Option<Regex>,
     /// `DLREPO_AUTH_DISABLED=1` (or `serve --no-auth`): no checks at all.
     pub auth_disabled: bool,
     /// `DLREPO_IGNORE_PASSWORDS=1`: trust the Basic login without checking the password.
@@ -162,6 +166,7 @@ impl Default for Config {
             latest_releases_user: true,
             static_dir: None,
             templates_dir: None,
+            inline_active_filter: None,
             auth_disabled: false,
             ignore_passwords: false,
             auth_file: PathBuf::from("/etc/dlrepo/auth"),
@@ -325,6 +330,7 @@ impl Config {
                 "LATEST_RELEASES_USER" => c.latest_releases_user = value != "0",
                 "STATIC_DIR" => c.static_dir = opt().map(PathBuf::from),
                 "TEMPLATES_DIR" => c.templates_dir = opt().map(PathBuf::from),
+                "INLINE_ACTIVE_FILTER" => c.inline_active_filter = regex()?,
                 // Only the exact value `1` disables auth, as in dlrepo.
                 "AUTH_DISABLED" => c.auth_disabled = value == "1",
                 "IGNORE_PASSWORDS" => c.ignore_passwords = value == "1",
@@ -359,6 +365,14 @@ impl Config {
             }
         }
         Ok(c)
+    }
+
+    /// Whether the active artifact at `url` (its canonical, decoded URL path, or that of the
+    /// directory whose `index.html` it is) may render inline: only where the operator said so.
+    pub fn serves_inline(&self, url: &str) -> bool {
+        self.inline_active_filter
+            .as_ref()
+            .is_some_and(|re| re.is_match(url))
     }
 }
 
@@ -454,6 +468,28 @@ mod tests {
         let e =
             Config::from_sources(None, env(&[("DLREPO_PUBLISH_MAX_REQUESTS", "0")])).unwrap_err();
         assert!(e.to_string().contains("DLREPO_PUBLISH_MAX_REQUESTS"), "{e}");
+    }
+
+    #[test]
+    fn inline_serving_is_opt_in_by_url_prefix() {
+        let c = Config::from_sources(None, env(&[])).unwrap();
+        assert!(!c.serves_inline("/branches/docs/t/j/html/index.html"));
+        let c = Config::from_sources(
+            Some((
+                "a.toml",
+                "inline_active_filter = '/branches/docs/|/~[^/]+/branches/docs/'",
+            )),
+            env(&[]),
+        )
+        .unwrap();
+        assert!(c.serves_inline("/branches/docs/t/j/html/index.html"));
+        assert!(c.serves_inline("/~bob/branches/docs/t/j/html/"));
+        // Anchored at the start, as the other filters.
+        assert!(!c.serves_inline("/branches/main/t/j/branches/docs/x.html"));
+        assert!(!c.serves_inline("/branches/docsx/t/j/f/x.html"));
+        let e =
+            Config::from_sources(None, env(&[("DLREPO_INLINE_ACTIVE_FILTER", "(")])).unwrap_err();
+        assert!(e.to_string().contains("DLREPO_INLINE_ACTIVE_FILTER"), "{e}");
     }
 
     #[test]

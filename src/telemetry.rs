@@ -11,9 +11,12 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// dlrepo's line format: `WARNING: message field=value` on the console, the bare message
 /// (the syslog writer adds `dlrepo: ` and the priority) in syslog.
@@ -119,7 +122,15 @@ impl Syslog {
     }
 }
 
+/// Events no filter may let through, `RUST_LOG=trace` included: ureq-proto's TRACE events
+/// hex-dump whole requests, publishing's `Authorization` header with them. Secrets never
+/// reach a log, at any level.
+fn leaks_secrets(meta: &Metadata<'_>) -> bool {
+    *meta.level() == Level::TRACE && meta.target().starts_with("ureq_proto")
+}
+
 pub fn init(config: &Config) {
+    let guard = || filter_fn(|meta| !leaks_secrets(meta));
     let filter = || {
         EnvFilter::try_from_env("RUST_LOG")
             .unwrap_or_else(|_| EnvFilter::new(config.log_level.as_str().to_lowercase()))
@@ -137,6 +148,8 @@ pub fn init(config: &Config) {
                     .with_writer(syslog)
                     .with_ansi(false)
                     .event_format(DlrepoFormat { with_level: false })
+                    .finish()
+                    .with(guard())
                     .try_init();
                 return;
             }
@@ -151,6 +164,8 @@ pub fn init(config: &Config) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .event_format(DlrepoFormat { with_level: true })
+        .finish()
+        .with(guard())
         .try_init();
 }
 
@@ -172,5 +187,36 @@ mod tests {
         assert_eq!(&buf[..n], b"<28>dlrepo: disk almost full");
         assert_eq!(priority(&Level::ERROR), 3);
         assert_eq!(priority(&Level::DEBUG), 7);
+    }
+
+    #[test]
+    fn request_dumps_are_never_logged() {
+        use tracing::callsite::Identifier;
+        use tracing::field::FieldSet;
+        use tracing::metadata::Kind;
+        struct Site;
+        impl tracing::Callsite for Site {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unreachable!("not registered")
+            }
+        }
+        static SITE: Site = Site;
+        let meta = |target: &'static str, level: Level| {
+            Metadata::new(
+                "event",
+                target,
+                level,
+                None,
+                None,
+                None,
+                FieldSet::new(&[], Identifier(&SITE)),
+                Kind::EVENT,
+            )
+        };
+        assert!(leaks_secrets(&meta("ureq_proto::util", Level::TRACE)));
+        assert!(!leaks_secrets(&meta("ureq_proto::util", Level::DEBUG)));
+        assert!(!leaks_secrets(&meta("ureq::run", Level::DEBUG)));
+        assert!(!leaks_secrets(&meta("arbor::http::observe", Level::TRACE)));
     }
 }

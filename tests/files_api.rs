@@ -247,7 +247,7 @@ fn format_views() {
     );
     assert_eq!(
         r.header("content-disposition"),
-        Some("attachment; filename=only file.bin")
+        Some("attachment; filename=\"only file.bin\"; filename*=UTF-8''only%20file.bin")
     );
     // Deleting a format removes its links and nothing else.
     assert_eq!(s.delete("/branches/b/t/j/one/").status, 200);
@@ -283,7 +283,7 @@ fn tar_bundles_end_with_sha256sums() {
     assert_eq!(r.header("content-type"), Some("application/x-tar"));
     assert_eq!(
         r.header("content-disposition"),
-        Some("attachment; filename=j-t.tar")
+        Some("attachment; filename=\"j-t.tar\"; filename*=UTF-8''j-t.tar")
     );
     assert_eq!(r.body.len() % 10240, 0);
     let entries = read_tar(&r.body);
@@ -322,12 +322,14 @@ fn tar_bundles_end_with_sha256sums() {
     let r = s.get("/branches/b/t/j.tar");
     assert_eq!(
         r.header("content-disposition"),
-        Some("attachment; filename=foo-x86-v1.0.1.tar")
+        Some("attachment; filename=\"foo-x86-v1.0.1.tar\"; filename*=UTF-8''foo-x86-v1.0.1.tar")
     );
     let r = s.get("/products/foo/x86/1.0/1.0.1/fmt.tar");
     assert_eq!(
         r.header("content-disposition"),
-        Some("attachment; filename=foo-x86-v1.0.1-fmt.tar")
+        Some(
+            "attachment; filename=\"foo-x86-v1.0.1-fmt.tar\"; filename*=UTF-8''foo-x86-v1.0.1-fmt.tar"
+        )
     );
     let names: Vec<_> = read_tar(&s.get("/products/foo/x86/1.0/1.0.1.tar").body)
         .into_iter()

@@ -1,7 +1,7 @@
 //! The nginx site in examples/config/, run by the real nginx in front of arbor: TLS, the
 //! redirect from plain HTTP, a large upload streamed through, and downloads that arbor hands
-//! to nginx with `X-Accel-Redirect` (`DLREPO_X_SENDFILE_HEADER`), with their `Digest` header
-//! given back and Range requests served by nginx. Debian's nginx comes from tests/deps/install.
+//! to nginx with `X-Accel-Redirect` (`DLREPO_X_SENDFILE_HEADER`), with their `Digest` and
+//! safety headers given back and Range requests served by nginx. Debian's nginx comes from tests/deps/install.
 
 // Black-box tests check what the servers left on disk, so they read the tree directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -244,6 +244,47 @@ fn the_example_nginx_site_fronts_arbor() {
     let (head, body) = head_and_body(&out.stdout);
     assert!(head.starts_with("HTTP/2 206"), "{head}");
     assert_eq!(body, &data[1000..2000]);
+
+    // The safety headers of an active artifact survive the hand-off (spec/API.md Q51): nginx
+    // drops the headers it does not know unless the site adds them back.
+    assert_eq!(
+        arbor
+            .put_file("/branches/b/t/j/web/evil.html", b"<script>1</script>")
+            .status,
+        201
+    );
+    let out = curl(
+        &ca,
+        &["-i", &format!("{site}/branches/b/t/j/web/evil.html")],
+    );
+    let (head, body) = head_and_body(&out.stdout);
+    assert!(head.starts_with("HTTP/2 200"), "{head}");
+    assert_eq!(body, b"<script>1</script>");
+    assert_eq!(
+        header(&head, "x-content-type-options"),
+        Some("nosniff"),
+        "{head}"
+    );
+    assert_eq!(
+        header(&head, "content-security-policy"),
+        Some("sandbox"),
+        "{head}"
+    );
+    assert_eq!(
+        header(&head, "content-disposition"),
+        Some("attachment; filename=\"evil.html\"; filename*=UTF-8''evil.html"),
+        "{head}"
+    );
+    assert_eq!(head.matches("content-disposition").count(), 1, "{head}");
+    // A passive one gets nosniff and nothing else.
+    let out = curl(&ca, &["-i", &url, "-r", "0-0"]);
+    let (head, _) = head_and_body(&out.stdout);
+    assert_eq!(
+        header(&head, "x-content-type-options"),
+        Some("nosniff"),
+        "{head}"
+    );
+    assert_eq!(header(&head, "content-security-policy"), None, "{head}");
 
     // JSON still comes from arbor, through the proxy.
     let out = curl(

@@ -1,6 +1,7 @@
 //! File responses (spec/API.md §5.2): Digest, strong ETag, Last-Modified, conditional
 //! requests, single byte ranges, and the X-Sendfile hand-off to a reverse proxy.
 
+use super::security;
 use crate::storage::{BlobReader, ByteRange};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -11,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct Download<'a> {
     pub method: &'a Method,
     pub headers: &'a HeaderMap,
-    /// The URL's file name, for the Content-Type guess.
+    /// The URL's file name, for the Content-Type guess and a forced download's name.
     pub name: &'a str,
     pub chunk_size: usize,
     pub x_sendfile: Option<&'a str>,
@@ -20,6 +21,9 @@ pub struct Download<'a> {
     pub content_type: Option<String>,
     /// The connection, when it can send files with `sendfile(2)`.
     pub conn: Option<&'a crate::zerocopy::ZcConn>,
+    /// The operator lets active content here render inline (`Config::serves_inline`); it is
+    /// sandboxed all the same (spec/API.md Q51, `http::security`).
+    pub inline: bool,
 }
 
 fn etag(file: &BlobReader) -> String {
@@ -96,6 +100,14 @@ impl Download<'_> {
         if let Some(d) = file.digest().and_then(|d| HeaderValue::from_str(d).ok()) {
             base.insert(self.digest_header, d);
         }
+        let ctype = self.content_type.clone().unwrap_or_else(|| {
+            mime_guess::from_path(self.name)
+                .first_raw()
+                .unwrap_or("application/octet-stream")
+                .to_owned()
+        });
+        // On every answer, X-Sendfile included (the example nginx site passes them on).
+        security::protect_file(&mut base, &ctype, self.name, self.inline);
         if let Some(name) = self.x_sendfile {
             // The proxy does ranges and validators itself (spec/API.md §5.2).
             if let (Ok(n), Ok(v)) = (
@@ -145,12 +157,6 @@ impl Download<'_> {
         {
             return (StatusCode::NOT_MODIFIED, base).into_response();
         }
-        let ctype = self.content_type.unwrap_or_else(|| {
-            mime_guess::from_path(self.name)
-                .first_raw()
-                .unwrap_or("application/octet-stream")
-                .to_owned()
-        });
         if let Ok(v) = HeaderValue::from_str(&ctype) {
             base.insert(header::CONTENT_TYPE, v);
         }

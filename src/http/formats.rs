@@ -231,9 +231,10 @@ async fn format_bare(ctx: &Ctx, f: FormatRef) -> ApiResult {
         Some(file) => {
             let mut res = redirect(&format!("{url}{file}"));
             let base = file.rsplit('/').next().unwrap_or(&file);
-            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename={base}")) {
-                res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-            }
+            res.headers_mut().insert(
+                header::CONTENT_DISPOSITION,
+                super::security::attachment(base),
+            );
             res
         }
         None => redirect(&url),
@@ -321,6 +322,7 @@ async fn dir_view(
             digest_header: "digest",
             content_type: None,
             conn: ctx.conn.as_ref(),
+            inline: ctx.app.config.serves_inline(&canonical),
         }
         .respond(file)),
         DirPage::Listing(entries) => {
@@ -378,6 +380,7 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
                 digest_header: "digest",
                 content_type: None,
                 conn: ctx.conn.as_ref(),
+                inline: ctx.app.config.serves_inline(&canonical),
             }
             .respond(file))
         }

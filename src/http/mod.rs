@@ -11,6 +11,7 @@ mod products;
 mod reply;
 mod resources;
 pub mod route;
+pub(crate) mod security;
 mod statics;
 mod tree;
 pub(crate) use canonical::Addressed;

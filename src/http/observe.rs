@@ -4,7 +4,7 @@
 use crate::metrics::{self, Method, MethodLabels, RequestLabels};
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -20,7 +20,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
     let m = metrics::get();
     let method = req.method().clone();
     let log =
-        tracing::enabled!(tracing::Level::DEBUG).then(|| (req.uri().clone(), remote_of(&req)));
+        tracing::enabled!(tracing::Level::DEBUG).then(|| (redacted(req.uri()), remote_of(&req)));
     let req = req.map(|b| counted(b, &m.received_bytes, false));
     m.in_flight.inc();
     let start = Instant::now();
@@ -41,6 +41,35 @@ pub async fn observe(req: Request, next: Next) -> Response {
         tracing::debug!(%remote, %method, %uri, status = res.status().as_u16(), "request");
     }
     res.map(|b| counted(b, &m.sent_bytes, true))
+}
+
+/// What the log shows in place of a secret.
+const REDACTED: &str = "REDACTED";
+
+/// The path and query as requested, with the value of every `token` parameter (an API token
+/// the guard accepts, spec/AUTH.md §2) replaced by [`REDACTED`]: a log is read by more people,
+/// and kept longer, than the token is meant to be. The key is matched the way a lenient
+/// reader would (percent-decoded, any case), so no spelling of it slips through.
+fn redacted(uri: &Uri) -> String {
+    let path = uri.path();
+    let Some(query) = uri.query() else {
+        return path.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if is_token_key(key) => format!("{key}={REDACTED}"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
+}
+
+fn is_token_key(key: &str) -> bool {
+    percent_encoding::percent_decode_str(key)
+        .decode_utf8_lossy()
+        .trim()
+        .eq_ignore_ascii_case("token")
 }
 
 /// `body`, with its bytes added to `counter` as they pass. Bodies known to be empty skip
@@ -132,5 +161,33 @@ impl HttpBody for Counted {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(uri: &str) -> String {
+        redacted(&uri.parse::<Uri>().expect("URI"))
+    }
+
+    #[test]
+    fn tokens_never_reach_the_access_log() {
+        assert_eq!(shown("/branches/"), "/branches/");
+        assert_eq!(shown("/branches/?x=1"), "/branches/?x=1");
+        assert_eq!(
+            shown("/branches/b/t/j/f/a.bin?token=arbor_abc_SECRET"),
+            "/branches/b/t/j/f/a.bin?token=REDACTED"
+        );
+        assert_eq!(
+            shown("/x?a=1&token=SECRET&b=2&TOKEN=SECRET&%74oken=SECRET&token="),
+            "/x?a=1&token=REDACTED&b=2&TOKEN=REDACTED&%74oken=REDACTED&token=REDACTED"
+        );
+        // Only the `token` key: others, and a bare `token` without value, are kept.
+        assert_eq!(
+            shown("/x?tokens=1&my_token=2&token"),
+            "/x?tokens=1&my_token=2&token"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Response shapes of the plain API (spec/API.md §1.3–1.4): PYJSON bodies, the
 //! `"{code}: {reason}"` error bodies with the same reason in the status line, redirects.
 
+use super::security;
 use crate::pyjson;
 use crate::storage::StoreError;
 use axum::body::Body;
@@ -150,17 +151,19 @@ pub fn redirect(path: &str) -> Response {
     res
 }
 
-/// A streamed tar bundle (spec/API.md §6).
+/// A streamed tar bundle (spec/API.md §6). `prefix` is made of names and job metadata that
+/// writers choose, hence the encoder (spec/API.md Q52).
 pub fn tar(prefix: &str, body: Body) -> Response {
-    let disposition = format!("attachment; filename={prefix}.tar");
     let mut res = Response::new(body);
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-tar"),
     );
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        security::attachment(&format!("{prefix}.tar")),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, security::nosniff());
     res
 }

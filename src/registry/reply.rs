@@ -197,6 +197,8 @@ fn send_file(app: &AppState, req: &Request, file: BlobReader, content_type: &str
         digest_header: DIGEST.as_str(),
         content_type: Some(content_type.to_owned()),
         conn: conn.as_ref(),
+        // Registry clients never render what they pull; only nosniff applies to its types.
+        inline: false,
     }
     .respond(file)
 }

@@ -93,12 +93,14 @@ pub fn render(page: &impl Template) -> Result<Response, ApiError> {
     Ok(html_response(body))
 }
 
+/// Every page, error pages included, goes out with the strict page policy (spec/API.md Q51).
 pub(crate) fn html_response(body: String) -> Response {
     let mut res = body.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    super::security::protect_page(res.headers_mut());
     res
 }
 
