@@ -52,6 +52,9 @@ const KEYS: &[&str] = &[
     "PUBLISH_FILTER_CMD",
     "PUBLISH_TIMEOUT",
     "PUBLISH_MAX_REQUESTS",
+    "HEADER_TIMEOUT",
+    "CLIENT_TIMEOUT",
+    "MAX_CONNECTIONS",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +142,15 @@ pub struct Config {
     pub publish_timeout: u64,
     /// `DLREPO_PUBLISH_MAX_REQUESTS`: publish requests in flight across the process (≥ 1).
     pub publish_max_requests: usize,
+    /// `DLREPO_HEADER_TIMEOUT` seconds (arbor only): how long a connection may take to send
+    /// a request's headers, and how long it may sit idle between requests.
+    pub header_timeout: u64,
+    /// `DLREPO_CLIENT_TIMEOUT` seconds (arbor only): how long a client may leave a request
+    /// body unsent, or a response unread, before the connection is dropped.
+    pub client_timeout: u64,
+    /// `DLREPO_MAX_CONNECTIONS` (arbor only): connections served at once; more are answered
+    /// `503` with `Retry-After` and closed.
+    pub max_connections: usize,
     /// Settings read by features that are not built yet (auth, publishing), kept verbatim so
     /// that they are validated as known keys and reach those features unchanged.
     pub other: BTreeMap<&'static str, String>,
@@ -181,6 +193,9 @@ impl Default for Config {
             publish_filter_cmd: None,
             publish_timeout: 300,
             publish_max_requests: 1,
+            header_timeout: 30,
+            client_timeout: 60,
+            max_connections: 1024,
             other: BTreeMap::new(),
         }
     }
@@ -295,6 +310,12 @@ impl Config {
                     .map_err(|e| invalid(e.to_string()))
             };
             let opt = || (!value.is_empty()).then(|| value.clone());
+            // A zero limit would refuse every client, or time out every request at once.
+            let positive = |n: u64| {
+                (n > 0)
+                    .then_some(n)
+                    .ok_or_else(|| invalid("expected a positive integer".into()))
+            };
             match key {
                 "ROOT_DIR" => c.root_dir = PathBuf::from(&value),
                 "LISTEN_ADDRESS" => c.listen_address = value.clone(),
@@ -331,6 +352,12 @@ impl Config {
                 "STATIC_DIR" => c.static_dir = opt().map(PathBuf::from),
                 "TEMPLATES_DIR" => c.templates_dir = opt().map(PathBuf::from),
                 "INLINE_ACTIVE_FILTER" => c.inline_active_filter = regex()?,
+                "HEADER_TIMEOUT" => c.header_timeout = positive(int()?)?,
+                "CLIENT_TIMEOUT" => c.client_timeout = positive(int()?)?,
+                "MAX_CONNECTIONS" => {
+                    c.max_connections = usize::try_from(positive(int()?)?)
+                        .map_err(|_| invalid("too large".into()))?
+                }
                 // Only the exact value `1` disables auth, as in dlrepo.
                 "AUTH_DISABLED" => c.auth_disabled = value == "1",
                 "IGNORE_PASSWORDS" => c.ignore_passwords = value == "1",

@@ -6,6 +6,7 @@
 //! - [`storage`]: the only code that touches the filesystem (the tree, blobs, products, tars).
 //! - [`http`]: axum routes and the tree dispatcher; no paths.
 //! - [`pyjson`]: JSON written byte for byte as Python's `json.dumps` writes it.
+//! - [`server`]: accepting connections, with their timeouts and limits.
 //! - [`zerocopy`]: connections that send file bodies with `sendfile(2)`.
 
 pub mod auth;
@@ -17,22 +18,10 @@ pub mod model;
 pub mod publish;
 pub mod pyjson;
 pub mod registry;
+pub mod server;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod zerocopy;
 
-use std::future::Future;
-
-/// Serves `state` on an already bound listener until `shutdown` resolves; requests in flight
-/// are allowed to finish.
-pub async fn serve(
-    listener: zerocopy::ZcListener,
-    state: state::AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = http::router(state).into_make_service_with_connect_info::<zerocopy::ZcConn>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
+pub use server::serve;

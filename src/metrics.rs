@@ -84,6 +84,8 @@ pub struct Metrics {
     pub gc_deleted_blobs: Counter,
     pub gc_freed_bytes: Counter,
     pub publishes: Family<PublishLabels, Counter>,
+    pub connections_refused: Counter,
+    pub client_timeouts: Counter,
 }
 
 /// Time to the response head: 1 ms to about 16 s. Bodies stream after that, so downloads
@@ -102,6 +104,7 @@ impl Metrics {
         let (gc_runs, gc_deleted_tags) = (Counter::default(), Counter::default());
         let (gc_deleted_blobs, gc_freed_bytes) = (Counter::default(), Counter::default());
         let publishes = Family::<PublishLabels, Counter>::default();
+        let (connections_refused, client_timeouts) = (Counter::default(), Counter::default());
         registry.register(
             "build",
             "The running version",
@@ -153,6 +156,16 @@ impl Metrics {
             "Tag publishes and un-publishes finished, by outcome",
             publishes.clone(),
         );
+        registry.register(
+            "connections_refused",
+            "Connections answered 503 because DLREPO_MAX_CONNECTIONS were open",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "client_timeouts",
+            "Connections dropped because a client stalled a body past DLREPO_CLIENT_TIMEOUT",
+            client_timeouts.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -165,6 +178,8 @@ impl Metrics {
             gc_deleted_blobs,
             gc_freed_bytes,
             publishes,
+            connections_refused,
+            client_timeouts,
         }
     }
 

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use std::collections::VecDeque;
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::os::fd::AsFd;
 use std::pin::Pin;
@@ -90,14 +91,6 @@ impl ZcConn {
     }
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, ZcListener>>
-    for ZcConn
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, ZcListener>) -> Self {
-        stream.io().conn.clone()
-    }
-}
-
 /// A listening socket (TCP, or Unix under systemd socket activation) whose connections can
 /// send files with `sendfile(2)`.
 pub enum ZcListener {
@@ -157,6 +150,8 @@ impl axum::serve::Listener for ZcListener {
                             jobs: Mutex::default(),
                             peer,
                         })),
+                        write_timeout: None,
+                        write_stall: None,
                     };
                     return (io, addr);
                 }
@@ -187,9 +182,50 @@ enum Conn {
 pub struct ZcStream {
     inner: Conn,
     conn: ZcConn,
+    /// How long a write may wait for the client to read (`DLREPO_CLIENT_TIMEOUT`).
+    write_timeout: Option<std::time::Duration>,
+    /// Armed while a write waits; any progress disarms it.
+    write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ZcStream {
+    /// The handle requests use to queue file bodies on this connection.
+    pub fn handle(&self) -> ZcConn {
+        self.conn.clone()
+    }
+
+    /// A client that reads nothing for `limit` while a response waits to be sent loses the
+    /// connection: a download or a bundle must not stay parked forever.
+    pub fn set_write_timeout(&mut self, limit: std::time::Duration) {
+        self.write_timeout = Some(limit);
+    }
+
+    fn stall_guard(
+        &mut self,
+        cx: &mut Context<'_>,
+        res: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if res.is_ready() {
+            self.write_stall = None;
+            return res;
+        }
+        let Some(limit) = self.write_timeout else {
+            return Poll::Pending;
+        };
+        let stall = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if stall.as_mut().poll(cx).is_ready() {
+            self.write_stall = None;
+            crate::metrics::get().client_timeouts.inc();
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )));
+        }
+        Poll::Pending
+    }
+
     fn poll_sendfile(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         let mut jobs = self
             .conn
@@ -274,10 +310,11 @@ impl AsyncWrite for ZcStream {
         // Plain bytes up to the first placeholder go out as they are.
         let plain = bufs.iter().take_while(|b| !is_placeholder(b)).count();
         if plain > 0 {
-            return match &mut this.inner {
+            let res = match &mut this.inner {
                 Conn::Tcp(s) => Pin::new(s).poll_write_vectored(cx, &bufs[..plain]),
                 Conn::Unix(s) => Pin::new(s).poll_write_vectored(cx, &bufs[..plain]),
             };
+            return this.stall_guard(cx, res);
         }
         // Consecutive placeholders are one stretch of the same file.
         let want: usize = bufs
@@ -288,7 +325,8 @@ impl AsyncWrite for ZcStream {
         if want == 0 {
             return Poll::Ready(Ok(0));
         }
-        this.poll_sendfile(cx, want)
+        let res = this.poll_sendfile(cx, want);
+        this.stall_guard(cx, res)
     }
 
     fn is_write_vectored(&self) -> bool {

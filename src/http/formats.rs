@@ -439,7 +439,7 @@ async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
     let (target, target_rel) = (f.clone(), rel.clone());
     repo.run(move |r| r.check_upload_target(&target, &target_rel))
         .await?;
-    let body = ctx.take_body().into_data_stream();
+    let body = super::body::byte_stream(ctx.take_body());
     let upload = repo.receive(&digest, body).await?;
     repo.run(move |r| r.store_and_link(upload, &f, &rel))
         .await?;

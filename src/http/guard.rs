@@ -12,6 +12,10 @@ use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 use std::sync::Arc;
 
+/// Identifications running at once. An argon2 or bcrypt check takes tens of milliseconds
+/// of CPU: more at once than a few per core only makes each one slower.
+static IDENTIFY_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+
 /// The caller of a request that passed the check, for filtering what listings show.
 #[derive(Clone)]
 pub(crate) struct Caller {
@@ -97,7 +101,12 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let who = Arc::clone(&auth);
-    // Password hashes and token files make this slow or blocking: off the runtime.
+    // Password hashes and token files make this slow or blocking: off the runtime, and a
+    // few at a time, so a flood of logins waits here (costing no thread) instead of taking
+    // the blocking pool from storage work.
+    let Ok(_slot) = IDENTIFY_SLOTS.acquire().await else {
+        return super::reply::plain_status(StatusCode::SERVICE_UNAVAILABLE, "Shutting down");
+    };
     let identity = tokio::task::spawn_blocking(move || {
         who.try_identify(
             &Credentials {

@@ -2,6 +2,7 @@
 //! `/healthz`; everything else goes to the tree dispatcher, which parses the path itself
 //! because axum's matcher cannot express the spec's grammar (spec/API.md §1.1).
 
+mod body;
 mod canonical;
 pub(crate) mod download;
 mod formats;

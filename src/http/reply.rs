@@ -46,6 +46,9 @@ impl From<StoreError> for ApiError {
             StoreError::Io(e) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => {
                 ApiError::BadRequest(super::tree::TOO_LONG.into())
             }
+            StoreError::ClientTimeout => {
+                ApiError::Status(StatusCode::REQUEST_TIMEOUT, "Request Timeout".into())
+            }
             // The client is gone or sent a broken body; the answer is mostly for logs.
             StoreError::Interrupted(why) => {
                 ApiError::BadRequest(format!("upload interrupted: {why}"))

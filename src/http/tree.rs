@@ -88,7 +88,10 @@ impl Ctx {
         let mut stream = self.take_body().into_data_stream();
         let (mut data, mut seen) = (Vec::new(), 0usize);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?;
+            let chunk = chunk.map_err(|e| match super::body::stalled(&e) {
+                true => ApiError::from(crate::storage::StoreError::ClientTimeout),
+                false => ApiError::BadRequest(format!("invalid body: {e}")),
+            })?;
             seen += chunk.len();
             if seen <= JSON_LIMIT {
                 data.extend_from_slice(&chunk);

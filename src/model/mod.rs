@@ -7,6 +7,6 @@ pub mod escape;
 mod name;
 mod refs;
 
-pub use digest::{Algo, Digest, DigestError};
+pub use digest::{Algo, Digest, DigestError, Hasher};
 pub use name::{NAME_MAX, Name, NotFound, RelPath, RelPathError, too_long};
 pub use refs::{Alias, BranchRef, FormatRef, JobRef, Scope, TagRef, VersionRef};

@@ -144,6 +144,11 @@ pub fn oci_error(e: RegError) -> Response {
             "repository name not known to registry".into(),
         ),
         RegError::Store(StoreError::BadRequest(why)) => ("DENIED", StatusCode::FORBIDDEN, why),
+        RegError::Store(StoreError::ClientTimeout) => (
+            "BLOB_UPLOAD_INVALID",
+            StatusCode::REQUEST_TIMEOUT,
+            "the client stopped sending".into(),
+        ),
         RegError::Store(StoreError::Denied) => {
             ("DENIED", StatusCode::FORBIDDEN, "access denied".into())
         }

@@ -1,5 +1,6 @@
-//! Streams tar bundles (spec/API.md §6) in constant memory: the tar encoding and the reader
-//! thread that feeds the response. Which files belong in a bundle is decided by the caller.
+//! Streams tar bundles (spec/API.md §6) in constant memory: the tar encoding, produced one
+//! chunk at a time as the response asks for it. Which files belong in a bundle is decided by
+//! the caller.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
@@ -8,15 +9,10 @@ use std::io::{self, ErrorKind, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use tar::{EntryType, Header};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 const BLOCK: u64 = 512;
 /// GNU tar and Python pad archives to 20 blocks; spec/API.md §6 asks the same (Q9).
 const RECORD: u64 = 10240;
-/// Chunks queued between the reader thread and the response: memory stays at a few chunks
-/// whatever the bundle size, and a slow client stalls the reader instead of growing a buffer.
-const QUEUE: usize = 4;
 /// Largest value of an 11-digit octal header field; larger sizes also get a pax record.
 const OCTAL11_MAX: u64 = 0o777_7777_7777;
 
@@ -32,100 +28,135 @@ pub struct Member {
     pub digest: String,
 }
 
-/// Everything the reader thread needs, moved there whole.
-struct Plan {
-    prefix: String,
-    members: Vec<Member>,
-    sums_mtime: f64,
-    chunk_size: usize,
-}
-
 /// Stream the tar: members sorted by name (code points), each stored as `{prefix}/{name}`,
 /// then `{prefix}/SHA256SUMS.txt` when at least one digest is sha256, then the end blocks
 /// and padding to a multiple of 10240 bytes (spec/API.md §6).
 ///
-/// Files are read once, on a blocking thread, `chunk_size` bytes at a time. A missing or
-/// unreadable member, or one whose size changes while it is read, ends the stream with an
-/// `Err` item, so the response is cut instead of ending as a valid but wrong tar. Dropping
-/// the stream stops the reader at its next chunk.
+/// Each chunk (`chunk_size` bytes, the last one shorter) is made by one short blocking task
+/// when the response polls for it, so files are read once, memory stays at one chunk, and a
+/// client that stops reading holds no thread. A missing or unreadable member, or one whose
+/// size changes while it is read, ends the stream with an `Err` item, so the response is cut
+/// instead of ending as a valid but wrong tar.
 pub fn tar_stream(
     prefix: String,
-    members: Vec<Member>,
+    mut members: Vec<Member>,
     sums_mtime: f64,
     chunk_size: usize,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    enum State {
-        // The reader starts on the first poll: building the response needs no runtime, and
-        // a body that is never polled reads nothing.
-        Idle(Box<Plan>, tracing::Span),
-        Running(mpsc::Receiver<Bytes>, JoinHandle<io::Result<()>>),
-        Done,
-    }
-    let plan = Plan {
+    // String order is byte order of UTF-8, which is code point order.
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let cursor = Cursor {
         prefix,
         members,
         sums_mtime,
-        chunk_size,
+        next: 0,
+        open: None,
+        ended: false,
+        out: Sink::new(chunk_size),
     };
-    let start = State::Idle(Box::new(plan), tracing::Span::current());
-    futures_util::stream::unfold(start, |state| async move {
-        let (mut rx, reader) = match state {
-            State::Idle(plan, span) => spawn_reader(*plan, span),
-            State::Running(rx, reader) => (rx, reader),
-            State::Done => return None,
-        };
-        if let Some(chunk) = rx.recv().await {
-            return Some((Ok(chunk), State::Running(rx, reader)));
-        }
-        // The channel closes when the reader returns; only its result tells a complete
-        // archive from an aborted one (a panic included).
-        let outcome = reader.await.unwrap_or_else(|e| Err(io::Error::other(e)));
-        match outcome {
-            Ok(()) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "tar stream aborted");
-                Some((Err(e), State::Done))
+    let span = tracing::Span::current();
+    futures_util::stream::unfold(Some(Box::new(cursor)), move |cursor| {
+        let span = span.clone();
+        async move {
+            let mut cursor = cursor?;
+            let made = tokio::task::spawn_blocking(move || {
+                let chunk = span.in_scope(|| cursor.next_chunk());
+                (cursor, chunk)
+            })
+            .await;
+            match made {
+                Ok((cursor, Ok(Some(chunk)))) => Some((Ok(chunk), Some(cursor))),
+                Ok((_, Ok(None))) => None,
+                Ok((_, Err(e))) => {
+                    tracing::warn!(error = %e, "tar stream aborted");
+                    Some((Err(e), None))
+                }
+                Err(e) => Some((Err(io::Error::other(e)), None)),
             }
         }
     })
 }
 
-fn spawn_reader(
-    plan: Plan,
-    span: tracing::Span,
-) -> (mpsc::Receiver<Bytes>, JoinHandle<io::Result<()>>) {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let reader = tokio::task::spawn_blocking(move || span.in_scope(|| write_tar(plan, tx)));
-    (rx, reader)
+/// Where a tar stream stands between two chunks.
+struct Cursor {
+    prefix: String,
+    members: Vec<Member>,
+    sums_mtime: f64,
+    /// The next member to open.
+    next: usize,
+    /// The member whose data is being copied.
+    open: Option<OpenMember>,
+    /// The sums, end blocks and padding are written.
+    ended: bool,
+    out: Sink,
 }
 
-fn write_tar(plan: Plan, tx: mpsc::Sender<Bytes>) -> io::Result<()> {
-    let Plan {
-        prefix,
-        mut members,
-        sums_mtime,
-        chunk_size,
-    } = plan;
-    // String order is byte order of UTF-8, which is code point order.
-    members.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out = Sink::new(tx, chunk_size);
-    for m in &members {
-        write_member(&mut out, &prefix, m)?;
+struct OpenMember {
+    file: File,
+    left: u64,
+    path: PathBuf,
+}
+
+fn with_path(path: &std::path::Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+impl Cursor {
+    /// The next chunk of the archive, `None` after the last one. Blocking (file reads).
+    fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        while !self.out.full() {
+            if let Some(m) = &mut self.open {
+                if m.left > 0 {
+                    let n = self
+                        .out
+                        .read_from(&mut m.file, m.left)
+                        .map_err(|e| with_path(&m.path, e))?;
+                    if n == 0 {
+                        let shrank =
+                            io::Error::new(ErrorKind::UnexpectedEof, "file shrank while archived");
+                        return Err(with_path(&m.path, shrank));
+                    }
+                    m.left -= n as u64;
+                    continue;
+                }
+                // A file that grew would silently lose its tail; its digest would no
+                // longer match.
+                if read_some(&mut m.file, &mut [0u8; 1]).map_err(|e| with_path(&m.path, e))? != 0 {
+                    return Err(with_path(
+                        &m.path,
+                        io::Error::other("file grew while archived"),
+                    ));
+                }
+                self.out.pad_block();
+                self.open = None;
+            } else if let Some(m) = self.members.get(self.next) {
+                self.next += 1;
+                self.open = Some(open_member(&mut self.out, &self.prefix, m)?);
+            } else if !self.ended {
+                self.ended = true;
+                self.write_end();
+            } else {
+                break;
+            }
+        }
+        Ok(self.out.take_chunk())
     }
-    let sums = sha256sums(&members);
-    if !sums.is_empty() {
-        let path = format!("{prefix}/SHA256SUMS.txt");
-        let mtime = Mtime::from_float(sums_mtime);
-        write_header(&mut out, &path, 0o644, sums.len() as u64, &mtime)?;
-        out.push(sums.as_bytes())?;
-        out.pad_block()?;
+
+    fn write_end(&mut self) {
+        let sums = sha256sums(&self.members);
+        if !sums.is_empty() {
+            let path = format!("{}/SHA256SUMS.txt", self.prefix);
+            let mtime = Mtime::from_float(self.sums_mtime);
+            write_header(&mut self.out, &path, 0o644, sums.len() as u64, &mtime);
+            self.out.push(sums.as_bytes());
+            self.out.pad_block();
+        }
+        self.out.zeros(2 * BLOCK);
+        let tail = self.out.written % RECORD;
+        if tail != 0 {
+            self.out.zeros(RECORD - tail);
+        }
     }
-    out.zeros(2 * BLOCK)?;
-    let tail = out.written % RECORD;
-    if tail != 0 {
-        out.zeros(RECORD - tail)?;
-    }
-    out.flush()
 }
 
 /// `{hex}  {name}\n` per sha256 member, in member order (spec/API.md §6); empty when none.
@@ -142,9 +173,10 @@ fn sha256sums(members: &[Member]) -> String {
     sums
 }
 
-fn write_member(out: &mut Sink, prefix: &str, m: &Member) -> io::Result<()> {
-    let fail = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", m.path.display()));
-    let mut file = File::open(&m.path).map_err(fail)?;
+/// Opens a member and writes its header; its data follows chunk by chunk.
+fn open_member(out: &mut Sink, prefix: &str, m: &Member) -> io::Result<OpenMember> {
+    let fail = |e: io::Error| with_path(&m.path, e);
+    let file = File::open(&m.path).map_err(fail)?;
     // fstat on the open file: the header must describe the very file we stream.
     let meta = file.metadata().map_err(fail)?;
     if !meta.is_file() {
@@ -156,23 +188,12 @@ fn write_member(out: &mut Sink, prefix: &str, m: &Member) -> io::Result<()> {
     let size = meta.len();
     let mtime = Mtime::from_parts(meta.mtime(), meta.mtime_nsec());
     let path = format!("{prefix}/{}", m.name);
-    write_header(out, &path, meta.mode() & 0o7777, size, &mtime)?;
-    let mut left = size;
-    while left > 0 {
-        let n = out.read_from(&mut file, left).map_err(fail)?;
-        if n == 0 {
-            return Err(fail(io::Error::new(
-                ErrorKind::UnexpectedEof,
-                "file shrank while archived",
-            )));
-        }
-        left -= n as u64;
-    }
-    // A file that grew would silently lose its tail; its digest would no longer match.
-    if read_some(&mut file, &mut [0u8; 1]).map_err(fail)? != 0 {
-        return Err(fail(io::Error::other("file grew while archived")));
-    }
-    out.pad_block()
+    write_header(out, &path, meta.mode() & 0o7777, size, &mtime);
+    Ok(OpenMember {
+        file,
+        left: size,
+        path: m.path.clone(),
+    })
 }
 
 /// A member mtime: whole seconds for the header field, plus the exact value as a pax record
@@ -223,7 +244,7 @@ impl Mtime {
 }
 
 /// Writes the pax extended header (when needed) and the ustar header of a regular file.
-fn write_header(out: &mut Sink, path: &str, mode: u32, size: u64, mtime: &Mtime) -> io::Result<()> {
+fn write_header(out: &mut Sink, path: &str, mode: u32, size: u64, mtime: &Mtime) {
     let mut records = Vec::new();
     let name_fits = path.is_ascii() && path.len() <= 100;
     if !name_fits {
@@ -246,9 +267,9 @@ fn write_header(out: &mut Sink, path: &str, mode: u32, size: u64, mtime: &Mtime)
         pax.set_gid(0);
         pax.set_size(records.len() as u64);
         pax.set_cksum();
-        out.push(pax.as_bytes())?;
-        out.push(&records)?;
-        out.pad_block()?;
+        out.push(pax.as_bytes());
+        out.push(&records);
+        out.pad_block();
     }
 
     let mut h = Header::new_ustar();
@@ -272,7 +293,7 @@ fn write_header(out: &mut Sink, path: &str, mode: u32, size: u64, mtime: &Mtime)
     h.set_size(size);
     h.set_mtime(mtime.secs);
     h.set_cksum();
-    out.push(h.as_bytes())
+    out.push(h.as_bytes());
 }
 
 /// Writes `name` into the 100-byte name field as-is: `Header::set_path` would split long
@@ -307,9 +328,8 @@ fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Cuts archive bytes into chunks of `chunk_size` (the last one shorter) for the response.
+/// Archive bytes waiting to be sent, cut into chunks of `chunk_size` (the last one shorter).
 struct Sink {
-    tx: mpsc::Sender<Bytes>,
     buf: BytesMut,
     chunk_size: usize,
     /// Bytes of archive produced so far, for block and record padding.
@@ -317,43 +337,44 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(tx: mpsc::Sender<Bytes>, chunk_size: usize) -> Sink {
+    fn new(chunk_size: usize) -> Sink {
         // A zero chunk size would leave no room to read into.
         let chunk_size = chunk_size.max(1);
         Sink {
-            tx,
             buf: BytesMut::with_capacity(chunk_size),
             chunk_size,
             written: 0,
         }
     }
 
-    fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn full(&self) -> bool {
+        self.buf.len() >= self.chunk_size
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
-        self.grown(bytes.len())
+        self.written += bytes.len() as u64;
     }
 
-    fn zeros(&mut self, n: u64) -> io::Result<()> {
+    fn zeros(&mut self, n: u64) {
         // Callers pass at most one record (10 KiB).
-        let n = usize::try_from(n).map_err(io::Error::other)?;
+        let n = usize::try_from(n).unwrap_or(0);
         self.buf.resize(self.buf.len() + n, 0);
-        self.grown(n)
+        self.written += n as u64;
     }
 
-    fn pad_block(&mut self) -> io::Result<()> {
+    fn pad_block(&mut self) {
         let tail = self.written % BLOCK;
-        if tail == 0 {
-            return Ok(());
+        if tail != 0 {
+            self.zeros(BLOCK - tail);
         }
-        self.zeros(BLOCK - tail)
     }
 
     /// Reads at most `max` bytes of `file` straight into the pending chunk, so file data is
     /// copied once on its way to the socket. Returns 0 at end of file.
     fn read_from(&mut self, file: &mut File, max: u64) -> io::Result<usize> {
         let start = self.buf.len();
-        // `grown` sends every full chunk, so there is always room here.
-        let room = self.chunk_size - start;
+        let room = self.chunk_size.saturating_sub(start);
         let room = usize::try_from(max).map_or(room, |max| room.min(max));
         self.buf.resize(start + room, 0);
         let n = match read_some(file, &mut self.buf[start..]) {
@@ -364,34 +385,20 @@ impl Sink {
             }
         };
         self.buf.truncate(start + n);
-        self.grown(n)?;
+        self.written += n as u64;
         Ok(n)
     }
 
-    fn grown(&mut self, n: usize) -> io::Result<()> {
-        self.written += n as u64;
-        while self.buf.len() >= self.chunk_size {
-            let chunk = self.buf.split_to(self.chunk_size).freeze();
-            self.send(chunk)?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
+    /// The next chunk, `None` when nothing is pending.
+    fn take_chunk(&mut self) -> Option<Bytes> {
         if self.buf.is_empty() {
-            return Ok(());
+            return None;
         }
-        let chunk = self.buf.split().freeze();
-        self.send(chunk)
-    }
-
-    fn send(&mut self, chunk: Bytes) -> io::Result<()> {
+        let n = self.buf.len().min(self.chunk_size);
+        let chunk = self.buf.split_to(n).freeze();
         // The chunk keeps its allocation; take a fresh one now rather than growing piecemeal.
         self.buf.reserve(self.chunk_size);
-        // Fails only once the stream was dropped (client gone): stop reading right away.
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| io::Error::new(ErrorKind::BrokenPipe, "tar stream dropped by its reader"))
+        Some(chunk)
     }
 }
 
@@ -403,7 +410,6 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
-    use std::time::Duration;
 
     const SHA_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const SHA_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -607,24 +613,36 @@ mod tests {
         assert!(items.last().unwrap().is_err());
     }
 
-    #[tokio::test]
-    async fn dropping_the_receiver_stops_the_reader() {
+    #[test]
+    fn chunks_are_made_one_at_a_time_and_full_but_the_last() {
         let dir = tempfile::tempdir().unwrap();
-        write_file(dir.path(), "big", &vec![7u8; 1 << 20], 0o644);
-        let plan = Plan {
+        write_file(dir.path(), "big", &vec![7u8; 100_000], 0o644);
+        let mut cursor = Cursor {
             prefix: "p".to_owned(),
             members: vec![member(dir.path(), "big", SHA_A)],
             sums_mtime: 0.0,
-            chunk_size: 1024,
+            next: 0,
+            open: None,
+            ended: false,
+            out: Sink::new(4096),
         };
-        let (mut rx, reader) = spawn_reader(plan, tracing::Span::none());
-        assert!(rx.recv().await.is_some());
-        drop(rx);
-        let outcome = tokio::time::timeout(Duration::from_secs(5), reader)
-            .await
-            .expect("reader did not stop")
-            .unwrap();
-        assert_eq!(outcome.unwrap_err().kind(), ErrorKind::BrokenPipe);
+        let mut sizes = Vec::new();
+        while let Some(chunk) = cursor.next_chunk().unwrap() {
+            // No file data is read beyond the chunk asked for; only header or padding
+            // bytes (at most a record and a header) may wait for the next one.
+            assert!(
+                cursor.out.buf.len() <= (RECORD + 2 * BLOCK) as usize,
+                "read ahead"
+            );
+            sizes.push(chunk.len());
+        }
+        let total: usize = sizes.iter().sum();
+        assert_eq!(total as u64 % RECORD, 0);
+        assert!(
+            sizes[..sizes.len() - 1].iter().all(|n| *n == 4096),
+            "{sizes:?}"
+        );
+        assert!(cursor.next_chunk().unwrap().is_none());
     }
 
     #[test]
@@ -660,20 +678,12 @@ mod tests {
         assert_eq!(Mtime::from_float(12.75).secs, 12);
     }
 
-    #[tokio::test]
-    async fn huge_size_gets_a_pax_record() {
-        let (tx, mut rx) = mpsc::channel(QUEUE);
+    #[test]
+    fn huge_size_gets_a_pax_record() {
         let size = 9 << 30;
-        let reader = tokio::task::spawn_blocking(move || {
-            let mut out = Sink::new(tx, 1 << 16);
-            write_header(&mut out, "p/huge", 0o644, size, &Mtime::from_parts(1, 0))?;
-            out.flush()
-        });
-        let mut bytes = Vec::new();
-        while let Some(chunk) = rx.recv().await {
-            bytes.extend_from_slice(&chunk);
-        }
-        reader.await.unwrap().unwrap();
+        let mut out = Sink::new(1 << 16);
+        write_header(&mut out, "p/huge", 0o644, size, &Mtime::from_parts(1, 0));
+        let bytes = out.take_chunk().unwrap();
         assert_eq!(bytes.len(), 3 * 512);
         let records = String::from_utf8_lossy(&bytes[512..1024]);
         assert!(records.contains(&format!(" size={size}\n")), "{records}");

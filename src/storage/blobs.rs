@@ -9,11 +9,10 @@ use crate::model::{Digest, FormatRef, RelPath};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 /// A body fully received into `.uploads/` whose content matched the announced digest.
@@ -22,62 +21,67 @@ pub struct Upload {
     tmp: TempFile,
 }
 
+/// A request body's failure: a client that stalled past `DLREPO_CLIENT_TIMEOUT` (the HTTP
+/// layer reports it as `TimedOut`), or one that broke off.
+fn body_error(e: io::Error) -> StoreError {
+    if e.kind() == io::ErrorKind::TimedOut {
+        StoreError::ClientTimeout
+    } else {
+        StoreError::Interrupted(e.to_string())
+    }
+}
+
 impl Repo {
-    /// Streams `body` to a new `.uploads/` file while hashing it (one pass over the data:
-    /// one blocking thread writes, another hashes, so both overlap with receiving), fsyncs
-    /// it and checks it against `digest`. On any failure, or if this future is dropped
-    /// because the client went away, the temp file is removed.
-    pub async fn receive<S, E>(
+    /// Streams `body` to a new `.uploads/` file while hashing it (one pass over the data),
+    /// fsyncs it and checks it against `digest`. On any failure, or if this future is
+    /// dropped because the client went away, the temp file is removed.
+    ///
+    /// No thread waits on the client: bytes gather here, on the runtime, and every
+    /// `DLREPO_CHUNK_SIZE` of them is written and hashed by two short blocking tasks at once
+    /// while the next one arrives. A client that stalls costs a buffer, never a thread.
+    pub async fn receive<S>(
         self: &Arc<Self>,
         digest: &Digest,
         mut body: S,
     ) -> Result<Upload, StoreError>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        S: Stream<Item = io::Result<Bytes>> + Unpin,
     {
         let uploads = self.uploads_dir();
         // The guard stays with this future: however it ends (an error, the client gone, the
-        // server stopping and dropping it), the temp file goes with it, while the writer
-        // thread only holds the descriptor.
+        // server stopping and dropping it), the temp file goes with it.
         let tmp = tokio::task::spawn_blocking(move || TempFile::create(&uploads)).await??;
-        let file = tmp.file.try_clone()?;
-        let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-        let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-        let complete = Arc::new(AtomicBool::new(false));
-        let done = Arc::clone(&complete);
-        let writer = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-            let mut out = &file;
-            while let Some(chunk) = writer_rx.blocking_recv() {
-                out.write_all(&chunk)?;
+        let mut sink = Some((Arc::new(tmp.file.try_clone()?), digest.algo().hasher()));
+        let mut in_flight: Option<Flush> = None;
+        let mut batch = Vec::new();
+        let mut batch_len = 0;
+        loop {
+            let next = body.next().await.transpose().map_err(body_error)?;
+            let end = next.is_none();
+            if let Some(chunk) = next {
+                batch_len += chunk.len();
+                batch.push(chunk);
             }
-            if !done.load(Ordering::Acquire) {
-                return Err(StoreError::Interrupted("client went away".into()));
+            if batch_len >= self.chunk_size || (end && !batch.is_empty()) {
+                if let Some(flush) = in_flight.take() {
+                    sink = Some(flush.wait().await?);
+                }
+                let (file, hasher) = sink
+                    .take()
+                    .ok_or(StoreError::Interrupted("no sink".into()))?;
+                in_flight = Some(Flush::start(file, hasher, std::mem::take(&mut batch)));
+                batch_len = 0;
             }
-            file.sync_all()?;
-            Ok(())
-        });
-        let algo = digest.algo();
-        let hasher = tokio::task::spawn_blocking(move || {
-            let mut hasher = algo.hasher();
-            while let Some(chunk) = hasher_rx.blocking_recv() {
-                hasher.update(&chunk);
-            }
-            hasher.finish_hex()
-        });
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| StoreError::Interrupted(e.to_string()))?;
-            // Bytes clones share the buffer: both threads read the same memory.
-            if to_hasher.send(chunk.clone()).await.is_err() || to_writer.send(chunk).await.is_err()
-            {
-                break; // a thread failed; its error is reported below
+            if end {
+                break;
             }
         }
-        complete.store(true, Ordering::Release);
-        drop((to_writer, to_hasher));
-        writer.await??;
-        let hex = hasher.await?;
-        if hex != digest.hex() {
+        if let Some(flush) = in_flight.take() {
+            sink = Some(flush.wait().await?);
+        }
+        let (file, hasher) = sink.ok_or(StoreError::Interrupted("no sink".into()))?;
+        tokio::task::spawn_blocking(move || file.sync_all()).await??;
+        if hasher.finish_hex() != digest.hex() {
             return Err(StoreError::DigestMismatch(digest.to_string()));
         }
         Ok(Upload {
@@ -247,6 +251,39 @@ impl Repo {
     }
 }
 
+/// One batch of an upload being written and hashed, by two blocking tasks at once (the
+/// `Bytes` are shared, not copied).
+struct Flush {
+    write: tokio::task::JoinHandle<io::Result<Arc<File>>>,
+    hash: tokio::task::JoinHandle<crate::model::Hasher>,
+}
+
+impl Flush {
+    fn start(file: Arc<File>, mut hasher: crate::model::Hasher, batch: Vec<Bytes>) -> Flush {
+        let batch = Arc::new(batch);
+        let data = Arc::clone(&batch);
+        let write = tokio::task::spawn_blocking(move || {
+            for chunk in data.iter() {
+                (&*file).write_all(chunk)?;
+            }
+            Ok(file)
+        });
+        let hash = tokio::task::spawn_blocking(move || {
+            for chunk in batch.iter() {
+                hasher.update(chunk);
+            }
+            hasher
+        });
+        Flush { write, hash }
+    }
+
+    async fn wait(self) -> Result<(Arc<File>, crate::model::Hasher), StoreError> {
+        let file = self.write.await??;
+        let hasher = self.hash.await?;
+        Ok((file, hasher))
+    }
+}
+
 /// An inclusive byte range of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {
@@ -331,43 +368,44 @@ impl BlobReader {
         crate::zerocopy::SendJob::new(self.file, start, len)
     }
 
-    /// The file's bytes (or a range of them) as a stream. Reads happen on a blocking thread
-    /// that stays at most a few chunks ahead of the socket, so memory stays constant.
+    /// The file's bytes (or a range of them) as a stream. Each chunk is read by a short
+    /// blocking task when the response asks for it, so memory stays at one chunk and a
+    /// client that stops reading holds no thread.
     pub fn into_stream(
         self,
         range: Option<ByteRange>,
         chunk_size: usize,
     ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        use std::os::unix::fs::FileExt;
         let (start, len) = match range {
             Some(r) => (r.start, r.end + 1 - r.start),
             None => (0, self.len),
         };
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
-        let mut file = self.file;
-        tokio::task::spawn_blocking(move || {
-            let mut left = len;
-            if let Err(e) = file.seek(SeekFrom::Start(start)) {
-                let _ = tx.blocking_send(Err(e));
-                return;
+        let file = Arc::new(self.file);
+        futures_util::stream::try_unfold((file, start, len), move |(file, at, left)| async move {
+            if left == 0 {
+                return Ok(None);
             }
-            while left > 0 {
-                let want = usize::try_from(left).unwrap_or(usize::MAX).min(chunk_size);
-                // read_to_end fills spare capacity without zeroing it first.
-                let mut buf = Vec::with_capacity(want);
-                let item = match (&mut file).take(want as u64).read_to_end(&mut buf) {
-                    Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
-                    Ok(n) => {
-                        left -= n as u64;
-                        Ok(Bytes::from(buf))
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(chunk_size);
+            let reader = Arc::clone(&file);
+            let buf = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0; want];
+                let n = loop {
+                    match reader.read_at(&mut buf, at) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        other => break other?,
                     }
-                    Err(e) => Err(e),
                 };
-                let failed = item.is_err();
-                if tx.blocking_send(item).is_err() || failed {
-                    return;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
                 }
-            }
-        });
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) })
+                buf.truncate(n);
+                Ok(buf)
+            })
+            .await
+            .map_err(io::Error::other)??;
+            let n = buf.len() as u64;
+            Ok(Some((Bytes::from(buf), (file, at + n, left - n))))
+        })
     }
 }

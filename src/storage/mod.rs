@@ -50,6 +50,9 @@ pub enum StoreError {
     DigestMismatch(String),
     #[error("post process failed")]
     PostProcessFailed,
+    /// The client sent nothing of its body for `DLREPO_CLIENT_TIMEOUT`: nothing was stored.
+    #[error("Request Timeout")]
+    ClientTimeout,
     /// The client's body ended early or broke: nothing was stored.
     #[error("upload interrupted: {0}")]
     Interrupted(String),
