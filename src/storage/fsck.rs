@@ -269,18 +269,16 @@ impl Repo {
     /// Anything in `.uploads/` older than the orphan lifetime is left over from a crash.
     fn check_uploads(&self, repair: bool, report: &mut FsckReport) -> Result<(), StoreError> {
         let lifetime = std::time::Duration::from_secs(self.orphan_lifetime);
-        for entry in fs::read_dir(self.uploads_dir())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let Ok(m) = entry.metadata() else { continue };
-            let stale = m
-                .modified()
+        let stale = |m: &fs::Metadata| {
+            m.modified()
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .is_some_and(|a| a >= lifetime);
-            if !stale {
+                .is_some_and(|a| a >= lifetime)
+        };
+        let uploads = self.uploads_dir();
+        for entry in fs::read_dir(&uploads).into_iter().flatten().flatten() {
+            let Ok(m) = entry.metadata() else { continue };
+            if !stale(&m) || super::gc::kept_by_session(&uploads, &entry.file_name(), &stale) {
                 continue;
             }
             if repair {

@@ -40,6 +40,14 @@ pub enum ImageRepo {
 }
 
 impl ImageRepo {
+    /// The repository (root or user) the name lives in.
+    pub fn scope(&self) -> &Scope {
+        match self {
+            ImageRepo::Job { branch, .. } => &branch.scope,
+            ImageRepo::Product { scope, .. } => scope,
+        }
+    }
+
     /// The name as clients spell it (lower case), e.g. `u/bob/main/myjob`.
     pub fn name(&self) -> String {
         let (scope, rest) = match self {
@@ -106,6 +114,27 @@ pub struct ManifestFile {
 /// Where an upload session stands.
 pub struct UploadState {
     pub size: u64,
+}
+
+/// Who works on an upload session: the repository named in the URL and the caller's login
+/// (`None` when auth is disabled, or for an anonymous caller). A session answers only to the
+/// pair that started it, so that its id alone gives no access (spec/API.md, issue 11).
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    pub repo: ImageRepo,
+    pub login: Option<String>,
+}
+
+impl Uploader {
+    /// The content of the session's owner file: canonical name and login, nothing else, so
+    /// that the same pair always gives the same bytes.
+    fn owner_record(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "repo": self.repo.name(),
+            "login": self.login,
+        }))
+        .expect("a JSON object of strings serialises")
+    }
 }
 
 /// One container of a repository: the tag (or version) name and its dirs.
@@ -208,19 +237,18 @@ impl Repo {
         self.uploads_dir().join(format!("reg-{}", h.finish_hex()))
     }
 
-    fn session_path(&self, id: &str) -> Result<PathBuf, RegError> {
+    /// The session file, when `id` names a session that `who` started. Anything else (a
+    /// malformed id, no such session, another repository or caller, an owner file lost to a
+    /// crash) gets the same answer, so ids cannot be probed.
+    fn session_path(&self, who: &Uploader, id: &str) -> Result<PathBuf, RegError> {
+        let unknown = || oci(Code::BlobUploadUnknown, "Blob upload unknown to registry.");
         if !is_session_id(id) {
-            return Err(oci(
-                Code::BlobUploadUnknown,
-                "Blob upload unknown to registry.",
-            ));
+            return Err(unknown());
         }
         let p = self.uploads_dir().join(id);
-        if !p.is_file() {
-            return Err(oci(
-                Code::BlobUploadUnknown,
-                "Blob upload unknown to registry.",
-            ));
+        let owned = fs::read(owner_file(&p)).is_ok_and(|o| o == who.owner_record());
+        if !owned || !p.is_file() {
+            return Err(unknown());
         }
         Ok(p)
     }
@@ -430,36 +458,43 @@ impl Repo {
 
     // ---- uploads ------------------------------------------------------------------------
 
-    /// Creates an empty upload session and returns its id (32 hex chars).
-    pub fn reg_start_upload(&self) -> Result<String, RegError> {
+    /// Creates an empty upload session for `who` and returns its id (32 hex chars). The
+    /// owner file is on disk (fsynced, renamed into place) before the id is handed out; a
+    /// session whose owner file is missing answers to nobody.
+    pub fn reg_start_upload(&self, who: &Uploader) -> Result<String, RegError> {
         let uploads = self.uploads_dir();
         fs::create_dir_all(&uploads)?;
         loop {
             let id = random_hex();
+            let path = uploads.join(&id);
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(uploads.join(&id))
+                .open(&path)
             {
-                Ok(_) => return Ok(id),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e.into()),
             }
+            if let Err(e) = files::write_atomic(&uploads, &owner_file(&path), &who.owner_record()) {
+                let _ = fs::remove_file(&path);
+                return Err(e.into());
+            }
+            return Ok(id);
         }
     }
 
-    pub fn reg_upload_state(&self, id: &str) -> Result<UploadState, RegError> {
-        let p = self.session_path(id)?;
+    pub fn reg_upload_state(&self, who: &Uploader, id: &str) -> Result<UploadState, RegError> {
+        let p = self.session_path(who, id)?;
         Ok(UploadState {
             size: fs::metadata(p)?.len(),
         })
     }
 
-    pub fn reg_cancel_upload(&self, id: &str) -> Result<(), RegError> {
-        let p = self.session_path(id)?;
-        fs::remove_file(&p)?;
-        let _ = fs::remove_file(sidecar(&p));
+    pub fn reg_cancel_upload(&self, who: &Uploader, id: &str) -> Result<(), RegError> {
+        let p = self.session_path(who, id)?;
+        remove_session(&p)?;
         Ok(())
     }
 
@@ -469,6 +504,7 @@ impl Repo {
     /// on the way, which saves re-reading it when the upload is finished.
     pub async fn reg_append<S, E>(
         self: &Arc<Self>,
+        who: &Uploader,
         id: &str,
         start: Option<u64>,
         mut body: S,
@@ -477,13 +513,15 @@ impl Repo {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let path = self.session_path(id)?;
+        let repo = Arc::clone(self);
+        let (who, id) = (who.clone(), id.to_owned());
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let complete = Arc::new(AtomicBool::new(false));
         let done = Arc::clone(&complete);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), RegError>>();
         let writer = tokio::task::spawn_blocking(move || -> Result<u64, RegError> {
             let opened = (|| -> Result<_, RegError> {
+                let path = repo.session_path(&who, &id)?;
                 let f = OpenOptions::new().append(true).open(&path)?;
                 // Two PATCHes on one session would interleave: the second waits.
                 let f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
@@ -492,9 +530,9 @@ impl Repo {
                 if start.is_some_and(|s| s != len) {
                     return Err(oci(Code::RangeInvalid, format!("upload is at {len}")));
                 }
-                Ok((f, len))
+                Ok((f, len, path))
             })();
-            let (f, old) = match opened {
+            let (f, old, path) = match opened {
                 Ok(v) => {
                     let _ = ready_tx.send(Ok(()));
                     v
@@ -557,8 +595,9 @@ impl Repo {
 
     /// Finishes a session: checks its content against `d`, stores it in `.blobs` (once) and
     /// marks it pending in the repository. A mismatch deletes the session.
-    pub fn reg_finish_upload(&self, r: &ImageRepo, id: &str, d: &Digest) -> Result<(), RegError> {
-        let path = self.session_path(id)?;
+    pub fn reg_finish_upload(&self, who: &Uploader, id: &str, d: &Digest) -> Result<(), RegError> {
+        let r = &who.repo;
+        let path = self.session_path(who, id)?;
         let len = fs::metadata(&path)?.len();
         let cached = fs::read_to_string(sidecar(&path)).ok().and_then(|s| {
             let (l, hex) = s.split_once(' ')?;
@@ -570,7 +609,7 @@ impl Repo {
         };
         let _ = fs::remove_file(sidecar(&path));
         if hex != d.hex() {
-            let _ = fs::remove_file(&path);
+            let _ = remove_session(&path);
             return Err(oci(Code::DigestInvalid, format!("digest mismatch: {d}")));
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
@@ -585,7 +624,7 @@ impl Repo {
             Err(e) => return Err(e.into()),
         }
         self.mark_pending(r, d, &blob)?;
-        fs::remove_file(&path)?;
+        remove_session(&path)?;
         Ok(())
     }
 
@@ -1001,8 +1040,30 @@ impl Repo {
     }
 }
 
+/// `{id}.sha256`: the length and SHA-256 of a session hashed while it was written.
 fn sidecar(session: &Path) -> PathBuf {
     session.with_extension("sha256")
+}
+
+/// `{id}.owner`: who may use the session (see [`Uploader`]).
+fn owner_file(session: &Path) -> PathBuf {
+    session.with_extension("owner")
+}
+
+/// Removes a session, then its sidecars: a crash in between leaves sidecars alone, which
+/// answer to nothing and go with the stale uploads.
+fn remove_session(session: &Path) -> io::Result<()> {
+    fs::remove_file(session)?;
+    let _ = fs::remove_file(sidecar(session));
+    let _ = fs::remove_file(owner_file(session));
+    Ok(())
+}
+
+/// The session a file of `.uploads/` belongs to, when it is a session's sidecar
+/// (`{id}.sha256`, `{id}.owner`).
+pub(crate) fn sidecar_session(name: &std::ffi::OsStr) -> Option<&str> {
+    let (id, ext) = name.to_str()?.split_once('.')?;
+    (is_session_id(id) && (ext == "sha256" || ext == "owner")).then_some(id)
 }
 
 /// The manifest a container serves by tag: the first under `manifests/*/*/*` (there is
@@ -1048,5 +1109,93 @@ fn fill_sizes(doc: &mut Map<String, Value>, media_type: &str, sizes: &[u64]) {
         if let Some(Value::Array(a)) = doc.get_mut("layers") {
             a.iter_mut().for_each(&mut set);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn repo(dir: &Path) -> Repo {
+        Repo::new(&Config {
+            root_dir: dir.to_path_buf(),
+            ..Config::default()
+        })
+        .expect("a repo in a temp dir")
+    }
+
+    /// `[u/{user}/]{branch}/{job}`.
+    fn who(name: &str, login: Option<&str>) -> Uploader {
+        let n = |s: &str| Name::parse(s).expect("a name");
+        let segs: Vec<&str> = name.split('/').collect();
+        let (scope, branch, job) = match segs.as_slice() {
+            ["u", user, b, j] => (Scope::User(n(user)), n(b), n(j)),
+            [b, j] => (Scope::Root, n(b), n(j)),
+            _ => panic!("{name}"),
+        };
+        Uploader {
+            repo: ImageRepo::Job {
+                branch: BranchRef { scope, branch },
+                job,
+            },
+            login: login.map(str::to_owned),
+        }
+    }
+
+    fn unknown<T>(r: Result<T, RegError>) -> bool {
+        matches!(r, Err(RegError::Oci(Code::BlobUploadUnknown, _)))
+    }
+
+    #[test]
+    fn a_session_answers_to_its_repository_and_login_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let alice = who("main/x", Some("alice"));
+        let id = repo.reg_start_upload(&alice).unwrap();
+        assert_eq!(repo.reg_upload_state(&alice, &id).unwrap().size, 0);
+        for other in [
+            who("main/x", Some("bob")),
+            who("main/x", None),
+            who("main/y", Some("alice")),
+            who("u/alice/main/x", Some("alice")),
+        ] {
+            assert!(unknown(repo.reg_upload_state(&other, &id)), "{other:?}");
+            assert!(unknown(repo.reg_cancel_upload(&other, &id)), "{other:?}");
+            let mut h = Algo::Sha256.hasher();
+            h.update(b"");
+            let d = Digest::sha256_of_hex(h.finish_hex());
+            assert!(
+                unknown(repo.reg_finish_upload(&other, &id, &d)),
+                "{other:?}"
+            );
+        }
+        assert!(repo.uploads_dir().join(&id).is_file());
+        // A session whose owner file is gone (a crash right after creating it) is nobody's.
+        fs::remove_file(repo.uploads_dir().join(format!("{id}.owner"))).unwrap();
+        assert!(unknown(repo.reg_upload_state(&alice, &id)));
+        // Temp files of artifact uploads have session-like names but no owner.
+        let tmp_file = files::TempFile::create(&repo.uploads_dir()).unwrap();
+        let name = tmp_file
+            .path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(unknown(repo.reg_upload_state(&alice, &name)));
+        assert!(unknown(repo.reg_upload_state(&alice, "../../etc/passwd")));
+    }
+
+    #[test]
+    fn sidecars_name_their_session() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let name = |s: String| sidecar_session(std::ffi::OsStr::new(&s)).map(str::to_owned);
+        assert_eq!(name(format!("{id}.owner")).as_deref(), Some(id));
+        assert_eq!(name(format!("{id}.sha256")).as_deref(), Some(id));
+        assert_eq!(name(id.to_owned()), None);
+        assert_eq!(name(format!("{id}.link")), None);
+        assert_eq!(name(format!("{id}.deleting")), None);
+        assert_eq!(name(format!("reg-{id}.owner")), None);
     }
 }
