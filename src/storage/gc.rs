@@ -198,11 +198,7 @@ impl Repo {
         let users = self.root.join("users");
         let mut count = 0;
         for user in Repo::list_entities(&users)? {
-            let scope = Scope::User(user);
-            let dir = self.scope_dir(&scope);
-            if let Some(mut usage) = self.usage(&scope)? {
-                usage.bytes = files::tree_bytes(&dir);
-                usage.save(self)?;
+            if self.recount_usage(&Scope::User(user), true)?.is_some() {
                 count += 1;
             }
         }

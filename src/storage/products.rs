@@ -46,9 +46,17 @@ impl Repo {
                 coords.push(Name::parse(s).map_err(|_| StoreError::NotFound)?);
             }
         }
+        // Charged first: a user over the quota keeps the old metadata and product links.
+        let text = pyjson::object_to_string_sorted(&data);
+        let charged = self.charge_file(&jdir.join(".metadata"), text.len() as u64)?;
         self.cleanup_product_tree(j)?;
         self.ensure_job(j)?;
-        files::write_json_sorted(&self.uploads_dir(), &jdir.join(".metadata"), &data)?;
+        files::write_atomic(
+            &self.uploads_dir(),
+            &jdir.join(".metadata"),
+            text.as_bytes(),
+        )?;
+        charged.save(self)?;
         if let Ok([product, variant, product_branch, version]) = <[Name; 4]>::try_from(coords) {
             let v = VersionRef {
                 scope: j.tag.branch.scope.clone(),

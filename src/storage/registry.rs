@@ -873,7 +873,7 @@ impl Repo {
         };
         if let Some(u) = usage.as_mut() {
             let old = files::tree_bytes(&cdir);
-            if let Err(e) = u.add(old, total) {
+            if let Err(e) = u.charge(old, total) {
                 cleanup();
                 return Err(oci(Code::Denied, e.to_string()));
             }
