@@ -234,9 +234,9 @@ impl Repo {
     }
 
     /// Compares a user's `.disk_usage` with a recount of the files, and with `fix` rewrites
-    /// it from the recount (a full cleanup, `fsck --repair`). Returns `(recorded, on_disk)`:
-    /// the number the file held and what the files hold (the file itself included, as it was
-    /// then). `None` for the root repository.
+    /// it from the recount when they differ (a full cleanup, `fsck --repair`). Returns
+    /// `(recorded, on_disk)`: the number the file held and what the files hold (the file
+    /// itself included, as it was then). `None` for the root repository.
     pub(crate) fn recount_usage(
         &self,
         scope: &Scope,
@@ -246,7 +246,7 @@ impl Repo {
             return Ok(None);
         };
         let on_disk = files::tree_bytes(&self.scope_dir(scope));
-        if fix {
+        if fix && usage.recorded != on_disk {
             usage.others = on_disk.saturating_sub(file_len(&usage.path));
             usage.save(self)?;
         }
