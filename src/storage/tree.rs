@@ -370,12 +370,8 @@ impl Repo {
         if !tdir.is_dir() {
             return Err(StoreError::NotFound);
         }
-        if let Some(locked) = upd.locked {
-            set_flag(&tdir.join(".locked"), locked)?;
-        }
-        if let Some(stable) = upd.stable {
-            set_flag(&tdir.join(".stable"), stable)?;
-        }
+        // The description first: the only part the quota can refuse, and a refused update
+        // must leave the flags as they were.
         if let Some(desc) = upd.description {
             let desc = desc.trim();
             let path = tdir.join(".description");
@@ -384,6 +380,12 @@ impl Repo {
             } else {
                 self.write_counted(&path, format!("{desc}\n").as_bytes())?;
             }
+        }
+        if let Some(locked) = upd.locked {
+            set_flag(&tdir.join(".locked"), locked)?;
+        }
+        if let Some(stable) = upd.stable {
+            set_flag(&tdir.join(".stable"), stable)?;
         }
         Ok(())
     }
