@@ -43,6 +43,7 @@ fn fsck_reports_and_repairs_a_drifted_count() {
 }
 
 const QUOTA: u64 = 4096;
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 fn server() -> TestServer {
     TestServer::start_with(&[("DLREPO_USER_QUOTA", "4096")])
@@ -189,6 +190,177 @@ fn every_tree_write_is_counted_and_refused_past_the_quota() {
     }
     // Only `.disk_usage` is left, holding its own length.
     assert_eq!(assert_counted(&s, "bob"), 1);
+}
+
+fn code(r: &Res) -> String {
+    r.json()["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A blob pushed in one `POST ?digest=`.
+fn push_blob(s: &TestServer, name: &str, data: &[u8]) -> Res {
+    s.request(
+        "POST",
+        &format!("/v2/{name}/blobs/uploads/?digest={}", digest_of(data)),
+        &[("Content-Type", "application/octet-stream")],
+        Some(data),
+    )
+}
+
+fn manifest_for(config: &[u8], layer: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": digest_of(config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": digest_of(layer), "size": layer.len()}],
+    }))
+    .unwrap()
+}
+
+/// Files in `.uploads/`: sessions, their sidecars and pending links.
+fn pending(s: &TestServer) -> Vec<String> {
+    let mut v = uploads_left(s.root.path());
+    v.sort();
+    v
+}
+
+#[test]
+fn registry_pushes_to_a_user_repository_are_held_to_the_quota() {
+    let s = server();
+    let root = s.root.path();
+    let repo = "u/bob/main/img";
+    let blob_url = |d: &str| format!("/v2/{repo}/blobs/{d}");
+    let (config, a, b) = (b"{}".to_vec(), vec![b'a'; 1500], vec![b'b'; 2000]);
+
+    // Monolithic: pending blobs live outside users/bob, so the count does not change ...
+    assert_eq!(push_blob(&s, repo, &config).status, 201);
+    assert_eq!(push_blob(&s, repo, &a).status, 201);
+    assert_eq!(disk_usage(root, "bob"), 0);
+    assert_eq!(recount(root, "bob"), 0);
+    // ... but they are reserved against it: 1502 pending, and 3000 more would not fit.
+    let before = (snapshot(root), pending(&s));
+    let r = push_blob(&s, repo, &vec![b'c'; 3000]);
+    assert_eq!((r.status, code(&r)), (403, "DENIED".into()), "{}", r.text());
+    assert!(
+        r.text().contains("User bob quota exceeded (1.5K/4.1K)"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        (snapshot(root), pending(&s)),
+        before,
+        "no session or blob left"
+    );
+
+    // Chunked: a PATCH past the room is refused and the session keeps what it had.
+    let r = s.request(
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[],
+        Some(b""),
+    );
+    let loc = r.header("location").unwrap().to_owned();
+    let r = s.request(
+        "PATCH",
+        &loc,
+        &[("Content-Range", "0-999")],
+        Some(&b[..1000]),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = s.request(
+        "PATCH",
+        &loc,
+        &[("Content-Range", "1000-3599")],
+        Some(&[b'b'; 2600]),
+    );
+    assert_eq!((r.status, code(&r)), (403, "DENIED".into()), "{}", r.text());
+    assert_eq!(s.get(&loc).header("range"), Some("0-999"));
+    let r = s.request(
+        "PATCH",
+        &loc,
+        &[("Content-Range", "1000-1999")],
+        Some(&b[1000..]),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = s.request(
+        "PUT",
+        &format!("{loc}?digest={}", digest_of(&b)),
+        &[],
+        Some(b""),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(s.head(&blob_url(&digest_of(&b))).status, 200);
+    assert_eq!(disk_usage(root, "bob"), 0);
+
+    // A mount into the user repository is reserved too: refused when it does not fit ...
+    let big = vec![b'm'; 700];
+    let small = vec![b's'; 10];
+    for blob in [&big, &small] {
+        assert_eq!(push_blob(&s, "main/src", blob).status, 201);
+    }
+    let mount = |d: &str| {
+        s.request(
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/?mount={d}&from=main/src"),
+            &[],
+            Some(b""),
+        )
+    };
+    let before = (snapshot(root), pending(&s));
+    let r = mount(&digest_of(&big));
+    assert_eq!((r.status, code(&r)), (403, "DENIED".into()), "{}", r.text());
+    assert_eq!((snapshot(root), pending(&s)), before);
+    assert_eq!(s.head(&blob_url(&digest_of(&big))).status, 404);
+    // ... and made when it does.
+    assert_eq!(mount(&digest_of(&small)).status, 201);
+    assert_eq!(s.head(&blob_url(&digest_of(&small))).status, 200);
+
+    // A manifest links its blobs into the user's tree: now they count, and are no longer
+    // pending.
+    let m1 = manifest_for(&config, &a);
+    let r = s.request("PUT", &format!("/v2/{repo}/manifests/v1"), &[], Some(&m1));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let used = assert_counted(&s, "bob");
+    assert_eq!(used, (1500 + 2 + m1.len() + 4) as u64);
+    // The second image does not fit next to the first: refused, and nothing changes.
+    let m2 = manifest_for(&config, &b);
+    let before = snapshot(root);
+    let r = s.request("PUT", "/v2/u/bob/main/img/manifests/v2", &[], Some(&m2));
+    assert_eq!((r.status, code(&r)), (403, "DENIED".into()), "{}", r.text());
+    assert_eq!(snapshot(root), before);
+    assert_counted(&s, "bob");
+
+    // So is a manifest pushed by digest, which waits as a pending blob: 2010 bytes pending
+    // and 1.9K used leave no room for it.
+    let by_digest = format!("/v2/{repo}/manifests/{}", digest_of(&m2));
+    let r = s.request("PUT", &by_digest, &[], Some(&m2));
+    assert_eq!((r.status, code(&r)), (403, "DENIED".into()), "{}", r.text());
+    assert_eq!(snapshot(root), before);
+
+    // Deleting the image gives its bytes back; then the second one fits.
+    let r = s.delete(&format!("/v2/{repo}/manifests/v1"));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(assert_counted(&s, "bob"), 1);
+    assert_eq!(push_blob(&s, repo, &config).status, 201);
+    let r = s.request("PUT", &by_digest, &[], Some(&m2));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(assert_counted(&s, "bob"), 1);
+    let r = s.request("PUT", "/v2/u/bob/main/img/manifests/v2", &[], Some(&m2));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(assert_counted(&s, "bob"), (2000 + 2 + m2.len() + 4) as u64);
+    // What the image used is no longer pending; the mounted blob and the manifest pushed
+    // by digest still are (the collector drops them once stale).
+    // (The other two pending links are main/src's.)
+    let left = pending(&s);
+    assert!(left.iter().all(|p| p.starts_with("reg-")), "{left:?}");
+    assert_eq!(
+        left.iter().filter(|p| p.ends_with(".bob")).count(),
+        2,
+        "{left:?}"
+    );
 }
 
 /// A post-process command may grow or shrink a format: its user is charged the difference

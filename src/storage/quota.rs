@@ -262,6 +262,12 @@ pub(crate) struct Room {
 }
 
 impl Room {
+    /// What may still be added on top of `reserved`.
+    pub fn left(&self, reserved: u64) -> u64 {
+        self.quota
+            .saturating_sub(self.used.saturating_add(reserved))
+    }
+
     /// Whether `more` bytes on top of `reserved` (data held for the user elsewhere) fit.
     pub fn check(&self, reserved: u64, more: u64) -> Result<(), StoreError> {
         let after = self.used.saturating_add(reserved).saturating_add(more);

@@ -7,6 +7,12 @@
 //! was uploaded (or mounted) there and waits for its manifest. That waiting state is a
 //! "pending" hard link `.uploads/reg-{sha256(name, digest)}`, which also keeps the blob away
 //! from the orphan collector until the manifest arrives; the collector drops stale ones.
+//!
+//! Pending data of a user repository (`u/{user}/...`: its sessions and pending blobs) lies
+//! outside `users/{user}/`, so `.disk_usage` does not count it, but it is reserved against
+//! the quota: a chunk, a finished upload, a mount or a manifest pushed by digest that would
+//! take the usage plus what the user has pending past the quota is refused (403 `DENIED`).
+//! Pending links of a user repository end in `.{user}` so the reservation can be summed.
 
 use super::files::{self, DirLock, exists, random_hex, sort_time, stamp_time};
 use super::tree::{Listing, pick_alias};
@@ -234,7 +240,57 @@ impl Repo {
         h.update(r.name().as_bytes());
         h.update(b"\n");
         h.update(d.to_string().as_bytes());
-        self.uploads_dir().join(format!("reg-{}", h.finish_hex()))
+        let name = match r.scope() {
+            Scope::Root => format!("reg-{}", h.finish_hex()),
+            Scope::User(u) => format!("reg-{}.{u}", h.finish_hex()),
+        };
+        self.uploads_dir().join(name)
+    }
+
+    /// Bytes a user has pending in the registry: its sessions (but `except`) and its
+    /// pending blobs, each pending link in full as the usage counts links.
+    fn reserved(&self, user: &Name, except: Option<&str>) -> u64 {
+        let repo_prefix = format!("u/{user}/");
+        let mut total = 0;
+        for entry in fs::read_dir(self.uploads_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let counts = if let Some(rest) = name.strip_prefix("reg-") {
+                rest.split_once('.')
+                    .is_some_and(|(_, u)| u == user.as_str())
+            } else if is_session_id(name) && except != Some(name) {
+                fs::read(owner_file(&entry.path()))
+                    .ok()
+                    .and_then(|o| serde_json::from_slice::<Value>(&o).ok())
+                    .and_then(|o| o.get("repo")?.as_str().map(str::to_owned))
+                    .is_some_and(|repo| repo.starts_with(&repo_prefix))
+            } else {
+                false
+            };
+            if counts && let Ok(m) = entry.metadata() {
+                total += m.len();
+            }
+        }
+        total
+    }
+
+    /// Refuses `more` bytes of new pending data in `r` when the user's usage plus what it
+    /// has pending (sessions other than `except` included) would pass the quota.
+    fn check_pending_room(
+        &self,
+        r: &ImageRepo,
+        except: Option<&str>,
+        more: u64,
+    ) -> Result<(), RegError> {
+        let (Some(room), Scope::User(user)) = (self.room(r.scope()), r.scope()) else {
+            return Ok(());
+        };
+        room.check(self.reserved(user, except), more)
+            .map_err(|e| oci(Code::Denied, e.to_string()))
     }
 
     /// The session file, when `id` names a session that `who` started. Anything else (a
@@ -530,9 +586,18 @@ impl Repo {
                 if start.is_some_and(|s| s != len) {
                     return Err(oci(Code::RangeInvalid, format!("upload is at {len}")));
                 }
-                Ok((f, len, path))
+                // A session of a user repository grows only as far as the quota allows,
+                // counting what the user has pending elsewhere.
+                let limit = match (repo.room(who.repo.scope()), who.repo.scope()) {
+                    (Some(room), Scope::User(user)) => {
+                        let reserved = repo.reserved(user, Some(&id));
+                        Some((room.left(reserved), room, reserved))
+                    }
+                    _ => None,
+                };
+                Ok((f, len, path, limit))
             })();
-            let (f, old, path) = match opened {
+            let (f, old, path, limit) = match opened {
                 Ok(v) => {
                     let _ = ready_tx.send(Ok(()));
                     v
@@ -547,7 +612,15 @@ impl Repo {
             let mut out = &*f;
             let mut written = 0u64;
             let mut failed = None;
+            let mut over = None;
             while let Some(chunk) = rx.blocking_recv() {
+                let size = old + written + chunk.len() as u64;
+                if let Some((left, room, reserved)) = &limit
+                    && size > *left
+                {
+                    over = room.check(*reserved, size).err();
+                    break;
+                }
                 if let Some(h) = hasher.as_mut() {
                     h.update(&chunk);
                 }
@@ -556,6 +629,11 @@ impl Repo {
                     break;
                 }
                 written += chunk.len() as u64;
+            }
+            if let Some(e) = over {
+                // Cut back to where it was: the client may free space and send it again.
+                f.set_len(old)?;
+                return Err(oci(Code::Denied, e.to_string()));
             }
             if failed.is_some() || !done.load(Ordering::Acquire) {
                 f.set_len(old)?;
@@ -612,6 +690,11 @@ impl Repo {
             let _ = remove_session(&path);
             return Err(oci(Code::DigestInvalid, format!("digest mismatch: {d}")));
         }
+        if !self.pending_path(r, d).is_file() {
+            // The session's bytes become a pending blob of the repository: refused (the
+            // session kept) when the user's usage has grown since they were sent.
+            self.check_pending_room(r, Some(id), len)?;
+        }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
         let _guard = self.blob_guard()?;
         let blob = self.blob_path(d);
@@ -649,6 +732,9 @@ impl Repo {
         let Some(src) = self.locate(from, d) else {
             return Ok(false);
         };
+        if !self.pending_path(to, d).is_file() {
+            self.check_pending_room(to, None, fs::metadata(&src)?.len())?;
+        }
         let _guard = self.blob_guard()?;
         let _ = files::touch(&src);
         self.mark_pending(to, d, &src)?;
@@ -774,6 +860,9 @@ impl Repo {
                     format!("manifest digest is {digest}"),
                 ));
             }
+            if !self.pending_path(r, &digest).is_file() {
+                self.check_pending_room(r, None, data.len() as u64)?;
+            }
             let _guard = self.blob_guard()?;
             let blob = self.store_bytes(&digest, &data)?;
             self.mark_pending(r, &digest, &blob)?;
@@ -824,6 +913,20 @@ impl Repo {
         data: &[u8],
         links: &[(Digest, PathBuf)],
     ) -> Result<(), RegError> {
+        // A user's image that cannot fit is refused before anything is created or stored;
+        // the swap below charges it again, exactly, under the user's lock.
+        if let Some(room) = self.room(&j.tag.branch.scope) {
+            let mut seen = std::collections::HashSet::new();
+            let mut total = data.len() as u64;
+            for (d, p) in links {
+                if seen.insert(rel_of(d)) {
+                    total += fs::metadata(p)?.len();
+                }
+            }
+            let old = files::tree_bytes(&self.job_dir(j).join("container"));
+            room.check(0, total.saturating_sub(old))
+                .map_err(|e| oci(Code::Denied, e.to_string()))?;
+        }
         let _guard = self.blob_guard()?;
         let jdir = self.ensure_job(j)?;
         let _lock = DirLock::acquire(&jdir)?;
@@ -1185,6 +1288,69 @@ mod tests {
             .to_owned();
         assert!(unknown(repo.reg_upload_state(&alice, &name)));
         assert!(unknown(repo.reg_upload_state(&alice, "../../etc/passwd")));
+    }
+
+    /// A session of a user repository grows only as far as the quota allows, counting the
+    /// user's other pending data, however the body is cut into chunks.
+    #[tokio::test]
+    async fn a_user_session_stops_at_the_quota() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Arc::new(
+            Repo::new(&Config {
+                root_dir: tmp.path().to_path_buf(),
+                user_quota: 4096,
+                ..Config::default()
+            })
+            .unwrap(),
+        );
+        let chunks = |n: usize| {
+            let items: Vec<Result<Bytes, std::io::Error>> =
+                (0..n).map(|_| Ok(Bytes::from(vec![7u8; 1000]))).collect();
+            futures_util::stream::iter(items)
+        };
+        let bob = who("u/bob/main/x", Some("bob"));
+        let other = repo.reg_start_upload(&bob).unwrap();
+        assert_eq!(
+            repo.reg_append(&bob, &other, None, chunks(2))
+                .await
+                .unwrap(),
+            2000
+        );
+        let id = repo.reg_start_upload(&bob).unwrap();
+        let denied = repo.reg_append(&bob, &id, None, chunks(10)).await;
+        assert!(
+            matches!(denied, Err(RegError::Oci(Code::Denied, _))),
+            "{denied:?}"
+        );
+        assert_eq!(repo.reg_upload_state(&bob, &id).unwrap().size, 0);
+        // What fits next to the other session passes, in any number of requests.
+        assert_eq!(
+            repo.reg_append(&bob, &id, Some(0), chunks(1))
+                .await
+                .unwrap(),
+            1000
+        );
+        assert_eq!(
+            repo.reg_append(&bob, &id, Some(1000), chunks(1))
+                .await
+                .unwrap(),
+            2000
+        );
+        let denied = repo.reg_append(&bob, &id, Some(2000), chunks(1)).await;
+        assert!(
+            matches!(denied, Err(RegError::Oci(Code::Denied, _))),
+            "{denied:?}"
+        );
+        assert_eq!(repo.reg_upload_state(&bob, &id).unwrap().size, 2000);
+        // Another user, and the root repository, have their own room.
+        for name in ["u/carol/main/x", "main/x"] {
+            let w = who(name, None);
+            let id = repo.reg_start_upload(&w).unwrap();
+            assert_eq!(
+                repo.reg_append(&w, &id, None, chunks(4)).await.unwrap(),
+                4000
+            );
+        }
     }
 
     #[test]
