@@ -89,7 +89,8 @@ fn user_home_shows_quota() {
     let s = TestServer::start_with(&[("DLREPO_USER_QUOTA", "1000000")]);
     s.upload_format("/~bob/branches/b/t/j/f/", &[("a", &[7u8; 2000])]);
     let html = page(&s, "/~bob/");
-    assert!(html.contains("2.0K used of 1.0M"), "{html}");
+    // The file, its `.digests` and `.disk_usage` (spec/API.md Q40).
+    assert!(html.contains("2.1K used of 1.0M"), "{html}");
     assert!(page(&s, "/").contains(r#"<a href="/~bob/">~bob</a>"#));
     assert_eq!(s.request("GET", "/~nobody/", &[HTML], None).status, 404);
 }

@@ -200,34 +200,29 @@ fn user_repositories_share_the_blob_store() {
 #[test]
 fn user_quota_refuses_uploads_and_counts_deletes() {
     let s = TestServer::start_with(&[("DLREPO_USER_QUOTA", "2000")]);
+    let root = s.root.path();
     let kib = vec![b'x'; 1000];
     assert_eq!(s.put_file("/~bob/branches/b/t/j/f/one", &kib).status, 201);
-    assert_eq!(
-        std::fs::read_to_string(s.path("users/bob/.disk_usage")).unwrap(),
-        "1000"
-    );
+    // The file, its `.digests` entry and `.disk_usage` itself (spec/API.md Q40).
+    let used = disk_usage(root, "bob");
+    assert_eq!(used, recount(root, "bob"));
+    assert!((1000..1100).contains(&used), "{used}");
     // Replacing a file gives its bytes back first.
     assert_eq!(
         s.put_file("/~bob/branches/b/t/j/f/one", &vec![b'y'; 1000])
             .status,
         201
     );
-    assert_eq!(
-        std::fs::read_to_string(s.path("users/bob/.disk_usage")).unwrap(),
-        "1000"
-    );
-    let before = std::fs::read(s.path("users/bob/branches/b/t/j/f/.digests")).unwrap();
-    let r = s.put_file("/~bob/branches/b/t/j/f/two", &vec![b'z'; 1500]);
+    assert_eq!(disk_usage(root, "bob"), used);
+    let before = snapshot(root);
+    let r = s.put_file("/~bob/branches/b/t/j/f/two", &vec![b'z'; 900]);
     assert_eq!(r.status, 400);
     assert_eq!(
         r.text(),
-        "400: User bob quota exceeded (1.0K/2.0K). Please make some ménage."
+        "400: User bob quota exceeded (1.1K/2.0K). Please make some ménage."
     );
-    assert!(!s.path("users/bob/branches/b/t/j/f/two").exists());
-    assert_eq!(
-        std::fs::read(s.path("users/bob/branches/b/t/j/f/.digests")).unwrap(),
-        before
-    );
+    // Refused before the blob was stored: nothing changed.
+    assert_eq!(snapshot(root), before);
     // The root repository has no quota; deleting gives the bytes back.
     assert_eq!(
         s.put_file("/branches/b/t/j/f/big", &vec![b'w'; 5000])
@@ -235,14 +230,13 @@ fn user_quota_refuses_uploads_and_counts_deletes() {
         201
     );
     assert_eq!(s.delete("/~bob/branches/b/t/j/").status, 200);
-    let left: u64 = std::fs::read_to_string(s.path("users/bob/.disk_usage"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(left < 1000, "{left}");
+    let left = disk_usage(root, "bob");
+    assert_eq!(left, recount(root, "bob"));
+    assert!(left < 100, "{left}");
     assert_eq!(
         s.put_file("/~bob/branches/b/t/j/f/two", &vec![b'z'; 1500])
             .status,
         201
     );
+    assert_eq!(disk_usage(root, "bob"), recount(root, "bob"));
 }

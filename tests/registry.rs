@@ -827,9 +827,18 @@ fn listings_hide_what_the_caller_cannot_read() {
 fn user_quota_applies_to_pushed_images() {
     let s = TestServer::start_with(&[("DLREPO_USER_QUOTA", "1500")]);
     let config = b"{}".to_vec();
+    // The first refusal, or the manifest's answer.
     let push = |name: &str, layer: &[u8]| {
         for blob in [layer, &config[..]] {
-            assert_eq!(upload(&s, name, &[blob], &digest_of(blob)).status, 201);
+            let r = s.request(
+                "POST",
+                &format!("/v2/{name}/blobs/uploads/?digest={}", digest_of(blob)),
+                &[],
+                Some(blob),
+            );
+            if r.status != 201 {
+                return r;
+            }
         }
         s.request(
             "PUT",
@@ -852,7 +861,8 @@ fn user_quota_applies_to_pushed_images() {
     let used = usage();
     assert!((1000..1500).contains(&used), "{used}");
 
-    // A second image would pass the quota: refused, and nothing of it is linked.
+    // A second image would pass the quota: its layer is refused already, as blobs waiting
+    // for their manifest are reserved against the quota, and nothing of it is linked.
     let r = push("u/bob/main/two", &b);
     assert_eq!((r.status, code(&r)), (403, "DENIED".into()));
     assert!(!s.path("users/bob/branches/main/v1/two/container").exists());
@@ -861,7 +871,11 @@ fn user_quota_applies_to_pushed_images() {
     let r = s.get("/v2/u/bob/main/one/manifests/v1");
     assert_eq!(r.status, 200);
 
-    // Replacing the image frees what the old one used, so the same size fits.
+    // Replacing the image needs room for its new layer until the manifest lands; with the
+    // old image deleted first, the same size fits.
+    let r = push("u/bob/main/one", &b);
+    assert_eq!((r.status, code(&r)), (403, "DENIED".into()));
+    assert_eq!(s.delete("/v2/u/bob/main/one/manifests/v1").status, 202);
     assert_eq!(push("u/bob/main/one", &b).status, 201);
     assert_eq!(usage(), used);
     let layer = s.get(&format!("/v2/u/bob/main/one/blobs/{}", digest_of(&b)));

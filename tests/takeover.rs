@@ -171,13 +171,26 @@ fn arbor_serves_a_dlrepo_tree_as_dlrepo_did_and_back() {
     }
     drop(dlrepo);
 
-    // Nothing to repair, and the summary counts what dlrepo stored: 3 distinct contents in
-    // 4 files (a.txt and index.txt share a blob).
+    // The summary counts what dlrepo stored: 3 distinct contents in 4 files (a.txt and
+    // index.txt share a blob). The one problem is alice's `.disk_usage`: dlrepo counted
+    // her file only, arbor counts every file of the repository, `.digests` and the count
+    // itself included (spec/API.md Q40); `--repair` recounts it, and nothing else.
     let (healthy, report) = fsck(root.path(), false);
     assert!(
-        healthy && report.contains("checked 3 blobs and 4 files: 0 problems"),
+        !healthy
+            && report.contains("checked 3 blobs and 4 files: 1 problems, 0 repaired")
+            && report.contains("users/alice/.disk_usage: says 14 bytes"),
         "{report}"
     );
+    let before = snapshot(root.path());
+    let (healthy, report) = fsck(root.path(), true);
+    assert!(healthy, "{report}");
+    let changed: Vec<_> = snapshot(root.path())
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0].0, "users/alice/.disk_usage");
 
     let arbor = TestServer::start_in(root, &[("DLREPO_AUTH_DISABLED", "1")]);
     let by_arbor = read_views(&agent, &arbor.base);

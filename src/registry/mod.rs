@@ -9,7 +9,7 @@ use crate::http::guard::Caller;
 use crate::model::Digest;
 use crate::state::AppState;
 use crate::storage::Listing;
-use crate::storage::registry::{Code, ImageRepo, MAX_MANIFEST, RegError};
+use crate::storage::registry::{Code, ImageRepo, MAX_MANIFEST, RegError, Uploader};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
@@ -304,11 +304,25 @@ async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Repl
             }
         }
     }
-    let id = app.repo.run(|s| Ok(s.reg_start_upload())).await??;
-    if let Some(d) = param(&q, "digest") {
-        // Monolithic upload in one POST.
-        let d = parse_digest(d, Code::DigestInvalid)?;
-        return uploads::finish(app, req, r, id, d).await;
+    let who = uploads::uploader(&req, r);
+    let digest = param(&q, "digest")
+        .map(|d| parse_digest(d, Code::DigestInvalid))
+        .transpose()?;
+    let owner = who.clone();
+    let id = app
+        .repo
+        .run(move |s| Ok(s.reg_start_upload(&owner)))
+        .await??;
+    if let Some(d) = digest {
+        // Monolithic upload in one POST: a refused one leaves no session behind.
+        let done = uploads::finish(app, req, &who, id.clone(), d).await;
+        if done.is_err() {
+            let _ = app
+                .repo
+                .run(move |s| Ok(s.reg_cancel_upload(&who, &id)))
+                .await;
+        }
+        return done;
     }
     Ok(uploads::accepted(&name, &id, 0))
 }
@@ -387,20 +401,29 @@ mod uploads {
         start.trim().parse().map(Some).map_err(|_| bad())
     }
 
+    /// The session key of a request: the repository it names and the caller.
+    pub fn uploader(req: &Request, repo: ImageRepo) -> Uploader {
+        let login = req
+            .extensions()
+            .get::<Caller>()
+            .and_then(|c| c.id.login.clone());
+        Uploader { repo, login }
+    }
+
     pub async fn finish(
         app: &AppState,
         req: Request,
-        r: ImageRepo,
+        who: &Uploader,
         id: String,
         d: Digest,
     ) -> Result<Reply, RegError> {
-        let name = r.name();
+        let name = who.repo.name();
         let start = range_start(req.headers())?;
         let body = req.into_body().into_data_stream();
-        app.repo.reg_append(&id, start, body).await?;
-        let dd = d.clone();
+        app.repo.reg_append(who, &id, start, body).await?;
+        let (dd, who) = (d.clone(), who.clone());
         app.repo
-            .run(move |s| Ok(s.reg_finish_upload(&r, &id, &dd)))
+            .run(move |s| Ok(s.reg_finish_upload(&who, &id, &dd)))
             .await??;
         Ok(Reply::Empty(
             StatusCode::CREATED,
@@ -418,12 +441,13 @@ mod uploads {
         id: String,
     ) -> Result<Reply, RegError> {
         let name = r.name();
+        let who = uploader(&req, r);
         match req.method().clone() {
             Method::GET | Method::HEAD => {
-                let sid = id.clone();
+                let (sid, owner) = (id.clone(), who.clone());
                 let st = app
                     .repo
-                    .run(move |s| Ok(s.reg_upload_state(&sid)))
+                    .run(move |s| Ok(s.reg_upload_state(&owner, &sid)))
                     .await??;
                 let mut reply = accepted(&name, &id, st.size);
                 if let Reply::Empty(status, _) = &mut reply {
@@ -434,7 +458,7 @@ mod uploads {
             Method::PATCH => {
                 let start = range_start(req.headers())?;
                 let body = req.into_body().into_data_stream();
-                let size = app.repo.reg_append(&id, start, body).await?;
+                let size = app.repo.reg_append(&who, &id, start, body).await?;
                 Ok(accepted(&name, &id, size))
             }
             Method::PUT => {
@@ -446,11 +470,11 @@ mod uploads {
                     ));
                 };
                 let d = parse_digest(raw, Code::DigestInvalid)?;
-                finish(app, req, r, id, d).await
+                finish(app, req, &who, id, d).await
             }
             Method::DELETE => {
                 app.repo
-                    .run(move |s| Ok(s.reg_cancel_upload(&id)))
+                    .run(move |s| Ok(s.reg_cancel_upload(&who, &id)))
                     .await??;
                 Ok(Reply::Empty(StatusCode::NO_CONTENT, vec![]))
             }

@@ -2,8 +2,9 @@
 //! `.blobs/{algo}/{xx}/{hex}` (never replaced once there), and are hard-linked into formats
 //! (spec/API.md §5.1, spec/LAYOUT.md §3.1 and §7). Also opens files for download.
 
-use super::commit::LinkRequest;
+use super::commit::{LinkRequest, new_entry_len};
 use super::files::{self, TempFile, exists};
+use super::quota::file_len;
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
 use bytes::Bytes;
@@ -153,6 +154,8 @@ impl Repo {
         f: &FormatRef,
         rel: &RelPath,
     ) -> Result<(), StoreError> {
+        // Refused before the blob is stored, so a refusal leaves nothing behind.
+        self.check_room(f, rel, &up.digest, up.tmp.file.metadata()?.len())?;
         // Shared with other uploads, exclusive with the orphan collector (see gc.rs).
         let _guard = self.blob_guard()?;
         let digest = self.store_blob_unguarded(up)?;
@@ -186,6 +189,32 @@ impl Repo {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Refuses, before anything is stored or created, a link that cannot fit in its user's
+    /// quota: the file less the one it replaces, plus a new `.digests` entry when the name
+    /// is new. Linking charges it again, exactly, under the user's lock; only a race with
+    /// another write of the same user can still refuse it there.
+    fn check_room(
+        &self,
+        f: &FormatRef,
+        rel: &RelPath,
+        d: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let FormatRef::Job { job, .. } = f else {
+            return Ok(());
+        };
+        let Some(room) = self.room(&job.tag.branch.scope) else {
+            return Ok(());
+        };
+        let target = self.format_dir(f).join(rel.as_str());
+        let entry = if exists(&target) {
+            0
+        } else {
+            new_entry_len(rel.as_str(), &d.to_string())
+        };
+        room.check(0, (size + entry).saturating_sub(file_len(&target)))
     }
 
     /// Refusals that do not depend on the body, checked before reading it.
@@ -239,6 +268,7 @@ impl Repo {
             return Err(StoreError::NotFound);
         }
         files::touch(&blob)?;
+        self.check_room(f, rel, d, fs::metadata(&blob)?.len())?;
         self.ensure_job(job)?;
         let fdir = self.format_dir(f);
         fs::create_dir_all(&fdir)?;

@@ -6,8 +6,10 @@
 //! the file on disk and its `.digests` entry always agree.
 
 use super::files::{self, DirLock, create_flag, exists, read_json_map, remove_flag};
+use super::quota::file_len;
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
+use crate::pyjson;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fs;
@@ -180,30 +182,60 @@ impl Repo {
                 FormatRef::Job { job, .. } => self.usage(&job.tag.branch.scope)?,
                 FormatRef::Version { .. } => None,
             };
-            let results: Vec<_> = batch
-                .iter()
-                .map(|(req, _)| {
-                    if let Some(usage) = usage.as_mut() {
-                        // spec/LAYOUT.md §6.4: a replaced file gives its bytes back first.
-                        let replaced = fs::metadata(fdir.join(req.rel.as_str()))
-                            .ok()
-                            .filter(|m| m.is_file())
-                            .map_or(0, |m| m.len());
-                        let size = fs::metadata(&req.blob)?.len();
-                        usage.add(replaced, size)?;
+            // Each link is charged for its file and for the entry it adds to `.digests`
+            // (spec/API.md Q40), from the file's length now as this server writes it.
+            let on_disk = file_len(&digests_path);
+            let mut listed = on_disk;
+            let mut results = Vec::with_capacity(batch.len());
+            for (req, _) in &batch {
+                let rel = req.rel.as_str();
+                let digest = req.digest.to_string();
+                let mut charged = None;
+                if let Some(usage) = usage.as_mut() {
+                    // spec/LAYOUT.md §6.4: a replaced file gives its bytes back first.
+                    let old = file_len(&fdir.join(rel)) + listed;
+                    let grown = digests_len_with(&digests, listed, rel, &digest);
+                    let new = match fs::metadata(&req.blob) {
+                        Ok(m) => m.len() + grown,
+                        Err(e) => {
+                            results.push(Err(e.into()));
+                            continue;
+                        }
+                    };
+                    if let Err(e) = usage.charge(old, new) {
+                        results.push(Err(e));
+                        continue;
                     }
-                    let linked = self.link_file(fdir, &req.rel, &req.blob);
-                    if linked.is_ok() {
-                        digests.insert(req.rel.to_string(), req.digest.to_string().into());
-                    }
-                    linked
-                })
-                .collect();
-            if let Some(usage) = &usage {
-                usage.save(self)?;
+                    charged = Some((old, new, grown));
+                }
+                let linked = self.link_file(fdir, &req.rel, &req.blob);
+                match (&linked, charged, usage.as_mut()) {
+                    (Ok(()), Some((_, _, grown)), _) => listed = grown,
+                    // Nothing changed on disk: nothing to count.
+                    (Err(_), Some((old, new, _)), Some(u)) => u.adjust(new, old),
+                    _ => {}
+                }
+                if linked.is_ok() {
+                    digests.insert(rel.to_owned(), digest.into());
+                }
+                results.push(linked);
             }
             if results.iter().any(Result::is_ok) {
-                files::write_json_sorted(&self.uploads_dir(), &digests_path, &digests)?;
+                let text = pyjson::object_to_string_sorted(&digests);
+                let written =
+                    files::write_atomic(&self.uploads_dir(), &digests_path, text.as_bytes());
+                if let Some(u) = usage.as_mut() {
+                    // The real length settles any difference from the projection (a file
+                    // written in another style than ours, say).
+                    let now = if written.is_ok() {
+                        text.len() as u64
+                    } else {
+                        on_disk
+                    };
+                    u.adjust(listed, now);
+                    u.save(self)?;
+                }
+                written?;
                 self.links.keep(fdir, &digests_path, digests);
             } else if !was_dirty {
                 // Nothing changed: put the flag back as it was (spec/API.md §5.1 step 7).
@@ -252,6 +284,30 @@ impl Repo {
     }
 }
 
+/// The length of a `.digests` file of `len` bytes holding `map` once `key` maps to `value`,
+/// as [`pyjson::object_to_string_sorted`] writes it: `{"k": "v", "k2": "v2"}`.
+pub(crate) fn digests_len_with(map: &Map<String, Value>, len: u64, key: &str, value: &str) -> u64 {
+    let value_len = json_str_len(value);
+    match map.get(key) {
+        Some(old) => len
+            .saturating_sub(pyjson::to_string(old).len() as u64)
+            .saturating_add(value_len),
+        // `{` and `}` around the first entry take what `, ` takes before any other.
+        None if map.is_empty() => new_entry_len(key, value),
+        None => len + new_entry_len(key, value),
+    }
+}
+
+/// What adding an entry to a non-empty `.digests` adds: `, "key": "value"`. An upper bound
+/// for any `.digests` change one link makes.
+pub(crate) fn new_entry_len(key: &str, value: &str) -> u64 {
+    2 + json_str_len(key) + 2 + json_str_len(value)
+}
+
+fn json_str_len(s: &str) -> u64 {
+    pyjson::to_string(&Value::String(s.to_owned())).len() as u64
+}
+
 /// The same failure for every link of a failed batch.
 fn replicate(e: &StoreError) -> StoreError {
     match e {
@@ -263,5 +319,41 @@ fn replicate(e: &StoreError) -> StoreError {
             None => std::io::Error::new(io.kind(), io.to_string()),
         }),
         other => StoreError::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_lengths_are_projected_exactly() {
+        let keys = [
+            "b",
+            "a/x.tar.gz",
+            "z\"quote",
+            "é\u{1F600}",
+            "tab\there",
+            "b",
+            "a/x.tar.gz",
+            "m",
+        ];
+        let mut map = Map::new();
+        let mut len = 0; // no file yet
+        for (i, key) in keys.iter().enumerate() {
+            let value = if i % 2 == 0 {
+                format!("sha256:{}", "ab".repeat(32))
+            } else {
+                format!("md5:{}", "c".repeat(32))
+            };
+            let projected = digests_len_with(&map, len, key, &value);
+            map.insert((*key).to_owned(), value.clone().into());
+            let real = pyjson::object_to_string_sorted(&map).len() as u64;
+            assert_eq!(projected, real, "{key}");
+            if map.len() > 1 {
+                assert!(projected.saturating_sub(len) <= new_entry_len(key, &value));
+            }
+            len = real;
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! `arbor fsck`: checks that the tree is what the rest of arbor assumes (every artifact a
 //! hard link of a blob whose content hashes to its name, `.digests` entries matching the
-//! files and listing all of them, product links resolving, no stray temp files) and, with
-//! `--repair`, fixes what can be fixed without losing anything.
+//! files and listing all of them, product links resolving, no stray temp files, each user's
+//! `.disk_usage` equal to a recount of the files) and, with `--repair`, fixes what can be
+//! fixed without losing anything.
 
 use super::files::{self, exists, hash_file, read_json_map, same_inode};
 use super::layout::Scan;
@@ -54,7 +55,32 @@ impl Repo {
             self.check_products(scope, repair, &mut report)?;
         }
         self.check_uploads(repair, &mut report)?;
+        // Last, so that it counts what the repairs above left.
+        for scope in &scopes {
+            self.check_usage(scope, repair, &mut report)?;
+        }
         Ok(report)
+    }
+
+    /// A user's `.disk_usage` must equal a recount of the files (spec/API.md Q40): a crash
+    /// between a write and its count, or files changed by hand, make them differ.
+    fn check_usage(
+        &self,
+        scope: &Scope,
+        repair: bool,
+        report: &mut FsckReport,
+    ) -> Result<(), StoreError> {
+        let Some((recorded, on_disk)) = self.recount_usage(scope, repair)? else {
+            return Ok(());
+        };
+        if recorded != on_disk {
+            report.note(
+                &self.scope_dir(scope).join(".disk_usage"),
+                format!("says {recorded} bytes, the files hold {on_disk}"),
+                repair,
+            );
+        }
+        Ok(())
     }
 
     /// Every blob's content hashes to its name. A corrupt blob is moved out of `.blobs/`
@@ -269,18 +295,16 @@ impl Repo {
     /// Anything in `.uploads/` older than the orphan lifetime is left over from a crash.
     fn check_uploads(&self, repair: bool, report: &mut FsckReport) -> Result<(), StoreError> {
         let lifetime = std::time::Duration::from_secs(self.orphan_lifetime);
-        for entry in fs::read_dir(self.uploads_dir())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let Ok(m) = entry.metadata() else { continue };
-            let stale = m
-                .modified()
+        let stale = |m: &fs::Metadata| {
+            m.modified()
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .is_some_and(|a| a >= lifetime);
-            if !stale {
+                .is_some_and(|a| a >= lifetime)
+        };
+        let uploads = self.uploads_dir();
+        for entry in fs::read_dir(&uploads).into_iter().flatten().flatten() {
+            let Ok(m) = entry.metadata() else { continue };
+            if !stale(&m) || super::gc::kept_by_session(&uploads, &entry.file_name(), &stale) {
                 continue;
             }
             if repair {

@@ -14,7 +14,7 @@ use crate::model::{BranchRef, Digest, Scope, TagRef};
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -198,11 +198,7 @@ impl Repo {
         let users = self.root.join("users");
         let mut count = 0;
         for user in Repo::list_entities(&users)? {
-            let scope = Scope::User(user);
-            let dir = self.scope_dir(&scope);
-            if let Some(mut usage) = self.usage(&scope)? {
-                usage.bytes = files::tree_bytes(&dir);
-                usage.save(self)?;
+            if self.recount_usage(&Scope::User(user), true)?.is_some() {
                 count += 1;
             }
         }
@@ -259,7 +255,7 @@ impl Repo {
         let uploads = self.uploads_dir();
         for entry in fs::read_dir(&uploads).into_iter().flatten().flatten() {
             let Ok(m) = entry.metadata() else { continue };
-            if !old(&m) {
+            if !old(&m) || kept_by_session(&uploads, &entry.file_name(), &old) {
                 continue;
             }
             let path = entry.path();
@@ -323,6 +319,19 @@ impl Repo {
             .filter(|(links, m)| m.nlink() == links + 1 && old(m))
             .fold((0, 0), |(n, bytes), (_, m)| (n + 1, bytes + m.len()))
     }
+}
+
+/// Whether an old entry of `.uploads/` is the sidecar of a session still in use: the owner
+/// file is written once, when the session starts, but a chunked upload may go on far longer
+/// than the lifetime while its session file stays fresh. It goes with its session.
+pub(crate) fn kept_by_session(
+    uploads: &Path,
+    name: &std::ffi::OsStr,
+    old: &dyn Fn(&fs::Metadata) -> bool,
+) -> bool {
+    super::registry::sidecar_session(name)
+        .and_then(|id| fs::metadata(uploads.join(id)).ok())
+        .is_some_and(|m| !old(&m))
 }
 
 /// `ARBOR_TEST_GC_PAUSE_MS` widens the window between the collector's last check and its

@@ -30,6 +30,10 @@ impl Repo {
             remove_flag(&dirty)?;
             return Ok(());
         }
+        // The command may change what the format holds; its user is charged the difference
+        // afterwards, but never refused: the command is the operator's, and what it made is
+        // there either way.
+        let before = files::tree_bytes(&fdir);
         // Private copies, so the command cannot change content shared with other formats.
         let mut ctimes: HashMap<PathBuf, (i64, i64)> = HashMap::new();
         for rel in digests.keys() {
@@ -51,7 +55,12 @@ impl Repo {
                 false
             }
         };
-        self.rehash_format(&fdir, &digests, &ctimes)?;
+        let rehashed = self.rehash_format(&fdir, &digests, &ctimes);
+        if let Some(mut usage) = self.usage_at(&fdir)? {
+            usage.adjust(before, files::tree_bytes(&fdir));
+            usage.save(self)?;
+        }
+        rehashed?;
         if !ok {
             tracing::warn!(cmd = %cmd.display(), ?status, "post-process command failed");
             return Err(StoreError::PostProcessFailed);

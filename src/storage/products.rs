@@ -89,9 +89,17 @@ impl Repo {
             // metadata changes (spec/API.md Q16).
             self.check_no_clash(j, v)?;
         }
+        // Charged first: a user over the quota keeps the old metadata and product links.
+        let text = pyjson::object_to_string_sorted(&data);
+        let charged = self.charge_file(&jdir.join(".metadata"), text.len() as u64)?;
         self.cleanup_product_tree(j)?;
         self.ensure_job(j)?;
-        files::write_json_sorted(&self.uploads_dir(), &jdir.join(".metadata"), &data)?;
+        files::write_atomic(
+            &self.uploads_dir(),
+            &jdir.join(".metadata"),
+            text.as_bytes(),
+        )?;
+        charged.save(self)?;
         if let Some(v) = version {
             self.link_to_product(j, &v)?;
         }

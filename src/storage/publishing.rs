@@ -2,7 +2,7 @@
 //! the files to stream, the `.released` flags and the tag's `.publish-status`
 //! (spec/LAYOUT.md §3.3–3.4, spec/CONFIG.md §5). No HTTP here.
 
-use super::files::{self, exists, read_json_map, remove_flag, set_flag};
+use super::files::{exists, read_json_map, remove_flag, set_flag};
 use super::layout::Scan;
 use super::tree::format_digests;
 use super::{Repo, StoreError, not_found_if_missing};
@@ -122,9 +122,9 @@ impl Repo {
                 if !tdir.is_dir() {
                     return Err(StoreError::NotFound);
                 }
-                files::write_atomic(&self.uploads_dir(), &path, format!("{s}\n").as_bytes())
+                self.write_counted_unchecked(&path, format!("{s}\n").as_bytes())
             }
-            None => Ok(remove_flag(&path)?),
+            None => self.remove_counted(&path),
         }
     }
 

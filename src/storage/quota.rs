@@ -1,11 +1,18 @@
 //! User repository quotas: `users/{user}/.disk_usage` (spec/LAYOUT.md §6.4). The count is
 //! read and written under a `flock` on the user directory, so several processes agree.
+//!
+//! The count is what a recount finds: the bytes of every regular file under `users/{user}/`,
+//! dot-files included, each hard link in full, symlinks and directories nothing (walkdir
+//! does not follow links; see [`files::tree_bytes`]). `.disk_usage` is one of those files,
+//! so the number it holds includes its own length (see [`with_own_length`]). Every write
+//! under `users/{user}/` changes the count together with the files, under that lock; a write
+//! that would take the count past `DLREPO_USER_QUOTA` is refused before anything changes.
 
 use super::files::{self, DirLock};
 use super::{Repo, StoreError};
-use crate::model::Scope;
+use crate::model::{Name, Scope};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// dlrepo's `human_readable`: decimal units, one decimal below 100 (`6.0`, `2.0K`, `10.7G`).
 pub fn human_readable(n: u64) -> String {
@@ -28,38 +35,89 @@ pub fn human_readable(n: u64) -> String {
     }
 }
 
+/// The count of a user repository whose other files hold `others` bytes: `.disk_usage`
+/// holds it in decimal, so the count is the smallest `n` with `n = others + digits(n)`.
+/// (One always exists: with `k` the digits of `others`, `n` has `k` or `k + 1` of them.)
+pub(crate) fn with_own_length(others: u64) -> u64 {
+    let digits = |n: u64| n.checked_ilog10().map_or(1, |l| u64::from(l) + 1);
+    (1..=20)
+        .map(|d| others.saturating_add(d))
+        .find(|n| digits(*n) == n - others)
+        .unwrap_or(u64::MAX)
+}
+
+/// Length of a regular file, 0 for anything else or nothing (a symlink counts nothing).
+pub(crate) fn file_len(path: &Path) -> u64 {
+    fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(0, |m| m.len())
+}
+
+fn exceeded(user: &str, used: u64, quota: u64) -> StoreError {
+    StoreError::bad(format!(
+        "User {user} quota exceeded ({}/{}). Please make some ménage.",
+        human_readable(used),
+        human_readable(quota)
+    ))
+}
+
 /// A user's usage, held with the user directory locked.
 pub(crate) struct Usage {
     _lock: DirLock,
     user: String,
-    path: std::path::PathBuf,
-    pub bytes: u64,
+    path: PathBuf,
+    /// Bytes of the user's files other than `.disk_usage` itself.
+    others: u64,
+    /// The number `.disk_usage` held when it was read.
+    recorded: u64,
     quota: u64,
 }
 
 impl Usage {
-    /// Accounts for a file of `size` bytes replacing one of `replaced` bytes; refuses it
-    /// (with dlrepo's message) when the quota would be exceeded.
-    pub fn add(&mut self, replaced: u64, size: u64) -> Result<(), StoreError> {
-        let after = self.bytes.saturating_sub(replaced) + size;
-        if after > self.quota {
-            return Err(StoreError::bad(format!(
-                "User {} quota exceeded ({}/{}). Please make some ménage.",
-                self.user,
-                human_readable(self.bytes),
-                human_readable(self.quota)
-            )));
+    /// The count as `.disk_usage` will hold it.
+    pub fn bytes(&self) -> u64 {
+        with_own_length(self.others)
+    }
+
+    /// Accounts for a file of `old` bytes becoming `new` bytes (0 for none); refuses it,
+    /// with dlrepo's message, when the count would grow past the quota. A change that does
+    /// not grow the count always passes, so a user over the quota can still tidy up.
+    pub fn charge(&mut self, old: u64, new: u64) -> Result<(), StoreError> {
+        let after = self.others.saturating_sub(old).saturating_add(new);
+        if after > self.others && with_own_length(after) > self.quota {
+            return Err(exceeded(&self.user, self.bytes(), self.quota));
         }
-        self.bytes = after;
+        self.others = after;
         Ok(())
+    }
+
+    /// Accounts for a change already made, or one the server makes for itself (deletes,
+    /// a post-process command's output, publish status lines): never refused.
+    pub fn adjust(&mut self, old: u64, new: u64) {
+        self.others = self.others.saturating_sub(old).saturating_add(new);
     }
 
     pub fn save(&self, repo: &Repo) -> Result<(), StoreError> {
         files::write_atomic(
             &repo.uploads_dir(),
             &self.path,
-            self.bytes.to_string().as_bytes(),
+            self.bytes().to_string().as_bytes(),
         )
+    }
+}
+
+/// A write into a user repository charged before it is made: the user's lock is held until
+/// [`Charged::save`], so the files and the count change together. Dropped unsaved (the
+/// write failed), the count stays as it was.
+pub(crate) struct Charged(Option<Usage>);
+
+impl Charged {
+    pub fn save(self, repo: &Repo) -> Result<(), StoreError> {
+        match self.0 {
+            Some(u) => u.save(repo),
+            None => Ok(()),
+        }
     }
 }
 
@@ -73,7 +131,8 @@ impl Repo {
         fs::create_dir_all(&dir)?;
         let lock = DirLock::acquire(&dir)?;
         let path = dir.join(".disk_usage");
-        let bytes = fs::read_to_string(&path)
+        let raw = fs::read(&path).unwrap_or_default();
+        let recorded = std::str::from_utf8(&raw)
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
@@ -81,28 +140,143 @@ impl Repo {
             _lock: lock,
             user: user.to_string(),
             path,
-            bytes,
+            others: u64::saturating_sub(recorded, raw.len() as u64),
+            recorded,
             quota: self.user_quota,
         }))
     }
 
-    /// Subtracts what a tree about to be deleted holds from its user's usage, when it lies
-    /// in a user repository (every file counts, dot-files included).
-    pub(crate) fn release_usage(&self, tree: &Path) -> Result<(), StoreError> {
-        let users = self.root.join("users");
-        let Some(user) = tree
-            .strip_prefix(&users)
-            .ok()
-            .and_then(|rest| rest.components().next())
+    /// The user repository a path lies in, if any.
+    fn user_scope_of(&self, path: &Path) -> Option<Scope> {
+        path.strip_prefix(self.root.join("users"))
+            .ok()?
+            .components()
+            .next()
             .and_then(|c| c.as_os_str().to_str())
-            .and_then(|u| crate::model::Name::parse(u).ok())
-        else {
-            return Ok(());
+            .and_then(|u| Name::parse(u).ok())
+            .map(Scope::User)
+    }
+
+    /// The locked usage of the user repository holding `path`; `None` outside of one.
+    pub(crate) fn usage_at(&self, path: &Path) -> Result<Option<Usage>, StoreError> {
+        match self.user_scope_of(path) {
+            Some(scope) => self.usage(&scope),
+            None => Ok(None),
+        }
+    }
+
+    /// Charges replacing the file at `path` with one of `len` bytes, before it is written.
+    pub(crate) fn charge_file(&self, path: &Path, len: u64) -> Result<Charged, StoreError> {
+        let mut usage = self.usage_at(path)?;
+        if let Some(u) = usage.as_mut() {
+            u.charge(file_len(path), len)?;
+        }
+        Ok(Charged(usage))
+    }
+
+    /// Replaces a dot-file atomically (see [`files::write_atomic`]), counted, and refused
+    /// when it would take a user past the quota.
+    pub(crate) fn write_counted(&self, path: &Path, data: &[u8]) -> Result<(), StoreError> {
+        let charged = self.charge_file(path, data.len() as u64)?;
+        files::write_atomic(&self.uploads_dir(), path, data)?;
+        charged.save(self)
+    }
+
+    /// The same for a file the server writes about its own work (the publish status): it
+    /// is counted, but never refused, or the outcome of a publish could not be told.
+    pub(crate) fn write_counted_unchecked(
+        &self,
+        path: &Path,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut usage = self.usage_at(path)?;
+        let old = file_len(path);
+        files::write_atomic(&self.uploads_dir(), path, data)?;
+        match usage.as_mut() {
+            Some(u) => {
+                u.adjust(old, data.len() as u64);
+                u.save(self)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Removes a dot-file (missing is fine), giving its bytes back.
+    pub(crate) fn remove_counted(&self, path: &Path) -> Result<(), StoreError> {
+        let mut usage = self.usage_at(path)?;
+        let old = file_len(path);
+        files::remove_flag(path)?;
+        match usage.as_mut() {
+            Some(u) if old > 0 => {
+                u.adjust(old, 0);
+                u.save(self)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What a user repository may still take, read without a lock and without creating
+    /// anything: for refusing a write before any of its data is stored. The write itself
+    /// charges again under the lock. `None` for the root repository.
+    pub(crate) fn room(&self, scope: &Scope) -> Option<Room> {
+        let Scope::User(user) = scope else {
+            return None;
         };
-        let size = files::tree_bytes(tree);
-        if let Some(mut usage) = self.usage(&Scope::User(user))? {
-            usage.bytes = usage.bytes.saturating_sub(size);
+        let used = fs::read_to_string(self.scope_dir(scope).join(".disk_usage"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        Some(Room {
+            user: user.to_string(),
+            used,
+            quota: self.user_quota,
+        })
+    }
+
+    /// Compares a user's `.disk_usage` with a recount of the files, and with `fix` rewrites
+    /// it from the recount when they differ (a full cleanup, `fsck --repair`). Returns
+    /// `(recorded, on_disk)`: the number the file held and what the files hold (the file
+    /// itself included, as it was then). `None` for the root repository.
+    pub(crate) fn recount_usage(
+        &self,
+        scope: &Scope,
+        fix: bool,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let Some(mut usage) = self.usage(scope)? else {
+            return Ok(None);
+        };
+        let on_disk = files::tree_bytes(&self.scope_dir(scope));
+        if fix && usage.recorded != on_disk {
+            usage.others = on_disk.saturating_sub(file_len(&usage.path));
             usage.save(self)?;
+        }
+        Ok(Some((usage.recorded, on_disk)))
+    }
+}
+
+/// A user's count as last saved, and the quota (see [`Repo::room`]).
+pub(crate) struct Room {
+    user: String,
+    pub used: u64,
+    quota: u64,
+}
+
+impl Room {
+    /// What may still be added on top of `reserved`.
+    pub fn left(&self, reserved: u64) -> u64 {
+        self.quota
+            .saturating_sub(self.used.saturating_add(reserved))
+    }
+
+    /// Whether `more` bytes on top of `reserved` (data held for the user elsewhere) fit.
+    pub fn check(&self, reserved: u64, more: u64) -> Result<(), StoreError> {
+        let after = self.used.saturating_add(reserved).saturating_add(more);
+        if more > 0 && after > self.quota {
+            return Err(exceeded(
+                &self.user,
+                self.used.saturating_add(reserved),
+                self.quota,
+            ));
         }
         Ok(())
     }
@@ -110,7 +284,7 @@ impl Repo {
 
 #[cfg(test)]
 mod tests {
-    use super::human_readable;
+    use super::{human_readable, with_own_length};
 
     #[test]
     fn sizes_read_like_dlrepo() {
@@ -119,5 +293,19 @@ mod tests {
         assert_eq!(human_readable(2000), "2.0K");
         assert_eq!(human_readable(10_737_418_240), "10.7G");
         assert_eq!(human_readable(123_456), "123K");
+    }
+
+    #[test]
+    fn the_count_includes_its_own_file() {
+        for others in (0..20_000).chain([u64::from(u32::MAX), 999_999_990, 99_999_999_999]) {
+            let n = with_own_length(others);
+            assert_eq!(n, others + n.to_string().len() as u64, "{others}");
+        }
+        assert_eq!(with_own_length(0), 1);
+        assert_eq!(with_own_length(8), 9);
+        // 9 + 1 = 10 has two digits: the count is 9 + 2.
+        assert_eq!(with_own_length(9), 11);
+        assert_eq!(with_own_length(996), 999);
+        assert_eq!(with_own_length(997), 1001);
     }
 }

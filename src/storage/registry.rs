@@ -7,6 +7,12 @@
 //! was uploaded (or mounted) there and waits for its manifest. That waiting state is a
 //! "pending" hard link `.uploads/reg-{sha256(name, digest)}`, which also keeps the blob away
 //! from the orphan collector until the manifest arrives; the collector drops stale ones.
+//!
+//! Pending data of a user repository (`u/{user}/...`: its sessions and pending blobs) lies
+//! outside `users/{user}/`, so `.disk_usage` does not count it, but it is reserved against
+//! the quota: a chunk, a finished upload, a mount or a manifest pushed by digest that would
+//! take the usage plus what the user has pending past the quota is refused (403 `DENIED`).
+//! Pending links of a user repository end in `.{user}` so the reservation can be summed.
 
 use super::files::{self, DirLock, exists, random_hex, sort_time, stamp_time};
 use super::tree::{Listing, pick_alias};
@@ -40,6 +46,14 @@ pub enum ImageRepo {
 }
 
 impl ImageRepo {
+    /// The repository (root or user) the name lives in.
+    pub fn scope(&self) -> &Scope {
+        match self {
+            ImageRepo::Job { branch, .. } => &branch.scope,
+            ImageRepo::Product { scope, .. } => scope,
+        }
+    }
+
     /// The name as clients spell it (lower case), e.g. `u/bob/main/myjob`.
     pub fn name(&self) -> String {
         let (scope, rest) = match self {
@@ -107,6 +121,27 @@ pub struct ManifestFile {
 /// Where an upload session stands.
 pub struct UploadState {
     pub size: u64,
+}
+
+/// Who works on an upload session: the repository named in the URL and the caller's login
+/// (`None` when auth is disabled, or for an anonymous caller). A session answers only to the
+/// pair that started it, so that its id alone gives no access (spec/API.md, issue 11).
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    pub repo: ImageRepo,
+    pub login: Option<String>,
+}
+
+impl Uploader {
+    /// The content of the session's owner file: canonical name and login, nothing else, so
+    /// that the same pair always gives the same bytes.
+    fn owner_record(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "repo": self.repo.name(),
+            "login": self.login,
+        }))
+        .expect("a JSON object of strings serialises")
+    }
 }
 
 /// One container of a repository: the tag (or version) name and its dirs.
@@ -206,22 +241,71 @@ impl Repo {
         h.update(r.name().as_bytes());
         h.update(b"\n");
         h.update(d.to_string().as_bytes());
-        self.uploads_dir().join(format!("reg-{}", h.finish_hex()))
+        let name = match r.scope() {
+            Scope::Root => format!("reg-{}", h.finish_hex()),
+            Scope::User(u) => format!("reg-{}.{u}", h.finish_hex()),
+        };
+        self.uploads_dir().join(name)
     }
 
-    fn session_path(&self, id: &str) -> Result<PathBuf, RegError> {
+    /// Bytes a user has pending in the registry: its sessions (but `except`) and its
+    /// pending blobs, each pending link in full as the usage counts links.
+    fn reserved(&self, user: &Name, except: Option<&str>) -> u64 {
+        let repo_prefix = format!("u/{user}/");
+        let mut total = 0;
+        for entry in fs::read_dir(self.uploads_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let counts = if let Some(rest) = name.strip_prefix("reg-") {
+                rest.split_once('.')
+                    .is_some_and(|(_, u)| u == user.as_str())
+            } else if is_session_id(name) && except != Some(name) {
+                fs::read(owner_file(&entry.path()))
+                    .ok()
+                    .and_then(|o| serde_json::from_slice::<Value>(&o).ok())
+                    .and_then(|o| o.get("repo")?.as_str().map(str::to_owned))
+                    .is_some_and(|repo| repo.starts_with(&repo_prefix))
+            } else {
+                false
+            };
+            if counts && let Ok(m) = entry.metadata() {
+                total += m.len();
+            }
+        }
+        total
+    }
+
+    /// Refuses `more` bytes of new pending data in `r` when the user's usage plus what it
+    /// has pending (sessions other than `except` included) would pass the quota.
+    fn check_pending_room(
+        &self,
+        r: &ImageRepo,
+        except: Option<&str>,
+        more: u64,
+    ) -> Result<(), RegError> {
+        let (Some(room), Scope::User(user)) = (self.room(r.scope()), r.scope()) else {
+            return Ok(());
+        };
+        room.check(self.reserved(user, except), more)
+            .map_err(|e| oci(Code::Denied, e.to_string()))
+    }
+
+    /// The session file, when `id` names a session that `who` started. Anything else (a
+    /// malformed id, no such session, another repository or caller, an owner file lost to a
+    /// crash) gets the same answer, so ids cannot be probed.
+    fn session_path(&self, who: &Uploader, id: &str) -> Result<PathBuf, RegError> {
+        let unknown = || oci(Code::BlobUploadUnknown, "Blob upload unknown to registry.");
         if !is_session_id(id) {
-            return Err(oci(
-                Code::BlobUploadUnknown,
-                "Blob upload unknown to registry.",
-            ));
+            return Err(unknown());
         }
         let p = self.uploads_dir().join(id);
-        if !p.is_file() {
-            return Err(oci(
-                Code::BlobUploadUnknown,
-                "Blob upload unknown to registry.",
-            ));
+        let owned = fs::read(owner_file(&p)).is_ok_and(|o| o == who.owner_record());
+        if !owned || !p.is_file() {
+            return Err(unknown());
         }
         Ok(p)
     }
@@ -431,36 +515,43 @@ impl Repo {
 
     // ---- uploads ------------------------------------------------------------------------
 
-    /// Creates an empty upload session and returns its id (32 hex chars).
-    pub fn reg_start_upload(&self) -> Result<String, RegError> {
+    /// Creates an empty upload session for `who` and returns its id (32 hex chars). The
+    /// owner file is on disk (fsynced, renamed into place) before the id is handed out; a
+    /// session whose owner file is missing answers to nobody.
+    pub fn reg_start_upload(&self, who: &Uploader) -> Result<String, RegError> {
         let uploads = self.uploads_dir();
         fs::create_dir_all(&uploads)?;
         loop {
             let id = random_hex();
+            let path = uploads.join(&id);
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(uploads.join(&id))
+                .open(&path)
             {
-                Ok(_) => return Ok(id),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e.into()),
             }
+            if let Err(e) = files::write_atomic(&uploads, &owner_file(&path), &who.owner_record()) {
+                let _ = fs::remove_file(&path);
+                return Err(e.into());
+            }
+            return Ok(id);
         }
     }
 
-    pub fn reg_upload_state(&self, id: &str) -> Result<UploadState, RegError> {
-        let p = self.session_path(id)?;
+    pub fn reg_upload_state(&self, who: &Uploader, id: &str) -> Result<UploadState, RegError> {
+        let p = self.session_path(who, id)?;
         Ok(UploadState {
             size: fs::metadata(p)?.len(),
         })
     }
 
-    pub fn reg_cancel_upload(&self, id: &str) -> Result<(), RegError> {
-        let p = self.session_path(id)?;
-        fs::remove_file(&p)?;
-        let _ = fs::remove_file(sidecar(&p));
+    pub fn reg_cancel_upload(&self, who: &Uploader, id: &str) -> Result<(), RegError> {
+        let p = self.session_path(who, id)?;
+        remove_session(&p)?;
         Ok(())
     }
 
@@ -470,6 +561,7 @@ impl Repo {
     /// on the way, which saves re-reading it when the upload is finished.
     pub async fn reg_append<S, E>(
         self: &Arc<Self>,
+        who: &Uploader,
         id: &str,
         start: Option<u64>,
         mut body: S,
@@ -478,13 +570,15 @@ impl Repo {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let path = self.session_path(id)?;
+        let repo = Arc::clone(self);
+        let (who, id) = (who.clone(), id.to_owned());
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let complete = Arc::new(AtomicBool::new(false));
         let done = Arc::clone(&complete);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), RegError>>();
         let writer = tokio::task::spawn_blocking(move || -> Result<u64, RegError> {
             let opened = (|| -> Result<_, RegError> {
+                let path = repo.session_path(&who, &id)?;
                 let f = OpenOptions::new().append(true).open(&path)?;
                 // Two PATCHes on one session would interleave: the second waits.
                 let f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
@@ -493,9 +587,18 @@ impl Repo {
                 if start.is_some_and(|s| s != len) {
                     return Err(oci(Code::RangeInvalid, format!("upload is at {len}")));
                 }
-                Ok((f, len))
+                // A session of a user repository grows only as far as the quota allows,
+                // counting what the user has pending elsewhere.
+                let limit = match (repo.room(who.repo.scope()), who.repo.scope()) {
+                    (Some(room), Scope::User(user)) => {
+                        let reserved = repo.reserved(user, Some(&id));
+                        Some((room.left(reserved), room, reserved))
+                    }
+                    _ => None,
+                };
+                Ok((f, len, path, limit))
             })();
-            let (f, old) = match opened {
+            let (f, old, path, limit) = match opened {
                 Ok(v) => {
                     let _ = ready_tx.send(Ok(()));
                     v
@@ -510,7 +613,15 @@ impl Repo {
             let mut out = &*f;
             let mut written = 0u64;
             let mut failed = None;
+            let mut over = None;
             while let Some(chunk) = rx.blocking_recv() {
+                let size = old + written + chunk.len() as u64;
+                if let Some((left, room, reserved)) = &limit
+                    && size > *left
+                {
+                    over = room.check(*reserved, size).err();
+                    break;
+                }
                 if let Some(h) = hasher.as_mut() {
                     h.update(&chunk);
                 }
@@ -519,6 +630,11 @@ impl Repo {
                     break;
                 }
                 written += chunk.len() as u64;
+            }
+            if let Some(e) = over {
+                // Cut back to where it was: the client may free space and send it again.
+                f.set_len(old)?;
+                return Err(oci(Code::Denied, e.to_string()));
             }
             if failed.is_some() || !done.load(Ordering::Acquire) {
                 f.set_len(old)?;
@@ -558,8 +674,9 @@ impl Repo {
 
     /// Finishes a session: checks its content against `d`, stores it in `.blobs` (once) and
     /// marks it pending in the repository. A mismatch deletes the session.
-    pub fn reg_finish_upload(&self, r: &ImageRepo, id: &str, d: &Digest) -> Result<(), RegError> {
-        let path = self.session_path(id)?;
+    pub fn reg_finish_upload(&self, who: &Uploader, id: &str, d: &Digest) -> Result<(), RegError> {
+        let r = &who.repo;
+        let path = self.session_path(who, id)?;
         let len = fs::metadata(&path)?.len();
         let cached = fs::read_to_string(sidecar(&path)).ok().and_then(|s| {
             let (l, hex) = s.split_once(' ')?;
@@ -571,8 +688,13 @@ impl Repo {
         };
         let _ = fs::remove_file(sidecar(&path));
         if hex != d.hex() {
-            let _ = fs::remove_file(&path);
+            let _ = remove_session(&path);
             return Err(oci(Code::DigestInvalid, format!("digest mismatch: {d}")));
+        }
+        if !self.pending_path(r, d).is_file() {
+            // The session's bytes become a pending blob of the repository: refused (the
+            // session kept) when the user's usage has grown since they were sent.
+            self.check_pending_room(r, Some(id), len)?;
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
         let _guard = self.blob_guard()?;
@@ -586,7 +708,7 @@ impl Repo {
             Err(e) => return Err(e.into()),
         }
         self.mark_pending(r, d, &blob)?;
-        fs::remove_file(&path)?;
+        remove_session(&path)?;
         Ok(())
     }
 
@@ -611,6 +733,9 @@ impl Repo {
         let Some(src) = self.locate(from, d) else {
             return Ok(false);
         };
+        if !self.pending_path(to, d).is_file() {
+            self.check_pending_room(to, None, fs::metadata(&src)?.len())?;
+        }
         let _guard = self.blob_guard()?;
         let _ = files::touch(&src);
         self.mark_pending(to, d, &src)?;
@@ -736,6 +861,9 @@ impl Repo {
                     format!("manifest digest is {digest}"),
                 ));
             }
+            if !self.pending_path(r, &digest).is_file() {
+                self.check_pending_room(r, None, data.len() as u64)?;
+            }
             let _guard = self.blob_guard()?;
             let blob = self.store_bytes(&digest, &data)?;
             self.mark_pending(r, &digest, &blob)?;
@@ -786,6 +914,20 @@ impl Repo {
         data: &[u8],
         links: &[(Digest, PathBuf)],
     ) -> Result<(), RegError> {
+        // A user's image that cannot fit is refused before anything is created or stored;
+        // the swap below charges it again, exactly, under the user's lock.
+        if let Some(room) = self.room(&j.tag.branch.scope) {
+            let mut seen = std::collections::HashSet::new();
+            let mut total = data.len() as u64;
+            for (d, p) in links {
+                if seen.insert(rel_of(d)) {
+                    total += fs::metadata(p)?.len();
+                }
+            }
+            let old = files::tree_bytes(&self.job_dir(j).join("container"));
+            room.check(0, total.saturating_sub(old))
+                .map_err(|e| oci(Code::Denied, e.to_string()))?;
+        }
         let _guard = self.blob_guard()?;
         let jdir = self.ensure_job(j)?;
         let _lock = DirLock::acquire(&jdir)?;
@@ -835,7 +977,7 @@ impl Repo {
         };
         if let Some(u) = usage.as_mut() {
             let old = files::tree_bytes(&cdir);
-            if let Err(e) = u.add(old, total) {
+            if let Err(e) = u.charge(old, total) {
                 cleanup();
                 return Err(oci(Code::Denied, e.to_string()));
             }
@@ -1002,8 +1144,30 @@ impl Repo {
     }
 }
 
+/// `{id}.sha256`: the length and SHA-256 of a session hashed while it was written.
 fn sidecar(session: &Path) -> PathBuf {
     session.with_extension("sha256")
+}
+
+/// `{id}.owner`: who may use the session (see [`Uploader`]).
+fn owner_file(session: &Path) -> PathBuf {
+    session.with_extension("owner")
+}
+
+/// Removes a session, then its sidecars: a crash in between leaves sidecars alone, which
+/// answer to nothing and go with the stale uploads.
+fn remove_session(session: &Path) -> io::Result<()> {
+    fs::remove_file(session)?;
+    let _ = fs::remove_file(sidecar(session));
+    let _ = fs::remove_file(owner_file(session));
+    Ok(())
+}
+
+/// The session a file of `.uploads/` belongs to, when it is a session's sidecar
+/// (`{id}.sha256`, `{id}.owner`).
+pub(crate) fn sidecar_session(name: &std::ffi::OsStr) -> Option<&str> {
+    let (id, ext) = name.to_str()?.split_once('.')?;
+    (is_session_id(id) && (ext == "sha256" || ext == "owner")).then_some(id)
 }
 
 /// The manifest a container serves by tag: the first under `manifests/*/*/*` (there is
@@ -1049,5 +1213,156 @@ fn fill_sizes(doc: &mut Map<String, Value>, media_type: &str, sizes: &[u64]) {
         if let Some(Value::Array(a)) = doc.get_mut("layers") {
             a.iter_mut().for_each(&mut set);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn repo(dir: &Path) -> Repo {
+        Repo::new(&Config {
+            root_dir: dir.to_path_buf(),
+            ..Config::default()
+        })
+        .expect("a repo in a temp dir")
+    }
+
+    /// `[u/{user}/]{branch}/{job}`.
+    fn who(name: &str, login: Option<&str>) -> Uploader {
+        let n = |s: &str| Name::parse(s).expect("a name");
+        let segs: Vec<&str> = name.split('/').collect();
+        let (scope, branch, job) = match segs.as_slice() {
+            ["u", user, b, j] => (Scope::User(n(user)), n(b), n(j)),
+            [b, j] => (Scope::Root, n(b), n(j)),
+            _ => panic!("{name}"),
+        };
+        Uploader {
+            repo: ImageRepo::Job {
+                branch: BranchRef { scope, branch },
+                job,
+            },
+            login: login.map(str::to_owned),
+        }
+    }
+
+    fn unknown<T>(r: Result<T, RegError>) -> bool {
+        matches!(r, Err(RegError::Oci(Code::BlobUploadUnknown, _)))
+    }
+
+    #[test]
+    fn a_session_answers_to_its_repository_and_login_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let alice = who("main/x", Some("alice"));
+        let id = repo.reg_start_upload(&alice).unwrap();
+        assert_eq!(repo.reg_upload_state(&alice, &id).unwrap().size, 0);
+        for other in [
+            who("main/x", Some("bob")),
+            who("main/x", None),
+            who("main/y", Some("alice")),
+            who("u/alice/main/x", Some("alice")),
+        ] {
+            assert!(unknown(repo.reg_upload_state(&other, &id)), "{other:?}");
+            assert!(unknown(repo.reg_cancel_upload(&other, &id)), "{other:?}");
+            let mut h = Algo::Sha256.hasher();
+            h.update(b"");
+            let d = Digest::sha256_of_hex(h.finish_hex());
+            assert!(
+                unknown(repo.reg_finish_upload(&other, &id, &d)),
+                "{other:?}"
+            );
+        }
+        assert!(repo.uploads_dir().join(&id).is_file());
+        // A session whose owner file is gone (a crash right after creating it) is nobody's.
+        fs::remove_file(repo.uploads_dir().join(format!("{id}.owner"))).unwrap();
+        assert!(unknown(repo.reg_upload_state(&alice, &id)));
+        // Temp files of artifact uploads have session-like names but no owner.
+        let tmp_file = files::TempFile::create(&repo.uploads_dir()).unwrap();
+        let name = tmp_file
+            .path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(unknown(repo.reg_upload_state(&alice, &name)));
+        assert!(unknown(repo.reg_upload_state(&alice, "../../etc/passwd")));
+    }
+
+    /// A session of a user repository grows only as far as the quota allows, counting the
+    /// user's other pending data, however the body is cut into chunks.
+    #[tokio::test]
+    async fn a_user_session_stops_at_the_quota() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Arc::new(
+            Repo::new(&Config {
+                root_dir: tmp.path().to_path_buf(),
+                user_quota: 4096,
+                ..Config::default()
+            })
+            .unwrap(),
+        );
+        let chunks = |n: usize| {
+            let items: Vec<Result<Bytes, std::io::Error>> =
+                (0..n).map(|_| Ok(Bytes::from(vec![7u8; 1000]))).collect();
+            futures_util::stream::iter(items)
+        };
+        let bob = who("u/bob/main/x", Some("bob"));
+        let other = repo.reg_start_upload(&bob).unwrap();
+        assert_eq!(
+            repo.reg_append(&bob, &other, None, chunks(2))
+                .await
+                .unwrap(),
+            2000
+        );
+        let id = repo.reg_start_upload(&bob).unwrap();
+        let denied = repo.reg_append(&bob, &id, None, chunks(10)).await;
+        assert!(
+            matches!(denied, Err(RegError::Oci(Code::Denied, _))),
+            "{denied:?}"
+        );
+        assert_eq!(repo.reg_upload_state(&bob, &id).unwrap().size, 0);
+        // What fits next to the other session passes, in any number of requests.
+        assert_eq!(
+            repo.reg_append(&bob, &id, Some(0), chunks(1))
+                .await
+                .unwrap(),
+            1000
+        );
+        assert_eq!(
+            repo.reg_append(&bob, &id, Some(1000), chunks(1))
+                .await
+                .unwrap(),
+            2000
+        );
+        let denied = repo.reg_append(&bob, &id, Some(2000), chunks(1)).await;
+        assert!(
+            matches!(denied, Err(RegError::Oci(Code::Denied, _))),
+            "{denied:?}"
+        );
+        assert_eq!(repo.reg_upload_state(&bob, &id).unwrap().size, 2000);
+        // Another user, and the root repository, have their own room.
+        for name in ["u/carol/main/x", "main/x"] {
+            let w = who(name, None);
+            let id = repo.reg_start_upload(&w).unwrap();
+            assert_eq!(
+                repo.reg_append(&w, &id, None, chunks(4)).await.unwrap(),
+                4000
+            );
+        }
+    }
+
+    #[test]
+    fn sidecars_name_their_session() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let name = |s: String| sidecar_session(std::ffi::OsStr::new(&s)).map(str::to_owned);
+        assert_eq!(name(format!("{id}.owner")).as_deref(), Some(id));
+        assert_eq!(name(format!("{id}.sha256")).as_deref(), Some(id));
+        assert_eq!(name(id.to_owned()), None);
+        assert_eq!(name(format!("{id}.link")), None);
+        assert_eq!(name(format!("{id}.deleting")), None);
+        assert_eq!(name(format!("reg-{id}.owner")), None);
     }
 }

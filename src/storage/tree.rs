@@ -257,11 +257,7 @@ impl Repo {
             .map(|k| (k.to_string(), policy.get(*k).cloned().unwrap_or(0.into())))
             .collect();
         let text = pyjson::to_string(&Value::Object(ordered));
-        files::write_atomic(
-            &self.uploads_dir(),
-            &bdir.join(".cleanup_policy"),
-            text.as_bytes(),
-        )
+        self.write_counted(&bdir.join(".cleanup_policy"), text.as_bytes())
     }
 
     pub fn delete_branch(&self, b: &BranchRef) -> Result<(), StoreError> {
@@ -374,20 +370,22 @@ impl Repo {
         if !tdir.is_dir() {
             return Err(StoreError::NotFound);
         }
+        // The description first: the only part the quota can refuse, and a refused update
+        // must leave the flags as they were.
+        if let Some(desc) = upd.description {
+            let desc = desc.trim();
+            let path = tdir.join(".description");
+            if desc.is_empty() {
+                self.remove_counted(&path)?;
+            } else {
+                self.write_counted(&path, format!("{desc}\n").as_bytes())?;
+            }
+        }
         if let Some(locked) = upd.locked {
             set_flag(&tdir.join(".locked"), locked)?;
         }
         if let Some(stable) = upd.stable {
             set_flag(&tdir.join(".stable"), stable)?;
-        }
-        if let Some(desc) = upd.description {
-            let desc = desc.trim();
-            let path = tdir.join(".description");
-            if desc.is_empty() {
-                remove_flag(&path)?;
-            } else {
-                files::write_atomic(&self.uploads_dir(), &path, format!("{desc}\n").as_bytes())?;
-            }
         }
         Ok(())
     }
@@ -510,11 +508,7 @@ impl Repo {
         }
         self.add_metadata_locked(j, &Map::new(), may_link)?;
         let digest = self.job_digest(&jdir)?;
-        files::write_atomic(
-            &self.uploads_dir(),
-            &jdir.join(".digest"),
-            digest.as_bytes(),
-        )?;
+        self.write_counted(&jdir.join(".digest"), digest.as_bytes())?;
         create_flag(&jdir.join(".locked"))?;
         Ok(())
     }
@@ -760,13 +754,20 @@ impl Repo {
 
     /// Removes a directory tree so that no reader sees it half-deleted: it is first renamed
     /// into `.uploads/` (atomic), then removed from there.
+    /// In a user repository every file of the tree, dot-files included, is given back, under
+    /// the user's lock from the rename to the count, so that no write lands in between.
     pub(crate) fn remove_tree(&self, dir: &Path) -> Result<(), StoreError> {
         self.links.forget_all();
-        self.release_usage(dir)?;
         let uploads = self.uploads_dir();
         fs::create_dir_all(&uploads)?;
         let trash = uploads.join(format!("{}.deleting", files::random_hex()));
+        let mut usage = self.usage_at(dir)?;
         fs::rename(dir, &trash).map_err(not_found_if_missing)?;
+        if let Some(u) = usage.as_mut() {
+            u.adjust(files::tree_bytes(&trash), 0);
+            u.save(self)?;
+        }
+        drop(usage);
         fs::remove_dir_all(&trash)?;
         Ok(())
     }

@@ -307,6 +307,24 @@ pub fn snapshot(root: &Path) -> Vec<(String, u64, u64)> {
     out
 }
 
+/// `users/{user}/.disk_usage` as a number (0 when missing).
+pub fn disk_usage(root: &Path, user: &str) -> u64 {
+    std::fs::read_to_string(root.join("users").join(user).join(".disk_usage"))
+        .map(|s| s.trim().parse().expect("a decimal count"))
+        .unwrap_or(0)
+}
+
+/// What a recount finds for a user repository (spec/LAYOUT.md §6.4): every regular file
+/// under `users/{user}/`, dot-files and `.disk_usage` included, symlinks not followed.
+pub fn recount(root: &Path, user: &str) -> u64 {
+    walkdir::WalkDir::new(root.join("users").join(user))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().expect("stat").len())
+        .sum()
+}
+
 pub fn nlink(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).expect("stat").nlink()
