@@ -184,3 +184,33 @@ fn hundreds_of_stalled_clients_hold_no_threads_and_healthz_answers() {
     );
     drop(stalled);
 }
+
+#[test]
+fn a_stalled_registry_chunk_is_cut_back_and_does_not_block_its_session() {
+    let s = TestServer::start_with(&[("DLREPO_CLIENT_TIMEOUT", "2")]);
+    let r = s.request("POST", "/v2/main/img/blobs/uploads/", &[], Some(b""));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let loc = r.header("location").unwrap().to_owned();
+    assert_eq!(s.request("PATCH", &loc, &[], Some(b"abc")).status, 202);
+    // A chunk that stops half way...
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    write!(
+        c,
+        "PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Range: 3-\r\nContent-Length: 1000\r\n\r\nxyz"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // ...refuses a second writer at once, instead of queueing it behind the lock...
+    let start = Instant::now();
+    let r = s.request("PATCH", &loc, &[], Some(b"def"));
+    assert_eq!(r.status, 416, "{}", r.text());
+    assert!(start.elapsed() < Duration::from_secs(1));
+    // ...and is dropped after the timeout, the session back where it was.
+    let (got, _) = read_until_closed(&mut c, Duration::from_secs(10));
+    let answer = String::from_utf8_lossy(&got);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let r = s.get(&loc);
+    assert_eq!((r.status, r.header("range")), (204, Some("0-2")));
+    let r = s.request("PATCH", &loc, &[("Content-Range", "3-5")], Some(b"def"));
+    assert_eq!(r.status, 202, "{}", r.text());
+}

@@ -419,7 +419,7 @@ mod uploads {
     ) -> Result<Reply, RegError> {
         let name = who.repo.name();
         let start = range_start(req.headers())?;
-        let body = req.into_body().into_data_stream();
+        let body = crate::http::byte_stream(req.into_body());
         app.repo.reg_append(who, &id, start, body).await?;
         let (dd, who) = (d.clone(), who.clone());
         app.repo
@@ -457,7 +457,7 @@ mod uploads {
             }
             Method::PATCH => {
                 let start = range_start(req.headers())?;
-                let body = req.into_body().into_data_stream();
+                let body = crate::http::byte_stream(req.into_body());
                 let size = app.repo.reg_append(&who, &id, start, body).await?;
                 Ok(accepted(&name, &id, size))
             }

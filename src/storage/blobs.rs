@@ -24,7 +24,7 @@ pub struct Upload {
 
 /// A request body's failure: a client that stalled past `DLREPO_CLIENT_TIMEOUT` (the HTTP
 /// layer reports it as `TimedOut`), or one that broke off.
-fn body_error(e: io::Error) -> StoreError {
+pub(crate) fn body_error(e: io::Error) -> StoreError {
     if e.kind() == io::ErrorKind::TimedOut {
         StoreError::ClientTimeout
     } else {
@@ -52,7 +52,10 @@ impl Repo {
         // The guard stays with this future: however it ends (an error, the client gone, the
         // server stopping and dropping it), the temp file goes with it.
         let tmp = tokio::task::spawn_blocking(move || TempFile::create(&uploads)).await??;
-        let mut sink = Some((Arc::new(tmp.file.try_clone()?), digest.algo().hasher()));
+        let mut sink = Some((
+            Arc::new(tmp.file.try_clone()?),
+            Some(digest.algo().hasher()),
+        ));
         let mut in_flight: Option<Flush> = None;
         let mut batch = Vec::new();
         let mut batch_len = 0;
@@ -81,6 +84,7 @@ impl Repo {
             sink = Some(flush.wait().await?);
         }
         let (file, hasher) = sink.ok_or(StoreError::Interrupted("no sink".into()))?;
+        let hasher = hasher.ok_or(StoreError::Interrupted("no hasher".into()))?;
         tokio::task::spawn_blocking(move || file.sync_all()).await??;
         if hasher.finish_hex() != digest.hex() {
             return Err(StoreError::DigestMismatch(digest.to_string()));
@@ -282,14 +286,19 @@ impl Repo {
 }
 
 /// One batch of an upload being written and hashed, by two blocking tasks at once (the
-/// `Bytes` are shared, not copied).
-struct Flush {
+/// `Bytes` are shared, not copied). Uploads go from batch to batch this way so that no
+/// thread ever waits for the client.
+pub(crate) struct Flush {
     write: tokio::task::JoinHandle<io::Result<Arc<File>>>,
-    hash: tokio::task::JoinHandle<crate::model::Hasher>,
+    hash: Option<tokio::task::JoinHandle<crate::model::Hasher>>,
 }
 
 impl Flush {
-    fn start(file: Arc<File>, mut hasher: crate::model::Hasher, batch: Vec<Bytes>) -> Flush {
+    pub(crate) fn start(
+        file: Arc<File>,
+        hasher: Option<crate::model::Hasher>,
+        batch: Vec<Bytes>,
+    ) -> Flush {
         let batch = Arc::new(batch);
         let data = Arc::clone(&batch);
         let write = tokio::task::spawn_blocking(move || {
@@ -298,18 +307,25 @@ impl Flush {
             }
             Ok(file)
         });
-        let hash = tokio::task::spawn_blocking(move || {
-            for chunk in batch.iter() {
-                hasher.update(chunk);
-            }
-            hasher
+        let hash = hasher.map(|mut hasher| {
+            tokio::task::spawn_blocking(move || {
+                for chunk in batch.iter() {
+                    hasher.update(chunk);
+                }
+                hasher
+            })
         });
         Flush { write, hash }
     }
 
-    async fn wait(self) -> Result<(Arc<File>, crate::model::Hasher), StoreError> {
+    pub(crate) async fn wait(
+        self,
+    ) -> Result<(Arc<File>, Option<crate::model::Hasher>), StoreError> {
         let file = self.write.await??;
-        let hasher = self.hash.await?;
+        let hasher = match self.hash {
+            Some(h) => Some(h.await?),
+            None => None,
+        };
         Ok((file, hasher))
     }
 }

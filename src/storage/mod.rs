@@ -21,6 +21,7 @@ pub mod registry;
 mod tree;
 
 pub use blobs::{BlobReader, ByteRange, Upload};
+pub(crate) use blobs::{Flush, body_error};
 pub use gc::{GcKind, GcReport, Unpublish};
 pub use tree::{
     Artifact, BranchInfo, BranchSummary, FormatInfo, JobInfo, Listing, TagInfo, TagSummary,

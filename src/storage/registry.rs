@@ -26,7 +26,6 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -556,10 +555,14 @@ impl Repo {
     }
 
     /// Appends `body` to a session, streaming (constant memory). `start`, from
-    /// `Content-Range`, must equal the current size. A body that breaks off is cut back
-    /// out, so the session stays usable. When the session starts empty the data is hashed
-    /// on the way, which saves re-reading it when the upload is finished.
-    pub async fn reg_append<S, E>(
+    /// `Content-Range`, must equal the current size. A body that breaks off or stalls is cut
+    /// back out, so the session stays usable. When the session starts empty the data is
+    /// hashed on the way, which saves re-reading it when the upload is finished.
+    ///
+    /// No thread waits on the client: the session is locked without blocking (a second
+    /// request on it is refused at once), and the bytes are written batch by batch by short
+    /// blocking tasks as they arrive.
+    pub async fn reg_append<S>(
         self: &Arc<Self>,
         who: &Uploader,
         id: &str,
@@ -567,109 +570,106 @@ impl Repo {
         mut body: S,
     ) -> Result<u64, RegError>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        S: Stream<Item = io::Result<Bytes>> + Unpin,
     {
         let repo = Arc::clone(self);
-        let (who, id) = (who.clone(), id.to_owned());
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-        let complete = Arc::new(AtomicBool::new(false));
-        let done = Arc::clone(&complete);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), RegError>>();
-        let writer = tokio::task::spawn_blocking(move || -> Result<u64, RegError> {
-            let opened = (|| -> Result<_, RegError> {
-                let path = repo.session_path(&who, &id)?;
-                let f = OpenOptions::new().append(true).open(&path)?;
-                // Two PATCHes on one session would interleave: the second waits.
-                let f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-                    .map_err(|(_, e)| io::Error::from(e))?;
-                let len = f.metadata()?.len();
-                if start.is_some_and(|s| s != len) {
-                    return Err(oci(Code::RangeInvalid, format!("upload is at {len}")));
-                }
-                // A session of a user repository grows only as far as the quota allows,
-                // counting what the user has pending elsewhere.
-                let limit = match (repo.room(who.repo.scope()), who.repo.scope()) {
-                    (Some(room), Scope::User(user)) => {
-                        let reserved = repo.reserved(user, Some(&id));
-                        Some((room.left(reserved), room, reserved))
+        let (owner, sid) = (who.clone(), id.to_owned());
+        let session =
+            tokio::task::spawn_blocking(move || repo.open_session(&owner, &sid, start)).await??;
+        let old = session.old;
+        let hasher = (old == 0).then(|| Algo::Sha256.hasher());
+        let mut sink = Some((Arc::new(session.lock.try_clone()?), hasher));
+        let mut in_flight: Option<super::Flush> = None;
+        let (mut batch, mut batch_len, mut taken) = (Vec::new(), 0usize, 0u64);
+        let outcome: Result<(), RegError> = async {
+            loop {
+                let next = body.next().await.transpose().map_err(super::body_error)?;
+                let end = next.is_none();
+                if let Some(chunk) = next {
+                    taken += chunk.len() as u64;
+                    // A session of a user repository grows only as far as the quota allows,
+                    // counting what the user has pending elsewhere.
+                    if let Some((left, room, reserved)) = &session.limit
+                        && old + taken > *left
+                    {
+                        let why = match room.check(*reserved, old + taken) {
+                            Err(e) => e.to_string(),
+                            Ok(()) => "quota exceeded".to_owned(),
+                        };
+                        return Err(oci(Code::Denied, why));
                     }
-                    _ => None,
-                };
-                Ok((f, len, path, limit))
-            })();
-            let (f, old, path, limit) = match opened {
-                Ok(v) => {
-                    let _ = ready_tx.send(Ok(()));
-                    v
+                    batch_len += chunk.len();
+                    batch.push(chunk);
                 }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(oci(Code::RangeInvalid, e.to_string())));
-                    return Err(e);
+                if batch_len >= self.chunk_size() || (end && !batch.is_empty()) {
+                    if let Some(flush) = in_flight.take() {
+                        sink = Some(flush.wait().await?);
+                    }
+                    let (file, hasher) = sink
+                        .take()
+                        .ok_or_else(|| oci(Code::BlobUploadInvalid, "upload writer lost"))?;
+                    let data = std::mem::take(&mut batch);
+                    in_flight = Some(super::Flush::start(file, hasher, data));
+                    batch_len = 0;
                 }
-            };
-            let _ = fs::remove_file(sidecar(&path));
-            let mut hasher = (old == 0).then(|| Algo::Sha256.hasher());
-            let mut out = &*f;
-            let mut written = 0u64;
-            let mut failed = None;
-            let mut over = None;
-            while let Some(chunk) = rx.blocking_recv() {
-                let size = old + written + chunk.len() as u64;
-                if let Some((left, room, reserved)) = &limit
-                    && size > *left
-                {
-                    over = room.check(*reserved, size).err();
+                if end {
                     break;
                 }
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&chunk);
-                }
-                if let Err(e) = out.write_all(&chunk) {
-                    failed = Some(e);
-                    break;
-                }
-                written += chunk.len() as u64;
             }
-            if let Some(e) = over {
-                // Cut back to where it was: the client may free space and send it again.
-                f.set_len(old)?;
-                return Err(oci(Code::Denied, e.to_string()));
+            if let Some(flush) = in_flight.take() {
+                sink = Some(flush.wait().await?);
             }
-            if failed.is_some() || !done.load(Ordering::Acquire) {
-                f.set_len(old)?;
-                return Err(match failed {
-                    Some(e) => e.into(),
-                    None => StoreError::Interrupted("client went away".into()).into(),
-                });
+            Ok(())
+        }
+        .await;
+        let OpenSession { lock, path, .. } = session;
+        let hasher = sink.and_then(|(_, h)| h);
+        // Whatever went wrong, the session goes back to where it was: the client may send
+        // the chunk again (after freeing room, say).
+        tokio::task::spawn_blocking(move || -> Result<u64, RegError> {
+            if let Err(e) = outcome {
+                lock.set_len(old)?;
+                return Err(e);
             }
-            let len = old + written;
+            let len = old + taken;
             if let Some(h) = hasher {
                 let _ = fs::write(sidecar(&path), format!("{len} {}", h.finish_hex()));
             }
             Ok(len)
-        });
-        // Refusals (bad range, vanished session) come before the body is read.
-        match ready_rx.await {
-            Ok(Ok(())) => {}
-            _ => return writer.await?,
+        })
+        .await?
+    }
+
+    /// Opens a session for appending: locked (without waiting: a second request on one
+    /// session is refused), at the offset the client says, with the room its user has left.
+    fn open_session(
+        &self,
+        who: &Uploader,
+        id: &str,
+        start: Option<u64>,
+    ) -> Result<OpenSession, RegError> {
+        let path = self.session_path(who, id)?;
+        let f = OpenOptions::new().append(true).open(&path)?;
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|_| oci(Code::RangeInvalid, "another request is writing this upload"))?;
+        let old = lock.metadata()?.len();
+        if start.is_some_and(|s| s != old) {
+            return Err(oci(Code::RangeInvalid, format!("upload is at {old}")));
         }
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    drop(tx);
-                    let _ = writer.await;
-                    return Err(StoreError::Interrupted(e.to_string()).into());
-                }
-            };
-            if tx.send(chunk).await.is_err() {
-                break;
+        let limit = match (self.room(who.repo.scope()), who.repo.scope()) {
+            (Some(room), Scope::User(user)) => {
+                let reserved = self.reserved(user, Some(id));
+                Some((room.left(reserved), room, reserved))
             }
-        }
-        complete.store(true, Ordering::Release);
-        drop(tx);
-        writer.await?
+            _ => None,
+        };
+        let _ = fs::remove_file(sidecar(&path));
+        Ok(OpenSession {
+            lock,
+            old,
+            path,
+            limit,
+        })
     }
 
     /// Finishes a session: checks its content against `d`, stores it in `.blobs` (once) and
@@ -1145,6 +1145,16 @@ impl Repo {
 }
 
 /// `{id}.sha256`: the length and SHA-256 of a session hashed while it was written.
+/// A session locked for one append.
+struct OpenSession {
+    lock: nix::fcntl::Flock<File>,
+    /// Its size before the append.
+    old: u64,
+    path: PathBuf,
+    /// `(room left, the user's room, bytes reserved elsewhere)` for a user repository.
+    limit: Option<(u64, super::quota::Room, u64)>,
+}
+
 fn sidecar(session: &Path) -> PathBuf {
     session.with_extension("sha256")
 }
