@@ -55,6 +55,7 @@ const KEYS: &[&str] = &[
     "HEADER_TIMEOUT",
     "CLIENT_TIMEOUT",
     "MAX_CONNECTIONS",
+    "MIN_FREE_SPACE",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +152,9 @@ pub struct Config {
     /// `DLREPO_MAX_CONNECTIONS` (arbor only): connections served at once; more are answered
     /// `503` with `Retry-After` and closed.
     pub max_connections: usize,
+    /// `DLREPO_MIN_FREE_SPACE` bytes (arbor only): below this much free space under the data
+    /// root, `/healthz` answers 503 so that load balancers and monitoring notice in time.
+    pub min_free_space: u64,
     /// Settings read by features that are not built yet (auth, publishing), kept verbatim so
     /// that they are validated as known keys and reach those features unchanged.
     pub other: BTreeMap<&'static str, String>,
@@ -196,6 +200,7 @@ impl Default for Config {
             header_timeout: 30,
             client_timeout: 60,
             max_connections: 1024,
+            min_free_space: 64 << 20,
             other: BTreeMap::new(),
         }
     }
@@ -354,6 +359,7 @@ impl Config {
                 "INLINE_ACTIVE_FILTER" => c.inline_active_filter = regex()?,
                 "HEADER_TIMEOUT" => c.header_timeout = positive(int()?)?,
                 "CLIENT_TIMEOUT" => c.client_timeout = positive(int()?)?,
+                "MIN_FREE_SPACE" => c.min_free_space = int()?,
                 "MAX_CONNECTIONS" => {
                     c.max_connections = usize::try_from(positive(int()?)?)
                         .map_err(|_| invalid("too large".into()))?

@@ -86,6 +86,9 @@ pub struct Metrics {
     pub publishes: Family<PublishLabels, Counter>,
     pub connections_refused: Counter,
     pub client_timeouts: Counter,
+    /// Set at each scrape from `statvfs(2)` of the data root.
+    pub disk_free_bytes: Gauge,
+    pub disk_free_inodes: Gauge,
 }
 
 /// Time to the response head: 1 ms to about 16 s. Bodies stream after that, so downloads
@@ -105,6 +108,7 @@ impl Metrics {
         let (gc_deleted_blobs, gc_freed_bytes) = (Counter::default(), Counter::default());
         let publishes = Family::<PublishLabels, Counter>::default();
         let (connections_refused, client_timeouts) = (Counter::default(), Counter::default());
+        let (disk_free_bytes, disk_free_inodes) = (Gauge::default(), Gauge::default());
         registry.register(
             "build",
             "The running version",
@@ -166,6 +170,16 @@ impl Metrics {
             "Connections dropped because a client stalled a body past DLREPO_CLIENT_TIMEOUT",
             client_timeouts.clone(),
         );
+        registry.register(
+            "disk_free_bytes",
+            "Bytes free for the server on the filesystem of the data root",
+            disk_free_bytes.clone(),
+        );
+        registry.register(
+            "disk_free_inodes",
+            "Inodes free for the server on the filesystem of the data root (0 where the filesystem has no inode table)",
+            disk_free_inodes.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -180,6 +194,8 @@ impl Metrics {
             publishes,
             connections_refused,
             client_timeouts,
+            disk_free_bytes,
+            disk_free_inodes,
         }
     }
 

@@ -92,3 +92,28 @@ fn metrics_follow_the_acls() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("arbor_http_requests_total"));
 }
+
+#[test]
+fn free_space_is_exported_and_low_space_degrades_healthz() {
+    let s = TestServer::start();
+    let text = metrics(&s);
+    let free = value(&text, "arbor_disk_free_bytes").expect("arbor_disk_free_bytes");
+    let real = nix::sys::statvfs::statvfs(s.root.path()).unwrap();
+    let avail = real.blocks_available() as f64 * real.fragment_size() as f64;
+    // Within 1 GiB of what statvfs says now (other tests write meanwhile).
+    assert!(
+        (free - avail).abs() < f64::from(1 << 30),
+        "{free} vs {avail}"
+    );
+    assert!(value(&text, "arbor_disk_free_inodes").is_some(), "{text}");
+    assert_eq!(s.get("/healthz").status, 200);
+
+    // Ask for more room than any disk here has: the server works, and says it is short.
+    let low = TestServer::start_with(&[("DLREPO_MIN_FREE_SPACE", "1000000000000000000")]);
+    let r = low.get("/healthz");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["status"], "degraded");
+    let reason = r.json()["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("DLREPO_MIN_FREE_SPACE"), "{reason}");
+    assert_eq!(low.put_file("/branches/b/t/j/f/x", b"x").status, 201);
+}

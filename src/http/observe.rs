@@ -2,8 +2,9 @@
 //! `GET /metrics` to read the latter.
 
 use crate::metrics::{self, Method, MethodLabels, RequestLabels};
+use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -88,8 +89,14 @@ fn counted(body: Body, counter: &Counter, up_front: bool) -> Body {
 }
 
 /// `GET /metrics`. Readable by whoever the ACLs let read `/metrics`.
-pub async fn serve_metrics() -> Response {
-    let mut res = metrics::get().encode().into_response();
+pub async fn serve_metrics(State(app): State<AppState>) -> Response {
+    let m = metrics::get();
+    if let Ok(space) = app.repo.run(|r| r.disk_space()).await {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        m.disk_free_bytes.set(gauge(space.free_bytes));
+        m.disk_free_inodes.set(gauge(space.free_inodes));
+    }
+    let mut res = m.encode().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -68,8 +68,15 @@ pub async fn file(State(app): State<AppState>, Path(name): Path<String>) -> ApiR
 
 /// `GET /healthz`: 200 when the data root is writable.
 pub async fn healthz(State(app): State<AppState>) -> axum::response::Response {
-    match app.repo.run(|r| r.check_health()).await {
-        Ok(()) => json(&serde_json::json!({"status": "ok"})),
+    let min_free = app.config.min_free_space;
+    match app.repo.run(move |r| r.check_health(min_free)).await {
+        Ok(None) => json(&serde_json::json!({"status": "ok"})),
+        Ok(Some(reason)) => {
+            tracing::warn!(%reason, "health check: degraded");
+            let mut res = json(&serde_json::json!({"status": "degraded", "reason": reason}));
+            *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            res
+        }
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
             plain_status(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")

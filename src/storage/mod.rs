@@ -78,6 +78,17 @@ pub(crate) fn not_found_if_missing(e: std::io::Error) -> StoreError {
     }
 }
 
+/// Below this many free inodes every new file may fail: uploads make several each.
+const MIN_FREE_INODES: u64 = 1000;
+
+/// What the filesystem of the data root has left.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskSpace {
+    pub free_bytes: u64,
+    pub free_inodes: u64,
+    pub total_inodes: u64,
+}
+
 /// One data root and the settings that change how it is written.
 pub struct Repo {
     root: PathBuf,
@@ -155,10 +166,37 @@ impl Repo {
             .is_some_and(|re| re.is_match(name))
     }
 
-    /// Cheap readiness probe for `/healthz`: the root is there and writable.
-    pub fn check_health(&self) -> Result<(), StoreError> {
+    /// Cheap readiness probe for `/healthz`: the root is there and writable, and has room.
+    /// `Ok(Some(reason))` when it works but is about to stop working (space running out).
+    pub fn check_health(&self, min_free: u64) -> Result<Option<String>, StoreError> {
         let tmp = files::TempFile::create(&self.uploads_dir())?;
         drop(tmp);
-        Ok(())
+        let space = self.disk_space()?;
+        if space.free_bytes < min_free {
+            return Ok(Some(format!(
+                "{} bytes free under the data root, DLREPO_MIN_FREE_SPACE is {min_free}",
+                space.free_bytes
+            )));
+        }
+        // Filesystems without an inode table (btrfs, tmpfs with nr_inodes=0) report none.
+        if space.total_inodes > 0 && space.free_inodes < MIN_FREE_INODES {
+            return Ok(Some(format!(
+                "{} inodes free under the data root",
+                space.free_inodes
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Free space and inodes of the filesystem that holds the data root, as unprivileged
+    /// writers see them.
+    pub fn disk_space(&self) -> Result<DiskSpace, StoreError> {
+        let st = nix::sys::statvfs::statvfs(&self.root).map_err(std::io::Error::from)?;
+        let frsize = st.fragment_size();
+        Ok(DiskSpace {
+            free_bytes: st.blocks_available().saturating_mul(frsize),
+            free_inodes: st.files_available(),
+            total_inodes: st.files(),
+        })
     }
 }
