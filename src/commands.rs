@@ -10,35 +10,21 @@ use std::time::Duration;
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// `arbor serve`: binds, prints the banner line tests and scripts wait for, serves until
-/// SIGTERM or SIGINT. SIGHUP and changes in the ACL directory or auth file reload access
-/// control.
+/// SIGTERM or SIGINT. SIGHUP, and changes to the auth file or the ACL files, reload access
+/// control (`reload`).
 pub async fn serve(config: Config) -> Result<(), Error> {
     use tokio::signal::unix::{SignalKind, signal};
     // Installed before the banner: tests send signals as soon as they read it.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
+    let hup = signal(SignalKind::hangup())?;
     let usr1 = signal(SignalKind::user_defined1())?;
     warn_about_auth(&config);
     let (listener, shown) = listen(&config).await?;
+    // Watching starts before the first load, so that no change can fall between the two.
+    let reloads = crate::reload::Watch::start(&config);
     let state = AppState::new(config)?;
-    let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
-    // Kept alive for as long as the server runs.
-    let _watcher = watch_auth_files(&state.config, changed_tx);
-    let reloader = state.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = hup.recv() => {}
-                Some(()) = changed.recv() => {
-                    // Editors write files in several steps: let them finish.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    while changed.try_recv().is_ok() {}
-                }
-            }
-            reloader.reload_auth().await;
-        }
-    });
+    reloads.spawn(state.clone(), hup);
     spawn_gc(&state, usr1);
     println!("======== Running on {shown} ========");
     let stopping = tokio_util::sync::CancellationToken::new();
@@ -231,34 +217,6 @@ fn warn_about_auth(config: &Config) {
     for line in banner {
         tracing::error!("{line}");
     }
-}
-
-/// Watches the ACL directory and the auth file's directory; each change sends on `tx`.
-fn watch_auth_files(
-    config: &Config,
-    tx: tokio::sync::mpsc::Sender<()>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    if config.auth_disabled {
-        return None;
-    }
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.try_send(());
-        }
-    })
-    .map_err(|e| tracing::warn!(error = %e, "cannot watch the ACL directory"))
-    .ok()?;
-    let auth_dir = config.auth_file.parent().map(std::path::Path::to_path_buf);
-    for dir in [Some(config.acls_dir.clone()), auth_dir]
-        .into_iter()
-        .flatten()
-    {
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for ACL changes; SIGHUP still reloads");
-        }
-    }
-    Some(watcher)
 }
 
 fn tokens(config: &Config) -> Result<TokenStore, Error> {

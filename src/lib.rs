@@ -17,6 +17,7 @@ pub mod model;
 pub mod publish;
 pub mod pyjson;
 pub mod registry;
+pub mod reload;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
