@@ -56,8 +56,12 @@ const KEYS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{source_name}: unknown setting {key}")]
-    Unknown { source_name: String, key: String },
+    #[error("{source_name}: unknown setting {key} (the closest known one is {closest})")]
+    Unknown {
+        source_name: String,
+        key: String,
+        closest: String,
+    },
     #[error("{source_name}: invalid value {value:?} for {key}: {why}")]
     Invalid {
         source_name: String,
@@ -193,8 +197,9 @@ struct Raw {
 }
 
 impl Config {
-    /// Reads the optional TOML file, then the process environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+    /// Reads the optional TOML file, then the process environment. Also returns the
+    /// warnings to log once logging is set up.
+    pub fn load(file: Option<&Path>) -> Result<(Config, Vec<String>), ConfigError> {
         // The configuration file is read before any storage exists.
         #[allow(clippy::disallowed_methods)]
         let text = match file {
@@ -207,7 +212,7 @@ impl Config {
             )),
             None => None,
         };
-        Config::from_sources(
+        Config::layered(
             text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
             std::env::vars(),
         )
@@ -219,17 +224,29 @@ impl Config {
         file: Option<(&str, &str)>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        Config::layered(file, env).map(|(config, _)| config)
+    }
+
+    /// [`Config::from_sources`], and the warnings.
+    pub fn layered(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
+        let mut warnings = Vec::new();
         if let Some((path, text)) = file {
             let table: toml::Table = toml::from_str(text).map_err(|err| ConfigError::Toml {
                 path: path.to_owned(),
                 err,
             })?;
             for (key, value) in table {
-                let known = find_key(&key.to_ascii_uppercase()).ok_or(ConfigError::Unknown {
-                    source_name: path.to_owned(),
-                    key: key.clone(),
-                })?;
+                // The file is arbor's own: a typo there is an error, never a silent default.
+                let known =
+                    find_key(&key.to_ascii_uppercase()).ok_or_else(|| ConfigError::Unknown {
+                        source_name: path.to_owned(),
+                        closest: closest_key(&key.to_ascii_uppercase()).to_ascii_lowercase(),
+                        key: key.clone(),
+                    })?;
                 let value = match value {
                     toml::Value::String(s) => s,
                     toml::Value::Integer(i) => i.to_string(),
@@ -259,10 +276,15 @@ impl Config {
             if CLIENT_ONLY.contains(&key) {
                 continue;
             }
-            let known = find_key(key).ok_or_else(|| ConfigError::Unknown {
-                source_name: "environment".into(),
-                key: name.clone(),
-            })?;
+            // dlrepo ignores names it does not know, and deployment tools export their own
+            // (DLREPO_VERSION, say): refusing to start would break such shells.
+            let Some(known) = find_key(key) else {
+                warnings.push(format!(
+                    "ignoring {name}: not a setting arbor knows (the closest one is DLREPO_{})",
+                    closest_key(key)
+                ));
+                continue;
+            };
             raw.insert(
                 known,
                 Raw {
@@ -271,7 +293,7 @@ impl Config {
                 },
             );
         }
-        Config::from_raw(raw)
+        Ok((Config::from_raw(raw)?, warnings))
     }
 
     fn from_raw(raw: BTreeMap<&'static str, Raw>) -> Result<Config, ConfigError> {
@@ -378,6 +400,30 @@ impl Config {
 
 fn find_key(key: &str) -> Option<&'static str> {
     KEYS.iter().copied().find(|k| *k == key)
+}
+
+/// The known setting nearest to `key` by edit distance (the first of equals), for messages.
+fn closest_key(key: &str) -> &'static str {
+    KEYS.iter()
+        .copied()
+        .min_by_key(|k| edit_distance(key, k))
+        .expect("KEYS is not empty")
+}
+
+/// Levenshtein distance over bytes (setting names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn parse_level(s: &str) -> Option<tracing::Level> {
@@ -496,15 +542,53 @@ mod tests {
     fn errors_name_the_setting() {
         let e = Config::from_sources(None, env(&[("DLREPO_LISTEN_PORT", "x")])).unwrap_err();
         assert!(e.to_string().contains("DLREPO_LISTEN_PORT"), "{e}");
-        let e = Config::from_sources(None, env(&[("DLREPO_NOPE", "1")])).unwrap_err();
-        assert!(e.to_string().contains("DLREPO_NOPE"), "{e}");
         let e = Config::from_sources(Some(("a.toml", "bogus = 1")), env(&[])).unwrap_err();
         assert!(
             e.to_string().contains("a.toml: unknown setting bogus"),
             "{e}"
         );
+        let e = Config::from_sources(Some(("a.toml", "listen_prot = 1")), env(&[])).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("(the closest known one is listen_port)"),
+            "{e}"
+        );
         let e =
             Config::from_sources(None, env(&[("DLREPO_POST_PROCESS_FILTER", "(")])).unwrap_err();
         assert!(e.to_string().contains("DLREPO_POST_PROCESS_FILTER"), "{e}");
+    }
+
+    #[test]
+    fn unknown_variables_warn_with_the_closest_setting() {
+        let (c, warnings) = Config::layered(
+            None,
+            env(&[
+                ("DLREPO_VERSION", "1.2.3"),
+                ("DLREPO_LISTEN_PROT", "8080"),
+                ("DLREPO_LISTEN_PORT", "9090"),
+                ("DLREPO_USER", "client-only, not warned about"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen_port, 9090);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("ignoring DLREPO_VERSION: "),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].ends_with("(the closest one is DLREPO_LISTEN_PORT)"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("", "ABC"), 3);
+        assert_eq!(edit_distance("ROOT_DIR", "ROOT_DIR"), 0);
+        assert_eq!(edit_distance("ROOTDIR", "ROOT_DIR"), 1);
+        assert_eq!(edit_distance("LISTEN_PROT", "LISTEN_PORT"), 2);
+        assert_eq!(closest_key("ACL_DIR"), "ACLS_DIR");
+        assert_eq!(closest_key("AUTH_FLE"), "AUTH_FILE");
     }
 }

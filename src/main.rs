@@ -79,7 +79,7 @@ enum ScopeArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut config = match Config::load(cli.config.as_deref()) {
+    let (mut config, warnings) = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("arbor: configuration error: {e}");
@@ -87,6 +87,9 @@ fn main() -> ExitCode {
         }
     };
     arbor::telemetry::init(&config);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
     arbor::http::warn_unsupported_settings(&config);
     let result = match cli.command {
         Command::Serve { no_auth } => {
