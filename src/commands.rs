@@ -9,6 +9,31 @@ use std::time::Duration;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// `--listen ADDR:PORT`; an IPv6 address goes in brackets (`[::1]:8080`).
+pub fn parse_listen(s: &str) -> Result<(String, u16), String> {
+    let (addr, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not ADDR:PORT"))?;
+    let addr = match addr.strip_prefix('[') {
+        Some(v6) => v6
+            .strip_suffix(']')
+            .ok_or_else(|| format!("{s:?}: unclosed ["))?,
+        None if addr.contains(':') => {
+            return Err(format!(
+                "{s:?}: write an IPv6 address in brackets, [::1]:8080"
+            ));
+        }
+        None => addr,
+    };
+    if addr.is_empty() {
+        return Err(format!("{s:?}: the address is missing"));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("{s:?}: {port:?} is not a port number"))?;
+    Ok((addr.to_owned(), port))
+}
+
 /// `arbor serve`: binds, prints the banner line tests and scripts wait for, serves until
 /// SIGTERM or SIGINT. SIGHUP, and changes to the auth file or the ACL files, reload access
 /// control (`reload`).
@@ -267,5 +292,29 @@ pub fn token_revoke(config: &Config, id: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(format!("no token {id}").into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        let ok = |s: &str| parse_listen(s).unwrap();
+        assert_eq!(ok("0.0.0.0:8080"), ("0.0.0.0".to_owned(), 8080));
+        assert_eq!(ok("localhost:0"), ("localhost".to_owned(), 0));
+        assert_eq!(ok("[::1]:1337"), ("::1".to_owned(), 1337));
+        for bad in [
+            "8080",
+            ":8080",
+            "::1:8080",
+            "[::1:8080",
+            "a:65536",
+            "a:x",
+            "a:",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
     }
 }

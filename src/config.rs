@@ -1,6 +1,7 @@
 //! Every setting arbor reads, parsed once into a typed [`Config`]. Sources are layered:
-//! built-in defaults < TOML file (`--config`) < `DLREPO_*` environment (spec/CONFIG.md).
-//! A TOML key is the variable name without `DLREPO_`, lower-cased (`listen_port = 8080`).
+//! built-in defaults < TOML file (`--config`) < `DLREPO_*` environment (spec/CONFIG.md) <
+//! command-line flags. A TOML key is the variable name without `DLREPO_`, lower-cased
+//! (`listen_port = 8080`).
 
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -197,9 +198,13 @@ struct Raw {
 }
 
 impl Config {
-    /// Reads the optional TOML file, then the process environment. Also returns the
+    /// Reads the optional TOML file, then the process environment, then `flags` (setting
+    /// name without `DLREPO_`, value), each overriding the one before. Also returns the
     /// warnings to log once logging is set up.
-    pub fn load(file: Option<&Path>) -> Result<(Config, Vec<String>), ConfigError> {
+    pub fn load(
+        file: Option<&Path>,
+        flags: &[(&'static str, String)],
+    ) -> Result<(Config, Vec<String>), ConfigError> {
         // The configuration file is read before any storage exists.
         #[allow(clippy::disallowed_methods)]
         let text = match file {
@@ -215,6 +220,7 @@ impl Config {
         Config::layered(
             text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
             std::env::vars(),
+            flags,
         )
     }
 
@@ -224,13 +230,14 @@ impl Config {
         file: Option<(&str, &str)>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        Config::layered(file, env).map(|(config, _)| config)
+        Config::layered(file, env, &[]).map(|(config, _)| config)
     }
 
-    /// [`Config::from_sources`], and the warnings.
+    /// [`Config::from_sources`] with command-line `flags` on top, and the warnings.
     pub fn layered(
         file: Option<(&str, &str)>,
         env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&'static str, String)],
     ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
         let mut warnings = Vec::new();
@@ -290,6 +297,16 @@ impl Config {
                 Raw {
                     value,
                     source_name: "environment".into(),
+                },
+            );
+        }
+        for (key, value) in flags {
+            let known = find_key(key).expect("flags name known settings");
+            raw.insert(
+                known,
+                Raw {
+                    value: value.clone(),
+                    source_name: "command line".into(),
                 },
             );
         }
@@ -568,6 +585,7 @@ mod tests {
                 ("DLREPO_LISTEN_PORT", "9090"),
                 ("DLREPO_USER", "client-only, not warned about"),
             ]),
+            &[],
         )
         .unwrap();
         assert_eq!(c.listen_port, 9090);
@@ -580,6 +598,20 @@ mod tests {
             warnings[1].ends_with("(the closest one is DLREPO_LISTEN_PORT)"),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn flags_override_the_environment_which_overrides_the_file() {
+        let file = "listen_port = 8080\nroot_dir = \"/srv/file\"\nlog_level = \"ERROR\"\n";
+        let env = env(&[
+            ("DLREPO_ROOT_DIR", "/srv/env"),
+            ("DLREPO_LOG_LEVEL", "INFO"),
+        ]);
+        let flags = [("LOG_LEVEL", "DEBUG".to_owned())];
+        let (c, _) = Config::layered(Some(("a.toml", file)), env, &flags).unwrap();
+        assert_eq!(c.listen_port, 8080);
+        assert_eq!(c.root_dir, PathBuf::from("/srv/env"));
+        assert_eq!(c.log_level, tracing::Level::DEBUG);
     }
 
     #[test]
