@@ -9,6 +9,16 @@ use std::time::Duration;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The exit status of a failed command (arbor(8) EXIT STATUS): 2 when the configuration is
+/// at fault, including the LDAP settings and ACL files `serve` checks at start; 1 otherwise.
+pub fn exit_status(e: &Error) -> u8 {
+    if e.is::<crate::config::ConfigError>() || e.is::<crate::auth::LoadError>() {
+        2
+    } else {
+        1
+    }
+}
+
 /// `--listen ADDR:PORT`; an IPv6 address goes in brackets (`[::1]:8080`).
 pub fn parse_listen(s: &str) -> Result<(String, u16), String> {
     let (addr, port) = s
@@ -316,5 +326,20 @@ mod tests {
         ] {
             assert!(parse_listen(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn configuration_faults_exit_2() {
+        let config: Error = crate::config::Config::from_sources(
+            None,
+            [("DLREPO_LISTEN_PORT".to_owned(), "x".to_owned())],
+        )
+        .unwrap_err()
+        .into();
+        assert_eq!(exit_status(&config), 2);
+        let ldap: Error = crate::auth::LoadError::Ldap("DLREPO_LDAP_URL: bad".into()).into();
+        assert_eq!(exit_status(&ldap), 2);
+        let other: Error = "cannot listen".into();
+        assert_eq!(exit_status(&other), 1);
     }
 }

@@ -143,7 +143,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("arbor: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(commands::exit_status(&e))
         }
     }
 }

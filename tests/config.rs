@@ -1,7 +1,8 @@
 //! Settings from the real command line (arbor(8), arbor-config(5)): flags over environment
-//! over TOML file over defaults, and unknown `DLREPO_*` variables ignored with a warning.
+//! over TOML file over defaults, unknown `DLREPO_*` variables ignored with a warning, and
+//! every exit status arbor(8) documents, checked against the manual's own words.
 
-// Black-box tests write configuration files.
+// Black-box tests write configuration files and read the manual.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
@@ -220,4 +221,130 @@ fn flags_override_the_environment_which_overrides_the_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The entry for `code` in arbor(8)'s EXIT STATUS, blanks folded.
+fn documented(code: i32) -> String {
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("man/arbor.8.scd");
+    let text = std::fs::read_to_string(page).unwrap();
+    let section = text
+        .split("\n# EXIT STATUS\n")
+        .nth(1)
+        .expect("arbor(8) has an EXIT STATUS section")
+        .split("\n# ")
+        .next()
+        .unwrap_or_default();
+    let mut entry = None;
+    let mut out = String::new();
+    for line in section.lines() {
+        if let Some(c) = line.strip_prefix('*').and_then(|l| l.strip_suffix('*')) {
+            entry = c.parse::<i32>().ok();
+        } else if entry == Some(code) {
+            out.push(' ');
+            out.push_str(line.trim());
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn exit_statuses_are_the_documented_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let root = p("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(p("unknown.toml"), "listen_prot = 8080\n").unwrap();
+    std::fs::write(p("malformed.toml"), "listen_port = \n").unwrap();
+    std::fs::create_dir(p("acls")).unwrap();
+    std::fs::write(p("acls/devs"), "r ~/products/(\n").unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    let sick = p("sick");
+    std::fs::create_dir_all(format!("{sick}/.blobs/sha256/ab")).unwrap();
+    std::fs::write(format!("{sick}/.blobs/sha256/ab/not-a-digest"), "x").unwrap();
+    let serve = |extra: &[(&'static str, &str)]| {
+        let mut env = vec![
+            ("DLREPO_ROOT_DIR", root.as_str()),
+            ("DLREPO_LISTEN_PORT", "0"),
+        ];
+        env.extend_from_slice(extra);
+        arbor(&["serve"], &env)
+    };
+    let acls = p("acls");
+    let unknown = p("unknown.toml");
+    let malformed = p("malformed.toml");
+    let missing = p("missing.toml");
+    // (what arbor(8) says, in its words; the status it gives; a command that does it)
+    let cases: Vec<(&str, i32, Command)> = vec![
+        (
+            "an unknown setting in the TOML file",
+            2,
+            arbor(&["--config", &unknown, "gc", "--root", &root], &[]),
+        ),
+        ("a bad value", 2, serve(&[("DLREPO_LISTEN_PORT", "http")])),
+        (
+            "an unreadable or malformed TOML file",
+            2,
+            arbor(&["--config", &missing, "gc", "--root", &root], &[]),
+        ),
+        (
+            "an unreadable or malformed TOML file",
+            2,
+            arbor(&["--config", &malformed, "gc", "--root", &root], &[]),
+        ),
+        (
+            "LDAP settings that cannot work",
+            2,
+            serve(&[
+                ("DLREPO_AUTH_DISABLED", "0"),
+                ("DLREPO_LDAP_URL", "http://ldap.example.com"),
+            ]),
+        ),
+        (
+            "an ACL file that cannot be used",
+            2,
+            serve(&[("DLREPO_AUTH_DISABLED", "0"), ("DLREPO_ACLS_DIR", &acls)]),
+        ),
+        (
+            "a bad command line",
+            2,
+            arbor(&["serve", "--port", "http"], &[]),
+        ),
+        (
+            "*serve* failing to bind",
+            1,
+            arbor(&["serve", "--root", &root, "--listen", &busy], &[]),
+        ),
+        (
+            "*fsck* finding problems it did not repair",
+            1,
+            arbor(&["fsck", "--root", &sick], &[]),
+        ),
+        (
+            "a data root that does not exist",
+            1,
+            arbor(&["gc", "--root", &p("absent")], &[]),
+        ),
+        (
+            "a data root that does not exist",
+            1,
+            arbor(&["token", "list", "--root", &p("absent")], &[]),
+        ),
+        ("Success", 0, arbor(&["fsck", "--root", &root], &[])),
+    ];
+    for (words, code, cmd) in cases {
+        let shown = format!("{cmd:?}");
+        let out = finish(cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{words}: {shown}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc = documented(code);
+        assert!(
+            doc.contains(words),
+            "arbor(8) EXIT STATUS {code} does not say {words:?}: {doc:?}"
+        );
+    }
 }
