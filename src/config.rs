@@ -217,9 +217,24 @@ impl Config {
             )),
             None => None,
         };
+        // `std::env::vars()` panics on a variable that is not UTF-8, even one that is none
+        // of arbor's business; only ours must be readable.
+        let mut env = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str().filter(|n| n.starts_with("DLREPO_")) else {
+                continue;
+            };
+            let value = value.into_string().map_err(|v| ConfigError::Invalid {
+                source_name: "environment".into(),
+                key: name.to_owned(),
+                value: v.to_string_lossy().into_owned(),
+                why: "not UTF-8".into(),
+            })?;
+            env.push((name.to_owned(), value));
+        }
         Config::layered(
             text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
-            std::env::vars(),
+            env,
             flags,
         )
     }

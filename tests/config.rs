@@ -274,6 +274,12 @@ fn exit_statuses_are_the_documented_ones() {
     let unknown = p("unknown.toml");
     let malformed = p("malformed.toml");
     let missing = p("missing.toml");
+    // A variable holding bytes that are not UTF-8.
+    let raw = |mut cmd: Command, name: &str, value: &[u8]| {
+        use std::os::unix::ffi::OsStrExt;
+        cmd.env(name, std::ffi::OsStr::from_bytes(value));
+        cmd
+    };
     // (what arbor(8) says, in its words; the status it gives; a command that does it)
     let cases: Vec<(&str, i32, Command)> = vec![
         (
@@ -330,7 +336,18 @@ fn exit_statuses_are_the_documented_ones() {
             1,
             arbor(&["token", "list", "--root", &p("absent")], &[]),
         ),
+        (
+            "a bad value",
+            2,
+            raw(arbor(&["fsck"], &[]), "DLREPO_ROOT_DIR", b"/tmp/\xff"),
+        ),
         ("Success", 0, arbor(&["fsck", "--root", &root], &[])),
+        // A variable that is not UTF-8 but not arbor's either is no concern of arbor's.
+        (
+            "Success",
+            0,
+            raw(arbor(&["fsck", "--root", &root], &[]), "OTHER", b"\xff"),
+        ),
     ];
     for (words, code, cmd) in cases {
         let shown = format!("{cmd:?}");
