@@ -343,10 +343,13 @@ impl Config {
                     .parse::<u64>()
                     .map_err(|e| invalid(format!("expected a non-negative integer ({e})")))
             };
-            let regex = || {
-                Regex::new(&format!("^(?:{value})"))
+            // Empty is unset, as for the other optional settings: compiled, it would match
+            // every name (every format internal, every page inline).
+            let regex = || match value.as_str() {
+                "" => Ok(None),
+                _ => Regex::new(&format!("^(?:{value})"))
                     .map(Some)
-                    .map_err(|e| invalid(e.to_string()))
+                    .map_err(|e| invalid(e.to_string())),
             };
             let opt = || (!value.is_empty()).then(|| value.clone());
             match key {
@@ -568,6 +571,18 @@ mod tests {
         let e =
             Config::from_sources(None, env(&[("DLREPO_INLINE_ACTIVE_FILTER", "(")])).unwrap_err();
         assert!(e.to_string().contains("DLREPO_INLINE_ACTIVE_FILTER"), "{e}");
+        // Empty is unset, as in dlrepo (`if FILTER:`), not a pattern matching everything.
+        let c = Config::from_sources(
+            None,
+            env(&[
+                ("DLREPO_INLINE_ACTIVE_FILTER", ""),
+                ("DLREPO_INTERNAL_FORMAT_FILTER", ""),
+                ("DLREPO_POST_PROCESS_FILTER", ""),
+            ]),
+        )
+        .unwrap();
+        assert!(!c.serves_inline("/branches/docs/t/j/html/index.html"));
+        assert!(c.internal_format_filter.is_none() && c.post_process_filter.is_none());
     }
 
     #[test]
