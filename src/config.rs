@@ -472,6 +472,9 @@ fn parse_level(s: &str) -> Option<tracing::Level> {
 }
 
 #[cfg(test)]
+mod documented;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
