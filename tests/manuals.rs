@@ -193,3 +193,73 @@ fn arbor_api_7_lists_the_fixed_endpoints() {
         );
     }
 }
+
+/// The series table of docs/operator.md against what `/metrics` serves: every series served
+/// is in the table with its labels, and every series in the table is served (one with
+/// labels may have no sample yet: publishes, before the first).
+#[test]
+fn the_operator_guide_lists_the_metrics_served() {
+    let guide =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operator.md"))
+            .expect("docs/operator.md");
+    let table = guide
+        .split("| series | what |")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").next())
+        .expect("docs/operator.md has the series table");
+    // name -> label names, as `arbor_x_total{a,b}`.
+    let mut documented = std::collections::BTreeMap::new();
+    for code in table.split('`').skip(1).step_by(2) {
+        if let Some(series) = code.strip_prefix("arbor_") {
+            let (name, labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l.trim_end_matches('}').split(',').collect()),
+                None => (series, BTreeSet::new()),
+            };
+            documented.insert(format!("arbor_{name}"), labels);
+        }
+    }
+    let s = common::TestServer::start();
+    assert_eq!(s.get("/branches/").status, 200);
+    let text = s.get("/metrics").text();
+    let mut served = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (family, kind) = rest.split_once(' ').expect("# TYPE name kind");
+        let name = match kind {
+            "counter" => format!("{family}_total"),
+            "info" => format!("{family}_info"),
+            _ => family.to_owned(),
+        };
+        let mut labels = BTreeSet::new();
+        for sample in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, rest)) = sample.split_once('{') else {
+                continue;
+            };
+            let own = [name.clone(), format!("{name}_sum"), format!("{name}_count")];
+            if own.contains(&series.to_owned()) {
+                let body = rest.split('}').next().unwrap_or_default();
+                labels.extend(
+                    body.split(',')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, _)| k),
+                );
+            }
+        }
+        served.insert(name, labels);
+    }
+    assert!(served.len() >= 5, "{text}");
+    for (name, labels) in &served {
+        let doc = documented
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("docs/operator.md does not list {name}"));
+        assert_eq!(doc, labels, "labels of {name} in docs/operator.md");
+    }
+    for (name, labels) in &documented {
+        assert!(
+            served.contains_key(name.as_str()) || !labels.is_empty(),
+            "docs/operator.md lists {name}, which /metrics does not serve"
+        );
+    }
+}
