@@ -219,3 +219,36 @@ fn the_documents_name_only_settings_the_code_reads() {
     }
     assert!(seen > 100, "only {seen} names found: is the pattern right?");
 }
+
+/// The example configurations parse, with every commented-out setting switched on too.
+#[test]
+fn the_examples_are_valid_settings() {
+    let toml = include_str!("../../examples/config/arbor.toml");
+    let assignment = Regex::new(r"^#\s*([a-z_]+\s*=.*)$").expect("regex");
+    let all: String = toml
+        .lines()
+        .map(|l| match assignment.captures(l) {
+            Some(m) => format!("{}\n", &m[1]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let c = Config::from_sources(Some(("arbor.toml", &all)), Vec::new())
+        .unwrap_or_else(|e| panic!("examples/config/arbor.toml: {e}"));
+    Directory::from_config(&c).unwrap_or_else(|e| panic!("examples/config/arbor.toml: {e}"));
+
+    let env = include_str!("../../examples/config/default-arbor");
+    let mut settings = Vec::new();
+    for line in env.lines() {
+        let Some((name, value)) = line.trim_start_matches('#').split_once('=') else {
+            continue;
+        };
+        if name.starts_with("DLREPO_") {
+            // systemd strips the quotes of an EnvironmentFile value.
+            settings.push((name.to_owned(), value.trim_matches('\'').to_owned()));
+        }
+    }
+    assert!(settings.len() > 30, "{settings:?}");
+    let c = Config::from_sources(None, settings)
+        .unwrap_or_else(|e| panic!("examples/config/default-arbor: {e}"));
+    Directory::from_config(&c).unwrap_or_else(|e| panic!("examples/config/default-arbor: {e}"));
+}
