@@ -59,10 +59,10 @@ impl Watched {
                 })
             });
         Watched {
-            auth_dir,
+            auth_dir: absolute(auth_dir),
             auth_name: file.file_name().unwrap_or_default().to_os_string(),
             auth_hop,
-            acls_dir: config.acls_dir.clone(),
+            acls_dir: absolute(config.acls_dir.clone()),
         }
     }
 
@@ -93,6 +93,17 @@ impl Watched {
         // A rescan request names no path: the watcher lost events, so look.
         changes && (event.need_rescan() || event.paths.iter().any(|p| self.covers(p)))
     }
+}
+
+/// `path` as the watcher reports it: a relative path is joined to the working directory
+/// (not canonicalized), as notify does with the paths it is given.
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(&path))
+        .unwrap_or(path)
 }
 
 /// Hashes what `Auth::load` reads for `config`: the auth file's bytes and every ACL file's
@@ -259,6 +270,22 @@ mod tests {
         assert!(!w.wants(&event(write, "/etc/dlrepo/auth.swp")));
         assert!(!w.wants(&event(write, "/etc/dlrepo/acls/sub/x")));
         assert!(!w.wants(&event(write, "/etc/auth")));
+    }
+
+    #[test]
+    fn relative_paths_match_the_events_of_their_watch() {
+        let w = Watched::new(&Config {
+            auth_file: PathBuf::from("auth"),
+            acls_dir: PathBuf::from("./acls"),
+            ..Config::default()
+        });
+        let cwd = std::env::current_dir().unwrap();
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        let at = |rel: &str| event(write, cwd.join(rel).to_str().unwrap());
+        assert!(w.wants(&at("auth")));
+        assert!(w.wants(&at("./acls/devs")));
+        assert!(w.wants(&at("acls/devs")));
+        assert!(!w.wants(&at("other")));
     }
 
     #[test]
