@@ -9,36 +9,57 @@ use std::time::Duration;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The exit status of a failed command (arbor(8) EXIT STATUS): 2 when the configuration is
+/// at fault, including the LDAP settings and ACL files `serve` checks at start; 1 otherwise.
+pub fn exit_status(e: &Error) -> u8 {
+    if e.is::<crate::config::ConfigError>() || e.is::<crate::auth::LoadError>() {
+        2
+    } else {
+        1
+    }
+}
+
+/// `--listen ADDR:PORT`; an IPv6 address goes in brackets (`[::1]:8080`).
+pub fn parse_listen(s: &str) -> Result<(String, u16), String> {
+    let (addr, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not ADDR:PORT"))?;
+    let addr = match addr.strip_prefix('[') {
+        Some(v6) => v6
+            .strip_suffix(']')
+            .ok_or_else(|| format!("{s:?}: unclosed ["))?,
+        None if addr.contains(':') => {
+            return Err(format!(
+                "{s:?}: write an IPv6 address in brackets, [::1]:8080"
+            ));
+        }
+        None => addr,
+    };
+    if addr.is_empty() {
+        return Err(format!("{s:?}: the address is missing"));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("{s:?}: {port:?} is not a port number"))?;
+    Ok((addr.to_owned(), port))
+}
+
 /// `arbor serve`: binds, prints the banner line tests and scripts wait for, serves until
-/// SIGTERM or SIGINT. SIGHUP and changes in the ACL directory or auth file reload access
-/// control.
+/// SIGTERM or SIGINT. SIGHUP, and changes to the auth file or the ACL files, reload access
+/// control (`reload`).
 pub async fn serve(config: Config) -> Result<(), Error> {
     use tokio::signal::unix::{SignalKind, signal};
     // Installed before the banner: tests send signals as soon as they read it.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
+    let hup = signal(SignalKind::hangup())?;
     let usr1 = signal(SignalKind::user_defined1())?;
     warn_about_auth(&config);
     let (listener, shown) = listen(&config).await?;
+    // Watching starts before the first load, so that no change can fall between the two.
+    let reloads = crate::reload::Watch::start(&config);
     let state = AppState::new(config)?;
-    let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
-    // Kept alive for as long as the server runs.
-    let _watcher = watch_auth_files(&state.config, changed_tx);
-    let reloader = state.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = hup.recv() => {}
-                Some(()) = changed.recv() => {
-                    // Editors write files in several steps: let them finish.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    while changed.try_recv().is_ok() {}
-                }
-            }
-            reloader.reload_auth().await;
-        }
-    });
+    reloads.spawn(state.clone(), hup);
     spawn_gc(&state, usr1);
     println!("======== Running on {shown} ========");
     let stopping = tokio_util::sync::CancellationToken::new();
@@ -233,34 +254,6 @@ fn warn_about_auth(config: &Config) {
     }
 }
 
-/// Watches the ACL directory and the auth file's directory; each change sends on `tx`.
-fn watch_auth_files(
-    config: &Config,
-    tx: tokio::sync::mpsc::Sender<()>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    if config.auth_disabled {
-        return None;
-    }
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.try_send(());
-        }
-    })
-    .map_err(|e| tracing::warn!(error = %e, "cannot watch the ACL directory"))
-    .ok()?;
-    let auth_dir = config.auth_file.parent().map(std::path::Path::to_path_buf);
-    for dir in [Some(config.acls_dir.clone()), auth_dir]
-        .into_iter()
-        .flatten()
-    {
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for ACL changes; SIGHUP still reloads");
-        }
-    }
-    Some(watcher)
-}
-
 fn tokens(config: &Config) -> Result<TokenStore, Error> {
     Ok(TokenStore::new(Repo::open(config)?.tokens_dir()))
 }
@@ -309,5 +302,44 @@ pub fn token_revoke(config: &Config, id: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(format!("no token {id}").into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        let ok = |s: &str| parse_listen(s).unwrap();
+        assert_eq!(ok("0.0.0.0:8080"), ("0.0.0.0".to_owned(), 8080));
+        assert_eq!(ok("localhost:0"), ("localhost".to_owned(), 0));
+        assert_eq!(ok("[::1]:1337"), ("::1".to_owned(), 1337));
+        for bad in [
+            "8080",
+            ":8080",
+            "::1:8080",
+            "[::1:8080",
+            "a:65536",
+            "a:x",
+            "a:",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn configuration_faults_exit_2() {
+        let config: Error = crate::config::Config::from_sources(
+            None,
+            [("DLREPO_LISTEN_PORT".to_owned(), "x".to_owned())],
+        )
+        .unwrap_err()
+        .into();
+        assert_eq!(exit_status(&config), 2);
+        let ldap: Error = crate::auth::LoadError::Ldap("DLREPO_LDAP_URL: bad".into()).into();
+        assert_eq!(exit_status(&ldap), 2);
+        let other: Error = "cannot listen".into();
+        assert_eq!(exit_status(&other), 1);
     }
 }

@@ -1,6 +1,7 @@
 //! Every setting arbor reads, parsed once into a typed [`Config`]. Sources are layered:
-//! built-in defaults < TOML file (`--config`) < `DLREPO_*` environment (spec/CONFIG.md).
-//! A TOML key is the variable name without `DLREPO_`, lower-cased (`listen_port = 8080`).
+//! built-in defaults < TOML file (`--config`) < `DLREPO_*` environment (spec/CONFIG.md) <
+//! command-line flags. A TOML key is the variable name without `DLREPO_`, lower-cased
+//! (`listen_port = 8080`).
 
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -60,8 +61,12 @@ const KEYS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{source_name}: unknown setting {key}")]
-    Unknown { source_name: String, key: String },
+    #[error("{source_name}: unknown setting {key} (the closest known one is {closest})")]
+    Unknown {
+        source_name: String,
+        key: String,
+        closest: String,
+    },
     #[error("{source_name}: invalid value {value:?} for {key}: {why}")]
     Invalid {
         source_name: String,
@@ -213,8 +218,13 @@ struct Raw {
 }
 
 impl Config {
-    /// Reads the optional TOML file, then the process environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+    /// Reads the optional TOML file, then the process environment, then `flags` (setting
+    /// name without `DLREPO_`, value), each overriding the one before. Also returns the
+    /// warnings to log once logging is set up.
+    pub fn load(
+        file: Option<&Path>,
+        flags: &[(&'static str, String)],
+    ) -> Result<(Config, Vec<String>), ConfigError> {
         // The configuration file is read before any storage exists.
         #[allow(clippy::disallowed_methods)]
         let text = match file {
@@ -227,9 +237,25 @@ impl Config {
             )),
             None => None,
         };
-        Config::from_sources(
+        // `std::env::vars()` panics on a variable that is not UTF-8, even one that is none
+        // of arbor's business; only ours must be readable.
+        let mut env = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str().filter(|n| n.starts_with("DLREPO_")) else {
+                continue;
+            };
+            let value = value.into_string().map_err(|v| ConfigError::Invalid {
+                source_name: "environment".into(),
+                key: name.to_owned(),
+                value: v.to_string_lossy().into_owned(),
+                why: "not UTF-8".into(),
+            })?;
+            env.push((name.to_owned(), value));
+        }
+        Config::layered(
             text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
-            std::env::vars(),
+            env,
+            flags,
         )
     }
 
@@ -239,17 +265,30 @@ impl Config {
         file: Option<(&str, &str)>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        Config::layered(file, env, &[]).map(|(config, _)| config)
+    }
+
+    /// [`Config::from_sources`] with command-line `flags` on top, and the warnings.
+    pub fn layered(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&'static str, String)],
+    ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
+        let mut warnings = Vec::new();
         if let Some((path, text)) = file {
             let table: toml::Table = toml::from_str(text).map_err(|err| ConfigError::Toml {
                 path: path.to_owned(),
                 err,
             })?;
             for (key, value) in table {
-                let known = find_key(&key.to_ascii_uppercase()).ok_or(ConfigError::Unknown {
-                    source_name: path.to_owned(),
-                    key: key.clone(),
-                })?;
+                // The file is arbor's own: a typo there is an error, never a silent default.
+                let known =
+                    find_key(&key.to_ascii_uppercase()).ok_or_else(|| ConfigError::Unknown {
+                        source_name: path.to_owned(),
+                        closest: closest_key(&key.to_ascii_uppercase()).to_ascii_lowercase(),
+                        key: key.clone(),
+                    })?;
                 let value = match value {
                     toml::Value::String(s) => s,
                     toml::Value::Integer(i) => i.to_string(),
@@ -279,10 +318,15 @@ impl Config {
             if CLIENT_ONLY.contains(&key) {
                 continue;
             }
-            let known = find_key(key).ok_or_else(|| ConfigError::Unknown {
-                source_name: "environment".into(),
-                key: name.clone(),
-            })?;
+            // dlrepo ignores names it does not know, and deployment tools export their own
+            // (DLREPO_VERSION, say): refusing to start would break such shells.
+            let Some(known) = find_key(key) else {
+                warnings.push(format!(
+                    "ignoring {name}: not a setting arbor knows (the closest one is DLREPO_{})",
+                    closest_key(key)
+                ));
+                continue;
+            };
             raw.insert(
                 known,
                 Raw {
@@ -291,7 +335,17 @@ impl Config {
                 },
             );
         }
-        Config::from_raw(raw)
+        for (key, value) in flags {
+            let known = find_key(key).expect("flags name known settings");
+            raw.insert(
+                known,
+                Raw {
+                    value: value.clone(),
+                    source_name: "command line".into(),
+                },
+            );
+        }
+        Ok((Config::from_raw(raw)?, warnings))
     }
 
     fn from_raw(raw: BTreeMap<&'static str, Raw>) -> Result<Config, ConfigError> {
@@ -309,10 +363,13 @@ impl Config {
                     .parse::<u64>()
                     .map_err(|e| invalid(format!("expected a non-negative integer ({e})")))
             };
-            let regex = || {
-                Regex::new(&format!("^(?:{value})"))
+            // Empty is unset, as for the other optional settings: compiled, it would match
+            // every name (every format internal, every page inline).
+            let regex = || match value.as_str() {
+                "" => Ok(None),
+                _ => Regex::new(&format!("^(?:{value})"))
                     .map(Some)
-                    .map_err(|e| invalid(e.to_string()))
+                    .map_err(|e| invalid(e.to_string())),
             };
             let opt = || (!value.is_empty()).then(|| value.clone());
             // A zero limit would refuse every client, or time out every request at once.
@@ -413,6 +470,30 @@ fn find_key(key: &str) -> Option<&'static str> {
     KEYS.iter().copied().find(|k| *k == key)
 }
 
+/// The known setting nearest to `key` by edit distance (the first of equals), for messages.
+fn closest_key(key: &str) -> &'static str {
+    KEYS.iter()
+        .copied()
+        .min_by_key(|k| edit_distance(key, k))
+        .expect("KEYS is not empty")
+}
+
+/// Levenshtein distance over bytes (setting names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 fn parse_level(s: &str) -> Option<tracing::Level> {
     Some(match s.to_ascii_uppercase().as_str() {
         "DEBUG" => tracing::Level::DEBUG,
@@ -422,6 +503,9 @@ fn parse_level(s: &str) -> Option<tracing::Level> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod documented;
 
 #[cfg(test)]
 mod tests {
@@ -523,21 +607,86 @@ mod tests {
         let e =
             Config::from_sources(None, env(&[("DLREPO_INLINE_ACTIVE_FILTER", "(")])).unwrap_err();
         assert!(e.to_string().contains("DLREPO_INLINE_ACTIVE_FILTER"), "{e}");
+        // Empty is unset, as in dlrepo (`if FILTER:`), not a pattern matching everything.
+        let c = Config::from_sources(
+            None,
+            env(&[
+                ("DLREPO_INLINE_ACTIVE_FILTER", ""),
+                ("DLREPO_INTERNAL_FORMAT_FILTER", ""),
+                ("DLREPO_POST_PROCESS_FILTER", ""),
+            ]),
+        )
+        .unwrap();
+        assert!(!c.serves_inline("/branches/docs/t/j/html/index.html"));
+        assert!(c.internal_format_filter.is_none() && c.post_process_filter.is_none());
     }
 
     #[test]
     fn errors_name_the_setting() {
         let e = Config::from_sources(None, env(&[("DLREPO_LISTEN_PORT", "x")])).unwrap_err();
         assert!(e.to_string().contains("DLREPO_LISTEN_PORT"), "{e}");
-        let e = Config::from_sources(None, env(&[("DLREPO_NOPE", "1")])).unwrap_err();
-        assert!(e.to_string().contains("DLREPO_NOPE"), "{e}");
         let e = Config::from_sources(Some(("a.toml", "bogus = 1")), env(&[])).unwrap_err();
         assert!(
             e.to_string().contains("a.toml: unknown setting bogus"),
             "{e}"
         );
+        let e = Config::from_sources(Some(("a.toml", "listen_prot = 1")), env(&[])).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("(the closest known one is listen_port)"),
+            "{e}"
+        );
         let e =
             Config::from_sources(None, env(&[("DLREPO_POST_PROCESS_FILTER", "(")])).unwrap_err();
         assert!(e.to_string().contains("DLREPO_POST_PROCESS_FILTER"), "{e}");
+    }
+
+    #[test]
+    fn unknown_variables_warn_with_the_closest_setting() {
+        let (c, warnings) = Config::layered(
+            None,
+            env(&[
+                ("DLREPO_VERSION", "1.2.3"),
+                ("DLREPO_LISTEN_PROT", "8080"),
+                ("DLREPO_LISTEN_PORT", "9090"),
+                ("DLREPO_USER", "client-only, not warned about"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.listen_port, 9090);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("ignoring DLREPO_VERSION: "),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].ends_with("(the closest one is DLREPO_LISTEN_PORT)"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_environment_which_overrides_the_file() {
+        let file = "listen_port = 8080\nroot_dir = \"/srv/file\"\nlog_level = \"ERROR\"\n";
+        let env = env(&[
+            ("DLREPO_ROOT_DIR", "/srv/env"),
+            ("DLREPO_LOG_LEVEL", "INFO"),
+        ]);
+        let flags = [("LOG_LEVEL", "DEBUG".to_owned())];
+        let (c, _) = Config::layered(Some(("a.toml", file)), env, &flags).unwrap();
+        assert_eq!(c.listen_port, 8080);
+        assert_eq!(c.root_dir, PathBuf::from("/srv/env"));
+        assert_eq!(c.log_level, tracing::Level::DEBUG);
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("", "ABC"), 3);
+        assert_eq!(edit_distance("ROOT_DIR", "ROOT_DIR"), 0);
+        assert_eq!(edit_distance("ROOTDIR", "ROOT_DIR"), 1);
+        assert_eq!(edit_distance("LISTEN_PROT", "LISTEN_PORT"), 2);
+        assert_eq!(closest_key("ACL_DIR"), "ACLS_DIR");
+        assert_eq!(closest_key("AUTH_FLE"), "AUTH_FILE");
     }
 }

@@ -18,6 +18,7 @@ pub mod model;
 pub mod publish;
 pub mod pyjson;
 pub mod registry;
+pub mod reload;
 pub mod server;
 pub mod state;
 pub mod storage;

@@ -9,14 +9,21 @@ use std::process::ExitCode;
 
 /// arbor: a self-hosted artifact repository, drop-in compatible with dlrepo 0.44.
 ///
-/// Settings come from an optional TOML file and from DLREPO_* environment variables
-/// (the environment wins). See man/arbor.8 and examples/config/arbor.toml.
+/// Settings come from an optional TOML file, from DLREPO_* environment variables and from
+/// flags, each overriding the one before. See man/arbor.8 and examples/config/arbor.toml.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
     /// TOML configuration file (keys are the DLREPO_* names, lower-cased, without the prefix).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Data root (DLREPO_ROOT_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Log level (DLREPO_LOG_LEVEL).
+    #[arg(long, global = true, value_name = "LEVEL", ignore_case = true,
+          value_parser = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,6 +32,16 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (data in ./arbor-data and 127.0.0.1:1337 unless configured).
     Serve {
+        /// Address and port to listen on, e.g. 0.0.0.0:8080 or [::1]:8080.
+        #[arg(long, value_name = "ADDR:PORT", value_parser = commands::parse_listen,
+              conflicts_with_all = ["address", "port"])]
+        listen: Option<(String, u16)>,
+        /// Address to listen on (DLREPO_LISTEN_ADDRESS).
+        #[arg(long, value_name = "ADDR")]
+        address: Option<String>,
+        /// Port to listen on, 0 for any free one (DLREPO_LISTEN_PORT).
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
         /// Turn access control off (anyone can read, write and delete): local trials only.
         #[arg(long)]
         no_auth: bool,
@@ -79,7 +96,7 @@ enum ScopeArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut config = match Config::load(cli.config.as_deref()) {
+    let (mut config, warnings) = match Config::load(cli.config.as_deref(), &flags(&cli)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("arbor: configuration error: {e}");
@@ -87,9 +104,12 @@ fn main() -> ExitCode {
         }
     };
     arbor::telemetry::init(&config);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
     arbor::http::warn_unsupported_settings(&config);
     let result = match cli.command {
-        Command::Serve { no_auth } => {
+        Command::Serve { no_auth, .. } => {
             config.auth_disabled |= no_auth;
             tokio::runtime::Runtime::new()
                 .map_err(Into::into)
@@ -123,7 +143,38 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("arbor: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(commands::exit_status(&e))
         }
     }
+}
+
+/// The settings given as flags, by their names without `DLREPO_`: they override the
+/// environment and the file.
+fn flags(cli: &Cli) -> Vec<(&'static str, String)> {
+    let mut flags = Vec::new();
+    if let Some(root) = &cli.root {
+        flags.push(("ROOT_DIR", root.display().to_string()));
+    }
+    if let Some(level) = &cli.log_level {
+        flags.push(("LOG_LEVEL", level.clone()));
+    }
+    if let Command::Serve {
+        listen,
+        address,
+        port,
+        ..
+    } = &cli.command
+    {
+        let (address, port) = match listen {
+            Some((a, p)) => (Some(a.clone()), Some(*p)),
+            None => (address.clone(), *port),
+        };
+        if let Some(address) = address {
+            flags.push(("LISTEN_ADDRESS", address));
+        }
+        if let Some(port) = port {
+            flags.push(("LISTEN_PORT", port.to_string()));
+        }
+    }
+    flags
 }

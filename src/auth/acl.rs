@@ -5,7 +5,7 @@
 
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use tracing::warn;
 
@@ -127,47 +127,15 @@ impl Acls {
     /// AclError naming file and line. Lines with bad access letters are skipped with a warning
     /// naming file and line (dlrepo skips them silently).
     pub fn load_dir(dir: &Path) -> Result<Acls, AclError> {
-        let shown_dir = dir.display().to_string();
-        let whole = |what: &str, file: String, err: std::io::Error| AclError {
-            file,
-            line: 0,
-            message: format!("cannot read {what}: {err}"),
+        let Some(files) = group_files(dir)? else {
+            warn!(dir = %dir.display(), "ACL directory not found: no ACLs, so nothing is granted");
+            return Ok(Acls::empty());
         };
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                warn!(dir = %shown_dir, "ACL directory not found: no ACLs, so nothing is granted");
-                return Ok(Acls::empty());
-            }
-            Err(err) => return Err(whole("ACL directory", shown_dir, err)),
-        };
-        let mut files = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|err| whole("ACL directory", shown_dir.clone(), err))?;
-            let path = entry.path();
-            // Follows symlinks, as dlrepo's `Path.is_file()` does: mounted configs (e.g.
-            // Kubernetes ConfigMaps) are symlinks to regular files.
-            match std::fs::metadata(&path) {
-                Ok(meta) if meta.is_file() => {}
-                Ok(_) => continue,
-                Err(err) => {
-                    warn!(file = %path.display(), error = %err, "ACL entry skipped");
-                    continue;
-                }
-            }
-            let Some(group) = entry.file_name().to_str().map(str::to_owned) else {
-                warn!(file = %path.display(), "ACL file skipped: its name is not UTF-8");
-                continue;
-            };
-            files.push((group, path));
-        }
-        // A stable order makes the reported error the same on every reload.
-        files.sort();
         let mut acls = Acls::empty();
         for (group, path) in files {
             let shown = path.display().to_string();
-            let text =
-                std::fs::read_to_string(&path).map_err(|err| whole("file", shown.clone(), err))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|err| unreadable("file", shown.clone(), err))?;
             acls.parse_group(&group, &shown, &text)?;
         }
         Ok(acls)
@@ -268,6 +236,48 @@ impl Acls {
         let mut names: Vec<String> = self.groups.keys().cloned().collect();
         names.sort();
         names
+    }
+}
+
+/// The ACL files of `dir` as (group, path), sorted, or `None` when `dir` does not exist:
+/// every regular file, symlinks followed (as dlrepo's `Path.is_file()`: mounted configs such
+/// as Kubernetes ConfigMaps are symlinks to regular files), names that are not UTF-8 skipped.
+/// The reload watcher hashes the same list, so that what it compares is what a load reads.
+pub fn group_files(dir: &Path) -> Result<Option<Vec<(String, PathBuf)>>, AclError> {
+    let shown_dir = dir.display().to_string();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(unreadable("ACL directory", shown_dir, err)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|err| unreadable("ACL directory", shown_dir.clone(), err))?;
+        let path = entry.path();
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => continue,
+            Err(err) => {
+                warn!(file = %path.display(), error = %err, "ACL entry skipped");
+                continue;
+            }
+        }
+        let Some(group) = entry.file_name().to_str().map(str::to_owned) else {
+            warn!(file = %path.display(), "ACL file skipped: its name is not UTF-8");
+            continue;
+        };
+        files.push((group, path));
+    }
+    // A stable order makes the reported error the same on every reload.
+    files.sort();
+    Ok(Some(files))
+}
+
+fn unreadable(what: &str, file: String, err: std::io::Error) -> AclError {
+    AclError {
+        file,
+        line: 0,
+        message: format!("cannot read {what}: {err}"),
     }
 }
 

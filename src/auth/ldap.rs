@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 const INVALID_CREDENTIALS: u32 = 49;
 
 /// The directory and how to ask it, from the `DLREPO_LDAP_*` settings.
+#[derive(Debug)]
 pub struct Directory {
     url: String,
     /// StartTLS on an `ldap://` URL; `ldaps://` is TLS from the first byte.

@@ -116,7 +116,7 @@ impl Repo {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!(
-                    "data root {} does not exist (DLREPO_ROOT_DIR); `arbor serve` creates it",
+                    "data root {} does not exist (--root or DLREPO_ROOT_DIR); `arbor serve` creates it",
                     config.root_dir.display()
                 ),
             ));
