@@ -175,7 +175,7 @@ async fn tags(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, RegEr
                 acl.allows(|| format!("/v2/{for_acl}/manifests/{t}"))
             }))
         })
-        .await?;
+        .await??;
     let q = query(&req);
     let (page, more) = paginate(all, &q);
     let n = page.len();

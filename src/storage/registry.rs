@@ -5,8 +5,9 @@
 //! Blobs are scoped to a repository (CONTAINER.md §3.7, arbor's deviation): a digest is
 //! readable under a name only when one of that repository's containers links it, or when it
 //! was uploaded (or mounted) there and waits for its manifest. That waiting state is a
-//! "pending" hard link `.uploads/reg-{sha256(name, digest)}`, which also keeps the blob away
-//! from the orphan collector until the manifest arrives; the collector drops stale ones.
+//! "pending" hard link `.uploads/reg-{key}-{algo}-{hex}`, `key` naming the repository, which
+//! also keeps the blob away from the orphan collector until the manifest arrives; the
+//! collector drops stale ones.
 //!
 //! Pending data of a user repository (`u/{user}/...`: its sessions and pending blobs) lies
 //! outside `users/{user}/`, so `.disk_usage` does not count it, but it is reserved against
@@ -155,6 +156,28 @@ fn rel_of(d: &Digest) -> String {
     format!("{}/{}/{}", d.algo().name(), &d.hex()[..2], d.hex())
 }
 
+/// A key naming a repository in `.uploads/` file names: 128 bits of the SHA-256 of its
+/// name, so names of any length and case fit, and no two repositories share one.
+fn repo_key(r: &ImageRepo) -> String {
+    let mut h = Algo::Sha256.hasher();
+    h.update(r.name().as_bytes());
+    let mut key = h.finish_hex();
+    key.truncate(32);
+    key
+}
+
+fn pending_prefix(r: &ImageRepo) -> String {
+    format!("reg-{}-", repo_key(r))
+}
+
+/// `name.{user}` for a user repository: the quota sums pending links by that suffix.
+fn with_user(name: String, r: &ImageRepo) -> String {
+    match r.scope() {
+        Scope::Root => name,
+        Scope::User(u) => format!("{name}.{u}"),
+    }
+}
+
 fn is_session_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -235,16 +258,69 @@ fn refs_of(doc: &Map<String, Value>, media_type: &str) -> Result<Refs, RegError>
 }
 
 impl Repo {
+    /// The pending link that keeps `d` in the repository `r`:
+    /// `.uploads/reg-{key}-{algo}-{hex}[.{user}]`, `key` naming the repository (see
+    /// [`repo_key`]), so that its pending content can be listed, and the user suffix
+    /// letting the quota sum a user's reservation.
     fn pending_path(&self, r: &ImageRepo, d: &Digest) -> PathBuf {
+        let base = format!("{}{}-{}", pending_prefix(r), d.algo().name(), d.hex());
+        self.uploads_dir().join(with_user(base, r))
+    }
+
+    /// The name arbor gave pending links before they named their repository
+    /// (`reg-{sha256(name, digest)}`): still honoured, so that a push waiting for its
+    /// manifest across an upgrade completes. The collector drops them like any other.
+    fn legacy_pending_path(&self, r: &ImageRepo, d: &Digest) -> PathBuf {
         let mut h = Algo::Sha256.hasher();
         h.update(r.name().as_bytes());
         h.update(b"\n");
         h.update(d.to_string().as_bytes());
-        let name = match r.scope() {
-            Scope::Root => format!("reg-{}", h.finish_hex()),
-            Scope::User(u) => format!("reg-{}.{u}", h.finish_hex()),
-        };
-        self.uploads_dir().join(name)
+        self.uploads_dir()
+            .join(with_user(format!("reg-{}", h.finish_hex()), r))
+    }
+
+    /// The pending link of `d` in `r`, if there is one.
+    fn pending(&self, r: &ImageRepo, d: &Digest) -> Option<PathBuf> {
+        [self.pending_path(r, d), self.legacy_pending_path(r, d)]
+            .into_iter()
+            .find(|p| p.is_file())
+    }
+
+    /// Removes the pending link of `d` in `r`; `false` when there was none.
+    fn drop_pending(&self, r: &ImageRepo, d: &Digest) -> io::Result<bool> {
+        let mut dropped = false;
+        for p in [self.pending_path(r, d), self.legacy_pending_path(r, d)] {
+            match fs::remove_file(p) {
+                Ok(()) => dropped = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Every digest pending in `r`, with its link.
+    fn pending_in(&self, r: &ImageRepo) -> Vec<(Digest, PathBuf)> {
+        let prefix = pending_prefix(r);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.uploads_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+                continue;
+            };
+            let rest = rest.split_once('.').map_or(rest, |(d, _)| d);
+            let Some((algo, hex)) = rest.split_once('-') else {
+                continue;
+            };
+            if let Ok(d) = Digest::parse(Some(&format!("{algo}:{hex}"))) {
+                out.push((d, entry.path()));
+            }
+        }
+        out
     }
 
     /// Bytes a user has pending in the registry: its sessions (but `except`) and its
@@ -366,21 +442,30 @@ impl Repo {
         }
     }
 
-    /// Tags of a repository (spec/CONTAINER.md §3.3), `latest` included when any, sorted,
-    /// filtered by `visible(tag)`.
-    pub fn reg_tags(&self, r: &ImageRepo, visible: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut tags: Vec<String> = self
-            .containers(r)
+    /// Tags of a repository, sorted, filtered by `visible(tag)`: only tags pushed (or
+    /// versions), never the aliases, which a client could not delete (spec/CONTAINER.md
+    /// §3.3 lists `latest`; the OCI spec lists tags). A repository with neither an image nor
+    /// pending content is unknown (404 `NAME_UNKNOWN`).
+    pub fn reg_tags(
+        &self,
+        r: &ImageRepo,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, RegError> {
+        let containers = self.containers(r);
+        if containers.is_empty() && self.pending_in(r).is_empty() {
+            return Err(oci(
+                Code::NameUnknown,
+                "repository name not known to registry",
+            ));
+        }
+        let mut tags: Vec<String> = containers
             .into_iter()
             .map(|c| c.name.to_string())
+            .filter(|t| visible(t))
             .collect();
-        if !tags.is_empty() {
-            tags.push("latest".to_owned());
-        }
-        tags.retain(|t| visible(t));
         tags.sort();
         tags.dedup();
-        tags
+        Ok(tags)
     }
 
     /// Every repository with at least one container (spec/CONTAINER.md §3.2), root repo only.
@@ -457,8 +542,7 @@ impl Repo {
     /// Where the repository holds `d`: one of its containers (as a blob or a manifest), or
     /// a pending upload or manifest push.
     fn locate(&self, r: &ImageRepo, d: &Digest) -> Option<PathBuf> {
-        let pending = self.pending_path(r, d);
-        if pending.is_file() {
+        if let Some(pending) = self.pending(r, d) {
             return Some(pending);
         }
         let rel = rel_of(d);
@@ -691,7 +775,7 @@ impl Repo {
             let _ = remove_session(&path);
             return Err(oci(Code::DigestInvalid, format!("digest mismatch: {d}")));
         }
-        if !self.pending_path(r, d).is_file() {
+        if self.pending(r, d).is_none() {
             // The session's bytes become a pending blob of the repository: refused (the
             // session kept) when the user's usage has grown since they were sent.
             self.check_pending_room(r, Some(id), len)?;
@@ -714,6 +798,11 @@ impl Repo {
 
     fn mark_pending(&self, r: &ImageRepo, d: &Digest, blob: &Path) -> Result<(), RegError> {
         let pending = self.pending_path(r, d);
+        let legacy = self.legacy_pending_path(r, d);
+        if legacy.is_file() {
+            // One link per blob and repository, under today's name.
+            fs::rename(&legacy, &pending)?;
+        }
         match fs::hard_link(blob, &pending) {
             Ok(()) => Ok(()),
             // Refresh it: the collector drops pending links by age.
@@ -733,7 +822,7 @@ impl Repo {
         let Some(src) = self.locate(from, d) else {
             return Ok(false);
         };
-        if !self.pending_path(to, d).is_file() {
+        if self.pending(to, d).is_none() {
             self.check_pending_room(to, None, fs::metadata(&src)?.len())?;
         }
         let _guard = self.blob_guard()?;
@@ -750,11 +839,7 @@ impl Repo {
     /// Forgets a pending blob of a repository. Blobs linked by a stored image go with the
     /// image (manifest DELETE); `false` when nothing was pending.
     pub fn reg_delete_pending(&self, r: &ImageRepo, d: &Digest) -> Result<bool, RegError> {
-        match fs::remove_file(self.pending_path(r, d)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.drop_pending(r, d)?)
     }
 
     // ---- manifests ------------------------------------------------------------------------
@@ -861,7 +946,7 @@ impl Repo {
                     format!("manifest digest is {digest}"),
                 ));
             }
-            if !self.pending_path(r, &digest).is_file() {
+            if self.pending(r, &digest).is_none() {
                 self.check_pending_room(r, None, data.len() as u64)?;
             }
             let _guard = self.blob_guard()?;
@@ -1002,7 +1087,7 @@ impl Repo {
         }
         self.link_container_product(j, &jdir);
         for (d, _) in links {
-            let _ = fs::remove_file(self.pending_path(r, d));
+            let _ = self.drop_pending(r, d);
         }
         self.request_gc(super::GcKind::Orphans);
         Ok(())
@@ -1362,6 +1447,57 @@ mod tests {
                 4000
             );
         }
+    }
+
+    fn sha256(data: &[u8]) -> Digest {
+        let mut h = Algo::Sha256.hasher();
+        h.update(data);
+        Digest::sha256_of_hex(h.finish_hex())
+    }
+
+    /// Pending links name their repository, so its pending content can be listed without
+    /// hashing blobs, and a link named the old way (before an upgrade) still counts.
+    #[test]
+    fn pending_links_are_listed_per_repository() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let (x, bob_x, y) = (
+            who("main/x", None),
+            who("u/bob/main/x", None),
+            who("main/y", None),
+        );
+        let d = sha256(b"layer");
+        let id = repo.reg_start_upload(&x).unwrap();
+        fs::write(repo.uploads_dir().join(&id), b"layer").unwrap();
+        repo.reg_finish_upload(&x, &id, &d).unwrap();
+        let listed = |w: &Uploader| -> Vec<String> {
+            repo.pending_in(&w.repo)
+                .into_iter()
+                .map(|(d, _)| d.to_string())
+                .collect()
+        };
+        assert_eq!(listed(&x), [d.to_string()]);
+        assert!(listed(&bob_x).is_empty() && listed(&y).is_empty());
+        assert!(repo.reg_open_blob(&y.repo, &d).is_err());
+
+        // A user repository's link ends in the user, for the quota.
+        let id = repo.reg_start_upload(&bob_x).unwrap();
+        fs::write(repo.uploads_dir().join(&id), b"layer").unwrap();
+        repo.reg_finish_upload(&bob_x, &id, &d).unwrap();
+        let link = repo.pending_path(&bob_x.repo, &d);
+        assert!(link.to_str().unwrap().ends_with(".bob"), "{link:?}");
+        assert_eq!(listed(&bob_x), [d.to_string()]);
+        assert_eq!(repo.reserved(&Name::parse("bob").unwrap(), None), 5);
+
+        // An old-style link is found, and renamed when the blob is marked pending again.
+        let old = repo.legacy_pending_path(&y.repo, &d);
+        fs::hard_link(repo.blob_path(&d), &old).unwrap();
+        assert!(repo.reg_open_blob(&y.repo, &d).is_ok());
+        repo.mark_pending(&y.repo, &d, &repo.blob_path(&d)).unwrap();
+        assert!(!old.exists());
+        assert_eq!(listed(&y), [d.to_string()]);
+        assert!(repo.reg_delete_pending(&y.repo, &d).unwrap());
+        assert!(repo.reg_open_blob(&y.repo, &d).is_err());
     }
 
     #[test]
