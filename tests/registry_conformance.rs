@@ -156,3 +156,251 @@ fn tags_list_of_an_unknown_repository_is_name_unknown() {
     assert!(tags(&s, "u/bob/main/started", "").is_empty());
     assert_eq!(s.get("/v2/u/carol/main/started/tags/list").status, 404);
 }
+
+// ---- content discovery: referrers ----------------------------------------------------------
+
+const EMPTY_JSON: &[u8] = b"{}";
+const ANNOTATION: &str = "org.opencontainers.conformance.test";
+const TYPE_A: &str = "application/vnd.nhl.peanut.butter.bagel";
+const TYPE_B: &str = "application/vnd.nba.strawberry.jam.croissant";
+
+fn desc(media_type: &str, data: &[u8]) -> Value {
+    json!({"mediaType": media_type, "digest": digest_of(data), "size": data.len()})
+}
+
+/// An artifact whose type is its config's media type (the suite's "config" artifacts).
+fn config_artifact(subject: &[u8], atype: &str, blob: &[u8], note: &str) -> Vec<u8> {
+    pretty(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": desc(atype, blob),
+        "layers": [desc("application/vnd.oci.empty.v1+json", EMPTY_JSON)],
+        "subject": desc(OCI_MANIFEST, subject),
+        "annotations": {ANNOTATION: note},
+    }))
+}
+
+/// An artifact with `artifactType` and the empty config (the suite's "layer" artifacts).
+fn layer_artifact(subject: &[u8], atype: &str, blob: &[u8], note: Option<&str>) -> Vec<u8> {
+    let mut m = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": atype,
+        "config": desc("application/vnd.oci.empty.v1+json", EMPTY_JSON),
+        "layers": [desc(atype, blob)],
+        "subject": desc(OCI_MANIFEST, subject),
+    });
+    if let Some(note) = note {
+        m["annotations"] = json!({ANNOTATION: note});
+    }
+    pretty(&m)
+}
+
+fn referrers(s: &TestServer, name: &str, digest: &str, query: &str) -> (Res, Vec<Value>) {
+    let r = s.get(&format!("/v2/{name}/referrers/{digest}{query}"));
+    assert_eq!(r.status, 200, "referrers of {digest}: {}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+    let body = r.json();
+    assert_eq!(body["schemaVersion"], 2);
+    let list = body["manifests"].as_array().cloned().expect("manifests");
+    (r, list)
+}
+
+fn digests(list: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = list
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// The suite's referrers setup, in its order: artifacts pushed by digest before and after
+/// their subject is pushed by tag, an index artifact, and one whose subject never comes.
+/// Every one is listed under its subject, whichever way it was pushed, each push of a
+/// manifest with a subject answers `OCI-Subject`, and `artifactType` filters.
+#[test]
+fn referrers_list_manifests_pushed_by_digest_or_tag() {
+    let s = TestServer::start();
+    let name = "main/refs";
+    let (blob_a, blob_b) = (
+        b"NHL Peanut Butter on my NHL bagel".as_slice(),
+        b"NBA Strawberry Jam on my NBA croissant".as_slice(),
+    );
+    let cfg = config("discovery");
+    let subject = image_manifest(&cfg);
+    let missing = image_manifest(&config("never pushed"));
+    let (sd, missing_d) = (digest_of(&subject), digest_of(&missing));
+
+    let a_config = config_artifact(&subject, TYPE_A, blob_a, "test config a");
+    let a_layer = layer_artifact(&subject, TYPE_A, blob_a, Some("test layer a"));
+    let index = pretty(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "artifactType": "application/vnd.food.stand",
+        "manifests": [desc(OCI_MANIFEST, &a_config), desc(OCI_MANIFEST, &a_layer)],
+        "subject": desc(OCI_MANIFEST, &subject),
+        "annotations": {ANNOTATION: "test index"},
+    }));
+    let b_config = config_artifact(&subject, TYPE_B, blob_b, "test config b");
+    let b_layer = layer_artifact(&subject, TYPE_B, blob_b, Some("test layer b"));
+    let c_layer = layer_artifact(&missing, TYPE_B, blob_b, None);
+    let by_digest = |m: &[u8], subject: &str| {
+        let r = put_manifest(&s, name, &digest_of(m), m);
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.header("oci-subject"), Some(subject), "{}", r.text());
+    };
+
+    push_blob(&s, name, EMPTY_JSON);
+    push_blob(&s, name, blob_a);
+    by_digest(&a_config, &sd);
+    by_digest(&a_layer, &sd);
+    by_digest(&index, &sd);
+    push_blob(&s, name, &cfg);
+    push_blob(&s, name, LAYER);
+    let r = put_manifest(&s, name, "tagtest0", &subject);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("oci-subject"), None, "the image has no subject");
+    push_blob(&s, name, blob_b);
+    by_digest(&b_config, &sd);
+    by_digest(&b_layer, &sd);
+    by_digest(&c_layer, &missing_d);
+
+    // A digest nothing refers to: an empty index, never a 404.
+    let (_, list) = referrers(&s, name, &digest_of(b"hello world"), "");
+    assert!(list.is_empty());
+
+    let all = [&a_config, &a_layer, &index, &b_config, &b_layer];
+    let want = sorted(all.iter().map(|m| digest_of(m)).collect());
+    let (r, list) = referrers(&s, name, &sd, "");
+    assert_eq!(digests(&list), want);
+    assert_eq!(r.header("oci-filters-applied"), None);
+    for d in &list {
+        let m = all
+            .iter()
+            .find(|m| digest_of(m) == d["digest"])
+            .expect("a pushed artifact");
+        let doc: Value = serde_json::from_slice(m).unwrap();
+        assert_eq!(d["size"], m.len());
+        assert_eq!(d["mediaType"], doc["mediaType"]);
+        assert_eq!(d["annotations"], doc["annotations"]);
+        assert_eq!(d["annotations"].as_object().map(|a| a.len()), Some(1));
+        let atype = doc
+            .get("artifactType")
+            .unwrap_or(&doc["config"]["mediaType"]);
+        assert_eq!(&d["artifactType"], atype);
+    }
+
+    // Filtered by artifactType, saying so; a `+` in the type is a plus.
+    let (r, list) = referrers(&s, name, &sd, &format!("?artifactType={TYPE_A}"));
+    assert_eq!(r.header("oci-filters-applied"), Some("artifactType"));
+    assert_eq!(
+        digests(&list),
+        sorted(vec![digest_of(&a_config), digest_of(&a_layer)])
+    );
+    let (_, list) = referrers(&s, name, &sd, "?artifactType=application/x%2Bnone");
+    assert!(list.is_empty());
+
+    // The subject that never came still has its referrer.
+    let (_, list) = referrers(&s, name, &missing_d, "");
+    assert_eq!(digests(&list), [digest_of(&c_layer)]);
+
+    // Tagging a referrer lists it once.
+    let r = put_manifest(&s, name, "sig", &b_layer);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("oci-subject"), Some(sd.as_str()));
+    let (_, list) = referrers(&s, name, &sd, "");
+    assert_eq!(digests(&list), want);
+    let (_, list) = referrers(&s, name, &sd, "?artifactType=application/vnd.food.stand");
+    assert_eq!(digests(&list), [digest_of(&index)]);
+}
+
+/// Referrers are scoped like blobs (spec/CONTAINER.md §3.7): another repository's
+/// artifact for the same subject is not listed, and a repository with nothing answers an
+/// empty list.
+#[test]
+fn referrers_never_show_another_repository() {
+    let s = TestServer::start();
+    let cfg = config("scoped");
+    let subject = image_manifest(&cfg);
+    let sd = digest_of(&subject);
+    let blob = b"signature bytes".as_slice();
+    let mut pushed = Vec::new();
+    for (name, atype) in [("main/one", TYPE_A), ("u/bob/main/one", TYPE_B)] {
+        push_blob(&s, name, EMPTY_JSON);
+        push_blob(&s, name, blob);
+        let m = layer_artifact(&subject, atype, blob, Some(name));
+        let r = put_manifest(&s, name, &digest_of(&m), &m);
+        assert_eq!(r.status, 201, "{}", r.text());
+        pushed.push(digest_of(&m));
+    }
+    let (_, list) = referrers(&s, "main/one", &sd, "");
+    assert_eq!(digests(&list), [pushed[0].clone()]);
+    let (_, list) = referrers(&s, "u/bob/main/one", &sd, "");
+    assert_eq!(digests(&list), [pushed[1].clone()]);
+    for name in ["main/two", "u/carol/main/one", "prod/var/pb"] {
+        let (_, list) = referrers(&s, name, &sd, "");
+        assert!(list.is_empty(), "{name}: {list:?}");
+    }
+}
+
+/// The referrers list shows what the caller may read, as every listing does: each entry is
+/// checked as `/v2/{name}/manifests/{digest}`.
+#[test]
+fn referrers_hide_what_the_caller_cannot_read() {
+    use common::auth::Secured;
+    let cfg = config("acl");
+    let subject = image_manifest(&cfg);
+    let sd = digest_of(&subject);
+    let blob = b"sbom".as_slice();
+    let open = layer_artifact(&subject, TYPE_A, blob, Some("open"));
+    let hidden = layer_artifact(&subject, TYPE_B, blob, Some("hidden"));
+    let s = Secured::start(
+        &[("pat", "secret", "pushers"), ("eve", "pw", "readers")],
+        &[
+            ("pushers", "ra /v2/**\n"),
+            (
+                "readers",
+                &format!(
+                    "r /v2/main/sec/referrers/**\nr /v2/main/sec/manifests/{}\n",
+                    digest_of(&open)
+                ),
+            ),
+        ],
+    );
+    let push = |path: &str, data: &[u8], digest: Option<&str>| {
+        let url = match digest {
+            Some(d) => format!("{path}?digest={d}"),
+            None => path.to_owned(),
+        };
+        let r = s.send(
+            "pat",
+            if digest.is_some() { "POST" } else { "PUT" },
+            &url,
+            &[("Content-Type", OCI_MANIFEST)],
+            Some(data),
+        );
+        assert_eq!(r.status, 201, "{url}: {}", r.text());
+    };
+    for b in [EMPTY_JSON, blob] {
+        push("/v2/main/sec/blobs/uploads/", b, Some(&digest_of(b)));
+    }
+    for m in [&open, &hidden] {
+        push(&format!("/v2/main/sec/manifests/{}", digest_of(m)), m, None);
+    }
+    let url = format!("/v2/main/sec/referrers/{sd}");
+    let list = |login: &str| {
+        let r = s.get(login, &url);
+        assert_eq!(r.status, 200, "{login}: {}", r.text());
+        digests(r.json()["manifests"].as_array().expect("manifests"))
+    };
+    assert_eq!(
+        list("pat"),
+        sorted(vec![digest_of(&open), digest_of(&hidden)])
+    );
+    assert_eq!(list("eve"), [digest_of(&open)]);
+}

@@ -35,10 +35,11 @@ fn url_pairs(q: &str) -> Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, st
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            // `+` stays a plus (RFC 3986): no registry parameter holds a space, and media
+            // types such as `application/spdx+json` are `artifactType` values.
             let dec = |s: &'_ str| {
-                let s = s.replace('+', " ");
                 std::borrow::Cow::Owned(
-                    percent_encoding::percent_decode_str(&s)
+                    percent_encoding::percent_decode_str(s)
                         .decode_utf8_lossy()
                         .into_owned(),
                 )
@@ -225,17 +226,24 @@ async fn put_manifest(
         .map_err(|_| RegError::Oci(Code::ManifestInvalid, "manifest too large or cut".into()))?;
     let name = r.name();
     let at = reference.clone();
-    let digest = app
+    let pushed = app
         .repo
         .run(move |s| Ok(s.reg_put_manifest(&r, &at, &body, content_type.as_deref())))
         .await??;
-    Ok(Reply::Empty(
-        StatusCode::CREATED,
-        vec![
-            (header::LOCATION, format!("/v2/{name}/manifests/{digest}")),
-            (reply::DIGEST.clone(), digest.to_string()),
-        ],
-    ))
+    let digest = pushed.digest;
+    let mut headers = vec![
+        (header::LOCATION, format!("/v2/{name}/manifests/{digest}")),
+        (reply::DIGEST.clone(), digest.to_string()),
+    ];
+    // Tells the client the referrers API lists this manifest under its subject (OCI
+    // distribution spec, "Pushing Manifests with Subject").
+    if let Some(subject) = pushed.subject {
+        headers.push((
+            header::HeaderName::from_static("oci-subject"),
+            subject.to_string(),
+        ));
+    }
+    Ok(Reply::Empty(StatusCode::CREATED, headers))
 }
 
 fn parse_digest(raw: &str, code: Code) -> Result<Digest, RegError> {
@@ -337,9 +345,10 @@ async fn referrers(
     let q = query(&req);
     let atype = param(&q, "artifactType").map(str::to_owned);
     let filtered = atype.is_some();
+    let acl = access(&req);
     let list = app
         .repo
-        .run(move |s| Ok(s.reg_referrers(&r, &d, atype.as_deref())))
+        .run(move |s| Ok(s.reg_referrers(&r, &d, atype.as_deref(), &acl)))
         .await??;
     let mut headers = vec![];
     if filtered {

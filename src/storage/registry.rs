@@ -118,6 +118,13 @@ pub struct ManifestFile {
     pub media_type: String,
 }
 
+/// A manifest stored by a push.
+pub struct Pushed {
+    pub digest: Digest,
+    /// The manifest's `subject`, which the referrers API lists it under.
+    pub subject: Option<Digest>,
+}
+
 /// Where an upload session stands.
 pub struct UploadState {
     pub size: u64,
@@ -854,7 +861,7 @@ impl Repo {
         reference: &str,
         body: &[u8],
         content_type: Option<&str>,
-    ) -> Result<Digest, RegError> {
+    ) -> Result<Pushed, RegError> {
         let ImageRepo::Job { branch, job } = r else {
             return Err(oci(Code::Unsupported, "cannot push to a product path"));
         };
@@ -885,6 +892,9 @@ impl Repo {
             ));
         }
         let refs = refs_of(&doc, &media_type)?;
+        // The subject may be absent from the registry (OCI distribution spec): only its
+        // descriptor is checked.
+        let subject = doc.get("subject").map(descriptor).transpose()?.map(|s| s.0);
         // Every file the image needs, found in this repository only (§3.7).
         let mut links: Vec<(Digest, PathBuf)> = Vec::new();
         let mut sizes = Vec::new();
@@ -952,7 +962,7 @@ impl Repo {
             let _guard = self.blob_guard()?;
             let blob = self.store_bytes(&digest, &data)?;
             self.mark_pending(r, &digest, &blob)?;
-            return Ok(digest);
+            return Ok(Pushed { digest, subject });
         }
         let tag = Name::parse(reference).map_err(|_| oci(Code::ManifestInvalid, "invalid tag"))?;
         let jref = JobRef {
@@ -963,7 +973,7 @@ impl Repo {
             job: job.clone(),
         };
         self.install_image(r, &jref, &digest, &data, &links)?;
-        Ok(digest)
+        Ok(Pushed { digest, subject })
     }
 
     /// Writes `data` to `.blobs` unless there, returning the blob path. The caller holds
@@ -1163,16 +1173,20 @@ impl Repo {
     }
 
     /// Manifests of the repository whose `subject` is `d` (OCI referrers API), as index
-    /// descriptors, optionally only those of `artifact_type`.
+    /// descriptors sorted by digest: those of its images and those pushed by digest that
+    /// wait in it (pending), never another repository's (§3.7). With `artifact_type`, only
+    /// those of that type; only those whose `/v2/{name}/manifests/{digest}` the caller may
+    /// read.
     pub fn reg_referrers(
         &self,
         r: &ImageRepo,
         d: &Digest,
         artifact_type: Option<&str>,
+        acl: &Listing,
     ) -> Result<Vec<Value>, RegError> {
         let want = d.to_string();
-        let mut out = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let name = r.name();
+        let mut candidates: Vec<(Digest, PathBuf)> = Vec::new();
         for c in self.containers(r) {
             for entry in walkdir::WalkDir::new(c.dir.join("manifests"))
                 .min_depth(3)
@@ -1181,51 +1195,70 @@ impl Repo {
                 .into_iter()
                 .filter_map(Result::ok)
             {
-                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                    continue;
-                };
-                if !seen.insert(name.clone()) {
-                    continue;
+                if let Some(found) = digest_of_link(entry.path()) {
+                    candidates.push((found, entry.into_path()));
                 }
-                let Some(data) = read_small(entry.path())? else {
-                    continue;
-                };
-                let Some(doc) = parse_doc(&data) else {
-                    continue;
-                };
-                let subject = doc
-                    .get("subject")
-                    .and_then(|s| s.get("digest"))
-                    .and_then(Value::as_str);
-                if subject != Some(want.as_str()) {
-                    continue;
-                }
-                let atype = doc
-                    .get("artifactType")
-                    .and_then(Value::as_str)
-                    .or_else(|| {
-                        doc.get("config")
-                            .and_then(|c| c.get("mediaType"))
-                            .and_then(Value::as_str)
-                    })
-                    .map(str::to_owned);
-                if artifact_type.is_some_and(|t| Some(t) != atype.as_deref()) {
-                    continue;
-                }
-                let mut desc = Map::new();
-                desc.insert("mediaType".into(), media_type_of(&doc).into());
-                desc.insert("digest".into(), format!("sha256:{name}").into());
-                desc.insert("size".into(), (data.len() as u64).into());
-                if let Some(t) = atype {
-                    desc.insert("artifactType".into(), t.into());
-                }
-                if let Some(a) = doc.get("annotations") {
-                    desc.insert("annotations".into(), a.clone());
-                }
-                out.push(Value::Object(desc));
             }
         }
-        Ok(out)
+        candidates.extend(self.pending_in(r));
+        let mut found: std::collections::BTreeMap<String, Value> = Default::default();
+        for (digest, path) in candidates {
+            let key = digest.to_string();
+            if found.contains_key(&key) {
+                continue;
+            }
+            // Gone meanwhile (a delete, the collector), or too big for a manifest.
+            let Some(data) = read_small(&path).ok().flatten() else {
+                continue;
+            };
+            // Most pending files are layers: skip what cannot name the subject unparsed.
+            let json = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            if !json || !data.windows(want.len()).any(|w| w == want.as_bytes()) {
+                continue;
+            }
+            let Some(doc) = parse_doc(&data) else {
+                continue;
+            };
+            let subject = doc
+                .get("subject")
+                .and_then(|s| s.get("digest"))
+                .and_then(Value::as_str);
+            let media_type = media_type_of(&doc);
+            let is_manifest = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST]
+                .contains(&media_type.as_str());
+            if subject != Some(want.as_str()) || !is_manifest {
+                continue;
+            }
+            // OCI distribution spec, "Listing Referrers": the manifest's `artifactType`,
+            // else its config's media type.
+            let atype = doc
+                .get("artifactType")
+                .and_then(Value::as_str)
+                .or_else(|| {
+                    doc.get("config")
+                        .and_then(|c| c.get("mediaType"))
+                        .and_then(Value::as_str)
+                })
+                .map(str::to_owned);
+            if artifact_type.is_some_and(|t| Some(t) != atype.as_deref()) {
+                continue;
+            }
+            if !acl.allows(|| format!("/v2/{name}/manifests/{key}")) {
+                continue;
+            }
+            let mut desc = Map::new();
+            desc.insert("mediaType".into(), media_type.into());
+            desc.insert("digest".into(), key.clone().into());
+            desc.insert("size".into(), (data.len() as u64).into());
+            if let Some(t) = atype {
+                desc.insert("artifactType".into(), t.into());
+            }
+            if let Some(a) = doc.get("annotations") {
+                desc.insert("annotations".into(), a.clone());
+            }
+            found.insert(key, Value::Object(desc));
+        }
+        Ok(found.into_values().collect())
     }
 }
 
@@ -1286,6 +1319,13 @@ pub(crate) fn top_manifest(cdir: &Path) -> Option<(PathBuf, String)> {
             let hex = e.file_name().to_str()?.to_owned();
             Some((e.into_path(), format!("{algo}:{hex}")))
         })
+}
+
+/// The digest a file of a container names: `{algo}/{xx}/{hex}`.
+fn digest_of_link(path: &Path) -> Option<Digest> {
+    let hex = path.file_name()?.to_str()?;
+    let algo = path.parent()?.parent()?.file_name()?.to_str()?;
+    Digest::parse(Some(&format!("{algo}:{hex}"))).ok()
 }
 
 /// Sets each descriptor's `size` to the real one: replaced in place, or appended as the
