@@ -85,6 +85,17 @@ fn pretty(v: &Value) -> Vec<u8> {
     out
 }
 
+/// Pushes the config, the layer and the manifest under `tag`; returns the manifest.
+fn push_image(s: &TestServer, name: &str, tag: &str, author: &str) -> Vec<u8> {
+    let cfg = config(author);
+    push_blob(s, name, &cfg);
+    push_blob(s, name, LAYER);
+    let m = image_manifest(&cfg);
+    let r = put_manifest(s, name, tag, &m);
+    assert_eq!(r.status, 201, "PUT {name}:{tag}: {}", r.text());
+    m
+}
+
 fn tags(s: &TestServer, name: &str, query: &str) -> Vec<String> {
     let r = s.get(&format!("/v2/{name}/tags/list{query}"));
     assert_eq!(r.status, 200, "tags of {name}: {}", r.text());
@@ -403,4 +414,188 @@ fn referrers_hide_what_the_caller_cannot_read() {
         sorted(vec![digest_of(&open), digest_of(&hidden)])
     );
     assert_eq!(list("eve"), [digest_of(&open)]);
+}
+
+// ---- content management -------------------------------------------------------------------
+
+fn gone(s: &TestServer, url: &str, want: &str) {
+    let r = s.get(url);
+    assert_eq!((r.status, code(&r)), (404, want.to_owned()), "{url}");
+}
+
+/// The content management workflow and the pull workflow's teardown: the manifest is
+/// deleted first (by tag, then by digest), then its blobs. The blobs stay in the repository
+/// after the manifest goes, as in any OCI registry, until deleted: each `DELETE` answers
+/// 202, then the blob is gone (the suite fails a 404 there). While an image links a blob,
+/// its `DELETE` is refused and changes nothing.
+#[test]
+fn blobs_outlive_their_manifest_until_deleted() {
+    let s = TestServer::start();
+    let name = "main/managed";
+    let m = push_image(&s, name, "tagtest0", "management");
+    let (md, cfg_d, layer_d) = (
+        digest_of(&m),
+        digest_of(&config("management")),
+        digest_of(LAYER),
+    );
+    let num_tags = tags(&s, name, "").len();
+    assert_eq!(num_tags, 1);
+
+    // In use: refused, still readable.
+    for d in [&cfg_d, &layer_d, &md] {
+        let r = s.delete(&format!("/v2/{name}/blobs/{d}"));
+        assert_eq!((r.status, code(&r)), (405, "DENIED".to_owned()), "{d}");
+        assert_eq!(r.header("allow"), Some("GET,HEAD"));
+        let why = r.json()["errors"][0]["message"].to_string();
+        assert!(why.contains("tagtest0"), "{why}");
+        assert_eq!(s.head(&format!("/v2/{name}/blobs/{d}")).status, 200);
+    }
+
+    let r = s.delete(&format!("/v2/{name}/manifests/tagtest0"));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = s.delete(&format!("/v2/{name}/manifests/{md}"));
+    assert_eq!((r.status, code(&r)), (404, "MANIFEST_UNKNOWN".to_owned()));
+    gone(
+        &s,
+        &format!("/v2/{name}/manifests/{md}"),
+        "MANIFEST_UNKNOWN",
+    );
+    gone(
+        &s,
+        &format!("/v2/{name}/manifests/tagtest0"),
+        "MANIFEST_UNKNOWN",
+    );
+    assert!(tags(&s, name, "").len() < num_tags);
+
+    for d in [&cfg_d, &layer_d] {
+        let url = format!("/v2/{name}/blobs/{d}");
+        assert_eq!(s.head(&url).status, 200, "{d} left the repository");
+        let r = s.delete(&url);
+        assert_eq!(r.status, 202, "{d}: {}", r.text());
+        assert_eq!(r.header("content-length"), Some("0"));
+        gone(&s, &url, "BLOB_UNKNOWN");
+        let r = s.delete(&url);
+        assert_eq!((r.status, code(&r)), (404, "BLOB_UNKNOWN".to_owned()));
+    }
+    // Nothing left of it: the name is unknown again, and a new push starts afresh.
+    assert_eq!(s.get(&format!("/v2/{name}/tags/list")).status, 404);
+    push_image(&s, name, "tagtest0", "management");
+
+    // The pull workflow deletes by digest first.
+    let r = s.delete(&format!("/v2/{name}/manifests/{md}"));
+    assert_eq!(r.status, 202, "{}", r.text());
+    gone(
+        &s,
+        &format!("/v2/{name}/manifests/tagtest0"),
+        "MANIFEST_UNKNOWN",
+    );
+    for d in [&cfg_d, &layer_d] {
+        let r = s.delete(&format!("/v2/{name}/blobs/{d}"));
+        assert_eq!(r.status, 202, "{d}: {}", r.text());
+    }
+}
+
+/// A blob `DELETE` acts on its repository only: the same blob waiting in, or linked by,
+/// another repository stays there.
+#[test]
+fn blob_delete_is_scoped_to_its_repository() {
+    let s = TestServer::start();
+    let blob = b"shared layer".as_slice();
+    let d = digest_of(blob);
+    for name in ["main/a", "main/b"] {
+        push_blob(&s, name, blob);
+    }
+    let m = push_image(&s, "main/c", "v1", "scoped");
+    let layer_d = digest_of(LAYER);
+    let r = s.delete(&format!("/v2/main/a/blobs/{d}"));
+    assert_eq!(r.status, 202, "{}", r.text());
+    gone(&s, &format!("/v2/main/a/blobs/{d}"), "BLOB_UNKNOWN");
+    assert_eq!(s.get(&format!("/v2/main/b/blobs/{d}")).body, blob);
+
+    // Mounted into main/d from main/c's image: main/d's copy goes, the image keeps its own.
+    let r = s.request(
+        "POST",
+        &format!("/v2/main/d/blobs/uploads/?mount={layer_d}&from=main/c"),
+        &[],
+        Some(b""),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(s.delete(&format!("/v2/main/d/blobs/{layer_d}")).status, 202);
+    gone(&s, &format!("/v2/main/d/blobs/{layer_d}"), "BLOB_UNKNOWN");
+    assert_eq!(s.get(&format!("/v2/main/c/blobs/{layer_d}")).body, LAYER);
+    assert_eq!(s.get("/v2/main/c/manifests/v1").body, m);
+
+    // A manifest waiting by digest is a blob of the repository too.
+    let cfg = config("waiting");
+    push_blob(&s, "main/e", &cfg);
+    push_blob(&s, "main/e", LAYER);
+    let waiting = image_manifest(&cfg);
+    let wd = digest_of(&waiting);
+    assert_eq!(put_manifest(&s, "main/e", &wd, &waiting).status, 201);
+    assert_eq!(s.delete(&format!("/v2/main/e/blobs/{wd}")).status, 202);
+    gone(
+        &s,
+        &format!("/v2/main/e/manifests/{wd}"),
+        "MANIFEST_UNKNOWN",
+    );
+
+    let r = s.delete(&format!("/v2/main/a/blobs/{}", digest_of(b"never")));
+    assert_eq!((r.status, code(&r)), (404, "BLOB_UNKNOWN".to_owned()));
+    let r = s.delete("/v2/main/a/blobs/sha256:nothex");
+    assert_eq!((r.status, code(&r)), (400, "DIGEST_INVALID".to_owned()));
+    // Product paths are read-only.
+    let r = s.delete(&format!("/v2/prod/var/pb/blobs/{d}"));
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET,HEAD")));
+}
+
+/// In a user repository, blobs a deleted image leaves stay reserved against the quota
+/// while they wait (docs/access.md), and a blob `DELETE` gives their room back at once;
+/// `.disk_usage` stays equal to a recount through it all.
+#[test]
+fn blob_delete_gives_quota_room_back() {
+    let s = TestServer::start_with(&[("DLREPO_USER_QUOTA", "1500")]);
+    let root = s.root.path().to_owned();
+    let consistent = || {
+        assert_eq!(
+            common::disk_usage(&root, "bob"),
+            common::recount(&root, "bob")
+        )
+    };
+    let (a, b, c) = (vec![b'a'; 600], vec![b'b'; 600], vec![b'c'; 600]);
+    let cfg = b"{}".to_vec();
+    for blob in [&a, &cfg] {
+        push_blob(&s, "u/bob/main/one", blob);
+    }
+    let m = pretty(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": desc("application/vnd.oci.image.config.v1+json", &cfg),
+        "layers": [desc("application/vnd.oci.image.layer.v1.tar", &a)],
+    }));
+    assert_eq!(put_manifest(&s, "u/bob/main/one", "v1", &m).status, 201);
+    consistent();
+    let used = common::disk_usage(&root, "bob");
+    let r = s.delete("/v2/u/bob/main/one/manifests/v1");
+    assert_eq!(r.status, 202, "{}", r.text());
+    consistent();
+    assert!(common::disk_usage(&root, "bob") < used);
+
+    // `a` and the config still wait in u/bob/main/one: room for one more layer, not two.
+    push_blob(&s, "u/bob/main/two", &b);
+    let upload = |blob: &[u8]| {
+        s.request(
+            "POST",
+            &format!(
+                "/v2/u/bob/main/two/blobs/uploads/?digest={}",
+                digest_of(blob)
+            ),
+            &[],
+            Some(blob),
+        )
+    };
+    let r = upload(&c);
+    assert_eq!((r.status, code(&r)), (403, "DENIED".to_owned()));
+    let r = s.delete(&format!("/v2/u/bob/main/one/blobs/{}", digest_of(&a)));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(upload(&c).status, 201);
+    consistent();
 }

@@ -109,8 +109,11 @@ async fn handle(app: &AppState, target: Target, req: Request) -> Result<Reply, R
         },
         Target::Blob(r, digest) => match method {
             Method::GET | Method::HEAD => get_blob(app, req, r, digest).await,
-            Method::DELETE => delete_blob(app, r, digest).await,
-            _ => not_allowed("GET,HEAD,DELETE"),
+            Method::DELETE if matches!(r, ImageRepo::Job { .. }) => {
+                delete_blob(app, r, digest).await
+            }
+            _ if matches!(r, ImageRepo::Job { .. }) => not_allowed("GET,HEAD,DELETE"),
+            _ => not_allowed("GET,HEAD"),
         },
         Target::Uploads(r) if method == Method::POST => start_upload(app, req, r).await,
         Target::Uploads(_) => not_allowed("POST"),
@@ -267,22 +270,10 @@ async fn get_blob(
 
 async fn delete_blob(app: &AppState, r: ImageRepo, digest: String) -> Result<Reply, RegError> {
     let d = parse_digest(&digest, Code::DigestInvalid)?;
-    let (dropped, held) = app
-        .repo
-        .run(move |s| {
-            let dropped = s.reg_delete_pending(&r, &d);
-            Ok(dropped.map(|x| (x, s.reg_holds(&r, &d))))
-        })
+    app.repo
+        .run(move |s| Ok(s.reg_delete_blob(&r, &d)))
         .await??;
-    match (dropped, held) {
-        (true, _) => Ok(Reply::Empty(StatusCode::ACCEPTED, vec![])),
-        // Blobs of stored images go with their manifest (DELETE .../manifests/{digest}).
-        (false, true) => Err(RegError::Oci(
-            Code::Unsupported,
-            "blobs of stored images are deleted with their manifest".into(),
-        )),
-        (false, false) => Err(RegError::Oci(Code::BlobUnknown, digest)),
-    }
+    Ok(Reply::Empty(StatusCode::ACCEPTED, vec![]))
 }
 
 async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, RegError> {

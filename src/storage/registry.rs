@@ -85,6 +85,8 @@ pub enum Code {
     Denied,
     Unsupported,
     RangeInvalid,
+    /// A blob DELETE of a blob an image of the repository still links.
+    BlobInUse,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -838,17 +840,6 @@ impl Repo {
         Ok(true)
     }
 
-    /// Whether the repository holds `d` (for blob DELETE and HEAD-style checks).
-    pub fn reg_holds(&self, r: &ImageRepo, d: &Digest) -> bool {
-        self.locate(r, d).is_some()
-    }
-
-    /// Forgets a pending blob of a repository. Blobs linked by a stored image go with the
-    /// image (manifest DELETE); `false` when nothing was pending.
-    pub fn reg_delete_pending(&self, r: &ImageRepo, d: &Digest) -> Result<bool, RegError> {
-        Ok(self.drop_pending(r, d)?)
-    }
-
     // ---- manifests ------------------------------------------------------------------------
 
     /// Stores a manifest (spec/CONTAINER.md §3.5 with arbor's deviations): byte for byte
@@ -1121,7 +1112,12 @@ impl Repo {
     }
 
     /// Deletes the image a tag names, or every image of the repository whose manifest is
-    /// `reference` (a digest). Locked jobs refuse.
+    /// `reference` (a digest), and a manifest by that digest waiting in the repository.
+    /// Locked jobs refuse, before anything changes.
+    ///
+    /// The blobs of a deleted image stay in the repository, waiting as uploaded blobs do
+    /// (OCI distribution spec: blobs are deleted on their own, and the conformance suite
+    /// deletes them after the manifest), until a blob `DELETE` or the orphan collector.
     pub fn reg_delete_manifest(&self, r: &ImageRepo, reference: &str) -> Result<(), RegError> {
         let ImageRepo::Job { .. } = r else {
             return Err(oci(
@@ -1129,19 +1125,18 @@ impl Repo {
                 "cannot delete through a product path",
             ));
         };
-        let targets: Vec<Container> = if reference.contains(':') {
+        let (targets, by_digest) = if reference.contains(':') {
             let d = Digest::parse(Some(reference)).map_err(|e| oci(Code::DigestInvalid, e.0))?;
-            let pending = self.reg_delete_pending(r, &d)?;
             let want = d.to_string();
             let hits: Vec<Container> = self
                 .containers(r)
                 .into_iter()
                 .filter(|c| top_manifest(&c.dir).is_some_and(|(_, dg)| dg == want))
                 .collect();
-            if hits.is_empty() && !pending {
+            if hits.is_empty() && self.pending(r, &d).is_none() {
                 return Err(oci(Code::ManifestUnknown, reference));
             }
-            hits
+            (hits, Some(d))
         } else {
             let lower = reference.to_lowercase();
             let hit = self
@@ -1149,13 +1144,20 @@ impl Repo {
                 .into_iter()
                 .find(|c| c.name.as_str() == lower)
                 .ok_or_else(|| oci(Code::ManifestUnknown, reference))?;
-            vec![hit]
+            (vec![hit], None)
         };
         for c in &targets {
             let jdir = c.dir.parent().map(Path::to_path_buf).unwrap_or_default();
             if exists(&jdir.join(".locked")) {
                 return Err(oci(Code::Denied, "Cannot delete images of locked jobs"));
             }
+        }
+        // Pending first: a crash before the image goes leaves links the collector drops.
+        for c in &targets {
+            self.keep_blobs_pending(r, &c.dir)?;
+        }
+        if let Some(d) = &by_digest {
+            self.drop_pending(r, d)?;
         }
         for c in targets {
             if let Some(jdir) = c.dir.parent()
@@ -1170,6 +1172,62 @@ impl Repo {
         }
         self.request_gc(super::GcKind::Orphans);
         Ok(())
+    }
+
+    /// Marks the blobs of the image in `cdir` pending in `r`, fresh, so they outlive the
+    /// image by the orphan lifetime.
+    fn keep_blobs_pending(&self, r: &ImageRepo, cdir: &Path) -> Result<(), RegError> {
+        // Shared with uploads: the collector cannot take a blob between link and touch.
+        let _guard = self.blob_guard()?;
+        for entry in walkdir::WalkDir::new(cdir.join("blobs"))
+            .min_depth(3)
+            .max_depth(3)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+        {
+            let Some(d) = digest_of_link(entry.path()) else {
+                continue;
+            };
+            self.mark_pending(r, &d, entry.path())?;
+            files::touch(&self.pending_path(r, &d))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a blob from a repository (`DELETE /v2/{name}/blobs/{digest}`): one waiting
+    /// for a manifest, or left by a deleted image, goes at once (its file in `.blobs/` with
+    /// the orphan collector, when no other repository or job holds it). A blob an image of
+    /// the repository still links is refused (405 `DENIED`): removing it would leave that
+    /// image, its job bundle and whatever was published from it unpullable.
+    pub fn reg_delete_blob(&self, r: &ImageRepo, d: &Digest) -> Result<(), RegError> {
+        let rel = rel_of(d);
+        let users: Vec<String> = self
+            .containers(r)
+            .into_iter()
+            .filter(|c| {
+                ["blobs", "manifests"]
+                    .iter()
+                    .any(|kind| c.dir.join(kind).join(&rel).is_file())
+            })
+            .map(|c| c.name.to_string())
+            .collect();
+        if !users.is_empty() {
+            return Err(oci(
+                Code::BlobInUse,
+                format!(
+                    "{d} belongs to the image tagged {} in this repository: delete the image \
+                     first (DELETE /v2/{}/manifests/{{tag}})",
+                    users.join(", "),
+                    r.name()
+                ),
+            ));
+        }
+        if self.drop_pending(r, d)? {
+            Ok(())
+        } else {
+            Err(oci(Code::BlobUnknown, d.to_string()))
+        }
     }
 
     /// Manifests of the repository whose `subject` is `d` (OCI referrers API), as index
@@ -1536,7 +1594,7 @@ mod tests {
         repo.mark_pending(&y.repo, &d, &repo.blob_path(&d)).unwrap();
         assert!(!old.exists());
         assert_eq!(listed(&y), [d.to_string()]);
-        assert!(repo.reg_delete_pending(&y.repo, &d).unwrap());
+        repo.reg_delete_blob(&y.repo, &d).unwrap();
         assert!(repo.reg_open_blob(&y.repo, &d).is_err());
     }
 
