@@ -599,3 +599,81 @@ fn blob_delete_gives_quota_room_back() {
     assert_eq!(upload(&c).status, 201);
     consistent();
 }
+
+/// A manifest `DELETE` removes the job when the image was all it held, and the tag when
+/// that leaves it empty; never another job, a job's other formats, a tag's flags, or
+/// anything locked.
+#[test]
+fn manifest_delete_leaves_no_empty_job() {
+    let s = TestServer::start();
+    let exists = |rel: &str| s.path(rel).exists();
+
+    push_image(&s, "main/a", "t1", "alone");
+    assert_eq!(s.delete("/v2/main/a/manifests/t1").status, 202);
+    assert!(!exists("branches/main/t1"), "an empty tag is left");
+    assert!(exists("branches/main"));
+    let r = s.get("/branches/main/");
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains("\"t1\""), "{}", r.text());
+
+    // Another job in the tag stays, and so does the tag.
+    push_image(&s, "main/a", "t2", "a");
+    push_image(&s, "main/b", "t2", "b");
+    assert_eq!(s.delete("/v2/main/a/manifests/T2").status, 202);
+    assert!(!exists("branches/main/t2/a"));
+    assert!(exists("branches/main/t2/b/container"));
+    assert_eq!(s.get("/v2/main/b/manifests/t2").status, 200);
+
+    // A job with another format keeps it.
+    s.upload_format("/branches/main/t3/c/docs/", &[("readme.txt", b"keep me")]);
+    push_image(&s, "main/c", "t3", "c");
+    assert_eq!(s.delete("/v2/main/c/manifests/t3").status, 202);
+    assert!(!exists("branches/main/t3/c/container"));
+    assert_eq!(
+        s.get("/branches/main/t3/c/docs/readme.txt").body,
+        b"keep me"
+    );
+
+    // A tag with a flag stays.
+    push_image(&s, "main/d", "t4", "d");
+    let r = s.send_json(
+        "POST",
+        "/branches/main/t4/",
+        &json!({"tag": {"stable": true}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.delete("/v2/main/d/manifests/t4").status, 202);
+    assert!(!exists("branches/main/t4/d"));
+    assert!(exists("branches/main/t4"));
+
+    // A locked job refuses, and nothing changes.
+    push_image(&s, "main/e", "t5", "e");
+    let r = s.send_json(
+        "PUT",
+        "/branches/main/t5/e/",
+        &json!({"job": {"locked": true}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let before = common::snapshot(&s.path("branches"));
+    let r = s.delete("/v2/main/e/manifests/t5");
+    assert_eq!((r.status, code(&r)), (403, "DENIED".to_owned()));
+    assert_eq!(common::snapshot(&s.path("branches")), before);
+
+    // By digest: every tag of that manifest goes, in a user repository too, counted.
+    let m = push_image(&s, "u/bob/main/f", "t6", "f");
+    assert_eq!(put_manifest(&s, "u/bob/main/f", "t7", &m).status, 201);
+    let r = s.delete(&format!("/v2/u/bob/main/f/manifests/{}", digest_of(&m)));
+    assert_eq!(r.status, 202, "{}", r.text());
+    for t in ["t6", "t7"] {
+        assert!(!exists(&format!("users/bob/branches/main/{t}")), "{t}");
+    }
+    let root = s.root.path();
+    assert_eq!(
+        common::disk_usage(root, "bob"),
+        common::recount(root, "bob")
+    );
+    // A push to the tag just emptied makes it again.
+    push_image(&s, "main/a", "t1", "again");
+    assert!(exists("branches/main/t1/a/container"));
+    assert!(exists("branches/main/t1/.stamp") && exists("branches/main/t1/a/.stamp"));
+}

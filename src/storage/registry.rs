@@ -1015,8 +1015,7 @@ impl Repo {
                 .map_err(|e| oci(Code::Denied, e.to_string()))?;
         }
         let _guard = self.blob_guard()?;
-        let jdir = self.ensure_job(j)?;
-        let _lock = DirLock::acquire(&jdir)?;
+        let (jdir, _lock) = self.locked_job(j)?;
         if exists(&jdir.join(".locked")) {
             return Err(oci(Code::Denied, "Cannot upload files in locked jobs"));
         }
@@ -1094,6 +1093,28 @@ impl Repo {
         Ok(())
     }
 
+    /// Creates the job as needed and takes its lock. A registry delete may remove the job
+    /// dir it emptied (see [`Repo::prune_job`]) between the two, or while the lock is
+    /// awaited; the job is then made again, so the push never fails for it.
+    fn locked_job(&self, j: &JobRef) -> Result<(PathBuf, DirLock), RegError> {
+        let gone =
+            |e: &StoreError| matches!(e, StoreError::Io(e) if e.kind() == io::ErrorKind::NotFound);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let made = self
+                .ensure_job(j)
+                .and_then(|jdir| Ok((DirLock::acquire(&jdir)?, jdir)));
+            match made {
+                Ok((lock, jdir)) if lock.is_at(&jdir) => return Ok((jdir, lock)),
+                Ok(_) if tries < 5 => {}
+                Err(e) if gone(&e) && tries < 5 => {}
+                Ok(_) => return Err(io::Error::from(io::ErrorKind::NotFound).into()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// A job already in a product version gets its new `container` linked there too, so
     /// the image is pullable by product path without setting the metadata again.
     fn link_container_product(&self, j: &JobRef, jdir: &Path) {
@@ -1117,7 +1138,9 @@ impl Repo {
     ///
     /// The blobs of a deleted image stay in the repository, waiting as uploaded blobs do
     /// (OCI distribution spec: blobs are deleted on their own, and the conformance suite
-    /// deletes them after the manifest), until a blob `DELETE` or the orphan collector.
+    /// deletes them after the manifest), until a blob `DELETE` or the orphan collector. A job
+    /// the image was the only content of goes too, and then its tag if nothing else is left
+    /// in it: a registry delete leaves no empty job behind.
     pub fn reg_delete_manifest(&self, r: &ImageRepo, reference: &str) -> Result<(), RegError> {
         let ImageRepo::Job { .. } = r else {
             return Err(oci(
@@ -1169,6 +1192,12 @@ impl Repo {
                 }
             }
             self.remove_tree(&c.dir)?;
+            // A registry delete leaves no empty job (nor tag) behind.
+            if let Some(jdir) = c.dir.parent()
+                && self.prune_job(jdir)
+            {
+                prune_dir(&c.parent);
+            }
         }
         self.request_gc(super::GcKind::Orphans);
         Ok(())
@@ -1193,6 +1222,16 @@ impl Repo {
             files::touch(&self.pending_path(r, &d))?;
         }
         Ok(())
+    }
+
+    /// Removes a job dir left with nothing but its `.stamp`, under the job's lock (which a
+    /// push holds from creating the job to swapping its image in; see
+    /// [`Repo::locked_job`]). `true` when it went.
+    fn prune_job(&self, jdir: &Path) -> bool {
+        let Ok(_lock) = DirLock::acquire(jdir) else {
+            return false;
+        };
+        prune_dir(jdir)
     }
 
     /// Deletes a blob from a repository (`DELETE /v2/{name}/blobs/{digest}`): one waiting
@@ -1377,6 +1416,32 @@ pub(crate) fn top_manifest(cdir: &Path) -> Option<(PathBuf, String)> {
             let hex = e.file_name().to_str()?.to_owned();
             Some((e.into_path(), format!("{algo}:{hex}")))
         })
+}
+
+/// Removes `dir` when it holds nothing but its `.stamp`. `rmdir` refuses a dir that is not
+/// empty, so whatever a concurrent request puts in it meanwhile stays, and gets the stamp
+/// back (with a new time: the one thing such a race changes).
+fn prune_dir(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let only_stamp = entries
+        .map(|e| e.map(|e| e.file_name() == ".stamp"))
+        .all(|stamp| matches!(stamp, Ok(true)));
+    if !only_stamp {
+        return false;
+    }
+    let stamp = dir.join(".stamp");
+    match fs::remove_file(&stamp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(_) => return false,
+    }
+    if fs::remove_dir(dir).is_ok() {
+        return true;
+    }
+    let _ = files::create_flag(&stamp);
+    false
 }
 
 /// The digest a file of a container names: `{algo}/{xx}/{hex}`.
@@ -1596,6 +1661,37 @@ mod tests {
         assert_eq!(listed(&y), [d.to_string()]);
         repo.reg_delete_blob(&y.repo, &d).unwrap();
         assert!(repo.reg_open_blob(&y.repo, &d).is_err());
+    }
+
+    /// A job dir pruned by a registry delete while a push waited for its lock is made
+    /// again for the push; a dir with anything but its stamp is never pruned.
+    #[test]
+    fn a_push_survives_the_prune_of_its_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let n = |s: &str| Name::parse(s).unwrap();
+        let j = JobRef {
+            tag: TagRef {
+                branch: BranchRef {
+                    scope: Scope::Root,
+                    branch: n("main"),
+                },
+                tag: n("t1"),
+            },
+            job: n("j"),
+        };
+        let jdir = repo.ensure_job(&j).unwrap();
+        let waited = DirLock::acquire(&jdir).unwrap();
+        assert!(prune_dir(&jdir) && prune_dir(jdir.parent().unwrap()));
+        assert!(!waited.is_at(&jdir));
+        drop(waited);
+        let (again, lock) = repo.locked_job(&j).unwrap();
+        assert!(lock.is_at(&again) && again.join(".stamp").is_file());
+        assert!(again.parent().unwrap().join(".stamp").is_file());
+        drop(lock);
+        fs::create_dir(again.join("docs")).unwrap();
+        assert!(!repo.prune_job(&again));
+        assert!(again.join(".stamp").is_file() && again.join("docs").is_dir());
     }
 
     #[test]
