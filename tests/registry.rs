@@ -268,7 +268,7 @@ fn push_pull_inspect_and_the_tree_views() {
         &format!("docker://{}/main/myjob", s.addr),
     ]))
     .unwrap();
-    assert_eq!(tags["Tags"], json!(["latest", "v1"]));
+    assert_eq!(tags["Tags"], json!(["v1"]));
 
     // The tree shows the image as the job's `container` format, and bundles it.
     let jobinfo = s.get("/branches/main/v1/myjob/").json();
@@ -329,7 +329,7 @@ fn pull_by_product_path_after_metadata() {
     let r = s.request("PUT", "/v2/prod/var/pb/manifests/2.0", &[], Some(&manifest));
     assert_eq!(r.status, 405);
     let tags = s.get("/v2/prod/var/pb/tags/list").json();
-    assert_eq!(tags["tags"], json!(["1.0", "latest"]));
+    assert_eq!(tags["tags"], json!(["1.0"]));
     let catalog = s.get("/v2/_catalog").json();
     assert_eq!(
         catalog["repositories"],
@@ -602,8 +602,8 @@ fn chunked_upload_status_and_manifest_by_hand() {
         assert_eq!(r.status, 201);
     }
     let r = s.get("/v2/main/hand/tags/list?n=2");
-    assert_eq!(r.json()["tags"], json!(["latest", "t1"]));
-    assert!(r.header("link").unwrap().contains("last=t1"));
+    assert_eq!(r.json()["tags"], json!(["t1", "t2"]));
+    assert!(r.header("link").unwrap().contains("last=t2"));
     let r = s.get("/v2/main/hand/tags/list?n=2&last=t1");
     assert_eq!(r.json()["tags"], json!(["t2", "t3"]));
 
@@ -819,7 +819,7 @@ fn listings_hide_what_the_caller_cannot_read() {
             s.request("GET", "/v2/main/open/tags/list", &basic, None),
             "tags"
         ),
-        ["latest", "v1", "v2"]
+        ["v1", "v2"]
     );
 }
 

@@ -35,10 +35,11 @@ fn url_pairs(q: &str) -> Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, st
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            // `+` stays a plus (RFC 3986): no registry parameter holds a space, and media
+            // types such as `application/spdx+json` are `artifactType` values.
             let dec = |s: &'_ str| {
-                let s = s.replace('+', " ");
                 std::borrow::Cow::Owned(
-                    percent_encoding::percent_decode_str(&s)
+                    percent_encoding::percent_decode_str(s)
                         .decode_utf8_lossy()
                         .into_owned(),
                 )
@@ -108,8 +109,11 @@ async fn handle(app: &AppState, target: Target, req: Request) -> Result<Reply, R
         },
         Target::Blob(r, digest) => match method {
             Method::GET | Method::HEAD => get_blob(app, req, r, digest).await,
-            Method::DELETE => delete_blob(app, r, digest).await,
-            _ => not_allowed("GET,HEAD,DELETE"),
+            Method::DELETE if matches!(r, ImageRepo::Job { .. }) => {
+                delete_blob(app, r, digest).await
+            }
+            _ if matches!(r, ImageRepo::Job { .. }) => not_allowed("GET,HEAD,DELETE"),
+            _ => not_allowed("GET,HEAD"),
         },
         Target::Uploads(r) if method == Method::POST => start_upload(app, req, r).await,
         Target::Uploads(_) => not_allowed("POST"),
@@ -175,7 +179,7 @@ async fn tags(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, RegEr
                 acl.allows(|| format!("/v2/{for_acl}/manifests/{t}"))
             }))
         })
-        .await?;
+        .await??;
     let q = query(&req);
     let (page, more) = paginate(all, &q);
     let n = page.len();
@@ -225,17 +229,24 @@ async fn put_manifest(
         .map_err(|_| RegError::Oci(Code::ManifestInvalid, "manifest too large or cut".into()))?;
     let name = r.name();
     let at = reference.clone();
-    let digest = app
+    let pushed = app
         .repo
         .run(move |s| Ok(s.reg_put_manifest(&r, &at, &body, content_type.as_deref())))
         .await??;
-    Ok(Reply::Empty(
-        StatusCode::CREATED,
-        vec![
-            (header::LOCATION, format!("/v2/{name}/manifests/{digest}")),
-            (reply::DIGEST.clone(), digest.to_string()),
-        ],
-    ))
+    let digest = pushed.digest;
+    let mut headers = vec![
+        (header::LOCATION, format!("/v2/{name}/manifests/{digest}")),
+        (reply::DIGEST.clone(), digest.to_string()),
+    ];
+    // Tells the client the referrers API lists this manifest under its subject (OCI
+    // distribution spec, "Pushing Manifests with Subject").
+    if let Some(subject) = pushed.subject {
+        headers.push((
+            header::HeaderName::from_static("oci-subject"),
+            subject.to_string(),
+        ));
+    }
+    Ok(Reply::Empty(StatusCode::CREATED, headers))
 }
 
 fn parse_digest(raw: &str, code: Code) -> Result<Digest, RegError> {
@@ -259,22 +270,10 @@ async fn get_blob(
 
 async fn delete_blob(app: &AppState, r: ImageRepo, digest: String) -> Result<Reply, RegError> {
     let d = parse_digest(&digest, Code::DigestInvalid)?;
-    let (dropped, held) = app
-        .repo
-        .run(move |s| {
-            let dropped = s.reg_delete_pending(&r, &d);
-            Ok(dropped.map(|x| (x, s.reg_holds(&r, &d))))
-        })
+    app.repo
+        .run(move |s| Ok(s.reg_delete_blob(&r, &d)))
         .await??;
-    match (dropped, held) {
-        (true, _) => Ok(Reply::Empty(StatusCode::ACCEPTED, vec![])),
-        // Blobs of stored images go with their manifest (DELETE .../manifests/{digest}).
-        (false, true) => Err(RegError::Oci(
-            Code::Unsupported,
-            "blobs of stored images are deleted with their manifest".into(),
-        )),
-        (false, false) => Err(RegError::Oci(Code::BlobUnknown, digest)),
-    }
+    Ok(Reply::Empty(StatusCode::ACCEPTED, vec![]))
 }
 
 async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, RegError> {
@@ -337,9 +336,10 @@ async fn referrers(
     let q = query(&req);
     let atype = param(&q, "artifactType").map(str::to_owned);
     let filtered = atype.is_some();
+    let acl = access(&req);
     let list = app
         .repo
-        .run(move |s| Ok(s.reg_referrers(&r, &d, atype.as_deref())))
+        .run(move |s| Ok(s.reg_referrers(&r, &d, atype.as_deref(), &acl)))
         .await??;
     let mut headers = vec![];
     if filtered {

@@ -128,11 +128,16 @@ fn code_info(code: Code) -> (&'static str, StatusCode) {
         Denied => ("DENIED", StatusCode::FORBIDDEN),
         Unsupported => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
         RangeInvalid => ("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE),
+        // 405 is the refusal the OCI spec and its conformance suite know for a blob DELETE;
+        // `DENIED` and the message say it is this blob, for now, not blob deletes at all.
+        BlobInUse => ("DENIED", StatusCode::METHOD_NOT_ALLOWED),
     }
 }
 
 /// The only mapping from storage errors to registry answers.
 pub fn oci_error(e: RegError) -> Response {
+    // A blob in use can still be read (RFC 9110: a 405 lists what the resource allows).
+    let allow = matches!(e, RegError::Oci(Code::BlobInUse, _)).then_some("GET,HEAD");
     let (code, status, message) = match e {
         RegError::Oci(code, msg) => {
             let (name, status) = code_info(code);
@@ -183,6 +188,10 @@ pub fn oci_error(e: RegError) -> Response {
         API_VERSION.clone(),
         HeaderValue::from_static("registry/2.0"),
     );
+    if let Some(allow) = allow {
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
     res
 }
 

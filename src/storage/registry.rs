@@ -5,8 +5,9 @@
 //! Blobs are scoped to a repository (CONTAINER.md §3.7, arbor's deviation): a digest is
 //! readable under a name only when one of that repository's containers links it, or when it
 //! was uploaded (or mounted) there and waits for its manifest. That waiting state is a
-//! "pending" hard link `.uploads/reg-{sha256(name, digest)}`, which also keeps the blob away
-//! from the orphan collector until the manifest arrives; the collector drops stale ones.
+//! "pending" hard link `.uploads/reg-{key}-{algo}-{hex}`, `key` naming the repository, which
+//! also keeps the blob away from the orphan collector until the manifest arrives; the
+//! collector drops stale ones.
 //!
 //! Pending data of a user repository (`u/{user}/...`: its sessions and pending blobs) lies
 //! outside `users/{user}/`, so `.disk_usage` does not count it, but it is reserved against
@@ -84,6 +85,8 @@ pub enum Code {
     Denied,
     Unsupported,
     RangeInvalid,
+    /// A blob DELETE of a blob an image of the repository still links.
+    BlobInUse,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +118,13 @@ pub struct ManifestFile {
     /// Opened with the manifest's digest.
     pub file: BlobReader,
     pub media_type: String,
+}
+
+/// A manifest stored by a push.
+pub struct Pushed {
+    pub digest: Digest,
+    /// The manifest's `subject`, which the referrers API lists it under.
+    pub subject: Option<Digest>,
 }
 
 /// Where an upload session stands.
@@ -153,6 +163,28 @@ struct Container {
 
 fn rel_of(d: &Digest) -> String {
     format!("{}/{}/{}", d.algo().name(), &d.hex()[..2], d.hex())
+}
+
+/// A key naming a repository in `.uploads/` file names: 128 bits of the SHA-256 of its
+/// name, so names of any length and case fit, and no two repositories share one.
+fn repo_key(r: &ImageRepo) -> String {
+    let mut h = Algo::Sha256.hasher();
+    h.update(r.name().as_bytes());
+    let mut key = h.finish_hex();
+    key.truncate(32);
+    key
+}
+
+fn pending_prefix(r: &ImageRepo) -> String {
+    format!("reg-{}-", repo_key(r))
+}
+
+/// `name.{user}` for a user repository: the quota sums pending links by that suffix.
+fn with_user(name: String, r: &ImageRepo) -> String {
+    match r.scope() {
+        Scope::Root => name,
+        Scope::User(u) => format!("{name}.{u}"),
+    }
 }
 
 fn is_session_id(id: &str) -> bool {
@@ -235,16 +267,69 @@ fn refs_of(doc: &Map<String, Value>, media_type: &str) -> Result<Refs, RegError>
 }
 
 impl Repo {
+    /// The pending link that keeps `d` in the repository `r`:
+    /// `.uploads/reg-{key}-{algo}-{hex}[.{user}]`, `key` naming the repository (see
+    /// [`repo_key`]), so that its pending content can be listed, and the user suffix
+    /// letting the quota sum a user's reservation.
     fn pending_path(&self, r: &ImageRepo, d: &Digest) -> PathBuf {
+        let base = format!("{}{}-{}", pending_prefix(r), d.algo().name(), d.hex());
+        self.uploads_dir().join(with_user(base, r))
+    }
+
+    /// The name arbor gave pending links before they named their repository
+    /// (`reg-{sha256(name, digest)}`): still honoured, so that a push waiting for its
+    /// manifest across an upgrade completes. The collector drops them like any other.
+    fn legacy_pending_path(&self, r: &ImageRepo, d: &Digest) -> PathBuf {
         let mut h = Algo::Sha256.hasher();
         h.update(r.name().as_bytes());
         h.update(b"\n");
         h.update(d.to_string().as_bytes());
-        let name = match r.scope() {
-            Scope::Root => format!("reg-{}", h.finish_hex()),
-            Scope::User(u) => format!("reg-{}.{u}", h.finish_hex()),
-        };
-        self.uploads_dir().join(name)
+        self.uploads_dir()
+            .join(with_user(format!("reg-{}", h.finish_hex()), r))
+    }
+
+    /// The pending link of `d` in `r`, if there is one.
+    fn pending(&self, r: &ImageRepo, d: &Digest) -> Option<PathBuf> {
+        [self.pending_path(r, d), self.legacy_pending_path(r, d)]
+            .into_iter()
+            .find(|p| p.is_file())
+    }
+
+    /// Removes the pending link of `d` in `r`; `false` when there was none.
+    fn drop_pending(&self, r: &ImageRepo, d: &Digest) -> io::Result<bool> {
+        let mut dropped = false;
+        for p in [self.pending_path(r, d), self.legacy_pending_path(r, d)] {
+            match fs::remove_file(p) {
+                Ok(()) => dropped = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Every digest pending in `r`, with its link.
+    fn pending_in(&self, r: &ImageRepo) -> Vec<(Digest, PathBuf)> {
+        let prefix = pending_prefix(r);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.uploads_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+                continue;
+            };
+            let rest = rest.split_once('.').map_or(rest, |(d, _)| d);
+            let Some((algo, hex)) = rest.split_once('-') else {
+                continue;
+            };
+            if let Ok(d) = Digest::parse(Some(&format!("{algo}:{hex}"))) {
+                out.push((d, entry.path()));
+            }
+        }
+        out
     }
 
     /// Bytes a user has pending in the registry: its sessions (but `except`) and its
@@ -366,21 +451,30 @@ impl Repo {
         }
     }
 
-    /// Tags of a repository (spec/CONTAINER.md §3.3), `latest` included when any, sorted,
-    /// filtered by `visible(tag)`.
-    pub fn reg_tags(&self, r: &ImageRepo, visible: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut tags: Vec<String> = self
-            .containers(r)
+    /// Tags of a repository, sorted, filtered by `visible(tag)`: only tags pushed (or
+    /// versions), never the aliases, which a client could not delete (spec/CONTAINER.md
+    /// §3.3 lists `latest`; the OCI spec lists tags). A repository with neither an image nor
+    /// pending content is unknown (404 `NAME_UNKNOWN`).
+    pub fn reg_tags(
+        &self,
+        r: &ImageRepo,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, RegError> {
+        let containers = self.containers(r);
+        if containers.is_empty() && self.pending_in(r).is_empty() {
+            return Err(oci(
+                Code::NameUnknown,
+                "repository name not known to registry",
+            ));
+        }
+        let mut tags: Vec<String> = containers
             .into_iter()
             .map(|c| c.name.to_string())
+            .filter(|t| visible(t))
             .collect();
-        if !tags.is_empty() {
-            tags.push("latest".to_owned());
-        }
-        tags.retain(|t| visible(t));
         tags.sort();
         tags.dedup();
-        tags
+        Ok(tags)
     }
 
     /// Every repository with at least one container (spec/CONTAINER.md §3.2), root repo only.
@@ -457,8 +551,7 @@ impl Repo {
     /// Where the repository holds `d`: one of its containers (as a blob or a manifest), or
     /// a pending upload or manifest push.
     fn locate(&self, r: &ImageRepo, d: &Digest) -> Option<PathBuf> {
-        let pending = self.pending_path(r, d);
-        if pending.is_file() {
+        if let Some(pending) = self.pending(r, d) {
             return Some(pending);
         }
         let rel = rel_of(d);
@@ -691,7 +784,7 @@ impl Repo {
             let _ = remove_session(&path);
             return Err(oci(Code::DigestInvalid, format!("digest mismatch: {d}")));
         }
-        if !self.pending_path(r, d).is_file() {
+        if self.pending(r, d).is_none() {
             // The session's bytes become a pending blob of the repository: refused (the
             // session kept) when the user's usage has grown since they were sent.
             self.check_pending_room(r, Some(id), len)?;
@@ -714,6 +807,11 @@ impl Repo {
 
     fn mark_pending(&self, r: &ImageRepo, d: &Digest, blob: &Path) -> Result<(), RegError> {
         let pending = self.pending_path(r, d);
+        let legacy = self.legacy_pending_path(r, d);
+        if legacy.is_file() {
+            // One link per blob and repository, under today's name.
+            fs::rename(&legacy, &pending)?;
+        }
         match fs::hard_link(blob, &pending) {
             Ok(()) => Ok(()),
             // Refresh it: the collector drops pending links by age.
@@ -733,28 +831,13 @@ impl Repo {
         let Some(src) = self.locate(from, d) else {
             return Ok(false);
         };
-        if !self.pending_path(to, d).is_file() {
+        if self.pending(to, d).is_none() {
             self.check_pending_room(to, None, fs::metadata(&src)?.len())?;
         }
         let _guard = self.blob_guard()?;
         let _ = files::touch(&src);
         self.mark_pending(to, d, &src)?;
         Ok(true)
-    }
-
-    /// Whether the repository holds `d` (for blob DELETE and HEAD-style checks).
-    pub fn reg_holds(&self, r: &ImageRepo, d: &Digest) -> bool {
-        self.locate(r, d).is_some()
-    }
-
-    /// Forgets a pending blob of a repository. Blobs linked by a stored image go with the
-    /// image (manifest DELETE); `false` when nothing was pending.
-    pub fn reg_delete_pending(&self, r: &ImageRepo, d: &Digest) -> Result<bool, RegError> {
-        match fs::remove_file(self.pending_path(r, d)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e.into()),
-        }
     }
 
     // ---- manifests ------------------------------------------------------------------------
@@ -769,7 +852,7 @@ impl Repo {
         reference: &str,
         body: &[u8],
         content_type: Option<&str>,
-    ) -> Result<Digest, RegError> {
+    ) -> Result<Pushed, RegError> {
         let ImageRepo::Job { branch, job } = r else {
             return Err(oci(Code::Unsupported, "cannot push to a product path"));
         };
@@ -800,6 +883,9 @@ impl Repo {
             ));
         }
         let refs = refs_of(&doc, &media_type)?;
+        // The subject may be absent from the registry (OCI distribution spec): only its
+        // descriptor is checked.
+        let subject = doc.get("subject").map(descriptor).transpose()?.map(|s| s.0);
         // Every file the image needs, found in this repository only (§3.7).
         let mut links: Vec<(Digest, PathBuf)> = Vec::new();
         let mut sizes = Vec::new();
@@ -861,13 +947,13 @@ impl Repo {
                     format!("manifest digest is {digest}"),
                 ));
             }
-            if !self.pending_path(r, &digest).is_file() {
+            if self.pending(r, &digest).is_none() {
                 self.check_pending_room(r, None, data.len() as u64)?;
             }
             let _guard = self.blob_guard()?;
             let blob = self.store_bytes(&digest, &data)?;
             self.mark_pending(r, &digest, &blob)?;
-            return Ok(digest);
+            return Ok(Pushed { digest, subject });
         }
         let tag = Name::parse(reference).map_err(|_| oci(Code::ManifestInvalid, "invalid tag"))?;
         let jref = JobRef {
@@ -878,7 +964,7 @@ impl Repo {
             job: job.clone(),
         };
         self.install_image(r, &jref, &digest, &data, &links)?;
-        Ok(digest)
+        Ok(Pushed { digest, subject })
     }
 
     /// Writes `data` to `.blobs` unless there, returning the blob path. The caller holds
@@ -929,8 +1015,7 @@ impl Repo {
                 .map_err(|e| oci(Code::Denied, e.to_string()))?;
         }
         let _guard = self.blob_guard()?;
-        let jdir = self.ensure_job(j)?;
-        let _lock = DirLock::acquire(&jdir)?;
+        let (jdir, _lock) = self.locked_job(j)?;
         if exists(&jdir.join(".locked")) {
             return Err(oci(Code::Denied, "Cannot upload files in locked jobs"));
         }
@@ -1002,10 +1087,32 @@ impl Repo {
         }
         self.link_container_product(j, &jdir);
         for (d, _) in links {
-            let _ = fs::remove_file(self.pending_path(r, d));
+            let _ = self.drop_pending(r, d);
         }
         self.request_gc(super::GcKind::Orphans);
         Ok(())
+    }
+
+    /// Creates the job as needed and takes its lock. A registry delete may remove the job
+    /// dir it emptied (see [`Repo::prune_job`]) between the two, or while the lock is
+    /// awaited; the job is then made again, so the push never fails for it.
+    fn locked_job(&self, j: &JobRef) -> Result<(PathBuf, DirLock), RegError> {
+        let gone =
+            |e: &StoreError| matches!(e, StoreError::Io(e) if e.kind() == io::ErrorKind::NotFound);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let made = self
+                .ensure_job(j)
+                .and_then(|jdir| Ok((DirLock::acquire(&jdir)?, jdir)));
+            match made {
+                Ok((lock, jdir)) if lock.is_at(&jdir) => return Ok((jdir, lock)),
+                Ok(_) if tries < 5 => {}
+                Err(e) if gone(&e) && tries < 5 => {}
+                Ok(_) => return Err(io::Error::from(io::ErrorKind::NotFound).into()),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// A job already in a product version gets its new `container` linked there too, so
@@ -1026,7 +1133,14 @@ impl Repo {
     }
 
     /// Deletes the image a tag names, or every image of the repository whose manifest is
-    /// `reference` (a digest). Locked jobs refuse.
+    /// `reference` (a digest), and a manifest by that digest waiting in the repository.
+    /// Locked jobs refuse, before anything changes.
+    ///
+    /// The blobs of a deleted image stay in the repository, waiting as uploaded blobs do
+    /// (OCI distribution spec: blobs are deleted on their own, and the conformance suite
+    /// deletes them after the manifest), until a blob `DELETE` or the orphan collector. A job
+    /// the image was the only content of goes too, and then its tag if nothing else is left
+    /// in it: a registry delete leaves no empty job behind.
     pub fn reg_delete_manifest(&self, r: &ImageRepo, reference: &str) -> Result<(), RegError> {
         let ImageRepo::Job { .. } = r else {
             return Err(oci(
@@ -1034,19 +1148,18 @@ impl Repo {
                 "cannot delete through a product path",
             ));
         };
-        let targets: Vec<Container> = if reference.contains(':') {
+        let (targets, by_digest) = if reference.contains(':') {
             let d = Digest::parse(Some(reference)).map_err(|e| oci(Code::DigestInvalid, e.0))?;
-            let pending = self.reg_delete_pending(r, &d)?;
             let want = d.to_string();
             let hits: Vec<Container> = self
                 .containers(r)
                 .into_iter()
                 .filter(|c| top_manifest(&c.dir).is_some_and(|(_, dg)| dg == want))
                 .collect();
-            if hits.is_empty() && !pending {
+            if hits.is_empty() && self.pending(r, &d).is_none() {
                 return Err(oci(Code::ManifestUnknown, reference));
             }
-            hits
+            (hits, Some(d))
         } else {
             let lower = reference.to_lowercase();
             let hit = self
@@ -1054,13 +1167,20 @@ impl Repo {
                 .into_iter()
                 .find(|c| c.name.as_str() == lower)
                 .ok_or_else(|| oci(Code::ManifestUnknown, reference))?;
-            vec![hit]
+            (vec![hit], None)
         };
         for c in &targets {
             let jdir = c.dir.parent().map(Path::to_path_buf).unwrap_or_default();
             if exists(&jdir.join(".locked")) {
                 return Err(oci(Code::Denied, "Cannot delete images of locked jobs"));
             }
+        }
+        // Pending first: a crash before the image goes leaves links the collector drops.
+        for c in &targets {
+            self.keep_blobs_pending(r, &c.dir)?;
+        }
+        if let Some(d) = &by_digest {
+            self.drop_pending(r, d)?;
         }
         for c in targets {
             if let Some(jdir) = c.dir.parent()
@@ -1072,22 +1192,98 @@ impl Repo {
                 }
             }
             self.remove_tree(&c.dir)?;
+            // A registry delete leaves no empty job (nor tag) behind.
+            if let Some(jdir) = c.dir.parent()
+                && self.prune_job(jdir)
+            {
+                prune_dir(&c.parent);
+            }
         }
         self.request_gc(super::GcKind::Orphans);
         Ok(())
     }
 
+    /// Marks the blobs of the image in `cdir` pending in `r`, fresh, so they outlive the
+    /// image by the orphan lifetime.
+    fn keep_blobs_pending(&self, r: &ImageRepo, cdir: &Path) -> Result<(), RegError> {
+        // Shared with uploads: the collector cannot take a blob between link and touch.
+        let _guard = self.blob_guard()?;
+        for entry in walkdir::WalkDir::new(cdir.join("blobs"))
+            .min_depth(3)
+            .max_depth(3)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+        {
+            let Some(d) = digest_of_link(entry.path()) else {
+                continue;
+            };
+            self.mark_pending(r, &d, entry.path())?;
+            files::touch(&self.pending_path(r, &d))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a job dir left with nothing but its `.stamp`, under the job's lock (which a
+    /// push holds from creating the job to swapping its image in; see
+    /// [`Repo::locked_job`]). `true` when it went.
+    fn prune_job(&self, jdir: &Path) -> bool {
+        let Ok(_lock) = DirLock::acquire(jdir) else {
+            return false;
+        };
+        prune_dir(jdir)
+    }
+
+    /// Deletes a blob from a repository (`DELETE /v2/{name}/blobs/{digest}`): one waiting
+    /// for a manifest, or left by a deleted image, goes at once (its file in `.blobs/` with
+    /// the orphan collector, when no other repository or job holds it). A blob an image of
+    /// the repository still links is refused (405 `DENIED`): removing it would leave that
+    /// image, its job bundle and whatever was published from it unpullable.
+    pub fn reg_delete_blob(&self, r: &ImageRepo, d: &Digest) -> Result<(), RegError> {
+        let rel = rel_of(d);
+        let users: Vec<String> = self
+            .containers(r)
+            .into_iter()
+            .filter(|c| {
+                ["blobs", "manifests"]
+                    .iter()
+                    .any(|kind| c.dir.join(kind).join(&rel).is_file())
+            })
+            .map(|c| c.name.to_string())
+            .collect();
+        if !users.is_empty() {
+            return Err(oci(
+                Code::BlobInUse,
+                format!(
+                    "{d} belongs to the image tagged {} in this repository: delete the image \
+                     first (DELETE /v2/{}/manifests/{{tag}})",
+                    users.join(", "),
+                    r.name()
+                ),
+            ));
+        }
+        if self.drop_pending(r, d)? {
+            Ok(())
+        } else {
+            Err(oci(Code::BlobUnknown, d.to_string()))
+        }
+    }
+
     /// Manifests of the repository whose `subject` is `d` (OCI referrers API), as index
-    /// descriptors, optionally only those of `artifact_type`.
+    /// descriptors sorted by digest: those of its images and those pushed by digest that
+    /// wait in it (pending), never another repository's (§3.7). With `artifact_type`, only
+    /// those of that type; only those whose `/v2/{name}/manifests/{digest}` the caller may
+    /// read.
     pub fn reg_referrers(
         &self,
         r: &ImageRepo,
         d: &Digest,
         artifact_type: Option<&str>,
+        acl: &Listing,
     ) -> Result<Vec<Value>, RegError> {
         let want = d.to_string();
-        let mut out = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let name = r.name();
+        let mut candidates: Vec<(Digest, PathBuf)> = Vec::new();
         for c in self.containers(r) {
             for entry in walkdir::WalkDir::new(c.dir.join("manifests"))
                 .min_depth(3)
@@ -1096,51 +1292,70 @@ impl Repo {
                 .into_iter()
                 .filter_map(Result::ok)
             {
-                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                    continue;
-                };
-                if !seen.insert(name.clone()) {
-                    continue;
+                if let Some(found) = digest_of_link(entry.path()) {
+                    candidates.push((found, entry.into_path()));
                 }
-                let Some(data) = read_small(entry.path())? else {
-                    continue;
-                };
-                let Some(doc) = parse_doc(&data) else {
-                    continue;
-                };
-                let subject = doc
-                    .get("subject")
-                    .and_then(|s| s.get("digest"))
-                    .and_then(Value::as_str);
-                if subject != Some(want.as_str()) {
-                    continue;
-                }
-                let atype = doc
-                    .get("artifactType")
-                    .and_then(Value::as_str)
-                    .or_else(|| {
-                        doc.get("config")
-                            .and_then(|c| c.get("mediaType"))
-                            .and_then(Value::as_str)
-                    })
-                    .map(str::to_owned);
-                if artifact_type.is_some_and(|t| Some(t) != atype.as_deref()) {
-                    continue;
-                }
-                let mut desc = Map::new();
-                desc.insert("mediaType".into(), media_type_of(&doc).into());
-                desc.insert("digest".into(), format!("sha256:{name}").into());
-                desc.insert("size".into(), (data.len() as u64).into());
-                if let Some(t) = atype {
-                    desc.insert("artifactType".into(), t.into());
-                }
-                if let Some(a) = doc.get("annotations") {
-                    desc.insert("annotations".into(), a.clone());
-                }
-                out.push(Value::Object(desc));
             }
         }
-        Ok(out)
+        candidates.extend(self.pending_in(r));
+        let mut found: std::collections::BTreeMap<String, Value> = Default::default();
+        for (digest, path) in candidates {
+            let key = digest.to_string();
+            if found.contains_key(&key) {
+                continue;
+            }
+            // Gone meanwhile (a delete, the collector), or too big for a manifest.
+            let Some(data) = read_small(&path).ok().flatten() else {
+                continue;
+            };
+            // Most pending files are layers: skip what cannot name the subject unparsed.
+            let json = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            if !json || !data.windows(want.len()).any(|w| w == want.as_bytes()) {
+                continue;
+            }
+            let Some(doc) = parse_doc(&data) else {
+                continue;
+            };
+            let subject = doc
+                .get("subject")
+                .and_then(|s| s.get("digest"))
+                .and_then(Value::as_str);
+            let media_type = media_type_of(&doc);
+            let is_manifest = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST]
+                .contains(&media_type.as_str());
+            if subject != Some(want.as_str()) || !is_manifest {
+                continue;
+            }
+            // OCI distribution spec, "Listing Referrers": the manifest's `artifactType`,
+            // else its config's media type.
+            let atype = doc
+                .get("artifactType")
+                .and_then(Value::as_str)
+                .or_else(|| {
+                    doc.get("config")
+                        .and_then(|c| c.get("mediaType"))
+                        .and_then(Value::as_str)
+                })
+                .map(str::to_owned);
+            if artifact_type.is_some_and(|t| Some(t) != atype.as_deref()) {
+                continue;
+            }
+            if !acl.allows(|| format!("/v2/{name}/manifests/{key}")) {
+                continue;
+            }
+            let mut desc = Map::new();
+            desc.insert("mediaType".into(), media_type.into());
+            desc.insert("digest".into(), key.clone().into());
+            desc.insert("size".into(), (data.len() as u64).into());
+            if let Some(t) = atype {
+                desc.insert("artifactType".into(), t.into());
+            }
+            if let Some(a) = doc.get("annotations") {
+                desc.insert("annotations".into(), a.clone());
+            }
+            found.insert(key, Value::Object(desc));
+        }
+        Ok(found.into_values().collect())
     }
 }
 
@@ -1201,6 +1416,39 @@ pub(crate) fn top_manifest(cdir: &Path) -> Option<(PathBuf, String)> {
             let hex = e.file_name().to_str()?.to_owned();
             Some((e.into_path(), format!("{algo}:{hex}")))
         })
+}
+
+/// Removes `dir` when it holds nothing but its `.stamp`. `rmdir` refuses a dir that is not
+/// empty, so whatever a concurrent request puts in it meanwhile stays, and gets the stamp
+/// back (with a new time: the one thing such a race changes).
+fn prune_dir(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let only_stamp = entries
+        .map(|e| e.map(|e| e.file_name() == ".stamp"))
+        .all(|stamp| matches!(stamp, Ok(true)));
+    if !only_stamp {
+        return false;
+    }
+    let stamp = dir.join(".stamp");
+    match fs::remove_file(&stamp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(_) => return false,
+    }
+    if fs::remove_dir(dir).is_ok() {
+        return true;
+    }
+    let _ = files::create_flag(&stamp);
+    false
+}
+
+/// The digest a file of a container names: `{algo}/{xx}/{hex}`.
+fn digest_of_link(path: &Path) -> Option<Digest> {
+    let hex = path.file_name()?.to_str()?;
+    let algo = path.parent()?.parent()?.file_name()?.to_str()?;
+    Digest::parse(Some(&format!("{algo}:{hex}"))).ok()
 }
 
 /// Sets each descriptor's `size` to the real one: replaced in place, or appended as the
@@ -1362,6 +1610,88 @@ mod tests {
                 4000
             );
         }
+    }
+
+    fn sha256(data: &[u8]) -> Digest {
+        let mut h = Algo::Sha256.hasher();
+        h.update(data);
+        Digest::sha256_of_hex(h.finish_hex())
+    }
+
+    /// Pending links name their repository, so its pending content can be listed without
+    /// hashing blobs, and a link named the old way (before an upgrade) still counts.
+    #[test]
+    fn pending_links_are_listed_per_repository() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let (x, bob_x, y) = (
+            who("main/x", None),
+            who("u/bob/main/x", None),
+            who("main/y", None),
+        );
+        let d = sha256(b"layer");
+        let id = repo.reg_start_upload(&x).unwrap();
+        fs::write(repo.uploads_dir().join(&id), b"layer").unwrap();
+        repo.reg_finish_upload(&x, &id, &d).unwrap();
+        let listed = |w: &Uploader| -> Vec<String> {
+            repo.pending_in(&w.repo)
+                .into_iter()
+                .map(|(d, _)| d.to_string())
+                .collect()
+        };
+        assert_eq!(listed(&x), [d.to_string()]);
+        assert!(listed(&bob_x).is_empty() && listed(&y).is_empty());
+        assert!(repo.reg_open_blob(&y.repo, &d).is_err());
+
+        // A user repository's link ends in the user, for the quota.
+        let id = repo.reg_start_upload(&bob_x).unwrap();
+        fs::write(repo.uploads_dir().join(&id), b"layer").unwrap();
+        repo.reg_finish_upload(&bob_x, &id, &d).unwrap();
+        let link = repo.pending_path(&bob_x.repo, &d);
+        assert!(link.to_str().unwrap().ends_with(".bob"), "{link:?}");
+        assert_eq!(listed(&bob_x), [d.to_string()]);
+        assert_eq!(repo.reserved(&Name::parse("bob").unwrap(), None), 5);
+
+        // An old-style link is found, and renamed when the blob is marked pending again.
+        let old = repo.legacy_pending_path(&y.repo, &d);
+        fs::hard_link(repo.blob_path(&d), &old).unwrap();
+        assert!(repo.reg_open_blob(&y.repo, &d).is_ok());
+        repo.mark_pending(&y.repo, &d, &repo.blob_path(&d)).unwrap();
+        assert!(!old.exists());
+        assert_eq!(listed(&y), [d.to_string()]);
+        repo.reg_delete_blob(&y.repo, &d).unwrap();
+        assert!(repo.reg_open_blob(&y.repo, &d).is_err());
+    }
+
+    /// A job dir pruned by a registry delete while a push waited for its lock is made
+    /// again for the push; a dir with anything but its stamp is never pruned.
+    #[test]
+    fn a_push_survives_the_prune_of_its_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let n = |s: &str| Name::parse(s).unwrap();
+        let j = JobRef {
+            tag: TagRef {
+                branch: BranchRef {
+                    scope: Scope::Root,
+                    branch: n("main"),
+                },
+                tag: n("t1"),
+            },
+            job: n("j"),
+        };
+        let jdir = repo.ensure_job(&j).unwrap();
+        let waited = DirLock::acquire(&jdir).unwrap();
+        assert!(prune_dir(&jdir) && prune_dir(jdir.parent().unwrap()));
+        assert!(!waited.is_at(&jdir));
+        drop(waited);
+        let (again, lock) = repo.locked_job(&j).unwrap();
+        assert!(lock.is_at(&again) && again.join(".stamp").is_file());
+        assert!(again.parent().unwrap().join(".stamp").is_file());
+        drop(lock);
+        fs::create_dir(again.join("docs")).unwrap();
+        assert!(!repo.prune_job(&again));
+        assert!(again.join(".stamp").is_file() && again.join("docs").is_dir());
     }
 
     #[test]
