@@ -7,7 +7,7 @@ mod canonical;
 pub(crate) mod download;
 mod formats;
 pub(crate) mod guard;
-mod observe;
+pub(crate) mod observe;
 mod products;
 mod reply;
 mod resources;

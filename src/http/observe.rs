@@ -14,11 +14,25 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+/// Why a request failed on the server's side, for the log: a response carrying this is
+/// logged with its request's method and URL, which the code that failed does not know.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    detail: String,
+}
+
+impl Failure {
+    pub(crate) fn error(detail: String) -> Failure {
+        Failure { detail }
+    }
+}
+
 /// Counts requests, their time to the response head and the body bytes both ways; logs
-/// one line per request at DEBUG, as dlrepo's access log does.
+/// one line per request at DEBUG, as dlrepo's access log does, and every failure.
 pub async fn observe(req: Request, next: Next) -> Response {
     let m = metrics::get();
     let method = req.method().clone();
+    let uri = req.uri().clone();
     let log =
         tracing::enabled!(tracing::Level::DEBUG).then(|| (redacted(req.uri()), remote_of(&req)));
     let req = req.map(|b| counted(b, &m.received_bytes, false));
@@ -37,6 +51,10 @@ pub async fn observe(req: Request, next: Next) -> Response {
     m.duration
         .get_or_create(&MethodLabels { method: label })
         .observe(elapsed);
+    if let Some(f) = res.extensions().get::<Failure>() {
+        let url = redacted(&uri);
+        tracing::error!(%method, %url, error = %f.detail, "request failed");
+    }
     if let Some((uri, remote)) = log {
         tracing::debug!(%remote, %method, %uri, status = res.status().as_u16(), "request");
     }

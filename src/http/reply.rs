@@ -1,6 +1,7 @@
 //! Response shapes of the plain API (spec/API.md §1.3–1.4): PYJSON bodies, the
 //! `"{code}: {reason}"` error bodies with the same reason in the status line, redirects.
 
+use super::observe::Failure;
 use super::security;
 use crate::pyjson;
 use crate::storage::StoreError;
@@ -43,7 +44,7 @@ impl From<StoreError> for ApiError {
                 ApiError::Status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
             // A path under the limit per name but over the platform's whole-path limit.
-            StoreError::Io(e) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => {
+            e if e.os_error() == Some(nix::libc::ENAMETOOLONG) => {
                 ApiError::BadRequest(super::tree::TOO_LONG.into())
             }
             StoreError::ClientTimeout => {
@@ -94,7 +95,6 @@ impl IntoResponse for ApiError {
                 res
             }
             ApiError::Internal(err) => {
-                tracing::error!(error = %err, "request failed");
                 let mut res = (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     [
@@ -106,6 +106,8 @@ impl IntoResponse for ApiError {
                     .into_response();
                 res.extensions_mut()
                     .insert(ReasonPhrase::from_static(b"Internal Server Error"));
+                // Logged with the request's method and URL on the way out (observe.rs).
+                res.extensions_mut().insert(Failure::error(err.to_string()));
                 res
             }
         }

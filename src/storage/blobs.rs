@@ -3,7 +3,7 @@
 //! (spec/API.md §5.1, spec/LAYOUT.md §3.1 and §7). Also opens files for download.
 
 use super::commit::{LinkRequest, new_entry_len};
-use super::files::{self, TempFile, exists};
+use super::files::{self, At, TempFile, exists};
 use super::quota::file_len;
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
@@ -104,8 +104,8 @@ impl Repo {
             return Err(StoreError::DigestMismatch(digest.to_string()));
         }
         let tmp = TempFile::create(&self.uploads_dir())?;
-        (&tmp.file).write_all(data)?;
-        tmp.file.sync_all()?;
+        (&tmp.file).write_all(data).at("write", &tmp.path)?;
+        tmp.file.sync_all().at("write", &tmp.path)?;
         Ok(Upload {
             digest: digest.clone(),
             tmp,
@@ -127,21 +127,22 @@ impl Repo {
             match fs::hard_link(path, &blob) {
                 Ok(()) => {
                     // spec/LAYOUT.md §8: blobs are 0644, whatever mode the file had.
-                    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644))?;
+                    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644))
+                        .at("chmod", &blob)?;
                     return Ok(());
                 }
                 // Another writer stored the same content meanwhile: link onto theirs.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(StoreError::at("link", path, e)),
             }
         }
         let uploads = self.uploads_dir();
         fs::create_dir_all(&uploads)?;
         let staging = uploads.join(format!("{}.link", files::random_hex()));
-        fs::hard_link(&blob, &staging)?;
+        fs::hard_link(&blob, &staging).at("link", &blob)?;
         if let Err(e) = fs::rename(&staging, path) {
             let _ = fs::remove_file(&staging);
-            return Err(e.into());
+            return Err(StoreError::at("rename", path, e));
         }
         Ok(())
     }
@@ -170,14 +171,17 @@ impl Repo {
         let blob = self.blob_path(&up.digest);
         up.tmp
             .file
-            .set_permissions(fs::Permissions::from_mode(0o644))?;
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .at("chmod", &up.tmp.path)?;
         if let Some(dir) = blob.parent() {
-            fs::create_dir_all(dir)?;
+            fs::create_dir_all(dir).at("create", dir)?;
         }
         match fs::hard_link(&up.tmp.path, &blob) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::touch(&blob)?,
-            Err(e) => return Err(e.into()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                files::touch(&blob).at("touch", &blob)?;
+            }
+            Err(e) => return Err(StoreError::at("link", &up.tmp.path, e)),
         }
         Ok(up.digest)
     }

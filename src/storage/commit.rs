@@ -5,7 +5,7 @@
 //! others wait for their own result. Ordering is kept: links are applied in arrival order, so
 //! the file on disk and its `.digests` entry always agree.
 
-use super::files::{self, DirLock, create_flag, exists, read_json_map, remove_flag};
+use super::files::{self, At, DirLock, create_flag, exists, read_json_map, remove_flag};
 use super::quota::file_len;
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
@@ -275,10 +275,10 @@ impl Repo {
         let staging = self
             .uploads_dir()
             .join(format!("{}.link", files::random_hex()));
-        fs::hard_link(blob, &staging)?;
+        fs::hard_link(blob, &staging).at("link", blob)?;
         if let Err(e) = fs::rename(&staging, &target) {
             let _ = fs::remove_file(&staging);
-            return Err(e.into());
+            return Err(StoreError::at("rename", &target, e));
         }
         Ok(())
     }
@@ -314,11 +314,20 @@ fn replicate(e: &StoreError) -> StoreError {
         StoreError::NotFound => StoreError::NotFound,
         StoreError::BadRequest(why) => StoreError::BadRequest(why.clone()),
         // The errno decides the answer (ENAMETOOLONG is a 400, say): keep it.
-        StoreError::Io(io) => StoreError::Io(match io.raw_os_error() {
-            Some(code) => std::io::Error::from_raw_os_error(code),
-            None => std::io::Error::new(io.kind(), io.to_string()),
-        }),
+        StoreError::Io(io) => StoreError::Io(same_io(io)),
+        StoreError::Fs { op, path, source } => StoreError::Fs {
+            op,
+            path: path.clone(),
+            source: same_io(source),
+        },
         other => StoreError::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+fn same_io(io: &std::io::Error) -> std::io::Error {
+    match io.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(io.kind(), io.to_string()),
     }
 }
 

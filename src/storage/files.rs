@@ -10,6 +10,17 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// Adds what was being done, and where, to an I/O error (see [`StoreError::at`]).
+pub(crate) trait At<T> {
+    fn at(self, op: &'static str, path: &Path) -> Result<T, StoreError>;
+}
+
+impl<T> At<T> for io::Result<T> {
+    fn at(self, op: &'static str, path: &Path) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::at(op, path, e))
+    }
+}
+
 pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 16];
     // getrandom only fails when the OS has no entropy source at all.
@@ -84,11 +95,7 @@ pub(crate) fn read_json_map(path: &Path) -> Map<String, Value> {
 /// or the new file, and a stray temp file is left where the orphan GC collects it.
 pub(crate) fn write_atomic(uploads: &Path, path: &Path, data: &[u8]) -> Result<(), StoreError> {
     let tmp = TempFile::create(uploads)?;
-    // Temp files are private (0600); the dot-file gets the usual umask-derived mode.
-    tmp.file
-        .set_permissions(fs::Permissions::from_mode(0o666 & !umask()))?;
-    (&tmp.file).write_all(data)?;
-    tmp.file.sync_data()?;
+    tmp.fill(data).at("write", path)?;
     tmp.persist(path)
 }
 
@@ -110,7 +117,7 @@ pub(crate) struct TempFile {
 }
 
 impl TempFile {
-    pub fn create(uploads: &Path) -> io::Result<TempFile> {
+    pub fn create(uploads: &Path) -> Result<TempFile, StoreError> {
         loop {
             let path = uploads.join(random_hex());
             let opened = OpenOptions::new()
@@ -127,16 +134,27 @@ impl TempFile {
                         keep: false,
                     });
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(uploads)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(uploads).at("create", uploads)?;
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(StoreError::at("create", &path, e)),
             }
         }
     }
 
+    /// Writes `data` as the whole content of a dot-file to be, and fsyncs it. Temp files
+    /// are private (0600); the dot-file gets the usual umask-derived mode.
+    pub fn fill(&self, data: &[u8]) -> io::Result<()> {
+        self.file
+            .set_permissions(fs::Permissions::from_mode(0o666 & !umask()))?;
+        (&self.file).write_all(data)?;
+        self.file.sync_data()
+    }
+
     /// Renames the file to `dest`, replacing what is there.
     pub fn persist(mut self, dest: &Path) -> Result<(), StoreError> {
-        fs::rename(&self.path, dest)?;
+        fs::rename(&self.path, dest).at("rename", dest)?;
         self.keep = true;
         Ok(())
     }
@@ -166,7 +184,8 @@ impl DirLock {
 
     fn take(dir: &Path, how: nix::fcntl::FlockArg) -> Result<DirLock, StoreError> {
         let f = File::open(dir)?;
-        let lock = nix::fcntl::Flock::lock(f, how).map_err(|(_, e)| StoreError::Io(e.into()))?;
+        let lock = nix::fcntl::Flock::lock(f, how)
+            .map_err(|(_, e)| StoreError::at("lock", dir, e.into()))?;
         Ok(DirLock(lock))
     }
 }

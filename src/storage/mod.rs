@@ -57,6 +57,14 @@ pub enum StoreError {
     /// The client's body ended early or broke: nothing was stored.
     #[error("upload interrupted: {0}")]
     Interrupted(String),
+    /// A filesystem call failed: what it was doing and on which path, for the log.
+    #[error("{op} {}: {source}", path.display())]
+    Fs {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("blocking task failed: {0}")]
@@ -66,6 +74,23 @@ pub enum StoreError {
 impl StoreError {
     pub(crate) fn bad(why: impl Into<String>) -> StoreError {
         StoreError::BadRequest(why.into())
+    }
+
+    /// `e`, from `op` on `path`: the log of a failed request then says where it failed.
+    pub(crate) fn at(op: &'static str, path: &std::path::Path, e: std::io::Error) -> StoreError {
+        StoreError::Fs {
+            op,
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+
+    /// The errno behind an I/O failure, whichever variant carries it.
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            StoreError::Io(e) | StoreError::Fs { source: e, .. } => e.raw_os_error(),
+            _ => None,
+        }
     }
 }
 

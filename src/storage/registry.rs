@@ -102,7 +102,7 @@ impl From<tokio::task::JoinError> for RegError {
 
 impl From<io::Error> for RegError {
     fn from(e: io::Error) -> RegError {
-        RegError::Store(StoreError::Io(e))
+        RegError::Store(StoreError::from(e))
     }
 }
 
@@ -705,7 +705,7 @@ impl Repo {
         match fs::hard_link(&path, &blob) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::touch(&blob)?,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(StoreError::at("link", &path, e).into()),
         }
         self.mark_pending(r, d, &blob)?;
         remove_session(&path)?;
