@@ -1,10 +1,148 @@
-//! Faults at the wrong moment (issue 12): what the log says when a request fails.
+//! Faults at the wrong moment (issue 12): the orphan collector running (with a lifetime
+//! of 0) while an upload pauses, and what the log says when a request fails.
 // Black-box tests check what the server left on disk, so they read the tree directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 
-use common::{digest_of, spawn_logged};
+use common::{TestServer, digest_of, spawn_logged, uploads_left};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Polls `cond` for up to 20 s; fails the test with `what` otherwise.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn age(path: &Path, secs: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .or_else(|_| std::fs::File::open(path))
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// Opens a connection and sends the head of a request with a `Content-Length` body; the
+/// caller sends the body.
+fn start_request(
+    srv: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &str,
+    len: usize,
+) -> TcpStream {
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\n{headers}Content-Length: {len}\r\n\
+         Connection: close\r\n\r\n",
+        srv.addr
+    )
+    .unwrap();
+    s
+}
+
+/// The status code and body of the answer on `s` (`Connection: close`).
+fn answer(s: TcpStream) -> (u16, String) {
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let code = line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("status line {line:?}"));
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (code, body)
+}
+
+// ---- the orphan collector -------------------------------------------------------------
+
+fn gc_now(srv: &TestServer) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"))
+        .arg("gc")
+        .env("DLREPO_ROOT_DIR", srv.root.path())
+        .env("DLREPO_ORPHAN_BLOB_LIFETIME", "0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn uploads_that_pause_survive_the_collector_with_a_lifetime_of_0() {
+    let srv = TestServer::start_with(&[
+        ("DLREPO_ORPHAN_BLOB_LIFETIME", "0"),
+        // Written batch by batch as they arrive: small batches reach the disk at once.
+        ("DLREPO_CHUNK_SIZE", "4096"),
+    ]);
+    // Streamed to `.uploads/` (over the size kept in memory), in two halves.
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let digest = digest_of(&data);
+    let head = format!("Digest: {digest}\r\n");
+    let mut put = start_request(&srv, "PUT", "/branches/gc/t/j/f/big", &head, data.len());
+    put.write_all(&data[..data.len() / 2]).unwrap();
+    // A registry session, written to in two halves too.
+    let r = srv.request("POST", "/v2/gc/img/blobs/uploads/", &[], Some(b""));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.header("docker-upload-uuid").unwrap().to_owned();
+    let layer = b"a layer that pauses half way".repeat(1000);
+    let mut patch = start_request(
+        &srv,
+        "PATCH",
+        &format!("/v2/gc/img/blobs/uploads/{id}"),
+        "",
+        layer.len(),
+    );
+    patch.write_all(&layer[..layer.len() / 2]).unwrap();
+    wait_for("both bodies to reach .uploads/", || {
+        let size = |n: &str| std::fs::metadata(srv.path(".uploads").join(n)).map_or(0, |m| m.len());
+        uploads_left(srv.root.path())
+            .iter()
+            .any(|n| n != &id && !n.contains('.') && size(n) > 0)
+            && size(&id) > 0
+    });
+    // Both pause longer than any lifetime (an hour, as far as their mtimes tell), and the
+    // collector runs meanwhile.
+    for name in uploads_left(srv.root.path()) {
+        age(&srv.path(".uploads").join(name), 3600);
+    }
+    gc_now(&srv);
+    put.write_all(&data[data.len() / 2..]).unwrap();
+    assert_eq!(answer(put), (201, "201: Created".to_owned()));
+    let r = srv.get("/branches/gc/t/j/f/big");
+    assert_eq!((r.status, digest_of(&r.body)), (200, digest.clone()));
+    patch.write_all(&layer[layer.len() / 2..]).unwrap();
+    assert_eq!(answer(patch).0, 202);
+    let d = digest_of(&layer);
+    let r = srv.request(
+        "PUT",
+        &format!("/v2/gc/img/blobs/uploads/{id}?digest={d}"),
+        &[],
+        Some(b""),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = srv.get(&format!("/v2/gc/img/blobs/{d}"));
+    assert_eq!((r.status, digest_of(&r.body)), (200, d));
+}
 
 // ---- what a failure logs --------------------------------------------------------------
 

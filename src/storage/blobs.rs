@@ -114,15 +114,21 @@ impl Repo {
 
     /// Makes the file at `path`, whose content hashes to `digest`, a hard link of its blob:
     /// the file becomes the blob when there is none yet, else the blob replaces it
-    /// (atomically, through `.uploads/`). For files that appear outside uploads: what a
-    /// post-process command leaves (spec/API.md §7) and what `fsck --repair` re-links. Holds
-    /// the blob lock, so the collector cannot take the blob between the check and the link.
-    pub(crate) fn link_to_blob(&self, path: &Path, digest: &Digest) -> Result<(), StoreError> {
+    /// (atomically, through a link made in `scratch`, a leased directory on the same
+    /// filesystem). For files that appear outside uploads: what a post-process command
+    /// leaves (spec/API.md §7) and what `fsck --repair` re-links. Holds the blob lock, so
+    /// the collector cannot take the blob between the check and the link.
+    pub(crate) fn link_to_blob(
+        &self,
+        path: &Path,
+        digest: &Digest,
+        scratch: &Path,
+    ) -> Result<(), StoreError> {
         let _guard = self.blob_guard()?;
         let blob = self.blob_path(digest);
         if !exists(&blob) {
             if let Some(dir) = blob.parent() {
-                fs::create_dir_all(dir)?;
+                fs::create_dir_all(dir).at("create", dir)?;
             }
             match fs::hard_link(path, &blob) {
                 Ok(()) => {
@@ -136,9 +142,7 @@ impl Repo {
                 Err(e) => return Err(StoreError::at("link", path, e)),
             }
         }
-        let uploads = self.uploads_dir();
-        fs::create_dir_all(&uploads)?;
-        let staging = uploads.join(format!("{}.link", files::random_hex()));
+        let staging = scratch.join(format!(".{}.link", files::random_hex()));
         fs::hard_link(&blob, &staging).at("link", &blob)?;
         if let Err(e) = fs::rename(&staging, path) {
             let _ = fs::remove_file(&staging);

@@ -258,7 +258,8 @@ impl Repo {
     }
 
     /// Hard-links the blob to `{fdir}/{rel}`, replacing what is there atomically: the link is
-    /// made under `.uploads/` and renamed into place, so a crash never leaves a partial file.
+    /// made in a leased directory of `.uploads/` and renamed into place, so a crash never
+    /// leaves a partial file and the collector never takes the link half way.
     fn link_file(&self, fdir: &Path, rel: &RelPath, blob: &Path) -> Result<(), StoreError> {
         let target = fdir.join(rel.as_str());
         let conflict = || StoreError::bad(format!("{rel}: a directory is in the way"));
@@ -272,9 +273,8 @@ impl Repo {
         if target.is_dir() {
             return Err(conflict());
         }
-        let staging = self
-            .uploads_dir()
-            .join(format!("{}.link", files::random_hex()));
+        let scratch = files::TempDir::create(&self.uploads_dir(), "link")?;
+        let staging = scratch.path.join("link");
         fs::hard_link(blob, &staging).at("link", blob)?;
         if let Err(e) = fs::rename(&staging, &target) {
             let _ = fs::remove_file(&staging);

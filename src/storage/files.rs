@@ -1,12 +1,17 @@
 //! Small file primitives shared by the storage modules: flags, stamps, atomic writes,
 //! JSON dot-files and advisory locks that also hold between processes sharing one root.
+//!
+//! Everything a request keeps in `.uploads/` while it works (temp files, scratch
+//! directories) is *leased*: its creator holds a `flock` on it until it is done, and the
+//! orphan collector removes only entries whose lease it can take (see [`Claim`]). So no
+//! lifetime setting, however short, lets the collector take a file from under a request.
 
 use super::StoreError;
 use crate::pyjson;
 use serde_json::{Map, Value};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -117,6 +122,7 @@ pub(crate) struct TempFile {
 }
 
 impl TempFile {
+    /// A new, leased temp file (see the module doc).
     pub fn create(uploads: &Path) -> Result<TempFile, StoreError> {
         loop {
             let path = uploads.join(random_hex());
@@ -128,11 +134,14 @@ impl TempFile {
                 .open(&path);
             match opened {
                 Ok(file) => {
-                    return Ok(TempFile {
+                    let tmp = TempFile {
                         path,
                         file,
                         keep: false,
-                    });
+                    };
+                    if lease(&tmp.file).at("lock", &tmp.path)? {
+                        return Ok(tmp);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir_all(uploads).at("create", uploads)?;
@@ -157,6 +166,77 @@ impl TempFile {
         fs::rename(&self.path, dest).at("rename", dest)?;
         self.keep = true;
         Ok(())
+    }
+}
+
+/// Locks a new entry of `.uploads/` for its creator. `false` when the collector removed
+/// it between its creation and the lock (it holds the lease while it removes): the
+/// creator then makes another one.
+fn lease(file: &File) -> io::Result<bool> {
+    file.lock()?;
+    Ok(file.metadata()?.nlink() > 0)
+}
+
+/// A private directory under `.uploads/`, named `{32 hex}.{kind}`, leased like a
+/// [`TempFile`] and removed with everything in it when dropped. Multi-step work (staged
+/// links, a format being post-processed, a tree being deleted) happens in one.
+pub(crate) struct TempDir {
+    pub path: PathBuf,
+    _lease: File,
+}
+
+impl TempDir {
+    pub fn create(uploads: &Path, kind: &str) -> Result<TempDir, StoreError> {
+        loop {
+            let path = uploads.join(format!("{}.{kind}", random_hex()));
+            match fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(uploads).at("create", uploads)?;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(StoreError::at("create", &path, e)),
+            }
+            let dir = match File::open(&path) {
+                Ok(dir) => dir,
+                // Already collected: see `lease`.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::at("open", &path, e)),
+            };
+            if lease(&dir).at("lock", &path)? {
+                return Ok(TempDir { path, _lease: dir });
+            }
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The lease of an entry of `.uploads/`, taken by the collector (or fsck) to remove it:
+/// no request is using the entry while this is held.
+pub(crate) struct Claim(#[allow(dead_code)] Option<File>);
+
+impl Claim {
+    /// `None` while a request holds the entry. An entry that cannot be opened (a symlink,
+    /// or gone already) has no lease to take and is claimed as is.
+    pub fn take(path: &Path) -> Option<Claim> {
+        let opened = OpenOptions::new()
+            .read(true)
+            // Never follow a link out of `.uploads/`, nor wait on a FIFO.
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(path);
+        let Ok(file) = opened else {
+            return Some(Claim(None));
+        };
+        match file.try_lock() {
+            Ok(()) => Some(Claim(Some(file))),
+            Err(_) => None,
+        }
     }
 }
 

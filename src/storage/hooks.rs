@@ -55,7 +55,8 @@ impl Repo {
                 false
             }
         };
-        let rehashed = self.rehash_format(&fdir, &digests, &ctimes);
+        let scratch = files::TempDir::create(&self.uploads_dir(), "post")?;
+        let rehashed = self.rehash_format(&fdir, &digests, &ctimes, &scratch.path);
         if let Some(mut usage) = self.usage_at(&fdir)? {
             usage.adjust(before, files::tree_bytes(&fdir));
             usage.save(self)?;
@@ -76,6 +77,7 @@ impl Repo {
         fdir: &Path,
         old: &Map<String, Value>,
         ctimes: &HashMap<PathBuf, (i64, i64)>,
+        scratch: &Path,
     ) -> Result<(), StoreError> {
         let mut digests = Map::new();
         for entry in walkdir::WalkDir::new(fdir).min_depth(1).sort_by_file_name() {
@@ -101,7 +103,7 @@ impl Repo {
                 Some(d) => d,
                 None => Digest::sha256_of_hex(files::hash_file(Algo::Sha256, path)?),
             };
-            self.link_to_blob(path, &digest)?;
+            self.link_to_blob(path, &digest, scratch)?;
             digests.insert(rel.to_owned(), digest.to_string().into());
         }
         self.links.forget_all();

@@ -23,7 +23,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -677,6 +677,21 @@ impl Repo {
     pub fn reg_finish_upload(&self, who: &Uploader, id: &str, d: &Digest) -> Result<(), RegError> {
         let r = &who.repo;
         let path = self.session_path(who, id)?;
+        // The session's lease, as an append holds it, so that the collector cannot take
+        // the file before it is a blob; without waiting (an append waits on its client).
+        let session = File::open(&path)?;
+        if session.try_lock().is_err() {
+            return Err(oci(
+                Code::RangeInvalid,
+                "another request is writing this upload",
+            ));
+        }
+        if session.metadata()?.nlink() == 0 {
+            return Err(oci(
+                Code::BlobUploadUnknown,
+                "Blob upload unknown to registry.",
+            ));
+        }
         let len = fs::metadata(&path)?.len();
         let cached = fs::read_to_string(sidecar(&path)).ok().and_then(|s| {
             let (l, hex) = s.split_once(' ')?;
@@ -935,7 +950,9 @@ impl Repo {
             return Err(oci(Code::Denied, "Cannot upload files in locked jobs"));
         }
         let uploads = self.uploads_dir();
-        let staging = uploads.join(format!("{}.container", random_hex()));
+        // Leased, so that the collector leaves it alone however long the build takes.
+        let stage = files::TempDir::create(&uploads, "container")?;
+        let staging = stage.path.join("container");
         let built = (|| -> Result<u64, RegError> {
             let mut total = 0;
             let manifest = self.store_bytes(digest, data)?;

@@ -3,7 +3,7 @@
 
 use super::archive::Member;
 use super::files::{
-    self, DirLock, create_flag, exists, read_json_map, remove_flag, set_flag, sort_time,
+    self, At, DirLock, create_flag, exists, read_json_map, remove_flag, set_flag, sort_time,
     stamp_time, timestamp_json,
 };
 use super::layout::Scan;
@@ -756,20 +756,29 @@ impl Repo {
     /// into `.uploads/` (atomic), then removed from there.
     /// In a user repository every file of the tree, dot-files included, is given back, under
     /// the user's lock from the rename to the count, so that no write lands in between.
+    ///
+    /// The trash takes no lease: the collector may remove it too (it keeps the mtime of the
+    /// tree, which may be old), which only does the same work.
     pub(crate) fn remove_tree(&self, dir: &Path) -> Result<(), StoreError> {
         self.links.forget_all();
         let uploads = self.uploads_dir();
-        fs::create_dir_all(&uploads)?;
+        fs::create_dir_all(&uploads).at("create", &uploads)?;
         let trash = uploads.join(format!("{}.deleting", files::random_hex()));
         let mut usage = self.usage_at(dir)?;
+        // Counted before it moves: every write of the user holds the lock held here.
+        let bytes = usage.as_ref().map(|_| files::tree_bytes(dir));
         fs::rename(dir, &trash).map_err(not_found_if_missing)?;
-        if let Some(u) = usage.as_mut() {
-            u.adjust(files::tree_bytes(&trash), 0);
+        if let (Some(u), Some(bytes)) = (usage.as_mut(), bytes) {
+            u.adjust(bytes, 0);
             u.save(self)?;
         }
         drop(usage);
-        fs::remove_dir_all(&trash)?;
-        Ok(())
+        match fs::remove_dir_all(&trash) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::at("remove", &trash, e))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
