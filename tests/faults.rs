@@ -1,11 +1,12 @@
-//! Faults at the wrong moment (issue 12): the orphan collector running (with a lifetime
-//! of 0) while an upload pauses, and what the log says when a request fails.
+//! Faults at the wrong moment (issue 12): a job locked while uploads to it are in flight,
+//! the orphan collector running (with a lifetime of 0) while an upload pauses, and what the
+//! log says when a request fails.
 // Black-box tests check what the server left on disk, so they read the tree directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 
-use common::{TestServer, digest_of, spawn_logged, uploads_left};
+use common::{TestServer, digest_of, sha256_hex, spawn_logged, uploads_left};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -69,6 +70,129 @@ fn answer(s: TcpStream) -> (u16, String) {
         .map_or("", |(_, b)| b)
         .to_owned();
     (code, body)
+}
+
+// ---- lock and upload ------------------------------------------------------------------
+
+/// The job digest as spec/LAYOUT.md §3.4 computes it, from the files on disk.
+fn job_digest(jdir: &Path) -> String {
+    let mut parts = vec![format!(
+        "\".metadata\": \"sha256:{}\"",
+        sha256_hex(&std::fs::read(jdir.join(".metadata")).unwrap())
+    )];
+    let mut formats: Vec<String> = std::fs::read_dir(jdir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_dir())
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    formats.sort();
+    for f in formats {
+        let digests = std::fs::read(jdir.join(&f).join(".digests"))
+            .unwrap_or_else(|e| panic!("{f}/.digests: {e}"));
+        parts.push(format!("\"{f}\": \"sha256:{}\"", sha256_hex(&digests)));
+    }
+    sha256_hex(format!("{{{}}}", parts.join(", ")).as_bytes())
+}
+
+#[test]
+fn a_job_is_never_locked_while_an_upload_commits() {
+    const ROUNDS: usize = 25;
+    const UPLOADS: usize = 12;
+    let srv = TestServer::start();
+    let (mut locked, mut refused) = (0, 0);
+    for round in 0..ROUNDS {
+        let job = format!("/branches/race/t/j{round}/");
+        // Clean formats, ready to be locked; the uploads go into them.
+        for i in 0..UPLOADS {
+            srv.upload_format(&format!("{job}f{i:02}/"), &[("seed", b"seed")]);
+        }
+        // Each upload has sent all of its body but the last byte.
+        let bodies: Vec<Vec<u8>> = (0..UPLOADS)
+            .map(|i| format!("round {round} upload {i}").into_bytes())
+            .collect();
+        let conns: Vec<TcpStream> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let head = format!("Digest: {}\r\n", digest_of(body));
+                let path = format!("{job}f{i:02}/x");
+                let mut s = start_request(&srv, "PUT", &path, &head, body.len());
+                s.write_all(&body[..body.len() - 1]).unwrap();
+                s
+            })
+            .collect();
+        let lock = start_request(
+            &srv,
+            "PUT",
+            &job,
+            "Content-Type: application/json\r\n",
+            r#"{"job": {"locked": true}}"#.len(),
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        let go = std::sync::Barrier::new(UPLOADS + 1);
+        let (lock_answer, uploads) = std::thread::scope(|scope| {
+            let handles: Vec<_> = conns
+                .into_iter()
+                .zip(&bodies)
+                .map(|(mut s, body)| {
+                    let go = &go;
+                    scope.spawn(move || {
+                        go.wait();
+                        s.write_all(&body[body.len() - 1..]).unwrap();
+                        answer(s)
+                    })
+                })
+                .collect();
+            let mut lock = lock;
+            go.wait();
+            lock.write_all(br#"{"job": {"locked": true}}"#).unwrap();
+            let lock_answer = answer(lock);
+            let uploads: Vec<(u16, String)> =
+                handles.into_iter().map(|h| h.join().unwrap()).collect();
+            (lock_answer, uploads)
+        });
+        let jdir = srv.path(job.trim_start_matches('/'));
+        let is_locked = jdir.join(".locked").exists();
+        let stored = uploads.iter().filter(|u| u.0 == 201).count();
+        for (code, body) in &uploads {
+            match code {
+                201 => {}
+                400 | 409 => assert!(body.contains("locked"), "{code} {body}"),
+                _ => panic!("round {round}: an upload answered {code} {body}"),
+            }
+        }
+        if is_locked {
+            locked += 1;
+            assert_eq!(lock_answer.0, 200, "{lock_answer:?}");
+            assert_eq!(stored, 0, "round {round}: uploads stored in a locked job");
+            // They were checked before the lock came, and lost the race to it.
+            for (code, body) in &uploads {
+                assert_eq!(*code, 409, "round {round}: {body}");
+            }
+            for entry in std::fs::read_dir(&jdir).unwrap().flatten() {
+                assert!(
+                    !entry.path().join(".dirty").exists(),
+                    "round {round}: a locked job holds the dirty format {:?}",
+                    entry.file_name()
+                );
+            }
+            let recorded = std::fs::read_to_string(jdir.join(".digest")).unwrap();
+            assert_eq!(recorded, job_digest(&jdir), "round {round}: stale .digest");
+        } else {
+            refused += 1;
+            assert_eq!(
+                lock_answer,
+                (400, "400: Job has dirty formats".to_owned()),
+                "round {round}"
+            );
+            assert!(
+                stored > 0,
+                "round {round}: the lock was refused for nothing"
+            );
+        }
+    }
+    eprintln!("{locked} rounds locked, {refused} refused the lock");
 }
 
 // ---- the orphan collector -------------------------------------------------------------

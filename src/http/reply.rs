@@ -47,6 +47,7 @@ impl From<StoreError> for ApiError {
             e if e.os_error() == Some(nix::libc::ENAMETOOLONG) => {
                 ApiError::BadRequest(super::tree::TOO_LONG.into())
             }
+            StoreError::Conflict(why) => ApiError::Status(StatusCode::CONFLICT, why),
             StoreError::ClientTimeout => {
                 ApiError::Status(StatusCode::REQUEST_TIMEOUT, "Request Timeout".into())
             }

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+/// The refusal of a write into a locked job (spec/API.md §5.1).
+const LOCKED: &str = "Cannot upload files in locked jobs";
+
 /// A body fully received into `.uploads/` whose content matched the announced digest.
 pub struct Upload {
     digest: Digest,
@@ -243,13 +246,30 @@ impl Repo {
 
     /// Whether files may be added to the format now (a job lock refuses them).
     pub(crate) fn check_writable(&self, f: &FormatRef) -> Result<(), StoreError> {
+        if self.frozen(f)? {
+            return Err(StoreError::bad(LOCKED));
+        }
+        Ok(())
+    }
+
+    /// The same check when the files are about to be linked, under the job's lock. A
+    /// request that passed [`Repo::check_writable`] and meets a lock here lost a race with
+    /// it: 409, so that a client can tell it from uploading into a job locked long ago.
+    pub(crate) fn check_committable(&self, f: &FormatRef) -> Result<(), StoreError> {
+        if self.frozen(f)? {
+            return Err(StoreError::Conflict(format!(
+                "{LOCKED}: the job was locked while this upload was in progress"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether a job lock covers the format (internal formats stay writable).
+    pub(crate) fn frozen(&self, f: &FormatRef) -> Result<bool, StoreError> {
         let FormatRef::Job { job, format } = f else {
             return Err(StoreError::bad("Uploading products is not supported"));
         };
-        if exists(&self.job_dir(job).join(".locked")) && !self.is_internal_format(format.as_str()) {
-            return Err(StoreError::bad("Cannot upload files in locked jobs"));
-        }
-        Ok(())
+        Ok(exists(&self.job_dir(job).join(".locked")) && !self.is_internal_format(format.as_str()))
     }
 
     /// Hard-links an existing blob to `{format}/{rel}` and records it in `.digests`, creating
@@ -283,7 +303,6 @@ impl Repo {
         self.check_room(f, rel, d, fs::metadata(&blob)?.len())?;
         self.ensure_job(job)?;
         let fdir = self.format_dir(f);
-        fs::create_dir_all(&fdir)?;
         let req = LinkRequest {
             rel: rel.clone(),
             blob,

@@ -5,7 +5,9 @@
 //! others wait for their own result. Ordering is kept: links are applied in arrival order, so
 //! the file on disk and its `.digests` entry always agree.
 
-use super::files::{self, At, DirLock, create_flag, exists, read_json_map, remove_flag};
+use super::files::{
+    self, At, DirLock, create_flag, exists, read_json_map, remove_dirs, remove_flag,
+};
 use super::quota::file_len;
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
@@ -170,17 +172,39 @@ impl Repo {
 
     fn apply_batch(&self, f: &FormatRef, fdir: &Path, batch: Vec<(LinkRequest, Arc<Slot>)>) {
         let outcome = (|| -> Result<Vec<Result<(), StoreError>>, StoreError> {
+            let FormatRef::Job { job, .. } = f else {
+                return Err(StoreError::bad("Uploading products is not supported"));
+            };
+            // Shared with other commits and post-processing, exclusive with locking the job:
+            // a job is never locked while one of its formats takes files (see `lock_job`).
+            let _job = DirLock::shared(&self.job_dir(job))?;
+            // A lock that landed while the bodies streamed refuses them now.
+            self.check_committable(f)?;
+            // Made under the job's lock, so locking never meets a format without `.digests`;
+            // and taken away again if nothing lands in it, for the same reason.
+            let new_format = files::make_dirs(fdir).at("create", fdir)?;
             let _lock = DirLock::acquire(fdir)?;
-            // Checked under the lock: a job lock may have landed while the bodies streamed.
-            self.check_writable(f)?;
             let dirty = fdir.join(".dirty");
             let was_dirty = exists(&dirty);
-            create_flag(&dirty)?;
+            // spec/API.md §5.1 step 7: a write that changed nothing puts the flag back.
+            let unflag = || {
+                if !was_dirty {
+                    let _ = remove_flag(&dirty);
+                }
+                remove_dirs(&new_format);
+            };
+            if let Err(e) = create_flag(&dirty) {
+                unflag();
+                return Err(StoreError::at("create", &dirty, e));
+            }
             let digests_path = fdir.join(".digests");
             let mut digests = self.links.load(fdir, &digests_path);
-            let mut usage = match f {
-                FormatRef::Job { job, .. } => self.usage(&job.tag.branch.scope)?,
-                FormatRef::Version { .. } => None,
+            let mut usage = match self.usage(&job.tag.branch.scope) {
+                Ok(u) => u,
+                Err(e) => {
+                    unflag();
+                    return Err(e);
+                }
             };
             // Each link is charged for its file and for the entry it adds to `.digests`
             // (spec/API.md Q40), from the file's length now as this server writes it.
@@ -237,9 +261,8 @@ impl Repo {
                 }
                 written?;
                 self.links.keep(fdir, &digests_path, digests);
-            } else if !was_dirty {
-                // Nothing changed: put the flag back as it was (spec/API.md §5.1 step 7).
-                remove_flag(&dirty)?;
+            } else {
+                unflag();
             }
             Ok(results)
         })();
@@ -313,6 +336,7 @@ fn replicate(e: &StoreError) -> StoreError {
     match e {
         StoreError::NotFound => StoreError::NotFound,
         StoreError::BadRequest(why) => StoreError::BadRequest(why.clone()),
+        StoreError::Conflict(why) => StoreError::Conflict(why.clone()),
         // The errno decides the answer (ENAMETOOLONG is a 400, say): keep it.
         StoreError::Io(io) => StoreError::Io(same_io(io)),
         StoreError::Fs { op, path, source } => StoreError::Fs {

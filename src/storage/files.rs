@@ -240,6 +240,40 @@ impl Claim {
     }
 }
 
+/// `create_dir_all`, returning the directories it made (outermost first), so that a write
+/// that fails afterwards can take them away again.
+pub(crate) fn make_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.is_dir() {
+        missing.push(at.to_path_buf());
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    let mut made = Vec::new();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(&d) {
+            Ok(()) => made.push(d),
+            // Another writer made it meanwhile: theirs to keep.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => {
+                remove_dirs(&made);
+                return Err(e);
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Removes directories [`make_dirs`] made, innermost first, as long as they are empty.
+pub(crate) fn remove_dirs(made: &[PathBuf]) {
+    for d in made.iter().rev() {
+        let _ = fs::remove_dir(d);
+    }
+}
+
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.keep {
@@ -263,10 +297,17 @@ impl DirLock {
     }
 
     fn take(dir: &Path, how: nix::fcntl::FlockArg) -> Result<DirLock, StoreError> {
-        let f = File::open(dir)?;
-        let lock = nix::fcntl::Flock::lock(f, how)
-            .map_err(|(_, e)| StoreError::at("lock", dir, e.into()))?;
-        Ok(DirLock(lock))
+        loop {
+            let f = File::open(dir).map_err(super::not_found_if_missing)?;
+            let lock = nix::fcntl::Flock::lock(f, how)
+                .map_err(|(_, e)| StoreError::at("lock", dir, e.into()))?;
+            // While this waited, the directory may have been swapped for its post-processed
+            // self, or moved away to be deleted: lock what the path names now, or nothing.
+            let now = fs::metadata(dir).map_err(super::not_found_if_missing)?;
+            if same_inode(&now, &lock.metadata().at("stat", dir)?) {
+                return Ok(DirLock(lock));
+            }
+        }
     }
 }
 

@@ -17,6 +17,12 @@ impl Repo {
         if !fdir.is_dir() {
             return Err(StoreError::NotFound);
         }
+        // Shared with uploads, exclusive with locking the job: a job is never locked while
+        // one of its formats is being post-processed.
+        let _job = match f {
+            FormatRef::Job { job, .. } => Some(DirLock::shared(&self.job_dir(job))?),
+            FormatRef::Version { .. } => None,
+        };
         let _lock = DirLock::acquire(&fdir)?;
         let dirty = fdir.join(".dirty");
         let Some(cmd) = &self.post_process_cmd else {
@@ -27,6 +33,13 @@ impl Repo {
         if let Some(filter) = &self.post_process_filter
             && !digests.keys().any(|k| filter.is_match(k))
         {
+            remove_flag(&dirty)?;
+            return Ok(());
+        }
+        // A locked job's format is frozen behind the job's digest (and is not dirty:
+        // locking refuses dirty formats, uploads refuse locked jobs). Running the command
+        // again would change it under that digest: it is finalised as without a command.
+        if matches!(f, FormatRef::Job { .. }) && self.frozen(f)? {
             remove_flag(&dirty)?;
             return Ok(());
         }

@@ -57,6 +57,10 @@ pub enum StoreError {
     /// The client's body ended early or broke: nothing was stored.
     #[error("upload interrupted: {0}")]
     Interrupted(String),
+    /// The write lost a race it cannot win any more (a job locked while its upload was
+    /// being received): 409 with the reason. Nothing was stored.
+    #[error("{0}")]
+    Conflict(String),
     /// A filesystem call failed: what it was doing and on which path, for the log.
     #[error("{op} {}: {source}", path.display())]
     Fs {
