@@ -1,15 +1,18 @@
-//! Faults at the wrong moment (issue 12): a job locked while uploads to it are in flight,
-//! the orphan collector running (with a lifetime of 0) while an upload pauses, and what the
-//! log says when a request fails.
+//! Faults at the wrong moment (issue 12 items 2 and 3): a server killed while a
+//! post-process command rewrites a format, a job locked while uploads to it are in flight,
+//! the orphan collector running (with a lifetime of 0) while an upload pauses, and what
+//! the log says when a request fails.
 // Black-box tests check what the server left on disk, so they read the tree directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 
-use common::{TestServer, digest_of, sha256_hex, spawn_logged, uploads_left};
+use common::{TestServer, digest_of, fsck, sha256_hex, spawn_logged, uploads_left};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Polls `cond` for up to 20 s; fails the test with `what` otherwise.
@@ -21,6 +24,11 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+fn executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 fn age(path: &Path, secs: u64) {
     std::fs::File::options()
         .write(true)
@@ -29,6 +37,11 @@ fn age(path: &Path, secs: u64) {
         .unwrap()
         .set_modified(SystemTime::now() - Duration::from_secs(secs))
         .unwrap();
+}
+
+fn blob_of(srv: &TestServer, digest: &str) -> PathBuf {
+    let (algo, hex) = digest.split_once(':').unwrap();
+    srv.path(&format!(".blobs/{algo}/{}/{hex}", &hex[..2]))
 }
 
 /// Opens a connection and sends the head of a request with a `Content-Length` body; the
@@ -70,6 +83,189 @@ fn answer(s: TcpStream) -> (u16, String) {
         .map_or("", |(_, b)| b)
         .to_owned();
     (code, body)
+}
+
+// ---- post-process ---------------------------------------------------------------------
+
+const PP_FMT: &str = "/branches/pp/t/j/f/";
+const PP_FILES: [(&str, &[u8]); 3] = [
+    ("a.bin", b"alpha\n"),
+    ("b.bin", b"bravo\n"),
+    ("sub/c.bin", b"charlie\n"),
+];
+
+/// A command that rewrites the files one at a time, waiting after the first one for as
+/// long as `$MARKS/hold` exists, and says how far it got in `$MARKS`.
+const HOOK: &str = r#"#!/bin/sh
+set -e
+for f in a.bin b.bin sub/c.bin; do
+    printf 'processed\n' >> "$f"
+    touch "$MARKS/rewrote-$(basename $f)"
+    while [ -e "$MARKS/hold" ]; do sleep 0.02; done
+done
+echo new > NEW.txt
+touch "$MARKS/done"
+"#;
+
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Before,
+    After,
+}
+
+/// What a killed post-process left: every file the format lists is a hard link of its
+/// blob, holds the bytes its digest names, and is served with them; no file is unlisted;
+/// `arbor fsck` finds nothing. And the whole is either the format before the command or
+/// after it.
+fn check_format(srv: &TestServer) -> Seen {
+    let fdir = srv.path(PP_FMT.trim_start_matches('/'));
+    let digests: BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(fdir.join(".digests")).unwrap()).unwrap();
+    for (rel, digest) in &digests {
+        let path = fdir.join(rel);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&digest_of(&bytes), digest, "{rel}: content vs .digests");
+        let (file, blob) = (
+            std::fs::metadata(&path).unwrap(),
+            std::fs::metadata(blob_of(srv, digest)).unwrap(),
+        );
+        assert_eq!(
+            (file.dev(), file.ino()),
+            (blob.dev(), blob.ino()),
+            "{rel} is not its blob"
+        );
+        let r = srv.get(&format!("{PP_FMT}{rel}"));
+        assert_eq!(r.status, 200, "{rel}");
+        assert_eq!(r.header("digest"), Some(digest.as_str()), "{rel}");
+        assert_eq!(&digest_of(&r.body), digest, "{rel}: served bytes");
+    }
+    for entry in walkdir::WalkDir::new(&fdir).min_depth(1) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(&fdir).unwrap().to_str().unwrap();
+        if entry.file_type().is_file() && rel != ".digests" && rel != ".dirty" {
+            assert!(digests.contains_key(rel), "{rel} is not listed");
+        }
+    }
+    let (ok, out) = fsck(srv.root.path(), false);
+    assert!(ok, "{out}");
+    let dirty = fdir.join(".dirty").exists();
+    let content = |rel: &str| std::fs::read(fdir.join(rel)).unwrap();
+    if digests.len() == 3 {
+        for (rel, data) in PP_FILES {
+            assert_eq!(content(rel), data, "{rel} before the command");
+        }
+        assert!(
+            dirty,
+            "the format was finalised without its command's output"
+        );
+        Seen::Before
+    } else {
+        assert_eq!(digests.len(), 4, "{digests:?}");
+        for (rel, data) in PP_FILES {
+            assert_eq!(content(rel), [data, b"processed\n"].concat(), "{rel} after");
+        }
+        assert_eq!(content("NEW.txt"), b"new\n");
+        assert!(!dirty);
+        Seen::After
+    }
+}
+
+/// A server whose post-process command is [`HOOK`], with the format uploaded (dirty).
+fn post_process_server(marks: &Path, pause: Option<&str>) -> TestServer {
+    let hook = marks.parent().unwrap().join("hook.sh");
+    executable(&hook, HOOK);
+    let mut env = vec![
+        ("DLREPO_POST_PROCESS_CMD", hook.to_str().unwrap()),
+        ("MARKS", marks.to_str().unwrap()),
+    ];
+    if let Some(p) = pause {
+        env.push(("ARBOR_TEST_PAUSE", p));
+    }
+    let srv = TestServer::start_with(&env);
+    for (rel, data) in PP_FILES {
+        assert_eq!(srv.put_file(&format!("{PP_FMT}{rel}"), data).status, 201);
+    }
+    srv
+}
+
+/// Sends the `PATCH` that runs the command, without waiting for its answer.
+fn start_patch(srv: &TestServer) -> TcpStream {
+    start_request(srv, "PATCH", PP_FMT, "", 0)
+}
+
+/// The same root served again, without the test's pause.
+fn restart(srv: TestServer, marks: &Path) -> TestServer {
+    let hook = marks.parent().unwrap().join("hook.sh");
+    let env = [
+        ("DLREPO_POST_PROCESS_CMD", hook.to_str().unwrap()),
+        ("MARKS", marks.to_str().unwrap()),
+    ];
+    TestServer::start_in(srv.stop(), &env)
+}
+
+#[test]
+fn a_server_killed_while_its_command_rewrites_files_serves_the_format_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let srv = post_process_server(&marks, None);
+    assert_eq!(check_format(&srv), Seen::Before);
+    std::fs::write(marks.join("hold"), "").unwrap();
+    let patch = start_patch(&srv);
+    wait_for("the command to rewrite a file", || {
+        marks.join("rewrote-a.bin").exists()
+    });
+    let srv = restart(srv, &marks);
+    drop(patch);
+    // The command outlives the server that started it: let it go on and finish, wherever
+    // it writes.
+    std::fs::remove_file(marks.join("hold")).unwrap();
+    wait_for("the orphaned command to finish", || {
+        marks.join("done").exists()
+    });
+    assert_eq!(check_format(&srv), Seen::Before);
+    // The client tries again.
+    std::fs::remove_file(marks.join("done")).unwrap();
+    let r = srv.request("PATCH", PP_FMT, &[], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(check_format(&srv), Seen::After);
+}
+
+#[test]
+fn a_server_killed_after_its_command_ran_serves_the_format_before_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    // Each point holds the server there for long enough to kill it.
+    for (point, want) in [
+        ("post-process-ran", Seen::Before),
+        ("post-process-staged", Seen::Before),
+        ("post-process-swapped", Seen::After),
+    ] {
+        let _ = std::fs::remove_file(marks.join("done"));
+        let pause = format!("{point}:20000");
+        let srv = post_process_server(&marks, Some(&pause));
+        let patch = start_patch(&srv);
+        let fdir = srv.path(PP_FMT.trim_start_matches('/'));
+        let uploads = srv.path(".uploads");
+        wait_for(point, || match point {
+            "post-process-ran" => marks.join("done").exists(),
+            // The new tree is complete, and says where it goes.
+            "post-process-staged" => std::fs::read_dir(&uploads)
+                .unwrap()
+                .flatten()
+                .any(|e| e.path().join(".target").exists()),
+            _ => fdir.join("NEW.txt").exists(),
+        });
+        let srv = restart(srv, &marks);
+        drop(patch);
+        assert_eq!(check_format(&srv), want, "killed at {point}");
+        if want == Seen::Before {
+            let r = srv.request("PATCH", PP_FMT, &[], None);
+            assert_eq!(r.status, 200, "{point}: {}", r.text());
+            assert_eq!(check_format(&srv), Seen::After, "{point}: retried");
+        }
+    }
 }
 
 // ---- lock and upload ------------------------------------------------------------------

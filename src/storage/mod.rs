@@ -148,7 +148,7 @@ impl Repo {
         files::umask();
         // Absolute, so X-Sendfile paths and post-process working dirs do not depend on cwd.
         let root = std::fs::canonicalize(&config.root_dir)?;
-        Ok(Repo {
+        let repo = Repo {
             root,
             chunk_size: config.chunk_size,
             internal_filter: config.internal_format_filter.clone(),
@@ -159,7 +159,10 @@ impl Repo {
             user_quota: config.user_quota,
             orphan_lifetime: config.orphan_blob_lifetime,
             gc: gc::GcQueue::default(),
-        })
+        };
+        // Before anything is served: a crash may have left a swap half done.
+        repo.recover_post_process();
+        Ok(repo)
     }
 
     pub fn chunk_size(&self) -> usize {
