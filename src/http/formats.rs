@@ -440,8 +440,15 @@ async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
         .await?;
         return created();
     }
-    let body = super::body::byte_stream(ctx.take_body());
-    let upload = repo.receive(&digest, body).await?;
+    let mut body = super::body::byte_stream(ctx.take_body());
+    let upload = match repo.receive(&digest, &mut body).await {
+        Ok(upload) => upload,
+        Err(e) => {
+            // Stopped half way (a full disk, say): the client still hears why.
+            super::body::drain(body).await;
+            return Err(e.into());
+        }
+    };
     repo.run(move |r| r.store_and_link(upload, &f, &rel))
         .await?;
     created()

@@ -19,11 +19,24 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
     detail: String,
+    /// An error (a 500: something is broken), or a refusal the operator should see (a
+    /// 507: the disk is full).
+    broken: bool,
 }
 
 impl Failure {
     pub(crate) fn error(detail: String) -> Failure {
-        Failure { detail }
+        Failure {
+            detail,
+            broken: true,
+        }
+    }
+
+    pub(crate) fn refused(detail: String) -> Failure {
+        Failure {
+            detail,
+            broken: false,
+        }
     }
 }
 
@@ -53,7 +66,11 @@ pub async fn observe(req: Request, next: Next) -> Response {
         .observe(elapsed);
     if let Some(f) = res.extensions().get::<Failure>() {
         let url = redacted(&uri);
-        tracing::error!(%method, %url, error = %f.detail, "request failed");
+        if f.broken {
+            tracing::error!(%method, %url, error = %f.detail, "request failed");
+        } else {
+            tracing::warn!(%method, %url, error = %f.detail, "request refused");
+        }
     }
     if let Some((uri, remote)) = log {
         tracing::debug!(%remote, %method, %uri, status = res.status().as_u16(), "request");

@@ -27,6 +27,9 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("{0}")]
     Status(StatusCode, String),
+    /// 507: the disk is full; the detail goes to the log only.
+    #[error("Insufficient Storage: {0}")]
+    NoSpace(String),
     #[error(transparent)]
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -48,6 +51,7 @@ impl From<StoreError> for ApiError {
                 ApiError::BadRequest(super::tree::TOO_LONG.into())
             }
             StoreError::Conflict(why) => ApiError::Status(StatusCode::CONFLICT, why),
+            StoreError::NoSpace(why) => ApiError::NoSpace(why),
             StoreError::ClientTimeout => {
                 ApiError::Status(StatusCode::REQUEST_TIMEOUT, "Request Timeout".into())
             }
@@ -93,6 +97,12 @@ impl IntoResponse for ApiError {
                 let mut res = plain_status(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
                 res.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
+                res
+            }
+            ApiError::NoSpace(why) => {
+                let mut res =
+                    plain_status(StatusCode::INSUFFICIENT_STORAGE, "Insufficient Storage");
+                res.extensions_mut().insert(Failure::refused(why));
                 res
             }
             ApiError::Internal(err) => {

@@ -161,6 +161,15 @@ pub fn oci_error(e: RegError) -> Response {
         RegError::Store(StoreError::Interrupted(why)) => {
             ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST, why)
         }
+        RegError::Store(StoreError::NoSpace(why)) => {
+            let mut res = oci_body(
+                "UNKNOWN",
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient storage: the registry's disk is full".into(),
+            );
+            res.extensions_mut().insert(Failure::refused(why));
+            return res;
+        }
         RegError::Store(other) => {
             let mut res = (
                 StatusCode::INTERNAL_SERVER_ERROR,

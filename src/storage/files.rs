@@ -240,6 +240,89 @@ impl Claim {
     }
 }
 
+/// Several files replaced together, or none of them. Everything that takes space (new
+/// content, links, directory entries) is made first, in a leased scratch directory, along
+/// with a link to each file about to be replaced; then renames put the new files in place,
+/// and if one fails the replaced files are renamed back. So a full disk, or any other
+/// error, leaves every target as it was. (A crash between two of the final renames can
+/// still leave some done: they are microseconds apart, and `arbor fsck` reports it.)
+pub(crate) struct Replace {
+    scratch: TempDir,
+    steps: Vec<Step>,
+}
+
+struct Step {
+    staged: PathBuf,
+    target: PathBuf,
+    /// A link to what `target` was, to put back on failure; `None` when it did not exist.
+    old: Option<PathBuf>,
+}
+
+impl Replace {
+    pub fn new(uploads: &Path) -> Result<Replace, StoreError> {
+        Ok(Replace {
+            scratch: TempDir::create(uploads, "replace")?,
+            steps: Vec::new(),
+        })
+    }
+
+    fn staging_name(&self) -> PathBuf {
+        self.scratch.path.join(self.steps.len().to_string())
+    }
+
+    fn push(&mut self, staged: PathBuf, target: &Path) -> Result<(), StoreError> {
+        let old = staged.with_extension("old");
+        let old = match fs::hard_link(target, &old) {
+            Ok(()) => Some(old),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::at("link", target, e)),
+        };
+        self.steps.push(Step {
+            staged,
+            target: target.to_path_buf(),
+            old,
+        });
+        Ok(())
+    }
+
+    /// `target` is to become a hard link of `src`.
+    pub fn link(&mut self, src: &Path, target: &Path) -> Result<(), StoreError> {
+        let staged = self.staging_name();
+        fs::hard_link(src, &staged).at("link", src)?;
+        self.push(staged, target)
+    }
+
+    /// `target` is to hold `data` (a dot-file: fsynced, umask-derived mode).
+    pub fn write(&mut self, target: &Path, data: &[u8]) -> Result<(), StoreError> {
+        let staged = self.staging_name();
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o666 & !umask())
+            .open(&staged)
+            .at("create", &staged)?;
+        (&file).write_all(data).at("write", target)?;
+        file.sync_data().at("write", target)?;
+        self.push(staged, target)
+    }
+
+    /// Puts every staged file in place, in the order they were staged; all or nothing.
+    pub fn commit(self) -> Result<(), StoreError> {
+        for (done, step) in self.steps.iter().enumerate() {
+            if let Err(e) = fs::rename(&step.staged, &step.target) {
+                for undo in self.steps[..done].iter().rev() {
+                    let _ = match &undo.old {
+                        Some(old) => fs::rename(old, &undo.target),
+                        None => fs::remove_file(&undo.target),
+                    };
+                }
+                return Err(StoreError::at("rename", &step.target, e));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `create_dir_all`, returning the directories it made (outermost first), so that a write
 /// that fails afterwards can take them away again.
 pub(crate) fn make_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {

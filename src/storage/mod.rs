@@ -61,6 +61,10 @@ pub enum StoreError {
     /// being received): 409 with the reason. Nothing was stored.
     #[error("{0}")]
     Conflict(String),
+    /// The filesystem is full (`ENOSPC`) or the service user's disk quota is used up
+    /// (`EDQUOT`): nothing was changed. Holds what was being done, for the log.
+    #[error("no space left on the device: {0}")]
+    NoSpace(String),
     /// A filesystem call failed: what it was doing and on which path, for the log.
     #[error("{op} {}: {source}", path.display())]
     Fs {
@@ -70,9 +74,27 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> StoreError {
+        if is_no_space(&e) {
+            StoreError::NoSpace(e.to_string())
+        } else {
+            StoreError::Io(e)
+        }
+    }
+}
+
+/// Whether an I/O error means the disk (or the service user's quota on it) is full.
+pub(crate) fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
+    )
 }
 
 impl StoreError {
@@ -82,10 +104,14 @@ impl StoreError {
 
     /// `e`, from `op` on `path`: the log of a failed request then says where it failed.
     pub(crate) fn at(op: &'static str, path: &std::path::Path, e: std::io::Error) -> StoreError {
-        StoreError::Fs {
-            op,
-            path: path.to_path_buf(),
-            source: e,
+        if is_no_space(&e) {
+            StoreError::NoSpace(format!("{op} {}: {e}", path.display()))
+        } else {
+            StoreError::Fs {
+                op,
+                path: path.to_path_buf(),
+                source: e,
+            }
         }
     }
 

@@ -999,6 +999,14 @@ impl Repo {
                 return Err(oci(Code::Denied, e.to_string()));
             }
         }
+        // Written before the swap: a full disk refuses the push with the old image intact.
+        let count = match usage.as_ref().map(|u| u.staged(self)).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                cleanup();
+                return Err(e.into());
+            }
+        };
         let trash = uploads.join(format!("{}.deleting", random_hex()));
         let had_old = cdir.is_dir();
         if had_old {
@@ -1009,11 +1017,12 @@ impl Repo {
                 let _ = fs::rename(&trash, &cdir);
             }
             cleanup();
-            return Err(e.into());
+            return Err(StoreError::at("rename", &cdir, e).into());
         }
-        if let Some(u) = usage {
-            u.save(self)?;
+        if let Some(count) = count {
+            count.persist()?;
         }
+        drop(usage);
         if had_old {
             let _ = fs::remove_dir_all(&trash);
         }
