@@ -7,6 +7,30 @@ use futures_util::{Stream, StreamExt};
 use std::error::Error;
 use std::io;
 
+/// How much of a refused request's body is read and dropped, at most.
+pub const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads and drops what is left of a refused request's body before answering. Clients such
+/// as dlrepo-cli send the whole body before reading the answer; closing on them makes them
+/// report a broken pipe instead of the error (aiohttp lingers the same way): a write that a
+/// full disk stopped half way answers its 507 this way too. Bounded in bytes and time so a
+/// refused huge upload is not read to the end.
+pub async fn drain<S, E>(mut stream: S)
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut seen = 0usize;
+    let reading = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), reading).await;
+}
+
 /// The body's bytes; a stall is an `io::ErrorKind::TimedOut` error, anything else `Other`.
 pub fn byte_stream(body: Body) -> impl Stream<Item = io::Result<Bytes>> + Unpin + Send {
     body.into_data_stream().map(|item| item.map_err(classify))

@@ -193,8 +193,12 @@ impl Download<'_> {
             Some(conn) => match file.into_send_job(range) {
                 Ok(job) => Body::from_stream(conn.body(job)),
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot queue a file body");
-                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                    let mut res = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                    res.extensions_mut()
+                        .insert(super::observe::Failure::error(format!(
+                            "cannot queue a file body: {e}"
+                        )));
+                    return res;
                 }
             },
             None => Body::from_stream(file.into_stream(range, self.chunk_size)),

@@ -15,11 +15,38 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+/// Why a request failed on the server's side, for the log: a response carrying this is
+/// logged with its request's method and URL, which the code that failed does not know.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    detail: String,
+    /// An error (a 500: something is broken), or a refusal the operator should see (a
+    /// 507: the disk is full).
+    broken: bool,
+}
+
+impl Failure {
+    pub(crate) fn error(detail: String) -> Failure {
+        Failure {
+            detail,
+            broken: true,
+        }
+    }
+
+    pub(crate) fn refused(detail: String) -> Failure {
+        Failure {
+            detail,
+            broken: false,
+        }
+    }
+}
+
 /// Counts requests, their time to the response head and the body bytes both ways; logs
-/// one line per request at DEBUG, as dlrepo's access log does.
+/// one line per request at DEBUG, as dlrepo's access log does, and every failure.
 pub async fn observe(req: Request, next: Next) -> Response {
     let m = metrics::get();
     let method = req.method().clone();
+    let uri = req.uri().clone();
     let log =
         tracing::enabled!(tracing::Level::DEBUG).then(|| (redacted(req.uri()), remote_of(&req)));
     let req = req.map(|b| counted(b, &m.received_bytes, false));
@@ -38,6 +65,14 @@ pub async fn observe(req: Request, next: Next) -> Response {
     m.duration
         .get_or_create(&MethodLabels { method: label })
         .observe(elapsed);
+    if let Some(f) = res.extensions().get::<Failure>() {
+        let url = redacted(&uri);
+        if f.broken {
+            tracing::error!(%method, %url, error = %f.detail, "request failed");
+        } else {
+            tracing::warn!(%method, %url, error = %f.detail, "request refused");
+        }
+    }
     if let Some((uri, remote)) = log {
         tracing::debug!(%remote, %method, %uri, status = res.status().as_u16(), "request");
     }

@@ -1,6 +1,7 @@
 //! Response shapes of the plain API (spec/API.md §1.3–1.4): PYJSON bodies, the
 //! `"{code}: {reason}"` error bodies with the same reason in the status line, redirects.
 
+use super::observe::Failure;
 use super::security;
 use crate::pyjson;
 use crate::storage::StoreError;
@@ -26,6 +27,9 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("{0}")]
     Status(StatusCode, String),
+    /// 507: the disk is full; the detail goes to the log only.
+    #[error("Insufficient Storage: {0}")]
+    NoSpace(String),
     #[error(transparent)]
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -43,9 +47,11 @@ impl From<StoreError> for ApiError {
                 ApiError::Status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
             // A path under the limit per name but over the platform's whole-path limit.
-            StoreError::Io(e) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => {
+            e if e.os_error() == Some(nix::libc::ENAMETOOLONG) => {
                 ApiError::BadRequest(super::tree::TOO_LONG.into())
             }
+            StoreError::Conflict(why) => ApiError::Status(StatusCode::CONFLICT, why),
+            StoreError::NoSpace(why) => ApiError::NoSpace(why),
             StoreError::ClientTimeout => {
                 ApiError::Status(StatusCode::REQUEST_TIMEOUT, "Request Timeout".into())
             }
@@ -93,8 +99,13 @@ impl IntoResponse for ApiError {
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
                 res
             }
+            ApiError::NoSpace(why) => {
+                let mut res =
+                    plain_status(StatusCode::INSUFFICIENT_STORAGE, "Insufficient Storage");
+                res.extensions_mut().insert(Failure::refused(why));
+                res
+            }
             ApiError::Internal(err) => {
-                tracing::error!(error = %err, "request failed");
                 let mut res = (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     [
@@ -106,6 +117,8 @@ impl IntoResponse for ApiError {
                     .into_response();
                 res.extensions_mut()
                     .insert(ReasonPhrase::from_static(b"Internal Server Error"));
+                // Logged with the request's method and URL on the way out (observe.rs).
+                res.extensions_mut().insert(Failure::error(err.to_string()));
                 res
             }
         }

@@ -19,7 +19,7 @@ pub(crate) const TOO_LONG: &str = "File name too long";
 /// Largest JSON request body accepted (spec/API.md §1.5 asks for at least 1 MiB).
 const JSON_LIMIT: usize = 1 << 20;
 /// How much of an oversized JSON body is read and dropped before giving up on the client.
-const DRAIN_LIMIT: usize = 64 << 20;
+const DRAIN_LIMIT: usize = super::body::DRAIN_LIMIT;
 
 /// Everything a resource function needs from the request.
 pub struct Ctx {
@@ -219,21 +219,8 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
     }
 }
 
-/// Reads and drops what is left of a refused request's body before answering. Clients such
-/// as dlrepo-cli send the whole body before reading the answer; closing on them makes them
-/// report a broken pipe instead of the error (aiohttp lingers the same way). Bounded in
-/// bytes and time so a refused huge upload is not read to the end.
+/// Reads and drops what is left of a refused request's body before answering (see
+/// [`super::body::drain`]).
 async fn drain(body: Body) {
-    use futures_util::StreamExt;
-    let mut stream = body.into_data_stream();
-    let mut seen = 0usize;
-    let reading = async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            seen += chunk.len();
-            if seen > DRAIN_LIMIT {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), reading).await;
+    super::body::drain(body.into_data_stream()).await;
 }

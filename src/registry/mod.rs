@@ -410,6 +410,23 @@ mod uploads {
         Uploader { repo, login }
     }
 
+    /// Appends the request's body to the session; a refused chunk is read to the end (up
+    /// to a bound) so that the client, still sending, gets the answer.
+    async fn append(
+        app: &AppState,
+        who: &Uploader,
+        id: &str,
+        start: Option<u64>,
+        req: Request,
+    ) -> Result<u64, RegError> {
+        let mut body = crate::http::byte_stream(req.into_body());
+        let appended = app.repo.reg_append(who, id, start, &mut body).await;
+        if appended.is_err() {
+            crate::http::drain(body).await;
+        }
+        appended
+    }
+
     pub async fn finish(
         app: &AppState,
         req: Request,
@@ -419,8 +436,7 @@ mod uploads {
     ) -> Result<Reply, RegError> {
         let name = who.repo.name();
         let start = range_start(req.headers())?;
-        let body = crate::http::byte_stream(req.into_body());
-        app.repo.reg_append(who, &id, start, body).await?;
+        append(app, who, &id, start, req).await?;
         let (dd, who) = (d.clone(), who.clone());
         app.repo
             .run(move |s| Ok(s.reg_finish_upload(&who, &id, &dd)))
@@ -457,8 +473,7 @@ mod uploads {
             }
             Method::PATCH => {
                 let start = range_start(req.headers())?;
-                let body = crate::http::byte_stream(req.into_body());
-                let size = app.repo.reg_append(&who, &id, start, body).await?;
+                let size = append(app, &who, &id, start, req).await?;
                 Ok(accepted(&name, &id, size))
             }
             Method::PUT => {

@@ -3,6 +3,7 @@
 //! range, X-Sendfile, `sendfile(2)` through the connection).
 
 use crate::http::download::Download;
+use crate::http::observe::Failure;
 use crate::state::AppState;
 use crate::storage::registry::{Code, RegError};
 use crate::storage::{BlobReader, StoreError};
@@ -157,26 +158,46 @@ pub fn oci_error(e: RegError) -> Response {
         RegError::Store(StoreError::Denied) => {
             ("DENIED", StatusCode::FORBIDDEN, "access denied".into())
         }
-        RegError::Store(StoreError::Io(e)) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => {
-            (
-                "NAME_INVALID",
-                StatusCode::BAD_REQUEST,
-                "name too long".into(),
-            )
-        }
+        RegError::Store(e) if e.os_error() == Some(nix::libc::ENAMETOOLONG) => (
+            "NAME_INVALID",
+            StatusCode::BAD_REQUEST,
+            "name too long".into(),
+        ),
         RegError::Store(StoreError::Interrupted(why)) => {
             ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST, why)
         }
+        RegError::Store(StoreError::NoSpace(why)) => {
+            let mut res = oci_body(
+                "UNKNOWN",
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient storage: the registry's disk is full".into(),
+            );
+            res.extensions_mut().insert(Failure::refused(why));
+            return res;
+        }
         RegError::Store(other) => {
-            tracing::error!(error = %other, "registry request failed");
-            return (
+            let mut res = (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
                 "500: Internal Server Error",
             )
                 .into_response();
+            // Logged with the request's method and URL on the way out.
+            res.extensions_mut()
+                .insert(Failure::error(format!("registry: {other}")));
+            return res;
         }
     };
+    let mut res = oci_body(code, status, message);
+    if let Some(allow) = allow {
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    res
+}
+
+/// `status` with the OCI error envelope (spec/CONTAINER.md §2).
+fn oci_body(code: &str, status: StatusCode, message: String) -> Response {
     let body = json!({"errors": [{"code": code, "message": message}]});
     let mut res = (
         status,
@@ -188,10 +209,6 @@ pub fn oci_error(e: RegError) -> Response {
         API_VERSION.clone(),
         HeaderValue::from_static("registry/2.0"),
     );
-    if let Some(allow) = allow {
-        res.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allow));
-    }
     res
 }
 

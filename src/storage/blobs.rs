@@ -3,7 +3,7 @@
 //! (spec/API.md §5.1, spec/LAYOUT.md §3.1 and §7). Also opens files for download.
 
 use super::commit::{LinkRequest, new_entry_len};
-use super::files::{self, TempFile, exists};
+use super::files::{self, At, TempFile, exists};
 use super::quota::file_len;
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
@@ -15,6 +15,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
+
+/// The refusal of a write into a locked job (spec/API.md §5.1).
+const LOCKED: &str = "Cannot upload files in locked jobs";
 
 /// A body fully received into `.uploads/` whose content matched the announced digest.
 pub struct Upload {
@@ -104,8 +107,8 @@ impl Repo {
             return Err(StoreError::DigestMismatch(digest.to_string()));
         }
         let tmp = TempFile::create(&self.uploads_dir())?;
-        (&tmp.file).write_all(data)?;
-        tmp.file.sync_all()?;
+        (&tmp.file).write_all(data).at("write", &tmp.path)?;
+        tmp.file.sync_all().at("write", &tmp.path)?;
         Ok(Upload {
             digest: digest.clone(),
             tmp,
@@ -114,34 +117,39 @@ impl Repo {
 
     /// Makes the file at `path`, whose content hashes to `digest`, a hard link of its blob:
     /// the file becomes the blob when there is none yet, else the blob replaces it
-    /// (atomically, through `.uploads/`). For files that appear outside uploads: what a
-    /// post-process command leaves (spec/API.md §7) and what `fsck --repair` re-links. Holds
-    /// the blob lock, so the collector cannot take the blob between the check and the link.
-    pub(crate) fn link_to_blob(&self, path: &Path, digest: &Digest) -> Result<(), StoreError> {
+    /// (atomically, through a link made in `scratch`, a leased directory on the same
+    /// filesystem). For files that appear outside uploads: what a post-process command
+    /// leaves (spec/API.md §7) and what `fsck --repair` re-links. Holds the blob lock, so
+    /// the collector cannot take the blob between the check and the link.
+    pub(crate) fn link_to_blob(
+        &self,
+        path: &Path,
+        digest: &Digest,
+        scratch: &Path,
+    ) -> Result<(), StoreError> {
         let _guard = self.blob_guard()?;
         let blob = self.blob_path(digest);
         if !exists(&blob) {
             if let Some(dir) = blob.parent() {
-                fs::create_dir_all(dir)?;
+                fs::create_dir_all(dir).at("create", dir)?;
             }
             match fs::hard_link(path, &blob) {
                 Ok(()) => {
                     // spec/LAYOUT.md §8: blobs are 0644, whatever mode the file had.
-                    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644))?;
+                    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644))
+                        .at("chmod", &blob)?;
                     return Ok(());
                 }
                 // Another writer stored the same content meanwhile: link onto theirs.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(StoreError::at("link", path, e)),
             }
         }
-        let uploads = self.uploads_dir();
-        fs::create_dir_all(&uploads)?;
-        let staging = uploads.join(format!("{}.link", files::random_hex()));
-        fs::hard_link(&blob, &staging)?;
+        let staging = scratch.join(format!(".{}.link", files::random_hex()));
+        fs::hard_link(&blob, &staging).at("link", &blob)?;
         if let Err(e) = fs::rename(&staging, path) {
             let _ = fs::remove_file(&staging);
-            return Err(e.into());
+            return Err(StoreError::at("rename", path, e));
         }
         Ok(())
     }
@@ -170,14 +178,17 @@ impl Repo {
         let blob = self.blob_path(&up.digest);
         up.tmp
             .file
-            .set_permissions(fs::Permissions::from_mode(0o644))?;
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .at("chmod", &up.tmp.path)?;
         if let Some(dir) = blob.parent() {
-            fs::create_dir_all(dir)?;
+            fs::create_dir_all(dir).at("create", dir)?;
         }
         match fs::hard_link(&up.tmp.path, &blob) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::touch(&blob)?,
-            Err(e) => return Err(e.into()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                files::touch(&blob).at("touch", &blob)?;
+            }
+            Err(e) => return Err(StoreError::at("link", &up.tmp.path, e)),
         }
         Ok(up.digest)
     }
@@ -235,13 +246,30 @@ impl Repo {
 
     /// Whether files may be added to the format now (a job lock refuses them).
     pub(crate) fn check_writable(&self, f: &FormatRef) -> Result<(), StoreError> {
+        if self.frozen(f)? {
+            return Err(StoreError::bad(LOCKED));
+        }
+        Ok(())
+    }
+
+    /// The same check when the files are about to be linked, under the job's lock. A
+    /// request that passed [`Repo::check_writable`] and meets a lock here lost a race with
+    /// it: 409, so that a client can tell it from uploading into a job locked long ago.
+    pub(crate) fn check_committable(&self, f: &FormatRef) -> Result<(), StoreError> {
+        if self.frozen(f)? {
+            return Err(StoreError::Conflict(format!(
+                "{LOCKED}: the job was locked while this upload was in progress"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether a job lock covers the format (internal formats stay writable).
+    pub(crate) fn frozen(&self, f: &FormatRef) -> Result<bool, StoreError> {
         let FormatRef::Job { job, format } = f else {
             return Err(StoreError::bad("Uploading products is not supported"));
         };
-        if exists(&self.job_dir(job).join(".locked")) && !self.is_internal_format(format.as_str()) {
-            return Err(StoreError::bad("Cannot upload files in locked jobs"));
-        }
-        Ok(())
+        Ok(exists(&self.job_dir(job).join(".locked")) && !self.is_internal_format(format.as_str()))
     }
 
     /// Hard-links an existing blob to `{format}/{rel}` and records it in `.digests`, creating
@@ -275,7 +303,6 @@ impl Repo {
         self.check_room(f, rel, d, fs::metadata(&blob)?.len())?;
         self.ensure_job(job)?;
         let fdir = self.format_dir(f);
-        fs::create_dir_all(&fdir)?;
         let req = LinkRequest {
             rel: rel.clone(),
             blob,

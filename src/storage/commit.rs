@@ -5,7 +5,9 @@
 //! others wait for their own result. Ordering is kept: links are applied in arrival order, so
 //! the file on disk and its `.digests` entry always agree.
 
-use super::files::{self, DirLock, create_flag, exists, read_json_map, remove_flag};
+use super::files::{
+    self, At, DirLock, Replace, create_flag, exists, read_json_map, remove_dirs, remove_flag,
+};
 use super::quota::file_len;
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
@@ -170,22 +172,52 @@ impl Repo {
 
     fn apply_batch(&self, f: &FormatRef, fdir: &Path, batch: Vec<(LinkRequest, Arc<Slot>)>) {
         let outcome = (|| -> Result<Vec<Result<(), StoreError>>, StoreError> {
+            let FormatRef::Job { job, .. } = f else {
+                return Err(StoreError::bad("Uploading products is not supported"));
+            };
+            // Shared with other commits and post-processing, exclusive with locking the job:
+            // a job is never locked while one of its formats takes files (see `lock_job`).
+            let _job = DirLock::shared(&self.job_dir(job))?;
+            // A lock that landed while the bodies streamed refuses them now.
+            self.check_committable(f)?;
+            // Made under the job's lock, so locking never meets a format without `.digests`;
+            // and taken away again if nothing lands in it, for the same reason.
+            let new_format = files::make_dirs(fdir).at("create", fdir)?;
             let _lock = DirLock::acquire(fdir)?;
-            // Checked under the lock: a job lock may have landed while the bodies streamed.
-            self.check_writable(f)?;
             let dirty = fdir.join(".dirty");
             let was_dirty = exists(&dirty);
-            create_flag(&dirty)?;
+            // spec/API.md §5.1 step 7: a write that changed nothing puts the flag back.
+            let unflag = || {
+                if !was_dirty {
+                    let _ = remove_flag(&dirty);
+                }
+                remove_dirs(&new_format);
+            };
+            if let Err(e) = create_flag(&dirty) {
+                unflag();
+                return Err(StoreError::at("create", &dirty, e));
+            }
+            let mut tx = match Replace::new(&self.uploads_dir()) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    unflag();
+                    return Err(e);
+                }
+            };
             let digests_path = fdir.join(".digests");
             let mut digests = self.links.load(fdir, &digests_path);
-            let mut usage = match f {
-                FormatRef::Job { job, .. } => self.usage(&job.tag.branch.scope)?,
-                FormatRef::Version { .. } => None,
+            let mut usage = match self.usage(&job.tag.branch.scope) {
+                Ok(u) => u,
+                Err(e) => {
+                    unflag();
+                    return Err(e);
+                }
             };
             // Each link is charged for its file and for the entry it adds to `.digests`
             // (spec/API.md Q40), from the file's length now as this server writes it.
             let on_disk = file_len(&digests_path);
             let mut listed = on_disk;
+            let mut made = Vec::new();
             let mut results = Vec::with_capacity(batch.len());
             for (req, _) in &batch {
                 let rel = req.rel.as_str();
@@ -198,7 +230,7 @@ impl Repo {
                     let new = match fs::metadata(&req.blob) {
                         Ok(m) => m.len() + grown,
                         Err(e) => {
-                            results.push(Err(e.into()));
+                            results.push(Err(StoreError::at("stat", &req.blob, e)));
                             continue;
                         }
                     };
@@ -208,39 +240,45 @@ impl Repo {
                     }
                     charged = Some((old, new, grown));
                 }
-                let linked = self.link_file(fdir, &req.rel, &req.blob);
-                match (&linked, charged, usage.as_mut()) {
+                let staged = self.stage_link(&mut tx, &mut made, fdir, &req.rel, &req.blob);
+                match (&staged, charged, usage.as_mut()) {
                     (Ok(()), Some((_, _, grown)), _) => listed = grown,
-                    // Nothing changed on disk: nothing to count.
+                    // Nothing will change on disk: nothing to count.
                     (Err(_), Some((old, new, _)), Some(u)) => u.adjust(new, old),
                     _ => {}
                 }
-                if linked.is_ok() {
+                if staged.is_ok() {
                     digests.insert(rel.to_owned(), digest.into());
                 }
-                results.push(linked);
+                results.push(staged);
             }
-            if results.iter().any(Result::is_ok) {
-                let text = pyjson::object_to_string_sorted(&digests);
-                let written =
-                    files::write_atomic(&self.uploads_dir(), &digests_path, text.as_bytes());
+            if !results.iter().any(Result::is_ok) {
+                remove_dirs(&made);
+                unflag();
+                return Ok(results);
+            }
+            // The links, the new `.digests` and the user's new count go in together or not
+            // at all: an overwrite on a full disk keeps the old file AND its old digest.
+            let text = pyjson::object_to_string_sorted(&digests);
+            let committed = (|| {
+                tx.write(&digests_path, text.as_bytes())?;
                 if let Some(u) = usage.as_mut() {
                     // The real length settles any difference from the projection (a file
                     // written in another style than ours, say).
-                    let now = if written.is_ok() {
-                        text.len() as u64
-                    } else {
-                        on_disk
-                    };
-                    u.adjust(listed, now);
-                    u.save(self)?;
+                    u.adjust(listed, text.len() as u64);
+                    u.stage(&mut tx)?;
                 }
-                written?;
-                self.links.keep(fdir, &digests_path, digests);
-            } else if !was_dirty {
-                // Nothing changed: put the flag back as it was (spec/API.md §5.1 step 7).
-                remove_flag(&dirty)?;
+                tx.commit()
+            })();
+            if let Err(e) = committed {
+                remove_dirs(&made);
+                unflag();
+                for r in results.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(replicate(&e));
+                }
+                return Ok(results);
             }
+            self.links.keep(fdir, &digests_path, digests);
             Ok(results)
         })();
         match outcome {
@@ -257,30 +295,36 @@ impl Repo {
         }
     }
 
-    /// Hard-links the blob to `{fdir}/{rel}`, replacing what is there atomically: the link is
-    /// made under `.uploads/` and renamed into place, so a crash never leaves a partial file.
-    fn link_file(&self, fdir: &Path, rel: &RelPath, blob: &Path) -> Result<(), StoreError> {
+    /// Stages `{fdir}/{rel}` becoming a hard link of the blob, making its parent
+    /// directories (listed in `made`, for undoing).
+    fn stage_link(
+        &self,
+        tx: &mut Replace,
+        made: &mut Vec<PathBuf>,
+        fdir: &Path,
+        rel: &RelPath,
+        blob: &Path,
+    ) -> Result<(), StoreError> {
         let target = fdir.join(rel.as_str());
         let conflict = || StoreError::bad(format!("{rel}: a directory is in the way"));
+        let mut dirs = Vec::new();
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|e| match e.raw_os_error() {
+            dirs = files::make_dirs(parent).map_err(|e| match e.raw_os_error() {
                 // A file where a directory of the path should be.
                 Some(nix::libc::EEXIST | nix::libc::ENOTDIR) => conflict(),
-                _ => e.into(),
+                _ => StoreError::at("create", parent, e),
             })?;
         }
-        if target.is_dir() {
-            return Err(conflict());
+        let staged = if target.is_dir() {
+            Err(conflict())
+        } else {
+            tx.link(blob, &target)
+        };
+        match staged {
+            Ok(()) => made.extend(dirs),
+            Err(_) => remove_dirs(&dirs),
         }
-        let staging = self
-            .uploads_dir()
-            .join(format!("{}.link", files::random_hex()));
-        fs::hard_link(blob, &staging)?;
-        if let Err(e) = fs::rename(&staging, &target) {
-            let _ = fs::remove_file(&staging);
-            return Err(e.into());
-        }
-        Ok(())
+        staged
     }
 }
 
@@ -313,12 +357,23 @@ fn replicate(e: &StoreError) -> StoreError {
     match e {
         StoreError::NotFound => StoreError::NotFound,
         StoreError::BadRequest(why) => StoreError::BadRequest(why.clone()),
+        StoreError::Conflict(why) => StoreError::Conflict(why.clone()),
+        StoreError::NoSpace(why) => StoreError::NoSpace(why.clone()),
         // The errno decides the answer (ENAMETOOLONG is a 400, say): keep it.
-        StoreError::Io(io) => StoreError::Io(match io.raw_os_error() {
-            Some(code) => std::io::Error::from_raw_os_error(code),
-            None => std::io::Error::new(io.kind(), io.to_string()),
-        }),
+        StoreError::Io(io) => StoreError::Io(same_io(io)),
+        StoreError::Fs { op, path, source } => StoreError::Fs {
+            op,
+            path: path.clone(),
+            source: same_io(source),
+        },
         other => StoreError::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+fn same_io(io: &std::io::Error) -> std::io::Error {
+    match io.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(io.kind(), io.to_string()),
     }
 }
 

@@ -1,14 +1,30 @@
 //! Small file primitives shared by the storage modules: flags, stamps, atomic writes,
 //! JSON dot-files and advisory locks that also hold between processes sharing one root.
+//!
+//! Everything a request keeps in `.uploads/` while it works (temp files, scratch
+//! directories) is *leased*: its creator holds a `flock` on it until it is done, and the
+//! orphan collector removes only entries whose lease it can take (see [`Claim`]). So no
+//! lifetime setting, however short, lets the collector take a file from under a request.
 
 use super::StoreError;
 use crate::pyjson;
 use serde_json::{Map, Value};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+/// Adds what was being done, and where, to an I/O error (see [`StoreError::at`]).
+pub(crate) trait At<T> {
+    fn at(self, op: &'static str, path: &Path) -> Result<T, StoreError>;
+}
+
+impl<T> At<T> for io::Result<T> {
+    fn at(self, op: &'static str, path: &Path) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::at(op, path, e))
+    }
+}
 
 pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 16];
@@ -84,11 +100,7 @@ pub(crate) fn read_json_map(path: &Path) -> Map<String, Value> {
 /// or the new file, and a stray temp file is left where the orphan GC collects it.
 pub(crate) fn write_atomic(uploads: &Path, path: &Path, data: &[u8]) -> Result<(), StoreError> {
     let tmp = TempFile::create(uploads)?;
-    // Temp files are private (0600); the dot-file gets the usual umask-derived mode.
-    tmp.file
-        .set_permissions(fs::Permissions::from_mode(0o666 & !umask()))?;
-    (&tmp.file).write_all(data)?;
-    tmp.file.sync_data()?;
+    tmp.fill(data).at("write", path)?;
     tmp.persist(path)
 }
 
@@ -110,7 +122,8 @@ pub(crate) struct TempFile {
 }
 
 impl TempFile {
-    pub fn create(uploads: &Path) -> io::Result<TempFile> {
+    /// A new, leased temp file (see the module doc).
+    pub fn create(uploads: &Path) -> Result<TempFile, StoreError> {
         loop {
             let path = uploads.join(random_hex());
             let opened = OpenOptions::new()
@@ -121,24 +134,226 @@ impl TempFile {
                 .open(&path);
             match opened {
                 Ok(file) => {
-                    return Ok(TempFile {
+                    let tmp = TempFile {
                         path,
                         file,
                         keep: false,
-                    });
+                    };
+                    if lease(&tmp.file).at("lock", &tmp.path)? {
+                        return Ok(tmp);
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(uploads)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(uploads).at("create", uploads)?;
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(StoreError::at("create", &path, e)),
             }
         }
     }
 
+    /// Writes `data` as the whole content of a dot-file to be, and fsyncs it. Temp files
+    /// are private (0600); the dot-file gets the usual umask-derived mode.
+    pub fn fill(&self, data: &[u8]) -> io::Result<()> {
+        self.file
+            .set_permissions(fs::Permissions::from_mode(0o666 & !umask()))?;
+        (&self.file).write_all(data)?;
+        self.file.sync_data()
+    }
+
     /// Renames the file to `dest`, replacing what is there.
     pub fn persist(mut self, dest: &Path) -> Result<(), StoreError> {
-        fs::rename(&self.path, dest)?;
+        fs::rename(&self.path, dest).at("rename", dest)?;
         self.keep = true;
         Ok(())
+    }
+}
+
+/// Locks a new entry of `.uploads/` for its creator. `false` when the collector removed
+/// it between its creation and the lock (it holds the lease while it removes): the
+/// creator then makes another one.
+fn lease(file: &File) -> io::Result<bool> {
+    file.lock()?;
+    Ok(file.metadata()?.nlink() > 0)
+}
+
+/// A private directory under `.uploads/`, named `{32 hex}.{kind}`, leased like a
+/// [`TempFile`] and removed with everything in it when dropped. Multi-step work (staged
+/// links, a format being post-processed, a tree being deleted) happens in one.
+pub(crate) struct TempDir {
+    pub path: PathBuf,
+    _lease: File,
+}
+
+impl TempDir {
+    pub fn create(uploads: &Path, kind: &str) -> Result<TempDir, StoreError> {
+        loop {
+            let path = uploads.join(format!("{}.{kind}", random_hex()));
+            match fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(uploads).at("create", uploads)?;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(StoreError::at("create", &path, e)),
+            }
+            let dir = match File::open(&path) {
+                Ok(dir) => dir,
+                // Already collected: see `lease`.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::at("open", &path, e)),
+            };
+            if lease(&dir).at("lock", &path)? {
+                return Ok(TempDir { path, _lease: dir });
+            }
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The lease of an entry of `.uploads/`, taken by the collector (or fsck) to remove it:
+/// no request is using the entry while this is held.
+pub(crate) struct Claim(#[allow(dead_code)] Option<File>);
+
+impl Claim {
+    /// `None` while a request holds the entry. An entry that cannot be opened (a symlink,
+    /// or gone already) has no lease to take and is claimed as is.
+    pub fn take(path: &Path) -> Option<Claim> {
+        let opened = OpenOptions::new()
+            .read(true)
+            // Never follow a link out of `.uploads/`, nor wait on a FIFO.
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(path);
+        let Ok(file) = opened else {
+            return Some(Claim(None));
+        };
+        match file.try_lock() {
+            Ok(()) => Some(Claim(Some(file))),
+            Err(_) => None,
+        }
+    }
+}
+
+/// Several files replaced together, or none of them. Everything that takes space (new
+/// content, links, directory entries) is made first, in a leased scratch directory, along
+/// with a link to each file about to be replaced; then renames put the new files in place,
+/// and if one fails the replaced files are renamed back. So a full disk, or any other
+/// error, leaves every target as it was. (A crash between two of the final renames can
+/// still leave some done: they are microseconds apart, and `arbor fsck` reports it.)
+pub(crate) struct Replace {
+    scratch: TempDir,
+    steps: Vec<Step>,
+}
+
+struct Step {
+    staged: PathBuf,
+    target: PathBuf,
+    /// A link to what `target` was, to put back on failure; `None` when it did not exist.
+    old: Option<PathBuf>,
+}
+
+impl Replace {
+    pub fn new(uploads: &Path) -> Result<Replace, StoreError> {
+        Ok(Replace {
+            scratch: TempDir::create(uploads, "replace")?,
+            steps: Vec::new(),
+        })
+    }
+
+    fn staging_name(&self) -> PathBuf {
+        self.scratch.path.join(self.steps.len().to_string())
+    }
+
+    fn push(&mut self, staged: PathBuf, target: &Path) -> Result<(), StoreError> {
+        let old = staged.with_extension("old");
+        let old = match fs::hard_link(target, &old) {
+            Ok(()) => Some(old),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::at("link", target, e)),
+        };
+        self.steps.push(Step {
+            staged,
+            target: target.to_path_buf(),
+            old,
+        });
+        Ok(())
+    }
+
+    /// `target` is to become a hard link of `src`.
+    pub fn link(&mut self, src: &Path, target: &Path) -> Result<(), StoreError> {
+        let staged = self.staging_name();
+        fs::hard_link(src, &staged).at("link", src)?;
+        self.push(staged, target)
+    }
+
+    /// `target` is to hold `data` (a dot-file: fsynced, umask-derived mode).
+    pub fn write(&mut self, target: &Path, data: &[u8]) -> Result<(), StoreError> {
+        let staged = self.staging_name();
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o666 & !umask())
+            .open(&staged)
+            .at("create", &staged)?;
+        (&file).write_all(data).at("write", target)?;
+        file.sync_data().at("write", target)?;
+        self.push(staged, target)
+    }
+
+    /// Puts every staged file in place, in the order they were staged; all or nothing.
+    pub fn commit(self) -> Result<(), StoreError> {
+        for (done, step) in self.steps.iter().enumerate() {
+            if let Err(e) = fs::rename(&step.staged, &step.target) {
+                for undo in self.steps[..done].iter().rev() {
+                    let _ = match &undo.old {
+                        Some(old) => fs::rename(old, &undo.target),
+                        None => fs::remove_file(&undo.target),
+                    };
+                }
+                return Err(StoreError::at("rename", &step.target, e));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `create_dir_all`, returning the directories it made (outermost first), so that a write
+/// that fails afterwards can take them away again.
+pub(crate) fn make_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.is_dir() {
+        missing.push(at.to_path_buf());
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    let mut made = Vec::new();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(&d) {
+            Ok(()) => made.push(d),
+            // Another writer made it meanwhile: theirs to keep.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => {
+                remove_dirs(&made);
+                return Err(e);
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Removes directories [`make_dirs`] made, innermost first, as long as they are empty.
+pub(crate) fn remove_dirs(made: &[PathBuf]) {
+    for d in made.iter().rev() {
+        let _ = fs::remove_dir(d);
     }
 }
 
@@ -175,9 +390,17 @@ impl DirLock {
     }
 
     fn take(dir: &Path, how: nix::fcntl::FlockArg) -> Result<DirLock, StoreError> {
-        let f = File::open(dir)?;
-        let lock = nix::fcntl::Flock::lock(f, how).map_err(|(_, e)| StoreError::Io(e.into()))?;
-        Ok(DirLock(lock))
+        loop {
+            let f = File::open(dir).map_err(super::not_found_if_missing)?;
+            let lock = nix::fcntl::Flock::lock(f, how)
+                .map_err(|(_, e)| StoreError::at("lock", dir, e.into()))?;
+            // While this waited, the directory may have been swapped for its post-processed
+            // self, or moved away to be deleted: lock what the path names now, or nothing.
+            let now = fs::metadata(dir).map_err(super::not_found_if_missing)?;
+            if same_inode(&now, &lock.metadata().at("stat", dir)?) {
+                return Ok(DirLock(lock));
+            }
+        }
     }
 }
 
@@ -242,4 +465,23 @@ pub(crate) fn tree_bytes(dir: &Path) -> u64 {
 pub(crate) fn same_inode(a: &fs::Metadata, b: &fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
     (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+/// `ARBOR_TEST_PAUSE=name:ms` holds the thread for `ms` when it passes the point `name`,
+/// so that a test can kill the server exactly there. Unset in normal operation.
+pub(crate) fn test_pause(name: &str) {
+    static PAUSE: OnceLock<Option<(String, std::time::Duration)>> = OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        let v = std::env::var("ARBOR_TEST_PAUSE").ok()?;
+        let (at, ms) = v.split_once(':')?;
+        Some((
+            at.to_owned(),
+            std::time::Duration::from_millis(ms.parse().ok()?),
+        ))
+    });
+    if let Some((at, how_long)) = pause
+        && at == name
+    {
+        std::thread::sleep(*how_long);
+    }
 }

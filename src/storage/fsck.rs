@@ -204,7 +204,7 @@ impl Repo {
                 continue;
             }
             if repair {
-                self.link_to_blob(&path, &digest)?;
+                self.relink(&path, &digest)?;
             }
             report.note(&path, "not a hard link of its blob", repair);
         }
@@ -258,12 +258,18 @@ impl Repo {
                 continue;
             }
             let digest = Digest::sha256_of_hex(hash_file(Algo::Sha256, entry.path())?);
-            self.link_to_blob(entry.path(), &digest)?;
+            self.relink(entry.path(), &digest)?;
             digests.insert(rel.to_owned(), digest.to_string().into());
             changed = true;
             report.note(entry.path(), "not listed in .digests: added", true);
         }
         Ok(changed)
+    }
+
+    /// Repairs a file into a link of its blob (rare: a scratch directory each time).
+    fn relink(&self, path: &Path, digest: &Digest) -> Result<(), StoreError> {
+        let scratch = files::TempDir::create(&self.uploads_dir(), "fsck")?;
+        self.link_to_blob(path, digest, &scratch.path)
     }
 
     /// Product links must resolve to format directories.
@@ -292,21 +298,19 @@ impl Repo {
         Ok(())
     }
 
-    /// Anything in `.uploads/` older than the orphan lifetime is left over from a crash.
+    /// Anything in `.uploads/` the collector would remove (old, and used by no request) is
+    /// left over from a crash or an abandoned upload.
     fn check_uploads(&self, repair: bool, report: &mut FsckReport) -> Result<(), StoreError> {
-        let lifetime = std::time::Duration::from_secs(self.orphan_lifetime);
-        let stale = |m: &fs::Metadata| {
-            m.modified()
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|a| a >= lifetime)
-        };
+        let stale = self.uploads_old(std::time::SystemTime::now());
         let uploads = self.uploads_dir();
         for entry in fs::read_dir(&uploads).into_iter().flatten().flatten() {
             let Ok(m) = entry.metadata() else { continue };
             if !stale(&m) || super::gc::kept_by_session(&uploads, &entry.file_name(), &stale) {
                 continue;
             }
+            let Some(_claim) = files::Claim::take(&entry.path()) else {
+                continue;
+            };
             if repair {
                 if m.is_dir() {
                     fs::remove_dir_all(entry.path())?;

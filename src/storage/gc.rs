@@ -6,8 +6,13 @@
 //! creates it) and links it while holding a shared `flock` on `.blobs/`, and the collector
 //! re-checks and unlinks each candidate under the exclusive lock. A blob is only removed when
 //! it has no other link and has not been touched for `DLREPO_ORPHAN_BLOB_LIFETIME`.
+//!
+//! In `.uploads/`, whatever a request is working on is leased (see `files.rs`), and the
+//! collector removes only what it can claim; entries are also kept for at least
+//! [`UPLOADS_MIN_AGE`], for the requests to come of a registry push. Neither depends on the
+//! lifetime setting: a lifetime of 0 is safe.
 
-use super::files::{self, DirLock, exists, sort_time, stamp_time};
+use super::files::{self, Claim, DirLock, exists, sort_time, stamp_time};
 use super::layout::Scan;
 use super::{Repo, StoreError};
 use crate::model::{BranchRef, Digest, Scope, TagRef};
@@ -17,6 +22,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
+
+/// How long an entry of `.uploads/` is kept after its last change at least, whatever
+/// `DLREPO_ORPHAN_BLOB_LIFETIME` says. Leases cover what a request is using; this covers
+/// what a client will use in its next requests: a registry upload session between two
+/// chunks, a layer waiting for its manifest. (dlrepo's default lifetime.)
+pub(crate) const UPLOADS_MIN_AGE: Duration = Duration::from_secs(600);
 
 /// What a run should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -106,6 +117,17 @@ impl Repo {
             "cleanup done"
         );
         Ok(report)
+    }
+
+    /// Whether an entry of `.uploads/` is old enough to be a leftover, as of `now`.
+    pub(crate) fn uploads_old(&self, now: SystemTime) -> impl Fn(&fs::Metadata) -> bool {
+        let lifetime = Duration::from_secs(self.orphan_lifetime).max(UPLOADS_MIN_AGE);
+        move |m: &fs::Metadata| {
+            m.modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= lifetime)
+        }
     }
 
     /// The shared side of the blob lock, held by uploads from touching a blob to linking it.
@@ -250,15 +272,20 @@ impl Repo {
                 }
             }
         }
-        // Stale temp files, staged links and trees left by a crash. Active uploads keep
-        // writing, so their mtime stays fresh.
+        // Temp files, scratch directories and trees left by a crash or an interrupted
+        // request, and registry sessions and pending layers nobody came back for.
         let uploads = self.uploads_dir();
+        let old = self.uploads_old(now);
         for entry in fs::read_dir(&uploads).into_iter().flatten().flatten() {
             let Ok(m) = entry.metadata() else { continue };
             if !old(&m) || kept_by_session(&uploads, &entry.file_name(), &old) {
                 continue;
             }
             let path = entry.path();
+            // In use by a request, however old: not a leftover. Held while it goes.
+            let Some(_claim) = Claim::take(&path) else {
+                continue;
+            };
             if !dry_run {
                 let removed = if m.is_dir() {
                     fs::remove_dir_all(&path)
@@ -323,15 +350,17 @@ impl Repo {
 
 /// Whether an old entry of `.uploads/` is the sidecar of a session still in use: the owner
 /// file is written once, when the session starts, but a chunked upload may go on far longer
-/// than the lifetime while its session file stays fresh. It goes with its session.
+/// than the lifetime while its session file stays fresh (or is being written right now,
+/// which leases it). It goes with its session.
 pub(crate) fn kept_by_session(
     uploads: &Path,
     name: &std::ffi::OsStr,
     old: &dyn Fn(&fs::Metadata) -> bool,
 ) -> bool {
-    super::registry::sidecar_session(name)
-        .and_then(|id| fs::metadata(uploads.join(id)).ok())
-        .is_some_and(|m| !old(&m))
+    let Some(session) = super::registry::sidecar_session(name).map(|id| uploads.join(id)) else {
+        return false;
+    };
+    fs::metadata(&session).is_ok_and(|m| !old(&m) || Claim::take(&session).is_none())
 }
 
 /// `ARBOR_TEST_GC_PAUSE_MS` widens the window between the collector's last check and its

@@ -57,15 +57,70 @@ pub enum StoreError {
     /// The client's body ended early or broke: nothing was stored.
     #[error("upload interrupted: {0}")]
     Interrupted(String),
+    /// The write lost a race it cannot win any more (a job locked while its upload was
+    /// being received): 409 with the reason. Nothing was stored.
+    #[error("{0}")]
+    Conflict(String),
+    /// The filesystem is full (`ENOSPC`) or the service user's disk quota is used up
+    /// (`EDQUOT`): nothing was changed. Holds what was being done, for the log.
+    #[error("no space left on the device: {0}")]
+    NoSpace(String),
+    /// A filesystem call failed: what it was doing and on which path, for the log.
+    #[error("{op} {}: {source}", path.display())]
+    Fs {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> StoreError {
+        if is_no_space(&e) {
+            StoreError::NoSpace(e.to_string())
+        } else {
+            StoreError::Io(e)
+        }
+    }
+}
+
+/// Whether an I/O error means the disk (or the service user's quota on it) is full.
+pub(crate) fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
+    )
 }
 
 impl StoreError {
     pub(crate) fn bad(why: impl Into<String>) -> StoreError {
         StoreError::BadRequest(why.into())
+    }
+
+    /// `e`, from `op` on `path`: the log of a failed request then says where it failed.
+    pub(crate) fn at(op: &'static str, path: &std::path::Path, e: std::io::Error) -> StoreError {
+        if is_no_space(&e) {
+            StoreError::NoSpace(format!("{op} {}: {e}", path.display()))
+        } else {
+            StoreError::Fs {
+                op,
+                path: path.to_path_buf(),
+                source: e,
+            }
+        }
+    }
+
+    /// The errno behind an I/O failure, whichever variant carries it.
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            StoreError::Io(e) | StoreError::Fs { source: e, .. } => e.raw_os_error(),
+            _ => None,
+        }
     }
 }
 
@@ -130,7 +185,7 @@ impl Repo {
         files::umask();
         // Absolute, so X-Sendfile paths and post-process working dirs do not depend on cwd.
         let root = std::fs::canonicalize(&config.root_dir)?;
-        Ok(Repo {
+        let repo = Repo {
             root,
             chunk_size: config.chunk_size,
             internal_filter: config.internal_format_filter.clone(),
@@ -141,7 +196,10 @@ impl Repo {
             user_quota: config.user_quota,
             orphan_lifetime: config.orphan_blob_lifetime,
             gc: gc::GcQueue::default(),
-        })
+        };
+        // Before anything is served: a crash may have left a swap half done.
+        repo.recover_post_process();
+        Ok(repo)
     }
 
     pub fn chunk_size(&self) -> usize {

@@ -92,14 +92,15 @@ impl Repo {
         // Charged first: a user over the quota keeps the old metadata and product links.
         let text = pyjson::object_to_string_sorted(&data);
         let charged = self.charge_file(&jdir.join(".metadata"), text.len() as u64)?;
+        // Staged before anything changes: on a full disk the old metadata and product
+        // links stay.
+        let mut tx = files::Replace::new(&self.uploads_dir())?;
+        tx.write(&jdir.join(".metadata"), text.as_bytes())?;
+        charged.stage(&mut tx)?;
         self.cleanup_product_tree(j)?;
         self.ensure_job(j)?;
-        files::write_atomic(
-            &self.uploads_dir(),
-            &jdir.join(".metadata"),
-            text.as_bytes(),
-        )?;
-        charged.save(self)?;
+        tx.commit()?;
+        drop(charged);
         if let Some(v) = version {
             self.link_to_product(j, &v)?;
         }

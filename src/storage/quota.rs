@@ -8,7 +8,7 @@
 //! under `users/{user}/` changes the count together with the files, under that lock; a write
 //! that would take the count past `DLREPO_USER_QUOTA` is refused before anything changes.
 
-use super::files::{self, DirLock};
+use super::files::{self, At, DirLock, Replace};
 use super::{Repo, StoreError};
 use crate::model::{Name, Scope};
 use std::fs;
@@ -105,17 +105,47 @@ impl Usage {
             self.bytes().to_string().as_bytes(),
         )
     }
+
+    /// The count written and fsynced aside, for [`StagedCount::persist`] once the change it
+    /// counts is made: what takes space is done before anything changes.
+    pub fn staged(&self, repo: &Repo) -> Result<StagedCount, StoreError> {
+        let tmp = files::TempFile::create(&repo.uploads_dir())?;
+        tmp.fill(self.bytes().to_string().as_bytes())
+            .at("write", &self.path)?;
+        Ok(StagedCount {
+            tmp,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Saves the count together with the other files of `tx`, or not at all.
+    pub fn stage(&self, tx: &mut Replace) -> Result<(), StoreError> {
+        tx.write(&self.path, self.bytes().to_string().as_bytes())
+    }
+}
+
+/// A user's count ready to replace `.disk_usage` (see [`Usage::staged`]).
+pub(crate) struct StagedCount {
+    tmp: files::TempFile,
+    path: PathBuf,
+}
+
+impl StagedCount {
+    pub fn persist(self) -> Result<(), StoreError> {
+        self.tmp.persist(&self.path)
+    }
 }
 
 /// A write into a user repository charged before it is made: the user's lock is held until
-/// [`Charged::save`], so the files and the count change together. Dropped unsaved (the
-/// write failed), the count stays as it was.
+/// it is dropped, so the files and the count change together. Dropped unsaved (the write
+/// failed), the count stays as it was.
 pub(crate) struct Charged(Option<Usage>);
 
 impl Charged {
-    pub fn save(self, repo: &Repo) -> Result<(), StoreError> {
-        match self.0 {
-            Some(u) => u.save(repo),
+    /// Saves the count with the write it was charged for (see [`Replace`]).
+    pub fn stage(&self, tx: &mut Replace) -> Result<(), StoreError> {
+        match &self.0 {
+            Some(u) => u.stage(tx),
             None => Ok(()),
         }
     }
@@ -178,8 +208,19 @@ impl Repo {
     /// when it would take a user past the quota.
     pub(crate) fn write_counted(&self, path: &Path, data: &[u8]) -> Result<(), StoreError> {
         let charged = self.charge_file(path, data.len() as u64)?;
-        files::write_atomic(&self.uploads_dir(), path, data)?;
-        charged.save(self)
+        match &charged.0 {
+            Some(u) => self.write_with_count(path, data, u),
+            None => files::write_atomic(&self.uploads_dir(), path, data),
+        }
+    }
+
+    /// Replaces a file of a user repository and its count together, or neither (a full
+    /// disk leaves both as they were).
+    fn write_with_count(&self, path: &Path, data: &[u8], usage: &Usage) -> Result<(), StoreError> {
+        let mut tx = Replace::new(&self.uploads_dir())?;
+        tx.write(path, data)?;
+        usage.stage(&mut tx)?;
+        tx.commit()
     }
 
     /// The same for a file the server writes about its own work (the publish status): it
@@ -191,13 +232,12 @@ impl Repo {
     ) -> Result<(), StoreError> {
         let mut usage = self.usage_at(path)?;
         let old = file_len(path);
-        files::write_atomic(&self.uploads_dir(), path, data)?;
         match usage.as_mut() {
             Some(u) => {
                 u.adjust(old, data.len() as u64);
-                u.save(self)
+                self.write_with_count(path, data, u)
             }
-            None => Ok(()),
+            None => files::write_atomic(&self.uploads_dir(), path, data),
         }
     }
 
@@ -205,13 +245,14 @@ impl Repo {
     pub(crate) fn remove_counted(&self, path: &Path) -> Result<(), StoreError> {
         let mut usage = self.usage_at(path)?;
         let old = file_len(path);
-        files::remove_flag(path)?;
         match usage.as_mut() {
             Some(u) if old > 0 => {
                 u.adjust(old, 0);
-                u.save(self)
+                let count = u.staged(self)?;
+                files::remove_flag(path).at("remove", path)?;
+                count.persist()
             }
-            _ => Ok(()),
+            _ => files::remove_flag(path).at("remove", path),
         }
     }
 

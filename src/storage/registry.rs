@@ -24,7 +24,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -105,7 +105,7 @@ impl From<tokio::task::JoinError> for RegError {
 
 impl From<io::Error> for RegError {
     fn from(e: io::Error) -> RegError {
-        RegError::Store(StoreError::Io(e))
+        RegError::Store(StoreError::from(e))
     }
 }
 
@@ -770,6 +770,21 @@ impl Repo {
     pub fn reg_finish_upload(&self, who: &Uploader, id: &str, d: &Digest) -> Result<(), RegError> {
         let r = &who.repo;
         let path = self.session_path(who, id)?;
+        // The session's lease, as an append holds it, so that the collector cannot take
+        // the file before it is a blob; without waiting (an append waits on its client).
+        let session = File::open(&path)?;
+        if session.try_lock().is_err() {
+            return Err(oci(
+                Code::RangeInvalid,
+                "another request is writing this upload",
+            ));
+        }
+        if session.metadata()?.nlink() == 0 {
+            return Err(oci(
+                Code::BlobUploadUnknown,
+                "Blob upload unknown to registry.",
+            ));
+        }
         let len = fs::metadata(&path)?.len();
         let cached = fs::read_to_string(sidecar(&path)).ok().and_then(|s| {
             let (l, hex) = s.split_once(' ')?;
@@ -798,7 +813,7 @@ impl Repo {
         match fs::hard_link(&path, &blob) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::touch(&blob)?,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(StoreError::at("link", &path, e).into()),
         }
         self.mark_pending(r, d, &blob)?;
         remove_session(&path)?;
@@ -1020,7 +1035,9 @@ impl Repo {
             return Err(oci(Code::Denied, "Cannot upload files in locked jobs"));
         }
         let uploads = self.uploads_dir();
-        let staging = uploads.join(format!("{}.container", random_hex()));
+        // Leased, so that the collector leaves it alone however long the build takes.
+        let stage = files::TempDir::create(&uploads, "container")?;
+        let staging = stage.path.join("container");
         let built = (|| -> Result<u64, RegError> {
             let mut total = 0;
             let manifest = self.store_bytes(digest, data)?;
@@ -1067,6 +1084,14 @@ impl Repo {
                 return Err(oci(Code::Denied, e.to_string()));
             }
         }
+        // Written before the swap: a full disk refuses the push with the old image intact.
+        let count = match usage.as_ref().map(|u| u.staged(self)).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                cleanup();
+                return Err(e.into());
+            }
+        };
         let trash = uploads.join(format!("{}.deleting", random_hex()));
         let had_old = cdir.is_dir();
         if had_old {
@@ -1077,11 +1102,12 @@ impl Repo {
                 let _ = fs::rename(&trash, &cdir);
             }
             cleanup();
-            return Err(e.into());
+            return Err(StoreError::at("rename", &cdir, e).into());
         }
-        if let Some(u) = usage {
-            u.save(self)?;
+        if let Some(count) = count {
+            count.persist()?;
         }
+        drop(usage);
         if had_old {
             let _ = fs::remove_dir_all(&trash);
         }

@@ -3,7 +3,7 @@
 
 use super::archive::Member;
 use super::files::{
-    self, DirLock, create_flag, exists, read_json_map, remove_flag, set_flag, sort_time,
+    self, At, DirLock, create_flag, exists, read_json_map, remove_flag, set_flag, sort_time,
     stamp_time, timestamp_json,
 };
 use super::layout::Scan;
@@ -702,6 +702,9 @@ impl Repo {
             return Err(StoreError::NotFound);
         }
         let jdir = self.job_dir(job);
+        // Shared with uploads, exclusive with locking: a job is never locked with a
+        // format half gone from its digest.
+        let _job = DirLock::shared(&jdir)?;
         if exists(&jdir.join(".locked")) && !self.is_internal_format(format.as_str()) {
             return Err(StoreError::bad("Cannot delete format: job is locked"));
         }
@@ -756,20 +759,38 @@ impl Repo {
     /// into `.uploads/` (atomic), then removed from there.
     /// In a user repository every file of the tree, dot-files included, is given back, under
     /// the user's lock from the rename to the count, so that no write lands in between.
+    ///
+    /// The trash takes no lease (making one could fail on a full disk, where deleting is
+    /// what frees space): the collector may remove it too, which only does the same work.
     pub(crate) fn remove_tree(&self, dir: &Path) -> Result<(), StoreError> {
         self.links.forget_all();
         let uploads = self.uploads_dir();
-        fs::create_dir_all(&uploads)?;
+        fs::create_dir_all(&uploads).at("create", &uploads)?;
         let trash = uploads.join(format!("{}.deleting", files::random_hex()));
         let mut usage = self.usage_at(dir)?;
+        // Counted before it moves: every write of the user holds the lock held here.
+        let bytes = usage.as_ref().map(|_| files::tree_bytes(dir));
         fs::rename(dir, &trash).map_err(not_found_if_missing)?;
-        if let Some(u) = usage.as_mut() {
-            u.adjust(files::tree_bytes(&trash), 0);
-            u.save(self)?;
+        let gone = || match fs::remove_dir_all(&trash) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::at("remove", &trash, e))
+            }
+            _ => Ok(()),
+        };
+        if let (Some(u), Some(bytes)) = (usage.as_mut(), bytes) {
+            u.adjust(bytes, 0);
+            if let Err(e) = u.save(self) {
+                // On a full disk the count can be written once the tree is gone. If it
+                // still cannot, the delete stands and the next full cleanup recounts.
+                gone()?;
+                if let Err(again) = u.save(self) {
+                    tracing::warn!(error = %again, first = %e, "deleted, but the user's disk usage could not be saved");
+                }
+                return Ok(());
+            }
         }
         drop(usage);
-        fs::remove_dir_all(&trash)?;
-        Ok(())
+        gone()
     }
 }
 
