@@ -59,7 +59,9 @@ pub fn tar_stream(
         let span = span.clone();
         async move {
             let mut cursor = cursor?;
+            let slot = super::pool::read_slot().await;
             let made = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
                 let chunk = span.in_scope(|| cursor.next_chunk());
                 (cursor, chunk)
             })

@@ -76,7 +76,7 @@ impl Repo {
                 let (file, hasher) = sink
                     .take()
                     .ok_or(StoreError::Interrupted("no sink".into()))?;
-                in_flight = Some(Flush::start(file, hasher, std::mem::take(&mut batch)));
+                in_flight = Some(Flush::start(file, hasher, std::mem::take(&mut batch)).await);
                 batch_len = 0;
             }
             if end {
@@ -321,14 +321,20 @@ pub(crate) struct Flush {
 }
 
 impl Flush {
-    pub(crate) fn start(
+    /// Starts once the write class has room (see `pool.rs`); the wait holds no thread.
+    pub(crate) async fn start(
         file: Arc<File>,
         hasher: Option<crate::model::Hasher>,
         batch: Vec<Bytes>,
     ) -> Flush {
+        let slots = super::pool::write_slots(1 + u32::from(hasher.is_some())).await;
+        // Both tasks hold the slots; they are given back when the last one ends.
+        let slots = Arc::new(slots);
+        let held = Arc::clone(&slots);
         let batch = Arc::new(batch);
         let data = Arc::clone(&batch);
         let write = tokio::task::spawn_blocking(move || {
+            let _slots = held;
             for chunk in data.iter() {
                 (&*file).write_all(chunk)?;
             }
@@ -336,6 +342,7 @@ impl Flush {
         });
         let hash = hasher.map(|mut hasher| {
             tokio::task::spawn_blocking(move || {
+                let _slots = slots;
                 for chunk in batch.iter() {
                     hasher.update(chunk);
                 }
@@ -461,7 +468,9 @@ impl BlobReader {
             }
             let want = usize::try_from(left).unwrap_or(usize::MAX).min(chunk_size);
             let reader = Arc::clone(&file);
+            let slot = super::pool::read_slot().await;
             let buf = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
                 let mut buf = vec![0; want];
                 let n = loop {
                     match reader.read_at(&mut buf, at) {

@@ -11,6 +11,7 @@ mod files;
 pub mod fsck;
 mod gc;
 mod holders;
+mod pool;
 mod hooks;
 mod layout;
 pub mod pages;

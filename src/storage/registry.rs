@@ -702,7 +702,7 @@ impl Repo {
                         .take()
                         .ok_or_else(|| oci(Code::BlobUploadInvalid, "upload writer lost"))?;
                     let data = std::mem::take(&mut batch);
-                    in_flight = Some(super::Flush::start(file, hasher, data));
+                    in_flight = Some(super::Flush::start(file, hasher, data).await);
                     batch_len = 0;
                 }
                 if end {
