@@ -485,3 +485,15 @@ pub(crate) fn test_pause(name: &str) {
         std::thread::sleep(*how_long);
     }
 }
+
+/// Swaps two paths in one step (`renameat2(RENAME_EXCHANGE)`): readers see one or the
+/// other, never neither. `Ok(false)` where the filesystem cannot (NFS, say); the caller then
+/// falls back on two renames.
+pub(crate) fn rename_exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    match renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -229,11 +229,8 @@ impl Repo {
 /// missing until [`Repo::recover_post_process`] runs (at start-up). Returns whether it
 /// was a true exchange (the old tree is then at `work`; else it is gone with the stage).
 fn exchange(work: &Path, fdir: &Path) -> Result<bool, StoreError> {
-    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    match renameat2(AT_FDCWD, work, AT_FDCWD, fdir, RenameFlags::RENAME_EXCHANGE) {
-        Ok(()) => return Ok(true),
-        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {}
-        Err(e) => return Err(StoreError::at("exchange", fdir, e.into())),
+    if files::rename_exchange(work, fdir).at("exchange", fdir)? {
+        return Ok(true);
     }
     let aside = aside(work);
     fs::rename(fdir, &aside).at("rename", fdir)?;

@@ -1094,15 +1094,22 @@ impl Repo {
         };
         let trash = uploads.join(format!("{}.deleting", random_hex()));
         let had_old = cdir.is_dir();
-        if had_old {
-            fs::rename(&cdir, &trash)?;
-        }
-        if let Err(e) = fs::rename(&staging, &cdir) {
+        // One step where the filesystem can: a crash then leaves the old image or the new
+        // one, never a job without its container. The old one is then in `staging`.
+        let exchanged = had_old && files::rename_exchange(&staging, &cdir)?;
+        if exchanged {
+            fs::rename(&staging, &trash)?;
+        } else {
             if had_old {
-                let _ = fs::rename(&trash, &cdir);
+                fs::rename(&cdir, &trash)?;
             }
-            cleanup();
-            return Err(StoreError::at("rename", &cdir, e).into());
+            if let Err(e) = fs::rename(&staging, &cdir) {
+                if had_old {
+                    let _ = fs::rename(&trash, &cdir);
+                }
+                cleanup();
+                return Err(StoreError::at("rename", &cdir, e).into());
+            }
         }
         if let Some(count) = count {
             count.persist()?;
