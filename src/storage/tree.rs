@@ -567,6 +567,10 @@ impl Repo {
         if !jdir.is_dir() {
             return Err(StoreError::NotFound);
         }
+        // Exclusive with upload commits (they hold it shared): one that is linking a file
+        // finishes first, one that waits finds the job gone (404), and none answers 201
+        // for a file that went away with the job.
+        let _job = DirLock::acquire(&jdir)?;
         self.cleanup_product_tree(j)?;
         self.remove_tree(&jdir)?;
         self.request_gc(super::GcKind::Orphans);
