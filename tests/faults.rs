@@ -508,3 +508,23 @@ fn a_500_logs_the_method_the_url_and_the_path_that_failed() {
         assert!(line.contains(want), "{want:?} missing from {line}");
     }
 }
+
+#[test]
+fn the_command_still_reads_the_jobs_metadata_next_to_its_format() {
+    // dlrepo ran it in the format directory: hooks read `../.metadata` to name releases.
+    let dir = tempfile::tempdir().unwrap();
+    let hook = dir.path().join("meta.sh");
+    executable(&hook, "#!/bin/sh\ncp ../.metadata seen-metadata.json\n");
+    let srv = TestServer::start_with(&[("DLREPO_POST_PROCESS_CMD", hook.to_str().unwrap())]);
+    let meta = serde_json::json!({"job": {"build": "42"}});
+    assert_eq!(
+        srv.send_json("PATCH", "/branches/b/t/j/", &meta).status,
+        200
+    );
+    assert_eq!(srv.put_file("/branches/b/t/j/f/a", b"a").status, 201);
+    let r = srv.request("PATCH", "/branches/b/t/j/f/", &[], Some(b""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = srv.get("/branches/b/t/j/f/seen-metadata.json");
+    assert_eq!(seen.status, 200, "{}", seen.text());
+    assert_eq!(seen.json(), serde_json::json!({"build": "42"}));
+}

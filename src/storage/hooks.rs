@@ -62,6 +62,15 @@ impl Repo {
         // Named like the format, for commands that look at their working directory's name.
         let work = stage.path.join(fdir.file_name().unwrap_or_default());
         let ctimes = copy_tree(&fdir, &work)?;
+        // dlrepo ran commands in the format directory itself, and some read the job's
+        // metadata as `../.metadata` (to name a signed release, say): a copy keeps them
+        // working. (The stage's own entries start with a dot too, never this name.)
+        if let FormatRef::Job { job, .. } = f {
+            let meta = self.job_dir(job).join(".metadata");
+            if meta.is_file() {
+                fs::copy(&meta, stage.path.join(".metadata")).at("copy", &meta)?;
+            }
+        }
         let status = std::process::Command::new(cmd).current_dir(&work).status();
         let ok = match &status {
             Ok(s) => s.success(),
