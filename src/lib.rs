@@ -1,13 +1,21 @@
 //! arbor: a self-hosted artifact repository, a drop-in replacement for dlrepo 0.44.
 //!
 //! Module map:
-//! - [`config`]: every `DLREPO_*` setting, from the environment and an optional TOML file.
+//! - [`config`]: every `DLREPO_*` setting, from the command line, the environment and an
+//!   optional TOML file.
+//! - [`commands`]: what each `arbor` sub-command does (the server's lifecycle included).
 //! - [`model`]: validated names, artifact paths, digests and typed entity coordinates.
-//! - [`storage`]: the only code that touches the filesystem (the tree, blobs, products, tars).
-//! - [`http`]: axum routes and the tree dispatcher; no paths.
-//! - [`pyjson`]: JSON written byte for byte as Python's `json.dumps` writes it.
+//! - [`storage`]: the only code that touches the filesystem (the tree, blobs, products,
+//!   tars, registry content, GC, fsck).
+//! - [`auth`]: identities (auth file, LDAP, trusted headers, tokens) and ACLs.
+//! - [`http`]: axum routes, the guard, the tree dispatcher and the registry adapter; no paths.
+//! - [`publish`]: mirroring released tags to other servers.
 //! - [`server`]: accepting connections, with their timeouts and limits.
 //! - [`zerocopy`]: connections that send file bodies with `sendfile(2)`.
+//! - [`reload`]: reloading access control when its files change.
+//! - [`metrics`], [`telemetry`]: Prometheus counters and logging.
+//! - [`pyjson`]: JSON written byte for byte as Python's `json.dumps` writes it.
+//! - [`state`]: what every request shares.
 
 pub mod auth;
 pub mod commands;
@@ -17,7 +25,6 @@ pub mod metrics;
 pub mod model;
 pub mod publish;
 pub mod pyjson;
-pub mod registry;
 pub mod reload;
 pub mod server;
 pub mod state;

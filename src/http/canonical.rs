@@ -4,10 +4,10 @@
 //! look at the raw URI again, so no spelling of a URL (case, `%XX`, slash form) can be
 //! checked as one thing and executed as another.
 
+use super::registry::path::{self as v2, Target};
 use super::route::Route;
 use crate::auth::acl::{Want, want_for};
 use crate::model::too_long;
-use crate::registry::path::{self as v2, Target};
 use axum::http::Method;
 use percent_encoding::percent_decode_str;
 

@@ -1,6 +1,8 @@
-//! The HTTP layer: axum only, no filesystem paths. Fixed routes for `/cli`, `/static/` and
-//! `/healthz`; everything else goes to the tree dispatcher, which parses the path itself
-//! because axum's matcher cannot express the spec's grammar (spec/API.md §1.1).
+//! The HTTP layer: axum only, no filesystem paths. Fixed routes for `/cli`, `/static/`,
+//! `/healthz` and `/metrics`; `/v2/` goes to the registry adapter (`registry/`), everything
+//! else to the tree dispatcher. The guard parses every path once (`canonical.rs`), because
+//! axum's matcher cannot express the spec's grammar (spec/API.md §1.1), and both
+//! dispatchers act on what it parsed.
 
 mod body;
 mod canonical;
@@ -9,6 +11,7 @@ mod formats;
 pub(crate) mod guard;
 pub(crate) mod observe;
 mod products;
+pub(crate) mod registry;
 mod reply;
 mod resources;
 pub mod route;
@@ -31,8 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{file}", get(statics::file))
         .route("/healthz", get(statics::healthz))
         .route("/metrics", get(observe::serve_metrics))
-        .route("/v2/", any(crate::registry::dispatch))
-        .route("/v2/{*rest}", any(crate::registry::dispatch))
+        .route("/v2/", any(registry::dispatch))
+        .route("/v2/{*rest}", any(registry::dispatch))
         .fallback(tree::dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(middleware::from_fn(observe::observe))
