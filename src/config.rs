@@ -160,8 +160,8 @@ pub struct Config {
     /// `DLREPO_MIN_FREE_SPACE` bytes (arbor only): below this much free space under the data
     /// root, `/healthz` answers 503 so that load balancers and monitoring notice in time.
     pub min_free_space: u64,
-    /// Settings read by features that are not built yet (auth, publishing), kept verbatim so
-    /// that they are validated as known keys and reach those features unchanged.
+    /// The LDAP settings, kept verbatim as known keys: `auth/ldap.rs` parses and checks
+    /// them itself, so that a bad one is reported with the LDAP context.
     pub other: BTreeMap<&'static str, String>,
 }
 
