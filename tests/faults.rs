@@ -394,17 +394,11 @@ fn a_job_is_never_locked_while_an_upload_commits() {
 // ---- the orphan collector -------------------------------------------------------------
 
 fn gc_now(srv: &TestServer) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"))
-        .arg("gc")
+    let mut gc = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"));
+    gc.arg("gc")
         .env("DLREPO_ROOT_DIR", srv.root.path())
-        .env("DLREPO_ORPHAN_BLOB_LIFETIME", "0")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .env("DLREPO_ORPHAN_BLOB_LIFETIME", "0");
+    common::run_ok(&mut gc, "arbor gc");
 }
 
 #[test]

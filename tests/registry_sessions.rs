@@ -5,7 +5,6 @@
 
 mod common;
 
-use base64::Engine as _;
 use common::{Res, TestServer, digest_of, fsck};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -34,11 +33,7 @@ fn as_user(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Res {
-    let password = &login[..1];
-    let basic = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{login}:{password}"))
-    );
+    let basic = common::auth::basic(login, &login[..1]);
     let mut all = vec![("Authorization", basic.as_str())];
     all.extend_from_slice(headers);
     s.request(method, path, &all, body)
