@@ -83,8 +83,10 @@ fn a_stalled_upload_is_dropped_and_leaves_nothing() {
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
     assert_eq!(before, snapshot(s.root.path()));
     assert!(uploads_left(s.root.path()).is_empty());
-    // A chunked body and a JSON body that stall are dropped the same way.
+    // A small body (received whole, in memory), a chunked body and a JSON body that stall
+    // are dropped the same way.
     for (path, head) in [
+        ("/branches/b/t/j/f/small", "Content-Length: 100\r\n\r\nabc"),
         (
             "/branches/b/t/j/f/chunked",
             "Transfer-Encoding: chunked\r\n\r\n400\r\nabc",

@@ -193,19 +193,6 @@ impl Repo {
         Ok(up.digest)
     }
 
-    /// Size of the blob with this digest, touching it so the GC leaves it alone for a while.
-    pub fn lookup_blob(&self, d: &Digest) -> Result<Option<u64>, StoreError> {
-        let blob = self.blob_path(d);
-        match fs::metadata(&blob) {
-            Ok(m) => {
-                files::touch(&blob)?;
-                Ok(Some(m.len()))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Refuses, before anything is stored or created, a link that cannot fit in its user's
     /// quota: the file less the one it replaces, plus a new `.digests` entry when the name
     /// is new. Linking charges it again, exactly, under the user's lock; only a race with
@@ -234,7 +221,9 @@ impl Repo {
 
     /// Refusals that do not depend on the body, checked before reading it.
     pub fn check_upload_target(&self, f: &FormatRef, rel: &RelPath) -> Result<(), StoreError> {
-        self.check_writable(f)?;
+        if self.frozen(f)? {
+            return Err(StoreError::bad(LOCKED));
+        }
         // Every name fits (RelPath) but the whole path may not: refuse before any directory
         // of it is made.
         let target = self.format_dir(f).join(rel.as_str());
@@ -244,16 +233,8 @@ impl Repo {
         Ok(())
     }
 
-    /// Whether files may be added to the format now (a job lock refuses them).
-    pub(crate) fn check_writable(&self, f: &FormatRef) -> Result<(), StoreError> {
-        if self.frozen(f)? {
-            return Err(StoreError::bad(LOCKED));
-        }
-        Ok(())
-    }
-
     /// The same check when the files are about to be linked, under the job's lock. A
-    /// request that passed [`Repo::check_writable`] and meets a lock here lost a race with
+    /// request that passed [`Repo::check_upload_target`] and meets a lock here lost a race with
     /// it: 409, so that a client can tell it from uploading into a job locked long ago.
     pub(crate) fn check_committable(&self, f: &FormatRef) -> Result<(), StoreError> {
         if self.frozen(f)? {
