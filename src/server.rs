@@ -93,8 +93,7 @@ async fn connection(
     let client_timeout = limits.client_timeout;
     let service = hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
         // A body that stops arriving ends in an error the handlers answer with a 408.
-        let mut req =
-            req.map(|body| Body::new(tower_http::timeout::TimeoutBody::new(client_timeout, body)));
+        let mut req = req.map(|body| Body::new(crate::http::StallGuard::new(body, client_timeout)));
         req.extensions_mut().insert(ConnectInfo(zc.clone()));
         router.clone().call(req)
     });

@@ -18,7 +18,7 @@ pub mod route;
 pub(crate) mod security;
 mod statics;
 mod tree;
-pub(crate) use body::{byte_stream, drain};
+pub(crate) use body::{StallGuard, byte_stream, drain};
 pub(crate) use canonical::Addressed;
 pub use views::warn_unsupported_settings;
 pub mod views;
