@@ -89,8 +89,7 @@ impl Repo {
                     .collect();
             }
             Scope::User(_) => {
-                let raw = fs::read_to_string(self.scope_dir(scope).join(".disk_usage"));
-                info.disk_usage = Some(raw.ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0));
+                info.disk_usage = Some(self.recorded_usage(scope));
             }
         }
         if with_releases {

@@ -263,15 +263,20 @@ impl Repo {
         let Scope::User(user) = scope else {
             return None;
         };
-        let used = fs::read_to_string(self.scope_dir(scope).join(".disk_usage"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
         Some(Room {
             user: user.to_string(),
-            used,
+            used: self.recorded_usage(scope),
             quota: self.user_quota,
         })
+    }
+
+    /// What `.disk_usage` says, read without a lock (0 when missing or unreadable): for
+    /// showing, and for refusals that are checked again under the lock.
+    pub(crate) fn recorded_usage(&self, scope: &Scope) -> u64 {
+        fs::read_to_string(self.scope_dir(scope).join(".disk_usage"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// Compares a user's `.disk_usage` with a recount of the files, and with `fix` rewrites
