@@ -31,8 +31,8 @@ fn start() -> Secured {
                 "devs",
                 "r /\n\
                  r /branches/\n\
-                 r /branches/** !/branches/vault*/** !/branches/dev/t/j/f/hidden.txt\n\
-                 rw /branches/** !/branches/vault*/** !/branches/dev/t/j/f/hidden.txt\n\
+                 r /branches/** !/branches/vault*/** !/branches/dev/t/j/f/hidden.txt !/branches/dev/t/sealed/**\n\
+                 rw /branches/** !/branches/vault*/** !/branches/dev/t/j/f/hidden.txt !/branches/dev/t/sealed/**\n\
                  r /products/** !/products/vaultp*/**\n\
                  r /v2/\n\
                  r /v2/** !/v2/vault*/**\n\
@@ -342,6 +342,16 @@ fn an_alias_never_redirects_to_what_the_caller_cannot_read() {
         (missing.status, missing.text())
     );
     assert_eq!(hidden.status, 404);
+    // A bundle is its job's content: no redirect to the bundle of a job the caller may not
+    // read, though the `.tar` URL itself is not excluded.
+    assert_eq!(
+        s.put("admin", "/branches/dev/t/sealed/f/x", b"x").status,
+        201
+    );
+    let sealed = s.get("mal", "/branches/dev/latest/sealed.tar");
+    assert_eq!((sealed.status, sealed.header("location")), (404, None));
+    let open = s.get("mal", "/branches/dev/latest/j.tar");
+    assert_eq!(open.header("location"), Some("/branches/dev/t/j.tar"));
 }
 
 #[test]

@@ -59,13 +59,20 @@ impl Ctx {
     }
 
     /// `Some` when the request path is not the canonical one: a 302 there, unless the
-    /// caller may not read that URL (an alias resolved to it); then the 404 of a missing
-    /// entity, so that a redirect never discloses what the caller could not fetch.
+    /// caller could not read that URL (an alias resolved to it); then the 404 of a missing
+    /// entity, so that a redirect never discloses what the caller could not fetch. "Could
+    /// read" is what the guard will check when the redirect is followed, bundles' entities
+    /// included.
     pub fn canonical(&self, url: &str) -> Option<ApiResult> {
         if self.path == url {
             return None;
         }
-        if !self.acl.allows(|| url.to_owned()) {
+        let target = super::Addressed::parse(&crate::model::escape::location(url));
+        let readable = target
+            .checks(&Method::GET)
+            .iter()
+            .all(|c| self.acl.allows(|| c.path.clone()));
+        if !readable {
             return Some(Err(ApiError::NotFound));
         }
         Some(Ok(super::reply::redirect(url)))
