@@ -367,7 +367,7 @@ impl Drop for TempFile {
 
 /// An exclusive `flock` on a directory, released on drop. It serialises read-modify-write
 /// cycles on dot-files (e.g. `.digests`) between tasks and between processes.
-pub(crate) struct DirLock(nix::fcntl::Flock<File>);
+pub(crate) struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
 
 impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
@@ -377,16 +377,6 @@ impl DirLock {
     /// A shared lock: many holders at once, none while an exclusive lock is held.
     pub fn shared(dir: &Path) -> Result<DirLock, StoreError> {
         DirLock::take(dir, nix::fcntl::FlockArg::LockShared)
-    }
-
-    /// Whether `dir` is still the directory this lock holds (not removed, or replaced by
-    /// another, while the lock was awaited).
-    pub fn is_at(&self, dir: &Path) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        match (self.0.metadata(), fs::metadata(dir)) {
-            (Ok(held), Ok(now)) => held.dev() == now.dev() && held.ino() == now.ino(),
-            _ => false,
-        }
     }
 
     fn take(dir: &Path, how: nix::fcntl::FlockArg) -> Result<DirLock, StoreError> {
