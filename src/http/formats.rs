@@ -423,25 +423,24 @@ async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
     let small = header("content-length")
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n <= SMALL_UPLOAD);
+    // Before the body, for small ones too: a job locked by then refuses it (400, as
+    // dlrepo); a lock that lands while the body arrives refuses it when it is linked (409),
+    // which only this early check can tell apart.
+    let (target, target_rel) = (f.clone(), rel.clone());
+    repo.run(move |r| r.check_upload_target(&target, &target_rel))
+        .await?;
     if let Some(len) = small {
-        // Small bodies are read into memory and stored in one trip to the blocking pool,
-        // checks included.
+        // Small bodies are read into memory and stored in one trip to the blocking pool.
         let data = axum::body::to_bytes(ctx.take_body(), len)
             .await
             .map_err(|e| crate::storage::body_error(super::body::classify(e)))?;
         repo.run(move |r| {
-            r.check_upload_target(&f, &rel)?;
             let staged = r.stage_bytes(&digest, &data)?;
             r.store_and_link(staged, &f, &rel)
         })
         .await?;
         return created();
     }
-    // Before the body: a job locked by then refuses it (400, as dlrepo); a lock that lands
-    // while the body arrives refuses it when it is linked (409).
-    let (target, target_rel) = (f.clone(), rel.clone());
-    repo.run(move |r| r.check_upload_target(&target, &target_rel))
-        .await?;
     let mut body = super::body::byte_stream(ctx.take_body());
     let upload = match repo.receive(&digest, &mut body).await {
         Ok(upload) => upload,
