@@ -255,7 +255,7 @@ fn warn_about_auth(config: &Config) {
 }
 
 fn tokens(config: &Config) -> Result<TokenStore, Error> {
-    Ok(TokenStore::new(Repo::open(config)?.tokens_dir()))
+    Ok(TokenStore::new(Repo::open(config)?.token_files()))
 }
 
 /// `arbor token create`: prints the token once; only its hash is kept.

@@ -18,7 +18,7 @@ impl AppState {
     /// Opens the data root and loads access control (a broken ACL file stops start-up).
     pub fn new(config: Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
         let repo = Arc::new(Repo::new(&config)?);
-        let auth = Auth::load(&config, repo.tokens_dir())?;
+        let auth = Auth::load(&config, repo.token_files())?;
         Ok(AppState {
             repo,
             config: Arc::new(config),
@@ -34,7 +34,7 @@ impl AppState {
     /// error (file and line) is logged.
     pub async fn reload_auth(&self) {
         let config = Arc::clone(&self.config);
-        let dir = self.repo.tokens_dir();
+        let dir = self.repo.token_files();
         let loaded = tokio::task::spawn_blocking(move || Auth::load(&config, dir)).await;
         match loaded {
             Ok(Ok(auth)) => {

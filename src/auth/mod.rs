@@ -9,10 +9,10 @@ pub mod tokens;
 pub mod users;
 
 use crate::config::Config;
+use crate::storage::TokenFiles;
 use acl::{Acls, Want};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokens::{Scope as TokenScope, TokenStore};
@@ -115,7 +115,7 @@ impl Auth {
     /// set (the auth file is then ignored), else the auth file. A missing auth file only
     /// logs (everyone is then anonymous); a broken ACL file or LDAP setting is an error, so
     /// that start-up stops and a reload keeps the previous rules.
-    pub fn load(config: &Config, tokens_dir: PathBuf) -> Result<Auth, LoadError> {
+    pub fn load(config: &Config, token_files: TokenFiles) -> Result<Auth, LoadError> {
         let header_mode = config.login_header.is_some() && config.groups_header.is_some();
         let (users, acls): (Box<dyn Authenticator>, Acls) = if config.auth_disabled {
             (Box::new(Users::empty()), Acls::empty())
@@ -143,7 +143,7 @@ impl Auth {
             ignore_passwords: config.ignore_passwords,
             users,
             acls,
-            tokens: TokenStore::new(tokens_dir),
+            tokens: TokenStore::new(token_files),
             realm: config.auth_realm.clone(),
             cache: Mutex::new(HashMap::new()),
             cache_size: config.auth_cache_size,
@@ -158,7 +158,9 @@ impl Auth {
             auth_disabled: true,
             ..Config::default()
         };
-        Auth::load(&config, PathBuf::new()).expect("an empty ACL set always loads")
+        // Disabled auth never looks a token up, so where their files would be is moot.
+        let tokens = TokenFiles::in_root(std::path::Path::new(""));
+        Auth::load(&config, tokens).expect("an empty ACL set always loads")
     }
 
     pub fn is_disabled(&self) -> bool {

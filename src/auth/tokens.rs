@@ -1,12 +1,9 @@
 //! API tokens for CI (beyond dlrepo): `arbor_{id}_{secret}`, shown once; only the sha256 of the
-//! secret is stored, one JSON file per token in a 0700 directory. Owns that directory, nothing else.
-#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+//! secret is stored, one JSON file per token (`storage::TokenFiles` keeps the files).
 
+use crate::storage::TokenFiles;
 use std::fmt;
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-use std::path::{Path, PathBuf};
+use std::io;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -97,15 +94,15 @@ impl Record {
     }
 }
 
-/// The token directory, `{dir}/{id}.json` per token.
+/// The tokens, `{id}.json` per token.
 #[derive(Debug, Clone)]
 pub struct TokenStore {
-    dir: PathBuf,
+    files: TokenFiles,
 }
 
 impl TokenStore {
-    pub fn new(dir: PathBuf) -> TokenStore {
-        TokenStore { dir }
+    pub fn new(files: TokenFiles) -> TokenStore {
+        TokenStore { files }
     }
 
     /// Creates a token and returns it in full (the only time the secret exists outside the
@@ -126,14 +123,10 @@ impl TokenStore {
             return Err(invalid("token prefix must start and end with '/'"));
         }
         let created = unix_now()?;
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)?;
         // 64 random bits make a clash practically impossible, but a clash would silently replace
         // (and so revoke) another token: pick again rather than overwrite.
         let mut id = random_hex(ID_BYTES)?;
-        while self.path_of(&id).try_exists()? {
+        while self.files.exists(&file_name(&id))? {
             id = random_hex(ID_BYTES)?;
         }
         let secret = random_hex(SECRET_BYTES)?;
@@ -147,7 +140,7 @@ impl TokenStore {
             hash: hex::encode(Sha256::digest(secret.as_bytes())),
         };
         let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
-        write_atomic(&self.dir, &format!("{id}.json"), &json)?;
+        self.files.write(&file_name(&id), &json)?;
         let info = record.into_info();
         info!(id = %info.id, user = %info.user, scope = %info.scope, "api token created");
         Ok((format!("{TOKEN_PREFIX}{id}_{secret}"), info))
@@ -156,16 +149,10 @@ impl TokenStore {
     /// Every readable token, sorted by creation time then id; a missing directory is an empty
     /// list. Unreadable or corrupt files are skipped with a warning rather than failing the list.
     pub fn list(&self) -> io::Result<Vec<TokenInfo>> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
         let mut tokens = Vec::new();
-        for entry in entries {
-            let name = entry?.file_name();
-            // Temp files (`.{id}.json.*.tmp`) and strangers fail this test.
-            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+        for name in self.files.names()? {
+            // Strangers fail this test.
+            let Some(id) = name.strip_suffix(".json") else {
                 continue;
             };
             if !valid_id(id) {
@@ -184,14 +171,11 @@ impl TokenStore {
         if !valid_id(id) {
             return Ok(false);
         }
-        match std::fs::remove_file(self.path_of(id)) {
-            Ok(()) => {
-                info!(id, "api token revoked");
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
+        let removed = self.files.remove(&file_name(id))?;
+        if removed {
+            info!(id, "api token revoked");
         }
+        Ok(removed)
     }
 
     /// The token's info when it is well-formed, known, unexpired (now < expires) and its secret
@@ -213,16 +197,14 @@ impl TokenStore {
         Some(record.into_info())
     }
 
-    fn path_of(&self, id: &str) -> PathBuf {
-        debug_assert!(valid_id(id), "ids are validated before building paths");
-        self.dir.join(format!("{id}.json"))
-    }
-
     /// Reads `{id}.json`; `None` when absent or invalid (the latter logged: someone edited it).
     fn read(&self, id: &str) -> Option<Record> {
-        let bytes = match std::fs::read(self.path_of(id)) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        if !valid_id(id) {
+            return None;
+        }
+        let bytes = match self.files.read(&file_name(id)) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
             Err(e) => {
                 warn!(id, error = %e, "cannot read api token file");
                 return None;
@@ -301,44 +283,23 @@ fn random_hex(len: usize) -> io::Result<String> {
     Ok(hex::encode(buf))
 }
 
-/// Writes `dir/name` via a 0600 temp file in the same directory and a rename, so readers see
-/// the old file or the whole new one, never a partial token.
-fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
-    let tmp_path = dir.join(format!(".{name}.{}.tmp", random_hex(8)?));
-    let mut tmp = TempFile(Some(tmp_path.clone()));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp_path)?;
-    file.write_all(data)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp_path, dir.join(name))?;
-    tmp.0 = None;
-    // Persist the rename itself: losing it in a crash would lose a token already handed out.
-    File::open(dir)?.sync_all()
-}
-
-/// Removes the temp file on every early return; cleared once the rename has consumed it.
-struct TempFile(Option<PathBuf>);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
+/// The file of token `id`, which callers validated with [`valid_id`].
+fn file_name(id: &str) -> String {
+    debug_assert!(valid_id(id), "ids are validated before naming files");
+    format!("{id}.json")
 }
 
 #[cfg(test)]
+// The tests look at the files behind the store.
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
+    use std::path::Path;
 
     fn store() -> (tempfile::TempDir, TokenStore) {
         let tmp = tempfile::tempdir().unwrap();
-        let store = TokenStore::new(tmp.path().join("tokens"));
+        let store = TokenStore::new(TokenFiles::in_root(tmp.path()));
         (tmp, store)
     }
 
@@ -368,7 +329,7 @@ mod tests {
         let (tmp, store) = store();
         let (token, info) = store.create("bob", Scope::Read, None, None).unwrap();
         let (_, secret) = split_token(&token).unwrap();
-        let dir = tmp.path().join("tokens");
+        let dir = tmp.path().join(".tokens");
         let path = dir.join(format!("{}.json", info.id));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(secret));
@@ -407,7 +368,7 @@ mod tests {
     fn list_skips_corrupt_and_foreign_files() {
         let (tmp, store) = store();
         let (_, info) = store.create("alice", Scope::Read, None, None).unwrap();
-        let dir = tmp.path().join("tokens");
+        let dir = tmp.path().join(".tokens");
         std::fs::write(dir.join("0123456789abcdef.json"), b"{not json").unwrap();
         std::fs::write(dir.join("notes.txt"), b"hello").unwrap();
         std::fs::write(dir.join(".x.json.1.tmp"), b"{}").unwrap();
@@ -491,7 +452,7 @@ mod tests {
         let (token, info) = store
             .create("alice", Scope::Read, Some("/branches/x/"), None)
             .unwrap();
-        let path = tmp.path().join("tokens").join(format!("{}.json", info.id));
+        let path = tmp.path().join(".tokens").join(format!("{}.json", info.id));
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("/branches/x/", "branches")).unwrap();
         assert!(store.verify(&token, now()).is_none());

@@ -65,8 +65,8 @@ impl Repo {
     }
 
     /// Hashed API tokens, one file each (arbor only; dlrepo ignores dot entries).
-    pub fn tokens_dir(&self) -> PathBuf {
-        self.root.join(".tokens")
+    pub fn token_files(&self) -> super::TokenFiles {
+        super::TokenFiles::in_root(&self.root)
     }
 
     pub(crate) fn uploads_dir(&self) -> PathBuf {

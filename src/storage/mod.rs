@@ -19,11 +19,13 @@ mod products;
 pub mod publishing;
 pub mod quota;
 pub mod registry;
+mod tokens;
 mod tree;
 
 pub use blobs::{BlobReader, ByteRange, Upload};
 pub(crate) use blobs::{Flush, body_error};
 pub use gc::{GcKind, GcReport, Unpublish};
+pub use tokens::TokenFiles;
 pub use tree::{
     Artifact, BranchInfo, BranchSummary, FormatInfo, JobInfo, Listing, TagInfo, TagSummary,
     TagUpdate, TarPlan, VersionSummary,
