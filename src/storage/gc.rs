@@ -263,7 +263,7 @@ impl Repo {
                     if m.nlink() != 1 || !old(&m) {
                         continue;
                     }
-                    pause_for_tests();
+                    self.test_hooks.pause_gc();
                     if !dry_run {
                         fs::remove_file(&path)?;
                     }
@@ -361,19 +361,4 @@ pub(crate) fn kept_by_session(
         return false;
     };
     fs::metadata(&session).is_ok_and(|m| !old(&m) || Claim::take(&session).is_none())
-}
-
-/// `ARBOR_TEST_GC_PAUSE_MS` widens the window between the collector's last check and its
-/// unlink, so a test can put an upload exactly there. Unset in normal operation.
-fn pause_for_tests() {
-    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
-    let pause = PAUSE.get_or_init(|| {
-        std::env::var("ARBOR_TEST_GC_PAUSE_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
-    });
-    if let Some(p) = pause {
-        std::thread::sleep(*p);
-    }
 }

@@ -7,7 +7,9 @@
 
 use crate::common;
 
-use common::{TestServer, digest_of, fsck, sha256_hex, spawn_logged, uploads_left};
+use common::{
+    TestServer, digest_of, fsck, sha256_hex, spawn_logged, uploads_left, write_test_hooks,
+};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -174,14 +176,17 @@ fn check_format(srv: &TestServer) -> Seen {
 fn post_process_server(marks: &Path, pause: Option<&str>) -> TestServer {
     let hook = marks.parent().unwrap().join("hook.sh");
     executable(&hook, HOOK);
-    let mut env = vec![
+    let env = [
         ("DLREPO_POST_PROCESS_CMD", hook.to_str().unwrap()),
         ("MARKS", marks.to_str().unwrap()),
     ];
-    if let Some(p) = pause {
-        env.push(("ARBOR_TEST_PAUSE", p));
-    }
-    let srv = TestServer::start_with(&env);
+    let srv = match pause {
+        Some(hooks) => {
+            let config = write_test_hooks(marks.parent().unwrap(), hooks);
+            TestServer::start_configured(&env, &config)
+        }
+        None => TestServer::start_with(&env),
+    };
     for (rel, data) in PP_FILES {
         assert_eq!(srv.put_file(&format!("{PP_FMT}{rel}"), data).status, 201);
     }
@@ -243,7 +248,7 @@ fn a_server_killed_after_its_command_ran_serves_the_format_before_or_after() {
         ("post-process-swapped", Seen::After),
     ] {
         let _ = std::fs::remove_file(marks.join("done"));
-        let pause = format!("{point}:20000");
+        let pause = format!("pause_at = '{point}'\npause_ms = 20000");
         let srv = post_process_server(&marks, Some(&pause));
         let patch = start_patch(&srv);
         let fdir = srv.path(PP_FMT.trim_start_matches('/'));

@@ -156,11 +156,14 @@ fn an_upload_inside_the_collectors_window_keeps_its_blob() {
     let h = sha256_hex(data);
     let blob = s.path(&format!(".blobs/sha256/{}/{h}", &h[..2]));
     age(&blob, 3600);
+    let hooks = tempfile::tempdir().unwrap();
+    let config = write_test_hooks(hooks.path(), "gc_pause_ms = 800");
     let gc = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"))
         .arg("gc")
+        .arg("--config")
+        .arg(&config)
         .env("DLREPO_ROOT_DIR", s.root.path())
         .env("DLREPO_ORPHAN_BLOB_LIFETIME", "1")
-        .env("ARBOR_TEST_GC_PAUSE_MS", "800")
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -315,7 +318,7 @@ fn cleanups_racing_on_one_root_delete_each_tag_once_and_all_succeed() {
 
 #[test]
 fn requests_during_a_run_merge_into_one_follow_up() {
-    // One old orphan makes a run pause (ARBOR_TEST_GC_PAUSE_MS) before unlinking it; the
+    // One old orphan makes a run pause (`gc_pause_ms`) before unlinking it; the
     // SIGUSR1s sent meanwhile must give exactly one more run, not one each.
     let root = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
@@ -330,9 +333,9 @@ fn requests_during_a_run_merge_into_one_follow_up() {
     let env = [
         ("DLREPO_LOG_LEVEL", "INFO"),
         ("DLREPO_LOG_OUTPUT", "console"),
-        ("ARBOR_TEST_GC_PAUSE_MS", "1500"),
     ];
-    let (mut child, _) = spawn_logged(root.path(), &env, &log);
+    let config = write_test_hooks(logs.path(), "gc_pause_ms = 1500");
+    let (mut child, _) = spawn_logged_configured(root.path(), &env, Some(&config), &log);
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     let usr1 = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
     let runs = || {

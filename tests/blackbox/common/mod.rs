@@ -20,6 +20,8 @@ pub struct TestServer {
     pub addr: String,
     agent: ureq::Agent,
     env: Vec<(String, String)>,
+    /// The TOML file passed with `--config`, if any (test hooks, say).
+    config: Option<PathBuf>,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -71,11 +73,26 @@ impl TestServer {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        TestServer::spawn(root, env)
+        TestServer::spawn(root, env, None)
     }
 
-    fn spawn(root: tempfile::TempDir, env: Vec<(String, String)>) -> TestServer {
-        let (child, addr) = spawn_child(root.path(), &env);
+    /// Starts the server with extra `DLREPO_*` variables and the TOML file `config` (one
+    /// [`write_test_hooks`] wrote, say).
+    pub fn start_configured(env: &[(&str, &str)], config: &Path) -> TestServer {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let root = tempfile::tempdir().expect("temp dir");
+        TestServer::spawn(root, env, Some(config.to_path_buf()))
+    }
+
+    fn spawn(
+        root: tempfile::TempDir,
+        env: Vec<(String, String)>,
+        config: Option<PathBuf>,
+    ) -> TestServer {
+        let (child, addr) = spawn_child(root.path(), &env, config.as_deref());
         TestServer {
             child,
             root,
@@ -83,6 +100,7 @@ impl TestServer {
             addr,
             agent: new_agent(),
             env,
+            config,
         }
     }
 
@@ -90,7 +108,7 @@ impl TestServer {
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr) = spawn_child(self.root.path(), &self.env);
+        let (child, addr) = spawn_child(self.root.path(), &self.env, self.config.as_deref());
         self.child = child;
         self.base = format!("http://{addr}");
         self.addr = addr;
@@ -105,7 +123,7 @@ impl TestServer {
 
     /// A second server process on the same data root (several processes may share one).
     pub fn second_process(&self) -> (Child, String) {
-        spawn_child(self.root.path(), &self.env)
+        spawn_child(self.root.path(), &self.env, self.config.as_deref())
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -239,23 +257,49 @@ pub fn send(
     }
 }
 
-fn spawn_child(root: &Path, env: &[(String, String)]) -> (Child, String) {
-    spawn_with_stderr(root, env, Stdio::null())
+fn spawn_child(root: &Path, env: &[(String, String)], config: Option<&Path>) -> (Child, String) {
+    spawn_with_stderr(root, env, config, Stdio::null())
+}
+
+/// Writes `dir/arbor.toml` with the `[testing]` table `hooks` (arbor-config(5), TEST HOOKS),
+/// for `--config`. Returns its path.
+pub fn write_test_hooks(dir: &Path, hooks: &str) -> PathBuf {
+    let path = dir.join("arbor.toml");
+    std::fs::write(&path, format!("[testing]\n{hooks}\n")).expect("write arbor.toml");
+    path
 }
 
 /// A server whose log (stderr) goes to `log`, at `DLREPO_LOG_LEVEL=DEBUG` unless `env`
 /// says otherwise. Returns the child and its address.
 pub fn spawn_logged(root: &Path, env: &[(&str, &str)], log: &Path) -> (Child, String) {
+    spawn_logged_configured(root, env, None, log)
+}
+
+/// [`spawn_logged`] with the TOML file `config`, if any.
+pub fn spawn_logged_configured(
+    root: &Path,
+    env: &[(&str, &str)],
+    config: Option<&Path>,
+    log: &Path,
+) -> (Child, String) {
     let mut all = vec![("DLREPO_LOG_LEVEL".to_owned(), "DEBUG".to_owned())];
     all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let file = std::fs::File::create(log).expect("log file");
-    spawn_with_stderr(root, &all, Stdio::from(file))
+    spawn_with_stderr(root, &all, config, Stdio::from(file))
 }
 
-fn spawn_with_stderr(root: &Path, env: &[(String, String)], stderr: Stdio) -> (Child, String) {
+fn spawn_with_stderr(
+    root: &Path,
+    env: &[(String, String)],
+    config: Option<&Path>,
+    stderr: Stdio,
+) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_arbor"));
-    cmd.arg("serve")
-        .env_clear()
+    cmd.arg("serve");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DLREPO_ROOT_DIR", root)
         .env("DLREPO_LISTEN_PORT", "0")
