@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::TestServer;
+use common::{Client as _, TestServer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::{TestServer, digest_of, sha256_hex, snapshot, uploads_left};
+use common::{Client as _, TestServer, digest_of, sha256_hex, snapshot, uploads_left};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;

@@ -7,7 +7,7 @@
 
 use crate::common;
 
-use common::{TestServer, digest_of, fsck, snapshot};
+use common::{Client as _, TestServer, digest_of, fsck, snapshot};
 use serde_json::json;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;

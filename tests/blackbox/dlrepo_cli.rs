@@ -10,7 +10,7 @@
 
 use crate::common;
 
-use common::{TestServer, nlink, sha256_hex, test_dep, uploads_left};
+use common::{Client as _, TestServer, nlink, sha256_hex, test_dep, uploads_left};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::os::unix::fs::MetadataExt;

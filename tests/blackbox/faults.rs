@@ -8,7 +8,8 @@
 use crate::common;
 
 use common::{
-    TestServer, digest_of, fsck, sha256_hex, spawn_logged, uploads_left, write_test_hooks,
+    Client as _, TestServer, digest_of, fsck, sha256_hex, spawn_logged, uploads_left,
+    write_test_hooks,
 };
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

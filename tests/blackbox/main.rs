@@ -10,6 +10,8 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
+#[path = "../shared/mod.rs"]
+mod shared;
 
 mod access;
 mod bad_input;

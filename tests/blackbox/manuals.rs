@@ -9,6 +9,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::common;
+use common::Client as _;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::TestServer;
+use common::{Client as _, TestServer};
 
 const HTML: (&str, &str) = ("Accept", "text/html,application/xhtml+xml,*/*;q=0.8");
 

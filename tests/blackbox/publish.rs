@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::dlrepo::Dlrepo;
-use common::{TestServer, digest_of};
+use common::{Client as _, TestServer, digest_of};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{TestServer, digest_of, nlink, sha256_hex};
+use common::{Client as _, TestServer, digest_of, nlink, sha256_hex};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -8,7 +8,7 @@
 
 use crate::common;
 
-use common::{Res, TestServer, digest_of};
+use common::{Client as _, Res, TestServer, digest_of};
 use serde_json::{Value, json};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

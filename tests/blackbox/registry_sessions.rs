@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{Res, TestServer, digest_of, fsck};
+use common::{Client as _, Res, TestServer, digest_of, fsck};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 

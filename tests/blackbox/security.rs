@@ -8,7 +8,7 @@
 use crate::common;
 
 use common::auth::Secured;
-use common::{Res, digest_of, nlink, snapshot};
+use common::{Client as _, Res, digest_of, nlink, snapshot};
 use serde_json::json;
 
 const SECRET: &[u8] = b"the vault's own bytes";

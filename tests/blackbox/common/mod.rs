@@ -7,8 +7,7 @@
 pub mod auth;
 pub mod dlrepo;
 
-use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
+pub use crate::shared::*;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,39 +21,6 @@ pub struct TestServer {
     env: Vec<(String, String)>,
     /// The TOML file passed with `--config`, if any (test hooks, say).
     config: Option<PathBuf>,
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-pub fn digest_of(data: &[u8]) -> String {
-    format!("sha256:{}", sha256_hex(data))
-}
-
-/// A response, fully read.
-pub struct Res {
-    pub status: u16,
-    pub reason: String,
-    pub headers: HashMap<String, String>,
-    pub body: Vec<u8>,
-}
-
-impl Res {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
-    }
 }
 
 impl TestServer {
@@ -126,61 +92,8 @@ impl TestServer {
         spawn_child(self.root.path(), &self.env, self.config.as_deref())
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.root.path().join(rel)
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
-    }
-
-    /// Sends any request; `body` None sends no body.
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-    ) -> Res {
-        send(&self.agent, &self.base, method, path, headers, body)
-    }
-
-    pub fn get(&self, path: &str) -> Res {
-        self.request("GET", path, &[], None)
-    }
-
-    pub fn head(&self, path: &str) -> Res {
-        self.request("HEAD", path, &[], None)
-    }
-
-    pub fn delete(&self, path: &str) -> Res {
-        self.request("DELETE", path, &[], None)
-    }
-
-    pub fn send_json(&self, method: &str, path: &str, body: &serde_json::Value) -> Res {
-        let data = serde_json::to_vec(body).expect("json");
-        self.request(
-            method,
-            path,
-            &[("Content-Type", "application/json")],
-            Some(&data),
-        )
-    }
-
-    /// Uploads `data` with its correct digest.
-    pub fn put_file(&self, path: &str, data: &[u8]) -> Res {
-        let d = digest_of(data);
-        self.request("PUT", path, &[("Digest", &d)], Some(data))
-    }
-
-    /// Uploads every file then clears the dirty flag, as dlrepo-cli does.
-    pub fn upload_format(&self, format_url: &str, files: &[(&str, &[u8])]) {
-        for (rel, data) in files {
-            let r = self.put_file(&format!("{format_url}{rel}"), data);
-            assert_eq!(r.status, 201, "{rel}: {}", r.text());
-        }
-        let r = self.request("PATCH", format_url, &[], Some(b""));
-        assert_eq!(r.status, 200, "{}", r.text());
     }
 
     /// The status line as sent, read over a raw socket (ureq hides custom reasons).
@@ -324,65 +237,31 @@ fn spawn_with_stderr(
     (child, addr)
 }
 
+impl Client for TestServer {
+    fn start_with(env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_with(env)
+    }
+
+    fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Res {
+        send(&self.agent, &self.base, method, path, headers, body)
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Files and link counts under a directory, for "nothing changed on disk" checks.
-pub fn snapshot(root: &Path) -> Vec<(String, u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out: Vec<_> = walkdir::WalkDir::new(root)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| !e.path().starts_with(root.join(".uploads")))
-        .map(|e| {
-            let m = e.path().symlink_metadata().expect("stat");
-            (
-                e.path().strip_prefix(root).unwrap().display().to_string(),
-                if m.is_file() { m.len() } else { 0 },
-                m.nlink(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// `users/{user}/.disk_usage` as a number (0 when missing).
-pub fn disk_usage(root: &Path, user: &str) -> u64 {
-    std::fs::read_to_string(root.join("users").join(user).join(".disk_usage"))
-        .map(|s| s.trim().parse().expect("a decimal count"))
-        .unwrap_or(0)
-}
-
-/// What a recount finds for a user repository (spec/LAYOUT.md §6.4): every regular file
-/// under `users/{user}/`, dot-files and `.disk_usage` included, symlinks not followed.
-pub fn recount(root: &Path, user: &str) -> u64 {
-    walkdir::WalkDir::new(root.join("users").join(user))
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.metadata().expect("stat").len())
-        .sum()
-}
-
-pub fn nlink(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).expect("stat").nlink()
-}
-
-/// Regular files left in `.uploads/` (must be none after any finished request).
-pub fn uploads_left(root: &Path) -> Vec<String> {
-    std::fs::read_dir(root.join(".uploads"))
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it (a self-signed CA used as
