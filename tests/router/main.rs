@@ -11,4 +11,8 @@ mod shared;
 
 mod access;
 mod bad_input;
+mod pages;
+mod products_api;
+mod registry_conformance;
 mod security;
+mod tree_api;
