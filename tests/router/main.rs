@@ -11,8 +11,11 @@ mod shared;
 
 mod access;
 mod bad_input;
+mod files_api;
 mod pages;
 mod products_api;
+mod registry;
 mod registry_conformance;
 mod security;
+mod security_headers;
 mod tree_api;
