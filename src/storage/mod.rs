@@ -8,6 +8,8 @@ pub mod assets;
 mod blobs;
 mod commit;
 mod files;
+#[cfg(test)]
+mod fixture;
 pub mod fsck;
 mod gc;
 mod holders;
