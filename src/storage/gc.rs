@@ -362,3 +362,138 @@ pub(crate) fn kept_by_session(
     };
     fs::metadata(&session).is_ok_and(|m| !old(&m) || Claim::take(&session).is_none())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::model::RelPath;
+    use crate::storage::fixture::{self, TestRepo};
+
+    /// Makes `path` look `secs` seconds old.
+    fn age(path: &Path, secs: u64) {
+        let f = fs::File::options().write(true).open(path).expect("open");
+        f.set_modified(SystemTime::now() - Duration::from_secs(secs))
+            .expect("set mtime");
+    }
+
+    /// Links `data` to `{branch}/{tag}/j/f/x` of the root repository; returns its blob.
+    fn upload(repo: &TestRepo, branch: &str, tag: &str, data: &[u8]) -> PathBuf {
+        let job = fixture::job(Scope::Root, branch, tag, "j");
+        let (blob, digest) = repo.blob(data);
+        let rel = RelPath::parse("x").expect("path");
+        repo.link_artifact(&fixture::format(&job, "f"), &rel, &digest)
+            .expect("link");
+        blob
+    }
+
+    #[test]
+    fn an_old_orphan_goes_and_a_young_or_linked_blob_stays() {
+        let repo = TestRepo::with(Config {
+            orphan_blob_lifetime: 60,
+            ..Config::default()
+        });
+        let (orphan, _) = repo.blob(b"old orphan");
+        age(&orphan, 3600);
+        let (young, _) = repo.blob(b"young orphan");
+        let linked = upload(&repo, "b", "t", b"linked");
+        age(&linked, 3600);
+
+        let dry = repo.run_gc(GcKind::Orphans, true, None).expect("dry run");
+        assert_eq!((dry.blobs, dry.bytes), (1, 10));
+        assert!(orphan.exists(), "a dry run removes nothing");
+
+        let report = repo.run_gc(GcKind::Orphans, false, None).expect("run");
+        assert_eq!((report.blobs, report.bytes), (1, 10));
+        assert!(!orphan.exists());
+        assert!(young.exists(), "younger than the lifetime");
+        assert!(linked.exists(), "still linked");
+        let file = repo.root.join("branches/b/t/j/f/x");
+        assert_eq!(fs::read(file).expect("the artifact"), b"linked");
+    }
+
+    #[test]
+    fn tag_cleanup_keeps_the_newest_tags_of_each_kind_and_every_locked_one() {
+        let repo = TestRepo::new();
+        let tags = ["d1", "d2", "d3", "d4", "d5", "r1", "r2"];
+        let mut blobs = HashMap::new();
+        for (i, tag) in tags.iter().enumerate() {
+            let blob = upload(&repo, "b", tag, tag.as_bytes());
+            age(&blob, 3600);
+            blobs.insert(*tag, blob);
+            let tdir = repo.root.join("branches/b").join(tag);
+            // Oldest first, an hour apart.
+            age(&tdir.join(".stamp"), 3600 * (10 - i as u64));
+            if tag.starts_with('r') {
+                fs::write(tdir.join(".released"), b"").expect("release");
+            }
+        }
+        fs::write(repo.root.join("branches/b/d1/.locked"), b"").expect("lock d1");
+        fs::write(
+            repo.root.join("branches/b/.cleanup_policy"),
+            br#"{"max_daily_tags": 2, "max_released_tags": 1}"#,
+        )
+        .expect("policy");
+
+        let report = repo.run_gc(GcKind::Full, false, None).expect("run");
+        let mut deleted = report.tags.clone();
+        deleted.sort();
+        assert_eq!(deleted, ["b/d2", "b/d3", "b/r1"]);
+        for tag in tags {
+            let kept = !deleted.contains(&format!("b/{tag}"));
+            let tdir = repo.root.join("branches/b").join(tag);
+            assert_eq!(tdir.exists(), kept, "{tag}");
+            // The blobs only the deleted tags used go in the same run.
+            assert_eq!(blobs[tag].exists(), kept, "{tag}'s blob");
+        }
+        assert_eq!(report.blobs, 3);
+    }
+
+    #[test]
+    fn a_released_tag_that_cannot_be_unpublished_is_kept() {
+        let repo = TestRepo::new();
+        for (i, tag) in ["r1", "r2", "r3"].iter().enumerate() {
+            upload(&repo, "b", tag, tag.as_bytes());
+            let tdir = repo.root.join("branches/b").join(tag);
+            age(&tdir.join(".stamp"), 3600 * (10 - i as u64));
+            fs::write(tdir.join(".released"), b"").expect("release");
+        }
+        fs::write(
+            repo.root.join("branches/b/.cleanup_policy"),
+            br#"{"max_released_tags": 1}"#,
+        )
+        .expect("policy");
+        let asked = Mutex::new(Vec::new());
+        let unpublish = |t: &TagRef| {
+            asked.lock().expect("log").push(t.tag.to_string());
+            match t.tag.as_str() {
+                "r1" => Err("target down".to_owned()),
+                _ => Ok(()),
+            }
+        };
+        let report = repo
+            .run_gc(GcKind::Full, false, Some(&unpublish))
+            .expect("run");
+        assert_eq!(report.tags, ["b/r2"]);
+        assert_eq!(report.kept, [("b/r1".to_owned(), "target down".to_owned())]);
+        assert!(repo.root.join("branches/b/r1").exists());
+        assert!(!repo.root.join("branches/b/r2").exists());
+        let mut asked = asked.into_inner().expect("log");
+        asked.sort();
+        assert_eq!(asked, ["r1", "r2"], "only the released tags over the limit");
+    }
+
+    #[test]
+    fn requests_made_during_a_run_merge_into_one() {
+        let repo = TestRepo::new();
+        repo.request_gc(GcKind::Orphans);
+        repo.request_gc(GcKind::Full);
+        repo.request_gc(GcKind::Orphans);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        assert_eq!(rt.block_on(repo.next_gc_request()), GcKind::Full);
+        let pending = repo.gc.pending.lock().expect("queue").is_none();
+        assert!(pending, "the three requests made one run");
+    }
+}
