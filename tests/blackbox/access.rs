@@ -7,97 +7,14 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::common;
-use base64::Engine as _;
+use crate::shared::access::{self, Setup, as_user, assert_denied};
+use crate::shared::auth::basic;
 use common::*;
 use serde_json::json;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-const AUTH: &str = "\
-# comments and blank lines are fine (dlrepo 0.44 broke the next login here)
-
-alice:secret:devs readers
-carol:c:ol:on:devs
-ursula:pw:updaters
-";
-
-fn write_acls(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("readers"),
-        "r /\nr /branches/\nr /branches/** !/branches/secret/**\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("devs"),
-        "rw /branches/dev/** # writes under dev only\nra /~$user/**\nr /branches/** !/branches/secret/**\nrw /branches/** !/branches/secret/**\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("updaters"), "ru /branches/**\n").unwrap();
-    std::fs::write(
-        dir.join("ANONYMOUS"),
-        "r /branches/\nr /branches/pub/**\nrw /branches/anon/**\n",
-    )
-    .unwrap();
-}
-
-struct Setup {
-    server: TestServer,
-    _etc: tempfile::TempDir,
-    acls: std::path::PathBuf,
-}
-
-fn start(extra: &[(&str, &str)]) -> Setup {
-    let etc = tempfile::tempdir().unwrap();
-    let acls = etc.path().join("acls");
-    write_acls(&acls);
-    let auth = etc.path().join("auth");
-    std::fs::write(&auth, AUTH).unwrap();
-    let mut env = vec![
-        ("DLREPO_AUTH_DISABLED", "0"),
-        ("DLREPO_AUTH_FILE", auth.to_str().unwrap()),
-        ("DLREPO_ACLS_DIR", acls.to_str().unwrap()),
-    ];
-    env.extend_from_slice(extra);
-    let server = TestServer::start_with(&env);
-    Setup {
-        server,
-        _etc: etc,
-        acls,
-    }
-}
-
-fn basic(login: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{login}:{password}"))
-    )
-}
-
-fn as_user(s: &TestServer, user: &str, method: &str, path: &str, body: Option<&[u8]>) -> Res {
-    let password = match user {
-        "alice" => "secret",
-        "carol" => "c:ol:on",
-        "ursula" => "pw",
-        other => other,
-    };
-    let auth = basic(user, password);
-    let mut headers = vec![("Authorization", auth.as_str())];
-    let digest;
-    if method == "PUT" && body.is_some() && !path.ends_with('/') {
-        digest = digest_of(body.unwrap_or_default());
-        headers.push(("Digest", &digest));
-    }
-    s.request(method, path, &headers, body)
-}
-
-fn assert_denied(r: &Res) {
-    assert_eq!(r.status, 401, "{}", r.text());
-    assert_eq!(
-        r.header("www-authenticate"),
-        Some(r#"Basic realm="dlrepo", charset="utf-8""#)
-    );
-    assert_eq!(r.text(), "401: Unauthorized");
+fn start(extra: &[(&str, &str)]) -> Setup<TestServer> {
+    access::start(extra)
 }
 
 #[test]

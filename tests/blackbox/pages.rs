@@ -1,6 +1,6 @@
 //! The HTML pages, black-box (spec/API.md §1.3, §3.1, §3.8–3.9, §9; issue 5): browsers get
 //! pages with working relative links, API clients keep their JSON and plain-text errors.
-//! The home page and its links are checked here; tests/router/pages.rs has every case.
+//! The home page and its links are checked here; tests/router/pages.rs has the others.
 
 use crate::common;
 

@@ -1,5 +1,5 @@
 //! The products view built from job metadata (spec/API.md §3.10, spec/LAYOUT.md §4), in a
-//! real server; tests/router/products_api.rs has every case.
+//! real server; tests/router/products_api.rs has the others.
 // Black-box tests check what the server left on disk, so they read the tree directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 

@@ -4,7 +4,8 @@
 //! modules this machine cannot fetch; these tests send the requests it sends, in its order,
 //! with its kind of content, and check what it checks, strictly where the suite tolerates
 //! several answers (arbor's choices are in docs/registry.md). Only the first workflow (tags
-//! after a push) is replayed here; tests/router/registry_conformance.rs replays them all.
+//! after a push) is replayed here; tests/router/registry_conformance.rs replays the
+//! others.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::common;

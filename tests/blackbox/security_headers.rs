@@ -1,7 +1,7 @@
 //! Serving uploads safely (spec/API.md Q51, Q52; docs/access.md "Serving artifacts safely"):
 //! active artifacts are sandboxed downloads unless the operator opts a tree in, pages carry a
 //! strict policy, `Content-Disposition` names are quoted and encoded, and secrets sent with a
-//! request never reach the log. Every case but the log runs in process too, in
+//! request never reach the log. The other cases run in process, in
 //! tests/router/security_headers.rs.
 
 // Black-box tests read the server's log file directly.

@@ -3,47 +3,10 @@
 use crate::common;
 use common::*;
 use serde_json::json;
-use std::io::Read;
 
 fn blob_path(s: &App, data: &[u8]) -> std::path::PathBuf {
     let h = sha256_hex(data);
     s.path(&format!(".blobs/sha256/{}/{h}", &h[..2]))
-}
-
-#[test]
-fn upload_links_blob_and_records_digest() {
-    let s = App::start();
-    let r = s.put_file("/branches/b/t/j/fmt/Dir/A.txt", b"hello\n");
-    assert_eq!((r.status, r.text().as_str()), (201, "201: Created"));
-    let file = s.path("branches/b/t/j/fmt/Dir/A.txt");
-    assert_eq!(std::fs::read(&file).unwrap(), b"hello\n");
-    assert_eq!(nlink(&blob_path(&s, b"hello\n")), 2);
-    assert_eq!(
-        std::fs::read_to_string(s.path("branches/b/t/j/fmt/.digests")).unwrap(),
-        format!(r#"{{"Dir/A.txt": "{}"}}"#, digest_of(b"hello\n"))
-    );
-    use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &str| std::fs::metadata(s.path(p)).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode("branches/b/t/j/fmt/Dir/A.txt"), 0o644);
-    assert_eq!(mode("branches/b/t/j/fmt/.digests"), 0o644);
-    assert!(s.path("branches/b/t/j/fmt/.dirty").exists());
-    assert!(uploads_left(s.root.path()).is_empty());
-    // Upper-case digests are stored lower-cased (spec/API.md Q19).
-    let d = digest_of(b"x").to_uppercase();
-    assert_eq!(
-        s.request(
-            "PUT",
-            "/branches/b/t/j/fmt/x",
-            &[("Digest", &d)],
-            Some(b"x")
-        )
-        .status,
-        201
-    );
-    let digests: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(s.path("branches/b/t/j/fmt/.digests")).unwrap())
-            .unwrap();
-    assert_eq!(digests["x"], digest_of(b"x"));
 }
 
 #[test]
@@ -104,90 +67,6 @@ fn head_with_digest_and_link_mode() {
         (200, Some(d.as_str()), Some("8"))
     );
     assert_eq!(r.header("etag"), None);
-}
-
-#[test]
-fn downloads_have_validators_ranges_and_conditionals() {
-    let s = App::start();
-    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    s.upload_format(
-        "/branches/b/t/j/f/",
-        &[("data.bin", &data), ("n.txt", b"text")],
-    );
-    let r = s.get("/branches/b/t/j/f/data.bin");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body, data);
-    let d = digest_of(&data);
-    assert_eq!(r.header("digest"), Some(d.as_str()));
-    let etag = r.header("etag").unwrap().to_owned();
-    assert_eq!(etag, format!("\"{}\"", sha256_hex(&data)));
-    assert_eq!(r.header("accept-ranges"), Some("bytes"));
-    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
-    assert!(r.header("last-modified").is_some());
-    assert_eq!(
-        s.get("/branches/b/t/j/f/n.txt").header("content-type"),
-        Some("text/plain")
-    );
-    let r = s.request(
-        "GET",
-        "/branches/b/t/j/f/data.bin",
-        &[("Range", "bytes=10-19")],
-        None,
-    );
-    assert_eq!(
-        (r.status, r.header("content-range")),
-        (206, Some("bytes 10-19/100000"))
-    );
-    assert_eq!(r.body, &data[10..20]);
-    let r = s.request(
-        "GET",
-        "/branches/b/t/j/f/data.bin",
-        &[("Range", "bytes=-5")],
-        None,
-    );
-    assert_eq!(r.body, &data[99_995..]);
-    let r = s.request(
-        "GET",
-        "/branches/b/t/j/f/data.bin",
-        &[("Range", "bytes=100000-")],
-        None,
-    );
-    assert_eq!(
-        (r.status, r.header("content-range")),
-        (416, Some("bytes */100000"))
-    );
-    let r = s.request(
-        "GET",
-        "/branches/b/t/j/f/data.bin",
-        &[("If-None-Match", &etag)],
-        None,
-    );
-    assert_eq!((r.status, r.body.len()), (304, 0));
-    assert_eq!(r.header("digest"), Some(d.as_str()));
-    let r = s.request(
-        "GET",
-        "/branches/b/t/j/f/data.bin",
-        &[("If-Match", "\"other\"")],
-        None,
-    );
-    assert_eq!(r.status, 412);
-    let lm = s
-        .get("/branches/b/t/j/f/data.bin")
-        .header("last-modified")
-        .unwrap()
-        .to_owned();
-    let r = s.request(
-        "GET",
-        "/branches/b/t/j/f/data.bin",
-        &[("If-Modified-Since", &lm)],
-        None,
-    );
-    assert_eq!(r.status, 304);
-    // Non-canonical URLs redirect; missing files are 404.
-    let r = s.get("/branches/B/T/J/F/data.bin");
-    assert_eq!(r.header("location"), Some("/branches/b/t/j/f/data.bin"));
-    assert_eq!(s.get("/branches/b/t/j/f/DATA.bin").status, 404);
-    assert_eq!(s.get("/branches/b/t/j/f/data.bin/").status, 404);
 }
 
 #[test]
@@ -252,88 +131,6 @@ fn format_views() {
     assert!(!s.path("branches/b/t/j/one").exists());
     assert_eq!(nlink(&blob_path(&s, b"x")), 1);
     assert_eq!(s.delete("/branches/b/t/j/one/").status, 404);
-}
-
-fn read_tar(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut ar = tar::Archive::new(bytes);
-    ar.entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let name = e.path().unwrap().display().to_string();
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
-            (name, data)
-        })
-        .collect()
-}
-
-#[test]
-fn tar_bundles_end_with_sha256sums() {
-    let s = App::start();
-    s.upload_format(
-        "/branches/b/t/j/fmt/",
-        &[("dir/f1.txt", b"1"), ("f2.txt", b"2")],
-    );
-    s.upload_format("/branches/b/t/j/doc/", &[("index.html", b"<p>")]);
-    let r = s.get("/branches/b/t/j.tar");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("application/x-tar"));
-    assert_eq!(
-        r.header("content-disposition"),
-        Some("attachment; filename=\"j-t.tar\"; filename*=UTF-8''j-t.tar")
-    );
-    assert_eq!(r.body.len() % 10240, 0);
-    let entries = read_tar(&r.body);
-    let names: Vec<_> = entries.iter().map(|e| e.0.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "j-t/doc/index.html",
-            "j-t/fmt/dir/f1.txt",
-            "j-t/fmt/f2.txt",
-            "j-t/SHA256SUMS.txt"
-        ]
-    );
-    assert_eq!(
-        String::from_utf8(entries[3].1.clone()).unwrap(),
-        format!(
-            "{}  doc/index.html\n{}  fmt/dir/f1.txt\n{}  fmt/f2.txt\n",
-            sha256_hex(b"<p>"),
-            sha256_hex(b"1"),
-            sha256_hex(b"2")
-        )
-    );
-    let r = s.get("/branches/b/t/j/fmt.tar");
-    let names: Vec<_> = read_tar(&r.body).into_iter().map(|e| e.0).collect();
-    assert_eq!(
-        names,
-        [
-            "j-t-fmt/dir/f1.txt",
-            "j-t-fmt/f2.txt",
-            "j-t-fmt/SHA256SUMS.txt"
-        ]
-    );
-    assert_eq!(s.get("/branches/b/t/nope.tar").status, 404);
-    // With product metadata the archive is named after the product version.
-    s.send_json("PATCH", "/branches/b/t/j/", &json!({"job": {"product": "foo", "product_variant": "x86", "product_branch": "1.0", "version": "1.0.1"}}));
-    let r = s.get("/branches/b/t/j.tar");
-    assert_eq!(
-        r.header("content-disposition"),
-        Some("attachment; filename=\"foo-x86-v1.0.1.tar\"; filename*=UTF-8''foo-x86-v1.0.1.tar")
-    );
-    let r = s.get("/products/foo/x86/1.0/1.0.1/fmt.tar");
-    assert_eq!(
-        r.header("content-disposition"),
-        Some(
-            "attachment; filename=\"foo-x86-v1.0.1-fmt.tar\"; filename*=UTF-8''foo-x86-v1.0.1-fmt.tar"
-        )
-    );
-    let names: Vec<_> = read_tar(&s.get("/products/foo/x86/1.0/1.0.1.tar").body)
-        .into_iter()
-        .map(|e| e.0)
-        .collect();
-    assert_eq!(names[0], "foo-x86-v1.0.1/doc/index.html");
 }
 
 #[test]

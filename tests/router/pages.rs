@@ -70,21 +70,6 @@ fn negotiation_keeps_json_for_api_clients() {
 }
 
 #[test]
-fn home_is_always_html() {
-    let s = seeded();
-    let home = s.get("/");
-    assert_eq!(
-        home.header("content-type"),
-        Some("text/html; charset=utf-8")
-    );
-    let html = home.text();
-    assert!(html.contains(r#"href="branches/""#) && html.contains(r#"href="products/""#));
-    assert!(html.contains(r#"<a href="/products/foo/x86/1/1.0/">foo-x86-v1.0</a>"#));
-    let hidden = App::start_with(&[("DLREPO_LATEST_RELEASES", "0")]);
-    assert!(!hidden.get("/").text().contains("Latest releases"));
-}
-
-#[test]
 fn user_home_shows_quota() {
     let s = App::start_with(&[("DLREPO_USER_QUOTA", "1000000")]);
     s.upload_format("/~bob/branches/b/t/j/f/", &[("a", &[7u8; 2000])]);
@@ -93,45 +78,6 @@ fn user_home_shows_quota() {
     assert!(html.contains("2.1K used of 1.0M"), "{html}");
     assert!(page(&s, "/").contains(r#"<a href="/~bob/">~bob</a>"#));
     assert_eq!(s.request("GET", "/~nobody/", &[HTML], None).status, 404);
-}
-
-#[test]
-fn pages_link_down_to_files() {
-    let s = seeded();
-    let tag = page(&s, "/branches/main/t1/");
-    assert!(tag.contains(r#"<a href="job1/">job1</a>"#));
-    assert!(tag.contains(r#"<a href="%3Cscript%3E/">&#60;script&#62;</a>"#));
-    let job = page(&s, "/branches/main/t1/job1/");
-    for link in [
-        r#"href="fmt/""#,
-        r#"href="fmt.tar""#,
-        r#"href="fmt.sha256""#,
-        r#"href="../job1.tar""#,
-    ] {
-        assert!(job.contains(link), "{link}");
-    }
-    let fmt = page(&s, "/branches/main/t1/job1/fmt/");
-    assert!(fmt.contains(r#"<a href="dir/">dir/</a>"#));
-    assert!(fmt.contains(r#"href="f2.txt" download>f2.txt</a>"#));
-    assert!(fmt.contains(r#"href="f2.txt.sha256""#));
-    // Each link resolves (relative to the page) to something the server answers.
-    for url in [
-        "/branches/main/t1/job1/fmt.tar",
-        "/branches/main/t1/job1/fmt.sha256",
-        "/branches/main/t1/job1.tar",
-        "/branches/main/t1/job1/fmt/f2.txt",
-        "/branches/main/t1/job1/fmt/f2.txt.sha256",
-        "/branches/main/t1/job1/fmt/dir/a%20b.txt",
-    ] {
-        assert_eq!(s.request("GET", url, &[HTML], None).status, 200, "{url}");
-    }
-    // A directory URL without the slash sends the browser to the listing.
-    let r = s.request("GET", "/branches/main/t1/job1/fmt/dir", &[HTML], None);
-    assert_eq!(r.status, 302);
-    assert_eq!(
-        r.header("location"),
-        Some("/branches/main/t1/job1/fmt/dir/")
-    );
 }
 
 #[test]

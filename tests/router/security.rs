@@ -6,89 +6,15 @@
 
 use crate::common;
 
+use crate::shared::security::{self, SECRET};
 use common::auth::Secured;
 use common::{Client as _, Res, digest_of, nlink, snapshot};
 use serde_json::json;
 
-const SECRET: &[u8] = b"the vault's own bytes";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const METHODS: [&str; 7] = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"];
 
-/// `mal` may write and read every branch but the `vault*` branches, `dev`'s hidden file,
-/// and the `vault*` registry repositories; `admin` may do anything; `rel` writes `dev` and
-/// may publish the `fw` product.
 fn start() -> Secured {
-    let s = Secured::start(
-        &[
-            ("admin", "a", "admins"),
-            ("mal", "m", "devs"),
-            ("rel", "r", "devs releasers"),
-        ],
-        &[
-            ("admins", "rw /**\n"),
-            (
-                "devs",
-                "r /\n\
-                 r /branches/\n\
-                 r /branches/** !/branches/vault*/** !/branches/dev/t/j/f/hidden.txt !/branches/dev/t/sealed/**\n\
-                 rw /branches/** !/branches/vault*/** !/branches/dev/t/j/f/hidden.txt !/branches/dev/t/sealed/**\n\
-                 r /products/** !/products/vaultp*/**\n\
-                 r /v2/\n\
-                 r /v2/** !/v2/vault*/**\n\
-                 rw /v2/dev/**\n",
-            ),
-            ("releasers", "rw /products/fw/**\n"),
-        ],
-    );
-    let admin = |m: &str, p: &str, b: Option<&[u8]>| s.send("admin", m, p, &[], b);
-    assert_eq!(
-        s.put("admin", "/branches/vault/t/j/f/secret.txt", SECRET)
-            .status,
-        201
-    );
-    assert_eq!(
-        admin("PATCH", "/branches/vault/t/j/f/", Some(b"")).status,
-        200
-    );
-    let meta = json!({"job": {"product": "vaultp", "product_variant": "x",
-                              "product_branch": "main", "version": "1.0"}});
-    assert_eq!(
-        s.json("admin", "PATCH", "/branches/vault/t/j/", &meta)
-            .status,
-        200
-    );
-    push_image(&s, "admin", "vault/img", "v1");
-    s
-}
-
-/// A one-layer image pushed over plain HTTP; returns the layer's digest.
-fn push_image(s: &Secured, who: &str, repo: &str, tag: &str) -> String {
-    let config = format!(r#"{{"architecture":"amd64","os":"linux","repo":"{repo}"}}"#);
-    let layer = format!("layer of {repo}").into_bytes();
-    for blob in [config.as_bytes(), &layer] {
-        let url = format!("/v2/{repo}/blobs/uploads/?digest={}", digest_of(blob));
-        let r = s.send(who, "POST", &url, &[], Some(blob));
-        assert_eq!(r.status, 201, "{url}: {}", r.text());
-    }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": digest_of(config.as_bytes()), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": digest_of(&layer), "size": layer.len()}],
-    }))
-    .unwrap();
-    let url = format!("/v2/{repo}/manifests/{tag}");
-    let r = s.send(
-        who,
-        "PUT",
-        &url,
-        &[("Content-Type", OCI_MANIFEST)],
-        Some(&manifest),
-    );
-    assert_eq!(r.status, 201, "{url}: {}", r.text());
-    digest_of(&layer)
+    security::start()
 }
 
 /// Every spelling of every tree URL below a branch named `b`.
@@ -270,50 +196,6 @@ fn a_forbidden_entity_and_a_missing_one_look_alike() {
             );
         }
     }
-}
-
-#[test]
-fn slashless_writes_act_only_after_the_check_of_their_entity() {
-    let s = start();
-    // The attacker's own branch still works in both slash forms.
-    assert_eq!(s.put("mal", "/branches/dev/t/j/f/a.txt", b"a").status, 201);
-    let r = s.json(
-        "mal",
-        "POST",
-        "/branches/dev/t",
-        &json!({"tag": {"locked": true}}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert!(s.server.path("branches/dev/t/.locked").exists());
-    let r = s.json(
-        "mal",
-        "POST",
-        "/branches/dev/t",
-        &json!({"tag": {"locked": false}}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(
-        s.send("mal", "DELETE", "/branches/dev/t/j", &[], None)
-            .status,
-        200
-    );
-    assert!(!s.server.path("branches/dev/t/j").exists());
-    // A slashless GET of a readable branch still redirects.
-    let r = s.get("mal", "/branches/dev");
-    assert_eq!(
-        (r.status, r.header("location")),
-        (302, Some("/branches/dev/"))
-    );
-    // And the vault survives every slashless spelling.
-    for url in [
-        "/branches/vault",
-        "/branches/VAULT",
-        "/branches/vault/t",
-        "/branches/vault/t/j",
-    ] {
-        assert_eq!(s.send("mal", "DELETE", url, &[], None).status, 401, "{url}");
-    }
-    assert!(s.server.path("branches/vault/t/j/f/secret.txt").exists());
 }
 
 #[test]

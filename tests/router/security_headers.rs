@@ -20,13 +20,6 @@ const ACTIVE: &[(&str, &[u8])] = &[
     ("x.xml", b"<x/>"),
 ];
 
-/// Passive files: shown as they are, never forced to a download.
-const PASSIVE: &[(&str, &[u8])] = &[
-    ("notes.txt", b"<html>not sniffed</html>"),
-    ("a.tar.gz", b"\x1f\x8b\x08\x00"),
-    ("a.png", b"\x89PNG\r\n\x1a\n"),
-];
-
 fn disposition(name: &str, encoded: &str) -> String {
     format!("attachment; filename=\"{name}\"; filename*=UTF-8''{encoded}")
 }
@@ -67,54 +60,6 @@ fn assert_sandboxed_inline(r: &Res, what: &str) {
 
 fn browser_get(s: &App, path: &str) -> Res {
     s.request("GET", path, &[("Accept", "text/html,*/*;q=0.8")], None)
-}
-
-#[test]
-fn active_artifacts_are_sandboxed_downloads_everywhere() {
-    let s = App::start();
-    let mut files: Vec<(&str, &[u8])> = ACTIVE.to_vec();
-    files.extend_from_slice(PASSIVE);
-    s.upload_format("/branches/b/t/j/f/", &files);
-    s.upload_format("/~bob/branches/b/t/j/f/", &files);
-    let meta = json!({"job": {"product": "foo", "product_variant": "x86",
-        "product_branch": "1.0", "version": "1.0.1"}});
-    assert_eq!(s.send_json("PATCH", "/branches/b/t/j/", &meta).status, 200);
-    for base in [
-        "/branches/b/t/j/f/",
-        "/~bob/branches/b/t/j/f/",
-        "/products/foo/x86/1.0/1.0.1/f/",
-    ] {
-        for (name, data) in ACTIVE {
-            let url = format!("{base}{name}");
-            let r = s.get(&url);
-            assert_sandboxed_download(&r, name, &url);
-            assert_eq!(r.body, *data, "{url}");
-            // A browser asking for a page gets the same file, the same way.
-            assert_sandboxed_download(&browser_get(&s, &url), name, &url);
-        }
-        for (name, data) in PASSIVE {
-            let url = format!("{base}{name}");
-            let r = s.get(&url);
-            assert_eq!(r.status, 200, "{url}");
-            assert_eq!(r.body, *data, "{url}");
-            assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{url}");
-            assert_eq!(r.header("content-security-policy"), None, "{url}");
-            assert_eq!(r.header("content-disposition"), None, "{url}");
-        }
-    }
-    // Validators and ranges keep the headers: a cached copy must not lose them.
-    let r = s.request(
-        "GET",
-        "/branches/b/t/j/f/evil.html",
-        &[("Range", "bytes=0-5")],
-        None,
-    );
-    assert_eq!(r.status, 206);
-    assert_eq!(r.header("content-security-policy"), Some("sandbox"));
-    assert_eq!(
-        r.header("content-disposition"),
-        Some(disposition("evil.html", "evil.html").as_str())
-    );
 }
 
 #[test]

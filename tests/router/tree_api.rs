@@ -451,39 +451,6 @@ fn deletes_respect_tag_locks_and_release() {
 }
 
 #[test]
-fn method_not_allowed_lists_methods() {
-    let s = App::start();
-    seed(&s);
-    for (method, path, allow) in [
-        ("PATCH", "/branches/main/", "DELETE,GET,POST"),
-        ("PATCH", "/branches/main/t1/", "DELETE,GET,POST"),
-        (
-            "OPTIONS",
-            "/branches/main/t1/job1/",
-            "DELETE,GET,PATCH,POST,PUT",
-        ),
-        ("POST", "/branches/", "GET"),
-        ("POST", "/branches/main/t1/job1/fmt/f1.txt", "GET,HEAD,PUT"),
-        ("PUT", "/products/", "GET"),
-    ] {
-        let r = s.request(method, path, &[], Some(b"{}"));
-        assert_eq!(
-            (r.status, r.header("allow")),
-            (405, Some(allow)),
-            "{method} {path}"
-        );
-        assert_eq!(r.text(), "405: Method Not Allowed");
-    }
-}
-
-#[test]
-fn healthz_answers() {
-    let s = App::start();
-    let r = s.get("/healthz");
-    assert_eq!((r.status, r.text().as_str()), (200, r#"{"status": "ok"}"#));
-}
-
-#[test]
 fn large_branch_listing_keeps_order_and_flags() {
     // Enough tags for the listing to be split across threads.
     let s = App::start();

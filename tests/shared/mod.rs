@@ -4,7 +4,9 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 #![allow(dead_code)]
 
+pub mod access;
 pub mod auth;
+pub mod security;
 
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
