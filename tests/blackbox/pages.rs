@@ -3,38 +3,13 @@
 //! The home page and its links are checked here; tests/router/pages.rs has the others.
 
 use crate::common;
+use crate::shared::html_pages;
+use crate::shared::html_pages::{HTML, page};
 
 use common::{Client as _, TestServer};
 
-const HTML: (&str, &str) = ("Accept", "text/html,application/xhtml+xml,*/*;q=0.8");
-
-fn page(s: &TestServer, path: &str) -> String {
-    let r = s.request("GET", path, &[HTML], None);
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    assert_eq!(
-        r.header("content-type"),
-        Some("text/html; charset=utf-8"),
-        "{path}"
-    );
-    r.text()
-}
-
-/// A job with a product, a nested format and a hostile job name next to it.
 fn seeded() -> TestServer {
-    let s = TestServer::start();
-    let meta = serde_json::json!({"job": {"product": "foo", "product_variant": "x86",
-        "product_branch": "1", "version": "1.0"}});
-    s.upload_format(
-        "/branches/main/t1/job1/fmt/",
-        &[("dir/a%20b.txt", b"hello"), ("f2.txt", b"hi")],
-    );
-    assert_eq!(
-        s.send_json("PATCH", "/branches/main/t1/job1/", &meta)
-            .status,
-        200
-    );
-    s.upload_format("/branches/main/t1/%3Cscript%3E/fmt/", &[("x", b"x")]);
-    s
+    html_pages::seeded()
 }
 
 #[test]

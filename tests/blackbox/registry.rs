@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::common;
+use crate::shared::oci_requests::{code, manifest_for, upload};
 
 use common::{Client as _, TestServer, digest_of, nlink, sha256_hex};
 use serde_json::{Value, json};
@@ -458,54 +459,6 @@ fn delete_an_image() {
 }
 
 // ---- raw HTTP ------------------------------------------------------------------------------
-
-fn code(r: &common::Res) -> String {
-    r.json()["errors"][0]["code"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// POST + PATCH chunks + PUT; returns the final response.
-fn upload(s: &TestServer, name: &str, chunks: &[&[u8]], digest: &str) -> common::Res {
-    let r = s.request(
-        "POST",
-        &format!("/v2/{name}/blobs/uploads/"),
-        &[],
-        Some(b""),
-    );
-    assert_eq!(r.status, 202, "{}", r.text());
-    let mut loc = r.header("location").unwrap().to_owned();
-    let mut at = 0;
-    for c in chunks {
-        let range = format!("{}-{}", at, at + c.len() - 1);
-        let r = s.request(
-            "PATCH",
-            &loc,
-            &[
-                ("Content-Range", &range),
-                ("Content-Type", "application/octet-stream"),
-            ],
-            Some(c),
-        );
-        assert_eq!(r.status, 202, "{}", r.text());
-        at += c.len();
-        assert_eq!(r.header("range"), Some(format!("0-{}", at - 1).as_str()));
-        loc = r.header("location").unwrap().to_owned();
-    }
-    s.request("PUT", &format!("{loc}?digest={digest}"), &[], Some(b""))
-}
-
-fn manifest_for(config: &[u8], layer: &[u8]) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": digest_of(config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": digest_of(layer), "size": layer.len()}],
-    }))
-    .unwrap()
-}
 
 #[test]
 fn chunked_upload_status_and_manifest_by_hand() {

@@ -9,82 +9,8 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::common;
-
-use common::{Client as _, Res, TestServer, digest_of};
-use serde_json::{Value, json};
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// A blob pushed as the suite does: `POST` for a session, then `PUT ?digest=` with the body.
-fn push_blob(s: &TestServer, name: &str, data: &[u8]) {
-    let r = s.request(
-        "POST",
-        &format!("/v2/{name}/blobs/uploads/"),
-        &[],
-        Some(b""),
-    );
-    assert_eq!(r.status, 202, "POST {name}: {}", r.text());
-    let loc = r.header("location").expect("Location").to_owned();
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = s.request(
-        "PUT",
-        &format!("{loc}{sep}digest={}", digest_of(data)),
-        &[("Content-Type", "application/octet-stream")],
-        Some(data),
-    );
-    assert_eq!(r.status, 201, "PUT blob {name}: {}", r.text());
-}
-
-fn put_manifest(s: &TestServer, name: &str, reference: &str, body: &[u8]) -> Res {
-    let media_type = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| OCI_MANIFEST.to_owned());
-    s.request(
-        "PUT",
-        &format!("/v2/{name}/manifests/{reference}"),
-        &[("Content-Type", &media_type)],
-        Some(body),
-    )
-}
-
-/// The suite's config blob: unique per workflow through its `author`.
-fn config(author: &str) -> Vec<u8> {
-    serde_json::to_vec_pretty(&json!({
-        "author": author, "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": []},
-    }))
-    .unwrap()
-}
-
-const LAYER: &[u8] = b"not really a tarball, the registry does not look";
-
-/// An image manifest over `config` and [`LAYER`], tab-indented as the suite writes them.
-fn image_manifest(config: &[u8]) -> Vec<u8> {
-    pretty(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": digest_of(config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": digest_of(LAYER), "size": LAYER.len()}],
-    }))
-}
-
-/// JSON as Go's `json.MarshalIndent(v, "", "\t")` writes it: no server may re-serialise.
-fn pretty(v: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    serde::Serialize::serialize(v, &mut ser).unwrap();
-    out
-}
-
-fn tags(s: &TestServer, name: &str, query: &str) -> Vec<String> {
-    let r = s.get(&format!("/v2/{name}/tags/list{query}"));
-    assert_eq!(r.status, 200, "tags of {name}: {}", r.text());
-    serde_json::from_value(r.json()["tags"].clone()).expect("a list of tags")
-}
+use crate::shared::oci_workflows::{LAYER, config, image_manifest, push_blob, put_manifest, tags};
+use common::{Client as _, TestServer, digest_of};
 
 // ---- content discovery: tags ---------------------------------------------------------------
 

@@ -8,24 +8,12 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::common;
+use crate::shared::safe_serving::{ACTIVE, assert_sandboxed_download, browser_get, disposition};
 use base64::Engine as _;
 use common::*;
 use serde_json::json;
 use std::path::Path;
 use std::process::Child;
-
-const HTML: &[u8] = b"<html><script>fetch('/branches/')</script></html>";
-
-/// The active files of the tests, and what each is.
-const ACTIVE: &[(&str, &[u8])] = &[
-    ("evil.html", HTML),
-    (
-        "evil.svg",
-        b"<svg xmlns='http://www.w3.org/2000/svg'><script>1</script></svg>",
-    ),
-    ("x.js", b"alert(1)"),
-    ("x.xml", b"<x/>"),
-];
 
 /// Passive files: shown as they are, never forced to a download.
 const PASSIVE: &[(&str, &[u8])] = &[
@@ -33,34 +21,6 @@ const PASSIVE: &[(&str, &[u8])] = &[
     ("a.tar.gz", b"\x1f\x8b\x08\x00"),
     ("a.png", b"\x89PNG\r\n\x1a\n"),
 ];
-
-fn disposition(name: &str, encoded: &str) -> String {
-    format!("attachment; filename=\"{name}\"; filename*=UTF-8''{encoded}")
-}
-
-/// A sandboxed download: what every active artifact gets by default.
-fn assert_sandboxed_download(r: &Res, name: &str, what: &str) {
-    assert_eq!(r.status, 200, "{what}: {}", r.text());
-    assert_eq!(
-        r.header("x-content-type-options"),
-        Some("nosniff"),
-        "{what}"
-    );
-    assert_eq!(
-        r.header("content-security-policy"),
-        Some("sandbox"),
-        "{what}"
-    );
-    assert_eq!(
-        r.header("content-disposition"),
-        Some(disposition(name, name).as_str()),
-        "{what}"
-    );
-}
-
-fn browser_get(s: &TestServer, path: &str) -> Res {
-    s.request("GET", path, &[("Accept", "text/html,*/*;q=0.8")], None)
-}
 
 #[test]
 fn active_artifacts_are_sandboxed_downloads_everywhere() {

@@ -4,45 +4,11 @@
 //! reach the log is checked on a real server's log, in tests/blackbox/security_headers.rs.
 
 use crate::common;
+use crate::shared::safe_serving::{
+    ACTIVE, HTML, assert_sandboxed_download, browser_get, disposition,
+};
 use common::*;
 use serde_json::json;
-
-const HTML: &[u8] = b"<html><script>fetch('/branches/')</script></html>";
-
-/// The active files of the tests, and what each is.
-const ACTIVE: &[(&str, &[u8])] = &[
-    ("evil.html", HTML),
-    (
-        "evil.svg",
-        b"<svg xmlns='http://www.w3.org/2000/svg'><script>1</script></svg>",
-    ),
-    ("x.js", b"alert(1)"),
-    ("x.xml", b"<x/>"),
-];
-
-fn disposition(name: &str, encoded: &str) -> String {
-    format!("attachment; filename=\"{name}\"; filename*=UTF-8''{encoded}")
-}
-
-/// A sandboxed download: what every active artifact gets by default.
-fn assert_sandboxed_download(r: &Res, name: &str, what: &str) {
-    assert_eq!(r.status, 200, "{what}: {}", r.text());
-    assert_eq!(
-        r.header("x-content-type-options"),
-        Some("nosniff"),
-        "{what}"
-    );
-    assert_eq!(
-        r.header("content-security-policy"),
-        Some("sandbox"),
-        "{what}"
-    );
-    assert_eq!(
-        r.header("content-disposition"),
-        Some(disposition(name, name).as_str()),
-        "{what}"
-    );
-}
 
 /// An opted-in active artifact: inline, scripts in an opaque origin only.
 fn assert_sandboxed_inline(r: &Res, what: &str) {
@@ -56,10 +22,6 @@ fn assert_sandboxed_inline(r: &Res, what: &str) {
     assert!(csp.starts_with("sandbox allow-scripts "), "{what}: {csp}");
     assert!(!csp.contains("allow-same-origin"), "{what}: {csp}");
     assert_eq!(r.header("content-disposition"), None, "{what}");
-}
-
-fn browser_get(s: &App, path: &str) -> Res {
-    s.request("GET", path, &[("Accept", "text/html,*/*;q=0.8")], None)
 }
 
 #[test]

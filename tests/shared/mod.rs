@@ -6,6 +6,10 @@
 
 pub mod access;
 pub mod auth;
+pub mod html_pages;
+pub mod oci_requests;
+pub mod oci_workflows;
+pub mod safe_serving;
 pub mod security;
 
 use sha2::{Digest as _, Sha256};
