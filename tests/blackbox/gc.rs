@@ -149,7 +149,9 @@ fn an_upload_inside_the_collectors_window_keeps_its_blob() {
     // The collector (a separate `arbor gc` process) pauses between its last check of an old
     // orphan and its unlink; an upload of the same content lands right in that pause. The
     // upload must wait for the collector and end with its file linked to a blob.
-    let s = TestServer::start_with(&[("DLREPO_ORPHAN_BLOB_LIFETIME", "1")]);
+    // The server's own collection after the delete keeps the default lifetime: with 1 s, a
+    // loaded machine let it take the blob before the test could age it.
+    let s = TestServer::start();
     let data = b"contended content";
     s.put_file("/branches/old/t/j/f/a", data);
     assert_eq!(s.delete("/branches/old/").status, 200);
@@ -185,8 +187,9 @@ fn an_upload_inside_the_collectors_window_keeps_its_blob() {
 #[test]
 fn collection_never_takes_a_blob_an_upload_is_linking() {
     // Old orphans whose content is uploaded again while `arbor gc` runs in a loop with a
-    // lifetime of 1 s: every upload must succeed and end as a link of its blob.
-    let s = TestServer::start_with(&[("DLREPO_ORPHAN_BLOB_LIFETIME", "1")]);
+    // lifetime of 1 s: every upload must succeed and end as a link of its blob. The server's
+    // own collection after the delete keeps the default lifetime, for the reason above.
+    let s = TestServer::start();
     let contents: Vec<Vec<u8>> = (0..40)
         .map(|i| format!("content {i}").into_bytes())
         .collect();
