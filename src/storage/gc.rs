@@ -150,69 +150,77 @@ impl Repo {
                 scope: Scope::Root,
                 branch,
             };
-            let bdir = self.branch_dir(&b);
-            let policy = super::files::read_json_map(&bdir.join(".cleanup_policy"));
-            let limit = |key: &str| {
-                policy
-                    .get(key)
-                    .filter(|v| !v.is_boolean())
-                    .and_then(serde_json::Value::as_u64)
-                    .filter(|n| *n > 0)
-            };
-            let (mut released, mut daily) = (Vec::new(), Vec::new());
-            for tag in Scan::read(&bdir)?.entities {
-                let t = TagRef {
-                    branch: b.clone(),
-                    tag,
-                };
-                let tdir = self.tag_dir(&t);
-                if exists(&tdir.join(".locked")) {
+            for (t, is_released) in self.tags_over_limits(&b)? {
+                let name = format!("{}/{}", t.branch.branch, t.tag);
+                tracing::info!(tag = %name, dry_run, "cleanup: deleting tag");
+                if dry_run {
+                    report.tags.push(name);
+                    doomed.push(self.tag_dir(&t));
                     continue;
                 }
-                let age = sort_time(stamp_time(&tdir));
-                if exists(&tdir.join(".released")) {
-                    released.push((age, t));
-                } else {
-                    daily.push((age, t));
+                // dlrepo aborts the whole pass when un-publishing fails. Keeping just that
+                // tag is safer: deleting it would strand its copies on the other servers
+                // with nothing left here to retract them.
+                if is_released
+                    && let Some(unpublish) = unpublish
+                    && let Err(e) = unpublish(&t)
+                {
+                    tracing::error!(tag = %name, error = %e, "cleanup: kept, unpublish failed");
+                    report.kept.push((name, e));
+                    continue;
                 }
-            }
-            for (list, key, is_released) in [
-                (&mut daily, "max_daily_tags", false),
-                (&mut released, "max_released_tags", true),
-            ] {
-                let Some(keep) = limit(key) else { continue };
-                // Newest first; stable over name order for equal times.
-                list.sort_by(|a, b| b.0.total_cmp(&a.0));
-                let keep = usize::try_from(keep).unwrap_or(usize::MAX);
-                for (_, t) in list.iter().skip(keep) {
-                    let name = format!("{}/{}", t.branch.branch, t.tag);
-                    tracing::info!(tag = %name, dry_run, "cleanup: deleting tag");
-                    if dry_run {
-                        report.tags.push(name);
-                        doomed.push(self.tag_dir(t));
-                        continue;
-                    }
-                    // dlrepo aborts the whole pass when un-publishing fails. Keeping just
-                    // that tag is safer: deleting it would strand its copies on the other
-                    // servers with nothing left here to retract them.
-                    if is_released
-                        && let Some(unpublish) = unpublish
-                        && let Err(e) = unpublish(t)
-                    {
-                        tracing::error!(tag = %name, error = %e, "cleanup: kept, unpublish failed");
-                        report.kept.push((name, e));
-                        continue;
-                    }
-                    match self.delete_tag_for_cleanup(t) {
-                        Ok(()) => report.tags.push(name),
-                        // Another process sharing the root cleaned it up first.
-                        Err(StoreError::NotFound) => {}
-                        Err(e) => return Err(e),
-                    }
+                match self.delete_tag_for_cleanup(&t) {
+                    Ok(()) => report.tags.push(name),
+                    // Another process sharing the root cleaned it up first.
+                    Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
         Ok(())
+    }
+
+    /// The tags of `b` its cleanup policy no longer keeps, the daily ones first, each with
+    /// whether it is released. Locked tags are neither counted nor returned.
+    fn tags_over_limits(&self, b: &BranchRef) -> Result<Vec<(TagRef, bool)>, StoreError> {
+        let bdir = self.branch_dir(b);
+        let policy = super::files::read_json_map(&bdir.join(".cleanup_policy"));
+        let limit = |key: &str| {
+            policy
+                .get(key)
+                .filter(|v| !v.is_boolean())
+                .and_then(serde_json::Value::as_u64)
+                .filter(|n| *n > 0)
+        };
+        let (mut released, mut daily) = (Vec::new(), Vec::new());
+        for tag in Scan::read(&bdir)?.entities {
+            let t = TagRef {
+                branch: b.clone(),
+                tag,
+            };
+            let tdir = self.tag_dir(&t);
+            if exists(&tdir.join(".locked")) {
+                continue;
+            }
+            let age = sort_time(stamp_time(&tdir));
+            if exists(&tdir.join(".released")) {
+                released.push((age, t));
+            } else {
+                daily.push((age, t));
+            }
+        }
+        let mut over = Vec::new();
+        for (mut list, key, is_released) in [
+            (daily, "max_daily_tags", false),
+            (released, "max_released_tags", true),
+        ] {
+            let Some(keep) = limit(key) else { continue };
+            // Newest first; stable over name order for equal times.
+            list.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+            over.extend(list.into_iter().skip(keep).map(|(_, t)| (t, is_released)));
+        }
+        Ok(over)
     }
 
     /// Recomputes every user's `.disk_usage` from what is on disk (dot-files included).
@@ -244,36 +252,58 @@ impl Repo {
         let (blobs, bytes) = self.orphans_after_deleting(doomed, &old);
         report.blobs += blobs;
         report.bytes += bytes;
+        self.collect_blobs(dry_run, &old, report)?;
+        self.collect_uploads(dry_run, now, report)
+    }
+
+    /// Blobs with no link but their own, older than the lifetime.
+    fn collect_blobs(
+        &self,
+        dry_run: bool,
+        old: &dyn Fn(&fs::Metadata) -> bool,
+        report: &mut GcReport,
+    ) -> Result<(), StoreError> {
         // spec/API.md Q30: both folders, whichever exists.
         let blobs = self.root.join(".blobs");
-        if blobs.is_dir() {
-            let candidates: Vec<PathBuf> = walkdir::WalkDir::new(&blobs)
-                .min_depth(3)
-                .into_iter()
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_file())
-                .filter(|e| e.metadata().is_ok_and(|m| m.nlink() == 1 && old(&m)))
-                .map(|e| e.into_path())
-                .collect();
-            if !candidates.is_empty() {
-                let _exclusive = DirLock::acquire(&blobs)?;
-                for path in candidates {
-                    // Re-checked under the lock: an upload may have touched or linked it.
-                    let Ok(m) = fs::metadata(&path) else { continue };
-                    if m.nlink() != 1 || !old(&m) {
-                        continue;
-                    }
-                    self.test_hooks.pause_gc();
-                    if !dry_run {
-                        fs::remove_file(&path)?;
-                    }
-                    report.blobs += 1;
-                    report.bytes += m.len();
-                }
-            }
+        if !blobs.is_dir() {
+            return Ok(());
         }
-        // Temp files, scratch directories and trees left by a crash or an interrupted
-        // request, and registry sessions and pending layers nobody came back for.
+        let candidates: Vec<PathBuf> = walkdir::WalkDir::new(&blobs)
+            .min_depth(3)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .filter(|e| e.metadata().is_ok_and(|m| m.nlink() == 1 && old(&m)))
+            .map(|e| e.into_path())
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let _exclusive = DirLock::acquire(&blobs)?;
+        for path in candidates {
+            // Re-checked under the lock: an upload may have touched or linked it.
+            let Ok(m) = fs::metadata(&path) else { continue };
+            if m.nlink() != 1 || !old(&m) {
+                continue;
+            }
+            self.test_hooks.pause_gc();
+            if !dry_run {
+                fs::remove_file(&path)?;
+            }
+            report.blobs += 1;
+            report.bytes += m.len();
+        }
+        Ok(())
+    }
+
+    /// Temp files, scratch directories and trees left by a crash or an interrupted
+    /// request, and registry sessions and pending layers nobody came back for.
+    fn collect_uploads(
+        &self,
+        dry_run: bool,
+        now: SystemTime,
+        report: &mut GcReport,
+    ) -> Result<(), StoreError> {
         let uploads = self.uploads_dir();
         let old = self.uploads_old(now);
         for entry in fs::read_dir(&uploads).into_iter().flatten().flatten() {
