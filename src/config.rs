@@ -7,6 +7,9 @@ use regex::Regex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod testing;
+pub use testing::TestHooks;
+
 /// Variables that only `dlrepo-cli` reads; a shared environment may hold them.
 const CLIENT_ONLY: &[&str] = &["URL", "PREFIX", "USER", "PASSWORD"];
 
@@ -163,6 +166,8 @@ pub struct Config {
     /// The LDAP settings, kept verbatim as known keys: `auth/ldap.rs` parses and checks
     /// them itself, so that a bad one is reported with the LDAP context.
     pub other: BTreeMap<&'static str, String>,
+    /// The `[testing]` table of the file: arbor's own test hooks, never for production.
+    pub testing: TestHooks,
 }
 
 impl Default for Config {
@@ -207,6 +212,7 @@ impl Default for Config {
             max_connections: 1024,
             min_free_space: 64 << 20,
             other: BTreeMap::new(),
+            testing: TestHooks::default(),
         }
     }
 }
@@ -276,41 +282,10 @@ impl Config {
     ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
         let mut warnings = Vec::new();
-        if let Some((path, text)) = file {
-            let table: toml::Table = toml::from_str(text).map_err(|err| ConfigError::Toml {
-                path: path.to_owned(),
-                err,
-            })?;
-            for (key, value) in table {
-                // The file is arbor's own: a typo there is an error, never a silent default.
-                let known =
-                    find_key(&key.to_ascii_uppercase()).ok_or_else(|| ConfigError::Unknown {
-                        source_name: path.to_owned(),
-                        closest: closest_key(&key.to_ascii_uppercase()).to_ascii_lowercase(),
-                        key: key.clone(),
-                    })?;
-                let value = match value {
-                    toml::Value::String(s) => s,
-                    toml::Value::Integer(i) => i.to_string(),
-                    toml::Value::Boolean(b) => if b { "1" } else { "0" }.to_owned(),
-                    other => {
-                        return Err(ConfigError::Invalid {
-                            source_name: path.to_owned(),
-                            key,
-                            value: other.to_string(),
-                            why: "expected a string, an integer or a boolean".into(),
-                        });
-                    }
-                };
-                raw.insert(
-                    known,
-                    Raw {
-                        value,
-                        source_name: path.to_owned(),
-                    },
-                );
-            }
-        }
+        let testing = match file {
+            Some((path, text)) => file_layer(path, text, &mut raw)?,
+            None => TestHooks::default(),
+        };
         for (name, value) in env {
             let Some(key) = name.strip_prefix("DLREPO_") else {
                 continue;
@@ -345,7 +320,11 @@ impl Config {
                 },
             );
         }
-        Ok((Config::from_raw(raw)?, warnings))
+        let config = Config {
+            testing,
+            ..Config::from_raw(raw)?
+        };
+        Ok((config, warnings))
     }
 
     fn from_raw(raw: BTreeMap<&'static str, Raw>) -> Result<Config, ConfigError> {
@@ -464,6 +443,55 @@ impl Config {
             .as_ref()
             .is_some_and(|re| re.is_match(url))
     }
+}
+
+/// The settings of the TOML file `path` (its text), into `raw`, and its test hooks.
+fn file_layer(
+    path: &str,
+    text: &str,
+    raw: &mut BTreeMap<&'static str, Raw>,
+) -> Result<TestHooks, ConfigError> {
+    let table: toml::Table = toml::from_str(text).map_err(|err| ConfigError::Toml {
+        path: path.to_owned(),
+        err,
+    })?;
+    let mut testing = TestHooks::default();
+    for (key, value) in table {
+        let value = match (key.as_str(), value) {
+            ("testing", toml::Value::Table(t)) => {
+                testing = TestHooks::from_table(path, t)?;
+                continue;
+            }
+            (_, value) => value,
+        };
+        // The file is arbor's own: a typo there is an error, never a silent default.
+        let known = find_key(&key.to_ascii_uppercase()).ok_or_else(|| ConfigError::Unknown {
+            source_name: path.to_owned(),
+            closest: closest_key(&key.to_ascii_uppercase()).to_ascii_lowercase(),
+            key: key.clone(),
+        })?;
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => if b { "1" } else { "0" }.to_owned(),
+            other => {
+                return Err(ConfigError::Invalid {
+                    source_name: path.to_owned(),
+                    key,
+                    value: other.to_string(),
+                    why: "expected a string, an integer or a boolean".into(),
+                });
+            }
+        };
+        raw.insert(
+            known,
+            Raw {
+                value,
+                source_name: path.to_owned(),
+            },
+        );
+    }
+    Ok(testing)
 }
 
 fn find_key(key: &str) -> Option<&'static str> {

@@ -8,9 +8,9 @@
 use super::files::{
     self, At, DirLock, Replace, create_flag, exists, read_json_map, remove_dirs, remove_flag,
 };
-use super::quota::file_len;
+use super::quota::{Usage, file_len};
 use super::{Repo, StoreError};
-use crate::model::{Digest, FormatRef, RelPath};
+use crate::model::{Digest, FormatRef, RelPath, Scope};
 use crate::pyjson;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -128,6 +128,18 @@ impl LinkQueue {
     }
 }
 
+/// A batch's links as staged so far, and what they will change.
+struct Staging {
+    tx: Replace,
+    /// The user's count, locked, when the format is in a user repository.
+    usage: Option<Usage>,
+    digests: Map<String, Value>,
+    /// The length `.digests` will have with the links staged so far.
+    listed: u64,
+    /// Directories made for the links, removed again if the batch does not land.
+    made: Vec<PathBuf>,
+}
+
 impl Repo {
     /// Applies `req` to the format at `fdir` (created by the caller), possibly together with
     /// other threads' links, and returns this link's own result.
@@ -171,117 +183,8 @@ impl Repo {
     }
 
     fn apply_batch(&self, f: &FormatRef, fdir: &Path, batch: Vec<(LinkRequest, Arc<Slot>)>) {
-        let outcome = (|| -> Result<Vec<Result<(), StoreError>>, StoreError> {
-            let FormatRef::Job { job, .. } = f else {
-                return Err(StoreError::bad("Uploading products is not supported"));
-            };
-            // Shared with other commits and post-processing, exclusive with locking the job:
-            // a job is never locked while one of its formats takes files (see `lock_job`).
-            let _job = DirLock::shared(&self.job_dir(job))?;
-            // A lock that landed while the bodies streamed refuses them now.
-            self.check_committable(f)?;
-            // Made under the job's lock, so locking never meets a format without `.digests`;
-            // and taken away again if nothing lands in it, for the same reason.
-            let new_format = files::make_dirs(fdir).at("create", fdir)?;
-            let _lock = DirLock::acquire(fdir)?;
-            let dirty = fdir.join(".dirty");
-            let was_dirty = exists(&dirty);
-            // spec/API.md §5.1 step 7: a write that changed nothing puts the flag back.
-            let unflag = || {
-                if !was_dirty {
-                    let _ = remove_flag(&dirty);
-                }
-                remove_dirs(&new_format);
-            };
-            if let Err(e) = create_flag(&dirty) {
-                unflag();
-                return Err(StoreError::at("create", &dirty, e));
-            }
-            let mut tx = match Replace::new(&self.uploads_dir()) {
-                Ok(tx) => tx,
-                Err(e) => {
-                    unflag();
-                    return Err(e);
-                }
-            };
-            let digests_path = fdir.join(".digests");
-            let mut digests = self.links.load(fdir, &digests_path);
-            let mut usage = match self.usage(&job.tag.branch.scope) {
-                Ok(u) => u,
-                Err(e) => {
-                    unflag();
-                    return Err(e);
-                }
-            };
-            // Each link is charged for its file and for the entry it adds to `.digests`
-            // (spec/API.md Q40), from the file's length now as this server writes it.
-            let on_disk = file_len(&digests_path);
-            let mut listed = on_disk;
-            let mut made = Vec::new();
-            let mut results = Vec::with_capacity(batch.len());
-            for (req, _) in &batch {
-                let rel = req.rel.as_str();
-                let digest = req.digest.to_string();
-                let mut charged = None;
-                if let Some(usage) = usage.as_mut() {
-                    // spec/LAYOUT.md §6.4: a replaced file gives its bytes back first.
-                    let old = file_len(&fdir.join(rel)) + listed;
-                    let grown = digests_len_with(&digests, listed, rel, &digest);
-                    let new = match fs::metadata(&req.blob) {
-                        Ok(m) => m.len() + grown,
-                        Err(e) => {
-                            results.push(Err(StoreError::at("stat", &req.blob, e)));
-                            continue;
-                        }
-                    };
-                    if let Err(e) = usage.charge(old, new) {
-                        results.push(Err(e));
-                        continue;
-                    }
-                    charged = Some((old, new, grown));
-                }
-                let staged = self.stage_link(&mut tx, &mut made, fdir, &req.rel, &req.blob);
-                match (&staged, charged, usage.as_mut()) {
-                    (Ok(()), Some((_, _, grown)), _) => listed = grown,
-                    // Nothing will change on disk: nothing to count.
-                    (Err(_), Some((old, new, _)), Some(u)) => u.adjust(new, old),
-                    _ => {}
-                }
-                if staged.is_ok() {
-                    digests.insert(rel.to_owned(), digest.into());
-                }
-                results.push(staged);
-            }
-            if !results.iter().any(Result::is_ok) {
-                remove_dirs(&made);
-                unflag();
-                return Ok(results);
-            }
-            // The links, the new `.digests` and the user's new count go in together or not
-            // at all: an overwrite on a full disk keeps the old file AND its old digest.
-            let text = pyjson::object_to_string_sorted(&digests);
-            let committed = (|| {
-                tx.write(&digests_path, text.as_bytes())?;
-                if let Some(u) = usage.as_mut() {
-                    // The real length settles any difference from the projection (a file
-                    // written in another style than ours, say).
-                    u.adjust(listed, text.len() as u64);
-                    u.stage(&mut tx)?;
-                }
-                tx.commit()
-            })();
-            if let Err(e) = committed {
-                remove_dirs(&made);
-                unflag();
-                for r in results.iter_mut().filter(|r| r.is_ok()) {
-                    *r = Err(replicate(&e));
-                }
-                return Ok(results);
-            }
-            self.links.keep(fdir, &digests_path, digests);
-            Ok(results)
-        })();
-        match outcome {
+        let requests: Vec<&LinkRequest> = batch.iter().map(|(req, _)| req).collect();
+        match self.link_batch(f, fdir, &requests) {
             Ok(results) => {
                 for ((_, slot), r) in batch.iter().zip(results) {
                     slot.set(r);
@@ -293,6 +196,131 @@ impl Repo {
                 }
             }
         }
+    }
+
+    /// Links `requests` into the format at `fdir` under the job's shared lock and the
+    /// format's lock, with one `.digests` rewrite: each link's own result, or the error that
+    /// failed them all.
+    fn link_batch(
+        &self,
+        f: &FormatRef,
+        fdir: &Path,
+        requests: &[&LinkRequest],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let FormatRef::Job { job, .. } = f else {
+            return Err(StoreError::bad("Uploading products is not supported"));
+        };
+        // Shared with other commits and post-processing, exclusive with locking the job:
+        // a job is never locked while one of its formats takes files (see `lock_job`).
+        let _job = DirLock::shared(&self.job_dir(job))?;
+        // A lock that landed while the bodies streamed refuses them now.
+        self.check_committable(f)?;
+        // Made under the job's lock, so locking never meets a format without `.digests`;
+        // and taken away again if nothing lands in it, for the same reason.
+        let new_format = files::make_dirs(fdir).at("create", fdir)?;
+        let _lock = DirLock::acquire(fdir)?;
+        let dirty = fdir.join(".dirty");
+        let was_dirty = exists(&dirty);
+        // spec/API.md §5.1 step 7: a write that changed nothing puts the flag back.
+        let unflag = |made: &[PathBuf]| {
+            remove_dirs(made);
+            if !was_dirty {
+                let _ = remove_flag(&dirty);
+            }
+            remove_dirs(&new_format);
+        };
+        let digests_path = fdir.join(".digests");
+        let mut st = match self.start_staging(fdir, &dirty, &digests_path, &job.tag.branch.scope) {
+            Ok(st) => st,
+            Err(e) => {
+                unflag(&[]);
+                return Err(e);
+            }
+        };
+        let mut results: Vec<_> = requests
+            .iter()
+            .map(|req| self.stage_one(&mut st, fdir, req))
+            .collect();
+        if !results.iter().any(Result::is_ok) {
+            unflag(&st.made);
+            return Ok(results);
+        }
+        // The links, the new `.digests` and the user's new count go in together or not
+        // at all: an overwrite on a full disk keeps the old file AND its old digest.
+        let Staging {
+            tx,
+            mut usage,
+            digests,
+            listed,
+            made,
+        } = st;
+        let text = pyjson::object_to_string_sorted(&digests);
+        if let Err(e) = commit_staged(tx, usage.as_mut(), listed, &digests_path, &text) {
+            unflag(&made);
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(replicate(&e));
+            }
+            return Ok(results);
+        }
+        self.links.keep(fdir, &digests_path, digests);
+        Ok(results)
+    }
+
+    /// Flags the format dirty and opens what its links are staged in.
+    fn start_staging(
+        &self,
+        fdir: &Path,
+        dirty: &Path,
+        digests_path: &Path,
+        scope: &Scope,
+    ) -> Result<Staging, StoreError> {
+        create_flag(dirty).map_err(|e| StoreError::at("create", dirty, e))?;
+        let tx = Replace::new(&self.uploads_dir())?;
+        let digests = self.links.load(fdir, digests_path);
+        let usage = self.usage(scope)?;
+        Ok(Staging {
+            tx,
+            usage,
+            digests,
+            listed: file_len(digests_path),
+            made: Vec::new(),
+        })
+    }
+
+    /// Stages one link of the batch, charged to its user, and lists its digest.
+    fn stage_one(
+        &self,
+        st: &mut Staging,
+        fdir: &Path,
+        req: &LinkRequest,
+    ) -> Result<(), StoreError> {
+        let rel = req.rel.as_str();
+        let digest = req.digest.to_string();
+        let mut charged = None;
+        if let Some(usage) = st.usage.as_mut() {
+            // Each link is charged for its file and for the entry it adds to `.digests`
+            // (spec/API.md Q40), from the file's length now as this server writes it.
+            // spec/LAYOUT.md §6.4: a replaced file gives its bytes back first.
+            let old = file_len(&fdir.join(rel)) + st.listed;
+            let grown = digests_len_with(&st.digests, st.listed, rel, &digest);
+            let new = fs::metadata(&req.blob)
+                .map_err(|e| StoreError::at("stat", &req.blob, e))?
+                .len()
+                + grown;
+            usage.charge(old, new)?;
+            charged = Some((old, new, grown));
+        }
+        let staged = self.stage_link(&mut st.tx, &mut st.made, fdir, &req.rel, &req.blob);
+        match (&staged, charged, st.usage.as_mut()) {
+            (Ok(()), Some((_, _, grown)), _) => st.listed = grown,
+            // Nothing will change on disk: nothing to count.
+            (Err(_), Some((old, new, _)), Some(u)) => u.adjust(new, old),
+            _ => {}
+        }
+        if staged.is_ok() {
+            st.digests.insert(rel.to_owned(), digest.into());
+        }
+        staged
     }
 
     /// Stages `{fdir}/{rel}` becoming a hard link of the blob, making its parent
@@ -326,6 +354,25 @@ impl Repo {
         }
         staged
     }
+}
+
+/// Writes `.digests` as `text` and the user's new count, and lands every link staged in
+/// `tx` with them, in one step. `listed` is the length `.digests` was projected to have.
+fn commit_staged(
+    mut tx: Replace,
+    usage: Option<&mut Usage>,
+    listed: u64,
+    digests_path: &Path,
+    text: &str,
+) -> Result<(), StoreError> {
+    tx.write(digests_path, text.as_bytes())?;
+    if let Some(u) = usage {
+        // The real length settles any difference from the projection (a file written in
+        // another style than ours, say).
+        u.adjust(listed, text.len() as u64);
+        u.stage(&mut tx)?;
+    }
+    tx.commit()
 }
 
 /// The length of a `.digests` file of `len` bytes holding `map` once `key` maps to `value`,
@@ -378,37 +425,4 @@ fn same_io(io: &std::io::Error) -> std::io::Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digests_lengths_are_projected_exactly() {
-        let keys = [
-            "b",
-            "a/x.tar.gz",
-            "z\"quote",
-            "é\u{1F600}",
-            "tab\there",
-            "b",
-            "a/x.tar.gz",
-            "m",
-        ];
-        let mut map = Map::new();
-        let mut len = 0; // no file yet
-        for (i, key) in keys.iter().enumerate() {
-            let value = if i % 2 == 0 {
-                format!("sha256:{}", "ab".repeat(32))
-            } else {
-                format!("md5:{}", "c".repeat(32))
-            };
-            let projected = digests_len_with(&map, len, key, &value);
-            map.insert((*key).to_owned(), value.clone().into());
-            let real = pyjson::object_to_string_sorted(&map).len() as u64;
-            assert_eq!(projected, real, "{key}");
-            if map.len() > 1 {
-                assert!(projected.saturating_sub(len) <= new_entry_len(key, &value));
-            }
-            len = real;
-        }
-    }
-}
+mod tests;

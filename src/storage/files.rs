@@ -457,25 +457,6 @@ pub(crate) fn same_inode(a: &fs::Metadata, b: &fs::Metadata) -> bool {
     (a.dev(), a.ino()) == (b.dev(), b.ino())
 }
 
-/// `ARBOR_TEST_PAUSE=name:ms` holds the thread for `ms` when it passes the point `name`,
-/// so that a test can kill the server exactly there. Unset in normal operation.
-pub(crate) fn test_pause(name: &str) {
-    static PAUSE: OnceLock<Option<(String, std::time::Duration)>> = OnceLock::new();
-    let pause = PAUSE.get_or_init(|| {
-        let v = std::env::var("ARBOR_TEST_PAUSE").ok()?;
-        let (at, ms) = v.split_once(':')?;
-        Some((
-            at.to_owned(),
-            std::time::Duration::from_millis(ms.parse().ok()?),
-        ))
-    });
-    if let Some((at, how_long)) = pause
-        && at == name
-    {
-        std::thread::sleep(*how_long);
-    }
-}
-
 /// Swaps two paths in one step (`renameat2(RENAME_EXCHANGE)`): readers see one or the
 /// other, never neither. `Ok(false)` where the filesystem cannot (NFS, say); the caller then
 /// falls back on two renames.

@@ -150,69 +150,77 @@ impl Repo {
                 scope: Scope::Root,
                 branch,
             };
-            let bdir = self.branch_dir(&b);
-            let policy = super::files::read_json_map(&bdir.join(".cleanup_policy"));
-            let limit = |key: &str| {
-                policy
-                    .get(key)
-                    .filter(|v| !v.is_boolean())
-                    .and_then(serde_json::Value::as_u64)
-                    .filter(|n| *n > 0)
-            };
-            let (mut released, mut daily) = (Vec::new(), Vec::new());
-            for tag in Scan::read(&bdir)?.entities {
-                let t = TagRef {
-                    branch: b.clone(),
-                    tag,
-                };
-                let tdir = self.tag_dir(&t);
-                if exists(&tdir.join(".locked")) {
+            for (t, is_released) in self.tags_over_limits(&b)? {
+                let name = format!("{}/{}", t.branch.branch, t.tag);
+                tracing::info!(tag = %name, dry_run, "cleanup: deleting tag");
+                if dry_run {
+                    report.tags.push(name);
+                    doomed.push(self.tag_dir(&t));
                     continue;
                 }
-                let age = sort_time(stamp_time(&tdir));
-                if exists(&tdir.join(".released")) {
-                    released.push((age, t));
-                } else {
-                    daily.push((age, t));
+                // dlrepo aborts the whole pass when un-publishing fails. Keeping just that
+                // tag is safer: deleting it would strand its copies on the other servers
+                // with nothing left here to retract them.
+                if is_released
+                    && let Some(unpublish) = unpublish
+                    && let Err(e) = unpublish(&t)
+                {
+                    tracing::error!(tag = %name, error = %e, "cleanup: kept, unpublish failed");
+                    report.kept.push((name, e));
+                    continue;
                 }
-            }
-            for (list, key, is_released) in [
-                (&mut daily, "max_daily_tags", false),
-                (&mut released, "max_released_tags", true),
-            ] {
-                let Some(keep) = limit(key) else { continue };
-                // Newest first; stable over name order for equal times.
-                list.sort_by(|a, b| b.0.total_cmp(&a.0));
-                let keep = usize::try_from(keep).unwrap_or(usize::MAX);
-                for (_, t) in list.iter().skip(keep) {
-                    let name = format!("{}/{}", t.branch.branch, t.tag);
-                    tracing::info!(tag = %name, dry_run, "cleanup: deleting tag");
-                    if dry_run {
-                        report.tags.push(name);
-                        doomed.push(self.tag_dir(t));
-                        continue;
-                    }
-                    // dlrepo aborts the whole pass when un-publishing fails. Keeping just
-                    // that tag is safer: deleting it would strand its copies on the other
-                    // servers with nothing left here to retract them.
-                    if is_released
-                        && let Some(unpublish) = unpublish
-                        && let Err(e) = unpublish(t)
-                    {
-                        tracing::error!(tag = %name, error = %e, "cleanup: kept, unpublish failed");
-                        report.kept.push((name, e));
-                        continue;
-                    }
-                    match self.delete_tag_for_cleanup(t) {
-                        Ok(()) => report.tags.push(name),
-                        // Another process sharing the root cleaned it up first.
-                        Err(StoreError::NotFound) => {}
-                        Err(e) => return Err(e),
-                    }
+                match self.delete_tag_for_cleanup(&t) {
+                    Ok(()) => report.tags.push(name),
+                    // Another process sharing the root cleaned it up first.
+                    Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
         Ok(())
+    }
+
+    /// The tags of `b` its cleanup policy no longer keeps, the daily ones first, each with
+    /// whether it is released. Locked tags are neither counted nor returned.
+    fn tags_over_limits(&self, b: &BranchRef) -> Result<Vec<(TagRef, bool)>, StoreError> {
+        let bdir = self.branch_dir(b);
+        let policy = super::files::read_json_map(&bdir.join(".cleanup_policy"));
+        let limit = |key: &str| {
+            policy
+                .get(key)
+                .filter(|v| !v.is_boolean())
+                .and_then(serde_json::Value::as_u64)
+                .filter(|n| *n > 0)
+        };
+        let (mut released, mut daily) = (Vec::new(), Vec::new());
+        for tag in Scan::read(&bdir)?.entities {
+            let t = TagRef {
+                branch: b.clone(),
+                tag,
+            };
+            let tdir = self.tag_dir(&t);
+            if exists(&tdir.join(".locked")) {
+                continue;
+            }
+            let age = sort_time(stamp_time(&tdir));
+            if exists(&tdir.join(".released")) {
+                released.push((age, t));
+            } else {
+                daily.push((age, t));
+            }
+        }
+        let mut over = Vec::new();
+        for (mut list, key, is_released) in [
+            (daily, "max_daily_tags", false),
+            (released, "max_released_tags", true),
+        ] {
+            let Some(keep) = limit(key) else { continue };
+            // Newest first; stable over name order for equal times.
+            list.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+            over.extend(list.into_iter().skip(keep).map(|(_, t)| (t, is_released)));
+        }
+        Ok(over)
     }
 
     /// Recomputes every user's `.disk_usage` from what is on disk (dot-files included).
@@ -244,36 +252,58 @@ impl Repo {
         let (blobs, bytes) = self.orphans_after_deleting(doomed, &old);
         report.blobs += blobs;
         report.bytes += bytes;
+        self.collect_blobs(dry_run, &old, report)?;
+        self.collect_uploads(dry_run, now, report)
+    }
+
+    /// Blobs with no link but their own, older than the lifetime.
+    fn collect_blobs(
+        &self,
+        dry_run: bool,
+        old: &dyn Fn(&fs::Metadata) -> bool,
+        report: &mut GcReport,
+    ) -> Result<(), StoreError> {
         // spec/API.md Q30: both folders, whichever exists.
         let blobs = self.root.join(".blobs");
-        if blobs.is_dir() {
-            let candidates: Vec<PathBuf> = walkdir::WalkDir::new(&blobs)
-                .min_depth(3)
-                .into_iter()
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_file())
-                .filter(|e| e.metadata().is_ok_and(|m| m.nlink() == 1 && old(&m)))
-                .map(|e| e.into_path())
-                .collect();
-            if !candidates.is_empty() {
-                let _exclusive = DirLock::acquire(&blobs)?;
-                for path in candidates {
-                    // Re-checked under the lock: an upload may have touched or linked it.
-                    let Ok(m) = fs::metadata(&path) else { continue };
-                    if m.nlink() != 1 || !old(&m) {
-                        continue;
-                    }
-                    pause_for_tests();
-                    if !dry_run {
-                        fs::remove_file(&path)?;
-                    }
-                    report.blobs += 1;
-                    report.bytes += m.len();
-                }
-            }
+        if !blobs.is_dir() {
+            return Ok(());
         }
-        // Temp files, scratch directories and trees left by a crash or an interrupted
-        // request, and registry sessions and pending layers nobody came back for.
+        let candidates: Vec<PathBuf> = walkdir::WalkDir::new(&blobs)
+            .min_depth(3)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .filter(|e| e.metadata().is_ok_and(|m| m.nlink() == 1 && old(&m)))
+            .map(|e| e.into_path())
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let _exclusive = DirLock::acquire(&blobs)?;
+        for path in candidates {
+            // Re-checked under the lock: an upload may have touched or linked it.
+            let Ok(m) = fs::metadata(&path) else { continue };
+            if m.nlink() != 1 || !old(&m) {
+                continue;
+            }
+            self.test_hooks.pause_gc();
+            if !dry_run {
+                fs::remove_file(&path)?;
+            }
+            report.blobs += 1;
+            report.bytes += m.len();
+        }
+        Ok(())
+    }
+
+    /// Temp files, scratch directories and trees left by a crash or an interrupted
+    /// request, and registry sessions and pending layers nobody came back for.
+    fn collect_uploads(
+        &self,
+        dry_run: bool,
+        now: SystemTime,
+        report: &mut GcReport,
+    ) -> Result<(), StoreError> {
         let uploads = self.uploads_dir();
         let old = self.uploads_old(now);
         for entry in fs::read_dir(&uploads).into_iter().flatten().flatten() {
@@ -363,17 +393,137 @@ pub(crate) fn kept_by_session(
     fs::metadata(&session).is_ok_and(|m| !old(&m) || Claim::take(&session).is_none())
 }
 
-/// `ARBOR_TEST_GC_PAUSE_MS` widens the window between the collector's last check and its
-/// unlink, so a test can put an upload exactly there. Unset in normal operation.
-fn pause_for_tests() {
-    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
-    let pause = PAUSE.get_or_init(|| {
-        std::env::var("ARBOR_TEST_GC_PAUSE_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
-    });
-    if let Some(p) = pause {
-        std::thread::sleep(*p);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::model::RelPath;
+    use crate::storage::fixture::{self, TestRepo};
+
+    /// Makes `path` look `secs` seconds old.
+    fn age(path: &Path, secs: u64) {
+        let f = fs::File::options().write(true).open(path).expect("open");
+        f.set_modified(SystemTime::now() - Duration::from_secs(secs))
+            .expect("set mtime");
+    }
+
+    /// Links `data` to `{branch}/{tag}/j/f/x` of the root repository; returns its blob.
+    fn upload(repo: &TestRepo, branch: &str, tag: &str, data: &[u8]) -> PathBuf {
+        let job = fixture::job(Scope::Root, branch, tag, "j");
+        let (blob, digest) = repo.blob(data);
+        let rel = RelPath::parse("x").expect("path");
+        repo.link_artifact(&fixture::format(&job, "f"), &rel, &digest)
+            .expect("link");
+        blob
+    }
+
+    #[test]
+    fn an_old_orphan_goes_and_a_young_or_linked_blob_stays() {
+        let repo = TestRepo::with(Config {
+            orphan_blob_lifetime: 60,
+            ..Config::default()
+        });
+        let (orphan, _) = repo.blob(b"old orphan");
+        age(&orphan, 3600);
+        let (young, _) = repo.blob(b"young orphan");
+        let linked = upload(&repo, "b", "t", b"linked");
+        age(&linked, 3600);
+
+        let dry = repo.run_gc(GcKind::Orphans, true, None).expect("dry run");
+        assert_eq!((dry.blobs, dry.bytes), (1, 10));
+        assert!(orphan.exists(), "a dry run removes nothing");
+
+        let report = repo.run_gc(GcKind::Orphans, false, None).expect("run");
+        assert_eq!((report.blobs, report.bytes), (1, 10));
+        assert!(!orphan.exists());
+        assert!(young.exists(), "younger than the lifetime");
+        assert!(linked.exists(), "still linked");
+        let file = repo.root.join("branches/b/t/j/f/x");
+        assert_eq!(fs::read(file).expect("the artifact"), b"linked");
+    }
+
+    #[test]
+    fn tag_cleanup_keeps_the_newest_tags_of_each_kind_and_every_locked_one() {
+        let repo = TestRepo::new();
+        let tags = ["d1", "d2", "d3", "d4", "d5", "r1", "r2"];
+        let mut blobs = HashMap::new();
+        for (i, tag) in tags.iter().enumerate() {
+            let blob = upload(&repo, "b", tag, tag.as_bytes());
+            age(&blob, 3600);
+            blobs.insert(*tag, blob);
+            let tdir = repo.root.join("branches/b").join(tag);
+            // Oldest first, an hour apart.
+            age(&tdir.join(".stamp"), 3600 * (10 - i as u64));
+            if tag.starts_with('r') {
+                fs::write(tdir.join(".released"), b"").expect("release");
+            }
+        }
+        fs::write(repo.root.join("branches/b/d1/.locked"), b"").expect("lock d1");
+        fs::write(
+            repo.root.join("branches/b/.cleanup_policy"),
+            br#"{"max_daily_tags": 2, "max_released_tags": 1}"#,
+        )
+        .expect("policy");
+
+        let report = repo.run_gc(GcKind::Full, false, None).expect("run");
+        let mut deleted = report.tags.clone();
+        deleted.sort();
+        assert_eq!(deleted, ["b/d2", "b/d3", "b/r1"]);
+        for tag in tags {
+            let kept = !deleted.contains(&format!("b/{tag}"));
+            let tdir = repo.root.join("branches/b").join(tag);
+            assert_eq!(tdir.exists(), kept, "{tag}");
+            // The blobs only the deleted tags used go in the same run.
+            assert_eq!(blobs[tag].exists(), kept, "{tag}'s blob");
+        }
+        assert_eq!(report.blobs, 3);
+    }
+
+    #[test]
+    fn a_released_tag_that_cannot_be_unpublished_is_kept() {
+        let repo = TestRepo::new();
+        for (i, tag) in ["r1", "r2", "r3"].iter().enumerate() {
+            upload(&repo, "b", tag, tag.as_bytes());
+            let tdir = repo.root.join("branches/b").join(tag);
+            age(&tdir.join(".stamp"), 3600 * (10 - i as u64));
+            fs::write(tdir.join(".released"), b"").expect("release");
+        }
+        fs::write(
+            repo.root.join("branches/b/.cleanup_policy"),
+            br#"{"max_released_tags": 1}"#,
+        )
+        .expect("policy");
+        let asked = Mutex::new(Vec::new());
+        let unpublish = |t: &TagRef| {
+            asked.lock().expect("log").push(t.tag.to_string());
+            match t.tag.as_str() {
+                "r1" => Err("target down".to_owned()),
+                _ => Ok(()),
+            }
+        };
+        let report = repo
+            .run_gc(GcKind::Full, false, Some(&unpublish))
+            .expect("run");
+        assert_eq!(report.tags, ["b/r2"]);
+        assert_eq!(report.kept, [("b/r1".to_owned(), "target down".to_owned())]);
+        assert!(repo.root.join("branches/b/r1").exists());
+        assert!(!repo.root.join("branches/b/r2").exists());
+        let mut asked = asked.into_inner().expect("log");
+        asked.sort();
+        assert_eq!(asked, ["r1", "r2"], "only the released tags over the limit");
+    }
+
+    #[test]
+    fn requests_made_during_a_run_merge_into_one() {
+        let repo = TestRepo::new();
+        repo.request_gc(GcKind::Orphans);
+        repo.request_gc(GcKind::Full);
+        repo.request_gc(GcKind::Orphans);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        assert_eq!(rt.block_on(repo.next_gc_request()), GcKind::Full);
+        let pending = repo.gc.pending.lock().expect("queue").is_none();
+        assert!(pending, "the three requests made one run");
     }
 }

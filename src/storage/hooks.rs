@@ -79,7 +79,7 @@ impl Repo {
                 false
             }
         };
-        files::test_pause("post-process-ran");
+        self.test_hooks.pause("post-process-ran");
         // spec/API.md §7 step 3: the files are re-hashed even when the command failed.
         let digests = self.rehash_format(&work, &digests, &ctimes, &stage.path)?;
         files::write_json_sorted(&self.uploads_dir(), &work.join(".digests"), &digests)?;
@@ -173,9 +173,9 @@ impl Repo {
             &stage.path.join(TARGET),
             rel.as_os_str().as_encoded_bytes(),
         )?;
-        files::test_pause("post-process-staged");
+        self.test_hooks.pause("post-process-staged");
         let exchanged = exchange(work, fdir)?;
-        files::test_pause("post-process-swapped");
+        self.test_hooks.pause("post-process-swapped");
         self.links.forget_all();
         if let Some(u) = usage.as_mut() {
             u.adjust(before, after);

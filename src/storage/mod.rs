@@ -8,6 +8,8 @@ pub mod assets;
 mod blobs;
 mod commit;
 mod files;
+#[cfg(test)]
+mod fixture;
 pub mod fsck;
 mod gc;
 mod holders;
@@ -164,6 +166,8 @@ pub struct Repo {
     orphan_lifetime: u64,
     /// Cleanup requests for the single GC worker.
     gc: gc::GcQueue,
+    /// Pauses a test asked for (`[testing]`), none in production.
+    pub(crate) test_hooks: crate::config::TestHooks,
 }
 
 impl Repo {
@@ -199,6 +203,7 @@ impl Repo {
             user_quota: config.user_quota,
             orphan_lifetime: config.orphan_blob_lifetime,
             gc: gc::GcQueue::default(),
+            test_hooks: config.testing.clone(),
         };
         // Before anything is served: a crash may have left a swap half done.
         repo.recover_post_process();

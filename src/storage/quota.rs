@@ -331,6 +331,111 @@ impl Room {
 #[cfg(test)]
 mod tests {
     use super::{human_readable, with_own_length};
+    use crate::config::Config;
+    use crate::model::{RelPath, Scope};
+    use crate::storage::StoreError;
+    use crate::storage::fixture::{self, TestRepo};
+
+    fn user() -> Scope {
+        Scope::User(fixture::name("u"))
+    }
+
+    fn repo(quota: u64) -> TestRepo {
+        TestRepo::with(Config {
+            user_quota: quota,
+            ..Config::default()
+        })
+    }
+
+    /// Links `data` as `{rel}` of the user's job `b/t/j`, format `f`.
+    fn upload(repo: &TestRepo, rel: &str, data: &[u8]) -> Result<(), StoreError> {
+        let job = fixture::job(user(), "b", "t", "j");
+        let (_, digest) = repo.blob(data);
+        let rel = RelPath::parse(rel).expect("path");
+        repo.link_artifact(&fixture::format(&job, "f"), &rel, &digest)
+    }
+
+    /// The recorded count and a recount of the user's tree.
+    fn counts(repo: &TestRepo) -> (u64, u64) {
+        let (recorded, on_disk) = repo
+            .recount_usage(&user(), false)
+            .expect("recount")
+            .expect("a user repository");
+        assert_eq!(recorded, repo.recorded_usage(&user()));
+        (recorded, on_disk)
+    }
+
+    #[test]
+    fn the_root_repository_has_no_count() {
+        let repo = repo(10);
+        assert!(repo.usage(&Scope::Root).expect("usage").is_none());
+        assert!(repo.room(&Scope::Root).is_none());
+        assert_eq!(
+            repo.recount_usage(&Scope::Root, true).expect("recount"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_count_follows_links_replacements_and_removals() {
+        let repo = repo(1 << 20);
+        upload(&repo, "a", b"aaaa").expect("a");
+        upload(&repo, "dir/b", b"bb").expect("b");
+        let (recorded, on_disk) = counts(&repo);
+        assert_eq!(recorded, on_disk);
+        // A replacement gives the old file's bytes back.
+        upload(&repo, "a", b"a").expect("a again");
+        assert_eq!(counts(&repo), (recorded - 3, recorded - 3));
+        let fdir = repo.root.join("users/u/branches/b/t/j/f");
+        repo.write_counted(&fdir.join("notes"), b"0123456789")
+            .expect("write");
+        let (recorded, on_disk) = counts(&repo);
+        assert_eq!(recorded, on_disk);
+        repo.remove_counted(&fdir.join("notes")).expect("remove");
+        assert_eq!(counts(&repo), (recorded - 10, recorded - 10));
+    }
+
+    #[test]
+    fn a_link_that_does_not_fit_is_refused_and_counts_nothing() {
+        let repo = repo(300);
+        upload(&repo, "a", &[b'a'; 100]).expect("fits");
+        let before = counts(&repo);
+        let e = upload(&repo, "b", &[b'b'; 250]).expect_err("over the quota");
+        let StoreError::BadRequest(why) = e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            why.starts_with("User u quota exceeded (") && why.ends_with("Please make some ménage."),
+            "{why}"
+        );
+        assert_eq!(counts(&repo), before);
+        // The room check before any body is read says the same.
+        let room = repo.room(&user()).expect("a user");
+        assert_eq!(room.used, before.0);
+        assert!(room.check(0, 250).is_err());
+        assert!(room.check(0, room.left(0)).is_ok());
+        assert!(room.check(room.left(0), 1).is_err());
+        // Shrinking is always allowed, even over the quota.
+        let mut usage = repo.usage(&user()).expect("usage").expect("a user");
+        assert!(usage.charge(0, 1 << 30).is_err());
+        assert!(usage.charge(100, 0).is_ok());
+    }
+
+    #[test]
+    fn a_wrong_count_is_fixed_by_a_recount() {
+        let repo = repo(1 << 20);
+        upload(&repo, "a", b"some bytes").expect("a");
+        let (right, _) = counts(&repo);
+        let path = repo.root.join("users/u/.disk_usage");
+        std::fs::write(&path, b"5").expect("break the count");
+        // What the recount finds holds the broken one-byte `.disk_usage`.
+        let on_disk = right - right.to_string().len() as u64 + 1;
+        assert_eq!(
+            repo.recount_usage(&user(), true).expect("recount"),
+            Some((5, on_disk))
+        );
+        assert_eq!(counts(&repo), (right, right));
+    }
 
     #[test]
     fn sizes_read_like_dlrepo() {

@@ -1,0 +1,3 @@
+//! The application with access control on (see tests/shared/auth.rs).
+
+pub type Secured = crate::shared::auth::Secured<super::App>;

@@ -1,0 +1,124 @@
+//! The HTML pages, in process (spec/API.md §1.3, §3.1, §3.8–3.9, §9; issue 5): browsers get
+//! pages with working relative links, API clients keep their JSON and plain-text errors.
+
+use crate::common;
+use crate::shared::html_pages;
+use crate::shared::html_pages::{HTML, page};
+
+use common::{App, Client as _};
+
+fn seeded() -> App {
+    html_pages::seeded()
+}
+
+#[test]
+fn negotiation_keeps_json_for_api_clients() {
+    let s = seeded();
+    for path in [
+        "/branches/",
+        "/branches/main/",
+        "/branches/main/t1/",
+        "/branches/main/t1/job1/",
+        "/branches/main/t1/job1/fmt/",
+        "/products/",
+        "/products/foo/x86/1/",
+        "/products/foo/x86/1/1.0/",
+    ] {
+        for accept in [
+            None,
+            Some("*/*"),
+            Some("application/json,application/octet-stream"),
+        ] {
+            let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+            let r = s.request("GET", path, &headers, None);
+            assert_eq!(r.status, 200, "{path}");
+            r.json();
+        }
+        // The test is case-sensitive (spec/API.md §1.3).
+        s.request("GET", path, &[("Accept", "text/HTML")], None)
+            .json();
+        page(&s, path);
+    }
+    // Directories below a format: HTML only, JSON stays 404.
+    assert_eq!(s.get("/branches/main/t1/job1/fmt/dir/").status, 404);
+    assert!(page(&s, "/branches/main/t1/job1/fmt/dir/").contains(r#"href="a%20b.txt""#));
+}
+
+#[test]
+fn user_home_shows_quota() {
+    let s = App::start_with(&[("DLREPO_USER_QUOTA", "1000000")]);
+    s.upload_format("/~bob/branches/b/t/j/f/", &[("a", &[7u8; 2000])]);
+    let html = page(&s, "/~bob/");
+    // The file, its `.digests` and `.disk_usage` (spec/API.md Q40).
+    assert!(html.contains("2.1K used of 1.0M"), "{html}");
+    assert!(page(&s, "/").contains(r#"<a href="/~bob/">~bob</a>"#));
+    assert_eq!(s.request("GET", "/~nobody/", &[HTML], None).status, 404);
+}
+
+#[test]
+fn hostile_names_are_text() {
+    let s = seeded();
+    let job = page(&s, "/branches/main/t1/%3Cscript%3E/");
+    assert!(!job.contains("<script"), "{job}");
+    assert!(job.contains("Job &#60;script&#62;"));
+}
+
+#[test]
+fn index_html_is_served_instead_of_the_listing() {
+    let s = App::start();
+    s.upload_format(
+        "/branches/b/t/j/doc/",
+        &[
+            ("index.html", b"<p>docs</p>"),
+            ("sub/index.html", b"<p>sub</p>"),
+        ],
+    );
+    assert_eq!(
+        s.request("GET", "/branches/b/t/j/doc/", &[HTML], None).body,
+        b"<p>docs</p>"
+    );
+    assert_eq!(
+        s.request("GET", "/branches/b/t/j/doc/sub/", &[HTML], None)
+            .body,
+        b"<p>sub</p>"
+    );
+    // The JSON answer is unchanged.
+    assert_eq!(
+        s.get("/branches/b/t/j/doc/").json()["artifact_format"]["name"],
+        "doc"
+    );
+}
+
+#[test]
+fn errors_are_pages_for_browsers_only() {
+    let s = seeded();
+    for path in [
+        "/nope",
+        "/branches/missing/",
+        "/branches/main/t1/job1/fmt/nothing",
+    ] {
+        let r = s.request("GET", path, &[HTML], None);
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert!(r.text().contains("<h1>404 Not Found</h1>"));
+        let r = s.get(path);
+        assert_eq!((r.status, r.text().as_str()), (404, "404: Not Found"));
+    }
+    let r = s.request("DELETE", "/branches/", &[HTML], None);
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
+}
+
+#[test]
+fn unauthorized_page_keeps_the_challenge() {
+    let s = App::start_with(&[("DLREPO_AUTH_DISABLED", "0")]);
+    let r = s.request("GET", "/branches/", &[HTML], None);
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Basic realm="))
+    );
+    assert!(r.text().contains("<h1>401 Unauthorized</h1>"));
+    let r = s.get("/branches/");
+    assert_eq!((r.status, r.text().as_str()), (401, "401: Unauthorized"));
+    assert!(r.header("www-authenticate").is_some());
+}
