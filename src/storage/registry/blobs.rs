@@ -1,0 +1,68 @@
+//! Blobs of a repository: open for pull, cross-repository mount, and manifest bytes stored as blobs.
+
+use super::*;
+use crate::model::Digest;
+use crate::storage::files;
+use crate::storage::{BlobReader, Repo};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+impl Repo {
+    /// Opens a blob for HEAD/GET when the repository holds it (spec/CONTAINER.md §3.7).
+    pub fn reg_open_blob(&self, r: &ImageRepo, d: &Digest) -> Result<BlobReader, RegError> {
+        let found = self
+            .locate(r, d)
+            .ok_or_else(|| oci(Code::BlobUnknown, "Unknown blob in registry."))?;
+        // The `.blobs` file is the same inode; prefer it (X-Sendfile path) and touch it.
+        let blob = self.blob_path(d);
+        let path = if blob.is_file() { blob } else { found };
+        let _ = files::touch(&path);
+        Ok(BlobReader::open(self, &path, Some(d.to_string()))?)
+    }
+
+    /// Cross-repository mount: when `from` holds `d`, it becomes pending in `to` without a
+    /// copy. `false` when `from` does not hold it (the client then uploads).
+    pub fn reg_mount(
+        &self,
+        to: &ImageRepo,
+        from: &ImageRepo,
+        d: &Digest,
+    ) -> Result<bool, RegError> {
+        let Some(src) = self.locate(from, d) else {
+            return Ok(false);
+        };
+        if self.pending(to, d).is_none() {
+            self.check_pending_room(to, None, fs::metadata(&src)?.len())?;
+        }
+        let _guard = self.blob_guard()?;
+        let _ = files::touch(&src);
+        self.mark_pending(to, d, &src)?;
+        Ok(true)
+    }
+
+    /// Writes `data` to `.blobs` unless there, returning the blob path. The caller holds
+    /// the blob guard.
+    pub(super) fn store_bytes(&self, d: &Digest, data: &[u8]) -> Result<PathBuf, RegError> {
+        let blob = self.blob_path(d);
+        if blob.is_file() {
+            files::touch(&blob)?;
+            return Ok(blob);
+        }
+        let tmp = files::TempFile::create(&self.uploads_dir())?;
+        (&tmp.file).write_all(data)?;
+        tmp.file.sync_all()?;
+        tmp.file
+            .set_permissions(fs::Permissions::from_mode(0o644))?;
+        if let Some(dir) = blob.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        match fs::hard_link(&tmp.path, &blob) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::touch(&blob)?,
+            Err(e) => return Err(e.into()),
+        }
+        Ok(blob)
+    }
+}

@@ -1,0 +1,176 @@
+//! Deleting images and blobs, and pruning the job and tag dirs an image delete empties.
+
+use super::container_layout::{digest_of_link, rel_of, top_manifest};
+use super::containers::Container;
+use super::*;
+use crate::model::Digest;
+use crate::storage::Repo;
+use crate::storage::files::{self, DirLock, exists};
+use std::fs;
+use std::io;
+use std::path::Path;
+
+impl Repo {
+    /// Deletes the image a tag names, or every image of the repository whose manifest is
+    /// `reference` (a digest), and a manifest by that digest waiting in the repository.
+    /// Locked jobs refuse, before anything changes.
+    ///
+    /// The blobs of a deleted image stay in the repository, waiting as uploaded blobs do
+    /// (OCI distribution spec: blobs are deleted on their own, and the conformance suite
+    /// deletes them after the manifest), until a blob `DELETE` or the orphan collector. A job
+    /// the image was the only content of goes too, and then its tag if nothing else is left
+    /// in it: a registry delete leaves no empty job behind.
+    pub fn reg_delete_manifest(&self, r: &ImageRepo, reference: &str) -> Result<(), RegError> {
+        let ImageRepo::Job { .. } = r else {
+            return Err(oci(
+                Code::Unsupported,
+                "cannot delete through a product path",
+            ));
+        };
+        let (targets, by_digest) = if reference.contains(':') {
+            let d = Digest::parse(Some(reference)).map_err(|e| oci(Code::DigestInvalid, e.0))?;
+            let want = d.to_string();
+            let hits: Vec<Container> = self
+                .containers(r)
+                .into_iter()
+                .filter(|c| top_manifest(&c.dir).is_some_and(|(_, dg)| dg == want))
+                .collect();
+            if hits.is_empty() && self.pending(r, &d).is_none() {
+                return Err(oci(Code::ManifestUnknown, reference));
+            }
+            (hits, Some(d))
+        } else {
+            let lower = reference.to_lowercase();
+            let hit = self
+                .containers(r)
+                .into_iter()
+                .find(|c| c.name.as_str() == lower)
+                .ok_or_else(|| oci(Code::ManifestUnknown, reference))?;
+            (vec![hit], None)
+        };
+        for c in &targets {
+            let jdir = c.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+            if exists(&jdir.join(".locked")) {
+                return Err(oci(Code::Denied, "Cannot delete images of locked jobs"));
+            }
+        }
+        // Pending first: a crash before the image goes leaves links the collector drops.
+        for c in &targets {
+            self.keep_blobs_pending(r, &c.dir)?;
+        }
+        if let Some(d) = &by_digest {
+            self.drop_pending(r, d)?;
+        }
+        for c in targets {
+            if let Some(jdir) = c.dir.parent()
+                && let Ok(vdir) = fs::canonicalize(jdir.join(".product"))
+            {
+                let link = vdir.join("container");
+                if crate::storage::tree::same_file(&link, &c.dir) {
+                    let _ = fs::remove_file(&link);
+                }
+            }
+            self.remove_tree(&c.dir)?;
+            // A registry delete leaves no empty job (nor tag) behind.
+            if let Some(jdir) = c.dir.parent()
+                && self.prune_job(jdir)
+            {
+                prune_dir(&c.parent);
+            }
+        }
+        self.request_gc(crate::storage::GcKind::Orphans);
+        Ok(())
+    }
+
+    /// Marks the blobs of the image in `cdir` pending in `r`, fresh, so they outlive the
+    /// image by the orphan lifetime.
+    pub(super) fn keep_blobs_pending(&self, r: &ImageRepo, cdir: &Path) -> Result<(), RegError> {
+        // Shared with uploads: the collector cannot take a blob between link and touch.
+        let _guard = self.blob_guard()?;
+        for entry in walkdir::WalkDir::new(cdir.join("blobs"))
+            .min_depth(3)
+            .max_depth(3)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+        {
+            let Some(d) = digest_of_link(entry.path()) else {
+                continue;
+            };
+            self.mark_pending(r, &d, entry.path())?;
+            files::touch(&self.pending_path(r, &d))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a job dir left with nothing but its `.stamp`, under the job's lock (which a
+    /// push holds from creating the job to swapping its image in; see
+    /// [`Repo::locked_job`]). `true` when it went.
+    pub(super) fn prune_job(&self, jdir: &Path) -> bool {
+        let Ok(_lock) = DirLock::acquire(jdir) else {
+            return false;
+        };
+        prune_dir(jdir)
+    }
+
+    /// Deletes a blob from a repository (`DELETE /v2/{name}/blobs/{digest}`): one waiting
+    /// for a manifest, or left by a deleted image, goes at once (its file in `.blobs/` with
+    /// the orphan collector, when no other repository or job holds it). A blob an image of
+    /// the repository still links is refused (405 `DENIED`): removing it would leave that
+    /// image, its job bundle and whatever was published from it unpullable.
+    pub fn reg_delete_blob(&self, r: &ImageRepo, d: &Digest) -> Result<(), RegError> {
+        let rel = rel_of(d);
+        let users: Vec<String> = self
+            .containers(r)
+            .into_iter()
+            .filter(|c| {
+                ["blobs", "manifests"]
+                    .iter()
+                    .any(|kind| c.dir.join(kind).join(&rel).is_file())
+            })
+            .map(|c| c.name.to_string())
+            .collect();
+        if !users.is_empty() {
+            return Err(oci(
+                Code::BlobInUse,
+                format!(
+                    "{d} belongs to the image tagged {} in this repository: delete the image \
+                     first (DELETE /v2/{}/manifests/{{tag}})",
+                    users.join(", "),
+                    r.name()
+                ),
+            ));
+        }
+        if self.drop_pending(r, d)? {
+            Ok(())
+        } else {
+            Err(oci(Code::BlobUnknown, d.to_string()))
+        }
+    }
+}
+
+/// Removes `dir` when it holds nothing but its `.stamp`. `rmdir` refuses a dir that is not
+/// empty, so whatever a concurrent request puts in it meanwhile stays, and gets the stamp
+/// back (with a new time: the one thing such a race changes).
+pub(super) fn prune_dir(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let only_stamp = entries
+        .map(|e| e.map(|e| e.file_name() == ".stamp"))
+        .all(|stamp| matches!(stamp, Ok(true)));
+    if !only_stamp {
+        return false;
+    }
+    let stamp = dir.join(".stamp");
+    match fs::remove_file(&stamp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(_) => return false,
+    }
+    if fs::remove_dir(dir).is_ok() {
+        return true;
+    }
+    let _ = files::create_flag(&stamp);
+    false
+}

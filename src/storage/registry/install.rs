@@ -1,0 +1,165 @@
+//! Installing a pushed image into its job: the `container` dir built aside, swapped in under the job lock.
+
+use super::container_layout::rel_of;
+use super::*;
+use crate::model::{Digest, JobRef};
+use crate::storage::files::{self, DirLock, exists, random_hex};
+use crate::storage::{Repo, StoreError};
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+impl Repo {
+    /// Builds the new `container` dir aside, then swaps it in under the job's lock.
+    pub(super) fn install_image(
+        &self,
+        r: &ImageRepo,
+        j: &JobRef,
+        digest: &Digest,
+        data: &[u8],
+        links: &[(Digest, PathBuf)],
+    ) -> Result<(), RegError> {
+        // A user's image that cannot fit is refused before anything is created or stored;
+        // the swap below charges it again, exactly, under the user's lock.
+        if let Some(room) = self.room(&j.tag.branch.scope) {
+            let mut seen = std::collections::HashSet::new();
+            let mut total = data.len() as u64;
+            for (d, p) in links {
+                if seen.insert(rel_of(d)) {
+                    total += fs::metadata(p)?.len();
+                }
+            }
+            let old = files::tree_bytes(&self.job_dir(j).join("container"));
+            room.check(0, total.saturating_sub(old))
+                .map_err(|e| oci(Code::Denied, e.to_string()))?;
+        }
+        let _guard = self.blob_guard()?;
+        let (jdir, _lock) = self.locked_job(j)?;
+        if exists(&jdir.join(".locked")) {
+            return Err(oci(Code::Denied, "Cannot upload files in locked jobs"));
+        }
+        let uploads = self.uploads_dir();
+        // Leased, so that the collector leaves it alone however long the build takes.
+        let stage = files::TempDir::create(&uploads, "container")?;
+        let staging = stage.path.join("container");
+        let built = (|| -> Result<u64, RegError> {
+            let mut total = 0;
+            let manifest = self.store_bytes(digest, data)?;
+            let mut all: Vec<(&str, &Digest, &Path)> = vec![("manifests", digest, &manifest)];
+            all.extend(links.iter().map(|(d, p)| ("blobs", d, p.as_path())));
+            for (kind, d, src) in all {
+                let dest = staging.join(kind).join(rel_of(d));
+                if dest.exists() {
+                    continue;
+                }
+                if let Some(dir) = dest.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                // Link the `.blobs` inode when it is there, so dedup holds.
+                let blob = self.blob_path(d);
+                let from = if blob.is_file() { blob.as_path() } else { src };
+                fs::hard_link(from, &dest)?;
+                total += fs::metadata(&dest)?.len();
+            }
+            Ok(total)
+        })();
+        let cleanup = || {
+            let _ = fs::remove_dir_all(&staging);
+        };
+        let total = match built {
+            Ok(t) => t,
+            Err(e) => {
+                cleanup();
+                return Err(e);
+            }
+        };
+        let cdir = jdir.join("container");
+        let mut usage = match self.usage(&j.tag.branch.scope) {
+            Ok(u) => u,
+            Err(e) => {
+                cleanup();
+                return Err(e.into());
+            }
+        };
+        if let Some(u) = usage.as_mut() {
+            let old = files::tree_bytes(&cdir);
+            if let Err(e) = u.charge(old, total) {
+                cleanup();
+                return Err(oci(Code::Denied, e.to_string()));
+            }
+        }
+        // Written before the swap: a full disk refuses the push with the old image intact.
+        let count = match usage.as_ref().map(|u| u.staged(self)).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                cleanup();
+                return Err(e.into());
+            }
+        };
+        let trash = uploads.join(format!("{}.deleting", random_hex()));
+        let had_old = cdir.is_dir();
+        // One step where the filesystem can: a crash then leaves the old image or the new
+        // one, never a job without its container. The old one is then in `staging`.
+        let exchanged = had_old && files::rename_exchange(&staging, &cdir)?;
+        if exchanged {
+            fs::rename(&staging, &trash)?;
+        } else {
+            if had_old {
+                fs::rename(&cdir, &trash)?;
+            }
+            if let Err(e) = fs::rename(&staging, &cdir) {
+                if had_old {
+                    let _ = fs::rename(&trash, &cdir);
+                }
+                cleanup();
+                return Err(StoreError::at("rename", &cdir, e).into());
+            }
+        }
+        if let Some(count) = count {
+            count.persist()?;
+        }
+        drop(usage);
+        if had_old {
+            let _ = fs::remove_dir_all(&trash);
+        }
+        self.link_container_product(j, &jdir);
+        for (d, _) in links {
+            let _ = self.drop_pending(r, d);
+        }
+        self.request_gc(crate::storage::GcKind::Orphans);
+        Ok(())
+    }
+
+    /// Creates the job as needed and takes its lock. A registry delete may remove the job
+    /// dir it emptied (see [`Repo::prune_job`]) between the two, or while the lock is
+    /// awaited (`DirLock` then finds the path gone: `NotFound`); the job is then made
+    /// again, so the push never fails for it.
+    pub(super) fn locked_job(&self, j: &JobRef) -> Result<(PathBuf, DirLock), RegError> {
+        for _ in 0..5 {
+            let jdir = self.ensure_job(j)?;
+            match DirLock::acquire(&jdir) {
+                Ok(lock) => return Ok((jdir, lock)),
+                Err(StoreError::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::NotFound.into())
+    }
+
+    /// A job already in a product version gets its new `container` linked there too, so
+    /// the image is pullable by product path without setting the metadata again.
+    pub(super) fn link_container_product(&self, j: &JobRef, jdir: &Path) {
+        let Ok(vdir) = fs::canonicalize(jdir.join(".product")) else {
+            return;
+        };
+        let link = vdir.join("container");
+        if fs::symlink_metadata(&link).is_ok() {
+            return;
+        }
+        let target = format!(
+            "../../../../../branches/{}/{}/{}/container",
+            j.tag.branch.branch, j.tag.tag, j.job
+        );
+        let _ = symlink(target, link);
+    }
+}

@@ -1,0 +1,102 @@
+//! The referrers API: manifests whose `subject` is a digest.
+
+use super::container_layout::digest_of_link;
+use super::manifests::read_small;
+use super::oci::*;
+use super::*;
+use crate::model::Digest;
+use crate::storage::Repo;
+use crate::storage::tree::Listing;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+impl Repo {
+    /// Manifests of the repository whose `subject` is `d` (OCI referrers API), as index
+    /// descriptors sorted by digest: those of its images and those pushed by digest that
+    /// wait in it (pending), never another repository's (§3.7). With `artifact_type`, only
+    /// those of that type; only those whose `/v2/{name}/manifests/{digest}` the caller may
+    /// read.
+    pub fn reg_referrers(
+        &self,
+        r: &ImageRepo,
+        d: &Digest,
+        artifact_type: Option<&str>,
+        acl: &Listing,
+    ) -> Result<Vec<Value>, RegError> {
+        let want = d.to_string();
+        let name = r.name();
+        let mut candidates: Vec<(Digest, PathBuf)> = Vec::new();
+        for c in self.containers(r) {
+            for entry in walkdir::WalkDir::new(c.dir.join("manifests"))
+                .min_depth(3)
+                .max_depth(3)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_map(Result::ok)
+            {
+                if let Some(found) = digest_of_link(entry.path()) {
+                    candidates.push((found, entry.into_path()));
+                }
+            }
+        }
+        candidates.extend(self.pending_in(r));
+        let mut found: std::collections::BTreeMap<String, Value> = Default::default();
+        for (digest, path) in candidates {
+            let key = digest.to_string();
+            if found.contains_key(&key) {
+                continue;
+            }
+            // Gone meanwhile (a delete, the collector), or too big for a manifest.
+            let Some(data) = read_small(&path).ok().flatten() else {
+                continue;
+            };
+            // Most pending files are layers: skip what cannot name the subject unparsed.
+            let json = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            if !json || !data.windows(want.len()).any(|w| w == want.as_bytes()) {
+                continue;
+            }
+            let Some(doc) = parse_doc(&data) else {
+                continue;
+            };
+            let subject = doc
+                .get("subject")
+                .and_then(|s| s.get("digest"))
+                .and_then(Value::as_str);
+            let media_type = media_type_of(&doc);
+            let is_manifest = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST]
+                .contains(&media_type.as_str());
+            if subject != Some(want.as_str()) || !is_manifest {
+                continue;
+            }
+            // OCI distribution spec, "Listing Referrers": the manifest's `artifactType`,
+            // else its config's media type.
+            let atype = doc
+                .get("artifactType")
+                .and_then(Value::as_str)
+                .or_else(|| {
+                    doc.get("config")
+                        .and_then(|c| c.get("mediaType"))
+                        .and_then(Value::as_str)
+                })
+                .map(str::to_owned);
+            if artifact_type.is_some_and(|t| Some(t) != atype.as_deref()) {
+                continue;
+            }
+            if !acl.allows(|| format!("/v2/{name}/manifests/{key}")) {
+                continue;
+            }
+            let mut desc = Map::new();
+            desc.insert("mediaType".into(), media_type.into());
+            desc.insert("digest".into(), key.clone().into());
+            desc.insert("size".into(), (data.len() as u64).into());
+            if let Some(t) = atype {
+                desc.insert("artifactType".into(), t.into());
+            }
+            if let Some(a) = doc.get("annotations") {
+                desc.insert("annotations".into(), a.clone());
+            }
+            found.insert(key, Value::Object(desc));
+        }
+        Ok(found.into_values().collect())
+    }
+}

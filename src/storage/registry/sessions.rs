@@ -1,0 +1,288 @@
+//! Blob upload sessions in `.uploads/`: start, append, finish, cancel, and who owns them.
+
+use super::*;
+use crate::model::{Algo, Digest, Scope};
+use crate::storage::files::{self, random_hex};
+use crate::storage::{Repo, StoreError};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub(super) fn is_session_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl Repo {
+    /// The session file, when `id` names a session that `who` started. Anything else (a
+    /// malformed id, no such session, another repository or caller, an owner file lost to a
+    /// crash) gets the same answer, so ids cannot be probed.
+    pub(super) fn session_path(&self, who: &Uploader, id: &str) -> Result<PathBuf, RegError> {
+        let unknown = || oci(Code::BlobUploadUnknown, "Blob upload unknown to registry.");
+        if !is_session_id(id) {
+            return Err(unknown());
+        }
+        let p = self.uploads_dir().join(id);
+        let owned = fs::read(owner_file(&p)).is_ok_and(|o| o == who.owner_record());
+        if !owned || !p.is_file() {
+            return Err(unknown());
+        }
+        Ok(p)
+    }
+
+    /// Creates an empty upload session for `who` and returns its id (32 hex chars). The
+    /// owner file is on disk (fsynced, renamed into place) before the id is handed out; a
+    /// session whose owner file is missing answers to nobody.
+    pub fn reg_start_upload(&self, who: &Uploader) -> Result<String, RegError> {
+        let uploads = self.uploads_dir();
+        fs::create_dir_all(&uploads)?;
+        loop {
+            let id = random_hex();
+            let path = uploads.join(&id);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if let Err(e) = files::write_atomic(&uploads, &owner_file(&path), &who.owner_record()) {
+                let _ = fs::remove_file(&path);
+                return Err(e.into());
+            }
+            return Ok(id);
+        }
+    }
+
+    pub fn reg_upload_state(&self, who: &Uploader, id: &str) -> Result<UploadState, RegError> {
+        let p = self.session_path(who, id)?;
+        Ok(UploadState {
+            size: fs::metadata(p)?.len(),
+        })
+    }
+
+    pub fn reg_cancel_upload(&self, who: &Uploader, id: &str) -> Result<(), RegError> {
+        let p = self.session_path(who, id)?;
+        remove_session(&p)?;
+        Ok(())
+    }
+
+    /// Appends `body` to a session, streaming (constant memory). `start`, from
+    /// `Content-Range`, must equal the current size. A body that breaks off or stalls is cut
+    /// back out, so the session stays usable. When the session starts empty the data is
+    /// hashed on the way, which saves re-reading it when the upload is finished.
+    ///
+    /// No thread waits on the client: the session is locked without blocking (a second
+    /// request on it is refused at once), and the bytes are written batch by batch by short
+    /// blocking tasks as they arrive.
+    pub async fn reg_append<S>(
+        self: &Arc<Self>,
+        who: &Uploader,
+        id: &str,
+        start: Option<u64>,
+        mut body: S,
+    ) -> Result<u64, RegError>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin,
+    {
+        let repo = Arc::clone(self);
+        let (owner, sid) = (who.clone(), id.to_owned());
+        let session =
+            tokio::task::spawn_blocking(move || repo.open_session(&owner, &sid, start)).await??;
+        let old = session.old;
+        let hasher = (old == 0).then(|| Algo::Sha256.hasher());
+        let mut sink = Some((Arc::new(session.lock.try_clone()?), hasher));
+        let mut in_flight: Option<crate::storage::Flush> = None;
+        let (mut batch, mut batch_len, mut taken) = (Vec::new(), 0usize, 0u64);
+        let outcome: Result<(), RegError> = async {
+            loop {
+                let next = body
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(crate::storage::body_error)?;
+                let end = next.is_none();
+                if let Some(chunk) = next {
+                    taken += chunk.len() as u64;
+                    // A session of a user repository grows only as far as the quota allows,
+                    // counting what the user has pending elsewhere.
+                    if let Some((left, room, reserved)) = &session.limit
+                        && old + taken > *left
+                    {
+                        let why = match room.check(*reserved, old + taken) {
+                            Err(e) => e.to_string(),
+                            Ok(()) => "quota exceeded".to_owned(),
+                        };
+                        return Err(oci(Code::Denied, why));
+                    }
+                    batch_len += chunk.len();
+                    batch.push(chunk);
+                }
+                if batch_len >= self.chunk_size() || (end && !batch.is_empty()) {
+                    if let Some(flush) = in_flight.take() {
+                        sink = Some(flush.wait().await?);
+                    }
+                    let (file, hasher) = sink
+                        .take()
+                        .ok_or_else(|| oci(Code::BlobUploadInvalid, "upload writer lost"))?;
+                    let data = std::mem::take(&mut batch);
+                    in_flight = Some(crate::storage::Flush::start(file, hasher, data).await);
+                    batch_len = 0;
+                }
+                if end {
+                    break;
+                }
+            }
+            if let Some(flush) = in_flight.take() {
+                sink = Some(flush.wait().await?);
+            }
+            Ok(())
+        }
+        .await;
+        let OpenSession { lock, path, .. } = session;
+        let hasher = sink.and_then(|(_, h)| h);
+        // Whatever went wrong, the session goes back to where it was: the client may send
+        // the chunk again (after freeing room, say).
+        tokio::task::spawn_blocking(move || -> Result<u64, RegError> {
+            if let Err(e) = outcome {
+                lock.set_len(old)?;
+                return Err(e);
+            }
+            let len = old + taken;
+            if let Some(h) = hasher {
+                let _ = fs::write(sidecar(&path), format!("{len} {}", h.finish_hex()));
+            }
+            Ok(len)
+        })
+        .await?
+    }
+
+    /// Opens a session for appending: locked (without waiting: a second request on one
+    /// session is refused), at the offset the client says, with the room its user has left.
+    pub(super) fn open_session(
+        &self,
+        who: &Uploader,
+        id: &str,
+        start: Option<u64>,
+    ) -> Result<OpenSession, RegError> {
+        let path = self.session_path(who, id)?;
+        let f = OpenOptions::new().append(true).open(&path)?;
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|_| oci(Code::RangeInvalid, "another request is writing this upload"))?;
+        let old = lock.metadata()?.len();
+        if start.is_some_and(|s| s != old) {
+            return Err(oci(Code::RangeInvalid, format!("upload is at {old}")));
+        }
+        let limit = match (self.room(who.repo.scope()), who.repo.scope()) {
+            (Some(room), Scope::User(user)) => {
+                let reserved = self.reserved(user, Some(id));
+                Some((room.left(reserved), room, reserved))
+            }
+            _ => None,
+        };
+        let _ = fs::remove_file(sidecar(&path));
+        Ok(OpenSession {
+            lock,
+            old,
+            path,
+            limit,
+        })
+    }
+
+    /// Finishes a session: checks its content against `d`, stores it in `.blobs` (once) and
+    /// marks it pending in the repository. A mismatch deletes the session.
+    pub fn reg_finish_upload(&self, who: &Uploader, id: &str, d: &Digest) -> Result<(), RegError> {
+        let r = &who.repo;
+        let path = self.session_path(who, id)?;
+        // The session's lease, as an append holds it, so that the collector cannot take
+        // the file before it is a blob; without waiting (an append waits on its client).
+        let session = File::open(&path)?;
+        if session.try_lock().is_err() {
+            return Err(oci(
+                Code::RangeInvalid,
+                "another request is writing this upload",
+            ));
+        }
+        if session.metadata()?.nlink() == 0 {
+            return Err(oci(
+                Code::BlobUploadUnknown,
+                "Blob upload unknown to registry.",
+            ));
+        }
+        let len = fs::metadata(&path)?.len();
+        let cached = fs::read_to_string(sidecar(&path)).ok().and_then(|s| {
+            let (l, hex) = s.split_once(' ')?;
+            (l.parse::<u64>().ok()? == len && d.algo().name() == "sha256").then(|| hex.to_owned())
+        });
+        let hex = match cached {
+            Some(h) => h,
+            None => files::hash_file(d.algo(), &path)?,
+        };
+        let _ = fs::remove_file(sidecar(&path));
+        if hex != d.hex() {
+            let _ = remove_session(&path);
+            return Err(oci(Code::DigestInvalid, format!("digest mismatch: {d}")));
+        }
+        if self.pending(r, d).is_none() {
+            // The session's bytes become a pending blob of the repository: refused (the
+            // session kept) when the user's usage has grown since they were sent.
+            self.check_pending_room(r, Some(id), len)?;
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
+        let _guard = self.blob_guard()?;
+        let blob = self.blob_path(d);
+        if let Some(dir) = blob.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        match fs::hard_link(&path, &blob) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::touch(&blob)?,
+            Err(e) => return Err(StoreError::at("link", &path, e).into()),
+        }
+        self.mark_pending(r, d, &blob)?;
+        remove_session(&path)?;
+        Ok(())
+    }
+}
+
+/// A session locked for one append.
+pub(super) struct OpenSession {
+    pub(super) lock: nix::fcntl::Flock<File>,
+    /// Its size before the append.
+    pub(super) old: u64,
+    pub(super) path: PathBuf,
+    /// `(room left, the user's room, bytes reserved elsewhere)` for a user repository.
+    pub(super) limit: Option<(u64, crate::storage::quota::Room, u64)>,
+}
+
+/// `{id}.sha256`: the length and SHA-256 of a session hashed while it was written.
+pub(super) fn sidecar(session: &Path) -> PathBuf {
+    session.with_extension("sha256")
+}
+
+/// `{id}.owner`: who may use the session (see [`Uploader`]).
+pub(super) fn owner_file(session: &Path) -> PathBuf {
+    session.with_extension("owner")
+}
+
+/// Removes a session, then its sidecars: a crash in between leaves sidecars alone, which
+/// answer to nothing and go with the stale uploads.
+pub(super) fn remove_session(session: &Path) -> io::Result<()> {
+    fs::remove_file(session)?;
+    let _ = fs::remove_file(sidecar(session));
+    let _ = fs::remove_file(owner_file(session));
+    Ok(())
+}
+
+/// The session a file of `.uploads/` belongs to, when it is a session's sidecar
+/// (`{id}.sha256`, `{id}.owner`).
+pub(crate) fn sidecar_session(name: &std::ffi::OsStr) -> Option<&str> {
+    let (id, ext) = name.to_str()?.split_once('.')?;
+    (is_session_id(id) && (ext == "sha256" || ext == "owner")).then_some(id)
+}
