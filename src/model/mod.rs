@@ -5,6 +5,7 @@
 mod digest;
 pub mod escape;
 mod name;
+pub mod oci;
 mod refs;
 
 pub use digest::{Algo, Digest, DigestError, Hasher};

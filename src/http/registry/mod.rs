@@ -7,9 +7,10 @@ mod reply;
 
 use crate::http::guard::Caller;
 use crate::model::Digest;
+use crate::model::oci::{MAX_MANIFEST, OCI_INDEX};
 use crate::state::AppState;
 use crate::storage::Listing;
-use crate::storage::registry::{Code, ImageRepo, MAX_MANIFEST, RegError, Uploader};
+use crate::storage::registry::{Code, ImageRepo, RegError, Uploader};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
@@ -350,11 +351,11 @@ async fn referrers(
     }
     let mut res = Reply::json_with(
         StatusCode::OK,
-        json!({"schemaVersion": 2, "mediaType": crate::storage::registry::OCI_INDEX, "manifests": Value::Array(list)}),
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": Value::Array(list)}),
         headers,
     );
     if let Reply::Json { content_type, .. } = &mut res {
-        *content_type = crate::storage::registry::OCI_INDEX;
+        *content_type = OCI_INDEX;
     }
     Ok(res)
 }

@@ -1,13 +1,14 @@
 //! Manifests: pull by tag or digest, push.
 
 use super::container_layout::top_manifest;
-use super::oci::*;
 use super::*;
+use crate::model::oci::{
+    Descriptor, MAX_MANIFEST, Manifest, ManifestError, media_type_of, parse_doc,
+};
 use crate::model::{Algo, Alias, Digest, JobRef, Name, TagRef};
 use crate::storage::files;
 use crate::storage::tree::Listing;
 use crate::storage::{BlobReader, Repo};
-use serde_json::Value;
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -67,114 +68,150 @@ impl Repo {
         let ImageRepo::Job { branch, job } = r else {
             return Err(oci(Code::Unsupported, "cannot push to a product path"));
         };
-        let by_digest = if reference.contains(':') {
-            Some(Digest::parse(Some(reference)).map_err(|e| oci(Code::DigestInvalid, e.0))?)
-        } else {
-            if Alias::parse(&reference.to_lowercase()).is_some() {
-                return Err(oci(
-                    Code::Unsupported,
-                    "uploading explicit 'latest', 'stable' or 'oldstable' tags is not supported",
-                ));
-            }
-            None
-        };
-        let mut doc =
-            parse_doc(body).ok_or_else(|| oci(Code::ManifestInvalid, "Invalid manifest."))?;
-        let media_type = match doc.get("mediaType") {
-            Some(Value::String(m)) => m.clone(),
-            Some(_) => return Err(oci(Code::ManifestInvalid, "invalid mediaType")),
-            None => content_type
-                .map(|c| c.split(';').next().unwrap_or(c).trim().to_owned())
-                .unwrap_or_default(),
-        };
-        if ![OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST].contains(&media_type.as_str()) {
-            return Err(oci(
-                Code::Unsupported,
-                format!("unsupported manifest type {media_type:?}"),
-            ));
-        }
-        let refs = refs_of(&doc, &media_type)?;
+        let target = PushTarget::parse(reference)?;
+        let manifest = Manifest::parse_pushed(body, content_type).map_err(bad_manifest)?;
         // The subject may be absent from the registry (OCI distribution spec): only its
         // descriptor is checked.
-        let subject = doc.get("subject").map(descriptor).transpose()?.map(|s| s.0);
-        // Every file the image needs, found in this repository only (§3.7).
-        let mut links: Vec<(Digest, PathBuf)> = Vec::new();
-        let mut sizes = Vec::new();
-        for (d, _) in &refs.blobs {
-            let src = self
-                .locate(r, d)
-                .ok_or_else(|| oci(Code::BlobUnknown, d.to_string()))?;
-            sizes.push(fs::metadata(&src)?.len());
-            links.push((d.clone(), src));
-        }
-        for (d, _) in &refs.children {
-            let src = self
-                .locate(r, d)
-                .ok_or_else(|| oci(Code::ManifestUnknown, d.to_string()))?;
-            sizes.push(fs::metadata(&src)?.len());
-            // A child's own blobs come along, so the tag holds the whole image.
-            let data =
-                read_small(&src)?.ok_or_else(|| oci(Code::ManifestInvalid, d.to_string()))?;
-            let child =
-                parse_doc(&data).ok_or_else(|| oci(Code::ManifestInvalid, d.to_string()))?;
-            let child_refs = refs_of(&child, &media_type_of(&child))?;
-            for (cd, _) in child_refs.blobs.iter().chain(&child_refs.children) {
-                let csrc = self
-                    .locate(r, cd)
-                    .ok_or_else(|| oci(Code::BlobUnknown, cd.to_string()))?;
-                links.push((cd.clone(), csrc));
-            }
-            links.push((d.clone(), src));
-        }
-        let declared = refs.blobs.iter().chain(&refs.children).map(|x| x.1);
-        let mut missing = false;
-        for (size, real) in declared.zip(&sizes) {
-            match size {
-                Some(s) if s != *real => {
-                    return Err(oci(
-                        Code::ManifestInvalid,
-                        format!("size {s} does not match the blob ({real})"),
-                    ));
-                }
-                Some(_) => {}
-                None => missing = true,
-            }
-        }
+        let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
+        let files = self.image_files(r, &manifest)?;
+        check_sizes(&manifest, &files.sizes)?;
         // Only a manifest with a size left out is rewritten (as dlrepo does), so the
         // client's digest stays valid for every complete manifest.
-        let data: Vec<u8> = if missing {
-            fill_sizes(&mut doc, &media_type, &sizes);
-            crate::pyjson::to_string(&Value::Object(doc)).into_bytes()
+        let data = if manifest.lacks_sizes() {
+            manifest.with_sizes(&files.sizes)
         } else {
             body.to_vec()
         };
         let mut hasher = Algo::Sha256.hasher();
         hasher.update(&data);
         let digest = Digest::sha256_of_hex(hasher.finish_hex());
-        if let Some(want) = &by_digest {
-            if *want != digest {
-                return Err(oci(
-                    Code::DigestInvalid,
-                    format!("manifest digest is {digest}"),
-                ));
+        match target {
+            PushTarget::Digest(want) => self.park_manifest(r, &want, &digest, &data)?,
+            PushTarget::Tag => {
+                let tag = Name::parse(reference)
+                    .map_err(|_| oci(Code::ManifestInvalid, "invalid tag"))?;
+                let jref = JobRef {
+                    tag: TagRef {
+                        branch: branch.clone(),
+                        tag,
+                    },
+                    job: job.clone(),
+                };
+                self.install_image(r, &jref, &digest, &data, &files.links)?;
             }
-            if self.pending(r, &digest).is_none() {
-                self.check_pending_room(r, None, data.len() as u64)?;
-            }
-            let _guard = self.blob_guard()?;
-            let blob = self.store_bytes(&digest, &data)?;
-            self.mark_pending(r, &digest, &blob)?;
-            return Ok(Pushed { digest, subject });
         }
-        let tag = Name::parse(reference).map_err(|_| oci(Code::ManifestInvalid, "invalid tag"))?;
-        let jref = JobRef {
-            tag: TagRef {
-                branch: branch.clone(),
-                tag,
-            },
-            job: job.clone(),
-        };
-        self.install_image(r, &jref, &digest, &data, &links)?;
         Ok(Pushed { digest, subject })
     }
+
+    /// Every file the image needs, found in this repository only (§3.7), with the real
+    /// size of each descriptor. An index brings its children's own blobs along, so that
+    /// the tag holds the whole image.
+    fn image_files(&self, r: &ImageRepo, m: &Manifest) -> Result<ImageFiles, RegError> {
+        let mut files = ImageFiles::default();
+        for Descriptor { digest: d, .. } in &m.blobs {
+            let src = self
+                .locate(r, d)
+                .ok_or_else(|| oci(Code::BlobUnknown, d.to_string()))?;
+            files.sizes.push(fs::metadata(&src)?.len());
+            files.links.push((d.clone(), src));
+        }
+        for Descriptor { digest: d, .. } in &m.children {
+            let src = self
+                .locate(r, d)
+                .ok_or_else(|| oci(Code::ManifestUnknown, d.to_string()))?;
+            files.sizes.push(fs::metadata(&src)?.len());
+            let data =
+                read_small(&src)?.ok_or_else(|| oci(Code::ManifestInvalid, d.to_string()))?;
+            let child = Manifest::parse_stored(&data).map_err(|e| match e {
+                ManifestError::NotAnObject | ManifestError::TooLarge => {
+                    oci(Code::ManifestInvalid, d.to_string())
+                }
+                e => bad_manifest(e),
+            })?;
+            for cd in child.descriptors().map(|c| &c.digest) {
+                let csrc = self
+                    .locate(r, cd)
+                    .ok_or_else(|| oci(Code::BlobUnknown, cd.to_string()))?;
+                files.links.push((cd.clone(), csrc));
+            }
+            files.links.push((d.clone(), src));
+        }
+        Ok(files)
+    }
+
+    /// A manifest pushed by digest waits in the repository, as an uploaded blob does, for
+    /// the index that will name it.
+    fn park_manifest(
+        &self,
+        r: &ImageRepo,
+        want: &Digest,
+        digest: &Digest,
+        data: &[u8],
+    ) -> Result<(), RegError> {
+        if want != digest {
+            return Err(oci(
+                Code::DigestInvalid,
+                format!("manifest digest is {digest}"),
+            ));
+        }
+        if self.pending(r, digest).is_none() {
+            self.check_pending_room(r, None, data.len() as u64)?;
+        }
+        let _guard = self.blob_guard()?;
+        let blob = self.store_bytes(digest, data)?;
+        self.mark_pending(r, digest, &blob)
+    }
+}
+
+/// What a manifest push names: a digest (the manifest waits, pending) or a tag.
+enum PushTarget {
+    Digest(Digest),
+    /// Checked as a name once the manifest is, as dlrepo does.
+    Tag,
+}
+
+impl PushTarget {
+    fn parse(reference: &str) -> Result<PushTarget, RegError> {
+        if reference.contains(':') {
+            let d = Digest::parse(Some(reference)).map_err(|e| oci(Code::DigestInvalid, e.0))?;
+            return Ok(PushTarget::Digest(d));
+        }
+        if Alias::parse(&reference.to_lowercase()).is_some() {
+            return Err(oci(
+                Code::Unsupported,
+                "uploading explicit 'latest', 'stable' or 'oldstable' tags is not supported",
+            ));
+        }
+        Ok(PushTarget::Tag)
+    }
+}
+
+/// The files an image links, and the real size of each of the manifest's descriptors.
+#[derive(Default)]
+struct ImageFiles {
+    links: Vec<(Digest, PathBuf)>,
+    sizes: Vec<u64>,
+}
+
+/// Refuses a descriptor whose declared size is not the size of its blob.
+fn check_sizes(m: &Manifest, sizes: &[u64]) -> Result<(), RegError> {
+    for (declared, real) in m.descriptors().map(|d| d.size).zip(sizes) {
+        if let Some(s) = declared
+            && s != *real
+        {
+            return Err(oci(
+                Code::ManifestInvalid,
+                format!("size {s} does not match the blob ({real})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn bad_manifest(e: ManifestError) -> RegError {
+    let code = match e {
+        ManifestError::Unsupported(_) => Code::Unsupported,
+        _ => Code::ManifestInvalid,
+    };
+    oci(code, e.to_string())
 }

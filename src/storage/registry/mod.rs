@@ -21,7 +21,6 @@ mod containers;
 mod delete;
 mod install;
 mod manifests;
-pub mod oci;
 mod pending;
 mod referrers;
 mod sessions;
@@ -29,7 +28,6 @@ mod tags;
 #[cfg(test)]
 mod tests;
 
-pub use oci::{DOCKER_LIST, DOCKER_MANIFEST, MAX_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 pub(crate) use sessions::sidecar_session;
 
 use super::{BlobReader, StoreError};

@@ -2,12 +2,12 @@
 
 use super::container_layout::digest_of_link;
 use super::manifests::read_small;
-use super::oci::*;
 use super::*;
 use crate::model::Digest;
+use crate::model::oci::{self, parse_doc};
 use crate::storage::Repo;
 use crate::storage::tree::Listing;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::path::PathBuf;
 
 impl Repo {
@@ -58,44 +58,14 @@ impl Repo {
             let Some(doc) = parse_doc(&data) else {
                 continue;
             };
-            let subject = doc
-                .get("subject")
-                .and_then(|s| s.get("digest"))
-                .and_then(Value::as_str);
-            let media_type = media_type_of(&doc);
-            let is_manifest = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST]
-                .contains(&media_type.as_str());
-            if subject != Some(want.as_str()) || !is_manifest {
+            let len = data.len() as u64;
+            let Some(desc) = oci::referrer(&doc, &key, len, &want, artifact_type) else {
                 continue;
-            }
-            // OCI distribution spec, "Listing Referrers": the manifest's `artifactType`,
-            // else its config's media type.
-            let atype = doc
-                .get("artifactType")
-                .and_then(Value::as_str)
-                .or_else(|| {
-                    doc.get("config")
-                        .and_then(|c| c.get("mediaType"))
-                        .and_then(Value::as_str)
-                })
-                .map(str::to_owned);
-            if artifact_type.is_some_and(|t| Some(t) != atype.as_deref()) {
-                continue;
-            }
+            };
             if !acl.allows(|| format!("/v2/{name}/manifests/{key}")) {
                 continue;
             }
-            let mut desc = Map::new();
-            desc.insert("mediaType".into(), media_type.into());
-            desc.insert("digest".into(), key.clone().into());
-            desc.insert("size".into(), (data.len() as u64).into());
-            if let Some(t) = atype {
-                desc.insert("artifactType".into(), t.into());
-            }
-            if let Some(a) = doc.get("annotations") {
-                desc.insert("annotations".into(), a.clone());
-            }
-            found.insert(key, Value::Object(desc));
+            found.insert(key, desc);
         }
         Ok(found.into_values().collect())
     }
