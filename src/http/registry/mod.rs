@@ -10,12 +10,12 @@ use crate::model::Digest;
 use crate::model::oci::{MAX_MANIFEST, OCI_INDEX};
 use crate::state::AppState;
 use crate::storage::Listing;
-use crate::storage::registry::{Code, ImageRepo, RegError, Uploader};
+use crate::storage::registry::{ImageRepo, Uploader};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use path::Target;
-use reply::{FileReply, Reply, oci_error, plain};
+use reply::{Code, FileReply, Reply, V2Error, oci_error, plain};
 use serde_json::{Value, json};
 
 /// Query parameters, decoded.
@@ -70,7 +70,7 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
         Some(crate::http::Addressed::Registry(t)) => t,
         Some(crate::http::Addressed::TooLong(_)) => {
             let why = "a name component is longer than 255 bytes".to_owned();
-            return oci_error(RegError::Oci(Code::NameInvalid, why));
+            return oci_error(V2Error::Oci(Code::NameInvalid, why));
         }
         _ => return plain(StatusCode::NOT_FOUND, "Not Found"),
     };
@@ -80,11 +80,11 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
     }
 }
 
-fn not_allowed(allow: &'static str) -> Result<Reply, RegError> {
+fn not_allowed(allow: &'static str) -> Result<Reply, V2Error> {
     Ok(Reply::NotAllowed(allow))
 }
 
-async fn handle(app: &AppState, target: Target, req: Request) -> Result<Reply, RegError> {
+async fn handle(app: &AppState, target: Target, req: Request) -> Result<Reply, V2Error> {
     let method = req.method().clone();
     let read = method == Method::GET || method == Method::HEAD;
     match target {
@@ -150,7 +150,7 @@ fn link_header(path: &str, n: usize, last: Option<&String>) -> Vec<(header::Head
     }
 }
 
-async fn catalog(app: &AppState, req: Request) -> Result<Reply, RegError> {
+async fn catalog(app: &AppState, req: Request) -> Result<Reply, V2Error> {
     let acl = access(&req);
     let all = app.repo.run(|s| Ok(s.reg_catalog())).await?;
     let visible: Vec<String> = all
@@ -168,7 +168,7 @@ async fn catalog(app: &AppState, req: Request) -> Result<Reply, RegError> {
     ))
 }
 
-async fn tags(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, RegError> {
+async fn tags(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, V2Error> {
     let acl = access(&req);
     let name = r.name();
     let repo = r.clone();
@@ -201,7 +201,7 @@ async fn get_manifest(
     req: Request,
     r: ImageRepo,
     reference: String,
-) -> Result<Reply, RegError> {
+) -> Result<Reply, V2Error> {
     let acl = access(&req);
     let m = app
         .repo
@@ -219,7 +219,7 @@ async fn put_manifest(
     req: Request,
     r: ImageRepo,
     reference: String,
-) -> Result<Reply, RegError> {
+) -> Result<Reply, V2Error> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -227,7 +227,7 @@ async fn put_manifest(
         .map(str::to_owned);
     let body = axum::body::to_bytes(req.into_body(), MAX_MANIFEST)
         .await
-        .map_err(|_| RegError::Oci(Code::ManifestInvalid, "manifest too large or cut".into()))?;
+        .map_err(|_| V2Error::Oci(Code::ManifestInvalid, "manifest too large or cut".into()))?;
     let name = r.name();
     let at = reference.clone();
     let pushed = app
@@ -250,8 +250,8 @@ async fn put_manifest(
     Ok(Reply::Empty(StatusCode::CREATED, headers))
 }
 
-fn parse_digest(raw: &str, code: Code) -> Result<Digest, RegError> {
-    Digest::parse(Some(raw)).map_err(|e| RegError::Oci(code, format!("invalid digest: {}", e.0)))
+fn parse_digest(raw: &str, code: Code) -> Result<Digest, V2Error> {
+    Digest::parse(Some(raw)).map_err(|e| V2Error::Oci(code, format!("invalid digest: {}", e.0)))
 }
 
 async fn get_blob(
@@ -259,7 +259,7 @@ async fn get_blob(
     req: Request,
     r: ImageRepo,
     digest: String,
-) -> Result<Reply, RegError> {
+) -> Result<Reply, V2Error> {
     let d = parse_digest(&digest, Code::BlobUnknown)?;
     let file = app.repo.run(move |s| Ok(s.reg_open_blob(&r, &d))).await??;
     Ok(Reply::File(Box::new(FileReply {
@@ -269,7 +269,7 @@ async fn get_blob(
     })))
 }
 
-async fn delete_blob(app: &AppState, r: ImageRepo, digest: String) -> Result<Reply, RegError> {
+async fn delete_blob(app: &AppState, r: ImageRepo, digest: String) -> Result<Reply, V2Error> {
     let d = parse_digest(&digest, Code::DigestInvalid)?;
     app.repo
         .run(move |s| Ok(s.reg_delete_blob(&r, &d)))
@@ -277,7 +277,7 @@ async fn delete_blob(app: &AppState, r: ImageRepo, digest: String) -> Result<Rep
     Ok(Reply::Empty(StatusCode::ACCEPTED, vec![]))
 }
 
-async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, RegError> {
+async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, V2Error> {
     let q = query(&req);
     let name = r.name();
     if let (Some(mount), Some(from)) = (param(&q, "mount"), param(&q, "from")) {
@@ -332,7 +332,7 @@ async fn referrers(
     req: Request,
     r: ImageRepo,
     digest: String,
-) -> Result<Reply, RegError> {
+) -> Result<Reply, V2Error> {
     let d = parse_digest(&digest, Code::DigestInvalid)?;
     let q = query(&req);
     let atype = param(&q, "artifactType").map(str::to_owned);
@@ -391,11 +391,11 @@ mod uploads {
     }
 
     /// `Content-Range: a-b` (also `bytes a-b/*`): the offset the chunk starts at.
-    fn range_start(headers: &HeaderMap) -> Result<Option<u64>, RegError> {
+    fn range_start(headers: &HeaderMap) -> Result<Option<u64>, V2Error> {
         let Some(v) = headers.get(header::CONTENT_RANGE) else {
             return Ok(None);
         };
-        let bad = || RegError::Oci(Code::RangeInvalid, "invalid Content-Range".into());
+        let bad = || V2Error::Oci(Code::RangeInvalid, "invalid Content-Range".into());
         let s = v.to_str().map_err(|_| bad())?;
         let s = s.trim().trim_start_matches("bytes").trim();
         let start = s.split(['-', '/']).next().ok_or_else(bad)?;
@@ -419,13 +419,13 @@ mod uploads {
         id: &str,
         start: Option<u64>,
         req: Request,
-    ) -> Result<u64, RegError> {
+    ) -> Result<u64, V2Error> {
         let mut body = crate::http::byte_stream(req.into_body());
         let appended = app.repo.reg_append(who, id, start, &mut body).await;
         if appended.is_err() {
             crate::http::drain(body).await;
         }
-        appended
+        Ok(appended?)
     }
 
     pub async fn finish(
@@ -434,7 +434,7 @@ mod uploads {
         who: &Uploader,
         id: String,
         d: Digest,
-    ) -> Result<Reply, RegError> {
+    ) -> Result<Reply, V2Error> {
         let name = who.repo.name();
         let start = range_start(req.headers())?;
         append(app, who, &id, start, req).await?;
@@ -456,7 +456,7 @@ mod uploads {
         req: Request,
         r: ImageRepo,
         id: String,
-    ) -> Result<Reply, RegError> {
+    ) -> Result<Reply, V2Error> {
         let name = r.name();
         let who = uploader(&req, r);
         match req.method().clone() {
@@ -480,7 +480,7 @@ mod uploads {
             Method::PUT => {
                 let q = query(&req);
                 let Some(raw) = param(&q, "digest") else {
-                    return Err(RegError::Oci(
+                    return Err(V2Error::Oci(
                         Code::DigestInvalid,
                         "the digest parameter is required".into(),
                     ));

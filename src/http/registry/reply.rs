@@ -4,8 +4,9 @@
 
 use crate::http::download::Download;
 use crate::http::observe::Failure;
+use crate::model::oci::ManifestError;
 use crate::state::AppState;
-use crate::storage::registry::{Code, RegError};
+use crate::storage::registry::RegistryError;
 use crate::storage::{BlobReader, StoreError};
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -113,19 +114,49 @@ pub fn plain(status: StatusCode, reason: &str) -> Response {
         .into_response()
 }
 
+/// The OCI distribution error codes arbor sends (spec/CONTAINER.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    BlobUnknown,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    Denied,
+    Unsupported,
+    RangeInvalid,
+    /// A blob DELETE of a blob an image of the repository still links.
+    BlobInUse,
+}
+
+/// Why a `/v2/` request failed: refused by the HTTP side itself (a header, a parameter, a
+/// body too big), or by storage.
+#[derive(Debug, thiserror::Error)]
+pub enum V2Error {
+    #[error("{1}")]
+    Oci(Code, String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<StoreError> for V2Error {
+    fn from(e: StoreError) -> V2Error {
+        V2Error::Registry(RegistryError::Store(e))
+    }
+}
+
 fn code_info(code: Code) -> (&'static str, StatusCode) {
     use Code::*;
     match code {
         BlobUnknown => ("BLOB_UNKNOWN", StatusCode::NOT_FOUND),
-        BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST),
         BlobUploadUnknown => ("BLOB_UPLOAD_UNKNOWN", StatusCode::NOT_FOUND),
         DigestInvalid => ("DIGEST_INVALID", StatusCode::BAD_REQUEST),
-        ManifestBlobUnknown => ("MANIFEST_BLOB_UNKNOWN", StatusCode::NOT_FOUND),
         ManifestInvalid => ("MANIFEST_INVALID", StatusCode::BAD_REQUEST),
         ManifestUnknown => ("MANIFEST_UNKNOWN", StatusCode::NOT_FOUND),
         NameInvalid => ("NAME_INVALID", StatusCode::BAD_REQUEST),
         NameUnknown => ("NAME_UNKNOWN", StatusCode::NOT_FOUND),
-        SizeInvalid => ("SIZE_INVALID", StatusCode::BAD_REQUEST),
         Denied => ("DENIED", StatusCode::FORBIDDEN),
         Unsupported => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
         RangeInvalid => ("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE),
@@ -135,38 +166,74 @@ fn code_info(code: Code) -> (&'static str, StatusCode) {
     }
 }
 
-/// The only mapping from storage errors to registry answers.
-pub fn oci_error(e: RegError) -> Response {
-    // A blob in use can still be read (RFC 9110: a 405 lists what the resource allows).
-    let allow = matches!(e, RegError::Oci(Code::BlobInUse, _)).then_some("GET,HEAD");
-    let (code, status, message) = match e {
-        RegError::Oci(code, msg) => {
-            let (name, status) = code_info(code);
-            (name, status, msg)
+/// The OCI code of a registry refusal, with its message; a storage failure is handed back.
+fn registry_code(e: RegistryError) -> Result<(Code, String), StoreError> {
+    use RegistryError as E;
+    let code = match &e {
+        E::UploadUnknown => Code::BlobUploadUnknown,
+        E::UploadBusy | E::WrongOffset(_) => Code::RangeInvalid,
+        E::UploadDigestMismatch(_) | E::ManifestDigestMismatch(_) | E::InvalidDigest(_) => {
+            Code::DigestInvalid
         }
-        RegError::Store(StoreError::NotFound) => (
+        E::OverQuota(_) | E::PushToLockedJob | E::DeleteInLockedJob => Code::Denied,
+        E::RepositoryUnknown => Code::NameUnknown,
+        E::BlobUnknown | E::MissingBlob(_) => Code::BlobUnknown,
+        E::ManifestUnknown(_) => Code::ManifestUnknown,
+        E::BadManifest(ManifestError::Unsupported(_)) => Code::Unsupported,
+        E::InvalidReference(_)
+        | E::BadManifest(_)
+        | E::BadChild(_)
+        | E::SizeMismatch { .. }
+        | E::InvalidTag => Code::ManifestInvalid,
+        E::AliasTag | E::PushToProduct | E::DeleteInProduct => Code::Unsupported,
+        E::BlobInUse { .. } => Code::BlobInUse,
+        E::Store(_) => {
+            let E::Store(store) = e else {
+                unreachable!("matched just above")
+            };
+            return Err(store);
+        }
+    };
+    Ok((code, e.to_string()))
+}
+
+/// The only mapping from registry failures to answers: an OCI code and status for each
+/// refusal, the plain 500 (logged) for a storage failure nothing else explains.
+pub fn oci_error(e: V2Error) -> Response {
+    let refused = match e {
+        V2Error::Oci(code, msg) => Ok((code, msg)),
+        V2Error::Registry(e) => registry_code(e),
+    };
+    let (code, status, message) = match refused {
+        Ok((code, msg)) => {
+            let (name, status) = code_info(code);
+            let mut res = oci_body(name, status, msg);
+            // A blob in use can still be read (RFC 9110: a 405 lists what the resource allows).
+            if code == Code::BlobInUse {
+                res.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+            }
+            return res;
+        }
+        Err(StoreError::NotFound) => (
             "NAME_UNKNOWN",
             StatusCode::NOT_FOUND,
             "repository name not known to registry".into(),
         ),
-        RegError::Store(StoreError::BadRequest(why)) => ("DENIED", StatusCode::FORBIDDEN, why),
-        RegError::Store(StoreError::ClientTimeout) => (
+        Err(StoreError::BadRequest(why)) => ("DENIED", StatusCode::FORBIDDEN, why),
+        Err(StoreError::ClientTimeout) => (
             "BLOB_UPLOAD_INVALID",
             StatusCode::REQUEST_TIMEOUT,
             "the client stopped sending".into(),
         ),
-        RegError::Store(StoreError::Denied) => {
-            ("DENIED", StatusCode::FORBIDDEN, "access denied".into())
-        }
-        RegError::Store(e) if e.os_error() == Some(nix::libc::ENAMETOOLONG) => (
+        Err(StoreError::Denied) => ("DENIED", StatusCode::FORBIDDEN, "access denied".into()),
+        Err(e) if e.os_error() == Some(nix::libc::ENAMETOOLONG) => (
             "NAME_INVALID",
             StatusCode::BAD_REQUEST,
             "name too long".into(),
         ),
-        RegError::Store(StoreError::Interrupted(why)) => {
-            ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST, why)
-        }
-        RegError::Store(StoreError::NoSpace(why)) => {
+        Err(StoreError::Interrupted(why)) => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST, why),
+        Err(StoreError::NoSpace(why)) => {
             let mut res = oci_body(
                 "UNKNOWN",
                 StatusCode::INSUFFICIENT_STORAGE,
@@ -175,7 +242,7 @@ pub fn oci_error(e: RegError) -> Response {
             res.extensions_mut().insert(Failure::refused(why));
             return res;
         }
-        RegError::Store(other) => {
+        Err(other) => {
             let mut res = (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -188,12 +255,7 @@ pub fn oci_error(e: RegError) -> Response {
             return res;
         }
     };
-    let mut res = oci_body(code, status, message);
-    if let Some(allow) = allow {
-        res.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allow));
-    }
-    res
+    oci_body(code, status, message)
 }
 
 /// `status` with the OCI error envelope (spec/CONTAINER.md §2).

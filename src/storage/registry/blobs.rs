@@ -11,10 +11,10 @@ use std::path::PathBuf;
 
 impl Repo {
     /// Opens a blob for HEAD/GET when the repository holds it (spec/CONTAINER.md §3.7).
-    pub fn reg_open_blob(&self, r: &ImageRepo, d: &Digest) -> Result<BlobReader, RegError> {
+    pub fn reg_open_blob(&self, r: &ImageRepo, d: &Digest) -> Result<BlobReader, RegistryError> {
         let found = self
             .locate(r, d)
-            .ok_or_else(|| oci(Code::BlobUnknown, "Unknown blob in registry."))?;
+            .ok_or_else(|| RegistryError::BlobUnknown)?;
         // The `.blobs` file is the same inode; prefer it (X-Sendfile path) and touch it.
         let blob = self.blob_path(d);
         let path = if blob.is_file() { blob } else { found };
@@ -29,7 +29,7 @@ impl Repo {
         to: &ImageRepo,
         from: &ImageRepo,
         d: &Digest,
-    ) -> Result<bool, RegError> {
+    ) -> Result<bool, RegistryError> {
         let Some(src) = self.locate(from, d) else {
             return Ok(false);
         };
@@ -44,7 +44,7 @@ impl Repo {
 
     /// Writes `data` to `.blobs` unless there, returning the blob path. The caller holds
     /// the blob guard.
-    pub(super) fn store_bytes(&self, d: &Digest, data: &[u8]) -> Result<PathBuf, RegError> {
+    pub(super) fn store_bytes(&self, d: &Digest, data: &[u8]) -> Result<PathBuf, RegistryError> {
         let blob = self.blob_path(d);
         if blob.is_file() {
             files::touch(&blob)?;

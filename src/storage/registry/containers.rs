@@ -81,8 +81,8 @@ impl Repo {
         r: &ImageRepo,
         tag: &str,
         acl: &Listing,
-    ) -> Result<Container, RegError> {
-        let unknown = || oci(Code::ManifestUnknown, tag);
+    ) -> Result<Container, RegistryError> {
+        let unknown = || RegistryError::ManifestUnknown(tag.to_owned());
         let lower = tag.to_lowercase();
         let all = self.containers(r);
         if let Some(alias) = Alias::parse(&lower) {

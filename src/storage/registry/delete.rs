@@ -20,15 +20,13 @@ impl Repo {
     /// deletes them after the manifest), until a blob `DELETE` or the orphan collector. A job
     /// the image was the only content of goes too, and then its tag if nothing else is left
     /// in it: a registry delete leaves no empty job behind.
-    pub fn reg_delete_manifest(&self, r: &ImageRepo, reference: &str) -> Result<(), RegError> {
+    pub fn reg_delete_manifest(&self, r: &ImageRepo, reference: &str) -> Result<(), RegistryError> {
         let ImageRepo::Job { .. } = r else {
-            return Err(oci(
-                Code::Unsupported,
-                "cannot delete through a product path",
-            ));
+            return Err(RegistryError::DeleteInProduct);
         };
         let (targets, by_digest) = if reference.contains(':') {
-            let d = Digest::parse(Some(reference)).map_err(|e| oci(Code::DigestInvalid, e.0))?;
+            let d =
+                Digest::parse(Some(reference)).map_err(|e| RegistryError::InvalidDigest(e.0))?;
             let want = d.to_string();
             let hits: Vec<Container> = self
                 .containers(r)
@@ -36,7 +34,7 @@ impl Repo {
                 .filter(|c| top_manifest(&c.dir).is_some_and(|(_, dg)| dg == want))
                 .collect();
             if hits.is_empty() && self.pending(r, &d).is_none() {
-                return Err(oci(Code::ManifestUnknown, reference));
+                return Err(RegistryError::ManifestUnknown(reference.to_owned()));
             }
             (hits, Some(d))
         } else {
@@ -45,13 +43,13 @@ impl Repo {
                 .containers(r)
                 .into_iter()
                 .find(|c| c.name.as_str() == lower)
-                .ok_or_else(|| oci(Code::ManifestUnknown, reference))?;
+                .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_owned()))?;
             (vec![hit], None)
         };
         for c in &targets {
             let jdir = c.dir.parent().map(Path::to_path_buf).unwrap_or_default();
             if exists(&jdir.join(".locked")) {
-                return Err(oci(Code::Denied, "Cannot delete images of locked jobs"));
+                return Err(RegistryError::DeleteInLockedJob);
             }
         }
         // Pending first: a crash before the image goes leaves links the collector drops.
@@ -84,7 +82,11 @@ impl Repo {
 
     /// Marks the blobs of the image in `cdir` pending in `r`, fresh, so they outlive the
     /// image by the orphan lifetime.
-    pub(super) fn keep_blobs_pending(&self, r: &ImageRepo, cdir: &Path) -> Result<(), RegError> {
+    pub(super) fn keep_blobs_pending(
+        &self,
+        r: &ImageRepo,
+        cdir: &Path,
+    ) -> Result<(), RegistryError> {
         // Shared with uploads: the collector cannot take a blob between link and touch.
         let _guard = self.blob_guard()?;
         for entry in walkdir::WalkDir::new(cdir.join("blobs"))
@@ -118,7 +120,7 @@ impl Repo {
     /// the orphan collector, when no other repository or job holds it). A blob an image of
     /// the repository still links is refused (405 `DENIED`): removing it would leave that
     /// image, its job bundle and whatever was published from it unpullable.
-    pub fn reg_delete_blob(&self, r: &ImageRepo, d: &Digest) -> Result<(), RegError> {
+    pub fn reg_delete_blob(&self, r: &ImageRepo, d: &Digest) -> Result<(), RegistryError> {
         let rel = rel_of(d);
         let users: Vec<String> = self
             .containers(r)
@@ -131,20 +133,16 @@ impl Repo {
             .map(|c| c.name.to_string())
             .collect();
         if !users.is_empty() {
-            return Err(oci(
-                Code::BlobInUse,
-                format!(
-                    "{d} belongs to the image tagged {} in this repository: delete the image \
-                     first (DELETE /v2/{}/manifests/{{tag}})",
-                    users.join(", "),
-                    r.name()
-                ),
-            ));
+            return Err(RegistryError::BlobInUse {
+                digest: d.clone(),
+                tags: users,
+                repo: r.name(),
+            });
         }
         if self.drop_pending(r, d)? {
             Ok(())
         } else {
-            Err(oci(Code::BlobUnknown, d.to_string()))
+            Err(RegistryError::MissingBlob(d.clone()))
         }
     }
 }

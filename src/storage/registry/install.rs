@@ -18,7 +18,7 @@ impl Repo {
         digest: &Digest,
         data: &[u8],
         links: &[(Digest, PathBuf)],
-    ) -> Result<(), RegError> {
+    ) -> Result<(), RegistryError> {
         // A user's image that cannot fit is refused before anything is created or stored;
         // the swap below charges it again, exactly, under the user's lock.
         if let Some(room) = self.room(&j.tag.branch.scope) {
@@ -31,18 +31,18 @@ impl Repo {
             }
             let old = files::tree_bytes(&self.job_dir(j).join("container"));
             room.check(0, total.saturating_sub(old))
-                .map_err(|e| oci(Code::Denied, e.to_string()))?;
+                .map_err(|e| RegistryError::OverQuota(e.to_string()))?;
         }
         let _guard = self.blob_guard()?;
         let (jdir, _lock) = self.locked_job(j)?;
         if exists(&jdir.join(".locked")) {
-            return Err(oci(Code::Denied, "Cannot upload files in locked jobs"));
+            return Err(RegistryError::PushToLockedJob);
         }
         let uploads = self.uploads_dir();
         // Leased, so that the collector leaves it alone however long the build takes.
         let stage = files::TempDir::create(&uploads, "container")?;
         let staging = stage.path.join("container");
-        let built = (|| -> Result<u64, RegError> {
+        let built = (|| -> Result<u64, RegistryError> {
             let mut total = 0;
             let manifest = self.store_bytes(digest, data)?;
             let mut all: Vec<(&str, &Digest, &Path)> = vec![("manifests", digest, &manifest)];
@@ -85,7 +85,7 @@ impl Repo {
             let old = files::tree_bytes(&cdir);
             if let Err(e) = u.charge(old, total) {
                 cleanup();
-                return Err(oci(Code::Denied, e.to_string()));
+                return Err(RegistryError::OverQuota(e.to_string()));
             }
         }
         // Written before the swap: a full disk refuses the push with the old image intact.
@@ -134,7 +134,7 @@ impl Repo {
     /// dir it emptied (see [`Repo::prune_job`]) between the two, or while the lock is
     /// awaited (`DirLock` then finds the path gone: `NotFound`); the job is then made
     /// again, so the push never fails for it.
-    pub(super) fn locked_job(&self, j: &JobRef) -> Result<(PathBuf, DirLock), RegError> {
+    pub(super) fn locked_job(&self, j: &JobRef) -> Result<(PathBuf, DirLock), RegistryError> {
         for _ in 0..5 {
             let jdir = self.ensure_job(j)?;
             match DirLock::acquire(&jdir) {

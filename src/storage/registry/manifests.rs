@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-pub(super) fn read_small(path: &Path) -> Result<Option<Vec<u8>>, RegError> {
+pub(super) fn read_small(path: &Path) -> Result<Option<Vec<u8>>, RegistryError> {
     let f = File::open(path)?;
     if f.metadata()?.len() > MAX_MANIFEST as u64 {
         return Ok(None);
@@ -30,21 +30,23 @@ impl Repo {
         r: &ImageRepo,
         reference: &str,
         acl: &Listing,
-    ) -> Result<ManifestFile, RegError> {
+    ) -> Result<ManifestFile, RegistryError> {
         let (path, digest) = if reference.contains(':') {
             let d = Digest::parse(Some(reference))
-                .map_err(|_| oci(Code::ManifestInvalid, reference))?;
+                .map_err(|_| RegistryError::InvalidReference(reference.to_owned()))?;
             let path = self
                 .locate(r, &d)
-                .ok_or_else(|| oci(Code::ManifestUnknown, reference))?;
+                .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_owned()))?;
             (path, d.to_string())
         } else {
             let c = self.resolve_container(r, reference, acl)?;
-            top_manifest(&c.dir).ok_or_else(|| oci(Code::ManifestUnknown, reference))?
+            top_manifest(&c.dir)
+                .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_owned()))?
         };
-        let data = read_small(&path)?.ok_or_else(|| oci(Code::ManifestUnknown, reference))?;
-        let doc =
-            parse_doc(&data).ok_or_else(|| oci(Code::ManifestInvalid, "Invalid manifest."))?;
+        let data = read_small(&path)?
+            .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_owned()))?;
+        let doc = parse_doc(&data)
+            .ok_or_else(|| RegistryError::BadManifest(ManifestError::NotAnObject))?;
         if let Ok(d) = Digest::parse(Some(&digest)) {
             let _ = files::touch(&self.blob_path(&d));
         }
@@ -64,12 +66,13 @@ impl Repo {
         reference: &str,
         body: &[u8],
         content_type: Option<&str>,
-    ) -> Result<Pushed, RegError> {
+    ) -> Result<Pushed, RegistryError> {
         let ImageRepo::Job { branch, job } = r else {
-            return Err(oci(Code::Unsupported, "cannot push to a product path"));
+            return Err(RegistryError::PushToProduct);
         };
         let target = PushTarget::parse(reference)?;
-        let manifest = Manifest::parse_pushed(body, content_type).map_err(bad_manifest)?;
+        let manifest =
+            Manifest::parse_pushed(body, content_type).map_err(RegistryError::BadManifest)?;
         // The subject may be absent from the registry (OCI distribution spec): only its
         // descriptor is checked.
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
@@ -88,8 +91,7 @@ impl Repo {
         match target {
             PushTarget::Digest(want) => self.park_manifest(r, &want, &digest, &data)?,
             PushTarget::Tag => {
-                let tag = Name::parse(reference)
-                    .map_err(|_| oci(Code::ManifestInvalid, "invalid tag"))?;
+                let tag = Name::parse(reference).map_err(|_| RegistryError::InvalidTag)?;
                 let jref = JobRef {
                     tag: TagRef {
                         branch: branch.clone(),
@@ -106,32 +108,31 @@ impl Repo {
     /// Every file the image needs, found in this repository only (§3.7), with the real
     /// size of each descriptor. An index brings its children's own blobs along, so that
     /// the tag holds the whole image.
-    fn image_files(&self, r: &ImageRepo, m: &Manifest) -> Result<ImageFiles, RegError> {
+    fn image_files(&self, r: &ImageRepo, m: &Manifest) -> Result<ImageFiles, RegistryError> {
         let mut files = ImageFiles::default();
         for Descriptor { digest: d, .. } in &m.blobs {
             let src = self
                 .locate(r, d)
-                .ok_or_else(|| oci(Code::BlobUnknown, d.to_string()))?;
+                .ok_or_else(|| RegistryError::MissingBlob(d.clone()))?;
             files.sizes.push(fs::metadata(&src)?.len());
             files.links.push((d.clone(), src));
         }
         for Descriptor { digest: d, .. } in &m.children {
             let src = self
                 .locate(r, d)
-                .ok_or_else(|| oci(Code::ManifestUnknown, d.to_string()))?;
+                .ok_or_else(|| RegistryError::ManifestUnknown(d.to_string()))?;
             files.sizes.push(fs::metadata(&src)?.len());
-            let data =
-                read_small(&src)?.ok_or_else(|| oci(Code::ManifestInvalid, d.to_string()))?;
+            let data = read_small(&src)?.ok_or_else(|| RegistryError::BadChild(d.clone()))?;
             let child = Manifest::parse_stored(&data).map_err(|e| match e {
                 ManifestError::NotAnObject | ManifestError::TooLarge => {
-                    oci(Code::ManifestInvalid, d.to_string())
+                    RegistryError::BadChild(d.clone())
                 }
-                e => bad_manifest(e),
+                e => RegistryError::BadManifest(e),
             })?;
             for cd in child.descriptors().map(|c| &c.digest) {
                 let csrc = self
                     .locate(r, cd)
-                    .ok_or_else(|| oci(Code::BlobUnknown, cd.to_string()))?;
+                    .ok_or_else(|| RegistryError::MissingBlob(cd.clone()))?;
                 files.links.push((cd.clone(), csrc));
             }
             files.links.push((d.clone(), src));
@@ -147,12 +148,9 @@ impl Repo {
         want: &Digest,
         digest: &Digest,
         data: &[u8],
-    ) -> Result<(), RegError> {
+    ) -> Result<(), RegistryError> {
         if want != digest {
-            return Err(oci(
-                Code::DigestInvalid,
-                format!("manifest digest is {digest}"),
-            ));
+            return Err(RegistryError::ManifestDigestMismatch(digest.clone()));
         }
         if self.pending(r, digest).is_none() {
             self.check_pending_room(r, None, data.len() as u64)?;
@@ -171,16 +169,14 @@ enum PushTarget {
 }
 
 impl PushTarget {
-    fn parse(reference: &str) -> Result<PushTarget, RegError> {
+    fn parse(reference: &str) -> Result<PushTarget, RegistryError> {
         if reference.contains(':') {
-            let d = Digest::parse(Some(reference)).map_err(|e| oci(Code::DigestInvalid, e.0))?;
+            let d =
+                Digest::parse(Some(reference)).map_err(|e| RegistryError::InvalidDigest(e.0))?;
             return Ok(PushTarget::Digest(d));
         }
         if Alias::parse(&reference.to_lowercase()).is_some() {
-            return Err(oci(
-                Code::Unsupported,
-                "uploading explicit 'latest', 'stable' or 'oldstable' tags is not supported",
-            ));
+            return Err(RegistryError::AliasTag);
         }
         Ok(PushTarget::Tag)
     }
@@ -194,24 +190,16 @@ struct ImageFiles {
 }
 
 /// Refuses a descriptor whose declared size is not the size of its blob.
-fn check_sizes(m: &Manifest, sizes: &[u64]) -> Result<(), RegError> {
+fn check_sizes(m: &Manifest, sizes: &[u64]) -> Result<(), RegistryError> {
     for (declared, real) in m.descriptors().map(|d| d.size).zip(sizes) {
         if let Some(s) = declared
             && s != *real
         {
-            return Err(oci(
-                Code::ManifestInvalid,
-                format!("size {s} does not match the blob ({real})"),
-            ));
+            return Err(RegistryError::SizeMismatch {
+                declared: s,
+                real: *real,
+            });
         }
     }
     Ok(())
-}
-
-fn bad_manifest(e: ManifestError) -> RegError {
-    let code = match e {
-        ManifestError::Unsupported(_) => Code::Unsupported,
-        _ => Code::ManifestInvalid,
-    };
-    oci(code, e.to_string())
 }

@@ -19,6 +19,7 @@ mod blobs;
 pub(crate) mod container_layout;
 mod containers;
 mod delete;
+mod error;
 mod install;
 mod manifests;
 mod pending;
@@ -28,11 +29,11 @@ mod tags;
 #[cfg(test)]
 mod tests;
 
+pub use error::RegistryError;
 pub(crate) use sessions::sidecar_session;
 
-use super::{BlobReader, StoreError};
+use super::BlobReader;
 use crate::model::{BranchRef, Digest, Name, Scope};
-use std::io;
 
 /// A registry repository name, mapped onto the tree (spec/CONTAINER.md §1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,50 +66,6 @@ impl ImageRepo {
             Scope::User(u) => format!("u/{u}/{rest}"),
         }
     }
-}
-
-/// The OCI distribution error codes arbor sends (spec/CONTAINER.md §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
-    BlobUnknown,
-    BlobUploadInvalid,
-    BlobUploadUnknown,
-    DigestInvalid,
-    ManifestBlobUnknown,
-    ManifestInvalid,
-    ManifestUnknown,
-    NameInvalid,
-    NameUnknown,
-    SizeInvalid,
-    Denied,
-    Unsupported,
-    RangeInvalid,
-    /// A blob DELETE of a blob an image of the repository still links.
-    BlobInUse,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RegError {
-    #[error("{1}")]
-    Oci(Code, String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<tokio::task::JoinError> for RegError {
-    fn from(e: tokio::task::JoinError) -> RegError {
-        RegError::Store(StoreError::Join(e))
-    }
-}
-
-impl From<io::Error> for RegError {
-    fn from(e: io::Error) -> RegError {
-        RegError::Store(StoreError::from(e))
-    }
-}
-
-pub(super) fn oci(code: Code, msg: impl Into<String>) -> RegError {
-    RegError::Oci(code, msg.into())
 }
 
 /// A manifest ready to be sent.

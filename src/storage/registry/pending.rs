@@ -136,12 +136,12 @@ impl Repo {
         r: &ImageRepo,
         except: Option<&str>,
         more: u64,
-    ) -> Result<(), RegError> {
+    ) -> Result<(), RegistryError> {
         let (Some(room), Scope::User(user)) = (self.room(r.scope()), r.scope()) else {
             return Ok(());
         };
         room.check(self.reserved(user, except), more)
-            .map_err(|e| oci(Code::Denied, e.to_string()))
+            .map_err(|e| RegistryError::OverQuota(e.to_string()))
     }
 
     pub(super) fn mark_pending(
@@ -149,7 +149,7 @@ impl Repo {
         r: &ImageRepo,
         d: &Digest,
         blob: &Path,
-    ) -> Result<(), RegError> {
+    ) -> Result<(), RegistryError> {
         let pending = self.pending_path(r, d);
         let legacy = self.legacy_pending_path(r, d);
         if legacy.is_file() {

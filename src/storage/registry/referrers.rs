@@ -22,7 +22,7 @@ impl Repo {
         d: &Digest,
         artifact_type: Option<&str>,
         acl: &Listing,
-    ) -> Result<Vec<Value>, RegError> {
+    ) -> Result<Vec<Value>, RegistryError> {
         let want = d.to_string();
         let name = r.name();
         let mut candidates: Vec<(Digest, PathBuf)> = Vec::new();

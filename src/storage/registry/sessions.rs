@@ -20,8 +20,8 @@ impl Repo {
     /// The session file, when `id` names a session that `who` started. Anything else (a
     /// malformed id, no such session, another repository or caller, an owner file lost to a
     /// crash) gets the same answer, so ids cannot be probed.
-    pub(super) fn session_path(&self, who: &Uploader, id: &str) -> Result<PathBuf, RegError> {
-        let unknown = || oci(Code::BlobUploadUnknown, "Blob upload unknown to registry.");
+    pub(super) fn session_path(&self, who: &Uploader, id: &str) -> Result<PathBuf, RegistryError> {
+        let unknown = || RegistryError::UploadUnknown;
         if !is_session_id(id) {
             return Err(unknown());
         }
@@ -36,7 +36,7 @@ impl Repo {
     /// Creates an empty upload session for `who` and returns its id (32 hex chars). The
     /// owner file is on disk (fsynced, renamed into place) before the id is handed out; a
     /// session whose owner file is missing answers to nobody.
-    pub fn reg_start_upload(&self, who: &Uploader) -> Result<String, RegError> {
+    pub fn reg_start_upload(&self, who: &Uploader) -> Result<String, RegistryError> {
         let uploads = self.uploads_dir();
         fs::create_dir_all(&uploads)?;
         loop {
@@ -60,14 +60,14 @@ impl Repo {
         }
     }
 
-    pub fn reg_upload_state(&self, who: &Uploader, id: &str) -> Result<UploadState, RegError> {
+    pub fn reg_upload_state(&self, who: &Uploader, id: &str) -> Result<UploadState, RegistryError> {
         let p = self.session_path(who, id)?;
         Ok(UploadState {
             size: fs::metadata(p)?.len(),
         })
     }
 
-    pub fn reg_cancel_upload(&self, who: &Uploader, id: &str) -> Result<(), RegError> {
+    pub fn reg_cancel_upload(&self, who: &Uploader, id: &str) -> Result<(), RegistryError> {
         let p = self.session_path(who, id)?;
         remove_session(&p)?;
         Ok(())
@@ -87,7 +87,7 @@ impl Repo {
         id: &str,
         start: Option<u64>,
         mut body: S,
-    ) -> Result<u64, RegError>
+    ) -> Result<u64, RegistryError>
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin,
     {
@@ -100,7 +100,7 @@ impl Repo {
         let mut sink = Some((Arc::new(session.lock.try_clone()?), hasher));
         let mut in_flight: Option<crate::storage::Flush> = None;
         let (mut batch, mut batch_len, mut taken) = (Vec::new(), 0usize, 0u64);
-        let outcome: Result<(), RegError> = async {
+        let outcome: Result<(), RegistryError> = async {
             loop {
                 let next = body
                     .next()
@@ -119,7 +119,7 @@ impl Repo {
                             Err(e) => e.to_string(),
                             Ok(()) => "quota exceeded".to_owned(),
                         };
-                        return Err(oci(Code::Denied, why));
+                        return Err(RegistryError::OverQuota(why));
                     }
                     batch_len += chunk.len();
                     batch.push(chunk);
@@ -128,9 +128,9 @@ impl Repo {
                     if let Some(flush) = in_flight.take() {
                         sink = Some(flush.wait().await?);
                     }
-                    let (file, hasher) = sink
-                        .take()
-                        .ok_or_else(|| oci(Code::BlobUploadInvalid, "upload writer lost"))?;
+                    let (file, hasher) = sink.take().ok_or_else(|| {
+                        RegistryError::Store(StoreError::Interrupted("upload writer lost".into()))
+                    })?;
                     let data = std::mem::take(&mut batch);
                     in_flight = Some(crate::storage::Flush::start(file, hasher, data).await);
                     batch_len = 0;
@@ -149,7 +149,7 @@ impl Repo {
         let hasher = sink.and_then(|(_, h)| h);
         // Whatever went wrong, the session goes back to where it was: the client may send
         // the chunk again (after freeing room, say).
-        tokio::task::spawn_blocking(move || -> Result<u64, RegError> {
+        tokio::task::spawn_blocking(move || -> Result<u64, RegistryError> {
             if let Err(e) = outcome {
                 lock.set_len(old)?;
                 return Err(e);
@@ -170,14 +170,14 @@ impl Repo {
         who: &Uploader,
         id: &str,
         start: Option<u64>,
-    ) -> Result<OpenSession, RegError> {
+    ) -> Result<OpenSession, RegistryError> {
         let path = self.session_path(who, id)?;
         let f = OpenOptions::new().append(true).open(&path)?;
         let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|_| oci(Code::RangeInvalid, "another request is writing this upload"))?;
+            .map_err(|_| RegistryError::UploadBusy)?;
         let old = lock.metadata()?.len();
         if start.is_some_and(|s| s != old) {
-            return Err(oci(Code::RangeInvalid, format!("upload is at {old}")));
+            return Err(RegistryError::WrongOffset(old));
         }
         let limit = match (self.room(who.repo.scope()), who.repo.scope()) {
             (Some(room), Scope::User(user)) => {
@@ -197,23 +197,22 @@ impl Repo {
 
     /// Finishes a session: checks its content against `d`, stores it in `.blobs` (once) and
     /// marks it pending in the repository. A mismatch deletes the session.
-    pub fn reg_finish_upload(&self, who: &Uploader, id: &str, d: &Digest) -> Result<(), RegError> {
+    pub fn reg_finish_upload(
+        &self,
+        who: &Uploader,
+        id: &str,
+        d: &Digest,
+    ) -> Result<(), RegistryError> {
         let r = &who.repo;
         let path = self.session_path(who, id)?;
         // The session's lease, as an append holds it, so that the collector cannot take
         // the file before it is a blob; without waiting (an append waits on its client).
         let session = File::open(&path)?;
         if session.try_lock().is_err() {
-            return Err(oci(
-                Code::RangeInvalid,
-                "another request is writing this upload",
-            ));
+            return Err(RegistryError::UploadBusy);
         }
         if session.metadata()?.nlink() == 0 {
-            return Err(oci(
-                Code::BlobUploadUnknown,
-                "Blob upload unknown to registry.",
-            ));
+            return Err(RegistryError::UploadUnknown);
         }
         let len = fs::metadata(&path)?.len();
         let cached = fs::read_to_string(sidecar(&path)).ok().and_then(|s| {
@@ -227,7 +226,7 @@ impl Repo {
         let _ = fs::remove_file(sidecar(&path));
         if hex != d.hex() {
             let _ = remove_session(&path);
-            return Err(oci(Code::DigestInvalid, format!("digest mismatch: {d}")));
+            return Err(RegistryError::UploadDigestMismatch(d.clone()));
         }
         if self.pending(r, d).is_none() {
             // The session's bytes become a pending blob of the repository: refused (the

@@ -13,13 +13,10 @@ impl Repo {
         &self,
         r: &ImageRepo,
         visible: impl Fn(&str) -> bool,
-    ) -> Result<Vec<String>, RegError> {
+    ) -> Result<Vec<String>, RegistryError> {
         let containers = self.containers(r);
         if containers.is_empty() && self.pending_in(r).is_empty() {
-            return Err(oci(
-                Code::NameUnknown,
-                "repository name not known to registry",
-            ));
+            return Err(RegistryError::RepositoryUnknown);
         }
         let mut tags: Vec<String> = containers
             .into_iter()

@@ -35,8 +35,8 @@ fn who(name: &str, login: Option<&str>) -> Uploader {
     }
 }
 
-fn unknown<T>(r: Result<T, RegError>) -> bool {
-    matches!(r, Err(RegError::Oci(Code::BlobUploadUnknown, _)))
+fn unknown<T>(r: Result<T, RegistryError>) -> bool {
+    matches!(r, Err(RegistryError::UploadUnknown))
 }
 
 #[test]
@@ -108,7 +108,7 @@ async fn a_user_session_stops_at_the_quota() {
     let id = repo.reg_start_upload(&bob).unwrap();
     let denied = repo.reg_append(&bob, &id, None, chunks(10)).await;
     assert!(
-        matches!(denied, Err(RegError::Oci(Code::Denied, _))),
+        matches!(denied, Err(RegistryError::OverQuota(_))),
         "{denied:?}"
     );
     assert_eq!(repo.reg_upload_state(&bob, &id).unwrap().size, 0);
@@ -127,7 +127,7 @@ async fn a_user_session_stops_at_the_quota() {
     );
     let denied = repo.reg_append(&bob, &id, Some(2000), chunks(1)).await;
     assert!(
-        matches!(denied, Err(RegError::Oci(Code::Denied, _))),
+        matches!(denied, Err(RegistryError::OverQuota(_))),
         "{denied:?}"
     );
     assert_eq!(repo.reg_upload_state(&bob, &id).unwrap().size, 2000);
