@@ -1,6 +1,6 @@
 //! The container registry under `/v2/` (spec/CONTAINER.md, OCI distribution spec v1.1):
 //! parses the path, picks the method, makes one storage call and renders the answer. No
-//! filesystem access here; `storage/registry.rs` does that.
+//! filesystem access here; `storage/registry/` does that.
 
 pub(crate) mod path;
 mod reply;
@@ -101,7 +101,7 @@ async fn handle(app: &AppState, target: Target, req: Request) -> Result<Reply, V
             }
             Method::DELETE if matches!(r, ImageRepo::Job { .. }) => {
                 let repo = &app.repo;
-                repo.run(move |s| Ok(s.reg_delete_manifest(&r, &reference)))
+                repo.run(move |s| Ok(s.delete_manifest(&r, &reference)))
                     .await??;
                 Ok(Reply::Empty(StatusCode::ACCEPTED, vec![]))
             }
@@ -152,7 +152,7 @@ fn link_header(path: &str, n: usize, last: Option<&String>) -> Vec<(header::Head
 
 async fn catalog(app: &AppState, req: Request) -> Result<Reply, V2Error> {
     let acl = access(&req);
-    let all = app.repo.run(|s| Ok(s.reg_catalog())).await?;
+    let all = app.repo.run(|s| Ok(s.image_catalog())).await?;
     let visible: Vec<String> = all
         .into_iter()
         .filter(|name| acl.allows(|| format!("/v2/{name}/")))
@@ -176,7 +176,7 @@ async fn tags(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, V2Err
     let all = app
         .repo
         .run(move |s| {
-            Ok(s.reg_tags(&repo, |t| {
+            Ok(s.image_tags(&repo, |t| {
                 acl.allows(|| format!("/v2/{for_acl}/manifests/{t}"))
             }))
         })
@@ -205,7 +205,7 @@ async fn get_manifest(
     let acl = access(&req);
     let m = app
         .repo
-        .run(move |s| Ok(s.reg_manifest(&r, &reference, &acl)))
+        .run(move |s| Ok(s.open_manifest(&r, &reference, &acl)))
         .await??;
     Ok(Reply::File(Box::new(FileReply {
         req,
@@ -232,7 +232,7 @@ async fn put_manifest(
     let at = reference.clone();
     let pushed = app
         .repo
-        .run(move |s| Ok(s.reg_put_manifest(&r, &at, &body, content_type.as_deref())))
+        .run(move |s| Ok(s.push_manifest(&r, &at, &body, content_type.as_deref())))
         .await??;
     let digest = pushed.digest;
     let mut headers = vec![
@@ -261,7 +261,10 @@ async fn get_blob(
     digest: String,
 ) -> Result<Reply, V2Error> {
     let d = parse_digest(&digest, Code::BlobUnknown)?;
-    let file = app.repo.run(move |s| Ok(s.reg_open_blob(&r, &d))).await??;
+    let file = app
+        .repo
+        .run(move |s| Ok(s.open_image_blob(&r, &d)))
+        .await??;
     Ok(Reply::File(Box::new(FileReply {
         req,
         file: file.with_digest(digest),
@@ -272,7 +275,7 @@ async fn get_blob(
 async fn delete_blob(app: &AppState, r: ImageRepo, digest: String) -> Result<Reply, V2Error> {
     let d = parse_digest(&digest, Code::DigestInvalid)?;
     app.repo
-        .run(move |s| Ok(s.reg_delete_blob(&r, &d)))
+        .run(move |s| Ok(s.delete_image_blob(&r, &d)))
         .await??;
     Ok(Reply::Empty(StatusCode::ACCEPTED, vec![]))
 }
@@ -291,7 +294,7 @@ async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Repl
             let (to, dd) = (r.clone(), d.clone());
             let mounted = app
                 .repo
-                .run(move |s| Ok(s.reg_mount(&to, &src, &dd)))
+                .run(move |s| Ok(s.mount_blob(&to, &src, &dd)))
                 .await??;
             if mounted {
                 return Ok(Reply::Empty(
@@ -311,7 +314,7 @@ async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Repl
     let owner = who.clone();
     let id = app
         .repo
-        .run(move |s| Ok(s.reg_start_upload(&owner)))
+        .run(move |s| Ok(s.start_blob_upload(&owner)))
         .await??;
     if let Some(d) = digest {
         // Monolithic upload in one POST: a refused one leaves no session behind.
@@ -319,7 +322,7 @@ async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Repl
         if done.is_err() {
             let _ = app
                 .repo
-                .run(move |s| Ok(s.reg_cancel_upload(&who, &id)))
+                .run(move |s| Ok(s.cancel_blob_upload(&who, &id)))
                 .await;
         }
         return done;
@@ -340,7 +343,7 @@ async fn referrers(
     let acl = access(&req);
     let list = app
         .repo
-        .run(move |s| Ok(s.reg_referrers(&r, &d, atype.as_deref(), &acl)))
+        .run(move |s| Ok(s.manifest_referrers(&r, &d, atype.as_deref(), &acl)))
         .await??;
     let mut headers = vec![];
     if filtered {
@@ -421,7 +424,7 @@ mod uploads {
         req: Request,
     ) -> Result<u64, V2Error> {
         let mut body = crate::http::byte_stream(req.into_body());
-        let appended = app.repo.reg_append(who, id, start, &mut body).await;
+        let appended = app.repo.append_blob_upload(who, id, start, &mut body).await;
         if appended.is_err() {
             crate::http::drain(body).await;
         }
@@ -440,7 +443,7 @@ mod uploads {
         append(app, who, &id, start, req).await?;
         let (dd, who) = (d.clone(), who.clone());
         app.repo
-            .run(move |s| Ok(s.reg_finish_upload(&who, &id, &dd)))
+            .run(move |s| Ok(s.finish_blob_upload(&who, &id, &dd)))
             .await??;
         Ok(Reply::Empty(
             StatusCode::CREATED,
@@ -464,7 +467,7 @@ mod uploads {
                 let (sid, owner) = (id.clone(), who.clone());
                 let st = app
                     .repo
-                    .run(move |s| Ok(s.reg_upload_state(&owner, &sid)))
+                    .run(move |s| Ok(s.blob_upload_state(&owner, &sid)))
                     .await??;
                 let mut reply = accepted(&name, &id, st.size);
                 if let Reply::Empty(status, _) = &mut reply {
@@ -490,7 +493,7 @@ mod uploads {
             }
             Method::DELETE => {
                 app.repo
-                    .run(move |s| Ok(s.reg_cancel_upload(&who, &id)))
+                    .run(move |s| Ok(s.cancel_blob_upload(&who, &id)))
                     .await??;
                 Ok(Reply::Empty(StatusCode::NO_CONTENT, vec![]))
             }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 impl Repo {
     /// Opens a blob for HEAD/GET when the repository holds it (spec/CONTAINER.md §3.7).
-    pub fn reg_open_blob(&self, r: &ImageRepo, d: &Digest) -> Result<BlobReader, RegistryError> {
+    pub fn open_image_blob(&self, r: &ImageRepo, d: &Digest) -> Result<BlobReader, RegistryError> {
         let found = self
             .locate(r, d)
             .ok_or_else(|| RegistryError::BlobUnknown)?;
@@ -24,7 +24,7 @@ impl Repo {
 
     /// Cross-repository mount: when `from` holds `d`, it becomes pending in `to` without a
     /// copy. `false` when `from` does not hold it (the client then uploads).
-    pub fn reg_mount(
+    pub fn mount_blob(
         &self,
         to: &ImageRepo,
         from: &ImageRepo,

@@ -20,7 +20,7 @@ impl Repo {
     /// deletes them after the manifest), until a blob `DELETE` or the orphan collector. A job
     /// the image was the only content of goes too, and then its tag if nothing else is left
     /// in it: a registry delete leaves no empty job behind.
-    pub fn reg_delete_manifest(&self, r: &ImageRepo, reference: &str) -> Result<(), RegistryError> {
+    pub fn delete_manifest(&self, r: &ImageRepo, reference: &str) -> Result<(), RegistryError> {
         let ImageRepo::Job { .. } = r else {
             return Err(RegistryError::DeleteInProduct);
         };
@@ -120,7 +120,7 @@ impl Repo {
     /// the orphan collector, when no other repository or job holds it). A blob an image of
     /// the repository still links is refused (405 `DENIED`): removing it would leave that
     /// image, its job bundle and whatever was published from it unpullable.
-    pub fn reg_delete_blob(&self, r: &ImageRepo, d: &Digest) -> Result<(), RegistryError> {
+    pub fn delete_image_blob(&self, r: &ImageRepo, d: &Digest) -> Result<(), RegistryError> {
         let rel = rel_of(d);
         let users: Vec<String> = self
             .containers(r)

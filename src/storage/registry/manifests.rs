@@ -25,7 +25,7 @@ pub(super) fn read_small(path: &Path) -> Result<Option<Vec<u8>>, RegistryError> 
 
 impl Repo {
     /// A manifest by tag (or alias) or by digest (spec/CONTAINER.md §3.4).
-    pub fn reg_manifest(
+    pub fn open_manifest(
         &self,
         r: &ImageRepo,
         reference: &str,
@@ -60,7 +60,7 @@ impl Repo {
     /// unless a `size` is missing; every referenced blob is checked, and the job lock and
     /// the quota too, before anything is written, so a refused push leaves the old image.
     /// By digest, the manifest only becomes pending (it is a child of an index to come).
-    pub fn reg_put_manifest(
+    pub fn push_manifest(
         &self,
         r: &ImageRepo,
         reference: &str,

@@ -16,7 +16,7 @@ impl Repo {
     /// wait in it (pending), never another repository's (§3.7). With `artifact_type`, only
     /// those of that type; only those whose `/v2/{name}/manifests/{digest}` the caller may
     /// read.
-    pub fn reg_referrers(
+    pub fn manifest_referrers(
         &self,
         r: &ImageRepo,
         d: &Digest,

@@ -36,7 +36,7 @@ impl Repo {
     /// Creates an empty upload session for `who` and returns its id (32 hex chars). The
     /// owner file is on disk (fsynced, renamed into place) before the id is handed out; a
     /// session whose owner file is missing answers to nobody.
-    pub fn reg_start_upload(&self, who: &Uploader) -> Result<String, RegistryError> {
+    pub fn start_blob_upload(&self, who: &Uploader) -> Result<String, RegistryError> {
         let uploads = self.uploads_dir();
         fs::create_dir_all(&uploads)?;
         loop {
@@ -60,14 +60,18 @@ impl Repo {
         }
     }
 
-    pub fn reg_upload_state(&self, who: &Uploader, id: &str) -> Result<UploadState, RegistryError> {
+    pub fn blob_upload_state(
+        &self,
+        who: &Uploader,
+        id: &str,
+    ) -> Result<UploadState, RegistryError> {
         let p = self.session_path(who, id)?;
         Ok(UploadState {
             size: fs::metadata(p)?.len(),
         })
     }
 
-    pub fn reg_cancel_upload(&self, who: &Uploader, id: &str) -> Result<(), RegistryError> {
+    pub fn cancel_blob_upload(&self, who: &Uploader, id: &str) -> Result<(), RegistryError> {
         let p = self.session_path(who, id)?;
         remove_session(&p)?;
         Ok(())
@@ -81,7 +85,7 @@ impl Repo {
     /// No thread waits on the client: the session is locked without blocking (a second
     /// request on it is refused at once), and the bytes are written batch by batch by short
     /// blocking tasks as they arrive.
-    pub async fn reg_append<S>(
+    pub async fn append_blob_upload<S>(
         self: &Arc<Self>,
         who: &Uploader,
         id: &str,
@@ -197,7 +201,7 @@ impl Repo {
 
     /// Finishes a session: checks its content against `d`, stores it in `.blobs` (once) and
     /// marks it pending in the repository. A mismatch deletes the session.
-    pub fn reg_finish_upload(
+    pub fn finish_blob_upload(
         &self,
         who: &Uploader,
         id: &str,

@@ -9,7 +9,7 @@ impl Repo {
     /// versions), never the aliases, which a client could not delete (spec/CONTAINER.md
     /// §3.3 lists `latest`; the OCI spec lists tags). A repository with neither an image nor
     /// pending content is unknown (404 `NAME_UNKNOWN`).
-    pub fn reg_tags(
+    pub fn image_tags(
         &self,
         r: &ImageRepo,
         visible: impl Fn(&str) -> bool,
@@ -29,7 +29,7 @@ impl Repo {
     }
 
     /// Every repository with at least one container (spec/CONTAINER.md §3.2), root repo only.
-    pub fn reg_catalog(&self) -> Vec<String> {
+    pub fn image_catalog(&self) -> Vec<String> {
         let mut out = Vec::new();
         let branches = self.branches_dir(&Scope::Root);
         for b in Repo::list_entities(&branches).unwrap_or_default() {

@@ -44,28 +44,28 @@ fn a_session_answers_to_its_repository_and_login_only() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = repo(tmp.path());
     let alice = who("main/x", Some("alice"));
-    let id = repo.reg_start_upload(&alice).unwrap();
-    assert_eq!(repo.reg_upload_state(&alice, &id).unwrap().size, 0);
+    let id = repo.start_blob_upload(&alice).unwrap();
+    assert_eq!(repo.blob_upload_state(&alice, &id).unwrap().size, 0);
     for other in [
         who("main/x", Some("bob")),
         who("main/x", None),
         who("main/y", Some("alice")),
         who("u/alice/main/x", Some("alice")),
     ] {
-        assert!(unknown(repo.reg_upload_state(&other, &id)), "{other:?}");
-        assert!(unknown(repo.reg_cancel_upload(&other, &id)), "{other:?}");
+        assert!(unknown(repo.blob_upload_state(&other, &id)), "{other:?}");
+        assert!(unknown(repo.cancel_blob_upload(&other, &id)), "{other:?}");
         let mut h = Algo::Sha256.hasher();
         h.update(b"");
         let d = Digest::sha256_of_hex(h.finish_hex());
         assert!(
-            unknown(repo.reg_finish_upload(&other, &id, &d)),
+            unknown(repo.finish_blob_upload(&other, &id, &d)),
             "{other:?}"
         );
     }
     assert!(repo.uploads_dir().join(&id).is_file());
     // A session whose owner file is gone (a crash right after creating it) is nobody's.
     fs::remove_file(repo.uploads_dir().join(format!("{id}.owner"))).unwrap();
-    assert!(unknown(repo.reg_upload_state(&alice, &id)));
+    assert!(unknown(repo.blob_upload_state(&alice, &id)));
     // Temp files of artifact uploads have session-like names but no owner.
     let tmp_file = files::TempFile::create(&repo.uploads_dir()).unwrap();
     let name = tmp_file
@@ -75,8 +75,8 @@ fn a_session_answers_to_its_repository_and_login_only() {
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(unknown(repo.reg_upload_state(&alice, &name)));
-    assert!(unknown(repo.reg_upload_state(&alice, "../../etc/passwd")));
+    assert!(unknown(repo.blob_upload_state(&alice, &name)));
+    assert!(unknown(repo.blob_upload_state(&alice, "../../etc/passwd")));
 }
 
 /// A session of a user repository grows only as far as the quota allows, counting the
@@ -98,45 +98,49 @@ async fn a_user_session_stops_at_the_quota() {
         futures_util::stream::iter(items)
     };
     let bob = who("u/bob/main/x", Some("bob"));
-    let other = repo.reg_start_upload(&bob).unwrap();
+    let other = repo.start_blob_upload(&bob).unwrap();
     assert_eq!(
-        repo.reg_append(&bob, &other, None, chunks(2))
+        repo.append_blob_upload(&bob, &other, None, chunks(2))
             .await
             .unwrap(),
         2000
     );
-    let id = repo.reg_start_upload(&bob).unwrap();
-    let denied = repo.reg_append(&bob, &id, None, chunks(10)).await;
+    let id = repo.start_blob_upload(&bob).unwrap();
+    let denied = repo.append_blob_upload(&bob, &id, None, chunks(10)).await;
     assert!(
         matches!(denied, Err(RegistryError::OverQuota(_))),
         "{denied:?}"
     );
-    assert_eq!(repo.reg_upload_state(&bob, &id).unwrap().size, 0);
+    assert_eq!(repo.blob_upload_state(&bob, &id).unwrap().size, 0);
     // What fits next to the other session passes, in any number of requests.
     assert_eq!(
-        repo.reg_append(&bob, &id, Some(0), chunks(1))
+        repo.append_blob_upload(&bob, &id, Some(0), chunks(1))
             .await
             .unwrap(),
         1000
     );
     assert_eq!(
-        repo.reg_append(&bob, &id, Some(1000), chunks(1))
+        repo.append_blob_upload(&bob, &id, Some(1000), chunks(1))
             .await
             .unwrap(),
         2000
     );
-    let denied = repo.reg_append(&bob, &id, Some(2000), chunks(1)).await;
+    let denied = repo
+        .append_blob_upload(&bob, &id, Some(2000), chunks(1))
+        .await;
     assert!(
         matches!(denied, Err(RegistryError::OverQuota(_))),
         "{denied:?}"
     );
-    assert_eq!(repo.reg_upload_state(&bob, &id).unwrap().size, 2000);
+    assert_eq!(repo.blob_upload_state(&bob, &id).unwrap().size, 2000);
     // Another user, and the root repository, have their own room.
     for name in ["u/carol/main/x", "main/x"] {
         let w = who(name, None);
-        let id = repo.reg_start_upload(&w).unwrap();
+        let id = repo.start_blob_upload(&w).unwrap();
         assert_eq!(
-            repo.reg_append(&w, &id, None, chunks(4)).await.unwrap(),
+            repo.append_blob_upload(&w, &id, None, chunks(4))
+                .await
+                .unwrap(),
             4000
         );
     }
@@ -160,9 +164,9 @@ fn pending_links_are_listed_per_repository() {
         who("main/y", None),
     );
     let d = sha256(b"layer");
-    let id = repo.reg_start_upload(&x).unwrap();
+    let id = repo.start_blob_upload(&x).unwrap();
     fs::write(repo.uploads_dir().join(&id), b"layer").unwrap();
-    repo.reg_finish_upload(&x, &id, &d).unwrap();
+    repo.finish_blob_upload(&x, &id, &d).unwrap();
     let listed = |w: &Uploader| -> Vec<String> {
         repo.pending_in(&w.repo)
             .into_iter()
@@ -171,12 +175,12 @@ fn pending_links_are_listed_per_repository() {
     };
     assert_eq!(listed(&x), [d.to_string()]);
     assert!(listed(&bob_x).is_empty() && listed(&y).is_empty());
-    assert!(repo.reg_open_blob(&y.repo, &d).is_err());
+    assert!(repo.open_image_blob(&y.repo, &d).is_err());
 
     // A user repository's link ends in the user, for the quota.
-    let id = repo.reg_start_upload(&bob_x).unwrap();
+    let id = repo.start_blob_upload(&bob_x).unwrap();
     fs::write(repo.uploads_dir().join(&id), b"layer").unwrap();
-    repo.reg_finish_upload(&bob_x, &id, &d).unwrap();
+    repo.finish_blob_upload(&bob_x, &id, &d).unwrap();
     let link = repo.pending_path(&bob_x.repo, &d);
     assert!(link.to_str().unwrap().ends_with(".bob"), "{link:?}");
     assert_eq!(listed(&bob_x), [d.to_string()]);
@@ -185,12 +189,12 @@ fn pending_links_are_listed_per_repository() {
     // An old-style link is found, and renamed when the blob is marked pending again.
     let old = repo.legacy_pending_path(&y.repo, &d);
     fs::hard_link(repo.blob_path(&d), &old).unwrap();
-    assert!(repo.reg_open_blob(&y.repo, &d).is_ok());
+    assert!(repo.open_image_blob(&y.repo, &d).is_ok());
     repo.mark_pending(&y.repo, &d, &repo.blob_path(&d)).unwrap();
     assert!(!old.exists());
     assert_eq!(listed(&y), [d.to_string()]);
-    repo.reg_delete_blob(&y.repo, &d).unwrap();
-    assert!(repo.reg_open_blob(&y.repo, &d).is_err());
+    repo.delete_image_blob(&y.repo, &d).unwrap();
+    assert!(repo.open_image_blob(&y.repo, &d).is_err());
 }
 
 /// A job dir pruned by a registry delete while a push waited for its lock is made
