@@ -21,105 +21,31 @@ impl Repo {
     ) -> Result<(), RegistryError> {
         // A user's image that cannot fit is refused before anything is created or stored;
         // the swap below charges it again, exactly, under the user's lock.
-        if let Some(room) = self.room(&j.tag.branch.scope) {
-            let mut seen = std::collections::HashSet::new();
-            let mut total = data.len() as u64;
-            for (d, p) in links {
-                if seen.insert(rel_of(d)) {
-                    total += fs::metadata(p)?.len();
-                }
-            }
-            let old = files::tree_bytes(&self.job_dir(j).join("container"));
-            room.check(0, total.saturating_sub(old))
-                .map_err(|e| RegistryError::OverQuota(e.to_string()))?;
-        }
+        self.check_image_room(j, data.len() as u64, links)?;
         let _guard = self.blob_guard()?;
         let (jdir, _lock) = self.locked_job(j)?;
         if exists(&jdir.join(".locked")) {
             return Err(RegistryError::PushToLockedJob);
         }
-        let uploads = self.uploads_dir();
-        // Leased, so that the collector leaves it alone however long the build takes.
-        let stage = files::TempDir::create(&uploads, "container")?;
+        // Leased, so that the collector leaves it alone however long the build takes, and
+        // removed with whatever is left in it however this ends.
+        let stage = files::TempDir::create(&self.uploads_dir(), "container")?;
         let staging = stage.path.join("container");
-        let built = (|| -> Result<u64, RegistryError> {
-            let mut total = 0;
-            let manifest = self.store_bytes(digest, data)?;
-            let mut all: Vec<(&str, &Digest, &Path)> = vec![("manifests", digest, &manifest)];
-            all.extend(links.iter().map(|(d, p)| ("blobs", d, p.as_path())));
-            for (kind, d, src) in all {
-                let dest = staging.join(kind).join(rel_of(d));
-                if dest.exists() {
-                    continue;
-                }
-                if let Some(dir) = dest.parent() {
-                    fs::create_dir_all(dir)?;
-                }
-                // Link the `.blobs` inode when it is there, so dedup holds.
-                let blob = self.blob_path(d);
-                let from = if blob.is_file() { blob.as_path() } else { src };
-                fs::hard_link(from, &dest)?;
-                total += fs::metadata(&dest)?.len();
-            }
-            Ok(total)
-        })();
-        let cleanup = || {
-            let _ = fs::remove_dir_all(&staging);
-        };
-        let total = match built {
-            Ok(t) => t,
-            Err(e) => {
-                cleanup();
-                return Err(e);
-            }
-        };
+        let total = self.stage_image(&staging, digest, data, links)?;
         let cdir = jdir.join("container");
-        let mut usage = match self.usage(&j.tag.branch.scope) {
-            Ok(u) => u,
-            Err(e) => {
-                cleanup();
-                return Err(e.into());
-            }
-        };
+        let mut usage = self.usage(&j.tag.branch.scope)?;
         if let Some(u) = usage.as_mut() {
-            let old = files::tree_bytes(&cdir);
-            if let Err(e) = u.charge(old, total) {
-                cleanup();
-                return Err(RegistryError::OverQuota(e.to_string()));
-            }
+            u.charge(files::tree_bytes(&cdir), total)
+                .map_err(|e| RegistryError::OverQuota(e.to_string()))?;
         }
         // Written before the swap: a full disk refuses the push with the old image intact.
-        let count = match usage.as_ref().map(|u| u.staged(self)).transpose() {
-            Ok(c) => c,
-            Err(e) => {
-                cleanup();
-                return Err(e.into());
-            }
-        };
-        let trash = uploads.join(format!("{}.deleting", random_hex()));
-        let had_old = cdir.is_dir();
-        // One step where the filesystem can: a crash then leaves the old image or the new
-        // one, never a job without its container. The old one is then in `staging`.
-        let exchanged = had_old && files::rename_exchange(&staging, &cdir)?;
-        if exchanged {
-            fs::rename(&staging, &trash)?;
-        } else {
-            if had_old {
-                fs::rename(&cdir, &trash)?;
-            }
-            if let Err(e) = fs::rename(&staging, &cdir) {
-                if had_old {
-                    let _ = fs::rename(&trash, &cdir);
-                }
-                cleanup();
-                return Err(StoreError::at("rename", &cdir, e).into());
-            }
-        }
+        let count = usage.as_ref().map(|u| u.staged(self)).transpose()?;
+        let trash = self.swap_container(&staging, &cdir)?;
         if let Some(count) = count {
             count.persist()?;
         }
         drop(usage);
-        if had_old {
+        if let Some(trash) = trash {
             let _ = fs::remove_dir_all(&trash);
         }
         self.link_container_product(j, &jdir);
@@ -128,6 +54,88 @@ impl Repo {
         }
         self.request_gc(crate::storage::GcKind::Orphans);
         Ok(())
+    }
+
+    /// Refuses an image of a user repository that cannot fit in the quota: its files, each
+    /// once, less the image it replaces.
+    fn check_image_room(
+        &self,
+        j: &JobRef,
+        manifest_len: u64,
+        links: &[(Digest, PathBuf)],
+    ) -> Result<(), RegistryError> {
+        let Some(room) = self.room(&j.tag.branch.scope) else {
+            return Ok(());
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut total = manifest_len;
+        for (d, p) in links {
+            if seen.insert(rel_of(d)) {
+                total += fs::metadata(p)?.len();
+            }
+        }
+        let old = files::tree_bytes(&self.job_dir(j).join("container"));
+        room.check(0, total.saturating_sub(old))
+            .map_err(|e| RegistryError::OverQuota(e.to_string()))
+    }
+
+    /// Fills `staging` with the image: the manifest (stored as a blob) and every file it
+    /// links, each a hard link of its `.blobs` inode. Returns the bytes it holds.
+    fn stage_image(
+        &self,
+        staging: &Path,
+        digest: &Digest,
+        data: &[u8],
+        links: &[(Digest, PathBuf)],
+    ) -> Result<u64, RegistryError> {
+        let mut total = 0;
+        let manifest = self.store_bytes(digest, data)?;
+        let mut all: Vec<(&str, &Digest, &Path)> = vec![("manifests", digest, &manifest)];
+        all.extend(links.iter().map(|(d, p)| ("blobs", d, p.as_path())));
+        for (kind, d, src) in all {
+            let dest = staging.join(kind).join(rel_of(d));
+            if dest.exists() {
+                continue;
+            }
+            if let Some(dir) = dest.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            // Link the `.blobs` inode when it is there, so dedup holds.
+            let blob = self.blob_path(d);
+            let from = if blob.is_file() { blob.as_path() } else { src };
+            fs::hard_link(from, &dest)?;
+            total += fs::metadata(&dest)?.len();
+        }
+        Ok(total)
+    }
+
+    /// Puts `staging` in place of the job's `cdir`. Returns where the old image went, for
+    /// the caller to delete once the new one is accounted for.
+    fn swap_container(
+        &self,
+        staging: &Path,
+        cdir: &Path,
+    ) -> Result<Option<PathBuf>, RegistryError> {
+        let trash = self
+            .uploads_dir()
+            .join(format!("{}.deleting", random_hex()));
+        let had_old = cdir.is_dir();
+        // One step where the filesystem can: a crash then leaves the old image or the new
+        // one, never a job without its container. The old one is then in `staging`.
+        if had_old && files::rename_exchange(staging, cdir)? {
+            fs::rename(staging, &trash)?;
+            return Ok(Some(trash));
+        }
+        if had_old {
+            fs::rename(cdir, &trash)?;
+        }
+        if let Err(e) = fs::rename(staging, cdir) {
+            if had_old {
+                let _ = fs::rename(&trash, cdir);
+            }
+            return Err(StoreError::at("rename", cdir, e).into());
+        }
+        Ok(had_old.then_some(trash))
     }
 
     /// Creates the job as needed and takes its lock. A registry delete may remove the job
