@@ -21,8 +21,8 @@ pub mod quota;
 pub mod registry;
 mod tree;
 
+pub(crate) use blobs::body_error;
 pub use blobs::{BlobReader, ByteRange, Upload};
-pub(crate) use blobs::{Flush, body_error};
 pub use gc::{GcKind, GcReport, Unpublish};
 pub use tree::{
     Artifact, BranchInfo, BranchSummary, FormatInfo, JobInfo, Listing, TagInfo, TagSummary,

@@ -2,10 +2,11 @@
 
 use super::*;
 use crate::model::{Algo, Digest, Scope};
+use crate::storage::blobs::pump;
 use crate::storage::files::{self, random_hex};
 use crate::storage::{Repo, StoreError};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -100,64 +101,32 @@ impl Repo {
         let session =
             tokio::task::spawn_blocking(move || repo.open_session(&owner, &sid, start)).await??;
         let old = session.old;
+        // A session of a user repository grows only as far as the quota allows, counting
+        // what the user has pending elsewhere.
+        let admit = |taken: u64| match &session.limit {
+            Some((left, room, reserved)) if old + taken > *left => {
+                let why = match room.check(*reserved, old + taken) {
+                    Err(e) => e.to_string(),
+                    Ok(()) => "quota exceeded".to_owned(),
+                };
+                Err(RegistryError::OverQuota(why))
+            }
+            _ => Ok(()),
+        };
         let hasher = (old == 0).then(|| Algo::Sha256.hasher());
-        let mut sink = Some((Arc::new(session.lock.try_clone()?), hasher));
-        let mut in_flight: Option<crate::storage::Flush> = None;
-        let (mut batch, mut batch_len, mut taken) = (Vec::new(), 0usize, 0u64);
-        let outcome: Result<(), RegistryError> = async {
-            loop {
-                let next = body
-                    .next()
-                    .await
-                    .transpose()
-                    .map_err(crate::storage::body_error)?;
-                let end = next.is_none();
-                if let Some(chunk) = next {
-                    taken += chunk.len() as u64;
-                    // A session of a user repository grows only as far as the quota allows,
-                    // counting what the user has pending elsewhere.
-                    if let Some((left, room, reserved)) = &session.limit
-                        && old + taken > *left
-                    {
-                        let why = match room.check(*reserved, old + taken) {
-                            Err(e) => e.to_string(),
-                            Ok(()) => "quota exceeded".to_owned(),
-                        };
-                        return Err(RegistryError::OverQuota(why));
-                    }
-                    batch_len += chunk.len();
-                    batch.push(chunk);
-                }
-                if batch_len >= self.chunk_size() || (end && !batch.is_empty()) {
-                    if let Some(flush) = in_flight.take() {
-                        sink = Some(flush.wait().await?);
-                    }
-                    let (file, hasher) = sink.take().ok_or_else(|| {
-                        RegistryError::Store(StoreError::Interrupted("upload writer lost".into()))
-                    })?;
-                    let data = std::mem::take(&mut batch);
-                    in_flight = Some(crate::storage::Flush::start(file, hasher, data).await);
-                    batch_len = 0;
-                }
-                if end {
-                    break;
-                }
-            }
-            if let Some(flush) = in_flight.take() {
-                sink = Some(flush.wait().await?);
-            }
-            Ok(())
-        }
-        .await;
+        let sink = (Arc::new(session.lock.try_clone()?), hasher);
+        let pumped = pump(&mut body, sink, self.chunk_size(), admit).await;
         let OpenSession { lock, path, .. } = session;
-        let hasher = sink.and_then(|(_, h)| h);
         // Whatever went wrong, the session goes back to where it was: the client may send
         // the chunk again (after freeing room, say).
         tokio::task::spawn_blocking(move || -> Result<u64, RegistryError> {
-            if let Err(e) = outcome {
-                lock.set_len(old)?;
-                return Err(e);
-            }
+            let ((_, hasher), taken) = match pumped {
+                Ok(done) => done,
+                Err(e) => {
+                    lock.set_len(old)?;
+                    return Err(e);
+                }
+            };
             let len = old + taken;
             if let Some(h) = hasher {
                 let _ = fs::write(sidecar(&path), format!("{len} {}", h.finish_hex()));
