@@ -24,28 +24,7 @@ impl Repo {
         let ImageRepo::Job { .. } = r else {
             return Err(RegistryError::DeleteInProduct);
         };
-        let (targets, by_digest) = if reference.contains(':') {
-            let d =
-                Digest::parse(Some(reference)).map_err(|e| RegistryError::InvalidDigest(e.0))?;
-            let want = d.to_string();
-            let hits: Vec<Container> = self
-                .containers(r)
-                .into_iter()
-                .filter(|c| top_manifest(&c.dir).is_some_and(|(_, dg)| dg == want))
-                .collect();
-            if hits.is_empty() && self.pending(r, &d).is_none() {
-                return Err(RegistryError::ManifestUnknown(reference.to_owned()));
-            }
-            (hits, Some(d))
-        } else {
-            let lower = reference.to_lowercase();
-            let hit = self
-                .containers(r)
-                .into_iter()
-                .find(|c| c.name.as_str() == lower)
-                .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_owned()))?;
-            (vec![hit], None)
-        };
+        let (targets, by_digest) = self.images_named(r, reference)?;
         for c in &targets {
             let jdir = c.dir.parent().map(Path::to_path_buf).unwrap_or_default();
             if exists(&jdir.join(".locked")) {
@@ -60,23 +39,61 @@ impl Repo {
             self.drop_pending(r, d)?;
         }
         for c in targets {
-            if let Some(jdir) = c.dir.parent()
-                && let Ok(vdir) = fs::canonicalize(jdir.join(".product"))
-            {
-                let link = vdir.join("container");
-                if crate::storage::tree::same_file(&link, &c.dir) {
-                    let _ = fs::remove_file(&link);
-                }
-            }
-            self.remove_tree(&c.dir)?;
-            // A registry delete leaves no empty job (nor tag) behind.
-            if let Some(jdir) = c.dir.parent()
-                && self.prune_job(jdir)
-            {
-                prune_dir(&c.parent);
-            }
+            self.remove_image(c)?;
         }
         self.request_gc(crate::storage::GcKind::Orphans);
+        Ok(())
+    }
+
+    /// The containers a manifest reference names: the one tagged so, or every one whose
+    /// manifest has that digest (with the digest, whose pending manifest goes too). A digest
+    /// that is neither is unknown.
+    fn images_named(
+        &self,
+        r: &ImageRepo,
+        reference: &str,
+    ) -> Result<(Vec<Container>, Option<Digest>), RegistryError> {
+        let unknown = || RegistryError::ManifestUnknown(reference.to_owned());
+        if !reference.contains(':') {
+            let lower = reference.to_lowercase();
+            let hit = self
+                .containers(r)
+                .into_iter()
+                .find(|c| c.name.as_str() == lower)
+                .ok_or_else(unknown)?;
+            return Ok((vec![hit], None));
+        }
+        let d = Digest::parse(Some(reference)).map_err(|e| RegistryError::InvalidDigest(e.0))?;
+        let want = d.to_string();
+        let hits: Vec<Container> = self
+            .containers(r)
+            .into_iter()
+            .filter(|c| top_manifest(&c.dir).is_some_and(|(_, dg)| dg == want))
+            .collect();
+        if hits.is_empty() && self.pending(r, &d).is_none() {
+            return Err(unknown());
+        }
+        Ok((hits, Some(d)))
+    }
+
+    /// Removes one image: its product link, its `container` dir, then the job (and tag)
+    /// when nothing else is left in them.
+    fn remove_image(&self, c: Container) -> Result<(), RegistryError> {
+        if let Some(jdir) = c.dir.parent()
+            && let Ok(vdir) = fs::canonicalize(jdir.join(".product"))
+        {
+            let link = vdir.join("container");
+            if crate::storage::tree::same_file(&link, &c.dir) {
+                let _ = fs::remove_file(&link);
+            }
+        }
+        self.remove_tree(&c.dir)?;
+        // A registry delete leaves no empty job (nor tag) behind.
+        if let Some(jdir) = c.dir.parent()
+            && self.prune_job(jdir)
+        {
+            prune_dir(&c.parent);
+        }
         Ok(())
     }
 
