@@ -148,7 +148,7 @@ impl Repo {
         self.link_artifact_unguarded(f, rel, &digest)
     }
 
-    fn store_blob_unguarded(&self, up: Upload) -> Result<Digest, StoreError> {
+    pub(crate) fn store_blob_unguarded(&self, up: Upload) -> Result<Digest, StoreError> {
         let blob = self.blob_path(&up.digest);
         up.tmp
             .file

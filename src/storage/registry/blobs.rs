@@ -5,8 +5,6 @@ use crate::model::Digest;
 use crate::storage::files;
 use crate::storage::{BlobReader, Repo};
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 impl Repo {
@@ -42,27 +40,18 @@ impl Repo {
         Ok(true)
     }
 
-    /// Writes `data` to `.blobs` unless there, returning the blob path. The caller holds
-    /// the blob guard.
+    /// Writes `data`, whose SHA-256 is `d`, to `.blobs` unless there, returning the blob
+    /// path. The caller holds the blob guard.
     pub(super) fn store_bytes(&self, d: &Digest, data: &[u8]) -> Result<PathBuf, RegistryError> {
         let blob = self.blob_path(d);
         if blob.is_file() {
             files::touch(&blob)?;
             return Ok(blob);
         }
-        let tmp = files::TempFile::create(&self.uploads_dir())?;
-        (&tmp.file).write_all(data)?;
-        tmp.file.sync_all()?;
-        tmp.file
-            .set_permissions(fs::Permissions::from_mode(0o644))?;
-        if let Some(dir) = blob.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        match fs::hard_link(&tmp.path, &blob) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::touch(&blob)?,
-            Err(e) => return Err(e.into()),
-        }
+        // The way artifact uploads store theirs: a synced temp file, linked (never over
+        // another writer's blob).
+        let upload = self.stage_bytes(d, data)?;
+        self.store_blob_unguarded(upload)?;
         Ok(blob)
     }
 }
