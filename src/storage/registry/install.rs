@@ -171,3 +171,127 @@ impl Repo {
         let _ = symlink(target, link);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::container_layout::{rel_of, top_manifest};
+    use super::super::tests::{repo, sha256, who};
+    use super::*;
+    use crate::model::oci::OCI_MANIFEST;
+    use crate::model::{Name, TagRef};
+    use std::os::unix::fs::MetadataExt;
+
+    /// Uploads `data` as a blob of the repository `who` pushes to.
+    fn upload(repo: &Repo, who: &Uploader, data: &[u8]) -> Digest {
+        let d = sha256(data);
+        let id = repo.start_blob_upload(who).unwrap();
+        fs::write(repo.uploads_dir().join(&id), data).unwrap();
+        repo.finish_blob_upload(who, &id, &d).unwrap();
+        d
+    }
+
+    /// An image manifest of a config and one layer, both uploaded first.
+    fn image(repo: &Repo, who: &Uploader, layer: &[u8]) -> (Vec<u8>, Digest, Digest) {
+        let (config, layer_len) = (b"{}", layer.len());
+        let (c, l) = (upload(repo, who, config), upload(repo, who, layer));
+        let body = format!(
+            r#"{{"schemaVersion": 2, "mediaType": "{OCI_MANIFEST}", "config": {{"digest": "{c}", "size": 2}}, "layers": [{{"digest": "{l}", "size": {layer_len}}}]}}"#
+        );
+        (body.into_bytes(), c, l)
+    }
+
+    fn job(who: &Uploader, tag: &str) -> JobRef {
+        let ImageRepo::Job { branch, job } = &who.repo else {
+            panic!("a job repository");
+        };
+        JobRef {
+            tag: TagRef {
+                branch: branch.clone(),
+                tag: Name::parse(tag).unwrap(),
+            },
+            job: job.clone(),
+        }
+    }
+
+    /// Whether the container links `d` as `kind`, as a hard link of its `.blobs` file.
+    fn links(repo: &Repo, cdir: &Path, kind: &str, d: &Digest) -> bool {
+        let Ok(linked) = fs::metadata(cdir.join(kind).join(rel_of(d))) else {
+            return false;
+        };
+        fs::metadata(repo.blob_path(d)).is_ok_and(|blob| blob.ino() == linked.ino())
+    }
+
+    #[test]
+    fn a_pushed_manifest_installs_its_image_in_the_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let w = who("main/app", None);
+        let (body, config, layer) = image(&repo, &w, b"layer one");
+        let pushed = repo.push_manifest(&w.repo, "t1", &body, None).unwrap();
+        // Complete sizes: stored byte for byte, so the client's digest holds.
+        assert_eq!(pushed.digest, sha256(&body));
+        let cdir = repo.job_dir(&job(&w, "t1")).join("container");
+        let top = top_manifest(&cdir).map(|(_, d)| d);
+        assert_eq!(top, Some(pushed.digest.to_string()));
+        assert!(links(&repo, &cdir, "manifests", &pushed.digest));
+        assert!(links(&repo, &cdir, "blobs", &config) && links(&repo, &cdir, "blobs", &layer));
+        // Installed, the blobs no longer wait for a manifest.
+        assert!(repo.pending_in(&w.repo).is_empty());
+        assert_eq!(repo.image_tags(&w.repo, |_| true).unwrap(), ["t1"]);
+    }
+
+    #[test]
+    fn a_second_push_replaces_the_image() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let w = who("main/app", None);
+        let (first, _, old_layer) = image(&repo, &w, b"layer one");
+        let old = repo.push_manifest(&w.repo, "t1", &first, None).unwrap();
+        let (second, _, new_layer) = image(&repo, &w, b"layer two");
+        let new = repo.push_manifest(&w.repo, "t1", &second, None).unwrap();
+        let cdir = repo.job_dir(&job(&w, "t1")).join("container");
+        assert_eq!(
+            top_manifest(&cdir).map(|(_, d)| d),
+            Some(new.digest.to_string())
+        );
+        assert!(links(&repo, &cdir, "blobs", &new_layer));
+        assert!(!links(&repo, &cdir, "blobs", &old_layer));
+        assert!(!links(&repo, &cdir, "manifests", &old.digest));
+        // The old image went whole, with no trash left behind in `.uploads/`.
+        let leftovers: Vec<_> = fs::read_dir(repo.uploads_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".deleting") || name.ends_with(".container")
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_locked_job_refuses_a_push_and_keeps_its_image() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let w = who("main/app", None);
+        let (first, _, _) = image(&repo, &w, b"layer one");
+        let old = repo.push_manifest(&w.repo, "t1", &first, None).unwrap();
+        let jdir = repo.job_dir(&job(&w, "t1"));
+        files::create_flag(&jdir.join(".locked")).unwrap();
+        let (second, _, new_layer) = image(&repo, &w, b"layer two");
+        let refused = repo.push_manifest(&w.repo, "t1", &second, None);
+        assert!(
+            matches!(refused, Err(RegistryError::PushToLockedJob)),
+            "{refused:?}"
+        );
+        let cdir = jdir.join("container");
+        assert_eq!(
+            top_manifest(&cdir).map(|(_, d)| d),
+            Some(old.digest.to_string())
+        );
+        // The refused image's layer still waits in the repository for a push that fits.
+        let pending: Vec<Digest> = repo.pending_in(&w.repo).into_iter().map(|p| p.0).collect();
+        assert!(pending.contains(&new_layer), "{pending:?}");
+    }
+}

@@ -76,6 +76,7 @@ pub struct ManifestFile {
 }
 
 /// A manifest stored by a push.
+#[derive(Debug)]
 pub struct Pushed {
     pub digest: Digest,
     /// The manifest's `subject`, which the referrers API lists it under.

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-fn repo(dir: &Path) -> Repo {
+pub(super) fn repo(dir: &Path) -> Repo {
     Repo::new(&Config {
         root_dir: dir.to_path_buf(),
         ..Config::default()
@@ -18,7 +18,7 @@ fn repo(dir: &Path) -> Repo {
 }
 
 /// `[u/{user}/]{branch}/{job}`.
-fn who(name: &str, login: Option<&str>) -> Uploader {
+pub(super) fn who(name: &str, login: Option<&str>) -> Uploader {
     let n = |s: &str| Name::parse(s).expect("a name");
     let segs: Vec<&str> = name.split('/').collect();
     let (scope, branch, job) = match segs.as_slice() {
@@ -146,7 +146,7 @@ async fn a_user_session_stops_at_the_quota() {
     }
 }
 
-fn sha256(data: &[u8]) -> Digest {
+pub(super) fn sha256(data: &[u8]) -> Digest {
     let mut h = Algo::Sha256.hasher();
     h.update(data);
     Digest::sha256_of_hex(h.finish_hex())
