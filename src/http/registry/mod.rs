@@ -2,10 +2,12 @@
 //! parses the path, picks the method, makes one storage call and renders the answer. No
 //! filesystem access here; `storage/registry/` does that.
 
+pub(crate) mod envelope;
 pub(crate) mod path;
 mod reply;
 
 use crate::http::guard::Caller;
+use crate::http::reply::plain_status;
 use crate::model::Digest;
 use crate::model::oci::{MAX_MANIFEST, OCI_INDEX};
 use crate::state::AppState;
@@ -15,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use path::Target;
-use reply::{Code, FileReply, Reply, V2Error, oci_error, plain};
+use reply::{Code, FileReply, Reply, V2Error, oci_error};
 use serde_json::{Value, json};
 
 /// Query parameters, decoded.
@@ -72,7 +74,7 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
             let why = "a name component is longer than 255 bytes".to_owned();
             return oci_error(V2Error::Oci(Code::NameInvalid, why));
         }
-        _ => return plain(StatusCode::NOT_FOUND, "Not Found"),
+        _ => return plain_status(StatusCode::NOT_FOUND, "Not Found"),
     };
     match handle(&app, target, req).await {
         Ok(r) => r.render(&app),

@@ -2,8 +2,10 @@
 //! answers with headers, and manifest/blob file bodies (ETag, conditional GET, one byte
 //! range, X-Sendfile, `sendfile(2)` through the connection).
 
+use super::envelope::{API_VERSION, oci_body};
 use crate::http::download::Download;
 use crate::http::observe::Failure;
+use crate::http::reply::plain_status;
 use crate::model::oci::ManifestError;
 use crate::state::AppState;
 use crate::storage::registry::RegistryError;
@@ -11,10 +13,9 @@ use crate::storage::{BlobReader, StoreError};
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub static DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
-static API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
 pub enum Reply {
     Json {
@@ -74,7 +75,7 @@ impl Reply {
                 res
             }
             Reply::NotAllowed(allow) => {
-                let mut res = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+                let mut res = plain_status(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
                 res.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
                 return res;
@@ -102,16 +103,6 @@ fn add(res: &mut Response, headers: Vec<(HeaderName, String)>) {
             res.headers_mut().insert(k, v);
         }
     }
-}
-
-/// Plain-text answer for route misses and 405s (spec/API.md §1.4).
-pub fn plain(status: StatusCode, reason: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{}: {reason}", status.as_u16()),
-    )
-        .into_response()
 }
 
 /// The OCI distribution error codes arbor sends (spec/CONTAINER.md §2).
@@ -243,12 +234,7 @@ pub fn oci_error(e: V2Error) -> Response {
             return res;
         }
         Err(other) => {
-            let mut res = (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                "500: Internal Server Error",
-            )
-                .into_response();
+            let mut res = plain_status(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
             // Logged with the request's method and URL on the way out.
             res.extensions_mut()
                 .insert(Failure::error(format!("registry: {other}")));
@@ -256,22 +242,6 @@ pub fn oci_error(e: V2Error) -> Response {
         }
     };
     oci_body(code, status, message)
-}
-
-/// `status` with the OCI error envelope (spec/CONTAINER.md §2).
-fn oci_body(code: &str, status: StatusCode, message: String) -> Response {
-    let body = json!({"errors": [{"code": code, "message": message}]});
-    let mut res = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::pyjson::to_string(&body),
-    )
-        .into_response();
-    res.headers_mut().insert(
-        API_VERSION.clone(),
-        HeaderValue::from_static("registry/2.0"),
-    );
-    res
 }
 
 /// Manifests and blobs are sent like any artifact (`http::download`): validators, one byte
