@@ -25,21 +25,7 @@ impl Repo {
     ) -> Result<Vec<Value>, RegistryError> {
         let want = d.to_string();
         let name = r.name();
-        let mut candidates: Vec<(Digest, PathBuf)> = Vec::new();
-        for c in self.containers(r) {
-            for entry in walkdir::WalkDir::new(c.dir.join("manifests"))
-                .min_depth(3)
-                .max_depth(3)
-                .sort_by_file_name()
-                .into_iter()
-                .filter_map(Result::ok)
-            {
-                if let Some(found) = digest_of_link(entry.path()) {
-                    candidates.push((found, entry.into_path()));
-                }
-            }
-        }
-        candidates.extend(self.pending_in(r));
+        let candidates = self.manifests_in(r);
         let mut found: std::collections::BTreeMap<String, Value> = Default::default();
         for (digest, path) in candidates {
             let key = digest.to_string();
@@ -68,5 +54,26 @@ impl Repo {
             found.insert(key, desc);
         }
         Ok(found.into_values().collect())
+    }
+
+    /// Every manifest the repository holds, with its file: those of its images, then every
+    /// pending file (most are layers, which the caller skips).
+    fn manifests_in(&self, r: &ImageRepo) -> Vec<(Digest, PathBuf)> {
+        let mut out: Vec<(Digest, PathBuf)> = Vec::new();
+        for c in self.containers(r) {
+            for entry in walkdir::WalkDir::new(c.dir.join("manifests"))
+                .min_depth(3)
+                .max_depth(3)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_map(Result::ok)
+            {
+                if let Some(found) = digest_of_link(entry.path()) {
+                    out.push((found, entry.into_path()));
+                }
+            }
+        }
+        out.extend(self.pending_in(r));
+        out
     }
 }
