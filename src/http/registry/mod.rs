@@ -4,57 +4,23 @@
 
 pub(crate) mod envelope;
 pub(crate) mod path;
+mod query;
 mod reply;
+mod uploads;
 
 use crate::http::guard::Caller;
 use crate::http::reply::plain_status;
-use crate::model::Digest;
 use crate::model::oci::{MAX_MANIFEST, OCI_INDEX};
 use crate::state::AppState;
 use crate::storage::Listing;
-use crate::storage::registry::{ImageRepo, Uploader};
+use crate::storage::registry::ImageRepo;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use path::Target;
-use reply::{Code, FileReply, Reply, V2Error, oci_error};
+use query::{param, query};
+use reply::{Code, FileReply, Reply, V2Error, not_allowed, oci_error, parse_digest};
 use serde_json::{Value, json};
-
-/// Query parameters, decoded.
-fn query(req: &Request) -> Vec<(String, String)> {
-    req.uri()
-        .query()
-        .map(|q| {
-            url_pairs(q)
-                .into_iter()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn url_pairs(q: &str) -> Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            // `+` stays a plus (RFC 3986): no registry parameter holds a space, and media
-            // types such as `application/spdx+json` are `artifactType` values.
-            let dec = |s: &'_ str| {
-                std::borrow::Cow::Owned(
-                    percent_encoding::percent_decode_str(s)
-                        .decode_utf8_lossy()
-                        .into_owned(),
-                )
-            };
-            (dec(k), dec(v))
-        })
-        .collect()
-}
-
-fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
 
 /// Read access of the caller, for listings, aliases and mounts: the guard identified the
 /// caller and checked the request itself; without a caller, auth is disabled.
@@ -80,10 +46,6 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
         Ok(r) => r.render(&app),
         Err(e) => oci_error(e),
     }
-}
-
-fn not_allowed(allow: &'static str) -> Result<Reply, V2Error> {
-    Ok(Reply::NotAllowed(allow))
 }
 
 async fn handle(app: &AppState, target: Target, req: Request) -> Result<Reply, V2Error> {
@@ -252,10 +214,6 @@ async fn put_manifest(
     Ok(Reply::Empty(StatusCode::CREATED, headers))
 }
 
-fn parse_digest(raw: &str, code: Code) -> Result<Digest, V2Error> {
-    Digest::parse(Some(raw)).map_err(|e| V2Error::Oci(code, format!("invalid digest: {}", e.0)))
-}
-
 async fn get_blob(
     app: &AppState,
     req: Request,
@@ -363,143 +321,4 @@ async fn referrers(
         *content_type = OCI_INDEX;
     }
     Ok(res)
-}
-
-mod uploads {
-    //! Blob upload sessions: status, chunks, finish, cancel (spec/CONTAINER.md §3.6).
-    use super::*;
-
-    /// Clients may send chunks this small or bigger; smaller ones only cost round trips.
-    const CHUNK_MIN: u64 = 1 << 20;
-
-    pub fn accepted(name: &str, id: &str, size: u64) -> Reply {
-        let range = if size == 0 {
-            "0-0".to_owned()
-        } else {
-            format!("0-{}", size - 1)
-        };
-        Reply::Empty(
-            StatusCode::ACCEPTED,
-            vec![
-                (header::LOCATION, format!("/v2/{name}/blobs/uploads/{id}")),
-                (header::RANGE, range),
-                (
-                    header::HeaderName::from_static("docker-upload-uuid"),
-                    id.to_owned(),
-                ),
-                (
-                    header::HeaderName::from_static("oci-chunk-min-length"),
-                    CHUNK_MIN.to_string(),
-                ),
-            ],
-        )
-    }
-
-    /// `Content-Range: a-b` (also `bytes a-b/*`): the offset the chunk starts at.
-    fn range_start(headers: &HeaderMap) -> Result<Option<u64>, V2Error> {
-        let Some(v) = headers.get(header::CONTENT_RANGE) else {
-            return Ok(None);
-        };
-        let bad = || V2Error::Oci(Code::RangeInvalid, "invalid Content-Range".into());
-        let s = v.to_str().map_err(|_| bad())?;
-        let s = s.trim().trim_start_matches("bytes").trim();
-        let start = s.split(['-', '/']).next().ok_or_else(bad)?;
-        start.trim().parse().map(Some).map_err(|_| bad())
-    }
-
-    /// The session key of a request: the repository it names and the caller.
-    pub fn uploader(req: &Request, repo: ImageRepo) -> Uploader {
-        let login = req
-            .extensions()
-            .get::<Caller>()
-            .and_then(|c| c.id.login.clone());
-        Uploader { repo, login }
-    }
-
-    /// Appends the request's body to the session; a refused chunk is read to the end (up
-    /// to a bound) so that the client, still sending, gets the answer.
-    async fn append(
-        app: &AppState,
-        who: &Uploader,
-        id: &str,
-        start: Option<u64>,
-        req: Request,
-    ) -> Result<u64, V2Error> {
-        let mut body = crate::http::byte_stream(req.into_body());
-        let appended = app.repo.append_blob_upload(who, id, start, &mut body).await;
-        if appended.is_err() {
-            crate::http::drain(body).await;
-        }
-        Ok(appended?)
-    }
-
-    pub async fn finish(
-        app: &AppState,
-        req: Request,
-        who: &Uploader,
-        id: String,
-        d: Digest,
-    ) -> Result<Reply, V2Error> {
-        let name = who.repo.name();
-        let start = range_start(req.headers())?;
-        append(app, who, &id, start, req).await?;
-        let (dd, who) = (d.clone(), who.clone());
-        app.repo
-            .run(move |s| Ok(s.finish_blob_upload(&who, &id, &dd)))
-            .await??;
-        Ok(Reply::Empty(
-            StatusCode::CREATED,
-            vec![
-                (header::LOCATION, format!("/v2/{name}/blobs/{d}")),
-                (reply::DIGEST.clone(), d.to_string()),
-            ],
-        ))
-    }
-
-    pub async fn session(
-        app: &AppState,
-        req: Request,
-        r: ImageRepo,
-        id: String,
-    ) -> Result<Reply, V2Error> {
-        let name = r.name();
-        let who = uploader(&req, r);
-        match req.method().clone() {
-            Method::GET | Method::HEAD => {
-                let (sid, owner) = (id.clone(), who.clone());
-                let st = app
-                    .repo
-                    .run(move |s| Ok(s.blob_upload_state(&owner, &sid)))
-                    .await??;
-                let mut reply = accepted(&name, &id, st.size);
-                if let Reply::Empty(status, _) = &mut reply {
-                    *status = StatusCode::NO_CONTENT;
-                }
-                Ok(reply)
-            }
-            Method::PATCH => {
-                let start = range_start(req.headers())?;
-                let size = append(app, &who, &id, start, req).await?;
-                Ok(accepted(&name, &id, size))
-            }
-            Method::PUT => {
-                let q = query(&req);
-                let Some(raw) = param(&q, "digest") else {
-                    return Err(V2Error::Oci(
-                        Code::DigestInvalid,
-                        "the digest parameter is required".into(),
-                    ));
-                };
-                let d = parse_digest(raw, Code::DigestInvalid)?;
-                finish(app, req, &who, id, d).await
-            }
-            Method::DELETE => {
-                app.repo
-                    .run(move |s| Ok(s.cancel_blob_upload(&who, &id)))
-                    .await??;
-                Ok(Reply::Empty(StatusCode::NO_CONTENT, vec![]))
-            }
-            _ => not_allowed("GET,HEAD,PATCH,PUT,DELETE"),
-        }
-    }
 }

@@ -6,6 +6,7 @@ use super::envelope::{API_VERSION, oci_body};
 use crate::http::download::Download;
 use crate::http::observe::Failure;
 use crate::http::reply::plain_status;
+use crate::model::Digest;
 use crate::model::oci::ManifestError;
 use crate::state::AppState;
 use crate::storage::registry::RegistryError;
@@ -264,4 +265,14 @@ fn send_file(app: &AppState, req: &Request, file: BlobReader, content_type: &str
         inline: false,
     }
     .respond(file)
+}
+
+/// A method the resource does not allow: 405 with `Allow`.
+pub(super) fn not_allowed(allow: &'static str) -> Result<Reply, V2Error> {
+    Ok(Reply::NotAllowed(allow))
+}
+
+/// A digest from the path or the query; `code` says what a bad one means there.
+pub(super) fn parse_digest(raw: &str, code: Code) -> Result<Digest, V2Error> {
+    Digest::parse(Some(raw)).map_err(|e| V2Error::Oci(code, format!("invalid digest: {}", e.0)))
 }
