@@ -276,3 +276,132 @@ pub(super) fn not_allowed(allow: &'static str) -> Result<Reply, V2Error> {
 pub(super) fn parse_digest(raw: &str, code: Code) -> Result<Digest, V2Error> {
     Digest::parse(Some(raw)).map_err(|e| V2Error::Oci(code, format!("invalid digest: {}", e.0)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_refusal_has_its_code_and_status() {
+        let d = Digest::parse(Some(&format!("sha256:{}", "a".repeat(64)))).unwrap();
+        let cases: Vec<(RegistryError, &str, StatusCode)> = vec![
+            (
+                RegistryError::UploadUnknown,
+                "BLOB_UPLOAD_UNKNOWN",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                RegistryError::UploadBusy,
+                "BLOB_UPLOAD_INVALID",
+                StatusCode::RANGE_NOT_SATISFIABLE,
+            ),
+            (
+                RegistryError::WrongOffset(3),
+                "BLOB_UPLOAD_INVALID",
+                StatusCode::RANGE_NOT_SATISFIABLE,
+            ),
+            (
+                RegistryError::UploadDigestMismatch(d.clone()),
+                "DIGEST_INVALID",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                RegistryError::OverQuota("full".into()),
+                "DENIED",
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                RegistryError::PushToLockedJob,
+                "DENIED",
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                RegistryError::RepositoryUnknown,
+                "NAME_UNKNOWN",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                RegistryError::MissingBlob(d.clone()),
+                "BLOB_UNKNOWN",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                RegistryError::ManifestUnknown("t".into()),
+                "MANIFEST_UNKNOWN",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                RegistryError::BadManifest(ManifestError::Unsupported("x".into())),
+                "UNSUPPORTED",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                RegistryError::BadManifest(ManifestError::BadSize),
+                "MANIFEST_INVALID",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                RegistryError::AliasTag,
+                "UNSUPPORTED",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                RegistryError::BlobInUse {
+                    digest: d.clone(),
+                    tags: vec!["t1".into()],
+                    repo: "main/app".into(),
+                },
+                "DENIED",
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            (
+                RegistryError::Store(StoreError::NotFound),
+                "NAME_UNKNOWN",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                RegistryError::Store(StoreError::ClientTimeout),
+                "BLOB_UPLOAD_INVALID",
+                StatusCode::REQUEST_TIMEOUT,
+            ),
+            (
+                RegistryError::Store(StoreError::NoSpace("x".into())),
+                "UNKNOWN",
+                StatusCode::INSUFFICIENT_STORAGE,
+            ),
+        ];
+        for (e, code, status) in cases {
+            // A refusal's text is the message; a storage error's is for the log only.
+            let message = (!matches!(e, RegistryError::Store(_))).then(|| e.to_string());
+            let res = oci_error(e.into());
+            assert_eq!(res.status(), status, "{code}");
+            let allow = res.headers().get(header::ALLOW).cloned();
+            assert_eq!(
+                allow.is_some(),
+                status == StatusCode::METHOD_NOT_ALLOWED,
+                "{code}"
+            );
+            let body = axum::body::to_bytes(res.into_body(), 1 << 12)
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["errors"][0]["code"], code);
+            if let Some(message) = message {
+                assert_eq!(body["errors"][0]["message"], message.as_str());
+            }
+        }
+    }
+
+    /// What storage cannot explain is a plain 500, its cause kept for the log.
+    #[tokio::test]
+    async fn a_storage_failure_is_a_plain_500() {
+        let e = StoreError::Io(std::io::Error::other("disk on fire"));
+        let res = oci_error(e.into());
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.extensions().get::<Failure>().is_some());
+        let body = axum::body::to_bytes(res.into_body(), 1 << 12)
+            .await
+            .unwrap();
+        assert_eq!(body, "500: Internal Server Error");
+    }
+}

@@ -175,43 +175,9 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::super::container_layout::{rel_of, top_manifest};
-    use super::super::tests::{repo, sha256, who};
+    use super::super::tests::{image, job, repo, sha256, who};
     use super::*;
-    use crate::model::oci::OCI_MANIFEST;
-    use crate::model::{Name, TagRef};
     use std::os::unix::fs::MetadataExt;
-
-    /// Uploads `data` as a blob of the repository `who` pushes to.
-    fn upload(repo: &Repo, who: &Uploader, data: &[u8]) -> Digest {
-        let d = sha256(data);
-        let id = repo.start_blob_upload(who).unwrap();
-        fs::write(repo.uploads_dir().join(&id), data).unwrap();
-        repo.finish_blob_upload(who, &id, &d).unwrap();
-        d
-    }
-
-    /// An image manifest of a config and one layer, both uploaded first.
-    fn image(repo: &Repo, who: &Uploader, layer: &[u8]) -> (Vec<u8>, Digest, Digest) {
-        let (config, layer_len) = (b"{}", layer.len());
-        let (c, l) = (upload(repo, who, config), upload(repo, who, layer));
-        let body = format!(
-            r#"{{"schemaVersion": 2, "mediaType": "{OCI_MANIFEST}", "config": {{"digest": "{c}", "size": 2}}, "layers": [{{"digest": "{l}", "size": {layer_len}}}]}}"#
-        );
-        (body.into_bytes(), c, l)
-    }
-
-    fn job(who: &Uploader, tag: &str) -> JobRef {
-        let ImageRepo::Job { branch, job } = &who.repo else {
-            panic!("a job repository");
-        };
-        JobRef {
-            tag: TagRef {
-                branch: branch.clone(),
-                tag: Name::parse(tag).unwrap(),
-            },
-            job: job.clone(),
-        }
-    }
 
     /// Whether the container links `d` as `kind`, as a hard link of its `.blobs` file.
     fn links(repo: &Repo, cdir: &Path, kind: &str, d: &Digest) -> bool {

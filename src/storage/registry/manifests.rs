@@ -203,3 +203,122 @@ fn check_sizes(m: &Manifest, sizes: &[u64]) -> Result<(), RegistryError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::container_layout::{rel_of, top_manifest};
+    use super::super::tests::{image, job, repo, sha256, upload, who};
+    use super::*;
+    use crate::model::Scope;
+    use crate::model::oci::{OCI_INDEX, OCI_MANIFEST};
+
+    #[test]
+    fn a_push_names_what_it_refuses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let w = who("main/app", None);
+        let (body, _, _) = image(&repo, &w, b"layer");
+        let push =
+            |reference: &str, body: &[u8]| repo.push_manifest(&w.repo, reference, body, None);
+        assert!(matches!(
+            push("latest", &body),
+            Err(RegistryError::AliasTag)
+        ));
+        assert!(matches!(
+            push("sha256:zz", &body),
+            Err(RegistryError::InvalidDigest(_))
+        ));
+        assert!(matches!(push("..", &body), Err(RegistryError::InvalidTag)));
+        let lost = sha256(b"never uploaded");
+        let missing = format!(
+            r#"{{"mediaType": "{OCI_MANIFEST}", "config": {{"digest": "{lost}", "size": 1}}}}"#
+        );
+        let refused = push("t1", missing.as_bytes());
+        assert!(
+            matches!(&refused, Err(RegistryError::MissingBlob(d)) if *d == lost),
+            "{refused:?}"
+        );
+        let c = upload(&repo, &w, b"{}");
+        let wrong = format!(
+            r#"{{"mediaType": "{OCI_MANIFEST}", "config": {{"digest": "{c}", "size": 3}}}}"#
+        );
+        let refused = push("t1", wrong.as_bytes());
+        assert!(
+            matches!(
+                refused,
+                Err(RegistryError::SizeMismatch {
+                    declared: 3,
+                    real: 2
+                })
+            ),
+            "{refused:?}"
+        );
+        let refused = push("t1", b"[]");
+        assert!(matches!(
+            refused,
+            Err(RegistryError::BadManifest(ManifestError::NotAnObject))
+        ));
+        let product = ImageRepo::Product {
+            scope: Scope::Root,
+            path: ["p", "v", "b"].map(|s| Name::parse(s).unwrap()),
+        };
+        let refused = repo.push_manifest(&product, "t1", &body, None);
+        assert!(matches!(refused, Err(RegistryError::PushToProduct)));
+    }
+
+    /// A size left out is filled in: the stored manifest, and so its digest, differ from
+    /// what was sent.
+    #[test]
+    fn missing_sizes_are_filled_in() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let w = who("main/app", None);
+        let c = upload(&repo, &w, b"{}");
+        let body = format!(r#"{{"mediaType": "{OCI_MANIFEST}", "config": {{"digest": "{c}"}}}}"#);
+        let pushed = repo
+            .push_manifest(&w.repo, "t1", body.as_bytes(), None)
+            .unwrap();
+        assert_ne!(pushed.digest, sha256(body.as_bytes()));
+        let stored = fs::read(repo.blob_path(&pushed.digest)).unwrap();
+        let want = format!(
+            r#"{{"mediaType": "{OCI_MANIFEST}", "config": {{"digest": "{c}", "size": 2}}}}"#
+        );
+        assert_eq!(String::from_utf8(stored).unwrap(), want);
+    }
+
+    /// A manifest pushed by digest waits for its index, which brings its blobs along.
+    #[test]
+    fn an_index_installs_its_children_pushed_by_digest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let w = who("main/app", None);
+        let (child, config, layer) = image(&repo, &w, b"layer");
+        let d = sha256(&child);
+        let wrong = sha256(b"other");
+        let refused = repo.push_manifest(&w.repo, &wrong.to_string(), &child, None);
+        assert!(matches!(
+            refused,
+            Err(RegistryError::ManifestDigestMismatch(_))
+        ));
+        repo.push_manifest(&w.repo, &d.to_string(), &child, None)
+            .unwrap();
+        assert!(repo.pending(&w.repo, &d).is_some());
+        assert!(repo.image_tags(&w.repo, |_| true).unwrap().is_empty());
+
+        let len = child.len();
+        let index = format!(
+            r#"{{"mediaType": "{OCI_INDEX}", "manifests": [{{"digest": "{d}", "size": {len}}}]}}"#
+        );
+        let pushed = repo
+            .push_manifest(&w.repo, "t1", index.as_bytes(), None)
+            .unwrap();
+        let cdir = repo.job_dir(&job(&w, "t1")).join("container");
+        assert_eq!(
+            top_manifest(&cdir).map(|(_, d)| d),
+            Some(pushed.digest.to_string())
+        );
+        for blob in [&d, &config, &layer] {
+            assert!(cdir.join("blobs").join(rel_of(blob)).is_file());
+        }
+    }
+}
