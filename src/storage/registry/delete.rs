@@ -189,3 +189,41 @@ pub(super) fn prune_dir(dir: &Path) -> bool {
     let _ = files::create_flag(&stamp);
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::repo;
+    use super::*;
+    use crate::model::{BranchRef, JobRef, Name, Scope, TagRef};
+
+    /// A job dir pruned by a registry delete while a push waited for its lock is made
+    /// again for the push; a dir with anything but its stamp is never pruned.
+    #[test]
+    fn a_push_survives_the_prune_of_its_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let n = |s: &str| Name::parse(s).unwrap();
+        let j = JobRef {
+            tag: TagRef {
+                branch: BranchRef {
+                    scope: Scope::Root,
+                    branch: n("main"),
+                },
+                tag: n("t1"),
+            },
+            job: n("j"),
+        };
+        let jdir = repo.ensure_job(&j).unwrap();
+        let waited = DirLock::acquire(&jdir).unwrap();
+        assert!(prune_dir(&jdir) && prune_dir(jdir.parent().unwrap()));
+        assert!(!jdir.exists());
+        drop(waited);
+        let (again, lock) = repo.locked_job(&j).unwrap();
+        assert!(again.join(".stamp").is_file());
+        assert!(again.parent().unwrap().join(".stamp").is_file());
+        drop(lock);
+        fs::create_dir(again.join("docs")).unwrap();
+        assert!(!repo.prune_job(&again));
+        assert!(again.join(".stamp").is_file() && again.join("docs").is_dir());
+    }
+}

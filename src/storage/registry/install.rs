@@ -175,7 +175,7 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::super::container_layout::{rel_of, top_manifest};
-    use super::super::tests::{image, job, repo, sha256, who};
+    use super::super::test_support::{image, job, repo, sha256, who};
     use super::*;
     use std::os::unix::fs::MetadataExt;
 

@@ -207,7 +207,7 @@ fn check_sizes(m: &Manifest, sizes: &[u64]) -> Result<(), RegistryError> {
 #[cfg(test)]
 mod tests {
     use super::super::container_layout::{rel_of, top_manifest};
-    use super::super::tests::{image, job, repo, sha256, upload, who};
+    use super::super::test_support::{image, job, repo, sha256, upload, who};
     use super::*;
     use crate::model::Scope;
     use crate::model::oci::{OCI_INDEX, OCI_MANIFEST};

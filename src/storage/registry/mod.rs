@@ -27,7 +27,7 @@ mod referrers;
 mod sessions;
 mod tags;
 #[cfg(test)]
-mod tests;
+mod test_support;
 
 pub use error::RegistryError;
 pub(crate) use sessions::sidecar_session;

@@ -164,3 +164,54 @@ impl Repo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{repo, sha256, who};
+    use super::*;
+
+    /// Pending links name their repository, so its pending content can be listed without
+    /// hashing blobs, and a link named the old way (before an upgrade) still counts.
+    #[test]
+    fn pending_links_are_listed_per_repository() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let (x, bob_x, y) = (
+            who("main/x", None),
+            who("u/bob/main/x", None),
+            who("main/y", None),
+        );
+        let d = sha256(b"layer");
+        let id = repo.start_blob_upload(&x).unwrap();
+        fs::write(repo.uploads_dir().join(&id), b"layer").unwrap();
+        repo.finish_blob_upload(&x, &id, &d).unwrap();
+        let listed = |w: &Uploader| -> Vec<String> {
+            repo.pending_in(&w.repo)
+                .into_iter()
+                .map(|(d, _)| d.to_string())
+                .collect()
+        };
+        assert_eq!(listed(&x), [d.to_string()]);
+        assert!(listed(&bob_x).is_empty() && listed(&y).is_empty());
+        assert!(repo.open_image_blob(&y.repo, &d).is_err());
+
+        // A user repository's link ends in the user, for the quota.
+        let id = repo.start_blob_upload(&bob_x).unwrap();
+        fs::write(repo.uploads_dir().join(&id), b"layer").unwrap();
+        repo.finish_blob_upload(&bob_x, &id, &d).unwrap();
+        let link = repo.pending_path(&bob_x.repo, &d);
+        assert!(link.to_str().unwrap().ends_with(".bob"), "{link:?}");
+        assert_eq!(listed(&bob_x), [d.to_string()]);
+        assert_eq!(repo.reserved(&Name::parse("bob").unwrap(), None), 5);
+
+        // An old-style link is found, and renamed when the blob is marked pending again.
+        let old = repo.legacy_pending_path(&y.repo, &d);
+        fs::hard_link(repo.blob_path(&d), &old).unwrap();
+        assert!(repo.open_image_blob(&y.repo, &d).is_ok());
+        repo.mark_pending(&y.repo, &d, &repo.blob_path(&d)).unwrap();
+        assert!(!old.exists());
+        assert_eq!(listed(&y), [d.to_string()]);
+        repo.delete_image_blob(&y.repo, &d).unwrap();
+        assert!(repo.open_image_blob(&y.repo, &d).is_err());
+    }
+}

@@ -258,3 +258,135 @@ pub(crate) fn sidecar_session(name: &std::ffi::OsStr) -> Option<&str> {
     let (id, ext) = name.to_str()?.split_once('.')?;
     (is_session_id(id) && (ext == "sha256" || ext == "owner")).then_some(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{repo, who};
+    use super::*;
+    use crate::config::Config;
+
+    use crate::storage::files;
+
+    fn unknown<T>(r: Result<T, RegistryError>) -> bool {
+        matches!(r, Err(RegistryError::UploadUnknown))
+    }
+
+    #[test]
+    fn a_session_answers_to_its_repository_and_login_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let alice = who("main/x", Some("alice"));
+        let id = repo.start_blob_upload(&alice).unwrap();
+        assert_eq!(repo.blob_upload_state(&alice, &id).unwrap().size, 0);
+        for other in [
+            who("main/x", Some("bob")),
+            who("main/x", None),
+            who("main/y", Some("alice")),
+            who("u/alice/main/x", Some("alice")),
+        ] {
+            assert!(unknown(repo.blob_upload_state(&other, &id)), "{other:?}");
+            assert!(unknown(repo.cancel_blob_upload(&other, &id)), "{other:?}");
+            let mut h = Algo::Sha256.hasher();
+            h.update(b"");
+            let d = Digest::sha256_of_hex(h.finish_hex());
+            assert!(
+                unknown(repo.finish_blob_upload(&other, &id, &d)),
+                "{other:?}"
+            );
+        }
+        assert!(repo.uploads_dir().join(&id).is_file());
+        // A session whose owner file is gone (a crash right after creating it) is nobody's.
+        fs::remove_file(repo.uploads_dir().join(format!("{id}.owner"))).unwrap();
+        assert!(unknown(repo.blob_upload_state(&alice, &id)));
+        // Temp files of artifact uploads have session-like names but no owner.
+        let tmp_file = files::TempFile::create(&repo.uploads_dir()).unwrap();
+        let name = tmp_file
+            .path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(unknown(repo.blob_upload_state(&alice, &name)));
+        assert!(unknown(repo.blob_upload_state(&alice, "../../etc/passwd")));
+    }
+
+    /// A session of a user repository grows only as far as the quota allows, counting the
+    /// user's other pending data, however the body is cut into chunks.
+    #[tokio::test]
+    async fn a_user_session_stops_at_the_quota() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Arc::new(
+            Repo::new(&Config {
+                root_dir: tmp.path().to_path_buf(),
+                user_quota: 4096,
+                ..Config::default()
+            })
+            .unwrap(),
+        );
+        let chunks = |n: usize| {
+            let items: Vec<Result<Bytes, std::io::Error>> =
+                (0..n).map(|_| Ok(Bytes::from(vec![7u8; 1000]))).collect();
+            futures_util::stream::iter(items)
+        };
+        let bob = who("u/bob/main/x", Some("bob"));
+        let other = repo.start_blob_upload(&bob).unwrap();
+        assert_eq!(
+            repo.append_blob_upload(&bob, &other, None, chunks(2))
+                .await
+                .unwrap(),
+            2000
+        );
+        let id = repo.start_blob_upload(&bob).unwrap();
+        let denied = repo.append_blob_upload(&bob, &id, None, chunks(10)).await;
+        assert!(
+            matches!(denied, Err(RegistryError::OverQuota(_))),
+            "{denied:?}"
+        );
+        assert_eq!(repo.blob_upload_state(&bob, &id).unwrap().size, 0);
+        // What fits next to the other session passes, in any number of requests.
+        assert_eq!(
+            repo.append_blob_upload(&bob, &id, Some(0), chunks(1))
+                .await
+                .unwrap(),
+            1000
+        );
+        assert_eq!(
+            repo.append_blob_upload(&bob, &id, Some(1000), chunks(1))
+                .await
+                .unwrap(),
+            2000
+        );
+        let denied = repo
+            .append_blob_upload(&bob, &id, Some(2000), chunks(1))
+            .await;
+        assert!(
+            matches!(denied, Err(RegistryError::OverQuota(_))),
+            "{denied:?}"
+        );
+        assert_eq!(repo.blob_upload_state(&bob, &id).unwrap().size, 2000);
+        // Another user, and the root repository, have their own room.
+        for name in ["u/carol/main/x", "main/x"] {
+            let w = who(name, None);
+            let id = repo.start_blob_upload(&w).unwrap();
+            assert_eq!(
+                repo.append_blob_upload(&w, &id, None, chunks(4))
+                    .await
+                    .unwrap(),
+                4000
+            );
+        }
+    }
+
+    #[test]
+    fn sidecars_name_their_session() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let name = |s: String| sidecar_session(std::ffi::OsStr::new(&s)).map(str::to_owned);
+        assert_eq!(name(format!("{id}.owner")).as_deref(), Some(id));
+        assert_eq!(name(format!("{id}.sha256")).as_deref(), Some(id));
+        assert_eq!(name(id.to_owned()), None);
+        assert_eq!(name(format!("{id}.link")), None);
+        assert_eq!(name(format!("{id}.deleting")), None);
+        assert_eq!(name(format!("reg-{id}.owner")), None);
+    }
+}
