@@ -1,5 +1,6 @@
 //! Pure types that name things in the tree: validated names, artifact paths, digests and the
-//! typed coordinates (scope, branch, tag, job, format, product version) the storage layer takes.
+//! typed coordinates (scope, branch, tag, job, format, product version) the storage layer takes,
+//! and OCI manifest documents as the registry reads them ([`oci`]).
 //! Nothing here touches the filesystem.
 
 mod digest;

@@ -281,6 +281,7 @@ pub(super) fn parse_digest(raw: &str, code: Code) -> Result<Digest, V2Error> {
 mod tests {
     use super::*;
 
+    /// A table, one row per case (hence its length), read back from the wire bytes.
     #[tokio::test]
     async fn each_refusal_has_its_code_and_status() {
         let d = Digest::parse(Some(&format!("sha256:{}", "a".repeat(64)))).unwrap();
