@@ -6,6 +6,8 @@ pub(crate) mod envelope;
 pub(crate) mod path;
 mod query;
 mod reply;
+#[cfg(test)]
+mod router_tests;
 mod uploads;
 
 use crate::http::guard::Caller;
