@@ -1,6 +1,6 @@
 //! Blobs of a repository: open for pull, cross-repository mount, and manifest bytes stored as blobs.
 
-use super::*;
+use super::{ImageRepo, RegistryError};
 use crate::model::Digest;
 use crate::storage::files;
 use crate::storage::{BlobReader, Repo};

@@ -1,7 +1,7 @@
 //! The containers (tag or version dirs) that make up a registry repository, aliases included.
 
 use super::container_layout::rel_of;
-use super::*;
+use super::{ImageRepo, RegistryError};
 use crate::model::{Alias, Digest, Name, TagRef};
 use crate::storage::Repo;
 use crate::storage::files::{exists, sort_time, stamp_time};

@@ -2,7 +2,7 @@
 
 use super::container_layout::{digest_of_link, rel_of, top_manifest};
 use super::containers::Container;
-use super::*;
+use super::{ImageRepo, RegistryError};
 use crate::model::Digest;
 use crate::storage::Repo;
 use crate::storage::files::{self, DirLock, exists};

@@ -1,7 +1,7 @@
 //! Installing a pushed image into its job: the `container` dir built aside, swapped in under the job lock.
 
 use super::container_layout::rel_of;
-use super::*;
+use super::{ImageRepo, RegistryError};
 use crate::model::{Digest, JobRef};
 use crate::storage::files::{self, DirLock, exists, random_hex};
 use crate::storage::{Repo, StoreError};

@@ -1,7 +1,7 @@
 //! Manifests: pull by tag or digest, push.
 
 use super::container_layout::top_manifest;
-use super::*;
+use super::{ImageRepo, ManifestFile, Pushed, RegistryError};
 use crate::model::oci::{
     Descriptor, MAX_MANIFEST, Manifest, ManifestError, media_type_of, parse_doc,
 };

@@ -1,7 +1,7 @@
 //! Pending links: blobs and manifests that wait in a repository for the manifest that uses them, and the quota they reserve.
 
 use super::sessions::{is_session_id, owner_file};
-use super::*;
+use super::{ImageRepo, RegistryError};
 use crate::model::{Algo, Digest, Name, Scope};
 use crate::storage::Repo;
 use crate::storage::files;
@@ -167,6 +167,7 @@ impl Repo {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Uploader;
     use super::super::test_support::{repo, sha256, who};
     use super::*;
 

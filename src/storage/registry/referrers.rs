@@ -2,7 +2,7 @@
 
 use super::container_layout::digest_of_link;
 use super::manifests::read_small;
-use super::*;
+use super::{ImageRepo, RegistryError};
 use crate::model::Digest;
 use crate::model::oci::{self, parse_doc};
 use crate::storage::Repo;

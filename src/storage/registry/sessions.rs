@@ -1,6 +1,6 @@
 //! Blob upload sessions in `.uploads/`: start, append, finish, cancel, and who owns them.
 
-use super::*;
+use super::{RegistryError, UploadState, Uploader};
 use crate::model::{Algo, Digest, Scope};
 use crate::storage::blobs::pump;
 use crate::storage::files::{self, random_hex};

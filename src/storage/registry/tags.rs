@@ -1,6 +1,6 @@
 //! Listing tags of a repository and the catalog of repositories.
 
-use super::*;
+use super::{ImageRepo, RegistryError};
 use crate::model::Scope;
 use crate::storage::Repo;
 

@@ -1,10 +1,10 @@
 //! Helpers shared by the registry's unit tests: a repository on a temporary directory,
 //! uploaders, uploaded blobs and image manifests.
 
-use super::*;
+use super::{ImageRepo, Uploader};
 use crate::config::Config;
 use crate::model::oci::OCI_MANIFEST;
-use crate::model::{Algo, JobRef, TagRef};
+use crate::model::{Algo, BranchRef, Digest, JobRef, Name, Scope, TagRef};
 use crate::storage::Repo;
 use std::fs;
 use std::path::Path;
