@@ -1,4 +1,5 @@
-//! Blobs of a repository: open for pull, cross-repository mount, and manifest bytes stored as blobs.
+//! Blobs of a repository: opened for a pull, mounted from another repository, and manifest
+//! bytes stored as blobs.
 
 use super::{ImageRepo, RegistryError};
 use crate::model::Digest;

@@ -1,4 +1,5 @@
-//! The containers (tag or version dirs) that make up a registry repository, aliases included.
+//! The containers (tag or version dirs) that make up a registry repository, aliases
+//! included, and where in them (or pending) a digest is held.
 
 use super::container_layout::rel_of;
 use super::{ImageRepo, RegistryError};

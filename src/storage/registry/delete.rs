@@ -1,4 +1,5 @@
-//! Deleting images and blobs, and pruning the job and tag dirs an image delete empties.
+//! Deleting images by tag or digest (their blobs stay pending, see `pending.rs`), pruning
+//! the job and tag dirs that empties, and deleting blobs no image of the repository links.
 
 use super::container_layout::{digest_of_link, rel_of, top_manifest};
 use super::containers::Container;

@@ -1,4 +1,5 @@
-//! Installing a pushed image into its job: the `container` dir built aside, swapped in under the job lock.
+//! Installing a pushed image into its job: the `container` dir built aside in a leased
+//! staging dir, charged to the quota, then swapped in under the job lock.
 
 use super::container_layout::rel_of;
 use super::{ImageRepo, RegistryError};

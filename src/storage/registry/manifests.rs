@@ -1,4 +1,5 @@
-//! Manifests: pull by tag or digest, push.
+//! Manifests: pulled by tag, alias or digest; pushed by tag (installed, see `install.rs`) or
+//! by digest (pending). Parsing is `model::oci`'s; this finds what the descriptors name.
 
 use super::container_layout::top_manifest;
 use super::{ImageRepo, ManifestFile, Pushed, RegistryError};

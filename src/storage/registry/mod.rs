@@ -14,6 +14,11 @@
 //! the quota: a chunk, a finished upload, a mount or a manifest pushed by digest that would
 //! take the usage plus what the user has pending past the quota is refused (403 `DENIED`).
 //! Pending links of a user repository end in `.{user}` so the reservation can be summed.
+//!
+//! Files: `sessions` (uploads), `pending` (waiting blobs, quota reservation), `containers`
+//! (a repository's tag dirs), `blobs`, `manifests`, `install` (a push into its job),
+//! `delete`, `referrers`, `tags`; `container_layout` names the files of a container dir and
+//! imports nothing else of the registry. Failures are [`RegistryError`]s: no OCI codes here.
 
 mod blobs;
 pub(crate) mod container_layout;

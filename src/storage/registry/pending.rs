@@ -1,4 +1,5 @@
-//! Pending links: blobs and manifests that wait in a repository for the manifest that uses them, and the quota they reserve.
+//! Pending links (`.uploads/reg-{key}-{algo}-{hex}[.{user}]`): blobs and manifests that wait
+//! in a repository for the manifest that uses them, and the quota room they reserve.
 
 use super::sessions::{is_session_id, owner_file};
 use super::{ImageRepo, RegistryError};

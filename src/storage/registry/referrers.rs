@@ -1,4 +1,4 @@
-//! The referrers API: manifests whose `subject` is a digest.
+//! The referrers API: the repository's manifests whose `subject` is a digest.
 
 use super::container_layout::digest_of_link;
 use super::manifests::read_small;

@@ -1,4 +1,5 @@
-//! Blob upload sessions in `.uploads/`: start, append, finish, cancel, and who owns them.
+//! Blob upload sessions in `.uploads/`: start, append, finish, cancel, and the owner file
+//! that ties each to the repository and caller that started it.
 
 use super::{RegistryError, UploadState, Uploader};
 use crate::model::{Algo, Digest, Scope};

@@ -1,4 +1,4 @@
-//! Listing tags of a repository and the catalog of repositories.
+//! Listing the tags of a repository and the catalog of repositories.
 
 use super::{ImageRepo, RegistryError};
 use crate::model::Scope;
