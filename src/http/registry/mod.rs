@@ -259,13 +259,7 @@ async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Repl
                 .run(move |s| Ok(s.mount_blob(&to, &src, &dd)))
                 .await??;
             if mounted {
-                return Ok(Reply::Empty(
-                    StatusCode::CREATED,
-                    vec![
-                        (header::LOCATION, format!("/v2/{name}/blobs/{d}")),
-                        (reply::DIGEST.clone(), d.to_string()),
-                    ],
-                ));
+                return Ok(uploads::blob_created(&name, &d));
             }
         }
     }
@@ -273,22 +267,13 @@ async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Repl
     let digest = param(&q, "digest")
         .map(|d| parse_digest(d, Code::DigestInvalid))
         .transpose()?;
-    let owner = who.clone();
+    if let Some(d) = digest {
+        return uploads::finish(app, req, &who, uploads::Finishing::WholeBlob, d).await;
+    }
     let id = app
         .repo
-        .run(move |s| Ok(s.start_blob_upload(&owner)))
+        .run(move |s| Ok(s.start_blob_upload(&who)))
         .await??;
-    if let Some(d) = digest {
-        // Monolithic upload in one POST: a refused one leaves no session behind.
-        let done = uploads::finish(app, req, &who, id.clone(), d).await;
-        if done.is_err() {
-            let _ = app
-                .repo
-                .run(move |s| Ok(s.cancel_blob_upload(&who, &id)))
-                .await;
-        }
-        return done;
-    }
     Ok(uploads::accepted(&name, &id, 0))
 }
 

@@ -56,8 +56,8 @@ pub fn uploader(req: &Request, repo: ImageRepo) -> Uploader {
     Uploader { repo, login }
 }
 
-/// Appends the request's body to the session; a refused chunk is read to the end (up
-/// to a bound) so that the client, still sending, gets the answer.
+/// Appends the request's body to the session. A refused body is read to the end (up to a
+/// bound) so that the client, still sending, gets the answer.
 async fn append(
     app: &AppState,
     who: &Uploader,
@@ -73,27 +73,50 @@ async fn append(
     Ok(appended?)
 }
 
+/// The session the last bytes of a blob go to.
+pub enum Finishing {
+    /// The one the client opened (`PUT`).
+    Session(String),
+    /// A new one, for a whole blob in one `POST`.
+    WholeBlob,
+}
+
+/// Receives the last (or only) bytes of a blob and finishes it against `d`.
 pub async fn finish(
     app: &AppState,
     req: Request,
     who: &Uploader,
-    id: String,
+    into: Finishing,
     d: Digest,
 ) -> Result<Reply, V2Error> {
     let name = who.repo.name();
     let start = range_start(req.headers())?;
-    append(app, who, &id, start, req).await?;
-    let (dd, who) = (d.clone(), who.clone());
-    app.repo
-        .run(move |s| Ok(s.finish_blob_upload(&who, &id, &dd)))
-        .await??;
-    Ok(Reply::Empty(
+    let mut body = crate::http::byte_stream(req.into_body());
+    let done = match &into {
+        Finishing::Session(id) => {
+            let repo = &app.repo;
+            repo.complete_blob_upload(who, id, start, &mut body, &d)
+                .await
+        }
+        Finishing::WholeBlob => app.repo.upload_whole_blob(who, start, &mut body, &d).await,
+    };
+    if done.is_err() {
+        // As for a chunk; a body already read to its end (a digest mismatch) costs nothing.
+        crate::http::drain(body).await;
+    }
+    done?;
+    Ok(blob_created(&name, &d))
+}
+
+/// 201 for a blob now in the repository `name` (finished upload or mount).
+pub fn blob_created(name: &str, d: &Digest) -> Reply {
+    Reply::Empty(
         StatusCode::CREATED,
         vec![
             (header::LOCATION, format!("/v2/{name}/blobs/{d}")),
             (reply::DIGEST.clone(), d.to_string()),
         ],
-    ))
+    )
 }
 
 pub async fn session(
@@ -131,7 +154,7 @@ pub async fn session(
                 ));
             };
             let d = parse_digest(raw, Code::DigestInvalid)?;
-            finish(app, req, &who, id, d).await
+            finish(app, req, &who, Finishing::Session(id), d).await
         }
         Method::DELETE => {
             app.repo

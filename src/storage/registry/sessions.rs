@@ -169,6 +169,47 @@ impl Repo {
         })
     }
 
+    /// The last request of an upload (`PUT`): `body` appended, then the session finished
+    /// against `d`.
+    pub async fn complete_blob_upload<S>(
+        self: &Arc<Self>,
+        who: &Uploader,
+        id: &str,
+        start: Option<u64>,
+        body: S,
+        d: &Digest,
+    ) -> Result<(), RegistryError>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin,
+    {
+        self.append_blob_upload(who, id, start, body).await?;
+        let (who, id, d) = (who.clone(), id.to_owned(), d.clone());
+        self.run(move |s| Ok(s.finish_blob_upload(&who, &id, &d)))
+            .await?
+    }
+
+    /// A whole blob in one request (`POST` with `digest`): a session started and completed
+    /// at once. A refused one leaves no session behind.
+    pub async fn upload_whole_blob<S>(
+        self: &Arc<Self>,
+        who: &Uploader,
+        start: Option<u64>,
+        body: S,
+        d: &Digest,
+    ) -> Result<(), RegistryError>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin,
+    {
+        let owner = who.clone();
+        let id = self.run(move |s| Ok(s.start_blob_upload(&owner))).await??;
+        let done = self.complete_blob_upload(who, &id, start, body, d).await;
+        if done.is_err() {
+            let who = who.clone();
+            let _ = self.run(move |s| Ok(s.cancel_blob_upload(&who, &id))).await;
+        }
+        done
+    }
+
     /// Finishes a session: checks its content against `d`, stores it in `.blobs` (once) and
     /// marks it pending in the repository. A mismatch deletes the session.
     pub fn finish_blob_upload(
