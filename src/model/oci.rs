@@ -225,16 +225,27 @@ pub fn media_type_of(doc: &Map<String, Value>) -> String {
     }
 }
 
-/// The referrers API's descriptor of the manifest `doc` (`digest`, `size` bytes) when it
-/// names `subject` and, with a filter, is of `artifact_type`; `None` otherwise. Tolerant:
-/// a stored document that is no valid manifest is simply not a referrer.
+/// A manifest as the referrers API lists it (OCI distribution spec, "Listing Referrers").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Referrer {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    /// The manifest's `artifactType`, else its config's media type.
+    pub artifact_type: Option<String>,
+    pub annotations: Option<Value>,
+}
+
+/// The manifest `doc` (`digest`, `size` bytes) as a referrer of `subject`, when it names
+/// it and, with a filter, is of `artifact_type`; `None` otherwise. Tolerant: a stored
+/// document that is no valid manifest is simply not a referrer.
 pub fn referrer(
     doc: &Map<String, Value>,
-    digest: &str,
+    digest: &Digest,
     size: u64,
     subject: &str,
     artifact_type: Option<&str>,
-) -> Option<Value> {
+) -> Option<Referrer> {
     let names = doc
         .get("subject")
         .and_then(|s| s.get("digest"))
@@ -243,8 +254,6 @@ pub fn referrer(
     if names != Some(subject) || !PUSHABLE.contains(&media_type.as_str()) {
         return None;
     }
-    // OCI distribution spec, "Listing Referrers": the manifest's `artifactType`, else its
-    // config's media type.
     let atype = doc.get("artifactType").and_then(Value::as_str).or_else(|| {
         doc.get("config")
             .and_then(|c| c.get("mediaType"))
@@ -253,17 +262,13 @@ pub fn referrer(
     if artifact_type.is_some_and(|t| Some(t) != atype) {
         return None;
     }
-    let mut desc = Map::new();
-    desc.insert("mediaType".into(), media_type.into());
-    desc.insert("digest".into(), digest.into());
-    desc.insert("size".into(), size.into());
-    if let Some(t) = atype {
-        desc.insert("artifactType".into(), t.into());
-    }
-    if let Some(a) = doc.get("annotations") {
-        desc.insert("annotations".into(), a.clone());
-    }
-    Some(Value::Object(desc))
+    Some(Referrer {
+        media_type,
+        digest: digest.clone(),
+        size,
+        artifact_type: atype.map(str::to_owned),
+        annotations: doc.get("annotations").cloned(),
+    })
 }
 
 #[cfg(test)]
@@ -433,29 +438,30 @@ mod tests {
         assert_eq!(m.subject.map(|s| s.digest), Some(digest(C)));
 
         let obj = doc.as_object().unwrap();
-        let r = referrer(obj, A, 10, C, None).unwrap();
+        let r = referrer(obj, &digest(A), 10, C, None).unwrap();
         assert_eq!(
             r,
-            json!({"mediaType": OCI_MANIFEST, "digest": A, "size": 10,
-                   "artifactType": "application/vnd.oci.image.config.v1+json",
-                   "annotations": {"k": "v"}})
+            Referrer {
+                media_type: OCI_MANIFEST.into(),
+                digest: digest(A),
+                size: 10,
+                artifact_type: Some("application/vnd.oci.image.config.v1+json".into()),
+                annotations: Some(json!({"k": "v"})),
+            }
         );
-        assert!(referrer(obj, A, 10, B, None).is_none(), "another subject");
-        assert!(referrer(obj, A, 10, C, Some("application/x-sbom")).is_none());
+        assert!(
+            referrer(obj, &digest(A), 10, B, None).is_none(),
+            "another subject"
+        );
+        let sbom = Some("application/x-sbom");
+        assert!(referrer(obj, &digest(A), 10, C, sbom).is_none());
 
         // `artifactType` wins over the config's media type.
         let mut doc = doc;
         doc.as_object_mut()
             .unwrap()
             .insert("artifactType".into(), json!("application/x-sbom"));
-        let r = referrer(
-            doc.as_object().unwrap(),
-            A,
-            10,
-            C,
-            Some("application/x-sbom"),
-        )
-        .unwrap();
-        assert_eq!(r["artifactType"], "application/x-sbom");
+        let r = referrer(doc.as_object().unwrap(), &digest(A), 10, C, sbom).unwrap();
+        assert_eq!(r.artifact_type.as_deref(), sbom);
     }
 }

@@ -12,7 +12,7 @@ mod uploads;
 
 use crate::http::guard::Caller;
 use crate::http::reply::plain_status;
-use crate::model::oci::{MAX_MANIFEST, OCI_INDEX};
+use crate::model::oci::{MAX_MANIFEST, OCI_INDEX, Referrer};
 use crate::state::AppState;
 use crate::storage::Listing;
 use crate::storage::registry::ImageRepo;
@@ -301,11 +301,26 @@ async fn referrers(
     }
     let mut res = Reply::json_with(
         StatusCode::OK,
-        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": Value::Array(list)}),
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list.into_iter().map(index_descriptor).collect::<Vec<_>>()}),
         headers,
     );
     if let Reply::Json { content_type, .. } = &mut res {
         *content_type = OCI_INDEX;
     }
     Ok(res)
+}
+
+/// A referrer as an index descriptor, keys in the order clients have always seen them.
+fn index_descriptor(r: Referrer) -> Value {
+    let mut desc = serde_json::Map::new();
+    desc.insert("mediaType".into(), r.media_type.into());
+    desc.insert("digest".into(), r.digest.to_string().into());
+    desc.insert("size".into(), r.size.into());
+    if let Some(t) = r.artifact_type {
+        desc.insert("artifactType".into(), t.into());
+    }
+    if let Some(a) = r.annotations {
+        desc.insert("annotations".into(), a);
+    }
+    Value::Object(desc)
 }

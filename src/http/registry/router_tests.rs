@@ -208,3 +208,22 @@ async fn an_anonymous_call_gets_the_registry_401() {
     assert_eq!(res.headers[header::CONTENT_TYPE], "application/json");
     assert!(res.headers.contains_key(header::WWW_AUTHENTICATE));
 }
+
+/// Referrers keep the key order they were always sent in.
+#[test]
+fn a_referrer_is_an_index_descriptor() {
+    let r = crate::model::oci::Referrer {
+        media_type: OCI_MANIFEST.into(),
+        digest: sha256(b"m"),
+        size: 7,
+        artifact_type: Some("application/x-sbom".into()),
+        annotations: Some(json!({"k": "v"})),
+    };
+    let d = sha256(b"m");
+    assert_eq!(
+        crate::pyjson::to_string(&super::index_descriptor(r)),
+        format!(
+            r#"{{"mediaType": "{OCI_MANIFEST}", "digest": "{d}", "size": 7, "artifactType": "application/x-sbom", "annotations": {{"k": "v"}}}}"#
+        )
+    );
+}

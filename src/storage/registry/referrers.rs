@@ -4,10 +4,9 @@ use super::container_layout::digest_of_link;
 use super::manifests::read_small;
 use super::{ImageRepo, RegistryError};
 use crate::model::Digest;
-use crate::model::oci::{self, parse_doc};
+use crate::model::oci::{self, Referrer, parse_doc};
 use crate::storage::Repo;
 use crate::storage::tree::Listing;
-use serde_json::Value;
 use std::path::PathBuf;
 
 impl Repo {
@@ -22,11 +21,11 @@ impl Repo {
         d: &Digest,
         artifact_type: Option<&str>,
         acl: &Listing,
-    ) -> Result<Vec<Value>, RegistryError> {
+    ) -> Result<Vec<Referrer>, RegistryError> {
         let want = d.to_string();
         let name = r.name();
         let candidates = self.manifests_in(r);
-        let mut found: std::collections::BTreeMap<String, Value> = Default::default();
+        let mut found: std::collections::BTreeMap<String, Referrer> = Default::default();
         for (digest, path) in candidates {
             let key = digest.to_string();
             if found.contains_key(&key) {
@@ -45,7 +44,7 @@ impl Repo {
                 continue;
             };
             let len = data.len() as u64;
-            let Some(desc) = oci::referrer(&doc, &key, len, &want, artifact_type) else {
+            let Some(desc) = oci::referrer(&doc, &digest, len, &want, artifact_type) else {
                 continue;
             };
             if !acl.allows(|| format!("/v2/{name}/manifests/{key}")) {
