@@ -196,36 +196,43 @@ pub fn oci_error(e: V2Error) -> Response {
         V2Error::Oci(code, msg) => Ok((code, msg)),
         V2Error::Registry(e) => registry_code(e),
     };
-    let (code, status, message) = match refused {
-        Ok((code, msg)) => {
-            let (name, status) = code_info(code);
-            let mut res = oci_body(name, status, msg);
-            // A blob in use can still be read (RFC 9110: a 405 lists what the resource allows).
-            if code == Code::BlobInUse {
-                res.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
-            }
-            return res;
-        }
-        Err(StoreError::NotFound) => (
+    let (code, msg) = match refused {
+        Ok(refusal) => refusal,
+        Err(store) => return store_failure(store),
+    };
+    let (name, status) = code_info(code);
+    let mut res = oci_body(name, status, msg);
+    // A blob in use can still be read (RFC 9110: a 405 lists what the resource allows).
+    if code == Code::BlobInUse {
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+    }
+    res
+}
+
+/// A storage error under `/v2/`: the few a client can act on in the OCI envelope, a full
+/// disk as 507, anything else the plain 500.
+fn store_failure(e: StoreError) -> Response {
+    let (code, status, message) = match e {
+        StoreError::NotFound => (
             "NAME_UNKNOWN",
             StatusCode::NOT_FOUND,
             "repository name not known to registry".into(),
         ),
-        Err(StoreError::BadRequest(why)) => ("DENIED", StatusCode::FORBIDDEN, why),
-        Err(StoreError::ClientTimeout) => (
+        StoreError::BadRequest(why) => ("DENIED", StatusCode::FORBIDDEN, why),
+        StoreError::ClientTimeout => (
             "BLOB_UPLOAD_INVALID",
             StatusCode::REQUEST_TIMEOUT,
             "the client stopped sending".into(),
         ),
-        Err(StoreError::Denied) => ("DENIED", StatusCode::FORBIDDEN, "access denied".into()),
-        Err(e) if e.os_error() == Some(nix::libc::ENAMETOOLONG) => (
+        StoreError::Denied => ("DENIED", StatusCode::FORBIDDEN, "access denied".into()),
+        e if e.os_error() == Some(nix::libc::ENAMETOOLONG) => (
             "NAME_INVALID",
             StatusCode::BAD_REQUEST,
             "name too long".into(),
         ),
-        Err(StoreError::Interrupted(why)) => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST, why),
-        Err(StoreError::NoSpace(why)) => {
+        StoreError::Interrupted(why) => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST, why),
+        StoreError::NoSpace(why) => {
             let mut res = oci_body(
                 "UNKNOWN",
                 StatusCode::INSUFFICIENT_STORAGE,
@@ -234,7 +241,7 @@ pub fn oci_error(e: V2Error) -> Response {
             res.extensions_mut().insert(Failure::refused(why));
             return res;
         }
-        Err(other) => {
+        other => {
             let mut res = plain_status(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
             // Logged with the request's method and URL on the way out.
             res.extensions_mut()
