@@ -230,14 +230,7 @@ impl Repo {
             return Err(RegistryError::UploadUnknown);
         }
         let len = fs::metadata(&path)?.len();
-        let cached = fs::read_to_string(sidecar(&path)).ok().and_then(|s| {
-            let (l, hex) = s.split_once(' ')?;
-            (l.parse::<u64>().ok()? == len && d.algo().name() == "sha256").then(|| hex.to_owned())
-        });
-        let hex = match cached {
-            Some(h) => h,
-            None => files::hash_file(d.algo(), &path)?,
-        };
+        let hex = session_hash(&path, len, d)?;
         let _ = fs::remove_file(sidecar(&path));
         if hex != d.hex() {
             let _ = remove_session(&path);
@@ -262,6 +255,19 @@ impl Repo {
         self.mark_pending(r, d, &blob)?;
         remove_session(&path)?;
         Ok(())
+    }
+}
+
+/// The hex digest of a session of `len` bytes in `d`'s algorithm: the one hashed while it
+/// was written when it still matches (see `{id}.sha256`), else read again.
+fn session_hash(path: &Path, len: u64, d: &Digest) -> io::Result<String> {
+    let cached = fs::read_to_string(sidecar(path)).ok().and_then(|s| {
+        let (l, hex) = s.split_once(' ')?;
+        (l.parse::<u64>().ok()? == len && d.algo().name() == "sha256").then(|| hex.to_owned())
+    });
+    match cached {
+        Some(h) => Ok(h),
+        None => files::hash_file(d.algo(), path),
     }
 }
 
