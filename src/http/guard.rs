@@ -8,7 +8,7 @@ use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use percent_encoding::percent_decode_str;
 use std::sync::Arc;
 
@@ -40,18 +40,11 @@ impl Caller {
 pub(crate) fn unauthorized(auth: &Auth, path: &str, html: bool, login: Option<String>) -> Response {
     let challenge = format!("Basic realm=\"{}\", charset=\"utf-8\"", auth.realm());
     let mut res = if path.starts_with("/v2/") {
-        (
+        super::registry::envelope::oci_body(
+            "UNAUTHORIZED",
             StatusCode::UNAUTHORIZED,
-            [
-                (header::CONTENT_TYPE, "application/json"),
-                (
-                    header::HeaderName::from_static("docker-distribution-api-version"),
-                    "registry/2.0",
-                ),
-            ],
-            r#"{"errors": [{"code": "UNAUTHORIZED", "message": "Authentication is required."}]}"#,
+            "Authentication is required.".into(),
         )
-            .into_response()
     } else {
         super::reply::plain_status(StatusCode::UNAUTHORIZED, "Unauthorized")
     };

@@ -55,38 +55,12 @@ impl Repo {
         // The guard stays with this future: however it ends (an error, the client gone, the
         // server stopping and dropping it), the temp file goes with it.
         let tmp = tokio::task::spawn_blocking(move || TempFile::create(&uploads)).await??;
-        let mut sink = Some((
+        let sink = (
             Arc::new(tmp.file.try_clone()?),
             Some(digest.algo().hasher()),
-        ));
-        let mut in_flight: Option<Flush> = None;
-        let mut batch = Vec::new();
-        let mut batch_len = 0;
-        loop {
-            let next = body.next().await.transpose().map_err(body_error)?;
-            let end = next.is_none();
-            if let Some(chunk) = next {
-                batch_len += chunk.len();
-                batch.push(chunk);
-            }
-            if batch_len >= self.chunk_size || (end && !batch.is_empty()) {
-                if let Some(flush) = in_flight.take() {
-                    sink = Some(flush.wait().await?);
-                }
-                let (file, hasher) = sink
-                    .take()
-                    .ok_or(StoreError::Interrupted("no sink".into()))?;
-                in_flight = Some(Flush::start(file, hasher, std::mem::take(&mut batch)).await);
-                batch_len = 0;
-            }
-            if end {
-                break;
-            }
-        }
-        if let Some(flush) = in_flight.take() {
-            sink = Some(flush.wait().await?);
-        }
-        let (file, hasher) = sink.ok_or(StoreError::Interrupted("no sink".into()))?;
+        );
+        let no_limit = |_| Ok::<(), StoreError>(());
+        let ((file, hasher), _) = pump(&mut body, sink, self.chunk_size, no_limit).await?;
         let hasher = hasher.ok_or(StoreError::Interrupted("no hasher".into()))?;
         tokio::task::spawn_blocking(move || file.sync_all()).await??;
         if hasher.finish_hex() != digest.hex() {
@@ -174,7 +148,7 @@ impl Repo {
         self.link_artifact_unguarded(f, rel, &digest)
     }
 
-    fn store_blob_unguarded(&self, up: Upload) -> Result<Digest, StoreError> {
+    pub(crate) fn store_blob_unguarded(&self, up: Upload) -> Result<Digest, StoreError> {
         let blob = self.blob_path(&up.digest);
         up.tmp
             .file
@@ -343,6 +317,62 @@ impl Flush {
         };
         Ok((file, hasher))
     }
+}
+
+/// Where a streamed body goes: the file, and the hasher when it is hashed on the way.
+pub(crate) type Sink = (Arc<File>, Option<crate::model::Hasher>);
+
+/// Streams `body` into `sink`, one [`Flush`] per `chunk_size` bytes while the next batch
+/// arrives, so that no thread waits for the client. `admit(total)` sees the byte count
+/// each time a chunk arrives, before it is kept, and may refuse it. Returns the sink and
+/// the byte count. On an error no write is left running: the caller may cut the file
+/// back at once.
+pub(crate) async fn pump<S, E>(
+    body: &mut S,
+    sink: Sink,
+    chunk_size: usize,
+    mut admit: impl FnMut(u64) -> Result<(), E>,
+) -> Result<(Sink, u64), E>
+where
+    S: Stream<Item = io::Result<Bytes>> + Unpin,
+    E: From<StoreError>,
+{
+    let lost = || E::from(StoreError::Interrupted("upload writer lost".into()));
+    let mut sink = Some(sink);
+    let mut in_flight: Option<Flush> = None;
+    let (mut batch, mut batch_len, mut taken) = (Vec::new(), 0usize, 0u64);
+    let streamed: Result<(), E> = async {
+        loop {
+            let next = body.next().await.transpose().map_err(body_error)?;
+            let end = next.is_none();
+            if let Some(chunk) = next {
+                taken += chunk.len() as u64;
+                admit(taken)?;
+                batch_len += chunk.len();
+                batch.push(chunk);
+            }
+            if batch_len >= chunk_size || (end && !batch.is_empty()) {
+                if let Some(flush) = in_flight.take() {
+                    sink = Some(flush.wait().await?);
+                }
+                let (file, hasher) = sink.take().ok_or_else(lost)?;
+                in_flight = Some(Flush::start(file, hasher, std::mem::take(&mut batch)).await);
+                batch_len = 0;
+            }
+            if end {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    if let Some(flush) = in_flight.take() {
+        let written = flush.wait().await;
+        streamed?;
+        sink = Some(written?);
+    } else {
+        streamed?;
+    }
+    Ok((sink.ok_or_else(lost)?, taken))
 }
 
 /// An inclusive byte range of a file.

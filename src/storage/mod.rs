@@ -24,8 +24,8 @@ pub mod registry;
 mod tokens;
 mod tree;
 
+pub(crate) use blobs::body_error;
 pub use blobs::{BlobReader, ByteRange, Upload};
-pub(crate) use blobs::{Flush, body_error};
 pub use gc::{GcKind, GcReport, Unpublish};
 pub use tokens::TokenFiles;
 pub use tree::{

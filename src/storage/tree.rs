@@ -906,7 +906,7 @@ pub(crate) fn format_digests(fdir: &Path) -> Map<String, Value> {
 
 /// `{algo}:{hex}` of the first manifest under `container/manifests/*/*/*`.
 fn container_manifest_digest(fdir: &Path) -> Option<String> {
-    super::registry::top_manifest(fdir).map(|(_, digest)| digest)
+    super::registry::container_layout::top_manifest(fdir).map(|(_, digest)| digest)
 }
 
 pub(crate) fn same_file(a: &Path, b: &Path) -> bool {

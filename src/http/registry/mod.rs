@@ -1,57 +1,28 @@
 //! The container registry under `/v2/` (spec/CONTAINER.md, OCI distribution spec v1.1):
 //! parses the path, picks the method, makes one storage call and renders the answer. No
-//! filesystem access here; `storage/registry.rs` does that.
+//! filesystem access here; `storage/registry/` does that.
 
+pub(crate) mod envelope;
 pub(crate) mod path;
+mod query;
 mod reply;
+#[cfg(test)]
+mod router_tests;
+mod uploads;
 
 use crate::http::guard::Caller;
-use crate::model::Digest;
+use crate::http::reply::plain_status;
+use crate::model::oci::{MAX_MANIFEST, OCI_INDEX, Referrer};
 use crate::state::AppState;
 use crate::storage::Listing;
-use crate::storage::registry::{Code, ImageRepo, MAX_MANIFEST, RegError, Uploader};
+use crate::storage::registry::ImageRepo;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use path::Target;
-use reply::{FileReply, Reply, oci_error, plain};
+use query::{param, query};
+use reply::{Code, FileReply, Reply, V2Error, not_allowed, oci_error, parse_digest};
 use serde_json::{Value, json};
-
-/// Query parameters, decoded.
-fn query(req: &Request) -> Vec<(String, String)> {
-    req.uri()
-        .query()
-        .map(|q| {
-            url_pairs(q)
-                .into_iter()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn url_pairs(q: &str) -> Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            // `+` stays a plus (RFC 3986): no registry parameter holds a space, and media
-            // types such as `application/spdx+json` are `artifactType` values.
-            let dec = |s: &'_ str| {
-                std::borrow::Cow::Owned(
-                    percent_encoding::percent_decode_str(s)
-                        .decode_utf8_lossy()
-                        .into_owned(),
-                )
-            };
-            (dec(k), dec(v))
-        })
-        .collect()
-}
-
-fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
 
 /// Read access of the caller, for listings, aliases and mounts: the guard identified the
 /// caller and checked the request itself; without a caller, auth is disabled.
@@ -69,9 +40,9 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
         Some(crate::http::Addressed::Registry(t)) => t,
         Some(crate::http::Addressed::TooLong(_)) => {
             let why = "a name component is longer than 255 bytes".to_owned();
-            return oci_error(RegError::Oci(Code::NameInvalid, why));
+            return oci_error(V2Error::Oci(Code::NameInvalid, why));
         }
-        _ => return plain(StatusCode::NOT_FOUND, "Not Found"),
+        _ => return plain_status(StatusCode::NOT_FOUND, "Not Found"),
     };
     match handle(&app, target, req).await {
         Ok(r) => r.render(&app),
@@ -79,11 +50,7 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
     }
 }
 
-fn not_allowed(allow: &'static str) -> Result<Reply, RegError> {
-    Ok(Reply::NotAllowed(allow))
-}
-
-async fn handle(app: &AppState, target: Target, req: Request) -> Result<Reply, RegError> {
+async fn handle(app: &AppState, target: Target, req: Request) -> Result<Reply, V2Error> {
     let method = req.method().clone();
     let read = method == Method::GET || method == Method::HEAD;
     match target {
@@ -100,7 +67,7 @@ async fn handle(app: &AppState, target: Target, req: Request) -> Result<Reply, R
             }
             Method::DELETE if matches!(r, ImageRepo::Job { .. }) => {
                 let repo = &app.repo;
-                repo.run(move |s| Ok(s.reg_delete_manifest(&r, &reference)))
+                repo.run(move |s| Ok(s.delete_manifest(&r, &reference)))
                     .await??;
                 Ok(Reply::Empty(StatusCode::ACCEPTED, vec![]))
             }
@@ -149,9 +116,9 @@ fn link_header(path: &str, n: usize, last: Option<&String>) -> Vec<(header::Head
     }
 }
 
-async fn catalog(app: &AppState, req: Request) -> Result<Reply, RegError> {
+async fn catalog(app: &AppState, req: Request) -> Result<Reply, V2Error> {
     let acl = access(&req);
-    let all = app.repo.run(|s| Ok(s.reg_catalog())).await?;
+    let all = app.repo.run(|s| Ok(s.image_catalog())).await?;
     let visible: Vec<String> = all
         .into_iter()
         .filter(|name| acl.allows(|| format!("/v2/{name}/")))
@@ -167,7 +134,7 @@ async fn catalog(app: &AppState, req: Request) -> Result<Reply, RegError> {
     ))
 }
 
-async fn tags(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, RegError> {
+async fn tags(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, V2Error> {
     let acl = access(&req);
     let name = r.name();
     let repo = r.clone();
@@ -175,7 +142,7 @@ async fn tags(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, RegEr
     let all = app
         .repo
         .run(move |s| {
-            Ok(s.reg_tags(&repo, |t| {
+            Ok(s.image_tags(&repo, |t| {
                 acl.allows(|| format!("/v2/{for_acl}/manifests/{t}"))
             }))
         })
@@ -200,11 +167,11 @@ async fn get_manifest(
     req: Request,
     r: ImageRepo,
     reference: String,
-) -> Result<Reply, RegError> {
+) -> Result<Reply, V2Error> {
     let acl = access(&req);
     let m = app
         .repo
-        .run(move |s| Ok(s.reg_manifest(&r, &reference, &acl)))
+        .run(move |s| Ok(s.open_manifest(&r, &reference, &acl)))
         .await??;
     Ok(Reply::File(Box::new(FileReply {
         req,
@@ -218,7 +185,7 @@ async fn put_manifest(
     req: Request,
     r: ImageRepo,
     reference: String,
-) -> Result<Reply, RegError> {
+) -> Result<Reply, V2Error> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -226,12 +193,12 @@ async fn put_manifest(
         .map(str::to_owned);
     let body = axum::body::to_bytes(req.into_body(), MAX_MANIFEST)
         .await
-        .map_err(|_| RegError::Oci(Code::ManifestInvalid, "manifest too large or cut".into()))?;
+        .map_err(|_| V2Error::Oci(Code::ManifestInvalid, "manifest too large or cut".into()))?;
     let name = r.name();
     let at = reference.clone();
     let pushed = app
         .repo
-        .run(move |s| Ok(s.reg_put_manifest(&r, &at, &body, content_type.as_deref())))
+        .run(move |s| Ok(s.push_manifest(&r, &at, &body, content_type.as_deref())))
         .await??;
     let digest = pushed.digest;
     let mut headers = vec![
@@ -249,18 +216,17 @@ async fn put_manifest(
     Ok(Reply::Empty(StatusCode::CREATED, headers))
 }
 
-fn parse_digest(raw: &str, code: Code) -> Result<Digest, RegError> {
-    Digest::parse(Some(raw)).map_err(|e| RegError::Oci(code, format!("invalid digest: {}", e.0)))
-}
-
 async fn get_blob(
     app: &AppState,
     req: Request,
     r: ImageRepo,
     digest: String,
-) -> Result<Reply, RegError> {
+) -> Result<Reply, V2Error> {
     let d = parse_digest(&digest, Code::BlobUnknown)?;
-    let file = app.repo.run(move |s| Ok(s.reg_open_blob(&r, &d))).await??;
+    let file = app
+        .repo
+        .run(move |s| Ok(s.open_image_blob(&r, &d)))
+        .await??;
     Ok(Reply::File(Box::new(FileReply {
         req,
         file: file.with_digest(digest),
@@ -268,15 +234,15 @@ async fn get_blob(
     })))
 }
 
-async fn delete_blob(app: &AppState, r: ImageRepo, digest: String) -> Result<Reply, RegError> {
+async fn delete_blob(app: &AppState, r: ImageRepo, digest: String) -> Result<Reply, V2Error> {
     let d = parse_digest(&digest, Code::DigestInvalid)?;
     app.repo
-        .run(move |s| Ok(s.reg_delete_blob(&r, &d)))
+        .run(move |s| Ok(s.delete_image_blob(&r, &d)))
         .await??;
     Ok(Reply::Empty(StatusCode::ACCEPTED, vec![]))
 }
 
-async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, RegError> {
+async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Reply, V2Error> {
     let q = query(&req);
     let name = r.name();
     if let (Some(mount), Some(from)) = (param(&q, "mount"), param(&q, "from")) {
@@ -290,16 +256,10 @@ async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Repl
             let (to, dd) = (r.clone(), d.clone());
             let mounted = app
                 .repo
-                .run(move |s| Ok(s.reg_mount(&to, &src, &dd)))
+                .run(move |s| Ok(s.mount_blob(&to, &src, &dd)))
                 .await??;
             if mounted {
-                return Ok(Reply::Empty(
-                    StatusCode::CREATED,
-                    vec![
-                        (header::LOCATION, format!("/v2/{name}/blobs/{d}")),
-                        (reply::DIGEST.clone(), d.to_string()),
-                    ],
-                ));
+                return Ok(uploads::blob_created(&name, &d));
             }
         }
     }
@@ -307,22 +267,13 @@ async fn start_upload(app: &AppState, req: Request, r: ImageRepo) -> Result<Repl
     let digest = param(&q, "digest")
         .map(|d| parse_digest(d, Code::DigestInvalid))
         .transpose()?;
-    let owner = who.clone();
+    if let Some(d) = digest {
+        return uploads::finish(app, req, &who, uploads::Finishing::WholeBlob, d).await;
+    }
     let id = app
         .repo
-        .run(move |s| Ok(s.reg_start_upload(&owner)))
+        .run(move |s| Ok(s.start_blob_upload(&who)))
         .await??;
-    if let Some(d) = digest {
-        // Monolithic upload in one POST: a refused one leaves no session behind.
-        let done = uploads::finish(app, req, &who, id.clone(), d).await;
-        if done.is_err() {
-            let _ = app
-                .repo
-                .run(move |s| Ok(s.reg_cancel_upload(&who, &id)))
-                .await;
-        }
-        return done;
-    }
     Ok(uploads::accepted(&name, &id, 0))
 }
 
@@ -331,7 +282,7 @@ async fn referrers(
     req: Request,
     r: ImageRepo,
     digest: String,
-) -> Result<Reply, RegError> {
+) -> Result<Reply, V2Error> {
     let d = parse_digest(&digest, Code::DigestInvalid)?;
     let q = query(&req);
     let atype = param(&q, "artifactType").map(str::to_owned);
@@ -339,7 +290,7 @@ async fn referrers(
     let acl = access(&req);
     let list = app
         .repo
-        .run(move |s| Ok(s.reg_referrers(&r, &d, atype.as_deref(), &acl)))
+        .run(move |s| Ok(s.manifest_referrers(&r, &d, atype.as_deref(), &acl)))
         .await??;
     let mut headers = vec![];
     if filtered {
@@ -350,150 +301,26 @@ async fn referrers(
     }
     let mut res = Reply::json_with(
         StatusCode::OK,
-        json!({"schemaVersion": 2, "mediaType": crate::storage::registry::OCI_INDEX, "manifests": Value::Array(list)}),
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list.into_iter().map(index_descriptor).collect::<Vec<_>>()}),
         headers,
     );
     if let Reply::Json { content_type, .. } = &mut res {
-        *content_type = crate::storage::registry::OCI_INDEX;
+        *content_type = OCI_INDEX;
     }
     Ok(res)
 }
 
-mod uploads {
-    //! Blob upload sessions: status, chunks, finish, cancel (spec/CONTAINER.md §3.6).
-    use super::*;
-
-    /// Clients may send chunks this small or bigger; smaller ones only cost round trips.
-    const CHUNK_MIN: u64 = 1 << 20;
-
-    pub fn accepted(name: &str, id: &str, size: u64) -> Reply {
-        let range = if size == 0 {
-            "0-0".to_owned()
-        } else {
-            format!("0-{}", size - 1)
-        };
-        Reply::Empty(
-            StatusCode::ACCEPTED,
-            vec![
-                (header::LOCATION, format!("/v2/{name}/blobs/uploads/{id}")),
-                (header::RANGE, range),
-                (
-                    header::HeaderName::from_static("docker-upload-uuid"),
-                    id.to_owned(),
-                ),
-                (
-                    header::HeaderName::from_static("oci-chunk-min-length"),
-                    CHUNK_MIN.to_string(),
-                ),
-            ],
-        )
+/// A referrer as an index descriptor, keys in the order clients have always seen them.
+fn index_descriptor(r: Referrer) -> Value {
+    let mut desc = serde_json::Map::new();
+    desc.insert("mediaType".into(), r.media_type.into());
+    desc.insert("digest".into(), r.digest.to_string().into());
+    desc.insert("size".into(), r.size.into());
+    if let Some(t) = r.artifact_type {
+        desc.insert("artifactType".into(), t.into());
     }
-
-    /// `Content-Range: a-b` (also `bytes a-b/*`): the offset the chunk starts at.
-    fn range_start(headers: &HeaderMap) -> Result<Option<u64>, RegError> {
-        let Some(v) = headers.get(header::CONTENT_RANGE) else {
-            return Ok(None);
-        };
-        let bad = || RegError::Oci(Code::RangeInvalid, "invalid Content-Range".into());
-        let s = v.to_str().map_err(|_| bad())?;
-        let s = s.trim().trim_start_matches("bytes").trim();
-        let start = s.split(['-', '/']).next().ok_or_else(bad)?;
-        start.trim().parse().map(Some).map_err(|_| bad())
+    if let Some(a) = r.annotations {
+        desc.insert("annotations".into(), a);
     }
-
-    /// The session key of a request: the repository it names and the caller.
-    pub fn uploader(req: &Request, repo: ImageRepo) -> Uploader {
-        let login = req
-            .extensions()
-            .get::<Caller>()
-            .and_then(|c| c.id.login.clone());
-        Uploader { repo, login }
-    }
-
-    /// Appends the request's body to the session; a refused chunk is read to the end (up
-    /// to a bound) so that the client, still sending, gets the answer.
-    async fn append(
-        app: &AppState,
-        who: &Uploader,
-        id: &str,
-        start: Option<u64>,
-        req: Request,
-    ) -> Result<u64, RegError> {
-        let mut body = crate::http::byte_stream(req.into_body());
-        let appended = app.repo.reg_append(who, id, start, &mut body).await;
-        if appended.is_err() {
-            crate::http::drain(body).await;
-        }
-        appended
-    }
-
-    pub async fn finish(
-        app: &AppState,
-        req: Request,
-        who: &Uploader,
-        id: String,
-        d: Digest,
-    ) -> Result<Reply, RegError> {
-        let name = who.repo.name();
-        let start = range_start(req.headers())?;
-        append(app, who, &id, start, req).await?;
-        let (dd, who) = (d.clone(), who.clone());
-        app.repo
-            .run(move |s| Ok(s.reg_finish_upload(&who, &id, &dd)))
-            .await??;
-        Ok(Reply::Empty(
-            StatusCode::CREATED,
-            vec![
-                (header::LOCATION, format!("/v2/{name}/blobs/{d}")),
-                (reply::DIGEST.clone(), d.to_string()),
-            ],
-        ))
-    }
-
-    pub async fn session(
-        app: &AppState,
-        req: Request,
-        r: ImageRepo,
-        id: String,
-    ) -> Result<Reply, RegError> {
-        let name = r.name();
-        let who = uploader(&req, r);
-        match req.method().clone() {
-            Method::GET | Method::HEAD => {
-                let (sid, owner) = (id.clone(), who.clone());
-                let st = app
-                    .repo
-                    .run(move |s| Ok(s.reg_upload_state(&owner, &sid)))
-                    .await??;
-                let mut reply = accepted(&name, &id, st.size);
-                if let Reply::Empty(status, _) = &mut reply {
-                    *status = StatusCode::NO_CONTENT;
-                }
-                Ok(reply)
-            }
-            Method::PATCH => {
-                let start = range_start(req.headers())?;
-                let size = append(app, &who, &id, start, req).await?;
-                Ok(accepted(&name, &id, size))
-            }
-            Method::PUT => {
-                let q = query(&req);
-                let Some(raw) = param(&q, "digest") else {
-                    return Err(RegError::Oci(
-                        Code::DigestInvalid,
-                        "the digest parameter is required".into(),
-                    ));
-                };
-                let d = parse_digest(raw, Code::DigestInvalid)?;
-                finish(app, req, &who, id, d).await
-            }
-            Method::DELETE => {
-                app.repo
-                    .run(move |s| Ok(s.reg_cancel_upload(&who, &id)))
-                    .await??;
-                Ok(Reply::Empty(StatusCode::NO_CONTENT, vec![]))
-            }
-            _ => not_allowed("GET,HEAD,PATCH,PUT,DELETE"),
-        }
-    }
+    Value::Object(desc)
 }

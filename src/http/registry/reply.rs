@@ -2,18 +2,21 @@
 //! answers with headers, and manifest/blob file bodies (ETag, conditional GET, one byte
 //! range, X-Sendfile, `sendfile(2)` through the connection).
 
+use super::envelope::{API_VERSION, oci_body};
 use crate::http::download::Download;
 use crate::http::observe::Failure;
+use crate::http::reply::plain_status;
+use crate::model::Digest;
+use crate::model::oci::ManifestError;
 use crate::state::AppState;
-use crate::storage::registry::{Code, RegError};
+use crate::storage::registry::RegistryError;
 use crate::storage::{BlobReader, StoreError};
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub static DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
-static API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
 pub enum Reply {
     Json {
@@ -73,7 +76,7 @@ impl Reply {
                 res
             }
             Reply::NotAllowed(allow) => {
-                let mut res = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+                let mut res = plain_status(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
                 res.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
                 return res;
@@ -103,29 +106,49 @@ fn add(res: &mut Response, headers: Vec<(HeaderName, String)>) {
     }
 }
 
-/// Plain-text answer for route misses and 405s (spec/API.md §1.4).
-pub fn plain(status: StatusCode, reason: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{}: {reason}", status.as_u16()),
-    )
-        .into_response()
+/// The OCI distribution error codes arbor sends (spec/CONTAINER.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    BlobUnknown,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    Denied,
+    Unsupported,
+    RangeInvalid,
+    /// A blob DELETE of a blob an image of the repository still links.
+    BlobInUse,
+}
+
+/// Why a `/v2/` request failed: refused by the HTTP side itself (a header, a parameter, a
+/// body too big), or by storage.
+#[derive(Debug, thiserror::Error)]
+pub enum V2Error {
+    #[error("{1}")]
+    Oci(Code, String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<StoreError> for V2Error {
+    fn from(e: StoreError) -> V2Error {
+        V2Error::Registry(RegistryError::Store(e))
+    }
 }
 
 fn code_info(code: Code) -> (&'static str, StatusCode) {
     use Code::*;
     match code {
         BlobUnknown => ("BLOB_UNKNOWN", StatusCode::NOT_FOUND),
-        BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST),
         BlobUploadUnknown => ("BLOB_UPLOAD_UNKNOWN", StatusCode::NOT_FOUND),
         DigestInvalid => ("DIGEST_INVALID", StatusCode::BAD_REQUEST),
-        ManifestBlobUnknown => ("MANIFEST_BLOB_UNKNOWN", StatusCode::NOT_FOUND),
         ManifestInvalid => ("MANIFEST_INVALID", StatusCode::BAD_REQUEST),
         ManifestUnknown => ("MANIFEST_UNKNOWN", StatusCode::NOT_FOUND),
         NameInvalid => ("NAME_INVALID", StatusCode::BAD_REQUEST),
         NameUnknown => ("NAME_UNKNOWN", StatusCode::NOT_FOUND),
-        SizeInvalid => ("SIZE_INVALID", StatusCode::BAD_REQUEST),
         Denied => ("DENIED", StatusCode::FORBIDDEN),
         Unsupported => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
         RangeInvalid => ("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE),
@@ -135,38 +158,81 @@ fn code_info(code: Code) -> (&'static str, StatusCode) {
     }
 }
 
-/// The only mapping from storage errors to registry answers.
-pub fn oci_error(e: RegError) -> Response {
-    // A blob in use can still be read (RFC 9110: a 405 lists what the resource allows).
-    let allow = matches!(e, RegError::Oci(Code::BlobInUse, _)).then_some("GET,HEAD");
-    let (code, status, message) = match e {
-        RegError::Oci(code, msg) => {
-            let (name, status) = code_info(code);
-            (name, status, msg)
+/// The OCI code of a registry refusal, with its message; a storage failure is handed back.
+fn registry_code(e: RegistryError) -> Result<(Code, String), StoreError> {
+    use RegistryError as E;
+    let code = match &e {
+        E::UploadUnknown => Code::BlobUploadUnknown,
+        E::UploadBusy | E::WrongOffset(_) => Code::RangeInvalid,
+        E::UploadDigestMismatch(_) | E::ManifestDigestMismatch(_) | E::InvalidDigest(_) => {
+            Code::DigestInvalid
         }
-        RegError::Store(StoreError::NotFound) => (
+        E::OverQuota(_) | E::PushToLockedJob | E::DeleteInLockedJob => Code::Denied,
+        E::RepositoryUnknown => Code::NameUnknown,
+        E::BlobUnknown | E::MissingBlob(_) => Code::BlobUnknown,
+        E::ManifestUnknown(_) => Code::ManifestUnknown,
+        E::BadManifest(ManifestError::Unsupported(_)) => Code::Unsupported,
+        E::InvalidReference(_)
+        | E::BadManifest(_)
+        | E::BadChild(_)
+        | E::SizeMismatch { .. }
+        | E::InvalidTag => Code::ManifestInvalid,
+        E::AliasTag | E::PushToProduct | E::DeleteInProduct => Code::Unsupported,
+        E::BlobInUse { .. } => Code::BlobInUse,
+        E::Store(_) => {
+            let E::Store(store) = e else {
+                unreachable!("matched just above")
+            };
+            return Err(store);
+        }
+    };
+    Ok((code, e.to_string()))
+}
+
+/// The only mapping from registry failures to answers: an OCI code and status for each
+/// refusal, the plain 500 (logged) for a storage failure nothing else explains.
+pub fn oci_error(e: V2Error) -> Response {
+    let refused = match e {
+        V2Error::Oci(code, msg) => Ok((code, msg)),
+        V2Error::Registry(e) => registry_code(e),
+    };
+    let (code, msg) = match refused {
+        Ok(refusal) => refusal,
+        Err(store) => return store_failure(store),
+    };
+    let (name, status) = code_info(code);
+    let mut res = oci_body(name, status, msg);
+    // A blob in use can still be read (RFC 9110: a 405 lists what the resource allows).
+    if code == Code::BlobInUse {
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+    }
+    res
+}
+
+/// A storage error under `/v2/`: the few a client can act on in the OCI envelope, a full
+/// disk as 507, anything else the plain 500.
+fn store_failure(e: StoreError) -> Response {
+    let (code, status, message) = match e {
+        StoreError::NotFound => (
             "NAME_UNKNOWN",
             StatusCode::NOT_FOUND,
             "repository name not known to registry".into(),
         ),
-        RegError::Store(StoreError::BadRequest(why)) => ("DENIED", StatusCode::FORBIDDEN, why),
-        RegError::Store(StoreError::ClientTimeout) => (
+        StoreError::BadRequest(why) => ("DENIED", StatusCode::FORBIDDEN, why),
+        StoreError::ClientTimeout => (
             "BLOB_UPLOAD_INVALID",
             StatusCode::REQUEST_TIMEOUT,
             "the client stopped sending".into(),
         ),
-        RegError::Store(StoreError::Denied) => {
-            ("DENIED", StatusCode::FORBIDDEN, "access denied".into())
-        }
-        RegError::Store(e) if e.os_error() == Some(nix::libc::ENAMETOOLONG) => (
+        StoreError::Denied => ("DENIED", StatusCode::FORBIDDEN, "access denied".into()),
+        e if e.os_error() == Some(nix::libc::ENAMETOOLONG) => (
             "NAME_INVALID",
             StatusCode::BAD_REQUEST,
             "name too long".into(),
         ),
-        RegError::Store(StoreError::Interrupted(why)) => {
-            ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST, why)
-        }
-        RegError::Store(StoreError::NoSpace(why)) => {
+        StoreError::Interrupted(why) => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST, why),
+        StoreError::NoSpace(why) => {
             let mut res = oci_body(
                 "UNKNOWN",
                 StatusCode::INSUFFICIENT_STORAGE,
@@ -175,41 +241,15 @@ pub fn oci_error(e: RegError) -> Response {
             res.extensions_mut().insert(Failure::refused(why));
             return res;
         }
-        RegError::Store(other) => {
-            let mut res = (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                "500: Internal Server Error",
-            )
-                .into_response();
+        other => {
+            let mut res = plain_status(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
             // Logged with the request's method and URL on the way out.
             res.extensions_mut()
                 .insert(Failure::error(format!("registry: {other}")));
             return res;
         }
     };
-    let mut res = oci_body(code, status, message);
-    if let Some(allow) = allow {
-        res.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allow));
-    }
-    res
-}
-
-/// `status` with the OCI error envelope (spec/CONTAINER.md §2).
-fn oci_body(code: &str, status: StatusCode, message: String) -> Response {
-    let body = json!({"errors": [{"code": code, "message": message}]});
-    let mut res = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::pyjson::to_string(&body),
-    )
-        .into_response();
-    res.headers_mut().insert(
-        API_VERSION.clone(),
-        HeaderValue::from_static("registry/2.0"),
-    );
-    res
+    oci_body(code, status, message)
 }
 
 /// Manifests and blobs are sent like any artifact (`http::download`): validators, one byte
@@ -232,4 +272,144 @@ fn send_file(app: &AppState, req: &Request, file: BlobReader, content_type: &str
         inline: false,
     }
     .respond(file)
+}
+
+/// A method the resource does not allow: 405 with `Allow`.
+pub(super) fn not_allowed(allow: &'static str) -> Result<Reply, V2Error> {
+    Ok(Reply::NotAllowed(allow))
+}
+
+/// A digest from the path or the query; `code` says what a bad one means there.
+pub(super) fn parse_digest(raw: &str, code: Code) -> Result<Digest, V2Error> {
+    Digest::parse(Some(raw)).map_err(|e| V2Error::Oci(code, format!("invalid digest: {}", e.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table, one row per case (hence its length), read back from the wire bytes.
+    #[tokio::test]
+    async fn each_refusal_has_its_code_and_status() {
+        let d = Digest::parse(Some(&format!("sha256:{}", "a".repeat(64)))).unwrap();
+        let cases: Vec<(RegistryError, &str, StatusCode)> = vec![
+            (
+                RegistryError::UploadUnknown,
+                "BLOB_UPLOAD_UNKNOWN",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                RegistryError::UploadBusy,
+                "BLOB_UPLOAD_INVALID",
+                StatusCode::RANGE_NOT_SATISFIABLE,
+            ),
+            (
+                RegistryError::WrongOffset(3),
+                "BLOB_UPLOAD_INVALID",
+                StatusCode::RANGE_NOT_SATISFIABLE,
+            ),
+            (
+                RegistryError::UploadDigestMismatch(d.clone()),
+                "DIGEST_INVALID",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                RegistryError::OverQuota("full".into()),
+                "DENIED",
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                RegistryError::PushToLockedJob,
+                "DENIED",
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                RegistryError::RepositoryUnknown,
+                "NAME_UNKNOWN",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                RegistryError::MissingBlob(d.clone()),
+                "BLOB_UNKNOWN",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                RegistryError::ManifestUnknown("t".into()),
+                "MANIFEST_UNKNOWN",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                RegistryError::BadManifest(ManifestError::Unsupported("x".into())),
+                "UNSUPPORTED",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                RegistryError::BadManifest(ManifestError::BadSize),
+                "MANIFEST_INVALID",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                RegistryError::AliasTag,
+                "UNSUPPORTED",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                RegistryError::BlobInUse {
+                    digest: d.clone(),
+                    tags: vec!["t1".into()],
+                    repo: "main/app".into(),
+                },
+                "DENIED",
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            (
+                RegistryError::Store(StoreError::NotFound),
+                "NAME_UNKNOWN",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                RegistryError::Store(StoreError::ClientTimeout),
+                "BLOB_UPLOAD_INVALID",
+                StatusCode::REQUEST_TIMEOUT,
+            ),
+            (
+                RegistryError::Store(StoreError::NoSpace("x".into())),
+                "UNKNOWN",
+                StatusCode::INSUFFICIENT_STORAGE,
+            ),
+        ];
+        for (e, code, status) in cases {
+            // A refusal's text is the message; a storage error's is for the log only.
+            let message = (!matches!(e, RegistryError::Store(_))).then(|| e.to_string());
+            let res = oci_error(e.into());
+            assert_eq!(res.status(), status, "{code}");
+            let allow = res.headers().get(header::ALLOW).cloned();
+            assert_eq!(
+                allow.is_some(),
+                status == StatusCode::METHOD_NOT_ALLOWED,
+                "{code}"
+            );
+            let body = axum::body::to_bytes(res.into_body(), 1 << 12)
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["errors"][0]["code"], code);
+            if let Some(message) = message {
+                assert_eq!(body["errors"][0]["message"], message.as_str());
+            }
+        }
+    }
+
+    /// What storage cannot explain is a plain 500, its cause kept for the log.
+    #[tokio::test]
+    async fn a_storage_failure_is_a_plain_500() {
+        let e = StoreError::Io(std::io::Error::other("disk on fire"));
+        let res = oci_error(e.into());
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.extensions().get::<Failure>().is_some());
+        let body = axum::body::to_bytes(res.into_body(), 1 << 12)
+            .await
+            .unwrap();
+        assert_eq!(body, "500: Internal Server Error");
+    }
 }

@@ -1,0 +1,66 @@
+//! Listing the tags of a repository and the catalog of repositories.
+
+use super::{ImageRepo, RegistryError};
+use crate::model::Scope;
+use crate::storage::Repo;
+
+impl Repo {
+    /// Tags of a repository, sorted, filtered by `visible(tag)`: only tags pushed (or
+    /// versions), never the aliases, which a client could not delete (spec/CONTAINER.md
+    /// §3.3 lists `latest`; the OCI spec lists tags). A repository with neither an image nor
+    /// pending content is unknown (404 `NAME_UNKNOWN`).
+    pub fn image_tags(
+        &self,
+        r: &ImageRepo,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, RegistryError> {
+        let containers = self.containers(r);
+        if containers.is_empty() && self.pending_in(r).is_empty() {
+            return Err(RegistryError::RepositoryUnknown);
+        }
+        let mut tags: Vec<String> = containers
+            .into_iter()
+            .map(|c| c.name.to_string())
+            .filter(|t| visible(t))
+            .collect();
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+
+    /// Every repository with at least one container (spec/CONTAINER.md §3.2), root repo only.
+    pub fn image_catalog(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let branches = self.branches_dir(&Scope::Root);
+        for b in Repo::list_entities(&branches).unwrap_or_default() {
+            let mut jobs = Vec::new();
+            for t in Repo::list_entities(&branches.join(&b)).unwrap_or_default() {
+                let tdir = branches.join(&b).join(&t);
+                for j in Repo::list_entities(&tdir).unwrap_or_default() {
+                    if tdir.join(&j).join("container").is_dir() {
+                        jobs.push(format!("{b}/{j}"));
+                    }
+                }
+            }
+            out.extend(jobs);
+        }
+        let products = self.products_dir(&Scope::Root);
+        for p in Repo::list_entities(&products).unwrap_or_default() {
+            for v in Repo::list_entities(&products.join(&p)).unwrap_or_default() {
+                for pb in Repo::list_entities(&products.join(&p).join(&v)).unwrap_or_default() {
+                    let pbdir = products.join(&p).join(&v).join(&pb);
+                    let any = Repo::list_entities(&pbdir)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|ver| pbdir.join(ver).join("container").is_dir());
+                    if any {
+                        out.push(format!("{p}/{v}/{pb}"));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
