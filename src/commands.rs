@@ -59,6 +59,8 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     // Watching starts before the first load, so that no change can fall between the two.
     let reloads = crate::reload::Watch::start(&config);
     let state = AppState::new(config)?;
+    // How long a stop waits for requests and publishes in flight (`DLREPO_DRAIN_TIMEOUT`).
+    let state_drain = state.config.drain_timeout;
     reloads.spawn(state.clone(), hup);
     spawn_gc(&state, usr1);
     println!("======== Running on {shown} ========");
@@ -81,7 +83,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     // Requests in flight (uploads included) may finish; a stalled one cannot hold the exit
     // forever. Shutting the runtime down drops it, which removes its temp file from
     // .uploads/; it was never linked, so the tree holds no part of it.
-    let drain = drain_time();
+    let drain = Duration::from_secs(state_drain);
     let deadline = tokio::time::Instant::now() + drain;
     match served {
         Some(served) => served?,
@@ -94,16 +96,6 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     tokio::task::spawn_blocking(move || crate::publish::stop(&repo, left)).await?;
     Ok(())
-}
-
-/// How long a stop waits for requests and publishes in flight: 30 s, well under systemd's
-/// default `TimeoutStopSec` of 90 s. `ARBOR_TEST_DRAIN_SECS` shortens it for tests.
-fn drain_time() -> Duration {
-    let secs = std::env::var("ARBOR_TEST_DRAIN_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
-    Duration::from_secs(secs)
 }
 
 /// The single cleanup worker and its triggers: the `DLREPO_TAG_CLEANUP_PERIOD` timer (first

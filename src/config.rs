@@ -57,6 +57,7 @@ const KEYS: &[&str] = &[
     "CLIENT_TIMEOUT",
     "MAX_CONNECTIONS",
     "MIN_FREE_SPACE",
+    "DRAIN_TIMEOUT",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +161,9 @@ pub struct Config {
     /// `DLREPO_MIN_FREE_SPACE` bytes (arbor only): below this much free space under the data
     /// root, `/healthz` answers 503 so that load balancers and monitoring notice in time.
     pub min_free_space: u64,
+    /// `DLREPO_DRAIN_TIMEOUT` seconds (arbor only): how long a stop waits for requests and
+    /// publishes in flight before the process exits anyway.
+    pub drain_timeout: u64,
     /// The LDAP settings, kept verbatim as known keys: `auth/ldap.rs` parses and checks
     /// them itself, so that a bad one is reported with the LDAP context.
     pub other: BTreeMap<&'static str, String>,
@@ -206,6 +210,7 @@ impl Default for Config {
             client_timeout: 60,
             max_connections: 1024,
             min_free_space: 64 << 20,
+            drain_timeout: 30,
             other: BTreeMap::new(),
         }
     }
@@ -417,6 +422,7 @@ impl Config {
                 "HEADER_TIMEOUT" => c.header_timeout = positive(int()?)?,
                 "CLIENT_TIMEOUT" => c.client_timeout = positive(int()?)?,
                 "MIN_FREE_SPACE" => c.min_free_space = int()?,
+                "DRAIN_TIMEOUT" => c.drain_timeout = int()?,
                 "MAX_CONNECTIONS" => {
                     c.max_connections = usize::try_from(positive(int()?)?)
                         .map_err(|_| invalid("too large".into()))?
