@@ -3,7 +3,8 @@
 //! Module map:
 //! - [`config`]: every `DLREPO_*` setting, from the command line, the environment and an
 //!   optional TOML file.
-//! - [`commands`]: what each `arbor` sub-command does (the server's lifecycle included).
+//! - [`cli`], [`commands`]: the command line and what each `arbor` sub-command does.
+//! - [`lifecycle`]: the server's start-up and its stop, in order.
 //! - [`model`]: validated names, artifact paths, digests and typed entity coordinates.
 //! - [`storage`]: the only code that touches the filesystem (the tree, blobs, products,
 //!   tars, registry content, GC, fsck).
@@ -18,9 +19,11 @@
 //! - [`state`]: what every request shares.
 
 pub mod auth;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod publish;
