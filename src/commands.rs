@@ -4,8 +4,10 @@
 use crate::auth::tokens::{Scope, TokenStore, parse_duration};
 use crate::cli::{Cli, Command, TokenCommand};
 use crate::config::Config;
+use crate::publish::Publisher;
 use crate::storage::{GcKind, Repo};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -88,8 +90,10 @@ pub fn fsck(config: &Config, repair: bool) -> Result<(), Error> {
 
 /// `arbor gc [--dry-run]`: one full cleanup now, safe beside running servers.
 pub fn gc(config: &Config, dry_run: bool) -> Result<(), Error> {
-    let repo = Repo::open(config)?;
-    let unpublish = crate::publish::cleanup_unpublisher(&repo, config);
+    let repo = Arc::new(Repo::open(config)?);
+    let background = crate::background::Background::default();
+    let publisher = Publisher::new(Arc::clone(&repo), Arc::new(config.clone()), background);
+    let unpublish = publisher.cleanup_unpublisher();
     let report = repo.run_gc(GcKind::Full, dry_run, unpublish.as_ref().map(|f| f as _))?;
     let verb = if dry_run { "would delete" } else { "deleted" };
     for tag in &report.tags {

@@ -162,7 +162,7 @@ pub struct Config {
     /// root, `/healthz` answers 503 so that load balancers and monitoring notice in time.
     pub min_free_space: u64,
     /// `DLREPO_DRAIN_TIMEOUT` seconds (arbor only): how long a stop waits for requests and
-    /// publishes in flight before the process exits anyway.
+    /// background work (publishes, a cleanup run) before the process exits anyway.
     pub drain_timeout: u64,
     /// The LDAP settings, kept verbatim as known keys: `auth/ldap.rs` parses and checks
     /// them itself, so that a bad one is reported with the LDAP context.

@@ -11,6 +11,8 @@
 //! - [`auth`]: identities (auth file, LDAP, trusted headers, tokens) and ACLs.
 //! - [`http`]: axum routes, the guard, the tree dispatcher and the registry adapter; no paths.
 //! - [`publish`]: mirroring released tags to other servers.
+//! - [`background`]: publishes and cleanup runs, tracked so that a stop waits for them;
+//!   [`cleanup`]: the server's cleanup worker.
 //! - [`server`]: accepting connections, with their timeouts and limits.
 //! - [`zerocopy`]: connections that send file bodies with `sendfile(2)`.
 //! - [`reload`]: reloading access control when its files change.
@@ -19,6 +21,8 @@
 //! - [`state`]: what every request shares.
 
 pub mod auth;
+pub mod background;
+pub mod cleanup;
 pub mod cli;
 pub mod commands;
 pub mod config;

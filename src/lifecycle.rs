@@ -1,12 +1,16 @@
 //! The server's life: start-up (signals, listener, state, background workers, banner),
-//! serving, and the stop.
+//! serving, and the stop, whose order [`stop`] spells out.
 
-use crate::commands::Error;
 use crate::config::Config;
 use crate::state::AppState;
-use crate::storage::GcKind;
 use crate::zerocopy::ZcListener;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// `arbor serve`: runs the server on its own runtime until a stop signal.
 pub fn run(config: Config) -> Result<(), Error> {
@@ -18,110 +22,104 @@ pub fn run(config: Config) -> Result<(), Error> {
     served
 }
 
+/// What a failed start or stop says; the exit status comes from `commands::exit_status`.
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The signals `serve` reacts to (spec/CONFIG.md §3), installed before the banner: tests
+/// send signals as soon as they read it.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    usr1: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+}
+
 /// `arbor serve`: binds, prints the banner line tests and scripts wait for, serves until
-/// SIGTERM or SIGINT. SIGHUP, and changes to the auth file or the ACL files, reload access
-/// control (`reload`).
+/// SIGTERM or SIGINT, then stops as [`stop`] says. SIGHUP, and changes to the auth file or
+/// the ACL files, reload access control (`reload`); SIGUSR1 asks for a cleanup.
 pub async fn serve(config: Config) -> Result<(), Error> {
-    use tokio::signal::unix::{SignalKind, signal};
-    // Installed before the banner: tests send signals as soon as they read it.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let hup = signal(SignalKind::hangup())?;
-    let usr1 = signal(SignalKind::user_defined1())?;
+    let Signals {
+        mut term,
+        mut int,
+        hup,
+        usr1,
+    } = Signals::install()?;
     warn_about_auth(&config);
     let (listener, shown) = listen(&config).await?;
     // Watching starts before the first load, so that no change can fall between the two.
     let reloads = crate::reload::Watch::start(&config);
     let state = AppState::new(config)?;
-    // How long a stop waits for requests and publishes in flight (`DLREPO_DRAIN_TIMEOUT`).
-    let state_drain = state.config.drain_timeout;
+    let stopping = CancellationToken::new();
     reloads.spawn(state.clone(), hup);
-    spawn_gc(&state, usr1);
+    crate::cleanup::spawn_worker(&state, usr1, stopping.clone());
     println!("======== Running on {shown} ========");
-    let stopping = tokio_util::sync::CancellationToken::new();
-    let stop = stopping.clone();
+    let stop_on_signal = stopping.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        stop.cancel();
+        stop_on_signal.cancel();
     });
-    let repo = std::sync::Arc::clone(&state.repo);
-    let server = crate::serve(listener, state, stopping.clone().cancelled_owned());
+    let server = crate::serve(listener, state.clone(), stopping.clone().cancelled_owned());
     tokio::pin!(server);
-    let served = tokio::select! {
-        served = &mut server => Some(served),
-        () = stopping.cancelled() => None,
-    };
-    // Requests in flight (uploads included) may finish; a stalled one cannot hold the exit
-    // forever. Shutting the runtime down drops it, which removes its temp file from
-    // .uploads/; it was never linked, so the tree holds no part of it.
-    let drain = Duration::from_secs(state_drain);
-    let deadline = tokio::time::Instant::now() + drain;
-    match served {
-        Some(served) => served?,
-        None => match tokio::time::timeout_at(deadline, &mut server).await {
-            Ok(served) => served?,
-            Err(_) => tracing::warn!("requests still running after {drain:?}; exiting anyway"),
-        },
+    tokio::select! {
+        served = &mut server => {
+            served?;
+            let deadline = Instant::now() + drain_window(&state);
+            finish_background_work(&state, deadline).await
+        }
+        () = stopping.cancelled() => stop(&state, server).await,
     }
-    // Publishes run on their own threads and get what is left of the same window.
-    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    tokio::task::spawn_blocking(move || crate::publish::stop(&repo, left)).await?;
-    Ok(())
 }
 
-/// The single cleanup worker and its triggers: the `DLREPO_TAG_CLEANUP_PERIOD` timer (first
-/// run one period after start; 0 = never), SIGUSR1, and deletes (orphans only).
-fn spawn_gc(state: &AppState, mut usr1: tokio::signal::unix::Signal) {
-    let repo = std::sync::Arc::clone(&state.repo);
-    let config = std::sync::Arc::clone(&state.config);
-    tokio::spawn(async move {
-        loop {
-            let kind = repo.next_gc_request().await;
-            let r = std::sync::Arc::clone(&repo);
-            let config = std::sync::Arc::clone(&config);
-            let run = move || {
-                let unpublish = crate::publish::cleanup_unpublisher(&r, &config);
-                r.run_gc(kind, false, unpublish.as_ref().map(|f| f as _))
-            };
-            match tokio::task::spawn_blocking(run).await {
-                Ok(Ok(report)) => {
-                    let m = crate::metrics::get();
-                    m.gc_runs.inc();
-                    m.gc_deleted_tags.inc_by(report.tags.len() as u64);
-                    m.gc_deleted_blobs.inc_by(report.blobs + report.uploads);
-                    m.gc_freed_bytes.inc_by(report.bytes);
-                }
-                Ok(Err(e)) => tracing::error!(error = %e, "cleanup failed"),
-                Err(e) => tracing::error!(error = %e, "cleanup crashed"),
-            }
-        }
-    });
-    let repo = std::sync::Arc::clone(&state.repo);
-    let period = state.config.tag_cleanup_period;
-    tokio::spawn(async move {
-        let mut timer = (period > 0).then(|| {
-            let every = Duration::from_secs(period);
-            tokio::time::interval_at(tokio::time::Instant::now() + every, every)
-        });
-        loop {
-            let tick = async {
-                match timer.as_mut() {
-                    Some(t) => {
-                        t.tick().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = usr1.recv() => {}
-                () = tick => {}
-            }
-            repo.request_gc(GcKind::Full);
-        }
-    });
+/// How long a stop waits for work in flight, requests and background work together
+/// (`DLREPO_DRAIN_TIMEOUT`).
+fn drain_window(state: &AppState) -> Duration {
+    Duration::from_secs(state.config.drain_timeout)
+}
+
+/// The stop, in order:
+/// 1. no new connections: `server` stopped accepting when the stop was asked for;
+/// 2. the requests in flight (uploads included) may finish, until the drain deadline;
+/// 3. background work (publishes, a cleanup run) gets what is left of the same window;
+/// 4. the publishes still running are marked interrupted in their status;
+/// 5. the caller exits, and the runtime drops whatever is still running.
+///
+/// A request still running at step 5 is dropped, which removes its temp file from
+/// `.uploads/`; it was never linked, so the tree holds no part of it.
+async fn stop(
+    state: &AppState,
+    server: Pin<&mut impl Future<Output = std::io::Result<()>>>,
+) -> Result<(), Error> {
+    let drain = drain_window(state);
+    let deadline = Instant::now() + drain;
+    match tokio::time::timeout_at(deadline, server).await {
+        Ok(served) => served?,
+        Err(_) => tracing::warn!("requests still running after {drain:?}; exiting anyway"),
+    }
+    finish_background_work(state, deadline).await
+}
+
+/// Steps 3 and 4 of [`stop`].
+async fn finish_background_work(state: &AppState, deadline: Instant) -> Result<(), Error> {
+    if !state.background.wait_until(deadline).await {
+        tracing::warn!("background work still running at the end of the drain; exiting anyway");
+    }
+    let publisher = Arc::clone(&state.publisher);
+    tokio::task::spawn_blocking(move || publisher.mark_interrupted()).await?;
+    Ok(())
 }
 
 /// The socket systemd passed (`LISTEN_FDS`/`LISTEN_PID`, fd 3: TCP or Unix), else a TCP

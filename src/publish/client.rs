@@ -1,5 +1,6 @@
-//! The HTTP side of publishing: one blocking client per target, the process-wide cap on
-//! requests in flight, and retries of transient failures. Runs on blocking threads only.
+//! The HTTP side of publishing: one blocking client per target, the cap on requests in
+//! flight that all of them share, and retries of transient failures. Runs on blocking
+//! threads only.
 
 use super::Settings;
 use crate::model::{FormatRef, RelPath, escape};
@@ -45,16 +46,34 @@ impl Drop for Permit<'_> {
     }
 }
 
-/// The cap is process-wide by definition (spec/CONFIG.md §1.4), like dlrepo's one
-/// `asyncio.Semaphore`; it is sized by the first publish, as the setting never changes
-/// while the process runs.
-fn limiter(max: usize) -> &'static Limiter {
-    static LIMITER: OnceLock<Limiter> = OnceLock::new();
-    LIMITER.get_or_init(|| Limiter {
-        max: max.max(1),
-        used: Mutex::new(0),
-        freed: Condvar::new(),
-    })
+/// What every publish request of the process shares, owned by the [`super::Publisher`].
+pub(super) struct Shared {
+    /// The cap is process-wide by definition (spec/CONFIG.md §1.4), like dlrepo's one
+    /// `asyncio.Semaphore`.
+    limiter: Limiter,
+    /// Read at the first publish, not at start-up: most servers never publish, and reading
+    /// the system store can log warnings.
+    tls: OnceLock<ureq::tls::TlsConfig>,
+    /// The `dlrepo-server/` prefix lets the target accept `PUT .../container/...`.
+    user_agent: String,
+}
+
+impl Shared {
+    pub fn new(max_requests: usize) -> Shared {
+        Shared {
+            limiter: Limiter {
+                max: max_requests.max(1),
+                used: Mutex::new(0),
+                freed: Condvar::new(),
+            },
+            tls: OnceLock::new(),
+            user_agent: format!("dlrepo-server/{}", hostname()),
+        }
+    }
+
+    fn tls(&self) -> &ureq::tls::TlsConfig {
+        self.tls.get_or_init(tls_config)
+    }
 }
 
 /// A request failed: the message goes to `.publish-status` after `error: `.
@@ -111,26 +130,30 @@ pub(crate) enum Body<'a> {
 }
 
 /// One publish target: base URL, credentials and a connection pool.
-pub(crate) struct Target {
+pub(crate) struct Target<'a> {
     pub url: String,
     base: String,
     agent: ureq::Agent,
     authorization: String,
-    limiter: &'static Limiter,
+    shared: &'a Shared,
 }
 
-impl Target {
+impl<'a> Target<'a> {
     /// `credentials` come from `DLREPO_PUBLISH_AUTH`, read by the caller at each publish.
-    pub fn new(url: &str, settings: &Settings, credentials: &(String, String)) -> Target {
+    pub fn new(
+        url: &str,
+        settings: &Settings,
+        credentials: &(String, String),
+        shared: &'a Shared,
+    ) -> Target<'a> {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(settings.timeout))
             // Statuses are ours to judge: some requests accept a 404 (spec/CONFIG.md §5).
             .http_status_as_error(false)
-            // The `dlrepo-server/` prefix lets the target accept `PUT .../container/...`.
-            .user_agent(format!("dlrepo-server/{}", hostname()))
+            .user_agent(&shared.user_agent)
             // So that the targets answer JSON, never an HTML page.
             .accept("*/*")
-            .tls_config(tls_config().clone())
+            .tls_config(shared.tls().clone())
             .build()
             .into();
         let (login, password) = credentials;
@@ -142,13 +165,13 @@ impl Target {
             base: url.trim_end_matches('/').to_owned(),
             agent,
             authorization: format!("Basic {token}"),
-            limiter: limiter(settings.max_requests),
+            shared,
         }
     }
 
     /// The process-wide cap on requests in flight.
     pub fn max_requests(&self) -> usize {
-        self.limiter.max
+        self.shared.limiter.max
     }
 
     /// Sends one request, retrying transient failures (no connection, timeouts, 502, 503,
@@ -165,7 +188,7 @@ impl Target {
         let mut attempt = 1;
         loop {
             let result = {
-                let _permit = self.limiter.acquire();
+                let _permit = self.shared.limiter.acquire();
                 self.once(method, &url, headers, &body)
             };
             let transient = match &result {
@@ -261,41 +284,34 @@ impl Target {
 
 /// TLS for `https://` targets, verified against the system CA store (`/etc/ssl/certs`, or
 /// `SSL_CERT_FILE`/`SSL_CERT_DIR` when set), as dlrepo's aiohttp does through OpenSSL. Read
-/// once per process: a new private CA needs a restart. When no store can be read at all,
-/// Mozilla's roots (compiled in) stand in, so public targets still work.
-fn tls_config() -> &'static ureq::tls::TlsConfig {
-    static CONFIG: OnceLock<ureq::tls::TlsConfig> = OnceLock::new();
-    CONFIG.get_or_init(|| {
-        let found = rustls_native_certs::load_native_certs();
-        for e in &found.errors {
-            tracing::warn!(error = %e, "publish: reading the system CA store");
-        }
-        let certs: Vec<_> = found
-            .certs
-            .iter()
-            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        let roots = if certs.is_empty() {
-            tracing::warn!("publish: no system CA certificates; using the built-in Mozilla roots");
-            ureq::tls::RootCerts::WebPki
-        } else {
-            ureq::tls::RootCerts::new_with_certs(&certs)
-        };
-        ureq::tls::TlsConfig::builder().root_certs(roots).build()
-    })
+/// once per process, at its first publish: a new private CA needs a restart. When no store
+/// can be read at all, Mozilla's roots (compiled in) stand in, so public targets still work.
+fn tls_config() -> ureq::tls::TlsConfig {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "publish: reading the system CA store");
+    }
+    let certs: Vec<_> = found
+        .certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    let roots = if certs.is_empty() {
+        tracing::warn!("publish: no system CA certificates; using the built-in Mozilla roots");
+        ureq::tls::RootCerts::WebPki
+    } else {
+        ureq::tls::RootCerts::new_with_certs(&certs)
+    };
+    ureq::tls::TlsConfig::builder().root_certs(roots).build()
 }
 
 /// Replies are small JSON documents; a tag listing of thousands of jobs stays far below.
 const MAX_REPLY: u64 = 64 << 20;
 
 fn hostname() -> String {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
-        nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".into())
-    })
-    .clone()
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 #[cfg(test)]
