@@ -58,6 +58,7 @@ const KEYS: &[&str] = &[
     "MAX_CONNECTIONS",
     "MIN_FREE_SPACE",
     "DRAIN_TIMEOUT",
+    "ZERO_COPY",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +165,9 @@ pub struct Config {
     /// `DLREPO_DRAIN_TIMEOUT` seconds (arbor only): how long a stop waits for requests and
     /// background work (publishes, a cleanup run) before the process exits anyway.
     pub drain_timeout: u64,
+    /// `DLREPO_ZERO_COPY` (arbor only): file bodies go from the page cache to the socket
+    /// with `sendfile(2)` (`crate::zerocopy`); off, they are read and streamed through hyper.
+    pub zero_copy: bool,
     /// The LDAP settings, kept verbatim as known keys: `auth/ldap.rs` parses and checks
     /// them itself, so that a bad one is reported with the LDAP context.
     pub other: BTreeMap<&'static str, String>,
@@ -211,6 +215,7 @@ impl Default for Config {
             max_connections: 1024,
             min_free_space: 64 << 20,
             drain_timeout: 30,
+            zero_copy: true,
             other: BTreeMap::new(),
         }
     }
@@ -423,6 +428,13 @@ impl Config {
                 "CLIENT_TIMEOUT" => c.client_timeout = positive(int()?)?,
                 "MIN_FREE_SPACE" => c.min_free_space = int()?,
                 "DRAIN_TIMEOUT" => c.drain_timeout = int()?,
+                "ZERO_COPY" => {
+                    c.zero_copy = match value.as_str() {
+                        "1" => true,
+                        "0" => false,
+                        _ => return Err(invalid("expected 0 or 1".into())),
+                    }
+                }
                 "MAX_CONNECTIONS" => {
                     c.max_connections = usize::try_from(positive(int()?)?)
                         .map_err(|_| invalid("too large".into()))?

@@ -32,6 +32,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub client_timeout: Duration,
     pub max_connections: usize,
+    /// `DLREPO_ZERO_COPY`: file bodies go out with `sendfile(2)`.
+    pub zero_copy: bool,
 }
 
 impl Limits {
@@ -40,6 +42,7 @@ impl Limits {
             header_timeout: Duration::from_secs(c.header_timeout),
             client_timeout: Duration::from_secs(c.client_timeout),
             max_connections: c.max_connections,
+            zero_copy: c.zero_copy,
         }
     }
 }
@@ -89,7 +92,7 @@ async fn connection(
     stopping: CancellationToken,
     _slot: OwnedSemaphorePermit,
 ) {
-    let zc = io.handle();
+    let zc = io.handle(limits.zero_copy);
     let client_timeout = limits.client_timeout;
     let service = hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
         // A body that stops arriving ends in an error the handlers answer with a 408.
