@@ -217,16 +217,7 @@ impl<'a> Target<'a> {
         body: &Body<'_>,
     ) -> Result<Reply, (Failure, bool)> {
         let fail = |e: ureq::Error| {
-            let transient = match &e {
-                // rustls reports a refused certificate or handshake as InvalidData: trying
-                // again cannot change the answer.
-                ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
-                ureq::Error::Timeout(_)
-                | ureq::Error::ConnectionFailed
-                | ureq::Error::HostNotFound
-                | ureq::Error::Protocol(_) => true,
-                _ => false,
-            };
+            let transient = is_transient(&e);
             (Failure(format!("{method} {url}: {e}")), transient)
         };
         let mut req = ureq::http::Request::builder()
@@ -236,33 +227,11 @@ impl<'a> Target<'a> {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let built = |e: ureq::http::Error| (Failure(format!("{method} {url}: {e}")), false);
-        let res = match body {
-            Body::None => self.agent.run(req.body(()).map_err(built)?),
-            Body::Empty => self.agent.run(
-                req.header("Content-Length", "0")
-                    .body(&b""[..])
-                    .map_err(built)?,
-            ),
-            Body::Json(text) => self.agent.run(
-                req.header("Content-Type", "application/json")
-                    .body(text.as_bytes())
-                    .map_err(built)?,
-            ),
-            Body::File(repo, format, rel) => {
-                let file = repo
-                    .open_publish_file(format, rel)
-                    .map_err(|e| (Failure(format!("{}{rel}: {e}", format.url())), false))?;
-                let req = req
-                    .header("Content-Type", "application/octet-stream")
-                    // An explicit length: ureq then streams the reader as is, never chunked.
-                    .header("Content-Length", file.len.to_string())
-                    .body(ureq::SendBody::from_owned_reader(file))
-                    .map_err(built)?;
-                self.agent.run(req)
-            }
-        };
-        let mut res = res.map_err(fail)?;
+        let mut res = self.run(req, body).map_err(|e| match e {
+            Attempt::Failed(e) => fail(e),
+            Attempt::Invalid(e) => (Failure(format!("{method} {url}: {e}")), false),
+            Attempt::Unreadable(why) => (Failure(why), false),
+        })?;
         let status = res.status().as_u16();
         let body = if method == "HEAD" {
             Vec::new()
@@ -279,6 +248,63 @@ impl<'a> Target<'a> {
             body,
             url: url.to_owned(),
         })
+    }
+
+    /// Sends the request with `body` and its headers.
+    fn run(
+        &self,
+        req: ureq::http::request::Builder,
+        body: &Body<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>, Attempt> {
+        let built = Attempt::Invalid;
+        let res = match body {
+            Body::None => self.agent.run(req.body(()).map_err(built)?),
+            Body::Empty => {
+                let req = req.header("Content-Length", "0");
+                self.agent.run(req.body(&b""[..]).map_err(built)?)
+            }
+            Body::Json(text) => {
+                let req = req.header("Content-Type", "application/json");
+                self.agent.run(req.body(text.as_bytes()).map_err(built)?)
+            }
+            Body::File(repo, format, rel) => {
+                let file = repo
+                    .open_publish_file(format, rel)
+                    .map_err(|e| Attempt::Unreadable(format!("{}{rel}: {e}", format.url())))?;
+                let req = req
+                    .header("Content-Type", "application/octet-stream")
+                    // An explicit length: ureq then streams the reader as is, never chunked.
+                    .header("Content-Length", file.len.to_string())
+                    .body(ureq::SendBody::from_owned_reader(file))
+                    .map_err(built)?;
+                self.agent.run(req)
+            }
+        };
+        res.map_err(Attempt::Failed)
+    }
+}
+
+/// Why an attempt got no reply.
+enum Attempt {
+    /// The request could not be built (a bad header value): final.
+    Invalid(ureq::http::Error),
+    /// The local file to upload could not be opened: final.
+    Unreadable(String),
+    /// Sending it failed.
+    Failed(ureq::Error),
+}
+
+/// Whether trying again may succeed.
+fn is_transient(e: &ureq::Error) -> bool {
+    match e {
+        // rustls reports a refused certificate or handshake as InvalidData: trying again
+        // cannot change the answer.
+        ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
+        ureq::Error::Timeout(_)
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::HostNotFound
+        | ureq::Error::Protocol(_) => true,
+        _ => false,
     }
 }
 
