@@ -1,6 +1,17 @@
 //! The HTTP side of publishing: one blocking client per target, the cap on requests in
 //! flight that all of them share, and retries of transient failures. Runs on blocking
 //! threads only.
+//!
+//! Blocking (ureq) on purpose, rather than an async client on the server's tokio/hyper stack
+//! (hyper-util's legacy client with hyper-rustls, or reqwest): tag cleanup un-publishes from
+//! inside the blocking GC pass (`Repo::run_gc` calls a plain `Fn` between choosing a tag and
+//! deleting it), and `arbor gc` runs with no runtime at all, so async requests would need a
+//! `block_on` on those threads; and each step around a request is synchronous tree work
+//! through `Repo` (status file, flags, filter command, opening the file to send), which would
+//! each need a `spawn_blocking` of their own. The one part async would make shorter, the
+//! fan-out over a format's files, is a small tested helper (`release::try_for_each_on_threads`).
+//! It would also add hyper-rustls or reqwest, where ureq shares rustls and ring with the
+//! LDAP client. Worth revisiting if the GC pass becomes async.
 
 use super::Settings;
 use crate::model::{FormatRef, RelPath, escape};
