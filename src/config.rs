@@ -429,11 +429,7 @@ impl Config {
                 "MIN_FREE_SPACE" => c.min_free_space = int()?,
                 "DRAIN_TIMEOUT" => c.drain_timeout = int()?,
                 "ZERO_COPY" => {
-                    c.zero_copy = match value.as_str() {
-                        "1" => true,
-                        "0" => false,
-                        _ => return Err(invalid("expected 0 or 1".into())),
-                    }
+                    c.zero_copy = on_off(&value).ok_or_else(|| invalid(ON_OFF.into()))?
                 }
                 "MAX_CONNECTIONS" => {
                     c.max_connections = usize::try_from(positive(int()?)?)
@@ -483,6 +479,18 @@ impl Config {
             .is_some_and(|re| re.is_match(url))
     }
 }
+
+/// A switch of arbor's own: exactly `1` or `0`, where dlrepo's loose forms (`AUTH_DISABLED`'s
+/// "only `1`", `LATEST_RELEASES`'s "all but `0`") are kept for its settings alone.
+fn on_off(value: &str) -> Option<bool> {
+    match value {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    }
+}
+
+const ON_OFF: &str = "expected 0 or 1";
 
 fn find_key(key: &str) -> Option<&'static str> {
     KEYS.iter().copied().find(|k| *k == key)
@@ -603,6 +611,19 @@ mod tests {
         let e =
             Config::from_sources(None, env(&[("DLREPO_PUBLISH_MAX_REQUESTS", "0")])).unwrap_err();
         assert!(e.to_string().contains("DLREPO_PUBLISH_MAX_REQUESTS"), "{e}");
+    }
+
+    #[test]
+    fn drain_and_zero_copy_settings() {
+        let c = Config::from_sources(None, env(&[])).unwrap();
+        assert_eq!((c.drain_timeout, c.zero_copy), (30, true));
+        let set = [("DLREPO_DRAIN_TIMEOUT", "0"), ("DLREPO_ZERO_COPY", "0")];
+        let c = Config::from_sources(None, env(&set)).unwrap();
+        assert_eq!((c.drain_timeout, c.zero_copy), (0, false));
+        for bad in ["yes", "true", ""] {
+            let e = Config::from_sources(None, env(&[("DLREPO_ZERO_COPY", bad)])).unwrap_err();
+            assert!(e.to_string().contains("expected 0 or 1"), "{e}");
+        }
     }
 
     #[test]
