@@ -30,3 +30,42 @@ impl Background {
             .is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_stop_waits_for_background_work_within_its_window() {
+        let background = Background::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        background.spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            flag.store(true, Ordering::SeqCst);
+        });
+        let finished = background
+            .wait_until(Instant::now() + Duration::from_secs(10))
+            .await;
+        assert!(finished && done.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn work_outlasting_the_window_does_not_hold_the_stop() {
+        let background = Background::default();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        background.spawn_blocking(move || {
+            let _ = held.recv();
+        });
+        let start = Instant::now();
+        let finished = background
+            .wait_until(start + Duration::from_millis(100))
+            .await;
+        assert!(!finished);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(release);
+    }
+}
