@@ -57,19 +57,9 @@ impl Drop for Claim<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{BranchRef, Name, Scope};
+    use crate::publish::tests::tag;
     use std::sync::mpsc;
     use std::time::Duration;
-
-    fn tag(name: &str) -> TagRef {
-        TagRef {
-            branch: BranchRef {
-                scope: Scope::Root,
-                branch: Name::parse("b").expect("valid name"),
-            },
-            tag: Name::parse(name).expect("valid name"),
-        }
-    }
 
     #[test]
     fn different_tags_do_not_wait_for_each_other() {

@@ -182,7 +182,8 @@ mod tests {
     use crate::model::{BranchRef, Name, Scope};
     use std::sync::mpsc;
 
-    fn tag(name: &str) -> TagRef {
+    /// The tag `b/{name}` of the root scope.
+    pub(super) fn tag(name: &str) -> TagRef {
         TagRef {
             branch: BranchRef {
                 scope: Scope::Root,
