@@ -285,66 +285,10 @@ impl Config {
         flags: &[(&'static str, String)],
     ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
-        let mut warnings = Vec::new();
         if let Some((path, text)) = file {
-            let table: toml::Table = toml::from_str(text).map_err(|err| ConfigError::Toml {
-                path: path.to_owned(),
-                err,
-            })?;
-            for (key, value) in table {
-                // The file is arbor's own: a typo there is an error, never a silent default.
-                let known =
-                    find_key(&key.to_ascii_uppercase()).ok_or_else(|| ConfigError::Unknown {
-                        source_name: path.to_owned(),
-                        closest: closest_key(&key.to_ascii_uppercase()).to_ascii_lowercase(),
-                        key: key.clone(),
-                    })?;
-                let value = match value {
-                    toml::Value::String(s) => s,
-                    toml::Value::Integer(i) => i.to_string(),
-                    toml::Value::Boolean(b) => if b { "1" } else { "0" }.to_owned(),
-                    other => {
-                        return Err(ConfigError::Invalid {
-                            source_name: path.to_owned(),
-                            key,
-                            value: other.to_string(),
-                            why: "expected a string, an integer or a boolean".into(),
-                        });
-                    }
-                };
-                raw.insert(
-                    known,
-                    Raw {
-                        value,
-                        source_name: path.to_owned(),
-                    },
-                );
-            }
+            file_layer(path, text, &mut raw)?;
         }
-        for (name, value) in env {
-            let Some(key) = name.strip_prefix("DLREPO_") else {
-                continue;
-            };
-            if CLIENT_ONLY.contains(&key) {
-                continue;
-            }
-            // dlrepo ignores names it does not know, and deployment tools export their own
-            // (DLREPO_VERSION, say): refusing to start would break such shells.
-            let Some(known) = find_key(key) else {
-                warnings.push(format!(
-                    "ignoring {name}: not a setting arbor knows (the closest one is DLREPO_{})",
-                    closest_key(key)
-                ));
-                continue;
-            };
-            raw.insert(
-                known,
-                Raw {
-                    value,
-                    source_name: "environment".into(),
-                },
-            );
-        }
+        let warnings = env_layer(env, &mut raw);
         for (key, value) in flags {
             let known = find_key(key).expect("flags name known settings");
             raw.insert(
@@ -491,6 +435,70 @@ fn on_off(value: &str) -> Option<bool> {
 }
 
 const ON_OFF: &str = "expected 0 or 1";
+
+/// The TOML file's settings into `raw`.
+fn file_layer(
+    path: &str,
+    text: &str,
+    raw: &mut BTreeMap<&'static str, Raw>,
+) -> Result<(), ConfigError> {
+    let table: toml::Table = toml::from_str(text).map_err(|err| ConfigError::Toml {
+        path: path.to_owned(),
+        err,
+    })?;
+    for (key, value) in table {
+        // The file is arbor's own: a typo there is an error, never a silent default.
+        let known = find_key(&key.to_ascii_uppercase()).ok_or_else(|| ConfigError::Unknown {
+            source_name: path.to_owned(),
+            closest: closest_key(&key.to_ascii_uppercase()).to_ascii_lowercase(),
+            key: key.clone(),
+        })?;
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => if b { "1" } else { "0" }.to_owned(),
+            other => {
+                return Err(ConfigError::Invalid {
+                    source_name: path.to_owned(),
+                    key,
+                    value: other.to_string(),
+                    why: "expected a string, an integer or a boolean".into(),
+                });
+            }
+        };
+        let source_name = path.to_owned();
+        raw.insert(known, Raw { value, source_name });
+    }
+    Ok(())
+}
+
+/// The `DLREPO_*` environment into `raw`; returns the warnings for names it does not know.
+fn env_layer(
+    env: impl IntoIterator<Item = (String, String)>,
+    raw: &mut BTreeMap<&'static str, Raw>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix("DLREPO_") else {
+            continue;
+        };
+        if CLIENT_ONLY.contains(&key) {
+            continue;
+        }
+        // dlrepo ignores names it does not know, and deployment tools export their own
+        // (DLREPO_VERSION, say): refusing to start would break such shells.
+        let Some(known) = find_key(key) else {
+            warnings.push(format!(
+                "ignoring {name}: not a setting arbor knows (the closest one is DLREPO_{})",
+                closest_key(key)
+            ));
+            continue;
+        };
+        let source_name = "environment".into();
+        raw.insert(known, Raw { value, source_name });
+    }
+    warnings
+}
 
 fn find_key(key: &str) -> Option<&'static str> {
     KEYS.iter().copied().find(|k| *k == key)
