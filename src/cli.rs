@@ -1,4 +1,7 @@
 //! The `arbor` command line: sub-commands, flags, and the settings flags override.
+// The doc comments below are clap's `--help` text, written for a terminal: `[::1]:8080` is
+// an address, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! The server's life: start-up (signals, listener, state, background workers, banner),
-//! serving, and the stop, whose order [`stop`] spells out.
+//! serving, and the stop, whose order `stop` spells out.
 
 use crate::config::Config;
 use crate::state::AppState;
@@ -46,7 +46,7 @@ impl Signals {
 }
 
 /// `arbor serve`: binds, prints the banner line tests and scripts wait for, serves until
-/// SIGTERM or SIGINT, then stops as [`stop`] says. SIGHUP, and changes to the auth file or
+/// SIGTERM or SIGINT, then stops as `stop` says. SIGHUP, and changes to the auth file or
 /// the ACL files, reload access control (`reload`); SIGUSR1 asks for a cleanup.
 pub async fn serve(config: Config) -> Result<(), Error> {
     let Signals {
