@@ -1,13 +1,61 @@
-//! What each `arbor` sub-command does; `main.rs` only parses the command line.
+//! The `arbor` sub-commands: loads the configuration, sets up logging, runs the command
+//! asked for and turns its outcome into an exit status. `arbor serve` is [`crate::lifecycle`].
 
 use crate::auth::tokens::{Scope, TokenStore, parse_duration};
+use crate::cli::{Cli, Command, TokenCommand};
 use crate::config::Config;
-use crate::state::AppState;
+use crate::publish::Publisher;
 use crate::storage::{GcKind, Repo};
-use crate::zerocopy::ZcListener;
-use std::time::Duration;
+use std::process::ExitCode;
+use std::sync::Arc;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs the command line `cli` and says how the process should exit.
+pub fn run(cli: Cli) -> ExitCode {
+    let (mut config, warnings) = match Config::load(cli.config.as_deref(), &crate::cli::flags(&cli))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("arbor: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&config);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    crate::http::warn_unsupported_settings(&config);
+    let result = match cli.command {
+        Command::Serve { no_auth, .. } => {
+            config.auth_disabled |= no_auth;
+            crate::lifecycle::run(config)
+        }
+        Command::Token(TokenCommand::Create {
+            user,
+            scope,
+            prefix,
+            expires,
+        }) => token_create(
+            &config,
+            &user,
+            scope.into(),
+            prefix.as_deref(),
+            expires.as_deref(),
+        ),
+        Command::Gc { dry_run } => gc(&config, dry_run),
+        Command::Fsck { repair } => fsck(&config, repair),
+        Command::Token(TokenCommand::List) => token_list(&config),
+        Command::Token(TokenCommand::Revoke { id }) => token_revoke(&config, &id),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("arbor: {e}");
+            ExitCode::from(exit_status(&e))
+        }
+    }
+}
 
 /// The exit status of a failed command (arbor(8) EXIT STATUS): 2 when the configuration is
 /// at fault, including the LDAP settings and ACL files `serve` checks at start; 1 otherwise.
@@ -17,145 +65,6 @@ pub fn exit_status(e: &Error) -> u8 {
     } else {
         1
     }
-}
-
-/// `--listen ADDR:PORT`; an IPv6 address goes in brackets (`[::1]:8080`).
-pub fn parse_listen(s: &str) -> Result<(String, u16), String> {
-    let (addr, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?} is not ADDR:PORT"))?;
-    let addr = match addr.strip_prefix('[') {
-        Some(v6) => v6
-            .strip_suffix(']')
-            .ok_or_else(|| format!("{s:?}: unclosed ["))?,
-        None if addr.contains(':') => {
-            return Err(format!(
-                "{s:?}: write an IPv6 address in brackets, [::1]:8080"
-            ));
-        }
-        None => addr,
-    };
-    if addr.is_empty() {
-        return Err(format!("{s:?}: the address is missing"));
-    }
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("{s:?}: {port:?} is not a port number"))?;
-    Ok((addr.to_owned(), port))
-}
-
-/// `arbor serve`: binds, prints the banner line tests and scripts wait for, serves until
-/// SIGTERM or SIGINT. SIGHUP, and changes to the auth file or the ACL files, reload access
-/// control (`reload`).
-pub async fn serve(config: Config) -> Result<(), Error> {
-    use tokio::signal::unix::{SignalKind, signal};
-    // Installed before the banner: tests send signals as soon as they read it.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let hup = signal(SignalKind::hangup())?;
-    let usr1 = signal(SignalKind::user_defined1())?;
-    warn_about_auth(&config);
-    let (listener, shown) = listen(&config).await?;
-    // Watching starts before the first load, so that no change can fall between the two.
-    let reloads = crate::reload::Watch::start(&config);
-    let state = AppState::new(config)?;
-    reloads.spawn(state.clone(), hup);
-    spawn_gc(&state, usr1);
-    println!("======== Running on {shown} ========");
-    let stopping = tokio_util::sync::CancellationToken::new();
-    let stop = stopping.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        stop.cancel();
-    });
-    let repo = std::sync::Arc::clone(&state.repo);
-    let server = crate::serve(listener, state, stopping.clone().cancelled_owned());
-    tokio::pin!(server);
-    let served = tokio::select! {
-        served = &mut server => Some(served),
-        () = stopping.cancelled() => None,
-    };
-    // Requests in flight (uploads included) may finish; a stalled one cannot hold the exit
-    // forever. Shutting the runtime down drops it, which removes its temp file from
-    // .uploads/; it was never linked, so the tree holds no part of it.
-    let drain = drain_time();
-    let deadline = tokio::time::Instant::now() + drain;
-    match served {
-        Some(served) => served?,
-        None => match tokio::time::timeout_at(deadline, &mut server).await {
-            Ok(served) => served?,
-            Err(_) => tracing::warn!("requests still running after {drain:?}; exiting anyway"),
-        },
-    }
-    // Publishes run on their own threads and get what is left of the same window.
-    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    tokio::task::spawn_blocking(move || crate::publish::stop(&repo, left)).await?;
-    Ok(())
-}
-
-/// How long a stop waits for requests and publishes in flight: 30 s, well under systemd's
-/// default `TimeoutStopSec` of 90 s. `ARBOR_TEST_DRAIN_SECS` shortens it for tests.
-fn drain_time() -> Duration {
-    let secs = std::env::var("ARBOR_TEST_DRAIN_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
-    Duration::from_secs(secs)
-}
-
-/// The single cleanup worker and its triggers: the `DLREPO_TAG_CLEANUP_PERIOD` timer (first
-/// run one period after start; 0 = never), SIGUSR1, and deletes (orphans only).
-fn spawn_gc(state: &AppState, mut usr1: tokio::signal::unix::Signal) {
-    let repo = std::sync::Arc::clone(&state.repo);
-    let config = std::sync::Arc::clone(&state.config);
-    tokio::spawn(async move {
-        loop {
-            let kind = repo.next_gc_request().await;
-            let r = std::sync::Arc::clone(&repo);
-            let config = std::sync::Arc::clone(&config);
-            let run = move || {
-                let unpublish = crate::publish::cleanup_unpublisher(&r, &config);
-                r.run_gc(kind, false, unpublish.as_ref().map(|f| f as _))
-            };
-            match tokio::task::spawn_blocking(run).await {
-                Ok(Ok(report)) => {
-                    let m = crate::metrics::get();
-                    m.gc_runs.inc();
-                    m.gc_deleted_tags.inc_by(report.tags.len() as u64);
-                    m.gc_deleted_blobs.inc_by(report.blobs + report.uploads);
-                    m.gc_freed_bytes.inc_by(report.bytes);
-                }
-                Ok(Err(e)) => tracing::error!(error = %e, "cleanup failed"),
-                Err(e) => tracing::error!(error = %e, "cleanup crashed"),
-            }
-        }
-    });
-    let repo = std::sync::Arc::clone(&state.repo);
-    let period = state.config.tag_cleanup_period;
-    tokio::spawn(async move {
-        let mut timer = (period > 0).then(|| {
-            let every = Duration::from_secs(period);
-            tokio::time::interval_at(tokio::time::Instant::now() + every, every)
-        });
-        loop {
-            let tick = async {
-                match timer.as_mut() {
-                    Some(t) => {
-                        t.tick().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = usr1.recv() => {}
-                () = tick => {}
-            }
-            repo.request_gc(GcKind::Full);
-        }
-    });
 }
 
 /// `arbor fsck [--repair]`: prints each problem; fails when any is left unrepaired.
@@ -181,8 +90,10 @@ pub fn fsck(config: &Config, repair: bool) -> Result<(), Error> {
 
 /// `arbor gc [--dry-run]`: one full cleanup now, safe beside running servers.
 pub fn gc(config: &Config, dry_run: bool) -> Result<(), Error> {
-    let repo = Repo::open(config)?;
-    let unpublish = crate::publish::cleanup_unpublisher(&repo, config);
+    let repo = Arc::new(Repo::open(config)?);
+    let background = crate::background::Background::default();
+    let publisher = Publisher::new(Arc::clone(&repo), Arc::new(config.clone()), background);
+    let unpublish = publisher.cleanup_unpublisher();
     let report = repo.run_gc(GcKind::Full, dry_run, unpublish.as_ref().map(|f| f as _))?;
     let verb = if dry_run { "would delete" } else { "deleted" };
     for tag in &report.tags {
@@ -199,59 +110,6 @@ pub fn gc(config: &Config, dry_run: bool) -> Result<(), Error> {
         if dry_run { " would be freed" } else { " freed" }
     );
     Ok(())
-}
-
-/// The socket systemd passed (`LISTEN_FDS`/`LISTEN_PID`, fd 3: TCP or Unix), else a TCP
-/// socket bound to `DLREPO_LISTEN_ADDRESS:DLREPO_LISTEN_PORT`. Also says what to print.
-async fn listen(config: &Config) -> Result<(ZcListener, String), Error> {
-    let mut fds = listenfd::ListenFd::from_env();
-    if fds.len() == 1 {
-        if let Ok(Some(l)) = fds.take_tcp_listener(0) {
-            l.set_nonblocking(true)?;
-            let l = tokio::net::TcpListener::from_std(l)?;
-            let shown = format!("http://{}", l.local_addr()?);
-            return Ok((ZcListener::tcp(l), shown));
-        }
-        if let Ok(Some(l)) = fds.take_unix_listener(0) {
-            l.set_nonblocking(true)?;
-            let l = tokio::net::UnixListener::from_std(l)?;
-            let path = l
-                .local_addr()?
-                .as_pathname()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            return Ok((ZcListener::Unix(l), format!("http://unix:{path}:")));
-        }
-        tracing::warn!("LISTEN_FDS is set but fd 3 is not a listening socket; binding instead");
-    }
-    let l = tokio::net::TcpListener::bind((config.listen_address.as_str(), config.listen_port))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot listen on {}:{}: {e}",
-                config.listen_address, config.listen_port
-            )
-        })?;
-    let shown = format!("http://{}", l.local_addr()?);
-    Ok((ZcListener::tcp(l), shown))
-}
-
-fn warn_about_auth(config: &Config) {
-    let banner: &[&str] = if config.auth_disabled {
-        &[
-            "************************************************************",
-            "* AUTHENTICATION IS DISABLED: anyone who can reach this    *",
-            "* server can read, write and delete. For local use only.   *",
-            "************************************************************",
-        ]
-    } else if config.ignore_passwords {
-        &["DLREPO_IGNORE_PASSWORDS=1: passwords are not checked, anyone can log in as anyone"]
-    } else {
-        &[]
-    };
-    for line in banner {
-        tracing::error!("{line}");
-    }
 }
 
 fn tokens(config: &Config) -> Result<TokenStore, Error> {
@@ -308,25 +166,6 @@ pub fn token_revoke(config: &Config, id: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listen_addresses() {
-        let ok = |s: &str| parse_listen(s).unwrap();
-        assert_eq!(ok("0.0.0.0:8080"), ("0.0.0.0".to_owned(), 8080));
-        assert_eq!(ok("localhost:0"), ("localhost".to_owned(), 0));
-        assert_eq!(ok("[::1]:1337"), ("::1".to_owned(), 1337));
-        for bad in [
-            "8080",
-            ":8080",
-            "::1:8080",
-            "[::1:8080",
-            "a:65536",
-            "a:x",
-            "a:",
-        ] {
-            assert!(parse_listen(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn configuration_faults_exit_2() {

@@ -60,6 +60,8 @@ const KEYS: &[&str] = &[
     "CLIENT_TIMEOUT",
     "MAX_CONNECTIONS",
     "MIN_FREE_SPACE",
+    "DRAIN_TIMEOUT",
+    "ZERO_COPY",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +165,12 @@ pub struct Config {
     /// `DLREPO_MIN_FREE_SPACE` bytes (arbor only): below this much free space under the data
     /// root, `/healthz` answers 503 so that load balancers and monitoring notice in time.
     pub min_free_space: u64,
+    /// `DLREPO_DRAIN_TIMEOUT` seconds (arbor only): how long a stop waits for requests and
+    /// background work (publishes, a cleanup run) before the process exits anyway.
+    pub drain_timeout: u64,
+    /// `DLREPO_ZERO_COPY` (arbor only): file bodies go from the page cache to the socket
+    /// with `sendfile(2)` (`crate::zerocopy`); off, they are read and streamed through hyper.
+    pub zero_copy: bool,
     /// The LDAP settings, kept verbatim as known keys: `auth/ldap.rs` parses and checks
     /// them itself, so that a bad one is reported with the LDAP context.
     pub other: BTreeMap<&'static str, String>,
@@ -211,6 +219,8 @@ impl Default for Config {
             client_timeout: 60,
             max_connections: 1024,
             min_free_space: 64 << 20,
+            drain_timeout: 30,
+            zero_copy: true,
             other: BTreeMap::new(),
             testing: TestHooks::default(),
         }
@@ -281,35 +291,11 @@ impl Config {
         flags: &[(&'static str, String)],
     ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
-        let mut warnings = Vec::new();
         let testing = match file {
             Some((path, text)) => file_layer(path, text, &mut raw)?,
             None => TestHooks::default(),
         };
-        for (name, value) in env {
-            let Some(key) = name.strip_prefix("DLREPO_") else {
-                continue;
-            };
-            if CLIENT_ONLY.contains(&key) {
-                continue;
-            }
-            // dlrepo ignores names it does not know, and deployment tools export their own
-            // (DLREPO_VERSION, say): refusing to start would break such shells.
-            let Some(known) = find_key(key) else {
-                warnings.push(format!(
-                    "ignoring {name}: not a setting arbor knows (the closest one is DLREPO_{})",
-                    closest_key(key)
-                ));
-                continue;
-            };
-            raw.insert(
-                known,
-                Raw {
-                    value,
-                    source_name: "environment".into(),
-                },
-            );
-        }
+        let warnings = env_layer(env, &mut raw);
         for (key, value) in flags {
             let known = find_key(key).expect("flags name known settings");
             raw.insert(
@@ -396,6 +382,10 @@ impl Config {
                 "HEADER_TIMEOUT" => c.header_timeout = positive(int()?)?,
                 "CLIENT_TIMEOUT" => c.client_timeout = positive(int()?)?,
                 "MIN_FREE_SPACE" => c.min_free_space = int()?,
+                "DRAIN_TIMEOUT" => c.drain_timeout = int()?,
+                "ZERO_COPY" => {
+                    c.zero_copy = on_off(&value).ok_or_else(|| invalid(ON_OFF.into()))?
+                }
                 "MAX_CONNECTIONS" => {
                     c.max_connections = usize::try_from(positive(int()?)?)
                         .map_err(|_| invalid("too large".into()))?
@@ -445,6 +435,18 @@ impl Config {
     }
 }
 
+/// A switch of arbor's own: exactly `1` or `0`, where dlrepo's loose forms (`AUTH_DISABLED`'s
+/// "only `1`", `LATEST_RELEASES`'s "all but `0`") are kept for its settings alone.
+fn on_off(value: &str) -> Option<bool> {
+    match value {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    }
+}
+
+const ON_OFF: &str = "expected 0 or 1";
+
 /// The settings of the TOML file `path` (its text), into `raw`, and its test hooks.
 fn file_layer(
     path: &str,
@@ -483,15 +485,38 @@ fn file_layer(
                 });
             }
         };
-        raw.insert(
-            known,
-            Raw {
-                value,
-                source_name: path.to_owned(),
-            },
-        );
+        let source_name = path.to_owned();
+        raw.insert(known, Raw { value, source_name });
     }
     Ok(testing)
+}
+
+/// The `DLREPO_*` environment into `raw`; returns the warnings for names it does not know.
+fn env_layer(
+    env: impl IntoIterator<Item = (String, String)>,
+    raw: &mut BTreeMap<&'static str, Raw>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix("DLREPO_") else {
+            continue;
+        };
+        if CLIENT_ONLY.contains(&key) {
+            continue;
+        }
+        // dlrepo ignores names it does not know, and deployment tools export their own
+        // (DLREPO_VERSION, say): refusing to start would break such shells.
+        let Some(known) = find_key(key) else {
+            warnings.push(format!(
+                "ignoring {name}: not a setting arbor knows (the closest one is DLREPO_{})",
+                closest_key(key)
+            ));
+            continue;
+        };
+        let source_name = "environment".into();
+        raw.insert(known, Raw { value, source_name });
+    }
+    warnings
 }
 
 fn find_key(key: &str) -> Option<&'static str> {
@@ -613,6 +638,19 @@ mod tests {
         let e =
             Config::from_sources(None, env(&[("DLREPO_PUBLISH_MAX_REQUESTS", "0")])).unwrap_err();
         assert!(e.to_string().contains("DLREPO_PUBLISH_MAX_REQUESTS"), "{e}");
+    }
+
+    #[test]
+    fn drain_and_zero_copy_settings() {
+        let c = Config::from_sources(None, env(&[])).unwrap();
+        assert_eq!((c.drain_timeout, c.zero_copy), (30, true));
+        let set = [("DLREPO_DRAIN_TIMEOUT", "0"), ("DLREPO_ZERO_COPY", "0")];
+        let c = Config::from_sources(None, env(&set)).unwrap();
+        assert_eq!((c.drain_timeout, c.zero_copy), (0, false));
+        for bad in ["yes", "true", ""] {
+            let e = Config::from_sources(None, env(&[("DLREPO_ZERO_COPY", bad)])).unwrap_err();
+            assert!(e.to_string().contains("expected 0 or 1"), "{e}");
+        }
     }
 
     #[test]

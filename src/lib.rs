@@ -3,13 +3,16 @@
 //! Module map:
 //! - [`config`]: every `DLREPO_*` setting, from the command line, the environment and an
 //!   optional TOML file.
-//! - [`commands`]: what each `arbor` sub-command does (the server's lifecycle included).
+//! - [`cli`], [`commands`]: the command line and what each `arbor` sub-command does.
+//! - [`lifecycle`]: the server's start-up and its stop, in order.
 //! - [`model`]: validated names, artifact paths, digests and typed entity coordinates.
 //! - [`storage`]: the only code that touches the filesystem (the tree, blobs, products,
 //!   tars, registry content, GC, fsck).
 //! - [`auth`]: identities (auth file, LDAP, trusted headers, tokens) and ACLs.
 //! - [`http`]: axum routes, the guard, the tree dispatcher and the registry adapter; no paths.
 //! - [`publish`]: mirroring released tags to other servers.
+//! - [`background`]: publishes and cleanup runs, tracked so that a stop waits for them;
+//!   [`cleanup`]: the server's cleanup worker.
 //! - [`server`]: accepting connections, with their timeouts and limits.
 //! - [`zerocopy`]: connections that send file bodies with `sendfile(2)`.
 //! - [`reload`]: reloading access control when its files change.
@@ -18,9 +21,13 @@
 //! - [`state`]: what every request shares.
 
 pub mod auth;
+pub mod background;
+pub mod cleanup;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod publish;

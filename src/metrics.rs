@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::OnceLock;
 
 /// The request methods the API uses; anything else counts as `OTHER`, which keeps the
@@ -97,100 +97,62 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 4.0, 8))
 }
 
+/// Registers `metric` under `name` and hands it back, for the struct that keeps it.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
+    /// The series appear in `/metrics` in the order they are registered here.
     fn new() -> Metrics {
         let mut registry = Registry::with_prefix("arbor");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
-        let in_flight = Gauge::default();
-        let (received_bytes, sent_bytes) = (Counter::default(), Counter::default());
-        let (gc_runs, gc_deleted_tags) = (Counter::default(), Counter::default());
-        let (gc_deleted_blobs, gc_freed_bytes) = (Counter::default(), Counter::default());
-        let publishes = Family::<PublishLabels, Counter>::default();
-        let (connections_refused, client_timeouts) = (Counter::default(), Counter::default());
-        let (disk_free_bytes, disk_free_inodes) = (Gauge::default(), Gauge::default());
-        registry.register(
-            "build",
-            "The running version",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
-        );
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by method and status",
-            requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "Time from a request to its response head",
-            duration.clone(),
-        );
-        registry.register(
-            "http_requests_in_flight",
-            "Requests being handled now",
-            in_flight.clone(),
-        );
-        registry.register(
-            "http_received_bytes",
-            "Request body bytes received",
-            received_bytes.clone(),
-        );
-        registry.register(
-            "http_sent_bytes",
-            "Response body bytes sent (sendfile included)",
-            sent_bytes.clone(),
-        );
-        registry.register("gc_runs", "Cleanup passes completed", gc_runs.clone());
-        registry.register(
-            "gc_deleted_tags",
-            "Tags deleted by cleanup policies",
-            gc_deleted_tags.clone(),
-        );
-        registry.register(
-            "gc_deleted_blobs",
-            "Orphan blobs and stale uploads removed",
-            gc_deleted_blobs.clone(),
-        );
-        registry.register(
-            "gc_freed_bytes",
-            "Bytes freed by removing orphan blobs and uploads",
-            gc_freed_bytes.clone(),
-        );
-        registry.register(
+        let r = &mut registry;
+        let version = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
+        r.register("build", "The running version", version);
+        let http = HttpMetrics::new(r);
+        let gc = GcMetrics::new(r);
+        let publishes = register(
+            r,
             "publishes",
             "Tag publishes and un-publishes finished, by outcome",
-            publishes.clone(),
+            Family::<PublishLabels, Counter>::default(),
         );
-        registry.register(
+        let connections_refused = register(
+            r,
             "connections_refused",
             "Connections answered 503 because DLREPO_MAX_CONNECTIONS were open",
-            connections_refused.clone(),
+            Counter::default(),
         );
-        registry.register(
+        let client_timeouts = register(
+            r,
             "client_timeouts",
             "Connections dropped because a client stalled a body past DLREPO_CLIENT_TIMEOUT",
-            client_timeouts.clone(),
+            Counter::default(),
         );
-        registry.register(
+        let disk_free_bytes = register(
+            r,
             "disk_free_bytes",
             "Bytes free for the server on the filesystem of the data root",
-            disk_free_bytes.clone(),
+            Gauge::default(),
         );
-        registry.register(
+        let disk_free_inodes = register(
+            r,
             "disk_free_inodes",
             "Inodes free for the server on the filesystem of the data root (0 where the filesystem has no inode table)",
-            disk_free_inodes.clone(),
+            Gauge::default(),
         );
         Metrics {
             registry,
-            requests,
-            duration,
-            in_flight,
-            received_bytes,
-            sent_bytes,
-            gc_runs,
-            gc_deleted_tags,
-            gc_deleted_blobs,
-            gc_freed_bytes,
+            requests: http.requests,
+            duration: http.duration,
+            in_flight: http.in_flight,
+            received_bytes: http.received_bytes,
+            sent_bytes: http.sent_bytes,
+            gc_runs: gc.runs,
+            gc_deleted_tags: gc.deleted_tags,
+            gc_deleted_blobs: gc.deleted_blobs,
+            gc_freed_bytes: gc.freed_bytes,
             publishes,
             connections_refused,
             client_timeouts,
@@ -212,6 +174,91 @@ impl Metrics {
         self.publishes
             .get_or_create(&PublishLabels { action, result })
             .inc();
+    }
+}
+
+/// The request series, registered together.
+struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily,
+    in_flight: Gauge,
+    received_bytes: Counter,
+    sent_bytes: Counter,
+}
+
+impl HttpMetrics {
+    fn new(r: &mut Registry) -> HttpMetrics {
+        let requests = register(
+            r,
+            "http_requests",
+            "HTTP requests answered, by method and status",
+            Family::<RequestLabels, Counter>::default(),
+        );
+        let duration = register(
+            r,
+            "http_request_duration_seconds",
+            "Time from a request to its response head",
+            HistogramFamily::new_with_constructor(duration_histogram),
+        );
+        let in_flight = register(
+            r,
+            "http_requests_in_flight",
+            "Requests being handled now",
+            Gauge::default(),
+        );
+        let received_bytes = register(
+            r,
+            "http_received_bytes",
+            "Request body bytes received",
+            Counter::default(),
+        );
+        let sent_bytes = register(
+            r,
+            "http_sent_bytes",
+            "Response body bytes sent (sendfile included)",
+            Counter::default(),
+        );
+        HttpMetrics {
+            requests,
+            duration,
+            in_flight,
+            received_bytes,
+            sent_bytes,
+        }
+    }
+}
+
+/// The cleanup counters, registered together.
+struct GcMetrics {
+    runs: Counter,
+    deleted_tags: Counter,
+    deleted_blobs: Counter,
+    freed_bytes: Counter,
+}
+
+impl GcMetrics {
+    fn new(r: &mut Registry) -> GcMetrics {
+        GcMetrics {
+            runs: register(r, "gc_runs", "Cleanup passes completed", Counter::default()),
+            deleted_tags: register(
+                r,
+                "gc_deleted_tags",
+                "Tags deleted by cleanup policies",
+                Counter::default(),
+            ),
+            deleted_blobs: register(
+                r,
+                "gc_deleted_blobs",
+                "Orphan blobs and stale uploads removed",
+                Counter::default(),
+            ),
+            freed_bytes: register(
+                r,
+                "gc_freed_bytes",
+                "Bytes freed by removing orphan blobs and uploads",
+                Counter::default(),
+            ),
+        }
     }
 }
 

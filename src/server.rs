@@ -26,20 +26,23 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service as _;
 
-/// The limits every connection is held to.
+/// How every connection is served: the limits it is held to, and how files go out.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct ConnPolicy {
     pub header_timeout: Duration,
     pub client_timeout: Duration,
     pub max_connections: usize,
+    /// `DLREPO_ZERO_COPY`: file bodies go out with `sendfile(2)`.
+    pub zero_copy: bool,
 }
 
-impl Limits {
-    pub fn from_config(c: &Config) -> Limits {
-        Limits {
+impl ConnPolicy {
+    pub fn from_config(c: &Config) -> ConnPolicy {
+        ConnPolicy {
             header_timeout: Duration::from_secs(c.header_timeout),
             client_timeout: Duration::from_secs(c.client_timeout),
             max_connections: c.max_connections,
+            zero_copy: c.zero_copy,
         }
     }
 }
@@ -51,9 +54,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = Limits::from_config(&state.config);
+    let policy = ConnPolicy::from_config(&state.config);
     let router = crate::http::router(state);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Semaphore::new(policy.max_connections));
     let connections = TaskTracker::new();
     let stopping = CancellationToken::new();
     let mut shutdown = pin!(shutdown);
@@ -62,10 +65,10 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        io.set_write_timeout(limits.client_timeout);
+        io.set_write_timeout(policy.client_timeout);
         match Arc::clone(&slots).try_acquire_owned() {
             Ok(slot) => {
-                let conn = connection(io, router.clone(), limits, stopping.clone(), slot);
+                let conn = connection(io, router.clone(), policy, stopping.clone(), slot);
                 connections.spawn(conn);
             }
             Err(_) => {
@@ -85,12 +88,12 @@ pub async fn serve(
 async fn connection(
     io: ZcStream,
     router: Router,
-    limits: Limits,
+    policy: ConnPolicy,
     stopping: CancellationToken,
     _slot: OwnedSemaphorePermit,
 ) {
-    let zc = io.handle();
-    let client_timeout = limits.client_timeout;
+    let zc = io.handle(policy.zero_copy);
+    let client_timeout = policy.client_timeout;
     let service = hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
         // A body that stops arriving ends in an error the handlers answer with a 408.
         let mut req = req.map(|body| Body::new(crate::http::StallGuard::new(body, client_timeout)));
@@ -100,7 +103,7 @@ async fn connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(policy.header_timeout);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = pin!(conn);
     tokio::select! {

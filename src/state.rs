@@ -1,7 +1,9 @@
 //! Shared application state handed to every request.
 
 use crate::auth::Auth;
+use crate::background::Background;
 use crate::config::Config;
+use crate::publish::Publisher;
 use crate::storage::Repo;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -12,6 +14,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Access control, swapped whole on reload; a request clones the inner `Arc` once.
     auth: Arc<RwLock<Arc<Auth>>>,
+    /// Which tags are being published, and what publish requests share.
+    pub publisher: Arc<Publisher>,
+    /// Publishes and cleanup runs: a stop waits for them.
+    pub background: Background,
 }
 
 impl AppState {
@@ -19,10 +25,15 @@ impl AppState {
     pub fn new(config: Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
         let repo = Arc::new(Repo::new(&config)?);
         let auth = Auth::load(&config, repo.token_files())?;
+        let config = Arc::new(config);
+        let background = Background::default();
+        let publisher = Publisher::new(Arc::clone(&repo), Arc::clone(&config), background.clone());
         Ok(AppState {
             repo,
-            config: Arc::new(config),
+            config,
             auth: Arc::new(RwLock::new(Arc::new(auth))),
+            publisher: Arc::new(publisher),
+            background,
         })
     }
 

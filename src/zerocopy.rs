@@ -65,17 +65,26 @@ struct ConnState {
 
 /// The handle a request gets on its connection, to queue file bodies.
 #[derive(Clone, Default)]
-pub struct ZcConn(Arc<ConnState>);
+pub struct ZcConn {
+    state: Arc<ConnState>,
+    /// `DLREPO_ZERO_COPY`; off, handlers stream file bodies through hyper themselves.
+    sendfile: bool,
+}
 
 impl ZcConn {
     pub fn peer(&self) -> Option<std::net::SocketAddr> {
-        self.0.peer
+        self.state.peer
+    }
+
+    /// Whether file bodies should be queued with [`ZcConn::body`] on this connection.
+    pub fn sends_files(&self) -> bool {
+        self.sendfile
     }
 
     /// Queues `job` and returns the body to send in its place.
     pub fn body(&self, job: SendJob) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
         let len = job.remaining;
-        self.0
+        self.state
             .jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -146,10 +155,13 @@ impl axum::serve::Listener for ZcListener {
                     };
                     let io = ZcStream {
                         inner,
-                        conn: ZcConn(Arc::new(ConnState {
-                            jobs: Mutex::default(),
-                            peer,
-                        })),
+                        conn: ZcConn {
+                            state: Arc::new(ConnState {
+                                jobs: Mutex::default(),
+                                peer,
+                            }),
+                            sendfile: true,
+                        },
                         write_timeout: None,
                         write_stall: None,
                     };
@@ -189,9 +201,13 @@ pub struct ZcStream {
 }
 
 impl ZcStream {
-    /// The handle requests use to queue file bodies on this connection.
-    pub fn handle(&self) -> ZcConn {
-        self.conn.clone()
+    /// The handle requests use to queue file bodies on this connection; with `sendfile`
+    /// off (`DLREPO_ZERO_COPY=0`) it only tells who the peer is.
+    pub fn handle(&self, sendfile: bool) -> ZcConn {
+        ZcConn {
+            sendfile,
+            ..self.conn.clone()
+        }
     }
 
     /// A client that reads nothing for `limit` while a response waits to be sent loses the
@@ -229,7 +245,7 @@ impl ZcStream {
     fn poll_sendfile(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         let mut jobs = self
             .conn
-            .0
+            .state
             .jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -348,3 +364,6 @@ impl AsyncWrite for ZcStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

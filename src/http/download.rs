@@ -189,7 +189,7 @@ impl Download<'_> {
         if self.method == Method::HEAD || body_len == 0 {
             return (status, base).into_response();
         }
-        let body = match self.conn {
+        let body = match self.conn.filter(|c| c.sends_files()) {
             Some(conn) => match file.into_send_job(range) {
                 Ok(job) => Body::from_stream(conn.body(job)),
                 Err(e) => {

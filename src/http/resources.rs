@@ -203,7 +203,9 @@ pub async fn tag(ctx: &mut Ctx, b: BranchRef, tag: Name, _slash: bool) -> ApiRes
             let body = ctx.json().await?;
             let (released, update) = parse_tag_update(&body)?;
             if let Some(released) = released {
-                crate::publish::start_release(&ctx.app, t.clone(), released)
+                ctx.app
+                    .publisher
+                    .start_release(t.clone(), released)
                     .await
                     .map_err(|e| match e {
                         crate::publish::PublishError::Store(e) => ApiError::from(e),

@@ -1,5 +1,17 @@
-//! The HTTP side of publishing: one blocking client per target, the process-wide cap on
-//! requests in flight, and retries of transient failures. Runs on blocking threads only.
+//! The HTTP side of publishing: one blocking client per target, the cap on requests in
+//! flight that all of them share, and retries of transient failures. Runs on blocking
+//! threads only.
+//!
+//! Blocking (ureq) on purpose, rather than an async client on the server's tokio/hyper stack
+//! (hyper-util's legacy client with hyper-rustls, or reqwest): tag cleanup un-publishes from
+//! inside the blocking GC pass (`Repo::run_gc` calls a plain `Fn` between choosing a tag and
+//! deleting it), and `arbor gc` runs with no runtime at all, so async requests would need a
+//! `block_on` on those threads; and each step around a request is synchronous tree work
+//! through `Repo` (status file, flags, filter command, opening the file to send), which would
+//! each need a `spawn_blocking` of their own. The one part async would make shorter, the
+//! fan-out over a format's files, is a small tested helper (`release::try_for_each_on_threads`).
+//! It would also add hyper-rustls or reqwest, where ureq shares rustls and ring with the
+//! LDAP client. Worth revisiting if the GC pass becomes async.
 
 use super::Settings;
 use crate::model::{FormatRef, RelPath, escape};
@@ -45,16 +57,34 @@ impl Drop for Permit<'_> {
     }
 }
 
-/// The cap is process-wide by definition (spec/CONFIG.md §1.4), like dlrepo's one
-/// `asyncio.Semaphore`; it is sized by the first publish, as the setting never changes
-/// while the process runs.
-fn limiter(max: usize) -> &'static Limiter {
-    static LIMITER: OnceLock<Limiter> = OnceLock::new();
-    LIMITER.get_or_init(|| Limiter {
-        max: max.max(1),
-        used: Mutex::new(0),
-        freed: Condvar::new(),
-    })
+/// What every publish request of the process shares, owned by the [`super::Publisher`].
+pub(super) struct Shared {
+    /// The cap is process-wide by definition (spec/CONFIG.md §1.4), like dlrepo's one
+    /// `asyncio.Semaphore`.
+    limiter: Limiter,
+    /// Read at the first publish, not at start-up: most servers never publish, and reading
+    /// the system store can log warnings.
+    tls: OnceLock<ureq::tls::TlsConfig>,
+    /// The `dlrepo-server/` prefix lets the target accept `PUT .../container/...`.
+    user_agent: String,
+}
+
+impl Shared {
+    pub fn new(max_requests: usize) -> Shared {
+        Shared {
+            limiter: Limiter {
+                max: max_requests.max(1),
+                used: Mutex::new(0),
+                freed: Condvar::new(),
+            },
+            tls: OnceLock::new(),
+            user_agent: format!("dlrepo-server/{}", hostname()),
+        }
+    }
+
+    fn tls(&self) -> &ureq::tls::TlsConfig {
+        self.tls.get_or_init(tls_config)
+    }
 }
 
 /// A request failed: the message goes to `.publish-status` after `error: `.
@@ -111,26 +141,30 @@ pub(crate) enum Body<'a> {
 }
 
 /// One publish target: base URL, credentials and a connection pool.
-pub(crate) struct Target {
+pub(crate) struct Target<'a> {
     pub url: String,
     base: String,
     agent: ureq::Agent,
     authorization: String,
-    limiter: &'static Limiter,
+    shared: &'a Shared,
 }
 
-impl Target {
+impl<'a> Target<'a> {
     /// `credentials` come from `DLREPO_PUBLISH_AUTH`, read by the caller at each publish.
-    pub fn new(url: &str, settings: &Settings, credentials: &(String, String)) -> Target {
+    pub fn new(
+        url: &str,
+        settings: &Settings,
+        credentials: &(String, String),
+        shared: &'a Shared,
+    ) -> Target<'a> {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(settings.timeout))
             // Statuses are ours to judge: some requests accept a 404 (spec/CONFIG.md §5).
             .http_status_as_error(false)
-            // The `dlrepo-server/` prefix lets the target accept `PUT .../container/...`.
-            .user_agent(format!("dlrepo-server/{}", hostname()))
+            .user_agent(&shared.user_agent)
             // So that the targets answer JSON, never an HTML page.
             .accept("*/*")
-            .tls_config(tls_config().clone())
+            .tls_config(shared.tls().clone())
             .build()
             .into();
         let (login, password) = credentials;
@@ -142,13 +176,13 @@ impl Target {
             base: url.trim_end_matches('/').to_owned(),
             agent,
             authorization: format!("Basic {token}"),
-            limiter: limiter(settings.max_requests),
+            shared,
         }
     }
 
     /// The process-wide cap on requests in flight.
     pub fn max_requests(&self) -> usize {
-        self.limiter.max
+        self.shared.limiter.max
     }
 
     /// Sends one request, retrying transient failures (no connection, timeouts, 502, 503,
@@ -165,7 +199,7 @@ impl Target {
         let mut attempt = 1;
         loop {
             let result = {
-                let _permit = self.limiter.acquire();
+                let _permit = self.shared.limiter.acquire();
                 self.once(method, &url, headers, &body)
             };
             let transient = match &result {
@@ -194,16 +228,7 @@ impl Target {
         body: &Body<'_>,
     ) -> Result<Reply, (Failure, bool)> {
         let fail = |e: ureq::Error| {
-            let transient = match &e {
-                // rustls reports a refused certificate or handshake as InvalidData: trying
-                // again cannot change the answer.
-                ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
-                ureq::Error::Timeout(_)
-                | ureq::Error::ConnectionFailed
-                | ureq::Error::HostNotFound
-                | ureq::Error::Protocol(_) => true,
-                _ => false,
-            };
+            let transient = is_transient(&e);
             (Failure(format!("{method} {url}: {e}")), transient)
         };
         let mut req = ureq::http::Request::builder()
@@ -213,33 +238,11 @@ impl Target {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let built = |e: ureq::http::Error| (Failure(format!("{method} {url}: {e}")), false);
-        let res = match body {
-            Body::None => self.agent.run(req.body(()).map_err(built)?),
-            Body::Empty => self.agent.run(
-                req.header("Content-Length", "0")
-                    .body(&b""[..])
-                    .map_err(built)?,
-            ),
-            Body::Json(text) => self.agent.run(
-                req.header("Content-Type", "application/json")
-                    .body(text.as_bytes())
-                    .map_err(built)?,
-            ),
-            Body::File(repo, format, rel) => {
-                let file = repo
-                    .open_publish_file(format, rel)
-                    .map_err(|e| (Failure(format!("{}{rel}: {e}", format.url())), false))?;
-                let req = req
-                    .header("Content-Type", "application/octet-stream")
-                    // An explicit length: ureq then streams the reader as is, never chunked.
-                    .header("Content-Length", file.len.to_string())
-                    .body(ureq::SendBody::from_owned_reader(file))
-                    .map_err(built)?;
-                self.agent.run(req)
-            }
-        };
-        let mut res = res.map_err(fail)?;
+        let mut res = self.run(req, body).map_err(|e| match e {
+            Attempt::Failed(e) => fail(e),
+            Attempt::Invalid(e) => (Failure(format!("{method} {url}: {e}")), false),
+            Attempt::Unreadable(why) => (Failure(why), false),
+        })?;
         let status = res.status().as_u16();
         let body = if method == "HEAD" {
             Vec::new()
@@ -257,45 +260,95 @@ impl Target {
             url: url.to_owned(),
         })
     }
+
+    /// Sends the request with `body` and its headers.
+    fn run(
+        &self,
+        req: ureq::http::request::Builder,
+        body: &Body<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>, Attempt> {
+        let built = Attempt::Invalid;
+        let res = match body {
+            Body::None => self.agent.run(req.body(()).map_err(built)?),
+            Body::Empty => {
+                let req = req.header("Content-Length", "0");
+                self.agent.run(req.body(&b""[..]).map_err(built)?)
+            }
+            Body::Json(text) => {
+                let req = req.header("Content-Type", "application/json");
+                self.agent.run(req.body(text.as_bytes()).map_err(built)?)
+            }
+            Body::File(repo, format, rel) => {
+                let file = repo
+                    .open_publish_file(format, rel)
+                    .map_err(|e| Attempt::Unreadable(format!("{}{rel}: {e}", format.url())))?;
+                let req = req
+                    .header("Content-Type", "application/octet-stream")
+                    // An explicit length: ureq then streams the reader as is, never chunked.
+                    .header("Content-Length", file.len.to_string())
+                    .body(ureq::SendBody::from_owned_reader(file))
+                    .map_err(built)?;
+                self.agent.run(req)
+            }
+        };
+        res.map_err(Attempt::Failed)
+    }
+}
+
+/// Why an attempt got no reply.
+enum Attempt {
+    /// The request could not be built (a bad header value): final.
+    Invalid(ureq::http::Error),
+    /// The local file to upload could not be opened: final.
+    Unreadable(String),
+    /// Sending it failed.
+    Failed(ureq::Error),
+}
+
+/// Whether trying again may succeed.
+fn is_transient(e: &ureq::Error) -> bool {
+    match e {
+        // rustls reports a refused certificate or handshake as InvalidData: trying again
+        // cannot change the answer.
+        ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
+        ureq::Error::Timeout(_)
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::HostNotFound
+        | ureq::Error::Protocol(_) => true,
+        _ => false,
+    }
 }
 
 /// TLS for `https://` targets, verified against the system CA store (`/etc/ssl/certs`, or
 /// `SSL_CERT_FILE`/`SSL_CERT_DIR` when set), as dlrepo's aiohttp does through OpenSSL. Read
-/// once per process: a new private CA needs a restart. When no store can be read at all,
-/// Mozilla's roots (compiled in) stand in, so public targets still work.
-fn tls_config() -> &'static ureq::tls::TlsConfig {
-    static CONFIG: OnceLock<ureq::tls::TlsConfig> = OnceLock::new();
-    CONFIG.get_or_init(|| {
-        let found = rustls_native_certs::load_native_certs();
-        for e in &found.errors {
-            tracing::warn!(error = %e, "publish: reading the system CA store");
-        }
-        let certs: Vec<_> = found
-            .certs
-            .iter()
-            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        let roots = if certs.is_empty() {
-            tracing::warn!("publish: no system CA certificates; using the built-in Mozilla roots");
-            ureq::tls::RootCerts::WebPki
-        } else {
-            ureq::tls::RootCerts::new_with_certs(&certs)
-        };
-        ureq::tls::TlsConfig::builder().root_certs(roots).build()
-    })
+/// once per process, at its first publish: a new private CA needs a restart. When no store
+/// can be read at all, Mozilla's roots (compiled in) stand in, so public targets still work.
+fn tls_config() -> ureq::tls::TlsConfig {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "publish: reading the system CA store");
+    }
+    let certs: Vec<_> = found
+        .certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    let roots = if certs.is_empty() {
+        tracing::warn!("publish: no system CA certificates; using the built-in Mozilla roots");
+        ureq::tls::RootCerts::WebPki
+    } else {
+        ureq::tls::RootCerts::new_with_certs(&certs)
+    };
+    ureq::tls::TlsConfig::builder().root_certs(roots).build()
 }
 
 /// Replies are small JSON documents; a tag listing of thousands of jobs stays far below.
 const MAX_REPLY: u64 = 64 << 20;
 
 fn hostname() -> String {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
-        nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".into())
-    })
-    .clone()
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 #[cfg(test)]

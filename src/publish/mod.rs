@@ -1,21 +1,19 @@
 //! Publishing: pushes a released tag to every `DLREPO_PUBLISH_URL` server, and deletes it
 //! from them when it is un-released, step by step as spec/CONFIG.md §5 describes. Runs in
-//! the background on a blocking thread; progress and errors go to the tag's
-//! `.publish-status`. Owns no files: the tree is read and flagged through `Repo`.
+//! the background on a blocking thread tracked by [`Background`]; progress and
+//! errors go to the tag's `.publish-status`. Owns no files: the tree is read and flagged
+//! through `Repo`. Its state lives in one [`Publisher`], never in globals.
 
+mod busy;
 mod client;
+mod release;
 
+use crate::background::Background;
 use crate::config::Config;
 use crate::model::TagRef;
-use crate::state::AppState;
-use crate::storage::publishing::{PublishFormat, read_publish_credentials};
 use crate::storage::{Repo, StoreError};
-use client::{Body, Failure, Reply, Target};
-use serde_json::{Map, Value};
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use client::ATTEMPTS;
@@ -65,309 +63,211 @@ impl Settings {
     }
 }
 
-/// `POST {tag}/ {"tag": {"released": ...}}`: checks the settings and the tag, then publishes
-/// (or un-publishes) in the background and returns at once. The HTTP layer answers 421 with
-/// the error text for [`PublishError::UrlUndefined`] and [`PublishError::AuthUndefined`].
-pub async fn start_release(
-    state: &AppState,
-    tag: TagRef,
-    released: bool,
-) -> Result<(), PublishError> {
-    let settings = Settings::from_config(&state.config)?;
-    let t = tag.clone();
-    // The tag must exist now (404 otherwise), as in dlrepo; the run re-reads it.
-    state.repo.run(move |r| r.publish_job_list(&t)).await?;
-    let repo = Arc::clone(&state.repo);
-    // A plain blocking thread: the HTTP client is synchronous, and nothing awaits the
-    // result, which lands in `.publish-status`.
-    tokio::task::spawn_blocking(move || {
-        let _ = release_now(&repo, &settings, &tag, released);
-    });
-    Ok(())
+/// Publishing's state for the life of the process, made at start-up and owned by
+/// `AppState` (or made for one `arbor gc`): which tags are being published, what their
+/// requests share (the cap on requests in flight, the TLS roots), and where runs go.
+pub struct Publisher {
+    repo: Arc<Repo>,
+    config: Arc<Config>,
+    /// Where publish runs are tracked, so that a stop waits for them.
+    background: Background,
+    busy: busy::BusyTags,
+    http: client::Shared,
 }
 
-/// Publishes (`released`) or un-publishes the tag now, on the calling (blocking) thread;
-/// the status file says how it went and so does the result. Runs for one tag at a time:
-/// a second call for the same tag waits for the first. Tag cleanup calls this with
-/// `released = false` before deleting a released tag (spec/LAYOUT.md §6.2).
-pub fn release_now(
-    repo: &Repo,
-    settings: &Settings,
-    tag: &TagRef,
-    released: bool,
-) -> Result<(), String> {
-    let _busy = TagBusy::wait(tag);
-    let verb = if released { "publish" } else { "unpublish" };
-    let result = do_release(repo, settings, tag, released);
-    let action = if released {
-        crate::metrics::Action::publish
-    } else {
-        crate::metrics::Action::unpublish
-    };
-    crate::metrics::get().record_publish(action, result.is_ok());
-    match result {
-        Ok(()) => {
-            tracing::info!(tag = %tag.url(), "{verb} done");
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(tag = %tag.url(), error = %e, "{verb} failed");
-            // The flags stay as they are; only the status changes (spec/CONFIG.md §5).
-            if let Err(err) = repo.set_publish_status(tag, Some(&format!("error: {e}"))) {
-                tracing::error!(tag = %tag.url(), error = %err, "cannot write .publish-status");
-            }
-            Err(e.0)
+impl Publisher {
+    pub fn new(repo: Arc<Repo>, config: Arc<Config>, background: Background) -> Publisher {
+        Publisher {
+            http: client::Shared::new(config.publish_max_requests),
+            busy: busy::BusyTags::default(),
+            repo,
+            config,
+            background,
         }
     }
-}
 
-/// Tag cleanup's un-publish step, run before a released tag is deleted: `None` when
-/// `DLREPO_PUBLISH_URL` is unset, as there is nothing to retract. With the URL set but the
-/// credentials missing it fails, so cleanup keeps the tag instead of stranding its copies.
-pub fn cleanup_unpublisher(
-    repo: &Repo,
-    config: &Config,
-) -> Option<impl Fn(&TagRef) -> Result<(), String> + Sync> {
-    config.publish_url.as_ref()?;
-    let settings = Settings::from_config(config).map_err(|e| e.to_string());
-    Some(move |tag: &TagRef| {
-        let settings = settings.as_ref().map_err(Clone::clone)?;
-        release_now(repo, settings, tag, false)
-    })
-}
+    /// `POST {tag}/ {"tag": {"released": ...}}`: checks the settings and the tag, then
+    /// publishes (or un-publishes) in the background and returns at once. The HTTP layer
+    /// answers 421 with the error text for [`PublishError::UrlUndefined`] and
+    /// [`PublishError::AuthUndefined`].
+    pub async fn start_release(
+        self: &Arc<Self>,
+        tag: TagRef,
+        released: bool,
+    ) -> Result<(), PublishError> {
+        let settings = Settings::from_config(&self.config)?;
+        let t = tag.clone();
+        // The tag must exist now (404 otherwise), as in dlrepo; the run re-reads it.
+        self.repo.run(move |r| r.publish_job_list(&t)).await?;
+        let publisher = Arc::clone(self);
+        // A blocking thread, as the HTTP client is synchronous; tracked, so that a stop
+        // waits for it. Nothing awaits the result, which lands in `.publish-status`.
+        self.background.spawn_blocking(move || {
+            let _ = publisher.release_now(&settings, &tag, released);
+        });
+        Ok(())
+    }
 
-/// spec/CONFIG.md §5 `do_release`.
-fn do_release(
-    repo: &Repo,
-    settings: &Settings,
-    tag: &TagRef,
-    released: bool,
-) -> Result<(), Failure> {
-    let store = |e: StoreError| Failure(e.to_string());
-    repo.set_publish_status(tag, Some("in progress"))
-        .map_err(store)?;
-    let tag_url = tag.url();
-    let mut published_jobs = false;
-    for url in settings.urls.split(',') {
-        if let Some(cmd) = &settings.filter_cmd
-            && !repo.run_publish_filter(tag, cmd, url).map_err(store)?
-        {
-            tracing::info!(tag = %tag_url, %url, "publish filter skipped this target");
-            continue;
-        }
-        // Read at each publish, so that a rotated password needs no restart.
-        let credentials = read_publish_credentials(&settings.auth_file).map_err(store)?;
-        let target = Target::new(url, settings, &credentials);
-        if released {
-            tracing::info!(tag = %tag_url, %url, "publishing tag");
-            publish_jobs(repo, &target, tag)?;
-            let reply = target.send("GET", &tag_url, &[], Body::None)?;
-            if reply.status != 404 {
-                let reply = reply.check()?;
-                // Each target overwrites the answer of the one before, as in dlrepo.
-                published_jobs = json_of(&reply)?
-                    .pointer("/tag/jobs")
-                    .and_then(Value::as_array)
-                    .is_some_and(|jobs| !jobs.is_empty());
-            }
+    /// Publishes (`released`) or un-publishes the tag now, on the calling (blocking) thread;
+    /// the status file says how it went and so does the result. Runs for one tag at a time:
+    /// a second call for the same tag waits for the first. Tag cleanup calls this with
+    /// `released = false` before deleting a released tag (spec/LAYOUT.md §6.2).
+    pub fn release_now(
+        &self,
+        settings: &Settings,
+        tag: &TagRef,
+        released: bool,
+    ) -> Result<(), String> {
+        let repo = &*self.repo;
+        let _claim = self.busy.claim(tag);
+        let verb = if released { "publish" } else { "unpublish" };
+        let result = release::do_release(repo, settings, &self.http, tag, released);
+        let action = if released {
+            crate::metrics::Action::publish
         } else {
-            tracing::info!(tag = %tag_url, %url, "deleting tag from target");
-            target
-                .send("DELETE", &tag_url, &[], Body::None)?
-                .check_or_missing()?;
-        }
-    }
-    if released && published_jobs {
-        repo.mark_tag_released(tag).map_err(store)?;
-        repo.set_publish_status(tag, Some(&format!("published to {}", settings.urls)))
-            .map_err(store)?;
-    } else {
-        repo.clear_release(tag).map_err(store)?;
-    }
-    Ok(())
-}
-
-/// spec/CONFIG.md §5 `publish_jobs`: every locked job, in name order.
-fn publish_jobs(repo: &Repo, target: &Target, tag: &TagRef) -> Result<(), Failure> {
-    let store = |e: StoreError| Failure(e.to_string());
-    for j in repo.publish_job_list(tag).map_err(store)? {
-        let job = repo.publish_job(&j).map_err(store)?;
-        let job_url = j.url();
-        if !job.locked {
-            // Not deleted remotely either: it may still be in the making.
-            tracing::debug!(job = %job_url, "job is not locked, skipping release");
-            continue;
-        }
-        if job.internal {
-            // It may have been published before it became internal.
-            target.send("DELETE", &job_url, &[], Body::None)?;
-            repo.set_job_released(&j, false).map_err(store)?;
-            continue;
-        }
-        // dlrepo treats any answer but 200 as "not there"; a 5xx that outlived the retries
-        // would then lead to uploads into a job the target still holds locked. Only a 404
-        // means missing here.
-        let reply = target
-            .send("GET", &job_url, &[], Body::None)?
-            .check_or_missing()?;
-        if reply.status == 200 {
-            let remote = json_of(&reply)?;
-            if remote.pointer("/job/digest").and_then(Value::as_str) == Some(job.digest.as_str()) {
-                tracing::debug!(job = %job_url, "job already up to date on the target");
-                continue;
+            crate::metrics::Action::unpublish
+        };
+        crate::metrics::get().record_publish(action, result.is_ok());
+        match result {
+            Ok(()) => {
+                tracing::info!(tag = %tag.url(), "{verb} done");
+                Ok(())
             }
-            // Another version of the job is there: replace it whole.
-            target.send("DELETE", &job_url, &[], Body::None)?;
-            repo.set_job_released(&j, false).map_err(store)?;
-        }
-        repo.set_publish_status(tag, Some(&format!("uploading {} to {}", j.job, target.url)))
-            .map_err(store)?;
-        for format in &job.formats {
-            publish_format(repo, target, format)?;
-        }
-        let meta = Value::Object(Map::from_iter([(
-            "job".to_owned(),
-            Value::Object(job.metadata),
-        )]));
-        target
-            .send(
-                "PATCH",
-                &job_url,
-                &[],
-                Body::Json(crate::pyjson::to_string(&meta)),
-            )?
-            .check()?;
-        repo.set_job_released(&j, true).map_err(store)?;
-        target
-            .send(
-                "PUT",
-                &job_url,
-                &[],
-                Body::Json(r#"{"job": {"locked": true}}"#.to_owned()),
-            )?
-            .check()?;
-        tracing::info!(job = %job_url, url = %target.url, "job published");
-    }
-    Ok(())
-}
-
-/// Every file of the format (HEAD with its digest: link when the target has the blob,
-/// upload otherwise), then the PATCH that clears `.dirty` on the target. Files go out on up
-/// to `DLREPO_PUBLISH_MAX_REQUESTS` threads; the first failure stops the others.
-fn publish_format(repo: &Repo, target: &Target, format: &PublishFormat) -> Result<(), Failure> {
-    let fmt_url = format.format.url();
-    let next = AtomicUsize::new(0);
-    let failed: Mutex<Option<Failure>> = Mutex::new(None);
-    let worker = || {
-        loop {
-            if failed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some()
-            {
-                return;
-            }
-            let Some((rel, digest)) = format.files.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                return;
-            };
-            let file_url = format!("{fmt_url}{rel}");
-            let result = (|| {
-                let head = target.send("HEAD", &file_url, &[("Digest", digest)], Body::None)?;
-                if head.status == 200 {
-                    target
-                        .send(
-                            "PUT",
-                            &file_url,
-                            &[("Digest", digest), ("X-Dlrepo-Link", digest)],
-                            Body::Empty,
-                        )?
-                        .check()
-                } else {
-                    target
-                        .send(
-                            "PUT",
-                            &file_url,
-                            &[("Digest", digest)],
-                            Body::File(repo, &format.format, rel),
-                        )?
-                        .check()
+            Err(e) => {
+                tracing::error!(tag = %tag.url(), error = %e, "{verb} failed");
+                // The flags stay as they are; only the status changes (spec/CONFIG.md §5).
+                if let Err(err) = repo.set_publish_status(tag, Some(&format!("error: {e}"))) {
+                    tracing::error!(tag = %tag.url(), error = %err, "cannot write .publish-status");
                 }
-            })();
-            if let Err(e) = result {
-                failed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get_or_insert(e);
+                Err(e.0)
             }
         }
-    };
-    // More threads than requests allowed in flight would only wait; a handful is plenty.
-    let threads = format.files.len().clamp(1, target.max_requests().min(8));
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(worker);
-        }
-        worker();
-    });
-    if let Some(e) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
-        return Err(e);
     }
-    target
-        .send("PATCH", &fmt_url, &[], Body::Empty)?
-        .check()
-        .map(drop)
-}
 
-fn json_of(reply: &Reply) -> Result<Value, Failure> {
-    serde_json::from_slice(&reply.body).map_err(|e| Failure(format!("invalid JSON reply: {e}")))
-}
+    /// Tag cleanup's un-publish step, run before a released tag is deleted: `None` when
+    /// `DLREPO_PUBLISH_URL` is unset, as there is nothing to retract. With the URL set but
+    /// the credentials missing it fails, so cleanup keeps the tag instead of stranding its
+    /// copies.
+    pub fn cleanup_unpublisher(&self) -> Option<impl Fn(&TagRef) -> Result<(), String> + Sync> {
+        self.config.publish_url.as_ref()?;
+        let settings = Settings::from_config(&self.config).map_err(|e| e.to_string());
+        Some(move |tag: &TagRef| {
+            let settings = settings.as_ref().map_err(Clone::clone)?;
+            self.release_now(settings, tag, false)
+        })
+    }
 
-/// Marks a tag as being published: a second publish of the same tag waits, so that two
-/// runs never interleave their status lines and flags.
-/// At a server stop: waits up to `wait` for the publishes in flight, then marks the tags
-/// still being published as interrupted, so that their status does not say `in progress`
-/// forever. Their threads die with the process; a new release picks up where they were, as
-/// publishing skips what the target already holds.
-pub fn stop(repo: &Repo, wait: Duration) {
-    let (set, cv) = busy_tags();
-    let busy = set.lock().unwrap_or_else(PoisonError::into_inner);
-    let (busy, _) = cv
-        .wait_timeout_while(busy, wait, |b| !b.is_empty())
-        .unwrap_or_else(PoisonError::into_inner);
-    for tag in busy.iter() {
-        tracing::warn!(tag = %tag.url(), "publish interrupted by the stop");
-        let status = "error: interrupted by a server stop; release the tag again to finish";
-        if let Err(e) = repo.set_publish_status(tag, Some(status)) {
-            tracing::error!(tag = %tag.url(), error = %e, "cannot write .publish-status");
+    /// At a server stop, once the drain window is over: marks the tags still being published
+    /// as interrupted, so that their status does not say `in progress` forever. Their
+    /// threads die with the process; a new release picks up where they were, as publishing
+    /// skips what the target already holds.
+    pub fn mark_interrupted(&self) {
+        let repo = &*self.repo;
+        for tag in self.busy.current() {
+            tracing::warn!(tag = %tag.url(), "publish interrupted by the stop");
+            let status = "error: interrupted by a server stop; release the tag again to finish";
+            if let Err(e) = repo.set_publish_status(&tag, Some(status)) {
+                tracing::error!(tag = %tag.url(), error = %e, "cannot write .publish-status");
+            }
         }
     }
 }
 
-struct TagBusy(TagRef);
+#[cfg(test)]
+mod tests {
+    // The tests lay out a tag by hand; only storage/ does so in production code.
+    #![allow(clippy::disallowed_methods)]
 
-fn busy_tags() -> &'static (Mutex<HashSet<TagRef>>, Condvar) {
-    static BUSY: OnceLock<(Mutex<HashSet<TagRef>>, Condvar)> = OnceLock::new();
-    BUSY.get_or_init(Default::default)
-}
+    use super::*;
+    use crate::model::{BranchRef, Name, Scope};
+    use std::sync::mpsc;
 
-impl TagBusy {
-    fn wait(tag: &TagRef) -> TagBusy {
-        let (set, cv) = busy_tags();
-        let mut busy = set.lock().unwrap_or_else(PoisonError::into_inner);
-        while busy.contains(tag) {
-            busy = cv.wait(busy).unwrap_or_else(PoisonError::into_inner);
+    /// The tag `b/{name}` of the root scope.
+    pub(super) fn tag(name: &str) -> TagRef {
+        TagRef {
+            branch: BranchRef {
+                scope: Scope::Root,
+                branch: Name::parse("b").expect("valid name"),
+            },
+            tag: Name::parse(name).expect("valid name"),
         }
-        busy.insert(tag.clone());
-        TagBusy(tag.clone())
     }
-}
 
-impl Drop for TagBusy {
-    fn drop(&mut self) {
-        let (set, cv) = busy_tags();
-        set.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.0);
-        cv.notify_all();
+    /// A publisher on a data root holding the empty tags `b/t` and `b/u`.
+    fn publisher() -> (tempfile::TempDir, Arc<Publisher>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for t in ["t", "u"] {
+            std::fs::create_dir_all(dir.path().join("branches/b").join(t)).expect("tag dir");
+        }
+        let config = Config {
+            root_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let repo = Arc::new(Repo::new(&config).expect("repo"));
+        let publisher = Publisher::new(repo, Arc::new(config), Background::default());
+        (dir, Arc::new(publisher))
+    }
+
+    fn status(dir: &tempfile::TempDir, tag: &str) -> Option<String> {
+        std::fs::read_to_string(
+            dir.path()
+                .join("branches/b")
+                .join(tag)
+                .join(".publish-status"),
+        )
+        .ok()
+    }
+
+    #[test]
+    fn a_stop_marks_the_tags_still_being_published() {
+        let (dir, publisher) = publisher();
+        let claim = publisher.busy.claim(&tag("t"));
+        publisher.mark_interrupted();
+        assert_eq!(
+            status(&dir, "t").as_deref(),
+            Some("error: interrupted by a server stop; release the tag again to finish\n")
+        );
+        assert_eq!(
+            status(&dir, "u"),
+            None,
+            "a tag nobody publishes keeps its status"
+        );
+        drop(claim);
+    }
+
+    #[test]
+    fn a_second_release_of_a_tag_waits_for_the_first_then_runs_in_full() {
+        let (dir, publisher) = publisher();
+        // The filter skips the only target: the run makes no request, then finds nothing
+        // published and clears the release.
+        let settings = Settings {
+            urls: "http://127.0.0.1:9/".into(),
+            auth_file: dir.path().join("no-credentials"),
+            filter_cmd: Some("false".into()),
+            timeout: Duration::from_secs(1),
+            max_requests: 1,
+        };
+        let first = publisher.busy.claim(&tag("t"));
+        let (done, second_done) = mpsc::channel();
+        std::thread::scope(|s| {
+            let (publisher, settings) = (&publisher, &settings);
+            s.spawn(move || {
+                let result = publisher.release_now(settings, &tag("t"), true);
+                done.send(result).expect("the test waits");
+            });
+            let waited = second_done.recv_timeout(Duration::from_millis(200));
+            assert!(
+                waited.is_err(),
+                "the second run started while the first held the tag"
+            );
+            assert_eq!(status(&dir, "t"), None, "the waiting run wrote its status");
+            drop(first);
+            let result = second_done
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the second run starts once the first is done");
+            assert_eq!(result, Ok(()));
+        });
+        assert_eq!(status(&dir, "t"), None, "an empty release leaves no status");
+        assert!(publisher.busy.current().is_empty());
     }
 }

@@ -187,7 +187,7 @@ fn sigterm_lets_an_upload_in_flight_finish() {
 
 #[test]
 fn sigterm_cleans_up_an_upload_that_stalls_past_the_drain() {
-    let mut s = TestServer::start_with(&[("ARBOR_TEST_DRAIN_SECS", "1")]);
+    let mut s = TestServer::start_with(&[("DLREPO_DRAIN_TIMEOUT", "1")]);
     let data = vec![7u8; 1_000_000];
     let c = begin_upload(&s, &data, 300_000);
     // The client never sends the rest: the stop must not wait for it beyond the drain.

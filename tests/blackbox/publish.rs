@@ -797,7 +797,7 @@ fn a_stop_interrupts_a_stuck_publish_and_says_so() {
         dir.path(),
         &[
             ("DLREPO_PUBLISH_TIMEOUT", "600"),
-            ("ARBOR_TEST_DRAIN_SECS", "2"),
+            ("DLREPO_DRAIN_TIMEOUT", "2"),
         ],
     );
     let http = Http::new(&src.base);
