@@ -93,11 +93,11 @@ pub enum ScopeArg {
     Write,
 }
 
-impl From<ScopeArg> for crate::auth::tokens::Scope {
+impl From<ScopeArg> for crate::auth::tokens::TokenScope {
     fn from(s: ScopeArg) -> Self {
         match s {
-            ScopeArg::Read => crate::auth::tokens::Scope::Read,
-            ScopeArg::Write => crate::auth::tokens::Scope::Write,
+            ScopeArg::Read => crate::auth::tokens::TokenScope::Read,
+            ScopeArg::Write => crate::auth::tokens::TokenScope::Write,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The `arbor` sub-commands: loads the configuration, sets up logging, runs the command
 //! asked for and turns its outcome into an exit status. `arbor serve` is [`crate::lifecycle`].
 
-use crate::auth::tokens::{Scope, TokenStore, parse_duration};
+use crate::auth::tokens::{TokenScope, TokenStore, parse_duration};
 use crate::cli::{Cli, Command, TokenCommand};
 use crate::config::Config;
 use crate::publish::Publisher;
@@ -120,7 +120,7 @@ fn tokens(config: &Config) -> Result<TokenStore, Error> {
 pub fn token_create(
     config: &Config,
     user: &str,
-    scope: Scope,
+    scope: TokenScope,
     prefix: Option<&str>,
     expires: Option<&str>,
 ) -> Result<(), Error> {
@@ -142,8 +142,8 @@ pub fn token_create(
 pub fn token_list(config: &Config) -> Result<(), Error> {
     for t in tokens(config)?.list()? {
         let scope = match t.scope {
-            Scope::Read => "read",
-            Scope::Write => "write",
+            TokenScope::Read => "read",
+            TokenScope::Write => "write",
         };
         let expires = t.expires.map_or("never".to_owned(), |e| e.to_string());
         let prefix = t.prefix.as_deref().unwrap_or("/");

@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tokens::{Scope as TokenScope, TokenStore};
+use tokens::{TokenScope, TokenStore};
 use users::Users;
 
 /// Where logins and passwords are checked: the auth file ([`Users`]) or an LDAP directory

@@ -19,33 +19,33 @@ const SECRET_BYTES: usize = 32;
 /// What a token may do: `Read` never grants PUT/PATCH/POST/DELETE, whatever the user's ACLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Scope {
+pub enum TokenScope {
     Read,
     Write,
 }
 
-impl Scope {
+impl TokenScope {
     pub fn as_str(self) -> &'static str {
         match self {
-            Scope::Read => "read",
-            Scope::Write => "write",
+            TokenScope::Read => "read",
+            TokenScope::Write => "write",
         }
     }
 }
 
-impl fmt::Display for Scope {
+impl fmt::Display for TokenScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for Scope {
+impl FromStr for TokenScope {
     type Err = String;
 
-    fn from_str(s: &str) -> Result<Scope, String> {
+    fn from_str(s: &str) -> Result<TokenScope, String> {
         match s {
-            "read" => Ok(Scope::Read),
-            "write" => Ok(Scope::Write),
+            "read" => Ok(TokenScope::Read),
+            "write" => Ok(TokenScope::Write),
             other => Err(format!(
                 "unknown token scope {other:?} (expected read or write)"
             )),
@@ -60,7 +60,7 @@ pub struct TokenInfo {
     pub id: String,
     /// The login the token acts as.
     pub user: String,
-    pub scope: Scope,
+    pub scope: TokenScope,
     /// When set, the token only works under this path (starts and ends with `/`).
     pub prefix: Option<String>,
     /// Unix seconds; the token is valid while `now < expires`.
@@ -74,7 +74,7 @@ pub struct TokenInfo {
 struct Record {
     id: String,
     user: String,
-    scope: Scope,
+    scope: TokenScope,
     prefix: Option<String>,
     expires: Option<u64>,
     created: u64,
@@ -110,7 +110,7 @@ impl TokenStore {
     pub fn create(
         &self,
         user: &str,
-        scope: Scope,
+        scope: TokenScope,
         prefix: Option<&str>,
         expires_in: Option<Duration>,
     ) -> io::Result<(String, TokenInfo)> {
@@ -311,13 +311,13 @@ mod tests {
     fn create_then_verify() {
         let (_tmp, store) = store();
         let (token, info) = store
-            .create("alice", Scope::Write, Some("/branches/x/"), None)
+            .create("alice", TokenScope::Write, Some("/branches/x/"), None)
             .unwrap();
         let (id, secret) = split_token(&token).unwrap();
         assert_eq!(id, info.id);
         assert_eq!(secret.len(), 64);
         assert_eq!(info.user, "alice");
-        assert_eq!(info.scope, Scope::Write);
+        assert_eq!(info.scope, TokenScope::Write);
         assert_eq!(info.prefix.as_deref(), Some("/branches/x/"));
         assert_eq!(info.expires, None);
         assert!(info.created <= now());
@@ -327,7 +327,7 @@ mod tests {
     #[test]
     fn stored_file_has_hash_not_secret() {
         let (tmp, store) = store();
-        let (token, info) = store.create("bob", Scope::Read, None, None).unwrap();
+        let (token, info) = store.create("bob", TokenScope::Read, None, None).unwrap();
         let (_, secret) = split_token(&token).unwrap();
         let dir = tmp.path().join(".tokens");
         let path = dir.join(format!("{}.json", info.id));
@@ -349,8 +349,8 @@ mod tests {
     fn list_and_revoke() {
         let (_tmp, store) = store();
         assert!(store.list().unwrap().is_empty()); // no directory yet
-        let (t1, a) = store.create("alice", Scope::Read, None, None).unwrap();
-        let (t2, b) = store.create("bob", Scope::Write, None, None).unwrap();
+        let (t1, a) = store.create("alice", TokenScope::Read, None, None).unwrap();
+        let (t2, b) = store.create("bob", TokenScope::Write, None, None).unwrap();
         let mut expected = vec![a.clone(), b.clone()];
         expected.sort_by(|x, y| x.created.cmp(&y.created).then_with(|| x.id.cmp(&y.id)));
         assert_eq!(store.list().unwrap(), expected);
@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn list_skips_corrupt_and_foreign_files() {
         let (tmp, store) = store();
-        let (_, info) = store.create("alice", Scope::Read, None, None).unwrap();
+        let (_, info) = store.create("alice", TokenScope::Read, None, None).unwrap();
         let dir = tmp.path().join(".tokens");
         std::fs::write(dir.join("0123456789abcdef.json"), b"{not json").unwrap();
         std::fs::write(dir.join("notes.txt"), b"hello").unwrap();
@@ -379,7 +379,12 @@ mod tests {
     fn expiry_is_exclusive() {
         let (_tmp, store) = store();
         let (token, info) = store
-            .create("alice", Scope::Read, None, Some(Duration::from_secs(60)))
+            .create(
+                "alice",
+                TokenScope::Read,
+                None,
+                Some(Duration::from_secs(60)),
+            )
             .unwrap();
         let expires = info.expires.unwrap();
         assert_eq!(expires, info.created + 60);
@@ -391,7 +396,9 @@ mod tests {
     #[test]
     fn wrong_secret_and_malformed_tokens() {
         let (_tmp, store) = store();
-        let (token, info) = store.create("alice", Scope::Write, None, None).unwrap();
+        let (token, info) = store
+            .create("alice", TokenScope::Write, None, None)
+            .unwrap();
         let mut wrong = token.clone();
         let last = if wrong.ends_with('0') { "1" } else { "0" };
         wrong.replace_range(wrong.len() - 1.., last);
@@ -424,7 +431,7 @@ mod tests {
         let outside = Record {
             id: "../../x".to_owned(),
             user: "root".to_owned(),
-            scope: Scope::Write,
+            scope: TokenScope::Write,
             prefix: None,
             expires: None,
             created: 0,
@@ -450,7 +457,7 @@ mod tests {
     fn edited_files_do_not_widen_access() {
         let (tmp, store) = store();
         let (token, info) = store
-            .create("alice", Scope::Read, Some("/branches/x/"), None)
+            .create("alice", TokenScope::Read, Some("/branches/x/"), None)
             .unwrap();
         let path = tmp.path().join(".tokens").join(format!("{}.json", info.id));
         let text = std::fs::read_to_string(&path).unwrap();
@@ -465,21 +472,25 @@ mod tests {
         let (_tmp, store) = store();
         for prefix in ["branches/x/", "/branches/x", "", "x"] {
             let err = store
-                .create("alice", Scope::Read, Some(prefix), None)
+                .create("alice", TokenScope::Read, Some(prefix), None)
                 .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{prefix}");
         }
-        let err = store.create("", Scope::Read, None, None).unwrap_err();
+        let err = store.create("", TokenScope::Read, None, None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        assert!(store.create("alice", Scope::Read, Some("/"), None).is_ok());
+        assert!(
+            store
+                .create("alice", TokenScope::Read, Some("/"), None)
+                .is_ok()
+        );
     }
 
     #[test]
     fn scope_strings() {
-        assert_eq!("read".parse::<Scope>(), Ok(Scope::Read));
-        assert_eq!("write".parse::<Scope>(), Ok(Scope::Write));
-        assert!("admin".parse::<Scope>().is_err());
-        assert_eq!(Scope::Write.to_string(), "write");
+        assert_eq!("read".parse::<TokenScope>(), Ok(TokenScope::Read));
+        assert_eq!("write".parse::<TokenScope>(), Ok(TokenScope::Write));
+        assert!("admin".parse::<TokenScope>().is_err());
+        assert_eq!(TokenScope::Write.to_string(), "write");
     }
 
     #[test]
