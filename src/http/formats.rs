@@ -1,13 +1,13 @@
 //! Formats and artifacts (spec/API.md §3.8–3.9, §5): listings, finalisation, tar and
 //! `.sha256` views, downloads and the upload protocol.
 
+use super::dispatch::Ctx;
 use super::download::Download;
 use super::reply::{self, ApiError, ApiResult, created, json_of, ok, redirect, text};
 use super::route::{FormatParent, FormatPart};
-use super::tree::Ctx;
 use super::views;
 use crate::model::{Alias, Digest, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
-use crate::storage::pages::DirPage;
+use crate::storage::page_info::DirPage;
 use crate::storage::{Artifact, Listing, Repo, StoreError, TarPlan, archive};
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode, header};

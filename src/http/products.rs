@@ -1,8 +1,8 @@
 //! The read-only products view (spec/API.md §3.10).
 
+use super::dispatch::Ctx;
 use super::formats::tar_response;
 use super::reply::{ApiError, ApiResult, json, json_of, redirect};
-use super::tree::Ctx;
 use super::views;
 use crate::model::{Name, Scope, VersionRef};
 use serde_json::{Value, json};

@@ -48,7 +48,7 @@ impl From<StoreError> for ApiError {
             }
             // A path under the limit per name but over the platform's whole-path limit.
             e if e.os_error() == Some(nix::libc::ENAMETOOLONG) => {
-                ApiError::BadRequest(super::tree::TOO_LONG.into())
+                ApiError::BadRequest(super::dispatch::TOO_LONG.into())
             }
             StoreError::Conflict(why) => ApiError::Status(StatusCode::CONFLICT, why),
             StoreError::NoSpace(why) => ApiError::NoSpace(why),

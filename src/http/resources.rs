@@ -1,8 +1,8 @@
 //! Branches, tags and jobs (spec/API.md §3.1–3.7): method rules, request validation and one
 //! storage call each.
 
+use super::dispatch::Ctx;
 use super::reply::{ApiError, ApiResult, json, json_of, ok, redirect};
-use super::tree::Ctx;
 use super::views;
 use crate::model::{Alias, BranchRef, JobRef, Name, Scope, TagRef};
 use crate::storage::TagUpdate;

@@ -13,7 +13,7 @@ mod gc;
 mod holders;
 mod hooks;
 mod layout;
-pub mod pages;
+pub mod page_info;
 mod pool;
 mod products;
 pub mod publishing;

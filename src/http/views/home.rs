@@ -2,7 +2,7 @@
 
 use super::{Chrome, encode_segment, iso_time, pretty_time, render};
 use crate::http::reply::ApiResult;
-use crate::storage::pages::HomeInfo;
+use crate::storage::page_info::HomeInfo;
 use crate::storage::quota::human_readable;
 use askama::Template;
 

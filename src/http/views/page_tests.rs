@@ -3,7 +3,7 @@
 use super::*;
 use crate::http::reply::ApiResult;
 use crate::model::{BranchRef, JobRef, Name, Scope, TagRef, VersionRef};
-use crate::storage::pages::{DirEntry, FormatSummary, HomeInfo, Release};
+use crate::storage::page_info::{DirEntry, FormatSummary, HomeInfo, Release};
 use crate::storage::{BranchInfo, BranchSummary, JobInfo, TagInfo, TagSummary, VersionSummary};
 use serde_json::{Map, Value, json};
 
