@@ -1,154 +1,23 @@
 //! The tree dispatcher: every URL that is not a fixed route lands here, is parsed into a
 //! [`Route`], and goes to the resource function for its method.
 
+use super::context::Ctx;
 use super::reply::{ApiError, ApiResult};
 use super::route::Route;
 use super::{formats, products, resources};
 use crate::state::AppState;
-use crate::storage::Listing;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
-use serde_json::Value;
-
-/// The 400 reason for a name or path the filesystem could never hold.
-pub(crate) const TOO_LONG: &str = "File name too long";
-
-/// Largest JSON request body accepted (spec/API.md §1.5 asks for at least 1 MiB).
-const JSON_LIMIT: usize = 1 << 20;
-/// How much of an oversized JSON body is read and dropped before giving up on the client.
-const DRAIN_LIMIT: usize = super::body::DRAIN_LIMIT;
-
-/// Everything a resource function needs from the request.
-pub struct Ctx {
-    pub app: AppState,
-    pub method: Method,
-    pub headers: HeaderMap,
-    /// The raw query string, when the URL has a `?`.
-    pub query: Option<String>,
-    /// The percent-decoded path, compared with canonical URLs for redirects.
-    pub path: String,
-    pub body: std::sync::Mutex<Option<Body>>,
-    /// What the caller may see in listings.
-    pub acl: Listing,
-    /// Where the caller may add: product versions a job may be linked into (Q50).
-    pub adds: Listing,
-    /// The connection, for zero-copy file bodies (absent in in-process tests).
-    pub conn: Option<crate::zerocopy::ZcConn>,
-    /// A browser asked: negotiated views answer HTML (spec/API.md §1.3).
-    pub html: bool,
-    /// Who the caller is, for "Authenticated as" on pages.
-    pub login: Option<String>,
-}
-
-impl Ctx {
-    /// A GET from a browser: the negotiated views render a page (HEAD keeps its API answer).
-    pub fn page(&self) -> bool {
-        self.html && self.method == Method::GET
-    }
-
-    /// Title, breadcrumbs and login for a page at the request path.
-    pub fn chrome(&self) -> super::views::Chrome {
-        super::views::Chrome::for_path(&self.path, self.login.clone())
-    }
-
-    pub fn is_read(&self) -> bool {
-        self.method == Method::GET || self.method == Method::HEAD
-    }
-
-    /// `Some` when the request path is not the canonical one: a 302 there, unless the
-    /// caller could not read that URL (an alias resolved to it); then the 404 of a missing
-    /// entity, so that a redirect never discloses what the caller could not fetch. "Could
-    /// read" is what the guard will check when the redirect is followed, bundles' entities
-    /// included.
-    pub fn canonical(&self, url: &str) -> Option<ApiResult> {
-        if self.path == url {
-            return None;
-        }
-        let target = super::Addressed::parse(&crate::model::escape::location(url));
-        let readable = target
-            .checks(&Method::GET)
-            .iter()
-            .all(|c| self.acl.allows(|| c.path.clone()));
-        if !readable {
-            return Some(Err(ApiError::NotFound));
-        }
-        Some(Ok(super::reply::redirect(url)))
-    }
-
-    /// The request body; a second call gets an empty one. (A mutex only so that `Ctx` is
-    /// `Sync` and can be borrowed across awaits: there is never contention.)
-    pub fn take_body(&self) -> Body {
-        self.body
-            .lock()
-            .ok()
-            .and_then(|mut b| b.take())
-            .unwrap_or_else(Body::empty)
-    }
-
-    /// The request body as JSON, whatever its Content-Type. An oversized body is still read
-    /// (up to a bound) and discarded, so the client gets to see the 413 instead of a reset.
-    pub async fn json(&self) -> Result<Value, ApiError> {
-        use futures_util::StreamExt;
-        let mut stream = self.take_body().into_data_stream();
-        let (mut data, mut seen) = (Vec::new(), 0usize);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| match super::body::stalled(&e) {
-                true => ApiError::from(crate::storage::StoreError::ClientTimeout),
-                false => ApiError::BadRequest(format!("invalid body: {e}")),
-            })?;
-            seen += chunk.len();
-            if seen <= JSON_LIMIT {
-                data.extend_from_slice(&chunk);
-            } else if seen > DRAIN_LIMIT {
-                break;
-            }
-        }
-        if seen > JSON_LIMIT {
-            return Err(ApiError::Status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request Entity Too Large".into(),
-            ));
-        }
-        serde_json::from_slice(&data)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON data: {e}")))
-    }
-
-    /// Query parameters, form-decoded (`+` is a space there, unlike in paths).
-    pub fn query_pairs(&self) -> Vec<(String, String)> {
-        let Some(q) = &self.query else {
-            return Vec::new();
-        };
-        q.split('&')
-            // `token` authenticates (see guard.rs); it is never a job filter.
-            .filter(|p| !p.is_empty() && *p != "token" && !p.starts_with("token="))
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (form_decode(k), form_decode(v))
-            })
-            .collect()
-    }
-}
-
-fn form_decode(s: &str) -> String {
-    percent_decode_str(&s.replace('+', " "))
-        .decode_utf8_lossy()
-        .into_owned()
-}
 
 pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let conn = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<crate::zerocopy::ZcConn>>()
-        .map(|c| c.0.clone());
     // The guard parsed and authorized this very value.
     let route = match parts.extensions.get::<super::Addressed>() {
         Some(super::Addressed::Tree(r)) => r.clone(),
         Some(super::Addressed::TooLong(_)) => {
-            return ApiError::BadRequest(TOO_LONG.into()).into_response();
+            return ApiError::BadRequest(super::reply::TOO_LONG.into()).into_response();
         }
         _ if super::views::wants_html(&parts.headers) => {
             let path = percent_decode_str(parts.uri.path()).decode_utf8_lossy();
@@ -156,63 +25,51 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
         }
         _ => return ApiError::NotFound.into_response(),
     };
-    let path = percent_decode_str(parts.uri.path())
-        .decode_utf8_lossy()
-        .into_owned();
-    let caller = parts.extensions.get::<super::guard::Caller>().cloned();
-    let mut ctx = Ctx {
-        html: super::views::wants_html(&parts.headers),
-        login: caller.as_ref().and_then(|c| c.id.login.clone()),
-        app,
-        method: parts.method,
-        headers: parts.headers,
-        query: parts.uri.query().map(str::to_owned),
-        path,
-        body: std::sync::Mutex::new(Some(body)),
-        acl: match caller.clone() {
-            Some(caller) => Listing::new(move |url| caller.can_read(url)),
-            None => Listing::everything(),
-        },
-        adds: match caller {
-            Some(caller) => Listing::new(move |url| caller.can_add(url)),
-            None => Listing::everything(),
-        },
-        conn,
-    };
-    let result: ApiResult = match route {
-        Route::Home(scope) => resources::home(&ctx, scope).await,
-        Route::UserBare(user) => resources::user_bare(&ctx, user).await,
-        Route::Branches { scope, slash } => resources::branches(&ctx, scope, slash).await,
-        Route::Branch { branch, slash } => resources::branch(&mut ctx, branch, slash).await,
-        Route::Tag { branch, tag, slash } => resources::tag(&mut ctx, branch, tag, slash).await,
-        Route::JobTar { branch, tag, job } => resources::job_tar(&ctx, branch, tag, job).await,
+    let mut ctx = Ctx::new(app, parts, body);
+    let result = handle(&mut ctx, route).await;
+    if result.is_err() {
+        drain(ctx.take_body()).await;
+    }
+    answer(ctx, result)
+}
+
+/// The resource function of `route`.
+async fn handle(ctx: &mut Ctx, route: Route) -> ApiResult {
+    match route {
+        Route::Home(scope) => resources::home(ctx, scope).await,
+        Route::UserBare(user) => resources::user_bare(ctx, user).await,
+        Route::Branches { scope, slash } => resources::branches(ctx, scope, slash).await,
+        Route::Branch { branch, slash } => resources::branch(ctx, branch, slash).await,
+        Route::Tag { branch, tag, slash } => resources::tag(ctx, branch, tag, slash).await,
+        Route::JobTar { branch, tag, job } => resources::job_tar(ctx, branch, tag, job).await,
         Route::Job {
             branch,
             tag,
             job,
             slash,
-        } => resources::job(&mut ctx, branch, tag, job, slash).await,
+        } => resources::job(ctx, branch, tag, job, slash).await,
         Route::Format {
             parent,
             format,
             part,
-        } => formats::format(&mut ctx, parent, format, part).await,
-        Route::Products { scope, path, slash } => products::level(&ctx, scope, path, slash).await,
+        } => formats::format(ctx, parent, format, part).await,
+        Route::Products { scope, path, slash } => products::level(ctx, scope, path, slash).await,
         Route::Version {
             scope,
             path,
             version,
             slash,
-        } => products::version(&ctx, scope, path, version, slash).await,
+        } => products::version(ctx, scope, path, version, slash).await,
         Route::VersionTar {
             scope,
             path,
             version,
-        } => products::version_tar(&ctx, scope, path, version).await,
-    };
-    if result.is_err() {
-        drain(ctx.take_body()).await;
+        } => products::version_tar(ctx, scope, path, version).await,
     }
+}
+
+/// The response to a handled request: denials and errors as the caller wants them.
+fn answer(ctx: Ctx, result: ApiResult) -> Response {
     match result {
         Ok(res) => res,
         Err(ApiError::Unauthorized) => {

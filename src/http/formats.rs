@@ -1,27 +1,16 @@
 //! Formats and artifacts (spec/API.md §3.8–3.9, §5): listings, finalisation, tar and
 //! `.sha256` views, downloads and the upload protocol.
 
-use super::dispatch::Ctx;
+use super::context::Ctx;
 use super::download::Download;
-use super::reply::{self, ApiError, ApiResult, created, json_of, ok, redirect, text};
+use super::reply::{ApiError, ApiResult, created, json_of, ok, redirect, text};
 use super::route::{FormatParent, FormatPart};
 use super::views;
 use crate::model::{Alias, Digest, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
 use crate::storage::page_info::DirPage;
-use crate::storage::{Artifact, Listing, Repo, StoreError, TarPlan, archive};
-use axum::body::Body;
+use crate::storage::{Artifact, Listing, Repo, StoreError};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-
-pub fn tar_response(ctx: &Ctx, plan: TarPlan) -> Response {
-    let stream = archive::tar_stream(
-        plan.prefix.clone(),
-        plan.members,
-        plan.sums_mtime,
-        ctx.app.repo.chunk_size(),
-    );
-    reply::tar(&plan.prefix, Body::from_stream(stream))
-}
+use axum::response::IntoResponse;
 
 fn is_alias(parent: &FormatParent) -> bool {
     match parent {
@@ -253,7 +242,7 @@ async fn format_tar(ctx: &Ctx, f: FormatRef) -> ApiResult {
         return ok();
     }
     let plan = ctx.app.repo.run(move |r| r.format_tar(&f)).await?;
-    Ok(tar_response(ctx, plan))
+    Ok(ctx.tar(plan))
 }
 
 /// The job a format URL names literally, where a dedup lookup starts.

@@ -9,7 +9,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use percent_encoding::percent_decode_str;
 use std::sync::Arc;
 
 /// Identifications running at once. An argon2 or bcrypt check takes tens of milliseconds
@@ -65,10 +64,7 @@ pub(crate) fn unauthorized(auth: &Auth, path: &str, html: bool, login: Option<St
 }
 
 fn query_token(query: Option<&str>) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "token").then(|| percent_decode_str(v).decode_utf8_lossy().into_owned())
-    })
+    super::query::value(query?, "token", super::query::Plus::Literal)
 }
 
 pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) -> Response {

@@ -5,13 +5,16 @@
 //! dispatchers act on what it parsed.
 
 mod body;
+mod bundle;
 mod canonical;
+mod context;
 mod dispatch;
 pub(crate) mod download;
 mod formats;
 pub(crate) mod guard;
 pub(crate) mod observe;
 mod products;
+mod query;
 pub(crate) mod registry;
 mod reply;
 mod resources;

@@ -1,7 +1,6 @@
 //! The read-only products view (spec/API.md §3.10).
 
-use super::dispatch::Ctx;
-use super::formats::tar_response;
+use super::context::Ctx;
 use super::reply::{ApiError, ApiResult, json, json_of, redirect};
 use super::views;
 use crate::model::{Name, Scope, VersionRef};
@@ -125,5 +124,5 @@ pub async fn version_tar(ctx: &Ctx, scope: Scope, path: [Name; 3], version: Name
     }
     let acl = ctx.acl.clone();
     let plan = ctx.app.repo.run(move |r| r.version_tar(&v, &acl)).await?;
-    Ok(tar_response(ctx, plan))
+    Ok(ctx.tar(plan))
 }

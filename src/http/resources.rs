@@ -1,7 +1,7 @@
 //! Branches, tags and jobs (spec/API.md §3.1–3.7): method rules, request validation and one
 //! storage call each.
 
-use super::dispatch::Ctx;
+use super::context::Ctx;
 use super::reply::{ApiError, ApiResult, json, json_of, ok, redirect};
 use super::views;
 use crate::model::{Alias, BranchRef, JobRef, Name, Scope, TagRef};
@@ -269,7 +269,7 @@ pub async fn job_tar(ctx: &Ctx, b: BranchRef, tag: Name, job: Name) -> ApiResult
     }
     let acl = ctx.acl.clone();
     let plan = ctx.app.repo.run(move |r| r.job_tar(&j, &acl)).await?;
-    Ok(super::formats::tar_response(ctx, plan))
+    Ok(ctx.tar(plan))
 }
 
 pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool) -> ApiResult {
