@@ -7,7 +7,7 @@ use super::guard::Caller;
 use super::query::{self, Plus};
 use super::reply::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::storage::Listing;
+use crate::storage::Visibility;
 use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -31,9 +31,9 @@ pub struct Ctx {
     pub path: String,
     pub body: std::sync::Mutex<Option<Body>>,
     /// What the caller may see in listings.
-    pub acl: Listing,
+    pub acl: Visibility,
     /// Where the caller may add: product versions a job may be linked into (Q50).
-    pub adds: Listing,
+    pub adds: Visibility,
     /// The connection, for zero-copy file bodies (absent in in-process tests).
     pub conn: Option<crate::zerocopy::ZcConn>,
     /// A browser asked: negotiated views answer HTML (spec/API.md §1.3).
@@ -63,12 +63,12 @@ impl Ctx {
             headers: parts.headers,
             body: std::sync::Mutex::new(Some(body)),
             acl: match caller.clone() {
-                Some(caller) => Listing::new(move |url| caller.can_read(url)),
-                None => Listing::everything(),
+                Some(caller) => Visibility::new(move |url| caller.can_read(url)),
+                None => Visibility::everything(),
             },
             adds: match caller {
-                Some(caller) => Listing::new(move |url| caller.can_add(url)),
-                None => Listing::everything(),
+                Some(caller) => Visibility::new(move |url| caller.can_add(url)),
+                None => Visibility::everything(),
             },
             conn,
         }

@@ -8,7 +8,7 @@ use super::route::{FormatParent, FormatPart};
 use super::views;
 use crate::model::{Alias, Digest, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
 use crate::storage::page_info::DirPage;
-use crate::storage::{Artifact, Listing, Repo, StoreError};
+use crate::storage::{Artifact, Repo, StoreError, Visibility};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
 
@@ -25,7 +25,7 @@ fn resolve_in(
     parent: FormatParent,
     format: Name,
     alias_ok: bool,
-    acl: &Listing,
+    acl: &Visibility,
 ) -> Result<FormatRef, StoreError> {
     Ok(match parent {
         FormatParent::Job { branch, tag, job } => {

@@ -487,3 +487,11 @@ pub(crate) fn rename_exchange(a: &Path, b: &Path) -> io::Result<bool> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// Whether `a` and `b` are the same file (links followed); `false` when either is missing.
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => same_inode(&x, &y),
+        _ => false,
+    }
+}

@@ -3,31 +3,43 @@
 //! async runtime run each whole operation on the blocking pool with [`Repo::run`].
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod aliases;
 pub mod archive;
 pub mod assets;
 mod blobs;
+mod branches;
+mod bundles;
 mod commit;
+mod digests;
 mod files;
+mod formats;
 pub mod fsck;
 mod gc;
 mod holders;
 mod hooks;
+mod jobs;
 mod layout;
 pub mod page_info;
+mod parallel;
 mod pool;
 mod products;
 pub mod publishing;
 pub mod quota;
 pub mod registry;
-mod tree;
+mod tags;
+mod trash;
+mod visibility;
 
 pub use blobs::{BlobReader, ByteRange, Upload};
 pub(crate) use blobs::{Flush, body_error};
+pub use branches::{BranchInfo, BranchSummary};
+pub use bundles::TarPlan;
+pub use formats::{Artifact, FormatInfo};
 pub use gc::{GcKind, GcReport, Unpublish};
-pub use tree::{
-    Artifact, BranchInfo, BranchSummary, FormatInfo, JobInfo, Listing, TagInfo, TagSummary,
-    TagUpdate, TarPlan, VersionSummary,
-};
+pub use jobs::JobInfo;
+pub use products::VersionSummary;
+pub use tags::{TagInfo, TagSummary, TagUpdate};
+pub use visibility::Visibility;
 
 use crate::config::Config;
 use crate::model::DigestError;

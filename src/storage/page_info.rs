@@ -2,8 +2,10 @@
 //! the home page's user repositories and latest releases, format summaries for job and
 //! version pages, and directory listings for the autoindex.
 
+use super::digests::format_digests;
 use super::files::{exists, stamp_time};
-use super::tree::{JobInfo, Listing, format_digests};
+use super::jobs::JobInfo;
+use super::visibility::Visibility;
 use super::{BlobReader, Repo, StoreError, not_found_if_missing};
 use crate::model::{FormatRef, JobRef, Name, RelPath, Scope, VersionRef};
 use std::fs;
@@ -68,7 +70,7 @@ impl Repo {
     pub fn home_info(
         &self,
         scope: &Scope,
-        acl: &Listing,
+        acl: &Visibility,
         with_releases: bool,
     ) -> Result<HomeInfo, StoreError> {
         if !self.scope_exists(scope) {
@@ -99,7 +101,7 @@ impl Repo {
     }
 
     /// Up to ten readable product versions, newest `.stamp` first.
-    fn latest_releases(&self, scope: &Scope, acl: &Listing) -> Result<Vec<Release>, StoreError> {
+    fn latest_releases(&self, scope: &Scope, acl: &Visibility) -> Result<Vec<Release>, StoreError> {
         let products = self.products_dir(scope);
         let mut all = Vec::new();
         for product in Repo::list_entities(&products)? {
@@ -139,7 +141,7 @@ impl Repo {
     pub fn job_page(
         &self,
         j: &JobRef,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<(JobInfo, Vec<FormatSummary>), StoreError> {
         let info = self.job_info(j, acl)?;
         let names: Vec<String> = info
@@ -164,7 +166,7 @@ impl Repo {
     pub fn version_page(
         &self,
         v: &VersionRef,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<Vec<FormatSummary>, StoreError> {
         let vdir = self.version_dir(v);
         let names = self.version_formats(v, acl)?;

@@ -1,16 +1,30 @@
 //! The `products/` symlink tree built from job metadata (spec/LAYOUT.md §4) and its
 //! read-only views (spec/API.md §3.10).
 
+use super::aliases::pick_alias;
+use super::bundles::TarPlan;
+use super::files::same_file;
 use super::files::{self, create_flag, exists, read_json_map, sort_time, stamp_time};
-use super::tree::{Listing, TarPlan, VersionSummary, pick_alias, same_file};
+use super::visibility::Visibility;
 use super::{Repo, StoreError};
 use crate::model::{Alias, FormatRef, JobRef, Name, Scope, VersionRef};
 use crate::pyjson;
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::fs;
 use std::io;
 use std::os::unix::fs::symlink;
 use std::path::Path;
+
+/// A product version as its product branch lists it (spec/API.md §3.10).
+#[derive(Debug, Serialize)]
+pub struct VersionSummary {
+    pub name: String,
+    pub timestamp: Value,
+    pub locked: bool,
+    pub released: bool,
+    pub stable: bool,
+}
 
 const PRODUCT_KEYS: [&str; 4] = ["product", "product_variant", "product_branch", "version"];
 
@@ -61,7 +75,7 @@ impl Repo {
         &self,
         j: &JobRef,
         new: &Map<String, Value>,
-        may_link: &Listing,
+        may_link: &Visibility,
     ) -> Result<(), StoreError> {
         match self.merged_metadata(j, new)?.1 {
             Some(v) if !may_link.allows(|| v.url()) => Err(StoreError::Denied),
@@ -74,7 +88,7 @@ impl Repo {
         &self,
         j: &JobRef,
         new: &Map<String, Value>,
-        may_link: &Listing,
+        may_link: &Visibility,
     ) -> Result<(), StoreError> {
         let jdir = self.job_dir(j);
         if exists(&jdir.join(".locked")) {
@@ -214,7 +228,7 @@ impl Repo {
         &self,
         scope: &Scope,
         path: &[Name],
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<Vec<String>, StoreError> {
         let mut dir = self.products_dir(scope);
         let mut url = format!("{}/products/", scope.url());
@@ -236,7 +250,7 @@ impl Repo {
         &self,
         scope: &Scope,
         path: &[Name; 3],
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<Vec<VersionSummary>, StoreError> {
         let mut out = Vec::new();
         for name in self.product_level(scope, path, acl)? {
@@ -274,7 +288,7 @@ impl Repo {
         path: &[Name; 3],
         raw: &str,
         alias_ok: bool,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<VersionRef, StoreError> {
         if let (true, Some(alias)) = (alias_ok, Alias::parse(&raw.to_lowercase())) {
             let mut candidates = Vec::new();
@@ -311,7 +325,7 @@ impl Repo {
     pub fn version_formats(
         &self,
         v: &VersionRef,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<Vec<String>, StoreError> {
         let vdir = self.version_dir(v);
         if !vdir.is_dir() {
@@ -332,7 +346,7 @@ impl Repo {
             .collect())
     }
 
-    pub fn version_tar(&self, v: &VersionRef, acl: &Listing) -> Result<TarPlan, StoreError> {
+    pub fn version_tar(&self, v: &VersionRef, acl: &Visibility) -> Result<TarPlan, StoreError> {
         let vdir = self.version_dir(v);
         let mut members = Vec::new();
         for f in self.version_formats(v, acl)? {

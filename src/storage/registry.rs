@@ -15,8 +15,9 @@
 //! take the usage plus what the user has pending past the quota is refused (403 `DENIED`).
 //! Pending links of a user repository end in `.{user}` so the reservation can be summed.
 
+use super::aliases::pick_alias;
 use super::files::{self, DirLock, exists, random_hex, sort_time, stamp_time};
-use super::tree::{Listing, pick_alias};
+use super::visibility::Visibility as Listing;
 use super::{BlobReader, Repo, StoreError};
 use crate::model::{Algo, Alias, BranchRef, Digest, JobRef, Name, Scope, TagRef};
 use bytes::Bytes;
@@ -1214,7 +1215,7 @@ impl Repo {
                 && let Ok(vdir) = fs::canonicalize(jdir.join(".product"))
             {
                 let link = vdir.join("container");
-                if super::tree::same_file(&link, &c.dir) {
+                if super::files::same_file(&link, &c.dir) {
                     let _ = fs::remove_file(&link);
                 }
             }

@@ -8,7 +8,7 @@ mod reply;
 use crate::http::guard::Caller;
 use crate::model::Digest;
 use crate::state::AppState;
-use crate::storage::Listing;
+use crate::storage::Visibility as Listing;
 use crate::storage::registry::{Code, ImageRepo, MAX_MANIFEST, RegError, Uploader};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
