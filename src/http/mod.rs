@@ -20,6 +20,7 @@ mod reply;
 mod resources;
 pub mod route;
 pub(crate) mod security;
+mod shapes;
 mod statics;
 pub(crate) use body::{StallGuard, byte_stream, drain};
 pub(crate) use canonical::Addressed;

@@ -3,9 +3,10 @@
 
 use super::context::Ctx;
 use super::reply::{ApiError, ApiResult, json, json_of, ok, redirect};
+use super::shapes;
 use super::views;
 use crate::model::{Alias, BranchRef, JobRef, Name, Scope, TagRef};
-use crate::storage::TagUpdate;
+use crate::storage::{JobUpdate, TagUpdate};
 use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value};
 
@@ -174,28 +175,11 @@ pub async fn tag(ctx: &mut Ctx, b: BranchRef, tag: Name, _slash: bool) -> ApiRes
     if alias && !ctx.is_read() {
         return Err(ApiError::MethodNotAllowed("GET,HEAD"));
     }
-    let repo = ctx.app.repo.clone();
     if ctx.is_read() {
-        let acl = ctx.acl.clone();
-        let raw = tag.as_str().to_owned();
-        let (t, mut info) = repo
-            .run(move |r| r.tag_info_by_name(&b, &raw, &acl))
-            .await?;
-        if let Some(r) = ctx.canonical(&t.url()) {
-            return r;
-        }
-        let filters = ctx.query_pairs();
-        info.jobs.retain(|job| {
-            filters
-                .iter()
-                .all(|(k, v)| job.get(k).is_some_and(|x| python_str(x) == *v))
-        });
-        if ctx.page() {
-            return views::tag_page(ctx.chrome(), &info);
-        }
-        return json_of("tag", &info);
+        return tag_read(ctx, b, tag).await;
     }
     let t = resolve_tag(ctx, &b, &tag, false).await?;
+    let repo = ctx.app.repo.clone();
     match ctx.method.clone() {
         // Writes act on the canonical tag instead of redirecting (spec/API.md Q6): clients
         // replay a redirected POST as a GET and the change would be lost.
@@ -219,6 +203,36 @@ pub async fn tag(ctx: &mut Ctx, b: BranchRef, tag: Name, _slash: bool) -> ApiRes
         }
         _ => Err(ApiError::MethodNotAllowed(BRANCH_ALLOW)),
     }
+}
+
+/// `GET {tag}/`, its jobs filtered by the query's `key=value` pairs (spec/API.md Q41).
+async fn tag_read(ctx: &Ctx, b: BranchRef, tag: Name) -> ApiResult {
+    let acl = ctx.acl.clone();
+    let (t, mut info) = ctx
+        .app
+        .repo
+        .run(move |r| r.tag_info_by_name(&b, tag.as_str(), &acl))
+        .await?;
+    if let Some(r) = ctx.canonical(&t.url()) {
+        return r;
+    }
+    let filters = ctx.query_pairs();
+    let mut jobs = Vec::new();
+    info.jobs.retain(|entry| {
+        let job = shapes::job_entry(entry);
+        let keep = filters
+            .iter()
+            .all(|(k, v)| job.get(k).is_some_and(|x| python_str(x) == *v));
+        if keep {
+            jobs.push(job);
+        }
+        keep
+    });
+    if ctx.page() {
+        return views::tag_page(ctx.chrome(), &info);
+    }
+    let tag = shapes::tag(&info, jobs).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(json(&serde_json::json!({ "tag": tag })))
 }
 
 /// Python's `str()` of a job entry value, as the tag filter compares it (spec/API.md Q41).
@@ -277,61 +291,20 @@ pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool
     if alias && ctx.method != Method::GET && ctx.method != Method::HEAD {
         return Err(ApiError::MethodNotAllowed("GET"));
     }
-    let repo = ctx.app.repo.clone();
     if ctx.is_read() {
-        let acl = ctx.acl.clone();
-        let page = ctx.page();
-        let (j, (info, formats)) = repo
-            .run(move |r| {
-                let t = r.resolve_tag(&b, tag.as_str(), true, &acl)?;
-                let j = JobRef { tag: t, job };
-                // The page also says what each format holds; the JSON only names them.
-                let info = if page {
-                    r.job_page(&j, &acl)?
-                } else {
-                    (r.job_info(&j, &acl)?, Vec::new())
-                };
-                Ok((j, info))
-            })
-            .await?;
-        if let Some(r) = ctx.canonical(&j.url()) {
-            return r;
-        }
-        if page {
-            return views::job_page(ctx.chrome(), &j, &info, &formats);
-        }
-        let mut m = Map::new();
-        m.insert("job".into(), Value::Object(info.0));
-        return Ok(json(&Value::Object(m)));
+        return job_read(ctx, b, tag, job).await;
     }
     // Writes never redirect; they act on the lower-cased names (spec/API.md §3.6).
     let j = JobRef {
         tag: TagRef { branch: b, tag },
         job,
     };
+    let repo = ctx.app.repo.clone();
     match ctx.method.clone() {
         Method::PUT => {
-            let body = ctx.json().await?;
-            let fields = job_fields(&body)?;
-            let flag = |k: &str| match fields.get(k) {
-                None => Ok(None),
-                Some(Value::Bool(b)) => Ok(Some(*b)),
-                Some(_) => Err(job_invalid()),
-            };
-            let (internal, locked) = (flag("internal")?, flag("locked")?);
+            let update = parse_job_update(&ctx.json().await?)?;
             let adds = ctx.adds.clone();
-            repo.run(move |r| {
-                if let Some(internal) = internal {
-                    r.set_job_internal(&j, internal)?;
-                }
-                match locked {
-                    Some(true) => r.lock_job(&j, &adds),
-                    // The v0.30 unlock spelling (spec/API.md §8).
-                    Some(false) => r.unlock_job(&j),
-                    None => Ok(()),
-                }
-            })
-            .await?;
+            repo.run(move |r| r.update_job(&j, update, &adds)).await?;
             ok()
         }
         Method::POST => {
@@ -357,6 +330,39 @@ pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool
         }
         _ => Err(ApiError::MethodNotAllowed(JOB_ALLOW)),
     }
+}
+
+/// `GET {job}/`: the JSON names the formats, the page also says what each holds.
+async fn job_read(ctx: &Ctx, b: BranchRef, tag: Name, job: Name) -> ApiResult {
+    let (acl, page) = (ctx.acl.clone(), ctx.page());
+    let view = ctx
+        .app
+        .repo
+        .run(move |r| r.job_view(&b, tag.as_str(), job, &acl, page))
+        .await?;
+    if let Some(r) = ctx.canonical(&view.job.url()) {
+        return r;
+    }
+    if page {
+        return views::job_page(ctx.chrome(), &view.job, &view.info, &view.formats);
+    }
+    let mut m = Map::new();
+    m.insert("job".into(), Value::Object(shapes::job(&view.info)));
+    Ok(json(&Value::Object(m)))
+}
+
+/// `{"job": {"internal": bool, "locked": bool}}`, both optional.
+fn parse_job_update(body: &Value) -> Result<JobUpdate, ApiError> {
+    let fields = job_fields(body)?;
+    let flag = |k: &str| match fields.get(k) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(job_invalid()),
+    };
+    Ok(JobUpdate {
+        internal: flag("internal")?,
+        locked: flag("locked")?,
+    })
 }
 
 fn job_fields(body: &Value) -> Result<&Map<String, Value>, ApiError> {

@@ -3,17 +3,53 @@
 
 use super::files::{DirLock, create_flag, exists, remove_flag, set_flag, timestamp_json};
 use super::layout::Scan;
+use super::page_info::FormatSummary;
 use super::visibility::Visibility;
 use super::{Repo, StoreError, not_found_if_missing};
-use crate::model::{FormatRef, JobRef};
+use crate::model::{BranchRef, FormatRef, JobRef, Name};
 use crate::pyjson;
 use serde_json::{Map, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// A job as GET shows it: metadata keys first, then the fixed fields (spec/API.md §3.6).
-#[derive(Debug)]
-pub struct JobInfo(pub Map<String, Value>);
+/// A job as its tag lists it (spec/API.md §3.5).
+#[derive(Debug, Clone, Default)]
+pub struct JobEntry {
+    pub name: String,
+    /// `.metadata`, keys sorted; empty when missing or not an object.
+    pub metadata: Map<String, Value>,
+    pub locked: bool,
+    pub released: bool,
+}
+
+/// A job as GET shows it (spec/API.md §3.6).
+#[derive(Debug, Clone, Default)]
+pub struct JobInfo {
+    pub entry: JobEntry,
+    pub internal: bool,
+    /// The `.stamp` time, or the integer 0 when there is none (spec/API.md Q39).
+    pub timestamp: Value,
+    /// `.digest`: empty until the job is locked.
+    pub digest: String,
+    /// The formats the caller may read, in name order.
+    pub formats: Vec<String>,
+}
+
+/// The job of a read URL, resolved, and what its JSON answer or its page shows.
+pub struct JobView {
+    pub job: JobRef,
+    pub info: JobInfo,
+    /// What each listed format holds; filled for the page only.
+    pub formats: Vec<FormatSummary>,
+}
+
+/// Job flags from `PUT {job}/`, applied in this order (spec/API.md §3.6).
+#[derive(Debug, Default)]
+pub struct JobUpdate {
+    pub internal: Option<bool>,
+    /// `Some(false)` is the v0.30 unlock spelling (spec/API.md §8).
+    pub locked: Option<bool>,
+}
 
 impl Repo {
     pub fn job_exists(&self, j: &JobRef) -> bool {
@@ -23,31 +59,72 @@ impl Repo {
     pub fn job_info(&self, j: &JobRef, acl: &Visibility) -> Result<JobInfo, StoreError> {
         let jdir = self.job_dir(j);
         let scan = Scan::open(&jdir).map_err(not_found_if_missing)?;
-        let mut m = job_entry(j, &scan, "");
-        m.insert("internal".into(), scan.has(".internal").into());
         let stamp = scan
             .has(".stamp")
             .then(|| scan.mtime_at(".stamp"))
             .flatten();
-        m.insert("timestamp".into(), timestamp_json(stamp));
         let digest = scan.read_at(".digest").unwrap_or_default();
-        m.insert("digest".into(), String::from_utf8_lossy(&digest).into());
-        let formats: Vec<Value> = scan
-            .entities
-            .into_iter()
-            .filter(|f| {
-                acl.allows(|| {
-                    FormatRef::Job {
-                        job: j.clone(),
-                        format: f.clone(),
-                    }
-                    .url()
+        Ok(JobInfo {
+            entry: job_entry(j, &scan, ""),
+            internal: scan.has(".internal"),
+            timestamp: timestamp_json(stamp),
+            digest: String::from_utf8_lossy(&digest).into_owned(),
+            formats: scan
+                .entities
+                .into_iter()
+                .filter(|f| {
+                    acl.allows(|| {
+                        FormatRef::Job {
+                            job: j.clone(),
+                            format: f.clone(),
+                        }
+                        .url()
+                    })
                 })
-            })
-            .map(|f| Value::from(f.to_string()))
-            .collect();
-        m.insert("artifact_formats".into(), formats.into());
-        Ok(JobInfo(m))
+                .map(|f| f.to_string())
+                .collect(),
+        })
+    }
+
+    /// `GET {job}/`: resolves the tag segment (aliases included), then reads the job; the
+    /// page also says what each format holds.
+    pub fn job_view(
+        &self,
+        b: &BranchRef,
+        tag: &str,
+        job: Name,
+        acl: &Visibility,
+        for_page: bool,
+    ) -> Result<JobView, StoreError> {
+        let t = self.resolve_tag(b, tag, true, acl)?;
+        let j = JobRef { tag: t, job };
+        let info = self.job_info(&j, acl)?;
+        let formats = match for_page {
+            true => self.format_summaries(&j, &info.formats),
+            false => Vec::new(),
+        };
+        Ok(JobView {
+            job: j,
+            info,
+            formats,
+        })
+    }
+
+    /// `PUT {job}/`: the internal flag, then locking or unlocking.
+    pub fn update_job(
+        &self,
+        j: &JobRef,
+        upd: JobUpdate,
+        may_link: &Visibility,
+    ) -> Result<(), StoreError> {
+        if let Some(internal) = upd.internal {
+            self.set_job_internal(j, internal)?;
+        }
+        match upd.locked {
+            Some(true) => self.lock_job(j, may_link),
+            Some(false) => self.unlock_job(j),
+            None => Ok(()),
+        }
     }
 
     /// Creates branch, tag and job dirs as needed, with the tag and job `.stamp`s.
@@ -162,10 +239,9 @@ impl Repo {
     }
 }
 
-/// A job as the tag listing shows it: metadata keys sorted, then `locked`, `name` and
-/// `released` (appended, or overwritten in place). `prefix` locates the job in `dir`.
-pub(super) fn job_entry(j: &JobRef, dir: &Scan, prefix: &str) -> Map<String, Value> {
-    let mut meta = dir
+/// A job as its tag lists it. `prefix` locates the job in `dir`.
+pub(super) fn job_entry(j: &JobRef, dir: &Scan, prefix: &str) -> JobEntry {
+    let mut metadata = dir
         .read_at(&format!("{prefix}.metadata"))
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .and_then(|v| match v {
@@ -173,12 +249,14 @@ pub(super) fn job_entry(j: &JobRef, dir: &Scan, prefix: &str) -> Map<String, Val
             _ => None,
         })
         .unwrap_or_default();
-    meta.sort_keys();
+    metadata.sort_keys();
     let flag = |name: &str| dir.exists_at(&format!("{prefix}{name}"));
-    meta.insert("locked".into(), flag(".locked").into());
-    meta.insert("name".into(), j.job.to_string().into());
-    meta.insert("released".into(), flag(".released").into());
-    meta
+    JobEntry {
+        name: j.job.to_string(),
+        metadata,
+        locked: flag(".locked"),
+        released: flag(".released"),
+    }
 }
 
 /// `{algo}:{hex}` of the first manifest under `container/manifests/*/*/*`.

@@ -36,7 +36,7 @@ pub use branches::{BranchInfo, BranchSummary};
 pub use bundles::TarPlan;
 pub use formats::{Artifact, FormatInfo};
 pub use gc::{GcKind, GcReport, Unpublish};
-pub use jobs::JobInfo;
+pub use jobs::{JobEntry, JobInfo, JobUpdate, JobView};
 pub use products::VersionSummary;
 pub use tags::{TagInfo, TagSummary, TagUpdate};
 pub use visibility::Visibility;

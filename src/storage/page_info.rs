@@ -4,7 +4,6 @@
 
 use super::digests::format_digests;
 use super::files::{exists, stamp_time};
-use super::jobs::JobInfo;
 use super::visibility::Visibility;
 use super::{BlobReader, Repo, StoreError, not_found_if_missing};
 use crate::model::{FormatRef, JobRef, Name, RelPath, Scope, VersionRef};
@@ -137,29 +136,13 @@ impl Repo {
             .collect())
     }
 
-    /// The job as GET shows it, plus what the page says about each listed format.
-    pub fn job_page(
-        &self,
-        j: &JobRef,
-        acl: &Visibility,
-    ) -> Result<(JobInfo, Vec<FormatSummary>), StoreError> {
-        let info = self.job_info(j, acl)?;
-        let names: Vec<String> = info
-            .0
-            .get("artifact_formats")
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// What the job page says about each of `names`, formats of `j`.
+    pub(super) fn format_summaries(&self, j: &JobRef, names: &[String]) -> Vec<FormatSummary> {
         let jdir = self.job_dir(j);
-        let formats = names
-            .into_iter()
-            .map(|name| self.format_summary(&jdir.join(&name), name, None))
-            .collect();
-        Ok((info, formats))
+        names
+            .iter()
+            .map(|name| self.format_summary(&jdir.join(name), name.clone(), None))
+            .collect()
     }
 
     /// A version's readable formats, each with the job it comes from.

@@ -3,13 +3,13 @@
 
 use super::aliases::pick_alias;
 use super::files::{exists, set_flag, sort_time, stamp_time};
-use super::jobs::job_entry;
+use super::jobs::{JobEntry, job_entry};
 use super::layout::Scan;
 use super::visibility::Visibility;
 use super::{Repo, StoreError, not_found_if_missing};
 use crate::model::{Alias, BranchRef, JobRef, Name, TagRef};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 #[derive(Debug, Serialize)]
 pub struct TagSummary {
@@ -31,7 +31,10 @@ pub struct TagInfo {
     pub publish_status: Option<String>,
     pub description: Option<String>,
     /// Each job's metadata followed by `locked`, `name`, `released`.
-    pub jobs: Vec<Map<String, Value>>,
+    /// Not serialised with the rest: each entry merges metadata and flags into one
+    /// object, which `http/` shapes.
+    #[serde(skip)]
+    pub jobs: Vec<JobEntry>,
 }
 
 /// Tag state changes from `POST {tag}/`, applied in this order (spec/API.md §3.5).

@@ -45,20 +45,18 @@ pub fn job_page(
     info: &JobInfo,
     formats: &[FormatSummary],
 ) -> ApiResult {
-    let m = &info.0;
-    let flag = |k: &str| m.get(k) == Some(&Value::Bool(true));
-    let text = |k: &str| m.get(k).map(plain).unwrap_or_default();
-    let ts = m.get("timestamp").map_or(0.0, timestamp_of);
+    let m = &info.entry.metadata;
+    let ts = timestamp_of(&info.timestamp);
     let product = product_of(j, m);
     render(&JobPage {
         chrome,
         name: j.job.to_string(),
-        locked: flag("locked"),
-        released: flag("released"),
-        internal: flag("internal"),
+        locked: info.entry.locked,
+        released: info.entry.released,
+        internal: info.internal,
         time: pretty_time(ts),
         iso: iso_time(ts),
-        digest: text("digest"),
+        digest: info.digest.clone(),
         tar: format!("../{}.tar", encode_segment(j.job.as_str())),
         product,
         metadata: m
