@@ -84,6 +84,19 @@ pub async fn format(
     format: Name,
     part: FormatPart,
 ) -> ApiResult {
+    if ctx.is_read() {
+        return format_read(ctx, parent, format, part).await;
+    }
+    format_write(ctx, parent, format, part).await
+}
+
+/// PUT an artifact, PATCH (finalise) or DELETE a format; 405 for any other write.
+async fn format_write(
+    ctx: &mut Ctx,
+    parent: FormatParent,
+    format: Name,
+    part: FormatPart,
+) -> ApiResult {
     let alias = is_alias(&parent);
     let product = matches!(parent, FormatParent::Version { .. });
     match (&part, ctx.method.clone()) {
@@ -98,15 +111,14 @@ pub async fn format(
             }
             let rel = RelPath::parse(rel).map_err(bad_relpath)?;
             let f = resolve(ctx, parent, format).await?;
-            return upload(ctx, f, rel).await;
+            upload(ctx, f, rel).await
         }
         (FormatPart::Dir, Method::PATCH) => {
             if product || alias {
                 return Err(ApiError::MethodNotAllowed("GET"));
             }
-            let f = resolve(ctx, parent, format).await?;
-            ctx.app.repo.run(move |r| r.finalize_format(&f)).await?;
-            return ok();
+            with_format(ctx, parent, format, |r, f| r.finalize_format(f)).await?;
+            ok()
         }
         (FormatPart::Dir, Method::DELETE) => {
             if product {
@@ -118,21 +130,17 @@ pub async fn format(
             if alias {
                 return Err(ApiError::MethodNotAllowed("GET"));
             }
-            let f = resolve(ctx, parent, format).await?;
-            ctx.app.repo.run(move |r| r.delete_format(&f)).await?;
-            return ok();
+            with_format(ctx, parent, format, |r, f| r.delete_format(f)).await?;
+            ok()
         }
-        (FormatPart::Dir, m) if m != Method::GET && m != Method::HEAD => {
-            return Err(ApiError::MethodNotAllowed("DELETE,GET,HEAD,PATCH"));
-        }
-        (FormatPart::Artifact(_), m) if m != Method::GET && m != Method::HEAD => {
-            return Err(ApiError::MethodNotAllowed("GET,HEAD,PUT"));
-        }
-        (_, m) if m != Method::GET && m != Method::HEAD => {
-            return Err(ApiError::MethodNotAllowed("GET,HEAD"));
-        }
-        _ => {}
+        (FormatPart::Dir, _) => Err(ApiError::MethodNotAllowed("DELETE,GET,HEAD,PATCH")),
+        (FormatPart::Artifact(_), _) => Err(ApiError::MethodNotAllowed("GET,HEAD,PUT")),
+        _ => Err(ApiError::MethodNotAllowed("GET,HEAD")),
     }
+}
+
+/// GET and HEAD of a format, its bundles and its artifacts.
+async fn format_read(ctx: &Ctx, parent: FormatParent, format: Name, part: FormatPart) -> ApiResult {
     // HEAD with a Digest asks "do you have this blob?", whatever the path (spec/API.md §3.9).
     if let FormatPart::Artifact(rel) = &part
         && ctx.method == Method::HEAD
@@ -302,18 +310,7 @@ async fn dir_view(
         return r;
     }
     match page {
-        DirPage::Index(file) => Ok(Download {
-            method: &ctx.method,
-            headers: &ctx.headers,
-            name: "index.html",
-            chunk_size: ctx.app.repo.chunk_size(),
-            x_sendfile: ctx.app.config.x_sendfile_header.as_deref(),
-            digest_header: "digest",
-            content_type: None,
-            conn: ctx.conn.as_ref(),
-            inline: ctx.app.config.serves_inline(&canonical),
-        }
-        .respond(file)),
+        DirPage::Index(file) => Ok(download(ctx, "index.html", &canonical).respond(file)),
         DirPage::Listing(entries) => {
             let root = rel.is_none().then(|| f.name().as_str());
             let heading = match &rel {
@@ -360,19 +357,23 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
                 h.insert(header::CONTENT_LENGTH, HeaderValue::from(file.len()));
                 return Ok(res);
             }
-            Ok(Download {
-                method: &ctx.method,
-                headers: &ctx.headers,
-                name: rel.basename(),
-                chunk_size: ctx.app.repo.chunk_size(),
-                x_sendfile: ctx.app.config.x_sendfile_header.as_deref(),
-                digest_header: "digest",
-                content_type: None,
-                conn: ctx.conn.as_ref(),
-                inline: ctx.app.config.serves_inline(&canonical),
-            }
-            .respond(file))
+            Ok(download(ctx, rel.basename(), &canonical).respond(file))
         }
+    }
+}
+
+/// How an artifact at `url` is sent as `name` (spec/API.md §5.2).
+fn download<'a>(ctx: &'a Ctx, name: &'a str, url: &str) -> Download<'a> {
+    Download {
+        method: &ctx.method,
+        headers: &ctx.headers,
+        name,
+        chunk_size: ctx.app.repo.chunk_size(),
+        x_sendfile: ctx.app.config.x_sendfile_header.as_deref(),
+        digest_header: "digest",
+        content_type: None,
+        conn: ctx.conn.as_ref(),
+        inline: ctx.app.config.serves_inline(url),
     }
 }
 
@@ -390,26 +391,25 @@ async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
     let link_mode = header("x-dlrepo-link") == raw_digest.as_deref();
     // Checked before reading the body, so a bad request never costs a transfer.
     let digest = Digest::parse(raw_digest.as_deref()).map_err(StoreError::InvalidDigest)?;
-    let repo = ctx.app.repo.clone();
     if link_mode {
         let acl = ctx.acl.clone();
-        repo.run(move |r| {
-            r.check_upload_target(&f, &rel)?;
-            // Only content the caller could download elsewhere (spec/API.md Q49): else
-            // the same 404 as for an unknown blob.
-            let near = match &f {
-                FormatRef::Job { job, .. } => Some(job),
-                FormatRef::Version { .. } => None,
-            };
-            if r.readable_blob(&digest, near, &acl)?.is_none() {
-                return Err(StoreError::NotFound);
-            }
-            r.link_artifact(&f, &rel, &digest)
-        })
-        .await?;
+        ctx.app
+            .repo
+            .run(move |r| r.link_upload(&f, &rel, &digest, &acl))
+            .await?;
         return created();
     }
-    let small = header("content-length")
+    upload_body(ctx, f, rel, digest).await
+}
+
+/// An upload with its content in the body: small ones are read into memory and stored in
+/// one trip to the blocking pool, others stream to disk as they arrive.
+async fn upload_body(ctx: &mut Ctx, f: FormatRef, rel: RelPath, digest: Digest) -> ApiResult {
+    let repo = ctx.app.repo.clone();
+    let small = ctx
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n <= SMALL_UPLOAD);
     // Before the body, for small ones too: a job locked by then refuses it (400, as
@@ -419,15 +419,11 @@ async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
     repo.run(move |r| r.check_upload_target(&target, &target_rel))
         .await?;
     if let Some(len) = small {
-        // Small bodies are read into memory and stored in one trip to the blocking pool.
         let data = axum::body::to_bytes(ctx.take_body(), len)
             .await
             .map_err(|e| crate::storage::body_error(super::body::classify(e)))?;
-        repo.run(move |r| {
-            let staged = r.stage_bytes(&digest, &data)?;
-            r.store_and_link(staged, &f, &rel)
-        })
-        .await?;
+        repo.run(move |r| r.store_small_upload(&f, &rel, &digest, &data))
+            .await?;
         return created();
     }
     let mut body = super::body::byte_stream(ctx.take_body());

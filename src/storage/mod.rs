@@ -28,6 +28,7 @@ pub mod quota;
 pub mod registry;
 mod tags;
 mod trash;
+mod uploads;
 mod visibility;
 
 pub use blobs::{BlobReader, ByteRange, Upload};
