@@ -399,3 +399,7 @@ fn gone_is_fine(r: io::Result<()>) -> Result<(), StoreError> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+#[path = "product_links_tests.rs"]
+mod tests;
