@@ -19,6 +19,7 @@ mod holders;
 mod hooks;
 mod jobs;
 mod layout;
+mod link_targets;
 pub mod page_info;
 mod parallel;
 mod pool;

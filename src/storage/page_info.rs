@@ -4,9 +4,10 @@
 
 use super::digests::format_digests;
 use super::files::{exists, stamp_time};
+use super::link_targets;
 use super::visibility::Visibility;
 use super::{BlobReader, Repo, StoreError, not_found_if_missing};
-use crate::model::{FormatRef, JobRef, Name, RelPath, Scope, VersionRef};
+use crate::model::{FormatRef, JobRef, RelPath, Scope, VersionRef};
 use std::fs;
 use std::path::Path;
 
@@ -159,7 +160,8 @@ impl Repo {
                 let link = vdir.join(&name);
                 let job_url = fs::read_link(&link)
                     .ok()
-                    .and_then(|t| job_url_of_link(&v.scope, &t));
+                    .and_then(|t| link_targets::job_of_format_target(&v.scope, &t))
+                    .map(|j| j.url());
                 self.format_summary(&link, name, job_url)
             })
             .collect())
@@ -224,29 +226,4 @@ impl Repo {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(DirPage::Listing(entries))
     }
-}
-
-/// A version's format symlink points at `../../../../../branches/{b}/{t}/{j}/{f}`.
-fn job_url_of_link(scope: &Scope, target: &Path) -> Option<String> {
-    let parts: Vec<&str> = target
-        .components()
-        .filter_map(|c| match c {
-            std::path::Component::Normal(s) => s.to_str(),
-            _ => None,
-        })
-        .collect();
-    let [.., "branches", b, t, j, _f] = parts.as_slice() else {
-        return None;
-    };
-    let job = JobRef {
-        tag: crate::model::TagRef {
-            branch: crate::model::BranchRef {
-                scope: scope.clone(),
-                branch: Name::parse(b).ok()?,
-            },
-            tag: Name::parse(t).ok()?,
-        },
-        job: Name::parse(j).ok()?,
-    };
-    Some(job.url())
 }

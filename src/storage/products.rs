@@ -5,6 +5,7 @@ use super::aliases::pick_alias;
 use super::bundles::TarPlan;
 use super::files::same_file;
 use super::files::{self, create_flag, exists, read_json_map, sort_time, stamp_time};
+use super::link_targets;
 use super::visibility::Visibility;
 use super::{Repo, StoreError};
 use crate::model::{Alias, FormatRef, JobRef, Name, Scope, VersionRef};
@@ -148,19 +149,10 @@ impl Repo {
         let vdir = self.version_dir(v);
         fs::create_dir_all(&vdir)?;
         create_flag(&vdir.join(".stamp"))?;
-        // Both dirs sit a fixed depth below the scope dir, so the relative links are fixed too.
-        let product = format!(
-            "../../../../products/{}/{}/{}/{}",
-            v.product, v.variant, v.product_branch, v.version
-        );
         let _ = fs::remove_file(jdir.join(".product"));
-        symlink(&product, jdir.join(".product"))?;
+        symlink(link_targets::version_target(v), jdir.join(".product"))?;
         for f in Repo::list_entities(&jdir)? {
-            let target = format!(
-                "../../../../../branches/{}/{}/{}/{f}",
-                j.tag.branch.branch, j.tag.tag, j.job
-            );
-            match symlink(&target, vdir.join(&f)) {
+            match symlink(link_targets::format_target(j, f.as_str()), vdir.join(&f)) {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     // spec/API.md Q16: say what clashes, without server paths.
                     return Err(StoreError::bad(format!(
