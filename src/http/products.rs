@@ -4,16 +4,8 @@ use super::context::Ctx;
 use super::reply::{ApiError, ApiResult, json, json_of, redirect};
 use super::views;
 use crate::model::{Name, Scope, VersionRef};
+use crate::storage::product_level_url;
 use serde_json::{Value, json};
-
-fn level_url(scope: &Scope, path: &[Name]) -> String {
-    let mut url = format!("{}/products/", scope.url());
-    for seg in path {
-        url.push_str(seg.as_str());
-        url.push('/');
-    }
-    url
-}
 
 fn names(list: Vec<String>) -> Vec<Value> {
     list.into_iter().map(|n| json!({ "name": n })).collect()
@@ -25,7 +17,7 @@ pub async fn level(ctx: &Ctx, scope: Scope, path: Vec<Name>, slash: bool) -> Api
         return Err(ApiError::MethodNotAllowed("GET"));
     }
     let acl = ctx.acl.clone();
-    let url = level_url(&scope, &path);
+    let url = product_level_url(&scope, &path);
     let p = path.clone();
     let s = scope.clone();
     // Listing checks existence first: a missing level is a 404 before any redirect.

@@ -18,13 +18,19 @@ pub struct TarPlan {
     pub sums_mtime: f64,
 }
 
+/// `{product}-{variant}-v{version}`: what the bundle of a job in a product version, and
+/// that version's own, are called (spec/API.md §6).
+pub fn product_archive_name(product: &str, variant: &str, version: &str) -> String {
+    format!("{product}-{variant}-v{version}")
+}
+
 impl Repo {
     /// `{product}-{product_variant}-v{version}` when the metadata names them, else `{job}-{tag}`.
     fn job_archive_name(&self, j: &JobRef) -> String {
         let meta = read_json_map(&self.job_dir(j).join(".metadata"));
         let get = |k: &str| meta.get(k).and_then(Value::as_str);
         match (get("product"), get("product_variant"), get("version")) {
-            (Some(p), Some(v), Some(ver)) => format!("{p}-{v}-v{ver}"),
+            (Some(p), Some(v), Some(ver)) => product_archive_name(p, v, ver),
             _ => j.default_archive_name(),
         }
     }

@@ -35,11 +35,11 @@ mod visibility;
 pub use blobs::{BlobReader, ByteRange, Upload};
 pub(crate) use blobs::{Flush, body_error};
 pub use branches::{BranchInfo, BranchSummary};
-pub use bundles::TarPlan;
+pub use bundles::{TarPlan, product_archive_name};
 pub use formats::{Artifact, FormatInfo};
 pub use gc::{GcKind, GcReport, Unpublish};
 pub use jobs::{JobEntry, JobInfo, JobUpdate, JobView};
-pub use products::VersionSummary;
+pub use products::{VersionSummary, product_level_url};
 pub use tags::{TagInfo, TagSummary, TagUpdate};
 pub use visibility::Visibility;
 

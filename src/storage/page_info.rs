@@ -102,31 +102,10 @@ impl Repo {
 
     /// Up to ten readable product versions, newest `.stamp` first.
     fn latest_releases(&self, scope: &Scope, acl: &Visibility) -> Result<Vec<Release>, StoreError> {
-        let products = self.products_dir(scope);
         let mut all = Vec::new();
-        for product in Repo::list_entities(&products)? {
-            let pdir = products.join(&product);
-            for variant in Repo::list_entities(&pdir)? {
-                let vdir = pdir.join(&variant);
-                for branch in Repo::list_entities(&vdir)? {
-                    let bdir = vdir.join(&branch);
-                    for version in Repo::list_entities(&bdir)? {
-                        let Some(t) = stamp_time(&bdir.join(&version)) else {
-                            continue;
-                        };
-                        let v = VersionRef {
-                            scope: scope.clone(),
-                            product: product.clone(),
-                            variant: variant.clone(),
-                            product_branch: branch.clone(),
-                            version,
-                        };
-                        all.push(Release {
-                            version: v,
-                            timestamp: t,
-                        });
-                    }
-                }
+        for version in self.all_versions(scope)? {
+            if let Some(timestamp) = stamp_time(&self.version_dir(&version)) {
+                all.push(Release { version, timestamp });
             }
         }
         all.sort_by(|a, b| b.timestamp.total_cmp(&a.timestamp));

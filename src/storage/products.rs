@@ -212,6 +212,30 @@ impl Repo {
         Ok(())
     }
 
+    /// Every version of the products tree of `scope`, in name order at each level.
+    pub(crate) fn all_versions(&self, scope: &Scope) -> Result<Vec<VersionRef>, StoreError> {
+        let products = self.products_dir(scope);
+        let mut out = Vec::new();
+        for product in Repo::list_entities(&products)? {
+            let pdir = products.join(&product);
+            for variant in Repo::list_entities(&pdir)? {
+                let vdir = pdir.join(&variant);
+                for branch in Repo::list_entities(&vdir)? {
+                    for version in Repo::list_entities(&vdir.join(&branch))? {
+                        out.push(VersionRef {
+                            scope: scope.clone(),
+                            product: product.clone(),
+                            variant: variant.clone(),
+                            product_branch: branch.clone(),
+                            version,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     // ---- read-only views --------------------------------------------------------------
 
     /// Names of the product tree level below `path` (`[]` = the products dir itself).
@@ -223,11 +247,10 @@ impl Repo {
         acl: &Visibility,
     ) -> Result<Vec<String>, StoreError> {
         let mut dir = self.products_dir(scope);
-        let mut url = format!("{}/products/", scope.url());
         for seg in path {
             dir.push(seg);
-            url.push_str(&format!("{seg}/"));
         }
+        let url = product_level_url(scope, path);
         if !path.is_empty() && !dir.is_dir() {
             return Err(StoreError::NotFound);
         }
@@ -350,6 +373,17 @@ impl Repo {
             sums_mtime: sort_time(stamp_time(&vdir)),
         })
     }
+}
+
+/// The URL of a level of the products tree: `{scope}/products/` and one `{name}/` per
+/// segment of `path` (spec/API.md §3.10).
+pub fn product_level_url(scope: &Scope, path: &[Name]) -> String {
+    let mut url = format!("{}/products/", scope.url());
+    for seg in path {
+        url.push_str(seg.as_str());
+        url.push('/');
+    }
+    url
 }
 
 fn version_ref(scope: &Scope, path: &[Name; 3], version: Name) -> VersionRef {

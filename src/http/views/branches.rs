@@ -166,7 +166,7 @@ pub fn tag_page(chrome: Chrome, info: &TagInfo) -> ApiResult {
             let name = j.name.clone();
             let product = match (get("product"), get("product_variant"), get("version")) {
                 (p, v, ver) if !p.is_empty() && !v.is_empty() && !ver.is_empty() => {
-                    format!("{p}-{v}-v{ver}")
+                    crate::storage::product_archive_name(&p, &v, &ver)
                 }
                 _ => String::new(),
             };
