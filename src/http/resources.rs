@@ -37,31 +37,12 @@ pub async fn home(ctx: &Ctx, scope: Scope) -> ApiResult {
         Scope::User(_) => config.latest_releases_user,
     };
     let (acl, static_dir) = (ctx.acl.clone(), config.static_dir.clone());
-    let (info, icons) = ctx
+    let info = ctx
         .app
         .repo
-        .run(move |r| {
-            let info = r.home_info(&scope, &acl, releases)?;
-            // Product icons are optional: show only those the deployment provides.
-            let icons = info
-                .releases
-                .iter()
-                .map(|rel| {
-                    let icon = format!("{}.svg", rel.version.product);
-                    crate::storage::assets::static_file(static_dir.as_deref(), &icon).is_ok()
-                })
-                .collect::<Vec<_>>();
-            Ok((info, icons))
-        })
+        .run(move |r| r.home_info(&scope, &acl, releases, static_dir.as_deref()))
         .await?;
-    views::home_page(
-        ctx.chrome(),
-        user,
-        &info,
-        releases,
-        &icons,
-        config.user_quota,
-    )
+    views::home_page(ctx.chrome(), user, &info, releases, config.user_quota)
 }
 
 pub async fn user_bare(ctx: &Ctx, user: Name) -> ApiResult {

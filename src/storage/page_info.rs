@@ -20,6 +20,9 @@ pub struct Release {
     pub version: VersionRef,
     /// mtime of the version's `.stamp`.
     pub timestamp: f64,
+    /// `/static/{product}.svg` exists: product icons are optional, the page shows only
+    /// those the deployment provides.
+    pub icon: bool,
 }
 
 /// Everything the home page (`/` or `/~{user}/`) shows.
@@ -67,11 +70,14 @@ pub enum DirPage {
 }
 
 impl Repo {
+    /// The home page of `scope`; `static_dir` is `DLREPO_STATIC_DIR`, where product icons
+    /// may be.
     pub fn home_info(
         &self,
         scope: &Scope,
         acl: &Visibility,
         with_releases: bool,
+        static_dir: Option<&Path>,
     ) -> Result<HomeInfo, StoreError> {
         if !self.scope_exists(scope) {
             return Err(StoreError::NotFound);
@@ -96,6 +102,10 @@ impl Repo {
         }
         if with_releases {
             info.releases = self.latest_releases(scope, acl)?;
+            for rel in &mut info.releases {
+                let icon = format!("{}.svg", rel.version.product);
+                rel.icon = super::assets::static_file(static_dir, &icon).is_ok();
+            }
         }
         Ok(info)
     }
@@ -105,7 +115,11 @@ impl Repo {
         let mut all = Vec::new();
         for version in self.all_versions(scope)? {
             if let Some(timestamp) = stamp_time(&self.version_dir(&version)) {
-                all.push(Release { version, timestamp });
+                all.push(Release {
+                    version,
+                    timestamp,
+                    icon: false,
+                });
             }
         }
         all.sort_by(|a, b| b.timestamp.total_cmp(&a.timestamp));

@@ -72,10 +72,11 @@ fn home_lists_users_releases_and_quota() {
                 version: name("1.0"),
             },
             timestamp: 1_795_315_711.0,
+            icon: true,
         }],
         disk_usage: Some(2_000),
     };
-    let html = body(home_page(chrome("/"), None, &info, true, &[true], 10_000));
+    let html = body(home_page(chrome("/"), None, &info, true, 10_000));
     common(&html);
     assert!(html.contains(r#"<a href="branches/">Branches</a>"#));
     assert!(
