@@ -4,7 +4,7 @@ use super::context::Ctx;
 use super::reply::{ApiError, ApiResult, json, json_of, redirect};
 use super::views;
 use crate::model::{Name, Scope, VersionRef};
-use crate::storage::product_level_url;
+use crate::storage::{ProductLevel, product_level_url};
 use serde_json::{Value, json};
 
 fn names(list: Vec<String>) -> Vec<Value> {
@@ -19,34 +19,19 @@ pub async fn level(ctx: &Ctx, scope: Scope, path: Vec<Name>, slash: bool) -> Api
     let acl = ctx.acl.clone();
     let url = product_level_url(&scope, &path);
     let p = path.clone();
-    let s = scope.clone();
     // Listing checks existence first: a missing level is a 404 before any redirect.
-    let children = ctx
+    let level = ctx
         .app
         .repo
-        .run(move |r| r.product_level(&s, &p, &acl))
+        .run(move |r| r.product_level_view(&scope, &p, &acl))
         .await?;
     if !slash {
         return Ok(redirect(&url));
     }
     let last = path.last().map(|n| n.to_string()).unwrap_or_default();
-    if ctx.page() && path.len() < 3 {
-        return views::level_page(ctx.chrome(), path.len(), last, &children);
-    }
-    Ok(match path.len() {
-        0 => json(&json!({ "products": names(children) })),
-        1 => json(&json!({ "product": { "name": last, "product_variants": names(children) } })),
-        2 => json(
-            &json!({ "product_variant": { "name": last, "product_branches": names(children) } }),
-        ),
-        _ => {
-            let path: [Name; 3] = path.try_into().map_err(|_| ApiError::NotFound)?;
-            let acl = ctx.acl.clone();
-            let versions = ctx
-                .app
-                .repo
-                .run(move |r| r.product_versions(&scope, &path, &acl))
-                .await?;
+    let children = match level {
+        ProductLevel::Names(children) => children,
+        ProductLevel::Versions(versions) => {
             if ctx.page() {
                 return views::product_branch_page(ctx.chrome(), last, &versions);
             }
@@ -58,6 +43,16 @@ pub async fn level(ctx: &Ctx, scope: Scope, path: Vec<Name>, slash: bool) -> Api
             );
             return json_of("product_branch", &inner);
         }
+    };
+    if ctx.page() {
+        return views::level_page(ctx.chrome(), path.len(), last, &children);
+    }
+    Ok(match path.len() {
+        0 => json(&json!({ "products": names(children) })),
+        1 => json(&json!({ "product": { "name": last, "product_variants": names(children) } })),
+        _ => json(
+            &json!({ "product_variant": { "name": last, "product_branches": names(children) } }),
+        ),
     })
 }
 
@@ -85,23 +80,21 @@ pub async fn version(
     if !ctx.is_read() {
         return Err(ApiError::MethodNotAllowed("GET"));
     }
-    let v = resolve(ctx, scope, path, version).await?;
-    if let Some(r) = ctx.canonical(&v.url()) {
-        return r;
-    }
-    let acl = ctx.acl.clone();
-    let name = v.version.to_string();
-    if ctx.page() {
-        let formats = ctx.app.repo.run(move |r| r.version_page(&v, &acl)).await?;
-        return views::version_page(ctx.chrome(), name, &formats);
-    }
-    let formats = ctx
+    let (acl, page) = (ctx.acl.clone(), ctx.page());
+    let view = ctx
         .app
         .repo
-        .run(move |r| r.version_formats(&v, &acl))
+        .run(move |r| r.version_view(&scope, &path, version.as_str(), &acl, page))
         .await?;
+    if let Some(r) = ctx.canonical(&view.version.url()) {
+        return r;
+    }
+    let name = view.version.version.to_string();
+    if page {
+        return views::version_page(ctx.chrome(), name, &view.summaries);
+    }
     Ok(json(
-        &json!({ "version": { "name": name, "artifact_formats": formats } }),
+        &json!({ "version": { "name": name, "artifact_formats": view.formats } }),
     ))
 }
 

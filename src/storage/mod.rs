@@ -39,7 +39,7 @@ pub use bundles::{TarPlan, product_archive_name};
 pub use formats::{Artifact, FormatInfo};
 pub use gc::{GcKind, GcReport, Unpublish};
 pub use jobs::{JobEntry, JobInfo, JobUpdate, JobView};
-pub use products::{VersionSummary, product_level_url};
+pub use products::{ProductLevel, VersionSummary, product_level_url};
 pub use tags::{TagInfo, TagSummary, TagUpdate};
 pub use visibility::Visibility;
 

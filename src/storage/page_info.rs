@@ -7,7 +7,7 @@ use super::files::{exists, stamp_time};
 use super::link_targets;
 use super::visibility::Visibility;
 use super::{BlobReader, Repo, StoreError, not_found_if_missing};
-use crate::model::{FormatRef, JobRef, RelPath, Scope, VersionRef};
+use crate::model::{FormatRef, JobRef, Name, RelPath, Scope, VersionRef};
 use std::fs;
 use std::path::Path;
 
@@ -51,6 +51,15 @@ pub struct FormatSummary {
     pub deb: bool,
     /// For a product version: the job URL the format comes from.
     pub job_url: Option<String>,
+}
+
+/// A product version of a read URL, resolved, with what its JSON answer or its page shows.
+pub struct VersionView {
+    pub version: VersionRef,
+    /// The readable format names (the JSON answer).
+    pub formats: Vec<String>,
+    /// What each readable format holds (the page).
+    pub summaries: Vec<FormatSummary>,
 }
 
 /// One entry of a directory listing.
@@ -139,8 +148,30 @@ impl Repo {
             .collect()
     }
 
+    /// `GET {version}/`: resolves the version segment (aliases included) and lists its
+    /// readable formats; the page also says what each holds and which job provides it.
+    pub fn version_view(
+        &self,
+        scope: &Scope,
+        path: &[Name; 3],
+        version: &str,
+        acl: &Visibility,
+        for_page: bool,
+    ) -> Result<VersionView, StoreError> {
+        let v = self.resolve_version(scope, path, version, true, acl)?;
+        let (formats, summaries) = match for_page {
+            true => (Vec::new(), self.version_page(&v, acl)?),
+            false => (self.version_formats(&v, acl)?, Vec::new()),
+        };
+        Ok(VersionView {
+            version: v,
+            formats,
+            summaries,
+        })
+    }
+
     /// A version's readable formats, each with the job it comes from.
-    pub fn version_page(
+    fn version_page(
         &self,
         v: &VersionRef,
         acl: &Visibility,

@@ -27,6 +27,14 @@ pub struct VersionSummary {
     pub stable: bool,
 }
 
+/// A level of the products tree as `GET` shows it (spec/API.md §3.10).
+pub enum ProductLevel {
+    /// `/products/` down to a product variant: the names one level below.
+    Names(Vec<String>),
+    /// A product branch: its versions.
+    Versions(Vec<VersionSummary>),
+}
+
 const PRODUCT_KEYS: [&str; 4] = ["product", "product_variant", "product_branch", "version"];
 
 impl Repo {
@@ -237,6 +245,19 @@ impl Repo {
     }
 
     // ---- read-only views --------------------------------------------------------------
+
+    /// The level at `path` (`[]` = the products dir itself); 404 when it does not exist.
+    pub fn product_level_view(
+        &self,
+        scope: &Scope,
+        path: &[Name],
+        acl: &Visibility,
+    ) -> Result<ProductLevel, StoreError> {
+        Ok(match <&[Name; 3]>::try_from(path) {
+            Ok(branch) => ProductLevel::Versions(self.product_versions(scope, branch, acl)?),
+            Err(_) => ProductLevel::Names(self.product_level(scope, path, acl)?),
+        })
+    }
 
     /// Names of the product tree level below `path` (`[]` = the products dir itself).
     /// 404 when the level does not exist.
