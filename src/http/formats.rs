@@ -158,15 +158,17 @@ async fn format_read(ctx: &Ctx, parent: FormatParent, format: Name, part: Format
     if let FormatPart::Artifact(rel) = part {
         return artifact(ctx, parent, format, &rel).await;
     }
-    let f = resolve(ctx, parent, format).await?;
     match part {
-        FormatPart::Bare => format_bare(ctx, f).await,
-        FormatPart::Tar => format_tar(ctx, f).await,
+        FormatPart::Bare => format_bare(ctx, parent, format).await,
+        FormatPart::Tar => format_tar(ctx, parent, format).await,
         FormatPart::Sha256 => {
+            // The canonical check comes first: a non-canonical URL redirects even when the
+            // format is missing, as it always did.
+            let (f, sums) = with_format(ctx, parent, format, |r, f| Ok(r.format_sha256(f))).await?;
             if let Some(r) = ctx.canonical(&format!("{}.sha256", f.url().trim_end_matches('/'))) {
                 return r;
             }
-            text(ctx.app.repo.run(move |r| r.format_sha256(&f)).await?)
+            text(sums?)
         }
         FormatPart::Dir | FormatPart::Artifact(_) => Err(ApiError::NotFound),
     }
@@ -179,51 +181,29 @@ fn bad_relpath(e: RelPathError) -> ApiError {
     ApiError::BadRequest(e.0)
 }
 
-async fn format_state(ctx: &Ctx, f: &FormatRef) -> Result<bool, ApiError> {
-    let f = f.clone();
-    let (exists, dirty) = ctx
-        .app
-        .repo
-        .run(move |r| Ok((r.format_exists(&f), r.format_dirty(&f))))
-        .await?;
-    if !exists {
-        return Err(ApiError::NotFound);
-    }
-    Ok(dirty)
-}
-
+/// `{format}/`: its listing, or for HEAD only whether it is there and finished.
 async fn format_dir(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult {
-    let head = ctx.method == Method::HEAD;
-    let (f, info) = with_format(ctx, parent, format, move |r, f| {
-        if !r.format_exists(f) {
-            return Err(StoreError::NotFound);
+    if ctx.method == Method::HEAD {
+        let (f, dirty) = with_format(ctx, parent, format, |r, f| r.format_dirty(f)).await?;
+        if dirty {
+            return Err(ApiError::NotFound);
         }
-        Ok(if head {
-            (r.format_dirty(f), None)
-        } else {
-            (false, Some(r.format_info(f)?))
-        })
-    })
-    .await?;
-    let (dirty, info) = info;
-    if head && dirty {
-        return Err(ApiError::NotFound);
+        if let Some(r) = ctx.canonical(&f.url()) {
+            return r;
+        }
+        return ok();
     }
+    let (f, info) = with_format(ctx, parent, format, |r, f| r.format_info(f)).await?;
     if let Some(r) = ctx.canonical(&f.url()) {
         return r;
     }
-    match info {
-        Some(info) => json_of("artifact_format", &info),
-        None => ok(),
-    }
+    json_of("artifact_format", &info)
 }
 
-async fn format_bare(ctx: &Ctx, f: FormatRef) -> ApiResult {
-    if format_state(ctx, &f).await? {
-        return Err(ApiError::NotFound);
-    }
+/// `{format}` without a slash: to its only file, else to the format dir.
+async fn format_bare(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult {
+    let (f, single) = with_format(ctx, parent, format, |r, f| r.format_single_file(f)).await?;
     let url = f.url();
-    let single = ctx.app.repo.run(move |r| r.format_single_file(&f)).await?;
     Ok(match single {
         Some(file) => {
             let mut res = redirect(&format!("{url}{file}"));
@@ -238,8 +218,8 @@ async fn format_bare(ctx: &Ctx, f: FormatRef) -> ApiResult {
     })
 }
 
-async fn format_tar(ctx: &Ctx, f: FormatRef) -> ApiResult {
-    let dirty = format_state(ctx, &f).await?;
+async fn format_tar(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult {
+    let (f, dirty) = with_format(ctx, parent, format, |r, f| r.format_dirty(f)).await?;
     if ctx.method == Method::HEAD && dirty {
         return Err(ApiError::NotFound);
     }

@@ -26,12 +26,13 @@ pub enum Artifact {
 }
 
 impl Repo {
-    pub fn format_exists(&self, f: &FormatRef) -> bool {
-        self.format_dir(f).is_dir()
-    }
-
-    pub fn format_dirty(&self, f: &FormatRef) -> bool {
-        exists(&self.format_dir(f).join(".dirty"))
+    /// Whether the format is still being written to (spec/API.md §3.8); 404 when missing.
+    pub fn format_dirty(&self, f: &FormatRef) -> Result<bool, StoreError> {
+        let fdir = self.format_dir(f);
+        if !fdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(exists(&fdir.join(".dirty")))
     }
 
     pub fn format_info(&self, f: &FormatRef) -> Result<FormatInfo, StoreError> {
@@ -48,10 +49,11 @@ impl Repo {
     }
 
     /// The only file of a format, for the `{format}` (no slash) redirect; `None` when the
-    /// format holds zero or several files, or just an `index.html`.
+    /// format holds zero or several files, or just an `index.html`. A dirty format is
+    /// not there yet: 404.
     pub fn format_single_file(&self, f: &FormatRef) -> Result<Option<String>, StoreError> {
         let fdir = self.format_dir(f);
-        if !fdir.is_dir() {
+        if self.format_dirty(f)? {
             return Err(StoreError::NotFound);
         }
         let digests = format_digests(&fdir);
