@@ -3,7 +3,7 @@
 use super::context::Ctx;
 use super::reply::{ApiError, ApiResult, json, json_of, redirect};
 use super::views;
-use crate::model::{Name, Scope, VersionRef};
+use crate::model::{Name, Scope};
 use crate::storage::{ProductLevel, product_level_url};
 use serde_json::{Value, json};
 
@@ -56,20 +56,6 @@ pub async fn level(ctx: &Ctx, scope: Scope, path: Vec<Name>, slash: bool) -> Api
     })
 }
 
-async fn resolve(
-    ctx: &Ctx,
-    scope: Scope,
-    path: [Name; 3],
-    version: Name,
-) -> Result<VersionRef, ApiError> {
-    let acl = ctx.acl.clone();
-    Ok(ctx
-        .app
-        .repo
-        .run(move |r| r.resolve_version(&scope, &path, version.as_str(), true, &acl))
-        .await?)
-}
-
 pub async fn version(
     ctx: &Ctx,
     scope: Scope,
@@ -102,12 +88,16 @@ pub async fn version_tar(ctx: &Ctx, scope: Scope, path: [Name; 3], version: Name
     if !ctx.is_read() {
         return Err(ApiError::MethodNotAllowed("GET"));
     }
-    let v = resolve(ctx, scope, path, version).await?;
+    let acl = ctx.acl.clone();
+    let bundle = ctx
+        .app
+        .repo
+        .run(move |r| r.version_bundle(&scope, &path, version.as_str(), &acl))
+        .await?;
     // spec/API.md Q7: redirect to the canonical archive, not to the version dir.
-    if let Some(r) = ctx.canonical(&format!("{}.tar", v.url().trim_end_matches('/'))) {
+    let canonical = format!("{}.tar", bundle.at.url().trim_end_matches('/'));
+    if let Some(r) = ctx.canonical(&canonical) {
         return r;
     }
-    let acl = ctx.acl.clone();
-    let plan = ctx.app.repo.run(move |r| r.version_tar(&v, &acl)).await?;
-    Ok(ctx.tar(plan))
+    Ok(ctx.tar(bundle.plan?))
 }

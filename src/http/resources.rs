@@ -256,15 +256,17 @@ pub async fn job_tar(ctx: &Ctx, b: BranchRef, tag: Name, job: Name) -> ApiResult
     if !ctx.is_read() {
         return Err(ApiError::MethodNotAllowed("GET"));
     }
-    let t = resolve_tag(ctx, &b, &tag, true).await?;
-    let j = JobRef { tag: t, job };
-    let canonical = format!("{}.tar", j.url().trim_end_matches('/'));
+    let acl = ctx.acl.clone();
+    let bundle = ctx
+        .app
+        .repo
+        .run(move |r| r.job_bundle(&b, tag.as_str(), job, &acl))
+        .await?;
+    let canonical = format!("{}.tar", bundle.at.url().trim_end_matches('/'));
     if let Some(r) = ctx.canonical(&canonical) {
         return r;
     }
-    let acl = ctx.acl.clone();
-    let plan = ctx.app.repo.run(move |r| r.job_tar(&j, &acl)).await?;
-    Ok(ctx.tar(plan))
+    Ok(ctx.tar(bundle.plan?))
 }
 
 pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool) -> ApiResult {

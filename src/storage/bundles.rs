@@ -6,7 +6,7 @@ use super::digests::format_digests;
 use super::files::{self, read_json_map, sort_time, stamp_time};
 use super::visibility::Visibility;
 use super::{Repo, StoreError};
-use crate::model::{FormatRef, JobRef};
+use crate::model::{BranchRef, FormatRef, JobRef, Name, Scope, VersionRef};
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
@@ -24,7 +24,43 @@ pub fn product_archive_name(product: &str, variant: &str, version: &str) -> Stri
     format!("{product}-{variant}-v{version}")
 }
 
+/// A bundle URL resolved: the entity it names, and the plan of its tar or why there is
+/// none. The plan's error is kept apart so that a non-canonical URL (an alias, say) still
+/// answers its redirect first, as it did when these were two calls.
+pub struct Bundle<R> {
+    pub at: R,
+    pub plan: Result<TarPlan, StoreError>,
+}
+
 impl Repo {
+    /// `GET {job}.tar`: resolves the tag segment (aliases included) and plans the tar.
+    pub fn job_bundle(
+        &self,
+        b: &BranchRef,
+        tag: &str,
+        job: Name,
+        acl: &Visibility,
+    ) -> Result<Bundle<JobRef>, StoreError> {
+        let t = self.resolve_tag(b, tag, true, acl)?;
+        let j = JobRef { tag: t, job };
+        let plan = self.job_tar(&j, acl);
+        Ok(Bundle { at: j, plan })
+    }
+
+    /// `GET {version}.tar`: resolves the version segment (aliases included) and plans the
+    /// tar.
+    pub fn version_bundle(
+        &self,
+        scope: &Scope,
+        path: &[Name; 3],
+        version: &str,
+        acl: &Visibility,
+    ) -> Result<Bundle<VersionRef>, StoreError> {
+        let v = self.resolve_version(scope, path, version, true, acl)?;
+        let plan = self.version_tar(&v, acl);
+        Ok(Bundle { at: v, plan })
+    }
+
     /// `{product}-{product_variant}-v{version}` when the metadata names them, else `{job}-{tag}`.
     fn job_archive_name(&self, j: &JobRef) -> String {
         let meta = read_json_map(&self.job_dir(j).join(".metadata"));
@@ -35,7 +71,7 @@ impl Repo {
         }
     }
 
-    pub fn job_tar(&self, j: &JobRef, acl: &Visibility) -> Result<TarPlan, StoreError> {
+    fn job_tar(&self, j: &JobRef, acl: &Visibility) -> Result<TarPlan, StoreError> {
         let jdir = self.job_dir(j);
         // spec/API.md Q8: dlrepo answered an empty tar for a missing job; a 404 is clearer.
         if !jdir.is_dir() {

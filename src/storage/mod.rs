@@ -35,7 +35,7 @@ mod visibility;
 pub use blobs::{BlobReader, ByteRange, Upload};
 pub(crate) use blobs::{Flush, body_error};
 pub use branches::{BranchInfo, BranchSummary};
-pub use bundles::{TarPlan, product_archive_name};
+pub use bundles::{Bundle, TarPlan, product_archive_name};
 pub use formats::{Artifact, FormatInfo};
 pub use gc::{GcKind, GcReport, Unpublish};
 pub use jobs::{JobEntry, JobInfo, JobUpdate, JobView};

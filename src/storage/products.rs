@@ -382,7 +382,11 @@ impl Repo {
             .collect())
     }
 
-    pub fn version_tar(&self, v: &VersionRef, acl: &Visibility) -> Result<TarPlan, StoreError> {
+    pub(super) fn version_tar(
+        &self,
+        v: &VersionRef,
+        acl: &Visibility,
+    ) -> Result<TarPlan, StoreError> {
         let vdir = self.version_dir(v);
         let mut members = Vec::new();
         for f in self.version_formats(v, acl)? {
