@@ -22,3 +22,40 @@ pub(crate) fn pick_alias<T>(
     };
     pick.map(|c| c.1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(time, name, stable?)`, in name order as listings give them.
+    fn pick(items: &[(f64, &'static str, bool)], alias: Alias) -> Option<&'static str> {
+        let candidates = items
+            .iter()
+            .map(|(t, name, stable)| {
+                let dir = PathBuf::from(if *stable { "stable" } else { "daily" });
+                (*t, *name, dir)
+            })
+            .collect();
+        pick_alias(candidates, alias, |dir| dir == Path::new("stable"))
+    }
+
+    #[test]
+    fn newest_first_and_ties_keep_name_order() {
+        let tags = [
+            (1.0, "a", true),
+            (3.0, "b", false),
+            (2.0, "c", true),
+            (3.0, "d", true),
+        ];
+        assert_eq!(pick(&tags, Alias::Latest), Some("b"));
+        assert_eq!(pick(&tags, Alias::Stable), Some("d"));
+        assert_eq!(pick(&tags, Alias::OldStable), Some("c"));
+    }
+
+    #[test]
+    fn too_few_stable_ones_pick_nothing() {
+        let tags = [(1.0, "a", false), (2.0, "b", true)];
+        assert_eq!(pick(&tags, Alias::OldStable), None);
+        assert_eq!(pick(&[], Alias::Latest), None);
+    }
+}

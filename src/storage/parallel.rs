@@ -36,3 +36,20 @@ pub(super) fn parallel_map<T: Sync, R: Send>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_keep_their_order_and_errors() {
+        let items: Vec<u32> = (0..1000).collect();
+        let doubled = parallel_map(&items, |n| Ok(n * 2)).expect("no error");
+        assert_eq!(doubled, items.iter().map(|n| n * 2).collect::<Vec<_>>());
+        let failed = parallel_map(&items, |n| match n {
+            700 => Err(StoreError::NotFound),
+            n => Ok(*n),
+        });
+        assert!(matches!(failed, Err(StoreError::NotFound)));
+    }
+}
