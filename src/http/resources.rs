@@ -197,18 +197,21 @@ async fn tag_read(ctx: &Ctx, b: BranchRef, tag: Name) -> ApiResult {
     if let Some(r) = ctx.canonical(&t.url()) {
         return r;
     }
+    // Filters compare against the job as the JSON shows it, fixed fields included.
     let filters = ctx.query_pairs();
-    let mut jobs = Vec::new();
-    info.jobs.retain(|entry| {
-        let job = shapes::job_entry(entry);
-        let keep = filters
-            .iter()
-            .all(|(k, v)| job.get(k).is_some_and(|x| python_str(x) == *v));
-        if keep {
-            jobs.push(job);
-        }
-        keep
-    });
+    let (entries, jobs): (Vec<_>, Vec<_>) = std::mem::take(&mut info.jobs)
+        .into_iter()
+        .map(|entry| {
+            let job = shapes::job_entry(&entry);
+            (entry, job)
+        })
+        .filter(|(_, job)| {
+            filters
+                .iter()
+                .all(|(k, v)| job.get(k).is_some_and(|x| python_str(x) == *v))
+        })
+        .unzip();
+    info.jobs = entries;
     if ctx.page() {
         return views::tag_page(ctx.chrome(), &info);
     }
