@@ -3,8 +3,8 @@
 
 use super::context::Ctx;
 use super::reply::{ApiError, ApiResult};
+use super::resources;
 use super::route::Route;
-use super::{formats, products, resources};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -52,19 +52,19 @@ async fn handle(ctx: &mut Ctx, route: Route) -> ApiResult {
             parent,
             format,
             part,
-        } => formats::format(ctx, parent, format, part).await,
-        Route::Products { scope, path, slash } => products::level(ctx, scope, path, slash).await,
+        } => resources::format(ctx, parent, format, part).await,
+        Route::Products { scope, path, slash } => resources::level(ctx, scope, path, slash).await,
         Route::Version {
             scope,
             path,
             version,
             slash,
-        } => products::version(ctx, scope, path, version, slash).await,
+        } => resources::version(ctx, scope, path, version, slash).await,
         Route::VersionTar {
             scope,
             path,
             version,
-        } => products::version_tar(ctx, scope, path, version).await,
+        } => resources::version_tar(ctx, scope, path, version).await,
     }
 }
 

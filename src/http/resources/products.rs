@@ -1,8 +1,8 @@
 //! The read-only products view (spec/API.md §3.10).
 
-use super::context::Ctx;
-use super::reply::{ApiError, ApiResult, json, json_of, redirect};
-use super::views;
+use crate::http::context::Ctx;
+use crate::http::reply::{ApiError, ApiResult, json, json_of, redirect};
+use crate::http::views;
 use crate::model::{Name, Scope};
 use crate::storage::{ProductLevel, product_level_url};
 use serde_json::{Value, json};

@@ -1,12 +1,12 @@
-//! Formats and artifacts (spec/API.md §3.8–3.9, §5): listings, finalisation, tar and
-//! `.sha256` views, downloads and the upload protocol.
+//! Formats and artifacts (spec/API.md §3.8–3.9, §5.2): method rules, listings,
+//! finalisation, delete, tar and `.sha256` views and downloads; uploads are `uploads.rs`.
 
-use super::context::Ctx;
-use super::download::Download;
-use super::reply::{ApiError, ApiResult, created, json_of, ok, redirect, text};
-use super::route::{FormatParent, FormatPart};
-use super::views;
-use crate::model::{Alias, Digest, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
+use crate::http::context::Ctx;
+use crate::http::download::Download;
+use crate::http::reply::{ApiError, ApiResult, json_of, ok, redirect, text};
+use crate::http::route::{FormatParent, FormatPart};
+use crate::http::views;
+use crate::model::{Alias, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
 use crate::storage::page_info::DirPage;
 use crate::storage::{Artifact, Repo, StoreError, Visibility};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -111,7 +111,7 @@ async fn format_write(
             }
             let rel = RelPath::parse(rel).map_err(bad_relpath)?;
             let f = resolve(ctx, parent, format).await?;
-            upload(ctx, f, rel).await
+            super::uploads::upload(ctx, f, rel).await
         }
         (FormatPart::Dir, Method::PATCH) => {
             if product || alias {
@@ -147,7 +147,7 @@ async fn format_read(ctx: &Ctx, parent: FormatParent, format: Name, part: Format
         && let Some(raw) = ctx.headers.get("digest")
     {
         RelPath::parse(rel.trim_end_matches('/')).map_err(bad_relpath)?;
-        return head_digest(ctx, raw.to_str().ok(), near_job(&parent)).await;
+        return super::uploads::head_digest(ctx, raw.to_str().ok(), &parent).await;
     }
     if let FormatPart::Dir = part {
         if ctx.page() {
@@ -173,9 +173,6 @@ async fn format_read(ctx: &Ctx, parent: FormatParent, format: Name, part: Format
         FormatPart::Dir | FormatPart::Artifact(_) => Err(ApiError::NotFound),
     }
 }
-
-/// Bodies up to this size (by Content-Length) are received in memory.
-const SMALL_UPLOAD: usize = 256 << 10;
 
 fn bad_relpath(e: RelPathError) -> ApiError {
     ApiError::BadRequest(e.0)
@@ -210,7 +207,7 @@ async fn format_bare(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult
             let base = file.rsplit('/').next().unwrap_or(&file);
             res.headers_mut().insert(
                 header::CONTENT_DISPOSITION,
-                super::security::attachment(base),
+                crate::http::security::attachment(base),
             );
             res
         }
@@ -231,42 +228,6 @@ async fn format_tar(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult 
     }
     let plan = ctx.app.repo.run(move |r| r.format_tar(&f)).await?;
     Ok(ctx.tar(plan))
-}
-
-/// The job a format URL names literally, where a dedup lookup starts.
-fn near_job(parent: &FormatParent) -> Option<JobRef> {
-    match parent {
-        FormatParent::Job { branch, tag, job } => Some(JobRef {
-            tag: TagRef {
-                branch: branch.clone(),
-                tag: tag.clone(),
-            },
-            job: job.clone(),
-        }),
-        FormatParent::Version { .. } => None,
-    }
-}
-
-/// "Do you have this content?" answers yes only when the caller may read some artifact
-/// holding it (spec/API.md Q49); dlrepo-cli then links instead of uploading.
-async fn head_digest(ctx: &Ctx, raw: Option<&str>, near: Option<JobRef>) -> ApiResult {
-    let digest = Digest::parse(raw).map_err(StoreError::InvalidDigest)?;
-    let (d, acl) = (digest.clone(), ctx.acl.clone());
-    let size = ctx
-        .app
-        .repo
-        .run(move |r| r.readable_blob(&d, near.as_ref(), &acl))
-        .await?;
-    let Some(size) = size else {
-        return Err(ApiError::NotFound);
-    };
-    let mut res = StatusCode::OK.into_response();
-    let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
-        h.insert("digest", v);
-    }
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-    Ok(res)
 }
 
 /// The browser view of a format dir or a directory below it: its `index.html` when it has
@@ -355,67 +316,4 @@ fn download<'a>(ctx: &'a Ctx, name: &'a str, url: &str) -> Download<'a> {
         conn: ctx.conn.as_ref(),
         inline: ctx.app.config.serves_inline(url),
     }
-}
-
-/// `PUT .../{format}/{artifact}` (spec/API.md §5.1).
-async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
-    let header = |name: &str| ctx.headers.get(name).and_then(|v| v.to_str().ok());
-    if f.name().as_str() == "container"
-        && !header("user-agent").is_some_and(|ua| ua.starts_with("dlrepo-server/"))
-    {
-        return Err(ApiError::BadRequest(
-            "Uploading container images must be done with docker push".into(),
-        ));
-    }
-    let raw_digest = header("digest").map(str::to_owned);
-    let link_mode = header("x-dlrepo-link") == raw_digest.as_deref();
-    // Checked before reading the body, so a bad request never costs a transfer.
-    let digest = Digest::parse(raw_digest.as_deref()).map_err(StoreError::InvalidDigest)?;
-    if link_mode {
-        let acl = ctx.acl.clone();
-        ctx.app
-            .repo
-            .run(move |r| r.link_upload(&f, &rel, &digest, &acl))
-            .await?;
-        return created();
-    }
-    upload_body(ctx, f, rel, digest).await
-}
-
-/// An upload with its content in the body: small ones are read into memory and stored in
-/// one trip to the blocking pool, others stream to disk as they arrive.
-async fn upload_body(ctx: &mut Ctx, f: FormatRef, rel: RelPath, digest: Digest) -> ApiResult {
-    let repo = ctx.app.repo.clone();
-    let small = ctx
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n <= SMALL_UPLOAD);
-    // Before the body, for small ones too: a job locked by then refuses it (400, as
-    // dlrepo); a lock that lands while the body arrives refuses it when it is linked (409),
-    // which only this early check can tell apart.
-    let (target, target_rel) = (f.clone(), rel.clone());
-    repo.run(move |r| r.check_upload_target(&target, &target_rel))
-        .await?;
-    if let Some(len) = small {
-        let data = axum::body::to_bytes(ctx.take_body(), len)
-            .await
-            .map_err(|e| crate::storage::body_error(super::body::classify(e)))?;
-        repo.run(move |r| r.store_small_upload(&f, &rel, &digest, &data))
-            .await?;
-        return created();
-    }
-    let mut body = super::body::byte_stream(ctx.take_body());
-    let upload = match repo.receive(&digest, &mut body).await {
-        Ok(upload) => upload,
-        Err(e) => {
-            // Stopped half way (a full disk, say): the client still hears why.
-            super::body::drain(body).await;
-            return Err(e.into());
-        }
-    };
-    repo.run(move |r| r.store_and_link(upload, &f, &rel))
-        .await?;
-    created()
 }
