@@ -263,3 +263,7 @@ pub(super) fn job_entry(j: &JobRef, dir: &Scan, prefix: &str) -> JobEntry {
 fn container_manifest_digest(fdir: &Path) -> Option<String> {
     super::registry::top_manifest(fdir).map(|(_, digest)| digest)
 }
+
+#[cfg(test)]
+#[path = "entity_tests.rs"]
+mod tests;

@@ -28,6 +28,8 @@ pub mod publishing;
 pub mod quota;
 pub mod registry;
 mod tags;
+#[cfg(test)]
+mod test_support;
 mod trash;
 mod uploads;
 mod visibility;

@@ -2,50 +2,16 @@
 //! naming a product version links the job's formats into `products/P/V/PB/ver/`, a format
 //! another job provides is refused, and deleting the job removes what it linked.
 
-use super::{Repo, StoreError, Visibility};
-use crate::config::Config;
-use crate::model::{BranchRef, Digest, FormatRef, JobRef, Name, RelPath, Scope, TagRef};
+use super::{StoreError, Visibility};
+use crate::model::FormatRef;
+use crate::storage::test_support::{job, name, repo};
 use serde_json::{Map, Value, json};
-use sha2::{Digest as _, Sha256};
 use std::fs;
 use std::path::Path;
 
-fn repo(dir: &Path) -> Repo {
-    Repo::new(&Config {
-        root_dir: dir.to_path_buf(),
-        ..Config::default()
-    })
-    .expect("a repo in a temp dir")
-}
-
-fn name(s: &str) -> Name {
-    Name::parse(s).expect("a valid name")
-}
-
-fn job(tag: &str, job: &str) -> JobRef {
-    JobRef {
-        tag: TagRef {
-            branch: BranchRef {
-                scope: Scope::Root,
-                branch: name("main"),
-            },
-            tag: name(tag),
-        },
-        job: name(job),
-    }
-}
-
-/// Uploads `iso/disk.img` to `j`, as a PUT would.
-fn upload(r: &Repo, j: &JobRef, data: &[u8]) {
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
-    let digest = Digest::parse(Some(&digest)).expect("a sha256 digest");
-    let f = FormatRef::Job {
-        job: j.clone(),
-        format: name("iso"),
-    };
-    let rel = RelPath::parse("disk.img").expect("a valid path");
-    let staged = r.stage_bytes(&digest, data).expect("staged");
-    r.store_and_link(staged, &f, &rel).expect("stored");
+/// Uploads `iso/disk.img` to `j`.
+fn upload(r: &super::Repo, j: &crate::model::JobRef, data: &[u8]) {
+    crate::storage::test_support::upload(r, j, "iso", "disk.img", data);
 }
 
 fn product_metadata() -> Map<String, Value> {
