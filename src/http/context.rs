@@ -165,4 +165,18 @@ impl Ctx {
     pub fn tar(&self, plan: crate::storage::TarPlan) -> Response {
         super::bundle::tar_response(plan, self.app.repo.chunk_size())
     }
+
+    /// The answer to the bundle of the entity at `url`: a redirect to `{url}.tar` when
+    /// the request spelled it otherwise (an alias, say: spec/API.md Q7), else `plan`
+    /// streamed, or the reason it has none.
+    pub fn bundle(
+        &self,
+        url: &str,
+        plan: Result<crate::storage::TarPlan, crate::storage::StoreError>,
+    ) -> ApiResult {
+        if let Some(r) = self.canonical(&format!("{}.tar", url.trim_end_matches('/'))) {
+            return r;
+        }
+        Ok(self.tar(plan?))
+    }
 }

@@ -25,11 +25,7 @@ pub async fn job_tar(ctx: &Ctx, b: BranchRef, tag: Name, job: Name) -> ApiResult
         .repo
         .run(move |r| r.job_bundle(&b, tag.as_str(), job, &acl))
         .await?;
-    let canonical = format!("{}.tar", bundle.at.url().trim_end_matches('/'));
-    if let Some(r) = ctx.canonical(&canonical) {
-        return r;
-    }
-    Ok(ctx.tar(bundle.plan?))
+    ctx.bundle(&bundle.at.url(), bundle.plan)
 }
 
 pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool) -> ApiResult {

@@ -94,10 +94,5 @@ pub async fn version_tar(ctx: &Ctx, scope: Scope, path: [Name; 3], version: Name
         .repo
         .run(move |r| r.version_bundle(&scope, &path, version.as_str(), &acl))
         .await?;
-    // spec/API.md Q7: redirect to the canonical archive, not to the version dir.
-    let canonical = format!("{}.tar", bundle.at.url().trim_end_matches('/'));
-    if let Some(r) = ctx.canonical(&canonical) {
-        return r;
-    }
-    Ok(ctx.tar(bundle.plan?))
+    ctx.bundle(&bundle.at.url(), bundle.plan)
 }
