@@ -1,6 +1,7 @@
 //! What the HTML pages show beyond the JSON API (spec/API.md §3.1, §3.6, §3.8–3.10, §9):
-//! the home page's user repositories and latest releases, format summaries for job and
-//! version pages, and directory listings for the autoindex.
+//! the home page's user repositories and latest releases (with their icons), format
+//! summaries for job and version pages, the version view that resolves and lists in one
+//! call, and directory listings for the autoindex.
 
 use super::digests::format_digests;
 use super::files::{exists, stamp_time};
