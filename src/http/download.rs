@@ -109,21 +109,7 @@ impl Download<'_> {
         // On every answer, X-Sendfile included (the example nginx site passes them on).
         security::protect_file(&mut base, &ctype, self.name, self.inline);
         if let Some(name) = self.x_sendfile {
-            // The proxy does ranges and validators itself (spec/API.md §5.2).
-            if let (Ok(n), Ok(v)) = (
-                header::HeaderName::try_from(name),
-                HeaderValue::from_str(&file.accel_path()),
-            ) {
-                base.insert(n, v);
-            }
-            if let Some(ct) = self
-                .content_type
-                .and_then(|c| HeaderValue::from_str(&c).ok())
-            {
-                base.insert(header::CONTENT_TYPE, ct);
-            }
-            base.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-            return (StatusCode::OK, base).into_response();
+            return self.hand_off(name, &file, base);
         }
         let tag = etag(&file);
         let modified = secs(file.modified());
@@ -133,34 +119,39 @@ impl Download<'_> {
         if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
             base.insert(header::LAST_MODIFIED, v);
         }
-        let h = self.headers;
-        // RFC 9110 §13.2.2 order: If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since.
-        if let Some(im) = header_str(h, header::IF_MATCH) {
-            if !etag_matches(im, &tag) {
-                return (StatusCode::PRECONDITION_FAILED, base).into_response();
-            }
-        } else if let Some(t) = header_str(h, header::IF_UNMODIFIED_SINCE)
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-            && modified > t
-        {
-            return (StatusCode::PRECONDITION_FAILED, base).into_response();
-        }
-        let safe = self.method == Method::GET || self.method == Method::HEAD;
-        if let Some(inm) = header_str(h, header::IF_NONE_MATCH) {
-            if etag_matches(inm, &tag) && safe {
-                return (StatusCode::NOT_MODIFIED, base).into_response();
-            }
-        } else if let Some(t) =
-            header_str(h, header::IF_MODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(v).ok())
-            && modified <= t
-            && safe
-        {
-            return (StatusCode::NOT_MODIFIED, base).into_response();
+        if let Some(status) = precondition(self.headers, self.method, &tag, modified) {
+            return (status, base).into_response();
         }
         if let Ok(v) = HeaderValue::from_str(&ctype) {
             base.insert(header::CONTENT_TYPE, v);
         }
         base.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        self.send(file, base, &tag)
+    }
+
+    /// X-Sendfile: an empty answer naming the file; the proxy does ranges and validators
+    /// itself (spec/API.md §5.2).
+    fn hand_off(&self, name: &str, file: &BlobReader, mut base: HeaderMap) -> Response {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::try_from(name),
+            HeaderValue::from_str(&file.accel_path()),
+        ) {
+            base.insert(n, v);
+        }
+        if let Some(ct) = self
+            .content_type
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            base.insert(header::CONTENT_TYPE, ct);
+        }
+        base.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+        (StatusCode::OK, base).into_response()
+    }
+
+    /// The file, or the one range of it asked for, with `base` headers.
+    fn send(self, file: BlobReader, mut base: HeaderMap, tag: &str) -> Response {
+        let h = self.headers;
         let len = file.len();
         let if_range_ok = header_str(h, header::IF_RANGE).is_none_or(|v| v == tag);
         let range = match header_str(h, header::RANGE).filter(|_| if_range_ok) {
@@ -205,6 +196,39 @@ impl Download<'_> {
         };
         (status, base, body).into_response()
     }
+}
+
+/// The 412 or 304 the conditional headers ask for, in RFC 9110 §13.2.2 order:
+/// If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since.
+fn precondition(
+    h: &HeaderMap,
+    method: &Method,
+    tag: &str,
+    modified: SystemTime,
+) -> Option<StatusCode> {
+    if let Some(im) = header_str(h, header::IF_MATCH) {
+        if !etag_matches(im, tag) {
+            return Some(StatusCode::PRECONDITION_FAILED);
+        }
+    } else if let Some(t) =
+        header_str(h, header::IF_UNMODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(v).ok())
+        && modified > t
+    {
+        return Some(StatusCode::PRECONDITION_FAILED);
+    }
+    let safe = method == Method::GET || method == Method::HEAD;
+    if let Some(inm) = header_str(h, header::IF_NONE_MATCH) {
+        if etag_matches(inm, tag) && safe {
+            return Some(StatusCode::NOT_MODIFIED);
+        }
+    } else if let Some(t) =
+        header_str(h, header::IF_MODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(v).ok())
+        && modified <= t
+        && safe
+    {
+        return Some(StatusCode::NOT_MODIFIED);
+    }
+    None
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use percent_encoding::percent_decode_str;
 use std::sync::Arc;
 
 /// Identifications running at once. An argon2 or bcrypt check takes tens of milliseconds
@@ -58,10 +57,75 @@ pub(crate) fn unauthorized(auth: &Auth, path: &str, html: bool, login: Option<St
 }
 
 fn query_token(query: Option<&str>) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "token").then(|| percent_decode_str(v).decode_utf8_lossy().into_owned())
+    super::query::value(query?, "token", super::query::Plus::Literal)
+}
+
+/// The request's credentials, copied: the request is not `Sync`, so nothing may borrow it
+/// across the await of [`identify`].
+struct OwnedCredentials {
+    authorization: Option<String>,
+    login: Option<String>,
+    groups: Option<String>,
+    token: Option<String>,
+}
+
+impl OwnedCredentials {
+    fn of(app: &AppState, req: &Request) -> OwnedCredentials {
+        let header = |name: Option<&str>| {
+            name.and_then(|n| req.headers().get(n))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        OwnedCredentials {
+            authorization: header(Some(header::AUTHORIZATION.as_str())),
+            login: header(app.config.login_header.as_deref()),
+            groups: header(app.config.groups_header.as_deref()),
+            token: query_token(req.uri().query()),
+        }
+    }
+}
+
+/// Who `creds` say the caller is, or the answer refusing them (401 at `path`, or 503).
+async fn identify(
+    auth: &Arc<Auth>,
+    creds: OwnedCredentials,
+    path: &str,
+    html: bool,
+) -> Result<Identity, Response> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let who = Arc::clone(auth);
+    // Password hashes and token files make this slow or blocking: off the runtime, and a
+    // few at a time, so a flood of logins waits here (costing no thread) instead of taking
+    // the blocking pool from storage work.
+    let Ok(_slot) = IDENTIFY_SLOTS.acquire().await else {
+        return Err(super::reply::plain_status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Shutting down",
+        ));
+    };
+    let identity = tokio::task::spawn_blocking(move || {
+        who.try_identify(
+            &Credentials {
+                authorization: creds.authorization.as_deref(),
+                login_header: creds.login.as_deref(),
+                groups_header: creds.groups.as_deref(),
+                query_token: creds.token.as_deref(),
+            },
+            now,
+        )
     })
+    .await;
+    match identity {
+        Ok(Ok(Some(id))) => Ok(id),
+        // The LDAP server failed (logged there): not the client's fault, so no 401.
+        Ok(Err(_)) => Err(super::reply::plain_status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "LDAP server unavailable",
+        )),
+        _ => Err(unauthorized(auth, path, html, None)),
+    }
 }
 
 pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -76,52 +140,10 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
     }
     // Browsers get the 401 as a page, with the same challenge header.
     let html = super::views::wants_html(req.headers());
-    // Owned copies: the request is not `Sync`, so nothing may borrow it across the await.
-    let (authorization, login, groups, token) = {
-        let header = |name: Option<&str>| {
-            name.and_then(|n| req.headers().get(n))
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        (
-            header(Some(header::AUTHORIZATION.as_str())),
-            header(app.config.login_header.as_deref()),
-            header(app.config.groups_header.as_deref()),
-            query_token(req.uri().query()),
-        )
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let who = Arc::clone(&auth);
-    // Password hashes and token files make this slow or blocking: off the runtime, and a
-    // few at a time, so a flood of logins waits here (costing no thread) instead of taking
-    // the blocking pool from storage work.
-    let Ok(_slot) = IDENTIFY_SLOTS.acquire().await else {
-        return super::reply::plain_status(StatusCode::SERVICE_UNAVAILABLE, "Shutting down");
-    };
-    let identity = tokio::task::spawn_blocking(move || {
-        who.try_identify(
-            &Credentials {
-                authorization: authorization.as_deref(),
-                login_header: login.as_deref(),
-                groups_header: groups.as_deref(),
-                query_token: token.as_deref(),
-            },
-            now,
-        )
-    })
-    .await;
-    let id = match identity {
-        Ok(Ok(Some(id))) => id,
-        // The LDAP server failed (logged there): not the client's fault, so no 401.
-        Ok(Err(_)) => {
-            return super::reply::plain_status(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "LDAP server unavailable",
-            );
-        }
-        _ => return unauthorized(&auth, &path, html, None),
+    let creds = OwnedCredentials::of(&app, &req);
+    let id = match identify(&auth, creds, &path, html).await {
+        Ok(id) => id,
+        Err(refusal) => return refusal,
     };
     if !checks.iter().all(|c| auth.allows(&id, &c.path, c.want)) {
         return unauthorized(&auth, &path, html, id.login.clone());

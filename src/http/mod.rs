@@ -5,19 +5,21 @@
 //! dispatchers act on what it parsed.
 
 mod body;
+mod bundle;
 mod canonical;
+mod context;
+mod dispatch;
 pub(crate) mod download;
-mod formats;
 pub(crate) mod guard;
 pub(crate) mod observe;
-mod products;
+mod query;
 pub(crate) mod registry;
 mod reply;
 mod resources;
 pub mod route;
 pub(crate) mod security;
+mod shapes;
 mod statics;
-mod tree;
 pub(crate) use body::{StallGuard, byte_stream, drain};
 pub(crate) use canonical::Addressed;
 pub use views::warn_unsupported_settings;
@@ -36,7 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(observe::serve_metrics))
         .route("/v2/", any(registry::dispatch))
         .route("/v2/{*rest}", any(registry::dispatch))
-        .fallback(tree::dispatch)
+        .fallback(dispatch::dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(middleware::from_fn(observe::observe))
         .with_state(state)

@@ -2,14 +2,15 @@
 //! `"{code}: {reason}"` error bodies with the same reason in the status line, redirects.
 
 use super::observe::Failure;
-use super::security;
 use crate::pyjson;
 use crate::storage::StoreError;
-use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::ext::ReasonPhrase;
 use serde_json::Value;
+
+/// The 400 reason for a name or path the filesystem could never hold.
+pub(crate) const TOO_LONG: &str = "File name too long";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -48,7 +49,7 @@ impl From<StoreError> for ApiError {
             }
             // A path under the limit per name but over the platform's whole-path limit.
             e if e.os_error() == Some(nix::libc::ENAMETOOLONG) => {
-                ApiError::BadRequest(super::tree::TOO_LONG.into())
+                ApiError::BadRequest(TOO_LONG.into())
             }
             StoreError::Conflict(why) => ApiError::Status(StatusCode::CONFLICT, why),
             StoreError::NoSpace(why) => ApiError::NoSpace(why),
@@ -164,22 +165,5 @@ pub fn redirect(path: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(&location) {
         res.headers_mut().insert(header::LOCATION, v);
     }
-    res
-}
-
-/// A streamed tar bundle (spec/API.md §6). `prefix` is made of names and job metadata that
-/// writers choose, hence the encoder (spec/API.md Q52).
-pub fn tar(prefix: &str, body: Body) -> Response {
-    let mut res = Response::new(body);
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-tar"),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        security::attachment(&format!("{prefix}.tar")),
-    );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, security::nosniff());
     res
 }

@@ -1,6 +1,6 @@
 //! Routes outside the tree: `/cli`, `/static/{file}` and `/healthz`.
 
-use super::reply::{ApiError, ApiResult, json, plain_status};
+use super::reply::{ApiError, ApiResult, json, plain_status, text};
 use crate::state::AppState;
 use crate::storage::{StoreError, assets};
 use axum::extract::{Path, State};
@@ -34,11 +34,7 @@ pub async fn cli(State(app): State<AppState>) -> ApiResult {
         Some(url) => script.replace("http://127.0.0.1:1337", url),
         None => script,
     };
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        script,
-    )
-        .into_response())
+    text(script)
 }
 
 /// How long browsers and proxies may keep a static file without asking again. Short enough

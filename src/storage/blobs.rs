@@ -149,21 +149,7 @@ impl Repo {
     }
 
     pub(crate) fn store_blob_unguarded(&self, up: Upload) -> Result<Digest, StoreError> {
-        let blob = self.blob_path(&up.digest);
-        up.tmp
-            .file
-            .set_permissions(fs::Permissions::from_mode(0o644))
-            .at("chmod", &up.tmp.path)?;
-        if let Some(dir) = blob.parent() {
-            fs::create_dir_all(dir).at("create", dir)?;
-        }
-        match fs::hard_link(&up.tmp.path, &blob) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                files::touch(&blob).at("touch", &blob)?;
-            }
-            Err(e) => return Err(StoreError::at("link", &up.tmp.path, e)),
-        }
+        files::store_as_blob(&up.tmp.path, &self.blob_path(&up.digest))?;
         Ok(up.digest)
     }
 

@@ -394,6 +394,26 @@ impl DirLock {
     }
 }
 
+/// Makes `src`, a private file whose content hashes to the blob's digest, the blob at
+/// `blob`, unless that content is stored already: then the stored blob is kept (and
+/// touched, so the collector sees it in use). A blob is never replaced, so every link to
+/// it stays intact (spec/LAYOUT.md §3.1); blobs are 0644 (§8). The caller holds the blob
+/// guard.
+pub(crate) fn store_as_blob(src: &Path, blob: &Path) -> Result<(), StoreError> {
+    fs::set_permissions(src, fs::Permissions::from_mode(0o644)).at("chmod", src)?;
+    if let Some(dir) = blob.parent() {
+        fs::create_dir_all(dir).at("create", dir)?;
+    }
+    match fs::hard_link(src, blob) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            touch(blob).at("touch", blob)?;
+            Ok(())
+        }
+        Err(e) => Err(StoreError::at("link", src, e)),
+    }
+}
+
 /// Sets the mtime to now: lookups of a blob keep it away from the orphan GC (LAYOUT.md §3.1).
 pub(crate) fn touch(path: &Path) -> io::Result<()> {
     use nix::sys::stat::{UtimensatFlags, utimensat};
@@ -466,5 +486,38 @@ pub(crate) fn rename_exchange(a: &Path, b: &Path) -> io::Result<bool> {
         Ok(()) => Ok(true),
         Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `a` and `b` are the same file (links followed); `false` when either is missing.
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => same_inode(&x, &y),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_blob_is_never_replaced() {
+        let tmp = tempfile::tempdir().expect("a temp dir");
+        let (first, second) = (tmp.path().join("a"), tmp.path().join("b"));
+        fs::write(&first, b"same").expect("written");
+        fs::write(&second, b"same").expect("written");
+        fs::set_permissions(&first, fs::Permissions::from_mode(0o600)).expect("chmod");
+        let blob = tmp.path().join(".blobs/sha256/ab/abcd");
+
+        store_as_blob(&first, &blob).expect("stored");
+        let stored = fs::metadata(&blob).expect("the blob");
+        assert!(same_inode(&stored, &fs::metadata(&first).expect("first")));
+        assert_eq!(stored.permissions().mode() & 0o777, 0o644);
+
+        store_as_blob(&second, &blob).expect("kept");
+        let kept = fs::metadata(&blob).expect("the blob");
+        assert!(same_inode(&kept, &stored), "the first blob stays");
+        assert!(!same_inode(&kept, &fs::metadata(&second).expect("second")));
     }
 }

@@ -6,7 +6,7 @@
 
 use super::files::{self, exists, hash_file, read_json_map, same_inode};
 use super::layout::Scan;
-use super::{Repo, StoreError, tree::format_digests};
+use super::{Repo, StoreError, digests::format_digests};
 use crate::model::{Algo, Digest, Scope};
 use std::fs;
 use std::os::unix::fs::MetadataExt;

@@ -355,7 +355,7 @@ impl Repo {
             })
         });
         for fdir in formats {
-            for (rel, digest) in super::tree::format_digests(&fdir) {
+            for (rel, digest) in super::digests::format_digests(&fdir) {
                 let Some(d) = digest.as_str().and_then(|d| Digest::parse(Some(d)).ok()) else {
                     continue;
                 };

@@ -4,7 +4,8 @@
 //! writer of one branch could copy, and anyone could probe for, another team's files.
 
 use super::files::{self, read_json_map, same_inode};
-use super::{Listing, Repo, StoreError};
+use super::visibility::Visibility;
+use super::{Repo, StoreError};
 use crate::model::{BranchRef, Digest, JobRef, Name, Scope};
 use std::fs;
 use std::io;
@@ -22,7 +23,7 @@ impl Repo {
         &self,
         d: &Digest,
         near: Option<&JobRef>,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<Option<u64>, StoreError> {
         let blob = self.blob_path(d);
         let meta = match fs::metadata(&blob) {
@@ -31,9 +32,9 @@ impl Repo {
             Err(e) => return Err(e.into()),
         };
         let visible = match acl {
-            Listing::Everything => true,
+            Visibility::Everything => true,
             // An orphan (link count 1) is held by no artifact anyone could read.
-            Listing::Only(_) => meta.nlink() > 1 && self.find_readable(d, &meta, near, acl)?,
+            Visibility::Only(_) => meta.nlink() > 1 && self.find_readable(d, &meta, near, acl)?,
         };
         if !visible {
             return Ok(None);
@@ -47,7 +48,7 @@ impl Repo {
         d: &Digest,
         blob: &fs::Metadata,
         near: Option<&JobRef>,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<bool, StoreError> {
         let want = d.to_string();
         for branch in self.branches_near(near.map(|j| &j.tag.branch))? {

@@ -26,6 +26,12 @@ const TARGET: &str = ".target";
 /// ctime of each private copy, to tell the files the command left alone.
 type Ctimes = HashMap<PathBuf, (i64, i64)>;
 
+/// A post-process run to make: the command and the digests it starts from.
+struct Run<'a> {
+    cmd: &'a Path,
+    digests: Map<String, Value>,
+}
+
 impl Repo {
     pub fn finalize_format(&self, f: &FormatRef) -> Result<(), StoreError> {
         let fdir = self.format_dir(f);
@@ -39,29 +45,53 @@ impl Repo {
             FormatRef::Version { .. } => None,
         };
         let _lock = DirLock::acquire(&fdir)?;
-        let dirty = fdir.join(".dirty");
+        match self.post_process_for(f, &fdir)? {
+            Some(run) => self.post_process(f, &fdir, run.cmd, &run.digests),
+            None => {
+                let dirty = fdir.join(".dirty");
+                remove_flag(&dirty).at("remove", &dirty)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The command to run on the format and its current digests; `None` when it is
+    /// finalised without one.
+    fn post_process_for(&self, f: &FormatRef, fdir: &Path) -> Result<Option<Run<'_>>, StoreError> {
         let Some(cmd) = &self.post_process_cmd else {
-            remove_flag(&dirty).at("remove", &dirty)?;
-            return Ok(());
+            return Ok(None);
         };
         let digests = read_json_map(&fdir.join(".digests"));
         if let Some(filter) = &self.post_process_filter
             && !digests.keys().any(|k| filter.is_match(k))
         {
-            remove_flag(&dirty).at("remove", &dirty)?;
-            return Ok(());
+            return Ok(None);
         }
         // A locked job's format is frozen behind the job's digest (and is not dirty:
         // locking refuses dirty formats, uploads refuse locked jobs). Running the command
         // again would change it under that digest: it is finalised as without a command.
         if matches!(f, FormatRef::Job { .. }) && self.frozen(f)? {
-            remove_flag(&dirty).at("remove", &dirty)?;
-            return Ok(());
+            return Ok(None);
         }
+        Ok(Some(Run {
+            cmd: cmd.as_path(),
+            digests,
+        }))
+    }
+
+    /// Runs `cmd` on a private copy of the format, re-hashes what it left and swaps the
+    /// copy in; the caller holds the format's lock.
+    fn post_process(
+        &self,
+        f: &FormatRef,
+        fdir: &Path,
+        cmd: &Path,
+        digests: &Map<String, Value>,
+    ) -> Result<(), StoreError> {
         let stage = TempDir::create(&self.uploads_dir(), "post")?;
         // Named like the format, for commands that look at their working directory's name.
         let work = stage.path.join(fdir.file_name().unwrap_or_default());
-        let ctimes = copy_tree(&fdir, &work)?;
+        let ctimes = copy_tree(fdir, &work)?;
         // dlrepo ran commands in the format directory itself, and some read the job's
         // metadata as `../.metadata` (to name a signed release, say): a copy keeps them
         // working. (The stage's own entries start with a dot too, never this name.)
@@ -81,13 +111,13 @@ impl Repo {
         };
         self.test_hooks.pause("post-process-ran");
         // spec/API.md §7 step 3: the files are re-hashed even when the command failed.
-        let digests = self.rehash_format(&work, &digests, &ctimes, &stage.path)?;
+        let digests = self.rehash_format(&work, digests, &ctimes, &stage.path)?;
         files::write_json_sorted(&self.uploads_dir(), &work.join(".digests"), &digests)?;
         if ok {
             remove_flag(&work.join(".dirty")).at("remove", &work)?;
         }
         self.check_linked(&work, &digests)?;
-        self.swap_in(&stage, &work, &fdir)?;
+        self.swap_in(&stage, &work, fdir)?;
         if !ok {
             tracing::warn!(cmd = %cmd.display(), ?status, "post-process command failed");
             return Err(StoreError::PostProcessFailed);

@@ -3,35 +3,51 @@
 //! async runtime run each whole operation on the blocking pool with [`Repo::run`].
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod aliases;
 pub mod archive;
 pub mod assets;
 mod blobs;
+mod branches;
+mod bundles;
 mod commit;
+mod digests;
 mod files;
 #[cfg(test)]
 mod fixture;
+mod formats;
 pub mod fsck;
 mod gc;
 mod holders;
 mod hooks;
+mod jobs;
 mod layout;
-pub mod pages;
+mod link_targets;
+pub mod page_info;
+mod parallel;
 mod pool;
 mod products;
 pub mod publishing;
 pub mod quota;
 pub mod registry;
+mod tags;
+#[cfg(test)]
+mod test_support;
 mod tokens;
-mod tree;
+mod trash;
+mod uploads;
+mod visibility;
 
 pub(crate) use blobs::body_error;
 pub use blobs::{BlobReader, ByteRange, Upload};
+pub use branches::{BranchInfo, BranchSummary};
+pub use bundles::{Bundle, TarPlan, product_archive_name};
+pub use formats::{Artifact, FormatInfo};
 pub use gc::{GcKind, GcReport, Unpublish};
+pub use jobs::{JobEntry, JobInfo, JobUpdate, JobView};
+pub use products::{ProductLevel, VersionSummary, product_level_url};
+pub use tags::{TagInfo, TagSummary, TagUpdate};
 pub use tokens::TokenFiles;
-pub use tree::{
-    Artifact, BranchInfo, BranchSummary, FormatInfo, JobInfo, Listing, TagInfo, TagSummary,
-    TagUpdate, TarPlan, VersionSummary,
-};
+pub use visibility::Visibility;
 
 use crate::config::Config;
 use crate::model::DigestError;

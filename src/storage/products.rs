@@ -1,16 +1,39 @@
 //! The `products/` symlink tree built from job metadata (spec/LAYOUT.md §4) and its
 //! read-only views (spec/API.md §3.10).
 
+use super::aliases::pick_alias;
+use super::bundles::TarPlan;
+use super::files::same_file;
 use super::files::{self, create_flag, exists, read_json_map, sort_time, stamp_time};
-use super::tree::{Listing, TarPlan, VersionSummary, pick_alias, same_file};
+use super::link_targets;
+use super::visibility::Visibility;
 use super::{Repo, StoreError};
 use crate::model::{Alias, FormatRef, JobRef, Name, Scope, VersionRef};
 use crate::pyjson;
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::fs;
 use std::io;
 use std::os::unix::fs::symlink;
 use std::path::Path;
+
+/// A product version as its product branch lists it (spec/API.md §3.10).
+#[derive(Debug, Serialize)]
+pub struct VersionSummary {
+    pub name: String,
+    pub timestamp: Value,
+    pub locked: bool,
+    pub released: bool,
+    pub stable: bool,
+}
+
+/// A level of the products tree as `GET` shows it (spec/API.md §3.10).
+pub enum ProductLevel {
+    /// `/products/` down to a product variant: the names one level below.
+    Names(Vec<String>),
+    /// A product branch: its versions.
+    Versions(Vec<VersionSummary>),
+}
 
 const PRODUCT_KEYS: [&str; 4] = ["product", "product_variant", "product_branch", "version"];
 
@@ -61,7 +84,7 @@ impl Repo {
         &self,
         j: &JobRef,
         new: &Map<String, Value>,
-        may_link: &Listing,
+        may_link: &Visibility,
     ) -> Result<(), StoreError> {
         match self.merged_metadata(j, new)?.1 {
             Some(v) if !may_link.allows(|| v.url()) => Err(StoreError::Denied),
@@ -74,7 +97,7 @@ impl Repo {
         &self,
         j: &JobRef,
         new: &Map<String, Value>,
-        may_link: &Listing,
+        may_link: &Visibility,
     ) -> Result<(), StoreError> {
         let jdir = self.job_dir(j);
         if exists(&jdir.join(".locked")) {
@@ -134,19 +157,10 @@ impl Repo {
         let vdir = self.version_dir(v);
         fs::create_dir_all(&vdir)?;
         create_flag(&vdir.join(".stamp"))?;
-        // Both dirs sit a fixed depth below the scope dir, so the relative links are fixed too.
-        let product = format!(
-            "../../../../products/{}/{}/{}/{}",
-            v.product, v.variant, v.product_branch, v.version
-        );
         let _ = fs::remove_file(jdir.join(".product"));
-        symlink(&product, jdir.join(".product"))?;
+        symlink(link_targets::version_target(v), jdir.join(".product"))?;
         for f in Repo::list_entities(&jdir)? {
-            let target = format!(
-                "../../../../../branches/{}/{}/{}/{f}",
-                j.tag.branch.branch, j.tag.tag, j.job
-            );
-            match symlink(&target, vdir.join(&f)) {
+            match symlink(link_targets::format_target(j, f.as_str()), vdir.join(&f)) {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     // spec/API.md Q16: say what clashes, without server paths.
                     return Err(StoreError::bad(format!(
@@ -206,7 +220,44 @@ impl Repo {
         Ok(())
     }
 
+    /// Every version of the products tree of `scope`, in name order at each level.
+    pub(crate) fn all_versions(&self, scope: &Scope) -> Result<Vec<VersionRef>, StoreError> {
+        let products = self.products_dir(scope);
+        let mut out = Vec::new();
+        for product in Repo::list_entities(&products)? {
+            let pdir = products.join(&product);
+            for variant in Repo::list_entities(&pdir)? {
+                let vdir = pdir.join(&variant);
+                for branch in Repo::list_entities(&vdir)? {
+                    for version in Repo::list_entities(&vdir.join(&branch))? {
+                        out.push(VersionRef {
+                            scope: scope.clone(),
+                            product: product.clone(),
+                            variant: variant.clone(),
+                            product_branch: branch.clone(),
+                            version,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     // ---- read-only views --------------------------------------------------------------
+
+    /// The level at `path` (`[]` = the products dir itself); 404 when it does not exist.
+    pub fn product_level_view(
+        &self,
+        scope: &Scope,
+        path: &[Name],
+        acl: &Visibility,
+    ) -> Result<ProductLevel, StoreError> {
+        Ok(match <&[Name; 3]>::try_from(path) {
+            Ok(branch) => ProductLevel::Versions(self.product_versions(scope, branch, acl)?),
+            Err(_) => ProductLevel::Names(self.product_level(scope, path, acl)?),
+        })
+    }
 
     /// Names of the product tree level below `path` (`[]` = the products dir itself).
     /// 404 when the level does not exist.
@@ -214,14 +265,13 @@ impl Repo {
         &self,
         scope: &Scope,
         path: &[Name],
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<Vec<String>, StoreError> {
         let mut dir = self.products_dir(scope);
-        let mut url = format!("{}/products/", scope.url());
         for seg in path {
             dir.push(seg);
-            url.push_str(&format!("{seg}/"));
         }
+        let url = product_level_url(scope, path);
         if !path.is_empty() && !dir.is_dir() {
             return Err(StoreError::NotFound);
         }
@@ -236,7 +286,7 @@ impl Repo {
         &self,
         scope: &Scope,
         path: &[Name; 3],
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<Vec<VersionSummary>, StoreError> {
         let mut out = Vec::new();
         for name in self.product_level(scope, path, acl)? {
@@ -274,7 +324,7 @@ impl Repo {
         path: &[Name; 3],
         raw: &str,
         alias_ok: bool,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<VersionRef, StoreError> {
         if let (true, Some(alias)) = (alias_ok, Alias::parse(&raw.to_lowercase())) {
             let mut candidates = Vec::new();
@@ -311,7 +361,7 @@ impl Repo {
     pub fn version_formats(
         &self,
         v: &VersionRef,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<Vec<String>, StoreError> {
         let vdir = self.version_dir(v);
         if !vdir.is_dir() {
@@ -332,7 +382,11 @@ impl Repo {
             .collect())
     }
 
-    pub fn version_tar(&self, v: &VersionRef, acl: &Listing) -> Result<TarPlan, StoreError> {
+    pub(super) fn version_tar(
+        &self,
+        v: &VersionRef,
+        acl: &Visibility,
+    ) -> Result<TarPlan, StoreError> {
         let vdir = self.version_dir(v);
         let mut members = Vec::new();
         for f in self.version_formats(v, acl)? {
@@ -344,6 +398,17 @@ impl Repo {
             sums_mtime: sort_time(stamp_time(&vdir)),
         })
     }
+}
+
+/// The URL of a level of the products tree: `{scope}/products/` and one `{name}/` per
+/// segment of `path` (spec/API.md §3.10).
+pub fn product_level_url(scope: &Scope, path: &[Name]) -> String {
+    let mut url = format!("{}/products/", scope.url());
+    for seg in path {
+        url.push_str(seg.as_str());
+        url.push('/');
+    }
+    url
 }
 
 fn version_ref(scope: &Scope, path: &[Name; 3], version: Name) -> VersionRef {
@@ -385,3 +450,7 @@ fn gone_is_fine(r: io::Result<()>) -> Result<(), StoreError> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+#[path = "product_links_tests.rs"]
+mod tests;

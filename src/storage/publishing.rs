@@ -2,9 +2,9 @@
 //! the files to stream, the `.released` flags and the tag's `.publish-status`
 //! (spec/LAYOUT.md §3.3–3.4, spec/CONFIG.md §5). No HTTP here.
 
+use super::digests::format_digests;
 use super::files::{exists, read_json_map, remove_flag, set_flag};
 use super::layout::Scan;
-use super::tree::format_digests;
 use super::{Repo, StoreError, not_found_if_missing};
 use crate::model::{FormatRef, JobRef, RelPath, TagRef};
 use serde_json::{Map, Value};

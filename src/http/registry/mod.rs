@@ -14,7 +14,7 @@ use crate::http::guard::Caller;
 use crate::http::reply::plain_status;
 use crate::model::oci::{MAX_MANIFEST, OCI_INDEX, Referrer};
 use crate::state::AppState;
-use crate::storage::Listing;
+use crate::storage::Visibility;
 use crate::storage::registry::ImageRepo;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -26,10 +26,10 @@ use serde_json::{Value, json};
 
 /// Read access of the caller, for listings, aliases and mounts: the guard identified the
 /// caller and checked the request itself; without a caller, auth is disabled.
-fn access(req: &Request) -> Listing {
+fn access(req: &Request) -> Visibility {
     match req.extensions().get::<Caller>().cloned() {
-        Some(caller) => Listing::new(move |url| caller.can_read(url)),
-        None => Listing::everything(),
+        Some(caller) => Visibility::new(move |url| caller.can_read(url)),
+        None => Visibility::everything(),
     }
 }
 
@@ -90,7 +90,7 @@ async fn handle(app: &AppState, target: Target, req: Request) -> Result<Reply, V
     }
 }
 
-/// `n`/`last` pagination over a sorted list (OCI distribution spec, "Listing Tags").
+/// `n`/`last` pagination over a sorted list (OCI distribution spec, "Visibility Tags").
 fn paginate(all: Vec<String>, q: &[(String, String)]) -> (Vec<String>, bool) {
     let after: Vec<String> = match param(q, "last") {
         Some(last) => all.into_iter().filter(|t| t.as_str() > last).collect(),

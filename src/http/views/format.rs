@@ -1,7 +1,7 @@
 //! Format rows shared by the job and version pages: the links spec/API.md §9 lists.
 
 use super::encode_segment;
-use crate::storage::pages::FormatSummary;
+use crate::storage::page_info::FormatSummary;
 
 pub struct FormatRow {
     pub name: String,

@@ -2,7 +2,7 @@
 
 use super::{Chrome, encode_segment, iso_time, pretty_time, render};
 use crate::http::reply::ApiResult;
-use crate::storage::pages::HomeInfo;
+use crate::storage::page_info::HomeInfo;
 use crate::storage::quota::human_readable;
 use askama::Template;
 
@@ -35,20 +35,17 @@ pub struct HomePage {
     pub quota: Option<Quota>,
 }
 
-/// `icons` says, per release, whether `/static/{product}.svg` exists.
 pub fn home_page(
     chrome: Chrome,
     user: Option<String>,
     info: &HomeInfo,
     show_releases: bool,
-    icons: &[bool],
     quota: u64,
 ) -> ApiResult {
     let releases = info
         .releases
         .iter()
-        .zip(icons.iter().chain(std::iter::repeat(&false)))
-        .map(|(r, has_icon)| {
+        .map(|r| {
             let v = &r.version;
             ReleaseRow {
                 label: v.archive_name(),
@@ -58,7 +55,8 @@ pub fn home_page(
                     .map(encode_segment)
                     .collect::<Vec<_>>()
                     .join("/"),
-                icon: has_icon
+                icon: r
+                    .icon
                     .then(|| format!("/static/{}.svg", encode_segment(v.product.as_str()))),
                 time: pretty_time(r.timestamp),
                 iso: iso_time(r.timestamp),

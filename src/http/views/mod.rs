@@ -2,18 +2,20 @@
 //! the same data the JSON answers carry. Templates live in `templates/` at the crate root,
 //! are compiled in, and do no I/O; everything they print is prepared here as plain strings.
 
+mod autoindex;
+mod branches;
 mod error;
-mod files;
 mod format;
 mod home;
+mod job;
 mod products;
-mod tree;
 
+pub use autoindex::autoindex_page;
+pub use branches::{branch_page, branches_page, tag_page};
 pub use error::error_page;
-pub use files::{autoindex_page, job_page};
 pub use home::home_page;
+pub use job::job_page;
 pub use products::{level_page, product_branch_page, version_page};
-pub use tree::{branch_page, branches_page, tag_page};
 
 use super::reply::ApiError;
 use crate::config::Config;

@@ -3,8 +3,10 @@
 use super::*;
 use crate::http::reply::ApiResult;
 use crate::model::{BranchRef, JobRef, Name, Scope, TagRef, VersionRef};
-use crate::storage::pages::{DirEntry, FormatSummary, HomeInfo, Release};
-use crate::storage::{BranchInfo, BranchSummary, JobInfo, TagInfo, TagSummary, VersionSummary};
+use crate::storage::page_info::{DirEntry, FormatSummary, HomeInfo, Release};
+use crate::storage::{
+    BranchInfo, BranchSummary, JobEntry, JobInfo, TagInfo, TagSummary, VersionSummary,
+};
 use serde_json::{Map, Value, json};
 
 const EVIL: &str = "<script>alert(1)</script>";
@@ -70,10 +72,11 @@ fn home_lists_users_releases_and_quota() {
                 version: name("1.0"),
             },
             timestamp: 1_795_315_711.0,
+            icon: true,
         }],
         disk_usage: Some(2_000),
     };
-    let html = body(home_page(chrome("/"), None, &info, true, &[true], 10_000));
+    let html = body(home_page(chrome("/"), None, &info, true, 10_000));
     common(&html);
     assert!(html.contains(r#"<a href="branches/">Branches</a>"#));
     assert!(
@@ -134,13 +137,16 @@ fn branches_and_branch_pages() {
 
 #[test]
 fn tag_page_links_jobs() {
-    let mut job = Map::new();
-    job.insert("product".into(), "foo".into());
-    job.insert("product_variant".into(), "x86".into());
-    job.insert("version".into(), "1".into());
-    job.insert("locked".into(), true.into());
-    job.insert("name".into(), EVIL.into());
-    job.insert("released".into(), false.into());
+    let mut metadata = Map::new();
+    metadata.insert("product".into(), "foo".into());
+    metadata.insert("product_variant".into(), "x86".into());
+    metadata.insert("version".into(), "1".into());
+    let job = JobEntry {
+        name: EVIL.into(),
+        metadata,
+        locked: true,
+        released: false,
+    };
     let info = TagInfo {
         name: "t1".into(),
         released: false,
@@ -165,11 +171,17 @@ fn job_page_links_formats_and_archive() {
     m.insert("product_branch".into(), "1".into());
     m.insert("product_variant".into(), "x86".into());
     m.insert("version".into(), "1.0".into());
-    m.insert("locked".into(), true.into());
-    m.insert("internal".into(), false.into());
-    m.insert("timestamp".into(), json!(0));
-    m.insert("digest".into(), "".into());
     m.insert("extra".into(), Value::String(EVIL.into()));
+    let info = JobInfo {
+        entry: JobEntry {
+            name: "<script>".into(),
+            metadata: m,
+            locked: true,
+            released: false,
+        },
+        timestamp: json!(0),
+        ..JobInfo::default()
+    };
     let formats = vec![FormatSummary {
         name: "rpm pkgs".into(),
         internal: true,
@@ -181,7 +193,7 @@ fn job_page_links_formats_and_archive() {
     let html = body(job_page(
         chrome("/branches/main/t1/x/"),
         &j,
-        &JobInfo(m),
+        &info,
         &formats,
     ));
     common(&html);

@@ -1,12 +1,12 @@
 //! The products tree: products, product, variant, product branch and version pages
 //! (spec/API.md §3.10, §9).
 
+use super::branches::{AliasLink, alias_links};
 use super::format::{FormatRow, format_rows};
-use super::tree::{AliasLink, alias_links};
 use super::{Chrome, encode_segment, iso_time, natural_cmp, pretty_time, render, timestamp_of};
 use crate::http::reply::ApiResult;
 use crate::storage::VersionSummary;
-use crate::storage::pages::FormatSummary;
+use crate::storage::page_info::FormatSummary;
 use askama::Template;
 
 #[derive(Template)]

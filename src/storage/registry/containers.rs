@@ -5,8 +5,9 @@ use super::container_layout::rel_of;
 use super::{ImageRepo, RegistryError};
 use crate::model::{Alias, Digest, Name, TagRef};
 use crate::storage::Repo;
+use crate::storage::aliases::pick_alias;
 use crate::storage::files::{exists, sort_time, stamp_time};
-use crate::storage::tree::{Listing, pick_alias};
+use crate::storage::visibility::Visibility;
 use std::fs;
 use std::path::PathBuf;
 
@@ -81,7 +82,7 @@ impl Repo {
         &self,
         r: &ImageRepo,
         tag: &str,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<Container, RegistryError> {
         let unknown = || RegistryError::ManifestUnknown(tag.to_owned());
         let lower = tag.to_lowercase();

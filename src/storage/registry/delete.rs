@@ -84,7 +84,7 @@ impl Repo {
             && let Ok(vdir) = fs::canonicalize(jdir.join(".product"))
         {
             let link = vdir.join("container");
-            if crate::storage::tree::same_file(&link, &c.dir) {
+            if crate::storage::files::same_file(&link, &c.dir) {
                 let _ = fs::remove_file(&link);
             }
         }

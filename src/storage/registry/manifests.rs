@@ -8,7 +8,7 @@ use crate::model::oci::{
 };
 use crate::model::{Algo, Alias, Digest, JobRef, Name, TagRef};
 use crate::storage::files;
-use crate::storage::tree::Listing;
+use crate::storage::visibility::Visibility;
 use crate::storage::{BlobReader, Repo};
 use std::fs::{self, File};
 use std::io::Read;
@@ -30,7 +30,7 @@ impl Repo {
         &self,
         r: &ImageRepo,
         reference: &str,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<ManifestFile, RegistryError> {
         let (path, digest) = if reference.contains(':') {
             let d = Digest::parse(Some(reference))

@@ -6,7 +6,7 @@ use super::{ImageRepo, RegistryError};
 use crate::model::Digest;
 use crate::model::oci::{self, Referrer, parse_doc};
 use crate::storage::Repo;
-use crate::storage::tree::Listing;
+use crate::storage::visibility::Visibility;
 use std::path::PathBuf;
 
 impl Repo {
@@ -20,7 +20,7 @@ impl Repo {
         r: &ImageRepo,
         d: &Digest,
         artifact_type: Option<&str>,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<Vec<Referrer>, RegistryError> {
         let want = d.to_string();
         let name = r.name();

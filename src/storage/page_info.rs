@@ -1,9 +1,12 @@
 //! What the HTML pages show beyond the JSON API (spec/API.md §3.1, §3.6, §3.8–3.10, §9):
-//! the home page's user repositories and latest releases, format summaries for job and
-//! version pages, and directory listings for the autoindex.
+//! the home page's user repositories and latest releases (with their icons), format
+//! summaries for job and version pages, the version view that resolves and lists in one
+//! call, and directory listings for the autoindex.
 
+use super::digests::format_digests;
 use super::files::{exists, stamp_time};
-use super::tree::{JobInfo, Listing, format_digests};
+use super::link_targets;
+use super::visibility::Visibility;
 use super::{BlobReader, Repo, StoreError, not_found_if_missing};
 use crate::model::{FormatRef, JobRef, Name, RelPath, Scope, VersionRef};
 use std::fs;
@@ -18,6 +21,9 @@ pub struct Release {
     pub version: VersionRef,
     /// mtime of the version's `.stamp`.
     pub timestamp: f64,
+    /// `/static/{product}.svg` exists: product icons are optional, the page shows only
+    /// those the deployment provides.
+    pub icon: bool,
 }
 
 /// Everything the home page (`/` or `/~{user}/`) shows.
@@ -48,6 +54,15 @@ pub struct FormatSummary {
     pub job_url: Option<String>,
 }
 
+/// A product version of a read URL, resolved, with what its JSON answer or its page shows.
+pub struct VersionView {
+    pub version: VersionRef,
+    /// The readable format names (the JSON answer).
+    pub formats: Vec<String>,
+    /// What each readable format holds (the page).
+    pub summaries: Vec<FormatSummary>,
+}
+
 /// One entry of a directory listing.
 #[derive(Debug, Clone)]
 pub struct DirEntry {
@@ -65,11 +80,14 @@ pub enum DirPage {
 }
 
 impl Repo {
+    /// The home page of `scope`; `static_dir` is `DLREPO_STATIC_DIR`, where product icons
+    /// may be.
     pub fn home_info(
         &self,
         scope: &Scope,
-        acl: &Listing,
+        acl: &Visibility,
         with_releases: bool,
+        static_dir: Option<&Path>,
     ) -> Result<HomeInfo, StoreError> {
         if !self.scope_exists(scope) {
             return Err(StoreError::NotFound);
@@ -94,37 +112,24 @@ impl Repo {
         }
         if with_releases {
             info.releases = self.latest_releases(scope, acl)?;
+            for rel in &mut info.releases {
+                let icon = format!("{}.svg", rel.version.product);
+                rel.icon = super::assets::static_file(static_dir, &icon).is_ok();
+            }
         }
         Ok(info)
     }
 
     /// Up to ten readable product versions, newest `.stamp` first.
-    fn latest_releases(&self, scope: &Scope, acl: &Listing) -> Result<Vec<Release>, StoreError> {
-        let products = self.products_dir(scope);
+    fn latest_releases(&self, scope: &Scope, acl: &Visibility) -> Result<Vec<Release>, StoreError> {
         let mut all = Vec::new();
-        for product in Repo::list_entities(&products)? {
-            let pdir = products.join(&product);
-            for variant in Repo::list_entities(&pdir)? {
-                let vdir = pdir.join(&variant);
-                for branch in Repo::list_entities(&vdir)? {
-                    let bdir = vdir.join(&branch);
-                    for version in Repo::list_entities(&bdir)? {
-                        let Some(t) = stamp_time(&bdir.join(&version)) else {
-                            continue;
-                        };
-                        let v = VersionRef {
-                            scope: scope.clone(),
-                            product: product.clone(),
-                            variant: variant.clone(),
-                            product_branch: branch.clone(),
-                            version,
-                        };
-                        all.push(Release {
-                            version: v,
-                            timestamp: t,
-                        });
-                    }
-                }
+        for version in self.all_versions(scope)? {
+            if let Some(timestamp) = stamp_time(&self.version_dir(&version)) {
+                all.push(Release {
+                    version,
+                    timestamp,
+                    icon: false,
+                });
             }
         }
         all.sort_by(|a, b| b.timestamp.total_cmp(&a.timestamp));
@@ -135,36 +140,42 @@ impl Repo {
             .collect())
     }
 
-    /// The job as GET shows it, plus what the page says about each listed format.
-    pub fn job_page(
-        &self,
-        j: &JobRef,
-        acl: &Listing,
-    ) -> Result<(JobInfo, Vec<FormatSummary>), StoreError> {
-        let info = self.job_info(j, acl)?;
-        let names: Vec<String> = info
-            .0
-            .get("artifact_formats")
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// What the job page says about each of `names`, formats of `j`.
+    pub(super) fn format_summaries(&self, j: &JobRef, names: &[String]) -> Vec<FormatSummary> {
         let jdir = self.job_dir(j);
-        let formats = names
-            .into_iter()
-            .map(|name| self.format_summary(&jdir.join(&name), name, None))
-            .collect();
-        Ok((info, formats))
+        names
+            .iter()
+            .map(|name| self.format_summary(&jdir.join(name), name.clone(), None))
+            .collect()
+    }
+
+    /// `GET {version}/`: resolves the version segment (aliases included) and lists its
+    /// readable formats; the page also says what each holds and which job provides it.
+    pub fn version_view(
+        &self,
+        scope: &Scope,
+        path: &[Name; 3],
+        version: &str,
+        acl: &Visibility,
+        for_page: bool,
+    ) -> Result<VersionView, StoreError> {
+        let v = self.resolve_version(scope, path, version, true, acl)?;
+        let (formats, summaries) = match for_page {
+            true => (Vec::new(), self.version_page(&v, acl)?),
+            false => (self.version_formats(&v, acl)?, Vec::new()),
+        };
+        Ok(VersionView {
+            version: v,
+            formats,
+            summaries,
+        })
     }
 
     /// A version's readable formats, each with the job it comes from.
-    pub fn version_page(
+    fn version_page(
         &self,
         v: &VersionRef,
-        acl: &Listing,
+        acl: &Visibility,
     ) -> Result<Vec<FormatSummary>, StoreError> {
         let vdir = self.version_dir(v);
         let names = self.version_formats(v, acl)?;
@@ -174,7 +185,8 @@ impl Repo {
                 let link = vdir.join(&name);
                 let job_url = fs::read_link(&link)
                     .ok()
-                    .and_then(|t| job_url_of_link(&v.scope, &t));
+                    .and_then(|t| link_targets::job_of_format_target(&v.scope, &t))
+                    .map(|j| j.url());
                 self.format_summary(&link, name, job_url)
             })
             .collect())
@@ -239,29 +251,4 @@ impl Repo {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(DirPage::Listing(entries))
     }
-}
-
-/// A version's format symlink points at `../../../../../branches/{b}/{t}/{j}/{f}`.
-fn job_url_of_link(scope: &Scope, target: &Path) -> Option<String> {
-    let parts: Vec<&str> = target
-        .components()
-        .filter_map(|c| match c {
-            std::path::Component::Normal(s) => s.to_str(),
-            _ => None,
-        })
-        .collect();
-    let [.., "branches", b, t, j, _f] = parts.as_slice() else {
-        return None;
-    };
-    let job = JobRef {
-        tag: crate::model::TagRef {
-            branch: crate::model::BranchRef {
-                scope: scope.clone(),
-                branch: Name::parse(b).ok()?,
-            },
-            tag: Name::parse(t).ok()?,
-        },
-        job: Name::parse(j).ok()?,
-    };
-    Some(job.url())
 }

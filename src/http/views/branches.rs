@@ -162,11 +162,11 @@ pub fn tag_page(chrome: Chrome, info: &TagInfo) -> ApiResult {
         .jobs
         .iter()
         .map(|j| {
-            let get = |k: &str| j.get(k).map(plain).unwrap_or_default();
-            let name = get("name");
+            let get = |k: &str| j.metadata.get(k).map(plain).unwrap_or_default();
+            let name = j.name.clone();
             let product = match (get("product"), get("product_variant"), get("version")) {
                 (p, v, ver) if !p.is_empty() && !v.is_empty() && !ver.is_empty() => {
-                    format!("{p}-{v}-v{ver}")
+                    crate::storage::product_archive_name(&p, &v, &ver)
                 }
                 _ => String::new(),
             };
@@ -174,8 +174,8 @@ pub fn tag_page(chrome: Chrome, info: &TagInfo) -> ApiResult {
                 href: format!("{}/", encode_segment(&name)),
                 name,
                 product,
-                locked: j.get("locked") == Some(&Value::Bool(true)),
-                released: j.get("released") == Some(&Value::Bool(true)),
+                locked: j.locked,
+                released: j.released,
             }
         })
         .collect();

@@ -1,0 +1,319 @@
+//! Formats and artifacts (spec/API.md §3.8–3.9, §5.2): method rules, listings,
+//! finalisation, delete, tar and `.sha256` views and downloads; uploads are `uploads.rs`.
+
+use crate::http::context::Ctx;
+use crate::http::download::Download;
+use crate::http::reply::{ApiError, ApiResult, json_of, ok, redirect, text};
+use crate::http::route::{FormatParent, FormatPart};
+use crate::http::views;
+use crate::model::{Alias, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
+use crate::storage::page_info::DirPage;
+use crate::storage::{Artifact, Repo, StoreError, Visibility};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::IntoResponse;
+
+fn is_alias(parent: &FormatParent) -> bool {
+    match parent {
+        FormatParent::Job { tag, .. } => Alias::parse(tag.as_str()).is_some(),
+        FormatParent::Version { version, .. } => Alias::parse(version.as_str()).is_some(),
+    }
+}
+
+/// Resolves the format's parent. Aliases resolve for reads; writes name the tag literally.
+fn resolve_in(
+    r: &Repo,
+    parent: FormatParent,
+    format: Name,
+    alias_ok: bool,
+    acl: &Visibility,
+) -> Result<FormatRef, StoreError> {
+    Ok(match parent {
+        FormatParent::Job { branch, tag, job } => {
+            let tag = if alias_ok {
+                r.resolve_tag(&branch, tag.as_str(), true, acl)?
+            } else {
+                TagRef { branch, tag }
+            };
+            FormatRef::Job {
+                job: JobRef { tag, job },
+                format,
+            }
+        }
+        FormatParent::Version {
+            scope,
+            path,
+            version,
+        } => FormatRef::Version {
+            version: r.resolve_version(&scope, &path, version.as_str(), alias_ok, acl)?,
+            format,
+        },
+    })
+}
+
+/// Resolves the format, then runs `op` on it, in one trip to the blocking pool.
+async fn with_format<T, F>(
+    ctx: &Ctx,
+    parent: FormatParent,
+    format: Name,
+    op: F,
+) -> Result<(FormatRef, T), ApiError>
+where
+    F: FnOnce(&Repo, &FormatRef) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let alias_ok = ctx.is_read();
+    let acl = ctx.acl.clone();
+    Ok(ctx
+        .app
+        .repo
+        .run(move |r| {
+            let f = resolve_in(r, parent, format, alias_ok, &acl)?;
+            let out = op(r, &f)?;
+            Ok((f, out))
+        })
+        .await?)
+}
+
+async fn resolve(ctx: &Ctx, parent: FormatParent, format: Name) -> Result<FormatRef, ApiError> {
+    Ok(with_format(ctx, parent, format, |_, _| Ok(())).await?.0)
+}
+
+pub async fn format(
+    ctx: &mut Ctx,
+    parent: FormatParent,
+    format: Name,
+    part: FormatPart,
+) -> ApiResult {
+    if ctx.is_read() {
+        return format_read(ctx, parent, format, part).await;
+    }
+    format_write(ctx, parent, format, part).await
+}
+
+/// PUT an artifact, PATCH (finalise) or DELETE a format; 405 for any other write.
+async fn format_write(
+    ctx: &mut Ctx,
+    parent: FormatParent,
+    format: Name,
+    part: FormatPart,
+) -> ApiResult {
+    let alias = is_alias(&parent);
+    let product = matches!(parent, FormatParent::Version { .. });
+    match (&part, ctx.method.clone()) {
+        (FormatPart::Artifact(rel), Method::PUT) => {
+            if product {
+                return Err(ApiError::BadRequest(
+                    "Uploading products is not supported".into(),
+                ));
+            }
+            if alias {
+                return Err(ApiError::MethodNotAllowed("GET"));
+            }
+            let rel = RelPath::parse(rel).map_err(bad_relpath)?;
+            let f = resolve(ctx, parent, format).await?;
+            super::uploads::upload(ctx, f, rel).await
+        }
+        (FormatPart::Dir, Method::PATCH) => {
+            if product || alias {
+                return Err(ApiError::MethodNotAllowed("GET"));
+            }
+            with_format(ctx, parent, format, |r, f| r.finalize_format(f)).await?;
+            ok()
+        }
+        (FormatPart::Dir, Method::DELETE) => {
+            if product {
+                return Err(ApiError::BadRequest(
+                    "Deleting product formats is not supported".into(),
+                ));
+            }
+            // spec/API.md Q10: never delete through an alias.
+            if alias {
+                return Err(ApiError::MethodNotAllowed("GET"));
+            }
+            with_format(ctx, parent, format, |r, f| r.delete_format(f)).await?;
+            ok()
+        }
+        (FormatPart::Dir, _) => Err(ApiError::MethodNotAllowed("DELETE,GET,HEAD,PATCH")),
+        (FormatPart::Artifact(_), _) => Err(ApiError::MethodNotAllowed("GET,HEAD,PUT")),
+        _ => Err(ApiError::MethodNotAllowed("GET,HEAD")),
+    }
+}
+
+/// GET and HEAD of a format, its bundles and its artifacts.
+async fn format_read(ctx: &Ctx, parent: FormatParent, format: Name, part: FormatPart) -> ApiResult {
+    // HEAD with a Digest asks "do you have this blob?", whatever the path (spec/API.md §3.9).
+    if let FormatPart::Artifact(rel) = &part
+        && ctx.method == Method::HEAD
+        && let Some(raw) = ctx.headers.get("digest")
+    {
+        RelPath::parse(rel.trim_end_matches('/')).map_err(bad_relpath)?;
+        return super::uploads::head_digest(ctx, raw.to_str().ok(), &parent).await;
+    }
+    if let FormatPart::Dir = part {
+        if ctx.page() {
+            return dir_view(ctx, parent, format, None).await;
+        }
+        return format_dir(ctx, parent, format).await;
+    }
+    if let FormatPart::Artifact(rel) = part {
+        return artifact(ctx, parent, format, &rel).await;
+    }
+    match part {
+        FormatPart::Bare => format_bare(ctx, parent, format).await,
+        FormatPart::Tar => format_tar(ctx, parent, format).await,
+        FormatPart::Sha256 => {
+            // The canonical check comes first: a non-canonical URL redirects even when the
+            // format is missing, as it always did.
+            let (f, sums) = with_format(ctx, parent, format, |r, f| Ok(r.format_sha256(f))).await?;
+            if let Some(r) = ctx.canonical(&format!("{}.sha256", f.url().trim_end_matches('/'))) {
+                return r;
+            }
+            text(sums?)
+        }
+        FormatPart::Dir | FormatPart::Artifact(_) => Err(ApiError::NotFound),
+    }
+}
+
+fn bad_relpath(e: RelPathError) -> ApiError {
+    ApiError::BadRequest(e.0)
+}
+
+/// `{format}/`: its listing, or for HEAD only whether it is there and finished.
+async fn format_dir(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult {
+    if ctx.method == Method::HEAD {
+        let (f, dirty) = with_format(ctx, parent, format, |r, f| r.format_dirty(f)).await?;
+        if dirty {
+            return Err(ApiError::NotFound);
+        }
+        if let Some(r) = ctx.canonical(&f.url()) {
+            return r;
+        }
+        return ok();
+    }
+    let (f, info) = with_format(ctx, parent, format, |r, f| r.format_info(f)).await?;
+    if let Some(r) = ctx.canonical(&f.url()) {
+        return r;
+    }
+    json_of("artifact_format", &info)
+}
+
+/// `{format}` without a slash: to its only file, else to the format dir.
+async fn format_bare(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult {
+    let (f, single) = with_format(ctx, parent, format, |r, f| r.format_single_file(f)).await?;
+    let url = f.url();
+    Ok(match single {
+        Some(file) => {
+            let mut res = redirect(&format!("{url}{file}"));
+            let base = file.rsplit('/').next().unwrap_or(&file);
+            res.headers_mut().insert(
+                header::CONTENT_DISPOSITION,
+                crate::http::security::attachment(base),
+            );
+            res
+        }
+        None => redirect(&url),
+    })
+}
+
+async fn format_tar(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult {
+    let (f, dirty) = with_format(ctx, parent, format, |r, f| r.format_dirty(f)).await?;
+    if ctx.method == Method::HEAD && dirty {
+        return Err(ApiError::NotFound);
+    }
+    if let Some(r) = ctx.canonical(&format!("{}.tar", f.url().trim_end_matches('/'))) {
+        return r;
+    }
+    if ctx.method == Method::HEAD {
+        return ok();
+    }
+    let plan = ctx.app.repo.run(move |r| r.format_tar(&f)).await?;
+    Ok(ctx.tar(plan))
+}
+
+/// The browser view of a format dir or a directory below it: its `index.html` when it has
+/// one, else an autoindex (spec/API.md §3.8–3.9).
+async fn dir_view(
+    ctx: &Ctx,
+    parent: FormatParent,
+    format: Name,
+    rel: Option<RelPath>,
+) -> ApiResult {
+    let lookup = rel.clone();
+    let (f, page) = with_format(ctx, parent, format, move |r, f| {
+        r.dir_page(f, lookup.as_ref())
+    })
+    .await?;
+    let canonical = match &rel {
+        Some(rel) => format!("{}{rel}/", f.url()),
+        None => f.url(),
+    };
+    if let Some(r) = ctx.canonical(&canonical) {
+        return r;
+    }
+    match page {
+        DirPage::Index(file) => Ok(download(ctx, "index.html", &canonical).respond(file)),
+        DirPage::Listing(entries) => {
+            let root = rel.is_none().then(|| f.name().as_str());
+            let heading = match &rel {
+                Some(rel) => format!("{}/{rel}/", f.name()),
+                None => format!("{}/", f.name()),
+            };
+            views::autoindex_page(ctx.chrome(), heading, root, &entries)
+        }
+    }
+}
+
+async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> ApiResult {
+    let is_dir_url = raw.ends_with('/');
+    let rel = RelPath::parse(raw.trim_end_matches('/')).map_err(bad_relpath)?;
+    if is_dir_url && ctx.page() {
+        return dir_view(ctx, parent, format, Some(rel)).await;
+    }
+    let lookup = rel.clone();
+    let (f, found) =
+        with_format(ctx, parent, format, move |r, f| r.open_artifact(f, &lookup)).await?;
+    let canonical = format!("{}{}", f.url(), rel);
+    match found {
+        // Directory listings are HTML only; the JSON API has none (spec/API.md §3.9).
+        Artifact::Dir if ctx.page() => Ok(redirect(&format!("{canonical}/"))),
+        Artifact::Dir => Err(ApiError::NotFound),
+        _ if is_dir_url => Err(ApiError::NotFound),
+        Artifact::Sha256Line(line) => {
+            if let Some(r) = ctx.canonical(&canonical) {
+                return r;
+            }
+            text(line)
+        }
+        Artifact::File(file) => {
+            if let Some(r) = ctx.canonical(&canonical) {
+                return r;
+            }
+            if ctx.method == Method::HEAD {
+                // HEAD without Digest: only Digest and Content-Length (spec/API.md §3.9).
+                let mut res = StatusCode::OK.into_response();
+                let h = res.headers_mut();
+                if let Some(v) = file.digest().and_then(|d| HeaderValue::from_str(d).ok()) {
+                    h.insert("digest", v);
+                }
+                h.insert(header::CONTENT_LENGTH, HeaderValue::from(file.len()));
+                return Ok(res);
+            }
+            Ok(download(ctx, rel.basename(), &canonical).respond(file))
+        }
+    }
+}
+
+/// How an artifact at `url` is sent as `name` (spec/API.md §5.2).
+fn download<'a>(ctx: &'a Ctx, name: &'a str, url: &str) -> Download<'a> {
+    Download {
+        method: &ctx.method,
+        headers: &ctx.headers,
+        name,
+        chunk_size: ctx.app.repo.chunk_size(),
+        x_sendfile: ctx.app.config.x_sendfile_header.as_deref(),
+        digest_header: "digest",
+        content_type: None,
+        conn: ctx.conn.as_ref(),
+        inline: ctx.app.config.serves_inline(url),
+    }
+}

@@ -1,0 +1,98 @@
+//! The read-only products view (spec/API.md §3.10).
+
+use crate::http::context::Ctx;
+use crate::http::reply::{ApiError, ApiResult, json, json_of, redirect};
+use crate::http::views;
+use crate::model::{Name, Scope};
+use crate::storage::{ProductLevel, product_level_url};
+use serde_json::{Value, json};
+
+fn names(list: Vec<String>) -> Vec<Value> {
+    list.into_iter().map(|n| json!({ "name": n })).collect()
+}
+
+/// `/products/` down to `{product_branch}/`.
+pub async fn level(ctx: &Ctx, scope: Scope, path: Vec<Name>, slash: bool) -> ApiResult {
+    if !ctx.is_read() {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    let acl = ctx.acl.clone();
+    let url = product_level_url(&scope, &path);
+    let p = path.clone();
+    // Listing checks existence first: a missing level is a 404 before any redirect.
+    let level = ctx
+        .app
+        .repo
+        .run(move |r| r.product_level_view(&scope, &p, &acl))
+        .await?;
+    if !slash {
+        return Ok(redirect(&url));
+    }
+    let last = path.last().map(|n| n.to_string()).unwrap_or_default();
+    let children = match level {
+        ProductLevel::Names(children) => children,
+        ProductLevel::Versions(versions) => {
+            if ctx.page() {
+                return views::product_branch_page(ctx.chrome(), last, &versions);
+            }
+            let mut inner = serde_json::Map::new();
+            inner.insert("name".into(), last.into());
+            inner.insert(
+                "versions".into(),
+                serde_json::to_value(versions).map_err(|e| ApiError::Internal(Box::new(e)))?,
+            );
+            return json_of("product_branch", &inner);
+        }
+    };
+    if ctx.page() {
+        return views::level_page(ctx.chrome(), path.len(), last, &children);
+    }
+    Ok(match path.len() {
+        0 => json(&json!({ "products": names(children) })),
+        1 => json(&json!({ "product": { "name": last, "product_variants": names(children) } })),
+        _ => json(
+            &json!({ "product_variant": { "name": last, "product_branches": names(children) } }),
+        ),
+    })
+}
+
+pub async fn version(
+    ctx: &Ctx,
+    scope: Scope,
+    path: [Name; 3],
+    version: Name,
+    _slash: bool,
+) -> ApiResult {
+    if !ctx.is_read() {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    let (acl, page) = (ctx.acl.clone(), ctx.page());
+    let view = ctx
+        .app
+        .repo
+        .run(move |r| r.version_view(&scope, &path, version.as_str(), &acl, page))
+        .await?;
+    if let Some(r) = ctx.canonical(&view.version.url()) {
+        return r;
+    }
+    let name = view.version.version.to_string();
+    if page {
+        return views::version_page(ctx.chrome(), name, &view.summaries);
+    }
+    Ok(json(
+        &json!({ "version": { "name": name, "artifact_formats": view.formats } }),
+    ))
+}
+
+pub async fn version_tar(ctx: &Ctx, scope: Scope, path: [Name; 3], version: Name) -> ApiResult {
+    if !ctx.is_read() {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    let acl = ctx.acl.clone();
+    let bundle = ctx
+        .app
+        .repo
+        .run(move |r| r.version_bundle(&scope, &path, version.as_str(), &acl))
+        .await?;
+    ctx.bundle(&bundle.at.url(), bundle.plan)
+}

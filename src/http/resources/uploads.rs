@@ -1,0 +1,113 @@
+//! Uploads (spec/API.md §5.1): link mode, small bodies in memory, streamed ones, and the
+//! `HEAD` with a `Digest` that asks whether the content is already there (§3.9).
+
+use crate::http::context::Ctx;
+use crate::http::reply::{ApiError, ApiResult, created};
+use crate::http::route::FormatParent;
+use crate::model::{Digest, FormatRef, JobRef, RelPath, TagRef};
+use crate::storage::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+
+/// Bodies up to this size (by Content-Length) are received in memory.
+const SMALL_UPLOAD: usize = 256 << 10;
+
+/// The job a format URL names literally, where a dedup lookup starts.
+fn near_job(parent: &FormatParent) -> Option<JobRef> {
+    match parent {
+        FormatParent::Job { branch, tag, job } => Some(JobRef {
+            tag: TagRef {
+                branch: branch.clone(),
+                tag: tag.clone(),
+            },
+            job: job.clone(),
+        }),
+        FormatParent::Version { .. } => None,
+    }
+}
+
+/// "Do you have this content?" answers yes only when the caller may read some artifact
+/// holding it (spec/API.md Q49); dlrepo-cli then links instead of uploading.
+pub(super) async fn head_digest(ctx: &Ctx, raw: Option<&str>, parent: &FormatParent) -> ApiResult {
+    let near = near_job(parent);
+    let digest = Digest::parse(raw).map_err(StoreError::InvalidDigest)?;
+    let (d, acl) = (digest.clone(), ctx.acl.clone());
+    let size = ctx
+        .app
+        .repo
+        .run(move |r| r.readable_blob(&d, near.as_ref(), &acl))
+        .await?;
+    let Some(size) = size else {
+        return Err(ApiError::NotFound);
+    };
+    let mut res = StatusCode::OK.into_response();
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        h.insert("digest", v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(res)
+}
+
+/// `PUT .../{format}/{artifact}` (spec/API.md §5.1).
+pub(super) async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResult {
+    let header = |name: &str| ctx.headers.get(name).and_then(|v| v.to_str().ok());
+    if f.name().as_str() == "container"
+        && !header("user-agent").is_some_and(|ua| ua.starts_with("dlrepo-server/"))
+    {
+        return Err(ApiError::BadRequest(
+            "Uploading container images must be done with docker push".into(),
+        ));
+    }
+    let raw_digest = header("digest").map(str::to_owned);
+    let link_mode = header("x-dlrepo-link") == raw_digest.as_deref();
+    // Checked before reading the body, so a bad request never costs a transfer.
+    let digest = Digest::parse(raw_digest.as_deref()).map_err(StoreError::InvalidDigest)?;
+    if link_mode {
+        let acl = ctx.acl.clone();
+        ctx.app
+            .repo
+            .run(move |r| r.link_upload(&f, &rel, &digest, &acl))
+            .await?;
+        return created();
+    }
+    upload_body(ctx, f, rel, digest).await
+}
+
+/// An upload with its content in the body: small ones are read into memory and stored in
+/// one trip to the blocking pool, others stream to disk as they arrive.
+async fn upload_body(ctx: &mut Ctx, f: FormatRef, rel: RelPath, digest: Digest) -> ApiResult {
+    let repo = ctx.app.repo.clone();
+    let small = ctx
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n <= SMALL_UPLOAD);
+    // Before the body, for small ones too: a job locked by then refuses it (400, as
+    // dlrepo); a lock that lands while the body arrives refuses it when it is linked (409),
+    // which only this early check can tell apart.
+    let (target, target_rel) = (f.clone(), rel.clone());
+    repo.run(move |r| r.check_upload_target(&target, &target_rel))
+        .await?;
+    if let Some(len) = small {
+        let data = axum::body::to_bytes(ctx.take_body(), len)
+            .await
+            .map_err(|e| crate::storage::body_error(crate::http::body::classify(e)))?;
+        repo.run(move |r| r.store_small_upload(&f, &rel, &digest, &data))
+            .await?;
+        return created();
+    }
+    let mut body = crate::http::body::byte_stream(ctx.take_body());
+    let upload = match repo.receive(&digest, &mut body).await {
+        Ok(upload) => upload,
+        Err(e) => {
+            // Stopped half way (a full disk, say): the client still hears why.
+            crate::http::body::drain(body).await;
+            return Err(e.into());
+        }
+    };
+    repo.run(move |r| r.store_and_link(upload, &f, &rel))
+        .await?;
+    created()
+}

@@ -1,0 +1,65 @@
+//! JSON objects that merge storage values into one map, key for key as dlrepo writes them
+//! (spec/API.md §3.5–3.6); the bytes are pinned by tests/tree_api.rs.
+
+use crate::storage::{JobEntry, JobInfo, TagInfo};
+use serde_json::{Map, Value};
+
+/// A job in a tag listing: its metadata keys sorted, then `locked`, `name` and `released`,
+/// appended, or overwriting a metadata key of that name in place.
+pub fn job_entry(e: &JobEntry) -> Map<String, Value> {
+    let mut m = e.metadata.clone();
+    m.insert("locked".into(), e.locked.into());
+    m.insert("name".into(), e.name.clone().into());
+    m.insert("released".into(), e.released.into());
+    m
+}
+
+/// A job as GET shows it: the listing's entry, then the job's own fields.
+pub fn job(info: &JobInfo) -> Map<String, Value> {
+    let mut m = job_entry(&info.entry);
+    m.insert("internal".into(), info.internal.into());
+    m.insert("timestamp".into(), info.timestamp.clone());
+    m.insert("digest".into(), info.digest.clone().into());
+    let formats: Vec<Value> = info.formats.iter().map(|f| f.clone().into()).collect();
+    m.insert("artifact_formats".into(), formats.into());
+    m
+}
+
+/// A tag with `jobs`, already filtered, as the last key.
+pub fn tag(info: &TagInfo, jobs: Vec<Map<String, Value>>) -> Result<Value, serde_json::Error> {
+    let mut value = serde_json::to_value(info)?;
+    if let Value::Object(m) = &mut value {
+        m.insert("jobs".into(), jobs.into_iter().map(Value::Object).collect());
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fixed_keys_follow_the_metadata_or_take_its_place() {
+        let metadata = json!({"arch": "x86", "name": "theirs", "zeta": 1});
+        let Value::Object(metadata) = metadata else {
+            unreachable!("an object literal")
+        };
+        let info = JobInfo {
+            entry: JobEntry {
+                name: "j1".into(),
+                metadata,
+                locked: true,
+                released: false,
+            },
+            internal: false,
+            timestamp: json!(0),
+            digest: String::new(),
+            formats: vec!["iso".into()],
+        };
+        assert_eq!(
+            crate::pyjson::to_string(&Value::Object(job(&info))),
+            r#"{"arch": "x86", "name": "j1", "zeta": 1, "locked": true, "released": false, "internal": false, "timestamp": 0, "digest": "", "artifact_formats": ["iso"]}"#
+        );
+    }
+}

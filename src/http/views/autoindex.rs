@@ -1,0 +1,79 @@
+//! The autoindex of format directories and of directories below them (spec/API.md §3.8–3.9).
+
+use super::{Chrome, encode_segment, render};
+use crate::http::reply::ApiResult;
+use crate::storage::page_info::DirEntry;
+use crate::storage::quota::human_readable;
+use askama::Template;
+
+pub struct EntryRow {
+    pub name: String,
+    pub href: String,
+    pub dir: bool,
+    pub size: String,
+    pub bytes: u64,
+    pub digest: String,
+    /// `{name}.sha256`, when the file has a sha256 digest.
+    pub sha256: String,
+}
+
+#[derive(Template)]
+#[template(path = "autoindex.html")]
+pub struct AutoindexPage {
+    pub chrome: Chrome,
+    pub heading: String,
+    /// At the format root: the `.tar` and `.sha256` links of the format.
+    pub archive: Option<(String, String)>,
+    pub entries: Vec<EntryRow>,
+}
+
+/// `format` is the format name at the format root, `None` below it.
+pub fn autoindex_page(
+    chrome: Chrome,
+    heading: String,
+    format: Option<&str>,
+    entries: &[DirEntry],
+) -> ApiResult {
+    let archive = format.map(|f| {
+        let seg = encode_segment(f);
+        (format!("../{seg}.tar"), format!("../{seg}.sha256"))
+    });
+    let entries = entries
+        .iter()
+        .map(|e| {
+            let seg = encode_segment(&e.name);
+            let digest = e.digest.clone().unwrap_or_default();
+            EntryRow {
+                href: if e.dir {
+                    format!("{seg}/")
+                } else {
+                    seg.clone()
+                },
+                name: if e.dir {
+                    format!("{}/", e.name)
+                } else {
+                    e.name.clone()
+                },
+                dir: e.dir,
+                size: if e.dir {
+                    String::new()
+                } else {
+                    human_readable(e.size)
+                },
+                bytes: e.size,
+                sha256: if digest.starts_with("sha256:") {
+                    format!("{seg}.sha256")
+                } else {
+                    String::new()
+                },
+                digest,
+            }
+        })
+        .collect();
+    render(&AutoindexPage {
+        chrome,
+        heading,
+        archive,
+        entries,
+    })
+}

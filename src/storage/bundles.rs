@@ -1,0 +1,129 @@
+//! What the tar bundle of a job, a format or a product version holds, and its name
+//! (spec/API.md §6); `archive.rs` streams it.
+
+use super::archive::Member;
+use super::digests::format_digests;
+use super::files::{self, read_json_map, sort_time, stamp_time};
+use super::visibility::Visibility;
+use super::{Repo, StoreError};
+use crate::model::{BranchRef, FormatRef, JobRef, Name, Scope, VersionRef};
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+
+/// What a tar bundle holds; the archive module streams it.
+pub struct TarPlan {
+    pub prefix: String,
+    pub members: Vec<Member>,
+    pub sums_mtime: f64,
+}
+
+/// `{product}-{variant}-v{version}`: what the bundle of a job in a product version, and
+/// that version's own, are called (spec/API.md §6).
+pub fn product_archive_name(product: &str, variant: &str, version: &str) -> String {
+    format!("{product}-{variant}-v{version}")
+}
+
+/// A bundle URL resolved: the entity it names, and the plan of its tar or why there is
+/// none. The plan's error is kept apart so that a non-canonical URL (an alias, say) still
+/// answers its redirect first, as it did when these were two calls.
+pub struct Bundle<R> {
+    pub at: R,
+    pub plan: Result<TarPlan, StoreError>,
+}
+
+impl Repo {
+    /// `GET {job}.tar`: resolves the tag segment (aliases included) and plans the tar.
+    pub fn job_bundle(
+        &self,
+        b: &BranchRef,
+        tag: &str,
+        job: Name,
+        acl: &Visibility,
+    ) -> Result<Bundle<JobRef>, StoreError> {
+        let t = self.resolve_tag(b, tag, true, acl)?;
+        let j = JobRef { tag: t, job };
+        let plan = self.job_tar(&j, acl);
+        Ok(Bundle { at: j, plan })
+    }
+
+    /// `GET {version}.tar`: resolves the version segment (aliases included) and plans the
+    /// tar.
+    pub fn version_bundle(
+        &self,
+        scope: &Scope,
+        path: &[Name; 3],
+        version: &str,
+        acl: &Visibility,
+    ) -> Result<Bundle<VersionRef>, StoreError> {
+        let v = self.resolve_version(scope, path, version, true, acl)?;
+        let plan = self.version_tar(&v, acl);
+        Ok(Bundle { at: v, plan })
+    }
+
+    /// `{product}-{product_variant}-v{version}` when the metadata names them, else `{job}-{tag}`.
+    fn job_archive_name(&self, j: &JobRef) -> String {
+        let meta = read_json_map(&self.job_dir(j).join(".metadata"));
+        let get = |k: &str| meta.get(k).and_then(Value::as_str);
+        match (get("product"), get("product_variant"), get("version")) {
+            (Some(p), Some(v), Some(ver)) => product_archive_name(p, v, ver),
+            _ => j.default_archive_name(),
+        }
+    }
+
+    fn job_tar(&self, j: &JobRef, acl: &Visibility) -> Result<TarPlan, StoreError> {
+        let jdir = self.job_dir(j);
+        // spec/API.md Q8: dlrepo answered an empty tar for a missing job; a 404 is clearer.
+        if !jdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        let mut members = Vec::new();
+        for f in Repo::list_entities(&jdir)? {
+            let fref = FormatRef::Job {
+                job: j.clone(),
+                format: f.clone(),
+            };
+            if acl.allows(|| fref.url()) {
+                self.push_members(&jdir.join(&f), &format!("{f}/"), &mut members);
+            }
+        }
+        Ok(TarPlan {
+            prefix: self.job_archive_name(j),
+            members,
+            sums_mtime: sort_time(stamp_time(&jdir)),
+        })
+    }
+
+    pub(crate) fn push_members(&self, fdir: &Path, prefix: &str, out: &mut Vec<Member>) {
+        for (rel, digest) in format_digests(fdir) {
+            if let Some(digest) = digest.as_str() {
+                out.push(Member {
+                    name: format!("{prefix}{rel}"),
+                    path: fdir.join(&rel),
+                    digest: digest.to_owned(),
+                });
+            }
+        }
+    }
+
+    pub fn format_tar(&self, f: &FormatRef) -> Result<TarPlan, StoreError> {
+        let fdir = self.format_dir(f);
+        if !fdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        let job_name = match f {
+            FormatRef::Job { job, .. } => self.job_archive_name(job),
+            FormatRef::Version { version, .. } => version.archive_name(),
+        };
+        let mut members = Vec::new();
+        self.push_members(&fdir, "", &mut members);
+        let sums_mtime = fs::metadata(fdir.join(".digests"))
+            .or_else(|_| fs::metadata(&fdir))
+            .map(|m| files::mtime_of(&m))?;
+        Ok(TarPlan {
+            prefix: format!("{job_name}-{}", f.name()),
+            members,
+            sums_mtime,
+        })
+    }
+}

@@ -1,0 +1,133 @@
+//! Branch, tag and job rules on a real data root (spec/LAYOUT.md §3, spec/API.md
+//! §3.3–3.6): what the listings report, which state changes are refused, and what a
+//! refusal leaves behind.
+
+use crate::model::{FormatRef, Scope};
+use crate::storage::test_support::{job, name, repo, upload};
+use crate::storage::{JobUpdate, StoreError, TagUpdate, Visibility};
+use std::fs;
+
+#[test]
+fn the_cleanup_policy_file_holds_exactly_its_two_keys() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let r = repo(tmp.path());
+    let j = job("t1", "j1");
+    r.ensure_job(&j).expect("created");
+    let policy = tmp.path().join("branches/main/.cleanup_policy");
+    fs::write(&policy, r#"{"max_released_tags": 2, "other": true}"#).expect("written");
+
+    r.set_cleanup_policy(&j.tag.branch, vec![("max_daily_tags", 3)])
+        .expect("updated");
+    assert_eq!(
+        fs::read_to_string(&policy).expect("the policy"),
+        r#"{"max_daily_tags": 3, "max_released_tags": 2}"#
+    );
+}
+
+#[test]
+fn listings_count_and_flag_what_is_there() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let r = repo(tmp.path());
+    let (a, b) = (job("t1", "j1"), job("t2", "j1"));
+    upload(&r, &a, "iso", "disk.img", b"one");
+    upload(&r, &b, "iso", "disk.img", b"two");
+    r.update_tag(
+        &b.tag,
+        TagUpdate {
+            locked: Some(true),
+            description: Some("  nightly \n".into()),
+            ..TagUpdate::default()
+        },
+    )
+    .expect("updated");
+
+    let all = Visibility::everything();
+    let branches = r.list_branches(&Scope::Root, &all).expect("listed");
+    assert_eq!(branches.len(), 1);
+    assert_eq!(
+        (branches[0].daily_tags, branches[0].locked_tags),
+        (2, 1),
+        "{branches:?}"
+    );
+    let tag = r.tag_info(&b.tag, &all).expect("the tag");
+    assert!(tag.locked && !tag.released);
+    assert_eq!(tag.description.as_deref(), Some("nightly"));
+    let stored = tmp.path().join("branches/main/t2/.description");
+    assert_eq!(
+        fs::read_to_string(stored).expect("the description"),
+        "nightly\n",
+        "trimmed, then stored with a newline"
+    );
+    assert_eq!(tag.jobs.len(), 1);
+    assert_eq!(tag.jobs[0].name, "j1");
+
+    let hidden = Visibility::new(|url| !url.contains("/t2/"));
+    let names: Vec<String> = r
+        .branch_info(&a.tag.branch, false, &hidden)
+        .expect("the branch")
+        .tags
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["t1"]);
+}
+
+#[test]
+fn a_locked_tag_keeps_its_branch() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let r = repo(tmp.path());
+    let (a, b) = (job("t1", "j1"), job("t2", "j1"));
+    upload(&r, &a, "iso", "disk.img", b"one");
+    upload(&r, &b, "iso", "disk.img", b"two");
+    let lock = TagUpdate {
+        locked: Some(true),
+        ..TagUpdate::default()
+    };
+    r.update_tag(&b.tag, lock).expect("locked");
+
+    let err = r.delete_branch(&a.tag.branch).expect_err("refused");
+    assert!(
+        matches!(&err, StoreError::BadRequest(why) if why == "Tag t2 is locked"),
+        "{err:?}"
+    );
+    // Checked before anything goes: the unlocked tag is still there too.
+    assert!(r.job_exists(&a) && r.job_exists(&b));
+}
+
+#[test]
+fn a_job_locks_once_its_formats_are_finished() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let r = repo(tmp.path());
+    let j = job("t1", "j1");
+    upload(&r, &j, "iso", "disk.img", b"one");
+    let all = Visibility::everything();
+    let lock = || JobUpdate {
+        internal: Some(true),
+        locked: Some(true),
+    };
+
+    let err = r.update_job(&j, lock(), &all).expect_err("dirty");
+    assert!(
+        matches!(&err, StoreError::BadRequest(why) if why == "Job has dirty formats"),
+        "{err:?}"
+    );
+    let f = FormatRef::Job {
+        job: j.clone(),
+        format: name("iso"),
+    };
+    r.finalize_format(&f).expect("finalised");
+    r.update_job(&j, lock(), &all).expect("locked");
+
+    let info = r.job_info(&j, &all).expect("the job");
+    assert!(info.entry.locked && info.internal);
+    assert_eq!(info.digest.len(), 64, "sha256 hex of the job digest");
+    assert_eq!(info.formats, ["iso"]);
+    // Locked: the internal flag no longer changes, deleting a format is refused.
+    let err = r
+        .set_job_internal(&j, false)
+        .expect_err("the job is locked");
+    assert!(matches!(err, StoreError::BadRequest(_)), "{err:?}");
+    assert!(r.delete_format(&f).is_err());
+    r.unlock_job(&j).expect("unlocked");
+    assert!(!r.job_info(&j, &all).expect("the job").entry.locked);
+}

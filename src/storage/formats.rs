@@ -1,0 +1,144 @@
+//! Formats and their artifacts: listing, `.sha256` views, opening a file, delete
+//! (spec/LAYOUT.md §3.5, spec/API.md §3.8–3.9).
+
+use super::digests::format_digests;
+use super::files::{DirLock, exists, remove_flag, same_file};
+use super::{Repo, StoreError};
+use crate::model::{FormatRef, RelPath};
+use serde::Serialize;
+use serde_json::Value;
+use std::fs;
+
+#[derive(Debug, Serialize)]
+pub struct FormatInfo {
+    pub name: String,
+    pub internal: bool,
+    pub dirty: bool,
+    pub files: Vec<String>,
+}
+
+/// The result of resolving an artifact URL.
+pub enum Artifact {
+    File(super::BlobReader),
+    Dir,
+    /// `{hex}  {basename}\n` for a `{file}.sha256` URL with no such file on disk.
+    Sha256Line(String),
+}
+
+impl Repo {
+    /// Whether the format is still being written to (spec/API.md §3.8); 404 when missing.
+    pub fn format_dirty(&self, f: &FormatRef) -> Result<bool, StoreError> {
+        let fdir = self.format_dir(f);
+        if !fdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(exists(&fdir.join(".dirty")))
+    }
+
+    pub fn format_info(&self, f: &FormatRef) -> Result<FormatInfo, StoreError> {
+        let fdir = self.format_dir(f);
+        if !fdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(FormatInfo {
+            name: f.name().to_string(),
+            internal: self.is_internal_format(f.name().as_str()),
+            dirty: exists(&fdir.join(".dirty")),
+            files: format_digests(&fdir).keys().cloned().collect(),
+        })
+    }
+
+    /// The only file of a format, for the `{format}` (no slash) redirect; `None` when the
+    /// format holds zero or several files, or just an `index.html`. A dirty format is
+    /// not there yet: 404.
+    pub fn format_single_file(&self, f: &FormatRef) -> Result<Option<String>, StoreError> {
+        let fdir = self.format_dir(f);
+        if self.format_dirty(f)? {
+            return Err(StoreError::NotFound);
+        }
+        let digests = format_digests(&fdir);
+        Ok(match digests.keys().next() {
+            Some(only) if digests.len() == 1 && only != "index.html" => Some(only.clone()),
+            _ => None,
+        })
+    }
+
+    /// `{hex}  {relpath}\n` for every sha256 entry, sorted by relpath.
+    pub fn format_sha256(&self, f: &FormatRef) -> Result<String, StoreError> {
+        let fdir = self.format_dir(f);
+        if !fdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        let mut digests: Vec<(String, Value)> = format_digests(&fdir).into_iter().collect();
+        digests.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = String::new();
+        for (rel, d) in digests {
+            if let Some(hex) = d.as_str().and_then(|d| d.strip_prefix("sha256:")) {
+                out.push_str(&format!("{hex}  {rel}\n"));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn delete_format(&self, f: &FormatRef) -> Result<(), StoreError> {
+        let FormatRef::Job { job, format } = f else {
+            return Err(StoreError::bad("Deleting product formats is not supported"));
+        };
+        let fdir = self.format_dir(f);
+        if !fdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        let jdir = self.job_dir(job);
+        // Shared with uploads, exclusive with locking: a job is never locked with a
+        // format half gone from its digest.
+        let _job = DirLock::shared(&jdir)?;
+        if exists(&jdir.join(".locked")) && !self.is_internal_format(format.as_str()) {
+            return Err(StoreError::bad("Cannot delete format: job is locked"));
+        }
+        // spec/API.md Q11: also drop the product link that would dangle.
+        if let Ok(version) = fs::canonicalize(jdir.join(".product")) {
+            let link = version.join(format);
+            if same_file(&link, &fdir) {
+                remove_flag(&link)?;
+            }
+        }
+        self.remove_tree(&fdir)?;
+        self.request_gc(super::GcKind::Orphans);
+        Ok(())
+    }
+
+    pub fn open_artifact(&self, f: &FormatRef, rel: &RelPath) -> Result<Artifact, StoreError> {
+        let fdir = self.format_dir(f);
+        if !fdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        let path = fdir.join(rel.as_str());
+        match fs::metadata(&path) {
+            Ok(m) if m.is_dir() => Ok(Artifact::Dir),
+            Ok(_) => {
+                let digests = format_digests(&fdir);
+                let digest = digests
+                    .get(rel.as_str())
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                Ok(Artifact::File(super::BlobReader::open(
+                    self, &path, digest,
+                )?))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(stripped) = rel.as_str().strip_suffix(".sha256") else {
+                    return Err(StoreError::NotFound);
+                };
+                let digests = format_digests(&fdir);
+                let hex = digests
+                    .get(stripped)
+                    .and_then(Value::as_str)
+                    .and_then(|d| d.strip_prefix("sha256:"))
+                    .ok_or(StoreError::NotFound)?;
+                let base = stripped.rsplit('/').next().unwrap_or(stripped);
+                Ok(Artifact::Sha256Line(format!("{hex}  {base}\n")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Jobs: listing, creation, flags, locking with its digest, metadata and delete
+//! (spec/LAYOUT.md §3.4, spec/API.md §3.6).
+
+use super::files::{DirLock, create_flag, exists, remove_flag, set_flag, timestamp_json};
+use super::layout::Scan;
+use super::page_info::FormatSummary;
+use super::visibility::Visibility;
+use super::{Repo, StoreError, not_found_if_missing};
+use crate::model::{BranchRef, FormatRef, JobRef, Name};
+use crate::pyjson;
+use serde_json::{Map, Value};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A job as its tag lists it (spec/API.md §3.5).
+#[derive(Debug, Clone, Default)]
+pub struct JobEntry {
+    pub name: String,
+    /// `.metadata`, keys sorted; empty when missing or not an object.
+    pub metadata: Map<String, Value>,
+    pub locked: bool,
+    pub released: bool,
+}
+
+/// A job as GET shows it (spec/API.md §3.6).
+#[derive(Debug, Clone, Default)]
+pub struct JobInfo {
+    pub entry: JobEntry,
+    pub internal: bool,
+    /// The `.stamp` time, or the integer 0 when there is none (spec/API.md Q39).
+    pub timestamp: Value,
+    /// `.digest`: empty until the job is locked.
+    pub digest: String,
+    /// The formats the caller may read, in name order.
+    pub formats: Vec<String>,
+}
+
+/// The job of a read URL, resolved, and what its JSON answer or its page shows.
+pub struct JobView {
+    pub job: JobRef,
+    pub info: JobInfo,
+    /// What each listed format holds; filled for the page only.
+    pub formats: Vec<FormatSummary>,
+}
+
+/// Job flags from `PUT {job}/`, applied in this order (spec/API.md §3.6).
+#[derive(Debug, Default)]
+pub struct JobUpdate {
+    pub internal: Option<bool>,
+    /// `Some(false)` is the v0.30 unlock spelling (spec/API.md §8).
+    pub locked: Option<bool>,
+}
+
+impl Repo {
+    pub fn job_exists(&self, j: &JobRef) -> bool {
+        self.job_dir(j).is_dir()
+    }
+
+    pub fn job_info(&self, j: &JobRef, acl: &Visibility) -> Result<JobInfo, StoreError> {
+        let jdir = self.job_dir(j);
+        let scan = Scan::open(&jdir).map_err(not_found_if_missing)?;
+        let stamp = scan
+            .has(".stamp")
+            .then(|| scan.mtime_at(".stamp"))
+            .flatten();
+        let digest = scan.read_at(".digest").unwrap_or_default();
+        Ok(JobInfo {
+            entry: job_entry(j, &scan, ""),
+            internal: scan.has(".internal"),
+            timestamp: timestamp_json(stamp),
+            digest: String::from_utf8_lossy(&digest).into_owned(),
+            formats: scan
+                .entities
+                .into_iter()
+                .filter(|f| {
+                    acl.allows(|| {
+                        FormatRef::Job {
+                            job: j.clone(),
+                            format: f.clone(),
+                        }
+                        .url()
+                    })
+                })
+                .map(|f| f.to_string())
+                .collect(),
+        })
+    }
+
+    /// `GET {job}/`: resolves the tag segment (aliases included), then reads the job; the
+    /// page also says what each format holds.
+    pub fn job_view(
+        &self,
+        b: &BranchRef,
+        tag: &str,
+        job: Name,
+        acl: &Visibility,
+        for_page: bool,
+    ) -> Result<JobView, StoreError> {
+        let t = self.resolve_tag(b, tag, true, acl)?;
+        let j = JobRef { tag: t, job };
+        let info = self.job_info(&j, acl)?;
+        let formats = match for_page {
+            true => self.format_summaries(&j, &info.formats),
+            false => Vec::new(),
+        };
+        Ok(JobView {
+            job: j,
+            info,
+            formats,
+        })
+    }
+
+    /// `PUT {job}/`: the internal flag, then locking or unlocking.
+    pub fn update_job(
+        &self,
+        j: &JobRef,
+        upd: JobUpdate,
+        may_link: &Visibility,
+    ) -> Result<(), StoreError> {
+        if let Some(internal) = upd.internal {
+            self.set_job_internal(j, internal)?;
+        }
+        match upd.locked {
+            Some(true) => self.lock_job(j, may_link),
+            Some(false) => self.unlock_job(j),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates branch, tag and job dirs as needed, with the tag and job `.stamp`s.
+    pub(crate) fn ensure_job(&self, j: &JobRef) -> Result<PathBuf, StoreError> {
+        let tdir = self.tag_dir(&j.tag);
+        let jdir = tdir.join(&j.job);
+        fs::create_dir_all(&jdir)?;
+        create_flag(&tdir.join(".stamp"))?;
+        create_flag(&jdir.join(".stamp"))?;
+        Ok(jdir)
+    }
+
+    pub fn set_job_internal(&self, j: &JobRef, internal: bool) -> Result<(), StoreError> {
+        let jdir = self.job_dir(j);
+        if !jdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        let _lock = DirLock::acquire(&jdir)?;
+        if exists(&jdir.join(".locked")) {
+            return Err(StoreError::bad("Job is locked"));
+        }
+        set_flag(&jdir.join(".internal"), internal)?;
+        Ok(())
+    }
+
+    /// Locks a job: refreshes its product links, computes `.digest` and creates `.locked`
+    /// (spec/API.md §3.6, spec/LAYOUT.md §3.4). Locking a locked job does nothing.
+    /// `may_link` says which product versions the caller may link the job into (Q50).
+    pub fn lock_job(&self, j: &JobRef, may_link: &Visibility) -> Result<(), StoreError> {
+        let jdir = self.job_dir(j);
+        if !jdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        let _lock = DirLock::acquire(&jdir)?;
+        if exists(&jdir.join(".locked")) {
+            return Ok(());
+        }
+        for f in Repo::list_entities(&jdir)? {
+            if exists(&jdir.join(&f).join(".dirty")) {
+                return Err(StoreError::bad("Job has dirty formats"));
+            }
+        }
+        self.add_metadata_locked(j, &Map::new(), may_link)?;
+        let digest = self.job_digest(&jdir)?;
+        self.write_counted(&jdir.join(".digest"), digest.as_bytes())?;
+        create_flag(&jdir.join(".locked"))?;
+        Ok(())
+    }
+
+    fn job_digest(&self, jdir: &Path) -> Result<String, StoreError> {
+        use sha2::{Digest as _, Sha256};
+        let mut d = Map::new();
+        for f in Repo::list_entities(jdir)? {
+            if self.is_internal_format(f.as_str()) {
+                continue;
+            }
+            let fdir = jdir.join(&f);
+            let value = if f.as_str() == "container" {
+                container_manifest_digest(&fdir).ok_or(StoreError::NotFound)?
+            } else {
+                let bytes = fs::read(fdir.join(".digests")).map_err(not_found_if_missing)?;
+                format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+            };
+            d.insert(f.to_string(), value.into());
+        }
+        let meta = fs::read(jdir.join(".metadata")).map_err(not_found_if_missing)?;
+        d.insert(
+            ".metadata".into(),
+            format!("sha256:{}", hex::encode(Sha256::digest(&meta))).into(),
+        );
+        let text = pyjson::to_string_sorted(&Value::Object(d));
+        Ok(hex::encode(Sha256::digest(text.as_bytes())))
+    }
+
+    pub fn unlock_job(&self, j: &JobRef) -> Result<(), StoreError> {
+        let jdir = self.job_dir(j);
+        if !jdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        remove_flag(&jdir.join(".locked"))?;
+        Ok(())
+    }
+
+    /// Metadata PATCH: creates the job when missing (spec/API.md Q15).
+    pub fn patch_metadata(
+        &self,
+        j: &JobRef,
+        new: &Map<String, Value>,
+        may_link: &Visibility,
+    ) -> Result<(), StoreError> {
+        // Checked again under the lock; this first check keeps a refusal from creating
+        // the job.
+        self.check_product_access(j, new, may_link)?;
+        let jdir = self.ensure_job(j)?;
+        let _lock = DirLock::acquire(&jdir)?;
+        self.add_metadata_locked(j, new, may_link)
+    }
+
+    pub fn delete_job(&self, j: &JobRef) -> Result<(), StoreError> {
+        let jdir = self.job_dir(j);
+        if !jdir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        // Exclusive with upload commits (they hold it shared): one that is linking a file
+        // finishes first, one that waits finds the job gone (404), and none answers 201
+        // for a file that went away with the job.
+        let _job = DirLock::acquire(&jdir)?;
+        self.cleanup_product_tree(j)?;
+        self.remove_tree(&jdir)?;
+        self.request_gc(super::GcKind::Orphans);
+        Ok(())
+    }
+}
+
+/// A job as its tag lists it. `prefix` locates the job in `dir`.
+pub(super) fn job_entry(j: &JobRef, dir: &Scan, prefix: &str) -> JobEntry {
+    let mut metadata = dir
+        .read_at(&format!("{prefix}.metadata"))
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default();
+    metadata.sort_keys();
+    let flag = |name: &str| dir.exists_at(&format!("{prefix}{name}"));
+    JobEntry {
+        name: j.job.to_string(),
+        metadata,
+        locked: flag(".locked"),
+        released: flag(".released"),
+    }
+}
+
+/// `{algo}:{hex}` of the first manifest under `container/manifests/*/*/*`.
+fn container_manifest_digest(fdir: &Path) -> Option<String> {
+    super::registry::container_layout::top_manifest(fdir).map(|(_, digest)| digest)
+}
+
+#[cfg(test)]
+#[path = "entity_tests.rs"]
+mod tests;

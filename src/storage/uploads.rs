@@ -1,0 +1,41 @@
+//! The use cases of `PUT {format}/{artifact}` that take one trip to the blocking pool
+//! (spec/API.md §5.1): link mode, and small bodies already read into memory.
+
+use super::visibility::Visibility;
+use super::{Repo, StoreError};
+use crate::model::{Digest, FormatRef, RelPath};
+
+impl Repo {
+    /// Link mode: links the blob `digest` to `{f}/{rel}` without a body. Only content the
+    /// caller could download elsewhere is linked (spec/API.md Q49); any other digest gets
+    /// the same 404 as an unknown blob.
+    pub fn link_upload(
+        &self,
+        f: &FormatRef,
+        rel: &RelPath,
+        digest: &Digest,
+        acl: &Visibility,
+    ) -> Result<(), StoreError> {
+        self.check_upload_target(f, rel)?;
+        let near = match f {
+            FormatRef::Job { job, .. } => Some(job),
+            FormatRef::Version { .. } => None,
+        };
+        if self.readable_blob(digest, near, acl)?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        self.link_artifact(f, rel, digest)
+    }
+
+    /// A body already in memory: checked against `digest`, stored and linked.
+    pub fn store_small_upload(
+        &self,
+        f: &FormatRef,
+        rel: &RelPath,
+        digest: &Digest,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let staged = self.stage_bytes(digest, data)?;
+        self.store_and_link(staged, f, rel)
+    }
+}
