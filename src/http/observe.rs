@@ -102,8 +102,8 @@ fn redacted(uri: &Uri) -> String {
 }
 
 fn is_token_key(key: &str) -> bool {
-    percent_encoding::percent_decode_str(key)
-        .decode_utf8_lossy()
+    // `+` read as a space, then trimmed: the most lenient reading wins.
+    super::query::decode(key, super::query::Plus::Space)
         .trim()
         .eq_ignore_ascii_case("token")
 }

@@ -1,35 +1,19 @@
-//! Query strings of `/v2/` requests, percent-decoded; `+` stays a plus.
+//! Query strings of `/v2/` requests, decoded by the shared [`crate::http::query`] with `+`
+//! kept a plus: no registry parameter holds a space, and media types such as
+//! `application/spdx+json` are `artifactType` values.
 
+use crate::http::query::{Plus, decode, raw_pairs};
 use axum::extract::Request;
 
-/// Query parameters, decoded.
+/// Query parameters, decoded; a pair without `=` has an empty value.
 pub(super) fn query(req: &Request) -> Vec<(String, String)> {
-    req.uri()
-        .query()
-        .map(|q| {
-            url_pairs(q)
-                .into_iter()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn url_pairs(q: &str) -> Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            // `+` stays a plus (RFC 3986): no registry parameter holds a space, and media
-            // types such as `application/spdx+json` are `artifactType` values.
-            let dec = |s: &'_ str| {
-                std::borrow::Cow::Owned(
-                    percent_encoding::percent_decode_str(s)
-                        .decode_utf8_lossy()
-                        .into_owned(),
-                )
-            };
-            (dec(k), dec(v))
+    let Some(q) = req.uri().query() else {
+        return Vec::new();
+    };
+    raw_pairs(q)
+        .map(|(k, v)| {
+            let v = v.map(|v| decode(v, Plus::Literal)).unwrap_or_default();
+            (decode(k, Plus::Literal), v)
         })
         .collect()
 }

@@ -5,6 +5,7 @@ use super::container_layout::rel_of;
 use super::{ImageRepo, RegistryError};
 use crate::model::{Digest, JobRef};
 use crate::storage::files::{self, DirLock, exists, random_hex};
+use crate::storage::link_targets;
 use crate::storage::{Repo, StoreError};
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -165,11 +166,7 @@ impl Repo {
         if fs::symlink_metadata(&link).is_ok() {
             return;
         }
-        let target = format!(
-            "../../../../../branches/{}/{}/{}/container",
-            j.tag.branch.branch, j.tag.tag, j.job
-        );
-        let _ = symlink(target, link);
+        let _ = symlink(link_targets::format_target(j, "container"), link);
     }
 }
 

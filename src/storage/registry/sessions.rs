@@ -3,14 +3,14 @@
 
 use super::{RegistryError, UploadState, Uploader};
 use crate::model::{Algo, Digest, Scope};
+use crate::storage::Repo;
 use crate::storage::blobs::pump;
 use crate::storage::files::{self, random_hex};
-use crate::storage::{Repo, StoreError};
 use bytes::Bytes;
 use futures_util::Stream;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -241,17 +241,9 @@ impl Repo {
             // session kept) when the user's usage has grown since they were sent.
             self.check_pending_room(r, Some(id), len)?;
         }
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
         let _guard = self.blob_guard()?;
         let blob = self.blob_path(d);
-        if let Some(dir) = blob.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        match fs::hard_link(&path, &blob) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::touch(&blob)?,
-            Err(e) => return Err(StoreError::at("link", &path, e).into()),
-        }
+        files::store_as_blob(&path, &blob)?;
         self.mark_pending(r, d, &blob)?;
         remove_session(&path)?;
         Ok(())

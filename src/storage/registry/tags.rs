@@ -44,19 +44,9 @@ impl Repo {
             }
             out.extend(jobs);
         }
-        let products = self.products_dir(&Scope::Root);
-        for p in Repo::list_entities(&products).unwrap_or_default() {
-            for v in Repo::list_entities(&products.join(&p)).unwrap_or_default() {
-                for pb in Repo::list_entities(&products.join(&p).join(&v)).unwrap_or_default() {
-                    let pbdir = products.join(&p).join(&v).join(&pb);
-                    let any = Repo::list_entities(&pbdir)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|ver| pbdir.join(ver).join("container").is_dir());
-                    if any {
-                        out.push(format!("{p}/{v}/{pb}"));
-                    }
-                }
+        for v in self.all_versions(&Scope::Root).unwrap_or_default() {
+            if self.version_dir(&v).join("container").is_dir() {
+                out.push(format!("{}/{}/{}", v.product, v.variant, v.product_branch));
             }
         }
         out.sort();
