@@ -201,6 +201,8 @@ impl Repo {
     /// Links `requests` into the format at `fdir` under the job's shared lock and the
     /// format's lock, with one `.digests` rewrite: each link's own result, or the error that
     /// failed them all.
+    // Left whole: the locks it takes and the undo (`unflag`) on each way out are one story,
+    // and split apart the reader would have to carry it between functions.
     fn link_batch(
         &self,
         f: &FormatRef,
