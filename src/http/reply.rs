@@ -40,7 +40,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound,
             StoreError::Denied => ApiError::Unauthorized,
-            StoreError::BadRequest(why) => ApiError::BadRequest(why),
+            StoreError::Refused(why) => ApiError::BadRequest(why),
             e @ (StoreError::InvalidDigest(_) | StoreError::DigestMismatch(_)) => {
                 ApiError::Unprocessable(e.to_string())
             }

@@ -405,7 +405,7 @@ fn json_str_len(s: &str) -> u64 {
 fn replicate(e: &StoreError) -> StoreError {
     match e {
         StoreError::NotFound => StoreError::NotFound,
-        StoreError::BadRequest(why) => StoreError::BadRequest(why.clone()),
+        StoreError::Refused(why) => StoreError::Refused(why.clone()),
         StoreError::Conflict(why) => StoreError::Conflict(why.clone()),
         StoreError::NoSpace(why) => StoreError::NoSpace(why.clone()),
         // The errno decides the answer (ENAMETOOLONG is a 400, say): keep it.

@@ -87,7 +87,7 @@ fn a_locked_tag_keeps_its_branch() {
 
     let err = r.delete_branch(&a.tag.branch).expect_err("refused");
     assert!(
-        matches!(&err, StoreError::BadRequest(why) if why == "Tag t2 is locked"),
+        matches!(&err, StoreError::Refused(why) if why == "Tag t2 is locked"),
         "{err:?}"
     );
     // Checked before anything goes: the unlocked tag is still there too.
@@ -108,7 +108,7 @@ fn a_job_locks_once_its_formats_are_finished() {
 
     let err = r.update_job(&j, lock(), &all).expect_err("dirty");
     assert!(
-        matches!(&err, StoreError::BadRequest(why) if why == "Job has dirty formats"),
+        matches!(&err, StoreError::Refused(why) if why == "Job has dirty formats"),
         "{err:?}"
     );
     let f = FormatRef::Job {
@@ -126,7 +126,7 @@ fn a_job_locks_once_its_formats_are_finished() {
     let err = r
         .set_job_internal(&j, false)
         .expect_err("the job is locked");
-    assert!(matches!(err, StoreError::BadRequest(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Refused(_)), "{err:?}");
     assert!(r.delete_format(&f).is_err());
     r.unlock_job(&j).expect("unlocked");
     assert!(!r.job_info(&j, &all).expect("the job").entry.locked);

@@ -55,17 +55,19 @@ use regex::Regex;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// What went wrong in storage, in storage's words: each protocol maps it to its own answer
+/// in one place (`http::reply` for the tree, `http::registry::reply` for `/v2/`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("Not Found")]
     NotFound,
-    /// The caller may make the request but not this effect of it (spec/API.md Q50): the
-    /// 401 every denial gets.
+    /// The caller may make the request but not this effect of it (spec/API.md Q50).
     #[error("Unauthorized")]
     Denied,
-    /// 400 with the given reason.
+    /// The request cannot be done as asked (a locked tag, a dirty format, over quota...):
+    /// the reason is for the client, word for word as dlrepo says it.
     #[error("{0}")]
-    BadRequest(String),
+    Refused(String),
     #[error("invalid digest: {}", .0.0)]
     InvalidDigest(DigestError),
     #[error("Received data does not match digest: {0}")]
@@ -79,7 +81,7 @@ pub enum StoreError {
     #[error("upload interrupted: {0}")]
     Interrupted(String),
     /// The write lost a race it cannot win any more (a job locked while its upload was
-    /// being received): 409 with the reason. Nothing was stored.
+    /// being received): the reason is for the client. Nothing was stored.
     #[error("{0}")]
     Conflict(String),
     /// The filesystem is full (`ENOSPC`) or the service user's disk quota is used up
@@ -120,7 +122,7 @@ pub(crate) fn is_no_space(e: &std::io::Error) -> bool {
 
 impl StoreError {
     pub(crate) fn bad(why: impl Into<String>) -> StoreError {
-        StoreError::BadRequest(why.into())
+        StoreError::Refused(why.into())
     }
 
     /// `e`, from `op` on `path`: the log of a failed request then says where it failed.

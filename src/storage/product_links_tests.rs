@@ -66,7 +66,7 @@ fn a_format_another_job_provides_is_refused() {
     let err = r
         .patch_metadata(&second, &meta, &Visibility::everything())
         .expect_err("the second job clashes");
-    let StoreError::BadRequest(why) = err else {
+    let StoreError::Refused(why) = err else {
         panic!("a 400, not {err:?}")
     };
     assert_eq!(

@@ -401,7 +401,7 @@ mod tests {
         upload(&repo, "a", &[b'a'; 100]).expect("fits");
         let before = counts(&repo);
         let e = upload(&repo, "b", &[b'b'; 250]).expect_err("over the quota");
-        let StoreError::BadRequest(why) = e else {
+        let StoreError::Refused(why) = e else {
             panic!("{e:?}")
         };
         assert!(

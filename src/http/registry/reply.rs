@@ -219,7 +219,7 @@ fn store_failure(e: StoreError) -> Response {
             StatusCode::NOT_FOUND,
             "repository name not known to registry".into(),
         ),
-        StoreError::BadRequest(why) => ("DENIED", StatusCode::FORBIDDEN, why),
+        StoreError::Refused(why) => ("DENIED", StatusCode::FORBIDDEN, why),
         StoreError::ClientTimeout => (
             "BLOB_UPLOAD_INVALID",
             StatusCode::REQUEST_TIMEOUT,

@@ -117,7 +117,7 @@ fn one_failed_link_in_a_batch_loses_none_of_the_others() {
     let failed: Vec<_> = results.iter().map(Result::is_err).collect();
     assert_eq!(failed, [false, false, true, false], "{results:?}");
     assert!(
-        matches!(&results[2], Err(StoreError::BadRequest(why)) if why.contains("in the way")),
+        matches!(&results[2], Err(StoreError::Refused(why)) if why.contains("in the way")),
         "{results:?}"
     );
     let digests = read_json_map(&fdir.join(".digests"));
@@ -144,7 +144,7 @@ fn a_batch_over_the_quota_refuses_only_the_links_that_do_not_fit() {
     let failed: Vec<_> = results.iter().map(Result::is_err).collect();
     assert_eq!(failed, [false, true, false], "{results:?}");
     assert!(
-        matches!(&results[1], Err(StoreError::BadRequest(why)) if why.contains("quota exceeded")),
+        matches!(&results[1], Err(StoreError::Refused(why)) if why.contains("quota exceeded")),
         "{results:?}"
     );
     let fdir = repo.format_dir(&f);
