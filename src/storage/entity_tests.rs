@@ -3,7 +3,7 @@
 //! refusal leaves behind.
 
 use crate::model::{FormatRef, Scope};
-use crate::storage::test_support::{job, name, repo, upload};
+use crate::storage::fixture::{main_job as job, name, repo, upload};
 use crate::storage::{JobUpdate, StoreError, TagUpdate, Visibility};
 use std::fs;
 

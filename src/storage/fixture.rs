@@ -2,9 +2,9 @@
 
 use super::Repo;
 use crate::config::Config;
-use crate::model::{BranchRef, Digest, FormatRef, JobRef, Name, Scope, TagRef};
+use crate::model::{BranchRef, Digest, FormatRef, JobRef, Name, RelPath, Scope, TagRef};
 use sha2::{Digest as _, Sha256};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The repository and the directory that holds it (removed on drop).
 pub(crate) struct TestRepo {
@@ -71,4 +71,28 @@ pub(crate) fn format(job: &JobRef, format: &str) -> FormatRef {
         job: job.clone(),
         format: name(format),
     }
+}
+
+/// A repository with the default settings whose root is `dir` (kept by the caller).
+pub(crate) fn repo(dir: &Path) -> Repo {
+    Repo::new(&Config {
+        root_dir: dir.to_path_buf(),
+        ..Config::default()
+    })
+    .expect("a repo in a temp dir")
+}
+
+/// `main/{tag}/{job}` in the root repository.
+pub(crate) fn main_job(tag: &str, job_name: &str) -> JobRef {
+    job(Scope::Root, "main", tag, job_name)
+}
+
+/// Uploads `{format}/{rel}` to `j`, as a PUT would (the format is left dirty).
+pub(crate) fn upload(r: &Repo, j: &JobRef, format_name: &str, rel: &str, data: &[u8]) {
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
+    let digest = Digest::parse(Some(&digest)).expect("a sha256 digest");
+    let rel = RelPath::parse(rel).expect("a valid path");
+    let staged = r.stage_bytes(&digest, data).expect("staged");
+    r.store_and_link(staged, &format(j, format_name), &rel)
+        .expect("stored");
 }

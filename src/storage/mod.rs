@@ -30,8 +30,6 @@ pub mod publishing;
 pub mod quota;
 pub mod registry;
 mod tags;
-#[cfg(test)]
-mod test_support;
 mod tokens;
 mod trash;
 mod uploads;

@@ -4,14 +4,14 @@
 
 use super::{StoreError, Visibility};
 use crate::model::FormatRef;
-use crate::storage::test_support::{job, name, repo};
+use crate::storage::fixture::{main_job as job, name, repo};
 use serde_json::{Map, Value, json};
 use std::fs;
 use std::path::Path;
 
 /// Uploads `iso/disk.img` to `j`.
 fn upload(r: &super::Repo, j: &crate::model::JobRef, data: &[u8]) {
-    crate::storage::test_support::upload(r, j, "iso", "disk.img", data);
+    crate::storage::fixture::upload(r, j, "iso", "disk.img", data);
 }
 
 fn product_metadata() -> Map<String, Value> {

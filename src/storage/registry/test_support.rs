@@ -2,20 +2,12 @@
 //! uploaders, uploaded blobs and image manifests.
 
 use super::{ImageRepo, Uploader};
-use crate::config::Config;
 use crate::model::oci::OCI_MANIFEST;
 use crate::model::{Algo, BranchRef, Digest, JobRef, Name, Scope, TagRef};
 use crate::storage::Repo;
 use std::fs;
-use std::path::Path;
 
-pub(super) fn repo(dir: &Path) -> Repo {
-    Repo::new(&Config {
-        root_dir: dir.to_path_buf(),
-        ..Config::default()
-    })
-    .expect("a repo in a temp dir")
-}
+pub(super) use crate::storage::fixture::repo;
 
 /// `[u/{user}/]{branch}/{job}`.
 pub(super) fn who(name: &str, login: Option<&str>) -> Uploader {
