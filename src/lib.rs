@@ -5,11 +5,13 @@
 //!   optional TOML file.
 //! - [`cli`], [`commands`]: the command line and what each `arbor` sub-command does.
 //! - [`lifecycle`]: the server's start-up and its stop, in order.
-//! - [`model`]: validated names, artifact paths, digests and typed entity coordinates.
+//! - [`model`]: validated names, artifact paths, digests, typed entity coordinates and OCI
+//!   manifests; pure values.
 //! - [`storage`]: the only code that touches the filesystem (the tree, blobs, products,
 //!   tars, registry content, GC, fsck).
 //! - [`auth`]: identities (auth file, LDAP, trusted headers, tokens) and ACLs.
-//! - [`http`]: axum routes, the guard, the tree dispatcher and the registry adapter; no paths.
+//! - [`http`]: axum routes, the guard, the tree dispatcher with its per-entity resources, and
+//!   the registry adapter; no paths.
 //! - [`publish`]: mirroring released tags to other servers.
 //! - [`background`]: publishes and cleanup runs, tracked so that a stop waits for them;
 //!   [`cleanup`]: the server's cleanup worker.

@@ -3,8 +3,8 @@
 //!
 //! The count is what a recount finds: the bytes of every regular file under `users/{user}/`,
 //! dot-files included, each hard link in full, symlinks and directories nothing (walkdir
-//! does not follow links; see [`files::tree_bytes`]). `.disk_usage` is one of those files,
-//! so the number it holds includes its own length (see [`with_own_length`]). Every write
+//! does not follow links; see `files::tree_bytes`). `.disk_usage` is one of those files,
+//! so the number it holds includes its own length (see `with_own_length`). Every write
 //! under `users/{user}/` changes the count together with the files, under that lock; a write
 //! that would take the count past `DLREPO_USER_QUOTA` is refused before anything changes.
 
