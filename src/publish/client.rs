@@ -97,16 +97,17 @@ impl std::fmt::Display for Failure {
     }
 }
 
-pub(crate) struct Reply {
+/// What the remote server answered to one request.
+pub(crate) struct RemoteReply {
     pub status: u16,
     pub body: Vec<u8>,
     url: String,
 }
 
-impl Reply {
+impl RemoteReply {
     /// HTTP errors ≥ 400 raise, as dlrepo's `raise_for_status=True` does; the message
     /// follows aiohttp's `ClientResponseError`.
-    pub fn check(self) -> Result<Reply, Failure> {
+    pub fn check(self) -> Result<RemoteReply, Failure> {
         if self.status < 400 {
             return Ok(self);
         }
@@ -120,8 +121,8 @@ impl Reply {
         )))
     }
 
-    /// Like [`Reply::check`] but a 404 is fine too (deleting what is already gone).
-    pub fn check_or_missing(self) -> Result<Reply, Failure> {
+    /// Like [`RemoteReply::check`] but a 404 is fine too (deleting what is already gone).
+    pub fn check_or_missing(self) -> Result<RemoteReply, Failure> {
         if self.status == 404 {
             Ok(self)
         } else {
@@ -193,7 +194,7 @@ impl<'a> Target<'a> {
         path: &str,
         headers: &[(&str, &str)],
         body: Body<'_>,
-    ) -> Result<Reply, Failure> {
+    ) -> Result<RemoteReply, Failure> {
         // The target's router decodes each name back to itself (spec/API.md §1.1).
         let url = format!("{}{}", self.base, escape::request_path(path));
         let mut attempt = 1;
@@ -226,7 +227,7 @@ impl<'a> Target<'a> {
         url: &str,
         headers: &[(&str, &str)],
         body: &Body<'_>,
-    ) -> Result<Reply, (Failure, bool)> {
+    ) -> Result<RemoteReply, (Failure, bool)> {
         let fail = |e: ureq::Error| {
             let transient = is_transient(&e);
             (Failure(format!("{method} {url}: {e}")), transient)
@@ -254,7 +255,7 @@ impl<'a> Target<'a> {
                 .read_to_vec()
                 .map_err(fail)?
         };
-        Ok(Reply {
+        Ok(RemoteReply {
             status,
             body,
             url: url.to_owned(),

@@ -3,7 +3,7 @@
 //! tag (see `busy`).
 
 use super::Settings;
-use super::client::{Body, Failure, Reply, Shared, Target};
+use super::client::{Body, Failure, RemoteReply, Shared, Target};
 use crate::model::{JobRef, TagRef};
 use crate::storage::publishing::{PublishFormat, read_publish_credentials};
 use crate::storage::{Repo, StoreError};
@@ -205,7 +205,7 @@ fn store(e: StoreError) -> Failure {
     Failure(e.to_string())
 }
 
-fn json_of(reply: &Reply) -> Result<Value, Failure> {
+fn json_of(reply: &RemoteReply) -> Result<Value, Failure> {
     serde_json::from_slice(&reply.body).map_err(|e| Failure(format!("invalid JSON reply: {e}")))
 }
 
