@@ -177,6 +177,12 @@ fn a_tar_validator_follows_its_content() {
     );
     assert_eq!(s.head("/branches/b/t/j/fmt.tar").status, 404);
     assert_eq!(s.get("/branches/b/t/nope.tar").status, 404);
+    // A listed file gone from the disk: a 500 before any byte, not a tar cut short.
+    s.request("PATCH", "/branches/b/t/j/fmt/", &[], None);
+    std::fs::remove_file(s.path("branches/b/t/j/fmt/a")).unwrap();
+    let r = s.get("/branches/b/t/j/fmt.tar");
+    assert_eq!(r.status, 500);
+    assert!(!r.text().contains("fmt/a"), "{}", r.text());
 }
 
 #[test]
