@@ -156,8 +156,8 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
     });
     let mut res = next.run(req).await;
     // Shared caches may keep only what anyone could have fetched.
-    let anyone = crate::auth::anonymous();
     super::caching::finish(&mut res, || {
+        let anyone = crate::auth::anonymous();
         checks.iter().all(|c| auth.allows(&anyone, &c.path, c.want))
     });
     res
