@@ -331,7 +331,8 @@ impl Auth {
     }
 }
 
-fn anonymous() -> Identity {
+/// The caller without credentials.
+pub fn anonymous() -> Identity {
     Identity {
         login: None,
         groups: vec![ANONYMOUS.to_owned()],

@@ -1,36 +1,81 @@
-//! Tar bundles of a job, a format or a product version as responses (spec/API.md §6):
-//! one place for the headers every bundle carries.
+//! Tar bundles of a job, a format or a product version as responses (spec/API.md §6): one
+//! place for the headers every bundle carries, its strong ETag (304, 412), its length and
+//! single byte ranges, so that a broken download resumes.
 
+use super::caching::{self, Freshness};
+use super::download::{header_str, parse_range, precondition};
 use super::security;
-use crate::storage::{TarPlan, archive};
+use crate::storage::TarPlan;
 use axum::body::Body;
-use axum::http::{HeaderValue, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
-/// Streams `plan` in chunks of `chunk_size` bytes.
-pub fn tar_response(plan: TarPlan, chunk_size: usize) -> Response {
-    let stream = archive::tar_stream(
-        plan.prefix.clone(),
-        plan.members,
-        plan.sums_mtime,
-        chunk_size,
-    );
-    tar(&plan.prefix, Body::from_stream(stream))
+/// The tar of `plan` as `method` with `headers` asks for it, streamed in chunks of
+/// `chunk_size` bytes.
+pub fn tar_response(
+    plan: TarPlan,
+    method: &Method,
+    headers: &HeaderMap,
+    chunk_size: usize,
+) -> Response {
+    let tag = plan.etag("tar");
+    let mut res = tar(plan, method, headers, chunk_size, &tag);
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert(header::ETAG, v);
+    }
+    caching::mark(&mut res, Freshness::Revalidate);
+    res
 }
 
-/// A streamed tar bundle. `prefix` is made of names and job metadata that writers choose,
-/// hence the encoder (spec/API.md Q52).
-fn tar(prefix: &str, body: Body) -> Response {
-    let mut res = Response::new(body);
-    let h = res.headers_mut();
-    h.insert(
+fn tar(plan: TarPlan, method: &Method, h: &HeaderMap, chunk_size: usize, tag: &str) -> Response {
+    let mut base = HeaderMap::new();
+    base.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-tar"),
     );
-    h.insert(
+    // The prefix is made of names and job metadata that writers choose, hence the encoder
+    // (spec/API.md Q52).
+    base.insert(
         header::CONTENT_DISPOSITION,
-        security::attachment(&format!("{prefix}.tar")),
+        security::attachment(&format!("{}.tar", plan.prefix)),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, security::nosniff());
-    res
+    base.insert(header::X_CONTENT_TYPE_OPTIONS, security::nosniff());
+    base.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // No Last-Modified: the entity timestamp is not when the bundle's content last changed
+    // (a job's `.stamp` is its creation), so dates must not validate it.
+    if let Some(status) = precondition(h, method, tag, None) {
+        return (status, base).into_response();
+    }
+    let len = plan.tar_layout().len;
+    // A range of another version of the bundle would splice two archives: If-Range must
+    // name this one (a date never does, as there is no Last-Modified).
+    let if_range_ok = header_str(h, header::IF_RANGE).is_none_or(|v| v == tag);
+    let range = match header_str(h, header::RANGE).filter(|_| if_range_ok) {
+        Some(r) => match parse_range(r, len) {
+            Ok(r) => r,
+            Err(()) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    base.insert(header::CONTENT_RANGE, v);
+                }
+                return (StatusCode::RANGE_NOT_SATISFIABLE, base).into_response();
+            }
+        },
+        None => None,
+    };
+    let (status, body_len) = match range {
+        Some(r) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{len}", r.start, r.end)) {
+                base.insert(header::CONTENT_RANGE, v);
+            }
+            (StatusCode::PARTIAL_CONTENT, r.end + 1 - r.start)
+        }
+        None => (StatusCode::OK, len),
+    };
+    base.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    if method == Method::HEAD {
+        return (status, base).into_response();
+    }
+    let body = Body::from_stream(plan.tar_stream(range, chunk_size));
+    (status, base, body).into_response()
 }

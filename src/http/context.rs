@@ -163,7 +163,8 @@ impl Ctx {
 
     /// A bundle of the request's entity, streamed (spec/API.md §6).
     pub fn tar(&self, plan: crate::storage::TarPlan) -> Response {
-        super::bundle::tar_response(plan, self.app.repo.chunk_size())
+        let chunk_size = self.app.repo.chunk_size();
+        super::bundle::tar_response(plan, &self.method, &self.headers, chunk_size)
     }
 
     /// The answer to the bundle of the entity at `url`: a redirect to `{url}.tar` when

@@ -1,6 +1,7 @@
 //! File responses (spec/API.md §5.2): Digest, strong ETag, Last-Modified, conditional
 //! requests, single byte ranges, and the X-Sendfile hand-off to a reverse proxy.
 
+use super::caching::{self, Freshness};
 use super::security;
 use crate::storage::{BlobReader, ByteRange};
 use axum::body::Body;
@@ -24,6 +25,16 @@ pub struct Download<'a> {
     /// The operator lets active content here render inline (`Config::serves_inline`); it is
     /// sandboxed all the same (spec/API.md Q51, `http::security`).
     pub inline: bool,
+    /// How long caches may reuse the answer (see `caching`).
+    pub freshness: Freshness,
+}
+
+/// The `Content-Type` a file named `name` is served with: guessed from its extension.
+pub fn content_type_of(name: &str) -> String {
+    mime_guess::from_path(name)
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+        .to_owned()
 }
 
 fn etag(file: &BlobReader) -> String {
@@ -41,7 +52,7 @@ fn etag(file: &BlobReader) -> String {
     }
 }
 
-fn etag_matches(list: &str, tag: &str) -> bool {
+pub(super) fn etag_matches(list: &str, tag: &str) -> bool {
     list.split(',')
         .map(|t| t.trim().trim_start_matches("W/"))
         .any(|t| t == "*" || t == tag)
@@ -53,13 +64,13 @@ fn secs(t: SystemTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(d.as_secs())
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+pub(super) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Parses a single `bytes=` range against `len`. `Ok(None)`: serve the whole file (no
 /// header, or a form we do not handle such as several ranges); `Err(())`: 416.
-fn parse_range(value: &str, len: u64) -> Result<Option<ByteRange>, ()> {
+pub(super) fn parse_range(value: &str, len: u64) -> Result<Option<ByteRange>, ()> {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
@@ -96,16 +107,21 @@ fn parse_range(value: &str, len: u64) -> Result<Option<ByteRange>, ()> {
 
 impl Download<'_> {
     pub fn respond(self, file: BlobReader) -> Response {
+        let freshness = self.freshness;
+        let mut res = self.answer(file);
+        caching::mark(&mut res, freshness);
+        res
+    }
+
+    fn answer(self, file: BlobReader) -> Response {
         let mut base = HeaderMap::new();
         if let Some(d) = file.digest().and_then(|d| HeaderValue::from_str(d).ok()) {
             base.insert(self.digest_header, d);
         }
-        let ctype = self.content_type.clone().unwrap_or_else(|| {
-            mime_guess::from_path(self.name)
-                .first_raw()
-                .unwrap_or("application/octet-stream")
-                .to_owned()
-        });
+        let ctype = self
+            .content_type
+            .clone()
+            .unwrap_or_else(|| content_type_of(self.name));
         // On every answer, X-Sendfile included (the example nginx site passes them on).
         security::protect_file(&mut base, &ctype, self.name, self.inline);
         if let Some(name) = self.x_sendfile {
@@ -119,7 +135,7 @@ impl Download<'_> {
         if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
             base.insert(header::LAST_MODIFIED, v);
         }
-        if let Some(status) = precondition(self.headers, self.method, &tag, modified) {
+        if let Some(status) = precondition(self.headers, self.method, &tag, Some(modified)) {
             return (status, base).into_response();
         }
         if let Ok(v) = HeaderValue::from_str(&ctype) {
@@ -200,11 +216,13 @@ impl Download<'_> {
 
 /// The 412 or 304 the conditional headers ask for, in RFC 9110 §13.2.2 order:
 /// If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since.
-fn precondition(
+/// `modified` is `None` for answers without `Last-Modified`: date conditions then never
+/// hold against them.
+pub(super) fn precondition(
     h: &HeaderMap,
     method: &Method,
     tag: &str,
-    modified: SystemTime,
+    modified: Option<SystemTime>,
 ) -> Option<StatusCode> {
     if let Some(im) = header_str(h, header::IF_MATCH) {
         if !etag_matches(im, tag) {
@@ -212,7 +230,7 @@ fn precondition(
         }
     } else if let Some(t) =
         header_str(h, header::IF_UNMODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(v).ok())
-        && modified > t
+        && modified.is_some_and(|m| m > t)
     {
         return Some(StatusCode::PRECONDITION_FAILED);
     }
@@ -223,7 +241,7 @@ fn precondition(
         }
     } else if let Some(t) =
         header_str(h, header::IF_MODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(v).ok())
-        && modified <= t
+        && modified.is_some_and(|m| m <= t)
         && safe
     {
         return Some(StatusCode::NOT_MODIFIED);

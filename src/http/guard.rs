@@ -136,7 +136,9 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
     req.extensions_mut().insert(addressed);
     let auth = app.auth();
     if auth.is_disabled() || checks.is_empty() {
-        return next.run(req).await;
+        let mut res = next.run(req).await;
+        super::caching::finish(&mut res, || true);
+        return res;
     }
     // Browsers get the 401 as a page, with the same challenge header.
     let html = super::views::wants_html(req.headers());
@@ -149,8 +151,14 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
         return unauthorized(&auth, &path, html, id.login.clone());
     }
     req.extensions_mut().insert(Caller {
-        auth,
+        auth: Arc::clone(&auth),
         id: Arc::new(id),
     });
-    next.run(req).await
+    let mut res = next.run(req).await;
+    // Shared caches may keep only what anyone could have fetched.
+    super::caching::finish(&mut res, || {
+        let anyone = crate::auth::anonymous();
+        checks.iter().all(|c| auth.allows(&anyone, &c.path, c.want))
+    });
+    res
 }

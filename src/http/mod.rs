@@ -6,6 +6,7 @@
 
 mod body;
 mod bundle;
+pub(crate) mod caching;
 mod canonical;
 mod context;
 mod dispatch;

@@ -1,7 +1,7 @@
 //! JSON objects that merge storage values into one map, key for key as dlrepo writes them
 //! (spec/API.md §3.5–3.6); the bytes are pinned by tests/tree_api.rs.
 
-use crate::storage::{JobEntry, JobInfo, TagInfo};
+use crate::storage::{FileFacts, FormatInfo, JobEntry, JobInfo, TagInfo};
 use serde_json::{Map, Value};
 
 /// A job in a tag listing: its metadata keys sorted, then `locked`, `name` and `released`,
@@ -32,6 +32,33 @@ pub fn tag(info: &TagInfo, jobs: Vec<Map<String, Value>>) -> Result<Value, serde
         m.insert("jobs".into(), jobs.into_iter().map(Value::Object).collect());
     }
     Ok(value)
+}
+
+/// `GET {format}/?details`: the format as its plain JSON shows it, with one object per
+/// file instead of its name. The content type is the one a download of it answers.
+pub fn format_details(info: &FormatInfo, files: &[FileFacts]) -> Value {
+    let files: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            let mut m = Map::new();
+            m.insert("name".into(), f.name.clone().into());
+            m.insert("size".into(), f.size.into());
+            m.insert("digest".into(), f.digest.clone().into());
+            let ctype = super::download::content_type_of(&f.name);
+            m.insert("content_type".into(), ctype.into());
+            let mtime = serde_json::Number::from_f64(f.mtime).map_or(Value::from(0), Value::Number);
+            m.insert("mtime".into(), mtime);
+            Value::Object(m)
+        })
+        .collect();
+    let mut m = Map::new();
+    m.insert("name".into(), info.name.clone().into());
+    m.insert("internal".into(), info.internal.into());
+    m.insert("dirty".into(), info.dirty.into());
+    m.insert("files".into(), files.into());
+    let mut outer = Map::new();
+    outer.insert("artifact_format".into(), Value::Object(m));
+    Value::Object(outer)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use super::*;
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -22,11 +23,11 @@ fn write_file(root: &Path, name: &str, data: &[u8], mode: u32) -> PathBuf {
 }
 
 fn member(root: &Path, name: &str, digest: &str) -> Member {
-    Member {
-        name: name.to_owned(),
-        path: root.join(name),
-        digest: digest.to_owned(),
-    }
+    Member::stat(name.to_owned(), root.join(name), digest.to_owned()).unwrap()
+}
+
+fn plan(prefix: &str, members: Vec<Member>, sums_mtime: f64) -> TarPlan {
+    TarPlan::new(prefix.to_owned(), members, sums_mtime)
 }
 
 async fn collect(
@@ -35,9 +36,15 @@ async fn collect(
     sums_mtime: f64,
     chunk_size: usize,
 ) -> Vec<io::Result<Bytes>> {
-    tar_stream(prefix.to_owned(), members, sums_mtime, chunk_size)
+    plan(prefix, members, sums_mtime)
+        .tar_stream(None, chunk_size)
         .collect()
         .await
+}
+
+async fn range_of(plan: TarPlan, start: u64, end: u64, chunk_size: usize) -> Vec<u8> {
+    let range = ByteRange { start, end };
+    concat(plan.tar_stream(Some(range), chunk_size).collect().await)
 }
 
 fn concat(items: Vec<io::Result<Bytes>>) -> Vec<u8> {
@@ -117,10 +124,7 @@ async fn streams_sorted_members_and_sums() {
         write_file(root, name, data, *mode);
         members.push(member(root, name, digest));
     }
-    members.reverse(); // the stream must sort them itself
-    let f1 = root.join("fmt/dir/f1.txt");
-    let f1_mtime = fs::metadata(&f1).unwrap().mtime();
-    let f1_nsec = fs::metadata(&f1).unwrap().mtime_nsec();
+    members.reverse(); // the plan must sort them itself
 
     // 1000 is not a multiple of the block size, so chunks split headers and data.
     let items = collect("job-tag", members, 1_700_000_000.25, 1000).await;
@@ -146,12 +150,13 @@ async fn streams_sorted_members_and_sums() {
         assert_eq!((got.uid, got.gid), (0, 0));
         assert!(got.uname.is_empty());
     }
-    let (_, f1_read) = &entries[1];
-    assert_eq!(f1_read.mtime, f1_mtime as u64);
-    if f1_nsec != 0 {
-        let exact = f1_read.pax_mtime.as_deref().unwrap();
-        let parsed: f64 = exact.parse().unwrap();
-        assert!((parsed - (f1_mtime as f64 + f1_nsec as f64 / 1e9)).abs() < 1e-6);
+    // Every member carries the entity's timestamp in whole seconds, never its file's.
+    for (name, got) in &entries {
+        assert_eq!(
+            (got.mtime, got.pax_mtime.as_deref()),
+            (1_700_000_000, None),
+            "{name}"
+        );
     }
 
     let (_, sums) = entries.last().unwrap();
@@ -165,8 +170,6 @@ async fn streams_sorted_members_and_sums() {
     );
     assert_eq!(String::from_utf8(sums.data.clone()).unwrap(), want);
     assert_eq!(sums.mode, 0o644);
-    assert_eq!(sums.mtime, 1_700_000_000);
-    assert_eq!(sums.pax_mtime.as_deref(), Some("1700000000.25"));
 }
 
 #[tokio::test]
@@ -186,51 +189,58 @@ async fn empty_archive_is_one_zero_record() {
     assert_eq!(all, vec![0u8; 10240]);
 }
 
+#[test]
+fn missing_or_directory_members_fail_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("d")).unwrap();
+    let missing = Member::stat("b.txt".into(), dir.path().join("b.txt"), SHA_B.into());
+    let err = missing.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("b.txt"), "{err}");
+    assert!(Member::stat("d".into(), dir.path().join("d"), SHA_A.into()).is_err());
+}
+
 #[tokio::test]
-async fn missing_file_ends_with_an_error() {
+async fn a_member_gone_or_replaced_after_planning_ends_with_an_error() {
     let dir = tempfile::tempdir().unwrap();
     write_file(dir.path(), "a.txt", b"present", 0o644);
+    write_file(dir.path(), "b.txt", b"replaced", 0o644);
+    write_file(dir.path(), "c.txt", b"removed", 0o644);
     let members = vec![
         member(dir.path(), "a.txt", SHA_A),
         member(dir.path(), "b.txt", SHA_B),
+        member(dir.path(), "c.txt", SHA_C),
     ];
+    // Same size, other file: what an overwrite of an unlocked job does.
+    let other = write_file(dir.path(), "other", b"REPLACED", 0o644);
+    fs::rename(other, dir.path().join("b.txt")).unwrap();
+    fs::remove_file(dir.path().join("c.txt")).unwrap();
     let items = collect("p", members, 0.0, 64).await;
     let (last, before) = items.split_last().unwrap();
     assert!(before.iter().all(|i| i.is_ok()));
     let err = last.as_ref().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.to_string().contains("b.txt"), "{err}");
-}
-
-#[tokio::test]
-async fn directory_member_ends_with_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    fs::create_dir(dir.path().join("d")).unwrap();
-    let items = collect("p", vec![member(dir.path(), "d", SHA_A)], 0.0, 4096).await;
-    assert!(items.last().unwrap().is_err());
 }
 
 #[test]
 fn chunks_are_made_one_at_a_time_and_full_but_the_last() {
     let dir = tempfile::tempdir().unwrap();
     write_file(dir.path(), "big", &vec![7u8; 100_000], 0o644);
+    let plan = plan("p", vec![member(dir.path(), "big", SHA_A)], 0.0);
+    let layout = plan.tar_layout();
     let mut cursor = Cursor {
-        prefix: "p".to_owned(),
-        members: vec![member(dir.path(), "big", SHA_A)],
-        sums_mtime: 0.0,
-        next: 0,
+        end: layout.len,
+        plan,
+        layout,
+        pos: 0,
         open: None,
-        ended: false,
+        sums: None,
         out: Sink::new(4096),
     };
     let mut sizes = Vec::new();
     while let Some(chunk) = cursor.next_chunk().unwrap() {
-        // No file data is read beyond the chunk asked for; only header or padding
-        // bytes (at most a record and a header) may wait for the next one.
-        assert!(
-            cursor.out.buf.len() <= (RECORD + 2 * BLOCK) as usize,
-            "read ahead"
-        );
+        // Nothing is made beyond the chunk asked for.
+        assert!(cursor.out.buf.is_empty(), "read ahead");
         sizes.push(chunk.len());
     }
     let total: usize = sizes.iter().sum();
@@ -240,6 +250,91 @@ fn chunks_are_made_one_at_a_time_and_full_but_the_last() {
         "{sizes:?}"
     );
     assert!(cursor.next_chunk().unwrap().is_none());
+}
+
+/// Members whose headers, data and padding fall across chunk and block boundaries.
+fn varied(root: &Path) -> Vec<Member> {
+    let long = format!("fmt/{}", "é".repeat(80));
+    let files: [(&str, usize); 5] = [
+        ("fmt/a", 0),
+        ("fmt/b", 1),
+        ("fmt/c", 511),
+        ("fmt/d", 513),
+        (&long, 3000),
+    ];
+    files
+        .iter()
+        .map(|(name, len)| {
+            let data: Vec<u8> = (0..*len).map(|i| (i % 253) as u8).collect();
+            write_file(root, name, &data, 0o644);
+            member(root, name, SHA_A)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_layout_length_is_the_streamed_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = varied(dir.path());
+    for n in 0..=members.len() {
+        let p = plan("prefix", members[..n].to_vec(), 12.5);
+        let len = p.tar_layout().len;
+        let all = concat(p.tar_stream(None, 700).collect().await);
+        assert_eq!(all.len() as u64, len, "{n} members");
+    }
+    let no_sums = vec![member(dir.path(), "fmt/b", "md5:00")];
+    let p = plan("prefix", no_sums, 1.0);
+    let len = p.tar_layout().len;
+    assert_eq!(
+        concat(p.tar_stream(None, 700).collect().await).len() as u64,
+        len
+    );
+}
+
+#[tokio::test]
+async fn any_range_is_the_same_bytes_as_the_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = varied(dir.path());
+    let p = plan("prefix", members, 12.5);
+    let all = concat(p.clone().tar_stream(None, 4096).collect().await);
+    let len = all.len() as u64;
+    let cuts = [
+        0, 1, 511, 512, 513, 1023, 1024, 1536, 2047, 2048, 4000, 5000, 6000,
+    ];
+    for &start in cuts.iter().filter(|c| **c < len) {
+        for end in [start, start + 1, start + 700, len - 1] {
+            let end = end.min(len - 1);
+            let got = range_of(p.clone(), start, end, 333).await;
+            assert_eq!(got, &all[start as usize..=end as usize], "{start}-{end}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bytes_and_validator_ignore_the_files_own_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = varied(dir.path());
+    let p = plan("prefix", members.clone(), 12.5);
+    let before = concat(p.clone().tar_stream(None, 4096).collect().await);
+    // What a dedup upload or a digest HEAD does to the shared blob.
+    for m in &members {
+        let f = fs::File::options().write(true).open(&m.path).unwrap();
+        f.set_modified(std::time::SystemTime::now()).unwrap();
+    }
+    let again = plan("prefix", members.clone(), 12.5);
+    assert_eq!(again.etag("tar"), p.etag("tar"));
+    assert_eq!(concat(again.tar_stream(None, 4096).collect().await), before);
+    // What the bytes do depend on changes the validator.
+    let tag = p.etag("tar");
+    assert_ne!(plan("prefix", members.clone(), 13.0).etag("tar"), tag);
+    assert_ne!(plan("other", members.clone(), 12.5).etag("tar"), tag);
+    assert_ne!(p.etag("zip"), tag);
+    let mut changed = members.clone();
+    changed[1].mode = 0o600;
+    assert_ne!(plan("prefix", changed, 12.5).etag("tar"), tag);
+    let mut changed = members;
+    changed[0].digest = SHA_B.into();
+    assert_ne!(plan("prefix", changed, 12.5).etag("tar"), tag);
 }
 
 #[test]
@@ -254,34 +349,11 @@ fn pax_record_length_counts_itself() {
 }
 
 #[test]
-fn mtime_records() {
-    assert_eq!(Mtime::from_parts(10, 0).pax, None);
-    assert_eq!(
-        Mtime::from_parts(10, 500_000_000).pax.as_deref(),
-        Some("10.5")
-    );
-    assert_eq!(
-        Mtime::from_parts(10, 1).pax.as_deref(),
-        Some("10.000000001")
-    );
-    assert_eq!(
-        Mtime::from_parts(-2, 500_000_000).pax.as_deref(),
-        Some("-1.5")
-    );
-    assert_eq!(Mtime::from_parts(-2, 0).pax.as_deref(), Some("-2"));
-    assert_eq!(Mtime::from_parts(-2, 0).secs, 0);
-    assert_eq!(Mtime::from_float(12.0).pax, None);
-    assert_eq!(Mtime::from_float(12.75).pax.as_deref(), Some("12.75"));
-    assert_eq!(Mtime::from_float(12.75).secs, 12);
-}
-
-#[test]
 fn huge_size_gets_a_pax_record() {
     let size = 9 << 30;
-    let mut out = Sink::new(1 << 16);
-    write_header(&mut out, "p/huge", 0o644, size, &Mtime::from_parts(1, 0));
-    let bytes = out.take_chunk().unwrap();
+    let bytes = header_bytes("p/huge", 0o644, size, 1);
     assert_eq!(bytes.len(), 3 * 512);
+    assert_eq!(header_len("p/huge", size), 3 * 512);
     let records = String::from_utf8_lossy(&bytes[512..1024]);
     assert!(records.contains(&format!(" size={size}\n")), "{records}");
     let header = Header::from_byte_slice(&bytes[1024..]);

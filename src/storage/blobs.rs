@@ -400,6 +400,32 @@ impl BlobReader {
         })
     }
 
+    /// A file of the format at `fdir`, named by `.digests` (or not, when `digest` is
+    /// `None`). A listed file's `modified` is the format's timestamp (see
+    /// [`super::bundles::format_time`]): the file's own mtime is its blob's, which moves
+    /// whenever the same content is uploaded or asked for by digest anywhere. An unlisted
+    /// file keeps its own, the only validator it has.
+    pub(crate) fn open_in_format(
+        repo: &Repo,
+        fdir: &Path,
+        path: &Path,
+        digest: Option<String>,
+    ) -> Result<BlobReader, StoreError> {
+        let listed = digest.is_some();
+        let mut file = BlobReader::open(repo, path, digest)?;
+        if listed {
+            let t = super::bundles::format_time(fdir)?;
+            // Finite and non-negative here: Duration would panic on anything else.
+            let secs = if t.is_finite() {
+                t.clamp(0.0, 1e12)
+            } else {
+                0.0
+            };
+            file.modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs);
+        }
+        Ok(file)
+    }
+
     pub fn len(&self) -> u64 {
         self.len
     }

@@ -2,6 +2,7 @@
 //! (spec/API.md §6); `archive.rs` streams it.
 
 use super::archive::Member;
+pub use super::archive::TarPlan;
 use super::digests::format_digests;
 use super::files::{self, read_json_map, sort_time, stamp_time};
 use super::visibility::Visibility;
@@ -10,13 +11,6 @@ use crate::model::{BranchRef, FormatRef, JobRef, Name, Scope, VersionRef};
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
-
-/// What a tar bundle holds; the archive module streams it.
-pub struct TarPlan {
-    pub prefix: String,
-    pub members: Vec<Member>,
-    pub sums_mtime: f64,
-}
 
 /// `{product}-{variant}-v{version}`: what the bundle of a job in a product version, and
 /// that version's own, are called (spec/API.md §6).
@@ -84,26 +78,29 @@ impl Repo {
                 format: f.clone(),
             };
             if acl.allows(|| fref.url()) {
-                self.push_members(&jdir.join(&f), &format!("{f}/"), &mut members);
+                self.push_members(&jdir.join(&f), &format!("{f}/"), &mut members)?;
             }
         }
-        Ok(TarPlan {
-            prefix: self.job_archive_name(j),
-            members,
-            sums_mtime: sort_time(stamp_time(&jdir)),
-        })
+        let stamp = sort_time(stamp_time(&jdir));
+        Ok(TarPlan::new(self.job_archive_name(j), members, stamp))
     }
 
-    pub(crate) fn push_members(&self, fdir: &Path, prefix: &str, out: &mut Vec<Member>) {
+    /// The files `.digests` lists, stated now: their sizes and modes make the layout and the
+    /// validator of the bundle before a byte of it is read. A listed file that is missing
+    /// fails the whole bundle, before its first byte (a tar cut short was all dlrepo did).
+    pub(crate) fn push_members(
+        &self,
+        fdir: &Path,
+        prefix: &str,
+        out: &mut Vec<Member>,
+    ) -> Result<(), StoreError> {
         for (rel, digest) in format_digests(fdir) {
             if let Some(digest) = digest.as_str() {
-                out.push(Member {
-                    name: format!("{prefix}{rel}"),
-                    path: fdir.join(&rel),
-                    digest: digest.to_owned(),
-                });
+                let name = format!("{prefix}{rel}");
+                out.push(Member::stat(name, fdir.join(&rel), digest.to_owned())?);
             }
         }
+        Ok(())
     }
 
     pub fn format_tar(&self, f: &FormatRef) -> Result<TarPlan, StoreError> {
@@ -116,14 +113,18 @@ impl Repo {
             FormatRef::Version { version, .. } => version.archive_name(),
         };
         let mut members = Vec::new();
-        self.push_members(&fdir, "", &mut members);
-        let sums_mtime = fs::metadata(fdir.join(".digests"))
-            .or_else(|_| fs::metadata(&fdir))
-            .map(|m| files::mtime_of(&m))?;
-        Ok(TarPlan {
-            prefix: format!("{job_name}-{}", f.name()),
-            members,
-            sums_mtime,
-        })
+        self.push_members(&fdir, "", &mut members)?;
+        let prefix = format!("{job_name}-{}", f.name());
+        Ok(TarPlan::new(prefix, members, format_time(&fdir)?))
     }
+}
+
+/// A format's own timestamp: when its `.digests` was last written (every upload, overwrite
+/// and post-process rewrites it), else the directory's. Its bundles and the `Last-Modified`
+/// of its files use it, never a file's mtime, which is its blob's and moves whenever the
+/// same content is uploaded or asked for by digest anywhere.
+pub(crate) fn format_time(fdir: &Path) -> Result<f64, StoreError> {
+    Ok(fs::metadata(fdir.join(".digests"))
+        .or_else(|_| fs::metadata(fdir))
+        .map(|m| files::mtime_of(&m))?)
 }

@@ -17,6 +17,17 @@ pub struct FormatInfo {
     pub files: Vec<String>,
 }
 
+/// A file of a format as `GET {format}/?details` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileFacts {
+    /// Its relpath.
+    pub name: String,
+    pub size: u64,
+    pub digest: Option<String>,
+    /// The file's `Last-Modified`: the format's timestamp (see [`super::BlobReader`]).
+    pub mtime: f64,
+}
+
 /// The result of resolving an artifact URL.
 pub enum Artifact {
     File(super::BlobReader),
@@ -46,6 +57,34 @@ impl Repo {
             dirty: exists(&fdir.join(".dirty")),
             files: format_digests(&fdir).keys().cloned().collect(),
         })
+    }
+
+    /// The format as [`Repo::format_info`] shows it, and the facts of each of its files
+    /// from one `stat` each (no file is read). A file listed but missing on disk is left
+    /// out: it cannot be downloaded (`arbor fsck` reports it).
+    pub fn format_details(
+        &self,
+        f: &FormatRef,
+    ) -> Result<(FormatInfo, Vec<FileFacts>), StoreError> {
+        let info = self.format_info(f)?;
+        let fdir = self.format_dir(f);
+        let mtime = super::bundles::format_time(&fdir)?;
+        let mut facts = Vec::new();
+        for (rel, digest) in format_digests(&fdir) {
+            let Ok(meta) = fs::metadata(fdir.join(&rel)) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            facts.push(FileFacts {
+                name: rel,
+                size: meta.len(),
+                digest: digest.as_str().map(str::to_owned),
+                mtime,
+            });
+        }
+        Ok((info, facts))
     }
 
     /// The only file of a format, for the `{format}` (no slash) redirect; `None` when the
@@ -121,8 +160,8 @@ impl Repo {
                     .get(rel.as_str())
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                Ok(Artifact::File(super::BlobReader::open(
-                    self, &path, digest,
+                Ok(Artifact::File(super::BlobReader::open_in_format(
+                    self, &fdir, &path, digest,
                 )?))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

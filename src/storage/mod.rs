@@ -39,7 +39,7 @@ pub(crate) use blobs::body_error;
 pub use blobs::{BlobReader, ByteRange, Upload};
 pub use branches::{BranchInfo, BranchSummary};
 pub use bundles::{Bundle, TarPlan, product_archive_name};
-pub use formats::{Artifact, FormatInfo};
+pub use formats::{Artifact, FileFacts, FormatInfo};
 pub use gc::{GcKind, GcReport, Unpublish};
 pub use jobs::{JobEntry, JobInfo, JobUpdate, JobView};
 pub use products::{ProductLevel, VersionSummary, product_level_url};

@@ -222,7 +222,8 @@ impl Repo {
                 .get(&format!("{prefix}index.html"))
                 .and_then(|d| d.as_str())
                 .map(str::to_owned);
-            return Ok(DirPage::Index(BlobReader::open(self, &index, digest)?));
+            let file = BlobReader::open_in_format(self, &fdir, &index, digest)?;
+            return Ok(DirPage::Index(file));
         }
         let mut entries = Vec::new();
         for entry in fs::read_dir(&dir)? {

@@ -390,13 +390,10 @@ impl Repo {
         let vdir = self.version_dir(v);
         let mut members = Vec::new();
         for f in self.version_formats(v, acl)? {
-            self.push_members(&vdir.join(&f), &format!("{f}/"), &mut members);
+            self.push_members(&vdir.join(&f), &format!("{f}/"), &mut members)?;
         }
-        Ok(TarPlan {
-            prefix: v.archive_name(),
-            members,
-            sums_mtime: sort_time(stamp_time(&vdir)),
-        })
+        let stamp = sort_time(stamp_time(&vdir));
+        Ok(TarPlan::new(v.archive_name(), members, stamp))
     }
 }
 

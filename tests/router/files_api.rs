@@ -59,14 +59,16 @@ fn head_with_digest_and_link_mode() {
     );
     assert_eq!(r.status, 404);
     assert!(!s.path("branches/b/t/j/f/nope").exists());
-    // Without Digest: HEAD answers the file's digest and size only.
+    // Without Digest: HEAD answers what GET does, without the body (issue 14).
     s.request("PATCH", "/branches/b/t/j/f/", &[], None);
     let r = s.head("/branches/b/t/j/f/orig");
     assert_eq!(
         (r.status, r.header("digest"), r.header("content-length")),
         (200, Some(d.as_str()), Some("8"))
     );
-    assert_eq!(r.header("etag"), None);
+    let get = s.get("/branches/b/t/j/f/orig");
+    assert!(r.body.is_empty());
+    assert_eq!(r.headers, get.headers);
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod shared;
 
 mod access;
 mod bad_input;
+mod downloads;
 mod files_api;
 mod pages;
 mod products_api;

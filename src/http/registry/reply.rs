@@ -3,6 +3,7 @@
 //! range, X-Sendfile, `sendfile(2)` through the connection).
 
 use super::envelope::{API_VERSION, oci_body};
+use crate::http::caching::Freshness;
 use crate::http::download::Download;
 use crate::http::observe::Failure;
 use crate::http::reply::plain_status;
@@ -270,8 +271,24 @@ fn send_file(app: &AppState, req: &Request, file: BlobReader, content_type: &str
         conn: conn.as_ref(),
         // Registry clients never render what they pull; only nosniff applies to its types.
         inline: false,
+        freshness: freshness(req),
     }
     .respond(file)
+}
+
+/// Blobs, and manifests fetched by digest, never change under their URL; a manifest by
+/// tag may.
+fn freshness(req: &Request) -> Freshness {
+    use super::path::Target;
+    match req.extensions().get::<crate::http::Addressed>() {
+        Some(crate::http::Addressed::Registry(Target::Blob(..))) => Freshness::Immutable,
+        Some(crate::http::Addressed::Registry(Target::Manifest(_, reference)))
+            if reference.contains(':') =>
+        {
+            Freshness::Immutable
+        }
+        _ => Freshness::Revalidate,
+    }
 }
 
 /// A method the resource does not allow: 405 with `Allow`.

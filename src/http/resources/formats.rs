@@ -1,16 +1,16 @@
 //! Formats and artifacts (spec/API.md §3.8–3.9, §5.2): method rules, listings,
 //! finalisation, delete, tar and `.sha256` views and downloads; uploads are `uploads.rs`.
 
+use crate::http::caching::Freshness;
 use crate::http::context::Ctx;
 use crate::http::download::Download;
-use crate::http::reply::{ApiError, ApiResult, json_of, ok, redirect, text};
+use crate::http::reply::{ApiError, ApiResult, json, json_of, ok, redirect, text};
 use crate::http::route::{FormatParent, FormatPart};
-use crate::http::views;
+use crate::http::{shapes, views};
 use crate::model::{Alias, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
 use crate::storage::page_info::DirPage;
 use crate::storage::{Artifact, Repo, StoreError, Visibility};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderValue, Method, header};
 
 fn is_alias(parent: &FormatParent) -> bool {
     match parent {
@@ -150,6 +150,9 @@ async fn format_read(ctx: &Ctx, parent: FormatParent, format: Name, part: Format
         return super::uploads::head_digest(ctx, raw.to_str().ok(), &parent).await;
     }
     if let FormatPart::Dir = part {
+        if ctx.method == Method::GET && wants_details(ctx) {
+            return format_details(ctx, parent, format).await;
+        }
         if ctx.page() {
             return dir_view(ctx, parent, format, None).await;
         }
@@ -197,6 +200,39 @@ async fn format_dir(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult 
     json_of("artifact_format", &info)
 }
 
+/// The media type that asks a format for [`format_details`] without `?details`.
+const DETAILS_TYPE: &str = "application/vnd.arbor.artifacts+json";
+
+fn wants_details(ctx: &Ctx) -> bool {
+    let accepts = ctx
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(DETAILS_TYPE));
+    accepts || ctx.query_pairs().iter().any(|(k, _)| k == "details")
+}
+
+/// `GET {format}/?details`: the format's JSON with size, digest, content type and mtime per
+/// file.
+async fn format_details(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult {
+    let (f, (info, files)) = with_format(ctx, parent, format, |r, f| r.format_details(f)).await?;
+    if let Some(r) = ctx.canonical(&f.url()) {
+        // The redirect keeps asking for the details.
+        return r.map(|mut res| {
+            let loc = res.headers().get(header::LOCATION).cloned();
+            if let Some(v) = loc
+                .and_then(|l| l.to_str().ok().map(|l| format!("{l}?details")))
+                .and_then(|l| HeaderValue::from_str(&l).ok())
+            {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            res
+        });
+    }
+    Ok(json(&shapes::format_details(&info, &files)))
+}
+
 /// `{format}` without a slash: to its only file, else to the format dir.
 async fn format_bare(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult {
     let (f, single) = with_format(ctx, parent, format, |r, f| r.format_single_file(f)).await?;
@@ -222,9 +258,6 @@ async fn format_tar(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult 
     }
     if let Some(r) = ctx.canonical(&format!("{}.tar", f.url().trim_end_matches('/'))) {
         return r;
-    }
-    if ctx.method == Method::HEAD {
-        return ok();
     }
     let plan = ctx.app.repo.run(move |r| r.format_tar(&f)).await?;
     Ok(ctx.tar(plan))
@@ -288,16 +321,8 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
             if let Some(r) = ctx.canonical(&canonical) {
                 return r;
             }
-            if ctx.method == Method::HEAD {
-                // HEAD without Digest: only Digest and Content-Length (spec/API.md §3.9).
-                let mut res = StatusCode::OK.into_response();
-                let h = res.headers_mut();
-                if let Some(v) = file.digest().and_then(|d| HeaderValue::from_str(d).ok()) {
-                    h.insert("digest", v);
-                }
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(file.len()));
-                return Ok(res);
-            }
+            // HEAD without Digest answers what GET would, without the body (dlrepo sent
+            // Digest and Content-Length only, spec/API.md §3.9).
             Ok(download(ctx, rel.basename(), &canonical).respond(file))
         }
     }
@@ -315,5 +340,6 @@ fn download<'a>(ctx: &'a Ctx, name: &'a str, url: &str) -> Download<'a> {
         content_type: None,
         conn: ctx.conn.as_ref(),
         inline: ctx.app.config.serves_inline(url),
+        freshness: Freshness::Revalidate,
     }
 }
