@@ -162,7 +162,7 @@ impl Cursor {
 }
 
 /// `{hex}  {name}\n` per sha256 member, in member order (spec/API.md §6); empty when none.
-fn sha256sums(members: &[Member]) -> String {
+pub(crate) fn sha256sums(members: &[Member]) -> String {
     let mut sums = String::new();
     for m in members {
         if let Some(hex) = m.digest.strip_prefix("sha256:") {

@@ -1,0 +1,169 @@
+//! A tar stream compressed with gzip, xz or zstd, one tar chunk at a time.
+
+use super::Encoding;
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use futures_util::{Stream, StreamExt};
+use liblzma::stream::{Check, MtStreamBuilder};
+use liblzma::write::XzEncoder;
+use std::io::{self, Write};
+use std::pin::Pin;
+
+/// `gzip -6`, `xz -6` and `zstd -3`: the command-line tools' defaults, so that the
+/// archives are what users would have made themselves.
+const GZIP_LEVEL: u32 = 6;
+const XZ_PRESET: u32 = 6;
+const ZSTD_LEVEL: i32 = 3;
+/// Worker threads of the xz and zstd encoders. A constant rather than the machine's core
+/// count: the output of a multi-threaded encoder may depend on how it splits its input,
+/// and every replica must produce the same bytes.
+const CODEC_THREADS: u32 = 2;
+/// xz's block size for its threads: `xz -6 -T` uses three times the 8 MiB dictionary.
+/// Fixed so that the output does not depend on the liblzma version's default.
+const XZ_BLOCK: u64 = 24 << 20;
+
+/// One of the compressors, writing into a buffer drained after every tar chunk.
+enum Compressor {
+    Gz(GzEncoder<Vec<u8>>),
+    Xz(XzEncoder<Vec<u8>>),
+    Zst(zstd::Encoder<'static, Vec<u8>>),
+}
+
+impl Compressor {
+    /// `mtime` goes in the gzip header, the only format of the three that has a time.
+    fn new(enc: Encoding, mtime: f64) -> io::Result<Compressor> {
+        Ok(match enc {
+            Encoding::TarXz => {
+                let stream = MtStreamBuilder::new()
+                    .preset(XZ_PRESET)
+                    .threads(CODEC_THREADS)
+                    .block_size(XZ_BLOCK)
+                    .check(Check::Crc64)
+                    .encoder()
+                    .map_err(io::Error::other)?;
+                Compressor::Xz(XzEncoder::new_stream(Vec::new(), stream))
+            }
+            Encoding::TarZst => {
+                let mut z = zstd::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
+                z.multithread(CODEC_THREADS)?;
+                // `zstd` writes a checksum by default; so do we, for `zstd -t`.
+                z.include_checksum(true)?;
+                Compressor::Zst(z)
+            }
+            _ => {
+                let gz = flate2::GzBuilder::new()
+                    .mtime(gzip_mtime(mtime))
+                    .write(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
+                Compressor::Gz(gz)
+            }
+        })
+    }
+
+    /// Compresses `data`; what came out so far is returned. Blocking.
+    fn push(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let out = match self {
+            Compressor::Gz(e) => {
+                e.write_all(data)?;
+                e.get_mut()
+            }
+            Compressor::Xz(e) => {
+                e.write_all(data)?;
+                e.get_mut()
+            }
+            Compressor::Zst(e) => {
+                e.write_all(data)?;
+                e.get_mut()
+            }
+        };
+        Ok(std::mem::take(out))
+    }
+
+    /// The end of the compressed stream. Blocking.
+    fn finish(self) -> io::Result<Vec<u8>> {
+        match self {
+            Compressor::Gz(e) => e.finish(),
+            Compressor::Xz(e) => e.finish(),
+            Compressor::Zst(e) => e.finish(),
+        }
+    }
+}
+
+/// The gzip header's MTIME: the entity timestamp, whole seconds; 0 ("none") when it does
+/// not fit the 32-bit field.
+fn gzip_mtime(t: f64) -> u32 {
+    if t.is_finite() && t >= 1.0 && t < f64::from(u32::MAX) {
+        t as u32
+    } else {
+        0
+    }
+}
+
+type TarStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Where a compressed stream stands between two chunks.
+struct State {
+    tar: TarStream,
+    codec: Option<Compressor>,
+}
+
+/// `tar` compressed as `enc` (a compressed tar encoding). Each tar chunk is compressed by
+/// one short blocking task holding a read slot; an error of the tar ends the stream with
+/// that error, so the response is cut rather than ending as a valid but wrong archive.
+pub fn compress_stream(
+    tar: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
+    enc: Encoding,
+    mtime: f64,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    let start = Compressor::new(enc, mtime).map(|codec| State {
+        tar: Box::pin(tar),
+        codec: Some(codec),
+    });
+    let span = tracing::Span::current();
+    futures_util::stream::unfold(Some(start), move |state| {
+        let span = span.clone();
+        async move {
+            let mut state = match state? {
+                Ok(state) => state,
+                Err(e) => return Some((Err(e), None)),
+            };
+            loop {
+                let input = state.tar.next().await;
+                let mut codec = state.codec.take()?;
+                let last = input.is_none();
+                let data = match input {
+                    Some(Ok(data)) => data,
+                    Some(Err(e)) => return Some((Err(e), None)),
+                    None => Bytes::new(),
+                };
+                let slot = super::super::pool::read_slot().await;
+                let span = span.clone();
+                let made = tokio::task::spawn_blocking(move || {
+                    let _slot = slot;
+                    span.in_scope(|| match last {
+                        true => codec.finish().map(|out| (None, out)),
+                        false => codec.push(&data).map(|out| (Some(codec), out)),
+                    })
+                })
+                .await
+                .map_err(io::Error::other)
+                .and_then(|r| r);
+                match made {
+                    Ok((codec, out)) => {
+                        state.codec = codec;
+                        if !out.is_empty() {
+                            let next = state.codec.is_some().then_some(Ok(state));
+                            return Some((Ok(Bytes::from(out)), next));
+                        }
+                        if last {
+                            return None;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "compressed bundle aborted");
+                        return Some((Err(e), None));
+                    }
+                }
+            }
+        }
+    })
+}

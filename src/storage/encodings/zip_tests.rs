@@ -1,0 +1,91 @@
+use super::*;
+use std::io::Write;
+
+#[test]
+fn dos_time_is_the_utc_time_of_the_timestamp() {
+    // 2021-03-04 05:06:07 UTC
+    let t = ZipTime::new(1_614_834_367.5);
+    assert_eq!(t.date, ((2021 - 1980) << 9) | (3 << 5) | 4);
+    assert_eq!(t.time, (5 << 11) | (6 << 5) | 3);
+    assert_eq!(t.unix, Some(1_614_834_367));
+    let early = ZipTime::new(0.0);
+    assert_eq!((early.date, early.time), ((1 << 5) | 1, 0));
+    assert_eq!(ZipTime::new(-5.0).unix, None);
+}
+
+#[test]
+fn civil_dates() {
+    assert_eq!(civil_from_days(0), (1970, 1, 1));
+    assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    assert_eq!(civil_from_days(-1), (1969, 12, 31));
+}
+
+#[test]
+fn small_archives_keep_32_bit_end_records() {
+    let end = end_records(3, 100, 50);
+    assert_eq!(end.len(), 22);
+    assert_eq!(&end[..4], &0x0605_4b50u32.to_le_bytes());
+    let big = end_records(3, 5 << 30, 50);
+    assert_eq!(big.len(), 56 + 20 + 22);
+    assert_eq!(&big[..4], &0x0606_4b50u32.to_le_bytes());
+    assert_eq!(&big[76 + 16..76 + 20], &u32::MAX.to_le_bytes());
+}
+
+#[test]
+fn large_members_get_zip64_fields() {
+    let e = Entry {
+        name: "p/big".into(),
+        mode: 0o644,
+        crc: 7,
+        csize: 5 << 30,
+        usize: 6 << 30,
+        offset: 12,
+        zip64: true,
+    };
+    let t = ZipTime::new(1e9);
+    let local = local_header(&e, &t);
+    assert_eq!(&local[18..26], &[0xFF; 8]);
+    assert_eq!(data_descriptor(&e).len(), 24);
+    let central = central_record(&e, &t);
+    // usize and csize overflow, the offset does not: two 8-byte values.
+    let extra_at = 46 + e.name.len();
+    assert_eq!(&central[extra_at..extra_at + 4], &[1, 0, 16, 0]);
+    assert_eq!(&central[42..46], &12u32.to_le_bytes());
+}
+
+/// The archive's bytes do not depend on how it is cut into chunks.
+#[test]
+fn chunking_does_not_change_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = Vec::new();
+    for (name, len) in [("b.bin", 300_000usize), ("a.txt", 10), ("empty", 0)] {
+        let path = dir.path().join(name);
+        let mut f = File::create(&path).unwrap();
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        members.push(Member {
+            name: name.into(),
+            path,
+            digest: "sha256:00".into(),
+        });
+    }
+    let whole = |chunk: usize| {
+        let mut c = Cursor::new("p".into(), members.clone(), 1e9, chunk);
+        c.members.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut all = Vec::new();
+        while let Some(b) = c.next_chunk().unwrap() {
+            assert!(b.len() <= chunk);
+            all.extend_from_slice(&b);
+        }
+        all
+    };
+    let big = whole(1 << 20);
+    assert_eq!(whole(4096), big);
+    assert_eq!(whole(1), big[..].to_vec());
+    assert_eq!(
+        &big[big.len() - 22..big.len() - 18],
+        &0x0605_4b50u32.to_le_bytes()
+    );
+    // four entries: the three members and SHA256SUMS.txt
+    assert_eq!(&big[big.len() - 12..big.len() - 10], &4u16.to_le_bytes());
+}
