@@ -20,6 +20,7 @@ mod config;
 mod crash;
 mod disk_full;
 mod dlrepo_cli;
+mod encodings;
 mod faults;
 mod files_api;
 mod fsck;
