@@ -4,7 +4,6 @@ use super::Encoding;
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use futures_util::{Stream, StreamExt};
-use liblzma::stream::{Check, MtStreamBuilder};
 use liblzma::write::XzEncoder;
 use std::io::{self, Write};
 use std::pin::Pin;
@@ -14,13 +13,10 @@ use std::pin::Pin;
 const GZIP_LEVEL: u32 = 6;
 const XZ_PRESET: u32 = 6;
 const ZSTD_LEVEL: i32 = 3;
-/// Worker threads of the xz and zstd encoders. A constant rather than the machine's core
-/// count: the output of a multi-threaded encoder may depend on how it splits its input,
-/// and every replica must produce the same bytes.
-const CODEC_THREADS: u32 = 2;
-/// xz's block size for its threads: `xz -6 -T` uses three times the 8 MiB dictionary.
-/// Fixed so that the output does not depend on the liblzma version's default.
-const XZ_BLOCK: u64 = 24 << 20;
+/// Worker threads of the zstd encoder. A constant rather than the machine's core count:
+/// the output of a multi-threaded encoder may depend on how it splits its input, and every
+/// replica must produce the same bytes.
+const ZSTD_THREADS: u32 = 2;
 
 /// One of the compressors, writing into a buffer drained after every tar chunk.
 enum Compressor {
@@ -33,19 +29,14 @@ impl Compressor {
     /// `mtime` goes in the gzip header, the only format of the three that has a time.
     fn new(enc: Encoding, mtime: f64) -> io::Result<Compressor> {
         Ok(match enc {
-            Encoding::TarXz => {
-                let stream = MtStreamBuilder::new()
-                    .preset(XZ_PRESET)
-                    .threads(CODEC_THREADS)
-                    .block_size(XZ_BLOCK)
-                    .check(Check::Crc64)
-                    .encoder()
-                    .map_err(io::Error::other)?;
-                Compressor::Xz(XzEncoder::new_stream(Vec::new(), stream))
-            }
+            // One thread, as `xz -6` (before xz 5.6): liblzma's threaded encoder holds a
+            // 94 MiB encoder per thread and sends nothing until a 24 MiB block is done,
+            // which a streamed response cannot afford per request. The CRC64 check is xz's
+            // default too.
+            Encoding::TarXz => Compressor::Xz(XzEncoder::new(Vec::new(), XZ_PRESET)),
             Encoding::TarZst => {
                 let mut z = zstd::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
-                z.multithread(CODEC_THREADS)?;
+                z.multithread(ZSTD_THREADS)?;
                 // `zstd` writes a checksum by default; so do we, for `zstd -t`.
                 z.include_checksum(true)?;
                 Compressor::Zst(z)
