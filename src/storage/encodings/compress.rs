@@ -7,6 +7,7 @@ use futures_util::{Stream, StreamExt};
 use liblzma::write::XzEncoder;
 use std::io::{self, Write};
 use std::pin::Pin;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// `gzip -6`, `xz -6` and `zstd -3`: the command-line tools' defaults, so that the
 /// archives are what users would have made themselves.
@@ -17,6 +18,11 @@ const ZSTD_LEVEL: i32 = 3;
 /// the output of a multi-threaded encoder may depend on how it splits its input, and every
 /// replica must produce the same bytes.
 const ZSTD_THREADS: u32 = 2;
+
+/// xz encoders alive at once. Each holds about 94 MiB (`xz -6`'s match finder) for as long
+/// as its response lasts; more `.tar.xz` downloads wait for their turn before sending
+/// anything, rather than the server's memory growing with their number.
+static XZ_ENCODERS: Semaphore = Semaphore::const_new(4);
 
 /// One of the compressors, writing into a buffer drained after every tar chunk.
 enum Compressor {
@@ -94,7 +100,27 @@ type TarStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 /// Where a compressed stream stands between two chunks.
 struct State {
     tar: TarStream,
+    enc: Encoding,
+    mtime: f64,
     codec: Option<Compressor>,
+    started: bool,
+    /// An xz stream's place among [`XZ_ENCODERS`], held to its end.
+    _turn: Option<SemaphorePermit<'static>>,
+}
+
+impl State {
+    /// Makes the compressor on the first poll, once an xz stream has its turn.
+    async fn start(&mut self) -> io::Result<()> {
+        if self.started {
+            return Ok(());
+        }
+        self.started = true;
+        if self.enc == Encoding::TarXz {
+            self._turn = XZ_ENCODERS.acquire().await.ok();
+        }
+        self.codec = Some(Compressor::new(self.enc, self.mtime)?);
+        Ok(())
+    }
 }
 
 /// `tar` compressed as `enc` (a compressed tar encoding). Each tar chunk is compressed by
@@ -105,18 +131,22 @@ pub fn compress_stream(
     enc: Encoding,
     mtime: f64,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    let start = Compressor::new(enc, mtime).map(|codec| State {
+    let state = State {
         tar: Box::pin(tar),
-        codec: Some(codec),
-    });
+        enc,
+        mtime,
+        codec: None,
+        started: false,
+        _turn: None,
+    };
     let span = tracing::Span::current();
-    futures_util::stream::unfold(Some(start), move |state| {
+    futures_util::stream::unfold(Some(state), move |state| {
         let span = span.clone();
         async move {
-            let mut state = match state? {
-                Ok(state) => state,
-                Err(e) => return Some((Err(e), None)),
-            };
+            let mut state = state?;
+            if let Err(e) = state.start().await {
+                return Some((Err(e), None));
+            }
             loop {
                 let input = state.tar.next().await;
                 let mut codec = state.codec.take()?;
@@ -142,7 +172,7 @@ pub fn compress_stream(
                     Ok((codec, out)) => {
                         state.codec = codec;
                         if !out.is_empty() {
-                            let next = state.codec.is_some().then_some(Ok(state));
+                            let next = state.codec.is_some().then_some(state);
                             return Some((Ok(Bytes::from(out)), next));
                         }
                         if last {
