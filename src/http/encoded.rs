@@ -12,21 +12,12 @@ use axum::response::Response;
 
 /// Streams `plan` as `enc` in chunks of about `chunk_size` bytes.
 pub fn bundle_response(plan: TarPlan, enc: Encoding, chunk_size: usize) -> Response {
+    let name = format!("{}{}", plan.prefix, enc.suffix());
     let body = match enc {
         Encoding::Tar => return super::bundle::tar_response(plan, chunk_size),
-        Encoding::Zip => Body::from_stream(encodings::zip_stream(
-            plan.prefix.clone(),
-            plan.members,
-            plan.sums_mtime,
-            chunk_size,
-        )),
+        Encoding::Zip => Body::from_stream(encodings::zip_stream(plan, chunk_size)),
         compressed => {
-            let tar = archive::tar_stream(
-                plan.prefix.clone(),
-                plan.members,
-                plan.sums_mtime,
-                chunk_size,
-            );
+            let tar = archive::tar_stream(plan.prefix, plan.members, plan.sums_mtime, chunk_size);
             Body::from_stream(encodings::compress_stream(tar, compressed, plan.sums_mtime))
         }
     };
@@ -38,10 +29,7 @@ pub fn bundle_response(plan: TarPlan, enc: Encoding, chunk_size: usize) -> Respo
     );
     // The prefix is made of names and job metadata that writers choose, hence the
     // encoder (spec/API.md Q52).
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        security::attachment(&format!("{}{}", plan.prefix, enc.suffix())),
-    );
+    h.insert(header::CONTENT_DISPOSITION, security::attachment(&name));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, security::nosniff());
     res
 }

@@ -3,6 +3,7 @@
 //! (one small record per entry) comes last. Entries use zip64 fields when their sizes or
 //! offsets need them; the archive gets the zip64 end records when it does.
 
+use crate::storage::TarPlan;
 use crate::storage::archive::{Member, sha256sums};
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -23,17 +24,20 @@ const DEFLATE: u16 = 8;
 /// Made by: Unix (3), so readers take the mode from the external attributes.
 const MADE_BY_UNIX: u16 = 3 << 8;
 
-/// Streams `members` (sorted by name, as in the tar) and `SHA256SUMS.txt` under `prefix/`,
-/// every entry dated `mtime` (the entity timestamp). Same chunking, pool and error rules as
-/// `archive::tar_stream`.
+/// Streams the plan's members (sorted by name, as in the tar) and `SHA256SUMS.txt` under
+/// its prefix, every entry dated with the entity timestamp. Same chunking, pool and error
+/// rules as `archive::tar_stream`.
 pub fn zip_stream(
-    prefix: String,
-    mut members: Vec<Member>,
-    mtime: f64,
+    plan: TarPlan,
     chunk_size: usize,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    let TarPlan {
+        prefix,
+        mut members,
+        sums_mtime,
+    } = plan;
     members.sort_by(|a, b| a.name.cmp(&b.name));
-    let cursor = Cursor::new(prefix, members, mtime, chunk_size);
+    let cursor = Cursor::new(prefix, members, sums_mtime, chunk_size);
     let span = tracing::Span::current();
     futures_util::stream::unfold(Some(Box::new(cursor)), move |cursor| {
         let span = span.clone();
