@@ -15,8 +15,11 @@ use std::path::PathBuf;
 
 /// `zip -6`, the default of Info-ZIP's `zip` and of deflate.
 const LEVEL: u32 = 6;
-/// How much of a member is read and deflated at a time.
+/// How much of a member is read and deflated at a time: always this much but for the
+/// member's last piece, so that the deflater sees the same calls whatever the chunk size.
 const READ_SIZE: usize = 128 << 10;
+/// The deflater's output room per call (see [`deflate_into`]).
+const DEFLATE_ROOM: usize = 64 << 10;
 const U32_MAX: u64 = 0xFFFF_FFFF;
 /// Flags: sizes in a data descriptor (bit 3), names in UTF-8 (bit 11).
 const FLAGS: u16 = 0x0808;
@@ -106,6 +109,7 @@ struct Cursor {
     entries: Vec<Entry>,
     deflate: Compress,
     input: Vec<u8>,
+    room: Vec<u8>,
     out: Vec<u8>,
     chunk_size: usize,
     /// Bytes of archive produced so far: the next local header's offset.
@@ -130,6 +134,7 @@ impl Cursor {
             entries: Vec::new(),
             deflate: Compress::new(Compression::new(LEVEL), false),
             input: vec![0; READ_SIZE],
+            room: vec![0; DEFLATE_ROOM],
             out: Vec::with_capacity(chunk_size),
             chunk_size,
             written: 0,
@@ -249,7 +254,7 @@ impl Cursor {
             return self.close_entry();
         }
         let want = usize::try_from(open.left).map_or(READ_SIZE, |l| l.min(READ_SIZE));
-        let n = read_source(&mut open.source, &mut self.input[..want])?;
+        let n = read_full(&mut open.source, &mut self.input[..want])?;
         if n == 0 {
             let shrank = io::Error::new(ErrorKind::UnexpectedEof, "file shrank while archived");
             return Err(source_error(&open.source, shrank));
@@ -257,7 +262,8 @@ impl Cursor {
         open.left -= n as u64;
         open.crc.update(&self.input[..n]);
         let before = self.out.len();
-        deflate_into(&mut self.deflate, &self.input[..n], &mut self.out, false)?;
+        let (input, room) = (&self.input[..n], &mut self.room);
+        deflate_into(&mut self.deflate, room, input, &mut self.out, false)?;
         self.written += (self.out.len() - before) as u64;
         Ok(())
     }
@@ -272,7 +278,7 @@ impl Cursor {
             return Err(source_error(&open.source, grew));
         }
         let before = self.out.len();
-        deflate_into(&mut self.deflate, &[], &mut self.out, true)?;
+        deflate_into(&mut self.deflate, &mut self.room, &[], &mut self.out, true)?;
         self.written += (self.out.len() - before) as u64;
         let mut entry = open.entry;
         entry.crc = open.crc.finalize();
@@ -297,6 +303,18 @@ fn read_source(source: &mut Source, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Fills `buf` unless the source ends first (a short read is not the end of a file).
+fn read_full(source: &mut Source, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match read_source(source, &mut buf[n..])? {
+            0 => break,
+            got => n += got,
+        }
+    }
+    Ok(n)
+}
+
 fn source_error(source: &Source, e: io::Error) -> io::Error {
     match source {
         Source::File(_, path) => with_path(path, e),
@@ -304,8 +322,17 @@ fn source_error(source: &Source, e: io::Error) -> io::Error {
     }
 }
 
-/// Deflates all of `input` into `out` (growing it), and the stream's end when `finish`.
-fn deflate_into(c: &mut Compress, input: &[u8], out: &mut Vec<u8>, finish: bool) -> io::Result<()> {
+/// Deflates all of `input` into `out`, and the stream's end when `finish`. The deflater
+/// always gets the same room (one `DEFLATE_ROOM` buffer) whatever `out` holds: some
+/// deflate implementations emit other (valid) bytes when given another amount of output
+/// space, and the archive must not depend on the chunk size.
+fn deflate_into(
+    c: &mut Compress,
+    room: &mut [u8],
+    input: &[u8],
+    out: &mut Vec<u8>,
+    finish: bool,
+) -> io::Result<()> {
     let flush = if finish {
         FlushCompress::Finish
     } else {
@@ -313,10 +340,11 @@ fn deflate_into(c: &mut Compress, input: &[u8], out: &mut Vec<u8>, finish: bool)
     };
     let mut rest = input;
     loop {
-        out.reserve(READ_SIZE / 2 + 64);
-        let before = c.total_in();
-        let status = c.compress_vec(rest, out, flush).map_err(io::Error::other)?;
-        let used = usize::try_from(c.total_in() - before).unwrap_or(rest.len());
+        let (in_before, out_before) = (c.total_in(), c.total_out());
+        let status = c.compress(rest, room, flush).map_err(io::Error::other)?;
+        let used = usize::try_from(c.total_in() - in_before).unwrap_or(rest.len());
+        let made = usize::try_from(c.total_out() - out_before).unwrap_or(0);
+        out.extend_from_slice(&room[..made.min(room.len())]);
         rest = &rest[used.min(rest.len())..];
         let done = match finish {
             true => status == Status::StreamEnd,
