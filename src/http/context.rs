@@ -8,6 +8,7 @@ use super::query::{self, Plus};
 use super::reply::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::storage::Visibility;
+use crate::storage::encodings::Encoding;
 use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -40,6 +41,8 @@ pub struct Ctx {
     pub html: bool,
     /// Who the caller is, for "Authenticated as" on pages.
     pub login: Option<String>,
+    /// How a bundle URL asked for its bundle (`.tar` unless it said otherwise).
+    pub encoding: Encoding,
 }
 
 impl Ctx {
@@ -71,6 +74,7 @@ impl Ctx {
                 None => Visibility::everything(),
             },
             conn,
+            encoding: Encoding::Tar,
         }
     }
 
@@ -161,13 +165,20 @@ impl Ctx {
             .collect()
     }
 
-    /// A bundle of the request's entity, streamed (spec/API.md §6).
+    /// A bundle of the request's entity, streamed in the encoding asked for (spec/API.md §6).
     pub fn tar(&self, plan: crate::storage::TarPlan) -> Response {
         let chunk_size = self.app.repo.chunk_size();
-        super::bundle::tar_response(plan, &self.method, &self.headers, chunk_size)
+        let (method, headers) = (&self.method, &self.headers);
+        super::encoded::bundle_response(plan, self.encoding, method, headers, chunk_size)
     }
 
-    /// The answer to the bundle of the entity at `url`: a redirect to `{url}.tar` when
+    /// The URL of the bundle of the entity at `url` in the encoding asked for.
+    pub fn bundle_url(&self, url: &str) -> String {
+        format!("{}{}", url.trim_end_matches('/'), self.encoding.suffix())
+    }
+
+    /// The answer to the bundle of the entity at `url`: a redirect to `{url}.tar` (or the
+    /// encoding asked for) when
     /// the request spelled it otherwise (an alias, say: spec/API.md Q7), else `plan`
     /// streamed, or the reason it has none.
     pub fn bundle(
@@ -175,7 +186,7 @@ impl Ctx {
         url: &str,
         plan: Result<crate::storage::TarPlan, crate::storage::StoreError>,
     ) -> ApiResult {
-        if let Some(r) = self.canonical(&format!("{}.tar", url.trim_end_matches('/'))) {
+        if let Some(r) = self.canonical(&self.bundle_url(url)) {
             return r;
         }
         Ok(self.tar(plan?))

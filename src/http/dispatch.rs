@@ -41,7 +41,15 @@ async fn handle(ctx: &mut Ctx, route: Route) -> ApiResult {
         Route::Branches { scope, slash } => resources::branches(ctx, scope, slash).await,
         Route::Branch { branch, slash } => resources::branch(ctx, branch, slash).await,
         Route::Tag { branch, tag, slash } => resources::tag(ctx, branch, tag, slash).await,
-        Route::JobTar { branch, tag, job } => resources::job_tar(ctx, branch, tag, job).await,
+        Route::JobTar {
+            branch,
+            tag,
+            job,
+            enc,
+        } => {
+            ctx.encoding = enc;
+            resources::job_tar(ctx, branch, tag, job).await
+        }
         Route::Job {
             branch,
             tag,
@@ -52,7 +60,12 @@ async fn handle(ctx: &mut Ctx, route: Route) -> ApiResult {
             parent,
             format,
             part,
-        } => resources::format(ctx, parent, format, part).await,
+        } => {
+            if let super::route::FormatPart::Tar(enc) = part {
+                ctx.encoding = enc;
+            }
+            resources::format(ctx, parent, format, part).await
+        }
         Route::Products { scope, path, slash } => resources::level(ctx, scope, path, slash).await,
         Route::Version {
             scope,
@@ -64,7 +77,11 @@ async fn handle(ctx: &mut Ctx, route: Route) -> ApiResult {
             scope,
             path,
             version,
-        } => resources::version_tar(ctx, scope, path, version).await,
+            enc,
+        } => {
+            ctx.encoding = enc;
+            resources::version_tar(ctx, scope, path, version).await
+        }
     }
 }
 

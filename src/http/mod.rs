@@ -11,6 +11,7 @@ mod canonical;
 mod context;
 mod dispatch;
 pub(crate) mod download;
+mod encoded;
 pub(crate) mod guard;
 pub(crate) mod observe;
 mod query;

@@ -1,15 +1,16 @@
 //! Pure parsing of a request path into a typed [`Route`] (spec/API.md §1.1, §2): per-segment
-//! percent-decoding, the `/~{user}` prefix, `.tar`/`.sha256` precedence and the multi-segment
-//! artifact path. No I/O.
+//! percent-decoding, the `/~{user}` prefix, bundle suffix (`.tar`, `.tar.gz`, …) and
+//! `.sha256` precedence and the multi-segment artifact path. No I/O.
 
 use crate::model::{BranchRef, Name, NotFound, Scope};
+use crate::storage::encodings::Encoding;
 use percent_encoding::percent_decode_str;
 
 /// What a format URL asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormatPart {
-    /// `{format}.tar`
-    Tar,
+    /// `{format}.tar`, or another encoding of the bundle (`{format}.zip`, …)
+    Tar(Encoding),
     /// `{format}.sha256`
     Sha256,
     /// `{format}` without the slash: redirects to the single file or the dir.
@@ -53,10 +54,12 @@ pub enum Route {
         tag: Name,
         slash: bool,
     },
+    /// `{job}.tar` and the other encodings of the job's bundle.
     JobTar {
         branch: BranchRef,
         tag: Name,
         job: Name,
+        enc: Encoding,
     },
     Job {
         branch: BranchRef,
@@ -85,6 +88,7 @@ pub enum Route {
         scope: Scope,
         path: [Name; 3],
         version: Name,
+        enc: Encoding,
     },
 }
 
@@ -146,12 +150,13 @@ impl Route {
         };
         if more.is_empty()
             && !slash
-            && let Some(stem) = j.strip_suffix(".tar")
+            && let Some((stem, enc)) = Encoding::split(j)
         {
             return Ok(Route::JobTar {
                 branch,
                 tag,
                 job: name(stem)?,
+                enc,
             });
         }
         let job = name(j)?;
@@ -176,12 +181,13 @@ impl Route {
         let more = &tail[4..];
         if more.is_empty()
             && !slash
-            && let Some(stem) = v.strip_suffix(".tar")
+            && let Some((stem, enc)) = Encoding::split(v)
         {
             return Ok(Route::VersionTar {
                 scope,
                 path,
                 version: name(stem)?,
+                enc,
             });
         }
         let version = name(v)?;
@@ -213,8 +219,8 @@ impl Route {
     ) -> Result<Route, NotFound> {
         let (format, part) = match (more, slash) {
             ([], false) => {
-                if let Some(stem) = f.strip_suffix(".tar") {
-                    (stem, FormatPart::Tar)
+                if let Some((stem, enc)) = Encoding::split(f) {
+                    (stem, FormatPart::Tar(enc))
                 } else if let Some(stem) = f.strip_suffix(".sha256") {
                     (stem, FormatPart::Sha256)
                 } else {
@@ -303,7 +309,25 @@ mod tests {
             Ok(Route::Format { format, part, .. }) => (format.to_string(), part),
             other => panic!("{p}: {other:?}"),
         };
-        assert_eq!(fmt("/branches/b/t/j/f.tar"), ("f".into(), FormatPart::Tar));
+        assert_eq!(
+            fmt("/branches/b/t/j/f.tar"),
+            ("f".into(), FormatPart::Tar(Encoding::Tar))
+        );
+        assert_eq!(
+            fmt("/branches/b/t/j/f.tar.zst"),
+            ("f".into(), FormatPart::Tar(Encoding::TarZst))
+        );
+        assert_eq!(
+            fmt("/branches/b/t/j/f.zip/"),
+            ("f.zip".into(), FormatPart::Dir)
+        );
+        assert!(matches!(Route::parse("/branches/main/t/j.tar.gz"),
+            Ok(Route::JobTar { job, enc: Encoding::TarGz, .. }) if job.as_str() == "j"));
+        assert!(matches!(Route::parse("/branches/main/t/j.zip/"),
+            Ok(Route::Job { job, slash: true, .. }) if job.as_str() == "j.zip"));
+        // Not an encoding: a job named so, as before.
+        assert!(matches!(Route::parse("/branches/main/t/j.tgz"),
+            Ok(Route::Job { job, slash: false, .. }) if job.as_str() == "j.tgz"));
         assert_eq!(
             fmt("/branches/b/t/j/f.sha256"),
             ("f".into(), FormatPart::Sha256)
@@ -331,6 +355,9 @@ mod tests {
             Ok(Route::Products { path, slash: true, .. }) if path.len() == 3));
         assert!(matches!(Route::parse("/products/p/v/pb/1.0.tar"),
             Ok(Route::VersionTar { version, .. }) if version.as_str() == "1.0"));
+        assert!(matches!(Route::parse("/products/p/v/pb/latest.tar.xz"),
+            Ok(Route::VersionTar { version, enc: Encoding::TarXz, .. })
+                if version.as_str() == "latest"));
         assert!(matches!(Route::parse("/products/p/v/pb/Latest/"),
             Ok(Route::Version { version, slash: true, .. }) if version.as_str() == "latest"));
     }
@@ -369,7 +396,12 @@ impl Route {
             Route::Branches { scope, .. } => format!("{}/branches/", scope.url()),
             Route::Branch { branch, .. } => branch.url(),
             Route::Tag { branch, tag, .. } => format!("{}{tag}/", branch.url()),
-            Route::JobTar { branch, tag, job } => format!("{}{tag}/{job}.tar", branch.url()),
+            Route::JobTar {
+                branch,
+                tag,
+                job,
+                enc,
+            } => format!("{}{tag}/{job}{}", branch.url(), enc.suffix()),
             Route::Job {
                 branch, tag, job, ..
             } => format!("{}{tag}/{job}/", branch.url()),
@@ -380,7 +412,7 @@ impl Route {
             } => {
                 let base = format!("{}/{format}", parent.path());
                 match part {
-                    FormatPart::Tar => format!("{base}.tar"),
+                    FormatPart::Tar(enc) => format!("{base}{}", enc.suffix()),
                     FormatPart::Sha256 => format!("{base}.sha256"),
                     FormatPart::Bare | FormatPart::Dir => format!("{base}/"),
                     FormatPart::Artifact(rel) => format!("{base}/{rel}"),
@@ -410,12 +442,14 @@ impl Route {
                 scope,
                 path,
                 version,
+                enc,
             } => format!(
-                "{}/products/{}/{}/{}/{version}.tar",
+                "{}/products/{}/{}/{}/{version}{}",
                 scope.url(),
                 path[0],
                 path[1],
-                path[2]
+                path[2],
+                enc.suffix()
             ),
         }
     }
@@ -426,11 +460,14 @@ impl Route {
     /// not.
     pub fn also_reads(&self) -> Option<String> {
         match self {
-            Route::JobTar { branch, tag, job } => Some(format!("{}{tag}/{job}/", branch.url())),
+            Route::JobTar {
+                branch, tag, job, ..
+            } => Some(format!("{}{tag}/{job}/", branch.url())),
             Route::VersionTar {
                 scope,
                 path,
                 version,
+                ..
             } => Some(format!(
                 "{}/products/{}/{}/{}/{version}/",
                 scope.url(),
@@ -441,7 +478,7 @@ impl Route {
             Route::Format {
                 parent,
                 format,
-                part: FormatPart::Tar | FormatPart::Sha256,
+                part: FormatPart::Tar(_) | FormatPart::Sha256,
             } => Some(format!("{}/{format}/", parent.path())),
             _ => None,
         }
@@ -464,6 +501,10 @@ mod canonical_path_tests {
             "/branches/b/t/j/f/Dir/File.TXT"
         );
         assert_eq!(p("/branches/B/T/J.tar"), "/branches/b/t/j.tar");
+        assert_eq!(p("/branches/B/T/J.tar.GZ"), "/branches/b/t/j.tar.gz/");
+        assert_eq!(p("/branches/B/T/J.Tar.gz"), "/branches/b/t/j.tar.gz/");
+        assert_eq!(p("/branches/B/T/J.zip"), "/branches/b/t/j.zip");
+        assert_eq!(p("/branches/B/T/J/F.tar.xz"), "/branches/b/t/j/f.tar.xz");
         assert_eq!(p("/branches/B/T/J/F.sha256"), "/branches/b/t/j/f.sha256");
         assert_eq!(p("/products/P/V/B/1.0/"), "/products/p/v/b/1.0/");
         assert_eq!(
@@ -508,6 +549,19 @@ mod canonical_path_tests {
             also("/products/p/v/b/1.0.tar").as_deref(),
             Some("/products/p/v/b/1.0/")
         );
+        assert_eq!(
+            also("/branches/B/T/J.tar.zst").as_deref(),
+            Some("/branches/b/t/j/")
+        );
+        assert_eq!(
+            also("/branches/b/t/j/F.zip").as_deref(),
+            Some("/branches/b/t/j/f/")
+        );
+        assert_eq!(
+            also("/products/p/v/b/1.0.tar.gz").as_deref(),
+            Some("/products/p/v/b/1.0/")
+        );
         assert_eq!(also("/branches/b/t/j/f/a.tar"), None);
+        assert_eq!(also("/branches/b/t/j/f/a.zip"), None);
     }
 }

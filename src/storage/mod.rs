@@ -11,6 +11,7 @@ mod branches;
 mod bundles;
 mod commit;
 mod digests;
+pub mod encodings;
 mod files;
 #[cfg(test)]
 mod fixture;

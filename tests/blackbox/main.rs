@@ -21,6 +21,7 @@ mod crash;
 mod disk_full;
 mod dlrepo_cli;
 mod downloads;
+mod encodings;
 mod faults;
 mod files_api;
 mod fsck;

@@ -41,6 +41,11 @@ fn tree_urls(b: &str) -> Vec<String> {
             "/t/J",
             "/t/j.tar",
             "/latest/j.tar",
+            // The other encodings of the bundles are guarded exactly as the .tar.
+            "/t/j.tar.gz",
+            "/latest/j.zip",
+            "/t/j/f.tar.xz",
+            "/T/J/F.zip",
             "/t/j/f",
             "/t/j/f/",
             "/t/j/F/",
@@ -75,6 +80,9 @@ fn product_urls(p: &str) -> Vec<String> {
             "/x/main/LATEST/",
             "/x/main/1.0.tar",
             "/x/main/latest.tar",
+            "/x/main/1.0.tar.zst",
+            "/x/main/latest.zip",
+            "/x/main/1.0/f.tar.gz",
             "/x/main/1.0/f",
             "/x/main/1.0/f/",
             "/x/main/1.0/f.tar",
@@ -233,6 +241,13 @@ fn an_alias_never_redirects_to_what_the_caller_cannot_read() {
     assert_eq!((sealed.status, sealed.header("location")), (404, None));
     let open = s.get("mal", "/branches/dev/latest/j.tar");
     assert_eq!(open.header("location"), Some("/branches/dev/t/j.tar"));
+    for enc in [".tar.gz", ".tar.xz", ".tar.zst", ".zip"] {
+        let sealed = s.get("mal", &format!("/branches/dev/latest/sealed{enc}"));
+        assert_eq!((sealed.status, sealed.header("location")), (404, None));
+        let open = s.get("mal", &format!("/branches/dev/latest/j{enc}"));
+        let want = format!("/branches/dev/t/j{enc}");
+        assert_eq!(open.header("location"), Some(want.as_str()));
+    }
 }
 
 #[test]

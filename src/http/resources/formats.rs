@@ -163,7 +163,7 @@ async fn format_read(ctx: &Ctx, parent: FormatParent, format: Name, part: Format
     }
     match part {
         FormatPart::Bare => format_bare(ctx, parent, format).await,
-        FormatPart::Tar => format_tar(ctx, parent, format).await,
+        FormatPart::Tar(_) => format_tar(ctx, parent, format).await,
         FormatPart::Sha256 => {
             // The canonical check comes first: a non-canonical URL redirects even when the
             // format is missing, as it always did.
@@ -256,7 +256,7 @@ async fn format_tar(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult 
     if ctx.method == Method::HEAD && dirty {
         return Err(ApiError::NotFound);
     }
-    if let Some(r) = ctx.canonical(&format!("{}.tar", f.url().trim_end_matches('/'))) {
+    if let Some(r) = ctx.canonical(&ctx.bundle_url(&f.url())) {
         return r;
     }
     let plan = ctx.app.repo.run(move |r| r.format_tar(&f)).await?;

@@ -22,7 +22,8 @@ pub struct EntryRow {
 pub struct AutoindexPage {
     pub chrome: Chrome,
     pub heading: String,
-    /// At the format root: the `.tar` and `.sha256` links of the format.
+    /// At the format root: the format's bundle (without the suffix of its encodings) and
+    /// its `.sha256`.
     pub archive: Option<(String, String)>,
     pub entries: Vec<EntryRow>,
 }
@@ -36,7 +37,7 @@ pub fn autoindex_page(
 ) -> ApiResult {
     let archive = format.map(|f| {
         let seg = encode_segment(f);
-        (format!("../{seg}.tar"), format!("../{seg}.sha256"))
+        (format!("../{seg}"), format!("../{seg}.sha256"))
     });
     let entries = entries
         .iter()

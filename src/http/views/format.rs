@@ -5,9 +5,9 @@ use crate::storage::page_info::FormatSummary;
 
 pub struct FormatRow {
     pub name: String,
-    /// `{f}/`, `{f}.tar`, `{f}.sha256`
+    /// `{f}/`, `{f}` (the bundle, to which each encoding's suffix is added), `{f}.sha256`
     pub dir: String,
-    pub tar: String,
+    pub bundle: String,
     pub sha256: String,
     pub internal: bool,
     pub dirty: bool,
@@ -25,7 +25,7 @@ pub fn format_rows(formats: &[FormatSummary]) -> Vec<FormatRow> {
             FormatRow {
                 name: f.name.clone(),
                 dir: format!("{seg}/"),
-                tar: format!("{seg}.tar"),
+                bundle: seg.clone(),
                 sha256: format!("{seg}.sha256"),
                 internal: f.internal,
                 dirty: f.dirty,

@@ -21,7 +21,8 @@ pub struct JobPage {
     pub time: String,
     pub iso: String,
     pub digest: String,
-    pub tar: String,
+    /// The bundle's URL without the suffix of its encodings.
+    pub bundle: String,
     /// The product version page, when the metadata names one.
     pub product: Option<(String, String)>,
     pub metadata: Vec<(String, String)>,
@@ -57,7 +58,7 @@ pub fn job_page(
         time: pretty_time(ts),
         iso: iso_time(ts),
         digest: info.digest.clone(),
-        tar: format!("../{}.tar", encode_segment(j.job.as_str())),
+        bundle: format!("../{}", encode_segment(j.job.as_str())),
         product,
         metadata: m
             .iter()

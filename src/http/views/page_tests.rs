@@ -200,6 +200,11 @@ fn job_page_links_formats_and_archive() {
     assert!(html.contains(r#"href="../%3Cscript%3E.tar""#));
     assert!(html.contains(r#"<a href="rpm%20pkgs/">rpm pkgs</a>"#));
     assert!(html.contains(r#"href="rpm%20pkgs.tar""#));
+    // Every encoding of the job's and the format's bundle is offered.
+    for enc in [".tar.gz", ".tar.xz", ".tar.zst", ".zip"] {
+        assert!(html.contains(&format!(r#"href="../%3Cscript%3E{enc}" download>{enc}<"#)));
+        assert!(html.contains(&format!(r#"href="rpm%20pkgs{enc}" download>{enc}<"#)));
+    }
     assert!(html.contains(r#"href="rpm%20pkgs.sha256""#));
     assert!(html.contains("rpm repository"));
     assert!(html.contains(r#"<a href="/products/foo/x86/1/1.0/">foo-x86-v1.0</a>"#));
@@ -235,6 +240,8 @@ fn autoindex_lists_files_and_dirs() {
     assert!(html.contains(r#"href="%3Cscript%3Ealert(1)%3C%2Fscript%3E.sha256">sha256:abc</a>"#));
     assert!(html.contains(">2.5M</data>"));
     assert!(html.contains(r#"href="../fmt.tar""#));
+    assert!(html.contains(r#"href="../fmt.tar.zst" download>"#));
+    assert!(html.contains(r#"href="../fmt.zip" download>"#));
     assert!(html.contains(r#"href="../fmt.sha256""#));
 }
 
@@ -281,6 +288,8 @@ fn product_pages() {
     ));
     common(&html);
     assert!(html.contains(r#"href="../1.0.tar""#));
+    assert!(html.contains(r#"href="../1.0.tar.xz" download>"#));
+    assert!(html.contains(r#"href="../1.0.zip" download>"#));
     assert!(html.contains(r#"<a href="/branches/main/t1/j/">job</a>"#));
     assert!(html.contains("deb repository"));
 }

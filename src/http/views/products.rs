@@ -89,14 +89,15 @@ pub fn product_branch_page(chrome: Chrome, name: String, list: &[VersionSummary]
 pub struct VersionPage {
     pub chrome: Chrome,
     pub name: String,
-    pub tar: String,
+    /// The bundle's URL without the suffix of its encodings.
+    pub bundle: String,
     pub formats: Vec<FormatRow>,
 }
 
 pub fn version_page(chrome: Chrome, name: String, formats: &[FormatSummary]) -> ApiResult {
     render(&VersionPage {
         chrome,
-        tar: format!("../{}.tar", encode_segment(&name)),
+        bundle: format!("../{}", encode_segment(&name)),
         name,
         formats: format_rows(formats),
     })
