@@ -159,63 +159,85 @@ pub fn compress_stream(
         let span = span.clone();
         async move {
             let mut state = state?;
-            if let Err(e) = state.start().await {
-                return Some((Err(e), None));
-            }
-            loop {
-                let input = state.tar.next().await;
-                let last = input.is_none();
-                match input {
-                    Some(Ok(data)) => state.pending.extend_from_slice(&data),
-                    Some(Err(e)) => return Some((Err(e), None)),
-                    None => {}
+            match state.next_output(&span).await? {
+                Ok(out) => {
+                    let next = state.codec.is_some().then_some(state);
+                    Some((Ok(out), next))
                 }
-                let whole = match last {
-                    true => state.pending.len(),
-                    false => state.pending.len() / PIECE * PIECE,
-                };
-                if whole == 0 && !last {
-                    continue;
-                }
-                let data = state.pending.split_to(whole).freeze();
-                let mut codec = state.codec.take()?;
-                let slot = super::super::pool::read_slot().await;
-                let span = span.clone();
-                let made = tokio::task::spawn_blocking(move || {
-                    let _slot = slot;
-                    span.in_scope(|| match last {
-                        true => {
-                            // Not `push`: what it would take out must stay for `finish`.
-                            for piece in data.chunks(PIECE) {
-                                codec.write_piece(piece)?;
-                            }
-                            codec.finish().map(|out| (None, out))
-                        }
-                        false => codec.push(&data).map(|out| (Some(codec), out)),
-                    })
-                })
-                .await
-                .map_err(io::Error::other)
-                .and_then(|r| r);
-                match made {
-                    Ok((codec, out)) => {
-                        state.codec = codec;
-                        if !out.is_empty() {
-                            let next = state.codec.is_some().then_some(state);
-                            return Some((Ok(Bytes::from(out)), next));
-                        }
-                        if last {
-                            return None;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "compressed bundle aborted");
-                        return Some((Err(e), None));
-                    }
-                }
+                Err(e) => Some((Err(e), None)),
             }
         }
     })
+}
+
+impl State {
+    /// The next non-empty piece of compressed output, or `None` once all of it was sent.
+    async fn next_output(&mut self, span: &tracing::Span) -> Option<io::Result<Bytes>> {
+        if let Err(e) = self.start().await {
+            return Some(Err(e));
+        }
+        loop {
+            let input = self.tar.next().await;
+            let last = input.is_none();
+            match input {
+                Some(Ok(data)) => self.pending.extend_from_slice(&data),
+                Some(Err(e)) => return Some(Err(e)),
+                None => {}
+            }
+            // Whole pieces only, so the bytes never depend on how the tar was chunked.
+            let whole = match last {
+                true => self.pending.len(),
+                false => self.pending.len() / PIECE * PIECE,
+            };
+            if whole == 0 && !last {
+                continue;
+            }
+            let data = self.pending.split_to(whole).freeze();
+            let codec = self.codec.take()?;
+            match compress(codec, data, last, span.clone()).await {
+                Ok((codec, out)) => {
+                    self.codec = codec;
+                    if !out.is_empty() {
+                        return Some(Ok(Bytes::from(out)));
+                    }
+                    if last {
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "compressed bundle aborted");
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// Compresses `data` in one short blocking task holding a read slot; with `last`, also
+/// finishes the stream (and gives no codec back).
+async fn compress(
+    mut codec: Compressor,
+    data: Bytes,
+    last: bool,
+    span: tracing::Span,
+) -> io::Result<(Option<Compressor>, Vec<u8>)> {
+    let slot = super::super::pool::read_slot().await;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        span.in_scope(|| match last {
+            true => {
+                // Not `push`: what it would take out must stay for `finish`.
+                for piece in data.chunks(PIECE) {
+                    codec.write_piece(piece)?;
+                }
+                codec.finish().map(|out| (None, out))
+            }
+            false => codec.push(&data).map(|out| (Some(codec), out)),
+        })
+    })
+    .await
+    .map_err(io::Error::other)
+    .and_then(|r| r)
 }
 
 #[cfg(test)]
