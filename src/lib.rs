@@ -42,3 +42,6 @@ pub mod telemetry;
 pub mod zerocopy;
 
 pub use server::serve;
+
+#[cfg(test)]
+mod module_graph_tests;
