@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod aliases;
+pub mod apt;
 pub mod archive;
 pub mod assets;
 mod blobs;
