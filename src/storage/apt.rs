@@ -7,9 +7,11 @@
 use super::{Repo, StoreError};
 use crate::model::FormatRef;
 use sha1::Digest as _;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// The index files a flat repository serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +62,7 @@ impl Repo {
             return Err(StoreError::NotFound);
         }
         let fdir = self.format_dir(f);
-        let packages = packages_text(&fdir);
+        let packages = packages_text(&fdir, &self.debs);
         Ok(match which {
             AptIndex::Packages => packages.into_bytes(),
             AptIndex::PackagesGz => gzip(packages.as_bytes())?,
@@ -73,36 +75,82 @@ impl Repo {
     }
 }
 
+/// Packages read once are not read again: their control file and sums, by the content
+/// digest `.digests` records. Bounded: past [`DebCache::MAX`] entries it starts afresh.
+#[derive(Default)]
+pub(crate) struct DebCache(Mutex<HashMap<String, Arc<Deb>>>);
+
+/// What a package's stanza needs besides its path.
+pub(crate) struct Deb {
+    control: String,
+    sums: Sums,
+}
+
+impl DebCache {
+    const MAX: usize = 20_000;
+
+    fn get(&self, digest: &str) -> Option<Arc<Deb>> {
+        self.0.lock().ok()?.get(digest).cloned()
+    }
+
+    fn put(&self, digest: String, deb: Arc<Deb>) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= Self::MAX {
+                map.clear();
+            }
+            map.insert(digest, deb);
+        }
+    }
+}
+
 /// The `Packages` file: one stanza per readable `.deb`, sorted by relative path.
-fn packages_text(fdir: &Path) -> String {
+fn packages_text(fdir: &Path, cache: &DebCache) -> String {
     let mut out = String::new();
-    for rel in super::digests::format_digests(fdir).keys() {
+    for (rel, digest) in super::digests::format_digests(fdir) {
         if !rel.ends_with(".deb") {
             continue;
         }
-        match stanza(&fdir.join(rel), rel) {
-            Ok(s) => {
-                out.push_str(&s);
-                out.push('\n');
-            }
-            Err(e) => tracing::warn!("apt: skipping {rel}: {e}"),
-        }
+        let digest = digest.as_str().map(str::to_owned);
+        let cached = digest.as_deref().and_then(|d| cache.get(d));
+        let deb = match cached {
+            Some(deb) => deb,
+            None => match read_deb(&fdir.join(&rel)) {
+                Ok(deb) => {
+                    let deb = Arc::new(deb);
+                    if let Some(d) = digest {
+                        cache.put(d, Arc::clone(&deb));
+                    }
+                    deb
+                }
+                Err(e) => {
+                    tracing::warn!("apt: skipping {rel}: {e}");
+                    continue;
+                }
+            },
+        };
+        out.push_str(&stanza(&deb, &rel));
+        out.push('\n');
     }
     out
 }
 
-/// A package's stanza: its control fields, then where it is and its sums.
-fn stanza(path: &Path, rel: &str) -> io::Result<String> {
+fn read_deb(path: &Path) -> io::Result<Deb> {
     let mut file = File::open(path)?;
     let control = read_control(&mut file)?;
     file.seek(SeekFrom::Start(0))?;
     let sums = Sums::of(&mut file)?;
-    let mut s = control.trim_end().to_owned();
+    Ok(Deb { control, sums })
+}
+
+/// A package's stanza: its control fields, then where it is and its sums.
+fn stanza(deb: &Deb, rel: &str) -> String {
+    let sums = &deb.sums;
+    let mut s = deb.control.trim_end().to_owned();
     s.push_str(&format!(
         "\nFilename: ./{rel}\nSize: {}\nMD5sum: {}\nSHA1: {}\nSHA256: {}\n",
         sums.size, sums.md5, sums.sha1, sums.sha256
     ));
-    Ok(s)
+    s
 }
 
 fn invalid(why: &str) -> io::Error {
@@ -298,6 +346,28 @@ mod tests {
         ] {
             assert!(read_control(&mut Cursor::new(bytes)).is_err());
         }
+    }
+
+    #[test]
+    fn a_package_is_read_once_per_content() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+        let text = "Package: hello\nVersion: 1.0\n";
+        std::fs::write(dir.path().join("sub/a.deb"), deb(text)).unwrap();
+        std::fs::write(dir.path().join("bad.deb"), b"junk").unwrap();
+        std::fs::write(
+            dir.path().join(".digests"),
+            r#"{"sub/a.deb": "sha256:aa", "bad.deb": "sha256:bb", "x.txt": "sha256:cc"}"#,
+        )
+        .unwrap();
+        let cache = DebCache::default();
+        let first = packages_text(dir.path(), &cache);
+        assert!(first.starts_with(text), "{first}");
+        assert!(first.contains("\nFilename: ./sub/a.deb\n"), "{first}");
+        assert_eq!(first.matches("Package:").count(), 1);
+        // Same digest, so the file is not read again.
+        std::fs::write(dir.path().join("sub/a.deb"), b"junk").unwrap();
+        assert_eq!(packages_text(dir.path(), &cache), first);
     }
 
     #[test]
