@@ -112,7 +112,12 @@ impl Addressed {
 pub fn read_path<'a>(raw: &'a str, method: &Method) -> Cow<'a, str> {
     let is_dot = |s: &str| s == "." || s.eq_ignore_ascii_case("%2e");
     let read = method == Method::GET || method == Method::HEAD;
-    if !read || raw.starts_with("/v2/") || !raw.split('/').any(is_dot) {
+    // Tree paths only: fixed routes and the registry match the raw path, so a path they
+    // serve must be checked as sent.
+    let tree = ["/branches/", "/products/", "/~"]
+        .iter()
+        .any(|p| raw.starts_with(p));
+    if !read || !tree || !raw.split('/').any(is_dot) {
         return Cow::Borrowed(raw);
     }
     let segs: Vec<&str> = raw.split('/').collect();
@@ -255,6 +260,10 @@ mod tests {
                 "/branches/b/t/j/f/./x"
             );
         }
+        for raw in ["/./v2/a/b/manifests/t", "/static/./x.css", "/./metrics"] {
+            assert_eq!(get(raw), raw);
+        }
+        assert_eq!(get("/~bob/./branches/"), "/~bob/branches/");
         let checked = Addressed::parse(&get("/branches/SECRET/t/j/deb/./Packages"));
         assert_eq!(checked.path(), "/branches/secret/t/j/deb/Packages");
     }
