@@ -92,3 +92,34 @@ fn stock_apt_updates_and_downloads_from_a_format() {
         assert_eq!(&std::fs::read(apt.join("out").join(file)).unwrap(), data);
     }
 }
+
+#[test]
+fn stock_apt_follows_a_product_versions_latest_alias() {
+    let s = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let hello = build_deb(work.path(), "arbor-hello", "1.2");
+    s.upload_format(
+        "/branches/b/t/j/deb/",
+        &[("arbor-hello_1.2_all.deb", &hello)],
+    );
+    let meta = serde_json::json!({"job": {"product": "p", "product_variant": "v",
+        "product_branch": "pb", "version": "1.2"}});
+    assert_eq!(s.send_json("PATCH", "/branches/b/t/j/", &meta).status, 200);
+    let apt = work.path().join("apt");
+    let sources = format!(
+        "deb [trusted=yes] {} ./\n",
+        s.url("/products/p/v/pb/latest/deb/")
+    );
+    let out = apt_get(&apt, &sources, &["update"]);
+    let log =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !log.contains("E:"), "{log}");
+    let out = apt_get(&apt, &sources, &["download", "arbor-hello=1.2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = std::fs::read(apt.join("out/arbor-hello_1.2_all.deb")).unwrap();
+    assert_eq!(got, hello);
+}
