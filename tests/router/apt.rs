@@ -41,6 +41,9 @@ fn packages_follow_the_format_and_its_acl() {
     assert!(text.contains(&format!("\nSize: {}\n", deb.len())), "{text}");
     assert!(text.contains(&format!("\nSHA256: {}\n", crate::shared::sha256_hex(&deb))));
     assert_eq!(get("alice", &format!("{FMT}Packages")).body, packages.body);
+    let head = as_user(s, "alice", "HEAD", &format!("{FMT}./Packages"), None);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
     for index in ["Packages.gz", "Packages.xz", "Release"] {
         assert_eq!(
             get("alice", &format!("{FMT}{index}")).status,
