@@ -10,6 +10,7 @@ use crate::auth::acl::{Want, want_for};
 use crate::model::too_long;
 use axum::http::Method;
 use percent_encoding::percent_decode_str;
+use std::borrow::Cow;
 
 /// What a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +103,30 @@ impl Addressed {
         }
         checks
     }
+}
+
+/// The path a GET or HEAD is parsed and authorized on: `.` segments (also spelled `%2e`)
+/// dropped, so that apt's `deb URL ./` asks for `{format}/./Packages` and gets
+/// `{format}/Packages` (issue 15). Writes keep the path as sent (and `RelPath` refuses it).
+/// The guard parses the result once, so the ACL checks the path that is served.
+pub fn read_path<'a>(raw: &'a str, method: &Method) -> Cow<'a, str> {
+    let is_dot = |s: &str| s == "." || s.eq_ignore_ascii_case("%2e");
+    let read = method == Method::GET || method == Method::HEAD;
+    // Tree paths only: fixed routes and the registry match the raw path, so a path they
+    // serve must be checked as sent.
+    let tree = ["/branches/", "/products/", "/~"]
+        .iter()
+        .any(|p| raw.starts_with(p));
+    if !read || !tree || !raw.split('/').any(is_dot) {
+        return Cow::Borrowed(raw);
+    }
+    let segs: Vec<&str> = raw.split('/').collect();
+    let mut out: Vec<&str> = segs.iter().copied().filter(|s| !is_dot(s)).collect();
+    // `{format}/.` is the directory itself: keep its trailing slash.
+    if segs.last().is_some_and(|s| is_dot(s)) {
+        out.push("");
+    }
+    Cow::Owned(out.join("/"))
 }
 
 /// Whether a segment of the path is longer than a file name can be (the `~` of a user
@@ -212,6 +237,35 @@ mod tests {
             Addressed::parse(&format!("/branches/{max}/")),
             Addressed::Tree(_)
         ));
+    }
+
+    #[test]
+    fn reads_drop_dot_segments_and_check_what_they_serve() {
+        let get = |raw: &str| read_path(raw, &Method::GET).into_owned();
+        assert_eq!(
+            get("/branches/b/t/j/deb/./Packages"),
+            "/branches/b/t/j/deb/Packages"
+        );
+        assert_eq!(
+            get("/branches/b/t/j/deb/%2E/./x.deb"),
+            "/branches/b/t/j/deb/x.deb"
+        );
+        assert_eq!(get("/branches/b/t/j/deb/."), "/branches/b/t/j/deb/");
+        assert_eq!(get("/branches/b/t/j/deb/a..b"), "/branches/b/t/j/deb/a..b");
+        // `..` is never resolved: it stays and is refused as before.
+        assert_eq!(get("/branches/b/t/j/deb/../x"), "/branches/b/t/j/deb/../x");
+        for m in [Method::PUT, Method::DELETE, Method::PATCH, Method::POST] {
+            assert_eq!(
+                read_path("/branches/b/t/j/f/./x", &m),
+                "/branches/b/t/j/f/./x"
+            );
+        }
+        for raw in ["/./v2/a/b/manifests/t", "/static/./x.css", "/./metrics"] {
+            assert_eq!(get(raw), raw);
+        }
+        assert_eq!(get("/~bob/./branches/"), "/~bob/branches/");
+        let checked = Addressed::parse(&get("/branches/SECRET/t/j/deb/./Packages"));
+        assert_eq!(checked.path(), "/branches/secret/t/j/deb/Packages");
     }
 
     #[test]

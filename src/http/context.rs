@@ -58,9 +58,13 @@ impl Ctx {
             html: super::views::wants_html(&parts.headers),
             login: caller.as_ref().and_then(|c| c.id.login.clone()),
             app,
-            path: percent_decode_str(parts.uri.path())
-                .decode_utf8_lossy()
-                .into_owned(),
+            // The path the guard checked: a read's `.` segments are gone.
+            path: percent_decode_str(&super::canonical::read_path(
+                parts.uri.path(),
+                &parts.method,
+            ))
+            .decode_utf8_lossy()
+            .into_owned(),
             query: parts.uri.query().map(str::to_owned),
             method: parts.method,
             headers: parts.headers,

@@ -130,7 +130,7 @@ async fn identify(
 
 pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     // Parsed once, here; the dispatchers act on this value (see canonical.rs).
-    let addressed = Addressed::parse(req.uri().path());
+    let addressed = Addressed::parse(&super::canonical::read_path(req.uri().path(), req.method()));
     let checks = addressed.checks(req.method());
     let path = addressed.path();
     req.extensions_mut().insert(addressed);

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod aliases;
+pub mod apt;
 pub mod archive;
 pub mod assets;
 mod blobs;
@@ -185,6 +186,8 @@ pub struct Repo {
     gc: gc::GcQueue,
     /// Pauses a test asked for (`[testing]`), none in production.
     pub(crate) test_hooks: crate::config::TestHooks,
+    /// Control data of the packages already read, by content digest (`apt.rs`).
+    pub(crate) debs: apt::DebCache,
 }
 
 impl Repo {
@@ -220,6 +223,7 @@ impl Repo {
             user_quota: config.user_quota,
             orphan_lifetime: config.orphan_blob_lifetime,
             gc: gc::GcQueue::default(),
+            debs: apt::DebCache::default(),
             test_hooks: config.testing.clone(),
         };
         // Before anything is served: a crash may have left a swap half done.

@@ -14,6 +14,7 @@ mod common;
 mod shared;
 
 mod access;
+mod apt;
 mod bad_input;
 mod browser;
 mod config;

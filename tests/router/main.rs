@@ -10,6 +10,7 @@ mod common;
 mod shared;
 
 mod access;
+mod apt;
 mod bad_input;
 mod downloads;
 mod files_api;

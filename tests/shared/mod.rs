@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod debs;
 pub mod html_pages;
 pub mod oci_requests;
 pub mod oci_workflows;

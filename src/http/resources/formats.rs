@@ -8,6 +8,7 @@ use crate::http::reply::{ApiError, ApiResult, json, json_of, ok, redirect, text}
 use crate::http::route::{FormatParent, FormatPart};
 use crate::http::{shapes, views};
 use crate::model::{Alias, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
+use crate::storage::apt::AptIndex;
 use crate::storage::page_info::DirPage;
 use crate::storage::{Artifact, Repo, StoreError, Visibility};
 use axum::http::{HeaderValue, Method, header};
@@ -303,8 +304,19 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
         return dir_view(ctx, parent, format, Some(rel)).await;
     }
     let lookup = rel.clone();
-    let (f, found) =
-        with_format(ctx, parent, format, move |r, f| r.open_artifact(f, &lookup)).await?;
+    let opened = with_format(ctx, parent.clone(), format.clone(), move |r, f| {
+        r.open_artifact(f, &lookup)
+    })
+    .await;
+    let (f, found) = match (opened, AptIndex::parse(rel.as_str())) {
+        // No such file: a flat APT repository's index, when the name is one.
+        (Err(ApiError::NotFound), Some(which)) if !is_dir_url => {
+            let (f, body) =
+                with_format(ctx, parent, format, move |r, f| r.apt_index(f, which)).await?;
+            return super::apt::respond(ctx, &f, which, body);
+        }
+        (opened, _) => opened?,
+    };
     let canonical = format!("{}{}", f.url(), rel);
     match found {
         // Directory listings are HTML only; the JSON API has none (spec/API.md §3.9).

@@ -2,6 +2,7 @@
 //! request validation and one storage call each. The dispatcher calls them; they see the
 //! request through [`Ctx`](super::context::Ctx) only.
 
+mod apt;
 mod branches;
 mod formats;
 mod home;
