@@ -3,6 +3,7 @@
 //! (armored detached signatures), and its public half is served at `/pubkey` and
 //! `/pubkey.gpg`. The key text is read by the caller (storage); this module only parses it.
 
+use crate::config::Config;
 use pgp::composed::{
     ArmorOptions, CleartextSignedMessage, Deserializable, DetachedSignature, SignedSecretKey,
 };
@@ -13,11 +14,15 @@ use pgp::types::{KeyDetails, Password, SecretParams};
 /// Why a configured key cannot sign; each stops the server at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
-    #[error("{path}: not an armored OpenPGP secret key ({why})")]
+    #[error("DLREPO_SIGNING_KEY {path}: {err}")]
+    Read { path: String, err: std::io::Error },
+    #[error("DLREPO_SIGNING_KEY {path}: not an armored OpenPGP secret key ({why})")]
     NotSecretKey { path: String, why: String },
-    #[error("{path}: the secret key is protected by a passphrase; export it without one")]
+    #[error(
+        "DLREPO_SIGNING_KEY {path}: the secret key is protected by a passphrase; export it without one"
+    )]
     Protected { path: String },
-    #[error("{path}: the key cannot sign: {why}")]
+    #[error("DLREPO_SIGNING_KEY {path}: the key cannot sign: {why}")]
     Unusable { path: String, why: String },
 }
 
@@ -37,6 +42,20 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
+    /// The signer `DLREPO_SIGNING_KEY` names, if set; any problem stops start-up.
+    pub fn from_config(config: &Config) -> Result<Option<Signer>, SigningError> {
+        let Some(path) = &config.signing_key else {
+            return Ok(None);
+        };
+        let shown = path.display().to_string();
+        let text =
+            crate::storage::assets::read_signing_key(path).map_err(|err| SigningError::Read {
+                path: shown.clone(),
+                err,
+            })?;
+        Signer::from_armored(&text, &shown).map(Some)
+    }
+
     /// Parses an armored secret key (`path` only names it in errors) and proves it can sign
     /// without a passphrase, so a bad key stops start-up instead of the first index request.
     pub fn from_armored(text: &str, path: &str) -> Result<Signer, SigningError> {

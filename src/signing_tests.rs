@@ -130,6 +130,16 @@ fn protected_public_and_garbage_keys_are_refused() {
     let err = Signer::from_armored("hello", "k.asc").expect_err("garbage");
     assert!(
         err.to_string()
-            .starts_with("k.asc: not an armored OpenPGP secret key")
+            .starts_with("DLREPO_SIGNING_KEY k.asc: not an armored OpenPGP secret key")
     );
+}
+
+#[test]
+fn no_setting_no_signer_and_a_missing_file_is_an_error() {
+    let mut config = Config::default();
+    assert!(Signer::from_config(&config).expect("unset").is_none());
+    config.signing_key = Some("/nonexistent/key.asc".into());
+    let err = Signer::from_config(&config).expect_err("missing file");
+    assert!(matches!(err, SigningError::Read { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/key.asc"));
 }

@@ -34,6 +34,7 @@ mod metrics;
 mod nginx;
 mod pages;
 mod products_api;
+mod pubkey;
 mod publish;
 mod quota;
 mod registry;
