@@ -62,6 +62,7 @@ fn the_configured_key_is_served_armored_and_binary() {
     );
     let binary = s.get("/pubkey.gpg");
     assert_eq!(binary.status, 200);
+    assert!(s.get("/").text().contains(r#"<a href="/pubkey.gpg">"#));
     for served in [armored.body, binary.body] {
         let other = tempfile::tempdir().expect("temp dir");
         let mut child = gpg(other.path())
@@ -92,4 +93,5 @@ fn without_a_key_pubkey_is_404() {
     let s = TestServer::start();
     assert_eq!(s.get("/pubkey").status, 404);
     assert_eq!(s.get("/pubkey.gpg").status, 404);
+    assert!(!s.get("/").text().contains("/pubkey"));
 }
