@@ -7,9 +7,10 @@ use crate::config::Config;
 use pgp::composed::{
     ArmorOptions, CleartextSignedMessage, Deserializable, DetachedSignature, SignedSecretKey,
 };
-use pgp::crypto::hash::HashAlgorithm;
+use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
 use pgp::ser::Serialize;
-use pgp::types::{KeyDetails, Password, SecretParams};
+use pgp::types::{KeyDetails, KeyVersion, Password, SecretParams, Timestamp};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Why a configured key cannot sign; each stops the server at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +84,9 @@ impl Signer {
             public_armored,
             public_binary,
         };
-        signer.try_detached(b"probe").map_err(unusable)?;
+        signer
+            .try_detached(b"probe", SystemTime::now())
+            .map_err(unusable)?;
         Ok(signer)
     }
 
@@ -102,32 +105,63 @@ impl Signer {
         &self.public_binary
     }
 
-    /// `text` clearsigned, as apt reads `InRelease`. Bytes that are not UTF-8 are replaced
-    /// (indexes are ASCII/UTF-8 by construction).
+    /// `text` clearsigned, as apt reads `InRelease`, signed now.
     pub fn clearsign(&self, text: &[u8]) -> Vec<u8> {
+        self.clearsign_at(text, SystemTime::now())
+    }
+
+    /// An armored detached signature of `data` (`Release.gpg`, `repomd.xml.asc`), signed now.
+    pub fn detached(&self, data: &[u8]) -> Vec<u8> {
+        self.detached_at(data, SystemTime::now())
+    }
+
+    /// [`Signer::clearsign`] with the signature's creation time `at` (say, the format's
+    /// timestamp): with an Ed25519 or RSA key the same text gives the same bytes, so a
+    /// cached index and its signature stay byte-identical across restarts. Bytes that are
+    /// not UTF-8 are replaced (indexes are UTF-8 by construction).
+    pub fn clearsign_at(&self, text: &[u8], at: SystemTime) -> Vec<u8> {
         let text = String::from_utf8_lossy(text);
-        let signed =
-            CleartextSignedMessage::sign(rand::rngs::OsRng, &text, &self.key.primary_key, &no_pw())
-                .and_then(|m| m.to_armored_bytes(ArmorOptions::default()));
+        let signed = self
+            .config(SignatureType::Text, at)
+            .and_then(|c| CleartextSignedMessage::new(&text, c, &self.key.primary_key, &no_pw()))
+            .and_then(|m| m.to_armored_bytes(ArmorOptions::default()));
         // The key signed a probe at start-up; signing only fails on a broken RNG.
         signed.unwrap_or_else(|e| panic!("clearsigning failed with a checked key: {e}"))
     }
 
-    /// An armored detached signature of `data` (`Release.gpg`, `repomd.xml.asc`).
-    pub fn detached(&self, data: &[u8]) -> Vec<u8> {
-        self.try_detached(data)
+    /// [`Signer::detached`] with the signature's creation time `at`; see
+    /// [`Signer::clearsign_at`].
+    pub fn detached_at(&self, data: &[u8], at: SystemTime) -> Vec<u8> {
+        self.try_detached(data, at)
             .unwrap_or_else(|e| panic!("signing failed with a checked key: {e}"))
     }
 
-    fn try_detached(&self, data: &[u8]) -> pgp::errors::Result<Vec<u8>> {
-        DetachedSignature::sign_binary_data(
-            rand::rngs::OsRng,
-            &self.key.primary_key,
-            &no_pw(),
-            HashAlgorithm::Sha256,
-            data,
-        )?
-        .to_armored_bytes(ArmorOptions::default())
+    fn try_detached(&self, data: &[u8], at: SystemTime) -> pgp::errors::Result<Vec<u8>> {
+        let sig =
+            self.config(SignatureType::Binary, at)?
+                .sign(&self.key.primary_key, &no_pw(), data)?;
+        DetachedSignature::new(sig).to_armored_bytes(ArmorOptions::default())
+    }
+
+    /// What `gpg` writes: creation time and issuer fingerprint hashed, the key id unhashed
+    /// (v4). A time before the key's creation, which verifiers refuse, becomes the latter.
+    fn config(&self, typ: SignatureType, at: SystemTime) -> pgp::errors::Result<SignatureConfig> {
+        let key = &self.key.primary_key;
+        let secs = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        let created = Timestamp::from_secs(secs.max(key.created_at().as_secs()));
+        let mut config = SignatureConfig::from_key(rand::rngs::OsRng, key, typ)?;
+        config.hashed_subpackets = vec![
+            Subpacket::regular(SubpacketData::SignatureCreationTime(created))?,
+            Subpacket::regular(SubpacketData::IssuerFingerprint(key.fingerprint()))?,
+        ];
+        if key.version() <= KeyVersion::V4 {
+            config.unhashed_subpackets = vec![Subpacket::regular(SubpacketData::IssuerKeyId(
+                key.legacy_key_id(),
+            ))?];
+        }
+        Ok(config)
     }
 }
 

@@ -143,3 +143,26 @@ fn no_setting_no_signer_and_a_missing_file_is_an_error() {
     assert!(matches!(err, SigningError::Read { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/key.asc"));
 }
+
+#[test]
+fn a_fixed_time_gives_the_same_signatures_and_gpgv_accepts_them() {
+    let home = gpg_home("");
+    let signer =
+        Signer::from_armored(&export(home.path(), "--export-secret-keys", ""), "k").expect("loads");
+    let text = b"Date: Thu, 01 Jan 2026 00:00:00 UTC\n";
+    // Before the key existed: moved to its creation, or gpgv would refuse it.
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let clear = signer.clearsign_at(text, at);
+    assert_eq!(clear, signer.clearsign_at(text, at));
+    let detached = signer.detached_at(text, at);
+    assert_eq!(detached, signer.detached_at(text, at));
+    assert_ne!(detached, signer.detached_at(b"other", at));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = |name: &str| dir.path().join(name);
+    std::fs::write(at("pubkey.gpg"), signer.public_binary()).expect("write");
+    std::fs::write(at("InRelease"), &clear).expect("write");
+    std::fs::write(at("Release"), text).expect("write");
+    std::fs::write(at("Release.gpg"), &detached).expect("write");
+    assert!(gpgv(dir.path(), &["InRelease"]));
+    assert!(gpgv(dir.path(), &["Release.gpg", "Release"]));
+}
