@@ -9,7 +9,7 @@ use pgp::composed::{
 };
 use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
 use pgp::ser::Serialize;
-use pgp::types::{KeyDetails, KeyVersion, Password, SecretParams, Timestamp};
+use pgp::types::{KeyDetails, KeyVersion, Password, SecretParams, SigningKey, Timestamp};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Why a configured key cannot sign; each stops the server at start-up.
@@ -30,6 +30,8 @@ pub enum SigningError {
 /// A loaded secret key and its public half, ready to serve.
 pub struct Signer {
     key: SignedSecretKey,
+    /// The secret subkey that signs, when the primary key may not (see [`signing_subkey`]).
+    subkey: Option<usize>,
     public_armored: Vec<u8>,
     public_binary: Vec<u8>,
 }
@@ -65,7 +67,12 @@ impl Signer {
             why,
         };
         let (key, _) = SignedSecretKey::from_string(text).map_err(|e| not_secret(e.to_string()))?;
-        if matches!(key.primary_key.secret_params(), SecretParams::Encrypted(_)) {
+        let encrypted = |p: &SecretParams| matches!(p, SecretParams::Encrypted(_));
+        let protected = match signing_subkey(&key) {
+            Some(i) => encrypted(key.secret_subkeys[i].key.secret_params()),
+            None => encrypted(key.primary_key.secret_params()),
+        };
+        if protected {
             return Err(SigningError::Protected {
                 path: path.to_owned(),
             });
@@ -80,6 +87,7 @@ impl Signer {
             .map_err(unusable)?;
         let public_binary = public.to_bytes().map_err(unusable)?;
         let signer = Signer {
+            subkey: signing_subkey(&key),
             key,
             public_armored,
             public_binary,
@@ -123,7 +131,7 @@ impl Signer {
         let text = String::from_utf8_lossy(text);
         let signed = self
             .config(SignatureType::Text, at)
-            .and_then(|c| CleartextSignedMessage::new(&text, c, &self.key.primary_key, &no_pw()))
+            .and_then(|c| CleartextSignedMessage::new(&text, c, &self.signing_key(), &no_pw()))
             .and_then(|m| m.to_armored_bytes(ArmorOptions::default()));
         // The key signed a probe at start-up; signing only fails on a broken RNG.
         signed.unwrap_or_else(|e| panic!("clearsigning failed with a checked key: {e}"))
@@ -139,14 +147,24 @@ impl Signer {
     fn try_detached(&self, data: &[u8], at: SystemTime) -> pgp::errors::Result<Vec<u8>> {
         let sig =
             self.config(SignatureType::Binary, at)?
-                .sign(&self.key.primary_key, &no_pw(), data)?;
+                .sign(&self.signing_key(), &no_pw(), data)?;
         DetachedSignature::new(sig).to_armored_bytes(ArmorOptions::default())
+    }
+
+    /// The primary key, or the signing subkey when it has one.
+    // rpgp implements `SigningKey` for `Box<&dyn SigningKey>`, not for `&dyn SigningKey`.
+    #[allow(clippy::redundant_allocation)]
+    fn signing_key(&self) -> Box<&dyn SigningKey> {
+        match self.subkey.and_then(|i| self.key.secret_subkeys.get(i)) {
+            Some(sub) => Box::new(&sub.key),
+            None => Box::new(&self.key.primary_key),
+        }
     }
 
     /// What `gpg` writes: creation time and issuer fingerprint hashed, the key id unhashed
     /// (v4). A time before the key's creation, which verifiers refuse, becomes the latter.
     fn config(&self, typ: SignatureType, at: SystemTime) -> pgp::errors::Result<SignatureConfig> {
-        let key = &self.key.primary_key;
+        let key = &self.signing_key();
         let secs = at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
@@ -163,6 +181,31 @@ impl Signer {
         }
         Ok(config)
     }
+}
+
+/// As gpg chooses: the newest secret subkey flagged for signing when the primary key's
+/// self-signatures do not flag it for signing (a certify-only primary); else the primary
+/// key (which also covers old keys without flags).
+fn signing_subkey(key: &SignedSecretKey) -> Option<usize> {
+    let primary_signs = key
+        .details
+        .users
+        .iter()
+        .flat_map(|u| &u.signatures)
+        .chain(&key.details.direct_signatures)
+        .any(|sig| sig.key_flags().sign());
+    if primary_signs {
+        return None;
+    }
+    let signs = |sub: &pgp::composed::SignedSecretSubKey| {
+        sub.signatures.iter().any(|sig| sig.key_flags().sign())
+    };
+    key.secret_subkeys
+        .iter()
+        .enumerate()
+        .filter(|(_, sub)| signs(sub))
+        .max_by_key(|(_, sub)| sub.key.created_at())
+        .map(|(i, _)| i)
 }
 
 fn no_pw() -> Password {

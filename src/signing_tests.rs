@@ -166,3 +166,38 @@ fn a_fixed_time_gives_the_same_signatures_and_gpgv_accepts_them() {
     assert!(gpgv(dir.path(), &["InRelease"]));
     assert!(gpgv(dir.path(), &["Release.gpg", "Release"]));
 }
+
+#[test]
+fn a_certify_only_primary_signs_with_its_signing_subkey() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let made = gpg(home.path())
+        .args(["--passphrase", "", "--quick-gen-key"])
+        .args([
+            "arbor sub <sub@example.invalid>",
+            "ed25519",
+            "cert",
+            "never",
+        ])
+        .status()
+        .expect("gpg runs");
+    assert!(made.success());
+    let primary = gpg_fingerprint(home.path());
+    let added = gpg(home.path())
+        .args(["--passphrase", "", "--quick-add-key", &primary])
+        .args(["ed25519", "sign", "never"])
+        .status()
+        .expect("gpg runs");
+    assert!(added.success());
+    let signer =
+        Signer::from_armored(&export(home.path(), "--export-secret-keys", ""), "k").expect("loads");
+    assert_eq!(signer.fingerprint(), primary);
+    assert!(signer.subkey.is_some());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = |name: &str| dir.path().join(name);
+    std::fs::write(at("pubkey.gpg"), signer.public_binary()).expect("write");
+    std::fs::write(at("InRelease"), signer.clearsign(b"Origin: arbor\n")).expect("write");
+    std::fs::write(at("Release"), b"Origin: arbor\n").expect("write");
+    std::fs::write(at("Release.gpg"), signer.detached(b"Origin: arbor\n")).expect("write");
+    assert!(gpgv(dir.path(), &["InRelease"]));
+    assert!(gpgv(dir.path(), &["Release.gpg", "Release"]));
+}
