@@ -58,9 +58,13 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// The exit status of a failed command (arbor(8) EXIT STATUS): 2 when the configuration is
-/// at fault, including the LDAP settings and ACL files `serve` checks at start; 1 otherwise.
+/// at fault, including the LDAP settings, ACL files and signing key `serve` checks at start;
+/// 1 otherwise.
 pub fn exit_status(e: &Error) -> u8 {
-    if e.is::<crate::config::ConfigError>() || e.is::<crate::auth::LoadError>() {
+    if e.is::<crate::config::ConfigError>()
+        || e.is::<crate::auth::LoadError>()
+        || e.is::<crate::signing::SigningError>()
+    {
         2
     } else {
         1

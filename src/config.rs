@@ -62,6 +62,7 @@ const KEYS: &[&str] = &[
     "MIN_FREE_SPACE",
     "DRAIN_TIMEOUT",
     "ZERO_COPY",
+    "SIGNING_KEY",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +172,9 @@ pub struct Config {
     /// `DLREPO_ZERO_COPY` (arbor only): file bodies go from the page cache to the socket
     /// with `sendfile(2)` (`crate::zerocopy`); off, they are read and streamed through hyper.
     pub zero_copy: bool,
+    /// `DLREPO_SIGNING_KEY` (arbor only): an armored OpenPGP secret key, without passphrase,
+    /// that signs package indexes; its public half is served at `/pubkey`.
+    pub signing_key: Option<PathBuf>,
     /// The LDAP settings, kept verbatim as known keys: `auth/ldap.rs` parses and checks
     /// them itself, so that a bad one is reported with the LDAP context.
     pub other: BTreeMap<&'static str, String>,
@@ -221,6 +225,7 @@ impl Default for Config {
             min_free_space: 64 << 20,
             drain_timeout: 30,
             zero_copy: true,
+            signing_key: None,
             other: BTreeMap::new(),
             testing: TestHooks::default(),
         }
@@ -356,6 +361,7 @@ impl Config {
             "INTERNAL_FORMAT_FILTER" => c.internal_format_filter = v.regex()?,
             "PUBLIC_URL" => c.public_url = v.opt(),
             "CLI_PATH" => c.cli_path = v.opt().map(PathBuf::from),
+            "SIGNING_KEY" => c.signing_key = v.opt().map(PathBuf::from),
             "LATEST_RELEASES" => c.latest_releases = v.raw.value != "0",
             "LATEST_RELEASES_USER" => c.latest_releases_user = v.raw.value != "0",
             "STATIC_DIR" => c.static_dir = v.opt().map(PathBuf::from),

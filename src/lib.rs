@@ -20,6 +20,7 @@
 //! - [`reload`]: reloading access control when its files change.
 //! - [`metrics`], [`telemetry`]: Prometheus counters and logging.
 //! - [`pyjson`]: JSON written byte for byte as Python's `json.dumps` writes it.
+//! - [`signing`]: the OpenPGP key that signs package indexes, and its public half.
 //! - [`state`]: what every request shares.
 
 pub mod auth;
@@ -36,6 +37,7 @@ pub mod publish;
 pub mod pyjson;
 pub mod reload;
 pub mod server;
+pub mod signing;
 pub mod state;
 pub mod storage;
 pub mod telemetry;

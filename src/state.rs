@@ -4,6 +4,7 @@ use crate::auth::Auth;
 use crate::background::Background;
 use crate::config::Config;
 use crate::publish::Publisher;
+use crate::signing::Signer;
 use crate::storage::Repo;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -18,13 +19,17 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     /// Publishes and cleanup runs: a stop waits for them.
     pub background: Background,
+    /// The `DLREPO_SIGNING_KEY` signer for package indexes and `/pubkey`; `None` when unset.
+    pub signer: Option<Arc<Signer>>,
 }
 
 impl AppState {
-    /// Opens the data root and loads access control (a broken ACL file stops start-up).
+    /// Opens the data root and loads access control and the signing key (a broken ACL file
+    /// or key stops start-up).
     pub fn new(config: Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
         let repo = Arc::new(Repo::new(&config)?);
         let auth = Auth::load(&config, repo.token_files())?;
+        let signer = Signer::from_config(&config)?.map(Arc::new);
         let config = Arc::new(config);
         let background = Background::default();
         let publisher = Publisher::new(Arc::clone(&repo), Arc::clone(&config), background.clone());
@@ -34,6 +39,7 @@ impl AppState {
             auth: Arc::new(RwLock::new(Arc::new(auth))),
             publisher: Arc::new(publisher),
             background,
+            signer,
         })
     }
 

@@ -188,3 +188,14 @@ fn edit_distances() {
     assert_eq!(closest_key("ACL_DIR"), "ACLS_DIR");
     assert_eq!(closest_key("AUTH_FLE"), "AUTH_FILE");
 }
+
+#[test]
+fn signing_key_from_toml_and_environment() {
+    let c = Config::from_sources(None, env(&[])).unwrap();
+    assert_eq!(c.signing_key, None);
+    let toml = Some(("a.toml", "signing_key = \"/etc/arbor/key.asc\""));
+    let c = Config::from_sources(toml, env(&[])).unwrap();
+    assert_eq!(c.signing_key, Some(PathBuf::from("/etc/arbor/key.asc")));
+    let c = Config::from_sources(toml, env(&[("DLREPO_SIGNING_KEY", "/k")])).unwrap();
+    assert_eq!(c.signing_key, Some(PathBuf::from("/k")));
+}

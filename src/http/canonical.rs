@@ -17,7 +17,8 @@ use std::borrow::Cow;
 pub enum Addressed {
     Tree(Route),
     Registry(Target),
-    /// `/static/{file}`, `/favicon.ico`, `/healthz`: read without credentials.
+    /// `/static/{file}`, `/favicon.ico`, `/healthz`, `/pubkey{,.gpg}`: read without
+    /// credentials.
     Public(String),
     /// Anything else (`/cli`, `/metrics`, a path that names nothing): authorized on the
     /// decoded path, then answered by its fixed route or with a 404.
@@ -49,7 +50,8 @@ impl Addressed {
         let is_static = decoded(raw)
             .strip_prefix("/static/")
             .is_some_and(|f| !f.is_empty() && !f.contains('/') && f != "..");
-        if is_static || raw == "/favicon.ico" || raw == "/healthz" {
+        let public = ["/favicon.ico", "/healthz", "/pubkey", "/pubkey.gpg"];
+        if is_static || public.contains(&raw) {
             return Addressed::Public(decoded(raw));
         }
         if raw == "/cli" || raw == "/metrics" {
@@ -207,6 +209,8 @@ mod tests {
     fn only_exact_public_paths_skip_credentials() {
         assert!(paths("/static/dlrepo.css", Method::GET).is_empty());
         assert!(paths("/healthz", Method::GET).is_empty());
+        assert!(paths("/pubkey", Method::GET).is_empty());
+        assert!(paths("/pubkey.gpg", Method::GET).is_empty());
         assert_eq!(paths("/static/dlrepo.css", Method::PUT).len(), 1);
         // Decoding must not turn a tree path into a public one.
         for raw in [

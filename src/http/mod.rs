@@ -1,5 +1,5 @@
 //! The HTTP layer: axum only, no filesystem paths. Fixed routes for `/cli`, `/static/`,
-//! `/healthz` and `/metrics`; `/v2/` goes to the registry adapter (`registry/`), everything
+//! `/healthz`, `/metrics` and `/pubkey`; `/v2/` goes to the registry adapter (`registry/`), everything
 //! else to the tree dispatcher. The guard parses every path once (`canonical.rs`), because
 //! axum's matcher cannot express the spec's grammar (spec/API.md §1.1), and both
 //! dispatchers act on what it parsed.
@@ -14,6 +14,7 @@ pub(crate) mod download;
 mod encoded;
 pub(crate) mod guard;
 pub(crate) mod observe;
+mod pubkey;
 mod query;
 pub(crate) mod registry;
 mod reply;
@@ -38,6 +39,8 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{file}", get(statics::file))
         .route("/healthz", get(statics::healthz))
         .route("/metrics", get(observe::serve_metrics))
+        .route("/pubkey", get(pubkey::armored))
+        .route("/pubkey.gpg", get(pubkey::binary))
         .route("/v2/", any(registry::dispatch))
         .route("/v2/{*rest}", any(registry::dispatch))
         .fallback(dispatch::dispatch)

@@ -1,5 +1,6 @@
 //! Files served outside the tree: the built-in static assets (compiled in), the
-//! `DLREPO_STATIC_DIR` overrides, and the `dlrepo-cli` script for `/cli`.
+//! `DLREPO_STATIC_DIR` overrides, the `dlrepo-cli` script for `/cli`, and the
+//! `DLREPO_SIGNING_KEY` file whose public half `/pubkey` serves.
 
 use super::StoreError;
 use std::path::{Path, PathBuf};
@@ -49,4 +50,9 @@ pub fn find_cli(configured: Option<&Path>) -> Option<PathBuf> {
 
 pub fn read_cli(path: &Path) -> Result<String, StoreError> {
     std::fs::read_to_string(path).map_err(super::not_found_if_missing)
+}
+
+/// The armored secret key `DLREPO_SIGNING_KEY` names, read once at start-up.
+pub fn read_signing_key(path: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(path)
 }

@@ -312,6 +312,16 @@ fn exit_statuses_are_the_documented_ones() {
             serve(&[("DLREPO_AUTH_DISABLED", "0"), ("DLREPO_ACLS_DIR", &acls)]),
         ),
         (
+            "a signing key that cannot sign",
+            2,
+            serve(&[("DLREPO_SIGNING_KEY", &unknown)]),
+        ),
+        (
+            "a signing key that cannot sign",
+            2,
+            serve(&[("DLREPO_SIGNING_KEY", &missing)]),
+        ),
+        (
             "a bad command line",
             2,
             arbor(&["serve", "--port", "http"], &[]),

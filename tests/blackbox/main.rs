@@ -35,6 +35,7 @@ mod metrics;
 mod nginx;
 mod pages;
 mod products_api;
+mod pubkey;
 mod publish;
 mod quota;
 mod registry;

@@ -185,7 +185,8 @@ fn arbor_api_7_lists_the_fixed_endpoints() {
         "DLREPO_CLI_PATH",
         script.path().to_str().expect("UTF-8 path"),
     )]);
-    for path in &listed {
+    // `/pubkey` needs a signing key this server has not; tests/blackbox/pubkey.rs fetches it.
+    for path in listed.iter().filter(|p| !p.starts_with("pubkey")) {
         let r = s.get(&format!("/{path}"));
         assert!(
             r.status < 300,

@@ -25,7 +25,15 @@ pub async fn home(ctx: &Ctx, scope: Scope) -> ApiResult {
         .repo
         .run(move |r| r.home_info(&scope, &acl, releases, static_dir.as_deref()))
         .await?;
-    views::home_page(ctx.chrome(), user, &info, releases, config.user_quota)
+    let pubkey = ctx.app.signer.is_some();
+    views::home_page(
+        ctx.chrome(),
+        user,
+        &info,
+        releases,
+        config.user_quota,
+        pubkey,
+    )
 }
 
 pub async fn user_bare(ctx: &Ctx, user: Name) -> ApiResult {

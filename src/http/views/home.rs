@@ -33,6 +33,8 @@ pub struct HomePage {
     pub show_releases: bool,
     pub releases: Vec<ReleaseRow>,
     pub quota: Option<Quota>,
+    /// A signing key is configured: link `/pubkey` and `/pubkey.gpg`.
+    pub pubkey: bool,
 }
 
 pub fn home_page(
@@ -41,6 +43,7 @@ pub fn home_page(
     info: &HomeInfo,
     show_releases: bool,
     quota: u64,
+    pubkey: bool,
 ) -> ApiResult {
     let releases = info
         .releases
@@ -81,5 +84,6 @@ pub fn home_page(
             bytes: used,
             max: quota,
         }),
+        pubkey,
     })
 }

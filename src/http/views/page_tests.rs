@@ -76,8 +76,9 @@ fn home_lists_users_releases_and_quota() {
         }],
         disk_usage: Some(2_000),
     };
-    let html = body(home_page(chrome("/"), None, &info, true, 10_000));
+    let html = body(home_page(chrome("/"), None, &info, true, 10_000, false));
     common(&html);
+    assert!(!html.contains("/pubkey"));
     assert!(html.contains(r#"<a href="branches/">Branches</a>"#));
     assert!(
         !html.contains(r#"href="products/""#),
@@ -88,6 +89,9 @@ fn home_lists_users_releases_and_quota() {
     assert!(html.contains(r#"<a href="/products/foo/x86/1/1.0/">foo-x86-v1.0</a>"#));
     assert!(html.contains(r#"src="/static/foo.svg""#));
     assert!(html.contains("2.0K used of 10.0K"));
+    let signed = body(home_page(chrome("/"), None, &info, true, 10_000, true));
+    assert!(signed.contains(r#"<a href="/pubkey">armored</a>"#));
+    assert!(signed.contains(r#"<a href="/pubkey.gpg">binary</a>"#));
 }
 
 #[test]
