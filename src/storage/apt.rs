@@ -1,5 +1,6 @@
 //! A format of `.deb` files as a flat APT repository (issue 15): `Packages`,
-//! `Packages.gz`, `Packages.xz` and an unsigned `Release`, made from the control file of
+//! `Packages.gz`, `Packages.xz` and `Release` (signed by the HTTP layer as `InRelease` and
+//! `Release.gpg` when a key is set), made from the control file of
 //! each package the format's `.digests` lists (sub-directories included). Everything follows
 //! from the format's content and its timestamp, so the same format always gives the same
 //! bytes. A file that is not a readable package is skipped with a warning.
@@ -20,6 +21,10 @@ pub enum AptIndex {
     PackagesGz,
     PackagesXz,
     Release,
+    /// `Release`, clearsigned.
+    InRelease,
+    /// A detached signature of `Release`.
+    ReleaseGpg,
 }
 
 impl AptIndex {
@@ -30,6 +35,8 @@ impl AptIndex {
             "Packages.gz" => AptIndex::PackagesGz,
             "Packages.xz" => AptIndex::PackagesXz,
             "Release" => AptIndex::Release,
+            "InRelease" => AptIndex::InRelease,
+            "Release.gpg" => AptIndex::ReleaseGpg,
             _ => return None,
         })
     }
@@ -40,6 +47,8 @@ impl AptIndex {
             AptIndex::PackagesGz => "Packages.gz",
             AptIndex::PackagesXz => "Packages.xz",
             AptIndex::Release => "Release",
+            AptIndex::InRelease => "InRelease",
+            AptIndex::ReleaseGpg => "Release.gpg",
         }
     }
 
@@ -47,7 +56,10 @@ impl AptIndex {
         match self {
             AptIndex::PackagesGz => "application/gzip",
             AptIndex::PackagesXz => "application/x-xz",
-            AptIndex::Packages | AptIndex::Release => "text/plain; charset=utf-8",
+            AptIndex::ReleaseGpg => "application/pgp-signature",
+            AptIndex::Packages | AptIndex::Release | AptIndex::InRelease => {
+                "text/plain; charset=utf-8"
+            }
         }
     }
 }
@@ -56,23 +68,32 @@ impl AptIndex {
 const CONTROL_MAX: u64 = 16 << 20;
 
 impl Repo {
-    /// One index file of the format; 404 when the format is missing or still dirty.
-    pub fn apt_index(&self, f: &FormatRef, which: AptIndex) -> Result<Vec<u8>, StoreError> {
+    /// One index file of the format; 404 when the format is missing or still dirty. For
+    /// the signed forms it is the `Release` to sign, with the format's timestamp to sign it
+    /// at, so that the same content always gets the same signature.
+    pub fn apt_index(&self, f: &FormatRef, which: AptIndex) -> Result<AptFile, StoreError> {
         if self.format_dirty(f)? {
             return Err(StoreError::NotFound);
         }
         let fdir = self.format_dir(f);
         let packages = packages_text(&fdir, &self.debs);
-        Ok(match which {
+        let time = super::bundles::format_time(&fdir)?;
+        let bytes = match which {
             AptIndex::Packages => packages.into_bytes(),
             AptIndex::PackagesGz => gzip(packages.as_bytes())?,
             AptIndex::PackagesXz => xz(packages.as_bytes())?,
-            AptIndex::Release => {
-                let time = super::bundles::format_time(&fdir)?;
+            AptIndex::Release | AptIndex::InRelease | AptIndex::ReleaseGpg => {
                 release(packages.as_bytes(), time)?.into_bytes()
             }
-        })
+        };
+        Ok(AptFile { bytes, time })
     }
+}
+
+/// An index file's bytes and the format's timestamp (Unix seconds).
+pub struct AptFile {
+    pub bytes: Vec<u8>,
+    pub time: f64,
 }
 
 /// Packages read once are not read again: their control file and sums, by the content

@@ -1,6 +1,6 @@
-//! A format of `.deb` files is a flat APT repository (issue 15, unsigned part): packages
-//! built with the real `dpkg-deb`, uploaded, then fetched by stock `apt-get update` and
-//! `apt-get download` with an isolated configuration and `[trusted=yes]`.
+//! A format of `.deb` files is a flat APT repository (issue 15): packages built with the real
+//! `dpkg-deb`, uploaded, then fetched by stock `apt-get update` and `apt-get download` with
+//! an isolated configuration, `[trusted=yes]` without a key and `[signed-by=...]` with one.
 // Black-box tests check what the server left on disk, so they read the tree directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -122,4 +122,75 @@ fn stock_apt_follows_a_product_versions_latest_alias() {
     );
     let got = std::fs::read(apt.join("out/arbor-hello_1.2_all.deb")).unwrap();
     assert_eq!(got, hello);
+}
+
+/// `apt-get update`'s exit status and everything it printed.
+fn update(apt: &Path, sources: &str) -> (bool, String) {
+    let out = apt_get(apt, sources, &["update"]);
+    let log =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), log)
+}
+
+#[test]
+fn stock_apt_verifies_a_signed_repository_and_refuses_another_key() {
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("gnupg");
+    std::fs::create_dir_all(&home).unwrap();
+    let key = crate::pubkey::secret_key_file(&home);
+    let s = TestServer::start_with(&[("DLREPO_SIGNING_KEY", key.to_str().unwrap())]);
+    let hello = build_deb(work.path(), "arbor-hello", "1.0");
+    s.upload_format(
+        "/branches/b/t/j/deb/",
+        &[("arbor-hello_1.0_all.deb", &hello)],
+    );
+    let signature = s.get("/branches/b/t/j/deb/Release.gpg");
+    assert_eq!(signature.status, 200);
+    assert_eq!(
+        signature.headers["content-type"],
+        "application/pgp-signature"
+    );
+    let in_release = s.get("/branches/b/t/j/deb/InRelease");
+    assert_eq!(in_release.status, 200);
+    // Signed at the format's time: the same content, the same bytes.
+    assert_eq!(in_release.body, s.get("/branches/b/t/j/deb/InRelease").body);
+
+    let keyring = work.path().join("arbor.gpg");
+    std::fs::write(&keyring, s.get("/pubkey.gpg").body).unwrap();
+    let url = s.url("/branches/b/t/j/deb/");
+    let sources = format!("deb [signed-by={}] {url} ./\n", keyring.display());
+    let apt = work.path().join("apt");
+    let (ok, log) = update(&apt, &sources);
+    assert!(ok && !log.contains("W:") && !log.contains("E:"), "{log}");
+    let out = apt_get(&apt, &sources, &["download", "arbor-hello"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(apt.join("out/arbor-hello_1.0_all.deb")).unwrap(),
+        hello
+    );
+
+    // Another key's keyring: apt must refuse the repository and offer nothing from it.
+    let other_home = work.path().join("other-gnupg");
+    std::fs::create_dir_all(&other_home).unwrap();
+    let other_key = crate::pubkey::secret_key_file(&other_home);
+    let other = TestServer::start_with(&[("DLREPO_SIGNING_KEY", other_key.to_str().unwrap())]);
+    let wrong = work.path().join("wrong.gpg");
+    std::fs::write(&wrong, other.get("/pubkey.gpg").body).unwrap();
+    let sources = format!("deb [signed-by={}] {url} ./\n", wrong.display());
+    let apt = work.path().join("apt-wrong");
+    let (ok, log) = update(&apt, &sources);
+    assert!(!ok || log.contains("E:") || log.contains("W:"), "{log}");
+    assert!(
+        log.contains("NO_PUBKEY") || log.contains("not signed") || log.contains("signature"),
+        "{log}"
+    );
+    let out = apt_get(&apt, &sources, &["download", "arbor-hello"]);
+    assert!(
+        !out.status.success(),
+        "a package from an unverified repository"
+    );
 }

@@ -30,11 +30,10 @@ fn fingerprint(home: &Path) -> String {
         .to_owned()
 }
 
-#[test]
-fn the_configured_key_is_served_armored_and_binary() {
-    let home = tempfile::tempdir().expect("temp dir");
+/// A new signing key made by the real gpg in `home`, exported armored to a file.
+pub(crate) fn secret_key_file(home: &Path) -> std::path::PathBuf {
     run_ok(
-        gpg(home.path())
+        gpg(home)
             .args(["--passphrase", "", "--quick-gen-key"])
             .args([
                 "arbor test <signer@example.com>",
@@ -45,11 +44,18 @@ fn the_configured_key_is_served_armored_and_binary() {
         "gpg --quick-gen-key (tests/deps/install installs gpg)",
     );
     let secret = run_ok(
-        gpg(home.path()).args(["--armor", "--export-secret-keys"]),
+        gpg(home).args(["--armor", "--export-secret-keys"]),
         "gpg --export-secret-keys",
     );
-    let key = home.path().join("secret.asc");
+    let key = home.join("secret.asc");
     std::fs::write(&key, &secret.stdout).expect("key file");
+    key
+}
+
+#[test]
+fn the_configured_key_is_served_armored_and_binary() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let key = secret_key_file(home.path());
     let s = TestServer::start_with(&[("DLREPO_SIGNING_KEY", key.to_str().expect("utf-8"))]);
 
     let armored = s.get("/pubkey");

@@ -1,19 +1,33 @@
 //! A format's flat APT repository indexes (`Packages`, `Packages.gz`, `Packages.xz`,
-//! `Release`; issue 15): answered for those names when the format holds no file of that
-//! name, so an uploaded file always wins. Unsigned: `InRelease` and `Release.gpg` are 404.
+//! `Release`, and with `DLREPO_SIGNING_KEY` set `InRelease` and `Release.gpg`; issue 15):
+//! answered for those names when the format holds no file of that name, so an uploaded file
+//! always wins. Without a key the signed forms are 404, as for any missing file.
 
 use crate::http::context::Ctx;
-use crate::http::reply::ApiResult;
+use crate::http::reply::{ApiError, ApiResult};
 use crate::model::FormatRef;
-use crate::storage::apt::AptIndex;
+use crate::storage::apt::{AptFile, AptIndex};
 use axum::http::header;
 use axum::response::IntoResponse;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// The index `which` of format `f`, made by [`crate::storage::Repo::apt_index`].
-pub fn respond(ctx: &Ctx, f: &FormatRef, which: AptIndex, body: Vec<u8>) -> ApiResult {
+pub fn respond(ctx: &Ctx, f: &FormatRef, which: AptIndex, file: AptFile) -> ApiResult {
     if let Some(r) = ctx.canonical(&format!("{}{}", f.url(), which.name())) {
         return r;
     }
+    let body = match which {
+        AptIndex::InRelease | AptIndex::ReleaseGpg => {
+            let signer = ctx.app.signer.as_ref().ok_or(ApiError::NotFound)?;
+            // Signed at the format's time: the same Release always gets the same bytes.
+            let at = UNIX_EPOCH + Duration::from_secs_f64(file.time.max(0.0));
+            match which {
+                AptIndex::InRelease => signer.clearsign_at(&file.bytes, at),
+                _ => signer.detached_at(&file.bytes, at),
+            }
+        }
+        _ => file.bytes,
+    };
     Ok((
         [
             (header::CONTENT_TYPE, which.content_type()),
