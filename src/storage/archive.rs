@@ -184,29 +184,7 @@ impl TarPlan {
             sums: None,
             out: Sink::new(chunk_size),
         };
-        let span = tracing::Span::current();
-        futures_util::stream::unfold(Some(Box::new(cursor)), move |cursor| {
-            let span = span.clone();
-            async move {
-                let mut cursor = cursor?;
-                let slot = super::pool::read_slot().await;
-                let made = tokio::task::spawn_blocking(move || {
-                    let _slot = slot;
-                    let chunk = span.in_scope(|| cursor.next_chunk());
-                    (cursor, chunk)
-                })
-                .await;
-                match made {
-                    Ok((cursor, Ok(Some(chunk)))) => Some((Ok(chunk), Some(cursor))),
-                    Ok((_, Ok(None))) => None,
-                    Ok((_, Err(e))) => {
-                        tracing::warn!(error = %e, "tar stream aborted");
-                        Some((Err(e), None))
-                    }
-                    Err(e) => Some((Err(io::Error::other(e)), None)),
-                }
-            }
-        })
+        super::pool::pooled_stream(cursor, "tar stream")
     }
 }
 
@@ -261,9 +239,15 @@ fn with_path(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
+impl super::pool::ChunkSource for Cursor {
+    fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        self.read_chunk()
+    }
+}
+
 impl Cursor {
     /// The next chunk of the archive, `None` after the last one. Blocking (file reads).
-    fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+    fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
         while !self.out.full() && self.pos < self.end {
             let want = (self.end - self.pos).min(self.out.room() as u64);
             let n = match self.locate() {

@@ -238,7 +238,7 @@ fn chunks_are_made_one_at_a_time_and_full_but_the_last() {
         out: Sink::new(4096),
     };
     let mut sizes = Vec::new();
-    while let Some(chunk) = cursor.next_chunk().unwrap() {
+    while let Some(chunk) = cursor.read_chunk().unwrap() {
         // Nothing is made beyond the chunk asked for.
         assert!(cursor.out.buf.is_empty(), "read ahead");
         sizes.push(chunk.len());
@@ -249,7 +249,7 @@ fn chunks_are_made_one_at_a_time_and_full_but_the_last() {
         sizes[..sizes.len() - 1].iter().all(|n| *n == 4096),
         "{sizes:?}"
     );
-    assert!(cursor.next_chunk().unwrap().is_none());
+    assert!(cursor.read_chunk().unwrap().is_none());
 }
 
 /// Members whose headers, data and padding fall across chunk and block boundaries.

@@ -34,29 +34,7 @@ pub fn zip_stream(
     chunk_size: usize,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let cursor = Cursor::new(plan, chunk_size);
-    let span = tracing::Span::current();
-    futures_util::stream::unfold(Some(Box::new(cursor)), move |cursor| {
-        let span = span.clone();
-        async move {
-            let mut cursor = cursor?;
-            let slot = super::super::pool::read_slot().await;
-            let made = tokio::task::spawn_blocking(move || {
-                let _slot = slot;
-                let chunk = span.in_scope(|| cursor.next_chunk());
-                (cursor, chunk)
-            })
-            .await;
-            match made {
-                Ok((cursor, Ok(Some(chunk)))) => Some((Ok(chunk), Some(cursor))),
-                Ok((_, Ok(None))) => None,
-                Ok((_, Err(e))) => {
-                    tracing::warn!(error = %e, "zip stream aborted");
-                    Some((Err(e), None))
-                }
-                Err(e) => Some((Err(io::Error::other(e)), None)),
-            }
-        }
-    })
+    super::super::pool::pooled_stream(cursor, "zip stream")
 }
 
 /// What the central directory needs of an entry written.
@@ -115,6 +93,12 @@ fn with_path(path: &std::path::Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
+impl crate::storage::pool::ChunkSource for Cursor {
+    fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        self.read_chunk()
+    }
+}
+
 impl Cursor {
     fn new(plan: TarPlan, chunk_size: usize) -> Cursor {
         let chunk_size = chunk_size.max(1);
@@ -139,7 +123,7 @@ impl Cursor {
     }
 
     /// The next chunk of the archive, `None` after the last one. Blocking (file reads).
-    fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+    fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
         while self.out.len() < self.chunk_size {
             if self.open.is_some() {
                 self.copy_some()?;

@@ -83,7 +83,7 @@ fn chunking_does_not_change_the_bytes() {
     let whole = |chunk: usize| {
         let mut c = Cursor::new(TarPlan::new("p".into(), members.clone(), 1e9), chunk);
         let mut all = Vec::new();
-        while let Some(b) = c.next_chunk().unwrap() {
+        while let Some(b) = c.read_chunk().unwrap() {
             assert!(b.len() <= chunk);
             all.extend_from_slice(&b);
         }
@@ -120,7 +120,7 @@ fn a_member_past_4_gib_is_read_back_by_python_and_unzip() {
     let zip = dir.path().join("out.zip");
     let mut out = File::create(&zip).unwrap();
     let mut c = Cursor::new(TarPlan::new("p".into(), members, 1e9), 1 << 20);
-    while let Some(b) = c.next_chunk().unwrap() {
+    while let Some(b) = c.read_chunk().unwrap() {
         out.write_all(&b).unwrap();
     }
     drop(out);
