@@ -3,7 +3,7 @@
 //! single byte ranges, so that a broken download resumes.
 
 use super::caching::{self, Freshness};
-use super::download::{header_str, parse_range, precondition};
+use super::download::{precondition, ranged};
 use super::security;
 use crate::storage::TarPlan;
 use axum::body::Body;
@@ -50,29 +50,10 @@ fn tar(plan: TarPlan, method: &Method, h: &HeaderMap, chunk_size: usize, tag: &s
     let len = plan.tar_layout().len;
     // A range of another version of the bundle would splice two archives: If-Range must
     // name this one (a date never does, as there is no Last-Modified).
-    let if_range_ok = header_str(h, header::IF_RANGE).is_none_or(|v| v == tag);
-    let range = match header_str(h, header::RANGE).filter(|_| if_range_ok) {
-        Some(r) => match parse_range(r, len) {
-            Ok(r) => r,
-            Err(()) => {
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                    base.insert(header::CONTENT_RANGE, v);
-                }
-                return (StatusCode::RANGE_NOT_SATISFIABLE, base).into_response();
-            }
-        },
-        None => None,
+    let (status, range, _) = match ranged(h, len, tag, &mut base) {
+        Ok(answer) => answer,
+        Err(()) => return (StatusCode::RANGE_NOT_SATISFIABLE, base).into_response(),
     };
-    let (status, body_len) = match range {
-        Some(r) => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{len}", r.start, r.end)) {
-                base.insert(header::CONTENT_RANGE, v);
-            }
-            (StatusCode::PARTIAL_CONTENT, r.end + 1 - r.start)
-        }
-        None => (StatusCode::OK, len),
-    };
-    base.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
     if method == Method::HEAD {
         return (status, base).into_response();
     }

@@ -169,30 +169,10 @@ impl Download<'_> {
     fn send(self, file: BlobReader, mut base: HeaderMap, tag: &str) -> Response {
         let h = self.headers;
         let len = file.len();
-        let if_range_ok = header_str(h, header::IF_RANGE).is_none_or(|v| v == tag);
-        let range = match header_str(h, header::RANGE).filter(|_| if_range_ok) {
-            Some(r) => match parse_range(r, len) {
-                Ok(r) => r,
-                Err(()) => {
-                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                        base.insert(header::CONTENT_RANGE, v);
-                    }
-                    return (StatusCode::RANGE_NOT_SATISFIABLE, base).into_response();
-                }
-            },
-            None => None,
+        let (status, range, body_len) = match ranged(h, len, tag, &mut base) {
+            Ok(answer) => answer,
+            Err(()) => return (StatusCode::RANGE_NOT_SATISFIABLE, base).into_response(),
         };
-        let (status, body_len) = match range {
-            Some(r) => {
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{len}", r.start, r.end))
-                {
-                    base.insert(header::CONTENT_RANGE, v);
-                }
-                (StatusCode::PARTIAL_CONTENT, r.end + 1 - r.start)
-            }
-            None => (StatusCode::OK, len),
-        };
-        base.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
         if self.method == Method::HEAD || body_len == 0 {
             return (status, base).into_response();
         }
@@ -212,6 +192,42 @@ impl Download<'_> {
         };
         (status, base, body).into_response()
     }
+}
+
+/// What a `len`-byte body answers to the request's `Range`, honoured only when its
+/// `If-Range` (if any) names `tag`: the status, the range and the length sent, with
+/// `Content-Range` and `Content-Length` set in `base`; or `Err` for a 416, with its
+/// `Content-Range` set in `base`.
+pub(super) fn ranged(
+    h: &HeaderMap,
+    len: u64,
+    tag: &str,
+    base: &mut HeaderMap,
+) -> Result<(StatusCode, Option<ByteRange>, u64), ()> {
+    let if_range_ok = header_str(h, header::IF_RANGE).is_none_or(|v| v == tag);
+    let range = match header_str(h, header::RANGE).filter(|_| if_range_ok) {
+        Some(r) => match parse_range(r, len) {
+            Ok(r) => r,
+            Err(()) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    base.insert(header::CONTENT_RANGE, v);
+                }
+                return Err(());
+            }
+        },
+        None => None,
+    };
+    let (status, body_len) = match range {
+        Some(r) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{len}", r.start, r.end)) {
+                base.insert(header::CONTENT_RANGE, v);
+            }
+            (StatusCode::PARTIAL_CONTENT, r.end + 1 - r.start)
+        }
+        None => (StatusCode::OK, len),
+    };
+    base.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    Ok((status, range, body_len))
 }
 
 /// The 412 or 304 the conditional headers ask for, in RFC 9110 §13.2.2 order:
