@@ -92,6 +92,20 @@ impl Ctx {
         super::views::Chrome::for_path(&self.path, self.login.clone())
     }
 
+    /// The server's address for copy-paste lines: `DLREPO_PUBLIC_URL` when set, else
+    /// `http://` and the Host the caller used (it is only ever shown back to that caller).
+    pub fn public_base(&self) -> String {
+        if let Some(url) = &self.app.config.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let host = self
+            .headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+
     pub fn is_read(&self) -> bool {
         self.method == Method::GET || self.method == Method::HEAD
     }

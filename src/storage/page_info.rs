@@ -46,10 +46,8 @@ pub struct FormatSummary {
     pub name: String,
     pub internal: bool,
     pub dirty: bool,
-    /// `repodata/repomd.xml` is among the files: a yum repository.
-    pub rpm: bool,
-    /// `Release` is among the files (and it is not rpm): an apt repository.
-    pub deb: bool,
+    /// The package repositories the format is.
+    pub repos: Repos,
     /// For a product version: the job URL the format comes from.
     pub job_url: Option<String>,
 }
@@ -61,6 +59,24 @@ pub struct VersionView {
     pub formats: Vec<String>,
     /// What each readable format holds (the page).
     pub summaries: Vec<FormatSummary>,
+}
+
+/// The package repositories a format is: uploaded indexes (`Release`,
+/// `repodata/repomd.xml`), or packages arbor makes the indexes for (docs/packages.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Repos {
+    pub deb: bool,
+    pub rpm: bool,
+}
+
+impl Repos {
+    fn of(digests: &serde_json::Map<String, serde_json::Value>) -> Repos {
+        let holds = |suffix: &str| digests.keys().any(|k| k.ends_with(suffix));
+        Repos {
+            deb: digests.contains_key("Release") || holds(".deb"),
+            rpm: digests.contains_key("repodata/repomd.xml") || holds(".rpm"),
+        }
+    }
 }
 
 /// One entry of a directory listing.
@@ -76,7 +92,8 @@ pub struct DirEntry {
 pub enum DirPage {
     /// The directory holds an `index.html`: that file is the page (spec/API.md §3.8).
     Index(BlobReader),
-    Listing(Vec<DirEntry>),
+    /// The entries, and at the format root the repositories it is.
+    Listing(Vec<DirEntry>, Repos),
 }
 
 impl Repo {
@@ -194,12 +211,10 @@ impl Repo {
 
     fn format_summary(&self, fdir: &Path, name: String, job_url: Option<String>) -> FormatSummary {
         let digests = format_digests(fdir);
-        let rpm = digests.contains_key("repodata/repomd.xml");
         FormatSummary {
             internal: self.is_internal_format(&name),
             dirty: exists(&fdir.join(".dirty")),
-            rpm,
-            deb: !rpm && digests.contains_key("Release"),
+            repos: Repos::of(&digests),
             name,
             job_url,
         }
@@ -250,6 +265,10 @@ impl Repo {
             });
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(DirPage::Listing(entries))
+        let repos = match rel {
+            None => Repos::of(&digests),
+            Some(_) => Repos::default(),
+        };
+        Ok(DirPage::Listing(entries, repos))
     }
 }

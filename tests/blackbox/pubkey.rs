@@ -3,6 +3,7 @@
 //! That the signatures verify with gpgv is tested in process (src/signing_tests.rs).
 
 use crate::common;
+use crate::shared::html_pages;
 
 use common::*;
 use std::io::Write;
@@ -69,6 +70,16 @@ fn the_configured_key_is_served_armored_and_binary() {
     let binary = s.get("/pubkey.gpg");
     assert_eq!(binary.status, 200);
     assert!(s.get("/").text().contains(r#"<a href="/pubkey.gpg">"#));
+    // A format of packages shows the lines that use the key.
+    s.upload_format("/branches/b/t/j/deb/", &[("a.deb", b"x")]);
+    let page = html_pages::page(&s, "/branches/b/t/j/deb/");
+    let base = s.url("");
+    for line in [
+        format!("sudo curl -fsSL -o /etc/apt/keyrings/arbor.gpg {base}/pubkey.gpg"),
+        format!("deb [signed-by=/etc/apt/keyrings/arbor.gpg] {base}/branches/b/t/j/deb/ ./"),
+    ] {
+        assert!(page.contains(&line), "{line} in {page}");
+    }
     for served in [armored.body, binary.body] {
         let other = tempfile::tempdir().expect("temp dir");
         let mut child = gpg(other.path())

@@ -122,3 +122,32 @@ fn unauthorized_page_keeps_the_challenge() {
     assert_eq!((r.status, r.text().as_str()), (401, "401: Unauthorized"));
     assert!(r.header("www-authenticate").is_some());
 }
+
+#[test]
+fn package_formats_show_their_source_lines() {
+    let s = App::start();
+    s.upload_format("/branches/b/t/j/deb/", &[("pool/a.deb", b"x")]);
+    s.upload_format("/branches/b/t/j/rpm/", &[("a.rpm", b"x")]);
+    s.upload_format("/branches/b/t/j/bin/", &[("a.bin", b"x")]);
+
+    // No signing key: apt must be told to trust the source, dnf not to check.
+    let deb = page(&s, "/branches/b/t/j/deb/");
+    assert!(
+        deb.contains("deb [trusted=yes] http://arbor.test/branches/b/t/j/deb/ ./"),
+        "{deb}"
+    );
+    assert!(!deb.contains("yum.repos.d") && !deb.contains("pubkey"));
+    let rpm = page(&s, "/branches/b/t/j/rpm/");
+    assert!(
+        rpm.contains("baseurl=http://arbor.test/branches/b/t/j/rpm/\n"),
+        "{rpm}"
+    );
+    assert!(rpm.contains("repo_gpgcheck=0"));
+    // Neither for other formats nor below a format's root.
+    assert!(!page(&s, "/branches/b/t/j/bin/").contains("Package repository"));
+    assert!(!page(&s, "/branches/b/t/j/deb/pool/").contains("Package repository"));
+    // The job page says which formats are repositories.
+    let job = page(&s, "/branches/b/t/j/");
+    assert_eq!(job.matches("deb repository").count(), 1, "{job}");
+    assert_eq!(job.matches("rpm repository").count(), 1, "{job}");
+}

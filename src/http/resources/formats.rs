@@ -286,13 +286,15 @@ async fn dir_view(
     }
     match page {
         DirPage::Index(file) => Ok(download(ctx, "index.html", &canonical).respond(file)),
-        DirPage::Listing(entries) => {
+        DirPage::Listing(entries, repos) => {
             let root = rel.is_none().then(|| f.name().as_str());
+            let signed = ctx.app.signer.is_some();
+            let snippets = views::repo_snippets(repos, &ctx.public_base(), &canonical, signed);
             let heading = match &rel {
                 Some(rel) => format!("{}/{rel}/", f.name()),
                 None => format!("{}/", f.name()),
             };
-            views::autoindex_page(ctx.chrome(), heading, root, &entries)
+            views::autoindex_page(ctx.chrome(), heading, root, &entries, snippets)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The autoindex of format directories and of directories below them (spec/API.md §3.8–3.9).
 
+use super::packages::Snippet;
 use super::{Chrome, encode_segment, render};
 use crate::http::reply::ApiResult;
 use crate::storage::page_info::DirEntry;
@@ -26,6 +27,8 @@ pub struct AutoindexPage {
     /// its `.sha256`.
     pub archive: Option<(String, String)>,
     pub entries: Vec<EntryRow>,
+    /// At the root of a format that is a package repository: how to use it.
+    pub snippets: Vec<Snippet>,
 }
 
 /// `format` is the format name at the format root, `None` below it.
@@ -34,6 +37,7 @@ pub fn autoindex_page(
     heading: String,
     format: Option<&str>,
     entries: &[DirEntry],
+    snippets: Vec<Snippet>,
 ) -> ApiResult {
     let archive = format.map(|f| {
         let seg = encode_segment(f);
@@ -76,5 +80,6 @@ pub fn autoindex_page(
         heading,
         archive,
         entries,
+        snippets,
     })
 }

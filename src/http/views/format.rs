@@ -11,8 +11,8 @@ pub struct FormatRow {
     pub sha256: String,
     pub internal: bool,
     pub dirty: bool,
-    /// "rpm", "deb" or empty.
-    pub kind: &'static str,
+    /// The package repositories it is: "deb", "rpm", both or none.
+    pub kinds: Vec<&'static str>,
     /// The job a product format comes from.
     pub job_url: String,
 }
@@ -29,13 +29,10 @@ pub fn format_rows(formats: &[FormatSummary]) -> Vec<FormatRow> {
                 sha256: format!("{seg}.sha256"),
                 internal: f.internal,
                 dirty: f.dirty,
-                kind: if f.rpm {
-                    "rpm"
-                } else if f.deb {
-                    "deb"
-                } else {
-                    ""
-                },
+                kinds: [(f.repos.deb, "deb"), (f.repos.rpm, "rpm")]
+                    .into_iter()
+                    .filter_map(|(is, kind)| is.then_some(kind))
+                    .collect(),
                 job_url: f.job_url.clone().unwrap_or_default(),
             }
         })

@@ -8,6 +8,7 @@ mod error;
 mod format;
 mod home;
 mod job;
+mod packages;
 mod products;
 
 pub use autoindex::autoindex_page;
@@ -15,6 +16,7 @@ pub use branches::{branch_page, branches_page, tag_page};
 pub use error::error_page;
 pub use home::home_page;
 pub use job::job_page;
+pub use packages::repo_snippets;
 pub use products::{level_page, product_branch_page, version_page};
 
 use super::reply::ApiError;

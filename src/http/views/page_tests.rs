@@ -3,7 +3,7 @@
 use super::*;
 use crate::http::reply::ApiResult;
 use crate::model::{BranchRef, JobRef, Name, Scope, TagRef, VersionRef};
-use crate::storage::page_info::{DirEntry, FormatSummary, HomeInfo, Release};
+use crate::storage::page_info::{DirEntry, FormatSummary, HomeInfo, Release, Repos};
 use crate::storage::{
     BranchInfo, BranchSummary, JobEntry, JobInfo, TagInfo, TagSummary, VersionSummary,
 };
@@ -190,8 +190,10 @@ fn job_page_links_formats_and_archive() {
         name: "rpm pkgs".into(),
         internal: true,
         dirty: false,
-        rpm: true,
-        deb: false,
+        repos: Repos {
+            rpm: true,
+            deb: false,
+        },
         job_url: None,
     }];
     let html = body(job_page(
@@ -237,6 +239,7 @@ fn autoindex_lists_files_and_dirs() {
         "fmt/".into(),
         Some("fmt"),
         &entries,
+        Vec::new(),
     ));
     common(&html);
     assert!(html.contains(r#"<a href="sub%20dir/">sub dir/</a>"#));
@@ -281,8 +284,10 @@ fn product_pages() {
         name: "fmt".into(),
         internal: false,
         dirty: false,
-        rpm: false,
-        deb: true,
+        repos: Repos {
+            rpm: false,
+            deb: true,
+        },
         job_url: Some("/branches/main/t1/j/".into()),
     }];
     let html = body(version_page(
