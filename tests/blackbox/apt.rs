@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// `apt-get` with everything it reads or writes under `dir` and only `sources` as source.
-fn apt_get(dir: &Path, sources: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn apt_get(dir: &Path, sources: &str, args: &[&str]) -> std::process::Output {
     for sub in [
         "state/lists/partial",
         "cache/archives/partial",

@@ -15,6 +15,7 @@ mod shared;
 
 mod access;
 mod apt;
+mod apt_trust;
 mod bad_input;
 mod browser;
 mod config;
