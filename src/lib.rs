@@ -12,7 +12,8 @@
 //! - [`auth`]: identities (auth file, LDAP, trusted headers, tokens) and ACLs.
 //! - [`http`]: axum routes, the guard, the tree dispatcher with its per-entity resources, and
 //!   the registry adapter; no paths.
-//! - [`publish`]: mirroring released tags to other servers.
+//! - [`publish`]: mirroring released tags to other servers; [`net`]: what outgoing HTTP
+//!   clients share (TLS roots, retries).
 //! - [`background`]: publishes and cleanup runs, tracked so that a stop waits for them;
 //!   [`cleanup`]: the server's cleanup worker.
 //! - [`server`]: accepting connections, with their timeouts and limits.
@@ -33,6 +34,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod publish;
 pub mod pyjson;
 pub mod reload;

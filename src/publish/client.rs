@@ -18,13 +18,9 @@ use crate::model::{FormatRef, RelPath, escape};
 use crate::storage::Repo;
 use base64::Engine as _;
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
 
 /// Tries per request before giving up (so up to 2 retries), and the pause before retry n.
 pub const ATTEMPTS: u32 = 3;
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500 << attempt.min(4))
-}
 
 /// A counting semaphore for blocking threads: `DLREPO_PUBLISH_MAX_REQUESTS` requests in
 /// flight across every publish of the process.
@@ -83,7 +79,7 @@ impl Shared {
     }
 
     fn tls(&self) -> &ureq::tls::TlsConfig {
-        self.tls.get_or_init(tls_config)
+        self.tls.get_or_init(|| crate::net::tls_config("publish"))
     }
 }
 
@@ -215,7 +211,7 @@ impl<'a> Target<'a> {
                 Err((e, _)) => e.0.clone(),
             };
             tracing::warn!(%method, %url, attempt, error = %why, "publish request failed, retrying");
-            std::thread::sleep(backoff(attempt));
+            std::thread::sleep(crate::net::backoff(attempt));
             attempt += 1;
         }
     }
@@ -229,7 +225,7 @@ impl<'a> Target<'a> {
         body: &Body<'_>,
     ) -> Result<RemoteReply, (Failure, bool)> {
         let fail = |e: ureq::Error| {
-            let transient = is_transient(&e);
+            let transient = crate::net::is_transient(&e);
             (Failure(format!("{method} {url}: {e}")), transient)
         };
         let mut req = ureq::http::Request::builder()
@@ -306,43 +302,6 @@ enum Attempt {
     Failed(ureq::Error),
 }
 
-/// Whether trying again may succeed.
-fn is_transient(e: &ureq::Error) -> bool {
-    match e {
-        // rustls reports a refused certificate or handshake as InvalidData: trying again
-        // cannot change the answer.
-        ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
-        ureq::Error::Timeout(_)
-        | ureq::Error::ConnectionFailed
-        | ureq::Error::HostNotFound
-        | ureq::Error::Protocol(_) => true,
-        _ => false,
-    }
-}
-
-/// TLS for `https://` targets, verified against the system CA store (`/etc/ssl/certs`, or
-/// `SSL_CERT_FILE`/`SSL_CERT_DIR` when set), as dlrepo's aiohttp does through OpenSSL. Read
-/// once per process, at its first publish: a new private CA needs a restart. When no store
-/// can be read at all, Mozilla's roots (compiled in) stand in, so public targets still work.
-fn tls_config() -> ureq::tls::TlsConfig {
-    let found = rustls_native_certs::load_native_certs();
-    for e in &found.errors {
-        tracing::warn!(error = %e, "publish: reading the system CA store");
-    }
-    let certs: Vec<_> = found
-        .certs
-        .iter()
-        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
-        .collect();
-    let roots = if certs.is_empty() {
-        tracing::warn!("publish: no system CA certificates; using the built-in Mozilla roots");
-        ureq::tls::RootCerts::WebPki
-    } else {
-        ureq::tls::RootCerts::new_with_certs(&certs)
-    };
-    ureq::tls::TlsConfig::builder().root_certs(roots).build()
-}
-
 /// Replies are small JSON documents; a tag listing of thousands of jobs stays far below.
 const MAX_REPLY: u64 = 64 << 20;
 
@@ -350,15 +309,4 @@ fn hostname() -> String {
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "localhost".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows() {
-        assert!(backoff(1) < backoff(2));
-        assert!(backoff(100) <= Duration::from_secs(8));
-    }
 }
