@@ -23,6 +23,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "LEVEL", ignore_case = true,
           value_parser = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])]
     pub log_level: Option<String>,
+    #[command(flatten)]
+    pub client: crate::client::Globals,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -62,6 +64,9 @@ pub enum Command {
     /// Manage API tokens for CI systems (Bearer, Basic password or ?token=).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Client commands: dlrepo-cli's, against an arbor or dlrepo server.
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 #[derive(Subcommand)]

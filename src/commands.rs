@@ -13,6 +13,11 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the command line `cli` and says how the process should exit.
 pub fn run(cli: Cli) -> ExitCode {
+    // The client commands talk to a server; the server's configuration is not theirs.
+    let cli = match cli.command {
+        Command::Client(command) => return crate::client::run(&cli.client, command),
+        command => Cli { command, ..cli },
+    };
     let (mut config, warnings) = match Config::load(cli.config.as_deref(), &crate::cli::flags(&cli))
     {
         Ok(c) => c,
@@ -47,6 +52,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Fsck { repair } => fsck(&config, repair),
         Command::Token(TokenCommand::List) => token_list(&config),
         Command::Token(TokenCommand::Revoke { id }) => token_revoke(&config, &id),
+        Command::Client(_) => unreachable!("dispatched above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,8 @@
 //! Module map:
 //! - [`config`]: every `DLREPO_*` setting, from the command line, the environment and an
 //!   optional TOML file.
-//! - [`cli`], [`commands`]: the command line and what each `arbor` sub-command does.
+//! - [`cli`], [`commands`]: the command line and what each `arbor` sub-command does;
+//!   [`client`]: the client commands (dlrepo-cli's), which talk to a server over HTTP.
 //! - [`lifecycle`]: the server's start-up and its stop, in order.
 //! - [`model`]: validated names, artifact paths, digests, typed entity coordinates and OCI
 //!   manifests; pure values.
@@ -28,6 +29,7 @@ pub mod auth;
 pub mod background;
 pub mod cleanup;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod http;

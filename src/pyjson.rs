@@ -25,6 +25,50 @@ pub fn object_to_string_sorted(map: &serde_json::Map<String, Value>) -> String {
     out
 }
 
+/// json.dumps(v, indent=2), as `dlrepo-cli -j` prints it: one item per line, `,` with no
+/// trailing space, `": "` after keys, `[]` and `{}` for empty containers.
+pub fn to_string_indented(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_indented(&mut out, v, 1);
+    out
+}
+
+fn write_indented(out: &mut String, v: &Value, depth: usize) {
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    match v {
+        Value::Array(items) if !items.is_empty() => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, depth);
+                write_indented(out, item, depth + 1);
+            }
+            newline(out, depth - 1);
+            out.push(']');
+        }
+        Value::Object(map) if !map.is_empty() => {
+            out.push('{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, depth);
+                write_json_str(out, key);
+                out.push_str(": ");
+                write_indented(out, item, depth + 1);
+            }
+            newline(out, depth - 1);
+            out.push('}');
+        }
+        other => write_value(out, other, Style::Json),
+    }
+}
+
 /// Python repr() of a float: shortest round-trip digits, exponent form when exp < -4 or >= 16
 /// ("1e+16", "1e-05", "1.5", "1.0", "NaN"... note json.dumps writes NaN/Infinity/-Infinity).
 ///

@@ -316,3 +316,15 @@ fn truthiness_follows_python() {
         assert!(is_truthy(&parse(truthy)), "{truthy} should be truthy");
     }
 }
+
+/// `json.dumps(v, indent=2)` of CPython 3.11, for `dlrepo-cli -j`.
+#[test]
+fn indented_matches_python() {
+    let v = parse(
+        r#"{"job":{"name":"j","tags":[1,2.5,null,true],"empty":[],"o":{},"é":"ü"},"x":[{"a":[]}]}"#,
+    );
+    let want = "{\n  \"job\": {\n    \"name\": \"j\",\n    \"tags\": [\n      1,\n      2.5,\n      null,\n      true\n    ],\n    \"empty\": [],\n    \"o\": {},\n    \"\\u00e9\": \"\\u00fc\"\n  },\n  \"x\": [\n    {\n      \"a\": []\n    }\n  ]\n}";
+    assert_eq!(to_string_indented(&v), want);
+    assert_eq!(to_string_indented(&parse("[]")), "[]");
+    assert_eq!(to_string_indented(&parse("3")), "3");
+}

@@ -9,6 +9,7 @@
 // Black-box tests check what the server left on disk, so they read the tree directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod client;
 mod common;
 #[path = "../shared/mod.rs"]
 mod shared;

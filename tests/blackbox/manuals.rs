@@ -22,8 +22,14 @@ fn scd(page: &str) -> String {
 }
 
 /// The words scdoc sets in bold (`*word*`) in `text`.
-fn bold(text: &str) -> Vec<&str> {
-    text.split('*').skip(1).step_by(2).collect()
+fn bold(text: &str) -> Vec<String> {
+    // `\*` is a literal asterisk (`DLREPO\_\*`), not a bold marker.
+    let text = text.replace("\\*", "\u{0}");
+    text.split('*')
+        .skip(1)
+        .step_by(2)
+        .map(|s| s.replace('\u{0}', "*"))
+        .collect()
 }
 
 /// The page without its `.TH` line, which carries the build date.
@@ -76,6 +82,14 @@ fn arbor_8_documents_every_flag_and_no_other() {
         &["token", "create"],
         &["token", "list"],
         &["token", "revoke"],
+        &["upload"],
+        &["get"],
+        &["lock"],
+        &["tags"],
+        &["release"],
+        &["stable"],
+        &["internal"],
+        &["cleanup-policy"],
     ];
     let mut flags = BTreeSet::new();
     for args in commands {

@@ -1,0 +1,410 @@
+//! What each client command sends and prints (spec/CLI.md §2). The printed lines are
+//! dlrepo-cli's, byte for byte, where scripts read them: `key=value` with Python's `str()`
+//! of the value, `Browse/Download:` lines, `-j` as `json.dumps(data, indent=2)`.
+
+use super::progress::Progress;
+use super::remote::{Body, Remote};
+use super::settings::Settings;
+use super::transfer::{self, Upload};
+use super::{ClientCommand, ClientError, Globals};
+use crate::pyjson::{python_str, to_string_indented};
+use serde_json::{Value, json};
+
+type Params = Vec<(String, String)>;
+
+pub fn run(g: &Globals, s: &Settings, command: ClientCommand) -> Result<(), ClientError> {
+    let remote = Remote::new(&s.base, s.auth.clone());
+    let out = Output { g, remote: &remote };
+    let r = &remote;
+    use ClientCommand as C;
+    match command {
+        C::Upload {
+            branch,
+            tag,
+            job,
+            format,
+            paths,
+            resume,
+        } => {
+            let files = transfer::collect(&paths)?;
+            let url = format!("branches/{branch}/{tag}/{job}/{format}");
+            upload(g, r, &url, &files, resume)
+        }
+        C::Get {
+            branch,
+            tag,
+            job,
+            format,
+            target,
+        } => {
+            let url = format!("branches/{branch}/{tag}/{job}/{format}/");
+            get(g, r, &url, &target)
+        }
+        C::GetInfo { branch, tag, job } => {
+            let url = format!("branches/{branch}/{tag}/{job}/");
+            out.show(&url, None, |data| {
+                let mut lines = String::new();
+                for (k, v) in object(&data["job"]) {
+                    let v = match v {
+                        Value::Array(items) => {
+                            items.iter().map(python_str).collect::<Vec<_>>().join(" ")
+                        }
+                        v => python_str(v),
+                    };
+                    lines.push_str(&format!("{k}={v}\n"));
+                }
+                lines
+            })
+        }
+        C::SetInfo {
+            branch,
+            tag,
+            job,
+            info,
+        } => {
+            let url = format!("branches/{branch}/{tag}/{job}/");
+            let fields: serde_json::Map<String, Value> = info
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            r.call("PATCH", &url, Body::Json(&json!({ "job": fields })))?;
+            let data = r.get_json(&url, None)?;
+            let job = &data["job"];
+            let keys = ["product", "product_variant", "product_branch", "version"];
+            if keys.iter().all(|k| job.get(k).is_some()) {
+                let parts: Vec<String> = keys.iter().map(|k| python_str(&job[k])).collect();
+                let url = format!("{}products/{}/", s.base, parts.join("/"));
+                println!("Browse/Download: {}", url.to_lowercase());
+            }
+            Ok(())
+        }
+        C::Lock {
+            branch,
+            tag,
+            job,
+            unlock,
+        } => {
+            let locked = json!({ "locked": !unlock });
+            match job {
+                Some(job) => {
+                    let url = format!("branches/{branch}/{tag}/{job}/");
+                    let method = if unlock { "POST" } else { "PUT" };
+                    r.call(method, &url, Body::Json(&json!({ "job": locked })))
+                }
+                None => {
+                    let url = format!("branches/{branch}/{tag}/");
+                    r.call("POST", &url, Body::Json(&json!({ "tag": locked })))
+                }
+            }
+        }
+        C::GetDescription { branch, tag } => out.show(
+            &format!("branches/{branch}/{tag}/"),
+            None,
+            |data| match &data["tag"]["description"] {
+                Value::Null => String::new(),
+                d => format!("{}\n", python_str(d)),
+            },
+        ),
+        C::SetDescription {
+            branch,
+            tag,
+            description,
+        } => {
+            let body = json!({ "tag": { "description": description } });
+            r.call(
+                "POST",
+                &format!("branches/{branch}/{tag}/"),
+                Body::Json(&body),
+            )
+        }
+        C::Branches => out.show("branches/", None, |data| branches_text(&data, g.verbose)),
+        C::Tags {
+            branch,
+            released_only,
+        } => {
+            let params: Params = if released_only {
+                vec![("released".into(), "1".into())]
+            } else {
+                Vec::new()
+            };
+            out.show(&format!("branches/{branch}/"), Some(params), |data| {
+                names(&data["branch"]["tags"])
+            })
+        }
+        C::Jobs {
+            branch,
+            tag,
+            filters,
+        } => out.show(
+            &format!("branches/{branch}/{tag}/"),
+            Some(dict(filters)),
+            |d| names(&d["tag"]["jobs"]),
+        ),
+        C::Status { branch, tag } => out.show(&format!("branches/{branch}/{tag}/"), None, |d| {
+            let tag = &d["tag"];
+            let publish = tag.get("publish_status").map(python_str);
+            format!(
+                "released={}\nstable={}\nlocked={}\npublish_status={}\n",
+                python_str(&tag["released"]),
+                python_str(&tag["stable"]),
+                python_str(&tag["locked"]),
+                publish.unwrap_or_default()
+            )
+        }),
+        C::Release { branch, tag, unset } => {
+            let body = json!({ "tag": { "released": !unset } });
+            r.call(
+                "POST",
+                &format!("branches/{branch}/{tag}/"),
+                Body::Json(&body),
+            )
+        }
+        C::Stable { branch, tag, unset } => {
+            let body = json!({ "tag": { "stable": !unset } });
+            r.call(
+                "POST",
+                &format!("branches/{branch}/{tag}/"),
+                Body::Json(&body),
+            )
+        }
+        C::Internal {
+            branch,
+            tag,
+            job,
+            unset,
+        } => {
+            let body = json!({ "job": { "internal": !unset } });
+            let url = format!("branches/{branch}/{tag}/{job}/");
+            r.call("PUT", &url, Body::Json(&body))
+        }
+        C::Delete {
+            branch,
+            tag,
+            job,
+            format,
+        } => {
+            let mut url = format!("branches/{branch}");
+            for part in [tag, job, format].into_iter().flatten() {
+                url = format!("{url}/{part}");
+            }
+            delete(r, &format!("{url}/"))
+        }
+        C::Flush => {
+            if !s.prefix.contains('~') {
+                return Err(ClientError::Local(format!(
+                    "{} is not a user space, refusing to flush",
+                    s.base
+                )));
+            }
+            let data = r.get_json("/branches/", None)?;
+            println!("deleting all branches in {}", s.base);
+            for b in array(&data["branches"]) {
+                delete(r, &format!("branches/{}/", python_str(&b["name"])))?;
+            }
+            Ok(())
+        }
+        C::CleanupPolicy {
+            branch,
+            max_daily,
+            max_released,
+        } => {
+            let url = format!("branches/{branch}/");
+            let mut policy = serde_json::Map::new();
+            if let Some(n) = max_daily {
+                policy.insert("max_daily_tags".into(), n.into());
+            }
+            if let Some(n) = max_released {
+                policy.insert("max_released_tags".into(), n.into());
+            }
+            if !policy.is_empty() {
+                return r.call("POST", &url, Body::Json(&json!({ "branch": policy })));
+            }
+            let data = r.get_json(&url, None)?;
+            if g.raw_json {
+                println!("{}", to_string_indented(&data));
+                return Ok(());
+            }
+            for (k, v) in object(&data["branch"]["cleanup_policy"]) {
+                println!("{k}={}", python_str(v));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// How listing commands print: `-j` gives the JSON, else a `URL:` line on stderr (unless
+/// `--no-print-url`) and the text.
+struct Output<'a> {
+    g: &'a Globals,
+    remote: &'a Remote,
+}
+
+impl Output<'_> {
+    fn show(
+        &self,
+        url: &str,
+        params: Option<Params>,
+        text: impl FnOnce(Value) -> String,
+    ) -> Result<(), ClientError> {
+        let data = self.remote.get_json(url, params.as_deref())?;
+        if self.g.raw_json {
+            println!("{}", to_string_indented(&data));
+            return Ok(());
+        }
+        if !self.g.no_print_url {
+            eprintln!("URL: {}", self.remote.url(url, None));
+        }
+        print!("{}", text(data));
+        Ok(())
+    }
+}
+
+fn object(v: &Value) -> impl Iterator<Item = (&String, &Value)> {
+    v.as_object().into_iter().flatten()
+}
+
+fn array(v: &Value) -> impl Iterator<Item = &Value> {
+    v.as_array().into_iter().flatten()
+}
+
+/// One `name` per line.
+fn names(list: &Value) -> String {
+    array(list)
+        .map(|item| format!("{}\n", python_str(&item["name"])))
+        .collect()
+}
+
+/// A Python dict of `PARAM=VALUE` arguments: the last value of a key wins, in the place
+/// of its first.
+fn dict(pairs: Params) -> Params {
+    let mut out: Params = Vec::new();
+    for (k, v) in pairs {
+        match out.iter_mut().find(|(name, _)| *name == k) {
+            Some(slot) => slot.1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    out
+}
+
+/// `branches`, and `branches -v` with dlrepo-cli's columns.
+fn branches_text(data: &Value, verbose: bool) -> String {
+    let list: Vec<&Value> = array(&data["branches"]).collect();
+    if !verbose {
+        return names(&data["branches"]);
+    }
+    let with_max = |b: &Value, count: &str, max: &str| {
+        let mut s = python_str(&b[count]);
+        if crate::pyjson::is_truthy(&b[max]) {
+            s = format!("{s}/{}", python_str(&b[max]));
+        }
+        s
+    };
+    let rows: Vec<[String; 4]> = list
+        .iter()
+        .map(|b| {
+            [
+                format!("{}:", python_str(&b["name"])),
+                with_max(b, "released_tags", "max_released_tags"),
+                with_max(b, "daily_tags", "max_daily_tags"),
+                python_str(&b["locked_tags"]),
+            ]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    rows.iter()
+        .map(|[name, released, daily, locked]| {
+            format!("{name:<w0$} released {released:>w1$} daily {daily:>w2$} locked {locked}\n")
+        })
+        .collect()
+}
+
+fn delete(r: &Remote, url: &str) -> Result<(), ClientError> {
+    let mut reply = r.send("DELETE", &r.url(url, Some(&[])), &[], Body::None)?;
+    std::io::copy(&mut reply.body.as_reader(), &mut std::io::sink())
+        .map(drop)
+        .map_err(|e| ClientError::Local(e.to_string()))
+}
+
+fn upload(
+    g: &Globals,
+    r: &Remote,
+    format_url: &str,
+    files: &[Upload],
+    resume: bool,
+) -> Result<(), ClientError> {
+    let bytes = files.iter().map(|f| f.size).sum();
+    let progress = Progress::new(g.quiet, files.len() as u64, bytes);
+    transfer::in_parallel(files, usize::from(g.parallel), |file| {
+        let url = r.url(&format!("{format_url}/{}", file.rel), None);
+        transfer::upload_one(r, &url, file, resume, &progress)
+    })?;
+    progress.finish("uploaded");
+    // Clears the format's dirty flag: the upload is complete.
+    r.call("PATCH", &format!("{format_url}/"), Body::Empty)?;
+    let browse = format!("{}{format_url}/", r.base());
+    println!("Browse/Download: {}", browse.to_lowercase());
+    Ok(())
+}
+
+fn get(
+    g: &Globals,
+    r: &Remote,
+    format_url: &str,
+    target: &std::path::Path,
+) -> Result<(), ClientError> {
+    let data = r.get_json(format_url, None)?;
+    let names: Vec<String> = array(&data["artifact_format"]["files"])
+        .map(python_str)
+        .collect();
+    if let Some(bad) = names.iter().find(|n| !transfer::safe_rel(n)) {
+        return Err(ClientError::Local(format!(
+            "the server listed {bad:?}, which is not a path inside the target directory"
+        )));
+    }
+    let progress = Progress::new(g.quiet, names.len() as u64, 0);
+    transfer::in_parallel(&names, usize::from(g.parallel), |name| {
+        let url = r.url(&format!("{format_url}{name}"), None);
+        transfer::download_one(r, &url, target, name, &progress)
+    })?;
+    progress.finish("downloaded");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbose_branches_align_like_dlrepo_cli() {
+        let data = json!({"branches": [
+            {"name": "main", "released_tags": 3, "daily_tags": 12, "locked_tags": 1,
+             "max_released_tags": 10, "max_daily_tags": 0},
+            {"name": "feature-x", "released_tags": 0, "daily_tags": 2, "locked_tags": 0,
+             "max_released_tags": 0, "max_daily_tags": 0},
+        ]});
+        assert_eq!(
+            branches_text(&data, true),
+            "main:      released 3/10 daily 12 locked 1\n\
+             feature-x: released    0 daily  2 locked 0\n"
+        );
+        assert_eq!(branches_text(&data, false), "main\nfeature-x\n");
+    }
+
+    #[test]
+    fn repeated_filters_keep_the_last_value() {
+        let pairs = vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+            ("a".to_owned(), "3".to_owned()),
+        ];
+        assert_eq!(
+            dict(pairs),
+            [
+                ("a".to_owned(), "3".to_owned()),
+                ("b".to_owned(), "2".to_owned())
+            ]
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! `arbor` as a client of an arbor or a dlrepo server (issue 16): dlrepo-cli's commands,
+//! arguments, environment and output (spec/CLI.md), so that `alias dlrepo-cli=arbor` keeps
+//! scripts working; with parallel transfers, retries, verified and resumable downloads, and
+//! progress. Blocking on purpose (ureq, as the publisher): a command line has nothing else
+//! to do while it waits, and threads give the parallelism.
+// The client reads the user's own configuration files, never the repository tree.
+#![allow(clippy::disallowed_methods)]
+
+mod commands;
+mod progress;
+mod remote;
+mod settings;
+mod transfer;
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The client's global flags, dlrepo-cli's plus the transfer ones. They come before or
+/// after the command.
+#[derive(Args, Debug, Default)]
+pub struct Globals {
+    /// Root URL of the server [env DLREPO_URL; default http://127.0.0.1:1337].
+    #[arg(short = 'U', long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// URL prefix; --prefix=/ for the root repository instead of your own user space
+    /// [env DLREPO_PREFIX; default /~USER/].
+    #[arg(short = 'p', long, global = true, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    /// Print the server's JSON as is (indented) instead of text.
+    #[arg(short = 'j', long, global = true)]
+    pub raw_json: bool,
+    /// More verbose output (`branches -v`).
+    #[arg(short = 'v', long, global = true)]
+    pub verbose: bool,
+    /// Do not print the target URL on stderr.
+    #[arg(long, global = true)]
+    pub no_print_url: bool,
+    /// How many files to transfer at once.
+    #[arg(short = 'J', long, global = true, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    /// No progress output.
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+}
+
+/// A `PARAM=VALUE` argument, checked as dlrepo-cli checks it (`^(\w+)=(.*)$`).
+fn job_param(value: &str) -> Result<(String, String), String> {
+    static PARAM: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"^(\w+)=(.*)$").expect("a valid regex"));
+    let caps = PARAM
+        .captures(value)
+        .ok_or_else(|| format!("{value:?}: Invalid job parameter"))?;
+    Ok((caps[1].to_owned(), caps[2].to_owned()))
+}
+
+/// The client commands, named and shaped as dlrepo-cli's.
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Upload files and/or folders to a job's artifact format, then mark it complete.
+    Upload {
+        branch: String,
+        tag: String,
+        job: String,
+        format: String,
+        /// Files, and folders (uploaded with the paths inside them).
+        #[arg(required = true, value_name = "FILE_OR_DIR")]
+        paths: Vec<PathBuf>,
+        /// Skip files the server already holds at the same path with the same content.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Download the files of an artifact format into a local directory.
+    Get {
+        branch: String,
+        tag: String,
+        job: String,
+        format: String,
+        #[arg(value_name = "DIR")]
+        target: PathBuf,
+    },
+    /// Print a job's metadata as key=value lines.
+    GetInfo {
+        branch: String,
+        tag: String,
+        job: String,
+    },
+    /// Set job metadata (PARAM= unsets it).
+    SetInfo {
+        branch: String,
+        tag: String,
+        job: String,
+        #[arg(required = true, value_name = "PARAM=VALUE", value_parser = job_param)]
+        info: Vec<(String, String)>,
+    },
+    /// Lock a job against changes, or a tag against cleanup.
+    Lock {
+        branch: String,
+        tag: String,
+        job: Option<String>,
+        /// Unlock instead.
+        #[arg(short = 'u', long)]
+        unlock: bool,
+    },
+    /// Print a tag's description.
+    GetDescription { branch: String, tag: String },
+    /// Set a tag's description.
+    SetDescription {
+        branch: String,
+        tag: String,
+        description: String,
+    },
+    /// List the branches.
+    Branches,
+    /// List the tags of a branch.
+    Tags {
+        branch: String,
+        /// Only released tags.
+        #[arg(short = 'r', long)]
+        released_only: bool,
+    },
+    /// List the jobs of a tag, optionally those whose metadata match.
+    Jobs {
+        branch: String,
+        tag: String,
+        #[arg(value_name = "PARAM=VALUE", value_parser = job_param)]
+        filters: Vec<(String, String)>,
+    },
+    /// Print a tag's status.
+    Status { branch: String, tag: String },
+    /// Set (or with -u unset) a tag's released status; publishes when the server mirrors.
+    Release {
+        branch: String,
+        tag: String,
+        #[arg(short = 'u', long)]
+        unset: bool,
+    },
+    /// Set (or with -u unset) a tag's stable status.
+    Stable {
+        branch: String,
+        tag: String,
+        #[arg(short = 'u', long)]
+        unset: bool,
+    },
+    /// Set (or with -u unset) a job's internal status: never published.
+    Internal {
+        branch: String,
+        tag: String,
+        job: String,
+        #[arg(short = 'u', long)]
+        unset: bool,
+    },
+    /// Delete a branch, a tag, a job or a format.
+    Delete {
+        branch: String,
+        tag: Option<String>,
+        job: Option<String>,
+        format: Option<String>,
+    },
+    /// Delete every branch of your user space.
+    Flush,
+    /// Print, or set, a branch's cleanup policy.
+    CleanupPolicy {
+        branch: String,
+        /// Non-released tags to keep.
+        #[arg(short = 'd', long)]
+        max_daily: Option<i64>,
+        /// Released tags to keep.
+        #[arg(short = 'r', long)]
+        max_released: Option<i64>,
+    },
+}
+
+/// Why a client command failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The server answered 400 or more; `message` is its body (or Python's text for it).
+    Remote { status: u16, message: String },
+    /// Bad arguments found after parsing (a missing local path).
+    Usage(String),
+    /// Anything else: the network, local files.
+    Local(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Remote { message, .. } => write!(f, "remote: {message}"),
+            ClientError::Usage(m) | ClientError::Local(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Runs one client command: exit status 0, 1 on any error (as dlrepo-cli), 2 on bad
+/// arguments (as argparse).
+pub fn run(globals: &Globals, command: ClientCommand) -> ExitCode {
+    let result =
+        settings_from_environment(globals).and_then(|s| commands::run(globals, &s, command));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(match e {
+                ClientError::Usage(_) => 2,
+                _ => 1,
+            })
+        }
+    }
+}
+
+fn settings_from_environment(g: &Globals) -> Result<settings::Settings, ClientError> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let read = |rel: &str| {
+        let path = home.as_ref()?.join(rel);
+        std::fs::read_to_string(path).ok()
+    };
+    let conf = read(".config/dlrepo-cli");
+    let netrc = read(".netrc");
+    let env = |name: &str| std::env::var(name).ok();
+    // Python's getpass.getuser(): the first of these that is set.
+    let login = ["LOGNAME", "USER", "LNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
+        .unwrap_or_default();
+    settings::resolve(&settings::Sources {
+        url_flag: g.url.as_deref(),
+        prefix_flag: g.prefix.as_deref(),
+        env: &env,
+        conf: conf.as_deref(),
+        netrc: netrc.as_deref(),
+        login: &login,
+    })
+    .map_err(ClientError::Usage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_params_follow_dlrepo_cli() {
+        assert_eq!(job_param("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(job_param("é_1=").unwrap(), ("é_1".into(), String::new()));
+        for bad in ["=x", "a-b=x", "novalue", "a b=c"] {
+            assert!(job_param(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Requests to the server, as dlrepo-cli sends them (spec/CLI.md §1, §3): paths encoded with
+//! `quote_plus`, pre-emptive credentials, JSON in and out, HTTP errors as `remote:` errors.
+//! Beyond dlrepo-cli: transient failures (no connection, timeouts, 5xx) are tried again
+//! with a growing pause, and one agent keeps connections open across requests and threads.
+
+use super::ClientError;
+use super::settings::Auth;
+use serde_json::Value;
+use std::io::Read;
+use std::time::Duration;
+
+/// How many times a request is sent before a transient failure is final.
+const ATTEMPTS: u32 = 4;
+
+/// As many as urllib follows.
+const MAX_REDIRECTS: usize = 10;
+
+/// What an answer's body may be when it is read whole (JSON listings, error texts).
+const MAX_REPLY: u64 = 256 << 20;
+
+/// The server, its base URL and the credentials; cheap to share between threads.
+pub struct Remote {
+    agent: ureq::Agent,
+    base: String,
+    auth: std::sync::Mutex<Auth>,
+    /// The password prompt happens at most once per run, as in dlrepo-cli.
+    prompted: std::sync::atomic::AtomicBool,
+}
+
+/// A body to send.
+pub enum Body<'a> {
+    None,
+    /// `Content-Length: 0`, no Content-Type (dlrepo-cli's PATCH and link PUT).
+    Empty,
+    Json(&'a Value),
+    /// A local file, reopened for each attempt.
+    File(&'a dyn Fn() -> std::io::Result<(Box<dyn Read + Send>, u64)>),
+}
+
+/// An answer whose status is below 400.
+pub struct Reply {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub body: ureq::Body,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The whole body as JSON, or `Value::Null` when it is not JSON (dlrepo-cli returns the
+    /// bytes then, and no command reads them).
+    pub fn json(mut self) -> Result<Value, ClientError> {
+        let is_json = self
+            .header("content-type")
+            .is_some_and(|t| t.contains("json"));
+        let bytes = read_all(&mut self.body)?;
+        if !is_json {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Local(format!("the server's JSON: {e}")))
+    }
+}
+
+fn read_all(body: &mut ureq::Body) -> Result<Vec<u8>, ClientError> {
+    body.with_config()
+        .limit(MAX_REPLY)
+        .read_to_vec()
+        .map_err(|e| ClientError::Local(e.to_string()))
+}
+
+impl Remote {
+    pub fn new(base: &str, auth: Auth) -> Remote {
+        let tls = base
+            .starts_with("https://")
+            .then(|| crate::net::tls_config("client"));
+        let mut config = ureq::Agent::config_builder()
+            // Statuses are ours to judge: HEAD's 404 means "upload it".
+            .http_status_as_error(false)
+            .user_agent(concat!("arbor/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(Duration::from_secs(30)))
+            // Redirects are followed here, for GET and HEAD only (spec/CLI.md §1), with the
+            // credentials: ureq would drop them on a plain-http redirect.
+            .max_redirects(0);
+        if let Some(tls) = tls {
+            config = config.tls_config(tls);
+        }
+        Remote {
+            agent: config.build().into(),
+            base: base.to_owned(),
+            auth: std::sync::Mutex::new(auth),
+            prompted: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// dlrepo-cli's `make_url`: `path` relative to the base, encoded with
+    /// `quote_plus(path, safe="/")`, then `?` and the parameters when there are any (an
+    /// empty list still gives the `?`).
+    pub fn url(&self, path: &str, params: Option<&[(String, String)]>) -> String {
+        let mut url = format!(
+            "{}{}",
+            self.base,
+            quote_plus(path.trim_start_matches('/'), "/")
+        );
+        if let Some(params) = params {
+            url.push('?');
+            let pairs: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{}={}", quote_plus(k, ""), quote_plus(v, "")))
+                .collect();
+            url.push_str(&pairs.join("&"));
+        }
+        url
+    }
+
+    /// GET `path` and its JSON.
+    pub fn get_json(
+        &self,
+        path: &str,
+        params: Option<&[(String, String)]>,
+    ) -> Result<Value, ClientError> {
+        self.send("GET", &self.url(path, params), &[], Body::None)?
+            .json()
+    }
+
+    /// A request with a JSON body (or none), its answer read and dropped.
+    pub fn call(&self, method: &str, path: &str, body: Body<'_>) -> Result<(), ClientError> {
+        let mut reply = self.send(method, &self.url(path, None), &[], body)?;
+        read_all(&mut reply.body).map(drop)
+    }
+
+    /// Sends one request, tries transient failures again, and turns a status of 400 or more
+    /// into [`ClientError::Remote`]. A 401 with a challenge asks for the password once when
+    /// there is a terminal, as dlrepo-cli does.
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<Reply, ClientError> {
+        let mut url = url.to_owned();
+        for _ in 0..MAX_REDIRECTS {
+            let reply = self.send_once(method, &url, headers, &body)?;
+            let location = match reply.status {
+                301 | 302 | 303 | 307 | 308 => reply.header("location").map(str::to_owned),
+                _ => None,
+            };
+            let Some(location) = location else {
+                return Ok(reply);
+            };
+            if method != "GET" && method != "HEAD" {
+                return Err(ClientError::Local(format!(
+                    "{method} {url}: redirected to {location}; the server should act on the URL it was sent"
+                )));
+            }
+            url = super::settings::urljoin(&url, &location)
+                .map_err(|e| ClientError::Local(format!("{url}: {e}")))?;
+        }
+        Err(ClientError::Local(format!("{url}: too many redirects")))
+    }
+
+    /// [`Remote::send`] without following redirects.
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body<'_>,
+    ) -> Result<Reply, ClientError> {
+        let mut attempt = 1;
+        loop {
+            let result = self.once(method, url, headers, body);
+            let retry = match &result {
+                Ok(res) if res.status().as_u16() == 401 => {
+                    let challenged = res.headers().contains_key("www-authenticate");
+                    if challenged && self.prompt_password(url) {
+                        continue;
+                    }
+                    false
+                }
+                Ok(res) => res.status().is_server_error(),
+                Err(e) => crate::net::is_transient(e),
+            };
+            if retry && attempt < ATTEMPTS {
+                std::thread::sleep(crate::net::backoff(attempt));
+                attempt += 1;
+                continue;
+            }
+            let mut res = result.map_err(|e| ClientError::Local(format!("{url}: {e}")))?;
+            let status = res.status();
+            if status.as_u16() >= 400 {
+                let text = read_all(res.body_mut()).unwrap_or_default();
+                let text = String::from_utf8_lossy(&text).trim().to_owned();
+                return Err(ClientError::Remote {
+                    status: status.as_u16(),
+                    message: if text.is_empty() {
+                        // Python's str(HTTPError).
+                        let reason = status.canonical_reason().unwrap_or("");
+                        format!("HTTP Error {}: {reason}", status.as_u16())
+                    } else {
+                        text
+                    },
+                });
+            }
+            let (parts, body) = res.into_parts();
+            return Ok(Reply {
+                status: status.as_u16(),
+                headers: parts.headers,
+                body,
+            });
+        }
+    }
+
+    fn once(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Accept", "application/json,application/octet-stream");
+        let auth = self.auth.lock().map(|a| a.header()).unwrap_or_default();
+        if let Some(auth) = auth {
+            req = req.header("Authorization", auth);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        match body {
+            Body::None => self.agent.run(req.body(())?),
+            Body::Empty => self
+                .agent
+                .run(req.header("Content-Length", "0").body(&b""[..])?),
+            Body::Json(v) => {
+                let text = crate::pyjson::to_string(v);
+                let req = req.header("Content-Type", "application/json");
+                self.agent.run(req.body(text.as_bytes())?)
+            }
+            Body::File(open) => {
+                let (file, len) = open()?;
+                let req = req
+                    .header("Content-Type", "application/octet-stream")
+                    // An explicit length: ureq streams the reader as is, never chunked.
+                    .header("Content-Length", len.to_string())
+                    .body(ureq::SendBody::from_owned_reader(file))?;
+                self.agent.run(req)
+            }
+        }
+    }
+
+    /// Asks for the password on the terminal, once per run; whether to send again.
+    fn prompt_password(&self, url: &str) -> bool {
+        use std::io::IsTerminal as _;
+        use std::sync::atomic::Ordering;
+        if self.prompted.swap(true, Ordering::SeqCst) || !std::io::stdin().is_terminal() {
+            return false;
+        }
+        let Ok(mut auth) = self.auth.lock() else {
+            return false;
+        };
+        let Auth::Basic { user, password } = &mut *auth else {
+            return false;
+        };
+        let host = url.split('/').nth(2).unwrap_or(url);
+        eprintln!();
+        match rpassword::prompt_password(format!("{user}@{host}'s password: ")) {
+            Ok(typed) => {
+                *password = typed;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Python's `quote_plus(s, safe)`: letters, digits, `_.-~` and `safe` stay, a space becomes
+/// `+`, every other byte of the UTF-8 is `%XX`.
+pub fn quote_plus(s: &str, safe: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ if b.is_ascii() && safe.as_bytes().contains(&b) => out.push(char::from(b)),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_encoded_as_dlrepo_cli_encodes_them() {
+        assert_eq!(quote_plus("a b+c/é.txt", "/"), "a+b%2Bc/%C3%A9.txt");
+        assert_eq!(quote_plus("a/b", ""), "a%2Fb");
+        let r = Remote::new("http://h/~me/", Auth::None);
+        assert_eq!(r.url("/branches/", None), "http://h/~me/branches/");
+        assert_eq!(r.url("branches/b/", Some(&[])), "http://h/~me/branches/b/?");
+        let params = [("released".to_owned(), "1".to_owned())];
+        assert_eq!(
+            r.url("branches/b/", Some(&params)),
+            "http://h/~me/branches/b/?released=1"
+        );
+    }
+}

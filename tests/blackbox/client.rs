@@ -1,0 +1,415 @@
+//! The client commands of the `arbor` binary (issue 16), end to end: against arbor and
+//! against the real dlrepo 0.44 server, each command prints what the real `dlrepo-cli`
+//! prints and exits as it does; then what dlrepo-cli cannot do: parallel uploads with
+//! dedup, `--resume`, verified and resumed downloads, tokens, progress on a terminal.
+// Black-box tests check what the server left on disk, so they read the tree directly.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use crate::common;
+use crate::common::dlrepo::Dlrepo;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+/// One finished client run.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// What a script would compare: the status, stdout, and the `error:`/`URL:` lines
+    /// (progress lines differ on purpose).
+    fn visible(&self, base: &str) -> String {
+        let stderr: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:") || l.starts_with("URL:"))
+            .collect();
+        let text = format!(
+            "exit {:?}\n{}--\n{}",
+            self.code,
+            self.stdout,
+            stderr.join("\n")
+        );
+        text.replace(base, "BASE")
+    }
+}
+
+/// `arbor ARGS` or `python3 dlrepo-cli ARGS` against `base`, in `cwd`, with a throw-away
+/// HOME, at the root repository.
+fn client(dlrepo_cli: bool, base: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = if dlrepo_cli {
+        let mut cmd = Command::new("python3");
+        cmd.arg(test_dep(
+            "ARBOR_TEST_DLREPO_CLI",
+            "dlrepo-cli.path",
+            "run tests/deps/install, which writes target/test-deps/dlrepo-cli.path",
+        ));
+        cmd
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_arbor"))
+    };
+    let home = cwd.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("HOME", &home)
+        .env("DLREPO_URL", base)
+        .env("DLREPO_PREFIX", "/")
+        .env("DLREPO_USER", "")
+        .env_remove("DLREPO_PASSWORD")
+        .env_remove("ARBOR_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("the client runs");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A tree to upload: nested directories, a name with a space and a `+`, and one content
+/// twice.
+fn make_tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("tree/sub/deeper")).unwrap();
+    std::fs::write(dir.join("tree/a.txt"), "alpha\n").unwrap();
+    std::fs::write(dir.join("tree/sub/b c+d.txt"), "bravo\n").unwrap();
+    std::fs::write(dir.join("tree/sub/deeper/copy.txt"), "alpha\n").unwrap();
+    std::fs::write(dir.join("single.bin"), vec![7u8; 70_000]).unwrap();
+}
+
+/// Every command, in an order that exercises each, with the error cases scripts meet.
+const SCRIPT: &[&[&str]] = &[
+    &["upload", "main", "T1", "j1", "fmt", "tree"],
+    &["upload", "main", "t1", "j1", "fmt", "single.bin"],
+    &["upload", "main", "t1", "j2", "fmt", "single.bin"],
+    &[
+        "set-info",
+        "main",
+        "t1",
+        "j1",
+        "product=foo",
+        "product_variant=x",
+        "product_branch=1",
+        "version=1.0",
+        "color=blue",
+    ],
+    &["set-info", "main", "t1", "j1", "color="],
+    &["set-info", "main", "t1", "j2", "color=red"],
+    &["jobs", "main", "t1"],
+    &["jobs", "main", "t1", "color=red"],
+    &["jobs", "main", "t1", "color=nope"],
+    &["tags", "main"],
+    &["tags", "-r", "main"],
+    &["branches"],
+    &["-v", "branches"],
+    &["-j", "branches"],
+    &["status", "main", "t1"],
+    &["-j", "status", "main", "t1"],
+    &["--no-print-url", "status", "main", "t1"],
+    &["set-description", "main", "t1", "hello world"],
+    &["get-description", "main", "t1"],
+    &["lock", "main", "t1", "j2"],
+    &["lock", "-u", "main", "t1", "j2"],
+    &["lock", "main", "t1"],
+    &["lock", "-u", "main", "t1"],
+    &["stable", "main", "t1"],
+    &["stable", "-u", "main", "t1"],
+    &["internal", "main", "t1", "j2"],
+    &["internal", "-u", "main", "t1", "j2"],
+    &["cleanup-policy", "main", "-d", "3", "-r", "2"],
+    &["cleanup-policy", "main"],
+    &["get", "main", "t1", "j1", "fmt", "out"],
+    &["release", "main", "t1"],
+    &["get-info", "main", "t1", "nope"],
+    &["get", "main", "t1", "j1", "nope", "out2"],
+    &["flush"],
+    &["delete", "main", "t1", "j2", "fmt"],
+    &["delete", "main", "t1", "j2"],
+    &["jobs", "main", "t1"],
+    &["delete", "main", "t1"],
+    &["delete", "main"],
+    &["branches"],
+];
+
+/// The script run by `dlrepo-cli` and by `arbor` against two fresh servers of one kind
+/// (`start` makes one and gives its base URL).
+fn same_as_dlrepo_cli<S>(start: impl Fn() -> (S, String)) {
+    let mut transcripts = Vec::new();
+    for dlrepo_cli in [true, false] {
+        let (_server, base) = start();
+        let work = tempfile::tempdir().unwrap();
+        make_tree(work.path());
+        let mut transcript = String::new();
+        for args in SCRIPT {
+            let run = client(dlrepo_cli, &base, work.path(), args, &[]);
+            transcript += &format!("$ {}\n{}\n", args.join(" "), run.visible(&base));
+        }
+        // What `get` wrote.
+        let mut files: Vec<String> = walkdir::WalkDir::new(work.path().join("out"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let rel = e
+                    .path()
+                    .strip_prefix(work.path())
+                    .unwrap()
+                    .display()
+                    .to_string();
+                format!("{rel} {}", sha256_hex(&std::fs::read(e.path()).unwrap()))
+            })
+            .collect();
+        files.sort();
+        transcript += &files.join("\n");
+        transcripts.push(transcript);
+    }
+    let (theirs, ours) = (&transcripts[0], &transcripts[1]);
+    for (a, b) in theirs.lines().zip(ours.lines()) {
+        assert_eq!(
+            a, b,
+            "dlrepo-cli and arbor differ; dlrepo-cli:\n{theirs}\narbor:\n{ours}"
+        );
+    }
+    assert_eq!(theirs, ours);
+    // The comparison covered something: files came down, and errors were errors.
+    assert!(ours.contains("out/sub/deeper/copy.txt"), "{ours}");
+    assert!(ours.contains("exit Some(1)"), "{ours}");
+}
+
+#[test]
+fn every_command_prints_what_dlrepo_cli_prints_against_arbor() {
+    same_as_dlrepo_cli(|| {
+        let s = TestServer::start();
+        let base = s.base.clone();
+        (s, base)
+    });
+}
+
+#[test]
+fn every_command_prints_what_dlrepo_cli_prints_against_dlrepo() {
+    same_as_dlrepo_cli(|| {
+        let s = Dlrepo::start(&[]);
+        let base = s.base.clone();
+        (s, base)
+    });
+}
+
+#[test]
+fn a_parallel_upload_deduplicates_and_resumes() {
+    let s = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    // 60 files in nested directories, a third of them sharing one content.
+    for i in 0..60 {
+        let dir = tree.join(format!("d{}", i % 4)).join(format!("e{}", i % 3));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = if i % 3 == 0 {
+            b"shared content\n".to_vec()
+        } else {
+            format!("file {i}\n").repeat(i * 50 + 1).into_bytes()
+        };
+        std::fs::write(dir.join(format!("f{i}.txt")), data).unwrap();
+    }
+    let base = s.base.clone();
+    let run = |args: &[&str]| client(false, &base, work.path(), args, &[]);
+    let up = run(&["-J", "8", "upload", "b", "t", "j", "f", "tree"]);
+    assert_eq!(up.code, Some(0), "{}", up.stderr);
+    assert!(up.stdout.contains("Browse/Download: "));
+    // Every file is there, each stored once per content.
+    let listed = s.get("/branches/b/t/j/f/").json();
+    assert_eq!(
+        listed["artifact_format"]["files"].as_array().unwrap().len(),
+        60
+    );
+    let blobs = walkdir::WalkDir::new(s.root.path().join(".blobs"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .count();
+    assert_eq!(blobs, 41, "40 distinct contents, one shared");
+    assert!(uploads_left(s.root.path()).is_empty());
+
+    // An interrupted upload, run again with --resume: only the missing file is sent.
+    std::fs::write(tree.join("d0/e0/late.txt"), "late\n").unwrap();
+    let again = run(&["upload", "--resume", "b", "t", "j", "f", "tree"]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(
+        again.stderr.matches("(unchanged)").count(),
+        60,
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains(" d0/e0/late.txt\n"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(s.get("/branches/b/t/j/f/d0/e0/late.txt").text(), "late\n");
+
+    // And back down, in parallel, byte for byte.
+    let down = run(&["-J", "8", "get", "b", "t", "j", "f", "down"]);
+    assert_eq!(down.code, Some(0), "{}", down.stderr);
+    for e in walkdir::WalkDir::new(&tree)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        if e.file_type().is_file() {
+            let rel = e.path().strip_prefix(&tree).unwrap();
+            let got = std::fs::read(work.path().join("down").join(rel)).unwrap();
+            assert_eq!(got, std::fs::read(e.path()).unwrap(), "{}", rel.display());
+        }
+    }
+}
+
+#[test]
+fn downloads_are_verified_and_continue_where_they_stopped() {
+    let s = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    s.upload_format("/branches/b/t/j/f/", &[("big.bin", &data)]);
+    let base = s.base.clone();
+    let run = |args: &[&str]| client(false, &base, work.path(), args, &[]);
+
+    // A `.part` that an interrupted run left: continued, and the result is whole.
+    let out = work.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("big.bin.part"), &data[..500_000]).unwrap();
+    let get = run(&["get", "b", "t", "j", "f", "out"]);
+    assert_eq!(get.code, Some(0), "{}", get.stderr);
+    assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), data);
+    assert!(!out.join("big.bin.part").exists());
+
+    // A `.part` of other content: the digest check catches it and it starts over.
+    std::fs::remove_file(out.join("big.bin")).unwrap();
+    std::fs::write(out.join("big.bin.part"), vec![0u8; 500_000]).unwrap();
+    let get = run(&["get", "b", "t", "j", "f", "out"]);
+    assert_eq!(get.code, Some(0), "{}", get.stderr);
+    assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), data);
+
+    // Content that no longer matches its digest on the server: refused, nothing left.
+    let stored = s.root.path().join("branches/b/t/j/f/big.bin");
+    let mut bad = std::fs::read(&stored).unwrap();
+    bad[1000] ^= 1;
+    std::fs::write(&stored, &bad).unwrap();
+    let get = run(&["get", "b", "t", "j", "f", "bad"]);
+    assert_eq!(get.code, Some(1), "{}", get.stderr);
+    assert!(
+        get.stderr
+            .contains("downloaded data does not match digest: sha256:"),
+        "{}",
+        get.stderr
+    );
+    assert!(!work.path().join("bad/big.bin").exists());
+    assert!(!work.path().join("bad/big.bin.part").exists());
+}
+
+#[test]
+fn credentials_tokens_and_exit_statuses() {
+    let (user, password) = ("ci", "s3cret");
+    let secured =
+        crate::common::auth::Secured::start(&[(user, password, "ci")], &[("ci", "rw /**\n")]);
+    let s = &secured.server;
+    let work = tempfile::tempdir().unwrap();
+    let base = s.base.clone();
+    let run = |args: &[&str], env: &[(&str, &str)]| client(false, &base, work.path(), args, env);
+
+    // No credentials and no terminal to ask on: the 401 is the answer, exit 1.
+    let anon = run(&["branches"], &[]);
+    assert_eq!(anon.code, Some(1));
+    assert!(
+        anon.stderr.starts_with("error: remote: 401"),
+        "{}",
+        anon.stderr
+    );
+    // A password from the environment, or in the URL.
+    let ok = run(
+        &["branches"],
+        &[("DLREPO_USER", user), ("DLREPO_PASSWORD", password)],
+    );
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    let in_url = base.replace("http://", &format!("http://{user}:{password}@"));
+    let ok = run(&["-U", &in_url, "branches"], &[]);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    // A token, as curl would send it.
+    let token = create_token(s.root.path(), user);
+    let ok = run(&["branches"], &[("ARBOR_TOKEN", &token)]);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    let bad = run(&["branches"], &[("ARBOR_TOKEN", "not-a-token")]);
+    assert_eq!(bad.code, Some(1));
+    // Bad arguments: argparse's status.
+    let usage = run(&["upload", "b", "t", "j", "f", "no-such-file"], &[]);
+    assert_eq!(usage.code, Some(2), "{}", usage.stderr);
+    let usage = run(&["set-info", "b", "t", "j", "not a param"], &[]);
+    assert_eq!(usage.code, Some(2), "{}", usage.stderr);
+}
+
+/// `arbor token create` on the server's root; the token it prints.
+fn create_token(root: &Path, user: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_arbor"))
+        .args(["--root"])
+        .arg(root)
+        .args(["token", "create", "--user", user])
+        .output()
+        .expect("arbor token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.len() > 20)
+        .expect("a token in the output")
+        .to_owned()
+}
+
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    let s = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("a.bin"), vec![1u8; 200_000]).unwrap();
+    let arbor = env!("CARGO_BIN_EXE_arbor");
+    // `script` gives the client a pseudo-terminal, as an interactive shell would.
+    let command = format!("{arbor} upload b t j f a.bin");
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(work.path())
+        .env("DLREPO_URL", &s.base)
+        .env("DLREPO_PREFIX", "/")
+        .env("DLREPO_USER", "")
+        .env("HOME", work.path())
+        .output()
+        .expect("script (util-linux) runs");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("\u{1b}["), "no terminal drawing in {tty:?}");
+    assert!(tty.contains("uploaded 1 files"), "{tty:?}");
+    // Piped: plain lines, no escape sequences.
+    let piped = client(
+        false,
+        &s.base,
+        work.path(),
+        &["upload", "b", "t", "j", "f", "a.bin"],
+        &[],
+    );
+    assert!(!piped.stderr.contains('\u{1b}'), "{:?}", piped.stderr);
+    assert!(
+        piped.stderr.contains(" a.bin (deduplicated)\n"),
+        "{}",
+        piped.stderr
+    );
+    // Quiet: nothing on stderr at all.
+    let quiet = client(
+        false,
+        &s.base,
+        work.path(),
+        &["-q", "upload", "b", "t", "j", "f", "a.bin"],
+        &[],
+    );
+    assert_eq!(quiet.stderr, "");
+}
