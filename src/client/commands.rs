@@ -40,6 +40,7 @@ pub fn run(g: &Globals, s: &Settings, command: ClientCommand) -> Result<(), Clie
             let url = format!("branches/{branch}/{tag}/{job}/{format}/");
             get(g, r, &url, &target)
         }
+        C::Download { path, target } => download(g, r, &path, &target),
         C::GetInfo { branch, tag, job } => {
             let url = format!("branches/{branch}/{tag}/{job}/");
             out.show(&url, None, |data| {
@@ -355,18 +356,77 @@ fn get(
     target: &std::path::Path,
 ) -> Result<(), ClientError> {
     let data = r.get_json(format_url, None)?;
-    let names: Vec<String> = array(&data["artifact_format"]["files"])
+    let dir = r.url(format_url, None);
+    let files = format_files(&data, &dir, "")?;
+    fetch_all(g, r, &files, target)
+}
+
+/// `download PATH DIR`: whatever PATH names, after its redirects (aliases).
+fn download(
+    g: &Globals,
+    r: &Remote,
+    path: &str,
+    target: &std::path::Path,
+) -> Result<(), ClientError> {
+    let url = r.url(&format!("{}/", path.trim_matches('/')), None);
+    let reply = r.send("GET", &url, &[], Body::None)?;
+    let dir = reply.url.clone();
+    let data = reply.json()?;
+    let formats = ["job", "version"]
+        .iter()
+        .find_map(|k| data.get(k))
+        .map(|entity| entity["artifact_formats"].clone());
+    let files = match formats {
+        None if data.get("artifact_format").is_some() => format_files(&data, &dir, "")?,
+        None => {
+            return Err(ClientError::Local(format!(
+                "{url} is not a job, a format or a product version"
+            )));
+        }
+        Some(formats) => {
+            let mut files = Vec::new();
+            for name in array(&formats).map(python_str) {
+                let format_dir = Remote::url_under(&dir, &format!("{name}/"));
+                let data = r.send("GET", &format_dir, &[], Body::None)?.json()?;
+                files.extend(format_files(&data, &format_dir, &format!("{name}/"))?);
+            }
+            files
+        }
+    };
+    fetch_all(g, r, &files, target)
+}
+
+/// The files of a format's JSON: their URL (under `dir`) and where they go (`prefix` and
+/// their name), refusing names that would leave the target directory.
+fn format_files(
+    data: &Value,
+    dir: &str,
+    prefix: &str,
+) -> Result<Vec<(String, String)>, ClientError> {
+    array(&data["artifact_format"]["files"])
         .map(python_str)
-        .collect();
-    if let Some(bad) = names.iter().find(|n| !transfer::safe_rel(n)) {
-        return Err(ClientError::Local(format!(
-            "the server listed {bad:?}, which is not a path inside the target directory"
-        )));
-    }
-    let progress = Progress::new(g.quiet, names.len() as u64, 0);
-    transfer::in_parallel(&names, usize::from(g.parallel), |name| {
-        let url = r.url(&format!("{format_url}{name}"), None);
-        transfer::download_one(r, &url, target, name, &progress)
+        .map(|name| {
+            let rel = format!("{prefix}{name}");
+            if !transfer::safe_rel(&rel) {
+                return Err(ClientError::Local(format!(
+                    "the server listed {name:?}, which is not a path inside the target directory"
+                )));
+            }
+            Ok((Remote::url_under(dir, &name), rel))
+        })
+        .collect()
+}
+
+/// Downloads `(url, relative path)` pairs under `target`, in parallel.
+fn fetch_all(
+    g: &Globals,
+    r: &Remote,
+    files: &[(String, String)],
+    target: &std::path::Path,
+) -> Result<(), ClientError> {
+    let progress = Progress::new(g.quiet, files.len() as u64, 0);
+    transfer::in_parallel(files, usize::from(g.parallel), |(url, rel)| {
+        transfer::download_one(r, url, target, rel, &progress)
     })?;
     progress.finish("downloaded");
     Ok(())

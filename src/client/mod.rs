@@ -80,6 +80,14 @@ pub enum ClientCommand {
         #[arg(value_name = "DIR")]
         target: PathBuf,
     },
+    /// Download a format, a job (one directory per format), a product version or an
+    /// alias of one, given by its path under the repository: branches/B/T/J[/F],
+    /// branches/B/latest/J, products/P/V/PB/VERSION or products/P/V/PB/latest.
+    Download {
+        path: String,
+        #[arg(value_name = "DIR")]
+        target: PathBuf,
+    },
     /// Print a job's metadata as key=value lines.
     GetInfo {
         branch: String,

@@ -39,6 +39,8 @@ pub enum Body<'a> {
 
 /// An answer whose status is below 400.
 pub struct Reply {
+    /// The URL that answered, after redirects.
+    pub url: String,
     pub status: u16,
     pub headers: ureq::http::HeaderMap,
     pub body: ureq::Body,
@@ -117,6 +119,11 @@ impl Remote {
             url.push_str(&pairs.join("&"));
         }
         url
+    }
+
+    /// `path` (not yet encoded) under `dir`, a full URL ending in `/`.
+    pub fn url_under(dir: &str, path: &str) -> String {
+        format!("{dir}{}", quote_plus(path, "/"))
     }
 
     /// GET `path` and its JSON.
@@ -211,6 +218,7 @@ impl Remote {
             }
             let (parts, body) = res.into_parts();
             return Ok(Reply {
+                url: url.to_owned(),
                 status: status.as_u16(),
                 headers: parts.headers,
                 body,

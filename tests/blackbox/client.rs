@@ -413,3 +413,49 @@ fn progress_is_drawn_on_a_terminal_only() {
     );
     assert_eq!(quiet.stderr, "");
 }
+
+#[test]
+fn download_fetches_a_job_or_a_product_version_through_its_alias() {
+    let s = TestServer::start();
+    s.upload_format(
+        "/branches/b/t1/j/bin/",
+        &[("a.txt", b"one\n"), ("d/b.txt", b"two\n")],
+    );
+    s.upload_format("/branches/b/t1/j/doc/", &[("readme", b"read me\n")]);
+    let meta = serde_json::json!({"job": {"product": "p", "product_variant": "v",
+        "product_branch": "pb", "version": "1.0"}});
+    assert_eq!(s.send_json("PATCH", "/branches/b/t1/j/", &meta).status, 200);
+    let work = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| client(false, &s.base, work.path(), args, &[]);
+
+    let want = [
+        ("bin/a.txt", "one\n"),
+        ("bin/d/b.txt", "two\n"),
+        ("doc/readme", "read me\n"),
+    ];
+    for (path, dir) in [
+        ("branches/b/t1/j", "job"),
+        ("/branches/b/latest/j/", "alias"),
+        ("products/p/v/pb/latest", "version"),
+    ] {
+        let out = run(&["download", path, dir]);
+        assert_eq!(out.code, Some(0), "{path}: {}", out.stderr);
+        for (rel, text) in want {
+            let got = std::fs::read_to_string(work.path().join(dir).join(rel));
+            assert_eq!(got.ok().as_deref(), Some(text), "{path}: {rel}");
+        }
+    }
+    let one = run(&["download", "branches/b/t1/j/doc", "fmt"]);
+    assert_eq!(one.code, Some(0), "{}", one.stderr);
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("fmt/readme")).unwrap(),
+        "read me\n"
+    );
+    let missing = run(&["download", "products/p/v/pb/9.9", "none"]);
+    assert_eq!(missing.code, Some(1));
+    assert!(
+        missing.stderr.contains("error: remote: 404"),
+        "{}",
+        missing.stderr
+    );
+}
