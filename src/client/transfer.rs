@@ -17,7 +17,7 @@ use super::progress::{Item, Progress};
 use super::remote::{Body, Remote};
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -111,16 +111,8 @@ pub fn in_parallel<T: Sync>(
 
 /// `sha256:<hex>` of a local file.
 fn file_digest(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(format!("sha256:{}", hex::encode(hasher.finalize())));
-        }
-        hasher.update(&buf[..n]);
-    }
+    let hasher = hash_prefix(path)?;
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
 /// Uploads one file to `url` (a full URL).
@@ -232,7 +224,8 @@ enum Fetched {
     Mismatch(String),
 }
 
-/// Gets the rest of `url` into `part`, continuing after lost connections.
+/// Gets the rest of `url` into `part`, continuing after lost connections, hashing what
+/// it writes as it writes it (one pass over the bytes).
 fn fetch(
     remote: &Remote,
     url: &str,
@@ -243,6 +236,8 @@ fn fetch(
     let local = |e: io::Error| ClientError::Local(format!("{}: {e}", part.display()));
     let mut attempt = 0;
     let mut expected: Option<u64> = None;
+    // The hash of the part's first `hashed` bytes.
+    let (mut hasher, mut hashed) = (Sha256::new(), 0u64);
     loop {
         let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         let range = format!("bytes={have}-");
@@ -266,6 +261,12 @@ fn fetch(
             }
         }
         let digest = reply.header("digest").map(str::to_owned);
+        if !append {
+            (hasher, hashed) = (Sha256::new(), 0);
+        } else if hashed != have {
+            // A part from an earlier run: its bytes count too.
+            (hasher, hashed) = (hash_prefix(part).map_err(local)?, have);
+        }
         let mut file = OpenOptions::new()
             .create(true)
             .write(true)
@@ -273,13 +274,22 @@ fn fetch(
             .truncate(!append)
             .open(part)
             .map_err(local)?;
-        item.at(if append { have } else { 0 });
-        let mut body = reply.body.into_reader();
-        let copied = io::copy(&mut item.reader(&mut body), &mut file);
-        match copied {
-            Ok(_) => {
+        item.at(hashed);
+        let copied = copy_hashing(&mut reply.body.into_reader(), &mut file, &mut hasher, item);
+        hashed += copied.0;
+        match copied.1 {
+            Ok(()) => {
                 file.sync_all().map_err(local)?;
-                return verify(part, digest).map_err(local);
+                let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+                return Ok(match digest {
+                    Some(d) if !d.starts_with("sha256:") => {
+                        return Err(ClientError::Local(format!(
+                            "{url}: unsupported digest algorithm in {d:?}"
+                        )));
+                    }
+                    Some(d) if d != got => Fetched::Mismatch(d),
+                    _ => Fetched::Verified(hashed),
+                });
             }
             Err(e) if attempt < RESUMES => {
                 tracing::debug!("{url}: {e}; continuing");
@@ -291,22 +301,43 @@ fn fetch(
     }
 }
 
-/// Checks a complete `.part` against `sha256:<hex>`.
-fn verify(part: &Path, digest: Option<String>) -> io::Result<Fetched> {
-    let size = fs::metadata(part)?.len();
-    let Some(digest) = digest else {
-        return Ok(Fetched::Verified(size));
-    };
-    if !digest.starts_with("sha256:") {
-        return Err(io::Error::other(format!(
-            "unsupported digest algorithm in {digest:?}"
-        )));
+/// Copies `from` to `to`, hashing and counting; how much was written, and how it ended.
+fn copy_hashing(
+    from: &mut impl Read,
+    to: &mut File,
+    hasher: &mut Sha256,
+    item: &Item,
+) -> (u64, io::Result<()>) {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut written = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return (written, Ok(())),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return (written, Err(e)),
+        };
+        if let Err(e) = to.write_all(&buf[..n]) {
+            return (written, Err(e));
+        }
+        hasher.update(&buf[..n]);
+        item.add(n as u64);
+        written += n as u64;
     }
-    Ok(if file_digest(part)? == digest {
-        Fetched::Verified(size)
-    } else {
-        Fetched::Mismatch(digest)
-    })
+}
+
+/// The hash state after a file's bytes.
+fn hash_prefix(path: &Path) -> io::Result<Sha256> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher);
+        }
+        hasher.update(&buf[..n]);
+    }
 }
 
 #[cfg(test)]
