@@ -398,6 +398,21 @@ mod tests {
     }
 
     #[test]
+    fn no_truncation_or_flipped_byte_panics() {
+        let whole = rpm();
+        for len in 0..whole.len() {
+            let _ = read_header(&mut &whole[..len]);
+        }
+        for at in 96..whole.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bytes = whole.clone();
+                bytes[at] ^= flip;
+                let _ = read_header(&mut &bytes[..]);
+            }
+        }
+    }
+
+    #[test]
     fn broken_files_are_refused_not_panicked_on() {
         let whole = rpm();
         for bytes in [

@@ -88,6 +88,15 @@ fn metadata_is_createrepos_and_follows_the_acl() {
         get("alice", &format!("{FMT}repodata/repomd.xml")).text(),
         repomd
     );
+    let head = as_user(
+        s,
+        "alice",
+        "HEAD",
+        &format!("{FMT}./repodata/repomd.xml"),
+        None,
+    );
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
     let expected = createrepo(&work.path().join("cr"), &files);
     for (kind, theirs) in expected {
         let gz = get("alice", &format!("{FMT}repodata/{kind}.xml.gz"));
