@@ -76,49 +76,98 @@ impl Repo {
         }
         let fdir = self.format_dir(f);
         let time = super::bundles::format_time(&fdir)?;
-        let packages = packages(&fdir, &self.rpms);
-        let secs = time.max(0.0) as u64;
+        let meta = metadata(&fdir, time.max(0.0) as u64, &self.rpms)?;
         let bytes = match which {
-            RpmIndex::Primary => gzip(rpm_xml::primary(&packages, secs).as_bytes())?,
-            RpmIndex::Filelists => gzip(rpm_xml::filelists(&packages).as_bytes())?,
-            RpmIndex::Other => gzip(rpm_xml::other(&packages).as_bytes())?,
-            RpmIndex::RepoMd | RpmIndex::RepoMdAsc => repomd(&packages, secs)?.into_bytes(),
+            RpmIndex::Primary => meta.primary.clone(),
+            RpmIndex::Filelists => meta.filelists.clone(),
+            RpmIndex::Other => meta.other.clone(),
+            RpmIndex::RepoMd | RpmIndex::RepoMdAsc => meta.repomd.clone(),
         };
         Ok(RpmRepoFile { bytes, time })
     }
 }
 
-/// Packages read once are not read again: their header and sums, by the content digest
-/// `.digests` records. Bounded: past [`RpmCache::MAX`] entries it starts afresh.
+/// The files of one format's `repodata/`, made together.
+pub(crate) struct Metadata {
+    primary: Vec<u8>,
+    filelists: Vec<u8>,
+    other: Vec<u8>,
+    repomd: Vec<u8>,
+}
+
+/// What was read and made once is not again: each package's header and sums, by the
+/// content digest `.digests` records, and each format's metadata, by its packages' paths
+/// and digests and its time (so a format that changes gets a new entry, and formats with
+/// the same content share one). Bounded: past its limit a map starts afresh.
 #[derive(Default)]
-pub(crate) struct RpmCache(Mutex<HashMap<String, Arc<Rpm>>>);
+pub(crate) struct RpmCache {
+    packages: Mutex<HashMap<String, Arc<Rpm>>>,
+    repos: Mutex<HashMap<String, Arc<Metadata>>>,
+}
 
-impl RpmCache {
-    const MAX: usize = 20_000;
+fn cached<T>(map: &Mutex<HashMap<String, Arc<T>>>, key: &str) -> Option<Arc<T>> {
+    map.lock().ok()?.get(key).cloned()
+}
 
-    fn get(&self, digest: &str) -> Option<Arc<Rpm>> {
-        self.0.lock().ok()?.get(digest).cloned()
-    }
-
-    fn put(&self, digest: String, rpm: Arc<Rpm>) {
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() >= Self::MAX {
-                map.clear();
-            }
-            map.insert(digest, rpm);
+fn remember<T>(map: &Mutex<HashMap<String, Arc<T>>>, max: usize, key: String, value: Arc<T>) {
+    if let Ok(mut map) = map.lock() {
+        if map.len() >= max {
+            map.clear();
         }
+        map.insert(key, value);
     }
 }
 
-/// Every readable `.rpm` of the format with its relative path, sorted by that path.
-fn packages(fdir: &Path, cache: &RpmCache) -> Vec<(String, Arc<Rpm>)> {
-    let mut out = Vec::new();
-    for (rel, digest) in super::digests::format_digests(fdir) {
-        if !rel.ends_with(".rpm") {
-            continue;
+impl RpmCache {
+    const MAX_PACKAGES: usize = 20_000;
+    const MAX_REPOS: usize = 256;
+}
+
+/// The format's metadata, from the cache when its content and time are known.
+fn metadata(fdir: &Path, time: u64, cache: &RpmCache) -> io::Result<Arc<Metadata>> {
+    let digests = super::digests::format_digests(fdir);
+    let rpms: Vec<(String, Option<String>)> = digests
+        .into_iter()
+        .filter(|(rel, _)| rel.ends_with(".rpm"))
+        .map(|(rel, d)| (rel, d.as_str().map(str::to_owned)))
+        .collect();
+    // Only when every package has a digest: else a file could change under the same key.
+    let key = rpms.iter().all(|(_, d)| d.is_some()).then(|| {
+        let mut h = sha2::Sha256::new();
+        h.update(time.to_be_bytes());
+        for (rel, d) in &rpms {
+            h.update(format!("{rel}\0{}\n", d.as_deref().unwrap_or_default()));
         }
-        let digest = digest.as_str().map(str::to_owned);
-        if let Some(rpm) = digest.as_deref().and_then(|d| cache.get(d)) {
+        hex::encode(h.finalize())
+    });
+    if let Some(meta) = key.as_deref().and_then(|k| cached(&cache.repos, k)) {
+        return Ok(meta);
+    }
+    let packages = packages(fdir, rpms, cache);
+    let primary = rpm_xml::primary(&packages, time);
+    let filelists = rpm_xml::filelists(&packages);
+    let other = rpm_xml::other(&packages);
+    let meta = Arc::new(Metadata {
+        repomd: repomd(&[&primary, &filelists, &other], time)?.into_bytes(),
+        primary: gzip(primary.as_bytes())?,
+        filelists: gzip(filelists.as_bytes())?,
+        other: gzip(other.as_bytes())?,
+    });
+    if let Some(k) = key {
+        remember(&cache.repos, RpmCache::MAX_REPOS, k, Arc::clone(&meta));
+    }
+    Ok(meta)
+}
+
+/// Every readable package of `rpms` (relative path, digest) with its path, in that order.
+fn packages(
+    fdir: &Path,
+    rpms: Vec<(String, Option<String>)>,
+    cache: &RpmCache,
+) -> Vec<(String, Arc<Rpm>)> {
+    let mut out = Vec::new();
+    for (rel, digest) in rpms {
+        if let Some(rpm) = digest.as_deref().and_then(|d| cached(&cache.packages, d)) {
             out.push((rel, rpm));
             continue;
         }
@@ -126,7 +175,7 @@ fn packages(fdir: &Path, cache: &RpmCache) -> Vec<(String, Arc<Rpm>)> {
             Ok(rpm) => {
                 let rpm = Arc::new(rpm);
                 if let Some(d) = digest {
-                    cache.put(d, Arc::clone(&rpm));
+                    remember(&cache.packages, RpmCache::MAX_PACKAGES, d, Arc::clone(&rpm));
                 }
                 out.push((rel, rpm));
             }
@@ -172,21 +221,17 @@ fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
     enc.finish()
 }
 
-/// `repomd.xml`: the revision and timestamps are the format's time; each data file with
-/// the SHA-256 and size of its compressed and uncompressed bytes.
-fn repomd(packages: &[(String, Arc<Rpm>)], time: u64) -> io::Result<String> {
-    let files = [
-        ("primary", rpm_xml::primary(packages, time)),
-        ("filelists", rpm_xml::filelists(packages)),
-        ("other", rpm_xml::other(packages)),
-    ];
+/// `repomd.xml`: the revision and timestamps are the format's time; each data file
+/// (`primary`, `filelists`, `other`, in that order) with the SHA-256 and size of its
+/// compressed and uncompressed bytes.
+fn repomd(xml: &[&str; 3], time: u64) -> io::Result<String> {
     let mut out = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <repomd xmlns=\"http://linux.duke.edu/metadata/repo\" \
          xmlns:rpm=\"http://linux.duke.edu/metadata/rpm\">\n",
     );
     out.push_str(&format!("  <revision>{time}</revision>\n"));
-    for (kind, xml) in &files {
+    for (kind, xml) in ["primary", "filelists", "other"].iter().zip(xml) {
         let gz = gzip(xml.as_bytes())?;
         let (size, sum) = sha256_of(&mut &gz[..])?;
         let (open_size, open_sum) = sha256_of(&mut xml.as_bytes())?;
@@ -221,7 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn junk_is_skipped_and_repomd_is_deterministic() {
+    fn junk_is_skipped_and_metadata_is_made_once_per_content() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("bad.rpm"), b"junk").unwrap();
         std::fs::write(
@@ -230,14 +275,23 @@ mod tests {
         )
         .unwrap();
         let cache = RpmCache::default();
-        let found = packages(dir.path(), &cache);
-        assert!(found.is_empty());
-        let a = repomd(&found, 1_700_000_000).unwrap();
-        assert_eq!(a, repomd(&found, 1_700_000_000).unwrap());
-        assert!(a.contains("<revision>1700000000</revision>"), "{a}");
+        let a = metadata(dir.path(), 1_700_000_000, &cache).unwrap();
+        let repomd = String::from_utf8(a.repomd.clone()).unwrap();
         assert!(
-            a.contains("<location href=\"repodata/other.xml.gz\"/>"),
-            "{a}"
+            repomd.contains("<revision>1700000000</revision>"),
+            "{repomd}"
         );
+        assert!(
+            repomd.contains("<location href=\"repodata/other.xml.gz\"/>"),
+            "{repomd}"
+        );
+        let b = metadata(dir.path(), 1_700_000_000, &cache).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        // Another time (a new upload): made again, the same way.
+        let c = metadata(dir.path(), 1_700_000_001, &cache).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        let fresh = metadata(dir.path(), 1_700_000_000, &RpmCache::default()).unwrap();
+        assert_eq!(fresh.repomd, a.repomd);
+        assert_eq!(fresh.primary, a.primary);
     }
 }
