@@ -38,8 +38,8 @@ pub(crate) struct RpmHeader {
     /// Byte offsets of the main header in the file: `<rpm:header-range>`.
     pub header_start: u64,
     pub header_end: u64,
-    /// `provides`, `requires`, `conflicts`, `obsoletes`, then the weak dependencies, each
-    /// with its entries in header order.
+    /// `provides`, `requires`, `conflicts`, `obsoletes`, then the weak dependencies (see
+    /// `DEP_TAGS`), each with its entries in header order.
     pub deps: Vec<(&'static str, Vec<Dep>)>,
     pub files: Vec<RpmFile>,
     /// (author, time, text), newest first as rpm stores them.
@@ -61,16 +61,17 @@ pub(crate) struct RpmFile {
     pub ghost: bool,
 }
 
-/// The dependency kinds, as (element name, name tag, flags tag, version tag).
+/// The dependency kinds, as (element name, name tag, flags tag, version tag), in the
+/// order createrepo_c writes them.
 const DEP_TAGS: [(&str, u32, u32, u32); 8] = [
     ("provides", 1047, 1112, 1113),
     ("requires", 1049, 1048, 1050),
     ("conflicts", 1054, 1053, 1055),
     ("obsoletes", 1090, 1114, 1115),
-    ("recommends", 5046, 5048, 5047),
     ("suggests", 5049, 5051, 5050),
-    ("supplements", 5052, 5054, 5053),
     ("enhances", 5055, 5057, 5056),
+    ("recommends", 5046, 5048, 5047),
+    ("supplements", 5052, 5054, 5053),
 ];
 
 const RPMFILE_GHOST: u32 = 1 << 6;

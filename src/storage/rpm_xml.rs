@@ -2,7 +2,7 @@
 //! createrepo_c writes it, from parsed package headers (issue 15). Every text and attribute
 //! is escaped, and characters XML 1.0 cannot carry are dropped.
 
-use super::rpm_header::{Dep, Rpm, RpmFile};
+use super::rpm_header::{Dep, Rpm, RpmFile, RpmHeader};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -32,19 +32,19 @@ fn primary_package(out: &mut String, rel: &str, rpm: &Rpm, file_time: u64) {
          <description>{}</description>\n  <packager>{}</packager>\n  <url>{}</url>\n  \
          <time file=\"{file_time}\" build=\"{}\"/>\n  \
          <size package=\"{}\" installed=\"{}\" archive=\"{}\"/>\n  <location href=\"{}\"/>\n",
-        esc(&h.name),
-        esc(&h.arch),
+        text(&h.name),
+        text(&h.arch),
         version(rpm),
         rpm.sha256,
-        esc(&h.summary),
-        esc(&h.description),
-        esc(&h.packager),
-        esc(&h.url),
+        text(&h.summary),
+        text(&h.description),
+        text(&h.packager),
+        text(&h.url),
         h.build_time,
         rpm.size,
         h.installed_size,
         h.archive_size,
-        esc(rel),
+        attr(rel),
     );
     let _ = write!(
         out,
@@ -52,16 +52,16 @@ fn primary_package(out: &mut String, rel: &str, rpm: &Rpm, file_time: u64) {
          <rpm:group>{}</rpm:group>\n    <rpm:buildhost>{}</rpm:buildhost>\n    \
          <rpm:sourcerpm>{}</rpm:sourcerpm>\n    \
          <rpm:header-range start=\"{}\" end=\"{}\"/>\n",
-        esc(&h.license),
-        esc(&h.vendor),
-        esc(&h.group),
-        esc(&h.buildhost),
-        esc(&h.sourcerpm),
+        text(&h.license),
+        text(&h.vendor),
+        text(&h.group),
+        text(&h.buildhost),
+        text(&h.sourcerpm),
         h.header_start,
         h.header_end,
     );
     for (kind, deps) in &h.deps {
-        dep_list(out, kind, deps);
+        dep_list(out, h, kind, deps);
     }
     for f in h.files.iter().filter(|f| is_primary(&f.path)) {
         file(out, "    ", f);
@@ -96,12 +96,12 @@ pub(crate) fn other(packages: &[(String, Arc<Rpm>)]) -> String {
     );
     for (_, rpm) in packages {
         package_open(&mut out, rpm);
-        for (author, date, text) in rpm.header.changelogs.iter().rev() {
+        for (author, date, change) in rpm.header.changelogs.iter().rev() {
             let _ = writeln!(
                 out,
                 "  <changelog author=\"{}\" date=\"{date}\">{}</changelog>",
-                esc(author),
-                esc(text)
+                attr(author),
+                text(change)
             );
         }
         out.push_str("</package>\n");
@@ -116,8 +116,8 @@ fn package_open(out: &mut String, rpm: &Rpm) {
         out,
         "<package pkgid=\"{}\" name=\"{}\" arch=\"{}\">\n  {}\n",
         rpm.sha256,
-        esc(&h.name),
-        esc(&h.arch),
+        attr(&h.name),
+        attr(&h.arch),
         version(rpm)
     );
 }
@@ -127,8 +127,8 @@ fn version(rpm: &Rpm) -> String {
     format!(
         "<version epoch=\"{}\" ver=\"{}\" rel=\"{}\"/>",
         h.epoch,
-        esc(&h.version),
-        esc(&h.release)
+        attr(&h.version),
+        attr(&h.release)
     )
 }
 
@@ -140,7 +140,7 @@ fn file(out: &mut String, indent: &str, f: &RpmFile) {
     } else {
         ""
     };
-    let _ = writeln!(out, "{indent}<file{typ}>{}</file>", esc(&f.path));
+    let _ = writeln!(out, "{indent}<file{typ}>{}</file>", text(&f.path));
 }
 
 /// The files createrepo puts in `primary.xml` (so that dnf resolves file dependencies
@@ -153,19 +153,20 @@ fn is_primary(path: &str) -> bool {
 const SENSE_LESS: u32 = 1 << 1;
 const SENSE_GREATER: u32 = 1 << 2;
 const SENSE_EQUAL: u32 = 1 << 3;
+const SENSE_MASK: u32 = SENSE_LESS | SENSE_GREATER | SENSE_EQUAL;
 /// Needed before install or by scriptlets: PREREQ, PRETRANS, POSTTRANS, SCRIPT_PRE/POST.
 const SENSE_PRE: u32 = (1 << 6) | (1 << 7) | (1 << 5) | (1 << 9) | (1 << 10);
 
-fn dep_list(out: &mut String, kind: &str, deps: &[Dep]) {
+fn dep_list(out: &mut String, h: &RpmHeader, kind: &str, deps: &[Dep]) {
     let mut seen = std::collections::HashSet::new();
     let mut body = String::new();
     for d in deps {
-        // rpm's own features are for rpm, not for the resolver (createrepo drops them).
-        if kind == "requires" && d.name.starts_with("rpmlib(") {
+        let requires = kind == "requires";
+        if requires && needs_no_listing(h, d) {
             continue;
         }
-        let pre = kind == "requires" && d.flags & SENSE_PRE != 0;
-        if !seen.insert((d.name.as_str(), d.flags & 0xe, d.evr.as_str(), pre)) {
+        let pre = requires && d.flags & SENSE_PRE != 0;
+        if !seen.insert((d.name.as_str(), d.flags & SENSE_MASK, d.evr.as_str(), pre)) {
             continue;
         }
         body.push_str(&entry(d, pre));
@@ -175,9 +176,27 @@ fn dep_list(out: &mut String, kind: &str, deps: &[Dep]) {
     }
 }
 
+/// The requirements createrepo leaves out: rpm's own features (`rpmlib(...)`, for rpm, not
+/// the resolver), and what the package satisfies itself, one of its files listed in
+/// primary or one of its provides exactly.
+fn needs_no_listing(h: &RpmHeader, d: &Dep) -> bool {
+    if d.name.starts_with("rpmlib(") {
+        return true;
+    }
+    if d.name.starts_with('/') && is_primary(&d.name) && h.files.iter().any(|f| f.path == d.name) {
+        return true;
+    }
+    let provides = h.deps.iter().find(|(kind, _)| *kind == "provides");
+    provides.is_some_and(|(_, provides)| {
+        provides.iter().any(|p| {
+            p.name == d.name && p.flags & SENSE_MASK == d.flags & SENSE_MASK && p.evr == d.evr
+        })
+    })
+}
+
 fn entry(d: &Dep, pre: bool) -> String {
-    let mut s = format!("      <rpm:entry name=\"{}\"", esc(&d.name));
-    let flags = match d.flags & (SENSE_LESS | SENSE_GREATER | SENSE_EQUAL) {
+    let mut s = format!("      <rpm:entry name=\"{}\"", attr(&d.name));
+    let flags = match d.flags & SENSE_MASK {
         SENSE_LESS => "LT",
         SENSE_GREATER => "GT",
         SENSE_EQUAL => "EQ",
@@ -190,13 +209,13 @@ fn entry(d: &Dep, pre: bool) -> String {
             Some((e, rest)) if !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()) => (e, rest),
             _ => ("0", d.evr.as_str()),
         };
-        let _ = write!(s, " flags=\"{flags}\" epoch=\"{}\"", esc(epoch));
+        let _ = write!(s, " flags=\"{flags}\" epoch=\"{}\"", attr(epoch));
         match rest.rsplit_once('-') {
             Some((ver, rel)) => {
-                let _ = write!(s, " ver=\"{}\" rel=\"{}\"", esc(ver), esc(rel));
+                let _ = write!(s, " ver=\"{}\" rel=\"{}\"", attr(ver), attr(rel));
             }
             None => {
-                let _ = write!(s, " ver=\"{}\"", esc(rest));
+                let _ = write!(s, " ver=\"{}\"", attr(rest));
             }
         }
     }
@@ -207,18 +226,31 @@ fn entry(d: &Dep, pre: bool) -> String {
     s
 }
 
-/// `text` escaped for XML text and attributes; control characters XML 1.0 forbids are
-/// dropped.
-pub(crate) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+/// `s` escaped for an XML attribute value, as libxml2 (and so createrepo_c) writes it.
+pub(crate) fn attr(s: &str) -> String {
+    escape(s, true)
+}
+
+/// `s` escaped for XML text content, as libxml2 writes it.
+pub(crate) fn text(s: &str) -> String {
+    escape(s, false)
+}
+
+/// Markup characters as entities (quotes and white space other than a space only in
+/// attributes, where a parser would normalise them); control characters XML 1.0 forbids
+/// are dropped.
+fn escape(s: &str, in_attr: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
+            '\r' => out.push_str("&#13;"),
+            '"' if in_attr => out.push_str("&quot;"),
+            '\n' if in_attr => out.push_str("&#10;"),
+            '\t' if in_attr => out.push_str("&#9;"),
+            '\t' | '\n' => out.push(c),
             c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => {}
             c => out.push(c),
         }
@@ -229,7 +261,6 @@ pub(crate) fn esc(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::rpm_header::RpmHeader;
 
     fn dep(name: &str, flags: u32, evr: &str) -> Dep {
         Dep {
@@ -258,10 +289,11 @@ mod tests {
     }
 
     #[test]
-    fn text_is_escaped() {
+    fn text_and_attributes_are_escaped_as_libxml2_does() {
+        assert_eq!(text("a&b<\"c\">\u{1}\n'\r"), "a&amp;b&lt;\"c\"&gt;\n'&#13;");
         assert_eq!(
-            esc("a&b<\"c\">\u{1}\n'"),
-            "a&amp;b&lt;&quot;c&quot;&gt;\n&apos;"
+            attr("a&b<\"c\">\u{1}\n'\t"),
+            "a&amp;b&lt;&quot;c&quot;&gt;&#10;'&#9;"
         );
     }
 

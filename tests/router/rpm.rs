@@ -4,7 +4,7 @@
 
 use crate::common;
 use crate::shared::access::{self, as_user};
-use crate::shared::rpms::build_rpm;
+use crate::shared::rpms::{build_rpm, rpmbuild};
 use common::*;
 use std::io::Read;
 use std::path::Path;
@@ -54,6 +54,65 @@ fn createrepo(dir: &Path, files: &[(&str, &[u8])]) -> Vec<(&'static str, String)
         .collect()
 }
 
+/// A package with what the metadata must get right: an epoch, a dist release, markup in
+/// texts, scriptlet (pre) requirements, requirements the package satisfies itself (left
+/// out), weak and rich dependencies, configuration, ghost and directory entries, and two
+/// changelog entries.
+const TRICKY: &str = r#"Name: arbor-tricky
+Epoch: 3
+Version: 1.0
+Release: 2.el9
+Summary: tricky <summary> & "quotes"
+License: MIT
+URL: http://example.org/?a=1&b=2
+BuildArch: noarch
+Provides: virt-thing = 1.0
+Requires: virt-thing = 1.0
+Requires: /usr/bin/arbor-tricky
+Requires: /usr/share/arbor-tricky/data
+Requires(pre): shadow-utils
+Requires(post): coreutils
+Recommends: weak-dep >= 2:1.1-3
+Suggests: sugg
+Enhances: enh
+Supplements: (supp and other)
+Conflicts: old-thing < 1.0
+Obsoletes: older-thing <= 0.9
+
+%description
+Line one.
+
+Line <three> & "four".
+
+%install
+mkdir -p %{buildroot}/usr/bin %{buildroot}/usr/sbin %{buildroot}/etc/arbor %{buildroot}/usr/share/arbor-tricky
+echo 'echo' > %{buildroot}/usr/bin/arbor-tricky
+echo s > %{buildroot}/usr/sbin/arbor-tricky-s
+echo c > %{buildroot}/etc/arbor/conf
+echo d > %{buildroot}/usr/share/arbor-tricky/data
+
+%pre
+true
+
+%post
+true
+
+%files
+%attr(0755,root,root) /usr/bin/arbor-tricky
+/usr/sbin/arbor-tricky-s
+%dir /etc/arbor
+%config(noreplace) /etc/arbor/conf
+%dir /usr/share/arbor-tricky
+/usr/share/arbor-tricky/data
+%ghost /usr/share/arbor-tricky/ghost
+
+%changelog
+* Tue Jan 02 2024 A <a@example.org> - 3:1.0-2
+- second <change> & more
+* Mon Jan 01 2024 B <b@example.org> - 1.0-1
+- first
+"#;
+
 #[test]
 fn metadata_is_createrepos_and_follows_the_acl() {
     let st = access::start::<App>(&[]);
@@ -67,7 +126,12 @@ fn metadata_is_createrepos_and_follows_the_acl() {
     ))
     .unwrap();
     let other = std::fs::read(build_rpm(work.path(), "arbor-other", "2.1", None)).unwrap();
-    let files: [(&str, &[u8]); 2] = [("hello.rpm", &hello), ("pool/other.rpm", &other)];
+    let tricky = std::fs::read(rpmbuild(work.path(), "tricky", TRICKY)).unwrap();
+    let files: [(&str, &[u8]); 3] = [
+        ("hello.rpm", &hello),
+        ("pool/other.rpm", &other),
+        ("pool/tricky.rpm", &tricky),
+    ];
     for (rel, data) in files {
         let put = as_user(s, "alice", "PUT", &format!("{FMT}{rel}"), Some(data));
         assert_eq!(put.status, 201, "{}", put.text());

@@ -8,7 +8,6 @@ use std::process::Command;
 /// `/usr/bin/{name}`, a directory with a README under `/usr/share/{name}`, a changelog, and
 /// `Requires: {requires}` when given. Returns its path.
 pub fn build_rpm(dir: &Path, name: &str, version: &str, requires: Option<&str>) -> PathBuf {
-    let top = dir.join("rpmbuild");
     let requires = requires.map_or(String::new(), |r| format!("Requires: {r}\n"));
     let spec = format!(
         "Name: {name}\nVersion: {version}\nRelease: 1\nSummary: test <package> & co\n\
@@ -21,7 +20,15 @@ pub fn build_rpm(dir: &Path, name: &str, version: &str, requires: Option<&str>) 
          %changelog\n* Mon Jan 01 2024 Arbor Tests <tests@example.org> - {version}-1\n\
          - first & only\n"
     );
-    let spec_path = dir.join(format!("{name}-{version}.spec"));
+    rpmbuild(dir, &format!("{name}-{version}"), &spec)
+}
+
+/// Builds the one noarch package of `spec` with `rpmbuild -bb` under `dir/{stem}/`; returns
+/// its path.
+pub fn rpmbuild(dir: &Path, stem: &str, spec: &str) -> PathBuf {
+    let top = dir.join(stem);
+    std::fs::create_dir_all(&top).unwrap();
+    let spec_path = top.join(format!("{stem}.spec"));
     std::fs::write(&spec_path, spec).unwrap();
     let out = Command::new("rpmbuild")
         .arg("-bb")
@@ -35,9 +42,12 @@ pub fn build_rpm(dir: &Path, name: &str, version: &str, requires: Option<&str>) 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rpm = top.join(format!("RPMS/noarch/{name}-{version}-1.noarch.rpm"));
-    assert!(rpm.is_file(), "{}", rpm.display());
-    rpm
+    let built: Vec<PathBuf> = std::fs::read_dir(top.join("RPMS/noarch"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(built.len(), 1, "{built:?}");
+    built.into_iter().next().unwrap()
 }
 
 /// Signs `rpms` in place with the one secret key of the gpg home `gnupg`, as
