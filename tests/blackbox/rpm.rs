@@ -1,5 +1,5 @@
 //! A format of `.rpm` files is a dnf repository (issue 15): packages built with the real
-//! `rpmbuild` and signed with `rpmsign`, uploaded, then installed by stock `dnf` into a
+//! `rpmbuild` and signed with `rpmsign`, uploaded (with `dlrepo-cli`), then installed by stock `dnf` into a
 //! throw-away root with `gpgcheck=1` and `repo_gpgcheck=1` against the server's `/pubkey`;
 //! a repomd.xml the key did not sign, or another key, makes dnf refuse.
 // Black-box tests check what the server left on disk, so they read the tree directly.
@@ -55,6 +55,32 @@ fn installed(dir: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `dlrepo-cli upload BRANCH TAG JOB FORMAT tree` (dlrepo 0.44's own client, from
+/// tests/deps/install), which uploads every file and finishes the format.
+fn dlrepo_cli_upload(s: &TestServer, work: &Path, tree: &Path, names: [&str; 4]) {
+    let script = test_dep(
+        "ARBOR_TEST_DLREPO_CLI",
+        "dlrepo-cli.path",
+        "run tests/deps/install",
+    );
+    let home = work.join("cli-home");
+    std::fs::create_dir_all(&home).unwrap();
+    run_ok(
+        Command::new("python3")
+            .arg(script)
+            .arg("upload")
+            .args(names)
+            .arg(tree)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("DLREPO_URL", &s.base)
+            .env("DLREPO_PREFIX", "/")
+            .env("DLREPO_USER", ""),
+        "dlrepo-cli upload",
+    );
+}
+
 /// A signing key (gpg home `work/{name}`), and a server signing with it.
 fn signed_server(work: &Path, name: &str) -> (TestServer, std::path::PathBuf) {
     let home = work.join(name);
@@ -78,14 +104,12 @@ fn stock_dnf_installs_a_package_and_its_dependency_from_a_signed_format() {
     let (s, home) = signed_server(work.path(), "gnupg");
     let (hello, other) = signed_packages(work.path(), &home);
     let fmt = "/branches/b/t/j/rpm/";
-    s.upload_format(
-        fmt,
-        &[
-            ("arbor-hello-1.0-1.noarch.rpm", &hello),
-            ("sub/arbor-other-2.1-1.noarch.rpm", &other),
-            ("broken.rpm", b"not a package"),
-        ],
-    );
+    let tree = work.path().join("upload");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("arbor-hello-1.0-1.noarch.rpm"), &hello).unwrap();
+    std::fs::write(tree.join("sub/arbor-other-2.1-1.noarch.rpm"), &other).unwrap();
+    std::fs::write(tree.join("broken.rpm"), b"not a package").unwrap();
+    dlrepo_cli_upload(&s, work.path(), &tree, ["b", "t", "j", "rpm"]);
     let asc = s.get(&format!("{fmt}repodata/repomd.xml.asc"));
     assert_eq!(asc.status, 200);
     assert_eq!(asc.headers["content-type"], "application/pgp-signature");
