@@ -1,7 +1,7 @@
 //! A format of `.rpm` files is a dnf repository (issue 15): packages built with the real
-//! `rpmbuild` and signed with `rpmsign`, uploaded (with `dlrepo-cli`), then installed by stock `dnf` into a
-//! throw-away root with `gpgcheck=1` and `repo_gpgcheck=1` against the server's `/pubkey`;
-//! a repomd.xml the key did not sign, or another key, makes dnf refuse.
+//! `rpmbuild` and signed with `rpmsign`, uploaded (with `dlrepo-cli`), then installed by
+//! stock `dnf` into a throw-away root with `gpgcheck=1` and `repo_gpgcheck=1` against the
+//! server's `/pubkey`; a repomd.xml the key did not sign, or another key, makes dnf refuse.
 // Black-box tests check what the server left on disk, so they read the tree directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
