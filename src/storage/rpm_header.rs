@@ -243,7 +243,11 @@ impl Header {
             packager: self.string(1015),
             group: self.string(1016),
             url: self.string(1020),
-            arch: self.string(1022),
+            // A source package has no SOURCERPM: its arch is `src`, as rpm and createrepo say.
+            arch: match self.entry(1044) {
+                Some(_) => self.string(1022),
+                None => "src".to_owned(),
+            },
             sourcerpm: self.string(1044),
             deps,
             files: self.files(),
@@ -351,6 +355,7 @@ mod tests {
             (1002, 6, 1, strs(&["1"])),
             (1004, 9, 1, strs(&["a <greeting>"])),
             (1022, 6, 1, strs(&["noarch"])),
+            (1044, 6, 1, strs(&["hello-1.0-1.src.rpm"])),
             (1049, 8, 2, strs(&["rpmlib(X)", "other"])),
             (1050, 8, 2, strs(&["1", "2.0-1"])),
             (
@@ -423,7 +428,8 @@ mod tests {
         ] {
             assert!(read_header(&mut &bytes[..]).is_err());
         }
-        // Offsets and counts that point past the store give nothing, not a panic.
+        // Offsets and counts that point past the store give nothing, not a panic; without
+        // a SOURCERPM it is a source package.
         let mut out = vec![0xed, 0xab, 0xee, 0xdb];
         out.resize(96, 0);
         out.extend(header(&[]));
@@ -434,5 +440,6 @@ mod tests {
         ]));
         let h = read_header(&mut &out[..]).unwrap();
         assert!(h.files.is_empty());
+        assert_eq!(h.arch, "src");
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::common;
 use crate::shared::access::{self, as_user};
-use crate::shared::rpms::{build_rpm, rpmbuild};
+use crate::shared::rpms::{build_rpm, rpmbuild, rpmbuild_source};
 use common::*;
 use std::io::Read;
 use std::path::Path;
@@ -127,10 +127,12 @@ fn metadata_is_createrepos_and_follows_the_acl() {
     .unwrap();
     let other = std::fs::read(build_rpm(work.path(), "arbor-other", "2.1", None)).unwrap();
     let tricky = std::fs::read(rpmbuild(work.path(), "tricky", TRICKY)).unwrap();
-    let files: [(&str, &[u8]); 3] = [
+    let source = std::fs::read(rpmbuild_source(work.path(), "source", TRICKY)).unwrap();
+    let files: [(&str, &[u8]); 4] = [
         ("hello.rpm", &hello),
         ("pool/other.rpm", &other),
         ("pool/tricky.rpm", &tricky),
+        ("src/tricky.src.rpm", &source),
     ];
     for (rel, data) in files {
         let put = as_user(s, "alice", "PUT", &format!("{FMT}{rel}"), Some(data));

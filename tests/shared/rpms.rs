@@ -26,12 +26,22 @@ pub fn build_rpm(dir: &Path, name: &str, version: &str, requires: Option<&str>) 
 /// Builds the one noarch package of `spec` with `rpmbuild -bb` under `dir/{stem}/`; returns
 /// its path.
 pub fn rpmbuild(dir: &Path, stem: &str, spec: &str) -> PathBuf {
+    run_rpmbuild(dir, stem, spec, "-bb", "RPMS/noarch")
+}
+
+/// Builds the source package of `spec` with `rpmbuild -bs` under `dir/{stem}/`; returns
+/// its path.
+pub fn rpmbuild_source(dir: &Path, stem: &str, spec: &str) -> PathBuf {
+    run_rpmbuild(dir, stem, spec, "-bs", "SRPMS")
+}
+
+fn run_rpmbuild(dir: &Path, stem: &str, spec: &str, mode: &str, out_dir: &str) -> PathBuf {
     let top = dir.join(stem);
     std::fs::create_dir_all(&top).unwrap();
     let spec_path = top.join(format!("{stem}.spec"));
     std::fs::write(&spec_path, spec).unwrap();
     let out = Command::new("rpmbuild")
-        .arg("-bb")
+        .arg(mode)
         .arg("--define")
         .arg(format!("_topdir {}", top.display()))
         .arg(&spec_path)
@@ -42,7 +52,7 @@ pub fn rpmbuild(dir: &Path, stem: &str, spec: &str) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let built: Vec<PathBuf> = std::fs::read_dir(top.join("RPMS/noarch"))
+    let built: Vec<PathBuf> = std::fs::read_dir(top.join(out_dir))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
