@@ -153,7 +153,7 @@ fn stock_dnf_installs_a_package_and_its_dependency_from_a_signed_format() {
 }
 
 #[test]
-fn stock_dnf_refuses_an_unsigned_repomd_and_another_key() {
+fn stock_dnf_refuses_tampered_metadata_and_another_key() {
     let work = tempfile::tempdir().unwrap();
     let (s, home) = signed_server(work.path(), "gnupg");
     let (hello, other) = signed_packages(work.path(), &home);
@@ -180,6 +180,20 @@ fn stock_dnf_refuses_an_unsigned_repomd_and_another_key() {
         "{log}"
     );
     assert!(!installed(&work.path().join("tampered")).contains("arbor-hello"));
+
+    // A primary.xml.gz that is not the one the signed repomd.xml names: refused too.
+    let mut all = files.to_vec();
+    all.push(("repodata/primary.xml.gz", b"\x1f\x8b not the primary"));
+    s.upload_format("/branches/b/t/j/tampered-primary/", &all);
+    let (ok, log) = dnf(
+        &work.path().join("tampered-primary"),
+        &s.url("/branches/b/t/j/tampered-primary/"),
+        Some(&key),
+        &["install", "arbor-hello"],
+    );
+    assert!(!ok, "a primary.xml.gz that repomd.xml does not name: {log}");
+    assert!(log.contains("checksum doesn't match"), "{log}");
+    assert!(!installed(&work.path().join("tampered-primary")).contains("arbor-hello"));
 
     // The genuine repository with another server's key: refused too.
     let (other_server, _) = signed_server(work.path(), "other-gnupg");
