@@ -31,6 +31,9 @@ mod products;
 pub mod publishing;
 pub mod quota;
 pub mod registry;
+pub mod rpm;
+mod rpm_header;
+mod rpm_xml;
 mod tags;
 mod tokens;
 mod trash;
@@ -188,6 +191,8 @@ pub struct Repo {
     pub(crate) test_hooks: crate::config::TestHooks,
     /// Control data of the packages already read, by content digest (`apt.rs`).
     pub(crate) debs: apt::DebCache,
+    /// Headers of the packages already read, by content digest (`rpm.rs`).
+    pub(crate) rpms: rpm::RpmCache,
 }
 
 impl Repo {
@@ -224,6 +229,7 @@ impl Repo {
             orphan_lifetime: config.orphan_blob_lifetime,
             gc: gc::GcQueue::default(),
             debs: apt::DebCache::default(),
+            rpms: rpm::RpmCache::default(),
             test_hooks: config.testing.clone(),
         };
         // Before anything is served: a crash may have left a swap half done.

@@ -44,6 +44,7 @@ mod registry;
 mod registry_conformance;
 mod registry_sessions;
 mod reload;
+mod rpm;
 mod security;
 mod security_headers;
 mod signing;

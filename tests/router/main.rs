@@ -18,6 +18,7 @@ mod pages;
 mod products_api;
 mod registry;
 mod registry_conformance;
+mod rpm;
 mod security;
 mod security_headers;
 mod tree_api;

@@ -10,6 +10,7 @@ pub mod debs;
 pub mod html_pages;
 pub mod oci_requests;
 pub mod oci_workflows;
+pub mod rpms;
 pub mod safe_serving;
 pub mod security;
 

@@ -10,6 +10,7 @@ use crate::http::{shapes, views};
 use crate::model::{Alias, FormatRef, JobRef, Name, RelPath, RelPathError, TagRef};
 use crate::storage::apt::AptIndex;
 use crate::storage::page_info::DirPage;
+use crate::storage::rpm::RpmIndex;
 use crate::storage::{Artifact, Repo, StoreError, Visibility};
 use axum::http::{HeaderValue, Method, header};
 
@@ -316,6 +317,13 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
             let (f, body) =
                 with_format(ctx, parent, format, move |r, f| r.apt_index(f, which)).await?;
             return super::apt::respond(ctx, &f, which, body);
+        }
+        // Likewise a dnf repository's `repodata/` file.
+        (Err(ApiError::NotFound), _) if !is_dir_url && RpmIndex::parse(rel.as_str()).is_some() => {
+            let which = RpmIndex::parse(rel.as_str()).ok_or(ApiError::NotFound)?;
+            let (f, body) =
+                with_format(ctx, parent, format, move |r, f| r.rpm_index(f, which)).await?;
+            return super::rpm::respond(ctx, &f, which, body);
         }
         (opened, _) => opened?,
     };

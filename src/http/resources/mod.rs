@@ -8,6 +8,7 @@ mod formats;
 mod home;
 mod jobs;
 mod products;
+mod rpm;
 mod tags;
 mod uploads;
 
