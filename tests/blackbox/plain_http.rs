@@ -93,3 +93,41 @@ fn curl_with_a_wrong_digest_fails_and_stores_nothing() {
     assert_eq!(s.get("/branches/b/t/j/f/a.txt").status, 404);
     assert!(uploads_left(s.root.path()).is_empty());
 }
+
+/// `curl -f $URL/cli > dlrepo-cli` on a server without the script (the README's old advice)
+/// gets the page saying how to get a client; run as dlrepo-cli, it prints that page and
+/// fails instead of a Python syntax error.
+#[test]
+fn cli_page_run_as_a_script_explains_itself() {
+    let s = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("dlrepo-cli");
+    let out = Command::new("curl")
+        .args(["-fsS", "-o"])
+        .arg(&script)
+        .arg(s.url("/cli"))
+        .output()
+        .expect("curl (tests/deps/install installs curl)");
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["upload", "main", "v1", "j", "f", "x"])
+        .output()
+        .expect("python3");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not serve dlrepo-cli"), "{err}");
+    assert!(
+        err.contains(&format!("export DLREPO_URL={}\n", s.base)),
+        "{err}"
+    );
+    assert!(!err.contains("Traceback"), "{err}");
+    // A Host that is no host name is not echoed into the page.
+    let page = Command::new("curl")
+        .args(["-fsS", "-H", "Host: x<b>"])
+        .arg(s.url("/cli"))
+        .output()
+        .expect("curl");
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(page.contains("DLREPO_URL=http://HOST:PORT\n"), "{page}");
+}
