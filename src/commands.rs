@@ -113,6 +113,16 @@ pub fn gc(config: &Config, dry_run: bool) -> Result<(), Error> {
         report.bytes,
         if dry_run { " would be freed" } else { " freed" }
     );
+    if report.young > 0 {
+        println!(
+            "{} {} orphan blobs, {} bytes, younger than DLREPO_ORPHAN_BLOB_LIFETIME ({} s): \
+             an upload may still link them; a run after that age removes them",
+            if dry_run { "would keep" } else { "kept" },
+            report.young,
+            report.young_bytes,
+            config.orphan_blob_lifetime
+        );
+    }
     Ok(())
 }
 
