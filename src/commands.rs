@@ -1,7 +1,7 @@
 //! The `arbor` sub-commands: loads the configuration, sets up logging, runs the command
 //! asked for and turns its outcome into an exit status. `arbor serve` is [`crate::lifecycle`].
 
-use crate::auth::tokens::{TokenScope, TokenStore, parse_duration};
+use crate::auth::tokens::{TokenInfo, TokenScope, TokenStore, parse_duration};
 use crate::cli::{Cli, Command, TokenCommand};
 use crate::config::Config;
 use crate::publish::Publisher;
@@ -119,6 +119,16 @@ pub fn gc(config: &Config, dry_run: bool) -> Result<(), Error> {
         report.bytes,
         if dry_run { " would be freed" } else { " freed" }
     );
+    if report.young > 0 {
+        println!(
+            "{} {} orphan blobs, {} bytes, younger than DLREPO_ORPHAN_BLOB_LIFETIME ({} s): \
+             an upload may still link them; a run after that age removes them",
+            if dry_run { "would keep" } else { "kept" },
+            report.young,
+            report.young_bytes,
+            config.orphan_blob_lifetime
+        );
+    }
     Ok(())
 }
 
@@ -149,20 +159,63 @@ pub fn token_create(
     Ok(())
 }
 
+/// `arbor token list`: a table, header first.
 pub fn token_list(config: &Config) -> Result<(), Error> {
-    for t in tokens(config)?.list()? {
+    let list = tokens(config)?.list()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    print!("{}", token_table(&list, now));
+    if list.is_empty() {
+        eprintln!("no tokens: `arbor token create --user LOGIN` makes one");
+    }
+    Ok(())
+}
+
+/// The tokens as aligned columns under a header, times in UTC as ISO 8601 and expired
+/// tokens marked as such (as of `now`, Unix seconds). The ID is the first column, for
+/// `arbor token revoke`.
+fn token_table(list: &[TokenInfo], now: u64) -> String {
+    let iso = |secs: u64| crate::http::views::iso_time(secs as f64);
+    let header = ["ID", "USER", "SCOPE", "PREFIX", "CREATED", "EXPIRES"].map(String::from);
+    let mut rows = vec![header];
+    for t in list {
         let scope = match t.scope {
             TokenScope::Read => "read",
             TokenScope::Write => "write",
         };
-        let expires = t.expires.map_or("never".to_owned(), |e| e.to_string());
+        let expires = match t.expires {
+            None => "never".to_owned(),
+            Some(e) if e <= now => format!("{} (expired)", iso(e)),
+            Some(e) => iso(e),
+        };
         let prefix = t.prefix.as_deref().unwrap_or("/");
-        println!(
-            "{}\t{}\t{scope}\t{prefix}\texpires={expires}\tcreated={}",
-            t.id, t.user, t.created
-        );
+        rows.push([
+            t.id.clone(),
+            t.user.clone(),
+            scope.to_owned(),
+            prefix.to_owned(),
+            iso(t.created),
+            expires,
+        ]);
     }
-    Ok(())
+    let mut widths = [0; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 pub fn token_revoke(config: &Config, id: &str) -> Result<(), Error> {
@@ -190,5 +243,39 @@ mod tests {
         assert_eq!(exit_status(&ldap), 2);
         let other: Error = "cannot listen".into();
         assert_eq!(exit_status(&other), 1);
+    }
+
+    #[test]
+    fn token_list_is_a_table_with_dates() {
+        let token = |id: &str, user: &str, prefix: Option<&str>, expires| TokenInfo {
+            id: id.into(),
+            user: user.into(),
+            scope: TokenScope::Write,
+            prefix: prefix.map(str::to_owned),
+            expires,
+            created: 1_764_806_400, // 2025-12-04T00:00:00Z
+        };
+        let list = [
+            token("0123456789abcdef", "ci", Some("/branches/nightly/"), None),
+            TokenInfo {
+                scope: TokenScope::Read,
+                ..token("fedcba9876543210", "release-bot", None, Some(1_764_810_000))
+            },
+            token("00000000000000aa", "x", None, Some(1_764_900_000)),
+        ];
+        let now = 1_764_850_000;
+        assert_eq!(
+            token_table(&list, now),
+            "\
+ID                USER         SCOPE  PREFIX              CREATED               EXPIRES
+0123456789abcdef  ci           write  /branches/nightly/  2025-12-04T00:00:00Z  never
+fedcba9876543210  release-bot  read   /                   2025-12-04T00:00:00Z  2025-12-04T01:00:00Z (expired)
+00000000000000aa  x            write  /                   2025-12-04T00:00:00Z  2025-12-05T02:00:00Z
+"
+        );
+        assert_eq!(
+            token_table(&[], now),
+            "ID  USER  SCOPE  PREFIX  CREATED  EXPIRES\n"
+        );
     }
 }

@@ -4,11 +4,18 @@ use super::reply::{ApiError, ApiResult, json, plain_status, text};
 use crate::state::AppState;
 use crate::storage::{StoreError, assets};
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 
-/// `GET /cli`: the dlrepo-cli script with `DLREPO_PUBLIC_URL` substituted.
-pub async fn cli(State(app): State<AppState>) -> ApiResult {
+/// What `/cli` answers when no dlrepo-cli is configured or on `PATH` (issue 16): how to
+/// upload with curl and where to get dlrepo-cli. A Python script whose docstring is the
+/// text, so that `curl /cli > dlrepo-cli; python3 dlrepo-cli ...` prints it and fails,
+/// instead of a syntax error.
+const CLI_HELP: &str = include_str!("cli_help.txt");
+
+/// `GET /cli`: the dlrepo-cli script with `DLREPO_PUBLIC_URL` substituted, or how to get a
+/// client when there is none to serve.
+pub async fn cli(State(app): State<AppState>, headers: HeaderMap) -> ApiResult {
     let config = app.config.clone();
     let script = app
         .repo
@@ -21,8 +28,10 @@ pub async fn cli(State(app): State<AppState>) -> ApiResult {
         .await;
     let script = match script {
         Ok(Some(s)) => s,
-        Ok(None) | Err(StoreError::NotFound) => {
-            // spec/API.md Q32: say how to fix it instead of answering an empty script.
+        // Nothing configured and nothing on PATH: not an error, just no script.
+        Ok(None) => return text(CLI_HELP.replace("{url}", &base_url(&app, &headers))),
+        Err(StoreError::NotFound) => {
+            // spec/API.md Q32: DLREPO_CLI_PATH names a missing file; say how to fix it.
             return Err(ApiError::Status(
                 StatusCode::NOT_FOUND,
                 "dlrepo-cli not found: set DLREPO_CLI_PATH or put dlrepo-cli on PATH".into(),
@@ -35,6 +44,23 @@ pub async fn cli(State(app): State<AppState>) -> ApiResult {
         None => script,
     };
     text(script)
+}
+
+/// The server's URL for examples: `DLREPO_PUBLIC_URL`, else `http://` and the request's
+/// `Host` when it looks like a host name (it is echoed into the page).
+fn base_url(app: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.config.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    format!("http://{}", host.unwrap_or("HOST:PORT"))
 }
 
 /// How long browsers and proxies may keep a static file without asking again. Short enough

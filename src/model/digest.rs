@@ -84,6 +84,17 @@ impl Hasher {
         }
     }
 
+    fn algo(&self) -> Algo {
+        match self {
+            Hasher::Md5(_) => Algo::Md5,
+            Hasher::Sha1(_) => Algo::Sha1,
+            Hasher::Sha224(_) => Algo::Sha224,
+            Hasher::Sha256(_) => Algo::Sha256,
+            Hasher::Sha384(_) => Algo::Sha384,
+            Hasher::Sha512(_) => Algo::Sha512,
+        }
+    }
+
     pub fn finish_hex(self) -> String {
         match self {
             Hasher::Md5(h) => hex::encode(h.finalize()),
@@ -139,6 +150,25 @@ impl Digest {
         self.algo
     }
 
+    /// The hasher for content that must match `expected`; content sent without a digest
+    /// is named by its sha256 (spec/API.md Q21).
+    pub fn hasher_for(expected: Option<&Digest>) -> Hasher {
+        expected.map_or(Algo::Sha256, Digest::algo).hasher()
+    }
+
+    /// The digest of hashed content when it matches `expected` (always, without one);
+    /// `Err` carries the expected digest for the 422.
+    pub fn settle(expected: Option<&Digest>, hasher: Hasher) -> Result<Digest, String> {
+        let found = Digest {
+            algo: hasher.algo(),
+            hex: hasher.finish_hex(),
+        };
+        match expected {
+            Some(want) if *want != found => Err(want.to_string()),
+            _ => Ok(found),
+        }
+    }
+
     pub fn hex(&self) -> &str {
         &self.hex
     }
@@ -185,5 +215,21 @@ mod tests {
         let mut h = Algo::Md5.hasher();
         h.update(b"abc");
         assert_eq!(h.finish_hex(), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn settles_with_or_without_an_expected_digest() {
+        let hashed = |expected: Option<&Digest>| {
+            let mut h = Digest::hasher_for(expected);
+            h.update(b"abc");
+            Digest::settle(expected, h)
+        };
+        let abc = Digest::sha256_of_hex(ABC.to_owned());
+        assert_eq!(hashed(None), Ok(abc.clone()));
+        assert_eq!(hashed(Some(&abc)), Ok(abc));
+        let md5 = Digest::parse(Some("md5:900150983cd24fb0d6963f7d28e17f72")).unwrap();
+        assert_eq!(hashed(Some(&md5)), Ok(md5));
+        let other = Digest::sha256_of_hex("0".repeat(64));
+        assert_eq!(hashed(Some(&other)), Err(other.to_string()));
     }
 }

@@ -25,6 +25,13 @@ pub struct Upload {
     tmp: TempFile,
 }
 
+impl Upload {
+    /// What the content hashed to: the client's digest, or its sha256 when it sent none.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+}
+
 /// A request body's failure: a client that stalled past `DLREPO_CLIENT_TIMEOUT` (the HTTP
 /// layer reports it as `TimedOut`), or one that broke off.
 pub(crate) fn body_error(e: io::Error) -> StoreError {
@@ -37,15 +44,16 @@ pub(crate) fn body_error(e: io::Error) -> StoreError {
 
 impl Repo {
     /// Streams `body` to a new `.uploads/` file while hashing it (one pass over the data),
-    /// fsyncs it and checks it against `digest`. On any failure, or if this future is
-    /// dropped because the client went away, the temp file is removed.
+    /// fsyncs it and checks it against `expected`; without one, the content is named by its
+    /// sha256 (spec/API.md Q21). On any failure, or if this future is dropped because the
+    /// client went away, the temp file is removed.
     ///
     /// No thread waits on the client: bytes gather here, on the runtime, and every
     /// `DLREPO_CHUNK_SIZE` of them is written and hashed by two short blocking tasks at once
     /// while the next one arrives. A client that stalls costs a buffer, never a thread.
     pub async fn receive<S>(
         self: &Arc<Self>,
-        digest: &Digest,
+        expected: Option<&Digest>,
         mut body: S,
     ) -> Result<Upload, StoreError>
     where
@@ -57,36 +65,31 @@ impl Repo {
         let tmp = tokio::task::spawn_blocking(move || TempFile::create(&uploads)).await??;
         let sink = (
             Arc::new(tmp.file.try_clone()?),
-            Some(digest.algo().hasher()),
+            Some(Digest::hasher_for(expected)),
         );
         let no_limit = |_| Ok::<(), StoreError>(());
         let ((file, hasher), _) = pump(&mut body, sink, self.chunk_size, no_limit).await?;
         let hasher = hasher.ok_or(StoreError::Interrupted("no hasher".into()))?;
         tokio::task::spawn_blocking(move || file.sync_all()).await??;
-        if hasher.finish_hex() != digest.hex() {
-            return Err(StoreError::DigestMismatch(digest.to_string()));
-        }
-        Ok(Upload {
-            digest: digest.clone(),
-            tmp,
-        })
+        let digest = Digest::settle(expected, hasher).map_err(StoreError::DigestMismatch)?;
+        Ok(Upload { digest, tmp })
     }
 
     /// The same as [`Repo::receive`] for a body already in memory (small uploads): checked
     /// before anything is written, so a wrong digest never touches the disk.
     pub fn stage_bytes(&self, digest: &Digest, data: &[u8]) -> Result<Upload, StoreError> {
-        let mut hasher = digest.algo().hasher();
+        self.stage(Some(digest), data)
+    }
+
+    /// [`Repo::stage_bytes`] with or without an expected digest, as [`Repo::receive`].
+    pub fn stage(&self, expected: Option<&Digest>, data: &[u8]) -> Result<Upload, StoreError> {
+        let mut hasher = Digest::hasher_for(expected);
         hasher.update(data);
-        if hasher.finish_hex() != digest.hex() {
-            return Err(StoreError::DigestMismatch(digest.to_string()));
-        }
+        let digest = Digest::settle(expected, hasher).map_err(StoreError::DigestMismatch)?;
         let tmp = TempFile::create(&self.uploads_dir())?;
         (&tmp.file).write_all(data).at("write", &tmp.path)?;
         tmp.file.sync_all().at("write", &tmp.path)?;
-        Ok(Upload {
-            digest: digest.clone(),
-            tmp,
-        })
+        Ok(Upload { digest, tmp })
     }
 
     /// Makes the file at `path`, whose content hashes to `digest`, a hard link of its blob:

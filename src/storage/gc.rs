@@ -61,6 +61,10 @@ pub struct GcReport {
     pub uploads: u64,
     pub bytes: u64,
     pub users: u64,
+    /// Orphan blobs left alone because they changed within `DLREPO_ORPHAN_BLOB_LIFETIME`
+    /// (an upload may be about to link them), and their bytes. A later run takes them.
+    pub young: u64,
+    pub young_bytes: u64,
 }
 
 impl Repo {
@@ -113,6 +117,7 @@ impl Repo {
             blobs = report.blobs,
             uploads = report.uploads,
             bytes = report.bytes,
+            young = report.young,
             dry_run,
             "cleanup done"
         );
@@ -249,14 +254,13 @@ impl Repo {
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age >= lifetime)
         };
-        let (blobs, bytes) = self.orphans_after_deleting(doomed, &old);
-        report.blobs += blobs;
-        report.bytes += bytes;
+        self.orphans_after_deleting(doomed, &old, report);
         self.collect_blobs(dry_run, &old, report)?;
         self.collect_uploads(dry_run, now, report)
     }
 
-    /// Blobs with no link but their own, older than the lifetime.
+    /// Blobs with no link but their own, older than the lifetime; younger ones are counted
+    /// as kept.
     fn collect_blobs(
         &self,
         dry_run: bool,
@@ -268,14 +272,21 @@ impl Repo {
         if !blobs.is_dir() {
             return Ok(());
         }
-        let candidates: Vec<PathBuf> = walkdir::WalkDir::new(&blobs)
-            .min_depth(3)
-            .into_iter()
+        let mut candidates = Vec::new();
+        let walk = walkdir::WalkDir::new(&blobs).min_depth(3).into_iter();
+        for e in walk
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_file())
-            .filter(|e| e.metadata().is_ok_and(|m| m.nlink() == 1 && old(&m)))
-            .map(|e| e.into_path())
-            .collect();
+        {
+            match e.metadata() {
+                Ok(m) if m.nlink() == 1 && old(&m) => candidates.push(e.into_path()),
+                Ok(m) if m.nlink() == 1 => {
+                    report.young += 1;
+                    report.young_bytes += m.len();
+                }
+                _ => {}
+            }
+        }
         if candidates.is_empty() {
             return Ok(());
         }
@@ -337,14 +348,16 @@ impl Repo {
         Ok(())
     }
 
-    /// The blobs that deleting the tag dirs `tags` would leave with no link but their own,
-    /// and their bytes: blobs whose every other link is a listed file of those tags. A link
-    /// shares its blob's inode, hence its mtime, so the age test is the collector's.
+    /// Counts into `report` the blobs that deleting the tag dirs `tags` would leave with no
+    /// link but their own: blobs whose every other link is a listed file of those tags, as
+    /// removed when old and as kept when young. A link shares its blob's inode, hence its
+    /// mtime, so the age test is the collector's.
     fn orphans_after_deleting(
         &self,
         tags: &[PathBuf],
         old: &dyn Fn(&fs::Metadata) -> bool,
-    ) -> (u64, u64) {
+        report: &mut GcReport,
+    ) {
         let mut blobs: HashMap<(u64, u64), (u64, fs::Metadata)> = HashMap::new();
         let formats = tags.iter().flat_map(|t| {
             let jobs = Repo::list_entities(t).unwrap_or_default();
@@ -371,10 +384,15 @@ impl Repo {
                 }
             }
         }
-        blobs
-            .values()
-            .filter(|(links, m)| m.nlink() == links + 1 && old(m))
-            .fold((0, 0), |(n, bytes), (_, m)| (n + 1, bytes + m.len()))
+        for (_, m) in blobs.values().filter(|(links, m)| m.nlink() == links + 1) {
+            if old(m) {
+                report.blobs += 1;
+                report.bytes += m.len();
+            } else {
+                report.young += 1;
+                report.young_bytes += m.len();
+            }
+        }
     }
 }
 
@@ -431,10 +449,13 @@ mod tests {
 
         let dry = repo.run_gc(GcKind::Orphans, true, None).expect("dry run");
         assert_eq!((dry.blobs, dry.bytes), (1, 10));
+        // The young one is reported as kept, the linked one not at all.
+        assert_eq!((dry.young, dry.young_bytes), (1, 12));
         assert!(orphan.exists(), "a dry run removes nothing");
 
         let report = repo.run_gc(GcKind::Orphans, false, None).expect("run");
         assert_eq!((report.blobs, report.bytes), (1, 10));
+        assert_eq!((report.young, report.young_bytes), (1, 12));
         assert!(!orphan.exists());
         assert!(young.exists(), "younger than the lifetime");
         assert!(linked.exists(), "still linked");

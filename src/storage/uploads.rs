@@ -27,15 +27,18 @@ impl Repo {
         self.link_artifact(f, rel, digest)
     }
 
-    /// A body already in memory: checked against `digest`, stored and linked.
+    /// A body already in memory: checked against `expected` (named by its sha256 without
+    /// one, spec/API.md Q21), stored and linked. Returns the digest stored.
     pub fn store_small_upload(
         &self,
         f: &FormatRef,
         rel: &RelPath,
-        digest: &Digest,
+        expected: Option<&Digest>,
         data: &[u8],
-    ) -> Result<(), StoreError> {
-        let staged = self.stage_bytes(digest, data)?;
-        self.store_and_link(staged, f, rel)
+    ) -> Result<Digest, StoreError> {
+        let staged = self.stage(expected, data)?;
+        let digest = staged.digest().clone();
+        self.store_and_link(staged, f, rel)?;
+        Ok(digest)
     }
 }

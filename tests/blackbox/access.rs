@@ -183,7 +183,25 @@ fn tokens_narrow_the_user_and_can_expire_or_be_revoked() {
         None,
     ));
     let id = read.split('_').nth(1).unwrap().to_owned();
-    assert!(arbor_token(s, &["list"]).contains(&id));
+    // A table: a header, then one row per token, its id first and its dates in UTC.
+    let list = arbor_token(s, &["list"]);
+    let mut lines = list.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["ID", "USER", "SCOPE", "PREFIX", "CREATED", "EXPIRES"],
+        "{list}"
+    );
+    let row: Vec<&str> = lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|r| r[0] == id)
+        .unwrap_or_else(|| panic!("{id} in {list}"));
+    let (created, expires) = (row[4], row[5]);
+    assert!(
+        created.len() == 20 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
+        "{list}"
+    );
+    assert_eq!((row[2], expires), ("read", "never"), "{list}");
     arbor_token(s, &["revoke", &id]);
     assert_denied(&s.request(
         "GET",

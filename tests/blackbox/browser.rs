@@ -26,6 +26,10 @@ fn seed(s: &TestServer) {
             &[
                 ("dir/a%20b.txt", b"hello from arbor\n"),
                 ("notes.txt", b"notes"),
+                (
+                    "arbor-server_1.10.0-rc1+build42_x86_64-unknown-linux-gnu.tar.gz",
+                    b"long name",
+                ),
             ],
         );
         let meta = json!({"job": {"product": "foo", "product_variant": "x86",
@@ -77,7 +81,13 @@ fn browse_from_home_to_a_download() {
         "job",
         "autoindex",
         "version",
+        "product-branch",
+        "tag",
         "branch-phone",
+        "tag-phone",
+        "job-phone",
+        "autoindex-phone",
+        "product-branch-phone",
     ] {
         let p = shots.join(format!("{shot}.png"));
         assert!(

@@ -90,8 +90,16 @@ fn arbor_gc_applies_policies_and_dry_run_changes_nothing() {
         "{out}"
     );
     assert_eq!(before, snapshot(s.root.path()));
-    // The blobs of t1 and v1 ("t1", "v1": 4 bytes) are fresh, so they would stay ...
+    // The blobs of t1 and v1 ("t1", "v1": 4 bytes) are fresh, so they would stay, and the
+    // run says so and why ...
     assert!(out.contains("would delete 0 orphan blobs"), "{out}");
+    assert!(
+        out.contains(
+            "would keep 2 orphan blobs, 4 bytes, younger than DLREPO_ORPHAN_BLOB_LIFETIME \
+             (600 s): an upload may still link them; a run after that age removes them\n"
+        ),
+        "{out}"
+    );
     // ... unless the lifetime lets them go, in the same pass as their tags.
     let now = [("DLREPO_ORPHAN_BLOB_LIFETIME", "0")];
     let out = arbor(&s, &["gc", "--dry-run"], &now);
@@ -99,6 +107,7 @@ fn arbor_gc_applies_policies_and_dry_run_changes_nothing() {
         out.contains("would delete 2 orphan blobs and 0 stale uploads, 4 bytes would be freed"),
         "{out}"
     );
+    assert!(!out.contains("would keep"), "{out}");
     assert_eq!(before, snapshot(s.root.path()));
     let out = arbor(&s, &["gc"], &now);
     assert!(

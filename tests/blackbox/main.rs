@@ -36,6 +36,7 @@ mod manuals;
 mod metrics;
 mod nginx;
 mod pages;
+mod plain_http;
 mod products_api;
 mod pubkey;
 mod publish;

@@ -161,6 +161,32 @@ fn cli_script_is_served_with_public_url() {
 }
 
 #[test]
+fn cli_without_a_script_says_how_to_get_a_client() {
+    let s = App::start();
+    let r = s.get("/cli");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    let page = r.text();
+    for needle in [
+        "export DLREPO_URL=http://arbor.test\n",
+        "curl -fT ./out/app.bin $J/binaries/",
+        "pip download --no-deps --no-binary :all: dlrepo==0.44",
+        "DLREPO_CLI_PATH=/path/to/dlrepo-cli",
+        "curl -fo dlrepo-cli http://arbor.test/cli",
+    ] {
+        assert!(page.contains(needle), "{needle:?} in {page}");
+    }
+    // The configured public URL wins over the Host (tests/blackbox/plain_http.rs sends
+    // one that is no host name).
+    let s = App::start_with(&[("DLREPO_PUBLIC_URL", "https://repo.example/")]);
+    assert!(
+        s.get("/cli")
+            .text()
+            .contains("DLREPO_URL=https://repo.example\n")
+    );
+}
+
+#[test]
 fn static_assets_are_public_files() {
     let s = App::start();
     let r = s.get("/static/dlrepo.css");

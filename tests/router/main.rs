@@ -15,6 +15,7 @@ mod bad_input;
 mod downloads;
 mod files_api;
 mod pages;
+mod plain_uploads;
 mod products_api;
 mod registry;
 mod registry_conformance;

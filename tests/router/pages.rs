@@ -50,7 +50,7 @@ fn user_home_shows_quota() {
     s.upload_format("/~bob/branches/b/t/j/f/", &[("a", &[7u8; 2000])]);
     let html = page(&s, "/~bob/");
     // The file, its `.digests` and `.disk_usage` (spec/API.md Q40).
-    assert!(html.contains("2.1K used of 1.0M"), "{html}");
+    assert!(html.contains("2.1 kB used of 1.0 MB"), "{html}");
     assert!(page(&s, "/").contains(r#"<a href="/~bob/">~bob</a>"#));
     assert_eq!(s.request("GET", "/~nobody/", &[HTML], None).status, 404);
 }

@@ -1,5 +1,6 @@
-//! Uploads (spec/API.md §5.1): link mode, small bodies in memory, streamed ones, and the
-//! `HEAD` with a `Digest` that asks whether the content is already there (§3.9).
+//! Uploads (spec/API.md §5.1): link mode, small bodies in memory, streamed ones (with or
+//! without a `Digest`, Q21), and the `HEAD` with a `Digest` that asks whether the content
+//! is already there (§3.9).
 
 use crate::http::context::Ctx;
 use crate::http::reply::{ApiError, ApiResult, created};
@@ -60,23 +61,44 @@ pub(super) async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResu
         ));
     }
     let raw_digest = header("digest").map(str::to_owned);
-    let link_mode = header("x-dlrepo-link") == raw_digest.as_deref();
-    // Checked before reading the body, so a bad request never costs a transfer.
-    let digest = Digest::parse(raw_digest.as_deref()).map_err(StoreError::InvalidDigest)?;
-    if link_mode {
-        let acl = ctx.acl.clone();
-        ctx.app
-            .repo
-            .run(move |r| r.link_upload(&f, &rel, &digest, &acl))
-            .await?;
-        return created();
+    let raw_link = header("x-dlrepo-link").map(str::to_owned);
+    // Checked before reading the body, so a bad request never costs a transfer. A missing
+    // Digest is fine for a body (spec/API.md Q21), never for a link.
+    let digest = match (&raw_digest, &raw_link) {
+        (None, None) => None,
+        _ => Some(Digest::parse(raw_digest.as_deref()).map_err(StoreError::InvalidDigest)?),
+    };
+    match digest {
+        Some(digest) if raw_link == raw_digest => {
+            let (acl, stored) = (ctx.acl.clone(), digest.clone());
+            ctx.app
+                .repo
+                .run(move |r| r.link_upload(&f, &rel, &digest, &acl))
+                .await?;
+            stored_as(&stored)
+        }
+        digest => upload_body(ctx, f, rel, digest).await,
     }
-    upload_body(ctx, f, rel, digest).await
+}
+
+/// 201 with the digest the content is stored under: the client's, or the one the server
+/// computed when it sent none.
+fn stored_as(digest: &Digest) -> ApiResult {
+    let mut res = created()?;
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        res.headers_mut().insert("digest", v);
+    }
+    Ok(res)
 }
 
 /// An upload with its content in the body: small ones are read into memory and stored in
 /// one trip to the blocking pool, others stream to disk as they arrive.
-async fn upload_body(ctx: &mut Ctx, f: FormatRef, rel: RelPath, digest: Digest) -> ApiResult {
+async fn upload_body(
+    ctx: &mut Ctx,
+    f: FormatRef,
+    rel: RelPath,
+    expected: Option<Digest>,
+) -> ApiResult {
     let repo = ctx.app.repo.clone();
     let small = ctx
         .headers
@@ -94,12 +116,13 @@ async fn upload_body(ctx: &mut Ctx, f: FormatRef, rel: RelPath, digest: Digest) 
         let data = axum::body::to_bytes(ctx.take_body(), len)
             .await
             .map_err(|e| crate::storage::body_error(crate::http::body::classify(e)))?;
-        repo.run(move |r| r.store_small_upload(&f, &rel, &digest, &data))
+        let stored = repo
+            .run(move |r| r.store_small_upload(&f, &rel, expected.as_ref(), &data))
             .await?;
-        return created();
+        return stored_as(&stored);
     }
     let mut body = crate::http::body::byte_stream(ctx.take_body());
-    let upload = match repo.receive(&digest, &mut body).await {
+    let upload = match repo.receive(expected.as_ref(), &mut body).await {
         Ok(upload) => upload,
         Err(e) => {
             // Stopped half way (a full disk, say): the client still hears why.
@@ -107,7 +130,8 @@ async fn upload_body(ctx: &mut Ctx, f: FormatRef, rel: RelPath, digest: Digest) 
             return Err(e.into());
         }
     };
+    let stored = upload.digest().clone();
     repo.run(move |r| r.store_and_link(upload, &f, &rel))
         .await?;
-    created()
+    stored_as(&stored)
 }

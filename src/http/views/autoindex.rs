@@ -1,14 +1,15 @@
 //! The autoindex of format directories and of directories below them (spec/API.md §3.8–3.9).
 
 use super::packages::Snippet;
-use super::{Chrome, encode_segment, render};
+use super::{Chrome, encode_segment, name_pieces, render, size_label};
 use crate::http::reply::ApiResult;
 use crate::storage::page_info::DirEntry;
-use crate::storage::quota::human_readable;
 use askama::Template;
 
 pub struct EntryRow {
-    pub name: String,
+    /// The name (`/` ends a directory's), cut where the page may break it
+    /// (see [`name_pieces`]).
+    pub pieces: Vec<String>,
     pub href: String,
     pub dir: bool,
     pub size: String,
@@ -48,22 +49,23 @@ pub fn autoindex_page(
         .map(|e| {
             let seg = encode_segment(&e.name);
             let digest = e.digest.clone().unwrap_or_default();
+            let name = if e.dir {
+                format!("{}/", e.name)
+            } else {
+                e.name.clone()
+            };
             EntryRow {
                 href: if e.dir {
                     format!("{seg}/")
                 } else {
                     seg.clone()
                 },
-                name: if e.dir {
-                    format!("{}/", e.name)
-                } else {
-                    e.name.clone()
-                },
+                pieces: name_pieces(&name),
                 dir: e.dir,
                 size: if e.dir {
                     String::new()
                 } else {
-                    human_readable(e.size)
+                    size_label(e.size)
                 },
                 bytes: e.size,
                 sha256: if digest.starts_with("sha256:") {

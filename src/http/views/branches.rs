@@ -140,6 +140,8 @@ pub struct JobRow {
     pub href: String,
     /// `{product}-{variant}-v{version}` when the job belongs to a product version.
     pub product: String,
+    /// That version's page, relative to the tag page (so it stays in a user repository).
+    pub product_href: String,
     pub locked: bool,
     pub released: bool,
 }
@@ -155,6 +157,20 @@ pub struct TagPage {
     pub publish_status: String,
     pub description: String,
     pub jobs: Vec<JobRow>,
+    /// Some job is locked or released: the State column is shown.
+    pub any_state: bool,
+}
+
+/// The product version page a job's metadata names, from its tag page
+/// (`{scope}/branches/{b}/{t}/` up to `{scope}/`), when all four names are valid.
+fn product_href(get: &dyn Fn(&str) -> String) -> Option<String> {
+    let mut href = String::from("../../../products/");
+    for key in ["product", "product_variant", "product_branch", "version"] {
+        let name = crate::model::Name::parse(&get(key)).ok()?;
+        href.push_str(&encode_segment(name.as_str()));
+        href.push('/');
+    }
+    Some(href)
 }
 
 pub fn tag_page(chrome: Chrome, info: &TagInfo) -> ApiResult {
@@ -173,13 +189,15 @@ pub fn tag_page(chrome: Chrome, info: &TagInfo) -> ApiResult {
             JobRow {
                 href: format!("{}/", encode_segment(&name)),
                 name,
+                product_href: product_href(&get).unwrap_or_default(),
                 product,
                 locked: j.locked,
                 released: j.released,
             }
         })
-        .collect();
+        .collect::<Vec<JobRow>>();
     render(&TagPage {
+        any_state: jobs.iter().any(|j| j.locked || j.released),
         chrome,
         name: info.name.clone(),
         released: info.released,

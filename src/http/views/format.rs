@@ -17,6 +17,13 @@ pub struct FormatRow {
     pub job_url: String,
 }
 
+impl FormatRow {
+    /// Whether the State column has something to say about this format.
+    pub fn has_state(&self) -> bool {
+        self.internal || self.dirty || !self.kinds.is_empty()
+    }
+}
+
 pub fn format_rows(formats: &[FormatSummary]) -> Vec<FormatRow> {
     formats
         .iter()

@@ -1,9 +1,8 @@
 //! `/` and `/~{user}/` (spec/API.md §3.1).
 
-use super::{Chrome, encode_segment, iso_time, pretty_time, render};
+use super::{Chrome, encode_segment, iso_time, pretty_time, render, size_label};
 use crate::http::reply::ApiResult;
 use crate::storage::page_info::HomeInfo;
-use crate::storage::quota::human_readable;
 use askama::Template;
 
 pub struct ReleaseRow {
@@ -79,8 +78,8 @@ pub fn home_page(
         show_releases,
         releases,
         quota: info.disk_usage.map(|used| Quota {
-            used: human_readable(used),
-            quota: human_readable(quota),
+            used: size_label(used),
+            quota: size_label(quota),
             bytes: used,
             max: quota,
         }),

@@ -161,6 +161,44 @@ fn civil(t: f64) -> Option<(i64, u32, u32, u32, u32, u32)> {
     Some((y, m, d, rem / 3600, rem / 60 % 60, rem % 60))
 }
 
+/// A byte count for people, with its unit: `6 B`, `2.5 kB`, `1.2 GB` (decimal units, as
+/// dlrepo's bare `6.0`/`2.5K`; the exact count goes in the markup beside it).
+pub fn size_label(n: u64) -> String {
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64;
+    let mut unit = "B";
+    for u in ["kB", "MB", "GB", "TB", "PB"] {
+        if value < 1000.0 {
+            break;
+        }
+        value /= 1000.0;
+        unit = u;
+    }
+    if value < 100.0 {
+        format!("{value:.1} {unit}")
+    } else {
+        format!("{value:.0} {unit}")
+    }
+}
+
+/// A file name cut into pieces after each `.`, `-`, `_` or `+`, so that a page may break
+/// it there (`<wbr>`) at phone width rather than in the middle of a word.
+pub fn name_pieces(name: &str) -> Vec<String> {
+    let mut pieces = vec![String::new()];
+    for c in name.chars() {
+        if let Some(last) = pieces.last_mut() {
+            last.push(c);
+        }
+        if matches!(c, '.' | '-' | '_' | '+') {
+            pieces.push(String::new());
+        }
+    }
+    pieces.retain(|p| !p.is_empty());
+    pieces
+}
+
 /// A JSON timestamp (`float`, or the integer 0 when `.stamp` is missing) as seconds.
 pub fn timestamp_of(v: &serde_json::Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
@@ -222,6 +260,30 @@ mod tests {
         assert_eq!(pretty_time(0.0), "n/a");
         assert_eq!(pretty_time(1_795_315_711.12), "2026 Nov 22, 02:48:31 UTC");
         assert_eq!(iso_time(951_782_400.0), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn sizes_have_units() {
+        let labels: Vec<String> = [0, 6, 999, 1000, 2_500_000, 123_456_789, 1 << 40]
+            .into_iter()
+            .map(size_label)
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "0 B", "6 B", "999 B", "1.0 kB", "2.5 MB", "123 MB", "1.1 TB"
+            ]
+        );
+    }
+
+    #[test]
+    fn names_break_after_separators() {
+        assert_eq!(
+            name_pieces("arbor_1.2-x86+b.tar"),
+            ["arbor_", "1.", "2-", "x86+", "b.", "tar"]
+        );
+        assert_eq!(name_pieces("..a"), [".", ".", "a"]);
+        assert!(name_pieces("").is_empty());
     }
 
     #[test]

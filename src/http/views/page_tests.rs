@@ -88,7 +88,7 @@ fn home_lists_users_releases_and_quota() {
     assert!(html.contains(r#"href="/~%3Cscript%3Ealert(1)%3C%2Fscript%3E/""#));
     assert!(html.contains(r#"<a href="/products/foo/x86/1/1.0/">foo-x86-v1.0</a>"#));
     assert!(html.contains(r#"src="/static/foo.svg""#));
-    assert!(html.contains("2.0K used of 10.0K"));
+    assert!(html.contains("2.0 kB used of 10.0 kB"));
     let signed = body(home_page(chrome("/"), None, &info, true, 10_000, true));
     assert!(signed.contains(r#"<a href="/pubkey">armored</a>"#));
     assert!(signed.contains(r#"<a href="/pubkey.gpg">binary</a>"#));
@@ -144,6 +144,7 @@ fn tag_page_links_jobs() {
     let mut metadata = Map::new();
     metadata.insert("product".into(), "foo".into());
     metadata.insert("product_variant".into(), "x86".into());
+    metadata.insert("product_branch".into(), "1.X".into());
     metadata.insert("version".into(), "1".into());
     let job = JobEntry {
         name: EVIL.into(),
@@ -164,7 +165,24 @@ fn tag_page_links_jobs() {
     common(&html);
     assert!(html.contains(r#"<a href="%3Cscript%3Ealert(1)%3C%2Fscript%3E/">&#60;script&#62;alert(1)&#60;/script&#62;</a>"#));
     assert!(html.contains("nightly &#38; &#60;b&#62;"));
-    assert!(html.contains("foo-x86-v1"));
+    // The product version is a link, relative so that it stays in a user repository.
+    assert!(html.contains(r#"<a href="../../../products/foo/x86/1.x/1/">foo-x86-v1</a>"#));
+    assert!(
+        html.contains(r#"<th scope="col">State</th>"#),
+        "a job is locked"
+    );
+    let mut open = info;
+    open.jobs[0].locked = false;
+    open.jobs[0].metadata.remove("product_branch");
+    let html = body(tag_page(chrome("/branches/main/t1/"), &open));
+    assert!(
+        !html.contains("State"),
+        "no job has a state: no empty column"
+    );
+    assert!(
+        html.contains("<td>foo-x86-v1</td>"),
+        "no link without a branch"
+    );
 }
 
 #[test]
@@ -233,6 +251,12 @@ fn autoindex_lists_files_and_dirs() {
             size: 2_500_000,
             digest: Some("sha256:abc".into()),
         },
+        DirEntry {
+            name: "arbor-1.0_x86.tar".into(),
+            dir: false,
+            size: 6,
+            digest: None,
+        },
     ];
     let html = body(autoindex_page(
         chrome("/branches/main/t1/j/fmt/"),
@@ -244,8 +268,11 @@ fn autoindex_lists_files_and_dirs() {
     common(&html);
     assert!(html.contains(r#"<a href="sub%20dir/">sub dir/</a>"#));
     assert!(html.contains(r#"href="%3Cscript%3Ealert(1)%3C%2Fscript%3E" download>"#));
-    assert!(html.contains(r#"href="%3Cscript%3Ealert(1)%3C%2Fscript%3E.sha256">sha256:abc</a>"#));
-    assert!(html.contains(">2.5M</data>"));
+    assert!(html.contains(
+        r#"href="%3Cscript%3Ealert(1)%3C%2Fscript%3E.sha256" title="sha256:abc">sha256:abc</a>"#
+    ));
+    assert!(html.contains(r#"<data value="2500000">2.5 MB</data>"#));
+    assert!(html.contains(r#">arbor-<wbr>1.<wbr>0_<wbr>x86.<wbr>tar</a>"#));
     assert!(html.contains(r#"href="../fmt.tar""#));
     assert!(html.contains(r#"href="../fmt.tar.zst" download>"#));
     assert!(html.contains(r#"href="../fmt.zip" download>"#));
@@ -276,6 +303,8 @@ fn product_pages() {
         &[v("1.0.9", true), v("1.0.10", false)],
     ));
     common(&html);
+    assert!(html.contains("<h1>foo x86, branch 1</h1>"));
+    assert!(html.contains("<title>foo x86, branch 1 — dlrepo</title>"));
     assert!(html.contains(r#"href="latest/""#) && html.contains(r#"href="stable/""#));
     assert!(!html.contains("oldstable"));
     assert!(html.find("1.0.10/") < html.find("1.0.9/"));
@@ -301,6 +330,20 @@ fn product_pages() {
     assert!(html.contains(r#"href="../1.0.zip" download>"#));
     assert!(html.contains(r#"<a href="/branches/main/t1/j/">job</a>"#));
     assert!(html.contains("deb repository"));
+    assert!(html.contains(r#"<th scope="col">State</th>"#));
+    let plain = FormatSummary {
+        repos: Repos::default(),
+        ..formats[0].clone()
+    };
+    let html = body(version_page(
+        chrome("/products/foo/x86/1/1.0/"),
+        "1.0".into(),
+        &[plain],
+    ));
+    assert!(
+        !html.contains("State"),
+        "no format has a state: no empty column"
+    );
 }
 
 #[test]

@@ -53,12 +53,21 @@ pub struct VersionRow {
 #[template(path = "product_branch.html")]
 pub struct ProductBranchPage {
     pub chrome: Chrome,
-    pub name: String,
+    /// `{product} {variant}, branch {name}`: the branch name alone (`1.x`) says little.
+    pub heading: String,
     pub aliases: Vec<AliasLink>,
     pub versions: Vec<VersionRow>,
 }
 
-pub fn product_branch_page(chrome: Chrome, name: String, list: &[VersionSummary]) -> ApiResult {
+pub fn product_branch_page(mut chrome: Chrome, name: String, list: &[VersionSummary]) -> ApiResult {
+    // The page is `.../products/{p}/{v}/{name}/`: the crumbs before the last name the
+    // product and the variant.
+    let n = chrome.crumbs.len();
+    let heading = match chrome.crumbs.get(n.saturating_sub(3)..n.saturating_sub(1)) {
+        Some([p, v]) => format!("{} {}, branch {name}", p.label, v.label),
+        _ => format!("Branch {name}"),
+    };
+    chrome.title = format!("{heading} — dlrepo");
     let mut versions: Vec<VersionRow> = list
         .iter()
         .map(|v| {
@@ -78,7 +87,7 @@ pub fn product_branch_page(chrome: Chrome, name: String, list: &[VersionSummary]
     let stable = versions.iter().filter(|v| v.stable).count();
     render(&ProductBranchPage {
         chrome,
-        name,
+        heading,
         aliases: alias_links(versions.len(), stable),
         versions,
     })

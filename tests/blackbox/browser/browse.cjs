@@ -70,11 +70,53 @@ async function main() {
   await page.goto(base + '/products/foo/x86/1/');
   await checkLinks();
   await step('1.10', 'version.png');
+  await page.goto(base + '/products/foo/x86/1/');
+  if (await page.title() !== 'foo x86, branch 1 — dlrepo') problems.push(`product branch title ${await page.title()}`);
+  await page.screenshot({ path: path.join(shots, 'product-branch.png'), fullPage: true });
+  // The job page: the metadata keys take what they need, not most of the width.
+  await page.goto(base + '/branches/main/1.10/job1/');
+  const keyShare = await page.$eval('table.metadata', (t) => t.querySelector('th').offsetWidth / t.offsetWidth);
+  if (keyShare > 0.3) problems.push(`metadata keys take ${Math.round(keyShare * 100)}% of the width`);
+  // The tag page links each job's product version.
+  await page.goto(base + '/branches/main/1.10/');
+  await page.screenshot({ path: path.join(shots, 'tag.png'), fullPage: true });
+  await step('foo-x86-v1.10');
+
+  // Phone width: no page scrolls sideways, and file names break only after . - _ +.
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.goto(base + '/branches/main/');
-  await page.screenshot({ path: path.join(shots, 'branch-phone.png'), fullPage: true });
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
-  if (overflow) problems.push('the branch page scrolls sideways at phone width');
+  const phone = [['branch-phone', '/branches/main/'], ['tag-phone', '/branches/main/1.10/'],
+    ['job-phone', '/branches/main/1.10/job1/'], ['autoindex-phone', '/branches/main/1.10/job1/fmt/'],
+    ['product-branch-phone', '/products/foo/x86/1/']];
+  // Where a file name wraps, the character before the break is a separator.
+  async function midWordBreaks() {
+    return page.evaluate(() => {
+      const bad = [];
+      for (const a of document.querySelectorAll('table.files tbody th a')) {
+        const text = a.textContent;
+        const range = document.createRange();
+        let top = null;
+        let at = 0;
+        for (const node of a.childNodes) {
+          if (node.nodeType !== Node.TEXT_NODE) continue;
+          for (let i = 0; i < node.length; i++, at++) {
+            range.setStart(node, i);
+            range.setEnd(node, i + 1);
+            const t = range.getBoundingClientRect().top;
+            if (top !== null && t > top + 2 && !'.-_+/'.includes(text[at - 1])) bad.push(`${text} at ${at}`);
+            top = t;
+          }
+        }
+      }
+      return bad;
+    });
+  }
+  for (const [shot, url] of phone) {
+    await page.goto(base + url);
+    await page.screenshot({ path: path.join(shots, `${shot}.png`), fullPage: true });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+    if (overflow) problems.push(`${url} scrolls sideways at phone width`);
+    for (const b of await midWordBreaks()) problems.push(`file name broken mid-word at phone width: ${b}`);
+  }
 
   await context.close();
   console.log(`checked ${checked.size} links`);
