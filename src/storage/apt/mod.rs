@@ -1,0 +1,192 @@
+//! A format of `.deb` files as a flat APT repository, and a product branch as one archive
+//! of the packages of all its versions (issue 15): `Packages`, `Packages.gz`, `Packages.xz`
+//! and `Release` (signed by the HTTP layer as `InRelease` and `Release.gpg` when a key is
+//! set), made from the control file of each package a format's `.digests` lists
+//! (sub-directories included). Everything follows from the formats' content and timestamps,
+//! so the same content always gives the same bytes, and is cached by that content
+//! (`cache.rs`). A file that is not a readable package is skipped with a warning.
+
+mod archive;
+mod cache;
+mod deb;
+mod index;
+
+pub use archive::BranchIndex;
+
+use super::files::mtime_of;
+use super::{Repo, StoreError};
+use crate::model::FormatRef;
+use cache::{IndexCache, Key};
+use deb::{Deb, DebCache};
+use index::Indexes;
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The index files a repository serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AptIndex {
+    Packages,
+    PackagesGz,
+    PackagesXz,
+    Release,
+    /// `Release`, clearsigned.
+    InRelease,
+    /// A detached signature of `Release`.
+    ReleaseGpg,
+}
+
+impl AptIndex {
+    /// The index a file name (relative to the format) asks for, if any.
+    pub fn parse(rel: &str) -> Option<AptIndex> {
+        Some(match rel {
+            "Packages" => AptIndex::Packages,
+            "Packages.gz" => AptIndex::PackagesGz,
+            "Packages.xz" => AptIndex::PackagesXz,
+            "Release" => AptIndex::Release,
+            "InRelease" => AptIndex::InRelease,
+            "Release.gpg" => AptIndex::ReleaseGpg,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AptIndex::Packages => "Packages",
+            AptIndex::PackagesGz => "Packages.gz",
+            AptIndex::PackagesXz => "Packages.xz",
+            AptIndex::Release => "Release",
+            AptIndex::InRelease => "InRelease",
+            AptIndex::ReleaseGpg => "Release.gpg",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            AptIndex::PackagesGz => "application/gzip",
+            AptIndex::PackagesXz => "application/x-xz",
+            AptIndex::ReleaseGpg => "application/pgp-signature",
+            AptIndex::Packages | AptIndex::Release | AptIndex::InRelease => {
+                "text/plain; charset=utf-8"
+            }
+        }
+    }
+}
+
+/// An index file's bytes and the repository's timestamp (Unix seconds). For the signed
+/// forms the bytes are the `Release` to sign, to be signed at that time, so that the same
+/// content always gets the same signature.
+pub struct AptFile {
+    pub bytes: Vec<u8>,
+    pub time: f64,
+}
+
+impl AptFile {
+    fn of(ix: &Indexes, which: AptIndex) -> AptFile {
+        let bytes = match which {
+            AptIndex::Packages => &ix.packages,
+            AptIndex::PackagesGz => &ix.gz,
+            AptIndex::PackagesXz => &ix.xz,
+            AptIndex::Release | AptIndex::InRelease | AptIndex::ReleaseGpg => &ix.release,
+        };
+        AptFile {
+            bytes: bytes.clone(),
+            time: ix.time,
+        }
+    }
+}
+
+/// What the server keeps in memory between requests: packages read (by content digest)
+/// and indexes made (by what they were made from).
+#[derive(Default)]
+pub(crate) struct AptCache {
+    debs: DebCache,
+    indexes: IndexCache,
+}
+
+impl Repo {
+    /// One index file of the format; 404 when the format is missing or still dirty.
+    pub fn apt_index(&self, f: &FormatRef, which: AptIndex) -> Result<AptFile, StoreError> {
+        if self.format_dirty(f)? {
+            return Err(StoreError::NotFound);
+        }
+        let fdir = self.format_dir(f);
+        let snap = Snapshot::read(&fdir)?;
+        let ix = self.apt.indexes.get_or_build(snap.key, || {
+            let mut text = String::new();
+            for (rel, deb) in snap.packages(&fdir, &self.apt.debs) {
+                text.push_str(&deb.stanza(&rel));
+                text.push('\n');
+            }
+            Indexes::build(text, snap.time)
+        })?;
+        Ok(AptFile::of(&ix, which))
+    }
+}
+
+/// A format's `.digests` as read once: its entries, the format's timestamp (its mtime) and
+/// the cache key the two make.
+struct Snapshot {
+    digests: Map<String, Value>,
+    time: f64,
+    /// `None` for a format without `.digests` (a container format): never cached.
+    key: Option<Key>,
+}
+
+impl Snapshot {
+    fn read(fdir: &Path) -> Result<Snapshot, StoreError> {
+        // One open file: its bytes and its mtime belong together even while another
+        // process replaces it (by rename).
+        let mut file = match File::open(fdir.join(".digests")) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Snapshot {
+                    digests: super::digests::format_digests(fdir),
+                    time: super::bundles::format_time(fdir)?,
+                    key: None,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let time = mtime_of(&file.metadata()?);
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let mut digests: Map<String, Value> = serde_json::from_slice(&bytes).unwrap_or_default();
+        digests.sort_keys();
+        let mut h = Sha256::new();
+        h.update(b"arbor apt format 1\0");
+        h.update(time.to_bits().to_le_bytes());
+        h.update(&bytes);
+        Ok(Snapshot {
+            digests,
+            time,
+            key: Some(h.finalize().into()),
+        })
+    }
+
+    /// Whether the format lists any `.deb`.
+    fn has_debs(&self) -> bool {
+        self.digests.keys().any(|rel| rel.ends_with(".deb"))
+    }
+
+    /// Every readable package, by relative path (sorted).
+    fn packages(&self, fdir: &Path, debs: &DebCache) -> Vec<(String, Arc<Deb>)> {
+        let mut out = Vec::new();
+        for (rel, digest) in &self.digests {
+            if !rel.ends_with(".deb") {
+                continue;
+            }
+            match debs.load(&fdir.join(rel), digest.as_str()) {
+                Ok(deb) => out.push((rel.clone(), deb)),
+                Err(e) => tracing::warn!("apt: skipping {rel}: {e}"),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
