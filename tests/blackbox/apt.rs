@@ -1,6 +1,7 @@
 //! A format of `.deb` files is a flat APT repository (issue 15): packages built with the real
 //! `dpkg-deb`, uploaded, then fetched by stock `apt-get update` and `apt-get download` with
 //! an isolated configuration, `[trusted=yes]` without a key and `[signed-by=...]` with one.
+//! A product branch is one archive of all its versions.
 // Black-box tests check what the server left on disk, so they read the tree directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -12,6 +13,11 @@ use std::process::Command;
 
 /// `apt-get` with everything it reads or writes under `dir` and only `sources` as source.
 fn apt_get(dir: &Path, sources: &str, args: &[&str]) -> std::process::Output {
+    apt("apt-get", dir, sources, args)
+}
+
+/// `program` (`apt-get`, `apt-cache`) in the isolated configuration of [`apt_get`].
+fn apt(program: &str, dir: &Path, sources: &str, args: &[&str]) -> std::process::Output {
     for sub in [
         "state/lists/partial",
         "cache/archives/partial",
@@ -23,7 +29,7 @@ fn apt_get(dir: &Path, sources: &str, args: &[&str]) -> std::process::Output {
     std::fs::write(dir.join("etc/sources.list"), sources).unwrap();
     std::fs::write(dir.join("state/status"), "").unwrap();
     let d = |p: &str| dir.join(p).display().to_string();
-    let mut cmd = Command::new("apt-get");
+    let mut cmd = Command::new(program);
     cmd.current_dir(dir.join("out"));
     for opt in [
         format!("Dir::Etc::SourceList={}", d("etc/sources.list")),
@@ -193,4 +199,53 @@ fn stock_apt_verifies_a_signed_repository_and_refuses_another_key() {
         !out.status.success(),
         "a package from an unverified repository"
     );
+}
+
+#[test]
+fn stock_apt_sees_every_locked_version_of_a_product_branch() {
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("gnupg");
+    std::fs::create_dir_all(&home).unwrap();
+    let key = crate::pubkey::secret_key_file(&home);
+    let s = TestServer::start_with(&[("DLREPO_SIGNING_KEY", key.to_str().unwrap())]);
+    let mut debs = Vec::new();
+    for (tag, version) in [("t1", "1.0"), ("t2", "1.1")] {
+        let deb = build_deb(work.path(), "arbor-foo", version);
+        let job = format!("/branches/b/{tag}/j/");
+        let file = format!("arbor-foo_{version}_all.deb");
+        s.upload_format(&format!("{job}deb/"), &[(&file, &deb)]);
+        let meta = serde_json::json!({"job": {"product": "p", "product_variant": "v",
+            "product_branch": "pb", "version": version}});
+        assert_eq!(s.send_json("PATCH", &job, &meta).status, 200);
+        let lock = serde_json::json!({"job": {"locked": true}});
+        assert_eq!(s.send_json("PUT", &job, &lock).status, 200);
+        debs.push((version, file, deb));
+    }
+    let keyring = work.path().join("arbor.gpg");
+    std::fs::write(&keyring, s.get("/pubkey.gpg").body).unwrap();
+    let url = s.url("/products/p/v/pb/");
+    let sources = format!("deb [signed-by={}] {url} ./\n", keyring.display());
+    let dir = work.path().join("apt");
+    let (ok, log) = update(&dir, &sources);
+    assert!(ok && !log.contains("W:") && !log.contains("E:"), "{log}");
+    let policy = apt("apt-cache", &dir, &sources, &["policy", "arbor-foo"]);
+    let policy = String::from_utf8_lossy(&policy.stdout).into_owned();
+    assert!(policy.contains("Candidate: 1.1"), "{policy}");
+    assert!(
+        policy.contains(" 1.0 ") && policy.contains(" 1.1 "),
+        "{policy}"
+    );
+    for (version, file, deb) in &debs {
+        let out = apt_get(
+            &dir,
+            &sources,
+            &["download", &format!("arbor-foo={version}")],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(&std::fs::read(dir.join("out").join(file)).unwrap(), deb);
+    }
 }
