@@ -55,7 +55,8 @@ impl Repo {
         let parts = self.archive_parts(scope, path, acl)?;
         let time = parts.iter().map(|p| p.snap.time).fold(0.0, f64::max);
         let ix = self.apt.indexes.get_or_build(archive_key(&parts), || {
-            Indexes::build(self.archive_packages(&parts), time)
+            let (text, complete) = self.archive_packages(&parts);
+            Ok((Indexes::build(text, time)?, complete))
         })?;
         Ok(BranchIndex::File(AptFile::of(&ix, which)))
     }
@@ -110,10 +111,13 @@ impl Repo {
     /// The archive's `Packages`: one stanza per package name, version and architecture;
     /// when several versions hold one, that of the newest version (by its timestamp; the
     /// first in name order among equals).
-    fn archive_packages(&self, parts: &[Part]) -> String {
-        let mut all = Vec::new();
+    /// The second value says whether every package could be read (see `Snapshot::packages`).
+    fn archive_packages(&self, parts: &[Part]) -> (String, bool) {
+        let (mut all, mut complete) = (Vec::new(), true);
         for p in parts {
-            for (rel, deb) in p.snap.packages(&p.fdir, &self.apt.debs) {
+            let (debs, read) = p.snap.packages(&p.fdir, &self.apt.debs);
+            complete &= read;
+            for (rel, deb) in debs {
                 let rel = format!("{}/{}/{rel}", p.version, p.format);
                 all.push((rel, deb.identity(), deb, p.stamp));
             }
@@ -135,7 +139,7 @@ impl Repo {
                 text.push('\n');
             }
         }
-        text
+        (text, complete)
     }
 }
 

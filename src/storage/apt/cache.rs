@@ -34,18 +34,20 @@ impl IndexCache {
     pub(crate) const BUDGET: usize = 64 << 20;
 
     /// The indexes of `key`, made by `build` when they are not in memory. Without a key
-    /// (what they are made from could not be pinned down) they are made every time.
+    /// (what they are made from could not be pinned down) they are made every time; so are
+    /// those `build` says not to keep (`false`: a package could not be read this time).
     pub(crate) fn get_or_build(
         &self,
         key: Option<Key>,
-        build: impl FnOnce() -> io::Result<Indexes>,
+        build: impl FnOnce() -> io::Result<(Indexes, bool)>,
     ) -> io::Result<Arc<Indexes>> {
         if let Some(found) = key.and_then(|k| self.get(&k)) {
             return Ok(found);
         }
         self.builds.fetch_add(1, Ordering::Relaxed);
-        let made = Arc::new(build()?);
-        if let Some(k) = key {
+        let (made, keep) = build()?;
+        let made = Arc::new(made);
+        if let (Some(k), true) = (key, keep) {
             self.put(k, Arc::clone(&made));
         }
         Ok(made)
@@ -112,23 +114,29 @@ mod tests {
         let third = IndexCache::BUDGET / 3 + 1;
         for k in 0..2u8 {
             cache
-                .get_or_build(Some([k; 32]), || Ok(indexes(third)))
+                .get_or_build(Some([k; 32]), || Ok((indexes(third), true)))
                 .unwrap();
         }
         // A hit: not built again, and now the most recent.
         cache
-            .get_or_build(Some([0; 32]), || Ok(indexes(1)))
+            .get_or_build(Some([0; 32]), || Ok((indexes(1), true)))
             .unwrap();
         assert_eq!(cache.builds(), 2);
         cache
-            .get_or_build(Some([2; 32]), || Ok(indexes(third)))
+            .get_or_build(Some([2; 32]), || Ok((indexes(third), true)))
             .unwrap();
         assert_eq!(cache.builds(), 3);
         let kept = |k: u8| cache.get(&[k; 32]).is_some();
         assert_eq!((kept(0), kept(1), kept(2)), (true, false, true));
-        // No key: built every time, never kept.
-        cache.get_or_build(None, || Ok(indexes(1))).unwrap();
-        cache.get_or_build(None, || Ok(indexes(1))).unwrap();
-        assert_eq!(cache.builds(), 5);
+        // No key, or not to be kept: built every time.
+        cache.get_or_build(None, || Ok((indexes(1), true))).unwrap();
+        cache.get_or_build(None, || Ok((indexes(1), true))).unwrap();
+        cache
+            .get_or_build(Some([3; 32]), || Ok((indexes(1), false)))
+            .unwrap();
+        cache
+            .get_or_build(Some([3; 32]), || Ok((indexes(1), false)))
+            .unwrap();
+        assert_eq!(cache.builds(), 7);
     }
 }

@@ -116,12 +116,13 @@ impl Repo {
         let fdir = self.format_dir(f);
         let snap = Snapshot::read(&fdir)?;
         let ix = self.apt.indexes.get_or_build(snap.key, || {
+            let (debs, complete) = snap.packages(&fdir, &self.apt.debs);
             let mut text = String::new();
-            for (rel, deb) in snap.packages(&fdir, &self.apt.debs) {
+            for (rel, deb) in debs {
                 text.push_str(&deb.stanza(&rel));
                 text.push('\n');
             }
-            Indexes::build(text, snap.time)
+            Ok((Indexes::build(text, snap.time)?, complete))
         })?;
         Ok(AptFile::of(&ix, which))
     }
@@ -172,19 +173,24 @@ impl Snapshot {
         self.digests.keys().any(|rel| rel.ends_with(".deb"))
     }
 
-    /// Every readable package, by relative path (sorted).
-    fn packages(&self, fdir: &Path, debs: &DebCache) -> Vec<(String, Arc<Deb>)> {
-        let mut out = Vec::new();
+    /// Every readable package, by relative path (sorted), and whether the list is final:
+    /// `false` when the system failed to read one (missing, unreadable), which may work
+    /// next time; a file that is not a package is never one.
+    fn packages(&self, fdir: &Path, debs: &DebCache) -> (Vec<(String, Arc<Deb>)>, bool) {
+        let (mut out, mut complete) = (Vec::new(), true);
         for (rel, digest) in &self.digests {
             if !rel.ends_with(".deb") {
                 continue;
             }
             match debs.load(&fdir.join(rel), digest.as_str()) {
                 Ok(deb) => out.push((rel.clone(), deb)),
-                Err(e) => tracing::warn!("apt: skipping {rel}: {e}"),
+                Err(e) => {
+                    complete &= e.raw_os_error().is_none();
+                    tracing::warn!("apt: skipping {rel}: {e}");
+                }
             }
         }
-        out
+        (out, complete)
     }
 }
 

@@ -23,15 +23,20 @@ fn a_package_is_read_once_per_content() {
     .unwrap();
     let cache = DebCache::default();
     let snap = Snapshot::read(dir.path()).unwrap();
-    let first = snap.packages(dir.path(), &cache);
+    let (first, complete) = snap.packages(dir.path(), &cache);
     assert_eq!(first.len(), 1);
+    // A file that is not a package stays so: the list is final.
+    assert!(complete);
     let stanza = first[0].1.stanza(&first[0].0);
     assert!(stanza.starts_with(text), "{stanza}");
     assert!(stanza.contains("\nFilename: ./sub/a.deb\n"), "{stanza}");
     // Same digest, so the file is not read again.
     std::fs::write(dir.path().join("sub/a.deb"), b"junk").unwrap();
-    let again = snap.packages(dir.path(), &cache);
+    let (again, _) = snap.packages(dir.path(), &cache);
     assert_eq!(again[0].1.stanza(&again[0].0), stanza);
+    // A package the system could not read this time (here: gone) may be read next time.
+    std::fs::remove_file(dir.path().join("bad.deb")).unwrap();
+    assert!(!snap.packages(dir.path(), &DebCache::default()).1);
 }
 
 /// Uploads one package per `(file, control)` to `j`'s format `deb` and finishes it.
