@@ -25,12 +25,15 @@ pub fn respond_at(ctx: &Ctx, url: &str, which: AptIndex, file: AptFile) -> ApiRe
     let body = match which {
         AptIndex::InRelease | AptIndex::ReleaseGpg => {
             let signer = ctx.app.signer.as_ref().ok_or(ApiError::NotFound)?;
-            // Signed at the format's time: the same Release always gets the same bytes.
-            let at = UNIX_EPOCH + Duration::from_secs_f64(file.time.max(0.0));
-            match which {
-                AptIndex::InRelease => signer.clearsign_at(&file.bytes, at),
-                _ => signer.detached_at(&file.bytes, at),
-            }
+            // Signed at the format's time: the same Release always gets the same bytes,
+            // so the signature is made once and kept with the indexes.
+            file.signed(which, &signer.fingerprint(), |release, time| {
+                let at = UNIX_EPOCH + Duration::from_secs_f64(time.max(0.0));
+                match which {
+                    AptIndex::InRelease => signer.clearsign_at(release, at),
+                    _ => signer.detached_at(release, at),
+                }
+            })
         }
         _ => file.bytes,
     };

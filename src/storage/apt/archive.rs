@@ -58,7 +58,7 @@ impl Repo {
             let (text, complete) = self.archive_packages(&parts);
             Ok((Indexes::build(text, time)?, complete))
         })?;
-        Ok(BranchIndex::File(AptFile::of(&ix, which)))
+        Ok(BranchIndex::File(AptFile::of(ix, which)))
     }
 
     /// The formats the archive takes, in version then format name order.

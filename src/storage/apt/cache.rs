@@ -101,10 +101,7 @@ mod tests {
     fn indexes(size: usize) -> Indexes {
         Indexes {
             packages: vec![b'x'; size],
-            gz: Vec::new(),
-            xz: Vec::new(),
-            release: Vec::new(),
-            time: 0.0,
+            ..Indexes::default()
         }
     }
 

@@ -3,15 +3,21 @@
 //! The same text and time always give the same bytes.
 
 use super::deb::Sums;
+use std::collections::HashMap;
 use std::io::{self, Write};
+use std::sync::Mutex;
 
 /// Every index file of a repository, and the time `Release` carries (Unix seconds).
+#[derive(Default)]
 pub(crate) struct Indexes {
     pub packages: Vec<u8>,
     pub gz: Vec<u8>,
     pub xz: Vec<u8>,
     pub release: Vec<u8>,
     pub time: f64,
+    /// Signed forms of `release`, by file name and key fingerprint: made once, since the
+    /// same Release, key and time always give the same signature.
+    pub signed: Mutex<HashMap<(&'static str, String), Vec<u8>>>,
 }
 
 impl Indexes {
@@ -33,10 +39,11 @@ impl Indexes {
             xz,
             release: release.into_bytes(),
             time,
+            signed: Mutex::default(),
         })
     }
 
-    /// The memory they take.
+    /// The memory they take (signatures, a few KiB, aside).
     pub(crate) fn weight(&self) -> usize {
         self.packages.len() + self.gz.len() + self.xz.len() + self.release.len()
     }

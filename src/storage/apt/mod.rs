@@ -82,10 +82,12 @@ impl AptIndex {
 pub struct AptFile {
     pub bytes: Vec<u8>,
     pub time: f64,
+    /// The cached indexes it comes from, which keep its signatures.
+    ix: Arc<Indexes>,
 }
 
 impl AptFile {
-    fn of(ix: &Indexes, which: AptIndex) -> AptFile {
+    fn of(ix: Arc<Indexes>, which: AptIndex) -> AptFile {
         let bytes = match which {
             AptIndex::Packages => &ix.packages,
             AptIndex::PackagesGz => &ix.gz,
@@ -95,7 +97,28 @@ impl AptFile {
         AptFile {
             bytes: bytes.clone(),
             time: ix.time,
+            ix,
         }
+    }
+
+    /// `which` (`InRelease` or `Release.gpg`) signed by the key whose fingerprint is `key`:
+    /// `sign` makes it from the `Release` bytes and time, once per content and key (an
+    /// RSA signature takes milliseconds).
+    pub fn signed(
+        &self,
+        which: AptIndex,
+        key: &str,
+        sign: impl FnOnce(&[u8], f64) -> Vec<u8>,
+    ) -> Vec<u8> {
+        let id = (which.name(), key.to_owned());
+        if let Some(found) = self.ix.signed.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            return found;
+        }
+        let made = sign(&self.ix.release, self.ix.time);
+        if let Ok(mut m) = self.ix.signed.lock() {
+            m.insert(id, made.clone());
+        }
+        made
     }
 }
 
@@ -124,7 +147,7 @@ impl Repo {
             }
             Ok((Indexes::build(text, snap.time)?, complete))
         })?;
-        Ok(AptFile::of(&ix, which))
+        Ok(AptFile::of(ix, which))
     }
 }
 

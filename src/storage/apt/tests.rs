@@ -63,6 +63,20 @@ fn a_repeat_reads_no_package_and_makes_no_index() {
             .contains(" Packages.xz\n")
     );
     assert_eq!((r.apt.debs.reads(), r.apt.indexes.builds()), (1, 1));
+    // A signature is made once per content and key.
+    let signs = std::cell::Cell::new(0);
+    let sign = |release: &[u8], _: f64| {
+        signs.set(signs.get() + 1);
+        release.to_vec()
+    };
+    for _ in 0..2 {
+        let file = r.apt_index(&f, AptIndex::InRelease).unwrap();
+        assert_eq!(file.signed(AptIndex::InRelease, "KEY", sign), file.bytes);
+    }
+    r.apt_index(&f, AptIndex::ReleaseGpg)
+        .unwrap()
+        .signed(AptIndex::ReleaseGpg, "KEY", sign);
+    assert_eq!(signs.get(), 2);
     // Another upload (by this process or another one) changes `.digests`: new indexes,
     // and only the new package is read.
     upload(&r, &j, "deb", "b.deb", &deb("Package: b\nVersion: 1\n"));
