@@ -151,13 +151,19 @@ impl Repo {
     }
 }
 
-/// A format's `.digests` as read once: its entries, the format's timestamp (its mtime) and
-/// the cache key the two make.
+/// A format's `.digests` as read once: its bytes (parsed only when indexes are made), the
+/// format's timestamp (its mtime) and the cache key the two make.
 struct Snapshot {
-    digests: Map<String, Value>,
+    digests: Digests,
     time: f64,
     /// `None` for a format without `.digests` (a container format): never cached.
     key: Option<Key>,
+}
+
+enum Digests {
+    Bytes(Vec<u8>),
+    /// Made up from the files of a container format without `.digests`.
+    Map(Map<String, Value>),
 }
 
 impl Snapshot {
@@ -168,7 +174,7 @@ impl Snapshot {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Snapshot {
-                    digests: super::digests::format_digests(fdir),
+                    digests: Digests::Map(super::digests::format_digests(fdir)),
                     time: super::bundles::format_time(fdir)?,
                     key: None,
                 });
@@ -178,22 +184,33 @@ impl Snapshot {
         let time = mtime_of(&file.metadata()?);
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let mut digests: Map<String, Value> = serde_json::from_slice(&bytes).unwrap_or_default();
-        digests.sort_keys();
         let mut h = Sha256::new();
         h.update(b"arbor apt format 1\0");
         h.update(time.to_bits().to_le_bytes());
         h.update(&bytes);
         Ok(Snapshot {
-            digests,
+            digests: Digests::Bytes(bytes),
             time,
             key: Some(h.finalize().into()),
         })
     }
 
-    /// Whether the format lists any `.deb`.
+    /// Whether the format may list a `.deb` (a key ending so, then its closing quote).
     fn has_debs(&self) -> bool {
-        self.digests.keys().any(|rel| rel.ends_with(".deb"))
+        match &self.digests {
+            Digests::Bytes(b) => b.windows(5).any(|w| w == b".deb\""),
+            Digests::Map(m) => m.keys().any(|rel| rel.ends_with(".deb")),
+        }
+    }
+
+    /// The entries, sorted by path.
+    fn entries(&self) -> Map<String, Value> {
+        let mut m = match &self.digests {
+            Digests::Bytes(b) => serde_json::from_slice(b).unwrap_or_default(),
+            Digests::Map(m) => m.clone(),
+        };
+        m.sort_keys();
+        m
     }
 
     /// Every readable package, by relative path (sorted), and whether the list is final:
@@ -201,7 +218,7 @@ impl Snapshot {
     /// next time; a file that is not a package is never one.
     fn packages(&self, fdir: &Path, debs: &DebCache) -> (Vec<(String, Arc<Deb>)>, bool) {
         let (mut out, mut complete) = (Vec::new(), true);
-        for (rel, digest) in &self.digests {
+        for (rel, digest) in &self.entries() {
             if !rel.ends_with(".deb") {
                 continue;
             }
