@@ -98,13 +98,22 @@ fn link(r: &Repo, j: &JobRef, version: &str) {
         .unwrap();
 }
 
-fn branch_packages(r: &Repo, acl: &Visibility) -> String {
+fn branch_index(r: &Repo, acl: &Visibility) -> AptFile {
     let path = [name("p"), name("v"), name("pb")];
     match r.apt_branch_index(&Scope::Root, &path, AptIndex::Packages, acl) {
-        Ok(BranchIndex::File(f)) => String::from_utf8(f.bytes).unwrap(),
+        Ok(BranchIndex::File(f)) => f,
         Ok(BranchIndex::Version(v)) => panic!("a version: {}", v.url()),
         Err(e) => panic!("{e:?}"),
     }
+}
+
+fn branch_packages(r: &Repo, acl: &Visibility) -> String {
+    String::from_utf8(branch_index(r, acl).bytes).unwrap()
+}
+
+/// The format's timestamp, as `Release` dates it.
+fn format_time(r: &Repo, j: &JobRef) -> f64 {
+    crate::storage::bundles::format_time(&r.format_dir(&format(j, "deb"))).unwrap()
 }
 
 #[test]
@@ -161,6 +170,9 @@ fn the_archive_takes_locked_versions_and_one_stanza_per_package() {
         .unwrap()
         .set_modified(past)
         .unwrap();
+    // Release is dated by the newest format taken (not by the unlocked job's).
+    let newest = format_time(&r, &old).max(format_time(&r, &new));
+    assert_eq!(branch_index(&r, &all).time, newest);
     let text = branch_packages(&r, &all);
     assert_eq!(text.matches("Package: foo\n").count(), 2, "{text}");
     assert!(text.contains("\nFilename: ./1.1/deb/foo.deb\n"), "{text}");
