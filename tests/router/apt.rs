@@ -183,6 +183,8 @@ fn a_product_branch_is_one_archive_of_its_locked_readable_versions() {
     }
     // No signing key: no signed forms.
     assert_eq!(s.get("admin", &format!("{PB}InRelease")).status, 404);
+    let head = s.send("admin", "HEAD", &format!("{PB}./Packages.gz"), &[], None);
+    assert_eq!((head.status, head.body.len()), (200, 0));
 
     // A version the caller may not read is not in its archive, nor in its Release.
     let partial = s.get("bob", &format!("{PB}Packages")).text();

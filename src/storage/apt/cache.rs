@@ -18,7 +18,10 @@ pub(crate) type Key = [u8; 32];
 #[derive(Default)]
 pub(crate) struct IndexCache {
     inner: Mutex<Lru>,
-    /// How many times indexes were made (tests and the bench look at it).
+    /// One lock per key being made: requests that miss together (a fleet of `apt-get
+    /// update` after an upload) wait for one build instead of each making the same.
+    making: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
+    /// How many times indexes were made (tests look at it).
     builds: AtomicU64,
 }
 
@@ -44,6 +47,34 @@ impl IndexCache {
         if let Some(found) = key.and_then(|k| self.get(&k)) {
             return Ok(found);
         }
+        let Some(k) = key else {
+            return self.build(None, build);
+        };
+        let lock = match self.making.lock() {
+            Ok(mut making) => Arc::clone(making.entry(k).or_default()),
+            Err(_) => return self.build(key, build),
+        };
+        let made = {
+            let _making = lock.lock();
+            // Made by whoever held the lock before us?
+            match self.get(&k) {
+                Some(found) => Ok(found),
+                None => self.build(key, build),
+            }
+        };
+        drop(lock);
+        // Locks nobody waits on any more (only the map holds them) go.
+        if let Ok(mut making) = self.making.lock() {
+            making.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        made
+    }
+
+    fn build(
+        &self,
+        key: Option<Key>,
+        build: impl FnOnce() -> io::Result<(Indexes, bool)>,
+    ) -> io::Result<Arc<Indexes>> {
         self.builds.fetch_add(1, Ordering::Relaxed);
         let (made, keep) = build()?;
         let made = Arc::new(made);
@@ -125,6 +156,7 @@ mod tests {
         assert_eq!(cache.builds(), 3);
         let kept = |k: u8| cache.get(&[k; 32]).is_some();
         assert_eq!((kept(0), kept(1), kept(2)), (true, false, true));
+        assert!(cache.making.lock().unwrap().is_empty());
         // No key, or not to be kept: built every time.
         cache.get_or_build(None, || Ok((indexes(1), true))).unwrap();
         cache.get_or_build(None, || Ok((indexes(1), true))).unwrap();
@@ -135,5 +167,24 @@ mod tests {
             .get_or_build(Some([3; 32]), || Ok((indexes(1), false)))
             .unwrap();
         assert_eq!(cache.builds(), 7);
+    }
+
+    #[test]
+    fn requests_that_miss_together_wait_for_one_build() {
+        let cache = IndexCache::default();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    cache
+                        .get_or_build(Some([9; 32]), || {
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            Ok((indexes(1), true))
+                        })
+                        .unwrap()
+                });
+            }
+        });
+        assert_eq!(cache.builds(), 1);
+        assert!(cache.making.lock().unwrap().is_empty());
     }
 }
