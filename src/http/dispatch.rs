@@ -82,6 +82,9 @@ async fn handle(ctx: &mut Ctx, route: Route) -> ApiResult {
             ctx.encoding = enc;
             resources::version_tar(ctx, scope, path, version).await
         }
+        Route::BranchIndex { scope, path, index } => {
+            resources::branch_index(ctx, scope, path, index).await
+        }
     }
 }
 

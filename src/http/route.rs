@@ -3,6 +3,7 @@
 //! `.sha256` precedence and the multi-segment artifact path. No I/O.
 
 use crate::model::{BranchRef, Name, NotFound, Scope};
+use crate::storage::apt::AptIndex;
 use crate::storage::encodings::Encoding;
 use percent_encoding::percent_decode_str;
 
@@ -89,6 +90,13 @@ pub enum Route {
         path: [Name; 3],
         version: Name,
         enc: Encoding,
+    },
+    /// `{product_branch}/Packages` and the other APT index names, spelled exactly so: the
+    /// branch as one archive (a version of that name wins, see `resources::products`).
+    BranchIndex {
+        scope: Scope,
+        path: [Name; 3],
+        index: AptIndex,
     },
 }
 
@@ -179,6 +187,12 @@ impl Route {
         let path = [name(tail[0])?, name(tail[1])?, name(tail[2])?];
         let v = tail[3];
         let more = &tail[4..];
+        if more.is_empty()
+            && !slash
+            && let Some(index) = AptIndex::parse(v)
+        {
+            return Ok(Route::BranchIndex { scope, path, index });
+        }
         if more.is_empty()
             && !slash
             && let Some((stem, enc)) = Encoding::split(v)
@@ -358,6 +372,18 @@ mod tests {
         assert!(matches!(Route::parse("/products/p/v/pb/latest.tar.xz"),
             Ok(Route::VersionTar { version, enc: Encoding::TarXz, .. })
                 if version.as_str() == "latest"));
+        assert!(matches!(
+            Route::parse("/products/p/v/pb/Packages.xz"),
+            Ok(Route::BranchIndex {
+                index: AptIndex::PackagesXz,
+                ..
+            })
+        ));
+        // Index names are spelled exactly; anything else is a version.
+        assert!(matches!(Route::parse("/products/p/v/pb/packages"),
+            Ok(Route::Version { version, slash: false, .. }) if version.as_str() == "packages"));
+        assert!(matches!(Route::parse("/products/p/v/pb/Release/"),
+            Ok(Route::Version { version, slash: true, .. }) if version.as_str() == "release"));
         assert!(matches!(Route::parse("/products/p/v/pb/Latest/"),
             Ok(Route::Version { version, slash: true, .. }) if version.as_str() == "latest"));
     }
@@ -452,6 +478,14 @@ impl Route {
                 path[2],
                 enc.suffix()
             ),
+            Route::BranchIndex { scope, path, index } => format!(
+                "{}/products/{}/{}/{}/{}",
+                scope.url(),
+                path[0],
+                path[1],
+                path[2],
+                index.name()
+            ),
         }
     }
 
@@ -481,6 +515,14 @@ impl Route {
                 format,
                 part: FormatPart::Tar(_) | FormatPart::Sha256,
             } => Some(format!("{}/{format}/", parent.path())),
+            // The archive lists the branch's versions.
+            Route::BranchIndex { scope, path, .. } => Some(format!(
+                "{}/products/{}/{}/{}/",
+                scope.url(),
+                path[0],
+                path[1],
+                path[2]
+            )),
             _ => None,
         }
     }

@@ -189,8 +189,8 @@ pub struct Repo {
     gc: gc::GcQueue,
     /// Pauses a test asked for (`[testing]`), none in production.
     pub(crate) test_hooks: crate::config::TestHooks,
-    /// Control data of the packages already read, by content digest (`apt.rs`).
-    pub(crate) debs: apt::DebCache,
+    /// Packages read and APT indexes made, by content (`apt/`).
+    pub(crate) apt: apt::AptCache,
     /// Headers of the packages already read, by content digest (`rpm.rs`).
     pub(crate) rpms: rpm::RpmCache,
 }
@@ -228,7 +228,7 @@ impl Repo {
             user_quota: config.user_quota,
             orphan_lifetime: config.orphan_blob_lifetime,
             gc: gc::GcQueue::default(),
-            debs: apt::DebCache::default(),
+            apt: apt::AptCache::default(),
             rpms: rpm::RpmCache::default(),
             test_hooks: config.testing.clone(),
         };

@@ -1,6 +1,8 @@
 //! A format of `.deb` files is a flat APT repository (issue 15): packages built with the real
 //! `dpkg-deb`, uploaded, then fetched by stock `apt-get update` and `apt-get download` with
 //! an isolated configuration, `[trusted=yes]` without a key and `[signed-by=...]` with one.
+//! A product branch is one archive of all its versions: apt installs an older version from it,
+//! then upgrades (into a throw-away root).
 // Black-box tests check what the server left on disk, so they read the tree directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -12,6 +14,55 @@ use std::process::Command;
 
 /// `apt-get` with everything it reads or writes under `dir` and only `sources` as source.
 pub(crate) fn apt_get(dir: &Path, sources: &str, args: &[&str]) -> std::process::Output {
+    apt("apt-get", dir, sources, args)
+}
+
+/// `program` (`apt-get`, `apt-cache`) in the isolated configuration of [`apt_get`].
+fn apt(program: &str, dir: &Path, sources: &str, args: &[&str]) -> std::process::Output {
+    apt_with(program, dir, sources, &[], args)
+}
+
+/// `apt-get` that installs into the throw-away root `dir/root` (`dpkg --root`), with the
+/// system's dpkg hooks cleared: never into the system's own.
+fn apt_get_root(dir: &Path, sources: &str, args: &[&str]) -> std::process::Output {
+    let root = dir.join("root");
+    let admin = root.join("var/lib/dpkg");
+    for sub in ["info", "updates", "triggers"] {
+        std::fs::create_dir_all(admin.join(sub)).unwrap();
+    }
+    for file in ["status", "available"] {
+        if !admin.join(file).exists() {
+            std::fs::write(admin.join(file), "").unwrap();
+        }
+    }
+    let clear = dir.join("clear.conf");
+    let hooks = [
+        "DPkg::Pre-Invoke",
+        "DPkg::Post-Invoke",
+        "DPkg::Pre-Install-Pkgs",
+    ];
+    let text: String = hooks.iter().map(|h| format!("#clear {h};\n")).collect();
+    std::fs::write(&clear, text).unwrap();
+    let mut extra = vec!["-c".to_owned(), clear.display().to_string()];
+    for opt in [
+        format!("Dir::State::status={}", admin.join("status").display()),
+        format!("DPkg::Options::=--root={}", root.display()),
+        "DPkg::Options::=--force-not-root".into(),
+        format!("DPkg::Options::=--log={}", dir.join("dpkg.log").display()),
+        "Dpkg::Use-Pty=0".into(),
+    ] {
+        extra.extend(["-o".to_owned(), opt]);
+    }
+    apt_with("apt-get", dir, sources, &extra, args)
+}
+
+fn apt_with(
+    program: &str,
+    dir: &Path,
+    sources: &str,
+    extra: &[String],
+    args: &[&str],
+) -> std::process::Output {
     for sub in [
         "state/lists/partial",
         "cache/archives/partial",
@@ -23,7 +74,7 @@ pub(crate) fn apt_get(dir: &Path, sources: &str, args: &[&str]) -> std::process:
     std::fs::write(dir.join("etc/sources.list"), sources).unwrap();
     std::fs::write(dir.join("state/status"), "").unwrap();
     let d = |p: &str| dir.join(p).display().to_string();
-    let mut cmd = Command::new("apt-get");
+    let mut cmd = Command::new(program);
     cmd.current_dir(dir.join("out"));
     for opt in [
         format!("Dir::Etc::SourceList={}", d("etc/sources.list")),
@@ -37,7 +88,7 @@ pub(crate) fn apt_get(dir: &Path, sources: &str, args: &[&str]) -> std::process:
     ] {
         cmd.arg("-o").arg(opt);
     }
-    cmd.args(args);
+    cmd.args(extra).args(args);
     cmd.output().expect("apt-get runs")
 }
 
@@ -193,4 +244,69 @@ fn stock_apt_verifies_a_signed_repository_and_refuses_another_key() {
         !out.status.success(),
         "a package from an unverified repository"
     );
+}
+
+#[test]
+fn stock_apt_sees_every_locked_version_of_a_product_branch() {
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("gnupg");
+    std::fs::create_dir_all(&home).unwrap();
+    let key = crate::pubkey::secret_key_file(&home);
+    let s = TestServer::start_with(&[("DLREPO_SIGNING_KEY", key.to_str().unwrap())]);
+    let mut debs = Vec::new();
+    for (tag, version) in [("t1", "1.0"), ("t2", "1.1")] {
+        let deb = build_deb(work.path(), "arbor-foo", version);
+        let job = format!("/branches/b/{tag}/j/");
+        let file = format!("arbor-foo_{version}_all.deb");
+        s.upload_format(&format!("{job}deb/"), &[(&file, &deb)]);
+        let meta = serde_json::json!({"job": {"product": "p", "product_variant": "v",
+            "product_branch": "pb", "version": version}});
+        assert_eq!(s.send_json("PATCH", &job, &meta).status, 200);
+        let lock = serde_json::json!({"job": {"locked": true}});
+        assert_eq!(s.send_json("PUT", &job, &lock).status, 200);
+        debs.push((version, file, deb));
+    }
+    let keyring = work.path().join("arbor.gpg");
+    std::fs::write(&keyring, s.get("/pubkey.gpg").body).unwrap();
+    let url = s.url("/products/p/v/pb/");
+    let sources = format!("deb [signed-by={}] {url} ./\n", keyring.display());
+    let dir = work.path().join("apt");
+    let (ok, log) = update(&dir, &sources);
+    assert!(ok && !log.contains("W:") && !log.contains("E:"), "{log}");
+    let policy = apt("apt-cache", &dir, &sources, &["policy", "arbor-foo"]);
+    let policy = String::from_utf8_lossy(&policy.stdout).into_owned();
+    assert!(policy.contains("Candidate: 1.1"), "{policy}");
+    assert!(
+        policy.contains(" 1.0 ") && policy.contains(" 1.1 "),
+        "{policy}"
+    );
+    // Install the older version, then upgrade, in a throw-away root.
+    let readme = dir.join("root/usr/share/doc/arbor-foo/README");
+    for (args, version) in [
+        (&["install", "-y", "arbor-foo=1.0"][..], "1.0"),
+        (&["upgrade", "-y"][..], "1.1"),
+    ] {
+        let out = apt_get_root(&dir, &sources, args);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {log}");
+        assert_eq!(
+            std::fs::read_to_string(&readme).unwrap(),
+            format!("arbor-foo {version}\n"),
+            "{log}"
+        );
+    }
+    for (version, file, deb) in &debs {
+        let out = apt_get(
+            &dir,
+            &sources,
+            &["download", &format!("arbor-foo={version}")],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(&std::fs::read(dir.join("out").join(file)).unwrap(), deb);
+    }
 }

@@ -1,10 +1,13 @@
 //! A format's flat APT repository indexes through the router (issue 15): their content,
-//! `./` segments on reads only, ACLs, dirty formats, and uploaded files winning over them.
+//! `./` segments on reads only, ACLs, dirty formats, and uploaded files winning over them;
+//! a product branch as one archive of its locked, readable versions.
 
 use crate::common;
 use crate::shared::access::{self, as_user};
+use crate::shared::auth::Secured;
 use crate::shared::debs::build_deb;
 use common::*;
+use serde_json::json;
 
 const FMT: &str = "/branches/dev/t/j/deb/";
 
@@ -99,4 +102,129 @@ fn aliases_lead_to_the_indexes_of_what_they_name() {
     assert_eq!(r.header("location"), Some("/branches/b/t/j/deb/Packages"));
     // A file that is not a package is skipped, never a 500.
     assert_eq!(s.get("/branches/b/t/j/deb/Packages").status, 200);
+}
+
+const PB: &str = "/products/p/v/pb/";
+
+/// `admin` reads and writes everything; `bob` reads the products but version 1.1.
+fn archive_server() -> Secured<App> {
+    Secured::<App>::start(
+        &[("admin", "a", "admins"), ("bob", "b", "partial")],
+        &[
+            ("admins", "rw /**\n"),
+            ("partial", "r /products/** !/products/p/v/pb/1.1/**\n"),
+        ],
+    )
+}
+
+/// Job `b/{tag}/j` with one package `foo` of `version` in its format `deb`, linked into
+/// product version `version`, locked when `lock`. Returns the package's bytes.
+fn release_foo(
+    s: &Secured<App>,
+    work: &std::path::Path,
+    tag: &str,
+    version: &str,
+    lock: bool,
+) -> Vec<u8> {
+    let deb = build_deb(work, "foo", version);
+    let job = format!("/branches/b/{tag}/j/");
+    let put = s.put("admin", &format!("{job}deb/foo_{version}_all.deb"), &deb);
+    assert_eq!(put.status, 201, "{}", put.text());
+    let patch = s.send("admin", "PATCH", &format!("{job}deb/"), &[], Some(b""));
+    assert_eq!(patch.status, 200);
+    let meta = json!({"job": {"product": "p", "product_variant": "v",
+        "product_branch": "pb", "version": version}});
+    assert_eq!(s.json("admin", "PATCH", &job, &meta).status, 200);
+    if lock {
+        let r = s.json("admin", "PUT", &job, &json!({"job": {"locked": true}}));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    deb
+}
+
+#[test]
+fn a_product_branch_is_one_archive_of_its_locked_readable_versions() {
+    let s = archive_server();
+    let work = tempfile::tempdir().unwrap();
+    let old = release_foo(&s, work.path(), "t1", "1.0", true);
+    release_foo(&s, work.path(), "t2", "1.1", true);
+    release_foo(&s, work.path(), "t3", "1.2", false);
+
+    let packages = s.get("admin", &format!("{PB}./Packages"));
+    assert_eq!(packages.status, 200, "{}", packages.text());
+    let text = packages.text();
+    assert_eq!(text.matches("Package: foo\n").count(), 2, "{text}");
+    assert!(
+        text.contains("\nFilename: ./1.0/deb/foo_1.0_all.deb\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nFilename: ./1.1/deb/foo_1.1_all.deb\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("1.2"),
+        "an unlocked job's version is not served: {text}"
+    );
+    // apt downloads through the product version format URLs.
+    let got = s.get("admin", &format!("{PB}./1.0/deb/foo_1.0_all.deb"));
+    assert_eq!((got.status, &got.body), (200, &old));
+    let release = s.get("admin", &format!("{PB}Release")).text();
+    assert!(
+        release.starts_with("Date: ") && release.contains(" Packages.xz\n"),
+        "{release}"
+    );
+    for index in ["Packages.gz", "Packages.xz"] {
+        assert_eq!(
+            s.get("admin", &format!("{PB}{index}")).status,
+            200,
+            "{index}"
+        );
+    }
+    // No signing key: no signed forms.
+    assert_eq!(s.get("admin", &format!("{PB}InRelease")).status, 404);
+    let head = s.send("admin", "HEAD", &format!("{PB}./Packages.gz"), &[], None);
+    assert_eq!((head.status, head.body.len()), (200, 0));
+
+    // A version the caller may not read is not in its archive, nor in its Release.
+    let partial = s.get("bob", &format!("{PB}Packages")).text();
+    assert_eq!(partial.matches("Package: foo\n").count(), 1, "{partial}");
+    assert!(!partial.contains("1.1"), "{partial}");
+    assert_ne!(
+        s.get("bob", &format!("{PB}Release")).body,
+        release.as_bytes()
+    );
+    // The first caller's cached archive is still its own.
+    assert_eq!(s.get("admin", &format!("{PB}Packages")).text(), text);
+    // Whoever may not read the branch may not read its archive, however spelled.
+    let anonymous = s.server.get(PB).status;
+    assert_ne!(anonymous, 200);
+    for index in ["Packages", "./Packages", "Release"] {
+        assert_eq!(
+            s.server.get(&format!("{PB}{index}")).status,
+            anonymous,
+            "{index}"
+        );
+    }
+    // Writes are refused; a missing branch is a 404.
+    let put = s.put("admin", &format!("{PB}Packages"), b"x");
+    assert_eq!(put.status, 405, "{}", put.text());
+    assert_eq!(s.get("admin", "/products/p/v/nope/Packages").status, 404);
+}
+
+#[test]
+fn a_version_named_like_an_index_wins_over_the_archive() {
+    let s = App::start();
+    s.upload_format("/branches/b/t/j/deb/", &[("x.deb", b"not a package")]);
+    let meta = json!({"job": {"product": "p", "product_variant": "v",
+        "product_branch": "pb", "version": "Packages"}});
+    assert_eq!(s.send_json("PATCH", "/branches/b/t/j/", &meta).status, 200);
+    let r = s.get(&format!("{PB}Packages"));
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/products/p/v/pb/packages/"));
+    // The other names are still the archive's (empty: the job is not locked).
+    let r = s.get(&format!("{PB}Release"));
+    assert_eq!(r.status, 200);
+    assert!(r.text().starts_with("Date: "), "{}", r.text());
+    assert_eq!(s.get(&format!("{PB}Packages.gz")).status, 200);
 }

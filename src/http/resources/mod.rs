@@ -16,7 +16,7 @@ pub use branches::{branch, branches};
 pub use formats::format;
 pub use home::{home, user_bare};
 pub use jobs::{job, job_tar};
-pub use products::{level, version, version_tar};
+pub use products::{branch_index, level, version, version_tar};
 pub use tags::tag;
 
 use super::reply::ApiError;

@@ -4,6 +4,7 @@ use crate::http::context::Ctx;
 use crate::http::reply::{ApiError, ApiResult, json, json_of, redirect};
 use crate::http::views;
 use crate::model::{Name, Scope};
+use crate::storage::apt::{AptIndex, BranchIndex};
 use crate::storage::{ProductLevel, product_level_url};
 use serde_json::{Value, json};
 
@@ -95,4 +96,25 @@ pub async fn version_tar(ctx: &Ctx, scope: Scope, path: [Name; 3], version: Name
         .run(move |r| r.version_bundle(&scope, &path, version.as_str(), &acl))
         .await?;
     ctx.bundle(&bundle.at.url(), bundle.plan)
+}
+
+/// `{product_branch}/Packages` and the other index names: the branch as one APT archive of
+/// the locked versions the caller may read (issue 15). A version of that name (that the
+/// caller may read) wins: the request is then that version's, as before.
+pub async fn branch_index(ctx: &Ctx, scope: Scope, path: [Name; 3], index: AptIndex) -> ApiResult {
+    if !ctx.is_read() {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    let url = format!("{}{}", product_level_url(&scope, &path), index.name());
+    let acl = ctx.acl.clone();
+    let (s, p) = (scope.clone(), path.clone());
+    let found = ctx
+        .app
+        .repo
+        .run(move |r| r.apt_branch_index(&s, &p, index, &acl))
+        .await?;
+    match found {
+        BranchIndex::Version(v) => version(ctx, scope, path, v.version, false).await,
+        BranchIndex::File(file) => super::apt::respond_at(ctx, &url, index, file),
+    }
 }

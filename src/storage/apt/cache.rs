@@ -1,0 +1,190 @@
+//! Generated indexes kept in memory, keyed by a hash of everything they are made from (a
+//! format's `.digests` bytes and timestamp; for a product branch, the keys of the formats
+//! it takes, in order). The key is read from disk on every request, never from in-process
+//! state, so several servers sharing one root never serve each other's stale indexes; and
+//! the value follows from the key alone, so one caller's entry can never show another
+//! caller anything it could not read (what a caller may see is part of its key).
+//! Bounded by [`IndexCache::BUDGET`] bytes; the least recently used entries go first.
+
+use super::index::Indexes;
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A SHA-256 of what an index is made from.
+pub(crate) type Key = [u8; 32];
+
+#[derive(Default)]
+pub(crate) struct IndexCache {
+    inner: Mutex<Lru>,
+    /// One lock per key being made: requests that miss together (a fleet of `apt-get
+    /// update` after an upload) wait for one build instead of each making the same.
+    making: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
+    /// How many times indexes were made (tests look at it).
+    builds: AtomicU64,
+}
+
+#[derive(Default)]
+struct Lru {
+    map: HashMap<Key, (Arc<Indexes>, u64)>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl IndexCache {
+    /// What all the cached indexes may take together.
+    pub(crate) const BUDGET: usize = 64 << 20;
+
+    /// The indexes of `key`, made by `build` when they are not in memory. Without a key
+    /// (what they are made from could not be pinned down) they are made every time; so are
+    /// those `build` says not to keep (`false`: a package could not be read this time).
+    pub(crate) fn get_or_build(
+        &self,
+        key: Option<Key>,
+        build: impl FnOnce() -> io::Result<(Indexes, bool)>,
+    ) -> io::Result<Arc<Indexes>> {
+        if let Some(found) = key.and_then(|k| self.get(&k)) {
+            return Ok(found);
+        }
+        let Some(k) = key else {
+            return self.build(None, build);
+        };
+        let lock = match self.making.lock() {
+            Ok(mut making) => Arc::clone(making.entry(k).or_default()),
+            Err(_) => return self.build(key, build),
+        };
+        let made = {
+            let _making = lock.lock();
+            // Made by whoever held the lock before us?
+            match self.get(&k) {
+                Some(found) => Ok(found),
+                None => self.build(key, build),
+            }
+        };
+        drop(lock);
+        // Locks nobody waits on any more (only the map holds them) go.
+        if let Ok(mut making) = self.making.lock() {
+            making.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        made
+    }
+
+    fn build(
+        &self,
+        key: Option<Key>,
+        build: impl FnOnce() -> io::Result<(Indexes, bool)>,
+    ) -> io::Result<Arc<Indexes>> {
+        self.builds.fetch_add(1, Ordering::Relaxed);
+        let (made, keep) = build()?;
+        let made = Arc::new(made);
+        if let (Some(k), true) = (key, keep) {
+            self.put(k, Arc::clone(&made));
+        }
+        Ok(made)
+    }
+
+    /// Indexes made so far (misses).
+    #[cfg(test)]
+    pub(crate) fn builds(&self) -> u64 {
+        self.builds.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, key: &Key) -> Option<Arc<Indexes>> {
+        let mut lru = self.inner.lock().ok()?;
+        lru.tick += 1;
+        let tick = lru.tick;
+        let (found, used) = lru.map.get_mut(key)?;
+        *used = tick;
+        Some(Arc::clone(found))
+    }
+
+    fn put(&self, key: Key, value: Arc<Indexes>) {
+        let weight = value.weight();
+        if weight > Self::BUDGET {
+            return;
+        }
+        let Ok(mut lru) = self.inner.lock() else {
+            return;
+        };
+        lru.tick += 1;
+        let tick = lru.tick;
+        if let Some((old, _)) = lru.map.insert(key, (value, tick)) {
+            lru.bytes -= old.weight();
+        }
+        lru.bytes += weight;
+        while lru.bytes > Self::BUDGET {
+            let oldest = lru.map.iter().min_by_key(|(_, (_, used))| *used);
+            let Some(oldest) = oldest.map(|(k, _)| *k) else {
+                break;
+            };
+            if let Some((gone, _)) = lru.map.remove(&oldest) {
+                lru.bytes -= gone.weight();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn indexes(size: usize) -> Indexes {
+        Indexes {
+            packages: vec![b'x'; size],
+            ..Indexes::default()
+        }
+    }
+
+    #[test]
+    fn a_key_is_built_once_and_the_least_recent_goes_first() {
+        let cache = IndexCache::default();
+        let third = IndexCache::BUDGET / 3 + 1;
+        for k in 0..2u8 {
+            cache
+                .get_or_build(Some([k; 32]), || Ok((indexes(third), true)))
+                .unwrap();
+        }
+        // A hit: not built again, and now the most recent.
+        cache
+            .get_or_build(Some([0; 32]), || Ok((indexes(1), true)))
+            .unwrap();
+        assert_eq!(cache.builds(), 2);
+        cache
+            .get_or_build(Some([2; 32]), || Ok((indexes(third), true)))
+            .unwrap();
+        assert_eq!(cache.builds(), 3);
+        let kept = |k: u8| cache.get(&[k; 32]).is_some();
+        assert_eq!((kept(0), kept(1), kept(2)), (true, false, true));
+        assert!(cache.making.lock().unwrap().is_empty());
+        // No key, or not to be kept: built every time.
+        cache.get_or_build(None, || Ok((indexes(1), true))).unwrap();
+        cache.get_or_build(None, || Ok((indexes(1), true))).unwrap();
+        cache
+            .get_or_build(Some([3; 32]), || Ok((indexes(1), false)))
+            .unwrap();
+        cache
+            .get_or_build(Some([3; 32]), || Ok((indexes(1), false)))
+            .unwrap();
+        assert_eq!(cache.builds(), 7);
+    }
+
+    #[test]
+    fn requests_that_miss_together_wait_for_one_build() {
+        let cache = IndexCache::default();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    cache
+                        .get_or_build(Some([9; 32]), || {
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            Ok((indexes(1), true))
+                        })
+                        .unwrap()
+                });
+            }
+        });
+        assert_eq!(cache.builds(), 1);
+        assert!(cache.making.lock().unwrap().is_empty());
+    }
+}
