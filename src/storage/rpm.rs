@@ -29,6 +29,14 @@ pub enum RpmIndex {
 }
 
 impl RpmIndex {
+    pub const ALL: [RpmIndex; 5] = [
+        RpmIndex::RepoMd,
+        RpmIndex::RepoMdAsc,
+        RpmIndex::Primary,
+        RpmIndex::Filelists,
+        RpmIndex::Other,
+    ];
+
     /// The index a file name (relative to the format) asks for, if any.
     pub fn parse(rel: &str) -> Option<RpmIndex> {
         Some(match rel.strip_prefix("repodata/")? {
@@ -75,6 +83,15 @@ impl Repo {
             return Err(StoreError::NotFound);
         }
         let fdir = self.format_dir(f);
+        // A format that brings its own repodata (a hook's createrepo_c, say) is served as
+        // uploaded: mixing in generated files would give a repomd.xml that names files
+        // with other sums, or a signature of a repomd.xml that is not served.
+        if RpmIndex::ALL
+            .iter()
+            .any(|i| super::files::exists(&fdir.join(i.name())))
+        {
+            return Err(StoreError::NotFound);
+        }
         let time = super::bundles::format_time(&fdir)?;
         let meta = metadata(&fdir, time.max(0.0) as u64, &self.rpms)?;
         let bytes = match which {

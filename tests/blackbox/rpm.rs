@@ -159,21 +159,44 @@ fn stock_dnf_refuses_tampered_metadata_and_another_key() {
     let (hello, other) = signed_packages(work.path(), &home);
     let files: [(&str, &[u8]); 2] = [("hello.rpm", &hello), ("sub/other.rpm", &other)];
     s.upload_format("/branches/b/t/j/rpm/", &files);
-    // A repomd.xml that is not the one the server signed: an uploaded file wins over the
-    // generated one, but the signature stays that of the generated one.
-    let genuine = s.get("/branches/b/t/j/rpm/repodata/repomd.xml").text();
-    let tampered = genuine.replace("<revision>", "<revision>1");
-    let mut all = files.to_vec();
-    all.push(("repodata/repomd.xml", tampered.as_bytes()));
-    s.upload_format("/branches/b/t/j/tampered/", &all);
-
     let key = s.url("/pubkey");
-    let (ok, log) = dnf(
-        &work.path().join("tampered"),
-        &s.url("/branches/b/t/j/tampered/"),
-        Some(&key),
-        &["install", "arbor-hello"],
-    );
+    // What a tampering mirror or proxy would hand out: arbor's answers, one file changed.
+    let mirror = |name: &str, change: &dyn Fn(&Path)| {
+        let dir = work.path().join(name).join("mirror");
+        for rel in [
+            "repodata/repomd.xml",
+            "repodata/repomd.xml.asc",
+            "repodata/primary.xml.gz",
+            "repodata/filelists.xml.gz",
+            "repodata/other.xml.gz",
+            "hello.rpm",
+            "sub/other.rpm",
+        ] {
+            let r = s.get(&format!("/branches/b/t/j/rpm/{rel}"));
+            assert_eq!(r.status, 200, "{rel}");
+            std::fs::create_dir_all(dir.join(rel).parent().unwrap()).unwrap();
+            std::fs::write(dir.join(rel), r.body).unwrap();
+        }
+        change(&dir);
+        let url = format!("file://{}/", dir.display());
+        dnf(
+            &work.path().join(name),
+            &url,
+            Some(&key),
+            &["install", "arbor-hello"],
+        )
+    };
+    // Untouched, the mirror verifies: the refusals below are the changes' doing.
+    let (ok, log) = mirror("intact", &|_| {});
+    assert!(ok, "{log}");
+
+    // A repomd.xml that is not the one the server signed.
+    let (ok, log) = mirror("tampered", &|d| {
+        let genuine = std::fs::read_to_string(d.join("repodata/repomd.xml")).unwrap();
+        let tampered = genuine.replace("<revision>", "<revision>1");
+        assert_ne!(genuine, tampered);
+        std::fs::write(d.join("repodata/repomd.xml"), tampered).unwrap();
+    });
     assert!(!ok, "a repository whose repomd.xml does not verify: {log}");
     assert!(
         log.contains("repomd.xml GPG signature verification error"),
@@ -181,16 +204,14 @@ fn stock_dnf_refuses_tampered_metadata_and_another_key() {
     );
     assert!(!installed(&work.path().join("tampered")).contains("arbor-hello"));
 
-    // A primary.xml.gz that is not the one the signed repomd.xml names: refused too.
-    let mut all = files.to_vec();
-    all.push(("repodata/primary.xml.gz", b"\x1f\x8b not the primary"));
-    s.upload_format("/branches/b/t/j/tampered-primary/", &all);
-    let (ok, log) = dnf(
-        &work.path().join("tampered-primary"),
-        &s.url("/branches/b/t/j/tampered-primary/"),
-        Some(&key),
-        &["install", "arbor-hello"],
-    );
+    // A primary.xml.gz that is not the one the signed repomd.xml names.
+    let (ok, log) = mirror("tampered-primary", &|d| {
+        std::fs::write(
+            d.join("repodata/primary.xml.gz"),
+            b"\x1f\x8b not the primary",
+        )
+        .unwrap();
+    });
     assert!(!ok, "a primary.xml.gz that repomd.xml does not name: {log}");
     assert!(log.contains("checksum doesn't match"), "{log}");
     assert!(!installed(&work.path().join("tampered-primary")).contains("arbor-hello"));

@@ -87,8 +87,15 @@ fn an_uploaded_file_wins_over_an_index() {
     let s = App::start();
     s.upload_format("/branches/b/t/j/deb/", &[("Release", b"mine\n")]);
     assert_eq!(s.get("/branches/b/t/j/deb/Release").text(), "mine\n");
-    // The other indexes are still made (with no package: empty).
-    let packages = s.get("/branches/b/t/j/deb/Packages");
+    // A format with an index of its own gets none made: a generated InRelease would
+    // vouch for a Release that is not the one served.
+    for index in ["Packages", "Packages.gz", "InRelease", "Release.gpg"] {
+        let r = s.get(&format!("/branches/b/t/j/deb/{index}"));
+        assert_eq!(r.status, 404, "{index}");
+    }
+    // Without it, the indexes are made (with no package: empty).
+    s.upload_format("/branches/b/t/j/other/", &[("x.txt", b"x")]);
+    let packages = s.get("/branches/b/t/j/other/Packages");
     assert_eq!((packages.status, packages.text()), (200, String::new()));
     assert_eq!(s.get("/branches/b/t/j/nope/Packages").status, 404);
 }

@@ -214,8 +214,15 @@ fn an_uploaded_file_wins_over_generated_metadata() {
         s.get("/branches/b/t/j/rpm/repodata/repomd.xml").text(),
         "mine\n"
     );
-    // The other files are still made (with no package: empty).
-    let primary = s.get("/branches/b/t/j/rpm/repodata/primary.xml.gz");
+    // A format with repodata of its own gets none made: a generated file would not be
+    // the one its repomd.xml names.
+    for name in ["primary.xml.gz", "filelists.xml.gz", "repomd.xml.asc"] {
+        let r = s.get(&format!("/branches/b/t/j/rpm/repodata/{name}"));
+        assert_eq!(r.status, 404, "{name}");
+    }
+    // Without it, the files are made (with no package: empty).
+    s.upload_format("/branches/b/t/j/other/", &[("x.txt", b"x")]);
+    let primary = s.get("/branches/b/t/j/other/repodata/primary.xml.gz");
     assert_eq!(primary.status, 200);
     assert!(gunzip(&primary.body).contains(" packages=\"0\">"));
     assert_eq!(

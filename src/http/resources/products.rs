@@ -34,7 +34,13 @@ pub async fn level(ctx: &Ctx, scope: Scope, path: Vec<Name>, slash: bool) -> Api
         ProductLevel::Names(children) => children,
         ProductLevel::Versions(versions) => {
             if ctx.page() {
-                return views::product_branch_page(ctx.chrome(), last, &versions);
+                let deb = crate::storage::page_info::Repos {
+                    deb: true,
+                    rpm: false,
+                };
+                let signed = ctx.app.signer.is_some();
+                let snippets = views::repo_snippets(deb, &ctx.public_base(), &url, signed);
+                return views::product_branch_page(ctx.chrome(), last, &versions, snippets);
             }
             let mut inner = serde_json::Map::new();
             inner.insert("name".into(), last.into());

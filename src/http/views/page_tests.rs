@@ -301,7 +301,17 @@ fn product_pages() {
         chrome("/products/foo/x86/1/"),
         "1".into(),
         &[v("1.0.9", true), v("1.0.10", false)],
+        super::repo_snippets(
+            Repos {
+                deb: true,
+                rpm: false,
+            },
+            "http://h",
+            "/products/foo/x86/1/",
+            false,
+        ),
     ));
+    assert!(html.contains("deb [trusted=yes] http://h/products/foo/x86/1/ ./"));
     common(&html);
     assert!(html.contains("<h1>foo x86, branch 1</h1>"));
     assert!(html.contains("<title>foo x86, branch 1 — dlrepo</title>"));

@@ -57,9 +57,16 @@ pub struct ProductBranchPage {
     pub heading: String,
     pub aliases: Vec<AliasLink>,
     pub versions: Vec<VersionRow>,
+    /// The `sources.list` line of the branch's APT archive (docs/packages.md).
+    pub snippets: Vec<super::packages::Snippet>,
 }
 
-pub fn product_branch_page(mut chrome: Chrome, name: String, list: &[VersionSummary]) -> ApiResult {
+pub fn product_branch_page(
+    mut chrome: Chrome,
+    name: String,
+    list: &[VersionSummary],
+    snippets: Vec<super::packages::Snippet>,
+) -> ApiResult {
     // The page is `.../products/{p}/{v}/{name}/`: the crumbs before the last name the
     // product and the variant.
     let n = chrome.crumbs.len();
@@ -90,6 +97,7 @@ pub fn product_branch_page(mut chrome: Chrome, name: String, list: &[VersionSumm
         heading,
         aliases: alias_links(versions.len(), stable),
         versions,
+        snippets,
     })
 }
 

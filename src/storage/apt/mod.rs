@@ -40,6 +40,15 @@ pub enum AptIndex {
 }
 
 impl AptIndex {
+    pub const ALL: [AptIndex; 6] = [
+        AptIndex::Packages,
+        AptIndex::PackagesGz,
+        AptIndex::PackagesXz,
+        AptIndex::Release,
+        AptIndex::InRelease,
+        AptIndex::ReleaseGpg,
+    ];
+
     /// The index a file name (relative to the format) asks for, if any.
     pub fn parse(rel: &str) -> Option<AptIndex> {
         Some(match rel {
@@ -137,6 +146,15 @@ impl Repo {
             return Err(StoreError::NotFound);
         }
         let fdir = self.format_dir(f);
+        // A format that brings its own index (a hook's dpkg-scanpackages, say) is served
+        // as uploaded: a generated InRelease would sign a Release that is not the one its
+        // Packages match, and apt would refuse the mix.
+        if AptIndex::ALL
+            .iter()
+            .any(|i| super::files::exists(&fdir.join(i.name())))
+        {
+            return Err(StoreError::NotFound);
+        }
         let snap = Snapshot::read(&fdir)?;
         let ix = self.apt.indexes.get_or_build(snap.key, || {
             let (debs, complete) = snap.packages(&fdir, &self.apt.debs);
