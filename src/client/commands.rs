@@ -6,177 +6,59 @@ use super::progress::Progress;
 use super::remote::{Body, Remote};
 use super::settings::Settings;
 use super::transfer::{self, Upload};
-use super::{ClientCommand, ClientError, Globals};
+use super::{ClientCommand, ClientError, Globals, TagPath};
 use crate::pyjson::{python_str, to_string_indented};
 use serde_json::{Value, json};
 
 type Params = Vec<(String, String)>;
 
+// One arm per command, each a line or a call: the table reads best in one place.
 pub fn run(g: &Globals, s: &Settings, command: ClientCommand) -> Result<(), ClientError> {
     let remote = Remote::new(&s.base, s.auth.clone());
     let out = Output { g, remote: &remote };
     let r = &remote;
     use ClientCommand as C;
     match command {
-        C::Upload {
-            branch,
-            tag,
-            job,
-            format,
-            paths,
-            resume,
-        } => {
+        C::Upload { at, paths, resume } => {
             let files = transfer::collect(&paths)?;
-            let url = format!("branches/{branch}/{tag}/{job}/{format}");
-            upload(g, r, &url, &files, resume)
+            upload(g, r, &at.url(), &files, resume)
         }
-        C::Get {
-            branch,
-            tag,
-            job,
-            format,
-            target,
-        } => {
-            let url = format!("branches/{branch}/{tag}/{job}/{format}/");
-            get(g, r, &url, &target)
-        }
+        C::Get { at, target } => get(g, r, &at.url(), &target),
         C::Download { path, target } => download(g, r, &path, &target),
-        C::GetInfo { branch, tag, job } => {
-            let url = format!("branches/{branch}/{tag}/{job}/");
-            out.show(&url, None, |data| {
-                let mut lines = String::new();
-                for (k, v) in object(&data["job"]) {
-                    let v = match v {
-                        Value::Array(items) => {
-                            items.iter().map(python_str).collect::<Vec<_>>().join(" ")
-                        }
-                        v => python_str(v),
-                    };
-                    lines.push_str(&format!("{k}={v}\n"));
-                }
-                lines
-            })
+        C::Login => super::login::login(r),
+        C::Logout => super::login::logout(r),
+        C::GetInfo(at) => out.show(&at.url(), None, |d| job_lines(&d["job"])),
+        C::SetInfo { at, info } => set_info(s, r, &at.url(), info),
+        C::Lock { at, job, unlock } => lock(r, &at, job.as_deref(), unlock),
+        C::GetDescription(at) => out.show(&at.url(), None, |d| match &d["tag"]["description"] {
+            Value::Null => String::new(),
+            text => format!("{}\n", python_str(text)),
+        }),
+        C::SetDescription { at, description } => {
+            set_tag(r, &at, json!({ "description": description }))
         }
-        C::SetInfo {
-            branch,
-            tag,
-            job,
-            info,
-        } => {
-            let url = format!("branches/{branch}/{tag}/{job}/");
-            let fields: serde_json::Map<String, Value> = info
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect();
-            r.call("PATCH", &url, Body::Json(&json!({ "job": fields })))?;
-            let data = r.get_json(&url, None)?;
-            let job = &data["job"];
-            let keys = ["product", "product_variant", "product_branch", "version"];
-            if keys.iter().all(|k| job.get(k).is_some()) {
-                let parts: Vec<String> = keys.iter().map(|k| python_str(&job[k])).collect();
-                let url = format!("{}products/{}/", s.base, parts.join("/"));
-                println!("Browse/Download: {}", url.to_lowercase());
-            }
-            Ok(())
-        }
-        C::Lock {
-            branch,
-            tag,
-            job,
-            unlock,
-        } => {
-            let locked = json!({ "locked": !unlock });
-            match job {
-                Some(job) => {
-                    let url = format!("branches/{branch}/{tag}/{job}/");
-                    let method = if unlock { "POST" } else { "PUT" };
-                    r.call(method, &url, Body::Json(&json!({ "job": locked })))
-                }
-                None => {
-                    let url = format!("branches/{branch}/{tag}/");
-                    r.call("POST", &url, Body::Json(&json!({ "tag": locked })))
-                }
-            }
-        }
-        C::GetDescription { branch, tag } => out.show(
-            &format!("branches/{branch}/{tag}/"),
-            None,
-            |data| match &data["tag"]["description"] {
-                Value::Null => String::new(),
-                d => format!("{}\n", python_str(d)),
-            },
-        ),
-        C::SetDescription {
-            branch,
-            tag,
-            description,
-        } => {
-            let body = json!({ "tag": { "description": description } });
-            r.call(
-                "POST",
-                &format!("branches/{branch}/{tag}/"),
-                Body::Json(&body),
-            )
-        }
-        C::Branches => out.show("branches/", None, |data| branches_text(&data, g.verbose)),
+        C::Branches => out.show("branches/", None, |d| branches_text(&d, g.verbose)),
         C::Tags {
             branch,
             released_only,
         } => {
-            let params: Params = if released_only {
-                vec![("released".into(), "1".into())]
-            } else {
-                Vec::new()
+            let params: Params = match released_only {
+                true => vec![("released".into(), "1".into())],
+                false => Vec::new(),
             };
-            out.show(&format!("branches/{branch}/"), Some(params), |data| {
-                names(&data["branch"]["tags"])
+            out.show(&format!("branches/{branch}/"), Some(params), |d| {
+                names(&d["branch"]["tags"])
             })
         }
-        C::Jobs {
-            branch,
-            tag,
-            filters,
-        } => out.show(
-            &format!("branches/{branch}/{tag}/"),
-            Some(dict(filters)),
-            |d| names(&d["tag"]["jobs"]),
-        ),
-        C::Status { branch, tag } => out.show(&format!("branches/{branch}/{tag}/"), None, |d| {
-            let tag = &d["tag"];
-            let publish = tag.get("publish_status").map(python_str);
-            format!(
-                "released={}\nstable={}\nlocked={}\npublish_status={}\n",
-                python_str(&tag["released"]),
-                python_str(&tag["stable"]),
-                python_str(&tag["locked"]),
-                publish.unwrap_or_default()
-            )
-        }),
-        C::Release { branch, tag, unset } => {
-            let body = json!({ "tag": { "released": !unset } });
-            r.call(
-                "POST",
-                &format!("branches/{branch}/{tag}/"),
-                Body::Json(&body),
-            )
+        C::Jobs { at, filters } => {
+            out.show(&at.url(), Some(dict(filters)), |d| names(&d["tag"]["jobs"]))
         }
-        C::Stable { branch, tag, unset } => {
-            let body = json!({ "tag": { "stable": !unset } });
-            r.call(
-                "POST",
-                &format!("branches/{branch}/{tag}/"),
-                Body::Json(&body),
-            )
-        }
-        C::Internal {
-            branch,
-            tag,
-            job,
-            unset,
-        } => {
+        C::Status(at) => out.show(&at.url(), None, |d| status_lines(&d["tag"])),
+        C::Release { at, unset } => set_tag(r, &at, json!({ "released": !unset })),
+        C::Stable { at, unset } => set_tag(r, &at, json!({ "stable": !unset })),
+        C::Internal { at, unset } => {
             let body = json!({ "job": { "internal": !unset } });
-            let url = format!("branches/{branch}/{tag}/{job}/");
-            r.call("PUT", &url, Body::Json(&body))
+            r.call("PUT", &at.url(), Body::Json(&body))
         }
         C::Delete {
             branch,
@@ -184,53 +66,132 @@ pub fn run(g: &Globals, s: &Settings, command: ClientCommand) -> Result<(), Clie
             job,
             format,
         } => {
-            let mut url = format!("branches/{branch}");
+            let mut url = format!("branches/{branch}/");
             for part in [tag, job, format].into_iter().flatten() {
-                url = format!("{url}/{part}");
+                url = format!("{url}{part}/");
             }
-            delete(r, &format!("{url}/"))
+            delete(r, &url)
         }
-        C::Flush => {
-            if !s.prefix.contains('~') {
-                return Err(ClientError::Local(format!(
-                    "{} is not a user space, refusing to flush",
-                    s.base
-                )));
-            }
-            let data = r.get_json("/branches/", None)?;
-            println!("deleting all branches in {}", s.base);
-            for b in array(&data["branches"]) {
-                delete(r, &format!("branches/{}/", python_str(&b["name"])))?;
-            }
-            Ok(())
-        }
+        C::Flush => flush(s, r),
         C::CleanupPolicy {
             branch,
             max_daily,
             max_released,
-        } => {
-            let url = format!("branches/{branch}/");
-            let mut policy = serde_json::Map::new();
-            if let Some(n) = max_daily {
-                policy.insert("max_daily_tags".into(), n.into());
-            }
-            if let Some(n) = max_released {
-                policy.insert("max_released_tags".into(), n.into());
-            }
-            if !policy.is_empty() {
-                return r.call("POST", &url, Body::Json(&json!({ "branch": policy })));
-            }
-            let data = r.get_json(&url, None)?;
-            if g.raw_json {
-                println!("{}", to_string_indented(&data));
-                return Ok(());
-            }
-            for (k, v) in object(&data["branch"]["cleanup_policy"]) {
-                println!("{k}={}", python_str(v));
-            }
-            Ok(())
-        }
+        } => cleanup_policy(g, r, &branch, max_daily, max_released),
     }
+}
+
+/// `get-info`: `key=value` per metadata key, lists joined with spaces.
+fn job_lines(job: &Value) -> String {
+    let mut lines = String::new();
+    for (k, v) in object(job) {
+        let v = match v {
+            Value::Array(items) => items.iter().map(python_str).collect::<Vec<_>>().join(" "),
+            v => python_str(v),
+        };
+        lines.push_str(&format!("{k}={v}\n"));
+    }
+    lines
+}
+
+/// `status`: the tag's flags as Python prints them.
+fn status_lines(tag: &Value) -> String {
+    let publish = tag.get("publish_status").map(python_str);
+    format!(
+        "released={}\nstable={}\nlocked={}\npublish_status={}\n",
+        python_str(&tag["released"]),
+        python_str(&tag["stable"]),
+        python_str(&tag["locked"]),
+        publish.unwrap_or_default()
+    )
+}
+
+/// `set-info`, then the product version's URL once the job names one.
+fn set_info(
+    s: &Settings,
+    r: &Remote,
+    url: &str,
+    info: Vec<(String, String)>,
+) -> Result<(), ClientError> {
+    let fields: serde_json::Map<String, Value> = info
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    r.call("PATCH", url, Body::Json(&json!({ "job": fields })))?;
+    let data = r.get_json(url, None)?;
+    let job = &data["job"];
+    let keys = ["product", "product_variant", "product_branch", "version"];
+    if keys.iter().all(|k| job.get(k).is_some()) {
+        let parts: Vec<String> = keys.iter().map(|k| python_str(&job[k])).collect();
+        let url = format!("{}products/{}/", s.base, parts.join("/"));
+        println!("Browse/Download: {}", url.to_lowercase());
+    }
+    Ok(())
+}
+
+/// `lock [-u]`: a job is locked with PUT and unlocked with POST, a tag with POST (as
+/// dlrepo-cli sends them).
+fn lock(r: &Remote, at: &TagPath, job: Option<&str>, unlock: bool) -> Result<(), ClientError> {
+    let locked = json!({ "locked": !unlock });
+    match job {
+        Some(job) => {
+            let url = format!("{}{job}/", at.url());
+            let method = if unlock { "POST" } else { "PUT" };
+            r.call(method, &url, Body::Json(&json!({ "job": locked })))
+        }
+        None => set_tag(r, at, locked),
+    }
+}
+
+/// POST `{"tag": fields}` to the tag.
+fn set_tag(r: &Remote, at: &TagPath, fields: Value) -> Result<(), ClientError> {
+    r.call("POST", &at.url(), Body::Json(&json!({ "tag": fields })))
+}
+
+/// `flush`: every branch of a user space, refused elsewhere.
+fn flush(s: &Settings, r: &Remote) -> Result<(), ClientError> {
+    if !s.prefix.contains('~') {
+        return Err(ClientError::Local(format!(
+            "{} is not a user space, refusing to flush",
+            s.base
+        )));
+    }
+    let data = r.get_json("/branches/", None)?;
+    println!("deleting all branches in {}", s.base);
+    for b in array(&data["branches"]) {
+        delete(r, &format!("branches/{}/", python_str(&b["name"])))?;
+    }
+    Ok(())
+}
+
+/// `cleanup-policy`: sets the limits given, or prints the policy when none is.
+fn cleanup_policy(
+    g: &Globals,
+    r: &Remote,
+    branch: &str,
+    max_daily: Option<i64>,
+    max_released: Option<i64>,
+) -> Result<(), ClientError> {
+    let url = format!("branches/{branch}/");
+    let mut policy = serde_json::Map::new();
+    if let Some(n) = max_daily {
+        policy.insert("max_daily_tags".into(), n.into());
+    }
+    if let Some(n) = max_released {
+        policy.insert("max_released_tags".into(), n.into());
+    }
+    if !policy.is_empty() {
+        return r.call("POST", &url, Body::Json(&json!({ "branch": policy })));
+    }
+    let data = r.get_json(&url, None)?;
+    if g.raw_json {
+        println!("{}", to_string_indented(&data));
+        return Ok(());
+    }
+    for (k, v) in object(&data["branch"]["cleanup_policy"]) {
+        println!("{k}={}", python_str(v));
+    }
+    Ok(())
 }
 
 /// How listing commands print: `-j` gives the JSON, else a `URL:` line on stderr (unless
@@ -328,6 +289,7 @@ fn delete(r: &Remote, url: &str) -> Result<(), ClientError> {
         .map_err(|e| ClientError::Local(e.to_string()))
 }
 
+/// `upload`: `format_url` ends with `/`.
 fn upload(
     g: &Globals,
     r: &Remote,
@@ -338,13 +300,13 @@ fn upload(
     let bytes = files.iter().map(|f| f.size).sum();
     let progress = Progress::new(g.quiet, files.len() as u64, bytes);
     transfer::in_parallel(files, usize::from(g.parallel), |file| {
-        let url = r.url(&format!("{format_url}/{}", file.rel), None);
+        let url = r.url(&format!("{format_url}{}", file.rel), None);
         transfer::upload_one(r, &url, file, resume, &progress)
     })?;
     progress.finish("uploaded");
     // Clears the format's dirty flag: the upload is complete.
-    r.call("PATCH", &format!("{format_url}/"), Body::Empty)?;
-    let browse = format!("{}{format_url}/", r.base());
+    r.call("PATCH", format_url, Body::Empty)?;
+    let browse = format!("{}{format_url}", r.base());
     println!("Browse/Download: {}", browse.to_lowercase());
     Ok(())
 }

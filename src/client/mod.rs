@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod commands;
+mod login;
 mod progress;
 mod remote;
 mod settings;
@@ -45,6 +46,10 @@ pub struct Globals {
     pub quiet: bool,
 }
 
+/// Where `arbor login` keeps tokens, under the home directory: one `ORIGIN TOKEN` line per
+/// server, mode 0600.
+const TOKENS_FILE: &str = ".config/arbor/tokens";
+
 /// A `PARAM=VALUE` argument, checked as dlrepo-cli checks it (`^(\w+)=(.*)$`).
 fn job_param(value: &str) -> Result<(String, String), String> {
     static PARAM: std::sync::LazyLock<regex::Regex> =
@@ -55,15 +60,61 @@ fn job_param(value: &str) -> Result<(String, String), String> {
     Ok((caps[1].to_owned(), caps[2].to_owned()))
 }
 
+/// `BRANCH TAG`, as typed (the server lower-cases names).
+#[derive(Args, Debug)]
+pub struct TagPath {
+    pub branch: String,
+    pub tag: String,
+}
+
+/// `BRANCH TAG JOB`.
+#[derive(Args, Debug)]
+pub struct JobPath {
+    pub branch: String,
+    pub tag: String,
+    pub job: String,
+}
+
+/// `BRANCH TAG JOB FORMAT`.
+#[derive(Args, Debug)]
+pub struct FormatPath {
+    pub branch: String,
+    pub tag: String,
+    pub job: String,
+    pub format: String,
+}
+
+impl TagPath {
+    fn url(&self) -> String {
+        format!("branches/{}/{}/", self.branch, self.tag)
+    }
+}
+
+impl JobPath {
+    fn url(&self) -> String {
+        format!("branches/{}/{}/{}/", self.branch, self.tag, self.job)
+    }
+}
+
+impl FormatPath {
+    fn url(&self) -> String {
+        let Self {
+            branch,
+            tag,
+            job,
+            format,
+        } = self;
+        format!("branches/{branch}/{tag}/{job}/{format}/")
+    }
+}
+
 /// The client commands, named and shaped as dlrepo-cli's.
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
     /// Upload files and/or folders to a job's artifact format, then mark it complete.
     Upload {
-        branch: String,
-        tag: String,
-        job: String,
-        format: String,
+        #[command(flatten)]
+        at: FormatPath,
         /// Files, and folders (uploaded with the paths inside them).
         #[arg(required = true, value_name = "FILE_OR_DIR")]
         paths: Vec<PathBuf>,
@@ -73,10 +124,8 @@ pub enum ClientCommand {
     },
     /// Download the files of an artifact format into a local directory.
     Get {
-        branch: String,
-        tag: String,
-        job: String,
-        format: String,
+        #[command(flatten)]
+        at: FormatPath,
         #[arg(value_name = "DIR")]
         target: PathBuf,
     },
@@ -89,34 +138,29 @@ pub enum ClientCommand {
         target: PathBuf,
     },
     /// Print a job's metadata as key=value lines.
-    GetInfo {
-        branch: String,
-        tag: String,
-        job: String,
-    },
+    GetInfo(JobPath),
     /// Set job metadata (PARAM= unsets it).
     SetInfo {
-        branch: String,
-        tag: String,
-        job: String,
+        #[command(flatten)]
+        at: JobPath,
         #[arg(required = true, value_name = "PARAM=VALUE", value_parser = job_param)]
         info: Vec<(String, String)>,
     },
     /// Lock a job against changes, or a tag against cleanup.
     Lock {
-        branch: String,
-        tag: String,
+        #[command(flatten)]
+        at: TagPath,
         job: Option<String>,
         /// Unlock instead.
         #[arg(short = 'u', long)]
         unlock: bool,
     },
     /// Print a tag's description.
-    GetDescription { branch: String, tag: String },
+    GetDescription(TagPath),
     /// Set a tag's description.
     SetDescription {
-        branch: String,
-        tag: String,
+        #[command(flatten)]
+        at: TagPath,
         description: String,
     },
     /// List the branches.
@@ -130,32 +174,31 @@ pub enum ClientCommand {
     },
     /// List the jobs of a tag, optionally those whose metadata match.
     Jobs {
-        branch: String,
-        tag: String,
+        #[command(flatten)]
+        at: TagPath,
         #[arg(value_name = "PARAM=VALUE", value_parser = job_param)]
         filters: Vec<(String, String)>,
     },
     /// Print a tag's status.
-    Status { branch: String, tag: String },
+    Status(TagPath),
     /// Set (or with -u unset) a tag's released status; publishes when the server mirrors.
     Release {
-        branch: String,
-        tag: String,
+        #[command(flatten)]
+        at: TagPath,
         #[arg(short = 'u', long)]
         unset: bool,
     },
     /// Set (or with -u unset) a tag's stable status.
     Stable {
-        branch: String,
-        tag: String,
+        #[command(flatten)]
+        at: TagPath,
         #[arg(short = 'u', long)]
         unset: bool,
     },
     /// Set (or with -u unset) a job's internal status: never published.
     Internal {
-        branch: String,
-        tag: String,
-        job: String,
+        #[command(flatten)]
+        at: JobPath,
         #[arg(short = 'u', long)]
         unset: bool,
     },
@@ -168,6 +211,12 @@ pub enum ClientCommand {
     },
     /// Delete every branch of your user space.
     Flush,
+    /// Save a token (from `arbor token create`) for this server, checked first; read from
+    /// standard input, or asked on the terminal. Later commands send it unless
+    /// ARBOR_TOKEN, a password or credentials in the URL say otherwise.
+    Login,
+    /// Forget the token saved for this server.
+    Logout,
     /// Print, or set, a branch's cleanup policy.
     CleanupPolicy {
         branch: String,
@@ -225,6 +274,7 @@ fn settings_from_environment(g: &Globals) -> Result<settings::Settings, ClientEr
     };
     let conf = read(".config/dlrepo-cli");
     let netrc = read(".netrc");
+    let tokens = read(TOKENS_FILE);
     let env = |name: &str| std::env::var(name).ok();
     // Python's getpass.getuser(): the first of these that is set.
     let login = ["LOGNAME", "USER", "LNAME", "USERNAME"]
@@ -237,6 +287,7 @@ fn settings_from_environment(g: &Globals) -> Result<settings::Settings, ClientEr
         env: &env,
         conf: conf.as_deref(),
         netrc: netrc.as_deref(),
+        tokens: tokens.as_deref(),
         login: &login,
     })
     .map_err(ClientError::Usage)

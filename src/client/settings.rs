@@ -1,7 +1,8 @@
 //! Where the client commands find the server and the credentials (spec/CLI.md §1): flags,
 //! then `DLREPO_URL`, `DLREPO_PREFIX`, `DLREPO_USER`, `DLREPO_PASSWORD`, then the INI file
 //! `~/.config/dlrepo-cli`, then dlrepo-cli's defaults. Beyond dlrepo-cli: a token
-//! (`ARBOR_TOKEN`), `user:password@` in the URL, and `~/.netrc`. Pure: the caller reads the
+//! (`ARBOR_TOKEN`, or the one `arbor login` saved), `user:password@` in the URL, and
+//! `~/.netrc`. Pure: the caller reads the
 //! environment and the files.
 
 use base64::Engine as _;
@@ -53,6 +54,8 @@ pub struct Sources<'a> {
     pub conf: Option<&'a str>,
     /// The text of `~/.netrc`, if it exists.
     pub netrc: Option<&'a str>,
+    /// The text of the tokens file `arbor login` writes, if it exists.
+    pub tokens: Option<&'a str>,
     /// The Unix login, dlrepo-cli's default user.
     pub login: &'a str,
 }
@@ -84,12 +87,15 @@ pub fn resolve(src: &Sources<'_>) -> Result<Settings, String> {
     let (url, userinfo) = split_userinfo(&url)?;
     let base = urljoin(&url, &prefix)?;
     let password = (src.env)("DLREPO_PASSWORD").or_else(|| conf_get("password"));
+    let saved = src.tokens.and_then(|t| saved_token(t, &base));
     let auth = if let Some(token) = (src.env)("ARBOR_TOKEN").filter(|t| !t.is_empty()) {
         Auth::Bearer(token)
     } else if let Some((user, password)) = userinfo {
         Auth::Basic { user, password }
     } else if let Some(password) = password.filter(|p| !p.is_empty()) {
         Auth::Basic { user, password }
+    } else if let Some(token) = saved {
+        Auth::Bearer(token)
     } else if let Some((user, password)) = src.netrc.and_then(|n| netrc_entry(n, host(&base))) {
         Auth::Basic { user, password }
     } else if !user.is_empty() {
@@ -125,6 +131,37 @@ fn ini_section(text: &str) -> Vec<(String, String)> {
             let key = trimmed[..at].trim().to_lowercase();
             out.push((key, trimmed[at + 1..].trim().to_owned()));
         }
+    }
+    out
+}
+
+/// The origin of a URL (`scheme://host:port`), which `arbor login` saves tokens under.
+pub fn origin(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    &url[..end]
+}
+
+/// The token saved for `base`'s origin: lines of `ORIGIN TOKEN`, the last one wins.
+fn saved_token(text: &str, base: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(o, _)| *o == origin(base))
+        .map(|(_, t)| t.trim().to_owned())
+        .next_back()
+        .filter(|t| !t.is_empty())
+}
+
+/// The tokens file with `token` saved for `base`'s origin (`None`: removed), other
+/// servers' lines kept.
+pub fn with_token(text: &str, base: &str, token: Option<&str>) -> String {
+    let mut out: String = text
+        .lines()
+        .filter(|l| l.split_once(' ').is_none_or(|(o, _)| o != origin(base)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if let Some(token) = token {
+        out.push_str(&format!("{} {token}\n", origin(base)));
     }
     out
 }
@@ -270,6 +307,7 @@ mod tests {
             env: &lookup,
             conf,
             netrc,
+            tokens: None,
             login: "me",
         })
         .unwrap()
@@ -344,6 +382,48 @@ mod tests {
     }
 
     #[test]
+    fn login_saves_one_token_per_server() {
+        let text = with_token("", "http://a:1/~me/", Some("t1"));
+        let text = with_token(&text, "https://b/", Some("t2"));
+        let text = with_token(&text, "http://a:1/other/", Some("t3"));
+        assert_eq!(text, "https://b t2\nhttp://a:1 t3\n");
+        assert_eq!(saved_token(&text, "http://a:1/x/").as_deref(), Some("t3"));
+        assert_eq!(saved_token(&text, "http://a:2/"), None);
+        assert_eq!(with_token(&text, "https://b/x", None), "http://a:1 t3\n");
+        let text = with_token(&text, "https://b/x", None);
+        let env = |_: &str| None;
+        let s = resolve(&Sources {
+            url_flag: Some("https://b/"),
+            prefix_flag: Some("/"),
+            env: &env,
+            conf: None,
+            netrc: None,
+            tokens: Some(&text),
+            login: "me",
+        })
+        .unwrap();
+        assert_eq!(
+            s.auth,
+            Auth::Basic {
+                user: "me".into(),
+                password: String::new()
+            }
+        );
+        let text = with_token(&text, "https://b/", Some("t2"));
+        let s = resolve(&Sources {
+            url_flag: Some("https://b/"),
+            prefix_flag: Some("/"),
+            env: &env,
+            conf: None,
+            netrc: None,
+            tokens: Some(&text),
+            login: "me",
+        })
+        .unwrap();
+        assert_eq!(s.auth, Auth::Bearer("t2".into()));
+    }
+
+    #[test]
     fn bad_urls_are_errors() {
         let env = |_: &str| None;
         for url in ["ftp://h/", "h:1337"] {
@@ -353,6 +433,7 @@ mod tests {
                 env: &env,
                 conf: None,
                 netrc: None,
+                tokens: None,
                 login: "me",
             };
             assert!(resolve(&src).is_err(), "{url}");

@@ -235,7 +235,7 @@ fn fetch(
 ) -> Result<Fetched, ClientError> {
     let local = |e: io::Error| ClientError::Local(format!("{}: {e}", part.display()));
     let mut attempt = 0;
-    let mut expected: Option<u64> = None;
+    let mut sized = false;
     // The hash of the part's first `hashed` bytes.
     let (mut hasher, mut hashed) = (Sha256::new(), 0u64);
     loop {
@@ -251,13 +251,12 @@ fn fetch(
             other => other?,
         };
         let append = reply.status == 206;
-        let length: Option<u64> = reply.header("content-length").and_then(|v| v.parse().ok());
-        if expected.is_none() {
-            let whole = length.map(|l| if append { l + have } else { l });
-            if let Some(whole) = whole {
+        if !sized {
+            let length: Option<u64> = reply.header("content-length").and_then(|v| v.parse().ok());
+            if let Some(whole) = length.map(|l| if append { l + have } else { l }) {
                 progress.expect(0, whole);
                 item.set_size(whole);
-                expected = Some(whole);
+                sized = true;
             }
         }
         let digest = reply.header("digest").map(str::to_owned);
@@ -275,21 +274,13 @@ fn fetch(
             .open(part)
             .map_err(local)?;
         item.at(hashed);
-        let copied = copy_hashing(&mut reply.body.into_reader(), &mut file, &mut hasher, item);
-        hashed += copied.0;
-        match copied.1 {
+        let (written, ended) =
+            copy_hashing(&mut reply.body.into_reader(), &mut file, &mut hasher, item);
+        hashed += written;
+        match ended {
             Ok(()) => {
                 file.sync_all().map_err(local)?;
-                let got = format!("sha256:{}", hex::encode(hasher.finalize()));
-                return Ok(match digest {
-                    Some(d) if !d.starts_with("sha256:") => {
-                        return Err(ClientError::Local(format!(
-                            "{url}: unsupported digest algorithm in {d:?}"
-                        )));
-                    }
-                    Some(d) if d != got => Fetched::Mismatch(d),
-                    _ => Fetched::Verified(hashed),
-                });
+                return judge(url, digest, hasher, hashed);
             }
             Err(e) if attempt < RESUMES => {
                 tracing::debug!("{url}: {e}; continuing");
@@ -299,6 +290,25 @@ fn fetch(
             Err(e) => return Err(ClientError::Local(format!("{url}: {e}"))),
         }
     }
+}
+
+/// A whole file's hash against the `Digest` the server sent (none: nothing to check).
+fn judge(
+    url: &str,
+    digest: Option<String>,
+    hasher: Sha256,
+    size: u64,
+) -> Result<Fetched, ClientError> {
+    let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+    Ok(match digest {
+        Some(d) if !d.starts_with("sha256:") => {
+            return Err(ClientError::Local(format!(
+                "{url}: unsupported digest algorithm in {d:?}"
+            )));
+        }
+        Some(d) if d != got => Fetched::Mismatch(d),
+        _ => Fetched::Verified(size),
+    })
 }
 
 /// Copies `from` to `to`, hashing and counting; how much was written, and how it ended.

@@ -459,3 +459,52 @@ fn download_fetches_a_job_or_a_product_version_through_its_alias() {
         missing.stderr
     );
 }
+
+#[test]
+fn login_saves_a_checked_token_that_later_commands_send() {
+    let (user, password) = ("ci", "s3cret");
+    let secured =
+        crate::common::auth::Secured::start(&[(user, password, "ci")], &[("ci", "rw /**\n")]);
+    let s = &secured.server;
+    let token = create_token(s.root.path(), user);
+    let work = tempfile::tempdir().unwrap();
+    let login = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_arbor"))
+            .arg("login")
+            .env("HOME", work.path().join("home"))
+            .env("DLREPO_URL", &s.base)
+            .env("DLREPO_PREFIX", "/")
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // A token the server refuses is not saved.
+    assert_eq!(login("arbor_nope_nope\n").status.code(), Some(1));
+    let file = work.path().join("home/.config/arbor/tokens");
+    assert!(!file.exists());
+    let ok = login(&format!("{token}\n"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Later commands send it, with no password anywhere.
+    let run = |args: &[&str]| client(false, &s.base, work.path(), args, &[("DLREPO_USER", "me")]);
+    let branches = run(&["branches"]);
+    assert_eq!(branches.code, Some(0), "{}", branches.stderr);
+    let logout = run(&["logout"]);
+    assert_eq!(logout.code, Some(0), "{}", logout.stderr);
+    assert_eq!(run(&["branches"]).code, Some(1));
+}
