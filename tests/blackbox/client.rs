@@ -508,3 +508,167 @@ fn login_saves_a_checked_token_that_later_commands_send() {
     assert_eq!(logout.code, Some(0), "{}", logout.stderr);
     assert_eq!(run(&["branches"]).code, Some(1));
 }
+
+/// A server that answers every request with `status` (and `body`), but HEAD with 404 (so
+/// an upload goes on to its PUT), counting them: what a broken proxy or an overloaded
+/// server looks like to the client.
+fn fake_server(
+    status: u16,
+    body: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let (mut length, mut line) = (0usize, String::new());
+            let mut head = false;
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                head |= line.starts_with("HEAD ");
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let _ = reader.take(length as u64).read_to_end(&mut Vec::new());
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let reply = if head {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned()
+            } else {
+                format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            };
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    (base, count)
+}
+
+#[test]
+fn refusals_and_server_errors_exit_1_after_the_retries_they_deserve() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("a.bin"), b"data").unwrap();
+    // A refusal is final: one request, its message, exit 1.
+    for (status, body) in [
+        (422, "422: invalid digest"),
+        (404, "404: Not Found"),
+        (401, ""),
+    ] {
+        let (base, count) = fake_server(status, body);
+        let run = client(false, &base, work.path(), &["status", "b", "t"], &[]);
+        assert_eq!(run.code, Some(1), "{status}: {}", run.stderr);
+        let want = if body.is_empty() {
+            format!("error: remote: HTTP Error {status}: Unauthorized")
+        } else {
+            format!("error: remote: {body}")
+        };
+        assert!(run.stderr.contains(&want), "{status}: {}", run.stderr);
+        assert_eq!(
+            count.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{status}"
+        );
+    }
+    let (base, count) = fake_server(422, "422: Received data does not match digest");
+    let up = client(
+        false,
+        &base,
+        work.path(),
+        &["upload", "b", "t", "j", "f", "a.bin"],
+        &[],
+    );
+    assert_eq!(up.code, Some(1));
+    assert!(
+        up.stderr.contains("error: remote: 422: Received data"),
+        "{}",
+        up.stderr
+    );
+    // The HEAD, then the one PUT.
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // A 503 is tried four times, with pauses, then reported.
+    let (base, count) = fake_server(503, "503: busy");
+    let started = std::time::Instant::now();
+    let run = client(false, &base, work.path(), &["branches"], &[]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr.contains("error: remote: 503: busy"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3));
+}
+
+#[test]
+fn an_upload_killed_midway_is_finished_by_resume() {
+    let s = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    for i in 0..300 {
+        std::fs::write(tree.join(format!("f{i:03}")), format!("{i}\n").repeat(2000)).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arbor"))
+        .args(["-q", "-J", "1", "upload", "b", "t", "j", "f", "tree"])
+        .current_dir(work.path())
+        .env("HOME", work.path())
+        .env("DLREPO_URL", &s.base)
+        .env("DLREPO_PREFIX", "/")
+        .env("DLREPO_USER", "")
+        .spawn()
+        .unwrap();
+    // Killed once some files, not all, are on the server.
+    let fdir = s.root.path().join("branches/b/t/j/f");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_dir(&fdir).map_or(0, |d| d.count()) < 20 {
+        assert!(std::time::Instant::now() < deadline, "no upload progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The server may still commit a PUT whose body had all arrived: wait for it to settle.
+    let listed = || {
+        let digests = std::fs::read(fdir.join(".digests")).unwrap();
+        let digests: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&digests).unwrap();
+        digests.len()
+    };
+    let mut before = listed();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = listed();
+        if now == before && uploads_left(s.root.path()).is_empty() {
+            break;
+        }
+        before = now;
+    }
+    assert!((1..300).contains(&before), "{before} files before the kill");
+
+    let again = client(
+        false,
+        &s.base,
+        work.path(),
+        &["upload", "--resume", "b", "t", "j", "f", "tree"],
+        &[],
+    );
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    // Exactly what had arrived is skipped; the rest is sent.
+    let unchanged = again.stderr.matches("(unchanged)").count();
+    assert_eq!(unchanged, before, "{}", again.stderr);
+    let listed = s.get("/branches/b/t/j/f/").json();
+    assert_eq!(
+        listed["artifact_format"]["files"].as_array().unwrap().len(),
+        300
+    );
+    assert_eq!(s.get("/branches/b/t/j/f/f123").text(), "123\n".repeat(2000));
+    let (healthy, report) = fsck(s.root.path(), false);
+    assert!(healthy, "{report}");
+}
