@@ -229,6 +229,31 @@ fn push_pull_inspect_and_the_tree_views() {
         assert_eq!(nlink(&p), 2, "{d}");
     }
 
+    // The job page's copy-paste line pulls the image as it says.
+    let html = crate::shared::html_pages::page(&s, "/branches/main/v1/myjob/");
+    assert!(
+        html.contains(&format!("docker pull {}/main/myjob:v1", s.addr)),
+        "{html}"
+    );
+    let line = html
+        .lines()
+        .find_map(|l| l.strip_prefix("skopeo copy "))
+        .and_then(|l| l.strip_suffix("</code></pre>"))
+        .expect("a skopeo line on the job page");
+    let args: Vec<&str> = line.split(' ').collect();
+    let out = Command::new("skopeo")
+        .arg("copy")
+        .args(&args)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy {line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(index_digest(&tmp.path().join("myjob")), mdigest);
+
     // Pull back: every byte the same, the manifest digest the client computed.
     let out = tmp.path().join("out");
     pull(&s, "main/myjob:v1", &format!("oci:{}:v1", out.display()));

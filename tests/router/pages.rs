@@ -151,3 +151,24 @@ fn package_formats_show_their_source_lines() {
     assert_eq!(job.matches("deb repository").count(), 1, "{job}");
     assert_eq!(job.matches("rpm repository").count(), 1, "{job}");
 }
+
+#[test]
+fn pages_say_how_to_fetch_what_they_show() {
+    let s = App::start();
+    s.upload_format("/branches/b/t/j/bin/", &[("sub/a.txt", b"x")]);
+    let job = page(&s, "/branches/b/t/j/");
+    for line in [
+        "arbor -U http://arbor.test -p / download branches/b/t/j j/",
+        "curl -fL -o j.tar http://arbor.test/branches/b/t/j.tar",
+    ] {
+        assert!(job.contains(line), "{line} in {job}");
+    }
+    let format = page(&s, "/branches/b/t/j/bin/");
+    assert!(
+        format.contains("download branches/b/t/j/bin bin/"),
+        "{format}"
+    );
+    assert!(!format.contains("docker pull"), "not an image");
+    // Below a format's root there is nothing more to say.
+    assert!(!page(&s, "/branches/b/t/j/bin/sub/").contains("Fetch it"));
+}

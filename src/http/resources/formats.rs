@@ -290,12 +290,17 @@ async fn dir_view(
         DirPage::Listing(entries, repos) => {
             let root = rel.is_none().then(|| f.name().as_str());
             let signed = ctx.app.signer.is_some();
-            let snippets = views::repo_snippets(repos, &ctx.public_base(), &canonical, signed);
+            let base = ctx.public_base();
+            let snippets = views::repo_snippets(repos, &base, &canonical, signed);
+            let fetch = match rel {
+                None => views::fetch_snippets(&base, &views::Fetchable::format(&f)),
+                Some(_) => Vec::new(),
+            };
             let heading = match &rel {
                 Some(rel) => format!("{}/{rel}/", f.name()),
                 None => format!("{}/", f.name()),
             };
-            views::autoindex_page(ctx.chrome(), heading, root, &entries, snippets)
+            views::autoindex_page(ctx.chrome(), heading, root, &entries, fetch, snippets)
         }
     }
 }

@@ -86,7 +86,8 @@ async fn job_read(ctx: &Ctx, b: BranchRef, tag: Name, job: Name) -> ApiResult {
         return r;
     }
     if page {
-        return views::job_page(ctx.chrome(), &view.job, &view.info, &view.formats);
+        let base = ctx.public_base();
+        return views::job_page(ctx.chrome(), &view.job, &view.info, &view.formats, &base);
     }
     let mut m = Map::new();
     m.insert("job".into(), Value::Object(shapes::job(&view.info)));

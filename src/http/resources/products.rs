@@ -84,7 +84,8 @@ pub async fn version(
     }
     let name = view.version.version.to_string();
     if page {
-        return views::version_page(ctx.chrome(), name, &view.summaries);
+        let base = ctx.public_base();
+        return views::version_page(ctx.chrome(), &view.version, &view.summaries, &base);
     }
     Ok(json(
         &json!({ "version": { "name": name, "artifact_formats": view.formats } }),

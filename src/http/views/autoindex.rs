@@ -28,7 +28,9 @@ pub struct AutoindexPage {
     /// its `.sha256`.
     pub archive: Option<(String, String)>,
     pub entries: Vec<EntryRow>,
-    /// At the root of a format that is a package repository: how to use it.
+    /// At the root of a format: how to fetch it, and if it is a package repository, how
+    /// to use that.
+    pub fetch: Vec<Snippet>,
     pub snippets: Vec<Snippet>,
 }
 
@@ -38,6 +40,7 @@ pub fn autoindex_page(
     heading: String,
     format: Option<&str>,
     entries: &[DirEntry],
+    fetch: Vec<Snippet>,
     snippets: Vec<Snippet>,
 ) -> ApiResult {
     let archive = format.map(|f| {
@@ -82,6 +85,7 @@ pub fn autoindex_page(
         heading,
         archive,
         entries,
+        fetch,
         snippets,
     })
 }

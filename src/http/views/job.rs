@@ -27,6 +27,8 @@ pub struct JobPage {
     pub product: Option<(String, String)>,
     pub metadata: Vec<(String, String)>,
     pub formats: Vec<FormatRow>,
+    /// How to fetch the job: the client, curl, and its image if it has one.
+    pub fetch: Vec<super::packages::Snippet>,
 }
 
 /// Keys shown in their own place rather than in the metadata table.
@@ -45,7 +47,10 @@ pub fn job_page(
     j: &JobRef,
     info: &JobInfo,
     formats: &[FormatSummary],
+    base: &str,
 ) -> ApiResult {
+    let image = formats.iter().any(|f| f.name == "container");
+    let fetch = super::fetch::fetch_snippets(base, &super::fetch::Fetchable::job(j, image));
     let m = &info.entry.metadata;
     let ts = timestamp_of(&info.timestamp);
     let product = product_of(j, m);
@@ -66,6 +71,7 @@ pub fn job_page(
             .map(|(k, v)| (k.clone(), plain(v)))
             .collect(),
         formats: format_rows(formats),
+        fetch,
     })
 }
 

@@ -5,6 +5,7 @@
 mod autoindex;
 mod branches;
 mod error;
+mod fetch;
 mod format;
 mod home;
 mod job;
@@ -14,6 +15,7 @@ mod products;
 pub use autoindex::autoindex_page;
 pub use branches::{branch_page, branches_page, tag_page};
 pub use error::error_page;
+pub use fetch::{Fetchable, fetch_snippets};
 pub use home::home_page;
 pub use job::job_page;
 pub use packages::repo_snippets;

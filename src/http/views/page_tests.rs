@@ -219,6 +219,7 @@ fn job_page_links_formats_and_archive() {
         &j,
         &info,
         &formats,
+        "http://h",
     ));
     common(&html);
     assert!(html.contains(r#"href="../%3Cscript%3E.tar""#));
@@ -263,6 +264,7 @@ fn autoindex_lists_files_and_dirs() {
         "fmt/".into(),
         Some("fmt"),
         &entries,
+        Vec::new(),
         Vec::new(),
     ));
     common(&html);
@@ -329,11 +331,21 @@ fn product_pages() {
         },
         job_url: Some("/branches/main/t1/j/".into()),
     }];
+    let v = crate::model::VersionRef {
+        scope: crate::model::Scope::Root,
+        product: Name::parse("foo").unwrap(),
+        variant: Name::parse("x86").unwrap(),
+        product_branch: Name::parse("1").unwrap(),
+        version: Name::parse("1.0").unwrap(),
+    };
     let html = body(version_page(
         chrome("/products/foo/x86/1/1.0/"),
-        "1.0".into(),
+        &v,
         &formats,
+        "http://h",
     ));
+    assert!(html.contains("arbor -U http://h -p / download products/foo/x86/1/1.0 1.0/"));
+    assert!(html.contains("curl -fL -o 1.0.tar http://h/products/foo/x86/1/1.0.tar"));
     common(&html);
     assert!(html.contains(r#"href="../1.0.tar""#));
     assert!(html.contains(r#"href="../1.0.tar.xz" download>"#));
@@ -347,8 +359,9 @@ fn product_pages() {
     };
     let html = body(version_page(
         chrome("/products/foo/x86/1/1.0/"),
-        "1.0".into(),
+        &v,
         &[plain],
+        "http://h",
     ));
     assert!(
         !html.contains("State"),

@@ -5,6 +5,7 @@ use super::branches::{AliasLink, alias_links};
 use super::format::{FormatRow, format_rows};
 use super::{Chrome, encode_segment, iso_time, natural_cmp, pretty_time, render, timestamp_of};
 use crate::http::reply::ApiResult;
+use crate::model::VersionRef;
 use crate::storage::VersionSummary;
 use crate::storage::page_info::FormatSummary;
 use askama::Template;
@@ -109,13 +110,24 @@ pub struct VersionPage {
     /// The bundle's URL without the suffix of its encodings.
     pub bundle: String,
     pub formats: Vec<FormatRow>,
+    /// How to fetch the version: the client, curl, and its image if it has one.
+    pub fetch: Vec<super::packages::Snippet>,
 }
 
-pub fn version_page(chrome: Chrome, name: String, formats: &[FormatSummary]) -> ApiResult {
+pub fn version_page(
+    chrome: Chrome,
+    v: &VersionRef,
+    formats: &[FormatSummary],
+    base: &str,
+) -> ApiResult {
+    let image = formats.iter().any(|f| f.name == "container");
+    let fetch = super::fetch::fetch_snippets(base, &super::fetch::Fetchable::version(v, image));
+    let name = v.version.to_string();
     render(&VersionPage {
         chrome,
         bundle: format!("../{}", encode_segment(&name)),
         name,
         formats: format_rows(formats),
+        fetch,
     })
 }

@@ -1,0 +1,160 @@
+//! The copy-paste lines that job, format and product-version pages show to fetch what they
+//! show: the arbor client, curl for the tar, and docker or skopeo for a container image.
+
+use super::encode_segment;
+use super::packages::Snippet;
+use crate::model::{FormatRef, JobRef, Scope, VersionRef};
+
+/// What a page offers to fetch.
+pub struct Fetchable {
+    /// The entity's URL path, not yet percent-encoded, ending in `/`.
+    pub url: String,
+    /// The image reference (without the host) when it holds a container image.
+    pub image: Option<String>,
+}
+
+impl Fetchable {
+    pub fn job(j: &JobRef, has_container: bool) -> Fetchable {
+        let repo = format!(
+            "{}{}/{}",
+            user_prefix(&j.tag.branch.scope),
+            j.tag.branch.branch,
+            j.job
+        );
+        Fetchable {
+            url: j.url(),
+            image: has_container.then(|| format!("{repo}:{}", j.tag.tag)),
+        }
+    }
+
+    pub fn version(v: &VersionRef, has_container: bool) -> Fetchable {
+        let repo = format!(
+            "{}{}/{}/{}",
+            user_prefix(&v.scope),
+            v.product,
+            v.variant,
+            v.product_branch
+        );
+        Fetchable {
+            url: v.url(),
+            image: has_container.then(|| format!("{repo}:{}", v.version)),
+        }
+    }
+
+    /// A format; the `container` format is its job's (or version's) image.
+    pub fn format(f: &FormatRef) -> Fetchable {
+        let container = f.name().as_str() == "container";
+        let image = match f {
+            FormatRef::Job { job, .. } => Fetchable::job(job, container).image,
+            FormatRef::Version { version, .. } => Fetchable::version(version, container).image,
+        };
+        Fetchable {
+            url: f.url(),
+            image,
+        }
+    }
+}
+
+/// Registry names of user repositories start with `u/{user}/` (spec/CONTAINER.md §1).
+fn user_prefix(scope: &Scope) -> String {
+    match scope {
+        Scope::Root => String::new(),
+        Scope::User(u) => format!("u/{u}/"),
+    }
+}
+
+/// The lines for `what` on a server reached at `base` (`http://host:port`).
+pub fn fetch_snippets(base: &str, what: &Fetchable) -> Vec<Snippet> {
+    let path = what.url.trim_matches('/');
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let encoded: Vec<String> = path.split('/').map(encode_segment).collect();
+    let mut out = vec![
+        Snippet {
+            caption: "With the arbor client (verified, in parallel):".into(),
+            text: format!(
+                "arbor -U {base} -p / download {} {}",
+                shell_word(path),
+                shell_word(&format!("{name}/"))
+            ),
+        },
+        Snippet {
+            caption: "As one tar, with curl:".into(),
+            text: format!(
+                "curl -fL -o {} {base}/{}.tar",
+                shell_word(&format!("{name}.tar")),
+                encoded.join("/")
+            ),
+        },
+    ];
+    if let Some(image) = &what.image {
+        let host = base.split_once("://").map_or(base, |(_, h)| h);
+        // Registries reached over plain http must be allowed explicitly.
+        let plain = base.starts_with("http://");
+        let tls = if plain { " --src-tls-verify=false" } else { "" };
+        out.push(Snippet {
+            caption: if plain {
+                "The image (docker needs this host in insecure-registries):".into()
+            } else {
+                "The image:".into()
+            },
+            text: format!(
+                "docker pull {host}/{image}\nskopeo copy{tls} docker://{host}/{image} oci:{}",
+                shell_word(name)
+            ),
+        });
+    }
+    out
+}
+
+/// `word` as one shell word: as is when it is plain, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_owned();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(what: &Fetchable) -> Vec<String> {
+        fetch_snippets("http://h:1", what)
+            .into_iter()
+            .map(|s| s.text)
+            .collect()
+    }
+
+    #[test]
+    fn a_job_with_an_image() {
+        let what = Fetchable {
+            url: "/branches/main/v1/build/".into(),
+            image: Some("main/build:v1".into()),
+        };
+        assert_eq!(
+            texts(&what),
+            [
+                "arbor -U http://h:1 -p / download branches/main/v1/build build/",
+                "curl -fL -o build.tar http://h:1/branches/main/v1/build.tar",
+                "docker pull h:1/main/build:v1\n\
+                 skopeo copy --src-tls-verify=false docker://h:1/main/build:v1 oci:build",
+            ]
+        );
+    }
+
+    #[test]
+    fn odd_names_are_quoted_and_encoded() {
+        let what = Fetchable {
+            url: "/~bob/products/p/v/1.x/it's 1/".into(),
+            image: None,
+        };
+        assert_eq!(
+            texts(&what),
+            [
+                "arbor -U http://h:1 -p / download '~bob/products/p/v/1.x/it'\\''s 1' 'it'\\''s 1/'",
+                "curl -fL -o 'it'\\''s 1.tar' http://h:1/~bob/products/p/v/1.x/it's%201.tar",
+            ]
+        );
+    }
+}
