@@ -255,7 +255,13 @@ fn write_number(out: &mut String, n: &Number) {
 
 fn write_json_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
+    // Most strings (paths, digests) need no escape: copy the longest plain run at once.
+    let plain = s
+        .bytes()
+        .position(|b| !(b' '..=b'~').contains(&b) || b == b'"' || b == b'\\')
+        .unwrap_or(s.len());
+    out.push_str(&s[..plain]);
+    for c in s[plain..].chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),

@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Files from this size on are offered by digest (`HEAD`, then a link) before their bytes.
+const ASK_FIRST: u64 = 64 << 10;
+
 /// How many times a download continues after losing its connection mid-file.
 const RESUMES: u32 = 4;
 
@@ -139,7 +142,17 @@ pub fn upload_one(
         }
     }
     let with_digest = [("Digest", digest.as_str())];
-    match remote.send("HEAD", url, &with_digest, Body::None) {
+    // Asking first costs a round trip; below this size the bytes cost less than the
+    // question, and the server stores the content once either way.
+    let ask = file.size >= ASK_FIRST;
+    let head = match ask {
+        true => remote.send("HEAD", url, &with_digest, Body::None),
+        false => Err(ClientError::Remote {
+            status: 404,
+            message: String::new(),
+        }),
+    };
+    match head {
         Ok(_) => {
             let link = [
                 ("Digest", digest.as_str()),
@@ -312,28 +325,75 @@ fn judge(
 }
 
 /// Copies `from` to `to`, hashing and counting; how much was written, and how it ended.
+/// Receiving and hashing overlap: this thread reads while a second one writes and hashes
+/// what was read before, so a download costs the slower of the two, not their sum.
 fn copy_hashing(
     from: &mut impl Read,
     to: &mut File,
     hasher: &mut Sha256,
     item: &Item,
 ) -> (u64, io::Result<()>) {
-    let mut buf = vec![0u8; 256 << 10];
-    let mut written = 0u64;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return (written, Ok(())),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return (written, Err(e)),
-        };
-        if let Err(e) = to.write_all(&buf[..n]) {
-            return (written, Err(e));
-        }
-        hasher.update(&buf[..n]);
-        item.add(n as u64);
-        written += n as u64;
+    use std::sync::mpsc::sync_channel;
+    const BUF: usize = 1 << 20;
+    const BUFS: usize = 4;
+    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(BUFS);
+    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(BUFS);
+    for _ in 0..BUFS {
+        let _ = empty_tx.send(vec![0u8; BUF]);
     }
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || {
+            let mut written = 0u64;
+            for (buf, n) in full_rx {
+                if let Err(e) = to.write_all(&buf[..n]) {
+                    return (written, Err(e));
+                }
+                hasher.update(&buf[..n]);
+                written += n as u64;
+                // The reader may be gone already (it stopped on an error): nothing to do.
+                let _ = empty_tx.send(buf);
+            }
+            (written, Ok(()))
+        });
+        let read = loop {
+            // No buffer back: the writer stopped, and says why.
+            let Ok(mut buf) = empty_rx.recv() else {
+                break Ok(());
+            };
+            let (n, failed) = fill(from, &mut buf);
+            if n > 0 {
+                item.add(n as u64);
+                if full_tx.send((buf, n)).is_err() {
+                    break Ok(());
+                }
+            }
+            match failed {
+                Some(e) => break Err(e),
+                None if n == 0 => break Ok(()),
+                None => {}
+            }
+        };
+        drop(full_tx);
+        let (written, wrote) = writer
+            .join()
+            .unwrap_or_else(|_| (0, Err(io::Error::other("the writer thread panicked"))));
+        (written, wrote.and(read))
+    })
+}
+
+/// Reads into `buf` until it is full or the stream ends: how much it holds, and the error
+/// that stopped it early (what arrived before an error is kept).
+fn fill(from: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+    let mut n = 0;
+    while n < buf.len() {
+        match from.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return (n, Some(e)),
+        }
+    }
+    (n, None)
 }
 
 /// The hash state after a file's bytes.
