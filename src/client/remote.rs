@@ -237,8 +237,11 @@ impl Remote {
             .method(method)
             .uri(url)
             .header("Accept", "application/json,application/octet-stream");
+        // Credentials go to the server they are for, never to another origin a redirect
+        // points at (urllib, under dlrepo-cli, sends them anywhere).
+        let ours = super::settings::origin(url) == super::settings::origin(&self.base);
         let auth = self.auth.lock().map(|a| a.header()).unwrap_or_default();
-        if let Some(auth) = auth {
+        if let Some(auth) = auth.filter(|_| ours) {
             req = req.header("Authorization", auth);
         }
         for (k, v) in headers {

@@ -709,3 +709,45 @@ fn what_dlrepo_cli_lacks_works_against_dlrepo_too() {
         assert_eq!(got.ok().as_deref(), Some("alpha\n"), "{path}");
     }
 }
+
+/// One request's head, as `listener` received it, answered with `reply`.
+fn answer_once(listener: std::net::TcpListener, reply: String) -> std::thread::JoinHandle<String> {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let (mut head, mut line) = (String::new(), String::new());
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+            head.push_str(&line);
+            line.clear();
+        }
+        let _ = conn.write_all(reply.as_bytes());
+        head
+    })
+}
+
+#[test]
+fn credentials_never_follow_a_redirect_to_another_server() {
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let there = format!("http://{}/x/", elsewhere.local_addr().unwrap());
+    let here = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/", here.local_addr().unwrap());
+    let first = answer_once(
+        here,
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: {there}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    let second = answer_once(
+        elsewhere,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\nConnection: close\r\n\r\n{\"branches\": []}".into(),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let env = [("DLREPO_USER", "ci"), ("DLREPO_PASSWORD", "s3cret")];
+    let run = client(false, &base, work.path(), &["branches"], &env);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let asked_here = first.join().unwrap().to_ascii_lowercase();
+    assert!(asked_here.contains("authorization: basic"), "{asked_here}");
+    let asked_there = second.join().unwrap().to_ascii_lowercase();
+    assert!(!asked_there.contains("authorization"), "{asked_there}");
+}
