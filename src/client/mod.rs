@@ -17,32 +17,32 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// The client's global flags, dlrepo-cli's plus the transfer ones. They come before or
-/// after the command.
+/// The client's flags, dlrepo-cli's plus the transfer ones. Like dlrepo-cli's, they come
+/// before the command (so the server's commands do not list them).
 #[derive(Args, Debug, Default)]
 pub struct Globals {
     /// Root URL of the server [env DLREPO_URL; default http://127.0.0.1:1337].
-    #[arg(short = 'U', long, global = true, value_name = "URL")]
+    #[arg(short = 'U', long, value_name = "URL")]
     pub url: Option<String>,
     /// URL prefix; --prefix=/ for the root repository instead of your own user space
     /// [env DLREPO_PREFIX; default /~USER/].
-    #[arg(short = 'p', long, global = true, value_name = "PREFIX")]
+    #[arg(short = 'p', long, value_name = "PREFIX")]
     pub prefix: Option<String>,
     /// Print the server's JSON as is (indented) instead of text.
-    #[arg(short = 'j', long, global = true)]
+    #[arg(short = 'j', long)]
     pub raw_json: bool,
     /// More verbose output (`branches -v`).
-    #[arg(short = 'v', long, global = true)]
+    #[arg(short = 'v', long)]
     pub verbose: bool,
     /// Do not print the target URL on stderr.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub no_print_url: bool,
     /// How many files to transfer at once.
-    #[arg(short = 'J', long, global = true, value_name = "N", default_value_t = 4,
+    #[arg(short = 'J', long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
     /// No progress output.
-    #[arg(short = 'q', long, global = true)]
+    #[arg(short = 'q', long)]
     pub quiet: bool,
 }
 
