@@ -16,6 +16,24 @@ use axum::response::Response;
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
+/// The server's URL for examples and copy-paste lines: `DLREPO_PUBLIC_URL`, else `http://`
+/// and the request's `Host` when it looks like a host name and port (it is echoed into
+/// pages and shell lines: nothing else gets through).
+pub fn public_base(app: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.config.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    format!("http://{}", host.unwrap_or("HOST:PORT"))
+}
+
 /// Largest JSON request body accepted (spec/API.md §1.5 asks for at least 1 MiB).
 const JSON_LIMIT: usize = 1 << 20;
 /// How much of an oversized JSON body is read and dropped before giving up on the client.
@@ -92,18 +110,9 @@ impl Ctx {
         super::views::Chrome::for_path(&self.path, self.login.clone())
     }
 
-    /// The server's address for copy-paste lines: `DLREPO_PUBLIC_URL` when set, else
-    /// `http://` and the Host the caller used (it is only ever shown back to that caller).
+    /// The server's address for copy-paste lines: see [`public_base`].
     pub fn public_base(&self) -> String {
-        if let Some(url) = &self.app.config.public_url {
-            return url.trim_end_matches('/').to_owned();
-        }
-        let host = self
-            .headers
-            .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        format!("http://{host}")
+        public_base(&self.app, &self.headers)
     }
 
     pub fn is_read(&self) -> bool {

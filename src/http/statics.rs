@@ -29,7 +29,9 @@ pub async fn cli(State(app): State<AppState>, headers: HeaderMap) -> ApiResult {
     let script = match script {
         Ok(Some(s)) => s,
         // Nothing configured and nothing on PATH: not an error, just no script.
-        Ok(None) => return text(CLI_HELP.replace("{url}", &base_url(&app, &headers))),
+        Ok(None) => {
+            return text(CLI_HELP.replace("{url}", &super::context::public_base(&app, &headers)));
+        }
         Err(StoreError::NotFound) => {
             // spec/API.md Q32: DLREPO_CLI_PATH names a missing file; say how to fix it.
             return Err(ApiError::Status(
@@ -44,23 +46,6 @@ pub async fn cli(State(app): State<AppState>, headers: HeaderMap) -> ApiResult {
         None => script,
     };
     text(script)
-}
-
-/// The server's URL for examples: `DLREPO_PUBLIC_URL`, else `http://` and the request's
-/// `Host` when it looks like a host name (it is echoed into the page).
-fn base_url(app: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &app.config.public_url {
-        return url.trim_end_matches('/').to_owned();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        });
-    format!("http://{}", host.unwrap_or("HOST:PORT"))
 }
 
 /// How long browsers and proxies may keep a static file without asking again. Short enough

@@ -80,6 +80,15 @@ fn the_configured_key_is_served_armored_and_binary() {
     ] {
         assert!(page.contains(&line), "{line} in {page}");
     }
+    // A Host that is no host name never reaches the lines a reader pastes into a shell.
+    let evil = Command::new("curl")
+        .args(["-fsS", "-H", "Host: h;id;#", "-H", "Accept: text/html"])
+        .arg(s.url("/branches/b/t/j/deb/"))
+        .output()
+        .expect("curl");
+    let evil = String::from_utf8_lossy(&evil.stdout);
+    assert!(evil.contains("http://HOST:PORT/pubkey.gpg"), "{evil}");
+    assert!(!evil.contains("h;id"), "{evil}");
     for served in [armored.body, binary.body] {
         let other = tempfile::tempdir().expect("temp dir");
         let mut child = gpg(other.path())

@@ -72,7 +72,8 @@ pub fn fetch_snippets(base: &str, what: &Fetchable) -> Vec<Snippet> {
         Snippet {
             caption: "With the arbor client (verified, in parallel):".into(),
             text: format!(
-                "arbor -U {base} -p / download {} {}",
+                "arbor -U {} -p / download {} {}",
+                shell_word(base),
                 shell_word(path),
                 shell_word(&format!("{name}/"))
             ),
@@ -80,9 +81,9 @@ pub fn fetch_snippets(base: &str, what: &Fetchable) -> Vec<Snippet> {
         Snippet {
             caption: "As one tar, with curl:".into(),
             text: format!(
-                "curl -fL -o {} {base}/{}.tar",
+                "curl -fL -o {} {}",
                 shell_word(&format!("{name}.tar")),
-                encoded.join("/")
+                shell_word(&format!("{base}/{}.tar", encoded.join("/")))
             ),
         },
     ];
@@ -98,16 +99,19 @@ pub fn fetch_snippets(base: &str, what: &Fetchable) -> Vec<Snippet> {
                 "The image:".into()
             },
             text: format!(
-                "docker pull {host}/{image}\nskopeo copy{tls} docker://{host}/{image} oci:{}",
-                shell_word(name)
+                "docker pull {}\nskopeo copy{tls} {} {}",
+                shell_word(&format!("{host}/{image}")),
+                shell_word(&format!("docker://{host}/{image}")),
+                shell_word(&format!("oci:{name}"))
             ),
         });
     }
     out
 }
 
-/// `word` as one shell word: as is when it is plain, else single-quoted.
-fn shell_word(word: &str) -> String {
+/// `word` as one shell word: as is when it is plain, else single-quoted. Names come from
+/// uploaders: a `;` or `$(...)` in one must never run when a reader pastes the line.
+pub(super) fn shell_word(word: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c);
     if !word.is_empty() && word.chars().all(plain) {
         return word.to_owned();
@@ -143,6 +147,42 @@ mod tests {
         );
     }
 
+    /// What the shell would run outside quotes: nothing but plain words.
+    fn unquoted(line: &str) -> String {
+        let (mut out, mut quoted, mut chars) = (String::new(), false, line.chars());
+        while let Some(c) = chars.next() {
+            match (quoted, c) {
+                (false, '\\') => {
+                    chars.next();
+                }
+                (_, '\'') => quoted = !quoted,
+                (false, c) => out.push(c),
+                (true, _) => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn names_never_run_as_commands() {
+        for evil in ["k;id;x", "m$(id)x", "a&b|c", "q'x;id;'"] {
+            let what = Fetchable {
+                url: format!("/branches/{evil}/t/{evil}/"),
+                image: Some(format!("{evil}/{evil}:t")),
+            };
+            for line in texts(&what)
+                .iter()
+                .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
+            {
+                let outside = unquoted(&line);
+                assert!(
+                    !outside.contains([';', '$', '(', ')', '&', '|', '`', '<', '>']),
+                    "{line}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn odd_names_are_quoted_and_encoded() {
         let what = Fetchable {
@@ -153,7 +193,7 @@ mod tests {
             texts(&what),
             [
                 "arbor -U http://h:1 -p / download '~bob/products/p/v/1.x/it'\\''s 1' 'it'\\''s 1/'",
-                "curl -fL -o 'it'\\''s 1.tar' http://h:1/~bob/products/p/v/1.x/it's%201.tar",
+                "curl -fL -o 'it'\\''s 1.tar' 'http://h:1/~bob/products/p/v/1.x/it'\\''s%201.tar'",
             ]
         );
     }

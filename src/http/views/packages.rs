@@ -28,7 +28,10 @@ pub fn repo_snippets(repos: Repos, base: &str, url: &str, signed: bool) -> Vec<S
         if signed {
             out.push(Snippet {
                 caption: "The server's key, once:".into(),
-                text: format!("sudo curl -fsSL -o {APT_KEYRING} {base}/pubkey.gpg"),
+                text: format!(
+                    "sudo curl -fsSL -o {APT_KEYRING} {}",
+                    super::fetch::shell_word(&format!("{base}/pubkey.gpg"))
+                ),
             });
         }
         let options = if signed {
