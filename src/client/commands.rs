@@ -386,10 +386,12 @@ fn fetch_all(
     files: &[(String, String)],
     target: &std::path::Path,
 ) -> Result<(), ClientError> {
+    transfer::check_names(files.iter().map(|(_, rel)| rel.as_str()))?;
     let progress = Progress::new(g.quiet, files.len() as u64, 0);
     transfer::in_parallel(files, usize::from(g.parallel), |(url, rel)| {
         transfer::download_one(r, url, target, rel, &progress)
     })?;
+    transfer::tidy(target);
     progress.finish("downloaded");
     Ok(())
 }

@@ -58,7 +58,7 @@ fn save(base: &str, token: Option<&str>) -> Result<(), ClientError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(local)?;
     }
-    let tmp = path.with_extension("tmp");
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     // A left-over temporary file would keep its old mode: start afresh.
     let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()

@@ -290,7 +290,8 @@ fn settings_from_environment(g: &Globals) -> Result<settings::Settings, ClientEr
         tokens: tokens.as_deref(),
         login: &login,
     })
-    .map_err(ClientError::Usage)
+    // dlrepo-cli fails on such settings when it uses them: status 1, not argparse's 2.
+    .map_err(ClientError::Local)
 }
 
 #[cfg(test)]

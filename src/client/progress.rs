@@ -69,6 +69,12 @@ impl Progress {
 
     /// A file's transfer begins; `size` when known.
     pub fn start(&self, name: &str, size: u64) -> Item {
+        // Names come from the server: no escape sequence of theirs reaches the terminal.
+        let name: String = name
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        let name = name.as_str();
         let s = &self.0;
         let bar = (s.mode == Mode::Bars).then(|| {
             let bar = s.multi.insert_before(&s.total, ProgressBar::new(size));

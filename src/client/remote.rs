@@ -83,6 +83,9 @@ impl Remote {
             .http_status_as_error(false)
             .user_agent(concat!("arbor/", env!("CARGO_PKG_VERSION")))
             .timeout_connect(Some(Duration::from_secs(30)))
+            // A server that accepts and then says nothing is not waited for forever. (ureq
+            // has no idle timeout for bodies: a stalled body is left to TCP keepalive.)
+            .timeout_recv_response(Some(Duration::from_secs(300)))
             // Redirects are followed here, for GET and HEAD only (spec/CLI.md §1), with the
             // credentials: ureq would drop them on a plain-http redirect.
             .max_redirects(0);

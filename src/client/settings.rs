@@ -189,11 +189,14 @@ fn interpolate(value: &str, user: &str) -> Result<String, String> {
 
 /// `http://u:p@host/` -> (`http://host/`, (u, p)), percent-decoded.
 fn split_userinfo(url: &str) -> Result<(String, Option<(String, String)>), String> {
+    // The URL may hold a password: the error names the scheme only.
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+        .ok_or_else(|| "the server URL does not start with http:// or https://".to_owned())?;
     if scheme != "http" && scheme != "https" {
-        return Err(format!("{url:?} is not an http:// or https:// URL"));
+        return Err(format!(
+            "the server URL is {scheme}://, not http:// or https://"
+        ));
     }
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
@@ -213,6 +216,11 @@ fn split_userinfo(url: &str) -> Result<(String, Option<(String, String)>), Strin
 pub(super) fn urljoin(url: &str, prefix: &str) -> Result<String, String> {
     if prefix.contains("://") {
         return Ok(prefix.to_owned());
+    }
+    // Scheme-relative (`//host/x`): another host, same scheme.
+    if let Some(rest) = prefix.strip_prefix("//") {
+        let scheme = url.split_once("://").map_or("http", |(s, _)| s);
+        return Ok(format!("{scheme}://{rest}"));
     }
     let origin_end = url
         .find("://")
@@ -439,5 +447,16 @@ mod tests {
             assert!(resolve(&src).is_err(), "{url}");
         }
         assert_eq!(host("http://u:p@[::1]:80/x"), "::1");
+        let src = Sources {
+            url_flag: Some("ftp://user:hunter2@h/"),
+            prefix_flag: None,
+            env: &env,
+            conf: None,
+            netrc: None,
+            tokens: None,
+            login: "me",
+        };
+        assert!(!resolve(&src).unwrap_err().contains("hunter2"));
+        assert_eq!(urljoin("https://a/x/", "//b/y").unwrap(), "https://b/y");
     }
 }

@@ -5,9 +5,9 @@
 //! has that content, a `PUT` with `X-Dlrepo-Link` and no body, else a `PUT` of the bytes.
 //! With `--resume`, a file the server already holds with the same digest is skipped.
 //!
-//! Download of one file: into `NAME.part` next to it, checked against the `Digest` the
-//! server sends, renamed into place only when it matches. A `.part` left by an interrupted
-//! run, or by a connection lost mid-file, is continued with `Range`; the digest check is
+//! Download of one file: into `DIR/.arbor-partial/`, checked against the `Digest` the
+//! server sends, renamed into place only when it matches. What an interrupted run, or a
+//! connection lost mid-file, left there is continued with `Range`; the digest check is
 //! what makes that safe.
 // The client reads and writes the user's own files, never the repository tree.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -15,9 +15,10 @@
 use super::ClientError;
 use super::progress::{Item, Progress};
 use super::remote::{Body, Remote};
+use crate::model::{Algo, Digest, Hasher};
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,8 +115,8 @@ pub fn in_parallel<T: Sync>(
 
 /// `sha256:<hex>` of a local file.
 fn file_digest(path: &Path) -> io::Result<String> {
-    let hasher = hash_prefix(path)?;
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+    let hasher = hash_prefix(&mut File::open(path)?, Algo::Sha256)?;
+    Ok(format!("sha256:{}", hasher.finish_hex()))
 }
 
 /// Uploads one file to `url` (a full URL).
@@ -187,8 +188,35 @@ pub fn safe_rel(name: &str) -> bool {
             .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\0'))
 }
 
-/// Downloads `url` to `target/name` (`name` checked by [`safe_rel`]), verified against
-/// the server's `Digest`.
+/// Where unfinished downloads live under the target directory: a name no listed file may
+/// take (see [`check_names`]), so a download never writes over another file's bytes.
+pub const PARTIAL_DIR: &str = ".arbor-partial";
+
+/// Refuses a listing the target directory cannot hold as it is: names under
+/// [`PARTIAL_DIR`], a name twice, or a name that is another's directory.
+pub fn check_names<'a>(rels: impl IntoIterator<Item = &'a str>) -> Result<(), ClientError> {
+    let all: std::collections::HashSet<&str> = rels.into_iter().collect();
+    for rel in &all {
+        let conflict = rel.split('/').next() == Some(PARTIAL_DIR)
+            || rel.match_indices('/').any(|(i, _)| all.contains(&rel[..i]));
+        if conflict {
+            return Err(ClientError::Local(format!(
+                "the server listed {rel:?}, which cannot be a file in the target directory"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the directory of unfinished downloads once none is left in it.
+pub fn tidy(target: &Path) {
+    let _ = fs::remove_dir(target.join(PARTIAL_DIR));
+}
+
+/// Downloads `url` to `target/name` (`name` checked by [`safe_rel`] and [`check_names`]),
+/// verified against the server's `Digest`. The bytes go to `target/.arbor-partial/`, under
+/// a name made from `name`, locked while in use: a second run continues them, a second
+/// process at the same time is refused.
 pub fn download_one(
     remote: &Remote,
     url: &str,
@@ -199,24 +227,35 @@ pub fn download_one(
     let dest = target.join(name);
     let dest = dest.as_path();
     let local = |e: io::Error| ClientError::Local(format!("{}: {e}", dest.display()));
-    if let Some(dir) = dest.parent() {
+    let partial = target.join(PARTIAL_DIR);
+    for dir in [dest.parent(), Some(partial.as_path())]
+        .into_iter()
+        .flatten()
+    {
         fs::create_dir_all(dir).map_err(local)?;
     }
-    let mut part = dest.as_os_str().to_owned();
-    part.push(".part");
-    let part = PathBuf::from(part);
+    let part = partial.join(hex::encode(Sha256::digest(name.as_bytes())));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&part)
+        .map_err(local)?;
+    file.try_lock()
+        .map_err(|_| ClientError::Local(format!("{name}: another download is writing it")))?;
     let item = progress.start(name, 0);
     let mut fresh = false;
     loop {
-        match fetch(remote, url, &part, &item, progress)? {
+        match fetch(remote, url, &mut file, &item, progress)? {
             Fetched::Verified(size) => {
                 fs::rename(&part, dest).map_err(local)?;
                 item.done(size, "");
                 return Ok(());
             }
-            // A `.part` from an earlier run that belonged to other content: once from zero.
+            // Bytes from an earlier run that belonged to other content: once from zero.
             Fetched::Mismatch(_) if !fresh => {
-                fs::remove_file(&part).map_err(local)?;
+                file.set_len(0).map_err(local)?;
                 item.at(0);
                 fresh = true;
             }
@@ -237,33 +276,48 @@ enum Fetched {
     Mismatch(String),
 }
 
-/// Gets the rest of `url` into `part`, continuing after lost connections, hashing what
-/// it writes as it writes it (one pass over the bytes).
+/// Gets the rest of `url` into `file`, continuing after lost connections, hashing what it
+/// writes as it writes it (one pass over the bytes). Bytes already in the file are only
+/// continued when the server says where its answer starts (`Content-Range`) and names the
+/// content (`Digest`), so that the whole can be checked; otherwise it starts over.
 fn fetch(
     remote: &Remote,
     url: &str,
-    part: &Path,
+    file: &mut File,
     item: &Item,
     progress: &Progress,
 ) -> Result<Fetched, ClientError> {
-    let local = |e: io::Error| ClientError::Local(format!("{}: {e}", part.display()));
-    let mut attempt = 0;
-    let mut sized = false;
-    // The hash of the part's first `hashed` bytes.
-    let (mut hasher, mut hashed) = (Sha256::new(), 0u64);
+    let local = |e: io::Error| ClientError::Local(format!("{url}: {e}"));
+    let (mut attempt, mut sized, mut ranges) = (0, false, true);
+    // The hash of the file's first `hashed` bytes, once an answer said which algorithm.
+    let (mut hasher, mut hashed): (Option<Hasher>, u64) = (None, 0);
     loop {
-        let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+        let have = file.metadata().map_err(local)?.len();
         let range = format!("bytes={have}-");
-        let headers: &[(&str, &str)] = if have > 0 { &[("Range", &range)] } else { &[] };
+        let ask = ranges && have > 0;
+        let headers: &[(&str, &str)] = if ask { &[("Range", &range)] } else { &[] };
         let reply = match remote.send("GET", url, headers, Body::None) {
-            // The `.part` is already whole: the server has nothing after it.
-            Err(ClientError::Remote { status: 416, .. }) if have > 0 => {
-                fs::remove_file(part).map_err(local)?;
+            // Already whole: the server has nothing after it. Check it from the start.
+            Err(ClientError::Remote { status: 416, .. }) if ask => {
+                file.set_len(0).map_err(local)?;
                 continue;
             }
             other => other?,
         };
-        let append = reply.status == 206;
+        let expected =
+            match reply.header("digest") {
+                Some(d) => Some(Digest::parse(Some(d)).map_err(|e| {
+                    ClientError::Local(format!("{url}: unsupported Digest {:?}", e.0))
+                })?),
+                None => None,
+            };
+        let append = ask && reply.status == 206;
+        if append && (expected.is_none() || range_start(&reply) != Some(have)) {
+            // Nothing to check the whole against, or not the bytes asked for: start over.
+            file.set_len(0).map_err(local)?;
+            ranges = false;
+            continue;
+        }
         if !sized {
             let length: Option<u64> = reply.header("content-length").and_then(|v| v.parse().ok());
             if let Some(whole) = length.map(|l| if append { l + have } else { l }) {
@@ -272,30 +326,29 @@ fn fetch(
                 sized = true;
             }
         }
-        let digest = reply.header("digest").map(str::to_owned);
+        let algo = expected.as_ref().map_or(Algo::Sha256, Digest::algo);
         if !append {
-            (hasher, hashed) = (Sha256::new(), 0);
-        } else if hashed != have {
-            // A part from an earlier run: its bytes count too.
-            (hasher, hashed) = (hash_prefix(part).map_err(local)?, have);
+            file.set_len(0).map_err(local)?;
+            (hasher, hashed) = (Some(algo.hasher()), 0);
+        } else if hashed != have || hasher.is_none() {
+            // Bytes from an earlier run: they count too.
+            (hasher, hashed) = (Some(hash_prefix(file, algo).map_err(local)?), have);
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(append)
-            .truncate(!append)
-            .open(part)
-            .map_err(local)?;
+        let mut h = hasher.take().unwrap_or_else(|| algo.hasher());
+        file.seek(SeekFrom::Start(hashed)).map_err(local)?;
         item.at(hashed);
-        let (written, ended) =
-            copy_hashing(&mut reply.body.into_reader(), &mut file, &mut hasher, item);
+        let (written, ended) = copy_hashing(&mut reply.body.into_reader(), file, &mut h, item);
         hashed += written;
         match ended {
             Ok(()) => {
                 file.sync_all().map_err(local)?;
-                return judge(url, digest, hasher, hashed);
+                return Ok(match expected {
+                    Some(d) if h.finish_hex() != d.hex() => Fetched::Mismatch(d.to_string()),
+                    _ => Fetched::Verified(hashed),
+                });
             }
             Err(e) if attempt < RESUMES => {
+                hasher = Some(h);
                 tracing::debug!("{url}: {e}; continuing");
                 attempt += 1;
                 std::thread::sleep(crate::net::backoff(attempt));
@@ -305,23 +358,10 @@ fn fetch(
     }
 }
 
-/// A whole file's hash against the `Digest` the server sent (none: nothing to check).
-fn judge(
-    url: &str,
-    digest: Option<String>,
-    hasher: Sha256,
-    size: u64,
-) -> Result<Fetched, ClientError> {
-    let got = format!("sha256:{}", hex::encode(hasher.finalize()));
-    Ok(match digest {
-        Some(d) if !d.starts_with("sha256:") => {
-            return Err(ClientError::Local(format!(
-                "{url}: unsupported digest algorithm in {d:?}"
-            )));
-        }
-        Some(d) if d != got => Fetched::Mismatch(d),
-        _ => Fetched::Verified(size),
-    })
+/// Where a 206 answer starts, from its `Content-Range: bytes START-END/TOTAL`.
+fn range_start(reply: &super::remote::Reply) -> Option<u64> {
+    let range = reply.header("content-range")?.strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
 }
 
 /// Copies `from` to `to`, hashing and counting; how much was written, and how it ended.
@@ -330,7 +370,7 @@ fn judge(
 fn copy_hashing(
     from: &mut impl Read,
     to: &mut File,
-    hasher: &mut Sha256,
+    hasher: &mut Hasher,
     item: &Item,
 ) -> (u64, io::Result<()>) {
     use std::sync::mpsc::sync_channel;
@@ -396,10 +436,10 @@ fn fill(from: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
     (n, None)
 }
 
-/// The hash state after a file's bytes.
-fn hash_prefix(path: &Path) -> io::Result<Sha256> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
+/// The hash state after the bytes of `file` (read from its start).
+fn hash_prefix(file: &mut File, algo: Algo) -> io::Result<Hasher> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = algo.hasher();
     let mut buf = vec![0u8; 256 << 10];
     loop {
         let n = file.read(&mut buf)?;
@@ -421,6 +461,18 @@ mod tests {
         }
         for good in ["a", "a/b.txt", "..a", "a..b/c"] {
             assert!(safe_rel(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn listings_the_target_cannot_hold_are_refused() {
+        assert!(check_names(["a", "b/c", "b/d", ".arbor-partialx"]).is_ok());
+        for bad in [
+            &["a", "a/b"][..],
+            &["x/a", "x/a/b/c"],
+            &[".arbor-partial/x"],
+        ] {
+            assert!(check_names(bad.iter().copied()).is_err(), "{bad:?}");
         }
     }
 

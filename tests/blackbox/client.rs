@@ -275,18 +275,21 @@ fn downloads_are_verified_and_continue_where_they_stopped() {
     let base = s.base.clone();
     let run = |args: &[&str]| client(false, &base, work.path(), args, &[]);
 
-    // A `.part` that an interrupted run left: continued, and the result is whole.
+    // What an interrupted run left: continued, and the result is whole.
     let out = work.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("big.bin.part"), &data[..500_000]).unwrap();
+    let partial = out.join(".arbor-partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    let part = partial.join(sha256_hex(b"big.bin"));
+    std::fs::write(&part, &data[..500_000]).unwrap();
     let get = run(&["get", "b", "t", "j", "f", "out"]);
     assert_eq!(get.code, Some(0), "{}", get.stderr);
     assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), data);
-    assert!(!out.join("big.bin.part").exists());
+    assert!(!partial.exists(), "the partial directory is tidied away");
 
-    // A `.part` of other content: the digest check catches it and it starts over.
+    // Bytes of other content: the digest check catches them and it starts over.
     std::fs::remove_file(out.join("big.bin")).unwrap();
-    std::fs::write(out.join("big.bin.part"), vec![0u8; 500_000]).unwrap();
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(&part, vec![0u8; 500_000]).unwrap();
     let get = run(&["get", "b", "t", "j", "f", "out"]);
     assert_eq!(get.code, Some(0), "{}", get.stderr);
     assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), data);
@@ -305,7 +308,13 @@ fn downloads_are_verified_and_continue_where_they_stopped() {
         get.stderr
     );
     assert!(!work.path().join("bad/big.bin").exists());
-    assert!(!work.path().join("bad/big.bin.part").exists());
+    assert!(
+        !work
+            .path()
+            .join("bad/.arbor-partial")
+            .join(sha256_hex(b"big.bin"))
+            .exists()
+    );
 }
 
 #[test]
@@ -750,4 +759,117 @@ fn credentials_never_follow_a_redirect_to_another_server() {
     assert!(asked_here.contains("authorization: basic"), "{asked_here}");
     let asked_there = second.join().unwrap().to_ascii_lowercase();
     assert!(!asked_there.contains("authorization"), "{asked_there}");
+}
+
+#[test]
+fn a_file_named_like_another_files_partial_is_no_trouble() {
+    let s = TestServer::start();
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let other = vec![b'Z'; 300_000];
+    s.upload_format(
+        "/branches/b/t/j/f/",
+        &[
+            ("big", &big),
+            ("big.part", &other),
+            (".arbor-partialx", b"x"),
+        ],
+    );
+    let work = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        let _ = std::fs::remove_dir_all(work.path().join("out"));
+        let get = client(
+            false,
+            &s.base,
+            work.path(),
+            &["-J", "4", "get", "b", "t", "j", "f", "out"],
+            &[],
+        );
+        assert_eq!(get.code, Some(0), "{}", get.stderr);
+        assert_eq!(std::fs::read(work.path().join("out/big")).unwrap(), big);
+        assert_eq!(
+            std::fs::read(work.path().join("out/big.part")).unwrap(),
+            other
+        );
+    }
+}
+
+/// A server that ignores where a `Range` asks to start (206 from byte 0) and names no
+/// digest: the client must not glue its old bytes to the new ones.
+#[test]
+fn a_broken_range_answer_is_never_glued_to_old_bytes() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    let body: Vec<u8> = (0..2000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let served = body.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let (mut head, mut line) = (String::new(), String::new());
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                head.push_str(&line);
+                line.clear();
+            }
+            let (status, extra, payload): (&str, String, Vec<u8>) = if head
+                .starts_with("GET /branches/b/t/j/f/ ")
+            {
+                let json = br#"{"artifact_format": {"name": "f", "files": ["a.bin"]}}"#.to_vec();
+                ("200 OK", "Content-Type: application/json\r\n".into(), json)
+            } else if head.to_ascii_lowercase().contains("range:") {
+                let extra = format!(
+                    "Content-Range: bytes 0-{}/{}\r\n",
+                    served.len() - 1,
+                    served.len()
+                );
+                ("206 Partial Content", extra, served.clone())
+            } else {
+                ("200 OK", String::new(), served.clone())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                payload.len()
+            );
+            let _ = conn.write_all(reply.as_bytes());
+            let _ = conn.write_all(&payload);
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let partial = work.path().join("out/.arbor-partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join(sha256_hex(b"a.bin")), vec![b'Z'; 500]).unwrap();
+    let get = client(
+        false,
+        &base,
+        work.path(),
+        &["get", "b", "t", "j", "f", "out"],
+        &[],
+    );
+    assert_eq!(get.code, Some(0), "{}", get.stderr);
+    assert_eq!(std::fs::read(work.path().join("out/a.bin")).unwrap(), body);
+}
+
+#[test]
+fn files_stored_under_other_digests_download_and_verify() {
+    let s = TestServer::start();
+    use sha2::Digest as _;
+    let data = b"named by sha512\n";
+    let digest = format!("sha512:{}", hex::encode(sha2::Sha512::digest(data)));
+    let put = s.request(
+        "PUT",
+        "/branches/b/t/j/f/h.txt",
+        &[("Digest", digest.as_str())],
+        Some(data),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    let work = tempfile::tempdir().unwrap();
+    let get = client(
+        false,
+        &s.base,
+        work.path(),
+        &["get", "b", "t", "j", "f", "out"],
+        &[],
+    );
+    assert_eq!(get.code, Some(0), "{}", get.stderr);
+    assert_eq!(std::fs::read(work.path().join("out/h.txt")).unwrap(), data);
 }
