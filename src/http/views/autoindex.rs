@@ -1,6 +1,6 @@
 //! The autoindex of format directories and of directories below them (spec/API.md §3.8–3.9).
 
-use super::packages::Snippet;
+use super::snippet::Snippet;
 use super::{Chrome, encode_segment, name_pieces, render, size_label};
 use crate::http::reply::ApiResult;
 use crate::storage::page_info::DirEntry;

@@ -2,7 +2,7 @@
 //! show: the arbor client, curl for the tar, and docker or skopeo for a container image.
 
 use super::encode_segment;
-use super::packages::Snippet;
+use super::snippet::{Snippet, shell_word};
 use crate::model::{FormatRef, JobRef, Scope, VersionRef};
 
 /// What a page offers to fetch.
@@ -107,16 +107,6 @@ pub fn fetch_snippets(base: &str, what: &Fetchable) -> Vec<Snippet> {
         });
     }
     out
-}
-
-/// `word` as one shell word: as is when it is plain, else single-quoted. Names come from
-/// uploaders: a `;` or `$(...)` in one must never run when a reader pastes the line.
-pub(super) fn shell_word(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        return word.to_owned();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub struct JobPage {
     pub metadata: Vec<(String, String)>,
     pub formats: Vec<FormatRow>,
     /// How to fetch the job: the client, curl, and its image if it has one.
-    pub fetch: Vec<super::packages::Snippet>,
+    pub fetch: Vec<super::snippet::Snippet>,
 }
 
 /// Keys shown in their own place rather than in the metadata table.

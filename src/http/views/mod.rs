@@ -11,6 +11,7 @@ mod home;
 mod job;
 mod packages;
 mod products;
+mod snippet;
 
 pub use autoindex::autoindex_page;
 pub use branches::{branch_page, branches_page, tag_page};

@@ -3,13 +3,8 @@
 //! entry that points at the format.
 
 use super::encode_segment;
+use super::snippet::{Snippet, shell_word};
 use crate::storage::page_info::Repos;
-
-/// One snippet: what to do with it, and the text to copy.
-pub struct Snippet {
-    pub caption: String,
-    pub text: String,
-}
 
 /// Where apt's keyring goes; the same path in every snippet and in docs/packages.md.
 const APT_KEYRING: &str = "/etc/apt/keyrings/arbor.gpg";
@@ -30,7 +25,7 @@ pub fn repo_snippets(repos: Repos, base: &str, url: &str, signed: bool) -> Vec<S
                 caption: "The server's key, once:".into(),
                 text: format!(
                     "sudo curl -fsSL -o {APT_KEYRING} {}",
-                    super::fetch::shell_word(&format!("{base}/pubkey.gpg"))
+                    shell_word(&format!("{base}/pubkey.gpg"))
                 ),
             });
         }

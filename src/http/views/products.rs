@@ -59,14 +59,14 @@ pub struct ProductBranchPage {
     pub aliases: Vec<AliasLink>,
     pub versions: Vec<VersionRow>,
     /// The `sources.list` line of the branch's APT archive (docs/packages.md).
-    pub snippets: Vec<super::packages::Snippet>,
+    pub snippets: Vec<super::snippet::Snippet>,
 }
 
 pub fn product_branch_page(
     mut chrome: Chrome,
     name: String,
     list: &[VersionSummary],
-    snippets: Vec<super::packages::Snippet>,
+    snippets: Vec<super::snippet::Snippet>,
 ) -> ApiResult {
     // The page is `.../products/{p}/{v}/{name}/`: the crumbs before the last name the
     // product and the variant.
@@ -111,7 +111,7 @@ pub struct VersionPage {
     pub bundle: String,
     pub formats: Vec<FormatRow>,
     /// How to fetch the version: the client, curl, and its image if it has one.
-    pub fetch: Vec<super::packages::Snippet>,
+    pub fetch: Vec<super::snippet::Snippet>,
 }
 
 pub fn version_page(
