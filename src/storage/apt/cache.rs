@@ -26,6 +26,11 @@ pub(crate) fn key_of(text: &str) -> Key {
     sha2::Sha256::digest(text.as_bytes()).into()
 }
 
+/// Whether `sha256` (hex) is the content `digest` (`sha256:hex`) `.digests` records.
+pub(crate) fn digest_matches(digest: &str, sha256: &str) -> bool {
+    digest.strip_prefix("sha256:") == Some(sha256)
+}
+
 pub(crate) struct Cache<V> {
     /// What all the entries may take together.
     budget: usize,

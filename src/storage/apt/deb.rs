@@ -1,7 +1,7 @@
 //! One `.deb` as an index sees it: its control file (read from the `ar` member
 //! `control.tar[.gz|.xz|.zst]`) and its sums, read once per content digest ([`DebCache`]).
 
-use super::cache::{Cache, Weigh, key_of};
+use super::cache::{Cache, Weigh, digest_matches, key_of};
 use sha1::Digest as _;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -50,11 +50,6 @@ impl std::error::Error for Changed {}
 /// Whether `e` is [`Changed`]: worth trying again later, as a failed read.
 pub(crate) fn is_changed(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Changed>())
-}
-
-/// Whether `sha256` (hex) is the content `digest` (`sha256:hex`) of `.digests` names.
-pub(crate) fn digest_matches(digest: &str, sha256: &str) -> bool {
-    digest.strip_prefix("sha256:") == Some(sha256)
 }
 
 /// What a package's stanza needs besides its path.
