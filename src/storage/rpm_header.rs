@@ -3,6 +3,7 @@
 //! 16-byte entries and a data store. Only the tags repository metadata needs are kept.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::{self, Read};
 
 /// A header larger than this is not one (rpm itself refuses headers past 256 MiB; real
@@ -122,7 +123,7 @@ pub(crate) fn read_header(r: &mut impl Read) -> io::Result<RpmHeader> {
 /// One parsed header: its index entries and its data store, and what is left of the
 /// package's [`METADATA_MAX`] as its values are read.
 struct Header {
-    entries: Vec<Entry>,
+    entries: HashMap<u32, Entry>,
     store: Vec<u8>,
     left: Cell<usize>,
     /// A tag or the whole went past its limit: the package is refused.
@@ -131,7 +132,6 @@ struct Header {
 
 #[derive(Clone, Copy)]
 struct Entry {
-    tag: u32,
     typ: u32,
     offset: usize,
     count: usize,
@@ -161,13 +161,17 @@ impl Header {
         let mut store = vec![0u8; size];
         r.read_exact(&mut store)
             .map_err(|_| invalid("truncated header store"))?;
+        // By tag, the first of each (a lookup per tag read, not a scan of millions).
         let entries = index
             .chunks_exact(16)
-            .map(|e| Entry {
-                tag: be32(&e[0..4]),
-                typ: be32(&e[4..8]),
-                offset: be32(&e[8..12]) as usize,
-                count: be32(&e[12..16]) as usize,
+            .rev()
+            .map(|e| {
+                let entry = Entry {
+                    typ: be32(&e[4..8]),
+                    offset: be32(&e[8..12]) as usize,
+                    count: be32(&e[12..16]) as usize,
+                };
+                (be32(&e[0..4]), entry)
             })
             .collect();
         let header = Header {
@@ -203,7 +207,7 @@ impl Header {
     }
 
     fn entry(&self, tag: u32) -> Option<Entry> {
-        self.entries.iter().find(|e| e.tag == tag).copied()
+        self.entries.get(&tag).copied()
     }
 
     /// The strings of a STRING, STRING_ARRAY or I18NSTRING entry (the first locale's
