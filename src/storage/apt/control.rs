@@ -24,12 +24,12 @@ pub(crate) fn clean(text: &str) -> io::Result<String> {
         if line.chars().any(|c| c.is_control() && c != '\t') {
             return Err(invalid("control character in the control file"));
         }
+        if line.trim().is_empty() {
+            return Err(invalid("blank line in the control file (a second stanza)"));
+        }
         if line.starts_with([' ', '\t']) {
             if !any {
                 return Err(invalid("control file starts with a continuation line"));
-            }
-            if line.trim().is_empty() {
-                return Err(invalid("blank line in the control file"));
             }
         } else {
             let Some((name, _)) = line.split_once(':') else {
