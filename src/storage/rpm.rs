@@ -4,8 +4,10 @@
 //! lists (sub-directories included); the HTTP layer signs `repomd.xml` as
 //! `repodata/repomd.xml.asc` when a key is set. Everything follows from the format's
 //! content and its timestamp, so the same format always gives the same bytes. A file that is
-//! not a readable package is skipped with a warning.
+//! not a readable package is skipped with a warning, and so is one past the limits of
+//! `rpm_header.rs` or whose names have control characters.
 
+use super::apt::cache::{Cache, Key, Weigh, digest_matches, key_of};
 use super::rpm_header::{Rpm, read_header};
 use super::rpm_xml;
 use super::{Repo, StoreError};
@@ -74,6 +76,29 @@ impl RpmIndex {
 pub struct RpmRepoFile {
     pub bytes: Vec<u8>,
     pub time: f64,
+    /// The cached metadata it comes from, which keeps its signatures.
+    meta: Arc<Metadata>,
+}
+
+impl RpmRepoFile {
+    /// `repomd.xml` signed by the key whose fingerprint is `key`: `sign` makes it from the
+    /// `repomd.xml` bytes and time, once per content and key.
+    pub fn signed(&self, key: &str, sign: impl FnOnce(&[u8], f64) -> Vec<u8>) -> Vec<u8> {
+        if let Some(found) = self
+            .meta
+            .signed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).cloned())
+        {
+            return found;
+        }
+        let made = sign(&self.meta.repomd, self.time);
+        if let Ok(mut m) = self.meta.signed.lock() {
+            m.insert(key.to_owned(), made.clone());
+        }
+        made
+    }
 }
 
 impl Repo {
@@ -100,7 +125,7 @@ impl Repo {
             RpmIndex::Other => meta.other.clone(),
             RpmIndex::RepoMd | RpmIndex::RepoMdAsc => meta.repomd.clone(),
         };
-        Ok(RpmRepoFile { bytes, time })
+        Ok(RpmRepoFile { bytes, time, meta })
     }
 }
 
@@ -110,34 +135,45 @@ pub(crate) struct Metadata {
     filelists: Vec<u8>,
     other: Vec<u8>,
     repomd: Vec<u8>,
+    /// `repomd.xml` signed, by key fingerprint: made once, since the same bytes, key and
+    /// time always give the same signature.
+    signed: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl Weigh for Metadata {
+    fn weight(&self) -> usize {
+        self.primary.len() + self.filelists.len() + self.other.len() + self.repomd.len()
+    }
+}
+
+impl Weigh for Rpm {
+    fn weight(&self) -> usize {
+        self.header.weight + 256
+    }
 }
 
 /// What was read and made once is not again: each package's header and sums, by the
-/// content digest `.digests` records, and each format's metadata, by its packages' paths
-/// and digests and its time (so a format that changes gets a new entry, and formats with
-/// the same content share one). Bounded: past its limit a map starts afresh.
-#[derive(Default)]
+/// content digest `.digests` records (once the file is seen to have it), and each format's
+/// metadata, by its packages' paths and digests and its time (so a format that changes
+/// gets a new entry, and formats with the same content share one; requests that miss
+/// together wait for one build). Bounded in bytes, the least recently used first.
 pub(crate) struct RpmCache {
-    packages: Mutex<HashMap<String, Arc<Rpm>>>,
-    repos: Mutex<HashMap<String, Arc<Metadata>>>,
+    packages: Cache<Rpm>,
+    repos: Cache<Metadata>,
 }
 
-fn cached<T>(map: &Mutex<HashMap<String, Arc<T>>>, key: &str) -> Option<Arc<T>> {
-    map.lock().ok()?.get(key).cloned()
-}
-
-fn remember<T>(map: &Mutex<HashMap<String, Arc<T>>>, max: usize, key: String, value: Arc<T>) {
-    if let Ok(mut map) = map.lock() {
-        if map.len() >= max {
-            map.clear();
+impl Default for RpmCache {
+    fn default() -> Self {
+        RpmCache {
+            packages: Cache::with_budget(Self::PACKAGES_BUDGET),
+            repos: Cache::with_budget(Self::REPOS_BUDGET),
         }
-        map.insert(key, value);
     }
 }
 
 impl RpmCache {
-    const MAX_PACKAGES: usize = 20_000;
-    const MAX_REPOS: usize = 256;
+    const PACKAGES_BUDGET: usize = 128 << 20;
+    const REPOS_BUDGET: usize = 64 << 20;
 }
 
 /// The format's metadata, from the cache when its content and time are known.
@@ -149,57 +185,77 @@ fn metadata(fdir: &Path, time: u64, cache: &RpmCache) -> io::Result<Arc<Metadata
         .map(|(rel, d)| (rel, d.as_str().map(str::to_owned)))
         .collect();
     // Only when every package has a digest: else a file could change under the same key.
-    let key = rpms.iter().all(|(_, d)| d.is_some()).then(|| {
+    let key: Option<Key> = rpms.iter().all(|(_, d)| d.is_some()).then(|| {
         let mut h = sha2::Sha256::new();
         h.update(time.to_be_bytes());
         for (rel, d) in &rpms {
             h.update(format!("{rel}\0{}\n", d.as_deref().unwrap_or_default()));
         }
-        hex::encode(h.finalize())
+        h.finalize().into()
     });
-    if let Some(meta) = key.as_deref().and_then(|k| cached(&cache.repos, k)) {
-        return Ok(meta);
-    }
-    let packages = packages(fdir, rpms, cache);
-    let primary = rpm_xml::primary(&packages, time);
-    let filelists = rpm_xml::filelists(&packages);
-    let other = rpm_xml::other(&packages);
-    let meta = Arc::new(Metadata {
-        repomd: repomd(&[&primary, &filelists, &other], time)?.into_bytes(),
-        primary: gzip(primary.as_bytes())?,
-        filelists: gzip(filelists.as_bytes())?,
-        other: gzip(other.as_bytes())?,
-    });
-    if let Some(k) = key {
-        remember(&cache.repos, RpmCache::MAX_REPOS, k, Arc::clone(&meta));
-    }
-    Ok(meta)
+    cache.repos.get_or_build(key, || {
+        let (packages, complete) = packages(fdir, rpms, &cache.packages);
+        let primary = rpm_xml::primary(&packages, time);
+        let filelists = rpm_xml::filelists(&packages);
+        let other = rpm_xml::other(&packages);
+        let meta = Metadata {
+            repomd: repomd(&[&primary, &filelists, &other], time)?.into_bytes(),
+            primary: gzip(primary.as_bytes())?,
+            filelists: gzip(filelists.as_bytes())?,
+            other: gzip(other.as_bytes())?,
+            signed: Mutex::default(),
+        };
+        Ok((meta, complete))
+    })
 }
 
-/// Every readable package of `rpms` (relative path, digest) with its path, in that order.
+/// Every package of `rpms` (relative path, digest) that can be listed, with its path, in
+/// that order, and whether the list is final: `false` when one could not be read this
+/// time (missing, unreadable) or is not the content `.digests` records (replaced since).
 fn packages(
     fdir: &Path,
     rpms: Vec<(String, Option<String>)>,
-    cache: &RpmCache,
-) -> Vec<(String, Arc<Rpm>)> {
-    let mut out = Vec::new();
+    cache: &Cache<Rpm>,
+) -> (Vec<(String, Arc<Rpm>)>, bool) {
+    let (mut out, mut complete) = (Vec::new(), true);
     for (rel, digest) in rpms {
-        if let Some(rpm) = digest.as_deref().and_then(|d| cached(&cache.packages, d)) {
+        // Not even read: the path itself could not be listed (and may never be found).
+        if rel.chars().any(char::is_control) {
+            tracing::warn!("rpm: skipping {rel:?}: control character in its path");
+            continue;
+        }
+        let key = digest.as_deref().map(key_of);
+        if let Some(rpm) = key.and_then(|k| cache.get(&k)) {
             out.push((rel, rpm));
             continue;
         }
-        match read_rpm(&fdir.join(&rel)) {
-            Ok(rpm) => {
-                let rpm = Arc::new(rpm);
-                if let Some(d) = digest {
-                    remember(&cache.packages, RpmCache::MAX_PACKAGES, d, Arc::clone(&rpm));
-                }
-                out.push((rel, rpm));
+        let rpm = match read_rpm(&fdir.join(&rel)) {
+            Ok(rpm) => rpm,
+            Err(e) => {
+                complete &= e.raw_os_error().is_none();
+                tracing::warn!("rpm: skipping {rel:?}: {e}");
+                continue;
             }
-            Err(e) => tracing::warn!("rpm: skipping {rel}: {e}"),
+        };
+        if digest
+            .as_deref()
+            .is_some_and(|d| !digest_matches(d, &rpm.sha256))
+        {
+            complete = false;
+            tracing::warn!("rpm: skipping {rel:?}: not the content .digests records");
+            continue;
         }
+        if !rpm_xml::names_are_plain(&rel, &rpm.header) {
+            tracing::warn!("rpm: skipping {rel:?}: control characters in its names");
+            continue;
+        }
+        let rpm = Arc::new(rpm);
+        if let Some(k) = key {
+            cache.put(k, Arc::clone(&rpm));
+        }
+        out.push((rel, rpm));
     }
-    out
+    (out, complete)
 }
 
 fn read_rpm(path: &Path) -> io::Result<Rpm> {
@@ -310,5 +366,60 @@ mod tests {
         let fresh = metadata(dir.path(), 1_700_000_000, &RpmCache::default()).unwrap();
         assert_eq!(fresh.repomd, a.repomd);
         assert_eq!(fresh.primary, a.primary);
+    }
+
+    fn primary_of(meta: &Metadata) -> String {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&meta.primary[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
+    #[test]
+    fn a_package_that_is_not_its_digest_is_neither_kept_nor_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = crate::storage::rpm_header::tests::rpm();
+        std::fs::write(dir.path().join("a.rpm"), &bytes).unwrap();
+        let digests = |d: &str| {
+            let json = serde_json::json!({ "a.rpm": d, "b\n.rpm": d });
+            std::fs::write(dir.path().join(".digests"), json.to_string()).unwrap();
+        };
+        let cache = RpmCache::default();
+        digests(&format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(b"x"))
+        ));
+        let a = metadata(dir.path(), 1, &cache).unwrap();
+        assert!(primary_of(&a).contains("packages=\"0\""));
+        // Not kept: asked again, it is read again.
+        let b = metadata(dir.path(), 1, &cache).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        // With its real digest it is listed, and kept; the path with a newline never is.
+        digests(&format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(&bytes))
+        ));
+        let c = metadata(dir.path(), 1, &cache).unwrap();
+        assert!(primary_of(&c).contains("packages=\"1\""));
+        assert!(Arc::ptr_eq(&c, &metadata(dir.path(), 1, &cache).unwrap()));
+    }
+
+    #[test]
+    fn the_signature_is_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = RpmRepoFile {
+            bytes: Vec::new(),
+            time: 1.0,
+            meta: metadata(dir.path(), 1, &RpmCache::default()).unwrap(),
+        };
+        let mut made = 0;
+        for _ in 0..2 {
+            file.signed("k", |_, _| {
+                made += 1;
+                b"sig".to_vec()
+            });
+        }
+        assert_eq!(made, 1);
     }
 }

@@ -2,11 +2,21 @@
 //! header (padded to 8 bytes), then the main header, each a magic `8eade801`, an index of
 //! 16-byte entries and a data store. Only the tags repository metadata needs are kept.
 
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::{self, Read};
 
 /// A header larger than this is not one (rpm itself refuses headers past 256 MiB; real
 /// ones are a few hundred KiB at most).
 const HEADER_MAX: usize = 64 << 20;
+/// A package with more entries than this in one tag (files, requires...) is refused.
+pub(crate) const TAG_ENTRIES_MAX: usize = 1 << 20;
+/// What one package's metadata may take, in bytes: each string's length plus
+/// [`ENTRY_COST`], each number 8. A package past it is refused (the XML it would make is of
+/// that size; real packages take a few MiB at most).
+pub(crate) const METADATA_MAX: usize = 64 << 20;
+/// What each string costs besides its bytes: about its memory, and its XML markup.
+const ENTRY_COST: usize = 32;
 
 /// A package as the metadata needs it: its header, and the size and SHA-256 of the file.
 pub(crate) struct Rpm {
@@ -44,6 +54,8 @@ pub(crate) struct RpmHeader {
     pub files: Vec<RpmFile>,
     /// (author, time, text), newest first as rpm stores them.
     pub changelogs: Vec<(String, u64, String)>,
+    /// What it takes in memory, about (see [`METADATA_MAX`]).
+    pub weight: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,15 +120,18 @@ pub(crate) fn read_header(r: &mut impl Read) -> io::Result<RpmHeader> {
     Ok(h)
 }
 
-/// One parsed header: its index entries and its data store.
+/// One parsed header: its index entries and its data store, and what is left of the
+/// package's [`METADATA_MAX`] as its values are read.
 struct Header {
-    entries: Vec<Entry>,
+    entries: HashMap<u32, Entry>,
     store: Vec<u8>,
+    left: Cell<usize>,
+    /// A tag or the whole went past its limit: the package is refused.
+    over: Cell<bool>,
 }
 
 #[derive(Clone, Copy)]
 struct Entry {
-    tag: u32,
     typ: u32,
     offset: usize,
     count: usize,
@@ -146,47 +161,94 @@ impl Header {
         let mut store = vec![0u8; size];
         r.read_exact(&mut store)
             .map_err(|_| invalid("truncated header store"))?;
+        // By tag, the first of each (a lookup per tag read, not a scan of millions).
         let entries = index
             .chunks_exact(16)
-            .map(|e| Entry {
-                tag: be32(&e[0..4]),
-                typ: be32(&e[4..8]),
-                offset: be32(&e[8..12]) as usize,
-                count: be32(&e[12..16]) as usize,
+            .rev()
+            .map(|e| {
+                let entry = Entry {
+                    typ: be32(&e[4..8]),
+                    offset: be32(&e[8..12]) as usize,
+                    count: be32(&e[12..16]) as usize,
+                };
+                (be32(&e[0..4]), entry)
             })
             .collect();
-        Ok((Header { entries, store }, 16 + n * 16 + size))
+        let header = Header {
+            entries,
+            store,
+            left: Cell::new(METADATA_MAX),
+            over: Cell::new(false),
+        };
+        Ok((header, 16 + n * 16 + size))
+    }
+
+    /// Takes `bytes` from what is left; `false` (and the package refused) past it.
+    fn charge(&self, bytes: usize) -> bool {
+        match self.left.get().checked_sub(bytes) {
+            Some(left) if !self.over.get() => {
+                self.left.set(left);
+                true
+            }
+            _ => {
+                self.over.set(true);
+                false
+            }
+        }
+    }
+
+    /// The entry count of a tag, refusing the package past [`TAG_ENTRIES_MAX`].
+    fn count(&self, e: &Entry) -> usize {
+        if e.count > TAG_ENTRIES_MAX {
+            self.over.set(true);
+            return 0;
+        }
+        e.count
     }
 
     fn entry(&self, tag: u32) -> Option<Entry> {
-        self.entries.iter().find(|e| e.tag == tag).copied()
+        self.entries.get(&tag).copied()
     }
 
     /// The strings of a STRING, STRING_ARRAY or I18NSTRING entry (the first locale's
-    /// for the latter, as rpm's default `C` locale picks it).
-    fn strings(&self, tag: u32) -> Vec<String> {
+    /// for the latter, as rpm's default `C` locale picks it), at most `max`.
+    fn strings_up_to(&self, tag: u32, max: usize) -> Vec<String> {
         let Some(e) = self.entry(tag) else {
             return Vec::new();
         };
         if !matches!(e.typ, 6 | 8 | 9) {
             return Vec::new();
         }
-        let count = if e.typ == 8 { e.count } else { 1 };
-        let mut out = Vec::with_capacity(count.min(1 << 16));
+        let count = if e.typ == 8 { self.count(&e) } else { 1 };
+        // Each string takes at least its NUL in the store.
+        let count = count
+            .min(max)
+            .min(self.store.len().saturating_sub(e.offset));
+        let mut out = Vec::with_capacity(count);
         let mut at = e.offset;
         for _ in 0..count {
             let Some(rest) = self.store.get(at..).filter(|r| !r.is_empty()) else {
                 break;
             };
             let len = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            if !self.charge(len + ENTRY_COST) {
+                return Vec::new();
+            }
             out.push(String::from_utf8_lossy(&rest[..len]).into_owned());
             at += len + 1;
         }
         out
     }
 
+    fn strings(&self, tag: u32) -> Vec<String> {
+        self.strings_up_to(tag, usize::MAX)
+    }
+
     fn string(&self, tag: u32) -> String {
-        self.strings(tag).into_iter().next().unwrap_or_default()
+        self.strings_up_to(tag, 1)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
     }
 
     /// The integers of an INT16, INT32 or INT64 entry (INT8 and CHAR too).
@@ -201,8 +263,11 @@ impl Header {
             5 => 8,
             _ => return Vec::new(),
         };
-        let Some(bytes) = e
-            .count
+        let count = self.count(&e);
+        if !self.charge(count * 8) {
+            return Vec::new();
+        }
+        let Some(bytes) = count
             .checked_mul(width)
             .and_then(|len| self.store.get(e.offset..e.offset.checked_add(len)?))
         else {
@@ -228,7 +293,7 @@ impl Header {
             .iter()
             .map(|&(kind, n, f, v)| (kind, self.deps(n, f, v)))
             .collect();
-        Ok(RpmHeader {
+        let h = RpmHeader {
             name,
             version: self.string(1001),
             release: self.string(1002),
@@ -252,8 +317,15 @@ impl Header {
             deps,
             files: self.files(),
             changelogs: self.changelogs(),
+            weight: METADATA_MAX - self.left.get(),
             ..RpmHeader::default()
-        })
+        };
+        if self.over.get() {
+            return Err(invalid(
+                "metadata past its limits (1M entries in a tag, 64 MiB in all)",
+            ));
+        }
+        Ok(h)
     }
 
     fn deps(&self, names: u32, flags: u32, versions: u32) -> Vec<Dep> {
@@ -278,12 +350,13 @@ impl Header {
             .strings(1117)
             .into_iter()
             .enumerate()
-            .map(|(i, base)| {
+            .map_while(|(i, base)| {
                 let dir = indexes
                     .get(i)
                     .and_then(|&d| dirs.get(d as usize))
                     .map_or("", String::as_str);
-                format!("{dir}{base}")
+                // One long directory named by many files is as many copies of it.
+                self.charge(dir.len()).then(|| format!("{dir}{base}"))
             })
             .collect();
         if paths.is_empty() {
@@ -315,7 +388,7 @@ impl Header {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A header from (tag, type, count, data) entries, data placed in order.
@@ -343,7 +416,8 @@ mod tests {
             .collect()
     }
 
-    fn rpm() -> Vec<u8> {
+    /// A small package: `hello-1.0-1.noarch`.
+    pub(crate) fn rpm() -> Vec<u8> {
         let mut out = vec![0xed, 0xab, 0xee, 0xdb];
         out.resize(96, 0);
         // 16 + 16 + 4 = 36 bytes: padded with 4 to 40.
@@ -416,6 +490,44 @@ mod tests {
                 let _ = read_header(&mut &bytes[..]);
             }
         }
+    }
+
+    /// An rpm whose main header has `entries` besides a name.
+    fn rpm_with(entries: &[(u32, u32, u32, Vec<u8>)]) -> Vec<u8> {
+        let mut out = vec![0xed, 0xab, 0xee, 0xdb];
+        out.resize(96, 0);
+        out.extend(header(&[]));
+        let mut all = vec![(1000, 6, 1, strs(&["x"]))];
+        all.extend_from_slice(entries);
+        out.extend(header(&all));
+        out
+    }
+
+    #[test]
+    fn bombs_are_refused_not_read() {
+        let nuls = |n: usize| vec![0u8; n];
+        let ints = |n: usize| vec![0u8; n * 4];
+        let refused = |entries: &[(u32, u32, u32, Vec<u8>)]| {
+            let err = read_header(&mut &rpm_with(entries)[..]).err().unwrap();
+            assert!(err.to_string().contains("past its limits"), "{err}");
+        };
+        // Past 1M entries in one tag: each NUL would be one empty file name.
+        refused(&[(1117, 8, 2 << 20, nuls(2 << 20))]);
+        // 1M entries in each of two tags: past 64 MiB in all.
+        let m = 1 << 20;
+        refused(&[
+            (1117, 8, m, nuls(m as usize)),
+            (1047, 8, m, nuls(m as usize)),
+        ]);
+        // One 1 MiB directory named by 100 files: 100 MiB of paths.
+        refused(&[
+            (1118, 8, 1, [vec![b'd'; 1 << 20], vec![0]].concat()),
+            (1117, 8, 100, nuls(100)),
+            (1116, 4, 100, ints(100)),
+        ]);
+        // A real-sized package is not.
+        let h = read_header(&mut &rpm()[..]).unwrap();
+        assert!(h.weight > 0 && h.weight < 4096, "{}", h.weight);
     }
 
     #[test]

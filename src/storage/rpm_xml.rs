@@ -3,6 +3,7 @@
 //! is escaped, and characters XML 1.0 cannot carry are dropped.
 
 use super::rpm_header::{Dep, Rpm, RpmFile, RpmHeader};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -60,8 +61,9 @@ fn primary_package(out: &mut String, rel: &str, rpm: &Rpm, file_time: u64) {
         h.header_start,
         h.header_end,
     );
+    let own = Own::of(h);
     for (kind, deps) in &h.deps {
-        dep_list(out, h, kind, deps);
+        dep_list(out, &own, kind, deps);
     }
     for f in h.files.iter().filter(|f| is_primary(&f.path)) {
         file(out, "    ", f);
@@ -157,12 +159,50 @@ const SENSE_MASK: u32 = SENSE_LESS | SENSE_GREATER | SENSE_EQUAL;
 /// Needed before install or by scriptlets: PREREQ, PRETRANS, POSTTRANS, SCRIPT_PRE/POST.
 const SENSE_PRE: u32 = (1 << 6) | (1 << 7) | (1 << 5) | (1 << 9) | (1 << 10);
 
-fn dep_list(out: &mut String, h: &RpmHeader, kind: &str, deps: &[Dep]) {
-    let mut seen = std::collections::HashSet::new();
+/// What a package satisfies itself, looked up once per package (a hostile one lists
+/// hundreds of thousands of requires and provides): its files listed in primary and its
+/// provides, by name, sense and version.
+struct Own<'a> {
+    files: HashSet<&'a str>,
+    provides: HashSet<(&'a str, u32, &'a str)>,
+}
+
+impl<'a> Own<'a> {
+    fn of(h: &'a RpmHeader) -> Own<'a> {
+        let files = h
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .filter(|p| is_primary(p))
+            .collect();
+        let provides = h
+            .deps
+            .iter()
+            .filter(|(kind, _)| *kind == "provides")
+            .flat_map(|(_, deps)| deps)
+            .map(|p| (p.name.as_str(), p.flags & SENSE_MASK, p.evr.as_str()))
+            .collect();
+        Own { files, provides }
+    }
+
+    /// The requirements createrepo leaves out: rpm's own features (`rpmlib(...)`, for rpm,
+    /// not the resolver), and what the package satisfies itself, one of its files listed in
+    /// primary or one of its provides exactly.
+    fn needs_no_listing(&self, d: &Dep) -> bool {
+        d.name.starts_with("rpmlib(")
+            || (d.name.starts_with('/') && self.files.contains(d.name.as_str()))
+            || self
+                .provides
+                .contains(&(d.name.as_str(), d.flags & SENSE_MASK, d.evr.as_str()))
+    }
+}
+
+fn dep_list(out: &mut String, own: &Own, kind: &str, deps: &[Dep]) {
+    let mut seen = HashSet::new();
     let mut body = String::new();
     for d in deps {
         let requires = kind == "requires";
-        if requires && needs_no_listing(h, d) {
+        if requires && own.needs_no_listing(d) {
             continue;
         }
         let pre = requires && d.flags & SENSE_PRE != 0;
@@ -174,24 +214,6 @@ fn dep_list(out: &mut String, h: &RpmHeader, kind: &str, deps: &[Dep]) {
     if !body.is_empty() {
         let _ = write!(out, "    <rpm:{kind}>\n{body}    </rpm:{kind}>\n");
     }
-}
-
-/// The requirements createrepo leaves out: rpm's own features (`rpmlib(...)`, for rpm, not
-/// the resolver), and what the package satisfies itself, one of its files listed in
-/// primary or one of its provides exactly.
-fn needs_no_listing(h: &RpmHeader, d: &Dep) -> bool {
-    if d.name.starts_with("rpmlib(") {
-        return true;
-    }
-    if d.name.starts_with('/') && is_primary(&d.name) && h.files.iter().any(|f| f.path == d.name) {
-        return true;
-    }
-    let provides = h.deps.iter().find(|(kind, _)| *kind == "provides");
-    provides.is_some_and(|(_, provides)| {
-        provides.iter().any(|p| {
-            p.name == d.name && p.flags & SENSE_MASK == d.flags & SENSE_MASK && p.evr == d.evr
-        })
-    })
 }
 
 fn entry(d: &Dep, pre: bool) -> String {
@@ -224,6 +246,21 @@ fn entry(d: &Dep, pre: bool) -> String {
     }
     s.push_str("/>\n");
     s
+}
+
+/// Whether the package's path (`rel`), identity, dependencies and files are free of control
+/// characters: XML 1.0 cannot carry most of them, and dropping them would list other names
+/// than the package's. A package that is not is skipped (free text merely loses them).
+pub(crate) fn names_are_plain(rel: &str, h: &RpmHeader) -> bool {
+    let plain = |s: &str| !s.chars().any(char::is_control);
+    [rel, &h.name, &h.arch, &h.version, &h.release]
+        .iter()
+        .all(|s| plain(s))
+        && h.deps
+            .iter()
+            .flat_map(|(_, deps)| deps)
+            .all(|d| plain(&d.name) && plain(&d.evr))
+        && h.files.iter().all(|f| plain(&f.path))
 }
 
 /// `s` escaped for an XML attribute value, as libxml2 (and so createrepo_c) writes it.
@@ -286,6 +323,58 @@ mod tests {
             entry(&dep("c<", 0, ""), false),
             "      <rpm:entry name=\"c&lt;\"/>\n"
         );
+    }
+
+    #[test]
+    fn many_requires_and_provides_take_linear_time() {
+        let n = 100_000;
+        let deps = |prefix: &str| {
+            (0..n)
+                .map(|i| dep(&format!("{prefix}{i}"), 0, ""))
+                .collect()
+        };
+        let header = RpmHeader {
+            name: "big".into(),
+            deps: vec![("provides", deps("p")), ("requires", deps("r"))],
+            files: (0..n)
+                .map(|i| RpmFile {
+                    path: format!("/usr/bin/f{i}"),
+                    dir: false,
+                    ghost: false,
+                })
+                .collect(),
+            ..RpmHeader::default()
+        };
+        let rpm = Arc::new(Rpm {
+            header,
+            size: 1,
+            sha256: "ab".into(),
+        });
+        let started = std::time::Instant::now();
+        let p = primary(&[("big.rpm".to_owned(), rpm)], 0);
+        // Quadratic, this was 10^10 comparisons: minutes even optimised.
+        assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+        assert_eq!(p.matches("<rpm:entry").count(), 2 * n);
+    }
+
+    #[test]
+    fn names_with_control_characters_are_not_plain() {
+        let h = RpmHeader {
+            name: "a".into(),
+            ..RpmHeader::default()
+        };
+        assert!(names_are_plain("a.rpm", &h));
+        assert!(!names_are_plain("a\n.rpm", &h));
+        let mut bad = h.clone();
+        bad.name = "a\u{1}".into();
+        assert!(!names_are_plain("a.rpm", &bad));
+        bad = h.clone();
+        bad.files = vec![RpmFile {
+            path: "/etc/a\u{1b}".into(),
+            dir: false,
+            ghost: false,
+        }];
+        assert!(!names_are_plain("a.rpm", &bad));
     }
 
     #[test]

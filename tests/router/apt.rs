@@ -235,3 +235,75 @@ fn a_version_named_like_an_index_wins_over_the_archive() {
     assert!(r.text().starts_with("Date: "), "{}", r.text());
     assert_eq!(s.get(&format!("{PB}Packages.gz")).status, 200);
 }
+
+/// A `.deb` whose control file is `control` as is (dpkg-deb would refuse these).
+fn crafted_deb(control: &str) -> Vec<u8> {
+    use std::io::Write;
+    let member = |name: &str, data: &[u8]| {
+        let mut out = format!(
+            "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            0,
+            0,
+            0,
+            "100644",
+            data.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            out.push(b'\n');
+        }
+        out
+    };
+    let gz = |data: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    };
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(control.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "./control", control.as_bytes())
+        .unwrap();
+    let mut out = b"!<arch>\n".to_vec();
+    out.extend(member("debian-binary", b"2.0\n"));
+    out.extend(member("control.tar.gz", &gz(&tar.into_inner().unwrap())));
+    out.extend(member("data.tar.gz", &gz(b"")));
+    out
+}
+
+#[test]
+fn hostile_packages_inject_no_stanza() {
+    let st = access::start::<App>(&[]);
+    let s = &st.server;
+    let put = |path: &str, body: &[u8]| {
+        as_user(s, "alice", "PUT", &format!("{FMT}{path}"), Some(body)).status
+    };
+    let inject = "Package: legit\nVersion: 1\nArchitecture: all\n\nPackage: injected\n\
+                  Version: 9\nArchitecture: all\nFilename: ./../../../../etc/x.deb\n";
+    assert_eq!(put("inject.deb", &crafted_deb(inject)), 201);
+    let own = "Package: own\nVersion: 1\nArchitecture: all\nFilename: ./../../etc/x.deb\n\
+               SHA256: 00\nSize: 1\n";
+    assert_eq!(put("own.deb", &crafted_deb(own)), 201);
+    let big = format!("Package: big\nDescription: x\n {}\n", "a".repeat(2 << 20));
+    assert_eq!(put("big.deb", &crafted_deb(&big)), 201);
+    // A newline in the path would end the Filename line.
+    let plain = crafted_deb("Package: plain\nVersion: 1\nArchitecture: all\n");
+    assert_eq!(put("a%0APackage:%20evil.deb", &plain), 201);
+    assert_eq!(as_user(s, "alice", "PATCH", FMT, Some(b"")).status, 200);
+    let packages = as_user(s, "alice", "GET", &format!("{FMT}Packages"), None);
+    assert_eq!(packages.status, 200);
+    let text = packages.text();
+    assert!(
+        !text.contains("injected") && !text.contains("etc/x.deb"),
+        "{text}"
+    );
+    assert!(!text.contains("evil") && !text.contains("big"), "{text}");
+    assert_eq!(text.matches("Package: ").count(), 1, "{text}");
+    assert!(
+        text.starts_with("Package: own\nVersion: 1\nArchitecture: all\nFilename: ./own.deb\n"),
+        "{text}"
+    );
+}

@@ -20,9 +20,12 @@ pub fn respond(ctx: &Ctx, f: &FormatRef, which: RpmIndex, file: RpmRepoFile) -> 
     let body = match which {
         RpmIndex::RepoMdAsc => {
             let signer = ctx.app.signer.as_ref().ok_or(ApiError::NotFound)?;
-            // Signed at the format's time: the same repomd.xml always gets the same bytes.
-            let at = UNIX_EPOCH + Duration::from_secs_f64(file.time.max(0.0));
-            signer.detached_at(&file.bytes, at)
+            // Signed at the format's time: the same repomd.xml always gets the same bytes,
+            // so the signature is made once and kept with the metadata.
+            file.signed(&signer.fingerprint(), |repomd, time| {
+                let at = UNIX_EPOCH + Duration::from_secs_f64(time.max(0.0));
+                signer.detached_at(repomd, at)
+            })
         }
         _ => file.bytes,
     };

@@ -4,9 +4,9 @@
 //! state, so several servers sharing one root never serve each other's stale indexes; and
 //! the value follows from the key alone, so one caller's entry can never show another
 //! caller anything it could not read (what a caller may see is part of its key).
-//! Bounded by [`IndexCache::BUDGET`] bytes; the least recently used entries go first.
+//! Bounded by a budget in bytes; the least recently used entries go first. The same cache
+//! keeps packages read (by content digest) and the rpm metadata of formats (`rpm.rs`).
 
-use super::index::Indexes;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +15,26 @@ use std::sync::{Arc, Mutex};
 /// A SHA-256 of what an index is made from.
 pub(crate) type Key = [u8; 32];
 
-#[derive(Default)]
-pub(crate) struct IndexCache {
-    inner: Mutex<Lru>,
+/// What a cached value takes in memory, in bytes.
+pub(crate) trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+/// The SHA-256 of `text`, as a key (a content digest as `.digests` records it, say).
+pub(crate) fn key_of(text: &str) -> Key {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes()).into()
+}
+
+/// Whether `sha256` (hex) is the content `digest` (`sha256:hex`) `.digests` records.
+pub(crate) fn digest_matches(digest: &str, sha256: &str) -> bool {
+    digest.strip_prefix("sha256:") == Some(sha256)
+}
+
+pub(crate) struct Cache<V> {
+    /// What all the entries may take together.
+    budget: usize,
+    inner: Mutex<Lru<V>>,
     /// One lock per key being made: requests that miss together (a fleet of `apt-get
     /// update` after an upload) wait for one build instead of each making the same.
     making: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
@@ -25,16 +42,25 @@ pub(crate) struct IndexCache {
     builds: AtomicU64,
 }
 
-#[derive(Default)]
-struct Lru {
-    map: HashMap<Key, (Arc<Indexes>, u64)>,
+struct Lru<V> {
+    map: HashMap<Key, (Arc<V>, u64)>,
     bytes: usize,
     tick: u64,
 }
 
-impl IndexCache {
-    /// What all the cached indexes may take together.
-    pub(crate) const BUDGET: usize = 64 << 20;
+impl<V: Weigh> Cache<V> {
+    pub(crate) fn with_budget(budget: usize) -> Self {
+        Cache {
+            budget,
+            inner: Mutex::new(Lru {
+                map: HashMap::new(),
+                bytes: 0,
+                tick: 0,
+            }),
+            making: Mutex::default(),
+            builds: AtomicU64::new(0),
+        }
+    }
 
     /// The indexes of `key`, made by `build` when they are not in memory. Without a key
     /// (what they are made from could not be pinned down) they are made every time; so are
@@ -42,8 +68,8 @@ impl IndexCache {
     pub(crate) fn get_or_build(
         &self,
         key: Option<Key>,
-        build: impl FnOnce() -> io::Result<(Indexes, bool)>,
-    ) -> io::Result<Arc<Indexes>> {
+        build: impl FnOnce() -> io::Result<(V, bool)>,
+    ) -> io::Result<Arc<V>> {
         if let Some(found) = key.and_then(|k| self.get(&k)) {
             return Ok(found);
         }
@@ -73,8 +99,8 @@ impl IndexCache {
     fn build(
         &self,
         key: Option<Key>,
-        build: impl FnOnce() -> io::Result<(Indexes, bool)>,
-    ) -> io::Result<Arc<Indexes>> {
+        build: impl FnOnce() -> io::Result<(V, bool)>,
+    ) -> io::Result<Arc<V>> {
         self.builds.fetch_add(1, Ordering::Relaxed);
         let (made, keep) = build()?;
         let made = Arc::new(made);
@@ -90,7 +116,7 @@ impl IndexCache {
         self.builds.load(Ordering::Relaxed)
     }
 
-    fn get(&self, key: &Key) -> Option<Arc<Indexes>> {
+    pub(crate) fn get(&self, key: &Key) -> Option<Arc<V>> {
         let mut lru = self.inner.lock().ok()?;
         lru.tick += 1;
         let tick = lru.tick;
@@ -99,11 +125,11 @@ impl IndexCache {
         Some(Arc::clone(found))
     }
 
-    fn put(&self, key: Key, value: Arc<Indexes>) {
+    /// Keeps `value` under `key`. One entry larger than the whole budget is still kept (it
+    /// alone: the others go), since making it again on every request costs more than
+    /// the memory; what bounds its size is the limits on what it is made from.
+    pub(crate) fn put(&self, key: Key, value: Arc<V>) {
         let weight = value.weight();
-        if weight > Self::BUDGET {
-            return;
-        }
         let Ok(mut lru) = self.inner.lock() else {
             return;
         };
@@ -113,7 +139,7 @@ impl IndexCache {
             lru.bytes -= old.weight();
         }
         lru.bytes += weight;
-        while lru.bytes > Self::BUDGET {
+        while lru.bytes > self.budget && lru.map.len() > 1 {
             let oldest = lru.map.iter().min_by_key(|(_, (_, used))| *used);
             let Some(oldest) = oldest.map(|(k, _)| *k) else {
                 break;
@@ -129,17 +155,20 @@ impl IndexCache {
 mod tests {
     use super::*;
 
-    fn indexes(size: usize) -> Indexes {
-        Indexes {
-            packages: vec![b'x'; size],
-            ..Indexes::default()
+    impl Weigh for Vec<u8> {
+        fn weight(&self) -> usize {
+            self.len()
         }
+    }
+
+    fn indexes(size: usize) -> Vec<u8> {
+        vec![b'x'; size]
     }
 
     #[test]
     fn a_key_is_built_once_and_the_least_recent_goes_first() {
-        let cache = IndexCache::default();
-        let third = IndexCache::BUDGET / 3 + 1;
+        let cache = Cache::with_budget(300);
+        let third = 101;
         for k in 0..2u8 {
             cache
                 .get_or_build(Some([k; 32]), || Ok((indexes(third), true)))
@@ -170,8 +199,23 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_past_the_budget_is_kept_alone_not_made_per_request() {
+        let cache = Cache::with_budget(100);
+        cache
+            .get_or_build(Some([1; 32]), || Ok((indexes(10), true)))
+            .unwrap();
+        for _ in 0..3 {
+            cache
+                .get_or_build(Some([2; 32]), || Ok((indexes(1000), true)))
+                .unwrap();
+        }
+        assert_eq!(cache.builds(), 2);
+        assert!(cache.get(&[1; 32]).is_none());
+    }
+
+    #[test]
     fn requests_that_miss_together_wait_for_one_build() {
-        let cache = IndexCache::default();
+        let cache = Cache::with_budget(300);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {

@@ -1,24 +1,55 @@
 //! One `.deb` as an index sees it: its control file (read from the `ar` member
 //! `control.tar[.gz|.xz|.zst]`) and its sums, read once per content digest ([`DebCache`]).
 
+use super::cache::{Cache, Weigh, digest_matches, key_of};
 use sha1::Digest as _;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-/// A control member larger than this is not a control file.
+/// A control member (`control.tar*`, compressed, and the tar it holds) larger than this is
+/// not one.
 const CONTROL_MAX: u64 = 16 << 20;
+/// A control file larger than this is refused: its text goes into every index listing the
+/// package (real ones take a few KiB).
+pub(crate) const CONTROL_FILE_MAX: u64 = 1 << 20;
 
 /// Packages read once are not read again: their control file and sums, by the content
-/// digest `.digests` records. Bounded: past [`DebCache::MAX`] entries it starts afresh.
-#[derive(Default)]
+/// digest `.digests` records, once the file is seen to have that digest. Bounded by
+/// [`DebCache::BUDGET`] bytes, the least recently used first.
 pub(crate) struct DebCache {
-    map: Mutex<HashMap<String, Arc<Deb>>>,
+    cache: Cache<Deb>,
     /// How many packages were read from disk (tests and the bench look at it).
     reads: AtomicU64,
+}
+
+impl Default for DebCache {
+    fn default() -> Self {
+        DebCache {
+            cache: Cache::with_budget(Self::BUDGET),
+            reads: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A package whose bytes are not those `.digests` records (replaced since): neither kept
+/// nor listed, and the index not kept, so that the next request reads it again.
+#[derive(Debug)]
+pub(crate) struct Changed;
+
+impl std::fmt::Display for Changed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("its content is not the digest .digests records")
+    }
+}
+
+impl std::error::Error for Changed {}
+
+/// Whether `e` is [`Changed`]: worth trying again later, as a failed read.
+pub(crate) fn is_changed(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Changed>())
 }
 
 /// What a package's stanza needs besides its path.
@@ -27,32 +58,31 @@ pub(crate) struct Deb {
     sums: Sums,
 }
 
+impl Weigh for Deb {
+    fn weight(&self) -> usize {
+        // The control text, the three sums and the bookkeeping around them.
+        self.control.len() + 256
+    }
+}
+
 impl DebCache {
-    const MAX: usize = 20_000;
-
-    fn get(&self, digest: &str) -> Option<Arc<Deb>> {
-        self.map.lock().ok()?.get(digest).cloned()
-    }
-
-    fn put(&self, digest: String, deb: Arc<Deb>) {
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() >= Self::MAX {
-                map.clear();
-            }
-            map.insert(digest, deb);
-        }
-    }
+    /// What the packages kept may take together.
+    pub(crate) const BUDGET: usize = 32 << 20;
 
     /// The package at `path` whose content `.digests` records as `digest`: from memory
-    /// when that content was read before.
+    /// when that content was read before; [`Changed`] when the file is not that content.
     pub(crate) fn load(&self, path: &Path, digest: Option<&str>) -> io::Result<Arc<Deb>> {
-        if let Some(deb) = digest.and_then(|d| self.get(d)) {
+        let key = digest.map(key_of);
+        if let Some(deb) = key.and_then(|k| self.cache.get(&k)) {
             return Ok(deb);
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
         let deb = Arc::new(read_deb(path)?);
         if let Some(d) = digest {
-            self.put(d.to_owned(), Arc::clone(&deb));
+            if !digest_matches(d, &deb.sums.sha256) {
+                return Err(io::Error::other(Changed));
+            }
+            self.cache.put(key_of(d), Arc::clone(&deb));
         }
         Ok(deb)
     }
@@ -139,16 +169,16 @@ fn control_from_tar<R: Read>(member: R, suffix: &str) -> io::Result<String> {
     };
     let mut archive = tar::Archive::new(reader.take(CONTROL_MAX));
     for entry in archive.entries()? {
-        let mut entry = entry?;
+        let entry = entry?;
         let path = entry.path()?;
         let path = path.to_string_lossy();
         if path.trim_start_matches("./") == "control" {
-            let mut text = String::new();
-            entry.read_to_string(&mut text)?;
-            if !text.lines().any(|l| l.starts_with("Package:")) {
-                return Err(invalid("control file without Package"));
+            if entry.size() > CONTROL_FILE_MAX {
+                return Err(invalid("control file larger than 1 MiB"));
             }
-            return Ok(text);
+            let mut text = String::new();
+            entry.take(CONTROL_FILE_MAX).read_to_string(&mut text)?;
+            return super::control::clean(&text);
         }
     }
     Err(invalid("no control file"))
@@ -261,6 +291,32 @@ mod tests {
         ] {
             assert!(read_control(&mut Cursor::new(bytes)).is_err());
         }
+    }
+
+    #[test]
+    fn a_control_file_past_1_mib_is_refused() {
+        let big = format!("Package: a\nDescription: x\n {}\n", "a".repeat(1 << 20));
+        let err = read_control(&mut Cursor::new(deb(&big))).unwrap_err();
+        assert!(err.to_string().contains("larger than 1 MiB"), "{err}");
+        let fits = format!("Package: a\nDescription: x\n {}\n", "a".repeat(1000));
+        assert!(read_control(&mut Cursor::new(deb(&fits))).is_ok());
+    }
+
+    #[test]
+    fn a_file_that_is_not_its_digest_is_neither_kept_nor_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.deb");
+        let bytes = deb("Package: a\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let cache = DebCache::default();
+        let real = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+        let other = format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"x")));
+        let err = cache.load(&path, Some(&other)).err().unwrap();
+        assert!(is_changed(&err), "{err}");
+        assert!(cache.load(&path, Some(&other)).is_err());
+        assert!(cache.load(&path, Some(&real)).is_ok());
+        assert!(cache.load(&path, Some(&real)).is_ok());
+        assert_eq!(cache.reads(), 3);
     }
 
     #[test]

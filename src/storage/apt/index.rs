@@ -2,6 +2,7 @@
 //! time: `Packages`, `Packages.gz`, `Packages.xz` and the `Release` that lists their sums.
 //! The same text and time always give the same bytes.
 
+use super::cache::{Cache, Weigh};
 use super::deb::Sums;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -47,6 +48,26 @@ impl Indexes {
     pub(crate) fn weight(&self) -> usize {
         self.packages.len() + self.gz.len() + self.xz.len() + self.release.len()
     }
+}
+
+impl Weigh for Indexes {
+    fn weight(&self) -> usize {
+        Indexes::weight(self)
+    }
+}
+
+/// The cache of APT indexes.
+pub(crate) type IndexCache = Cache<Indexes>;
+
+impl Default for IndexCache {
+    fn default() -> Self {
+        Cache::with_budget(Self::BUDGET)
+    }
+}
+
+impl IndexCache {
+    /// What all the cached indexes may take together.
+    pub(crate) const BUDGET: usize = 64 << 20;
 }
 
 fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {

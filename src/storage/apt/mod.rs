@@ -7,7 +7,8 @@
 //! (`cache.rs`). A file that is not a readable package is skipped with a warning.
 
 mod archive;
-mod cache;
+pub(crate) mod cache;
+mod control;
 mod deb;
 mod index;
 
@@ -16,9 +17,9 @@ pub use archive::BranchIndex;
 use super::files::mtime_of;
 use super::{Repo, StoreError};
 use crate::model::FormatRef;
-use cache::{IndexCache, Key};
+use cache::Key;
 use deb::{Deb, DebCache};
-use index::Indexes;
+use index::{IndexCache, Indexes};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
@@ -232,18 +233,23 @@ impl Snapshot {
     }
 
     /// Every readable package, by relative path (sorted), and whether the list is final:
-    /// `false` when the system failed to read one (missing, unreadable), which may work
-    /// next time; a file that is not a package is never one.
+    /// `false` when the system failed to read one (missing, unreadable) or it was not the
+    /// content `.digests` records (replaced meanwhile), which may work next time; a file that is not a package is never one.
     fn packages(&self, fdir: &Path, debs: &DebCache) -> (Vec<(String, Arc<Deb>)>, bool) {
         let (mut out, mut complete) = (Vec::new(), true);
         for (rel, digest) in &self.entries() {
             if !rel.ends_with(".deb") {
                 continue;
             }
+            // `Filename: ./{rel}` is one line of the stanza.
+            if rel.chars().any(char::is_control) {
+                tracing::warn!("apt: skipping {rel:?}: control character in its path");
+                continue;
+            }
             match debs.load(&fdir.join(rel), digest.as_str()) {
                 Ok(deb) => out.push((rel.clone(), deb)),
                 Err(e) => {
-                    complete &= e.raw_os_error().is_none();
+                    complete &= e.raw_os_error().is_none() && !deb::is_changed(&e);
                     tracing::warn!("apt: skipping {rel}: {e}");
                 }
             }

@@ -14,13 +14,12 @@ fn a_package_is_read_once_per_content() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("sub")).unwrap();
     let text = "Package: hello\nVersion: 1.0\n";
-    std::fs::write(dir.path().join("sub/a.deb"), deb(text)).unwrap();
+    let a = deb(text);
+    std::fs::write(dir.path().join("sub/a.deb"), &a).unwrap();
     std::fs::write(dir.path().join("bad.deb"), b"junk").unwrap();
-    std::fs::write(
-        dir.path().join(".digests"),
-        r#"{"sub/a.deb": "sha256:aa", "bad.deb": "sha256:bb", "x.txt": "sha256:cc"}"#,
-    )
-    .unwrap();
+    let digests =
+        json!({"sub/a.deb": sha256(&a), "bad.deb": sha256(b"junk"), "x.txt": "sha256:cc"});
+    std::fs::write(dir.path().join(".digests"), digests.to_string()).unwrap();
     let cache = DebCache::default();
     let snap = Snapshot::read(dir.path()).unwrap();
     let (first, complete) = snap.packages(dir.path(), &cache);
@@ -37,6 +36,48 @@ fn a_package_is_read_once_per_content() {
     // A package the system could not read this time (here: gone) may be read next time.
     std::fs::remove_file(dir.path().join("bad.deb")).unwrap();
     assert!(!snap.packages(dir.path(), &DebCache::default()).1);
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(<Sha256 as sha2::Digest>::digest(bytes))
+    )
+}
+
+#[test]
+fn hostile_control_files_and_paths_make_no_stanza() {
+    let dir = tempfile::tempdir().unwrap();
+    let inject = deb("Package: legit\nVersion: 1\n\nPackage: injected\nFilename: ./../x.deb\n");
+    let own = deb("Package: own\nFilename: ./../../etc/x.deb\nSHA256: 00\nVersion: 1\n");
+    let plain = deb("Package: plain\n");
+    let mut digests = serde_json::Map::new();
+    for (rel, bytes) in [
+        ("inject.deb", &inject),
+        ("own.deb", &own),
+        ("a\nb.deb", &plain),
+    ] {
+        if !rel.contains('\n') {
+            std::fs::write(dir.path().join(rel), bytes).unwrap();
+        }
+        digests.insert(rel.into(), sha256(bytes).into());
+    }
+    std::fs::write(
+        dir.path().join(".digests"),
+        Value::Object(digests).to_string(),
+    )
+    .unwrap();
+    let snap = Snapshot::read(dir.path()).unwrap();
+    let (debs, complete) = snap.packages(dir.path(), &DebCache::default());
+    assert!(complete);
+    let text: String = debs.iter().map(|(rel, d)| d.stanza(rel)).collect();
+    assert_eq!(debs.len(), 1, "{text}");
+    assert!(
+        !text.contains("injected") && !text.contains("etc/x.deb"),
+        "{text}"
+    );
+    assert_eq!(text.matches("Filename:").count(), 1, "{text}");
+    assert!(text.contains("Filename: ./own.deb\n"), "{text}");
 }
 
 /// Uploads one package per `(file, control)` to `j`'s format `deb` and finishes it.
