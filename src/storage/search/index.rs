@@ -1,0 +1,176 @@
+//! The in-memory search index: one record per job (its names, flags, metadata and the files
+//! of its formats), file names and digests interned once for the whole tree, jobs kept in
+//! result order (newest first), and a map from digest to the jobs holding it.
+
+use std::collections::HashMap;
+
+/// Strings stored once, named by a number. Never shrinks while the index lives (a rebuild
+/// starts a new one).
+#[derive(Default)]
+pub(crate) struct Interner {
+    ids: HashMap<Box<str>, u32>,
+    /// Each string, and its lower-cased form for word matches.
+    pub strs: Vec<(Box<str>, Box<str>)>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = u32::try_from(self.strs.len()).unwrap_or(u32::MAX);
+        self.ids.insert(s.into(), id);
+        self.strs.push((s.into(), s.to_lowercase().into()));
+        id
+    }
+
+    pub fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
+    pub fn str(&self, id: u32) -> &str {
+        self.strs.get(id as usize).map_or("", |s| &s.0)
+    }
+}
+
+/// One file of a format: its path below the format and its digest, both interned.
+#[derive(Clone, Copy)]
+pub(crate) struct FileRec {
+    pub name: u32,
+    pub digest: u32,
+}
+
+pub(crate) struct FormatRec {
+    pub name: String,
+    pub files: Vec<FileRec>,
+}
+
+/// What the index knows of one job, as read from its directory.
+pub(crate) struct JobRec {
+    pub job: crate::model::JobRef,
+    /// Canonical URL (`/[~u]/branches/{b}/{t}/{j}/`).
+    pub url: String,
+    /// The `.stamp` mtime in nanoseconds (0 when missing).
+    pub ts: i64,
+    /// What changes when anything in the job's directories changes (see `walk.rs`).
+    pub sig: u64,
+    pub locked: bool,
+    pub released: bool,
+    pub stable: bool,
+    /// Sorted by key; values as stored (lower-cased by dlrepo).
+    pub metadata: Vec<(String, String)>,
+    /// Sorted by `name + "/"`, the order results come in.
+    pub formats: Vec<FormatRec>,
+}
+
+impl JobRec {
+    /// Sort key of result order: newest first, then by URL.
+    pub fn key(&self) -> (std::cmp::Reverse<i64>, &str) {
+        (std::cmp::Reverse(self.ts), &self.url)
+    }
+}
+
+/// The job records, file names and digests of the whole tree.
+#[derive(Default)]
+pub(crate) struct Index {
+    pub names: Interner,
+    pub digests: Interner,
+    /// Slots; `None` is a freed slot.
+    pub jobs: Vec<Option<JobRec>>,
+    free: Vec<u32>,
+    pub by_url: HashMap<String, u32>,
+    /// Digest id → slots of the jobs holding a file with it (a slot once per job).
+    pub by_digest: HashMap<u32, Vec<u32>>,
+    /// Live slots in result order; rebuilt by [`Index::reorder`] after changes.
+    pub order: Vec<u32>,
+    dirty_order: bool,
+}
+
+impl Index {
+    pub fn job(&self, slot: u32) -> Option<&JobRec> {
+        self.jobs.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_url.len()
+    }
+
+    pub fn sig(&self, url: &str) -> Option<u64> {
+        let slot = *self.by_url.get(url)?;
+        self.job(slot).map(|j| j.sig)
+    }
+
+    /// Adds `rec`, replacing the job of the same URL.
+    pub fn put(&mut self, rec: JobRec) {
+        self.remove(&rec.url.clone());
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.jobs.push(None);
+                u32::try_from(self.jobs.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let mut digests: Vec<u32> = rec
+            .formats
+            .iter()
+            .flat_map(|f| f.files.iter().map(|x| x.digest))
+            .collect();
+        digests.sort_unstable();
+        digests.dedup();
+        for d in digests {
+            self.by_digest.entry(d).or_default().push(slot);
+        }
+        self.by_url.insert(rec.url.clone(), slot);
+        if let Some(s) = self.jobs.get_mut(slot as usize) {
+            *s = Some(rec);
+        }
+        self.dirty_order = true;
+    }
+
+    pub fn remove(&mut self, url: &str) {
+        let Some(slot) = self.by_url.remove(url) else {
+            return;
+        };
+        let Some(rec) = self.jobs.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        for f in &rec.formats {
+            for file in &f.files {
+                if let Some(v) = self.by_digest.get_mut(&file.digest) {
+                    v.retain(|&s| s != slot);
+                    if v.is_empty() {
+                        self.by_digest.remove(&file.digest);
+                    }
+                }
+            }
+        }
+        self.free.push(slot);
+        self.dirty_order = true;
+    }
+
+    /// Puts [`Index::order`] back in result order after puts and removes.
+    pub fn reorder(&mut self) {
+        if !self.dirty_order {
+            return;
+        }
+        let mut order: Vec<u32> = self.by_url.values().copied().collect();
+        let jobs = &self.jobs;
+        let key = |s: &u32| {
+            jobs.get(*s as usize)
+                .and_then(Option::as_ref)
+                .map(JobRec::key)
+        };
+        order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+        self.order = order;
+        self.dirty_order = false;
+    }
+
+    /// URLs of the jobs below `prefix` (a branch, tag or job URL; `""` for all).
+    pub fn urls_under(&self, prefix: &str) -> Vec<String> {
+        self.by_url
+            .keys()
+            .filter(|u| u.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+}
