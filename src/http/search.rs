@@ -95,7 +95,14 @@ pub async fn search(State(app): State<AppState>, req: Request) -> Response {
     let login = caller.as_ref().and_then(|c| c.id.login.clone());
     let answer = run(&app, req.uri().query(), caller, html, login.clone()).await;
     match answer {
-        Ok(res) => res,
+        Ok(mut res) => {
+            // What a search shows depends on who asks, and changes with every upload.
+            res.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("private, no-store"),
+            );
+            res
+        }
         Err(e) if html => super::views::error_page(e.into_response(), "/search", login),
         Err(e) => e.into_response(),
     }

@@ -52,6 +52,9 @@ struct Plan<'a> {
     digest: Option<u32>,
 }
 
+/// Jobs holding a digest up to which their list is sorted rather than the order scanned.
+const FEW: usize = 4096;
+
 /// Results after `after`, at most `limit + 1` (the extra one says there is a next page).
 pub(crate) fn run(
     idx: &Index,
@@ -64,16 +67,22 @@ pub(crate) fn run(
     let Some(plan) = Plan::new(idx, q) else {
         return out;
     };
-    let slots: Vec<u32> = match plan.digest {
-        Some(d) => {
-            let mut s = idx.by_digest.get(&d).cloned().unwrap_or_default();
+    let postings = plan.digest.and_then(|d| idx.by_digest.get(&d));
+    let sorted: Vec<u32>;
+    let slots: &[u32] = match postings {
+        // A digest held by few jobs: only those, put in result order. One held by many
+        // (a file every build ships) is found sooner by the ordered scan, which stops
+        // after a page.
+        Some(p) if p.len() <= FEW => {
+            let mut s = p.clone();
             s.sort_unstable_by(|a, b| {
                 let k = |x: &u32| idx.job(*x).map(JobRec::key);
                 k(a).cmp(&k(b))
             });
-            s
+            sorted = s;
+            &sorted
         }
-        None => idx.order.clone(),
+        _ => &idx.order,
     };
     let start = after.map_or(0, |c| {
         slots.partition_point(|s| {
@@ -144,7 +153,8 @@ impl<'a> Plan<'a> {
             })
     }
 
-    /// Indexes of the words the job's own names and metadata values do not hold.
+    /// Indexes of the words the job's own names and metadata values do not hold (names
+    /// are lower-case, and the walk lower-cases metadata values).
     fn unmatched(&self, j: &JobRec) -> Vec<usize> {
         let t = &j.job.tag;
         let mut fields: Vec<&str> =
@@ -156,7 +166,7 @@ impl<'a> Plan<'a> {
         (0..self.q.words.len())
             .filter(|&i| {
                 let w = &self.q.words[i];
-                !fields.iter().any(|f| f.to_lowercase().contains(w.as_str()))
+                !fields.iter().any(|f| f.contains(w.as_str()))
             })
             .collect()
     }
@@ -204,7 +214,7 @@ impl<'a> Plan<'a> {
             let rest: Vec<usize> = unmatched
                 .iter()
                 .copied()
-                .filter(|&i| !f.name.to_lowercase().contains(q.words[i].as_str()))
+                .filter(|&i| !f.name.contains(q.words[i].as_str()))
                 .collect();
             let image = f.name == "container";
             let fmt_kind = if image { Kind::Image } else { Kind::Format };

@@ -155,6 +155,8 @@ fn refresh_loop(me: Weak<SearchIndex>, repo: Weak<Repo>) {
                 "search index built"
             );
             first = false;
+        } else {
+            tracing::debug!(seconds = took.as_secs_f64(), "search index refreshed");
         }
         drop((me, repo));
         std::thread::sleep(REFRESH_PERIOD.max(took * 10));

@@ -181,8 +181,8 @@ impl Repo {
         let mut metadata: Vec<(String, String)> = metadata
             .into_iter()
             .map(|(k, v)| match v {
-                serde_json::Value::String(s) => (k, s),
-                other => (k, other.to_string()),
+                serde_json::Value::String(s) => (k, s.to_lowercase()),
+                other => (k, other.to_string().to_lowercase()),
             })
             .collect();
         metadata.sort();
