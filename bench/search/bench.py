@@ -148,6 +148,23 @@ def main():
             print(f"| {label}: `{q}` | {count} | {p50:.2f} | {p99:.2f} |")
         print()
         print(f"RSS after the queries: {rss_kib(proc.pid) // 1024} MiB")
+        # Another writer: a job made by hand, as another process on the root would.
+        jdir = os.path.join(root, "branches", "branch0", "tag0", "other-writer")
+        shutil.rmtree(jdir, ignore_errors=True)
+        os.makedirs(os.path.join(jdir, "f"))
+        open(os.path.join(jdir, ".stamp"), "w").close()
+        src, d = blob(b"other writer\n")
+        os.link(src, os.path.join(jdir, "f", "other-writer.bin"))
+        with open(os.path.join(jdir, "f", ".digests"), "w") as f:
+            f.write(json.dumps({"other-writer.bin": d}))
+        t = time.time()
+        while True:
+            status, body = get(conn, "/search?q=other-writer.bin")
+            if json.loads(body)["results"] or time.time() - t > 300:
+                break
+            time.sleep(0.5)
+        print(f"a job written by another process showed after {time.time() - t:.1f} s")
+        shutil.rmtree(jdir, ignore_errors=True)
     finally:
         proc.terminate()
         proc.wait()

@@ -52,9 +52,6 @@ struct Plan<'a> {
     digest: Option<u32>,
 }
 
-/// Jobs holding a digest up to which their list is sorted rather than the order scanned.
-const FEW: usize = 4096;
-
 /// Results after `after`, at most `limit + 1` (the extra one says there is a next page).
 pub(crate) fn run(
     idx: &Index,
@@ -67,30 +64,19 @@ pub(crate) fn run(
     let Some(plan) = Plan::new(idx, q) else {
         return out;
     };
-    let postings = plan.digest.and_then(|d| idx.by_digest.get(&d));
-    let sorted: Vec<u32>;
-    let slots: &[u32] = match postings {
-        // A digest held by few jobs: only those, put in result order. One held by many
-        // (a file every build ships) is found sooner by the ordered scan, which stops
-        // after a page.
-        Some(p) if p.len() <= FEW => {
-            let mut s = p.clone();
-            s.sort_unstable_by(|a, b| {
-                let k = |x: &u32| idx.job(*x).map(JobRec::key);
-                k(a).cmp(&k(b))
-            });
-            sorted = s;
-            &sorted
-        }
-        _ => &idx.order,
-    };
+    // Only jobs that can match: from the postings of the digest and of the file names a
+    // query needs, intersected; each is then checked in full.
+    let candidates = plan.candidates(idx);
     let start = after.map_or(0, |c| {
-        slots.partition_point(|s| {
+        idx.order.partition_point(|s| {
             idx.job(*s)
                 .is_some_and(|j| j.key() < (c.ts, c.job.as_str()))
         })
     });
-    for slot in &slots[start..] {
+    for (p, slot) in idx.order.iter().enumerate().skip(start) {
+        if candidates.as_ref().is_some_and(|c| !c.has(p)) {
+            continue;
+        }
         let Some(job) = idx.job(*slot) else { continue };
         plan.job(idx, job, vis, after, &mut out);
         if out.len() > limit {
@@ -131,6 +117,50 @@ impl<'a> Plan<'a> {
             name_ok,
             digest,
         })
+    }
+
+    /// The places in result order of the jobs that may match, `None` for all.
+    fn candidates(&self, idx: &Index) -> Option<Bits> {
+        let mut sets = Vec::new();
+        let postings = |set: &mut Bits, list: Option<&Vec<u32>>| {
+            for slot in list.into_iter().flatten() {
+                if let Some(&p) = idx.pos.get(*slot as usize) {
+                    set.set(p as usize);
+                }
+            }
+        };
+        let names = |set: &mut Bits, ok: &[bool]| {
+            for (name, _) in ok.iter().enumerate().filter(|(_, ok)| **ok) {
+                let name = u32::try_from(name).unwrap_or(u32::MAX);
+                postings(set, idx.by_name.get(&name));
+            }
+        };
+        if let Some(d) = self.digest {
+            let mut set = Bits::new(idx.order.len());
+            postings(&mut set, idx.by_digest.get(&d));
+            sets.push(set);
+        }
+        if let Some(ok) = &self.name_ok {
+            let mut set = Bits::new(idx.order.len());
+            names(&mut set, ok);
+            sets.push(set);
+        }
+        for (i, w) in self.q.words.iter().enumerate() {
+            let mut set = Bits::new(idx.order.len());
+            names(&mut set, self.word_names.get(i).map_or(&[], Vec::as_slice));
+            for (p, slot) in idx.order.iter().enumerate() {
+                if !set.has(p) && idx.job(*slot).is_some_and(|j| holds(j, w)) {
+                    set.set(p);
+                }
+            }
+            sets.push(set);
+        }
+        let mut sets = sets.into_iter();
+        let first = sets.next()?;
+        Some(sets.fold(first, |mut acc, s| {
+            acc.and(&s);
+            acc
+        }))
     }
 
     fn job_passes(&self, j: &JobRec) -> bool {
@@ -312,5 +342,49 @@ fn format_hit(j: &JobRec, format: &str, image: bool) -> Hit {
             job: j.url.clone(),
             sub: format!("{format}/"),
         },
+    }
+}
+
+/// Whether the names of `j`, its formats' or its metadata values hold the word `w`.
+fn holds(j: &JobRec, w: &str) -> bool {
+    let t = &j.job.tag;
+    let user = match &t.branch.scope {
+        Scope::User(u) => u.as_str(),
+        Scope::Root => "",
+    };
+    [
+        t.branch.branch.as_str(),
+        t.tag.as_str(),
+        j.job.job.as_str(),
+        user,
+    ]
+    .iter()
+    .any(|f| f.contains(w))
+        || j.metadata.iter().any(|(_, v)| v.contains(w))
+        || j.formats.iter().any(|f| f.name.contains(w))
+}
+
+/// A set of places in result order.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(len: usize) -> Bits {
+        Bits(vec![0; len.div_ceil(64)])
+    }
+
+    fn set(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    fn has(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn and(&mut self, other: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a &= b;
+        }
     }
 }

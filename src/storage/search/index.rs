@@ -79,10 +79,18 @@ pub(crate) struct Index {
     pub jobs: Vec<Option<JobRec>>,
     free: Vec<u32>,
     pub by_url: HashMap<String, u32>,
-    /// Digest id → slots of the jobs holding a file with it (a slot once per job).
+    /// Digest id → slots of the jobs holding a file with it, and file name id → slots of
+    /// the jobs holding a file of that name. A removed job leaves its slot in them (a
+    /// superset is all a query asks of them: it checks each job it takes from them); they
+    /// are made again when such leftovers outnumber the live entries.
     pub by_digest: HashMap<u32, Vec<u32>>,
-    /// Live slots in result order; rebuilt by [`Index::reorder`] after changes.
+    pub by_name: HashMap<u32, Vec<u32>>,
+    live_postings: usize,
+    stale_postings: usize,
+    /// Live slots in result order, and each slot's place in it (`u32::MAX` for none);
+    /// rebuilt by [`Index::reorder`] after changes.
     pub order: Vec<u32>,
+    pub pos: Vec<u32>,
     dirty_order: bool,
 }
 
@@ -110,16 +118,7 @@ impl Index {
                 u32::try_from(self.jobs.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        let mut digests: Vec<u32> = rec
-            .formats
-            .iter()
-            .flat_map(|f| f.files.iter().map(|x| x.digest))
-            .collect();
-        digests.sort_unstable();
-        digests.dedup();
-        for d in digests {
-            self.by_digest.entry(d).or_default().push(slot);
-        }
+        self.live_postings += post(&mut self.by_digest, &mut self.by_name, &rec, slot);
         self.by_url.insert(rec.url.clone(), slot);
         if let Some(s) = self.jobs.get_mut(slot as usize) {
             *s = Some(rec);
@@ -134,18 +133,28 @@ impl Index {
         let Some(rec) = self.jobs.get_mut(slot as usize).and_then(Option::take) else {
             return;
         };
-        for f in &rec.formats {
-            for file in &f.files {
-                if let Some(v) = self.by_digest.get_mut(&file.digest) {
-                    v.retain(|&s| s != slot);
-                    if v.is_empty() {
-                        self.by_digest.remove(&file.digest);
-                    }
-                }
-            }
+        let n = distinct(&rec, |f| f.digest).len() + distinct(&rec, |f| f.name).len();
+        self.live_postings = self.live_postings.saturating_sub(n);
+        self.stale_postings += n;
+        if self.stale_postings > self.live_postings.max(1 << 16) {
+            self.repost();
         }
         self.free.push(slot);
         self.dirty_order = true;
+    }
+
+    /// Makes the digest and name postings again from the live jobs.
+    fn repost(&mut self) {
+        self.by_digest.clear();
+        self.by_name.clear();
+        self.live_postings = 0;
+        self.stale_postings = 0;
+        for (slot, rec) in self.jobs.iter().enumerate() {
+            if let Some(rec) = rec {
+                let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+                self.live_postings += post(&mut self.by_digest, &mut self.by_name, rec, slot);
+            }
+        }
     }
 
     /// Puts [`Index::order`] back in result order after puts and removes.
@@ -161,6 +170,12 @@ impl Index {
                 .map(JobRec::key)
         };
         order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+        self.pos = vec![u32::MAX; self.jobs.len()];
+        for (i, slot) in order.iter().enumerate() {
+            if let Some(p) = self.pos.get_mut(*slot as usize) {
+                *p = u32::try_from(i).unwrap_or(u32::MAX);
+            }
+        }
         self.order = order;
         self.dirty_order = false;
     }
@@ -173,4 +188,34 @@ impl Index {
             .cloned()
             .collect()
     }
+}
+
+/// The distinct values `f` takes over the files of `rec`.
+fn distinct(rec: &JobRec, f: impl Fn(&FileRec) -> u32) -> Vec<u32> {
+    let mut v: Vec<u32> = rec
+        .formats
+        .iter()
+        .flat_map(|x| x.files.iter().map(&f))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Adds `slot` to the postings of `rec`'s digests and names; how many it added.
+fn post(
+    by_digest: &mut HashMap<u32, Vec<u32>>,
+    by_name: &mut HashMap<u32, Vec<u32>>,
+    rec: &JobRec,
+    slot: u32,
+) -> usize {
+    let (digests, names) = (distinct(rec, |f| f.digest), distinct(rec, |f| f.name));
+    let n = digests.len() + names.len();
+    for d in digests {
+        by_digest.entry(d).or_default().push(slot);
+    }
+    for name in names {
+        by_name.entry(name).or_default().push(slot);
+    }
+    n
 }
