@@ -148,8 +148,19 @@ impl<'a> Plan<'a> {
         for (i, w) in self.q.words.iter().enumerate() {
             let mut set = Bits::new(idx.order.len());
             names(&mut set, self.word_names.get(i).map_or(&[], Vec::as_slice));
+            let fields: Vec<bool> = idx
+                .fields
+                .strs
+                .iter()
+                .map(|(_, low)| low.contains(w.as_str()))
+                .collect();
+            let holds = |j: &JobRec| {
+                j.fields
+                    .iter()
+                    .any(|f| fields.get(*f as usize).copied().unwrap_or(false))
+            };
             for (p, slot) in idx.order.iter().enumerate() {
-                if !set.has(p) && idx.job(*slot).is_some_and(|j| holds(j, w)) {
+                if !set.has(p) && idx.job(*slot).is_some_and(holds) {
                     set.set(p);
                 }
             }
@@ -343,25 +354,6 @@ fn format_hit(j: &JobRec, format: &str, image: bool) -> Hit {
             sub: format!("{format}/"),
         },
     }
-}
-
-/// Whether the names of `j`, its formats' or its metadata values hold the word `w`.
-fn holds(j: &JobRec, w: &str) -> bool {
-    let t = &j.job.tag;
-    let user = match &t.branch.scope {
-        Scope::User(u) => u.as_str(),
-        Scope::Root => "",
-    };
-    [
-        t.branch.branch.as_str(),
-        t.tag.as_str(),
-        j.job.job.as_str(),
-        user,
-    ]
-    .iter()
-    .any(|f| f.contains(w))
-        || j.metadata.iter().any(|(_, v)| v.contains(w))
-        || j.formats.iter().any(|f| f.name.contains(w))
 }
 
 /// A set of places in result order.

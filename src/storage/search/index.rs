@@ -61,6 +61,9 @@ pub(crate) struct JobRec {
     pub metadata: Vec<(String, String)>,
     /// Sorted by `name + "/"`, the order results come in.
     pub formats: Vec<FormatRec>,
+    /// The interned names and values a word may match at the job's level: branch, tag,
+    /// job, user, format names and metadata values.
+    pub fields: Vec<u32>,
 }
 
 impl JobRec {
@@ -75,6 +78,8 @@ impl JobRec {
 pub(crate) struct Index {
     pub names: Interner,
     pub digests: Interner,
+    /// The job-level strings of [`JobRec::fields`].
+    pub fields: Interner,
     /// Slots; `None` is a freed slot.
     pub jobs: Vec<Option<JobRec>>,
     free: Vec<u32>,

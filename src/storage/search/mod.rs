@@ -23,9 +23,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 use walk::{RawJob, Visit};
 
-/// How often the tree's stamps are compared again (at least ten times the last walk's
-/// length, so that a large tree costs at most a tenth of a core).
+/// How often the tree's stamps are compared again: at least [`WALK_SHARE`] times the last
+/// walk's length, so that on a large tree the walks take at most a fifth of a core.
 pub const REFRESH_PERIOD: Duration = Duration::from_secs(5);
+const WALK_SHARE: u32 = 5;
 
 /// Jobs read before they are put in the index together.
 const BATCH: usize = 4096;
@@ -140,6 +141,7 @@ impl SearchIndex {
 
 fn refresh_loop(me: Weak<SearchIndex>, repo: Weak<Repo>) {
     let mut first = true;
+    let mut first_walk = true;
     loop {
         let (Some(me), Some(repo)) = (me.upgrade(), repo.upgrade()) else {
             return;
@@ -159,7 +161,10 @@ fn refresh_loop(me: Weak<SearchIndex>, repo: Weak<Repo>) {
             tracing::debug!(seconds = took.as_secs_f64(), "search index refreshed");
         }
         drop((me, repo));
-        std::thread::sleep(REFRESH_PERIOD.max(took * 10));
+        // The build read every file list; a refresh walk only compares stamps.
+        let walk = if first_walk { Duration::ZERO } else { took };
+        first_walk = false;
+        std::thread::sleep(REFRESH_PERIOD.max(walk * WALK_SHARE));
     }
 }
 
@@ -204,7 +209,7 @@ impl Visit for Collector<'_> {
 }
 
 fn intern(idx: &mut Index, raw: RawJob) -> JobRec {
-    let formats = raw
+    let formats: Vec<FormatRec> = raw
         .formats
         .into_iter()
         .map(|(name, files)| FormatRec {
@@ -218,7 +223,22 @@ fn intern(idx: &mut Index, raw: RawJob) -> JobRec {
                 .collect(),
         })
         .collect();
+    let t = &raw.job.tag;
+    let mut fields: Vec<&str> = vec![
+        t.branch.branch.as_str(),
+        t.tag.as_str(),
+        raw.job.job.as_str(),
+    ];
+    if let crate::model::Scope::User(u) = &t.branch.scope {
+        fields.push(u.as_str());
+    }
+    fields.extend(raw.metadata.iter().map(|(_, v)| v.as_str()));
+    fields.extend(formats.iter().map(|f: &FormatRec| f.name.as_str()));
+    let mut fields: Vec<u32> = fields.into_iter().map(|f| idx.fields.intern(f)).collect();
+    fields.sort_unstable();
+    fields.dedup();
     JobRec {
+        fields,
         job: raw.job,
         url: raw.url,
         ts: raw.ts,
