@@ -20,7 +20,7 @@ pub(crate) mod registry;
 mod reply;
 mod resources;
 pub mod route;
-mod search;
+pub(crate) mod search;
 pub(crate) mod security;
 mod shapes;
 mod statics;

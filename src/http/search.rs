@@ -4,12 +4,14 @@
 
 use super::guard::Caller;
 use super::query::{Plus, value};
+use super::registry::path::Target;
 use super::reply::{ApiError, ApiResult, json};
 use super::route::{FormatParent, Route};
 use super::views::{Chrome, encode_segment, iso_time, pretty_time, render, size_label, wants_html};
 use crate::model::{BranchRef, JobRef, TagRef};
 use crate::state::AppState;
 use crate::storage::Visibility;
+use crate::storage::registry::ImageRepo;
 use crate::storage::search::{Hit, Page, Query, SortKey, Subtree};
 use askama::Template;
 use axum::extract::{Request, State};
@@ -54,6 +56,29 @@ pub(crate) fn written(route: &Route) -> Option<Subtree> {
         } => Some(job(branch, tag, j)),
         _ => None,
     }
+}
+
+/// The job a registry manifest write may have changed (`PUT`/`DELETE` of
+/// `/v2/{branch}/{job}/manifests/{tag}`).
+pub(crate) fn pushed(target: &Target, method: &axum::http::Method) -> Option<Subtree> {
+    use axum::http::Method;
+    let Target::Manifest(ImageRepo::Job { branch, job }, reference) = target else {
+        return None;
+    };
+    if method != Method::PUT && method != Method::DELETE {
+        return None;
+    }
+    let sub = match crate::model::Name::parse(&reference.to_lowercase()) {
+        Ok(tag) if !reference.contains(':') => Subtree::Job(JobRef {
+            tag: TagRef {
+                branch: branch.clone(),
+                tag,
+            },
+            job: job.clone(),
+        }),
+        _ => Subtree::Branch(branch.clone()),
+    };
+    Some(sub)
 }
 
 struct Params {

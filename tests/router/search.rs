@@ -278,3 +278,34 @@ fn browsers_get_a_page_and_every_page_a_search_box() {
     assert!(page.contains(r#"rel="next""#), "{page}");
     assert!(!page.contains("still being built"));
 }
+
+#[test]
+fn registry_pushes_are_images_and_their_digests_files() {
+    use crate::shared::oci_workflows::{LAYER, config, image_manifest, push_blob, put_manifest};
+    let s = App::start();
+    assert!(urls(&s, "kind:image").is_empty());
+    let push = |author: &str| {
+        let cfg = config(author);
+        push_blob(&s, "main/app", &cfg);
+        push_blob(&s, "main/app", LAYER);
+        let m = image_manifest(&cfg);
+        assert_eq!(put_manifest(&s, "main/app", "V1", &m).status, 201);
+        digest_of(&m)
+    };
+    let first = push("one");
+    assert_eq!(urls(&s, "kind:image"), ["/branches/main/v1/app/container/"]);
+    let r = search_as(&s, "app kind:image", "", &[]);
+    assert_eq!(r.json()["results"][0]["image"], "main/app:v1");
+    let layer = urls(&s, &format!("digest:{}", digest_of(LAYER)));
+    assert_eq!(layer.len(), 1);
+    assert!(
+        layer[0].starts_with("/branches/main/v1/app/container/blobs/sha256/"),
+        "{layer:?}"
+    );
+    // A second push into the same job changes only directories below the format.
+    let second = push("two");
+    assert_ne!(first, second);
+    let found = urls(&s, &format!("digest:{second}"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("/container/manifests/sha256/"));
+}

@@ -96,7 +96,10 @@ impl SearchIndex {
         let touched =
             std::mem::take(&mut *self.touched.lock().unwrap_or_else(PoisonError::into_inner));
         for sub in touched {
-            self.refresh(repo, &sub);
+            // A job this process wrote is read again whatever its stamps say: a registry
+            // push changes only directories below its format.
+            let force = matches!(sub, Subtree::Job(_));
+            self.refresh_with(repo, &sub, force);
         }
         let complete = self.is_complete();
         let mut hits = eval::run(&self.read(), q, vis, after, limit);
@@ -122,7 +125,13 @@ impl SearchIndex {
 
     /// Walks `sub`, re-reads what changed and drops what is gone.
     pub fn refresh(&self, repo: &Repo, sub: &Subtree) {
+        self.refresh_with(repo, sub, false)
+    }
+
+    /// [`SearchIndex::refresh`]; `force` re-reads every job of `sub`.
+    fn refresh_with(&self, repo: &Repo, sub: &Subtree, force: bool) {
         let mut c = Collector {
+            force,
             index: &self.index,
             seen: HashSet::new(),
             batch: Vec::new(),
@@ -169,6 +178,7 @@ fn refresh_loop(me: Weak<SearchIndex>, repo: Weak<Repo>) {
 }
 
 struct Collector<'a> {
+    force: bool,
     index: &'a RwLock<Index>,
     seen: HashSet<String>,
     batch: Vec<RawJob>,
@@ -190,6 +200,9 @@ impl Collector<'_> {
 
 impl Visit for Collector<'_> {
     fn known(&self, url: &str) -> Option<u64> {
+        if self.force {
+            return None;
+        }
         self.index
             .read()
             .unwrap_or_else(PoisonError::into_inner)

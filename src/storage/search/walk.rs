@@ -4,9 +4,9 @@
 //!
 //! The signature hashes the mtimes of the tag directory (its flags), the job directory
 //! (its flags, `.metadata` renames, formats added or removed), `.stamp`, `.metadata`, and
-//! each format directory (every `.digests` rewrite is a rename into it). A container
-//! format written by a registry push changes only deeper directories: such a push shows
-//! through its job's other changes, or a rebuild.
+//! each format directory (every `.digests` rewrite is a rename into it). A registry push
+//! into an existing `container` format may change only deeper directories: this process's
+//! pushes re-read their job whatever its signature says (`SearchIndex::search`).
 
 use super::super::Repo;
 use super::super::digests::format_digests;
