@@ -64,3 +64,51 @@ fn uploads_deletes_and_other_processes_show() {
     let _ = other.kill();
     let _ = other.wait();
 }
+
+#[test]
+fn the_index_is_saved_and_a_deleted_one_rebuilt() {
+    let s = TestServer::start();
+    assert_eq!(s.put_file("/branches/b/t/j/f/kept.bin", b"k").status, 201);
+    assert_eq!(urls(&s, "kept.bin").len(), 1);
+    // Trees under 1,000 jobs are not worth saving: another writer adds them.
+    for i in 0..1000 {
+        let f = s.path(&format!("branches/many/t/j{i}/f"));
+        std::fs::create_dir_all(&f).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(f.join(".digests"), "{}").unwrap_or_else(|e| panic!("{e}"));
+    }
+    let saved = s.path(".search/index");
+    let began = Instant::now();
+    while !saved.exists() {
+        assert!(began.elapsed() < OTHERS_DELAY, "no .search/index");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Derived data: deleted at any time, a new process builds it again from the tree.
+    std::fs::remove_dir_all(s.path(".search")).unwrap_or_else(|e| panic!("{e}"));
+    let (mut other, addr) = s.second_process();
+    let agent = new_agent();
+    let began = Instant::now();
+    loop {
+        let mut r = agent
+            .get(format!("http://{addr}/search?q=kept.bin"))
+            .call()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = r
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        if body["complete"] == true {
+            assert_eq!(body["results"][0]["url"], "/branches/b/t/j/f/kept.bin");
+            break;
+        }
+        assert!(began.elapsed() < OTHERS_DELAY, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while !saved.exists() {
+        assert!(began.elapsed() < OTHERS_DELAY, "not saved again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(urls(&s, "kept.bin").len(), 1);
+    let _ = other.kill();
+    let _ = other.wait();
+}

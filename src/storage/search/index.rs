@@ -97,6 +97,8 @@ pub(crate) struct Index {
     pub order: Vec<u32>,
     pub pos: Vec<u32>,
     dirty_order: bool,
+    /// Counts puts and removes: the saved copy is out of date when it moved.
+    pub generation: u64,
 }
 
 impl Index {
@@ -125,6 +127,7 @@ impl Index {
         };
         self.live_postings += post(&mut self.by_digest, &mut self.by_name, &rec, slot);
         self.by_url.insert(rec.url.clone(), slot);
+        self.generation += 1;
         if let Some(s) = self.jobs.get_mut(slot as usize) {
             *s = Some(rec);
         }
@@ -145,6 +148,7 @@ impl Index {
             self.repost();
         }
         self.free.push(slot);
+        self.generation += 1;
         self.dirty_order = true;
     }
 

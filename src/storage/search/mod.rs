@@ -7,6 +7,7 @@
 
 mod eval;
 mod index;
+mod persist;
 pub mod query;
 mod walk;
 
@@ -27,6 +28,11 @@ use walk::{RawJob, Visit};
 /// walk's length, so that on a large tree the walks take at most a fifth of a core.
 pub const REFRESH_PERIOD: Duration = Duration::from_secs(5);
 const WALK_SHARE: u32 = 5;
+
+/// The least time between two saves of `.search/index`.
+const SAVE_PERIOD: Duration = Duration::from_secs(60);
+/// Smaller trees are not saved: walking them costs less than a second.
+const SAVE_MIN_JOBS: usize = 1000;
 
 /// Jobs read before they are put in the index together.
 const BATCH: usize = 4096;
@@ -151,11 +157,15 @@ impl SearchIndex {
 fn refresh_loop(me: Weak<SearchIndex>, repo: Weak<Repo>) {
     let mut first = true;
     let mut first_walk = true;
+    let mut saved: Option<(u64, Instant)> = None;
     loop {
         let (Some(me), Some(repo)) = (me.upgrade(), repo.upgrade()) else {
             return;
         };
         let began = Instant::now();
+        if first {
+            me.load(&repo);
+        }
         me.refresh(&repo, &Subtree::All);
         let took = began.elapsed();
         if first {
@@ -169,11 +179,50 @@ fn refresh_loop(me: Weak<SearchIndex>, repo: Weak<Repo>) {
         } else {
             tracing::debug!(seconds = took.as_secs_f64(), "search index refreshed");
         }
+        saved = me.save(&repo, saved);
         drop((me, repo));
         // The build read every file list; a refresh walk only compares stamps.
         let walk = if first_walk { Duration::ZERO } else { took };
         first_walk = false;
         std::thread::sleep(REFRESH_PERIOD.max(walk * WALK_SHARE));
+    }
+}
+
+impl SearchIndex {
+    /// Starts from `.search/index` when there is a readable one: the walk that follows
+    /// then reads only what changed since it was saved.
+    fn load(&self, repo: &Repo) {
+        let Some(jobs) = repo.load_search_index() else {
+            return;
+        };
+        let mut idx = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        for raw in jobs {
+            let rec = intern(&mut idx, raw);
+            idx.put(rec);
+        }
+        idx.reorder();
+        tracing::info!(jobs = idx.len(), "search index loaded from .search/index");
+    }
+
+    /// Saves the index when it changed since `saved` (its generation and time), at most
+    /// once per [`SAVE_PERIOD`]; what was saved last.
+    fn save(&self, repo: &Repo, saved: Option<(u64, Instant)>) -> Option<(u64, Instant)> {
+        let idx = self.read();
+        if idx.len() < SAVE_MIN_JOBS {
+            return saved;
+        }
+        if let Some((generation, at)) = saved
+            && (generation == idx.generation || at.elapsed() < SAVE_PERIOD)
+        {
+            return saved;
+        }
+        match repo.save_search_index(&idx) {
+            Ok(()) => Some((idx.generation, Instant::now())),
+            Err(e) => {
+                tracing::warn!(error = %e, "search index not saved");
+                saved
+            }
+        }
     }
 }
 

@@ -115,3 +115,47 @@ fn hidden_results_never_count() {
     assert_eq!(page.hits.len(), 1);
     assert!(page.next.is_none(), "the hidden one makes no next page");
 }
+
+#[test]
+fn a_saved_index_loads_and_the_walk_fixes_what_changed_since() {
+    let r = TestRepo::new();
+    upload(&r, &main_job("t", "a"), "f", "x.bin", b"x");
+    upload(
+        &r,
+        &job(
+            Scope::User(crate::storage::fixture::name("u")),
+            "b",
+            "t",
+            "c",
+        ),
+        "g",
+        "y.bin",
+        b"y",
+    );
+    let ix = built(&r);
+    r.save_search_index(&ix.read())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = SearchIndex::default();
+    loaded.load(&r);
+    assert_eq!(loaded.jobs(), 2);
+    assert_eq!(search(&loaded, &r, "bin"), search(&ix, &r, "bin"));
+    // Changes made while the index was on disk: the walk after loading sees them.
+    r.delete_job(&main_job("t", "a"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    upload(&r, &main_job("t", "new"), "f", "z.bin", b"z");
+    loaded.refresh(&r, &Subtree::All);
+    let mut found = search(&loaded, &r, "bin");
+    found.sort();
+    assert_eq!(
+        found,
+        ["/branches/main/t/new/f/z.bin", "/~u/branches/b/t/c/g/y.bin"]
+    );
+    // A broken or foreign file is ignored: the walk builds everything.
+    let path = r.search_index_path();
+    let mut data = std::fs::read(&path).unwrap_or_default();
+    data.truncate(data.len() / 2);
+    std::fs::write(&path, data).unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.load_search_index().is_none());
+    std::fs::remove_dir_all(path.parent().unwrap_or(&path)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.load_search_index().is_none());
+}
