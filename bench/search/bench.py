@@ -92,6 +92,8 @@ def get(conn, path):
 
 def main():
     made = build_tree()
+    # The first start measures a full build: no saved index.
+    shutil.rmtree(os.path.join(root, ".search"), ignore_errors=True)
     print(f"tree: {jobs} jobs x {files} files under {root}" + (f" (made in {made:.0f} s)" if made else " (cached)"))
     port = free_port()
     env = dict(os.environ, DLREPO_ROOT_DIR=root, DLREPO_LISTEN_ADDRESS="127.0.0.1",
@@ -165,16 +167,42 @@ def main():
             time.sleep(0.5)
         print(f"a job written by another process showed after {time.time() - t:.1f} s")
         shutil.rmtree(jdir, ignore_errors=True)
+        saved = os.path.join(root, ".search", "index")
+        t = time.time()
+        while not os.path.exists(saved) and time.time() - t < 120:
+            time.sleep(0.2)
+        if os.path.exists(saved):
+            print(f".search/index: {os.path.getsize(saved) / 2**20:.1f} MiB")
     finally:
         proc.terminate()
         proc.wait()
-        log.close()
-        with open(os.path.join(base, "server.log")) as f:
-            for line in f:
-                if "search index" in line:
-                    print("log:", line.strip())
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
+    # A second start, from the saved index.
+    saved = os.path.join(root, ".search", "index")
+    if os.path.exists(saved):
+        started = time.time()
+        proc = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=log)
+        try:
+            time.sleep(0.05)
+            while True:
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    status, body = get(c, "/search?q=zzznothing&limit=1")
+                    if json.loads(body)["complete"]:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            print(f"restart with .search/index: complete after {time.time() - started:.1f} s, RSS {rss_kib(proc.pid) // 1024} MiB")
+        finally:
+            proc.terminate()
+            proc.wait()
+    log.close()
+    with open(os.path.join(base, "server.log")) as f:
+        for line in f:
+            if "search index" in line:
+                print("log:", line.strip())
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 main()

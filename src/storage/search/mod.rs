@@ -192,16 +192,19 @@ impl SearchIndex {
     /// Starts from `.search/index` when there is a readable one: the walk that follows
     /// then reads only what changed since it was saved.
     fn load(&self, repo: &Repo) {
-        let Some(jobs) = repo.load_search_index() else {
-            return;
+        // In batches, so that queries meanwhile wait for one batch at most.
+        let mut c = Collector {
+            force: true,
+            index: &self.index,
+            seen: HashSet::new(),
+            batch: Vec::new(),
         };
-        let mut idx = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        for raw in jobs {
-            let rec = intern(&mut idx, raw);
-            idx.put(rec);
+        let whole = repo.load_search_index(&mut |raw| c.changed(raw));
+        c.flush();
+        let jobs = self.jobs();
+        if jobs > 0 {
+            tracing::info!(jobs, whole, "search index loaded from .search/index");
         }
-        idx.reorder();
-        tracing::info!(jobs = idx.len(), "search index loaded from .search/index");
     }
 
     /// Saves the index when it changed since `saved` (its generation and time), at most

@@ -30,10 +30,14 @@ impl Repo {
         super::super::files::write_atomic(&self.uploads_dir(), &path, &data)
     }
 
-    /// The jobs of `.search/index`, `None` when it is missing or cannot be read.
-    pub(crate) fn load_search_index(&self) -> Option<Vec<RawJob>> {
-        let data = std::fs::read(self.search_index_path()).ok()?;
-        decode(&data)
+    /// Hands each job of `.search/index` to `each`, one at a time (a broken file stops
+    /// where it breaks: the walk that follows reads what is missing). `false` when there
+    /// is no readable file, or it ended early.
+    pub(crate) fn load_search_index(&self, each: &mut dyn FnMut(RawJob)) -> bool {
+        let Ok(data) = std::fs::read(self.search_index_path()) else {
+            return false;
+        };
+        decode(&data, each).is_some()
     }
 }
 
@@ -126,15 +130,13 @@ impl Reader<'_> {
     }
 }
 
-fn decode(data: &[u8]) -> Option<Vec<RawJob>> {
+fn decode(data: &[u8], each: &mut dyn FnMut(RawJob)) -> Option<()> {
     let mut r = Reader(data.strip_prefix(MAGIC)?);
     let (names, digests) = (r.strs()?, r.strs()?);
-    let n = r.u32()? as usize;
-    let mut jobs = Vec::with_capacity(n.min(1 << 20));
-    for _ in 0..n {
-        jobs.push(job(&mut r, &names, &digests)?);
+    for _ in 0..r.u32()? {
+        each(job(&mut r, &names, &digests)?);
     }
-    r.0.is_empty().then_some(jobs)
+    r.0.is_empty().then_some(())
 }
 
 fn job(r: &mut Reader<'_>, names: &[String], digests: &[String]) -> Option<RawJob> {
