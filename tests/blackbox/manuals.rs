@@ -79,6 +79,7 @@ fn arbor_8_documents_every_flag_and_no_other() {
         &["serve"],
         &["gc"],
         &["fsck"],
+        &["reindex"],
         &["token", "create"],
         &["token", "list"],
         &["token", "revoke"],

@@ -112,3 +112,45 @@ fn the_index_is_saved_and_a_deleted_one_rebuilt() {
     let _ = other.kill();
     let _ = other.wait();
 }
+
+#[test]
+fn arbor_reindex_writes_the_index_a_start_loads() {
+    let s = TestServer::start();
+    assert_eq!(s.put_file("/branches/b/t/j/f/small.bin", b"s").status, 201);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"))
+        .arg("reindex")
+        .env("DLREPO_ROOT_DIR", s.root.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("indexed 1 jobs in "), "{stdout}");
+    // Even a small tree: the command saves whatever its size.
+    assert!(s.path(".search/index").is_file());
+    let (mut other, addr) = s.second_process();
+    let agent = new_agent();
+    let began = Instant::now();
+    loop {
+        let mut r = agent
+            .get(format!("http://{addr}/search?q=small.bin"))
+            .call()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = r
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        if body["complete"] == true {
+            assert_eq!(body["results"][0]["url"], "/branches/b/t/j/f/small.bin");
+            break;
+        }
+        assert!(began.elapsed() < OTHERS_DELAY, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+}

@@ -129,6 +129,15 @@ impl SearchIndex {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A new index of the whole tree, saved over `.search/index` whatever its size
+    /// (`arbor reindex`); how many jobs it holds.
+    pub fn rebuild(repo: &Repo) -> Result<usize, super::StoreError> {
+        let ix = SearchIndex::default();
+        ix.refresh(repo, &Subtree::All);
+        repo.save_search_index(&ix.read())?;
+        Ok(ix.jobs())
+    }
+
     /// Walks `sub`, re-reads what changed and drops what is gone.
     pub fn refresh(&self, repo: &Repo, sub: &Subtree) {
         self.refresh_with(repo, sub, false)
