@@ -61,6 +61,8 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Rebuild the search index (.search/index) from the whole tree, for the next start.
+    Reindex,
     /// Manage API tokens for CI systems (Bearer, Basic password or ?token=).
     #[command(subcommand)]
     Token(TokenCommand),

@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> ExitCode {
         ),
         Command::Gc { dry_run } => gc(&config, dry_run),
         Command::Fsck { repair } => fsck(&config, repair),
+        Command::Reindex => reindex(&config),
         Command::Token(TokenCommand::List) => token_list(&config),
         Command::Token(TokenCommand::Revoke { id }) => token_revoke(&config, &id),
         Command::Client(_) => unreachable!("dispatched above"),
@@ -96,6 +97,19 @@ pub fn fsck(config: &Config, repair: bool) -> Result<(), Error> {
     } else {
         Err("the tree has problems (see above); --repair fixes what it safely can".into())
     }
+}
+
+/// `arbor reindex`: reads the whole tree into a new search index and saves it over
+/// `.search/index`, whatever was saved before. Running servers keep their own index.
+pub fn reindex(config: &Config) -> Result<(), Error> {
+    let began = std::time::Instant::now();
+    let repo = Repo::open(config)?;
+    let jobs = crate::storage::search::SearchIndex::rebuild(&repo)?;
+    println!(
+        "indexed {jobs} jobs in {:.1} s into .search/index",
+        began.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// `arbor gc [--dry-run]`: one full cleanup now, safe beside running servers.

@@ -63,6 +63,8 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let stopping = CancellationToken::new();
     reloads.spawn(state.clone(), hup);
     crate::cleanup::spawn_worker(&state, usr1, stopping.clone());
+    // The search index builds in the background: the server answers at once.
+    state.search();
     println!("======== Running on {shown} ========");
     let stop_on_signal = stopping.clone();
     tokio::spawn(async move {

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::publish::Publisher;
 use crate::signing::Signer;
 use crate::storage::Repo;
+use crate::storage::search::SearchIndex;
 use std::sync::{Arc, PoisonError, RwLock};
 
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct AppState {
     pub background: Background,
     /// The `DLREPO_SIGNING_KEY` signer for package indexes and `/pubkey`; `None` when unset.
     pub signer: Option<Arc<Signer>>,
+    /// The search index (derived data; built in the background, see docs/search.md).
+    pub search: Arc<SearchIndex>,
 }
 
 impl AppState {
@@ -40,7 +43,14 @@ impl AppState {
             publisher: Arc::new(publisher),
             background,
             signer,
+            search: Arc::default(),
         })
+    }
+
+    /// The search index, its build started on first use (the server starts it at once).
+    pub fn search(&self) -> &Arc<SearchIndex> {
+        self.search.start(&self.repo);
+        &self.search
     }
 
     pub fn auth(&self) -> Arc<Auth> {

@@ -23,6 +23,9 @@ pub enum Addressed {
     /// Anything else (`/cli`, `/metrics`, a path that names nothing): authorized on the
     /// decoded path, then answered by its fixed route or with a 404.
     Other(String),
+    /// `/search`: any caller with a login, or an anonymous one who may read `/` or
+    /// `/search`; each result is then checked on its own URL (docs/search.md).
+    Search,
     /// A segment no filesystem here can hold (over `NAME_MAX` bytes): authorized on the
     /// decoded path like [`Addressed::Other`], then a 400 that says why.
     TooLong(String),
@@ -54,6 +57,9 @@ impl Addressed {
         if is_static || public.contains(&raw) {
             return Addressed::Public(decoded(raw));
         }
+        if raw == "/search" {
+            return Addressed::Search;
+        }
         if raw == "/cli" || raw == "/metrics" {
             return Addressed::Other(raw.to_owned());
         }
@@ -69,6 +75,7 @@ impl Addressed {
             Addressed::Tree(r) => r.canonical_path(),
             Addressed::Registry(t) => t.canonical_path(),
             Addressed::Public(p) | Addressed::Other(p) | Addressed::TooLong(p) => p.clone(),
+            Addressed::Search => "/search".to_owned(),
         }
     }
 

@@ -26,7 +26,14 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
         _ => return ApiError::NotFound.into_response(),
     };
     let mut ctx = Ctx::new(app, parts, body);
+    let written = (!ctx.is_read())
+        .then(|| super::search::written(&route))
+        .flatten();
     let result = handle(&mut ctx, route).await;
+    if let Some(sub) = written {
+        // Whatever the answer, the subtree may have changed: the next search reads it.
+        ctx.app.search.touch(sub);
+    }
     if result.is_err() {
         drain(ctx.take_body()).await;
     }

@@ -133,6 +133,7 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
     let addressed = Addressed::parse(&super::canonical::read_path(req.uri().path(), req.method()));
     let checks = addressed.checks(req.method());
     let path = addressed.path();
+    let search = addressed == Addressed::Search;
     req.extensions_mut().insert(addressed);
     let auth = app.auth();
     if auth.is_disabled() || checks.is_empty() {
@@ -147,7 +148,9 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
         Ok(id) => id,
         Err(refusal) => return refusal,
     };
-    if !checks.iter().all(|c| auth.allows(&id, &c.path, c.want)) {
+    let searcher = || id.login.is_some() || auth.allows(&id, "/", Want::default());
+    let granted = checks.iter().all(|c| auth.allows(&id, &c.path, c.want));
+    if !(granted || search && searcher()) {
         return unauthorized(&auth, &path, html, id.login.clone());
     }
     req.extensions_mut().insert(Caller {
@@ -158,6 +161,10 @@ pub async fn check(State(app): State<AppState>, mut req: Request, next: Next) ->
     // Shared caches may keep only what anyone could have fetched.
     super::caching::finish(&mut res, || {
         let anyone = crate::auth::anonymous();
+        // What a search shows depends on who asks.
+        if search {
+            return false;
+        }
         checks.iter().all(|c| auth.allows(&anyone, &c.path, c.want))
     });
     res

@@ -1,4 +1,4 @@
-//! The HTTP layer: axum only, no filesystem paths. Fixed routes for `/cli`, `/static/`,
+//! The HTTP layer: axum only, no filesystem paths. Fixed routes for `/cli`, `/search`, `/static/`,
 //! `/healthz`, `/metrics` and `/pubkey`; `/v2/` goes to the registry adapter (`registry/`), everything
 //! else to the tree dispatcher. The guard parses every path once (`canonical.rs`), because
 //! axum's matcher cannot express the spec's grammar (spec/API.md §1.1), and both
@@ -20,6 +20,7 @@ pub(crate) mod registry;
 mod reply;
 mod resources;
 pub mod route;
+pub(crate) mod search;
 pub(crate) mod security;
 mod shapes;
 mod statics;
@@ -36,6 +37,7 @@ use axum::routing::{any, get};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/cli", get(statics::cli))
+        .route("/search", get(search::search))
         .route("/static/{file}", get(statics::file))
         .route("/healthz", get(statics::healthz))
         .route("/metrics", get(observe::serve_metrics))

@@ -172,6 +172,12 @@ impl Scan {
             .map(|st| st.st_mtime as f64 + st.st_mtime_nsec as f64 * 1e-9)
     }
 
+    /// mtime of `rel` in nanoseconds since the epoch (the search index compares them).
+    pub fn mtime_ns_at(&self, rel: &str) -> Option<i64> {
+        self.stat_at(rel, true)
+            .map(|st| st.st_mtime * 1_000_000_000 + st.st_mtime_nsec)
+    }
+
     /// The content of `rel`, `None` when it cannot be read.
     pub fn read_at(&self, rel: &str) -> Option<Vec<u8>> {
         use std::io::Read;

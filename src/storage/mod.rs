@@ -34,6 +34,7 @@ pub mod registry;
 pub mod rpm;
 mod rpm_header;
 mod rpm_xml;
+pub mod search;
 mod tags;
 mod tokens;
 mod trash;

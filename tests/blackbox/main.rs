@@ -46,6 +46,7 @@ mod registry_conformance;
 mod registry_sessions;
 mod reload;
 mod rpm;
+mod search;
 mod security;
 mod security_headers;
 mod signing;

@@ -79,6 +79,7 @@ fn arbor_8_documents_every_flag_and_no_other() {
         &["serve"],
         &["gc"],
         &["fsck"],
+        &["reindex"],
         &["token", "create"],
         &["token", "list"],
         &["token", "revoke"],
@@ -208,7 +209,7 @@ fn arbor_api_7_lists_the_fixed_endpoints() {
             r.status
         );
     }
-    for served in ["healthz", "metrics", "cli", "v2/", "branches/"] {
+    for served in ["healthz", "metrics", "cli", "search", "v2/", "branches/"] {
         assert!(
             s.get(&format!("/{served}")).status < 300,
             "GET /{served} is not served"

@@ -20,6 +20,7 @@ mod products_api;
 mod registry;
 mod registry_conformance;
 mod rpm;
+mod search;
 mod security;
 mod security_headers;
 mod tree_api;

@@ -12,6 +12,7 @@ pub mod oci_requests;
 pub mod oci_workflows;
 pub mod rpms;
 pub mod safe_serving;
+pub mod search;
 pub mod security;
 
 use sha2::{Digest as _, Sha256};

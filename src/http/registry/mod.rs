@@ -44,7 +44,12 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
         }
         _ => return plain_status(StatusCode::NOT_FOUND, "Not Found"),
     };
-    match handle(&app, target, req).await {
+    let written = crate::http::search::pushed(&target, req.method());
+    let answer = handle(&app, target, req).await;
+    if let Some(sub) = written {
+        app.search.touch(sub);
+    }
+    match answer {
         Ok(r) => r.render(&app),
         Err(e) => oci_error(e),
     }

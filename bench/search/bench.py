@@ -1,0 +1,208 @@
+"""The search bench (bench/search/run): tree, server, measurements."""
+import hashlib, http.client, json, os, shutil, socket, subprocess, sys, time, urllib.parse
+
+jobs, files, base, binary, keep = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "1"
+root = os.path.join(base, f"root-{jobs}x{files}")
+BRANCHES, TAGS = 10, 100
+SHARED = 8  # shared blobs, each linked into every job under several names
+
+
+def blob(data):
+    hexd = hashlib.sha256(data).hexdigest()
+    path = os.path.join(root, ".blobs", "sha256", hexd[:2], hexd)
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    return path, "sha256:" + hexd
+
+
+def build_tree():
+    if os.path.exists(os.path.join(root, ".complete")):
+        return 0.0
+    shutil.rmtree(root, ignore_errors=True)
+    began = time.time()
+    shared = [blob(b"shared %d\n" % i) for i in range(SHARED)]
+    per_tag = max(1, jobs // (BRANCHES * TAGS))
+    n = 0
+    t0 = 1_700_000_000
+    for b in range(BRANCHES):
+        for t in range(TAGS):
+            tdir = os.path.join(root, "branches", f"branch{b}", f"tag{t}")
+            os.makedirs(tdir)
+            open(os.path.join(tdir, ".stamp"), "w").close()
+            for j in range(per_tag):
+                if n >= jobs:
+                    break
+                jdir = os.path.join(tdir, f"job{j}")
+                os.makedirs(jdir)
+                version = f"{b}.{t}.{j}"
+                meta = {"product": f"product{j % 50}", "product_branch": f"{b}.x",
+                        "product_variant": "amd64", "version": version}
+                with open(os.path.join(jdir, ".metadata"), "w") as f:
+                    f.write(json.dumps(meta, sort_keys=True))
+                stamp = os.path.join(jdir, ".stamp")
+                open(stamp, "w").close()
+                os.utime(stamp, (t0 + n * 60, t0 + n * 60))
+                for fmt, count in (("deb", files // 2), ("docs", files - files // 2)):
+                    fdir = os.path.join(jdir, fmt)
+                    os.makedirs(fdir)
+                    digests = {}
+                    for k in range(count):
+                        if fmt == "deb" and k == 0:
+                            # One file of its own per job: a unique digest.
+                            src, d = blob(b"unique %d\n" % n)
+                            name = f"app_{version}_amd64.deb"
+                        else:
+                            src, d = shared[k % SHARED]
+                            name = f"lib{k}_{b}.{t}_amd64.{fmt}" if fmt == "deb" else f"doc/page{k}.html"
+                        dest = os.path.join(fdir, name)
+                        os.makedirs(os.path.dirname(dest), exist_ok=True)
+                        os.link(src, dest)
+                        digests[name] = d
+                    with open(os.path.join(fdir, ".digests"), "w") as f:
+                        f.write(json.dumps(digests, sort_keys=True))
+                n += 1
+    open(os.path.join(root, ".complete"), "w").close()
+    return time.time() - began
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def get(conn, path):
+    conn.request("GET", path, headers={"Accept": "application/json"})
+    r = conn.getresponse()
+    body = r.read()
+    return r.status, body
+
+
+def main():
+    made = build_tree()
+    # The first start measures a full build: no saved index.
+    shutil.rmtree(os.path.join(root, ".search"), ignore_errors=True)
+    print(f"tree: {jobs} jobs x {files} files under {root}" + (f" (made in {made:.0f} s)" if made else " (cached)"))
+    port = free_port()
+    env = dict(os.environ, DLREPO_ROOT_DIR=root, DLREPO_LISTEN_ADDRESS="127.0.0.1",
+               DLREPO_LISTEN_PORT=str(port), DLREPO_AUTH_DISABLED="1", DLREPO_LOG_LEVEL="DEBUG")
+    log = open(os.path.join(base, "server.log"), "w")
+    started = time.time()
+    proc = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=log)
+    try:
+        conn = None
+        while conn is None:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                status, _ = get(c, "/healthz")
+                conn = c
+            except OSError:
+                time.sleep(0.02)
+        print(f"server answers after {time.time() - started:.2f} s, RSS {rss_kib(proc.pid) // 1024} MiB")
+        status, body = get(conn, "/search?q=app&limit=1")
+        print(f"a query during the build: {status}, complete={json.loads(body)['complete']}")
+        while True:
+            status, body = get(conn, "/search?q=zzznothing&limit=1")
+            if json.loads(body)["complete"]:
+                break
+            time.sleep(0.05)
+        built = time.time() - started
+        print(f"index complete after {built:.1f} s; RSS {rss_kib(proc.pid) // 1024} MiB")
+        unique = hashlib.sha256(b"unique %d\n" % (jobs // 2)).hexdigest()
+        common = hashlib.sha256(b"shared 1\n").hexdigest()
+        kinds = [
+            ("word (file name)", "app_5.50"),
+            ("word, 2 terms", "branch3 lib4"),
+            ("name: glob", "name:*_9.99_amd64.deb"),
+            ("key=value", "product=product7 version=4.*"),
+            ("digest (unique)", f"digest:sha256:{unique}"),
+            ("digest (in every job)", f"digest:sha256:{common}"),
+            ("filters + dates", "branch:branch2 format:docs after:2023-11-20 before:2023-12-01"),
+            ("no match (full scan)", "name:*.nothing"),
+        ]
+        print()
+        print("| query | results | p50 ms | p99 ms |")
+        print("|---|---|---|---|")
+        for label, q in kinds:
+            path = "/search?" + urllib.parse.urlencode({"q": q})
+            times, count = [], 0
+            for i in range(205):
+                t = time.perf_counter()
+                status, body = get(conn, path)
+                dt = time.perf_counter() - t
+                if i >= 5:
+                    times.append(dt * 1000)
+                count = len(json.loads(body)["results"])
+            times.sort()
+            p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99) - 1]
+            print(f"| {label}: `{q}` | {count} | {p50:.2f} | {p99:.2f} |")
+        print()
+        print(f"RSS after the queries: {rss_kib(proc.pid) // 1024} MiB")
+        # Another writer: a job made by hand, as another process on the root would.
+        jdir = os.path.join(root, "branches", "branch0", "tag0", "other-writer")
+        shutil.rmtree(jdir, ignore_errors=True)
+        os.makedirs(os.path.join(jdir, "f"))
+        open(os.path.join(jdir, ".stamp"), "w").close()
+        src, d = blob(b"other writer\n")
+        os.link(src, os.path.join(jdir, "f", "other-writer.bin"))
+        with open(os.path.join(jdir, "f", ".digests"), "w") as f:
+            f.write(json.dumps({"other-writer.bin": d}))
+        t = time.time()
+        while True:
+            status, body = get(conn, "/search?q=other-writer.bin")
+            if json.loads(body)["results"] or time.time() - t > 300:
+                break
+            time.sleep(0.5)
+        print(f"a job written by another process showed after {time.time() - t:.1f} s")
+        shutil.rmtree(jdir, ignore_errors=True)
+        saved = os.path.join(root, ".search", "index")
+        t = time.time()
+        while not os.path.exists(saved) and time.time() - t < 120:
+            time.sleep(0.2)
+        if os.path.exists(saved):
+            print(f".search/index: {os.path.getsize(saved) / 2**20:.1f} MiB")
+    finally:
+        proc.terminate()
+        proc.wait()
+    # A second start, from the saved index.
+    saved = os.path.join(root, ".search", "index")
+    if os.path.exists(saved):
+        started = time.time()
+        proc = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=log)
+        try:
+            time.sleep(0.05)
+            while True:
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    status, body = get(c, "/search?q=zzznothing&limit=1")
+                    if json.loads(body)["complete"]:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            print(f"restart with .search/index: complete after {time.time() - started:.1f} s, RSS {rss_kib(proc.pid) // 1024} MiB")
+        finally:
+            proc.terminate()
+            proc.wait()
+    log.close()
+    with open(os.path.join(base, "server.log")) as f:
+        for line in f:
+            if "search index" in line:
+                print("log:", line.strip())
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+main()

@@ -1,0 +1,230 @@
+//! The in-memory search index: one record per job (its names, flags, metadata and the files
+//! of its formats), file names and digests interned once for the whole tree, jobs kept in
+//! result order (newest first), and a map from digest to the jobs holding it.
+
+use std::collections::HashMap;
+
+/// Strings stored once, named by a number. Never shrinks while the index lives (a rebuild
+/// starts a new one).
+#[derive(Default)]
+pub(crate) struct Interner {
+    ids: HashMap<Box<str>, u32>,
+    /// Each string, and its lower-cased form for word matches.
+    pub strs: Vec<(Box<str>, Box<str>)>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = u32::try_from(self.strs.len()).unwrap_or(u32::MAX);
+        self.ids.insert(s.into(), id);
+        self.strs.push((s.into(), s.to_lowercase().into()));
+        id
+    }
+
+    pub fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
+    pub fn str(&self, id: u32) -> &str {
+        self.strs.get(id as usize).map_or("", |s| &s.0)
+    }
+}
+
+/// One file of a format: its path below the format and its digest, both interned.
+#[derive(Clone, Copy)]
+pub(crate) struct FileRec {
+    pub name: u32,
+    pub digest: u32,
+}
+
+pub(crate) struct FormatRec {
+    pub name: String,
+    pub files: Vec<FileRec>,
+}
+
+/// What the index knows of one job, as read from its directory.
+pub(crate) struct JobRec {
+    pub job: crate::model::JobRef,
+    /// Canonical URL (`/[~u]/branches/{b}/{t}/{j}/`).
+    pub url: String,
+    /// The `.stamp` mtime in nanoseconds (0 when missing).
+    pub ts: i64,
+    /// What changes when anything in the job's directories changes (see `walk.rs`).
+    pub sig: u64,
+    pub locked: bool,
+    pub released: bool,
+    pub stable: bool,
+    /// Sorted by key; values as stored (lower-cased by dlrepo).
+    pub metadata: Vec<(String, String)>,
+    /// Sorted by `name + "/"`, the order results come in.
+    pub formats: Vec<FormatRec>,
+    /// The interned names and values a word may match at the job's level: branch, tag,
+    /// job, user, format names and metadata values.
+    pub fields: Vec<u32>,
+}
+
+impl JobRec {
+    /// Sort key of result order: newest first, then by URL.
+    pub fn key(&self) -> (std::cmp::Reverse<i64>, &str) {
+        (std::cmp::Reverse(self.ts), &self.url)
+    }
+}
+
+/// The job records, file names and digests of the whole tree.
+#[derive(Default)]
+pub(crate) struct Index {
+    pub names: Interner,
+    pub digests: Interner,
+    /// The job-level strings of [`JobRec::fields`].
+    pub fields: Interner,
+    /// Slots; `None` is a freed slot.
+    pub jobs: Vec<Option<JobRec>>,
+    free: Vec<u32>,
+    pub by_url: HashMap<String, u32>,
+    /// Digest id → slots of the jobs holding a file with it, and file name id → slots of
+    /// the jobs holding a file of that name. A removed job leaves its slot in them (a
+    /// superset is all a query asks of them: it checks each job it takes from them); they
+    /// are made again when such leftovers outnumber the live entries.
+    pub by_digest: HashMap<u32, Vec<u32>>,
+    pub by_name: HashMap<u32, Vec<u32>>,
+    live_postings: usize,
+    stale_postings: usize,
+    /// Live slots in result order, and each slot's place in it (`u32::MAX` for none);
+    /// rebuilt by [`Index::reorder`] after changes.
+    pub order: Vec<u32>,
+    pub pos: Vec<u32>,
+    dirty_order: bool,
+    /// Counts puts and removes: the saved copy is out of date when it moved.
+    pub generation: u64,
+}
+
+impl Index {
+    pub fn job(&self, slot: u32) -> Option<&JobRec> {
+        self.jobs.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_url.len()
+    }
+
+    pub fn sig(&self, url: &str) -> Option<u64> {
+        let slot = *self.by_url.get(url)?;
+        self.job(slot).map(|j| j.sig)
+    }
+
+    /// Adds `rec`, replacing the job of the same URL.
+    pub fn put(&mut self, rec: JobRec) {
+        self.remove(&rec.url.clone());
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.jobs.push(None);
+                u32::try_from(self.jobs.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.live_postings += post(&mut self.by_digest, &mut self.by_name, &rec, slot);
+        self.by_url.insert(rec.url.clone(), slot);
+        self.generation += 1;
+        if let Some(s) = self.jobs.get_mut(slot as usize) {
+            *s = Some(rec);
+        }
+        self.dirty_order = true;
+    }
+
+    pub fn remove(&mut self, url: &str) {
+        let Some(slot) = self.by_url.remove(url) else {
+            return;
+        };
+        let Some(rec) = self.jobs.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        let n = distinct(&rec, |f| f.digest).len() + distinct(&rec, |f| f.name).len();
+        self.live_postings = self.live_postings.saturating_sub(n);
+        self.stale_postings += n;
+        if self.stale_postings > self.live_postings.max(1 << 16) {
+            self.repost();
+        }
+        self.free.push(slot);
+        self.generation += 1;
+        self.dirty_order = true;
+    }
+
+    /// Makes the digest and name postings again from the live jobs.
+    fn repost(&mut self) {
+        self.by_digest.clear();
+        self.by_name.clear();
+        self.live_postings = 0;
+        self.stale_postings = 0;
+        for (slot, rec) in self.jobs.iter().enumerate() {
+            if let Some(rec) = rec {
+                let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+                self.live_postings += post(&mut self.by_digest, &mut self.by_name, rec, slot);
+            }
+        }
+    }
+
+    /// Puts [`Index::order`] back in result order after puts and removes.
+    pub fn reorder(&mut self) {
+        if !self.dirty_order {
+            return;
+        }
+        let mut order: Vec<u32> = self.by_url.values().copied().collect();
+        let jobs = &self.jobs;
+        let key = |s: &u32| {
+            jobs.get(*s as usize)
+                .and_then(Option::as_ref)
+                .map(JobRec::key)
+        };
+        order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+        self.pos = vec![u32::MAX; self.jobs.len()];
+        for (i, slot) in order.iter().enumerate() {
+            if let Some(p) = self.pos.get_mut(*slot as usize) {
+                *p = u32::try_from(i).unwrap_or(u32::MAX);
+            }
+        }
+        self.order = order;
+        self.dirty_order = false;
+    }
+
+    /// URLs of the jobs below `prefix` (a branch, tag or job URL; `""` for all).
+    pub fn urls_under(&self, prefix: &str) -> Vec<String> {
+        self.by_url
+            .keys()
+            .filter(|u| u.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The distinct values `f` takes over the files of `rec`.
+fn distinct(rec: &JobRec, f: impl Fn(&FileRec) -> u32) -> Vec<u32> {
+    let mut v: Vec<u32> = rec
+        .formats
+        .iter()
+        .flat_map(|x| x.files.iter().map(&f))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Adds `slot` to the postings of `rec`'s digests and names; how many it added.
+fn post(
+    by_digest: &mut HashMap<u32, Vec<u32>>,
+    by_name: &mut HashMap<u32, Vec<u32>>,
+    rec: &JobRec,
+    slot: u32,
+) -> usize {
+    let (digests, names) = (distinct(rec, |f| f.digest), distinct(rec, |f| f.name));
+    let n = digests.len() + names.len();
+    for d in digests {
+        by_digest.entry(d).or_default().push(slot);
+    }
+    for name in names {
+        by_name.entry(name).or_default().push(slot);
+    }
+    n
+}

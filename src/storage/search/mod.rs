@@ -1,0 +1,351 @@
+//! Search over the whole tree (issue 17, docs/search.md). The index is derived data, held
+//! in memory: a background thread builds it at start (queries meanwhile answer from what
+//! is read so far, and say so), then walks the tree's stamps again every few seconds and
+//! re-reads only what changed, so other processes' writes show within
+//! [`REFRESH_PERIOD`] plus one walk. This process's own writes mark their subtree, which
+//! the next query re-reads before it runs.
+
+mod eval;
+mod index;
+mod persist;
+pub mod query;
+mod walk;
+
+pub use eval::{Hit, SortKey};
+pub use query::{Kind, Query};
+pub use walk::Subtree;
+
+use super::{Repo, Visibility};
+use base64::Engine as _;
+use index::{FileRec, FormatRec, Index, JobRec};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
+use walk::{RawJob, Visit};
+
+/// How often the tree's stamps are compared again: at least [`WALK_SHARE`] times the last
+/// walk's length, so that on a large tree the walks take at most a fifth of a core.
+pub const REFRESH_PERIOD: Duration = Duration::from_secs(5);
+const WALK_SHARE: u32 = 5;
+
+/// The least time between two saves of `.search/index`.
+const SAVE_PERIOD: Duration = Duration::from_secs(60);
+/// Smaller trees are not saved: walking them costs less than a second.
+const SAVE_MIN_JOBS: usize = 1000;
+
+/// Jobs read before they are put in the index together.
+const BATCH: usize = 4096;
+
+/// The search index and what keeps it fresh.
+#[derive(Default)]
+pub struct SearchIndex {
+    index: RwLock<Index>,
+    complete: AtomicBool,
+    started: AtomicBool,
+    /// Subtrees this process wrote to since the last query.
+    touched: Mutex<Vec<Subtree>>,
+}
+
+/// One page of results.
+pub struct Page {
+    pub hits: Vec<Hit>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<SortKey>,
+    /// `false` while the first build runs: results may be missing.
+    pub complete: bool,
+}
+
+impl SearchIndex {
+    /// Starts the background build and refresh (once; later calls do nothing). The thread
+    /// ends when the index or the repository is dropped.
+    pub fn start(self: &Arc<Self>, repo: &Arc<Repo>) {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (me, repo) = (Arc::downgrade(self), Arc::downgrade(repo));
+        let spawned = std::thread::Builder::new()
+            .name("search-index".into())
+            .spawn(move || refresh_loop(me, repo));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "search index thread not started");
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::SeqCst)
+    }
+
+    /// Marks `sub` as written by this process: the next query reads it again first.
+    pub fn touch(&self, sub: Subtree) {
+        let mut t = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
+        if !t.contains(&sub) {
+            t.push(sub);
+        }
+    }
+
+    /// Jobs in the index.
+    pub fn jobs(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Runs `q` for a caller who sees what `vis` allows: at most `limit` results after
+    /// `after`, newest first.
+    pub fn search(
+        &self,
+        repo: &Repo,
+        q: &Query,
+        vis: &Visibility,
+        after: Option<&SortKey>,
+        limit: usize,
+    ) -> Page {
+        let touched =
+            std::mem::take(&mut *self.touched.lock().unwrap_or_else(PoisonError::into_inner));
+        for sub in touched {
+            // A job this process wrote is read again whatever its stamps say: a registry
+            // push changes only directories below its format.
+            let force = matches!(sub, Subtree::Job(_));
+            self.refresh_with(repo, &sub, force);
+        }
+        let complete = self.is_complete();
+        let mut hits = eval::run(&self.read(), q, vis, after, limit);
+        let next = (hits.len() > limit).then(|| {
+            hits.truncate(limit);
+            hits.last().map(|h| h.key.clone())
+        });
+        for h in &mut hits {
+            if let (Some(f), Some(p)) = (&h.format, &h.path) {
+                h.size = repo.search_file_size(&h.job, f, p);
+            }
+        }
+        Page {
+            hits,
+            next: next.flatten(),
+            complete,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new index of the whole tree, saved over `.search/index` whatever its size
+    /// (`arbor reindex`); how many jobs it holds.
+    pub fn rebuild(repo: &Repo) -> Result<usize, super::StoreError> {
+        let ix = SearchIndex::default();
+        ix.refresh(repo, &Subtree::All);
+        repo.save_search_index(&ix.read())?;
+        Ok(ix.jobs())
+    }
+
+    /// Walks `sub`, re-reads what changed and drops what is gone.
+    pub fn refresh(&self, repo: &Repo, sub: &Subtree) {
+        self.refresh_with(repo, sub, false)
+    }
+
+    /// [`SearchIndex::refresh`]; `force` re-reads every job of `sub`.
+    fn refresh_with(&self, repo: &Repo, sub: &Subtree, force: bool) {
+        let mut c = Collector {
+            force,
+            index: &self.index,
+            seen: HashSet::new(),
+            batch: Vec::new(),
+        };
+        repo.search_walk(sub, &mut c);
+        c.flush();
+        let mut idx = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        for url in idx.urls_under(&sub.url_prefix()) {
+            if !c.seen.contains(&url) {
+                idx.remove(&url);
+            }
+        }
+        idx.reorder();
+    }
+}
+
+fn refresh_loop(me: Weak<SearchIndex>, repo: Weak<Repo>) {
+    let mut first = true;
+    let mut first_walk = true;
+    let mut saved: Option<(u64, Instant)> = None;
+    loop {
+        let (Some(me), Some(repo)) = (me.upgrade(), repo.upgrade()) else {
+            return;
+        };
+        let began = Instant::now();
+        if first {
+            me.load(&repo);
+        }
+        me.refresh(&repo, &Subtree::All);
+        let took = began.elapsed();
+        if first {
+            me.complete.store(true, Ordering::SeqCst);
+            tracing::info!(
+                jobs = me.jobs(),
+                seconds = took.as_secs_f64(),
+                "search index built"
+            );
+            first = false;
+        } else {
+            tracing::debug!(seconds = took.as_secs_f64(), "search index refreshed");
+        }
+        saved = me.save(&repo, saved);
+        drop((me, repo));
+        // The build read every file list; a refresh walk only compares stamps.
+        let walk = if first_walk { Duration::ZERO } else { took };
+        first_walk = false;
+        std::thread::sleep(REFRESH_PERIOD.max(walk * WALK_SHARE));
+    }
+}
+
+impl SearchIndex {
+    /// Starts from `.search/index` when there is a readable one: the walk that follows
+    /// then reads only what changed since it was saved.
+    fn load(&self, repo: &Repo) {
+        // In batches, so that queries meanwhile wait for one batch at most.
+        let mut c = Collector {
+            force: true,
+            index: &self.index,
+            seen: HashSet::new(),
+            batch: Vec::new(),
+        };
+        let whole = repo.load_search_index(&mut |raw| c.changed(raw));
+        c.flush();
+        let jobs = self.jobs();
+        if jobs > 0 {
+            tracing::info!(jobs, whole, "search index loaded from .search/index");
+        }
+    }
+
+    /// Saves the index when it changed since `saved` (its generation and time), at most
+    /// once per [`SAVE_PERIOD`]; what was saved last.
+    fn save(&self, repo: &Repo, saved: Option<(u64, Instant)>) -> Option<(u64, Instant)> {
+        let idx = self.read();
+        if idx.len() < SAVE_MIN_JOBS {
+            return saved;
+        }
+        if let Some((generation, at)) = saved
+            && (generation == idx.generation || at.elapsed() < SAVE_PERIOD)
+        {
+            return saved;
+        }
+        match repo.save_search_index(&idx) {
+            Ok(()) => Some((idx.generation, Instant::now())),
+            Err(e) => {
+                tracing::warn!(error = %e, "search index not saved");
+                saved
+            }
+        }
+    }
+}
+
+struct Collector<'a> {
+    force: bool,
+    index: &'a RwLock<Index>,
+    seen: HashSet<String>,
+    batch: Vec<RawJob>,
+}
+
+impl Collector<'_> {
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let mut idx = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        for raw in self.batch.drain(..) {
+            let rec = intern(&mut idx, raw);
+            idx.put(rec);
+        }
+        idx.reorder();
+    }
+}
+
+impl Visit for Collector<'_> {
+    fn known(&self, url: &str) -> Option<u64> {
+        if self.force {
+            return None;
+        }
+        self.index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sig(url)
+    }
+
+    fn seen(&mut self, url: String) {
+        self.seen.insert(url);
+    }
+
+    fn changed(&mut self, job: RawJob) {
+        self.batch.push(job);
+        if self.batch.len() >= BATCH {
+            self.flush();
+        }
+    }
+}
+
+fn intern(idx: &mut Index, raw: RawJob) -> JobRec {
+    let formats: Vec<FormatRec> = raw
+        .formats
+        .into_iter()
+        .map(|(name, files)| FormatRec {
+            name,
+            files: files
+                .iter()
+                .map(|(n, d)| FileRec {
+                    name: idx.names.intern(n),
+                    digest: idx.digests.intern(d),
+                })
+                .collect(),
+        })
+        .collect();
+    let t = &raw.job.tag;
+    let mut fields: Vec<&str> = vec![
+        t.branch.branch.as_str(),
+        t.tag.as_str(),
+        raw.job.job.as_str(),
+    ];
+    if let crate::model::Scope::User(u) = &t.branch.scope {
+        fields.push(u.as_str());
+    }
+    fields.extend(raw.metadata.iter().map(|(_, v)| v.as_str()));
+    fields.extend(formats.iter().map(|f: &FormatRec| f.name.as_str()));
+    let mut fields: Vec<u32> = fields.into_iter().map(|f| idx.fields.intern(f)).collect();
+    fields.sort_unstable();
+    fields.dedup();
+    JobRec {
+        fields,
+        job: raw.job,
+        url: raw.url,
+        ts: raw.ts,
+        sig: raw.sig,
+        locked: raw.locked,
+        released: raw.released,
+        stable: raw.stable,
+        metadata: raw.metadata,
+        formats,
+    }
+}
+
+impl SortKey {
+    /// The opaque cursor of a page: the sort key of its last result.
+    pub fn encode(&self) -> String {
+        let raw = format!("{}\n{}\n{}", self.ts.0, self.job, self.sub);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(cursor: &str) -> Option<SortKey> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let mut parts = raw.splitn(3, '\n');
+        let ts = parts.next()?.parse().ok()?;
+        Some(SortKey {
+            ts: std::cmp::Reverse(ts),
+            job: parts.next()?.to_owned(),
+            sub: parts.next()?.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+use super::*;
+use crate::model::Scope;
+use crate::storage::fixture::{TestRepo, job, main_job, upload};
+use serde_json::json;
+
+fn search(ix: &SearchIndex, repo: &Repo, q: &str) -> Vec<String> {
+    let q = Query::parse(q).unwrap_or_else(|e| panic!("{e}"));
+    let page = ix.search(repo, &q, &Visibility::everything(), None, 100);
+    page.hits.into_iter().map(|h| h.url).collect()
+}
+
+fn built(repo: &Repo) -> SearchIndex {
+    let ix = SearchIndex::default();
+    ix.refresh(repo, &Subtree::All);
+    ix
+}
+
+#[test]
+fn the_most_specific_level_answers() {
+    let r = TestRepo::new();
+    let a = main_job("t1", "build");
+    upload(&r, &a, "deb", "libfoo_1.0.deb", b"foo");
+    upload(&r, &a, "deb", "bar_1.0.deb", b"bar");
+    let u = job(
+        Scope::User(crate::storage::fixture::name("alice")),
+        "dev",
+        "t",
+        "x",
+    );
+    upload(&r, &u, "rpm", "libfoo-1.0.rpm", b"foo");
+    let meta = json!({"product": "foo", "version": "1.2"});
+    let meta = meta.as_object().cloned().unwrap_or_default();
+    r.patch_metadata(&a, &meta, &Visibility::everything())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ix = built(&r);
+    assert_eq!(search(&ix, &r, "product=foo"), ["/branches/main/t1/build/"]);
+    assert_eq!(search(&ix, &r, "build"), ["/branches/main/t1/build/"]);
+    assert_eq!(
+        search(&ix, &r, "build deb"),
+        ["/branches/main/t1/build/deb/"]
+    );
+    let mut files = search(&ix, &r, "libfoo");
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "/branches/main/t1/build/deb/libfoo_1.0.deb",
+            "/~alice/branches/dev/t/x/rpm/libfoo-1.0.rpm"
+        ]
+    );
+    assert_eq!(
+        search(&ix, &r, "name:*.DEB version=1.*"),
+        [
+            "/branches/main/t1/build/deb/bar_1.0.deb",
+            "/branches/main/t1/build/deb/libfoo_1.0.deb"
+        ]
+    );
+    let foo = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"foo"))
+    );
+    assert_eq!(search(&ix, &r, &foo).len(), 2);
+    assert!(search(&ix, &r, &format!("sha256:{}", "0".repeat(64))).is_empty());
+    assert_eq!(
+        search(&ix, &r, "format:rpm kind:format"),
+        ["/~alice/branches/dev/t/x/rpm/"]
+    );
+    assert!(search(&ix, &r, "locked:yes").is_empty());
+}
+
+#[test]
+fn refresh_sees_new_and_deleted_jobs_and_pages_are_stable() {
+    let r = TestRepo::new();
+    for i in 0..5 {
+        upload(&r, &main_job("t", &format!("j{i}")), "f", "a.txt", b"a");
+    }
+    let ix = built(&r);
+    let q = Query::parse("a.txt").unwrap_or_else(|e| panic!("{e}"));
+    let everything = Visibility::everything();
+    let first = ix.search(&r, &q, &everything, None, 2);
+    assert_eq!(first.hits.len(), 2);
+    let cursor = first.next.clone().map(|k| k.encode()).unwrap_or_default();
+    // A new job arrives between the pages: it sorts first, so the next page neither
+    // repeats nor skips anything.
+    upload(&r, &main_job("t", "new"), "f", "a.txt", b"a");
+    ix.touch(Subtree::All);
+    let after = SortKey::decode(&cursor);
+    let rest = ix.search(&r, &q, &everything, after.as_ref(), 100);
+    let mut seen: Vec<String> = first
+        .hits
+        .iter()
+        .chain(&rest.hits)
+        .map(|h| h.url.clone())
+        .collect();
+    assert_eq!(seen.len(), 5);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5);
+    r.delete_job(&main_job("t", "j0"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    ix.refresh(&r, &Subtree::Tag(main_job("t", "j0").tag));
+    assert_eq!(search(&ix, &r, "a.txt").len(), 5, "j0 gone, new there");
+    assert!(!search(&ix, &r, "a.txt").iter().any(|u| u.contains("/j0/")));
+}
+
+#[test]
+fn hidden_results_never_count() {
+    let r = TestRepo::new();
+    upload(&r, &main_job("t", "open"), "f", "x", b"x");
+    upload(&r, &main_job("t", "secret"), "f", "x", b"x");
+    let ix = built(&r);
+    let vis = Visibility::new(|url| !url.contains("secret"));
+    let q = Query::parse("x").unwrap_or_else(|e| panic!("{e}"));
+    let page = ix.search(&r, &q, &vis, None, 1);
+    assert_eq!(page.hits.len(), 1);
+    assert!(page.next.is_none(), "the hidden one makes no next page");
+}
+
+#[test]
+fn a_saved_index_loads_and_the_walk_fixes_what_changed_since() {
+    let r = TestRepo::new();
+    upload(&r, &main_job("t", "a"), "f", "x.bin", b"x");
+    upload(
+        &r,
+        &job(
+            Scope::User(crate::storage::fixture::name("u")),
+            "b",
+            "t",
+            "c",
+        ),
+        "g",
+        "y.bin",
+        b"y",
+    );
+    let ix = built(&r);
+    r.save_search_index(&ix.read())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = SearchIndex::default();
+    loaded.load(&r);
+    assert_eq!(loaded.jobs(), 2);
+    assert_eq!(search(&loaded, &r, "bin"), search(&ix, &r, "bin"));
+    // Changes made while the index was on disk: the walk after loading sees them.
+    r.delete_job(&main_job("t", "a"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    upload(&r, &main_job("t", "new"), "f", "z.bin", b"z");
+    loaded.refresh(&r, &Subtree::All);
+    let mut found = search(&loaded, &r, "bin");
+    found.sort();
+    assert_eq!(
+        found,
+        ["/branches/main/t/new/f/z.bin", "/~u/branches/b/t/c/g/y.bin"]
+    );
+    // A broken or foreign file is ignored: the walk builds everything.
+    let path = r.search_index_path();
+    let mut data = std::fs::read(&path).unwrap_or_default();
+    data.truncate(data.len() / 2);
+    std::fs::write(&path, data).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!r.load_search_index(&mut |_| {}));
+    std::fs::remove_dir_all(path.parent().unwrap_or(&path)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!r.load_search_index(&mut |_| {}));
+}
