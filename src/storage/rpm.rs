@@ -15,7 +15,7 @@ use crate::model::FormatRef;
 use sha2::Digest as _;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -261,8 +261,10 @@ fn packages(
 fn read_rpm(path: &Path) -> io::Result<Rpm> {
     let mut file = File::open(path)?;
     let header = read_header(&mut io::BufReader::new(&mut file))?;
-    file.seek(SeekFrom::Start(0))?;
-    let (size, sha256) = sha256_of(&mut file)?;
+    // The size of the file that was read: a file replaced since is caught by the digest
+    // check against `.digests`.
+    let size = file.metadata()?.len();
+    let sha256 = super::files::hash_file(crate::model::Algo::Sha256, path)?;
     Ok(Rpm {
         header,
         size,
@@ -270,28 +272,8 @@ fn read_rpm(path: &Path) -> io::Result<Rpm> {
     })
 }
 
-fn sha256_of(r: &mut impl Read) -> io::Result<(u64, String)> {
-    let mut hash = sha2::Sha256::new();
-    let mut buf = vec![0u8; 64 << 10];
-    let mut size = 0u64;
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hash.update(&buf[..n]);
-    }
-    Ok((size, hex::encode(hash.finalize())))
-}
-
 fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
-    // No name and a zero mtime in the header: the same XML gives the same bytes.
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::default());
-    enc.write_all(data)?;
-    enc.finish()
+    super::encodings::gzip_reproducible(data, flate2::Compression::default())
 }
 
 /// `repomd.xml`: the revision and timestamps are the format's time; each data file
@@ -306,8 +288,8 @@ fn repomd(xml: &[&str; 3], time: u64) -> io::Result<String> {
     out.push_str(&format!("  <revision>{time}</revision>\n"));
     for (kind, xml) in ["primary", "filelists", "other"].iter().zip(xml) {
         let gz = gzip(xml.as_bytes())?;
-        let (size, sum) = sha256_of(&mut &gz[..])?;
-        let (open_size, open_sum) = sha256_of(&mut xml.as_bytes())?;
+        let (size, sum) = (gz.len(), hex::encode(sha2::Sha256::digest(&gz)));
+        let (open_size, open_sum) = (xml.len(), hex::encode(sha2::Sha256::digest(xml)));
         out.push_str(&format!(
             "  <data type=\"{kind}\">\n    <checksum type=\"sha256\">{sum}</checksum>\n    \
              <open-checksum type=\"sha256\">{open_sum}</open-checksum>\n    \
@@ -322,6 +304,7 @@ fn repomd(xml: &[&str; 3], time: u64) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
 
     #[test]
     fn index_names_round_trip() {

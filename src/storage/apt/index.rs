@@ -71,12 +71,7 @@ impl IndexCache {
 }
 
 fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
-    // No name and a zero mtime in the header: the same Packages gives the same bytes.
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::best());
-    enc.write_all(data)?;
-    enc.finish()
+    crate::storage::encodings::gzip_reproducible(data, flate2::Compression::best())
 }
 
 fn xz(data: &[u8]) -> io::Result<Vec<u8>> {

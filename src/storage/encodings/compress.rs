@@ -24,6 +24,14 @@ const ZSTD_THREADS: u32 = 2;
 /// anything, rather than the server's memory growing with their number.
 static XZ_ENCODERS: Semaphore = Semaphore::const_new(4);
 
+/// `data` gzipped whole, with no name and a zero mtime in the header, so that the same
+/// input always gives the same bytes (package indexes are signed and compared by sum).
+pub(crate) fn gzip_reproducible(data: &[u8], level: flate2::Compression) -> io::Result<Vec<u8>> {
+    let mut enc = flate2::GzBuilder::new().mtime(0).write(Vec::new(), level);
+    enc.write_all(data)?;
+    enc.finish()
+}
+
 /// One of the compressors, writing into a buffer drained after every tar chunk.
 enum Compressor {
     Gz(GzEncoder<Vec<u8>>),

@@ -11,6 +11,7 @@ mod compress;
 mod zip;
 
 pub use compress::compress_stream;
+pub(crate) use compress::gzip_reproducible;
 pub use zip::zip_stream;
 
 /// How a bundle is packaged, from the suffix of its URL.
