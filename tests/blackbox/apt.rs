@@ -186,10 +186,7 @@ fn update(apt: &Path, sources: &str) -> (bool, String) {
 #[test]
 fn stock_apt_verifies_a_signed_repository_and_refuses_another_key() {
     let work = tempfile::tempdir().unwrap();
-    let home = work.path().join("gnupg");
-    std::fs::create_dir_all(&home).unwrap();
-    let key = crate::pubkey::secret_key_file(&home);
-    let s = TestServer::start_with(&[("DLREPO_SIGNING_KEY", key.to_str().unwrap())]);
+    let (s, _) = crate::pubkey::signed_server(work.path(), "gnupg");
     let hello = build_deb(work.path(), "arbor-hello", "1.0");
     s.upload_format(
         "/branches/b/t/j/deb/",
@@ -225,10 +222,7 @@ fn stock_apt_verifies_a_signed_repository_and_refuses_another_key() {
     );
 
     // Another key's keyring: apt must refuse the repository and offer nothing from it.
-    let other_home = work.path().join("other-gnupg");
-    std::fs::create_dir_all(&other_home).unwrap();
-    let other_key = crate::pubkey::secret_key_file(&other_home);
-    let other = TestServer::start_with(&[("DLREPO_SIGNING_KEY", other_key.to_str().unwrap())]);
+    let (other, _) = crate::pubkey::signed_server(work.path(), "other-gnupg");
     let wrong = work.path().join("wrong.gpg");
     std::fs::write(&wrong, other.get("/pubkey.gpg").body).unwrap();
     let sources = format!("deb [signed-by={}] {url} ./\n", wrong.display());
@@ -249,10 +243,7 @@ fn stock_apt_verifies_a_signed_repository_and_refuses_another_key() {
 #[test]
 fn stock_apt_sees_every_locked_version_of_a_product_branch() {
     let work = tempfile::tempdir().unwrap();
-    let home = work.path().join("gnupg");
-    std::fs::create_dir_all(&home).unwrap();
-    let key = crate::pubkey::secret_key_file(&home);
-    let s = TestServer::start_with(&[("DLREPO_SIGNING_KEY", key.to_str().unwrap())]);
+    let (s, _) = crate::pubkey::signed_server(work.path(), "gnupg");
     let mut debs = Vec::new();
     for (tag, version) in [("t1", "1.0"), ("t2", "1.1")] {
         let deb = build_deb(work.path(), "arbor-foo", version);

@@ -95,10 +95,7 @@ fn rewrite_packages(dir: &Path, from: &str, to: &str) {
 #[test]
 fn apt_accepts_what_arbor_signed_and_refuses_any_change() {
     let work = tempfile::tempdir().unwrap();
-    let home = work.path().join("gnupg");
-    std::fs::create_dir_all(&home).unwrap();
-    let key = crate::pubkey::secret_key_file(&home);
-    let s = TestServer::start_with(&[("DLREPO_SIGNING_KEY", key.to_str().unwrap())]);
+    let (s, _) = crate::pubkey::signed_server(work.path(), "gnupg");
     let hello = build_deb(work.path(), "arbor-hello", "1.0");
     let deb = work.path().join("arbor-hello_1.0_all.deb");
     std::fs::write(&deb, &hello).unwrap();

@@ -53,6 +53,15 @@ pub(crate) fn secret_key_file(home: &Path) -> std::path::PathBuf {
     key
 }
 
+/// A signing key (gpg home `work/{name}`), and a server signing with it.
+pub(crate) fn signed_server(work: &Path, name: &str) -> (TestServer, std::path::PathBuf) {
+    let home = work.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let key = secret_key_file(&home);
+    let s = TestServer::start_with(&[("DLREPO_SIGNING_KEY", key.to_str().unwrap())]);
+    (s, home)
+}
+
 #[test]
 fn the_configured_key_is_served_armored_and_binary() {
     let home = tempfile::tempdir().expect("temp dir");

@@ -81,15 +81,6 @@ fn dlrepo_cli_upload(s: &TestServer, work: &Path, tree: &Path, names: [&str; 4])
     );
 }
 
-/// A signing key (gpg home `work/{name}`), and a server signing with it.
-fn signed_server(work: &Path, name: &str) -> (TestServer, std::path::PathBuf) {
-    let home = work.join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    let key = crate::pubkey::secret_key_file(&home);
-    let s = TestServer::start_with(&[("DLREPO_SIGNING_KEY", key.to_str().unwrap())]);
-    (s, home)
-}
-
 /// Two signed packages, `arbor-hello` requiring `arbor-other` (in a sub-directory).
 fn signed_packages(work: &Path, home: &Path) -> (Vec<u8>, Vec<u8>) {
     let hello = build_rpm(work, "arbor-hello", "1.0", Some("arbor-other >= 2.0"));
@@ -101,7 +92,7 @@ fn signed_packages(work: &Path, home: &Path) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn stock_dnf_installs_a_package_and_its_dependency_from_a_signed_format() {
     let work = tempfile::tempdir().unwrap();
-    let (s, home) = signed_server(work.path(), "gnupg");
+    let (s, home) = crate::pubkey::signed_server(work.path(), "gnupg");
     let (hello, other) = signed_packages(work.path(), &home);
     let fmt = "/branches/b/t/j/rpm/";
     let tree = work.path().join("upload");
@@ -155,7 +146,7 @@ fn stock_dnf_installs_a_package_and_its_dependency_from_a_signed_format() {
 #[test]
 fn stock_dnf_refuses_tampered_metadata_and_another_key() {
     let work = tempfile::tempdir().unwrap();
-    let (s, home) = signed_server(work.path(), "gnupg");
+    let (s, home) = crate::pubkey::signed_server(work.path(), "gnupg");
     let (hello, other) = signed_packages(work.path(), &home);
     let files: [(&str, &[u8]); 2] = [("hello.rpm", &hello), ("sub/other.rpm", &other)];
     s.upload_format("/branches/b/t/j/rpm/", &files);
@@ -217,7 +208,7 @@ fn stock_dnf_refuses_tampered_metadata_and_another_key() {
     assert!(!installed(&work.path().join("tampered-primary")).contains("arbor-hello"));
 
     // The genuine repository with another server's key: refused too.
-    let (other_server, _) = signed_server(work.path(), "other-gnupg");
+    let (other_server, _) = crate::pubkey::signed_server(work.path(), "other-gnupg");
     let wrong = other_server.url("/pubkey");
     let (ok, log) = dnf(
         &work.path().join("wrong"),
