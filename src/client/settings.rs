@@ -398,37 +398,24 @@ mod tests {
         assert_eq!(saved_token(&text, "http://a:1/x/").as_deref(), Some("t3"));
         assert_eq!(saved_token(&text, "http://a:2/"), None);
         assert_eq!(with_token(&text, "https://b/x", None), "http://a:1 t3\n");
+        // What a command at https://b/ sends, with the tokens file `text`.
+        let auth_with = |text: &str| {
+            let env = |_: &str| None;
+            let src = Sources {
+                url_flag: Some("https://b/"),
+                prefix_flag: Some("/"),
+                env: &env,
+                conf: None,
+                netrc: None,
+                tokens: Some(text),
+                login: "me",
+            };
+            resolve(&src).unwrap().auth
+        };
         let text = with_token(&text, "https://b/x", None);
-        let env = |_: &str| None;
-        let s = resolve(&Sources {
-            url_flag: Some("https://b/"),
-            prefix_flag: Some("/"),
-            env: &env,
-            conf: None,
-            netrc: None,
-            tokens: Some(&text),
-            login: "me",
-        })
-        .unwrap();
-        assert_eq!(
-            s.auth,
-            Auth::Basic {
-                user: "me".into(),
-                password: String::new()
-            }
-        );
+        assert_eq!(auth_with(&text), basic("me", ""));
         let text = with_token(&text, "https://b/", Some("t2"));
-        let s = resolve(&Sources {
-            url_flag: Some("https://b/"),
-            prefix_flag: Some("/"),
-            env: &env,
-            conf: None,
-            netrc: None,
-            tokens: Some(&text),
-            login: "me",
-        })
-        .unwrap();
-        assert_eq!(s.auth, Auth::Bearer("t2".into()));
+        assert_eq!(auth_with(&text), Auth::Bearer("t2".into()));
     }
 
     #[test]
