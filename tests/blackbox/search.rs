@@ -31,6 +31,29 @@ fn until(s: &TestServer, q: &str, what: &str, pred: impl Fn(&[String]) -> bool) 
     }
 }
 
+/// `/search?q=` on the server at `addr`, asked again until its index is complete (within
+/// the delay another process's writes take to show).
+fn complete_search(addr: &str, q: &str) -> serde_json::Value {
+    let agent = new_agent();
+    let began = Instant::now();
+    loop {
+        let mut r = agent
+            .get(format!("http://{addr}/search?q={q}"))
+            .call()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = r
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        if body["complete"] == true {
+            return body;
+        }
+        assert!(began.elapsed() < OTHERS_DELAY, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn uploads_deletes_and_other_processes_show() {
     let s = TestServer::start();
@@ -85,25 +108,9 @@ fn the_index_is_saved_and_a_deleted_one_rebuilt() {
     // Derived data: deleted at any time, a new process builds it again from the tree.
     std::fs::remove_dir_all(s.path(".search")).unwrap_or_else(|e| panic!("{e}"));
     let (mut other, addr) = s.second_process();
-    let agent = new_agent();
     let began = Instant::now();
-    loop {
-        let mut r = agent
-            .get(format!("http://{addr}/search?q=kept.bin"))
-            .call()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let text = r
-            .body_mut()
-            .read_to_string()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
-        if body["complete"] == true {
-            assert_eq!(body["results"][0]["url"], "/branches/b/t/j/f/kept.bin");
-            break;
-        }
-        assert!(began.elapsed() < OTHERS_DELAY, "{body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let body = complete_search(&addr, "kept.bin");
+    assert_eq!(body["results"][0]["url"], "/branches/b/t/j/f/kept.bin");
     while !saved.exists() {
         assert!(began.elapsed() < OTHERS_DELAY, "not saved again");
         std::thread::sleep(Duration::from_millis(50));
@@ -132,25 +139,8 @@ fn arbor_reindex_writes_the_index_a_start_loads() {
     // Even a small tree: the command saves whatever its size.
     assert!(s.path(".search/index").is_file());
     let (mut other, addr) = s.second_process();
-    let agent = new_agent();
-    let began = Instant::now();
-    loop {
-        let mut r = agent
-            .get(format!("http://{addr}/search?q=small.bin"))
-            .call()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let text = r
-            .body_mut()
-            .read_to_string()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
-        if body["complete"] == true {
-            assert_eq!(body["results"][0]["url"], "/branches/b/t/j/f/small.bin");
-            break;
-        }
-        assert!(began.elapsed() < OTHERS_DELAY, "{body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let body = complete_search(&addr, "small.bin");
+    assert_eq!(body["results"][0]["url"], "/branches/b/t/j/f/small.bin");
     let _ = other.kill();
     let _ = other.wait();
 }
