@@ -5,6 +5,7 @@
 //! others wait for their own result. Ordering is kept: links are applied in arrival order, so
 //! the file on disk and its `.digests` entry always agree.
 
+use super::digests::Digests;
 use super::files::{
     self, At, DirLock, Replace, create_flag, exists, read_json_map, remove_dirs, remove_flag,
 };
@@ -86,7 +87,7 @@ fn file_id(path: &Path) -> Option<FileId> {
 const CACHED_FORMATS: usize = 32;
 
 /// A parsed `.digests` and the identity of the file it was parsed from.
-type CachedDigests = (FileId, Map<String, Value>);
+type CachedDigests = (FileId, Digests);
 
 /// Links waiting to be applied, per format directory.
 #[derive(Default)]
@@ -97,15 +98,15 @@ pub(crate) struct LinkQueue {
 
 impl LinkQueue {
     /// The format's `.digests`, from the cache when the file has not changed since.
-    fn load(&self, fdir: &Path, path: &Path) -> Map<String, Value> {
+    fn load(&self, fdir: &Path, path: &Path) -> Digests {
         let cached = self
             .digests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(fdir);
         match (cached, file_id(path)) {
-            (Some((id, map)), Some(now)) if id == now => map,
-            _ => read_json_map(path),
+            (Some((id, digests)), Some(now)) if id == now => digests,
+            _ => Digests::new(read_json_map(path)),
         }
     }
 
@@ -118,13 +119,13 @@ impl LinkQueue {
             .clear();
     }
 
-    fn keep(&self, fdir: &Path, path: &Path, map: Map<String, Value>) {
+    fn keep(&self, fdir: &Path, path: &Path, digests: Digests) {
         let Some(id) = file_id(path) else { return };
         let mut cache = self.digests.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= CACHED_FORMATS {
             cache.clear();
         }
-        cache.insert(fdir.to_path_buf(), (id, map));
+        cache.insert(fdir.to_path_buf(), (id, digests));
     }
 }
 
@@ -133,7 +134,7 @@ struct Staging {
     tx: Replace,
     /// The user's count, locked, when the format is in a user repository.
     usage: Option<Usage>,
-    digests: Map<String, Value>,
+    digests: Digests,
     /// The length `.digests` will have with the links staged so far.
     listed: u64,
     /// Directories made for the links, removed again if the batch does not land.
@@ -256,7 +257,7 @@ impl Repo {
             listed,
             made,
         } = st;
-        let text = pyjson::object_to_string_sorted(&digests);
+        let text = digests.text();
         if let Err(e) = commit_staged(tx, usage.as_mut(), listed, &digests_path, &text) {
             unflag(&made);
             for r in results.iter_mut().filter(|r| r.is_ok()) {
@@ -304,7 +305,7 @@ impl Repo {
             // (spec/API.md Q40), from the file's length now as this server writes it.
             // spec/LAYOUT.md §6.4: a replaced file gives its bytes back first.
             let old = file_len(&fdir.join(rel)) + st.listed;
-            let grown = digests_len_with(&st.digests, st.listed, rel, &digest);
+            let grown = digests_len_with(st.digests.map(), st.listed, rel, &digest);
             let new = fs::metadata(&req.blob)
                 .map_err(|e| StoreError::at("stat", &req.blob, e))?
                 .len()
@@ -320,7 +321,7 @@ impl Repo {
             _ => {}
         }
         if staged.is_ok() {
-            st.digests.insert(rel.to_owned(), digest.into());
+            st.digests.insert(rel, digest.into());
         }
         staged
     }

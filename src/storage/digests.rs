@@ -2,7 +2,9 @@
 //! (spec/LAYOUT.md §3.5).
 
 use super::files::{exists, read_json_map};
+use crate::pyjson;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The `.digests` map of a format, or for a container format without one, a map made up
@@ -36,4 +38,70 @@ pub(crate) fn format_digests(fdir: &Path) -> Map<String, Value> {
     }
     m.sort_keys();
     m
+}
+
+/// A `.digests` being rewritten, with each entry's JSON text kept beside the map: writing it
+/// again joins the texts rather than encoding and sorting every entry, which made a burst of
+/// small uploads into one format cost O(n²) encoding (issue 16's 2,000-file upload).
+pub(crate) struct Digests {
+    map: Map<String, Value>,
+    /// `"key": value` per key, in key order: the order `json.dumps(sort_keys=True)` writes.
+    texts: BTreeMap<String, String>,
+}
+
+impl Digests {
+    pub(crate) fn new(map: Map<String, Value>) -> Digests {
+        let texts = map.iter().map(|(k, v)| (k.clone(), entry(k, v))).collect();
+        Digests { map, texts }
+    }
+
+    pub(crate) fn map(&self) -> &Map<String, Value> {
+        &self.map
+    }
+
+    pub(crate) fn insert(&mut self, key: &str, value: Value) {
+        self.texts.insert(key.to_owned(), entry(key, &value));
+        self.map.insert(key.to_owned(), value);
+    }
+
+    /// The file's text, as [`pyjson::object_to_string_sorted`] writes the map.
+    pub(crate) fn text(&self) -> String {
+        let len: usize = self.texts.values().map(|t| t.len() + 2).sum();
+        let mut out = String::with_capacity(len + 2);
+        out.push('{');
+        for (i, text) in self.texts.values().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(text);
+        }
+        out.push('}');
+        out
+    }
+}
+
+fn entry(key: &str, value: &Value) -> String {
+    let key = pyjson::to_string(&Value::String(key.to_owned()));
+    format!("{key}: {}", pyjson::to_string_sorted(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_is_what_the_sorted_encoder_writes() {
+        let start: Map<String, Value> = serde_json::from_str(
+            r#"{"z": "sha256:1", "a/b": "sha256:2", "é": "sha256:3", "q\"x": {"n": [1, 2.5]}}"#,
+        )
+        .unwrap();
+        let mut d = Digests::new(Map::new());
+        assert_eq!(d.text(), pyjson::object_to_string_sorted(d.map()));
+        d = Digests::new(start);
+        assert_eq!(d.text(), pyjson::object_to_string_sorted(d.map()));
+        for (k, v) in [("a/b", "sha256:9"), ("m\n", "sha256:4"), ("\u{1F600}", "x")] {
+            d.insert(k, v.into());
+            assert_eq!(d.text(), pyjson::object_to_string_sorted(d.map()));
+        }
+    }
 }
