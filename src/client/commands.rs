@@ -5,7 +5,8 @@
 use super::progress::Progress;
 use super::remote::{Body, Remote};
 use super::settings::Settings;
-use super::transfer::{self, Upload};
+use super::transfer;
+use super::upload::{self, Upload};
 use super::{ClientCommand, ClientError, Globals, TagPath};
 use crate::pyjson::{python_str, to_string_indented};
 use serde_json::{Value, json};
@@ -20,7 +21,7 @@ pub fn run(g: &Globals, s: &Settings, command: ClientCommand) -> Result<(), Clie
     use ClientCommand as C;
     match command {
         C::Upload { at, paths, resume } => {
-            let files = transfer::collect(&paths)?;
+            let files = upload::collect(&paths)?;
             upload(g, r, &at.url(), &files, resume)
         }
         C::Get { at, target } => get(g, r, &at.url(), &target),
@@ -301,7 +302,7 @@ fn upload(
     let progress = Progress::new(g.quiet, files.len() as u64, bytes);
     transfer::in_parallel(files, usize::from(g.parallel), |file| {
         let url = r.url(&format!("{format_url}{}", file.rel), None);
-        transfer::upload_one(r, &url, file, resume, &progress)
+        upload::upload_one(r, &url, file, resume, &progress)
     })?;
     progress.finish("uploaded");
     // Clears the format's dirty flag: the upload is complete.

@@ -12,6 +12,7 @@ mod progress;
 mod remote;
 mod settings;
 mod transfer;
+mod upload;
 
 use clap::{Args, Subcommand};
 use std::path::PathBuf;

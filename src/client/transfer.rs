@@ -1,9 +1,5 @@
-//! Uploads and downloads of many files at once: `-J` workers share one queue and one
-//! connection pool; the first failure stops the others from starting new files.
-//!
-//! Upload of one file (spec/CLI.md §3): hash it, `HEAD` with its `Digest`; when the server
-//! has that content, a `PUT` with `X-Dlrepo-Link` and no body, else a `PUT` of the bytes.
-//! With `--resume`, a file the server already holds with the same digest is skipped.
+//! Many files at once: `-J` workers share one queue and one connection pool; the first
+//! failure stops the others from starting new files. Uploads of one file are in `upload.rs`.
 //!
 //! Download of one file: into `DIR/.arbor-partial/`, checked against the `Digest` the
 //! server sends, renamed into place only when it matches. What an interrupted run, or a
@@ -19,66 +15,12 @@ use crate::model::{Algo, Digest, Hasher};
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Files from this size on are offered by digest (`HEAD`, then a link) before their bytes.
-const ASK_FIRST: u64 = 64 << 10;
-
 /// How many times a download continues after losing its connection mid-file.
 const RESUMES: u32 = 4;
-
-/// A local file to send, and its path under the format.
-pub struct Upload {
-    pub local: PathBuf,
-    pub rel: String,
-    pub size: u64,
-}
-
-/// The files named on the command line: a file as its base name, a directory walked
-/// recursively with the paths below it (spec/CLI.md §2). Fails before any request when a
-/// path does not exist, as dlrepo-cli's argument check does.
-pub fn collect(paths: &[PathBuf]) -> Result<Vec<Upload>, ClientError> {
-    let mut out = Vec::new();
-    for path in paths {
-        let meta = fs::metadata(path).map_err(|_| {
-            ClientError::Usage(format!("{:?}: No such file or directory", path.display()))
-        })?;
-        if meta.is_file() {
-            out.push(Upload {
-                rel: utf8(path.file_name().map(Path::new).unwrap_or(path))?,
-                local: path.clone(),
-                size: meta.len(),
-            });
-            continue;
-        }
-        for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
-            let entry = entry.map_err(|e| ClientError::Local(e.to_string()))?;
-            // Like os.walk: files and links to files, not the inside of linked directories.
-            let Ok(meta) = fs::metadata(entry.path()) else {
-                continue;
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            let rel = entry.path().strip_prefix(path).unwrap_or(entry.path());
-            out.push(Upload {
-                rel: utf8(rel)?,
-                local: entry.path().to_owned(),
-                size: meta.len(),
-            });
-        }
-    }
-    Ok(out)
-}
-
-fn utf8(path: &Path) -> Result<String, ClientError> {
-    let parts: Option<Vec<&str>> = path.iter().map(|p| p.to_str()).collect();
-    parts
-        .map(|p| p.join("/"))
-        .ok_or_else(|| ClientError::Local(format!("{}: not a UTF-8 name", path.display())))
-}
 
 /// Runs `work` on every item with at most `jobs` at a time; the first error is returned
 /// once the running ones are done.
@@ -111,71 +53,6 @@ pub fn in_parallel<T: Sync>(
         Ok(Some(e)) => Err(e),
         _ => Ok(()),
     }
-}
-
-/// `sha256:<hex>` of a local file.
-fn file_digest(path: &Path) -> io::Result<String> {
-    let hasher = hash_prefix(&mut File::open(path)?, Algo::Sha256)?;
-    Ok(format!("sha256:{}", hasher.finish_hex()))
-}
-
-/// Uploads one file to `url` (a full URL).
-pub fn upload_one(
-    remote: &Remote,
-    url: &str,
-    file: &Upload,
-    resume: bool,
-    progress: &Progress,
-) -> Result<(), ClientError> {
-    let local = |e: io::Error| ClientError::Local(format!("{}: {e}", file.local.display()));
-    let digest = file_digest(&file.local).map_err(local)?;
-    let item = progress.start(&file.rel, file.size);
-    if resume {
-        let present = match remote.send("HEAD", url, &[], Body::None) {
-            Ok(reply) => reply.header("digest") == Some(digest.as_str()),
-            Err(ClientError::Remote { status: 404, .. }) => false,
-            Err(e) => return Err(e),
-        };
-        if present {
-            item.add(file.size);
-            item.done(file.size, " (unchanged)");
-            return Ok(());
-        }
-    }
-    let with_digest = [("Digest", digest.as_str())];
-    // Asking first costs a round trip; below this size the bytes cost less than the
-    // question, and the server stores the content once either way.
-    let ask = file.size >= ASK_FIRST;
-    let head = match ask {
-        true => remote.send("HEAD", url, &with_digest, Body::None),
-        false => Err(ClientError::Remote {
-            status: 404,
-            message: String::new(),
-        }),
-    };
-    match head {
-        Ok(_) => {
-            let link = [
-                ("Digest", digest.as_str()),
-                ("X-Dlrepo-Link", digest.as_str()),
-            ];
-            remote.send("PUT", url, &link, Body::Empty)?;
-            item.add(file.size);
-            item.done(file.size, " (deduplicated)");
-            return Ok(());
-        }
-        Err(ClientError::Remote { status: 404, .. }) => {}
-        Err(e) => return Err(e),
-    }
-    let open = || -> io::Result<(Box<dyn Read + Send>, u64)> {
-        let f = File::open(&file.local)?;
-        // A new attempt sends the file from its start again.
-        item.at(0);
-        Ok((Box::new(item.reader(f)), file.size))
-    };
-    remote.send("PUT", url, &with_digest, Body::File(&open))?;
-    item.done(file.size, "");
-    Ok(())
 }
 
 /// Whether a file name from the server is safe to write under the target directory: a
@@ -365,8 +242,9 @@ fn range_start(reply: &super::remote::Reply) -> Option<u64> {
 }
 
 /// Copies `from` to `to`, hashing and counting; how much was written, and how it ended.
-/// Receiving and hashing overlap: this thread reads while a second one writes and hashes
-/// what was read before, so a download costs the slower of the two, not their sum.
+/// Receiving, writing and hashing overlap: this thread reads, a second writes what was read
+/// before, a third hashes what was written, so a download costs the slowest of the three
+/// (the hash, on a fast network), not their sum.
 fn copy_hashing(
     from: &mut impl Read,
     to: &mut File,
@@ -375,8 +253,9 @@ fn copy_hashing(
 ) -> (u64, io::Result<()>) {
     use std::sync::mpsc::sync_channel;
     const BUF: usize = 1 << 20;
-    const BUFS: usize = 4;
-    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(BUFS);
+    const BUFS: usize = 6;
+    let (read_tx, read_rx) = sync_channel::<(Vec<u8>, usize)>(BUFS);
+    let (written_tx, written_rx) = sync_channel::<(Vec<u8>, usize)>(BUFS);
     let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(BUFS);
     for _ in 0..BUFS {
         let _ = empty_tx.send(vec![0u8; BUF]);
@@ -384,16 +263,23 @@ fn copy_hashing(
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || {
             let mut written = 0u64;
-            for (buf, n) in full_rx {
+            for (buf, n) in read_rx {
                 if let Err(e) = to.write_all(&buf[..n]) {
                     return (written, Err(e));
                 }
-                hasher.update(&buf[..n]);
                 written += n as u64;
+                if written_tx.send((buf, n)).is_err() {
+                    break;
+                }
+            }
+            (written, Ok(()))
+        });
+        scope.spawn(move || {
+            for (buf, n) in written_rx {
+                hasher.update(&buf[..n]);
                 // The reader may be gone already (it stopped on an error): nothing to do.
                 let _ = empty_tx.send(buf);
             }
-            (written, Ok(()))
         });
         let read = loop {
             // No buffer back: the writer stopped, and says why.
@@ -403,7 +289,7 @@ fn copy_hashing(
             let (n, failed) = fill(from, &mut buf);
             if n > 0 {
                 item.add(n as u64);
-                if full_tx.send((buf, n)).is_err() {
+                if read_tx.send((buf, n)).is_err() {
                     break Ok(());
                 }
             }
@@ -413,7 +299,9 @@ fn copy_hashing(
                 None => {}
             }
         };
-        drop(full_tx);
+        drop(read_tx);
+        // The hashing thread ends after the writer (the scope waits for it): every written
+        // byte is hashed before the caller reads the hash.
         let (written, wrote) = writer
             .join()
             .unwrap_or_else(|_| (0, Err(io::Error::other("the writer thread panicked"))));
@@ -437,7 +325,7 @@ fn fill(from: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
 }
 
 /// The hash state after the bytes of `file` (read from its start).
-fn hash_prefix(file: &mut File, algo: Algo) -> io::Result<Hasher> {
+pub(super) fn hash_prefix(file: &mut File, algo: Algo) -> io::Result<Hasher> {
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = algo.hasher();
     let mut buf = vec![0u8; 256 << 10];

@@ -48,5 +48,17 @@ pub fn router(state: AppState) -> Router {
         .fallback(dispatch::dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(middleware::from_fn(observe::observe))
+        .layer(middleware::map_response(name_the_server))
         .with_state(state)
+}
+
+/// `Server: arbor` on every answer: the arbor client sends large files while it hashes them
+/// only to a server that takes a `PUT` without a `Digest` (dlrepo does not). No version, so
+/// the header tells an attacker nothing about which fixes a server has.
+async fn name_the_server(mut res: axum::response::Response) -> axum::response::Response {
+    res.headers_mut().insert(
+        axum::http::header::SERVER,
+        axum::http::HeaderValue::from_static("arbor"),
+    );
+    res
 }

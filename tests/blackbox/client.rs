@@ -12,10 +12,10 @@ use std::path::Path;
 use std::process::Command;
 
 /// One finished client run.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Run {
@@ -39,7 +39,13 @@ impl Run {
 
 /// `arbor ARGS` or `python3 dlrepo-cli ARGS` against `base`, in `cwd`, with a throw-away
 /// HOME, at the root repository.
-fn client(dlrepo_cli: bool, base: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+pub(crate) fn client(
+    dlrepo_cli: bool,
+    base: &str,
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
     let mut cmd = if dlrepo_cli {
         let mut cmd = Command::new("python3");
         cmd.arg(test_dep(

@@ -10,6 +10,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod client;
+mod client_stream;
 mod common;
 #[path = "../shared/mod.rs"]
 mod shared;
