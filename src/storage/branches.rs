@@ -147,7 +147,7 @@ impl Repo {
         if !bdir.is_dir() {
             return Err(StoreError::NotFound);
         }
-        let _lock = DirLock::acquire(&bdir)?;
+        let _lock = DirLock::acquire(&self.locks_dir(), &bdir)?;
         let mut policy = self.cleanup_policy(&bdir);
         for (k, v) in updates {
             policy.insert(k.to_owned(), v.into());

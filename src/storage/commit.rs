@@ -215,13 +215,13 @@ impl Repo {
         };
         // Shared with other commits and post-processing, exclusive with locking the job:
         // a job is never locked while one of its formats takes files (see `lock_job`).
-        let _job = DirLock::shared(&self.job_dir(job))?;
+        let _job = DirLock::shared(&self.locks_dir(), &self.job_dir(job))?;
         // A lock that landed while the bodies streamed refuses them now.
         self.check_committable(f)?;
         // Made under the job's lock, so locking never meets a format without `.digests`;
         // and taken away again if nothing lands in it, for the same reason.
         let new_format = files::make_dirs(fdir).at("create", fdir)?;
-        let _lock = DirLock::acquire(fdir)?;
+        let _lock = DirLock::acquire(&self.locks_dir(), fdir)?;
         let dirty = fdir.join(".dirty");
         let was_dirty = exists(&dirty);
         // spec/API.md §5.1 step 7: a write that changed nothing puts the flag back.

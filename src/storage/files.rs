@@ -365,32 +365,65 @@ impl Drop for TempFile {
     }
 }
 
-/// An exclusive `flock` on a directory, released on drop. It serialises read-modify-write
-/// cycles on dot-files (e.g. `.digests`) between tasks and between processes.
+/// A `flock` standing for a directory, released on drop. It serialises read-modify-write
+/// cycles on dot-files (e.g. `.digests`) between tasks, between processes, and between
+/// hosts sharing the root over a network filesystem.
+///
+/// The lock is not taken on the directory itself but on a regular file named after the
+/// directory's inode number, in `locks` (the root's `.locks/`): FUSE filesystems such as
+/// GlusterFS keep a directory's `flock` on the host that took it, while they share a
+/// regular file's with every mount. The inode number (not the device, which differs
+/// between two mounts of one volume) names the same directory on every host of one root,
+/// and the directory is held open while its lock is taken, so its number cannot go to
+/// another directory meanwhile. Lock files are never removed: removing one while another
+/// process waits on it would let a third take a second lock on a new file of that name.
 pub(crate) struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
 
 impl DirLock {
-    pub fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
-        DirLock::take(dir, nix::fcntl::FlockArg::LockExclusive)
+    pub fn acquire(locks: &Path, dir: &Path) -> Result<DirLock, StoreError> {
+        DirLock::take(locks, dir, nix::fcntl::FlockArg::LockExclusive)
     }
 
     /// A shared lock: many holders at once, none while an exclusive lock is held.
-    pub fn shared(dir: &Path) -> Result<DirLock, StoreError> {
-        DirLock::take(dir, nix::fcntl::FlockArg::LockShared)
+    pub fn shared(locks: &Path, dir: &Path) -> Result<DirLock, StoreError> {
+        DirLock::take(locks, dir, nix::fcntl::FlockArg::LockShared)
     }
 
-    fn take(dir: &Path, how: nix::fcntl::FlockArg) -> Result<DirLock, StoreError> {
+    fn take(locks: &Path, dir: &Path, how: nix::fcntl::FlockArg) -> Result<DirLock, StoreError> {
         loop {
-            let f = File::open(dir).map_err(super::not_found_if_missing)?;
-            let lock = nix::fcntl::Flock::lock(f, how)
+            let held = File::open(dir).map_err(super::not_found_if_missing)?;
+            let before = held.metadata().at("stat", dir)?;
+            let file = lock_file(locks, before.ino())?;
+            let lock = nix::fcntl::Flock::lock(file, how)
                 .map_err(|(_, e)| StoreError::at("lock", dir, e.into()))?;
             // While this waited, the directory may have been swapped for its post-processed
             // self, or moved away to be deleted: lock what the path names now, or nothing.
             let now = fs::metadata(dir).map_err(super::not_found_if_missing)?;
-            if same_inode(&now, &lock.metadata().at("stat", dir)?) {
+            if same_inode(&now, &before) {
                 return Ok(DirLock(lock));
             }
         }
+    }
+}
+
+/// Opens (making it when missing) the lock file of the directory with inode number `ino`.
+fn lock_file(locks: &Path, ino: u64) -> Result<File, StoreError> {
+    let path = locks.join(format!("{ino:016x}"));
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(&path)
+    };
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(locks).at("create", locks)?;
+            open().at("open", &path)
+        }
+        other => other.at("open", &path),
     }
 }
 

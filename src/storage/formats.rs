@@ -130,7 +130,7 @@ impl Repo {
         let jdir = self.job_dir(job);
         // Shared with uploads, exclusive with locking: a job is never locked with a
         // format half gone from its digest.
-        let _job = DirLock::shared(&jdir)?;
+        let _job = DirLock::shared(&self.locks_dir(), &jdir)?;
         if exists(&jdir.join(".locked")) && !self.is_internal_format(format.as_str()) {
             return Err(StoreError::bad("Cannot delete format: job is locked"));
         }

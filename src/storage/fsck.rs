@@ -169,7 +169,7 @@ impl Repo {
         report: &mut FsckReport,
     ) -> Result<(), StoreError> {
         // The same lock as uploads: a file linked but not yet listed is never seen here.
-        let _lock = files::DirLock::acquire(fdir)?;
+        let _lock = files::DirLock::acquire(&self.locks_dir(), fdir)?;
         let digests_path = fdir.join(".digests");
         let has_digests = exists(&digests_path);
         let digests = format_digests(fdir);

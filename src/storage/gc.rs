@@ -139,7 +139,7 @@ impl Repo {
     pub(crate) fn blob_guard(&self) -> Result<DirLock, StoreError> {
         let dir = self.root.join(".blobs");
         fs::create_dir_all(&dir)?;
-        DirLock::shared(&dir)
+        DirLock::shared(&self.locks_dir(), &dir)
     }
 
     fn cleanup_tags(
@@ -290,7 +290,7 @@ impl Repo {
         if candidates.is_empty() {
             return Ok(());
         }
-        let _exclusive = DirLock::acquire(&blobs)?;
+        let _exclusive = DirLock::acquire(&self.locks_dir(), &blobs)?;
         for path in candidates {
             // Re-checked under the lock: an upload may have touched or linked it.
             let Ok(m) = fs::metadata(&path) else { continue };

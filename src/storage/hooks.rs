@@ -41,10 +41,12 @@ impl Repo {
         // Shared with uploads, exclusive with locking the job: a job is never locked while
         // one of its formats is being post-processed.
         let _job = match f {
-            FormatRef::Job { job, .. } => Some(DirLock::shared(&self.job_dir(job))?),
+            FormatRef::Job { job, .. } => {
+                Some(DirLock::shared(&self.locks_dir(), &self.job_dir(job))?)
+            }
             FormatRef::Version { .. } => None,
         };
-        let _lock = DirLock::acquire(&fdir)?;
+        let _lock = DirLock::acquire(&self.locks_dir(), &fdir)?;
         match self.post_process_for(f, &fdir)? {
             Some(run) => self.post_process(f, &fdir, run.cmd, &run.digests),
             None => {

@@ -142,7 +142,7 @@ impl Repo {
         if !jdir.is_dir() {
             return Err(StoreError::NotFound);
         }
-        let _lock = DirLock::acquire(&jdir)?;
+        let _lock = DirLock::acquire(&self.locks_dir(), &jdir)?;
         if exists(&jdir.join(".locked")) {
             return Err(StoreError::bad("Job is locked"));
         }
@@ -158,7 +158,7 @@ impl Repo {
         if !jdir.is_dir() {
             return Err(StoreError::NotFound);
         }
-        let _lock = DirLock::acquire(&jdir)?;
+        let _lock = DirLock::acquire(&self.locks_dir(), &jdir)?;
         if exists(&jdir.join(".locked")) {
             return Ok(());
         }
@@ -219,7 +219,7 @@ impl Repo {
         // the job.
         self.check_product_access(j, new, may_link)?;
         let jdir = self.ensure_job(j)?;
-        let _lock = DirLock::acquire(&jdir)?;
+        let _lock = DirLock::acquire(&self.locks_dir(), &jdir)?;
         self.add_metadata_locked(j, new, may_link)
     }
 
@@ -231,7 +231,7 @@ impl Repo {
         // Exclusive with upload commits (they hold it shared): one that is linking a file
         // finishes first, one that waits finds the job gone (404), and none answers 201
         // for a file that went away with the job.
-        let _job = DirLock::acquire(&jdir)?;
+        let _job = DirLock::acquire(&self.locks_dir(), &jdir)?;
         self.cleanup_product_tree(j)?;
         self.remove_tree(&jdir)?;
         self.request_gc(super::GcKind::Orphans);

@@ -73,6 +73,11 @@ impl Repo {
         self.root.join(".uploads")
     }
 
+    /// The lock files that stand for directories (see `files::DirLock`).
+    pub(crate) fn locks_dir(&self) -> PathBuf {
+        self.root.join(".locks")
+    }
+
     /// Entity directories below `dir`, sorted by name (code points); dot entries and
     /// non-directories are never entities.
     pub(crate) fn list_entities(dir: &Path) -> std::io::Result<Vec<Name>> {

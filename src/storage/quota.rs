@@ -159,7 +159,7 @@ impl Repo {
         };
         let dir = self.scope_dir(scope);
         fs::create_dir_all(&dir)?;
-        let lock = DirLock::acquire(&dir)?;
+        let lock = DirLock::acquire(&self.locks_dir(), &dir)?;
         let path = dir.join(".disk_usage");
         let raw = fs::read(&path).unwrap_or_default();
         let recorded = std::str::from_utf8(&raw)

@@ -358,11 +358,17 @@ fn requests_during_a_run_merge_into_one_follow_up() {
             .count()
     };
     usr1();
-    // The first run pauses holding the exclusive lock on .blobs/: wait until it does.
+    // The first run pauses holding the exclusive lock on .blobs/ (a file of .locks/ named
+    // after the directory's inode number): wait until it does.
     let blobs = root.path().join(".blobs");
     wait_until("the first run to pause", || {
-        let dir = std::fs::File::open(&blobs).unwrap();
-        nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(&blobs).unwrap().ino();
+        let lock = root.path().join(format!(".locks/{ino:016x}"));
+        let Ok(file) = std::fs::File::open(lock) else {
+            return false;
+        };
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
     });
     for _ in 0..3 {
         usr1();

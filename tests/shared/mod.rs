@@ -123,7 +123,10 @@ pub fn snapshot(root: &Path) -> Vec<(String, u64, u64)> {
     let mut out: Vec<_> = walkdir::WalkDir::new(root)
         .into_iter()
         .filter_map(Result::ok)
+        // Work areas, not content: staged uploads, and the lock files (one per directory
+        // ever locked, made by refused writes too).
         .filter(|e| !e.path().starts_with(root.join(".uploads")))
+        .filter(|e| !e.path().starts_with(root.join(".locks")))
         .map(|e| {
             let m = e.path().symlink_metadata().expect("stat");
             (

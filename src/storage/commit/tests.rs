@@ -38,7 +38,7 @@ fn one_batch_behind(
         unreachable!("job formats only")
     };
     let fdir = repo.format_dir(f);
-    let held = DirLock::acquire(&repo.job_dir(job)).expect("job lock");
+    let held = DirLock::acquire(&repo.locks_dir(), &repo.job_dir(job)).expect("job lock");
     let n = rest.len();
     std::thread::scope(|scope| {
         let lead = scope.spawn(|| repo.commit_link(f, &fdir, first));

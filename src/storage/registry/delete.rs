@@ -127,7 +127,7 @@ impl Repo {
     /// push holds from creating the job to swapping its image in; see
     /// [`Repo::locked_job`]). `true` when it went.
     pub(super) fn prune_job(&self, jdir: &Path) -> bool {
-        let Ok(_lock) = DirLock::acquire(jdir) else {
+        let Ok(_lock) = DirLock::acquire(&self.locks_dir(), jdir) else {
             return false;
         };
         prune_dir(jdir)
@@ -215,7 +215,7 @@ mod tests {
             job: n("j"),
         };
         let jdir = repo.ensure_job(&j).unwrap();
-        let waited = DirLock::acquire(&jdir).unwrap();
+        let waited = DirLock::acquire(&repo.locks_dir(), &jdir).unwrap();
         assert!(prune_dir(&jdir) && prune_dir(jdir.parent().unwrap()));
         assert!(!jdir.exists());
         drop(waited);

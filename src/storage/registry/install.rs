@@ -147,7 +147,7 @@ impl Repo {
     pub(super) fn locked_job(&self, j: &JobRef) -> Result<(PathBuf, DirLock), RegistryError> {
         for _ in 0..5 {
             let jdir = self.ensure_job(j)?;
-            match DirLock::acquire(&jdir) {
+            match DirLock::acquire(&self.locks_dir(), &jdir) {
                 Ok(lock) => return Ok((jdir, lock)),
                 Err(StoreError::NotFound) => continue,
                 Err(e) => return Err(e.into()),
