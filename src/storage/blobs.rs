@@ -277,7 +277,7 @@ impl Flush {
         let held = Arc::clone(&slots);
         let batch = Arc::new(batch);
         let data = Arc::clone(&batch);
-        let write = tokio::task::spawn_blocking(move || {
+        let write = super::pool::spawn_bulk(move || {
             let _slots = held;
             for chunk in data.iter() {
                 (&*file).write_all(chunk)?;
@@ -285,7 +285,7 @@ impl Flush {
             Ok(file)
         });
         let hash = hasher.map(|mut hasher| {
-            tokio::task::spawn_blocking(move || {
+            super::pool::spawn_bulk(move || {
                 let _slots = slots;
                 for chunk in batch.iter() {
                     hasher.update(chunk);

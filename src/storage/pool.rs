@@ -3,14 +3,23 @@
 //! holds at most its share of the pool's threads, so that metadata operations, logins and
 //! `/healthz` (which go through [`super::Repo::run`]) always find one. A transfer over its
 //! class's share waits on the runtime for its turn, holding no thread.
+//!
+//! Writing and hashing upload chunks also run on threads of their own at a lower CPU
+//! priority ([`spawn_bulk`]): when the cores are busy with large uploads, the short work of
+//! other requests (a small download, a page) is scheduled first instead of queueing behind
+//! them. With idle cores the uploads go as fast as before.
 
 use bytes::Bytes;
 use futures_util::Stream;
 use std::io;
+use std::sync::OnceLock;
+use tokio::runtime::Runtime;
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::task::JoinHandle;
 
 /// Chunks of uploads and registry chunks being written or hashed at once.
-static WRITES: Semaphore = Semaphore::const_new(64);
+const WRITE_TASKS: usize = 64;
+static WRITES: Semaphore = Semaphore::const_new(WRITE_TASKS);
 /// Chunks of downloads and bundles being read at once.
 static READS: Semaphore = Semaphore::const_new(64);
 
@@ -22,6 +31,43 @@ pub(crate) async fn write_slots(n: u32) -> Option<SemaphorePermit<'static>> {
 /// A place for one read task.
 pub(crate) async fn read_slot() -> Option<SemaphorePermit<'static>> {
     READS.acquire().await.ok()
+}
+
+/// How much lower than the server's the priority of bulk threads is (`nice(2)` steps: 10 gives
+/// them about a tenth of the CPU share of the rest of the server when both want it).
+const BULK_NICENESS: i32 = 10;
+
+/// The bulk threads: a runtime used only for its blocking pool.
+fn bulk_runtime() -> Option<&'static Runtime> {
+    static BULK: OnceLock<Option<Runtime>> = OnceLock::new();
+    BULK.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .thread_name("arbor-bulk")
+            .max_blocking_threads(WRITE_TASKS)
+            .on_thread_start(|| {
+                // On Linux the priority is the calling thread's own.
+                let _ = rustix::process::nice(BULK_NICENESS);
+            })
+            .build()
+            .map_err(
+                |e| tracing::warn!(error = %e, "no bulk threads; uploads run at full priority"),
+            )
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Runs `f` (a chunk of an upload being written or hashed) on a bulk thread, which the
+/// kernel schedules after the server's other threads when the cores are busy.
+pub(crate) fn spawn_bulk<T, F>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match bulk_runtime() {
+        Some(rt) => rt.spawn_blocking(f),
+        None => tokio::task::spawn_blocking(f),
+    }
 }
 
 /// Blocking code that makes a download one chunk at a time (a tar or a zip being written
@@ -62,4 +108,23 @@ pub(crate) fn pooled_stream<C: ChunkSource>(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bulk_work_runs_on_its_own_lower_priority_threads() {
+        let here = rustix::process::getpriority_process(None).unwrap();
+        let (name, there) = spawn_bulk(|| {
+            let name = std::thread::current().name().map(str::to_owned);
+            (name, rustix::process::getpriority_process(None).unwrap())
+        })
+        .await
+        .unwrap();
+        assert_eq!(name.as_deref(), Some("arbor-bulk"));
+        // Lower priority is a higher nice value (capped at 19).
+        assert_eq!(there, (here + BULK_NICENESS).min(19));
+    }
 }
