@@ -24,8 +24,9 @@ impl Weigh for AliasOrder {
     }
 }
 
-/// What the alias orders of the tree may hold together.
-pub(crate) const ALIAS_BUDGET: usize = 16 << 20;
+/// What the alias orders of the tree may hold together: about 60 bytes a tag, so the
+/// order of one branch of up to about 250,000 tags is kept.
+pub(crate) const ALIAS_BUDGET: usize = 32 << 20;
 
 pub(crate) type AliasCache = StampCache<AliasOrder>;
 

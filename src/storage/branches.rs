@@ -13,6 +13,7 @@ use crate::pyjson;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Serialize)]
 pub struct BranchSummary {
@@ -32,13 +33,33 @@ pub struct BranchInfo {
     pub tags: Vec<TagSummary>,
 }
 
+/// Every tag of a branch as read, and its answer as `http/` renders it, made at the first
+/// request that shows every tag and kept with it.
+pub struct BranchAll {
+    pub info: BranchInfo,
+    pub rendered: OnceLock<bytes::Bytes>,
+}
+
+/// What a caller may see of a branch: all of it (the kept answer), or some of its tags.
+pub enum BranchView {
+    All(Arc<BranchAll>),
+    Some(BranchInfo),
+}
+
+impl Weigh for BranchAll {
+    fn weight(&self) -> usize {
+        // The rendered answer, once made: about 150 bytes a tag.
+        self.info.weight() + 150 * self.info.tags.len()
+    }
+}
+
 impl Weigh for BranchInfo {
     fn weight(&self) -> usize {
         let tags: usize = self
             .tags
             .iter()
             .map(|t| {
-                96 + t.name.len()
+                64 + t.name.len()
                     + json_weight(&t.timestamp)
                     + text_weight(&t.publish_status)
                     + text_weight(&t.description)
@@ -78,9 +99,9 @@ impl Repo {
                 released_tags: 0,
                 locked_tags: 0,
                 stable_tags: 0,
-                cleanup_policy: all.cleanup_policy.clone(),
+                cleanup_policy: all.info.cleanup_policy.clone(),
             };
-            for tag in &all.tags {
+            for tag in &all.info.tags {
                 if tag.released {
                     s.released_tags += 1;
                 } else {
@@ -110,20 +131,17 @@ impl Repo {
     }
 
     /// A branch's policy and the tags the caller may see (the released ones only when
-    /// `released_only`).
-    pub fn branch_info(
+    /// `released_only`): the kept answer itself when that is every tag.
+    pub fn branch_view(
         &self,
         b: &BranchRef,
         released_only: bool,
         acl: &Visibility,
-    ) -> Result<BranchInfo, StoreError> {
+    ) -> Result<BranchView, StoreError> {
         let all = self.all_tags(b)?;
-        let tags = all
-            .tags
-            .iter()
-            .filter(|t| !released_only || t.released)
-            .filter(|t| {
-                acl.allows(|| match Name::parse(&t.name) {
+        let shown = |t: &&TagSummary| {
+            (!released_only || t.released)
+                && acl.allows(|| match Name::parse(&t.name) {
                     Ok(tag) => TagRef {
                         branch: b.clone(),
                         tag,
@@ -132,24 +150,44 @@ impl Repo {
                     // Never happens (the name was read as one); the URL then matches nothing.
                     Err(_) => String::new(),
                 })
-            })
-            .cloned()
-            .collect();
-        Ok(BranchInfo {
-            name: all.name.clone(),
-            cleanup_policy: all.cleanup_policy.clone(),
+        };
+        let count = all.info.tags.iter().filter(shown).count();
+        if count == all.info.tags.len() {
+            return Ok(BranchView::All(all));
+        }
+        let tags = all.info.tags.iter().filter(shown).cloned().collect();
+        Ok(BranchView::Some(BranchInfo {
+            name: all.info.name.clone(),
+            cleanup_policy: all.info.cleanup_policy.clone(),
             tags,
+        }))
+    }
+
+    /// [`Repo::branch_view`] as one value (tests, and callers that need no rendering).
+    pub fn branch_info(
+        &self,
+        b: &BranchRef,
+        released_only: bool,
+        acl: &Visibility,
+    ) -> Result<BranchInfo, StoreError> {
+        Ok(match self.branch_view(b, released_only, acl)? {
+            BranchView::All(all) => BranchInfo {
+                name: all.info.name.clone(),
+                cleanup_policy: all.info.cleanup_policy.clone(),
+                tags: all.info.tags.clone(),
+            },
+            BranchView::Some(info) => info,
         })
     }
 
     /// Every tag of a branch, kept by the stamps of the branch and tag directories.
-    fn all_tags(&self, b: &BranchRef) -> Result<std::sync::Arc<BranchInfo>, StoreError> {
+    fn all_tags(&self, b: &BranchRef) -> Result<Arc<BranchAll>, StoreError> {
         let bdir = self.branch_dir(b);
         self.branch_cache
             .get_or_read(&bdir, || self.read_branch(b, &bdir))
     }
 
-    fn read_branch(&self, b: &BranchRef, bdir: &Path) -> Result<(BranchInfo, Stamps), StoreError> {
+    fn read_branch(&self, b: &BranchRef, bdir: &Path) -> Result<(BranchAll, Stamps), StoreError> {
         let read_ns = now_ns();
         let scan = Scan::open(bdir).map_err(not_found_if_missing)?;
         let summarize = |tag: &Name| -> Result<(Option<Stamp>, TagSummary), StoreError> {
@@ -181,7 +219,11 @@ impl Repo {
             cleanup_policy: self.cleanup_policy(bdir),
             tags,
         };
-        Ok((info, stamps))
+        let all = BranchAll {
+            info,
+            rendered: OnceLock::new(),
+        };
+        Ok((all, stamps))
     }
 
     /// Updates `.cleanup_policy`; values were validated as integers ≥ 0 by the caller.

@@ -44,7 +44,7 @@ mod visibility;
 
 pub(crate) use blobs::body_error;
 pub use blobs::{BlobReader, ByteRange, Upload};
-pub use branches::{BranchInfo, BranchSummary};
+pub use branches::{BranchAll, BranchInfo, BranchSummary, BranchView};
 pub use bundles::{Bundle, TarPlan, product_archive_name};
 pub use formats::{Artifact, FileFacts, FormatInfo};
 pub use gc::{GcKind, GcReport, Unpublish};
@@ -200,7 +200,7 @@ pub struct Repo {
     pub(crate) alias_orders: aliases::AliasCache,
     pub(crate) tag_cache: stamp_cache::StampCache<TagInfo>,
     pub(crate) job_cache: stamp_cache::StampCache<JobInfo>,
-    pub(crate) branch_cache: stamp_cache::StampCache<BranchInfo>,
+    pub(crate) branch_cache: stamp_cache::StampCache<BranchAll>,
 }
 
 impl Repo {

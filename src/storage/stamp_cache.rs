@@ -33,9 +33,10 @@ const RACY_NS: i64 = 2_000_000_000;
 pub(crate) const TAG_BUDGET: usize = 16 << 20;
 /// What the job answers may hold together.
 pub(crate) const JOB_BUDGET: usize = 8 << 20;
-/// What the branch answers (every tag of a branch) may hold together; a branch whose tags
-/// take more than a quarter of it is read every time.
-pub(crate) const BRANCH_BUDGET: usize = 32 << 20;
+/// What the branch answers (every tag of a branch, and its rendered JSON) may hold
+/// together: about 370 bytes a tag, so one branch of up to about 130,000 tags is kept
+/// (an answer larger than half a budget is read every time).
+pub(crate) const BRANCH_BUDGET: usize = 96 << 20;
 
 /// What identifies a directory's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,8 +226,8 @@ impl<V: Weigh> StampCache<V> {
 
     fn put(&self, dir: PathBuf, stamps: Stamps, value: Arc<V>) {
         let weight = value.weight() + stamps.below.len() * 64 + dir.as_os_str().len() + 128;
-        if weight > self.budget / 4 {
-            // One answer may not push out most of the others; it is read every time.
+        if weight > self.budget / 2 {
+            // One answer may not push out all the others; it is read every time.
             return self.forget(&dir);
         }
         let Ok(mut lru) = self.inner.lock() else {
@@ -351,10 +352,10 @@ mod tests {
         assert!(cache.bytes() <= 2000);
         let kept: Vec<bool> = dirs.iter().map(|d| cache.hit(d).is_some()).collect();
         assert_eq!(kept, [true, false, true, true, true]);
-        // Too large for a quarter of the budget: answered, never kept.
+        // Too large for half the budget: answered, never kept.
         let big = tmp.path().join("big");
         fs::create_dir_all(big.join("sub")).expect("mkdir");
-        fs::write(big.join("sub/file"), "x".repeat(600)).expect("write");
+        fs::write(big.join("sub/file"), "x".repeat(1000)).expect("write");
         cache.get_or_read(&big, || read(&big, later)).expect("read");
         assert!(cache.hit(&big).is_none());
     }
