@@ -87,13 +87,7 @@ async fn job_read(ctx: &Ctx, b: BranchRef, tag: Name, job: Name) -> ApiResult {
             .job_view_kept(&b, tag.as_str(), job.clone(), &acl),
     };
     let view = match kept {
-        Some(kept) => {
-            // Lets the other connections on this worker go first, as the pool hop did: a
-            // connection whose answers are all kept would otherwise be served back to back
-            // and hold the others' tail latency.
-            tokio::task::yield_now().await;
-            kept?
-        }
+        Some(kept) => kept?,
         None => {
             ctx.app
                 .repo

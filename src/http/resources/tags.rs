@@ -66,13 +66,7 @@ async fn tag_read(ctx: &Ctx, b: BranchRef, tag: Name) -> ApiResult {
     let acl = ctx.acl.clone();
     // A kept answer costs a few stats: no hop to the blocking pool for it.
     let (t, mut info) = match ctx.app.repo.tag_info_kept(&b, tag.as_str(), &acl) {
-        Some(kept) => {
-            // Lets the other connections on this worker go first, as the pool hop did: a
-            // connection whose answers are all kept would otherwise be served back to back
-            // and hold the others' tail latency.
-            tokio::task::yield_now().await;
-            kept?
-        }
+        Some(kept) => kept?,
         None => {
             ctx.app
                 .repo
