@@ -121,6 +121,9 @@ impl Stamps {
         if self.top.is_none() || Stamp::of(dir) != self.top {
             return false;
         }
+        if self.below.is_empty() {
+            return true;
+        }
         let Ok(fd) = nix::dir::Dir::open(
             dir,
             nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
