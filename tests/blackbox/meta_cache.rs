@@ -14,7 +14,12 @@ use std::time::Duration;
 const SETTLE: Duration = Duration::from_millis(2300);
 
 fn hits(base: &str, cache: &str) -> f64 {
-    let text = send(&new_agent(), base, "GET", "/metrics", &[], None).text();
+    hits_as(base, cache, &[])
+}
+
+/// [`hits`] with the request's headers (credentials).
+fn hits_as(base: &str, cache: &str, headers: &[(&str, &str)]) -> f64 {
+    let text = send(&new_agent(), base, "GET", "/metrics", headers, None).text();
     let series = format!("arbor_metadata_cache_lookups_total{{cache=\"{cache}\",lookup=\"hit\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series))
@@ -192,4 +197,74 @@ fn a_second_process_on_the_root_sees_the_first_ones_writes() {
     assert!(stable(&o).is_some_and(|l| l.ends_with("/branches/b/t1/")));
     let _ = other.kill();
     let _ = other.wait();
+}
+
+#[test]
+fn a_kept_answer_shows_each_caller_only_what_it_may_read() {
+    let s = common::auth::Secured::start(
+        &[("admin", "pw1", "admins"), ("guest", "pw2", "guests")],
+        &[
+            ("admins", "rw /**\n"),
+            (
+                "guests",
+                "r /branches/**  !/branches/b/t/hidden/**  !/branches/b/new/**\n",
+            ),
+        ],
+    );
+    for job in ["open", "hidden"] {
+        let r = s.json(
+            "admin",
+            "PATCH",
+            &format!("/branches/b/t/{job}/"),
+            &json!({"job": {}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let r = s.json("admin", "PATCH", "/branches/b/new/j/", &json!({"job": {}}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let read = |login: &str, path: &str| {
+        let r = s.send(login, "GET", path, &[("Accept", "application/json")], None);
+        (
+            r.status,
+            r.header("location").map(str::to_owned),
+            r.body.clone(),
+        )
+    };
+    let jobs = |body: &[u8]| -> Vec<String> {
+        let v: Value = serde_json::from_slice(body).expect("json");
+        v["tag"]["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    std::thread::sleep(SETTLE);
+    // The admin's reads keep the answers (every job, every tag); the guest's come from them.
+    for _ in 0..2 {
+        assert_eq!(jobs(&read("admin", "/branches/b/t/").2), ["hidden", "open"]);
+        assert!(
+            read("admin", "/branches/b/latest/")
+                .1
+                .is_some_and(|l| l.ends_with("/b/new/"))
+        );
+    }
+    let admin = s.basic("admin");
+    let tag_hits = || hits_as(&s.server.base, "tag", &[("Authorization", admin.as_str())]);
+    let before = tag_hits();
+    assert_eq!(jobs(&read("guest", "/branches/b/t/").2), ["open"]);
+    let after = tag_hits();
+    assert!(
+        after > before,
+        "the guest's tag answer was not kept: {before} -> {after}"
+    );
+    assert_ne!(read("guest", "/branches/b/t/hidden/").0, 200);
+    assert!(
+        read("guest", "/branches/b/latest/")
+            .1
+            .is_some_and(|l| l.ends_with("/b/t/"))
+    );
+    let branch: Value = serde_json::from_slice(&read("guest", "/branches/b/").2).expect("json");
+    assert_eq!(branch["branch"]["tags"].as_array().map(Vec::len), Some(1));
 }
