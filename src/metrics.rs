@@ -70,6 +70,31 @@ pub struct PublishLabels {
     pub result: Outcome,
 }
 
+/// The metadata caches of `storage/stamp_cache.rs` (docs/caches.md).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Cache {
+    tag,
+    job,
+    branch,
+    alias,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Lookup {
+    /// Answered from memory after its stamps were checked.
+    hit,
+    /// Read from the tree (nothing kept, or the tree had changed).
+    read,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub cache: Cache,
+    pub lookup: Lookup,
+}
+
 type HistogramFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -86,6 +111,7 @@ pub struct Metrics {
     pub publishes: Family<PublishLabels, Counter>,
     pub connections_refused: Counter,
     pub client_timeouts: Counter,
+    pub cache_lookups: Family<CacheLabels, Counter>,
     /// Set at each scrape from `statvfs(2)` of the data root.
     pub disk_free_bytes: Gauge,
     pub disk_free_inodes: Gauge,
@@ -130,6 +156,12 @@ impl Metrics {
             "Connections dropped because a client stalled a body past DLREPO_CLIENT_TIMEOUT",
             Counter::default(),
         );
+        let cache_lookups = register(
+            r,
+            "metadata_cache_lookups",
+            "Metadata answers (tag, job, branch, alias order) served from memory after a stamp check, or read from the tree",
+            Family::<CacheLabels, Counter>::default(),
+        );
         let disk_free_bytes = register(
             r,
             "disk_free_bytes",
@@ -156,6 +188,7 @@ impl Metrics {
             publishes,
             connections_refused,
             client_timeouts,
+            cache_lookups,
             disk_free_bytes,
             disk_free_inodes,
         }
@@ -167,6 +200,13 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The counter of `lookup`s of `cache`, to keep and bump without a lookup per use.
+    pub fn cache_counter(&self, cache: Cache, lookup: Lookup) -> Counter {
+        self.cache_lookups
+            .get_or_create(&CacheLabels { cache, lookup })
+            .clone()
     }
 
     pub fn record_publish(&self, action: Action, ok: bool) {

@@ -210,6 +210,40 @@ impl HttpBody for Counted {
 mod tests {
     use super::*;
 
+    /// What the layer adds to a request, against the same route without it (issue 18: under
+    /// 5 µs). Timed, so not run by default; run it on a release build:
+    /// `cargo test --release --lib observe::tests::cost -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore]
+    async fn cost() {
+        use axum::Router;
+        use axum::routing::get;
+        use tower::ServiceExt;
+        async fn per_request(app: &Router, n: u32) -> std::time::Duration {
+            let start = Instant::now();
+            for _ in 0..n {
+                let req = Request::get("/x").body(Body::empty()).expect("request");
+                let res = app.clone().oneshot(req).await.expect("response");
+                let body = axum::body::to_bytes(res.into_body(), 64).await;
+                assert_eq!(body.ok().as_deref(), Some(&b"{}"[..]));
+            }
+            start.elapsed() / n
+        }
+        let plain = Router::new().route("/x", get(|| async { "{}" }));
+        let observed = plain.clone().layer(axum::middleware::from_fn(observe));
+        // Alternating runs; the best of each is the least disturbed by the machine.
+        let (mut best_plain, mut best_observed) =
+            (std::time::Duration::MAX, std::time::Duration::MAX);
+        for _ in 0..5 {
+            best_plain = best_plain.min(per_request(&plain, 100_000).await);
+            best_observed = best_observed.min(per_request(&observed, 100_000).await);
+        }
+        println!(
+            "per request: {best_plain:?} without the layer, {best_observed:?} with it: {:?} for the layer",
+            best_observed.saturating_sub(best_plain)
+        );
+    }
+
     fn shown(uri: &str) -> String {
         redacted(&uri.parse::<Uri>().expect("URI"))
     }

@@ -4,6 +4,7 @@
 use super::files::{DirLock, read_json_map, timestamp_json};
 use super::layout::Scan;
 use super::parallel::parallel_map;
+use super::stamp_cache::{Stamp, Stamps, Weigh, json_weight, map_weight, now_ns, text_weight};
 use super::tags::TagSummary;
 use super::visibility::Visibility;
 use super::{Repo, StoreError, not_found_if_missing};
@@ -12,6 +13,7 @@ use crate::pyjson;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Serialize)]
 pub struct BranchSummary {
@@ -31,9 +33,47 @@ pub struct BranchInfo {
     pub tags: Vec<TagSummary>,
 }
 
+/// Every tag of a branch as read, and its answer as `http/` renders it, made at the first
+/// request that shows every tag and kept with it.
+pub struct BranchAll {
+    pub info: BranchInfo,
+    pub rendered: OnceLock<bytes::Bytes>,
+}
+
+/// What a caller may see of a branch: all of it (the kept answer), or some of its tags.
+pub enum BranchView {
+    All(Arc<BranchAll>),
+    Some(BranchInfo),
+}
+
+impl Weigh for BranchAll {
+    fn weight(&self) -> usize {
+        // The rendered answer, once made: about 150 bytes a tag.
+        self.info.weight() + 150 * self.info.tags.len()
+    }
+}
+
+impl Weigh for BranchInfo {
+    fn weight(&self) -> usize {
+        let tags: usize = self
+            .tags
+            .iter()
+            .map(|t| {
+                64 + t.name.len()
+                    + json_weight(&t.timestamp)
+                    + text_weight(&t.publish_status)
+                    + text_weight(&t.description)
+            })
+            .sum();
+        128 + self.name.len() + map_weight(&self.cleanup_policy) + tags
+    }
+}
+
 const POLICY_KEYS: [&str; 2] = ["max_daily_tags", "max_released_tags"];
 
 impl Repo {
+    /// Every readable branch of `scope` with its tag counts (of all its tags, as dlrepo
+    /// counts them), from the branch answers kept by stamps.
     pub fn list_branches(
         &self,
         scope: &crate::model::Scope,
@@ -49,24 +89,26 @@ impl Repo {
             if !acl.allows(|| b.url()) {
                 continue;
             }
-            let bdir = self.branch_dir(&b);
+            let all = match self.all_tags(&b) {
+                Err(StoreError::NotFound) => continue,
+                other => other?,
+            };
             let mut s = BranchSummary {
                 name: b.branch.to_string(),
                 daily_tags: 0,
                 released_tags: 0,
                 locked_tags: 0,
                 stable_tags: 0,
-                cleanup_policy: self.cleanup_policy(&bdir),
+                cleanup_policy: all.info.cleanup_policy.clone(),
             };
-            for tag in Repo::list_entities(&bdir)? {
-                let tag = Scan::read(&bdir.join(&tag))?;
-                if tag.has(".released") {
+            for tag in &all.info.tags {
+                if tag.released {
                     s.released_tags += 1;
                 } else {
                     s.daily_tags += 1;
                 }
-                s.locked_tags += u64::from(tag.has(".locked"));
-                s.stable_tags += u64::from(tag.has(".stable"));
+                s.locked_tags += u64::from(tag.locked);
+                s.stable_tags += u64::from(tag.stable);
             }
             out.push(s);
         }
@@ -88,53 +130,100 @@ impl Repo {
         self.branch_dir(b).is_dir()
     }
 
+    /// A branch's policy and the tags the caller may see (the released ones only when
+    /// `released_only`): the kept answer itself when that is every tag.
+    pub fn branch_view(
+        &self,
+        b: &BranchRef,
+        released_only: bool,
+        acl: &Visibility,
+    ) -> Result<BranchView, StoreError> {
+        let all = self.all_tags(b)?;
+        let shown = |t: &&TagSummary| {
+            (!released_only || t.released)
+                && acl.allows(|| match Name::parse(&t.name) {
+                    Ok(tag) => TagRef {
+                        branch: b.clone(),
+                        tag,
+                    }
+                    .url(),
+                    // Never happens (the name was read as one); the URL then matches nothing.
+                    Err(_) => String::new(),
+                })
+        };
+        let count = all.info.tags.iter().filter(shown).count();
+        if count == all.info.tags.len() {
+            return Ok(BranchView::All(all));
+        }
+        let tags = all.info.tags.iter().filter(shown).cloned().collect();
+        Ok(BranchView::Some(BranchInfo {
+            name: all.info.name.clone(),
+            cleanup_policy: all.info.cleanup_policy.clone(),
+            tags,
+        }))
+    }
+
+    /// [`Repo::branch_view`] as one value (tests, and callers that need no rendering).
     pub fn branch_info(
         &self,
         b: &BranchRef,
         released_only: bool,
         acl: &Visibility,
     ) -> Result<BranchInfo, StoreError> {
+        Ok(match self.branch_view(b, released_only, acl)? {
+            BranchView::All(all) => BranchInfo {
+                name: all.info.name.clone(),
+                cleanup_policy: all.info.cleanup_policy.clone(),
+                tags: all.info.tags.clone(),
+            },
+            BranchView::Some(info) => info,
+        })
+    }
+
+    /// Every tag of a branch, kept by the stamps of the branch and tag directories.
+    fn all_tags(&self, b: &BranchRef) -> Result<Arc<BranchAll>, StoreError> {
         let bdir = self.branch_dir(b);
-        let scan = Scan::open(&bdir).map_err(not_found_if_missing)?;
-        let names: Vec<&Name> = scan
-            .entities
-            .iter()
-            .filter(|tag| {
-                acl.allows(|| {
-                    TagRef {
-                        branch: b.clone(),
-                        tag: (*tag).clone(),
-                    }
-                    .url()
-                })
-            })
-            .collect();
-        let summarize = |tag: &Name| -> Result<Option<TagSummary>, StoreError> {
+        self.branch_cache
+            .get_or_read(&bdir, || self.read_branch(b, &bdir))
+    }
+
+    fn read_branch(&self, b: &BranchRef, bdir: &Path) -> Result<(BranchAll, Stamps), StoreError> {
+        let read_ns = now_ns();
+        let scan = Scan::open(bdir).map_err(not_found_if_missing)?;
+        let summarize = |tag: &Name| -> Result<(Option<Stamp>, TagSummary), StoreError> {
             let t = Scan::read(&bdir.join(tag))?;
-            let released = t.has(".released");
-            if released_only && !released {
-                return Ok(None);
-            }
             let text = |name: &str| t.has(name).then(|| t.text_at(name)).flatten();
-            Ok(Some(TagSummary {
+            let summary = TagSummary {
                 name: tag.to_string(),
                 timestamp: timestamp_json(t.has(".stamp").then(|| t.mtime_at(".stamp")).flatten()),
-                released,
+                released: t.has(".released"),
                 locked: t.has(".locked"),
                 stable: t.has(".stable"),
                 publish_status: text(".publish-status"),
                 description: text(".description"),
-            }))
+            };
+            Ok((t.stamp, summary))
         };
-        let tags = parallel_map(&names, |tag| summarize(tag))?
-            .into_iter()
-            .flatten()
-            .collect();
-        Ok(BranchInfo {
+        let mut stamps = Stamps::new(read_ns, scan.stamp);
+        let mut tags = Vec::with_capacity(scan.entities.len());
+        for (name, (stamp, summary)) in scan
+            .entities
+            .iter()
+            .zip(parallel_map(&scan.entities, summarize)?)
+        {
+            stamps.add(name.clone(), stamp);
+            tags.push(summary);
+        }
+        let info = BranchInfo {
             name: b.branch.to_string(),
-            cleanup_policy: self.cleanup_policy(&bdir),
+            cleanup_policy: self.cleanup_policy(bdir),
             tags,
-        })
+        };
+        let all = BranchAll {
+            info,
+            rendered: OnceLock::new(),
+        };
+        Ok((all, stamps))
     }
 
     /// Updates `.cleanup_policy`; values were validated as integers ≥ 0 by the caller.

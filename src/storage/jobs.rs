@@ -4,6 +4,7 @@
 use super::files::{DirLock, create_flag, exists, remove_flag, set_flag, timestamp_json};
 use super::layout::Scan;
 use super::page_info::FormatSummary;
+use super::stamp_cache::{Stamps, Weigh, map_weight, now_ns};
 use super::visibility::Visibility;
 use super::{Repo, StoreError, not_found_if_missing};
 use crate::model::{BranchRef, FormatRef, JobRef, Name};
@@ -56,34 +57,35 @@ impl Repo {
         self.job_dir(j).is_dir()
     }
 
+    /// A job's answer, with the formats `acl` lets the caller see (kept by stamps,
+    /// `stamp_cache.rs`: everything it shows is in the job directory).
     pub fn job_info(&self, j: &JobRef, acl: &Visibility) -> Result<JobInfo, StoreError> {
         let jdir = self.job_dir(j);
-        let scan = Scan::open(&jdir).map_err(not_found_if_missing)?;
-        let stamp = scan
-            .has(".stamp")
-            .then(|| scan.mtime_at(".stamp"))
-            .flatten();
-        let digest = scan.read_at(".digest").unwrap_or_default();
-        Ok(JobInfo {
-            entry: job_entry(j, &scan, ""),
-            internal: scan.has(".internal"),
-            timestamp: timestamp_json(stamp),
-            digest: String::from_utf8_lossy(&digest).into_owned(),
-            formats: scan
-                .entities
-                .into_iter()
-                .filter(|f| {
-                    acl.allows(|| {
-                        FormatRef::Job {
-                            job: j.clone(),
-                            format: f.clone(),
-                        }
-                        .url()
-                    })
-                })
-                .map(|f| f.to_string())
-                .collect(),
-        })
+        let all = self.job_cache.get_or_read(&jdir, || read_job(j, &jdir))?;
+        Ok(visible_formats(&all, j, acl))
+    }
+
+    /// The JSON view of `GET {job}/` from kept answers and a few `stat`s only; `None` when
+    /// that is not enough (the caller then uses [`Repo::job_view`] on the blocking pool).
+    pub fn job_view_kept(
+        &self,
+        b: &BranchRef,
+        tag: &str,
+        job: Name,
+        acl: &Visibility,
+    ) -> Option<Result<JobView, StoreError>> {
+        let t = match self.resolve_tag_kept(b, tag, acl)? {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        let j = JobRef { tag: t, job };
+        let all = self.job_cache.hit(&self.job_dir(&j))?;
+        let info = visible_formats(&all, &j, acl);
+        Some(Ok(JobView {
+            job: j,
+            info,
+            formats: Vec::new(),
+        }))
     }
 
     /// `GET {job}/`: resolves the tag segment (aliases included), then reads the job; the
@@ -236,6 +238,61 @@ impl Repo {
         self.remove_tree(&jdir)?;
         self.request_gc(super::GcKind::Orphans);
         Ok(())
+    }
+}
+
+/// Everything a job's answer shows, every format included, and the stamp of the job
+/// directory it was read from.
+fn read_job(j: &JobRef, jdir: &Path) -> Result<(JobInfo, Stamps), StoreError> {
+    let read_ns = now_ns();
+    let scan = Scan::open(jdir).map_err(not_found_if_missing)?;
+    let stamps = Stamps::new(read_ns, scan.stamp);
+    let stamp = scan
+        .has(".stamp")
+        .then(|| scan.mtime_at(".stamp"))
+        .flatten();
+    let digest = scan.read_at(".digest").unwrap_or_default();
+    let info = JobInfo {
+        entry: job_entry(j, &scan, ""),
+        internal: scan.has(".internal"),
+        timestamp: timestamp_json(stamp),
+        digest: String::from_utf8_lossy(&digest).into_owned(),
+        formats: scan.entities.iter().map(|f| f.to_string()).collect(),
+    };
+    Ok((info, stamps))
+}
+
+/// `all` with only the formats `acl` lets the caller see.
+fn visible_formats(all: &JobInfo, j: &JobRef, acl: &Visibility) -> JobInfo {
+    let formats = all
+        .formats
+        .iter()
+        .filter(|f| {
+            acl.allows(|| match Name::parse(f) {
+                Ok(format) => FormatRef::Job {
+                    job: j.clone(),
+                    format,
+                }
+                .url(),
+                // Never happens (the name was read as one); the URL then matches nothing.
+                Err(_) => String::new(),
+            })
+        })
+        .cloned()
+        .collect();
+    JobInfo {
+        entry: all.entry.clone(),
+        internal: all.internal,
+        timestamp: all.timestamp.clone(),
+        digest: all.digest.clone(),
+        formats,
+    }
+}
+
+impl Weigh for JobInfo {
+    fn weight(&self) -> usize {
+        let formats: usize = self.formats.iter().map(|f| 24 + f.len()).sum();
+        256 + self.entry.name.len() + map_weight(&self.entry.metadata) + self.digest.len() + formats
     }
 }
 

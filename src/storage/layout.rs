@@ -93,6 +93,8 @@ pub(crate) struct Scan {
     dir: Option<Dir>,
     pub entities: Vec<Name>,
     dots: Vec<String>,
+    /// The directory's stamp, taken before its entries were read (`stamp_cache.rs`).
+    pub stamp: Option<super::stamp_cache::Stamp>,
 }
 
 impl Scan {
@@ -111,7 +113,12 @@ impl Scan {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        let mut scan = Scan::default();
+        let mut scan = Scan {
+            stamp: nix::sys::stat::fstat(&dir)
+                .ok()
+                .map(|st| super::stamp_cache::Stamp::of_stat(&st)),
+            ..Scan::default()
+        };
         let mut symlinks = Vec::new();
         for entry in dir.iter() {
             let entry = entry?;
@@ -164,6 +171,12 @@ impl Scan {
     fn is_dir_at(&self, rel: &str) -> bool {
         self.stat_at(rel, true)
             .is_some_and(|st| st.st_mode & libc_dir_mask() == libc_dir_bits())
+    }
+
+    /// The stamp of the directory `rel` below this one (`stamp_cache.rs`).
+    pub fn stamp_at(&self, rel: &str) -> Option<super::stamp_cache::Stamp> {
+        self.stat_at(rel, true)
+            .map(|st| super::stamp_cache::Stamp::of_stat(&st))
     }
 
     /// Whether `rel` (below this directory) exists.

@@ -35,6 +35,7 @@ pub mod rpm;
 mod rpm_header;
 mod rpm_xml;
 pub mod search;
+mod stamp_cache;
 mod tags;
 mod tokens;
 mod trash;
@@ -43,7 +44,7 @@ mod visibility;
 
 pub(crate) use blobs::body_error;
 pub use blobs::{BlobReader, ByteRange, Upload};
-pub use branches::{BranchInfo, BranchSummary};
+pub use branches::{BranchAll, BranchInfo, BranchSummary, BranchView};
 pub use bundles::{Bundle, TarPlan, product_archive_name};
 pub use formats::{Artifact, FileFacts, FormatInfo};
 pub use gc::{GcKind, GcReport, Unpublish};
@@ -54,6 +55,7 @@ pub use tokens::TokenFiles;
 pub use visibility::Visibility;
 
 use crate::config::Config;
+use crate::metrics::Cache;
 use crate::model::DigestError;
 use regex::Regex;
 use std::path::PathBuf;
@@ -194,6 +196,11 @@ pub struct Repo {
     pub(crate) apt: apt::AptCache,
     /// Headers of the packages already read, by content digest (`rpm.rs`).
     pub(crate) rpms: rpm::RpmCache,
+    /// Metadata answers checked by stamps on every use (`stamp_cache.rs`, docs/caches.md).
+    pub(crate) alias_orders: aliases::AliasCache,
+    pub(crate) tag_cache: stamp_cache::StampCache<TagInfo>,
+    pub(crate) job_cache: stamp_cache::StampCache<JobInfo>,
+    pub(crate) branch_cache: stamp_cache::StampCache<BranchAll>,
 }
 
 impl Repo {
@@ -231,6 +238,10 @@ impl Repo {
             gc: gc::GcQueue::default(),
             apt: apt::AptCache::default(),
             rpms: rpm::RpmCache::default(),
+            alias_orders: aliases::AliasCache::new(Cache::alias, aliases::ALIAS_BUDGET),
+            tag_cache: stamp_cache::StampCache::new(Cache::tag, stamp_cache::TAG_BUDGET),
+            job_cache: stamp_cache::StampCache::new(Cache::job, stamp_cache::JOB_BUDGET),
+            branch_cache: stamp_cache::StampCache::new(Cache::branch, stamp_cache::BRANCH_BUDGET),
             test_hooks: config.testing.clone(),
         };
         // Before anything is served: a crash may have left a swap half done.

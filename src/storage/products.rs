@@ -1,7 +1,6 @@
 //! The `products/` symlink tree built from job metadata (spec/LAYOUT.md §4) and its
 //! read-only views (spec/API.md §3.10).
 
-use super::aliases::pick_alias;
 use super::bundles::TarPlan;
 use super::files::same_file;
 use super::files::{self, create_flag, exists, read_json_map, sort_time, stamp_time};
@@ -327,24 +326,26 @@ impl Repo {
         acl: &Visibility,
     ) -> Result<VersionRef, StoreError> {
         if let (true, Some(alias)) = (alias_ok, Alias::parse(&raw.to_lowercase())) {
-            let mut candidates = Vec::new();
-            for name in self.product_level(scope, path, acl)? {
-                let v = version_ref(
-                    scope,
-                    path,
-                    Name::parse(&name).map_err(|_| StoreError::NotFound)?,
-                );
-                let vdir = self.version_dir(&v);
-                candidates.push((sort_time(stamp_time(&vdir)), v, vdir));
+            // The readable versions (product_level's filter), in `.stamp` order, kept by
+            // stamps (aliases.rs).
+            let mut dir = self.products_dir(scope);
+            for seg in path {
+                dir.push(seg);
             }
-            return pick_alias(candidates, alias, |vdir| {
-                linked_format_dirs(vdir).iter().any(|f| {
-                    f.parent()
-                        .and_then(Path::parent)
-                        .is_some_and(|tag| exists(&tag.join(".stable")))
-                })
-            })
-            .ok_or(StoreError::NotFound);
+            let url = product_level_url(scope, path);
+            let name = self.pick_alias(
+                &dir,
+                alias,
+                |n| acl.allows(|| format!("{url}{n}/")),
+                |n| {
+                    linked_format_dirs(&dir.join(n)).iter().any(|f| {
+                        f.parent()
+                            .and_then(Path::parent)
+                            .is_some_and(|tag| exists(&tag.join(".stable")))
+                    })
+                },
+            )?;
+            return Ok(version_ref(scope, path, name));
         }
         let v = version_ref(
             scope,

@@ -1,17 +1,18 @@
 //! Tags: alias resolution, listing, state changes and deletes (spec/LAYOUT.md §3.3,
 //! spec/API.md §3.5, §4).
 
-use super::aliases::pick_alias;
-use super::files::{exists, set_flag, sort_time, stamp_time};
+use super::files::{exists, set_flag};
 use super::jobs::{JobEntry, job_entry};
 use super::layout::Scan;
+use super::stamp_cache::{Stamps, Weigh, map_weight, now_ns, text_weight};
 use super::visibility::Visibility;
 use super::{Repo, StoreError, not_found_if_missing};
 use crate::model::{Alias, BranchRef, JobRef, Name, TagRef};
 use serde::Serialize;
 use serde_json::Value;
+use std::path::Path;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TagSummary {
     pub name: String,
     pub timestamp: Value,
@@ -57,20 +58,12 @@ impl Repo {
     ) -> Result<TagRef, StoreError> {
         let bdir = self.branch_dir(b);
         if let (true, Some(alias)) = (alias_ok, Alias::parse(&raw.to_lowercase())) {
-            let mut candidates = Vec::new();
-            for tag in Repo::list_entities(&bdir)? {
-                let t = TagRef {
-                    branch: b.clone(),
-                    tag,
-                };
-                if acl.allows(|| t.url()) {
-                    let dir = self.tag_dir(&t);
-                    candidates.push((sort_time(stamp_time(&dir)), t, dir));
-                }
-            }
-            let tag = pick_alias(candidates, alias, |dir| exists(&dir.join(".stable")))
-                .ok_or(StoreError::NotFound)?;
-            return Ok(tag);
+            let (allowed, stable) = tag_tests(b, &bdir, acl);
+            let tag = self.pick_alias(&bdir, alias, allowed, stable)?;
+            return Ok(TagRef {
+                branch: b.clone(),
+                tag,
+            });
         }
         let t = TagRef {
             branch: b.clone(),
@@ -81,6 +74,51 @@ impl Repo {
         } else {
             Err(StoreError::NotFound)
         }
+    }
+
+    /// [`Repo::resolve_tag`] (aliases allowed) from kept answers and a few `stat`s only;
+    /// `None` when that is not enough (the caller then resolves on the blocking pool).
+    /// A plain name is not checked: the caller's next kept answer is.
+    pub fn resolve_tag_kept(
+        &self,
+        b: &BranchRef,
+        raw: &str,
+        acl: &Visibility,
+    ) -> Option<Result<TagRef, StoreError>> {
+        let tag = match Alias::parse(&raw.to_lowercase()) {
+            Some(alias) => {
+                let bdir = self.branch_dir(b);
+                let (allowed, stable) = tag_tests(b, &bdir, acl);
+                match self.pick_alias_kept(&bdir, alias, allowed, stable)? {
+                    Ok(tag) => tag,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            None => match Name::parse(raw) {
+                Ok(tag) => tag,
+                Err(_) => return Some(Err(StoreError::NotFound)),
+            },
+        };
+        Some(Ok(TagRef {
+            branch: b.clone(),
+            tag,
+        }))
+    }
+
+    /// [`Repo::tag_info_by_name`] from kept answers only: `None` on a miss.
+    pub fn tag_info_kept(
+        &self,
+        b: &BranchRef,
+        raw: &str,
+        acl: &Visibility,
+    ) -> Option<Result<(TagRef, TagInfo), StoreError>> {
+        let t = match self.resolve_tag_kept(b, raw, acl)? {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        let all = self.tag_cache.hit(&self.tag_dir(&t))?;
+        let info = visible_jobs(&all, &t, acl);
+        Some(Ok((t, info)))
     }
 
     /// A tag's listing by URL segment: resolves an alias, else reads the named tag directly
@@ -102,28 +140,11 @@ impl Repo {
         Ok((t, info))
     }
 
+    /// A tag's flags, texts and the jobs `acl` lets the caller see (kept by stamps).
     pub fn tag_info(&self, t: &TagRef, acl: &Visibility) -> Result<TagInfo, StoreError> {
-        let scan = Scan::open(&self.tag_dir(t)).map_err(not_found_if_missing)?;
-        let mut jobs = Vec::new();
-        for name in &scan.entities {
-            let j = JobRef {
-                tag: t.clone(),
-                job: name.clone(),
-            };
-            if acl.allows(|| j.url()) {
-                jobs.push(job_entry(&j, &scan, &format!("{name}/")));
-            }
-        }
-        let text = |name: &str| scan.has(name).then(|| scan.text_at(name)).flatten();
-        Ok(TagInfo {
-            name: t.tag.to_string(),
-            released: scan.has(".released"),
-            locked: scan.has(".locked"),
-            stable: scan.has(".stable"),
-            publish_status: text(".publish-status"),
-            description: text(".description"),
-            jobs,
-        })
+        let dir = self.tag_dir(t);
+        let all = self.tag_cache.get_or_read(&dir, || read_tag(t, &dir))?;
+        Ok(visible_jobs(&all, t, acl))
     }
 
     pub fn update_tag(&self, t: &TagRef, upd: TagUpdate) -> Result<(), StoreError> {
@@ -189,5 +210,105 @@ impl Repo {
             })?;
         }
         self.remove_tree(&tdir)
+    }
+}
+
+/// Which tags of `b` (in `bdir`) the caller may see, and which are stable.
+fn tag_tests<'a>(
+    b: &'a BranchRef,
+    bdir: &'a Path,
+    acl: &'a Visibility,
+) -> (impl Fn(&Name) -> bool + 'a, impl Fn(&Name) -> bool + 'a) {
+    let allowed = move |tag: &Name| {
+        acl.allows(|| {
+            TagRef {
+                branch: b.clone(),
+                tag: tag.clone(),
+            }
+            .url()
+        })
+    };
+    let stable = move |tag: &Name| exists(&bdir.join(tag).join(".stable"));
+    (allowed, stable)
+}
+
+/// Everything a tag's answer shows, every job included, and the stamps it was read from:
+/// the tag directory's (its flags, texts and jobs) and each job directory's (its
+/// metadata and flags).
+fn read_tag(t: &TagRef, dir: &Path) -> Result<(TagInfo, Stamps), StoreError> {
+    let read_ns = now_ns();
+    let scan = Scan::open(dir).map_err(not_found_if_missing)?;
+    let mut stamps = Stamps::new(read_ns, scan.stamp);
+    let mut jobs = Vec::with_capacity(scan.entities.len());
+    for name in &scan.entities {
+        stamps.add(name.clone(), scan.stamp_at(name.as_str()));
+        let j = JobRef {
+            tag: t.clone(),
+            job: name.clone(),
+        };
+        jobs.push(job_entry(&j, &scan, &format!("{name}/")));
+    }
+    let text = |name: &str| scan.has(name).then(|| scan.text_at(name)).flatten();
+    let info = TagInfo {
+        name: t.tag.to_string(),
+        released: scan.has(".released"),
+        locked: scan.has(".locked"),
+        stable: scan.has(".stable"),
+        publish_status: text(".publish-status"),
+        description: text(".description"),
+        jobs,
+    };
+    Ok((info, stamps))
+}
+
+/// `all` with only the jobs `acl` lets the caller see.
+fn visible_jobs(all: &TagInfo, t: &TagRef, acl: &Visibility) -> TagInfo {
+    let jobs = all
+        .jobs
+        .iter()
+        .filter(|e| {
+            acl.allows(|| match Name::parse(&e.name) {
+                Ok(job) => JobRef {
+                    tag: t.clone(),
+                    job,
+                }
+                .url(),
+                // Never happens (the name was read as one); the URL then matches nothing.
+                Err(_) => String::new(),
+            })
+        })
+        .cloned()
+        .collect();
+    TagInfo {
+        jobs,
+        ..all.clone_without_jobs()
+    }
+}
+
+impl TagInfo {
+    fn clone_without_jobs(&self) -> TagInfo {
+        TagInfo {
+            name: self.name.clone(),
+            released: self.released,
+            locked: self.locked,
+            stable: self.stable,
+            publish_status: self.publish_status.clone(),
+            description: self.description.clone(),
+            jobs: Vec::new(),
+        }
+    }
+}
+
+impl Weigh for TagInfo {
+    fn weight(&self) -> usize {
+        let jobs: usize = self
+            .jobs
+            .iter()
+            .map(|j| 96 + j.name.len() + map_weight(&j.metadata))
+            .sum();
+        128 + self.name.len()
+            + text_weight(&self.publish_status)
+            + text_weight(&self.description)
+            + jobs
     }
 }

@@ -34,6 +34,7 @@ mod ldap;
 mod lifecycle;
 mod limits;
 mod manuals;
+mod meta_cache;
 mod metrics;
 mod nginx;
 mod pages;

@@ -5,8 +5,48 @@ use crate::http::context::Ctx;
 use crate::http::reply::{ApiError, ApiResult, json_of, ok, redirect};
 use crate::http::views;
 use crate::model::{BranchRef, Scope};
-use axum::http::Method;
+use crate::storage::{BranchInfo, BranchView};
+use axum::http::{Method, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+
+/// What `json_of("branch", info)` answers, written one tag at a time: the whole answer
+/// as one `Value` took about 1 KiB per tag while it was being written (hundreds of MiB for
+/// a branch of 100,000 tags), which the allocator then kept.
+fn rendered(info: &BranchInfo) -> Result<bytes::Bytes, ApiError> {
+    let internal = |e: serde_json::Error| ApiError::Internal(Box::new(e));
+    let mut head = serde_json::Map::new();
+    head.insert("name".into(), Value::from(info.name.clone()));
+    head.insert(
+        "cleanup_policy".into(),
+        Value::Object(info.cleanup_policy.clone()),
+    );
+    let head = crate::pyjson::to_string(&Value::Object(head));
+    let mut out = String::with_capacity(head.len() + 160 * info.tags.len() + 32);
+    out.push_str("{\"branch\": ");
+    // The head object without its closing brace, then the tags as its last key.
+    out.push_str(head.strip_suffix('}').unwrap_or(&head));
+    out.push_str(", \"tags\": [");
+    for (i, tag) in info.tags.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&crate::pyjson::to_string(
+            &serde_json::to_value(tag).map_err(internal)?,
+        ));
+    }
+    out.push_str("]}}");
+    Ok(out.into())
+}
+
+/// A JSON answer already rendered.
+fn json_bytes(body: bytes::Bytes) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
 
 pub async fn branches(ctx: &Ctx, scope: Scope, slash: bool) -> ApiResult {
     if !ctx.is_read() {
@@ -36,16 +76,28 @@ pub async fn branch(ctx: &mut Ctx, b: BranchRef, slash: bool) -> ApiResult {
             let acl = ctx.acl.clone();
             let url = b.url();
             // A missing branch is a 404 before the slash redirect.
-            let info = repo
-                .run(move |r| r.branch_info(&b, released_only, &acl))
+            let view = repo
+                .run(move |r| r.branch_view(&b, released_only, &acl))
                 .await?;
             if !slash {
                 return Ok(redirect(&url));
             }
-            if ctx.page() {
-                return views::branch_page(ctx.chrome(), &info);
+            match (view, ctx.page()) {
+                (BranchView::All(all), true) => views::branch_page(ctx.chrome(), &all.info),
+                (BranchView::Some(info), true) => views::branch_page(ctx.chrome(), &info),
+                // The whole branch: its answer is rendered once and kept with the tags.
+                (BranchView::All(all), false) => {
+                    let body = match all.rendered.get() {
+                        Some(body) => body.clone(),
+                        None => {
+                            let made = rendered(&all.info)?;
+                            all.rendered.get_or_init(|| made).clone()
+                        }
+                    };
+                    Ok(json_bytes(body))
+                }
+                (BranchView::Some(info), false) => Ok(json_bytes(rendered(&info)?)),
             }
-            json_of("branch", &info)
         }
         // PUT is the v0.30 spelling of the policy update (spec/API.md §8).
         Method::POST | Method::PUT => {
@@ -88,4 +140,43 @@ fn parse_policy(body: &Value) -> Result<Vec<(&'static str, u64)>, ApiError> {
         updates.push((key, n));
     }
     Ok(updates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::TagSummary;
+
+    #[tokio::test]
+    async fn a_branch_is_rendered_as_its_json_of() {
+        let tag = |name: &str, released: bool| TagSummary {
+            name: name.into(),
+            timestamp: serde_json::json!(1795315711.1205125),
+            released,
+            locked: false,
+            stable: true,
+            publish_status: Some("in progress \u{e9}".into()),
+            description: None,
+        };
+        for tags in [
+            vec![],
+            vec![tag("a", true)],
+            vec![tag("a", false), tag("b\"", true)],
+        ] {
+            let mut policy = serde_json::Map::new();
+            policy.insert("max_daily_tags".into(), 3.into());
+            policy.insert("max_released_tags".into(), 0.into());
+            let info = BranchInfo {
+                name: "main".into(),
+                cleanup_policy: policy,
+                tags,
+            };
+            let expected = match json_of("branch", &info) {
+                Ok(res) => res.into_body(),
+                Err(_) => panic!("json_of failed"),
+            };
+            let expected = axum::body::to_bytes(expected, 1 << 20).await.expect("body");
+            assert_eq!(rendered(&info).ok(), Some(expected));
+        }
+    }
 }

@@ -77,11 +77,24 @@ pub async fn job(ctx: &mut Ctx, b: BranchRef, tag: Name, job: Name, _slash: bool
 /// `GET {job}/`: the JSON names the formats, the page also says what each holds.
 async fn job_read(ctx: &Ctx, b: BranchRef, tag: Name, job: Name) -> ApiResult {
     let (acl, page) = (ctx.acl.clone(), ctx.page());
-    let view = ctx
-        .app
-        .repo
-        .run(move |r| r.job_view(&b, tag.as_str(), job, &acl, page))
-        .await?;
+    // A kept answer costs a few stats: no hop to the blocking pool for it (the page also
+    // reads what each format holds).
+    let kept = match page {
+        true => None,
+        false => ctx
+            .app
+            .repo
+            .job_view_kept(&b, tag.as_str(), job.clone(), &acl),
+    };
+    let view = match kept {
+        Some(kept) => kept?,
+        None => {
+            ctx.app
+                .repo
+                .run(move |r| r.job_view(&b, tag.as_str(), job, &acl, page))
+                .await?
+        }
+    };
     if let Some(r) = ctx.canonical(&view.job.url()) {
         return r;
     }

@@ -64,11 +64,16 @@ pub async fn tag(ctx: &mut Ctx, b: BranchRef, tag: Name, _slash: bool) -> ApiRes
 /// `GET {tag}/`, its jobs filtered by the query's `key=value` pairs (spec/API.md Q41).
 async fn tag_read(ctx: &Ctx, b: BranchRef, tag: Name) -> ApiResult {
     let acl = ctx.acl.clone();
-    let (t, mut info) = ctx
-        .app
-        .repo
-        .run(move |r| r.tag_info_by_name(&b, tag.as_str(), &acl))
-        .await?;
+    // A kept answer costs a few stats: no hop to the blocking pool for it.
+    let (t, mut info) = match ctx.app.repo.tag_info_kept(&b, tag.as_str(), &acl) {
+        Some(kept) => kept?,
+        None => {
+            ctx.app
+                .repo
+                .run(move |r| r.tag_info_by_name(&b, tag.as_str(), &acl))
+                .await?
+        }
+    };
     if let Some(r) = ctx.canonical(&t.url()) {
         return r;
     }
