@@ -1,5 +1,5 @@
 """The search bench (bench/search/run): tree, server, measurements."""
-import hashlib, http.client, json, os, shutil, socket, subprocess, sys, time, urllib.parse
+import errno, hashlib, http.client, json, os, shutil, socket, subprocess, sys, time, urllib.parse
 
 jobs, files, base, binary, keep = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "1"
 root = os.path.join(base, f"root-{jobs}x{files}")
@@ -15,6 +15,21 @@ def blob(data):
         with open(path, "wb") as f:
             f.write(data)
     return path, "sha256:" + hexd
+
+
+# A hard link's source per blob: a filesystem caps links per inode (ext4: 65,000), so a
+# copy takes over when one is full.
+sources = {}
+
+
+def link(src, dest):
+    try:
+        os.link(sources.get(src, src), dest)
+    except OSError as e:
+        if e.errno != errno.EMLINK:
+            raise
+        shutil.copyfile(src, dest)
+        sources[src] = dest
 
 
 def build_tree():
@@ -58,13 +73,28 @@ def build_tree():
                             name = f"lib{k}_{b}.{t}_amd64.{fmt}" if fmt == "deb" else f"doc/page{k}.html"
                         dest = os.path.join(fdir, name)
                         os.makedirs(os.path.dirname(dest), exist_ok=True)
-                        os.link(src, dest)
+                        link(src, dest)
                         digests[name] = d
                     with open(os.path.join(fdir, ".digests"), "w") as f:
                         f.write(json.dumps(digests, sort_keys=True))
+                link_product(meta, f"branch{b}/tag{t}/job{j}", n, t0)
                 n += 1
     open(os.path.join(root, ".complete"), "w").close()
     return time.time() - began
+
+
+def link_product(meta, job, n, t0):
+    """The product version the job's metadata names, linked as arbor's PATCH would
+    (spec/LAYOUT.md section 4): its .stamp, a link per format, the job's .product."""
+    rel = "/".join(meta[k] for k in ("product", "product_variant", "product_branch", "version"))
+    vdir = os.path.join(root, "products", rel)
+    os.makedirs(vdir)
+    stamp = os.path.join(vdir, ".stamp")
+    open(stamp, "w").close()
+    os.utime(stamp, (t0 + n * 60 + 30, t0 + n * 60 + 30))
+    for fmt in ("deb", "docs"):
+        os.symlink(f"../../../../../branches/{job}/{fmt}", os.path.join(vdir, fmt))
+    os.symlink(f"../../../../products/{rel}", os.path.join(root, "branches", job, ".product"))
 
 
 def rss_kib(pid):

@@ -51,11 +51,10 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 #[test]
 fn every_filter() {
     let s = tree();
-    assert_eq!(urls(&s, "product=foo"), ["/branches/main/t1/build/"]);
-    assert_eq!(
-        urls(&s, "product=foo version=1.*"),
-        ["/branches/main/t1/build/"]
-    );
+    // The product version (its `.stamp` made by the PATCH, after the job's) and the job.
+    let foo = ["/products/foo/x/1/1.2/", "/branches/main/t1/build/"];
+    assert_eq!(urls(&s, "product=foo"), foo);
+    assert_eq!(urls(&s, "product=foo version=1.*"), foo);
     assert!(urls(&s, "product=foo version=2.*").is_empty());
     assert_eq!(
         sorted(urls(&s, "libfoo")),
@@ -120,10 +119,23 @@ fn results_say_what_they_are() {
     assert_eq!(hit["job"], "/branches/main/t1/build/");
     assert_eq!(hit["locked"], true);
     assert!(hit["timestamp"].as_f64().unwrap_or(0.0) > 1e9);
-    let r = search_as(&s, "product=foo", "", &[]);
+    let r = search_as(&s, "product=foo kind:job", "", &[]);
     let job = &r.json()["results"][0];
     assert_eq!(job["product_version"], "/products/foo/x/1/1.2/");
     assert_eq!(job["metadata"]["version"], "1.2");
+    let r = search_as(&s, "foo 1.2 kind:product", "", &[]);
+    let version = &r.json()["results"][0];
+    assert_eq!(version["kind"], "product", "{}", r.text());
+    assert_eq!(version["url"], "/products/foo/x/1/1.2/");
+    assert_eq!(version["jobs"], json!(["/branches/main/t1/build/"]));
+    assert_eq!(version["metadata"]["product_branch"], "1");
+    assert_eq!(
+        (&version["locked"], &version["stable"]),
+        (&json!(false), &json!(false)),
+        "the flags of its jobs' tags"
+    );
+    assert!(version.get("job").is_none());
+    assert!(version["timestamp"].as_f64().unwrap_or(0.0) > 1e9);
     assert_eq!(r.header("cache-control"), Some("private, no-store"));
 }
 
@@ -308,4 +320,44 @@ fn registry_pushes_are_images_and_their_digests_files() {
     let found = urls(&s, &format!("digest:{second}"));
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("/container/manifests/sha256/"));
+}
+
+#[test]
+fn product_versions_show_only_to_who_may_read_them() {
+    let st: access::Setup<App> = access::start(&[]);
+    let s = &st.server;
+    let job = "/~alice/branches/b/t/j/";
+    let put = as_user(s, "alice", "PUT", &format!("{job}f/x.txt"), Some(b"x"));
+    assert_eq!(put.status, 201);
+    let meta = br#"{"job": {"product": "P", "product_variant": "v", "product_branch": "pb", "version": "1.0"}}"#;
+    let r = as_user(s, "alice", "PATCH", job, Some(meta));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let found = |user: &str, pw: &str, q: &str| {
+        let r = search_as(s, q, "", &[("Authorization", &basic(user, pw))]);
+        assert_eq!(r.status, 200, "{user}");
+        url_list(&r)
+    };
+    let version = "/~alice/products/p/v/pb/1.0/";
+    assert_eq!(found("alice", "secret", "kind:product"), [version]);
+    assert_eq!(found("alice", "secret", "alice 1.0"), [version, job]);
+    for (user, pw) in [("carol", "c:ol:on"), ("ursula", "pw")] {
+        assert!(found(user, pw, "").is_empty(), "{user}");
+        assert!(found(user, pw, "product=p").is_empty(), "{user}");
+    }
+}
+
+#[test]
+fn images_carry_their_manifest_digest() {
+    use crate::shared::oci_workflows::{LAYER, config, image_manifest, push_blob, put_manifest};
+    let s = App::start();
+    let cfg = config("me");
+    push_blob(&s, "main/app", &cfg);
+    push_blob(&s, "main/app", LAYER);
+    let m = image_manifest(&cfg);
+    assert_eq!(put_manifest(&s, "main/app", "v1", &m).status, 201);
+    let r = search_as(&s, "kind:image", "", &[]);
+    let image = &r.json()["results"][0];
+    assert_eq!(image["url"], "/branches/main/v1/app/container/");
+    assert_eq!(image["digest"], digest_of(&m), "{}", r.text());
+    assert_eq!(image["image"], "main/app:v1");
 }

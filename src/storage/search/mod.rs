@@ -7,8 +7,10 @@
 
 mod eval;
 mod index;
+mod matched;
 mod persist;
 pub mod query;
+mod versions;
 mod walk;
 
 pub use eval::{Hit, SortKey};
@@ -17,12 +19,12 @@ pub use walk::Subtree;
 
 use super::{Repo, Visibility};
 use base64::Engine as _;
-use index::{FileRec, FormatRec, Index, JobRec};
+use index::{FileRec, FormatRec, Index, JobRec, ProductRec};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
-use walk::{RawJob, Visit};
+use walk::{Known, RawJob, Visit};
 
 /// How often the tree's stamps are compared again: at least [`WALK_SHARE`] times the last
 /// walk's length, so that on a large tree the walks take at most a fifth of a core.
@@ -114,8 +116,8 @@ impl SearchIndex {
             hits.last().map(|h| h.key.clone())
         });
         for h in &mut hits {
-            if let (Some(f), Some(p)) = (&h.format, &h.path) {
-                h.size = repo.search_file_size(&h.job, f, p);
+            if let (Some(j), Some(f), Some(p)) = (&h.job, &h.format, &h.path) {
+                h.size = repo.search_file_size(j, f, p);
             }
         }
         Page {
@@ -153,11 +155,16 @@ impl SearchIndex {
         };
         repo.search_walk(sub, &mut c);
         c.flush();
+        // Found under the read lock: queries wait for the write lock only when a job went.
+        let gone = self
+            .read()
+            .urls_under(&sub.url_prefix(), |u| c.seen.contains(u));
+        if gone.is_empty() {
+            return;
+        }
         let mut idx = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        for url in idx.urls_under(&sub.url_prefix()) {
-            if !c.seen.contains(&url) {
-                idx.remove(&url);
-            }
+        for url in gone {
+            idx.remove(&url);
         }
         idx.reorder();
     }
@@ -260,14 +267,20 @@ impl Collector<'_> {
 }
 
 impl Visit for Collector<'_> {
-    fn known(&self, url: &str) -> Option<u64> {
+    fn known(&self, url: &str) -> Option<Known> {
         if self.force {
             return None;
         }
-        self.index
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .sig(url)
+        let idx = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        let rec = idx.rec(url)?;
+        // Kept in result order (by `name + "/"`); the walk compares them by name.
+        let mut formats: Vec<String> = rec.formats.iter().map(|f| f.name.clone()).collect();
+        formats.sort();
+        Some(Known {
+            sig: rec.sig,
+            dir_ns: rec.dir_ns,
+            formats,
+        })
     }
 
     fn seen(&mut self, url: String) {
@@ -311,13 +324,31 @@ fn intern(idx: &mut Index, raw: RawJob) -> JobRec {
     let mut fields: Vec<u32> = fields.into_iter().map(|f| idx.fields.intern(f)).collect();
     fields.sort_unstable();
     fields.dedup();
+    let product = raw.product.map(|(url, ts)| {
+        let meta = |k: &str| {
+            raw.metadata
+                .iter()
+                .find(|(mk, _)| mk == k)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        let mut fields: Vec<u32> = ["product", "product_variant", "product_branch", "version"]
+            .map(|k| idx.fields.intern(meta(k)))
+            .to_vec();
+        if let crate::model::Scope::User(u) = &t.branch.scope {
+            fields.push(idx.fields.intern(u.as_str()));
+        }
+        ProductRec { url, ts, fields }
+    });
     JobRec {
         fields,
+        product,
+        dir_ns: raw.dir_ns,
         job: raw.job,
         url: raw.url,
         ts: raw.ts,
         sig: raw.sig,
         locked: raw.locked,
+        tag_locked: raw.tag_locked,
         released: raw.released,
         stable: raw.stable,
         metadata: raw.metadata,
