@@ -142,15 +142,24 @@ fn results_say_what_they_are() {
 #[test]
 fn bad_queries_say_why() {
     let s = App::start();
-    for q in [
-        "/search?q=locked:maybe",
-        "/search?q=after:soon",
-        "/search?limit=0",
-        "/search?cursor=%21",
+    for (q, why) in [
+        ("/search?q=locked:maybe", "locked: takes yes, no"),
+        ("/search?q=after:soon", "bad date"),
+        (
+            "/search?q=kind:tag",
+            "kind: takes job, format, file, image or product",
+        ),
+        ("/search?q=digest:sha256:xyz", "digest: takes algo:hex"),
+        ("/search?limit=0", "limit: a number from 1 to 1000"),
+        ("/search?limit=ten", "limit: a number"),
+        ("/search?cursor=%21", "bad cursor"),
     ] {
         let r = s.get(q);
         assert_eq!(r.status, 400, "{q}");
+        assert!(r.text().contains(why), "{q}: {}", r.text());
     }
+    // More than the most is the most, not an error.
+    assert_eq!(s.get("/search?q=x&limit=5000").status, 200);
     assert_eq!(s.get("/~alice/search").status, 404);
 }
 
@@ -340,6 +349,20 @@ fn product_versions_show_only_to_who_may_read_them() {
     let version = "/~alice/products/p/v/pb/1.0/";
     assert_eq!(found("alice", "secret", "kind:product"), [version]);
     assert_eq!(found("alice", "secret", "alice 1.0"), [version, job]);
+    // Pages of one: the version, then its job, then nothing.
+    let auth = basic("alice", "secret");
+    let mut cursor = String::new();
+    let mut pages = Vec::new();
+    loop {
+        let extra = format!("&limit=1&cursor={}", enc(&cursor));
+        let r = search_as(s, "alice 1.0", &extra, &[("Authorization", &auth)]);
+        pages.extend(url_list(&r));
+        match r.json()["next"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, [version, job]);
     for (user, pw) in [("carol", "c:ol:on"), ("ursula", "pw")] {
         assert!(found(user, pw, "").is_empty(), "{user}");
         assert!(found(user, pw, "product=p").is_empty(), "{user}");

@@ -202,8 +202,8 @@ impl Index {
         self.stale_postings = 0;
     }
 
-    /// Puts [`Index::order`] back in result order after puts and removes: a few puts are
-    /// inserted where they belong, many sort the whole order again.
+    /// Puts [`Index::order`] back in result order after puts and removes: the puts, sorted,
+    /// are merged into the order (linear in the jobs, however many were put).
     pub fn reorder(&mut self) {
         if self.added.is_empty() && !self.removed {
             return;
@@ -215,20 +215,24 @@ impl Index {
                 .map(JobRec::key)
         };
         let mut added = std::mem::take(&mut self.added);
-        added.retain(|s| key(s).is_some());
         added.sort_unstable();
         added.dedup();
-        let mut order = std::mem::take(&mut self.order);
+        let mut old = std::mem::take(&mut self.order);
         // Dropped slots, and slots re-used since they were placed.
-        order.retain(|s| key(s).is_some() && added.binary_search(s).is_err());
-        if added.len() > 64 {
-            order.extend(added);
-            order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
-        } else {
-            for s in added {
-                let at = order.partition_point(|o| key(o) < key(&s));
-                order.insert(at, s);
-            }
+        old.retain(|s| key(s).is_some() && added.binary_search(s).is_err());
+        let mut old = old.into_iter().peekable();
+        added.retain(|s| key(s).is_some());
+        added.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+        let mut order = Vec::with_capacity(self.by_url.len());
+        let mut added = added.into_iter().peekable();
+        loop {
+            let next = match (old.peek(), added.peek()) {
+                (Some(o), Some(a)) if key(o) <= key(a) => old.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => added.next(),
+                (Some(_), None) => old.next(),
+                (None, None) => break,
+            };
+            order.extend(next);
         }
         self.pos.clear();
         self.pos.resize(self.jobs.len(), u32::MAX);

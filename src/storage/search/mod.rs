@@ -36,8 +36,8 @@ const SAVE_PERIOD: Duration = Duration::from_secs(60);
 /// Smaller trees are not saved: walking them costs less than a second.
 const SAVE_MIN_JOBS: usize = 1000;
 
-/// Jobs read before they are put in the index together.
-const BATCH: usize = 4096;
+/// Jobs read before they are put in the index together, under one short write lock.
+const BATCH: usize = 1024;
 
 /// The search index and what keeps it fresh.
 #[derive(Default)]
