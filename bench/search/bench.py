@@ -105,6 +105,12 @@ def rss_kib(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -194,6 +200,13 @@ def main():
         print(f"all kinds in turn for 20 s (refresh walks included): {len(times)} queries, "
               f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {times[-1]:.2f} ms")
         print(f"RSS after the queries: {rss_kib(proc.pid) // 1024} MiB")
+        # What the refresh walks cost while nothing is asked: CPU time over 30 idle seconds.
+        cpu, t = cpu_seconds(proc.pid), time.time()
+        time.sleep(30)
+        share = (cpu_seconds(proc.pid) - cpu) / (time.time() - t)
+        print(f"idle, refresh walks only: {share * 100:.1f}% of a core")
+        # The server closed the idle keep-alive connection meanwhile.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         # Another writer: a job made by hand, as another process on the root would.
         jdir = os.path.join(root, "branches", "branch0", "tag0", "other-writer")
         shutil.rmtree(jdir, ignore_errors=True)
@@ -217,6 +230,10 @@ def main():
             time.sleep(0.2)
         if os.path.exists(saved):
             print(f".search/index: {os.path.getsize(saved) / 2**20:.1f} MiB")
+    except OSError:
+        time.sleep(0.5)
+        print(f"the server went: exit status {proc.poll()}")
+        raise
     finally:
         proc.terminate()
         proc.wait()

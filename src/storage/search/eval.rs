@@ -134,17 +134,13 @@ impl<'a> Plan<'a> {
             .words
             .iter()
             .map(|w| {
-                let test = |_: &str, low: &str| low.contains(w.as_str());
                 let pat = || Pattern::Word(w.clone());
                 let names = if files {
-                    idx.matches.get(Table::Names, &idx.names, pat(), test)
+                    idx.matches.get(Table::Names, &idx.names, pat())
                 } else {
                     Arc::default()
                 };
-                (
-                    names,
-                    idx.matches.get(Table::Fields, &idx.fields, pat(), test),
-                )
+                (names, idx.matches.get(Table::Fields, &idx.fields, pat()))
             })
             .collect();
         let glob = |table: Table, g: &Glob| {
@@ -152,8 +148,8 @@ impl<'a> Plan<'a> {
                 Table::Names => &idx.names,
                 Table::Fields => &idx.fields,
             };
-            let pat = Pattern::Glob(g.pattern().to_owned());
-            idx.matches.get(table, strs, pat, |s, _| g.matches(s))
+            idx.matches
+                .get(table, strs, Pattern::Glob(g.pattern().to_owned()))
         };
         let names = [&q.branch, &q.tag, &q.job, &q.format]
             .into_iter()

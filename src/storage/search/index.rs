@@ -12,8 +12,12 @@ use std::collections::HashMap;
 #[derive(Default)]
 pub(crate) struct Interner {
     ids: HashMap<Box<str>, u32>,
-    /// Each string, and its lower-cased form for word matches.
-    pub strs: Vec<(Box<str>, Box<str>)>,
+    pub strs: Vec<Box<str>>,
+    /// Every string lower-cased, each followed by a NUL: a word or a glob is matched
+    /// against all of them in one pass of a regex (SIMD literal search) over it.
+    pub text: Vec<u8>,
+    /// Where each string starts in `text`.
+    pub starts: Vec<usize>,
 }
 
 impl Interner {
@@ -23,8 +27,21 @@ impl Interner {
         }
         let id = u32::try_from(self.strs.len()).unwrap_or(u32::MAX);
         self.ids.insert(s.into(), id);
-        self.strs.push((s.into(), s.to_lowercase().into()));
+        self.strs.push(s.into());
+        self.starts.push(self.text.len());
+        self.text.extend_from_slice(s.to_lowercase().as_bytes());
+        self.text.push(0);
         id
+    }
+
+    pub fn len(&self) -> usize {
+        self.strs.len()
+    }
+
+    /// The id of the string `text[at]` belongs to.
+    pub fn id_at(&self, at: usize) -> u32 {
+        let i = self.starts.partition_point(|&s| s <= at).saturating_sub(1);
+        u32::try_from(i).unwrap_or(u32::MAX)
     }
 
     pub fn get(&self, s: &str) -> Option<u32> {
@@ -32,7 +49,7 @@ impl Interner {
     }
 
     pub fn str(&self, id: u32) -> &str {
-        self.strs.get(id as usize).map_or("", |s| &s.0)
+        self.strs.get(id as usize).map_or("", |s| s)
     }
 }
 

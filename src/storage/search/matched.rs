@@ -1,8 +1,11 @@
 //! Which interned strings a word or a glob matches, kept between queries: the interners
 //! only grow, so a match over their first N strings stays true, and a later query only
-//! tests the strings added since. A warm query thus never tests the tree's names again.
+//! tests the strings added since. A warm query thus never tests the tree's names again,
+//! and a cold one tests them in one regex pass over the interner's text (a word is a
+//! literal: a SIMD substring search; a glob is anchored at the NULs between strings).
 
 use super::index::Interner;
+use regex::bytes::{Regex, RegexBuilder};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -16,11 +19,39 @@ pub(crate) enum Table {
     Fields,
 }
 
-/// A pattern: a word (a substring of the lower-cased string) or a glob.
+/// A pattern: a word (a substring of the lower-cased string) or a glob (`*` any run of
+/// characters, `?` one, case-insensitive).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Pattern {
     Word(String),
     Glob(String),
+}
+
+impl Pattern {
+    /// The regex finding the pattern in an [`Interner`]'s text.
+    fn regex(&self) -> Option<Regex> {
+        let re = match self {
+            Pattern::Word(w) => regex::escape(&w.to_lowercase()),
+            Pattern::Glob(g) => {
+                let mut re = String::from("^");
+                for c in g.to_lowercase().chars() {
+                    match c {
+                        '*' => re.push_str("[^\\x00]*"),
+                        '?' => re.push_str("[^\\x00]"),
+                        c => re.push_str(&regex::escape(&c.to_string())),
+                    }
+                }
+                re.push('$');
+                re
+            }
+        };
+        RegexBuilder::new(&re)
+            .multi_line(true)
+            .line_terminator(0)
+            .case_insensitive(matches!(self, Pattern::Glob(_)))
+            .build()
+            .ok()
+    }
 }
 
 /// The ids of a table's strings a pattern matches, as a set and as a list.
@@ -55,18 +86,10 @@ impl Matched {
 pub(crate) struct MatchCache(Mutex<HashMap<(Table, Pattern), Arc<Matched>>>);
 
 impl MatchCache {
-    /// The strings of `strs` (the `table` of the index) that `test` accepts; `test` sees
-    /// each string and its lower-cased form, and must be what `pattern` means.
-    pub fn get(
-        &self,
-        table: Table,
-        strs: &Interner,
-        pattern: Pattern,
-        test: impl Fn(&str, &str) -> bool,
-    ) -> Arc<Matched> {
-        let key = (table, pattern);
-        let old = self.lock().get(&key).cloned();
-        let len = strs.strs.len();
+    /// The ids of the strings of `strs` (the `table` of the index) that `pattern` matches.
+    pub fn get(&self, table: Table, strs: &Interner, pattern: Pattern) -> Arc<Matched> {
+        let old = self.lock().get(&(table, pattern.clone())).cloned();
+        let len = strs.len();
         if let Some(m) = &old
             && m.upto == len
         {
@@ -74,9 +97,14 @@ impl MatchCache {
         }
         // Tested outside the lock: another query may do the same meanwhile, harmlessly.
         let mut m = old.map(|m| (*m).clone()).unwrap_or_default();
-        for (id, (s, low)) in strs.strs.iter().enumerate().skip(m.upto) {
-            if test(s, low) {
-                m.push(id);
+        let from = strs.starts.get(m.upto).copied().unwrap_or(strs.text.len());
+        let text = strs.text.get(from..).unwrap_or_default();
+        let mut last = None;
+        for found in pattern.regex().iter().flat_map(|re| re.find_iter(text)) {
+            let id = strs.id_at(from + found.start());
+            if last != Some(id) && (id as usize) < len {
+                m.push(id as usize);
+                last = Some(id);
             }
         }
         m.upto = len;
@@ -85,7 +113,7 @@ impl MatchCache {
         if cache.len() >= KEPT {
             cache.clear();
         }
-        cache.insert(key, Arc::clone(&m));
+        cache.insert((table, pattern), Arc::clone(&m));
         m
     }
 
@@ -105,11 +133,37 @@ mod tests {
         strs.intern("bar");
         let cache = MatchCache::default();
         let word = || Pattern::Word("foo".into());
-        let test = |_: &str, low: &str| low.contains("foo");
-        assert_eq!(cache.get(Table::Names, &strs, word(), test).ids, [0]);
+        assert_eq!(cache.get(Table::Names, &strs, word()).ids, [0]);
         strs.intern("FOO.txt");
-        let m = cache.get(Table::Names, &strs, word(), test);
+        let m = cache.get(Table::Names, &strs, word());
         assert_eq!(m.ids, [0, 2]);
         assert!(m.has(2) && !m.has(1) && !m.has(1000));
+    }
+
+    #[test]
+    fn globs_hold_to_one_string() {
+        let mut strs = Interner::default();
+        for s in [
+            "pool/a/libFOO_1.deb",
+            "x.deb",
+            "deb",
+            "a.deb.txt",
+            "my file+(1).deb",
+        ] {
+            strs.intern(s);
+        }
+        let cache = MatchCache::default();
+        let glob = |g: &str| {
+            cache
+                .get(Table::Names, &strs, Pattern::Glob(g.into()))
+                .ids
+                .clone()
+        };
+        assert_eq!(glob("*.deb"), [0, 1, 4]);
+        assert_eq!(glob("pool/*/libfoo*"), [0]);
+        assert_eq!(glob("?.DEB"), [1]);
+        assert_eq!(glob("my file+(1)*"), [4]);
+        assert_eq!(glob("*"), [0, 1, 2, 3, 4]);
+        assert!(glob("deb.txt").is_empty());
     }
 }

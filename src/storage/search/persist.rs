@@ -57,7 +57,7 @@ fn encode(idx: &Index) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     for table in [&idx.names, &idx.digests] {
         put_u32(&mut out, table.strs.len());
-        for (s, _) in &table.strs {
+        for s in &table.strs {
             put_str(&mut out, s);
         }
     }
