@@ -111,6 +111,11 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def walks_logged():
+    with open(os.path.join(base, "server.log")) as f:
+        return sum("search index refreshed" in line for line in f)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -119,11 +124,23 @@ def free_port():
     return port
 
 
+reconnects = 0
+
+
 def get(conn, path):
-    conn.request("GET", path, headers={"Accept": "application/json"})
-    r = conn.getresponse()
-    body = r.read()
-    return r.status, body
+    """GET over the keep-alive connection; once again on a new one if the server closed
+    it (its header timeout ends idle connections)."""
+    global reconnects
+    for attempt in (0, 1):
+        try:
+            conn.request("GET", path, headers={"Accept": "application/json"})
+            r = conn.getresponse()
+            return r.status, r.read()
+        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+            conn.close()
+            reconnects += 1
+            if attempt:
+                raise
 
 
 def main():
@@ -199,26 +216,30 @@ def main():
         p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99) - 1]
         print(f"all kinds in turn for 20 s (refresh walks included): {len(times)} queries, "
               f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {times[-1]:.2f} ms")
-        print(f"RSS after the queries: {rss_kib(proc.pid) // 1024} MiB")
+        print(f"RSS after the queries: {rss_kib(proc.pid) // 1024} MiB; {reconnects} reconnections")
         # What the refresh walks cost while nothing is asked: CPU time over 30 idle seconds.
-        cpu, t = cpu_seconds(proc.pid), time.time()
+        cpu, t, walks = cpu_seconds(proc.pid), time.time(), walks_logged()
         time.sleep(30)
-        share = (cpu_seconds(proc.pid) - cpu) / (time.time() - t)
-        print(f"idle, refresh walks only: {share * 100:.1f}% of a core")
+        spent = cpu_seconds(proc.pid) - cpu
+        share, walks = spent / (time.time() - t), walks_logged() - walks
+        per_walk = f", {spent / walks:.2f} s of CPU per walk ({walks} walks)" if walks else ""
+        print(f"idle, refresh walks only: {share * 100:.1f}% of a core{per_walk}")
         # The server closed the idle keep-alive connection meanwhile.
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         # Another writer: a job made by hand, as another process on the root would.
-        jdir = os.path.join(root, "branches", "branch0", "tag0", "other-writer")
+        # Named per run: a run that stopped halfway may have left its own.
+        writer = f"other-writer-{os.getpid()}"
+        jdir = os.path.join(root, "branches", "branch0", "tag0", writer)
         shutil.rmtree(jdir, ignore_errors=True)
         os.makedirs(os.path.join(jdir, "f"))
         open(os.path.join(jdir, ".stamp"), "w").close()
         src, d = blob(b"other writer\n")
-        os.link(src, os.path.join(jdir, "f", "other-writer.bin"))
+        os.link(src, os.path.join(jdir, "f", writer + ".bin"))
         with open(os.path.join(jdir, "f", ".digests"), "w") as f:
-            f.write(json.dumps({"other-writer.bin": d}))
+            f.write(json.dumps({writer + ".bin": d}))
         t = time.time()
         while True:
-            status, body = get(conn, "/search?q=other-writer.bin")
+            status, body = get(conn, f"/search?q={writer}.bin")
             if json.loads(body)["results"] or time.time() - t > 300:
                 break
             time.sleep(0.5)

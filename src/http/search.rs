@@ -263,7 +263,10 @@ fn row(h: &Hit) -> Row {
     };
     let secs = h.ts as f64 / 1e9;
     Row {
-        kind: h.kind.as_str(),
+        kind: match h.kind {
+            Kind::Product => "product version",
+            k => k.as_str(),
+        },
         label: h.url.clone(),
         href: href(&h.url),
         detail,

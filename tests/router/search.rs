@@ -298,6 +298,12 @@ fn browsers_get_a_page_and_every_page_a_search_box() {
     );
     assert!(page.contains(r#"rel="next""#), "{page}");
     assert!(!page.contains("still being built"));
+    let r = s.request("GET", "/search?q=kind%3Aproduct", &html, None);
+    let page = r.text();
+    assert!(
+        page.contains(r#"<td>product version</td><td><a href="/products/foo/x/1/1.2/">"#),
+        "{page}"
+    );
 }
 
 #[test]

@@ -3,72 +3,15 @@
 //! tree, jobs kept in result order (newest first), postings from each interned string to
 //! the jobs holding it, and the product versions the jobs link, in result order too.
 
-use super::matched::MatchCache;
-use super::versions::Versions;
+use super::matched::{Interner, MatchCache};
+use super::versions::{ProductRec, Versions};
 use std::collections::HashMap;
-
-/// Strings stored once, named by a number. Never shrinks while the index lives (a rebuild
-/// starts a new one).
-#[derive(Default)]
-pub(crate) struct Interner {
-    ids: HashMap<Box<str>, u32>,
-    pub strs: Vec<Box<str>>,
-    /// Every string lower-cased, each followed by a NUL: a word or a glob is matched
-    /// against all of them in one pass of a regex (SIMD literal search) over it.
-    pub text: Vec<u8>,
-    /// Where each string starts in `text`.
-    pub starts: Vec<usize>,
-}
-
-impl Interner {
-    pub fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.ids.get(s) {
-            return id;
-        }
-        let id = u32::try_from(self.strs.len()).unwrap_or(u32::MAX);
-        self.ids.insert(s.into(), id);
-        self.strs.push(s.into());
-        self.starts.push(self.text.len());
-        self.text.extend_from_slice(s.to_lowercase().as_bytes());
-        self.text.push(0);
-        id
-    }
-
-    pub fn len(&self) -> usize {
-        self.strs.len()
-    }
-
-    /// The id of the string `text[at]` belongs to.
-    pub fn id_at(&self, at: usize) -> u32 {
-        let i = self.starts.partition_point(|&s| s <= at).saturating_sub(1);
-        u32::try_from(i).unwrap_or(u32::MAX)
-    }
-
-    pub fn get(&self, s: &str) -> Option<u32> {
-        self.ids.get(s).copied()
-    }
-
-    pub fn str(&self, id: u32) -> &str {
-        self.strs.get(id as usize).map_or("", |s| s)
-    }
-}
 
 /// One file of a format: its path below the format and its digest, both interned.
 #[derive(Clone, Copy)]
 pub(crate) struct FileRec {
     pub name: u32,
     pub digest: u32,
-}
-
-/// The product version a job is linked into (its `.product`), read from its metadata.
-pub(crate) struct ProductRec {
-    /// Canonical URL (`/[~u]/products/{p}/{v}/{pb}/{ver}/`).
-    pub url: String,
-    /// The version's `.stamp` mtime in nanoseconds (0 when missing).
-    pub ts: i64,
-    /// Its product, variant, product branch and version, then the user of its repository,
-    /// as ids of [`Index::fields`].
-    pub fields: Vec<u32>,
 }
 
 pub(crate) struct FormatRec {

@@ -4,10 +4,55 @@
 //! and a cold one tests them in one regex pass over the interner's text (a word is a
 //! literal: a SIMD substring search; a glob is anchored at the NULs between strings).
 
-use super::index::Interner;
 use regex::bytes::{Regex, RegexBuilder};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// Strings stored once, named by a number. Never shrinks while the index lives (a rebuild
+/// starts a new one).
+#[derive(Default)]
+pub(crate) struct Interner {
+    ids: HashMap<Box<str>, u32>,
+    pub strs: Vec<Box<str>>,
+    /// Every string lower-cased, each followed by a NUL: a word or a glob is matched
+    /// against all of them in one pass of a regex (SIMD literal search) over it.
+    pub text: Vec<u8>,
+    /// Where each string starts in `text`.
+    pub starts: Vec<usize>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = u32::try_from(self.strs.len()).unwrap_or(u32::MAX);
+        self.ids.insert(s.into(), id);
+        self.strs.push(s.into());
+        self.starts.push(self.text.len());
+        self.text.extend_from_slice(s.to_lowercase().as_bytes());
+        self.text.push(0);
+        id
+    }
+
+    pub fn len(&self) -> usize {
+        self.strs.len()
+    }
+
+    /// The id of the string `text[at]` belongs to.
+    pub fn id_at(&self, at: usize) -> u32 {
+        let i = self.starts.partition_point(|&s| s <= at).saturating_sub(1);
+        u32::try_from(i).unwrap_or(u32::MAX)
+    }
+
+    pub fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
+    pub fn str(&self, id: u32) -> &str {
+        self.strs.get(id as usize).map_or("", |s| s)
+    }
+}
 
 /// Matches kept; past this the cache starts again (each holds a bit per string).
 const KEPT: usize = 256;

@@ -19,11 +19,12 @@ pub use walk::Subtree;
 
 use super::{Repo, Visibility};
 use base64::Engine as _;
-use index::{FileRec, FormatRec, Index, JobRec, ProductRec};
+use index::{FileRec, FormatRec, Index, JobRec};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
+use versions::ProductRec;
 use walk::{Known, RawJob, Visit};
 
 /// How often the tree's stamps are compared again: at least [`WALK_SHARE`] times the last

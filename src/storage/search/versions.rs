@@ -2,9 +2,19 @@
 //! `.product`, spec/LAYOUT.md §4), with the jobs linked into it, kept in result order
 //! (newest first by the version's `.stamp`, then by URL) as jobs are put and removed.
 
-use super::index::ProductRec;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
+
+/// The product version a job is linked into (its `.product`), read from its metadata.
+pub(crate) struct ProductRec {
+    /// Canonical URL (`/[~u]/products/{p}/{v}/{pb}/{ver}/`).
+    pub url: String,
+    /// The version's `.stamp` mtime in nanoseconds (0 when missing).
+    pub ts: i64,
+    /// Its product, variant, product branch and version, then the user of its repository,
+    /// as ids of the index's fields (`Index::fields`).
+    pub fields: Vec<u32>,
+}
 
 /// Where a version sorts: newest first, then by URL.
 pub(crate) type VersionKey = (Reverse<i64>, String);
