@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 use versions::ProductRec;
 use walk::{Known, RawJob, Visit};
 
-/// How often the tree's stamps are compared again: at least [`WALK_SHARE`] times the last
-/// walk's length, so that on a large tree the walks take at most a fifth of a core.
+/// How often the tree's stamps are compared again: at least [`WALK_SHARE`] times the CPU
+/// time the last walk took, so that on a large tree the walks take at most a fifth of a
+/// core (a walk that mostly waited for the disk does not put the next one off).
 pub const REFRESH_PERIOD: Duration = Duration::from_secs(5);
 const WALK_SHARE: u32 = 5;
 
@@ -180,6 +181,7 @@ fn refresh_loop(me: Weak<SearchIndex>, repo: Weak<Repo>) {
             return;
         };
         let began = Instant::now();
+        let cpu = thread_cpu();
         if first {
             me.load(&repo);
         }
@@ -199,10 +201,25 @@ fn refresh_loop(me: Weak<SearchIndex>, repo: Weak<Repo>) {
         saved = me.save(&repo, saved);
         drop((me, repo));
         // The build read every file list; a refresh walk only compares stamps.
-        let walk = if first_walk { Duration::ZERO } else { took };
+        let spent = match (cpu, thread_cpu()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => took,
+        };
+        let walk = if first_walk { Duration::ZERO } else { spent };
         first_walk = false;
         std::thread::sleep(REFRESH_PERIOD.max(walk * WALK_SHARE));
     }
+}
+
+/// The CPU time (user and system) of the calling thread, from `/proc/thread-self/stat`
+/// (in clock ticks of 10 ms, Linux's `USER_HZ`); `None` where it cannot be read.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // After the command's closing parenthesis come the fields from the third on: utime
+    // and stime are the 14th and 15th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let tick = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(Duration::from_millis((tick(11)? + tick(12)?) * 10))
 }
 
 impl SearchIndex {
@@ -381,3 +398,21 @@ impl SortKey {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[test]
+fn a_thread_s_cpu_time_grows_with_its_work() {
+    let Some(before) = thread_cpu() else { return };
+    let began = Instant::now();
+    let mut x = 0u64;
+    // Spinning, the thread gets CPU time however loaded the machine is.
+    while thread_cpu().unwrap_or_default() < before + Duration::from_millis(30) {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "no CPU time counted"
+        );
+        for _ in 0..100_000 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    }
+}
