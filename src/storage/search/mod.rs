@@ -38,6 +38,9 @@ const SAVE_PERIOD: Duration = Duration::from_secs(60);
 /// Smaller trees are not saved: walking them costs less than a second.
 const SAVE_MIN_JOBS: usize = 1000;
 
+/// A search that takes longer is logged with where its time went.
+const SLOW: Duration = Duration::from_secs(1);
+
 /// Jobs read before they are put in the index together, under one short write lock.
 const BATCH: usize = 1024;
 
@@ -103,16 +106,19 @@ impl SearchIndex {
         after: Option<&SortKey>,
         limit: usize,
     ) -> Page {
+        let began = Instant::now();
         let touched =
             std::mem::take(&mut *self.touched.lock().unwrap_or_else(PoisonError::into_inner));
         for sub in touched {
-            // A job this process wrote is read again whatever its stamps say: a registry
-            // push changes only directories below its format.
+            // A job this process wrote is read again whatever its stamps say: a write within
+            // the filesystem's timestamp granularity may leave them as they were.
             let force = matches!(sub, Subtree::Job(_));
             self.refresh_with(repo, &sub, force);
         }
         let complete = self.is_complete();
+        let refreshed = began.elapsed();
         let mut hits = eval::run(&self.read(), q, vis, after, limit);
+        let evaluated = began.elapsed();
         let next = (hits.len() > limit).then(|| {
             hits.truncate(limit);
             hits.last().map(|h| h.key.clone())
@@ -121,6 +127,16 @@ impl SearchIndex {
             if let (Some(j), Some(f), Some(p)) = (&h.job, &h.format, &h.path) {
                 h.size = repo.search_file_size(j, f, p);
             }
+        }
+        if began.elapsed() > SLOW {
+            // Which part waited: this process's writes read again, the index (its lock
+            // and the query), or the disk (each file result's size).
+            tracing::warn!(
+                refresh = refreshed.as_secs_f64(),
+                query = (evaluated - refreshed).as_secs_f64(),
+                sizes = (began.elapsed() - evaluated).as_secs_f64(),
+                "slow search"
+            );
         }
         Page {
             hits,
