@@ -1,5 +1,5 @@
 """The search bench (bench/search/run): tree, server, measurements."""
-import hashlib, http.client, json, os, shutil, socket, subprocess, sys, time, urllib.parse
+import errno, hashlib, http.client, json, os, shutil, socket, subprocess, sys, time, urllib.parse
 
 jobs, files, base, binary, keep = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "1"
 root = os.path.join(base, f"root-{jobs}x{files}")
@@ -15,6 +15,21 @@ def blob(data):
         with open(path, "wb") as f:
             f.write(data)
     return path, "sha256:" + hexd
+
+
+# A hard link's source per blob: a filesystem caps links per inode (ext4: 65,000), so a
+# copy takes over when one is full.
+sources = {}
+
+
+def link(src, dest):
+    try:
+        os.link(sources.get(src, src), dest)
+    except OSError as e:
+        if e.errno != errno.EMLINK:
+            raise
+        shutil.copyfile(src, dest)
+        sources[src] = dest
 
 
 def build_tree():
@@ -58,13 +73,28 @@ def build_tree():
                             name = f"lib{k}_{b}.{t}_amd64.{fmt}" if fmt == "deb" else f"doc/page{k}.html"
                         dest = os.path.join(fdir, name)
                         os.makedirs(os.path.dirname(dest), exist_ok=True)
-                        os.link(src, dest)
+                        link(src, dest)
                         digests[name] = d
                     with open(os.path.join(fdir, ".digests"), "w") as f:
                         f.write(json.dumps(digests, sort_keys=True))
+                link_product(meta, f"branch{b}/tag{t}/job{j}", n, t0)
                 n += 1
     open(os.path.join(root, ".complete"), "w").close()
     return time.time() - began
+
+
+def link_product(meta, job, n, t0):
+    """The product version the job's metadata names, linked as arbor's PATCH would
+    (spec/LAYOUT.md section 4): its .stamp, a link per format, the job's .product."""
+    rel = "/".join(meta[k] for k in ("product", "product_variant", "product_branch", "version"))
+    vdir = os.path.join(root, "products", rel)
+    os.makedirs(vdir)
+    stamp = os.path.join(vdir, ".stamp")
+    open(stamp, "w").close()
+    os.utime(stamp, (t0 + n * 60 + 30, t0 + n * 60 + 30))
+    for fmt in ("deb", "docs"):
+        os.symlink(f"../../../../../branches/{job}/{fmt}", os.path.join(vdir, fmt))
+    os.symlink(f"../../../../products/{rel}", os.path.join(root, "branches", job, ".product"))
 
 
 def rss_kib(pid):
@@ -75,6 +105,17 @@ def rss_kib(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def walks_logged():
+    with open(os.path.join(base, "server.log")) as f:
+        return sum("search index refreshed" in line for line in f)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -83,11 +124,23 @@ def free_port():
     return port
 
 
+reconnects = 0
+
+
 def get(conn, path):
-    conn.request("GET", path, headers={"Accept": "application/json"})
-    r = conn.getresponse()
-    body = r.read()
-    return r.status, body
+    """GET over the keep-alive connection; once again on a new one if the server closed
+    it (its header timeout ends idle connections)."""
+    global reconnects
+    for attempt in (0, 1):
+        try:
+            conn.request("GET", path, headers={"Accept": "application/json"})
+            r = conn.getresponse()
+            return r.status, r.read()
+        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+            conn.close()
+            reconnects += 1
+            if attempt:
+                raise
 
 
 def main():
@@ -133,35 +186,60 @@ def main():
             ("no match (full scan)", "name:*.nothing"),
         ]
         print()
-        print("| query | results | p50 ms | p99 ms |")
-        print("|---|---|---|---|")
+        print("| query | results | first ms | p50 ms | p99 ms |")
+        print("|---|---|---|---|---|")
         for label, q in kinds:
             path = "/search?" + urllib.parse.urlencode({"q": q})
-            times, count = [], 0
+            times, count, first = [], 0, 0.0
             for i in range(205):
                 t = time.perf_counter()
                 status, body = get(conn, path)
                 dt = time.perf_counter() - t
+                if i == 0:
+                    first = dt * 1000
                 if i >= 5:
                     times.append(dt * 1000)
                 count = len(json.loads(body)["results"])
             times.sort()
             p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99) - 1]
-            print(f"| {label}: `{q}` | {count} | {p50:.2f} | {p99:.2f} |")
+            print(f"| {label}: `{q}` | {count} | {first:.2f} | {p50:.2f} | {p99:.2f} |", flush=True)
         print()
-        print(f"RSS after the queries: {rss_kib(proc.pid) // 1024} MiB")
+        # The same warm queries, in turn, for long enough that refresh walks run meanwhile.
+        times, began = [], time.time()
+        paths = ["/search?" + urllib.parse.urlencode({"q": q}) for _, q in kinds]
+        while time.time() - began < 20:
+            for path in paths:
+                t = time.perf_counter()
+                get(conn, path)
+                times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99) - 1]
+        print(f"all kinds in turn for 20 s (refresh walks included): {len(times)} queries, "
+              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {times[-1]:.2f} ms")
+        print(f"RSS after the queries: {rss_kib(proc.pid) // 1024} MiB; {reconnects} reconnections")
+        # What the refresh walks cost while nothing is asked: CPU time over 30 idle seconds.
+        cpu, t, walks = cpu_seconds(proc.pid), time.time(), walks_logged()
+        time.sleep(30)
+        spent = cpu_seconds(proc.pid) - cpu
+        share, walks = spent / (time.time() - t), walks_logged() - walks
+        per_walk = f", {spent / walks:.2f} s of CPU per walk ({walks} walks)" if walks else ""
+        print(f"idle, refresh walks only: {share * 100:.1f}% of a core{per_walk}")
+        # The server closed the idle keep-alive connection meanwhile.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         # Another writer: a job made by hand, as another process on the root would.
-        jdir = os.path.join(root, "branches", "branch0", "tag0", "other-writer")
+        # Named per run: a run that stopped halfway may have left its own.
+        writer = f"other-writer-{os.getpid()}"
+        jdir = os.path.join(root, "branches", "branch0", "tag0", writer)
         shutil.rmtree(jdir, ignore_errors=True)
         os.makedirs(os.path.join(jdir, "f"))
         open(os.path.join(jdir, ".stamp"), "w").close()
         src, d = blob(b"other writer\n")
-        os.link(src, os.path.join(jdir, "f", "other-writer.bin"))
+        os.link(src, os.path.join(jdir, "f", writer + ".bin"))
         with open(os.path.join(jdir, "f", ".digests"), "w") as f:
-            f.write(json.dumps({"other-writer.bin": d}))
+            f.write(json.dumps({writer + ".bin": d}))
         t = time.time()
         while True:
-            status, body = get(conn, "/search?q=other-writer.bin")
+            status, body = get(conn, f"/search?q={writer}.bin")
             if json.loads(body)["results"] or time.time() - t > 300:
                 break
             time.sleep(0.5)
@@ -173,6 +251,10 @@ def main():
             time.sleep(0.2)
         if os.path.exists(saved):
             print(f".search/index: {os.path.getsize(saved) / 2**20:.1f} MiB")
+    except OSError:
+        time.sleep(0.5)
+        print(f"the server went: exit status {proc.poll()}")
+        raise
     finally:
         proc.terminate()
         proc.wait()

@@ -12,7 +12,7 @@ use crate::model::{BranchRef, JobRef, TagRef};
 use crate::state::AppState;
 use crate::storage::Visibility;
 use crate::storage::registry::ImageRepo;
-use crate::storage::search::{Hit, Page, Query, SortKey, Subtree};
+use crate::storage::search::{Hit, Kind, Page, Query, SortKey, Subtree};
 use askama::Template;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -181,12 +181,12 @@ fn hit_json(h: &Hit) -> Value {
     let mut m = Map::new();
     m.insert("kind".into(), h.kind.as_str().into());
     m.insert("url".into(), href(&h.url).into());
-    m.insert("job".into(), href(&h.job.url()).into());
     let mut put = |k: &str, v: Option<Value>| {
         if let Some(v) = v {
             m.insert(k.into(), v);
         }
     };
+    put("job", h.job.as_ref().map(|j| href(&j.url()).into()));
     put("format", h.format.clone().map(Value::from));
     put("path", h.path.clone().map(Value::from));
     put("digest", h.digest.clone().map(Value::from));
@@ -204,8 +204,15 @@ fn hit_json(h: &Hit) -> Value {
             .collect();
         m.insert("metadata".into(), Value::Object(meta));
     }
+    if h.kind == Kind::Product {
+        let jobs: Vec<Value> = h.jobs.iter().map(|j| href(j).into()).collect();
+        m.insert("jobs".into(), jobs.into());
+    }
     m.insert("locked".into(), h.locked.into());
     m.insert("released".into(), h.released.into());
+    if let Some(stable) = h.stable {
+        m.insert("stable".into(), stable.into());
+    }
     let secs = h.ts as f64 / 1e9;
     m.insert("timestamp".into(), json!(secs));
     m.insert("time".into(), iso_time(secs).into());
@@ -256,7 +263,10 @@ fn row(h: &Hit) -> Row {
     };
     let secs = h.ts as f64 / 1e9;
     Row {
-        kind: h.kind.as_str(),
+        kind: match h.kind {
+            Kind::Product => "product version",
+            k => k.as_str(),
+        },
         label: h.url.clone(),
         href: href(&h.url),
         detail,

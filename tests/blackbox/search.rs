@@ -144,3 +144,56 @@ fn arbor_reindex_writes_the_index_a_start_loads() {
     let _ = other.kill();
     let _ = other.wait();
 }
+
+/// `PUT /v2/{name}/manifests/{reference}` of an OCI image manifest, on the server at `base`.
+fn other_manifest(agent: &ureq::Agent, base: &str, name: &str, reference: &str, m: &[u8]) {
+    use crate::shared::oci_workflows::OCI_MANIFEST;
+    let r = agent
+        .put(format!("{base}/v2/{name}/manifests/{reference}"))
+        .header("Content-Type", OCI_MANIFEST)
+        .send(m)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 201);
+}
+
+#[test]
+fn registry_pushes_by_another_process_show() {
+    use crate::shared::oci_workflows::{LAYER, config, image_manifest, push_blob};
+    let s = TestServer::start();
+    let (mut other, addr) = s.second_process();
+    let (base, agent) = (format!("http://{addr}"), new_agent());
+    // The blobs wait in the repository, on the shared root: either process may name them.
+    let image = |author: &str| {
+        let cfg = config(author);
+        push_blob(&s, "main/app", &cfg);
+        push_blob(&s, "main/app", LAYER);
+        image_manifest(&cfg)
+    };
+    let first = image("one");
+    other_manifest(&agent, &base, "main/app", "v1", &first);
+    let took = until(
+        &s,
+        &format!("digest:{}", digest_of(&first)),
+        "a new image",
+        |u| u.len() == 1,
+    );
+    eprintln!("an image pushed by another process showed after {took:?}");
+    // A second push into the same job swaps its `container` directory.
+    let second = image("two");
+    other_manifest(&agent, &base, "main/app", "v1", &second);
+    until(
+        &s,
+        &format!("digest:{}", digest_of(&second)),
+        "a new push",
+        |u| u.len() == 1,
+    );
+    assert!(urls(&s, &format!("digest:{}", digest_of(&first))).is_empty());
+    let r = agent
+        .delete(format!("{base}/v2/main/app/manifests/v1"))
+        .call()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 202);
+    until(&s, "kind:image", "a deleted image", <[String]>::is_empty);
+    let _ = other.kill();
+    let _ = other.wait();
+}

@@ -51,11 +51,10 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 #[test]
 fn every_filter() {
     let s = tree();
-    assert_eq!(urls(&s, "product=foo"), ["/branches/main/t1/build/"]);
-    assert_eq!(
-        urls(&s, "product=foo version=1.*"),
-        ["/branches/main/t1/build/"]
-    );
+    // The product version (its `.stamp` made by the PATCH, after the job's) and the job.
+    let foo = ["/products/foo/x/1/1.2/", "/branches/main/t1/build/"];
+    assert_eq!(urls(&s, "product=foo"), foo);
+    assert_eq!(urls(&s, "product=foo version=1.*"), foo);
     assert!(urls(&s, "product=foo version=2.*").is_empty());
     assert_eq!(
         sorted(urls(&s, "libfoo")),
@@ -120,25 +119,47 @@ fn results_say_what_they_are() {
     assert_eq!(hit["job"], "/branches/main/t1/build/");
     assert_eq!(hit["locked"], true);
     assert!(hit["timestamp"].as_f64().unwrap_or(0.0) > 1e9);
-    let r = search_as(&s, "product=foo", "", &[]);
+    let r = search_as(&s, "product=foo kind:job", "", &[]);
     let job = &r.json()["results"][0];
     assert_eq!(job["product_version"], "/products/foo/x/1/1.2/");
     assert_eq!(job["metadata"]["version"], "1.2");
+    let r = search_as(&s, "foo 1.2 kind:product", "", &[]);
+    let version = &r.json()["results"][0];
+    assert_eq!(version["kind"], "product", "{}", r.text());
+    assert_eq!(version["url"], "/products/foo/x/1/1.2/");
+    assert_eq!(version["jobs"], json!(["/branches/main/t1/build/"]));
+    assert_eq!(version["metadata"]["product_branch"], "1");
+    assert_eq!(
+        (&version["locked"], &version["stable"]),
+        (&json!(false), &json!(false)),
+        "the flags of its jobs' tags"
+    );
+    assert!(version.get("job").is_none());
+    assert!(version["timestamp"].as_f64().unwrap_or(0.0) > 1e9);
     assert_eq!(r.header("cache-control"), Some("private, no-store"));
 }
 
 #[test]
 fn bad_queries_say_why() {
     let s = App::start();
-    for q in [
-        "/search?q=locked:maybe",
-        "/search?q=after:soon",
-        "/search?limit=0",
-        "/search?cursor=%21",
+    for (q, why) in [
+        ("/search?q=locked:maybe", "locked: takes yes, no"),
+        ("/search?q=after:soon", "bad date"),
+        (
+            "/search?q=kind:tag",
+            "kind: takes job, format, file, image or product",
+        ),
+        ("/search?q=digest:sha256:xyz", "digest: takes algo:hex"),
+        ("/search?limit=0", "limit: a number from 1 to 1000"),
+        ("/search?limit=ten", "limit: a number"),
+        ("/search?cursor=%21", "bad cursor"),
     ] {
         let r = s.get(q);
         assert_eq!(r.status, 400, "{q}");
+        assert!(r.text().contains(why), "{q}: {}", r.text());
     }
+    // More than the most is the most, not an error.
+    assert_eq!(s.get("/search?q=x&limit=5000").status, 200);
     assert_eq!(s.get("/~alice/search").status, 404);
 }
 
@@ -277,6 +298,12 @@ fn browsers_get_a_page_and_every_page_a_search_box() {
     );
     assert!(page.contains(r#"rel="next""#), "{page}");
     assert!(!page.contains("still being built"));
+    let r = s.request("GET", "/search?q=kind%3Aproduct", &html, None);
+    let page = r.text();
+    assert!(
+        page.contains(r#"<td>product version</td><td><a href="/products/foo/x/1/1.2/">"#),
+        "{page}"
+    );
 }
 
 #[test]
@@ -308,4 +335,58 @@ fn registry_pushes_are_images_and_their_digests_files() {
     let found = urls(&s, &format!("digest:{second}"));
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("/container/manifests/sha256/"));
+}
+
+#[test]
+fn product_versions_show_only_to_who_may_read_them() {
+    let st: access::Setup<App> = access::start(&[]);
+    let s = &st.server;
+    let job = "/~alice/branches/b/t/j/";
+    let put = as_user(s, "alice", "PUT", &format!("{job}f/x.txt"), Some(b"x"));
+    assert_eq!(put.status, 201);
+    let meta = br#"{"job": {"product": "P", "product_variant": "v", "product_branch": "pb", "version": "1.0"}}"#;
+    let r = as_user(s, "alice", "PATCH", job, Some(meta));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let found = |user: &str, pw: &str, q: &str| {
+        let r = search_as(s, q, "", &[("Authorization", &basic(user, pw))]);
+        assert_eq!(r.status, 200, "{user}");
+        url_list(&r)
+    };
+    let version = "/~alice/products/p/v/pb/1.0/";
+    assert_eq!(found("alice", "secret", "kind:product"), [version]);
+    assert_eq!(found("alice", "secret", "alice 1.0"), [version, job]);
+    // Pages of one: the version, then its job, then nothing.
+    let auth = basic("alice", "secret");
+    let mut cursor = String::new();
+    let mut pages = Vec::new();
+    loop {
+        let extra = format!("&limit=1&cursor={}", enc(&cursor));
+        let r = search_as(s, "alice 1.0", &extra, &[("Authorization", &auth)]);
+        pages.extend(url_list(&r));
+        match r.json()["next"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, [version, job]);
+    for (user, pw) in [("carol", "c:ol:on"), ("ursula", "pw")] {
+        assert!(found(user, pw, "").is_empty(), "{user}");
+        assert!(found(user, pw, "product=p").is_empty(), "{user}");
+    }
+}
+
+#[test]
+fn images_carry_their_manifest_digest() {
+    use crate::shared::oci_workflows::{LAYER, config, image_manifest, push_blob, put_manifest};
+    let s = App::start();
+    let cfg = config("me");
+    push_blob(&s, "main/app", &cfg);
+    push_blob(&s, "main/app", LAYER);
+    let m = image_manifest(&cfg);
+    assert_eq!(put_manifest(&s, "main/app", "v1", &m).status, 201);
+    let r = search_as(&s, "kind:image", "", &[]);
+    let image = &r.json()["results"][0];
+    assert_eq!(image["url"], "/branches/main/v1/app/container/");
+    assert_eq!(image["digest"], digest_of(&m), "{}", r.text());
+    assert_eq!(image["image"], "main/app:v1");
 }

@@ -1,18 +1,36 @@
-//! Running a [`Query`] over the [`Index`]: jobs in result order (or, for a digest, only
-//! the jobs holding it), each tested once, and the entities of a matching job in their
-//! order (the job, then each format followed by its files). Each result is checked against
-//! what the caller may read before it counts.
+//! Running a [`Query`] over the [`Index`]: the query's digest, globs, words and metadata
+//! filters are turned into sets of candidate jobs (from the postings of the interned
+//! strings they match, matched once and kept, see `matched.rs`), intersected; only the
+//! candidates are checked, in result order, and the entities of a matching job come in
+//! their order (the job, then each format followed by its files). Product versions are
+//! checked in their own order and merged in. Each result is checked against what the
+//! caller may read before it counts.
 
-use super::index::{Index, JobRec};
-use super::query::{Kind, Query};
+use super::index::{FormatRec, Index, JobRec};
+use super::matched::{Matched, Pattern, Table};
+use super::query::{Glob, Kind, Query};
+use super::versions::VersionRec;
 use crate::model::{JobRef, Scope};
 use crate::storage::Visibility;
 use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Candidate jobs few enough that checking the versions of each beats walking the
+/// versions in their order.
+const FEW_CANDIDATES: usize = 20_000;
+
+/// Interned string id → slots of the jobs holding it.
+type Postings = HashMap<u32, Vec<u32>>;
+
+/// The metadata keys naming a product version, in the order of its URL.
+const PRODUCT_KEYS: [&str; 4] = ["product", "product_variant", "product_branch", "version"];
 
 /// Where a result sits in result order; the cursor of the next page is the last one's.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SortKey {
     pub ts: Reverse<i64>,
+    /// The job's URL, or the product version's.
     pub job: String,
     /// `""` for the job, `{format}/` for a format, `{format}/{path}` for a file.
     pub sub: String,
@@ -24,32 +42,42 @@ pub struct Hit {
     pub kind: Kind,
     /// Canonical URL path, not percent-encoded.
     pub url: String,
-    pub job: JobRef,
+    /// The job it is or belongs to; `None` for a product version.
+    pub job: Option<JobRef>,
     pub format: Option<String>,
     /// The file's path below its format.
     pub path: Option<String>,
+    /// A file's digest, or an image's manifest digest.
     pub digest: Option<String>,
     /// Filled in after the search, for files.
     pub size: Option<u64>,
-    /// The job's `.stamp` time, nanoseconds.
+    /// The job's `.stamp` time (a product version's own), nanoseconds.
     pub ts: i64,
     pub locked: bool,
     pub released: bool,
+    /// For product versions: whether the tag of one of its jobs is stable.
+    pub stable: Option<bool>,
     pub metadata: Vec<(String, String)>,
     /// The product version the job's metadata names, when the caller may read it.
     pub version: Option<String>,
     /// `[u/{user}/]{branch}/{job}:{tag}`, for images and the files in them.
     pub image: Option<String>,
+    /// For product versions: the URLs of the jobs linked into it the caller may read.
+    pub jobs: Vec<String>,
     pub key: SortKey,
 }
 
 /// What one query looks for, computed once before the jobs are scanned.
 struct Plan<'a> {
     q: &'a Query,
-    /// Per word, which interned file names contain it (only when files may be results).
-    word_names: Vec<Vec<bool>>,
-    name_ok: Option<Vec<bool>>,
+    /// Per word, the file names and the fields holding it.
+    words: Vec<(Arc<Matched>, Arc<Matched>)>,
+    name_ok: Option<Arc<Matched>>,
     digest: Option<u32>,
+    /// Per metadata filter (in the order of `q.metadata`), the fields it matches.
+    meta: Vec<Arc<Matched>>,
+    /// The fields the `branch:`, `tag:`, `job:` and `format:` globs match.
+    names: Vec<Arc<Matched>>,
 }
 
 /// Results after `after`, at most `limit + 1` (the extra one says there is a next page).
@@ -64,8 +92,6 @@ pub(crate) fn run(
     let Some(plan) = Plan::new(idx, q) else {
         return out;
     };
-    // Only jobs that can match: from the postings of the digest and of the file names a
-    // query needs, intersected; each is then checked in full.
     let candidates = plan.candidates(idx);
     let start = after.map_or(0, |c| {
         idx.order.partition_point(|s| {
@@ -73,17 +99,27 @@ pub(crate) fn run(
                 .is_some_and(|j| j.key() < (c.ts, c.job.as_str()))
         })
     });
-    for (p, slot) in idx.order.iter().enumerate().skip(start) {
-        if candidates.as_ref().is_some_and(|c| !c.has(p)) {
-            continue;
+    let mut p = start;
+    while p < idx.order.len() && out.len() <= limit {
+        if let Some(c) = &candidates {
+            match c.next_from(p) {
+                Some(n) => p = n,
+                None => break,
+            }
         }
-        let Some(job) = idx.job(*slot) else { continue };
-        plan.job(idx, job, vis, after, &mut out);
-        if out.len() > limit {
-            break;
+        if let Some(job) = idx.order.get(p).and_then(|s| idx.job(*s)) {
+            plan.job(idx, job, vis, after, &mut out);
         }
+        p += 1;
     }
-    out
+    let versions = plan.versions(idx, candidates.as_ref(), vis, after, limit);
+    if versions.is_empty() {
+        return out;
+    }
+    let mut all: Vec<Hit> = out.into_iter().chain(versions).collect();
+    all.sort_by(|a, b| a.key.cmp(&b.key));
+    all.truncate(limit + 1);
+    all
 }
 
 impl<'a> Plan<'a> {
@@ -93,78 +129,68 @@ impl<'a> Plan<'a> {
             Some(d) => Some(idx.digests.get(d)?),
             None => None,
         };
-        let names = &idx.names.strs;
-        let word_names = if q.kind == Some(Kind::Job) && !q.wants_files() {
-            Vec::new()
-        } else {
-            q.words
-                .iter()
-                .map(|w| {
-                    names
-                        .iter()
-                        .map(|(_, low)| low.contains(w.as_str()))
-                        .collect()
-                })
-                .collect()
+        let files = q.kind.is_none_or(|k| k == Kind::File);
+        let words = q
+            .words
+            .iter()
+            .map(|w| {
+                let pat = || Pattern::Word(w.clone());
+                let names = if files {
+                    idx.matches.get(Table::Names, &idx.names, pat())
+                } else {
+                    Arc::default()
+                };
+                (names, idx.matches.get(Table::Fields, &idx.fields, pat()))
+            })
+            .collect();
+        let glob = |table: Table, g: &Glob| {
+            let strs = match table {
+                Table::Names => &idx.names,
+                Table::Fields => &idx.fields,
+            };
+            idx.matches
+                .get(table, strs, Pattern::Glob(g.pattern().to_owned()))
         };
-        let name_ok = q
-            .name
-            .as_ref()
-            .map(|g| names.iter().map(|(n, _)| g.matches(n)).collect());
+        let names = [&q.branch, &q.tag, &q.job, &q.format]
+            .into_iter()
+            .flatten()
+            .map(|g| glob(Table::Fields, g))
+            .collect();
         Some(Plan {
             q,
-            word_names,
-            name_ok,
+            words,
+            name_ok: q.name.as_ref().map(|g| glob(Table::Names, g)),
             digest,
+            meta: q
+                .metadata
+                .iter()
+                .map(|(_, g)| glob(Table::Fields, g))
+                .collect(),
+            names,
         })
     }
 
-    /// The places in result order of the jobs that may match, `None` for all.
+    /// The places in result order of the jobs that may match, `None` for all: for each
+    /// part of the query that the postings know, the jobs holding what it matches.
     fn candidates(&self, idx: &Index) -> Option<Bits> {
-        let mut sets = Vec::new();
-        let postings = |set: &mut Bits, list: Option<&Vec<u32>>| {
-            for slot in list.into_iter().flatten() {
-                if let Some(&p) = idx.pos.get(*slot as usize) {
-                    set.set(p as usize);
-                }
-            }
-        };
-        let names = |set: &mut Bits, ok: &[bool]| {
-            for (name, _) in ok.iter().enumerate().filter(|(_, ok)| **ok) {
-                let name = u32::try_from(name).unwrap_or(u32::MAX);
-                postings(set, idx.by_name.get(&name));
-            }
-        };
+        let len = idx.order.len();
+        let mut sets: Vec<Bits> = Vec::new();
         if let Some(d) = self.digest {
-            let mut set = Bits::new(idx.order.len());
-            postings(&mut set, idx.by_digest.get(&d));
+            let mut set = Bits::new(len);
+            set.post(idx, idx.by_digest.get(&d));
             sets.push(set);
         }
         if let Some(ok) = &self.name_ok {
-            let mut set = Bits::new(idx.order.len());
-            names(&mut set, ok);
-            sets.push(set);
+            sets.push(union(idx, &[(&idx.by_name, ok)]));
         }
-        for (i, w) in self.q.words.iter().enumerate() {
-            let mut set = Bits::new(idx.order.len());
-            names(&mut set, self.word_names.get(i).map_or(&[], Vec::as_slice));
-            let fields: Vec<bool> = idx
-                .fields
-                .strs
-                .iter()
-                .map(|(_, low)| low.contains(w.as_str()))
-                .collect();
-            let holds = |j: &JobRec| {
-                j.fields
-                    .iter()
-                    .any(|f| fields.get(*f as usize).copied().unwrap_or(false))
-            };
-            for (p, slot) in idx.order.iter().enumerate() {
-                if !set.has(p) && idx.job(*slot).is_some_and(holds) {
-                    set.set(p);
-                }
-            }
-            sets.push(set);
+        for (names, fields) in &self.words {
+            sets.push(union(
+                idx,
+                &[(&idx.by_name, names), (&idx.by_field, fields)],
+            ));
+        }
+        for m in self.meta.iter().chain(&self.names) {
+            sets.push(union(idx, &[(&idx.by_field, m)]));
         }
         let mut sets = sets.into_iter();
         let first = sets.next()?;
@@ -213,12 +239,11 @@ impl<'a> Plan<'a> {
     }
 
     fn file_ok(&self, name: u32, digest: u32, words: &[usize]) -> bool {
-        let at = |v: &Vec<bool>| v.get(name as usize).copied().unwrap_or(false);
-        self.name_ok.as_ref().is_none_or(at)
+        self.name_ok.as_ref().is_none_or(|m| m.has(name))
             && self.digest.is_none_or(|d| d == digest)
             && words
                 .iter()
-                .all(|&i| self.word_names.get(i).is_some_and(at))
+                .all(|&i| self.words.get(i).is_some_and(|(m, _)| m.has(name)))
     }
 
     fn job(
@@ -245,7 +270,7 @@ impl<'a> Plan<'a> {
             emit(job_hit(j, vis));
             return;
         }
-        if q.kind == Some(Kind::Job) {
+        if matches!(q.kind, Some(Kind::Job | Kind::Product)) {
             return;
         }
         for f in &j.formats {
@@ -260,7 +285,7 @@ impl<'a> Plan<'a> {
             let image = f.name == "container";
             let fmt_kind = if image { Kind::Image } else { Kind::Format };
             if rest.is_empty() && !files_wanted && q.kind.is_none_or(|k| k == fmt_kind) {
-                emit(format_hit(j, &f.name, image));
+                emit(format_hit(idx, j, f, image));
                 continue;
             }
             if !(files_wanted || q.kind.is_none()) {
@@ -269,7 +294,7 @@ impl<'a> Plan<'a> {
             for file in &f.files {
                 if self.file_ok(file.name, file.digest, &rest) {
                     let rel = idx.names.str(file.name);
-                    let mut hit = format_hit(j, &f.name, image);
+                    let mut hit = format_hit(idx, j, f, image);
                     hit.kind = Kind::File;
                     hit.url.push_str(rel);
                     hit.key.sub.push_str(rel);
@@ -280,33 +305,129 @@ impl<'a> Plan<'a> {
             }
         }
     }
+
+    /// Whether product versions can be results: nothing in the query is about what only
+    /// jobs, formats or files have.
+    fn versions_possible(&self) -> bool {
+        let q = self.q;
+        q.kind.is_none_or(|k| k == Kind::Product)
+            && !q.wants_files()
+            && [&q.branch, &q.tag, &q.job, &q.format]
+                .iter()
+                .all(|g| g.is_none())
+            && q.metadata
+                .iter()
+                .all(|(k, _)| PRODUCT_KEYS.contains(&k.as_str()))
+    }
+
+    fn version_passes(&self, idx: &Index, v: &VersionRec) -> bool {
+        let q = self.q;
+        let any =
+            |f: &dyn Fn(&JobRec) -> bool| v.jobs.iter().any(|(s, _)| idx.job(*s).is_some_and(f));
+        let flag =
+            |want: Option<bool>, f: &dyn Fn(&JobRec) -> bool| want.is_none_or(|w| any(f) == w);
+        self.words
+            .iter()
+            .all(|(_, fields)| v.fields.iter().any(|f| fields.has(*f)))
+            && q.metadata.iter().zip(&self.meta).all(|((k, _), m)| {
+                PRODUCT_KEYS
+                    .iter()
+                    .position(|p| p == k)
+                    .and_then(|i| v.fields.get(i))
+                    .is_some_and(|f| m.has(*f))
+            })
+            && q.after.is_none_or(|t| v.ts >= t)
+            && q.before.is_none_or(|t| v.ts < t)
+            && flag(q.locked, &|j| j.tag_locked)
+            && flag(q.released, &|j| j.released)
+            && flag(q.stable, &|j| j.stable)
+    }
+
+    /// The product versions that match, after `after`, at most `limit + 1`. A version's
+    /// fields are also its jobs' (metadata values, user), so when the candidate jobs are
+    /// few, only their versions are checked; else the versions in their order.
+    fn versions(
+        &self,
+        idx: &Index,
+        candidates: Option<&Bits>,
+        vis: &Visibility,
+        after: Option<&SortKey>,
+        limit: usize,
+    ) -> Vec<Hit> {
+        let mut out = Vec::new();
+        let nothing = |m: &Arc<Matched>| m.ids.is_empty();
+        if !self.versions_possible()
+            || self.words.iter().any(|(_, f)| nothing(f))
+            || self.meta.iter().any(nothing)
+        {
+            return out;
+        }
+        let hit = |v: &VersionRec| {
+            if !self.version_passes(idx, v) {
+                return None;
+            }
+            let hit = version_hit(idx, v, vis);
+            (after.is_none_or(|c| hit.key > *c) && vis.allows(|| v.url.clone())).then_some(hit)
+        };
+        match candidates.filter(|c| c.count() <= FEW_CANDIDATES) {
+            Some(c) => {
+                let mut urls: Vec<&str> = Vec::new();
+                let mut p = 0;
+                while let Some(n) = c.next_from(p) {
+                    let job = idx.order.get(n).and_then(|s| idx.job(*s));
+                    if let Some(pr) = job.and_then(|j| j.product.as_ref()) {
+                        urls.push(&pr.url);
+                    }
+                    p = n + 1;
+                }
+                urls.sort_unstable();
+                urls.dedup();
+                out.extend(
+                    urls.into_iter()
+                        .filter_map(|u| idx.versions.get(u))
+                        .filter_map(hit),
+                );
+                out.sort_by(|a, b| a.key.cmp(&b.key));
+                out.truncate(limit + 1);
+            }
+            None => {
+                let from = after.map_or((Reverse(i64::MAX), String::new()), |c| {
+                    (c.ts, c.job.clone())
+                });
+                for v in idx.versions.order.range(from..).map(|(_, v)| v) {
+                    out.extend(hit(v));
+                    if out.len() > limit {
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The places in result order of the jobs holding an id each [`Matched`] holds, in the
+/// postings paired with it.
+fn union(idx: &Index, parts: &[(&Postings, &Arc<Matched>)]) -> Bits {
+    let mut set = Bits::new(idx.order.len());
+    for (postings, m) in parts {
+        for id in &m.ids {
+            set.post(idx, postings.get(id));
+        }
+    }
+    set
 }
 
 fn job_hit(j: &JobRec, vis: &Visibility) -> Hit {
-    let meta = |k: &str| {
-        j.metadata
-            .iter()
-            .find(|(mk, _)| mk == k)
-            .map(|(_, v)| v.to_lowercase())
-    };
-    let version = (|| {
-        let parts = [
-            meta("product")?,
-            meta("product_variant")?,
-            meta("product_branch")?,
-            meta("version")?,
-        ];
-        let url = format!(
-            "{}/products/{}/",
-            j.job.tag.branch.scope.url(),
-            parts.join("/")
-        );
-        vis.allows(|| url.clone()).then_some(url)
-    })();
+    let version = j
+        .product
+        .as_ref()
+        .map(|p| p.url.clone())
+        .filter(|url| vis.allows(|| url.clone()));
     Hit {
         kind: Kind::Job,
         url: j.url.clone(),
-        job: j.job.clone(),
+        job: Some(j.job.clone()),
         format: None,
         path: None,
         digest: None,
@@ -314,9 +435,11 @@ fn job_hit(j: &JobRec, vis: &Visibility) -> Hit {
         ts: j.ts,
         locked: j.locked,
         released: j.released,
+        stable: None,
         metadata: j.metadata.clone(),
         version,
         image: None,
+        jobs: Vec::new(),
         key: SortKey {
             ts: Reverse(j.ts),
             job: j.url.clone(),
@@ -325,7 +448,7 @@ fn job_hit(j: &JobRec, vis: &Visibility) -> Hit {
     }
 }
 
-fn format_hit(j: &JobRec, format: &str, image: bool) -> Hit {
+fn format_hit(idx: &Index, j: &JobRec, f: &FormatRec, image: bool) -> Hit {
     let t = &j.job.tag;
     let reference = image.then(|| {
         let user = match &t.branch.scope {
@@ -334,24 +457,73 @@ fn format_hit(j: &JobRec, format: &str, image: bool) -> Hit {
         };
         format!("{user}{}/{}:{}", t.branch.branch, j.job.job, t.tag)
     });
+    // The manifest an image serves by its tag: the first (the only one) under `manifests/`.
+    let digest = image
+        .then(|| {
+            f.files
+                .iter()
+                .find(|x| idx.names.str(x.name).starts_with("manifests/"))
+        })
+        .flatten()
+        .map(|x| idx.digests.str(x.digest).to_owned());
     Hit {
         kind: if image { Kind::Image } else { Kind::Format },
-        url: format!("{}{format}/", j.url),
-        job: j.job.clone(),
-        format: Some(format.to_owned()),
+        url: format!("{}{}/", j.url, f.name),
+        job: Some(j.job.clone()),
+        format: Some(f.name.clone()),
         path: None,
-        digest: None,
+        digest,
         size: None,
         ts: j.ts,
         locked: j.locked,
         released: j.released,
+        stable: None,
         metadata: Vec::new(),
         version: None,
         image: reference,
+        jobs: Vec::new(),
         key: SortKey {
             ts: Reverse(j.ts),
             job: j.url.clone(),
-            sub: format!("{format}/"),
+            sub: format!("{}/", f.name),
+        },
+    }
+}
+
+fn version_hit(idx: &Index, v: &VersionRec, vis: &Visibility) -> Hit {
+    let linked: Vec<&JobRec> = v.jobs.iter().filter_map(|(s, _)| idx.job(*s)).collect();
+    let mut jobs: Vec<String> = linked
+        .iter()
+        .map(|j| j.url.clone())
+        .filter(|u| vis.allows(|| u.clone()))
+        .collect();
+    jobs.sort();
+    let any = |f: fn(&JobRec) -> bool| linked.iter().any(|j| f(j));
+    let metadata = PRODUCT_KEYS
+        .iter()
+        .zip(&v.fields)
+        .map(|(k, f)| ((*k).to_owned(), idx.fields.str(*f).to_owned()))
+        .collect();
+    Hit {
+        kind: Kind::Product,
+        url: v.url.clone(),
+        job: None,
+        format: None,
+        path: None,
+        digest: None,
+        size: None,
+        ts: v.ts,
+        locked: any(|j| j.tag_locked),
+        released: any(|j| j.released),
+        stable: Some(any(|j| j.stable)),
+        metadata,
+        version: None,
+        image: None,
+        jobs,
+        key: SortKey {
+            ts: Reverse(v.ts),
+            job: v.url.clone(),
+            sub: String::new(),
         },
     }
 }
@@ -370,8 +542,30 @@ impl Bits {
         }
     }
 
-    fn has(&self, i: usize) -> bool {
-        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    /// Adds the places of the slots in `list`.
+    fn post(&mut self, idx: &Index, list: Option<&Vec<u32>>) {
+        for slot in list.into_iter().flatten() {
+            if let Some(&p) = idx.pos.get(*slot as usize) {
+                self.set(p as usize);
+            }
+        }
+    }
+
+    /// The first place at or after `i`.
+    fn next_from(&self, i: usize) -> Option<usize> {
+        let mut w = i / 64;
+        let mut bits = self.0.get(w)? & (u64::MAX << (i % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            bits = *self.0.get(w)?;
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
 
     fn and(&mut self, other: &Bits) {

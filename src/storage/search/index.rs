@@ -1,37 +1,11 @@
 //! The in-memory search index: one record per job (its names, flags, metadata and the files
-//! of its formats), file names and digests interned once for the whole tree, jobs kept in
-//! result order (newest first), and a map from digest to the jobs holding it.
+//! of its formats), file names, digests and job-level strings interned once for the whole
+//! tree, jobs kept in result order (newest first), postings from each interned string to
+//! the jobs holding it, and the product versions the jobs link, in result order too.
 
+use super::matched::{Interner, MatchCache};
+use super::versions::{ProductRec, Versions};
 use std::collections::HashMap;
-
-/// Strings stored once, named by a number. Never shrinks while the index lives (a rebuild
-/// starts a new one).
-#[derive(Default)]
-pub(crate) struct Interner {
-    ids: HashMap<Box<str>, u32>,
-    /// Each string, and its lower-cased form for word matches.
-    pub strs: Vec<(Box<str>, Box<str>)>,
-}
-
-impl Interner {
-    pub fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.ids.get(s) {
-            return id;
-        }
-        let id = u32::try_from(self.strs.len()).unwrap_or(u32::MAX);
-        self.ids.insert(s.into(), id);
-        self.strs.push((s.into(), s.to_lowercase().into()));
-        id
-    }
-
-    pub fn get(&self, s: &str) -> Option<u32> {
-        self.ids.get(s).copied()
-    }
-
-    pub fn str(&self, id: u32) -> &str {
-        self.strs.get(id as usize).map_or("", |s| &s.0)
-    }
-}
 
 /// One file of a format: its path below the format and its digest, both interned.
 #[derive(Clone, Copy)]
@@ -54,13 +28,17 @@ pub(crate) struct JobRec {
     pub ts: i64,
     /// What changes when anything in the job's directories changes (see `walk.rs`).
     pub sig: u64,
+    /// The job directory's mtime: while it holds, so do its entries (see `walk.rs`).
+    pub dir_ns: i64,
     pub locked: bool,
+    pub tag_locked: bool,
     pub released: bool,
     pub stable: bool,
     /// Sorted by key; values as stored (lower-cased by dlrepo).
     pub metadata: Vec<(String, String)>,
     /// Sorted by `name + "/"`, the order results come in.
     pub formats: Vec<FormatRec>,
+    pub product: Option<ProductRec>,
     /// The interned names and values a word may match at the job's level: branch, tag,
     /// job, user, format names and metadata values.
     pub fields: Vec<u32>,
@@ -90,13 +68,20 @@ pub(crate) struct Index {
     /// are made again when such leftovers outnumber the live entries.
     pub by_digest: HashMap<u32, Vec<u32>>,
     pub by_name: HashMap<u32, Vec<u32>>,
+    /// Field id → slots of the jobs holding it in [`JobRec::fields`].
+    pub by_field: HashMap<u32, Vec<u32>>,
     live_postings: usize,
     stale_postings: usize,
     /// Live slots in result order, and each slot's place in it (`u32::MAX` for none);
     /// rebuilt by [`Index::reorder`] after changes.
     pub order: Vec<u32>,
     pub pos: Vec<u32>,
-    dirty_order: bool,
+    /// Slots put since the last [`Index::reorder`], and whether some were removed.
+    added: Vec<u32>,
+    removed: bool,
+    pub versions: Versions,
+    /// What words and globs matched in the interners, kept between queries.
+    pub matches: MatchCache,
     /// Counts puts and removes: the saved copy is out of date when it moved.
     pub generation: u64,
 }
@@ -110,9 +95,8 @@ impl Index {
         self.by_url.len()
     }
 
-    pub fn sig(&self, url: &str) -> Option<u64> {
-        let slot = *self.by_url.get(url)?;
-        self.job(slot).map(|j| j.sig)
+    pub fn rec(&self, url: &str) -> Option<&JobRec> {
+        self.job(*self.by_url.get(url)?)
     }
 
     /// Adds `rec`, replacing the job of the same URL.
@@ -125,13 +109,16 @@ impl Index {
                 u32::try_from(self.jobs.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        self.live_postings += post(&mut self.by_digest, &mut self.by_name, &rec, slot);
+        self.live_postings += post(self.postings(), &rec, slot);
         self.by_url.insert(rec.url.clone(), slot);
         self.generation += 1;
+        if let Some(p) = &rec.product {
+            self.versions.add(p, slot);
+        }
         if let Some(s) = self.jobs.get_mut(slot as usize) {
             *s = Some(rec);
         }
-        self.dirty_order = true;
+        self.added.push(slot);
     }
 
     pub fn remove(&mut self, url: &str) {
@@ -141,7 +128,10 @@ impl Index {
         let Some(rec) = self.jobs.get_mut(slot as usize).and_then(Option::take) else {
             return;
         };
-        let n = distinct(&rec, |f| f.digest).len() + distinct(&rec, |f| f.name).len();
+        if let Some(p) = &rec.product {
+            self.versions.drop_job(&p.url, slot);
+        }
+        let n = keys(&rec).iter().map(Vec::len).sum::<usize>();
         self.live_postings = self.live_postings.saturating_sub(n);
         self.stale_postings += n;
         if self.stale_postings > self.live_postings.max(1 << 16) {
@@ -149,82 +139,110 @@ impl Index {
         }
         self.free.push(slot);
         self.generation += 1;
-        self.dirty_order = true;
+        self.removed = true;
     }
 
-    /// Makes the digest and name postings again from the live jobs.
+    fn postings(&mut self) -> [&mut HashMap<u32, Vec<u32>>; 3] {
+        [&mut self.by_digest, &mut self.by_name, &mut self.by_field]
+    }
+
+    /// Makes the postings again from the live jobs.
     fn repost(&mut self) {
-        self.by_digest.clear();
-        self.by_name.clear();
-        self.live_postings = 0;
-        self.stale_postings = 0;
+        let mut maps: [HashMap<u32, Vec<u32>>; 3] = Default::default();
+        let mut live = 0;
         for (slot, rec) in self.jobs.iter().enumerate() {
             if let Some(rec) = rec {
                 let slot = u32::try_from(slot).unwrap_or(u32::MAX);
-                self.live_postings += post(&mut self.by_digest, &mut self.by_name, rec, slot);
+                let [a, b, c] = &mut maps;
+                live += post([a, b, c], rec, slot);
             }
         }
+        [self.by_digest, self.by_name, self.by_field] = maps;
+        self.live_postings = live;
+        self.stale_postings = 0;
     }
 
-    /// Puts [`Index::order`] back in result order after puts and removes.
+    /// Puts [`Index::order`] back in result order after puts and removes: the puts, sorted,
+    /// are merged into the order (linear in the jobs, however many were put).
     pub fn reorder(&mut self) {
-        if !self.dirty_order {
+        if self.added.is_empty() && !self.removed {
             return;
         }
-        let mut order: Vec<u32> = self.by_url.values().copied().collect();
         let jobs = &self.jobs;
         let key = |s: &u32| {
             jobs.get(*s as usize)
                 .and_then(Option::as_ref)
                 .map(JobRec::key)
         };
-        order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
-        self.pos = vec![u32::MAX; self.jobs.len()];
+        let mut added = std::mem::take(&mut self.added);
+        added.sort_unstable();
+        added.dedup();
+        let mut old = std::mem::take(&mut self.order);
+        // Dropped slots, and slots re-used since they were placed.
+        old.retain(|s| key(s).is_some() && added.binary_search(s).is_err());
+        let mut old = old.into_iter().peekable();
+        added.retain(|s| key(s).is_some());
+        added.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+        let mut order = Vec::with_capacity(self.by_url.len());
+        let mut added = added.into_iter().peekable();
+        loop {
+            let next = match (old.peek(), added.peek()) {
+                (Some(o), Some(a)) if key(o) <= key(a) => old.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => added.next(),
+                (Some(_), None) => old.next(),
+                (None, None) => break,
+            };
+            order.extend(next);
+        }
+        self.pos.clear();
+        self.pos.resize(self.jobs.len(), u32::MAX);
         for (i, slot) in order.iter().enumerate() {
             if let Some(p) = self.pos.get_mut(*slot as usize) {
                 *p = u32::try_from(i).unwrap_or(u32::MAX);
             }
         }
         self.order = order;
-        self.dirty_order = false;
+        self.removed = false;
     }
 
-    /// URLs of the jobs below `prefix` (a branch, tag or job URL; `""` for all).
-    pub fn urls_under(&self, prefix: &str) -> Vec<String> {
+    /// URLs of the jobs below `prefix` (a branch, tag or job URL; `""` for all) that
+    /// `keep` refuses.
+    pub fn urls_under(&self, prefix: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
         self.by_url
             .keys()
-            .filter(|u| u.starts_with(prefix))
+            .filter(|u| u.starts_with(prefix) && !keep(u))
             .cloned()
             .collect()
     }
 }
 
-/// The distinct values `f` takes over the files of `rec`.
-fn distinct(rec: &JobRec, f: impl Fn(&FileRec) -> u32) -> Vec<u32> {
-    let mut v: Vec<u32> = rec
-        .formats
-        .iter()
-        .flat_map(|x| x.files.iter().map(&f))
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
+/// The distinct digests, file names and fields of `rec`.
+fn keys(rec: &JobRec) -> [Vec<u32>; 3] {
+    let distinct = |f: &dyn Fn(&FileRec) -> u32| {
+        let mut v: Vec<u32> = rec
+            .formats
+            .iter()
+            .flat_map(|x| x.files.iter().map(f))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    [
+        distinct(&|f| f.digest),
+        distinct(&|f| f.name),
+        rec.fields.clone(),
+    ]
 }
 
-/// Adds `slot` to the postings of `rec`'s digests and names; how many it added.
-fn post(
-    by_digest: &mut HashMap<u32, Vec<u32>>,
-    by_name: &mut HashMap<u32, Vec<u32>>,
-    rec: &JobRec,
-    slot: u32,
-) -> usize {
-    let (digests, names) = (distinct(rec, |f| f.digest), distinct(rec, |f| f.name));
-    let n = digests.len() + names.len();
-    for d in digests {
-        by_digest.entry(d).or_default().push(slot);
-    }
-    for name in names {
-        by_name.entry(name).or_default().push(slot);
+/// Adds `slot` to the postings of `rec`'s digests, names and fields; how many it added.
+fn post(maps: [&mut HashMap<u32, Vec<u32>>; 3], rec: &JobRec, slot: u32) -> usize {
+    let mut n = 0;
+    for (map, ids) in maps.into_iter().zip(keys(rec)) {
+        n += ids.len();
+        for id in ids {
+            map.entry(id).or_default().push(slot);
+        }
     }
     n
 }

@@ -7,8 +7,10 @@
 
 mod eval;
 mod index;
+mod matched;
 mod persist;
 pub mod query;
+mod versions;
 mod walk;
 
 pub use eval::{Hit, SortKey};
@@ -22,10 +24,12 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
-use walk::{RawJob, Visit};
+use versions::ProductRec;
+use walk::{Known, RawJob, Visit};
 
-/// How often the tree's stamps are compared again: at least [`WALK_SHARE`] times the last
-/// walk's length, so that on a large tree the walks take at most a fifth of a core.
+/// How often the tree's stamps are compared again: at least [`WALK_SHARE`] times the CPU
+/// time the last walk took, so that on a large tree the walks take at most a fifth of a
+/// core (a walk that mostly waited for the disk does not put the next one off).
 pub const REFRESH_PERIOD: Duration = Duration::from_secs(5);
 const WALK_SHARE: u32 = 5;
 
@@ -34,8 +38,11 @@ const SAVE_PERIOD: Duration = Duration::from_secs(60);
 /// Smaller trees are not saved: walking them costs less than a second.
 const SAVE_MIN_JOBS: usize = 1000;
 
-/// Jobs read before they are put in the index together.
-const BATCH: usize = 4096;
+/// A search that takes longer is logged with where its time went.
+const SLOW: Duration = Duration::from_secs(1);
+
+/// Jobs read before they are put in the index together, under one short write lock.
+const BATCH: usize = 1024;
 
 /// The search index and what keeps it fresh.
 #[derive(Default)]
@@ -99,24 +106,37 @@ impl SearchIndex {
         after: Option<&SortKey>,
         limit: usize,
     ) -> Page {
+        let began = Instant::now();
         let touched =
             std::mem::take(&mut *self.touched.lock().unwrap_or_else(PoisonError::into_inner));
         for sub in touched {
-            // A job this process wrote is read again whatever its stamps say: a registry
-            // push changes only directories below its format.
+            // A job this process wrote is read again whatever its stamps say: a write within
+            // the filesystem's timestamp granularity may leave them as they were.
             let force = matches!(sub, Subtree::Job(_));
             self.refresh_with(repo, &sub, force);
         }
         let complete = self.is_complete();
+        let refreshed = began.elapsed();
         let mut hits = eval::run(&self.read(), q, vis, after, limit);
+        let evaluated = began.elapsed();
         let next = (hits.len() > limit).then(|| {
             hits.truncate(limit);
             hits.last().map(|h| h.key.clone())
         });
         for h in &mut hits {
-            if let (Some(f), Some(p)) = (&h.format, &h.path) {
-                h.size = repo.search_file_size(&h.job, f, p);
+            if let (Some(j), Some(f), Some(p)) = (&h.job, &h.format, &h.path) {
+                h.size = repo.search_file_size(j, f, p);
             }
+        }
+        if began.elapsed() > SLOW {
+            // Which part waited: this process's writes read again, the index (its lock
+            // and the query), or the disk (each file result's size).
+            tracing::warn!(
+                refresh = refreshed.as_secs_f64(),
+                query = (evaluated - refreshed).as_secs_f64(),
+                sizes = (began.elapsed() - evaluated).as_secs_f64(),
+                "slow search"
+            );
         }
         Page {
             hits,
@@ -153,11 +173,16 @@ impl SearchIndex {
         };
         repo.search_walk(sub, &mut c);
         c.flush();
+        // Found under the read lock: queries wait for the write lock only when a job went.
+        let gone = self
+            .read()
+            .urls_under(&sub.url_prefix(), |u| c.seen.contains(u));
+        if gone.is_empty() {
+            return;
+        }
         let mut idx = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        for url in idx.urls_under(&sub.url_prefix()) {
-            if !c.seen.contains(&url) {
-                idx.remove(&url);
-            }
+        for url in gone {
+            idx.remove(&url);
         }
         idx.reorder();
     }
@@ -172,6 +197,7 @@ fn refresh_loop(me: Weak<SearchIndex>, repo: Weak<Repo>) {
             return;
         };
         let began = Instant::now();
+        let cpu = thread_cpu();
         if first {
             me.load(&repo);
         }
@@ -191,10 +217,25 @@ fn refresh_loop(me: Weak<SearchIndex>, repo: Weak<Repo>) {
         saved = me.save(&repo, saved);
         drop((me, repo));
         // The build read every file list; a refresh walk only compares stamps.
-        let walk = if first_walk { Duration::ZERO } else { took };
+        let spent = match (cpu, thread_cpu()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => took,
+        };
+        let walk = if first_walk { Duration::ZERO } else { spent };
         first_walk = false;
         std::thread::sleep(REFRESH_PERIOD.max(walk * WALK_SHARE));
     }
+}
+
+/// The CPU time (user and system) of the calling thread, from `/proc/thread-self/stat`
+/// (in clock ticks of 10 ms, Linux's `USER_HZ`); `None` where it cannot be read.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // After the command's closing parenthesis come the fields from the third on: utime
+    // and stime are the 14th and 15th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let tick = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(Duration::from_millis((tick(11)? + tick(12)?) * 10))
 }
 
 impl SearchIndex {
@@ -260,14 +301,20 @@ impl Collector<'_> {
 }
 
 impl Visit for Collector<'_> {
-    fn known(&self, url: &str) -> Option<u64> {
+    fn known(&self, url: &str) -> Option<Known> {
         if self.force {
             return None;
         }
-        self.index
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .sig(url)
+        let idx = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        let rec = idx.rec(url)?;
+        // Kept in result order (by `name + "/"`); the walk compares them by name.
+        let mut formats: Vec<String> = rec.formats.iter().map(|f| f.name.clone()).collect();
+        formats.sort();
+        Some(Known {
+            sig: rec.sig,
+            dir_ns: rec.dir_ns,
+            formats,
+        })
     }
 
     fn seen(&mut self, url: String) {
@@ -311,13 +358,31 @@ fn intern(idx: &mut Index, raw: RawJob) -> JobRec {
     let mut fields: Vec<u32> = fields.into_iter().map(|f| idx.fields.intern(f)).collect();
     fields.sort_unstable();
     fields.dedup();
+    let product = raw.product.map(|(url, ts)| {
+        let meta = |k: &str| {
+            raw.metadata
+                .iter()
+                .find(|(mk, _)| mk == k)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        let mut fields: Vec<u32> = ["product", "product_variant", "product_branch", "version"]
+            .map(|k| idx.fields.intern(meta(k)))
+            .to_vec();
+        if let crate::model::Scope::User(u) = &t.branch.scope {
+            fields.push(idx.fields.intern(u.as_str()));
+        }
+        ProductRec { url, ts, fields }
+    });
     JobRec {
         fields,
+        product,
+        dir_ns: raw.dir_ns,
         job: raw.job,
         url: raw.url,
         ts: raw.ts,
         sig: raw.sig,
         locked: raw.locked,
+        tag_locked: raw.tag_locked,
         released: raw.released,
         stable: raw.stable,
         metadata: raw.metadata,
@@ -349,3 +414,21 @@ impl SortKey {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[test]
+fn a_thread_s_cpu_time_grows_with_its_work() {
+    let Some(before) = thread_cpu() else { return };
+    let began = Instant::now();
+    let mut x = 0u64;
+    // Spinning, the thread gets CPU time however loaded the machine is.
+    while thread_cpu().unwrap_or_default() < before + Duration::from_millis(30) {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "no CPU time counted"
+        );
+        for _ in 0..100_000 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    }
+}

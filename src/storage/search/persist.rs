@@ -5,15 +5,18 @@
 //!
 //! Format (little-endian): the magic line, then the file-name and digest tables (`u32`
 //! count, then `u32` length and bytes each), then the jobs (`u32` count), each: user
-//! (empty for the root), branch, tag, job, `i64` stamp, `u64` signature, `u8` flags,
-//! metadata pairs, and formats with their `(name, digest)` table indexes.
+//! (empty for the root), branch, tag, job, `i64` stamp, `u64` signature, `i64` job
+//! directory mtime, `u8` flags (locked, released, stable, linked to a product version,
+//! tag locked),
+//! the version's URL and `i64` stamp when linked, metadata pairs, and formats with their
+//! `(name, digest)` table indexes.
 
 use super::index::{Index, JobRec};
 use super::walk::RawJob;
 use crate::model::{BranchRef, JobRef, Name, Scope, TagRef};
 use crate::storage::{Repo, StoreError};
 
-const MAGIC: &[u8] = b"arbor search index 1\n";
+const MAGIC: &[u8] = b"arbor search index 2\n";
 
 impl Repo {
     pub(super) fn search_index_path(&self) -> std::path::PathBuf {
@@ -54,7 +57,7 @@ fn encode(idx: &Index) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     for table in [&idx.names, &idx.digests] {
         put_u32(&mut out, table.strs.len());
-        for (s, _) in &table.strs {
+        for s in &table.strs {
             put_str(&mut out, s);
         }
     }
@@ -76,7 +79,18 @@ fn encode(idx: &Index) -> Vec<u8> {
         }
         out.extend_from_slice(&j.ts.to_le_bytes());
         out.extend_from_slice(&j.sig.to_le_bytes());
-        out.push(u8::from(j.locked) | u8::from(j.released) << 1 | u8::from(j.stable) << 2);
+        out.extend_from_slice(&j.dir_ns.to_le_bytes());
+        out.push(
+            u8::from(j.locked)
+                | u8::from(j.released) << 1
+                | u8::from(j.stable) << 2
+                | u8::from(j.product.is_some()) << 3
+                | u8::from(j.tag_locked) << 4,
+        );
+        if let Some(p) = &j.product {
+            put_str(&mut out, &p.url);
+            out.extend_from_slice(&p.ts.to_le_bytes());
+        }
         put_u32(&mut out, j.metadata.len());
         for (k, v) in &j.metadata {
             put_str(&mut out, k);
@@ -113,6 +127,10 @@ impl Reader<'_> {
 
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
 
     fn str(&mut self) -> Option<String> {
@@ -153,9 +171,15 @@ fn job(r: &mut Reader<'_>, names: &[String], digests: &[String]) -> Option<RawJo
         },
         job,
     };
-    let ts = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
+    let ts = r.i64()?;
     let sig = r.u64()?;
+    let dir_ns = r.i64()?;
     let flags = *r.take(1)?.first()?;
+    let product = if flags & 8 != 0 {
+        Some((r.str()?, r.i64()?))
+    } else {
+        None
+    };
     let metadata = (0..r.u32()?)
         .map(|_| Some((r.str()?, r.str()?)))
         .collect::<Option<Vec<_>>>()?;
@@ -175,7 +199,10 @@ fn job(r: &mut Reader<'_>, names: &[String], digests: &[String]) -> Option<RawJo
         job,
         ts,
         sig,
+        dir_ns,
+        product,
         locked: flags & 1 != 0,
+        tag_locked: flags & 16 != 0,
         released: flags & 2 != 0,
         stable: flags & 4 != 0,
         metadata,

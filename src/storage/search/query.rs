@@ -5,7 +5,10 @@ use regex::Regex;
 
 /// A case-insensitive shell glob (`*` any run of characters, `/` included; `?` one).
 #[derive(Debug, Clone)]
-pub struct Glob(Regex);
+pub struct Glob {
+    re: Regex,
+    pattern: String,
+}
 
 impl Glob {
     pub fn new(pattern: &str) -> Result<Glob, String> {
@@ -19,12 +22,20 @@ impl Glob {
         }
         re.push('$');
         Regex::new(&re)
-            .map(Glob)
+            .map(|re| Glob {
+                re,
+                pattern: pattern.to_lowercase(),
+            })
             .map_err(|e| format!("bad pattern {pattern:?}: {e}"))
     }
 
     pub fn matches(&self, s: &str) -> bool {
-        self.0.is_match(s)
+        self.re.is_match(s)
+    }
+
+    /// The pattern, lower-cased (it matches case-insensitively).
+    pub fn pattern(&self) -> &str {
+        &self.pattern
     }
 }
 
@@ -35,6 +46,7 @@ pub enum Kind {
     Format,
     File,
     Image,
+    Product,
 }
 
 impl Kind {
@@ -44,6 +56,7 @@ impl Kind {
             Kind::Format => "format",
             Kind::File => "file",
             Kind::Image => "image",
+            Kind::Product => "product",
         }
     }
 }
@@ -182,8 +195,9 @@ fn kind(value: &str) -> Result<Kind, String> {
         "format" => Ok(Kind::Format),
         "file" => Ok(Kind::File),
         "image" => Ok(Kind::Image),
+        "product" => Ok(Kind::Product),
         _ => Err(format!(
-            "kind: takes job, format, file or image, not {value:?}"
+            "kind: takes job, format, file, image or product, not {value:?}"
         )),
     }
 }

@@ -159,3 +159,24 @@ fn a_saved_index_loads_and_the_walk_fixes_what_changed_since() {
     std::fs::remove_dir_all(path.parent().unwrap_or(&path)).unwrap_or_else(|e| panic!("{e}"));
     assert!(!r.load_search_index(&mut |_| {}));
 }
+
+#[test]
+fn a_walk_over_an_unchanged_tree_reads_nothing_again() {
+    let r = TestRepo::new();
+    upload(&r, &main_job("t", "a"), "f", "x.bin", b"x");
+    upload(&r, &main_job("t", "a"), "g", "y.bin", b"y");
+    upload(&r, &main_job("t", "b"), "f", "x.bin", b"x");
+    let ix = built(&r);
+    let generation = ix.read().generation;
+    ix.refresh(&r, &Subtree::All);
+    assert_eq!(ix.read().generation, generation, "nothing changed");
+    // A file into an existing format: only the format's directory changes.
+    upload(&r, &main_job("t", "a"), "g", "z.bin", b"z");
+    ix.refresh(&r, &Subtree::All);
+    assert_eq!(
+        ix.read().generation,
+        generation + 2,
+        "a removed and put again"
+    );
+    assert_eq!(search(&ix, &r, "z.bin"), ["/branches/main/t/a/g/z.bin"]);
+}

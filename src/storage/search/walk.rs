@@ -3,15 +3,20 @@
 //! the index keeps.
 //!
 //! The signature hashes the mtimes of the tag directory (its flags), the job directory
-//! (its flags, `.metadata` renames, formats added or removed), `.stamp`, `.metadata`, and
-//! each format directory (every `.digests` rewrite is a rename into it). A registry push
-//! into an existing `container` format may change only deeper directories: this process's
-//! pushes re-read their job whatever its signature says (`SearchIndex::search`).
+//! (its flags, `.metadata` renames, `.product` links, formats added, removed or swapped
+//! in: a registry push renames a new `container` over the old one), `.stamp`, `.metadata`,
+//! and each format directory (every `.digests` rewrite is a rename into it).
+//!
+//! No stamp above the format sees an upload into an existing format (stamps are created
+//! once, and a file added to a format changes only the format's directory), so a walk
+//! cannot skip a tag or a job by its own mtime. What it saves: a job whose directory mtime
+//! did not change still has the entries it had, so its `.stamp`, `.metadata` and known
+//! formats are stat'ed through the tag's handle, without opening and listing the job.
 
 use super::super::Repo;
 use super::super::digests::format_digests;
 use super::super::layout::Scan;
-use crate::model::{BranchRef, JobRef, Name, Scope, TagRef};
+use crate::model::{BranchRef, JobRef, Name, Scope, TagRef, VersionRef};
 use std::hash::{Hash, Hasher};
 
 /// The part of the tree a refresh looks at.
@@ -42,17 +47,31 @@ pub(crate) struct RawJob {
     pub ts: i64,
     pub sig: u64,
     pub locked: bool,
+    /// Whether its tag is locked (a product version's own flag, spec/LAYOUT.md §4).
+    pub tag_locked: bool,
     pub released: bool,
     pub stable: bool,
     pub metadata: Vec<(String, String)>,
     /// `(format, [(path, digest)])`, in result order.
     pub formats: Vec<(String, Vec<(String, String)>)>,
+    /// The job directory's mtime.
+    pub dir_ns: i64,
+    /// The URL of the product version it is linked into, and that version's `.stamp` time.
+    pub product: Option<(String, i64)>,
+}
+
+/// What the index holds of a job, for a walk to compare.
+pub(crate) struct Known {
+    pub sig: u64,
+    pub dir_ns: i64,
+    /// Its formats, sorted by name.
+    pub formats: Vec<String>,
 }
 
 /// What a walk saw: each job's URL and whether it was read again.
 pub(crate) trait Visit {
-    /// The signature the index holds for `url`.
-    fn known(&self, url: &str) -> Option<u64>;
+    /// What the index holds for `url`.
+    fn known(&self, url: &str) -> Option<Known>;
     fn seen(&mut self, url: String);
     fn changed(&mut self, job: RawJob);
 }
@@ -149,22 +168,34 @@ impl Repo {
     }
 
     fn walk_job(&self, j: &JobRef, tag: &TagFacts, tag_scan: &Scan, visit: &mut dyn Visit) {
+        let dir_ns = tag_scan.mtime_ns_at(j.job.as_str());
+        let url = j.url();
+        // Its entries are those the index holds while the job's directory mtime holds.
+        if let (Some(known), Some(ns)) = (visit.known(&url), dir_ns)
+            && known.dir_ns == ns
+        {
+            let at = |rel: &str| tag_scan.mtime_ns_at(&format!("{}/{rel}", j.job));
+            let formats = known.formats.iter().map(|f| (f.as_str(), at(f)));
+            if signature(tag.sig, dir_ns, at(".stamp"), at(".metadata"), formats) == known.sig {
+                visit.seen(url);
+                return;
+            }
+        }
         let Ok(scan) = Scan::open(&self.job_dir(j)) else {
             return;
         };
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (tag.sig, tag_scan.mtime_ns_at(j.job.as_str())).hash(&mut h);
-        (scan.mtime_ns_at(".stamp"), scan.mtime_ns_at(".metadata")).hash(&mut h);
-        for f in &scan.entities {
-            (f.as_str(), scan.mtime_ns_at(f.as_str())).hash(&mut h);
-        }
-        let sig = h.finish();
-        let url = j.url();
-        if visit.known(&url) == Some(sig) {
+        let formats = scan
+            .entities
+            .iter()
+            .map(|f| (f.as_str(), scan.mtime_ns_at(f.as_str())));
+        let (stamp, meta) = (scan.mtime_ns_at(".stamp"), scan.mtime_ns_at(".metadata"));
+        let sig = signature(tag.sig, dir_ns, stamp, meta, formats);
+        if visit.known(&url).is_some_and(|k| k.sig == sig) {
             visit.seen(url);
             return;
         }
-        let job = self.read_job(j, &scan, tag, url.clone(), sig);
+        let mut job = self.read_job(j, &scan, tag, url.clone(), sig);
+        job.dir_ns = dir_ns.unwrap_or(0);
         visit.seen(url);
         visit.changed(job);
     }
@@ -199,17 +230,45 @@ impl Repo {
                 (f.to_string(), files)
             })
             .collect();
+        let product = scan
+            .has(".product")
+            .then(|| self.product_of(j, &metadata))
+            .flatten();
         RawJob {
             job: j.clone(),
             url,
+            dir_ns: 0,
+            product,
             ts: scan.mtime_ns_at(".stamp").unwrap_or(0),
             sig,
             locked: scan.has(".locked") || tag.locked,
+            tag_locked: tag.locked,
             released: scan.has(".released") || tag.released,
             stable: tag.stable,
             metadata,
             formats,
         }
+    }
+
+    /// The product version a linked job's metadata names: its URL and `.stamp` time.
+    fn product_of(&self, j: &JobRef, metadata: &[(String, String)]) -> Option<(String, i64)> {
+        let get = |k: &str| {
+            let v = metadata.iter().find(|(mk, _)| mk == k)?;
+            Name::parse(&v.1).ok()
+        };
+        let v = VersionRef {
+            scope: j.tag.branch.scope.clone(),
+            product: get("product")?,
+            variant: get("product_variant")?,
+            product_branch: get("product_branch")?,
+            version: get("version")?,
+        };
+        let stamp = std::fs::metadata(self.version_dir(&v).join(".stamp"));
+        let ts = stamp.ok().and_then(|m| m.modified().ok()).map_or(0, |t| {
+            let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+        });
+        Some((v.url(), ts))
     }
 
     /// The size of a file of a job's format, for the results shown (not indexed).
@@ -218,4 +277,20 @@ impl Repo {
             .ok()
             .map(|m| m.len())
     }
+}
+
+/// The signature of a job: its tag's and its own mtimes, and each format's, by name.
+fn signature<'a>(
+    tag: i64,
+    dir: Option<i64>,
+    stamp: Option<i64>,
+    metadata: Option<i64>,
+    formats: impl Iterator<Item = (&'a str, Option<i64>)>,
+) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (tag, dir, stamp, metadata).hash(&mut h);
+    for f in formats {
+        f.hash(&mut h);
+    }
+    h.finish()
 }
