@@ -48,6 +48,7 @@ mod registry_conformance;
 mod registry_sessions;
 mod reload;
 mod rpm;
+mod scaleout;
 mod search;
 mod security;
 mod security_headers;
