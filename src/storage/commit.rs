@@ -6,9 +6,7 @@
 //! the file on disk and its `.digests` entry always agree.
 
 use super::digests::Digests;
-use super::files::{
-    self, At, DirLock, Replace, create_flag, exists, read_json_map, remove_dirs, remove_flag,
-};
+use super::files::{self, At, DirLock, Replace, create_flag, exists, remove_dirs, remove_flag};
 use super::quota::{Usage, file_len};
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath, Scope};
@@ -98,15 +96,15 @@ pub(crate) struct LinkQueue {
 
 impl LinkQueue {
     /// The format's `.digests`, from the cache when the file has not changed since.
-    fn load(&self, fdir: &Path, path: &Path) -> Digests {
+    fn load(&self, fdir: &Path, path: &Path) -> Result<Digests, StoreError> {
         let cached = self
             .digests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(fdir);
         match (cached, file_id(path)) {
-            (Some((id, digests)), Some(now)) if id == now => digests,
-            _ => Digests::new(read_json_map(path)),
+            (Some((id, digests)), Some(now)) if id == now => Ok(digests),
+            _ => files::read_json_map_to_update(path).map(Digests::new),
         }
     }
 
@@ -279,7 +277,7 @@ impl Repo {
     ) -> Result<Staging, StoreError> {
         create_flag(dirty).map_err(|e| StoreError::at("create", dirty, e))?;
         let tx = Replace::new(&self.uploads_dir())?;
-        let digests = self.links.load(fdir, digests_path);
+        let digests = self.links.load(fdir, digests_path)?;
         let usage = self.usage(scope)?;
         Ok(Staging {
             tx,

@@ -85,14 +85,22 @@ pub(crate) fn set_flag(path: &Path, on: bool) -> io::Result<()> {
 
 /// A JSON object dot-file. Missing or unparseable reads as empty, as dlrepo does.
 pub(crate) fn read_json_map(path: &Path) -> Map<String, Value> {
-    retry_stale(|| fs::read(path))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|v| match v {
-            Value::Object(m) => Some(m),
-            _ => None,
-        })
-        .unwrap_or_default()
+    read_json_map_to_update(path).unwrap_or_default()
+}
+
+/// [`read_json_map`] for a read-modify-write: a missing file (or one that is not a JSON
+/// object) is an empty map, as there, but a file that cannot be read is an error. Taking it
+/// for empty would rewrite it with the new entries only, losing the others.
+pub(crate) fn read_json_map_to_update(path: &Path) -> Result<Map<String, Value>, StoreError> {
+    let bytes = match retry_stale(|| fs::read(path)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Map::new()),
+        Err(e) => return Err(StoreError::at("read", path, e)),
+    };
+    Ok(match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    })
 }
 
 /// How many times an operation that failed with `ESTALE` is tried again.
@@ -553,6 +561,22 @@ pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_to_update_is_empty_only_when_there_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        assert!(read_json_map_to_update(&path).unwrap().is_empty());
+        fs::write(&path, b"not json").unwrap();
+        assert!(read_json_map_to_update(&path).unwrap().is_empty());
+        fs::write(&path, br#"{"a": "b"}"#).unwrap();
+        assert_eq!(read_json_map_to_update(&path).unwrap().len(), 1);
+        // Unreadable (here: a directory) is an error, where read_json_map says empty.
+        let unreadable = dir.path().join("d");
+        fs::create_dir(&unreadable).unwrap();
+        assert!(read_json_map_to_update(&unreadable).is_err());
+        assert!(read_json_map(&unreadable).is_empty());
+    }
 
     #[test]
     fn stale_handles_are_looked_up_again_a_few_times_only() {

@@ -4,7 +4,7 @@
 //! `.disk_usage` equal to a recount of the files) and, with `--repair`, fixes what can be
 //! fixed without losing anything.
 
-use super::files::{self, exists, hash_file, read_json_map, same_inode};
+use super::files::{self, exists, hash_file, same_inode};
 use super::layout::Scan;
 use super::{Repo, StoreError, digests::format_digests};
 use crate::model::{Algo, Digest, Scope};
@@ -173,7 +173,7 @@ impl Repo {
         let digests_path = fdir.join(".digests");
         let has_digests = exists(&digests_path);
         let digests = format_digests(fdir);
-        let mut kept = read_json_map(&digests_path);
+        let mut kept = files::read_json_map_to_update(&digests_path)?;
         let mut changed = false;
         for (rel, value) in &digests {
             let path = fdir.join(rel);

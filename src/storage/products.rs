@@ -3,7 +3,7 @@
 
 use super::bundles::TarPlan;
 use super::files::same_file;
-use super::files::{self, create_flag, exists, read_json_map, sort_time, stamp_time};
+use super::files::{self, create_flag, exists, sort_time, stamp_time};
 use super::link_targets;
 use super::visibility::Visibility;
 use super::{Repo, StoreError};
@@ -45,7 +45,7 @@ impl Repo {
         j: &JobRef,
         new: &Map<String, Value>,
     ) -> Result<(Map<String, Value>, Option<VersionRef>), StoreError> {
-        let mut data = read_json_map(&self.job_dir(j).join(".metadata"));
+        let mut data = files::read_json_map_to_update(&self.job_dir(j).join(".metadata"))?;
         for (k, v) in new {
             if pyjson::is_truthy(v) {
                 data.insert(k.clone(), pyjson::python_str(v).to_lowercase().into());

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::Config;
+use crate::storage::files::read_json_map;
 use crate::storage::fixture::{self, TestRepo};
 use std::time::Duration;
 
