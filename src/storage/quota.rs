@@ -161,8 +161,13 @@ impl Repo {
         fs::create_dir_all(&dir)?;
         let lock = DirLock::acquire(&self.locks_dir(), &dir)?;
         let path = dir.join(".disk_usage");
-        // Missing is zero; a stale handle (another host renamed it in) is not: look again.
-        let raw = super::files::retry_stale(|| fs::read(&path)).unwrap_or_default();
+        // Missing is zero. A read that fails is not: the count would restart from this
+        // write's bytes alone. A stale handle (another host renamed it in) is looked up again.
+        let raw = match super::files::retry_stale(|| fs::read(&path)) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StoreError::at("read", &path, e)),
+        };
         let recorded = std::str::from_utf8(&raw)
             .ok()
             .and_then(|s| s.trim().parse().ok())
