@@ -63,6 +63,7 @@ impl Algo {
 }
 
 /// Incremental hashing for whichever algorithm the client named.
+#[derive(Clone)]
 pub enum Hasher {
     Md5(md5::Md5),
     Sha1(sha1::Sha1),
