@@ -262,6 +262,9 @@ impl Repo {
             // session kept) when the user's usage has grown since they were sent.
             self.check_pending_room(r, Some(id), len)?;
         }
+        // On disk before it is a blob and the push is told so, as an artifact upload's body
+        // is: a crash after the answer must not leave a blob whose bytes are not its digest.
+        session.sync_all()?;
         let _guard = self.blob_guard()?;
         let blob = self.blob_path(d);
         files::store_as_blob(&path, &blob)?;
