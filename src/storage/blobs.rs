@@ -2,8 +2,8 @@
 //! `.blobs/{algo}/{xx}/{hex}` (never replaced once there), and are hard-linked into formats
 //! (spec/API.md §5.1, spec/LAYOUT.md §3.1 and §7). Also opens files for download.
 
-use super::commit::{LinkRequest, new_entry_len};
-use super::files::{self, At, TempFile, exists};
+use super::commit::{LinkRequest, Linked, new_entry_len};
+use super::files::{self, At, DirLock, TempFile, exists};
 use super::quota::file_len;
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
@@ -131,9 +131,6 @@ impl Repo {
         Ok(())
     }
 
-    /// Moves a verified upload into `.blobs/`. `link` refuses to replace, so a concurrent
-    /// upload of the same content (from any process) keeps the first blob and every hard
-    /// link to it intact.
     /// Stores a verified upload as a blob and links it to `{format}/{rel}`, holding the
     /// blob lock from start to end so the orphan collector can never take the blob between
     /// the two steps, however long they take.
@@ -143,12 +140,25 @@ impl Repo {
         f: &FormatRef,
         rel: &RelPath,
     ) -> Result<(), StoreError> {
+        self.store_and_queue(up, f, rel)?.wait_blocking()
+    }
+
+    /// [`Repo::store_and_link`] up to queueing the link: the caller awaits its commit
+    /// (see [`Repo::queue_link`]); the blob lock goes with the link until it is applied.
+    pub(crate) fn store_and_queue(
+        &self,
+        up: Upload,
+        f: &FormatRef,
+        rel: &RelPath,
+    ) -> Result<Linked, StoreError> {
         // Refused before the blob is stored, so a refusal leaves nothing behind.
         self.check_room(f, rel, &up.digest, up.tmp.file.metadata()?.len())?;
         // Shared with other uploads, exclusive with the orphan collector (see gc.rs).
-        let _guard = self.blob_guard()?;
+        let guard = self.blob_guard()?;
+        // `link` refuses to replace, so a concurrent upload of the same content (from any
+        // process) keeps the first blob and every hard link to it intact.
         let digest = self.store_blob_unguarded(up)?;
-        self.link_artifact_unguarded(f, rel, &digest)
+        self.queue_artifact(f, rel, &digest, guard)
     }
 
     pub(crate) fn store_blob_unguarded(&self, up: Upload) -> Result<Digest, StoreError> {
@@ -226,16 +236,19 @@ impl Repo {
         d: &Digest,
     ) -> Result<(), StoreError> {
         // Held until the link exists, so the orphan collector cannot take the blob meanwhile.
-        let _guard = self.blob_guard()?;
-        self.link_artifact_unguarded(f, rel, d)
+        let guard = self.blob_guard()?;
+        self.queue_artifact(f, rel, d, guard)?.wait_blocking()
     }
 
-    fn link_artifact_unguarded(
+    /// Queues the link of blob `d` to `{format}/{rel}`; `guard` (the blob lock) is released
+    /// once it is applied.
+    fn queue_artifact(
         &self,
         f: &FormatRef,
         rel: &RelPath,
         d: &Digest,
-    ) -> Result<(), StoreError> {
+        guard: DirLock,
+    ) -> Result<Linked, StoreError> {
         let FormatRef::Job { job, .. } = f else {
             return Err(StoreError::bad("Uploading products is not supported"));
         };
@@ -252,7 +265,7 @@ impl Repo {
             blob,
             digest: d.clone(),
         };
-        self.commit_link(f, &fdir, req)
+        Ok(self.queue_link(f, &fdir, req, Some(guard)))
     }
 }
 
