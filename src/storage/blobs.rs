@@ -44,7 +44,7 @@ pub(crate) fn body_error(e: io::Error) -> StoreError {
 
 impl Repo {
     /// Streams `body` to a new `.uploads/` file while hashing it (one pass over the data),
-    /// fsyncs it and checks it against `expected`; without one, the content is named by its
+    /// flushes it to disk and checks it against `expected`; without one, the content is named by its
     /// sha256 (spec/API.md Q21). On any failure, or if this future is dropped because the
     /// client went away, the temp file is removed.
     ///
@@ -70,7 +70,8 @@ impl Repo {
         let no_limit = |_| Ok::<(), StoreError>(());
         let ((file, hasher), _) = pump(&mut body, sink, self.chunk_size, no_limit).await?;
         let hasher = hasher.ok_or(StoreError::Interrupted("no hasher".into()))?;
-        tokio::task::spawn_blocking(move || file.sync_all()).await??;
+        // The data and the length that reads it back (`fdatasync`); the times can wait.
+        tokio::task::spawn_blocking(move || file.sync_data()).await??;
         let digest = Digest::settle(expected, hasher).map_err(StoreError::DigestMismatch)?;
         Ok(Upload { digest, tmp })
     }
@@ -88,7 +89,7 @@ impl Repo {
         let digest = Digest::settle(expected, hasher).map_err(StoreError::DigestMismatch)?;
         let tmp = TempFile::create(&self.uploads_dir())?;
         (&tmp.file).write_all(data).at("write", &tmp.path)?;
-        tmp.file.sync_all().at("write", &tmp.path)?;
+        tmp.file.sync_data().at("write", &tmp.path)?;
         Ok(Upload { digest, tmp })
     }
 

@@ -368,7 +368,8 @@ impl Repo {
         let target = fdir.join(rel.as_str());
         let conflict = || StoreError::bad(format!("{rel}: a directory is in the way"));
         let mut dirs = Vec::new();
-        if let Some(parent) = target.parent() {
+        // The format directory itself was made by the batch: no `mkdir` for files at its top.
+        if let Some(parent) = target.parent().filter(|p| *p != fdir) {
             dirs = files::make_dirs(parent).map_err(|e| match e.raw_os_error() {
                 // A file where a directory of the path should be.
                 Some(nix::libc::EEXIST | nix::libc::ENOTDIR) => conflict(),
