@@ -2,8 +2,8 @@
 //! `.blobs/{algo}/{xx}/{hex}` (never replaced once there), and are hard-linked into formats
 //! (spec/API.md §5.1, spec/LAYOUT.md §3.1 and §7). Also opens files for download.
 
-use super::commit::{LinkRequest, new_entry_len};
-use super::files::{self, At, TempFile, exists};
+use super::commit::{LinkRequest, Linked, new_entry_len};
+use super::files::{self, At, DirLock, TempFile, exists};
 use super::quota::file_len;
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
@@ -44,7 +44,7 @@ pub(crate) fn body_error(e: io::Error) -> StoreError {
 
 impl Repo {
     /// Streams `body` to a new `.uploads/` file while hashing it (one pass over the data),
-    /// fsyncs it and checks it against `expected`; without one, the content is named by its
+    /// flushes it to disk and checks it against `expected`; without one, the content is named by its
     /// sha256 (spec/API.md Q21). On any failure, or if this future is dropped because the
     /// client went away, the temp file is removed.
     ///
@@ -70,7 +70,8 @@ impl Repo {
         let no_limit = |_| Ok::<(), StoreError>(());
         let ((file, hasher), _) = pump(&mut body, sink, self.chunk_size, no_limit).await?;
         let hasher = hasher.ok_or(StoreError::Interrupted("no hasher".into()))?;
-        tokio::task::spawn_blocking(move || file.sync_all()).await??;
+        // The data and the length that reads it back (`fdatasync`); the times can wait.
+        tokio::task::spawn_blocking(move || file.sync_data()).await??;
         let digest = Digest::settle(expected, hasher).map_err(StoreError::DigestMismatch)?;
         Ok(Upload { digest, tmp })
     }
@@ -88,7 +89,7 @@ impl Repo {
         let digest = Digest::settle(expected, hasher).map_err(StoreError::DigestMismatch)?;
         let tmp = TempFile::create(&self.uploads_dir())?;
         (&tmp.file).write_all(data).at("write", &tmp.path)?;
-        tmp.file.sync_all().at("write", &tmp.path)?;
+        tmp.file.sync_data().at("write", &tmp.path)?;
         Ok(Upload { digest, tmp })
     }
 
@@ -131,9 +132,6 @@ impl Repo {
         Ok(())
     }
 
-    /// Moves a verified upload into `.blobs/`. `link` refuses to replace, so a concurrent
-    /// upload of the same content (from any process) keeps the first blob and every hard
-    /// link to it intact.
     /// Stores a verified upload as a blob and links it to `{format}/{rel}`, holding the
     /// blob lock from start to end so the orphan collector can never take the blob between
     /// the two steps, however long they take.
@@ -143,12 +141,25 @@ impl Repo {
         f: &FormatRef,
         rel: &RelPath,
     ) -> Result<(), StoreError> {
+        self.store_and_queue(up, f, rel)?.wait_blocking()
+    }
+
+    /// [`Repo::store_and_link`] up to queueing the link: the caller awaits its commit
+    /// (see [`Repo::queue_link`]); the blob lock goes with the link until it is applied.
+    pub(crate) fn store_and_queue(
+        &self,
+        up: Upload,
+        f: &FormatRef,
+        rel: &RelPath,
+    ) -> Result<Linked, StoreError> {
         // Refused before the blob is stored, so a refusal leaves nothing behind.
         self.check_room(f, rel, &up.digest, up.tmp.file.metadata()?.len())?;
         // Shared with other uploads, exclusive with the orphan collector (see gc.rs).
-        let _guard = self.blob_guard()?;
+        let guard = self.blob_guard()?;
+        // `link` refuses to replace, so a concurrent upload of the same content (from any
+        // process) keeps the first blob and every hard link to it intact.
         let digest = self.store_blob_unguarded(up)?;
-        self.link_artifact_unguarded(f, rel, &digest)
+        self.queue_artifact(f, rel, &digest, guard)
     }
 
     pub(crate) fn store_blob_unguarded(&self, up: Upload) -> Result<Digest, StoreError> {
@@ -226,16 +237,19 @@ impl Repo {
         d: &Digest,
     ) -> Result<(), StoreError> {
         // Held until the link exists, so the orphan collector cannot take the blob meanwhile.
-        let _guard = self.blob_guard()?;
-        self.link_artifact_unguarded(f, rel, d)
+        let guard = self.blob_guard()?;
+        self.queue_artifact(f, rel, d, guard)?.wait_blocking()
     }
 
-    fn link_artifact_unguarded(
+    /// Queues the link of blob `d` to `{format}/{rel}`; `guard` (the blob lock) is released
+    /// once it is applied.
+    fn queue_artifact(
         &self,
         f: &FormatRef,
         rel: &RelPath,
         d: &Digest,
-    ) -> Result<(), StoreError> {
+        guard: DirLock,
+    ) -> Result<Linked, StoreError> {
         let FormatRef::Job { job, .. } = f else {
             return Err(StoreError::bad("Uploading products is not supported"));
         };
@@ -252,7 +266,7 @@ impl Repo {
             blob,
             digest: d.clone(),
         };
-        self.commit_link(f, &fdir, req)
+        Ok(self.queue_link(f, &fdir, req, Some(guard)))
     }
 }
 

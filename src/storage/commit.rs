@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
+use tokio::sync::oneshot;
 
 /// Link `blob` to `{format}/{rel}` and record `digest` for it.
 pub(crate) struct LinkRequest {
@@ -24,35 +25,46 @@ pub(crate) struct LinkRequest {
     pub digest: Digest,
 }
 
-#[derive(Default)]
-struct Slot {
-    result: Mutex<Option<Result<(), StoreError>>>,
-    ready: Condvar,
+/// Where a link's own result goes: a channel, so that a caller on the runtime awaits it
+/// without holding a thread of the blocking pool, and a caller on a thread of its own waits
+/// on it there. `hold` (the blob lock of the upload that queued the link) is released once the
+/// link is applied, so the orphan collector cannot take the blob while the link waits.
+struct Reply {
+    tx: oneshot::Sender<Result<(), StoreError>>,
+    hold: Option<DirLock>,
 }
 
-impl Slot {
-    fn set(&self, r: Result<(), StoreError>) {
-        *self.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
-        self.ready.notify_all();
+impl Reply {
+    fn set(self, r: Result<(), StoreError>) {
+        // A caller that went away (its request dropped) no longer wants the result.
+        let _ = self.tx.send(r);
+        drop(self.hold);
+    }
+}
+
+/// A link queued by [`Repo::queue_link`]: its result, once its batch is applied.
+pub(crate) struct Linked(oneshot::Receiver<Result<(), StoreError>>);
+
+impl Linked {
+    /// Waits on the runtime, holding no thread.
+    pub(crate) async fn wait(self) -> Result<(), StoreError> {
+        self.0.await.unwrap_or_else(|_| Err(abandoned()))
     }
 
-    fn wait(&self) -> Result<(), StoreError> {
-        let mut guard = self.result.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(r) = guard.take() {
-                return r;
-            }
-            guard = self
-                .ready
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+    /// Waits on the calling thread (never one of the runtime's workers).
+    pub(crate) fn wait_blocking(self) -> Result<(), StoreError> {
+        self.0.blocking_recv().unwrap_or_else(|_| Err(abandoned()))
     }
+}
+
+/// A batch that ended without answering (its leader panicked).
+fn abandoned() -> StoreError {
+    StoreError::Io(std::io::Error::other("the group commit stopped"))
 }
 
 #[derive(Default)]
 struct Pending {
-    ops: Vec<(LinkRequest, Arc<Slot>)>,
+    ops: Vec<(LinkRequest, Reply)>,
     leader: bool,
 }
 
@@ -142,13 +154,29 @@ struct Staging {
 impl Repo {
     /// Applies `req` to the format at `fdir` (created by the caller), possibly together with
     /// other threads' links, and returns this link's own result.
+    #[cfg(test)]
     pub(crate) fn commit_link(
         &self,
         f: &FormatRef,
         fdir: &Path,
         req: LinkRequest,
     ) -> Result<(), StoreError> {
-        let slot = Arc::new(Slot::default());
+        self.queue_link(f, fdir, req, None).wait_blocking()
+    }
+
+    /// Queues `req` for the format at `fdir`. The first caller to find no batch running
+    /// becomes the leader: it applies batch after batch, the links queued meanwhile
+    /// included, until the queue is empty, and returns with its own result ready. Any
+    /// other caller returns at once, and its thread is free while it waits on [`Linked`].
+    /// `hold` is released once the link is applied.
+    pub(crate) fn queue_link(
+        &self,
+        f: &FormatRef,
+        fdir: &Path,
+        req: LinkRequest,
+        hold: Option<DirLock>,
+    ) -> Linked {
+        let (tx, rx) = oneshot::channel();
         let lead = {
             let mut map = self
                 .links
@@ -156,7 +184,7 @@ impl Repo {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let pending = map.entry(fdir.to_path_buf()).or_default();
-            pending.ops.push((req, Arc::clone(&slot)));
+            pending.ops.push((req, Reply { tx, hold }));
             !std::mem::replace(&mut pending.leader, true)
         };
         if lead {
@@ -178,20 +206,21 @@ impl Repo {
                 self.apply_batch(f, fdir, batch);
             }
         }
-        slot.wait()
+        Linked(rx)
     }
 
-    fn apply_batch(&self, f: &FormatRef, fdir: &Path, batch: Vec<(LinkRequest, Arc<Slot>)>) {
-        let requests: Vec<&LinkRequest> = batch.iter().map(|(req, _)| req).collect();
-        match self.link_batch(f, fdir, &requests) {
+    fn apply_batch(&self, f: &FormatRef, fdir: &Path, batch: Vec<(LinkRequest, Reply)>) {
+        let (requests, replies): (Vec<LinkRequest>, Vec<Reply>) = batch.into_iter().unzip();
+        let refs: Vec<&LinkRequest> = requests.iter().collect();
+        match self.link_batch(f, fdir, &refs) {
             Ok(results) => {
-                for ((_, slot), r) in batch.iter().zip(results) {
-                    slot.set(r);
+                for (reply, r) in replies.into_iter().zip(results) {
+                    reply.set(r);
                 }
             }
             Err(e) => {
-                for (_, slot) in &batch {
-                    slot.set(Err(replicate(&e)));
+                for reply in replies {
+                    reply.set(Err(replicate(&e)));
                 }
             }
         }
@@ -337,7 +366,8 @@ impl Repo {
         let target = fdir.join(rel.as_str());
         let conflict = || StoreError::bad(format!("{rel}: a directory is in the way"));
         let mut dirs = Vec::new();
-        if let Some(parent) = target.parent() {
+        // The format directory itself was made by the batch: no `mkdir` for files at its top.
+        if let Some(parent) = target.parent().filter(|p| *p != fdir) {
             dirs = files::make_dirs(parent).map_err(|e| match e.raw_os_error() {
                 // A file where a directory of the path should be.
                 Some(nix::libc::EEXIST | nix::libc::ENOTDIR) => conflict(),

@@ -1,6 +1,7 @@
 //! The use cases of `PUT {format}/{artifact}` that take one trip to the blocking pool
 //! (spec/API.md §5.1): link mode, and small bodies already read into memory.
 
+use super::commit::Linked;
 use super::visibility::Visibility;
 use super::{Repo, StoreError};
 use crate::model::{Digest, FormatRef, RelPath};
@@ -36,9 +37,22 @@ impl Repo {
         expected: Option<&Digest>,
         data: &[u8],
     ) -> Result<Digest, StoreError> {
+        let (digest, linked) = self.queue_small_upload(f, rel, expected, data)?;
+        linked.wait_blocking()?;
+        Ok(digest)
+    }
+
+    /// [`Repo::store_small_upload`] up to queueing the link: the caller awaits its commit
+    /// on the runtime, so a thread of the blocking pool never waits for another's batch.
+    pub(crate) fn queue_small_upload(
+        &self,
+        f: &FormatRef,
+        rel: &RelPath,
+        expected: Option<&Digest>,
+        data: &[u8],
+    ) -> Result<(Digest, Linked), StoreError> {
         let staged = self.stage(expected, data)?;
         let digest = staged.digest().clone();
-        self.store_and_link(staged, f, rel)?;
-        Ok(digest)
+        Ok((digest, self.store_and_queue(staged, f, rel)?))
     }
 }

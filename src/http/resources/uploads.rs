@@ -106,21 +106,15 @@ async fn upload_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n <= SMALL_UPLOAD);
-    // Before the body, for small ones too: a job locked by then refuses it (400, as
-    // dlrepo); a lock that lands while the body arrives refuses it when it is linked (409),
-    // which only this early check can tell apart.
+    if let Some(len) = small {
+        return small_upload(ctx, f, rel, expected, len).await;
+    }
+    // Before the body: a job locked by then refuses it (400, as dlrepo); a lock that lands
+    // while the body arrives refuses it when it is linked (409), which only this early
+    // check can tell apart.
     let (target, target_rel) = (f.clone(), rel.clone());
     repo.run(move |r| r.check_upload_target(&target, &target_rel))
         .await?;
-    if let Some(len) = small {
-        let data = axum::body::to_bytes(ctx.take_body(), len)
-            .await
-            .map_err(|e| crate::storage::body_error(crate::http::body::classify(e)))?;
-        let stored = repo
-            .run(move |r| r.store_small_upload(&f, &rel, expected.as_ref(), &data))
-            .await?;
-        return stored_as(&stored);
-    }
     let mut body = crate::http::body::byte_stream(ctx.take_body());
     let upload = match repo.receive(expected.as_ref(), &mut body).await {
         Ok(upload) => upload,
@@ -131,7 +125,74 @@ async fn upload_body(
         }
     };
     let stored = upload.digest().clone();
-    repo.run(move |r| r.store_and_link(upload, &f, &rel))
+    repo.run(move |r| r.store_and_queue(upload, &f, &rel))
+        .await?
+        .wait()
         .await?;
     stored_as(&stored)
+}
+
+/// A body of at most `len` bytes, read into memory. When it has already arrived with the
+/// headers (the usual case for a few KiB), nothing is left to arrive while a lock lands: the
+/// checks of [`crate::storage::Repo::check_upload_target`] and the store take one trip to
+/// the blocking pool. Otherwise (the body still on its way, or `Expect: 100-continue`, which
+/// asks for a verdict before the body) the target is checked first, in a trip of its own,
+/// so that a lock landing while the body arrives stays a 409 and one before it a 400.
+async fn small_upload(
+    ctx: &mut Ctx,
+    f: FormatRef,
+    rel: RelPath,
+    expected: Option<Digest>,
+    len: usize,
+) -> ApiResult {
+    let repo = ctx.app.repo.clone();
+    let waits_for_continue = ctx
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let mut read = Box::pin(axum::body::to_bytes(ctx.take_body(), len));
+    let here = match waits_for_continue {
+        true => None,
+        false => arrived(&mut read).await,
+    };
+    let (data, checked) = match here {
+        Some(Ok(data)) => (data, false),
+        here => {
+            let (target, target_rel) = (f.clone(), rel.clone());
+            repo.run(move |r| r.check_upload_target(&target, &target_rel))
+                .await?;
+            let data = match here {
+                Some(read) => read,
+                None => read.await,
+            };
+            let data =
+                data.map_err(|e| crate::storage::body_error(crate::http::body::classify(e)))?;
+            (data, true)
+        }
+    };
+    // The link is awaited here, not on a pool thread: its batch may be another upload's
+    // to apply.
+    let (stored, linked) = repo
+        .run(move |r| {
+            if !checked {
+                r.check_upload_target(&f, &rel)?;
+            }
+            r.queue_small_upload(&f, &rel, expected.as_ref(), &data)
+        })
+        .await?;
+    linked.wait().await?;
+    stored_as(&stored)
+}
+
+/// The output of `read` if it is ready without waiting for the client: polled, then polled
+/// again after letting the connection's task take in what the socket already holds.
+async fn arrived<F: std::future::Future + Unpin>(read: &mut F) -> Option<F::Output> {
+    use futures_util::FutureExt;
+    for _ in 0..2 {
+        if let Some(out) = (&mut *read).now_or_never() {
+            return Some(out);
+        }
+        tokio::task::yield_now().await;
+    }
+    (&mut *read).now_or_never()
 }
