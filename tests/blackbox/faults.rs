@@ -424,7 +424,9 @@ fn uploads_that_pause_survive_the_collector_with_a_lifetime_of_0() {
     let r = srv.request("POST", "/v2/gc/img/blobs/uploads/", &[], Some(b""));
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.header("docker-upload-uuid").unwrap().to_owned();
-    let layer = b"a layer that pauses half way".repeat(1000);
+    // Pushes gather 1 MiB (or DLREPO_CHUNK_SIZE, when larger) before a write: half of this
+    // layer is more than that, so part of it is on disk when it pauses.
+    let layer = b"a layer that pauses half way".repeat(110_000);
     let mut patch = start_request(
         &srv,
         "PATCH",
