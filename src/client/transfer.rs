@@ -242,9 +242,9 @@ fn range_start(reply: &super::remote::Reply) -> Option<u64> {
 }
 
 /// Copies `from` to `to`, hashing and counting; how much was written, and how it ended.
-/// Receiving, writing and hashing overlap: this thread reads, a second writes what was read
-/// before, a third hashes what was written, so a download costs the slowest of the three
-/// (the hash, on a fast network), not their sum.
+/// This thread receives and writes, a second hashes what was written: on two cores shared
+/// with the server, the hash takes the core that receiving and writing leave free, so a
+/// download costs about what an unchecked one does.
 fn copy_hashing(
     from: &mut impl Read,
     to: &mut File,
@@ -253,43 +253,34 @@ fn copy_hashing(
 ) -> (u64, io::Result<()>) {
     use std::sync::mpsc::sync_channel;
     const BUF: usize = 1 << 20;
-    const BUFS: usize = 6;
-    let (read_tx, read_rx) = sync_channel::<(Vec<u8>, usize)>(BUFS);
+    const BUFS: usize = 8;
     let (written_tx, written_rx) = sync_channel::<(Vec<u8>, usize)>(BUFS);
     let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(BUFS);
     for _ in 0..BUFS {
         let _ = empty_tx.send(vec![0u8; BUF]);
     }
     std::thread::scope(|scope| {
-        let writer = scope.spawn(move || {
-            let mut written = 0u64;
-            for (buf, n) in read_rx {
-                if let Err(e) = to.write_all(&buf[..n]) {
-                    return (written, Err(e));
-                }
-                written += n as u64;
-                if written_tx.send((buf, n)).is_err() {
-                    break;
-                }
-            }
-            (written, Ok(()))
-        });
         scope.spawn(move || {
             for (buf, n) in written_rx {
                 hasher.update(&buf[..n]);
-                // The reader may be gone already (it stopped on an error): nothing to do.
+                // The receiver may be gone already (it stopped on an error): nothing to do.
                 let _ = empty_tx.send(buf);
             }
         });
-        let read = loop {
-            // No buffer back: the writer stopped, and says why.
+        let mut written = 0u64;
+        let ended = loop {
+            // The hashing thread holds every buffer only while it works through them.
             let Ok(mut buf) = empty_rx.recv() else {
                 break Ok(());
             };
             let (n, failed) = fill(from, &mut buf);
             if n > 0 {
+                if let Err(e) = to.write_all(&buf[..n]) {
+                    break Err(e);
+                }
+                written += n as u64;
                 item.add(n as u64);
-                if read_tx.send((buf, n)).is_err() {
+                if written_tx.send((buf, n)).is_err() {
                     break Ok(());
                 }
             }
@@ -299,13 +290,10 @@ fn copy_hashing(
                 None => {}
             }
         };
-        drop(read_tx);
-        // The hashing thread ends after the writer (the scope waits for it): every written
-        // byte is hashed before the caller reads the hash.
-        let (written, wrote) = writer
-            .join()
-            .unwrap_or_else(|_| (0, Err(io::Error::other("the writer thread panicked"))));
-        (written, wrote.and(read))
+        // Dropping the sender ends the hashing thread once it has hashed every written
+        // byte; the scope waits for it before the caller reads the hash.
+        drop(written_tx);
+        (written, ended)
     })
 }
 
