@@ -10,7 +10,7 @@
 //! from the tree at each use, newest first, until the pick is found.
 
 use super::layout::Scan;
-use super::stamp_cache::{StampCache, Stamps, Weigh, now_ns};
+use super::stamp_cache::{KEPT_STATS, StampCache, Stamps, Weigh, now_ns};
 use super::{Repo, StoreError, not_found_if_missing};
 use crate::model::{Alias, Name};
 use std::path::{Path, PathBuf};
@@ -113,6 +113,10 @@ impl Repo {
     /// [`Repo::pick_alias`] from a kept order only, without reading the tree beyond a few
     /// `stat`s; `None` when no order is kept (the caller then reads it on the blocking
     /// pool). `Some(Err(NotFound))` when the kept order has no pick.
+    ///
+    /// Also `None` when the pick needs more than [`KEPT_STATS`] tests (a branch where no
+    /// recent tag is stable, or whose recent tags the caller may not read): on the async
+    /// runtime a request must not hold a worker for a scan of the branch.
     pub(crate) fn pick_alias_kept(
         &self,
         dir: &Path,
@@ -121,7 +125,23 @@ impl Repo {
         is_stable: impl Fn(&Name) -> bool,
     ) -> Option<Result<Name, StoreError>> {
         let order = self.alias_orders.hit(dir)?;
-        Some(pick_in(&order, alias, allowed, is_stable).ok_or(StoreError::NotFound))
+        let tests = std::cell::Cell::new(0usize);
+        let within = || {
+            tests.set(tests.get() + 1);
+            tests.get() <= KEPT_STATS
+        };
+        // Past the budget each test says no without a stat or an ACL check; the pick is
+        // then dropped.
+        let pick = pick_in(
+            &order,
+            alias,
+            |n| within() && allowed(n),
+            |n| within() && is_stable(n),
+        );
+        if tests.get() > KEPT_STATS {
+            return None;
+        }
+        Some(pick.ok_or(StoreError::NotFound))
     }
 }
 
@@ -156,6 +176,44 @@ mod tests {
         assert_eq!(pick(&tags, Alias::Latest).as_deref(), Some("b"));
         assert_eq!(pick(&tags, Alias::Stable).as_deref(), Some("d"));
         assert_eq!(pick(&tags, Alias::OldStable).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_kept_pick_that_needs_a_long_scan_is_left_to_the_blocking_pool() {
+        use crate::storage::fixture::TestRepo;
+        let repo = TestRepo::new();
+        let dir = repo.root.join("branches");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let names: Vec<Name> = (0..100)
+            .rev()
+            .map(|i| Name::parse(&format!("t{i:03}")).expect("name"))
+            .collect();
+        let later = now_ns() + 10_000_000_000;
+        let order = || {
+            let stamps = Stamps::new(later, super::super::stamp_cache::Stamp::of(&dir));
+            Ok::<_, StoreError>((AliasOrder(names.clone()), stamps))
+        };
+        repo.alias_orders.get_or_read(&dir, order).expect("kept");
+        let is = |tag: &'static str| move |n: &Name| n.as_str() == tag;
+        let kept = |alias, allowed: &dyn Fn(&Name) -> bool, stable: &dyn Fn(&Name) -> bool| {
+            repo.pick_alias_kept(&dir, alias, allowed, stable)
+                .map(|p| p.map(|n| n.to_string()).ok())
+        };
+        let all = |_: &Name| true;
+        assert_eq!(
+            kept(Alias::Latest, &all, &is("none")),
+            Some(Some("t099".into()))
+        );
+        assert_eq!(
+            kept(Alias::Stable, &all, &is("t090")),
+            Some(Some("t090".into()))
+        );
+        // The stable tag, or the one tag the caller may read, is past the budget.
+        assert_eq!(kept(Alias::Stable, &all, &is("t000")), None);
+        assert_eq!(kept(Alias::Latest, &is("t000"), &is("none")), None);
+        // The blocking pool's pick goes all the way.
+        let pool = repo.pick_alias(&dir, Alias::Stable, all, is("t000"));
+        assert_eq!(pool.expect("picked").as_str(), "t000");
     }
 
     #[test]

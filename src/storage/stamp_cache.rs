@@ -138,6 +138,10 @@ impl Stamps {
     }
 }
 
+/// How many `stat`s a kept answer may cost on the async runtime ([`StampCache::hit`], the
+/// alias picks): beyond that, the request goes to the blocking pool.
+pub(crate) const KEPT_STATS: usize = 64;
+
 /// What a cached value takes in memory, roughly, in bytes.
 pub(crate) trait Weigh {
     fn weight(&self) -> usize;
@@ -179,14 +183,28 @@ impl<V: Weigh> StampCache<V> {
         }
     }
 
-    /// The answer kept for `dir` if its stamps still hold; `None` on a miss (nothing
-    /// kept, or the tree changed since).
+    /// The answer kept for `dir` if its stamps still hold and checking them takes at most
+    /// [`KEPT_STATS`] `stat`s; `None` otherwise (nothing kept, the tree changed since, or
+    /// too many stamps to check here).
+    ///
+    /// Callers run this on the async runtime, where a request must not hold a worker for
+    /// long: a tag of thousands of jobs (or a slow network filesystem) goes to the
+    /// blocking pool, whose [`StampCache::get_or_read`] checks the same stamps there.
     pub fn hit(&self, dir: &Path) -> Option<Arc<V>> {
+        self.kept(dir, KEPT_STATS)
+    }
+
+    /// The answer kept for `dir` if its stamps still hold, when that takes fewer than
+    /// `max_stats` `stat`s to check.
+    fn kept(&self, dir: &Path, max_stats: usize) -> Option<Arc<V>> {
         let (stamps, value) = {
             let mut lru = self.inner.lock().ok()?;
             lru.tick += 1;
             let tick = lru.tick;
             let slot = lru.map.get_mut(dir)?;
+            if slot.stamps.below.len() >= max_stats {
+                return None;
+            }
             slot.used = tick;
             (Arc::clone(&slot.stamps), Arc::clone(&slot.value))
         };
@@ -205,7 +223,7 @@ impl<V: Weigh> StampCache<V> {
         dir: &Path,
         read: impl FnOnce() -> Result<(V, Stamps), E>,
     ) -> Result<Arc<V>, E> {
-        if let Some(v) = self.hit(dir) {
+        if let Some(v) = self.kept(dir, usize::MAX) {
             return Ok(v);
         }
         self.reads.inc();
@@ -337,6 +355,37 @@ mod tests {
         assert_eq!(v.0, "two");
         assert!(cache.hit(dir).is_none());
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn an_answer_with_many_stamps_is_kept_for_the_blocking_pool_only() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path();
+        let subs: Vec<Name> = (0..KEPT_STATS).map(|i| name(&format!("j{i}"))).collect();
+        for sub in &subs {
+            fs::create_dir(dir.join(sub.as_str())).expect("mkdir");
+        }
+        let read = || {
+            let mut stamps = Stamps::new(now_ns() + 10 * RACY_NS, Stamp::of(dir));
+            for sub in &subs {
+                stamps.add(sub.clone(), Stamp::of(&dir.join(sub.as_str())));
+            }
+            Ok::<_, std::io::Error>((Text("jobs".into()), stamps))
+        };
+        let cache = StampCache::new(metrics::Cache::tag, 1 << 20);
+        cache.get_or_read(dir, read).expect("read");
+        // Checking it would take a stat per job: not on the async runtime...
+        assert!(cache.hit(dir).is_none());
+        // ...but the blocking pool's read gets it without reading again.
+        let again = cache.get_or_read(dir, || Err(std::io::Error::other("read again")));
+        assert_eq!(again.expect("kept").0, "jobs");
+        // And a change below is still seen there.
+        fs::create_dir(dir.join("j0/new")).expect("mkdir");
+        assert!(
+            cache
+                .get_or_read(dir, || Err(std::io::Error::other("read")))
+                .is_err()
+        );
     }
 
     #[test]
