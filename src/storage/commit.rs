@@ -96,8 +96,8 @@ fn file_id(path: &Path) -> Option<FileId> {
 /// does not re-parse it for every batch. Checked against the file's identity before use.
 const CACHED_FORMATS: usize = 32;
 
-/// A parsed `.digests` and the identity of the file it was parsed from.
-type CachedDigests = (FileId, Digests);
+/// A parsed `.digests`, the identity of the file it was written as, and its text.
+type CachedDigests = (FileId, Digests, String);
 
 /// Links waiting to be applied, per format directory.
 #[derive(Default)]
@@ -108,16 +108,24 @@ pub(crate) struct LinkQueue {
 
 impl LinkQueue {
     /// The format's `.digests`, from the cache when the file has not changed since.
+    ///
+    /// The identity alone is not proof: another process's rewrite can get the same inode
+    /// number back (the rename frees it, the next create takes it) with the same size, and
+    /// on kernels before 6.13 the same times within a timer tick. So the file is read and
+    /// compared with what was written: a read and a compare instead of a parse.
     fn load(&self, fdir: &Path, path: &Path) -> Result<Digests, StoreError> {
         let cached = self
             .digests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(fdir);
-        match (cached, file_id(path)) {
-            (Some((id, digests)), Some(now)) if id == now => Ok(digests),
-            _ => files::read_json_map_to_update(path).map(Digests::new),
+        if let (Some((id, digests, text)), Some(now)) = (cached, file_id(path))
+            && id == now
+            && files::retry_stale(|| fs::read(path)).is_ok_and(|bytes| bytes == text.as_bytes())
+        {
+            return Ok(digests);
         }
+        files::read_json_map_to_update(path).map(Digests::new)
     }
 
     /// Drops every cached map: called when this process deletes trees or rewrites
@@ -129,13 +137,13 @@ impl LinkQueue {
             .clear();
     }
 
-    fn keep(&self, fdir: &Path, path: &Path, digests: Digests) {
+    fn keep(&self, fdir: &Path, path: &Path, digests: Digests, text: String) {
         let Some(id) = file_id(path) else { return };
         let mut cache = self.digests.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= CACHED_FORMATS {
             cache.clear();
         }
-        cache.insert(fdir.to_path_buf(), (id, digests));
+        cache.insert(fdir.to_path_buf(), (id, digests, text));
     }
 }
 
@@ -292,7 +300,7 @@ impl Repo {
             }
             return Ok(results);
         }
-        self.links.keep(fdir, &digests_path, digests);
+        self.links.keep(fdir, &digests_path, digests, text);
         Ok(results)
     }
 

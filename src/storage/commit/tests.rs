@@ -208,3 +208,32 @@ fn digests_lengths_are_projected_exactly() {
         len = real;
     }
 }
+
+#[test]
+fn a_kept_digests_map_is_used_only_while_the_file_still_says_the_same() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let fdir = dir.path();
+    let path = fdir.join(".digests");
+    let queue = LinkQueue::default();
+    let ours = Digests::new(serde_json::from_str(r#"{"a": "sha256:1"}"#).expect("json"));
+    let text = ours.text();
+    fs::write(&path, &text).expect("write");
+    queue.keep(fdir, &path, ours, text);
+    let kept = queue.load(fdir, &path).expect("load");
+    assert_eq!(kept.map()["a"], "sha256:1");
+    // Another process rewrote it with the same size, and its inode number and times came
+    // out the same (a freed inode reused within one timer tick): the identity matches,
+    // the content does not.
+    let theirs = r#"{"a": "sha256:2"}"#;
+    fs::write(&path, theirs).expect("write");
+    let stale = Digests::new(serde_json::from_str(r#"{"a": "sha256:1"}"#).expect("json"));
+    let stale_text = stale.text();
+    let id = file_id(&path).expect("id");
+    queue
+        .digests
+        .lock()
+        .expect("cache")
+        .insert(fdir.to_path_buf(), (id, stale, stale_text));
+    let read = queue.load(fdir, &path).expect("load");
+    assert_eq!(read.map()["a"], "sha256:2");
+}
