@@ -205,6 +205,11 @@ impl Repo {
             &stage.path.join(TARGET),
             rel.as_os_str().as_encoded_bytes(),
         )?;
+        // The caller's lock is the old tree's: once exchanged, the format's path names the
+        // new tree, which a commit would lock as another directory and stage into while
+        // this may still put the old one back. Holding the new tree's lock until the end
+        // makes such a commit wait, then see the format as it ends up.
+        let _new = DirLock::acquire(&self.locks_dir(), work)?;
         self.test_hooks.pause("post-process-staged");
         let exchanged = exchange(work, fdir)?;
         self.test_hooks.pause("post-process-swapped");
@@ -310,3 +315,7 @@ fn copy_tree(fdir: &Path, work: &Path) -> Result<Ctimes, StoreError> {
     }
     Ok(ctimes)
 }
+
+#[cfg(test)]
+#[path = "hooks_tests.rs"]
+mod tests;
