@@ -217,6 +217,9 @@ fn the_example_nginx_site_fronts_arbor() {
     );
     let (head, _) = head_and_body(&out.stdout);
     assert!(head.contains(" 201"), "{head}");
+    // The arbor client sends large files while hashing them to a server that says it is
+    // arbor: the site passes the name through.
+    assert_eq!(header(&head, "server"), Some("arbor"), "{head}");
     assert_eq!(
         std::fs::read(arbor.path("branches/b/t/j/f/big.bin")).expect("stored"),
         data
