@@ -7,6 +7,8 @@
 //! lifetime setting, however short, lets the collector take a file from under a request.
 
 use super::StoreError;
+pub(crate) use super::locks::DirLock;
+pub(crate) use super::stale::retry_stale;
 use crate::pyjson;
 use serde_json::{Map, Value};
 use std::fs::{self, File, OpenOptions};
@@ -101,26 +103,6 @@ pub(crate) fn read_json_map_to_update(path: &Path) -> Result<Map<String, Value>,
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     })
-}
-
-/// How many times an operation that failed with `ESTALE` is tried again.
-const STALE_RETRIES: u32 = 5;
-
-/// Runs `op`, and again after a short pause (1, 2, 4, 8, 16 ms) while it fails with `ESTALE`.
-/// On a network filesystem, a path looked up on one host while another renames over it can
-/// name the replaced file for an instant (GlusterFS: about one open in 2,000 under such a
-/// race); looking it up again finds the new one. Anything else fails at once.
-pub(crate) fn retry_stale<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    let mut attempt = 0;
-    loop {
-        match op() {
-            Err(e) if e.raw_os_error() == Some(nix::libc::ESTALE) && attempt < STALE_RETRIES => {
-                std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
 }
 
 /// Replaces `path` atomically: the new content is written and fsynced under `.uploads/`
@@ -393,68 +375,6 @@ impl Drop for TempFile {
     }
 }
 
-/// A `flock` standing for a directory, released on drop. It serialises read-modify-write
-/// cycles on dot-files (e.g. `.digests`) between tasks, between processes, and between
-/// hosts sharing the root over a network filesystem.
-///
-/// The lock is not taken on the directory itself but on a regular file named after the
-/// directory's inode number, in `locks` (the root's `.locks/`): FUSE filesystems such as
-/// GlusterFS keep a directory's `flock` on the host that took it, while they share a
-/// regular file's with every mount. The inode number (not the device, which differs
-/// between two mounts of one volume) names the same directory on every host of one root,
-/// and the directory is held open while its lock is taken, so its number cannot go to
-/// another directory meanwhile. Lock files are never removed: removing one while another
-/// process waits on it would let a third take a second lock on a new file of that name.
-pub(crate) struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
-
-impl DirLock {
-    pub fn acquire(locks: &Path, dir: &Path) -> Result<DirLock, StoreError> {
-        DirLock::take(locks, dir, nix::fcntl::FlockArg::LockExclusive)
-    }
-
-    /// A shared lock: many holders at once, none while an exclusive lock is held.
-    pub fn shared(locks: &Path, dir: &Path) -> Result<DirLock, StoreError> {
-        DirLock::take(locks, dir, nix::fcntl::FlockArg::LockShared)
-    }
-
-    fn take(locks: &Path, dir: &Path, how: nix::fcntl::FlockArg) -> Result<DirLock, StoreError> {
-        loop {
-            let held = retry_stale(|| File::open(dir)).map_err(super::not_found_if_missing)?;
-            let before = held.metadata().at("stat", dir)?;
-            let file = lock_file(locks, before.ino())?;
-            let lock = nix::fcntl::Flock::lock(file, how)
-                .map_err(|(_, e)| StoreError::at("lock", dir, e.into()))?;
-            // While this waited, the directory may have been swapped for its post-processed
-            // self, or moved away to be deleted: lock what the path names now, or nothing.
-            let now = retry_stale(|| fs::metadata(dir)).map_err(super::not_found_if_missing)?;
-            if same_inode(&now, &before) {
-                return Ok(DirLock(lock));
-            }
-        }
-    }
-}
-
-/// Opens (making it when missing) the lock file of the directory with inode number `ino`.
-fn lock_file(locks: &Path, ino: u64) -> Result<File, StoreError> {
-    let path = locks.join(format!("{ino:016x}"));
-    let open = || {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&path)
-    };
-    match open() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(locks).at("create", locks)?;
-            open().at("open", &path)
-        }
-        other => other.at("open", &path),
-    }
-}
-
 /// Makes `src`, a private file whose content hashes to the blob's digest, the blob at
 /// `blob`, unless that content is stored already: then the stored blob is kept (and
 /// touched, so the collector sees it in use). A blob is never replaced, so every link to
@@ -576,31 +496,6 @@ mod tests {
         fs::create_dir(&unreadable).unwrap();
         assert!(read_json_map_to_update(&unreadable).is_err());
         assert!(read_json_map(&unreadable).is_empty());
-    }
-
-    #[test]
-    fn stale_handles_are_looked_up_again_a_few_times_only() {
-        let stale = || io::Error::from_raw_os_error(nix::libc::ESTALE);
-        let mut calls = 0;
-        let r = retry_stale(|| {
-            calls += 1;
-            if calls < 3 { Err(stale()) } else { Ok(calls) }
-        });
-        assert_eq!(r.ok(), Some(3));
-        calls = 0;
-        let r: io::Result<()> = retry_stale(|| {
-            calls += 1;
-            Err(stale())
-        });
-        assert!(r.is_err());
-        assert_eq!(calls, STALE_RETRIES + 1);
-        calls = 0;
-        let r: io::Result<()> = retry_stale(|| {
-            calls += 1;
-            Err(io::Error::from_raw_os_error(nix::libc::EIO))
-        });
-        assert!(r.is_err());
-        assert_eq!(calls, 1, "other errors are not retried");
     }
 
     #[test]
