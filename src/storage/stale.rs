@@ -12,7 +12,15 @@ const STALE_RETRIES: u32 = 5;
 /// race); looking it up again finds the new one. Anything else fails at once.
 pub(crate) fn retry_stale<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     let mut attempt = 0;
+    #[cfg(test)]
+    let mut fake = fake::stale_first();
     loop {
+        #[cfg(test)]
+        if std::mem::take(&mut fake) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            attempt += 1;
+            continue;
+        }
         match op() {
             Err(e) if e.raw_os_error() == Some(nix::libc::ESTALE) && attempt < STALE_RETRIES => {
                 std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
@@ -20,6 +28,37 @@ pub(crate) fn retry_stale<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Resul
             }
             other => return other,
         }
+    }
+}
+
+/// Tests of the paths that retry: [`fake::stale_once_each`] makes every operation run
+/// through [`retry_stale`] on this thread fail with `ESTALE` once before it is tried for real.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::cell::Cell;
+
+    thread_local! {
+        static COUNT: Cell<Option<u32>> = const { Cell::new(None) };
+    }
+
+    /// Whether this operation is to fail once first (and counts it).
+    pub(super) fn stale_first() -> bool {
+        COUNT.with(|c| match c.get() {
+            Some(n) => {
+                c.set(Some(n + 1));
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Runs `f` with every retried operation failing once first; returns its result and how
+    /// many operations were retried.
+    pub(crate) fn stale_once_each<T>(f: impl FnOnce() -> T) -> (T, u32) {
+        COUNT.with(|c| c.set(Some(0)));
+        let out = f();
+        let n = COUNT.with(|c| c.take()).unwrap_or(0);
+        (out, n)
     }
 }
 
