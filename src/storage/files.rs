@@ -189,10 +189,17 @@ fn lease(file: &File) -> io::Result<bool> {
 
 /// A private directory under `.uploads/`, named `{32 hex}.{kind}`, leased like a
 /// [`TempFile`] and removed with everything in it when dropped. Multi-step work (staged
-/// links, a format being post-processed, a tree being deleted) happens in one.
+/// links, a format being post-processed, a tree being deleted) happens in one. Its lease is
+/// a lock file in `.locks/` (see `DirLock::lease`), not a `flock` on the directory, which
+/// network filesystems such as GlusterFS keep from the other hosts' collectors.
 pub(crate) struct TempDir {
     pub path: PathBuf,
-    _lease: File,
+    lease: Option<DirLock>,
+}
+
+/// The root's `.locks/`, beside its `.uploads/`.
+fn locks_beside(uploads: &Path) -> PathBuf {
+    uploads.parent().unwrap_or(Path::new("/")).join(".locks")
 }
 
 impl TempDir {
@@ -208,14 +215,19 @@ impl TempDir {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(StoreError::at("create", &path, e)),
             }
-            let dir = match File::open(&path) {
-                Ok(dir) => dir,
-                // Already collected: see `lease`.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StoreError::at("open", &path, e)),
-            };
-            if lease(&dir).at("lock", &path)? {
-                return Ok(TempDir { path, _lease: dir });
+            match DirLock::lease(&locks_beside(uploads), &path) {
+                Ok(lease) => {
+                    return Ok(TempDir {
+                        path,
+                        lease: Some(lease),
+                    });
+                }
+                // Collected between its creation and the lease (see `lease`).
+                Err(StoreError::NotFound) => continue,
+                Err(e) => {
+                    let _ = fs::remove_dir(&path);
+                    return Err(e);
+                }
             }
         }
     }
@@ -224,12 +236,18 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
+        if let Some(lease) = self.lease.take() {
+            lease.remove();
+        }
     }
 }
 
 /// The lease of an entry of `.uploads/`, taken by the collector (or fsck) to remove it:
 /// no request is using the entry while this is held.
-pub(crate) struct Claim(#[allow(dead_code)] Option<File>);
+pub(crate) struct Claim(
+    #[allow(dead_code)] Option<File>,
+    #[allow(dead_code)] Option<nix::fcntl::Flock<File>>,
+);
 
 impl Claim {
     /// `None` while a request holds the entry. An entry that cannot be opened (a symlink,
@@ -241,10 +259,16 @@ impl Claim {
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
             .open(path);
         let Ok(file) = opened else {
-            return Some(Claim(None));
+            return Some(Claim(None, None));
         };
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            // A `TempDir`: its lease is a lock file (`entry` is in `.uploads/`).
+            let uploads = path.parent().unwrap_or(Path::new("/"));
+            let lease = super::locks::try_lease(&locks_beside(uploads), &file)?;
+            return Some(Claim(Some(file), lease));
+        }
         match file.try_lock() {
-            Ok(()) => Some(Claim(Some(file))),
+            Ok(()) => Some(Claim(Some(file), None)),
             Err(_) => None,
         }
     }
@@ -496,6 +520,32 @@ mod tests {
         fs::create_dir(&unreadable).unwrap();
         assert!(read_json_map_to_update(&unreadable).is_err());
         assert!(read_json_map(&unreadable).is_empty());
+    }
+
+    #[test]
+    fn a_scratch_directory_is_leased_through_a_lock_file() {
+        let tmp = tempfile::tempdir().expect("a temp dir");
+        let uploads = tmp.path().join(".uploads");
+        let leases = || {
+            fs::read_dir(tmp.path().join(".locks"))
+                .map(|d| d.flatten().count())
+                .unwrap_or(0)
+        };
+        let dir = TempDir::create(&uploads, "x").expect("a scratch dir");
+        // Not the directory's own flock, which GlusterFS keeps from the other hosts...
+        let own = File::open(&dir.path).expect("open");
+        assert!(own.try_lock().is_ok());
+        drop(own);
+        // ...but a lock file, which every collector sees.
+        assert!(Claim::take(&dir.path).is_none());
+        assert_eq!(leases(), 1);
+        let path = dir.path.clone();
+        drop(dir);
+        assert!(!path.exists());
+        assert_eq!(leases(), 0, "the lease file goes with the directory");
+        // One with no lease (its creator crashed before it) is claimed.
+        fs::create_dir(&path).expect("a leftover");
+        assert!(Claim::take(&path).is_some());
     }
 
     #[test]

@@ -37,13 +37,18 @@ const SPARES: usize = 8;
 /// A `flock` standing for a directory, released on drop. It serialises read-modify-write
 /// cycles on dot-files (e.g. `.digests`) between tasks, between processes, and between
 /// hosts sharing the root (see the module doc).
-pub(crate) struct DirLock(#[allow(dead_code)] Flock<File>);
+pub(crate) struct DirLock {
+    _lock: Flock<File>,
+    path: PathBuf,
+}
 
-/// What a lock file stands for: the directory's dot-file writes, or a tag's publishing.
-#[derive(Clone, Copy)]
+/// What a lock file stands for: the directory's dot-file writes, a tag's publishing, or
+/// the lease of a private directory of `.uploads/`.
+#[derive(Clone, Copy, PartialEq)]
 enum Purpose {
     Writes,
     Publishing,
+    Lease,
 }
 
 impl DirLock {
@@ -56,6 +61,19 @@ impl DirLock {
         DirLock::take(locks, dir, FlockArg::LockShared, Purpose::Writes)
     }
 
+    /// The lease of a new private directory of `.uploads/` (`files::TempDir`), held by its
+    /// creator: a lock file, not the directory's own `flock`, so that the collector of
+    /// another host sees it too ([`try_lease`]).
+    pub fn lease(locks: &Path, dir: &Path) -> Result<DirLock, StoreError> {
+        DirLock::take(locks, dir, FlockArg::LockExclusive, Purpose::Lease)
+    }
+
+    /// Unlinks the lock file, then lets go (a lease whose directory is gone). Safe while
+    /// others wait on it: each finds the file it gets unlinked and starts again.
+    pub fn remove(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+
     fn take(
         locks: &Path,
         dir: &Path,
@@ -66,7 +84,7 @@ impl DirLock {
             let held = retry_stale(|| File::open(dir)).map_err(super::not_found_if_missing)?;
             let before = held.metadata().map_err(at("stat", dir))?;
             let path = lock_path(locks, before.ino(), purpose);
-            let file = lock_file(locks, &path)?;
+            let file = lock_file(locks, &path, purpose != Purpose::Lease)?;
             let lock =
                 Flock::lock(file, how).map_err(|(_, e)| StoreError::at("lock", dir, e.into()))?;
             // Pruned while this waited: the file locked is no longer the one of that name.
@@ -77,7 +95,7 @@ impl DirLock {
             // self, or moved away to be deleted: lock what the path names now, or nothing.
             let now = retry_stale(|| fs::metadata(dir)).map_err(super::not_found_if_missing)?;
             if same_inode(&now, &before) {
-                return Ok(DirLock(lock));
+                return Ok(DirLock { _lock: lock, path });
             }
         }
     }
@@ -112,12 +130,32 @@ fn lock_path(locks: &Path, ino: u64, purpose: Purpose) -> PathBuf {
     match purpose {
         Purpose::Writes => locks.join(format!("{ino:016x}")),
         Purpose::Publishing => locks.join(format!("{ino:016x}.publish")),
+        Purpose::Lease => locks.join(format!("{ino:016x}.lease")),
+    }
+}
+
+/// Takes, without waiting, the lease of `dir`, an open directory of `.uploads/`: `None`
+/// while its creator holds it; `Some(None)` when it has none (made by a process that
+/// crashed before its lease, or that was removed already).
+pub(crate) fn try_lease(locks: &Path, dir: &File) -> Option<Option<Flock<File>>> {
+    let Ok(meta) = dir.metadata() else {
+        return Some(None);
+    };
+    let Ok(file) = File::open(lock_path(locks, meta.ino(), Purpose::Lease)) else {
+        return Some(None);
+    };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Some(Some(lock)),
+        Err(_) => None,
     }
 }
 
 /// The inode number a lock file stands for; `None` for anything else in `.locks/` (spares).
 fn lock_file_ino(name: &str) -> Option<u64> {
-    let hex = name.strip_suffix(".publish").unwrap_or(name);
+    let hex = [".publish", ".lease"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
     if hex.len() != 16 {
         return None;
     }
@@ -138,8 +176,9 @@ fn still_linked(lock: &Flock<File>, path: &Path) -> Result<bool, StoreError> {
     }
 }
 
-/// Opens the lock file at `path`, making it when missing (from a spare on a full disk).
-fn lock_file(locks: &Path, path: &Path) -> Result<File, StoreError> {
+/// Opens the lock file at `path`, making it when missing (with `spare`, from a spare on a
+/// full disk: leases never take one, as what they lease took space already).
+fn lock_file(locks: &Path, path: &Path, spare: bool) -> Result<File, StoreError> {
     let open = |create: bool| {
         retry_stale(|| {
             OpenOptions::new()
@@ -157,7 +196,7 @@ fn lock_file(locks: &Path, path: &Path) -> Result<File, StoreError> {
             fs::create_dir_all(locks).map_err(at("create", locks))?;
             open(true).map_err(at("open", path))
         }
-        Err(e) if is_full(&e) => {
+        Err(e) if spare && is_full(&e) => {
             if !use_spare(locks, path) {
                 return Err(StoreError::at("create", path, e));
             }
