@@ -2,9 +2,10 @@
 //! JSON dot-files and advisory locks that also hold between processes sharing one root.
 //!
 //! Everything a request keeps in `.uploads/` while it works (temp files, scratch
-//! directories) is *leased*: its creator holds a `flock` on it until it is done, and the
-//! orphan collector removes only entries whose lease it can take (see [`Claim`]). So no
-//! lifetime setting, however short, lets the collector take a file from under a request.
+//! directories) is *leased*: its creator holds a `flock` on it (a directory: on its lock
+//! file in `.locks/`, which every host sees) until it is done, and the orphan collector
+//! removes only entries whose lease it can take (see [`Claim`]). So no lifetime setting,
+//! however short, lets the collector take a file from under a request.
 
 use super::StoreError;
 pub(crate) use super::locks::DirLock;
