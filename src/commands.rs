@@ -126,6 +126,12 @@ pub fn gc(config: &Config, dry_run: bool) -> Result<(), Error> {
     for (tag, why) in &report.kept {
         println!("kept released tag {tag}: unpublish failed: {why}");
     }
+    if report.locks > 0 {
+        println!(
+            "{verb} {} lock files of directories that are gone",
+            report.locks
+        );
+    }
     println!(
         "{verb} {} orphan blobs and {} stale uploads, {} bytes{}",
         report.blobs,

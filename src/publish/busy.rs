@@ -1,6 +1,9 @@
-//! Which tags are being published or un-published right now. Two runs for one tag would
-//! interleave their status lines and flags, so the second one waits for the first, then
-//! runs in full: it re-reads the tag, and what the targets already hold is not sent again.
+//! Which tags this process is publishing or un-publishing right now. Two runs for one tag
+//! would interleave their status lines and flags, so the second one waits for the first,
+//! then runs in full: it re-reads the tag, and what the targets already hold is not sent
+//! again. Between processes and hosts sharing the root the wait is a `flock`
+//! (`Repo::claim_publishing`), taken before this claim; this set is what a stop marks as
+//! interrupted, so it holds only the tags whose run has started here.
 
 use crate::model::TagRef;
 use std::collections::HashSet;

@@ -109,8 +109,9 @@ impl Publisher {
     }
 
     /// Publishes (`released`) or un-publishes the tag now, on the calling (blocking) thread;
-    /// the status file says how it went and so does the result. Runs for one tag at a time:
-    /// a second call for the same tag waits for the first. Tag cleanup calls this with
+    /// the status file says how it went and so does the result. Runs for one tag at a time,
+    /// in this process and every other one sharing the root: a second call for the same tag
+    /// waits for the first (`Repo::claim_publishing`). Tag cleanup calls this with
     /// `released = false` before deleting a released tag (spec/LAYOUT.md §6.2).
     pub fn release_now(
         &self,
@@ -119,6 +120,15 @@ impl Publisher {
         released: bool,
     ) -> Result<(), String> {
         let repo = &*self.repo;
+        // Held across processes and hosts sharing the root: a release of the same tag
+        // elsewhere waits here as one in this process does.
+        let _shared = match repo.claim_publishing(tag) {
+            Ok(claim) => claim,
+            Err(e) => {
+                tracing::error!(tag = %tag.url(), error = %e, "cannot claim the tag for publishing");
+                return Err(e.to_string());
+            }
+        };
         let _claim = self.busy.claim(tag);
         let verb = if released { "publish" } else { "unpublish" };
         let result = release::do_release(repo, settings, &self.http, tag, released);
@@ -235,9 +245,9 @@ mod tests {
         drop(claim);
     }
 
-    #[test]
-    fn a_second_release_of_a_tag_waits_for_the_first_then_runs_in_full() {
-        let (dir, publisher) = publisher();
+    /// Releases `b/t` while `first` holds it: the run waits until `first` is dropped, then
+    /// runs in full.
+    fn second_release_waits<T>(dir: &tempfile::TempDir, publisher: &Arc<Publisher>, first: T) {
         // The filter skips the only target: the run makes no request, then finds nothing
         // published and clears the release.
         let settings = Settings {
@@ -247,7 +257,6 @@ mod tests {
             timeout: Duration::from_secs(1),
             max_requests: 1,
         };
-        let first = publisher.busy.claim(&tag("t"));
         let (done, second_done) = mpsc::channel();
         std::thread::scope(|s| {
             let (publisher, settings) = (&publisher, &settings);
@@ -260,14 +269,35 @@ mod tests {
                 waited.is_err(),
                 "the second run started while the first held the tag"
             );
-            assert_eq!(status(&dir, "t"), None, "the waiting run wrote its status");
+            assert_eq!(status(dir, "t"), None, "the waiting run wrote its status");
+            assert!(
+                publisher.busy.current().len() <= 1,
+                "a waiting run is not marked as running"
+            );
             drop(first);
             let result = second_done
                 .recv_timeout(Duration::from_secs(10))
                 .expect("the second run starts once the first is done");
             assert_eq!(result, Ok(()));
         });
-        assert_eq!(status(&dir, "t"), None, "an empty release leaves no status");
+        assert_eq!(status(dir, "t"), None, "an empty release leaves no status");
         assert!(publisher.busy.current().is_empty());
+    }
+
+    #[test]
+    fn a_second_release_of_a_tag_waits_for_the_first_then_runs_in_full() {
+        let (dir, publisher) = publisher();
+        let first = publisher.busy.claim(&tag("t"));
+        second_release_waits(&dir, &publisher, first);
+    }
+
+    /// Another arbor process or host sharing the root holds the tag: its claim is a `flock`
+    /// of its own open file, as this one is.
+    #[test]
+    fn a_release_waits_for_a_run_of_another_process_on_the_root() {
+        let (dir, publisher) = publisher();
+        let elsewhere = publisher.repo.claim_publishing(&tag("t")).expect("claim");
+        assert!(publisher.busy.current().is_empty());
+        second_release_waits(&dir, &publisher, elsewhere);
     }
 }

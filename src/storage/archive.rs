@@ -43,7 +43,8 @@ pub struct Member {
 impl Member {
     /// Stats `path` now: its size, mode and identity go into the archive's layout.
     pub fn stat(name: String, path: PathBuf, digest: String) -> io::Result<Member> {
-        let meta = std::fs::metadata(&path).map_err(|e| with_path(&path, e))?;
+        let meta = super::stale::retry_stale(|| std::fs::metadata(&path))
+            .map_err(|e| with_path(&path, e))?;
         if !meta.is_file() {
             let e = io::Error::new(ErrorKind::InvalidInput, "not a regular file");
             return Err(with_path(&path, e));
@@ -336,7 +337,7 @@ impl Cursor {
 /// Opens a member and checks that it is still the file that was planned.
 fn open_member(m: &Member) -> io::Result<File> {
     let fail = |e: io::Error| with_path(&m.path, e);
-    let file = File::open(&m.path).map_err(fail)?;
+    let file = super::stale::retry_stale(|| File::open(&m.path)).map_err(fail)?;
     // fstat on the open file: the data must be that of the file the headers describe.
     let meta = file.metadata().map_err(fail)?;
     if !meta.is_file() {

@@ -401,10 +401,11 @@ impl BlobReader {
         path: &Path,
         digest: Option<String>,
     ) -> Result<BlobReader, StoreError> {
-        let file = File::open(path).map_err(super::not_found_if_missing)?;
-        let meta = file.metadata()?;
+        // A download racing a rename on another host may look up a stale handle: again.
+        let file = files::retry_stale(|| File::open(path)).map_err(super::not_found_if_missing)?;
+        let meta = files::retry_stale(|| file.metadata())?;
         let resolved = if repo.x_sendfile {
-            fs::canonicalize(path)?
+            files::retry_stale(|| fs::canonicalize(path))?
         } else {
             PathBuf::new()
         };
@@ -529,5 +530,31 @@ impl BlobReader {
             let n = buf.len() as u64;
             Ok(Some((Bytes::from(buf), (file, at + n, left - n))))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{RelPath, Scope};
+    use crate::storage::fixture::{self, TestRepo};
+    use crate::storage::{Artifact, stale::fake};
+
+    /// On a network filesystem, a download racing a rename on another host may meet
+    /// `ESTALE` at any lookup of the file: each is tried again.
+    #[test]
+    fn a_download_looks_up_a_stale_handle_again() {
+        let repo = TestRepo::new();
+        let f = fixture::format(&fixture::job(Scope::Root, "b", "t", "j"), "f");
+        let rel = RelPath::parse("x").expect("path");
+        let (_, digest) = repo.blob(b"data");
+        repo.link_artifact(&f, &rel, &digest).expect("link");
+        let (artifact, retried) = fake::stale_once_each(|| repo.open_artifact(&f, &rel));
+        let Ok(Artifact::File(file)) = artifact else {
+            panic!("not opened: {:?}", artifact.err());
+        };
+        assert_eq!(file.len(), 4);
+        assert_eq!(file.digest(), Some(digest.to_string().as_str()));
+        // The file's stat, `.digests`, the open, its fstat, the format's time.
+        assert_eq!(retried, 5);
     }
 }

@@ -124,7 +124,8 @@ impl Repo {
 /// of its files use it, never a file's mtime, which is its blob's and moves whenever the
 /// same content is uploaded or asked for by digest anywhere.
 pub(crate) fn format_time(fdir: &Path) -> Result<f64, StoreError> {
-    Ok(fs::metadata(fdir.join(".digests"))
-        .or_else(|_| fs::metadata(fdir))
+    let stat = |p: &Path| files::retry_stale(|| fs::metadata(p));
+    Ok(stat(&fdir.join(".digests"))
+        .or_else(|_| stat(fdir))
         .map(|m| files::mtime_of(&m))?)
 }

@@ -2,11 +2,14 @@
 //! JSON dot-files and advisory locks that also hold between processes sharing one root.
 //!
 //! Everything a request keeps in `.uploads/` while it works (temp files, scratch
-//! directories) is *leased*: its creator holds a `flock` on it until it is done, and the
-//! orphan collector removes only entries whose lease it can take (see [`Claim`]). So no
-//! lifetime setting, however short, lets the collector take a file from under a request.
+//! directories) is *leased*: its creator holds a `flock` on it (a directory: on its lock
+//! file in `.locks/`, which every host sees) until it is done, and the orphan collector
+//! removes only entries whose lease it can take (see [`Claim`]). So no lifetime setting,
+//! however short, lets the collector take a file from under a request.
 
 use super::StoreError;
+pub(crate) use super::locks::DirLock;
+pub(crate) use super::stale::retry_stale;
 use crate::pyjson;
 use serde_json::{Map, Value};
 use std::fs::{self, File, OpenOptions};
@@ -103,26 +106,6 @@ pub(crate) fn read_json_map_to_update(path: &Path) -> Result<Map<String, Value>,
     })
 }
 
-/// How many times an operation that failed with `ESTALE` is tried again.
-const STALE_RETRIES: u32 = 5;
-
-/// Runs `op`, and again after a short pause (1, 2, 4, 8, 16 ms) while it fails with `ESTALE`.
-/// On a network filesystem, a path looked up on one host while another renames over it can
-/// name the replaced file for an instant (GlusterFS: about one open in 2,000 under such a
-/// race); looking it up again finds the new one. Anything else fails at once.
-pub(crate) fn retry_stale<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    let mut attempt = 0;
-    loop {
-        match op() {
-            Err(e) if e.raw_os_error() == Some(nix::libc::ESTALE) && attempt < STALE_RETRIES => {
-                std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
 /// Replaces `path` atomically: the new content is written and fsynced under `.uploads/`
 /// (same filesystem) and renamed over the target, so readers and a crash see either the old
 /// or the new file, and a stray temp file is left where the orphan GC collects it.
@@ -207,10 +190,17 @@ fn lease(file: &File) -> io::Result<bool> {
 
 /// A private directory under `.uploads/`, named `{32 hex}.{kind}`, leased like a
 /// [`TempFile`] and removed with everything in it when dropped. Multi-step work (staged
-/// links, a format being post-processed, a tree being deleted) happens in one.
+/// links, a format being post-processed, a tree being deleted) happens in one. Its lease is
+/// a lock file in `.locks/` (see `DirLock::lease`), not a `flock` on the directory, which
+/// network filesystems such as GlusterFS keep from the other hosts' collectors.
 pub(crate) struct TempDir {
     pub path: PathBuf,
-    _lease: File,
+    lease: Option<DirLock>,
+}
+
+/// The root's `.locks/`, beside its `.uploads/`.
+fn locks_beside(uploads: &Path) -> PathBuf {
+    uploads.parent().unwrap_or(Path::new("/")).join(".locks")
 }
 
 impl TempDir {
@@ -226,14 +216,19 @@ impl TempDir {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(StoreError::at("create", &path, e)),
             }
-            let dir = match File::open(&path) {
-                Ok(dir) => dir,
-                // Already collected: see `lease`.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StoreError::at("open", &path, e)),
-            };
-            if lease(&dir).at("lock", &path)? {
-                return Ok(TempDir { path, _lease: dir });
+            match DirLock::lease(&locks_beside(uploads), &path) {
+                Ok(lease) => {
+                    return Ok(TempDir {
+                        path,
+                        lease: Some(lease),
+                    });
+                }
+                // Collected between its creation and the lease (see `lease`).
+                Err(StoreError::NotFound) => continue,
+                Err(e) => {
+                    let _ = fs::remove_dir(&path);
+                    return Err(e);
+                }
             }
         }
     }
@@ -242,12 +237,18 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
+        if let Some(lease) = self.lease.take() {
+            lease.remove();
+        }
     }
 }
 
 /// The lease of an entry of `.uploads/`, taken by the collector (or fsck) to remove it:
 /// no request is using the entry while this is held.
-pub(crate) struct Claim(#[allow(dead_code)] Option<File>);
+pub(crate) struct Claim(
+    #[allow(dead_code)] Option<File>,
+    #[allow(dead_code)] Option<nix::fcntl::Flock<File>>,
+);
 
 impl Claim {
     /// `None` while a request holds the entry. An entry that cannot be opened (a symlink,
@@ -259,10 +260,16 @@ impl Claim {
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
             .open(path);
         let Ok(file) = opened else {
-            return Some(Claim(None));
+            return Some(Claim(None, None));
         };
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            // A `TempDir`: its lease is a lock file (`entry` is in `.uploads/`).
+            let uploads = path.parent().unwrap_or(Path::new("/"));
+            let lease = super::locks::try_lease(&locks_beside(uploads), &file)?;
+            return Some(Claim(Some(file), lease));
+        }
         match file.try_lock() {
-            Ok(()) => Some(Claim(Some(file))),
+            Ok(()) => Some(Claim(Some(file), None)),
             Err(_) => None,
         }
     }
@@ -393,68 +400,6 @@ impl Drop for TempFile {
     }
 }
 
-/// A `flock` standing for a directory, released on drop. It serialises read-modify-write
-/// cycles on dot-files (e.g. `.digests`) between tasks, between processes, and between
-/// hosts sharing the root over a network filesystem.
-///
-/// The lock is not taken on the directory itself but on a regular file named after the
-/// directory's inode number, in `locks` (the root's `.locks/`): FUSE filesystems such as
-/// GlusterFS keep a directory's `flock` on the host that took it, while they share a
-/// regular file's with every mount. The inode number (not the device, which differs
-/// between two mounts of one volume) names the same directory on every host of one root,
-/// and the directory is held open while its lock is taken, so its number cannot go to
-/// another directory meanwhile. Lock files are never removed: removing one while another
-/// process waits on it would let a third take a second lock on a new file of that name.
-pub(crate) struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
-
-impl DirLock {
-    pub fn acquire(locks: &Path, dir: &Path) -> Result<DirLock, StoreError> {
-        DirLock::take(locks, dir, nix::fcntl::FlockArg::LockExclusive)
-    }
-
-    /// A shared lock: many holders at once, none while an exclusive lock is held.
-    pub fn shared(locks: &Path, dir: &Path) -> Result<DirLock, StoreError> {
-        DirLock::take(locks, dir, nix::fcntl::FlockArg::LockShared)
-    }
-
-    fn take(locks: &Path, dir: &Path, how: nix::fcntl::FlockArg) -> Result<DirLock, StoreError> {
-        loop {
-            let held = retry_stale(|| File::open(dir)).map_err(super::not_found_if_missing)?;
-            let before = held.metadata().at("stat", dir)?;
-            let file = lock_file(locks, before.ino())?;
-            let lock = nix::fcntl::Flock::lock(file, how)
-                .map_err(|(_, e)| StoreError::at("lock", dir, e.into()))?;
-            // While this waited, the directory may have been swapped for its post-processed
-            // self, or moved away to be deleted: lock what the path names now, or nothing.
-            let now = retry_stale(|| fs::metadata(dir)).map_err(super::not_found_if_missing)?;
-            if same_inode(&now, &before) {
-                return Ok(DirLock(lock));
-            }
-        }
-    }
-}
-
-/// Opens (making it when missing) the lock file of the directory with inode number `ino`.
-fn lock_file(locks: &Path, ino: u64) -> Result<File, StoreError> {
-    let path = locks.join(format!("{ino:016x}"));
-    let open = || {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&path)
-    };
-    match open() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(locks).at("create", locks)?;
-            open().at("open", &path)
-        }
-        other => other.at("open", &path),
-    }
-}
-
 /// Makes `src`, a private file whose content hashes to the blob's digest, the blob at
 /// `blob`, unless that content is stored already: then the stored blob is kept (and
 /// touched, so the collector sees it in use). A blob is never replaced, so every link to
@@ -579,28 +524,29 @@ mod tests {
     }
 
     #[test]
-    fn stale_handles_are_looked_up_again_a_few_times_only() {
-        let stale = || io::Error::from_raw_os_error(nix::libc::ESTALE);
-        let mut calls = 0;
-        let r = retry_stale(|| {
-            calls += 1;
-            if calls < 3 { Err(stale()) } else { Ok(calls) }
-        });
-        assert_eq!(r.ok(), Some(3));
-        calls = 0;
-        let r: io::Result<()> = retry_stale(|| {
-            calls += 1;
-            Err(stale())
-        });
-        assert!(r.is_err());
-        assert_eq!(calls, STALE_RETRIES + 1);
-        calls = 0;
-        let r: io::Result<()> = retry_stale(|| {
-            calls += 1;
-            Err(io::Error::from_raw_os_error(nix::libc::EIO))
-        });
-        assert!(r.is_err());
-        assert_eq!(calls, 1, "other errors are not retried");
+    fn a_scratch_directory_is_leased_through_a_lock_file() {
+        let tmp = tempfile::tempdir().expect("a temp dir");
+        let uploads = tmp.path().join(".uploads");
+        let leases = || {
+            fs::read_dir(tmp.path().join(".locks"))
+                .map(|d| d.flatten().count())
+                .unwrap_or(0)
+        };
+        let dir = TempDir::create(&uploads, "x").expect("a scratch dir");
+        // Not the directory's own flock, which GlusterFS keeps from the other hosts...
+        let own = File::open(&dir.path).expect("open");
+        assert!(own.try_lock().is_ok());
+        drop(own);
+        // ...but a lock file, which every collector sees.
+        assert!(Claim::take(&dir.path).is_none());
+        assert_eq!(leases(), 1);
+        let path = dir.path.clone();
+        drop(dir);
+        assert!(!path.exists());
+        assert_eq!(leases(), 0, "the lease file goes with the directory");
+        // One with no lease (its creator crashed before it) is claimed.
+        fs::create_dir(&path).expect("a leftover");
+        assert!(Claim::take(&path).is_some());
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl Repo {
             return Err(StoreError::NotFound);
         }
         let path = fdir.join(rel.as_str());
-        match fs::metadata(&path) {
+        match super::files::retry_stale(|| fs::metadata(&path)) {
             Ok(m) if m.is_dir() => Ok(Artifact::Dir),
             Ok(_) => {
                 let digests = format_digests(&fdir);

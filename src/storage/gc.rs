@@ -65,6 +65,8 @@ pub struct GcReport {
     /// (an upload may be about to link them), and their bytes. A later run takes them.
     pub young: u64,
     pub young_bytes: u64,
+    /// Lock files of directories that are gone (`.locks/`, see `locks::prune`).
+    pub locks: u64,
 }
 
 impl Repo {
@@ -112,12 +114,16 @@ impl Repo {
             }
         }
         self.collect_orphans(dry_run, &doomed, &mut report)?;
+        if kind == GcKind::Full {
+            report.locks = super::locks::prune(&self.root, &self.locks_dir(), dry_run)?;
+        }
         tracing::info!(
             tags = report.tags.len(),
             blobs = report.blobs,
             uploads = report.uploads,
             bytes = report.bytes,
             young = report.young,
+            locks = report.locks,
             dry_run,
             "cleanup done"
         );
@@ -532,6 +538,41 @@ mod tests {
         let mut asked = asked.into_inner().expect("log");
         asked.sort();
         assert_eq!(asked, ["r1", "r2"], "only the released tags over the limit");
+    }
+
+    #[test]
+    fn a_full_run_prunes_the_lock_files_of_directories_that_are_gone() {
+        let repo = TestRepo::new();
+        upload(&repo, "b", "t", b"x");
+        let gone = repo.root.join("branches/b/t/j/f");
+        let ino = fs::metadata(&gone).expect("format dir").ino();
+        fs::remove_dir_all(&gone).expect("rm");
+        let lock = repo.locks_dir().join(format!("{ino:016x}"));
+        assert!(lock.exists(), "the upload locked the format");
+        assert_eq!(
+            repo.run_gc(GcKind::Orphans, false, None)
+                .expect("run")
+                .locks,
+            0
+        );
+        assert_eq!(
+            repo.run_gc(GcKind::Full, true, None)
+                .expect("dry run")
+                .locks,
+            1
+        );
+        assert!(lock.exists());
+        assert_eq!(
+            repo.run_gc(GcKind::Full, false, None).expect("run").locks,
+            1
+        );
+        assert!(!lock.exists());
+        let job = fs::metadata(repo.root.join("branches/b/t/j")).expect("job dir");
+        assert!(
+            repo.locks_dir()
+                .join(format!("{:016x}", job.ino()))
+                .exists()
+        );
     }
 
     #[test]

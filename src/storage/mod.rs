@@ -24,6 +24,7 @@ mod hooks;
 mod jobs;
 mod layout;
 mod link_targets;
+mod locks;
 pub mod page_info;
 mod parallel;
 mod pool;
@@ -35,6 +36,7 @@ pub mod rpm;
 mod rpm_header;
 mod rpm_xml;
 pub mod search;
+mod stale;
 mod stamp_cache;
 mod tags;
 mod tokens;
@@ -246,6 +248,8 @@ impl Repo {
         };
         // Before anything is served: a crash may have left a swap half done.
         repo.recover_post_process();
+        // So that a directory's first lock still works once the disk is full.
+        locks::keep_spares(&repo.locks_dir());
         Ok(repo)
     }
 

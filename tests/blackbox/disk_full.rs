@@ -246,3 +246,51 @@ fn post_processing_on_a_full_disk_keeps_the_format_as_it_was() {
     assert_eq!(r.body, [OLD, b"processed\n"].concat());
     digests_hold(srv.root.path());
 }
+
+/// Deletes work on a full disk, even of a job no write ever locked (a tree taken over from
+/// dlrepo, say): its lock file, made at its first lock, comes from the spares `.locks/`
+/// keeps. Here the filesystem has no inode left.
+#[test]
+fn a_job_never_locked_before_is_deleted_when_no_inode_is_left() {
+    let Some(fs) = Tmpfs::mount("8m,nr_inodes=200") else {
+        return;
+    };
+    let root = tempfile::tempdir_in(fs.path()).unwrap();
+    // As dlrepo left it: a job with a format and a file, which arbor never locked.
+    let old = root.path().join("branches/b/t/old/f");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("x"), OLD).unwrap();
+    let srv = TestServer::start_in(root, &[]);
+    assert_eq!(srv.put_file("/branches/b/t/j/f/a.txt", OLD).status, 201);
+    // Every inode taken.
+    let filler = fs.path().join("inodes");
+    std::fs::create_dir(&filler).unwrap();
+    let mut n = 0;
+    while std::fs::write(filler.join(n.to_string()), b"").is_ok() {
+        n += 1;
+    }
+    assert_eq!(srv.put_file("/branches/b/t/j/f/new.txt", NEW).status, 507);
+    assert_eq!(spares(&srv), 8);
+    let r = srv.delete("/branches/b/t/old/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!root_has(&srv, "branches/b/t/old"));
+    assert_eq!(spares(&srv), 7, "the job's lock file was a spare");
+    assert_eq!(srv.get("/branches/b/t/j/f/a.txt").body, OLD);
+}
+
+fn spares(srv: &TestServer) -> usize {
+    let locks = std::fs::read_dir(srv.root.path().join(".locks")).unwrap();
+    locks
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("spare.")
+        })
+        .count()
+}
+
+fn root_has(srv: &TestServer, rel: &str) -> bool {
+    srv.root.path().join(rel).exists()
+}

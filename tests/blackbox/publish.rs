@@ -1088,3 +1088,43 @@ fn a_target_that_never_answers_times_out() {
     assert_eq!(held.lock().expect("held").len(), 3);
     assert!(!src.path("branches/rel/v1.0/.released").exists());
 }
+
+/// Two server processes on one root (as two hosts on a shared volume) asked to release one
+/// tag at once: the runs take turns, as two runs in one process do (issue 19).
+#[test]
+fn two_processes_on_one_root_publish_a_tag_one_run_after_the_other() {
+    let target = TestServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runs = dir.path().join("runs");
+    let script = dir.path().join("filter");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho start >> {0}\nsleep 1\necho end >> {0}\n",
+            runs.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let src = arbor_source(
+        &target.base,
+        dir.path(),
+        &[("DLREPO_PUBLISH_FILTER_CMD", script.to_str().expect("utf-8"))],
+    );
+    let (mut second, second_addr) = src.second_process();
+    let second_base = format!("http://{second_addr}");
+    make_tag(&Http::new(&src.base));
+    std::thread::scope(|s| {
+        for base in [&src.base, &second_base] {
+            s.spawn(move || release(&Http::new(base), true));
+        }
+    });
+    let read = || std::fs::read_to_string(&runs).unwrap_or_default();
+    wait_for("both runs", || read().lines().count() == 4);
+    assert_eq!(read(), "start\nend\nstart\nend\n", "the runs overlapped");
+    let want = format!("published to {}", target.base);
+    wait_status(&Http::new(&src.base), TAG, |s| s.as_str() == Some(&want));
+    let _ = second.kill();
+    let _ = second.wait();
+}

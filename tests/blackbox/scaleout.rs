@@ -8,7 +8,7 @@ use std::process::Command;
 fn two_hosts_on_one_gluster_volume_lose_nothing() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scaleout/run");
     let out = Command::new("timeout")
-        .args(["600", script, "--arbor-bin", env!("CARGO_BIN_EXE_arbor")])
+        .args(["900", script, "--arbor-bin", env!("CARGO_BIN_EXE_arbor")])
         .output()
         .expect("tests/scaleout/run starts");
     let log = String::from_utf8_lossy(&out.stderr);

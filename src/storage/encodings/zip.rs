@@ -192,7 +192,7 @@ impl Cursor {
     /// Opens a member with its planned size and mode: the data must be that many bytes.
     fn open_file(&mut self, path: PathBuf, name: String, size: u64, mode: u32) -> io::Result<()> {
         let fail = |e: io::Error| with_path(&path, e);
-        let file = File::open(&path).map_err(fail)?;
+        let file = crate::storage::stale::retry_stale(|| File::open(&path)).map_err(fail)?;
         // fstat on the open file: the entry must describe the very file we stream.
         let meta = file.metadata().map_err(fail)?;
         if !meta.is_file() {
