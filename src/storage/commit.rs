@@ -6,6 +6,7 @@
 //! the file on disk and its `.digests` entry always agree.
 
 use super::digests::Digests;
+use super::durable::DirSyncs;
 use super::files::{self, At, DirLock, Replace, create_flag, exists, remove_dirs, remove_flag};
 use super::quota::{Usage, file_len};
 use super::{Repo, StoreError};
@@ -293,7 +294,52 @@ impl Repo {
             return Ok(results);
         }
         self.links.keep(fdir, &digests_path, digests);
+        // The batch's names on disk before any of its uploads is acknowledged.
+        let landed = requests.iter().zip(&results).filter(|(_, r)| r.is_ok());
+        let dirs = self.changed_dirs(f, fdir, landed.map(|(req, _)| *req), &made, &new_format);
+        if let Err(e) = dirs.sync() {
+            let e = StoreError::at("sync", fdir, e);
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(replicate(&e));
+            }
+        }
         Ok(results)
+    }
+
+    /// The directories whose entries a landed batch changed: each link's own directory and
+    /// its blob's, `fdir` (`.digests`, `.dirty`), the parent of every directory made, and the
+    /// user's (`.disk_usage`). A batch that made the format also flushes every directory up
+    /// to the root, for the branch, tag and job directories [`Repo::ensure_job`] may have
+    /// just made.
+    fn changed_dirs<'a>(
+        &self,
+        f: &FormatRef,
+        fdir: &Path,
+        landed: impl Iterator<Item = &'a LinkRequest>,
+        made: &[PathBuf],
+        new_format: &[PathBuf],
+    ) -> DirSyncs {
+        let mut dirs = DirSyncs::default();
+        dirs.dir(fdir);
+        for req in landed {
+            dirs.entry(&fdir.join(req.rel.as_str()));
+            dirs.entry(&req.blob);
+        }
+        for d in made {
+            dirs.entry(d);
+        }
+        if !new_format.is_empty() {
+            let made = fdir.ancestors();
+            for d in made.take_while(|d| d.starts_with(&self.root) && *d != self.root) {
+                dirs.entry(d);
+            }
+        }
+        if let FormatRef::Job { job, .. } = f
+            && let scope @ Scope::User(_) = &job.tag.branch.scope
+        {
+            dirs.dir(&self.scope_dir(scope));
+        }
+        dirs
     }
 
     /// Flags the format dirty and opens what its links are staged in.
