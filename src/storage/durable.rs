@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Directories to flush, each once.
 #[derive(Default)]
@@ -28,9 +29,11 @@ impl DirSyncs {
         }
     }
 
-    /// Flushes every directory, all at once: the filesystem then commits them together
-    /// (one journal commit, and the device's cache flushes merged) rather than one after
-    /// the other. The first failure is returned after the rest were tried.
+    /// Flushes every directory. When the first flush had to wait for the disk, the others
+    /// run all at once, so that the filesystem commits them together (one journal commit,
+    /// the device's cache flushes merged) rather than one after the other; when it did not
+    /// (tmpfs, or nothing left to write), the others follow on this thread, since a
+    /// thread costs more than such a flush. The first failure is returned.
     pub(crate) fn sync(self) -> io::Result<()> {
         #[cfg(test)]
         tests::SYNCED.with(|s| s.borrow_mut().extend(self.0.iter().cloned()));
@@ -39,22 +42,29 @@ impl DirSyncs {
             return Ok(());
         };
         let rest: Vec<PathBuf> = dirs.collect();
+        let began = Instant::now();
+        let result = sync_dir(&first);
+        if began.elapsed() < WAITED || rest.len() < 2 {
+            return rest.iter().fold(result, |r, dir| r.and(sync_dir(dir)));
+        }
         std::thread::scope(|scope| {
             let others: Vec<_> = rest
                 .iter()
                 .map(|dir| scope.spawn(move || sync_dir(dir)))
                 .collect();
-            let mut result = sync_dir(&first);
-            for other in others {
-                let r = other
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("sync panicked")));
-                result = result.and(r);
-            }
-            result
+            others.into_iter().fold(result, |r, other| {
+                r.and(
+                    other
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("sync panicked"))),
+                )
+            })
         })
     }
 }
+
+/// A flush that took this long waited for the disk.
+const WAITED: Duration = Duration::from_micros(200);
 
 /// `fsync(2)` of a directory.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
