@@ -3,6 +3,7 @@
 //! (spec/API.md §5.1, spec/LAYOUT.md §3.1 and §7). Also opens files for download.
 
 use super::commit::{LinkRequest, Linked, new_entry_len};
+use super::durable::DirSyncs;
 use super::files::{self, At, DirLock, TempFile, exists};
 use super::quota::file_len;
 use super::{Repo, StoreError};
@@ -163,7 +164,11 @@ impl Repo {
     }
 
     pub(crate) fn store_blob_unguarded(&self, up: Upload) -> Result<Digest, StoreError> {
-        files::store_as_blob(&up.tmp.path, &self.blob_path(&up.digest))?;
+        let blob = self.blob_path(&up.digest);
+        if let Some(dir) = blob.parent() {
+            make_durable_dirs(dir)?;
+        }
+        files::store_as_blob(&up.tmp.path, &blob)?;
         Ok(up.digest)
     }
 
@@ -268,6 +273,20 @@ impl Repo {
         };
         Ok(self.queue_link(f, &fdir, req, Some(guard)))
     }
+}
+
+/// Makes `dir` and its missing parents, each flushed into its parent's entries: the blob's
+/// own entry is flushed with the link that uses it (see `commit.rs`), but a new
+/// `.blobs/{algo}/{xx}/` would be lost with it without this. One `stat` when `dir` exists.
+fn make_durable_dirs(dir: &Path) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut dirs = DirSyncs::default();
+    for made in files::make_dirs(dir).at("create", dir)? {
+        dirs.entry(&made);
+    }
+    dirs.sync().at("sync", dir)
 }
 
 /// One batch of an upload being written and hashed, by two blocking tasks at once (the

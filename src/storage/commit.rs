@@ -6,6 +6,7 @@
 //! the file on disk and its `.digests` entry always agree.
 
 use super::digests::Digests;
+use super::durable::DirSyncs;
 use super::files::{self, At, DirLock, Replace, create_flag, exists, remove_dirs, remove_flag};
 use super::quota::{Usage, file_len};
 use super::{Repo, StoreError};
@@ -60,6 +61,31 @@ impl Linked {
 /// A batch that ended without answering (its leader panicked).
 fn abandoned() -> StoreError {
     StoreError::Io(std::io::Error::other("the group commit stopped"))
+}
+
+/// A batch applied, each link with its result, and the directories to flush before any of
+/// them is answered.
+struct Landed {
+    replies: Vec<(Reply, Result<(), StoreError>)>,
+    dirs: DirSyncs,
+}
+
+impl Landed {
+    /// Flushes the batch's directories, so that its names are on disk before any of its
+    /// uploads is acknowledged, then answers each link.
+    fn finish(self, fdir: &Path) {
+        let synced = self
+            .dirs
+            .sync()
+            .map_err(|e| StoreError::at("sync", fdir, e));
+        for (reply, r) in self.replies {
+            let r = match (&synced, r) {
+                (Err(e), Ok(())) => Err(replicate(e)),
+                (_, r) => r,
+            };
+            reply.set(r);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -196,41 +222,65 @@ impl Repo {
             !std::mem::replace(&mut pending.leader, true)
         };
         if lead {
-            loop {
-                let batch = {
-                    let mut map = self
-                        .links
-                        .formats
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    match map.get_mut(fdir) {
-                        Some(p) if !p.ops.is_empty() => std::mem::take(&mut p.ops),
-                        _ => {
-                            map.remove(fdir);
-                            break;
-                        }
-                    }
-                };
-                self.apply_batch(f, fdir, batch);
+            while let Some(batch) = self.next_batch(fdir) {
+                let landed = self.apply_batch(f, fdir, batch);
+                // With nothing queued behind it, the next upload to come leads its own
+                // batch while this one's directories flush.
+                let last = self.release_if_idle(fdir);
+                landed.finish(fdir);
+                if last {
+                    break;
+                }
             }
         }
         Linked(rx)
     }
 
-    fn apply_batch(&self, f: &FormatRef, fdir: &Path, batch: Vec<(LinkRequest, Reply)>) {
+    /// The links queued for `fdir`; `None` (and the leader gone) when there are none.
+    fn next_batch(&self, fdir: &Path) -> Option<Vec<(LinkRequest, Reply)>> {
+        let mut map = self
+            .links
+            .formats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match map.get_mut(fdir) {
+            Some(p) if !p.ops.is_empty() => Some(std::mem::take(&mut p.ops)),
+            _ => {
+                map.remove(fdir);
+                None
+            }
+        }
+    }
+
+    /// Ends the leader's turn when nothing is queued for `fdir`.
+    fn release_if_idle(&self, fdir: &Path) -> bool {
+        let mut map = self
+            .links
+            .formats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let idle = map.get(fdir).is_none_or(|p| p.ops.is_empty());
+        if idle {
+            map.remove(fdir);
+        }
+        idle
+    }
+
+    fn apply_batch(&self, f: &FormatRef, fdir: &Path, batch: Vec<(LinkRequest, Reply)>) -> Landed {
         let (requests, replies): (Vec<LinkRequest>, Vec<Reply>) = batch.into_iter().unzip();
         let refs: Vec<&LinkRequest> = requests.iter().collect();
         match self.link_batch(f, fdir, &refs) {
-            Ok(results) => {
-                for (reply, r) in replies.into_iter().zip(results) {
-                    reply.set(r);
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    reply.set(Err(replicate(&e)));
-                }
-            }
+            Ok((results, dirs)) => Landed {
+                replies: replies.into_iter().zip(results).collect(),
+                dirs,
+            },
+            Err(e) => Landed {
+                replies: replies
+                    .into_iter()
+                    .map(|reply| (reply, Err(replicate(&e))))
+                    .collect(),
+                dirs: DirSyncs::default(),
+            },
         }
     }
 
@@ -244,7 +294,7 @@ impl Repo {
         f: &FormatRef,
         fdir: &Path,
         requests: &[&LinkRequest],
-    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    ) -> Result<(Vec<Result<(), StoreError>>, DirSyncs), StoreError> {
         let FormatRef::Job { job, .. } = f else {
             return Err(StoreError::bad("Uploading products is not supported"));
         };
@@ -281,7 +331,7 @@ impl Repo {
             .collect();
         if !results.iter().any(Result::is_ok) {
             unflag(&st.made);
-            return Ok(results);
+            return Ok((results, DirSyncs::default()));
         }
         // The links, the new `.digests` and the user's new count go in together or not
         // at all: an overwrite on a full disk keeps the old file AND its old digest.
@@ -298,10 +348,48 @@ impl Repo {
             for r in results.iter_mut().filter(|r| r.is_ok()) {
                 *r = Err(replicate(&e));
             }
-            return Ok(results);
+            return Ok((results, DirSyncs::default()));
         }
         self.links.keep(fdir, &digests_path, digests, text);
-        Ok(results)
+        let landed = requests.iter().zip(&results).filter(|(_, r)| r.is_ok());
+        let dirs = self.changed_dirs(f, fdir, landed.map(|(req, _)| *req), &made, &new_format);
+        Ok((results, dirs))
+    }
+
+    /// The directories whose entries a landed batch changed: each link's own directory and
+    /// its blob's, `fdir` (`.digests`, `.dirty`), the parent of every directory made, and the
+    /// user's (`.disk_usage`). A batch that made the format also flushes every directory up
+    /// to the root, for the branch, tag and job directories [`Repo::ensure_job`] may have
+    /// just made.
+    fn changed_dirs<'a>(
+        &self,
+        f: &FormatRef,
+        fdir: &Path,
+        landed: impl Iterator<Item = &'a LinkRequest>,
+        made: &[PathBuf],
+        new_format: &[PathBuf],
+    ) -> DirSyncs {
+        let mut dirs = DirSyncs::default();
+        dirs.dir(fdir);
+        for req in landed {
+            dirs.entry(&fdir.join(req.rel.as_str()));
+            dirs.entry(&req.blob);
+        }
+        for d in made {
+            dirs.entry(d);
+        }
+        if !new_format.is_empty() {
+            let made = fdir.ancestors();
+            for d in made.take_while(|d| d.starts_with(&self.root) && *d != self.root) {
+                dirs.entry(d);
+            }
+        }
+        if let FormatRef::Job { job, .. } = f
+            && let scope @ Scope::User(_) = &job.tag.branch.scope
+        {
+            dirs.dir(&self.scope_dir(scope));
+        }
+        dirs
     }
 
     /// Flags the format dirty and opens what its links are staged in.

@@ -12,6 +12,7 @@ mod branches;
 mod bundles;
 mod commit;
 mod digests;
+mod durable;
 pub mod encodings;
 mod files;
 #[cfg(test)]

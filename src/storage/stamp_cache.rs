@@ -10,8 +10,11 @@
 //!
 //! Timestamps come from a coarse clock (a few ms, a second on some filesystems): a change
 //! made in the same tick as the read could leave the times as they were. An answer read
-//! from a directory changed less than [`RACY`] before the read is therefore not kept (git's
+//! from a directory changed less than a window before the read is therefore not kept (git's
 //! "racily clean" rule); it is made again on the next request until the directory settles.
+//! The window is [`RACY_FINE_NS`] on local filesystems with nanosecond times (set from this
+//! host's clock, in ticks of a few ms), [`RACY_NS`] on any other (network filesystems,
+//! whose server's clock may be skewed, and whole-second times).
 //!
 //! Each cache has a budget in bytes (an estimate of what its entries hold); the least
 //! recently used entries go first, so memory stays bounded however large the tree grows.
@@ -28,6 +31,28 @@ use std::sync::{Arc, Mutex};
 /// its times: well above the kernel's timestamp tick, and above the 1 s granularity of
 /// the coarsest filesystems a data root may be on.
 const RACY_NS: i64 = 2_000_000_000;
+
+/// The window on tmpfs, ext4, XFS and btrfs: their times come from this host's coarse
+/// clock, whose tick is at most 10 ms (HZ=100); a change after a read made more than a tick
+/// after the directory's last change gets later times. Five ticks' margin.
+const RACY_FINE_NS: i64 = 50_000_000;
+
+/// The window for directories on the filesystem of `dir`.
+fn racy_window(dir: &Path) -> i64 {
+    use nix::sys::statfs::{
+        BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC, statfs,
+    };
+    let local = [
+        TMPFS_MAGIC,
+        EXT4_SUPER_MAGIC,
+        XFS_SUPER_MAGIC,
+        BTRFS_SUPER_MAGIC,
+    ];
+    match statfs(dir) {
+        Ok(fs) if local.contains(&fs.filesystem_type()) => RACY_FINE_NS,
+        _ => RACY_NS,
+    }
+}
 
 /// What the tag answers (a tag's flags and jobs) may hold together.
 pub(crate) const TAG_BUDGET: usize = 16 << 20;
@@ -64,9 +89,13 @@ impl Stamp {
             .map(|st| Stamp::of_stat(&st))
     }
 
-    /// Whether the directory had not changed for [`RACY_NS`] when it was read at `read_ns`.
-    fn settled(&self, read_ns: i64) -> bool {
-        read_ns - self.mtime_ns.max(self.ctime_ns) > RACY_NS
+    /// Whether the directory had not changed for `window` when it was read at `read_ns`
+    /// ([`RACY_NS`] for times in whole seconds, whatever the filesystem).
+    fn settled(&self, read_ns: i64, window: i64) -> bool {
+        let whole_seconds =
+            self.mtime_ns % 1_000_000_000 == 0 && self.ctime_ns % 1_000_000_000 == 0;
+        let window = if whole_seconds { RACY_NS } else { window };
+        read_ns - self.mtime_ns.max(self.ctime_ns) > window
     }
 }
 
@@ -109,11 +138,11 @@ impl Stamps {
     }
 
     /// Whether no change made within the read could have gone unseen.
-    fn settled(&self) -> bool {
+    fn settled(&self, window: i64) -> bool {
         let read = self.read_ns;
         !self.missing
-            && self.top.is_some_and(|t| t.settled(read))
-            && self.below.iter().all(|(_, s)| s.settled(read))
+            && self.top.is_some_and(|t| t.settled(read, window))
+            && self.below.iter().all(|(_, s)| s.settled(read, window))
     }
 
     /// Whether `dir` and the directories below it still have these stamps.
@@ -150,6 +179,8 @@ pub(crate) trait Weigh {
 /// Answers by directory, each checked against its stamps on every use (see the module doc).
 pub(crate) struct StampCache<V> {
     budget: usize,
+    /// The racy window of the data root's filesystem, found at the first read.
+    window: std::sync::OnceLock<i64>,
     inner: Mutex<Lru<V>>,
     hits: Counter,
     reads: Counter,
@@ -175,6 +206,7 @@ impl<V: Weigh> StampCache<V> {
             hits: m.cache_counter(kind, metrics::Lookup::hit),
             reads: m.cache_counter(kind, metrics::Lookup::read),
             budget,
+            window: std::sync::OnceLock::new(),
             inner: Mutex::new(Lru {
                 map: HashMap::new(),
                 bytes: 0,
@@ -229,7 +261,8 @@ impl<V: Weigh> StampCache<V> {
         self.reads.inc();
         let (value, stamps) = read()?;
         let value = Arc::new(value);
-        if stamps.settled() {
+        let window = *self.window.get_or_init(|| racy_window(dir));
+        if stamps.settled(window) {
             self.put(dir.to_path_buf(), stamps, Arc::clone(&value));
         } else {
             self.forget(dir);
@@ -345,13 +378,13 @@ mod tests {
         assert_eq!(v.0, "one");
         assert!(cache.hit(dir).is_some());
         // Replaced atomically, as dot-files are: the sub-directory's times change.
+        let before = now_ns();
         fs::write(dir.join("sub/new"), "two").expect("write");
         fs::rename(dir.join("sub/new"), dir.join("sub/file")).expect("rename");
         assert!(cache.hit(dir).is_none());
-        // Read now, the directory has just changed: answered, not kept.
-        let v = cache
-            .get_or_read(dir, || read(dir, now_ns()))
-            .expect("read");
+        // Read as it changed (a clock read before the change, so that no pause of this
+        // test can make it settled): answered, not kept.
+        let v = cache.get_or_read(dir, || read(dir, before)).expect("read");
         assert_eq!(v.0, "two");
         assert!(cache.hit(dir).is_none());
         assert_eq!(cache.bytes(), 0);
@@ -386,6 +419,21 @@ mod tests {
                 .get_or_read(dir, || Err(std::io::Error::other("read")))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn times_in_whole_seconds_keep_the_long_window() {
+        let at = |s: i64, ns: i64| Stamp {
+            dev: 1,
+            ino: 1,
+            mtime_ns: s * 1_000_000_000 + ns,
+            ctime_ns: s * 1_000_000_000 + ns,
+        };
+        let read = 5_100_000_000;
+        assert!(at(5, 1).settled(read, RACY_FINE_NS));
+        assert!(!at(5, 0).settled(read, RACY_FINE_NS));
+        assert!(!at(5, 1).settled(read, RACY_NS));
+        assert!(at(3, 0).settled(read, RACY_FINE_NS));
     }
 
     #[test]

@@ -237,3 +237,45 @@ fn a_kept_digests_map_is_used_only_while_the_file_still_says_the_same() {
     let read = queue.load(fdir, &path).expect("load");
     assert_eq!(read.map()["a"], "sha256:2");
 }
+
+/// The directories the batch flushed, as a set, and whether any was flushed twice.
+fn flushed(run: impl FnOnce()) -> (std::collections::BTreeSet<PathBuf>, bool) {
+    crate::storage::durable::tests::take_synced();
+    run();
+    let synced = crate::storage::durable::tests::take_synced();
+    let set: std::collections::BTreeSet<PathBuf> = synced.iter().cloned().collect();
+    let twice = set.len() != synced.len();
+    (set, twice)
+}
+
+#[test]
+fn a_landed_batch_flushes_each_directory_it_changed_once() {
+    let repo = TestRepo::new();
+    let job = fixture::job(Scope::Root, "b", "t", "j");
+    let f = fixture::format(&job, "f");
+    repo.ensure_job(&job).expect("job");
+    let fdir = repo.format_dir(&f);
+    // A new format and a new directory in it: every directory up to the root too, as
+    // the branch, tag and job may be new.
+    let first = request(&repo, "a/x", b"x");
+    let blob_dir = first.blob.parent().expect("blob dir").to_path_buf();
+    let (set, twice) = flushed(|| repo.commit_link(&f, &fdir, first).expect("linked"));
+    assert!(!twice, "{set:?}");
+    let mut want: std::collections::BTreeSet<PathBuf> = [fdir.join("a"), fdir.clone(), blob_dir]
+        .into_iter()
+        .collect();
+    want.extend(
+        fdir.ancestors()
+            .skip(1)
+            .take_while(|d| d.starts_with(&repo.root))
+            .map(Path::to_path_buf),
+    );
+    assert_eq!(set, want);
+    // Into the format as it is now: the link's directory (the format's, with `.digests`)
+    // and its blob's.
+    let second = request(&repo, "y", b"y");
+    let blob_dir = second.blob.parent().expect("blob dir").to_path_buf();
+    let (set, twice) = flushed(|| repo.commit_link(&f, &fdir, second).expect("linked"));
+    assert!(!twice, "{set:?}");
+    assert_eq!(set, [fdir.clone(), blob_dir].into_iter().collect());
+}
