@@ -29,6 +29,27 @@ impl DirSyncs {
         }
     }
 
+    /// `path` and every directory up to `root` (excluded) were perhaps made or changed:
+    /// a push may have made its branch, tag and job.
+    pub(crate) fn up_to(&mut self, path: &Path, root: &Path) {
+        for d in path
+            .ancestors()
+            .take_while(|d| d.starts_with(root) && *d != root)
+        {
+            self.entry(d);
+        }
+    }
+
+    /// `dir` and every directory below it were made (links not followed).
+    pub(crate) fn tree(&mut self, dir: &Path) {
+        self.dir(dir);
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                self.tree(&entry.path());
+            }
+        }
+    }
+
     /// Flushes every directory. When the first flush had to wait for the disk, the others
     /// run all at once, so that the filesystem commits them together (one journal commit,
     /// the device's cache flushes merged) rather than one after the other; when it did not

@@ -4,6 +4,7 @@
 use super::container_layout::rel_of;
 use super::{ImageRepo, RegistryError};
 use crate::model::{Digest, JobRef};
+use crate::storage::durable::DirSyncs;
 use crate::storage::files::{self, DirLock, exists, random_hex};
 use crate::storage::link_targets;
 use crate::storage::{Repo, StoreError};
@@ -46,6 +47,17 @@ impl Repo {
         if let Some(count) = count {
             count.persist()?;
         }
+        // On disk before the push hears 201, as an artifact upload is: the new tree's
+        // names, its place in the job (and the job's, which the push may have made), the
+        // manifest's blob and the user's count.
+        let mut dirs = DirSyncs::default();
+        dirs.tree(&cdir);
+        dirs.up_to(&cdir, &self.root);
+        dirs.entry(&self.blob_path(digest));
+        if usage.is_some() {
+            dirs.dir(&self.scope_dir(&j.tag.branch.scope));
+        }
+        dirs.sync().map_err(|e| StoreError::at("sync", &cdir, e))?;
         drop(usage);
         if let Some(trash) = trash {
             let _ = fs::remove_dir_all(&trash);
@@ -183,6 +195,39 @@ mod tests {
             return false;
         };
         fs::metadata(repo.blob_path(d)).is_ok_and(|blob| blob.ino() == linked.ino())
+    }
+
+    #[test]
+    fn a_push_is_on_disk_before_it_is_answered() {
+        use crate::storage::durable::tests::take_synced;
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let w = who("main/app", None);
+        take_synced();
+        let (body, _, layer) = image(&repo, &w, b"layer one");
+        // Each blob's name, when its upload is finished.
+        let synced = take_synced();
+        let layer_dir = repo.blob_path(&layer).parent().unwrap().to_path_buf();
+        assert!(synced.contains(&layer_dir), "{synced:?}");
+        // The image's tree, its place in the job, the job's up to the branch, the manifest.
+        let pushed = repo.push_manifest(&w.repo, "t1", &body, None).unwrap();
+        let synced = take_synced();
+        let jdir = repo.job_dir(&job(&w, "t1"));
+        let cdir = jdir.join("container");
+        for dir in [
+            cdir.clone(),
+            cdir.join("blobs"),
+            jdir.clone(),
+            jdir.parent().unwrap().into(),
+        ] {
+            assert!(synced.contains(&dir), "{dir:?} not in {synced:?}");
+        }
+        let manifest_dir = repo
+            .blob_path(&pushed.digest)
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        assert!(synced.contains(&manifest_dir), "{synced:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::{RegistryError, UploadState, Uploader};
 use crate::model::{Algo, Digest, Scope};
 use crate::storage::Repo;
 use crate::storage::blobs::pump;
+use crate::storage::durable::DirSyncs;
 use crate::storage::files::{self, random_hex};
 use bytes::Bytes;
 use futures_util::Stream;
@@ -269,6 +270,12 @@ impl Repo {
         let blob = self.blob_path(d);
         files::store_as_blob(&path, &blob)?;
         self.mark_pending(r, d, &blob)?;
+        // Its name too, before the push hears 201: a power loss must not take the blob
+        // (or the pending link that keeps the collector off it) that a manifest will name.
+        let mut dirs = DirSyncs::default();
+        dirs.entry(&blob);
+        dirs.entry(&self.pending_path(r, d));
+        dirs.sync()?;
         remove_session(&path)?;
         Ok(())
     }
