@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 /// How long after its last change a directory is trusted to show any further change in
 /// its times: well above the kernel's timestamp tick, and above the 1 s granularity of
 /// the coarsest filesystems a data root may be on.
-const RACY_NS: i64 = 2_000_000_000;
+pub(crate) const RACY_NS: i64 = 2_000_000_000;
 
 /// What the tag answers (a tag's flags and jobs) may hold together.
 pub(crate) const TAG_BUDGET: usize = 16 << 20;
@@ -64,8 +64,13 @@ impl Stamp {
             .map(|st| Stamp::of_stat(&st))
     }
 
+    /// The mtime, nanoseconds.
+    pub fn mtime_ns(&self) -> i64 {
+        self.mtime_ns
+    }
+
     /// Whether the directory had not changed for [`RACY_NS`] when it was read at `read_ns`.
-    fn settled(&self, read_ns: i64) -> bool {
+    pub fn settled(&self, read_ns: i64) -> bool {
         read_ns - self.mtime_ns.max(self.ctime_ns) > RACY_NS
     }
 }

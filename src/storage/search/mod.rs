@@ -21,7 +21,7 @@ use super::{Repo, Visibility};
 use base64::Engine as _;
 use index::{FileRec, FormatRec, Index, JobRec};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 use versions::ProductRec;
@@ -52,6 +52,8 @@ pub struct SearchIndex {
     started: AtomicBool,
     /// Subtrees this process wrote to since the last query.
     touched: Mutex<Vec<Subtree>>,
+    /// The walks' clock in nanoseconds when set (tests); 0 for the real one.
+    clock: AtomicI64,
 }
 
 /// One page of results.
@@ -167,6 +169,7 @@ impl SearchIndex {
     fn refresh_with(&self, repo: &Repo, sub: &Subtree, force: bool) {
         let mut c = Collector {
             force,
+            clock: self.clock.load(Ordering::SeqCst),
             index: &self.index,
             seen: HashSet::new(),
             batch: Vec::new(),
@@ -245,6 +248,7 @@ impl SearchIndex {
         // In batches, so that queries meanwhile wait for one batch at most.
         let mut c = Collector {
             force: true,
+            clock: self.clock.load(Ordering::SeqCst),
             index: &self.index,
             seen: HashSet::new(),
             batch: Vec::new(),
@@ -281,6 +285,8 @@ impl SearchIndex {
 
 struct Collector<'a> {
     force: bool,
+    /// As [`SearchIndex::clock`].
+    clock: i64,
     index: &'a RwLock<Index>,
     seen: HashSet<String>,
     batch: Vec<RawJob>,
@@ -301,6 +307,13 @@ impl Collector<'_> {
 }
 
 impl Visit for Collector<'_> {
+    fn now_ns(&self) -> i64 {
+        match self.clock {
+            0 => super::stamp_cache::now_ns(),
+            fixed => fixed,
+        }
+    }
+
     fn known(&self, url: &str) -> Option<Known> {
         if self.force {
             return None;

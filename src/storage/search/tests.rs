@@ -9,10 +9,16 @@ fn search(ix: &SearchIndex, repo: &Repo, q: &str) -> Vec<String> {
     page.hits.into_iter().map(|h| h.url).collect()
 }
 
+/// An index of `repo` whose walks run 10 s after now: every time they see has settled.
 fn built(repo: &Repo) -> SearchIndex {
     let ix = SearchIndex::default();
+    ix.clock.store(later(), Ordering::SeqCst);
     ix.refresh(repo, &Subtree::All);
     ix
+}
+
+fn later() -> i64 {
+    crate::storage::stamp_cache::now_ns() + 10_000_000_000
 }
 
 #[test]
@@ -179,4 +185,35 @@ fn a_walk_over_an_unchanged_tree_reads_nothing_again() {
         "a removed and put again"
     );
     assert_eq!(search(&ix, &r, "z.bin"), ["/branches/main/t/a/g/z.bin"]);
+}
+
+#[test]
+fn a_write_in_the_tick_a_walk_read_shows_at_the_next_walk() {
+    let r = TestRepo::new();
+    let a = main_job("t", "a");
+    upload(&r, &a, "g", "x.bin", b"x");
+    let dir = r.format_dir(&crate::storage::fixture::format(&a, "g"));
+    let mtime = std::fs::metadata(&dir)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ns = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(0));
+    // The walk reads in the tick of the upload...
+    let ix = SearchIndex::default();
+    ix.clock.store(ns, Ordering::SeqCst);
+    ix.refresh(&r, &Subtree::All);
+    // ...and another process uploads in that same tick: the format directory keeps the
+    // mtime the walk saw.
+    upload(&r, &a, "g", "y.bin", b"y");
+    std::fs::File::open(&dir)
+        .and_then(|f| f.set_modified(mtime))
+        .unwrap_or_else(|e| panic!("{e}"));
+    ix.clock.store(later(), Ordering::SeqCst);
+    ix.refresh(&r, &Subtree::All);
+    assert_eq!(search(&ix, &r, "y.bin"), ["/branches/main/t/a/g/y.bin"]);
+    // Read once settled, the job is not read again.
+    let generation = ix.read().generation;
+    ix.refresh(&r, &Subtree::All);
+    assert_eq!(ix.read().generation, generation);
 }
