@@ -134,7 +134,7 @@ impl<'a> Plan<'a> {
             .words
             .iter()
             .map(|w| {
-                let pat = || Pattern::Word(w.clone());
+                let pat = || Pattern::word(w);
                 let names = if files {
                     idx.matches.get(Table::Names, &idx.names, pat())
                 } else {
@@ -148,8 +148,7 @@ impl<'a> Plan<'a> {
                 Table::Names => &idx.names,
                 Table::Fields => &idx.fields,
             };
-            idx.matches
-                .get(table, strs, Pattern::Glob(g.pattern().to_owned()))
+            idx.matches.get(table, strs, Pattern::glob(g.pattern()))
         };
         let names = [&q.branch, &q.tag, &q.job, &q.format]
             .into_iter()
@@ -355,7 +354,7 @@ impl<'a> Plan<'a> {
         limit: usize,
     ) -> Vec<Hit> {
         let mut out = Vec::new();
-        let nothing = |m: &Arc<Matched>| m.ids.is_empty();
+        let nothing = |m: &Arc<Matched>| m.is_empty();
         if !self.versions_possible()
             || self.words.iter().any(|(_, f)| nothing(f))
             || self.meta.iter().any(nothing)
@@ -411,8 +410,8 @@ impl<'a> Plan<'a> {
 fn union(idx: &Index, parts: &[(&Postings, &Arc<Matched>)]) -> Bits {
     let mut set = Bits::new(idx.order.len());
     for (postings, m) in parts {
-        for id in &m.ids {
-            set.post(idx, postings.get(id));
+        for id in m.ids() {
+            set.post(idx, postings.get(&id));
         }
     }
     set
