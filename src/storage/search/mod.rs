@@ -5,6 +5,7 @@
 //! [`REFRESH_PERIOD`] plus one walk. This process's own writes mark their subtree, which
 //! the next query re-reads before it runs.
 
+mod access;
 mod eval;
 mod index;
 mod matched;
@@ -13,11 +14,12 @@ pub mod query;
 mod versions;
 mod walk;
 
+pub use access::{Access, Work};
 pub use eval::{Hit, SortKey};
 pub use query::{Kind, Query};
 pub use walk::Subtree;
 
-use super::{Repo, Visibility};
+use super::Repo;
 use base64::Engine as _;
 use index::{FileRec, FormatRec, Index, JobRec};
 use std::collections::HashSet;
@@ -63,6 +65,8 @@ pub struct Page {
     pub next: Option<SortKey>,
     /// `false` while the first build runs: results may be missing.
     pub complete: bool,
+    /// What finding them took.
+    pub work: Work,
 }
 
 impl SearchIndex {
@@ -98,13 +102,13 @@ impl SearchIndex {
         self.read().len()
     }
 
-    /// Runs `q` for a caller who sees what `vis` allows: at most `limit` results after
-    /// `after`, newest first.
+    /// Runs `q` for a caller who may read what `access` allows: at most `limit` results
+    /// after `after`, newest first.
     pub fn search(
         &self,
         repo: &Repo,
         q: &Query,
-        vis: &Visibility,
+        access: &Access,
         after: Option<&SortKey>,
         limit: usize,
     ) -> Page {
@@ -119,7 +123,7 @@ impl SearchIndex {
         }
         let complete = self.is_complete();
         let refreshed = began.elapsed();
-        let mut hits = eval::run(&self.read(), q, vis, after, limit);
+        let (mut hits, work) = eval::run(&self.read(), q, access, after, limit);
         let evaluated = began.elapsed();
         let next = (hits.len() > limit).then(|| {
             hits.truncate(limit);
@@ -137,6 +141,9 @@ impl SearchIndex {
                 refresh = refreshed.as_secs_f64(),
                 query = (evaluated - refreshed).as_secs_f64(),
                 sizes = (began.elapsed() - evaluated).as_secs_f64(),
+                jobs = work.jobs,
+                opened = work.opened,
+                entries = work.entries,
                 "slow search"
             );
         }
@@ -144,6 +151,7 @@ impl SearchIndex {
             hits,
             next: next.flatten(),
             complete,
+            work,
         }
     }
 
