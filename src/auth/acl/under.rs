@@ -42,8 +42,9 @@ fn after(toks: &[Tok], prefix: &str) -> Vec<bool> {
     let mut at = vec![false; toks.len() + 1];
     at[0] = true;
     close(toks, &mut at);
+    let mut next = vec![false; toks.len() + 1];
     for c in prefix.chars() {
-        let mut next = vec![false; toks.len() + 1];
+        next.fill(false);
         for (i, t) in toks.iter().enumerate() {
             if !at[i] {
                 continue;
@@ -60,7 +61,7 @@ fn after(toks: &[Tok], prefix: &str) -> Vec<bool> {
         if !next.contains(&true) {
             return Vec::new();
         }
-        at = next;
+        std::mem::swap(&mut at, &mut next);
     }
     at
 }
