@@ -2,6 +2,7 @@
 import errno, hashlib, http.client, json, os, shutil, socket, subprocess, sys, time, urllib.parse
 
 jobs, files, base, binary, keep = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "1"
+probe = len(sys.argv) > 6 and sys.argv[6] == "1"
 root = os.path.join(base, f"root-{jobs}x{files}")
 BRANCHES, TAGS = 10, 100
 SHARED = 8  # shared blobs, each linked into every job under several names
@@ -127,13 +128,18 @@ def free_port():
 reconnects = 0
 
 
-def get(conn, path):
+def get(conn, path, group=None):
     """GET over the keep-alive connection; once again on a new one if the server closed
-    it (its header timeout ends idle connections)."""
+    it (its header timeout ends idle connections). `group`: the caller's ACL group, in
+    the header-auth mode of --probe."""
     global reconnects
+    headers = {"Accept": "application/json"}
+    group = group or ("all" if probe else None)
+    if group:
+        headers.update({"X-Login": "bench", "X-Groups": group})
     for attempt in (0, 1):
         try:
-            conn.request("GET", path, headers={"Accept": "application/json"})
+            conn.request("GET", path, headers=headers)
             r = conn.getresponse()
             return r.status, r.read()
         except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
@@ -141,6 +147,44 @@ def get(conn, path):
             reconnects += 1
             if attempt:
                 raise
+
+
+def timed(conn, path, group, n):
+    """p50 and max of n GETs (after 3 unmeasured), and the results of the last."""
+    times = []
+    for i in range(n + 3):
+        t = time.perf_counter()
+        status, body = get(conn, path, group)
+        if i >= 3:
+            times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return times[len(times) // 2], times[-1], len(json.loads(body)["results"])
+
+
+def probe_run(conn, pid):
+    """--probe: a caller who reads one branch of ten against one who reads everything
+    (both through ACLs), then the match cache's memory under glob variants."""
+    print()
+    print("| query | caller | results | p50 ms | max ms |")
+    print("|---|---|---|---|---|")
+    for q in ["kind:file", "kind:file name:*.deb", "app", "kind:job"]:
+        path = "/search?" + urllib.parse.urlencode({"q": q})
+        for group in ["all", "narrow"]:
+            p50, worst, count = timed(conn, path, group, 30)
+            print(f"| `{q}` | {group} | {count} | {p50:.2f} | {worst:.2f} |", flush=True)
+    print()
+    rss0 = rss_kib(pid)
+    t = time.perf_counter()
+    for n in range(1, 256):
+        get(conn, "/search?" + urllib.parse.urlencode({"q": "name:" + "*" * n, "limit": 1}), "all")
+    spent = time.perf_counter() - t
+    print(f"255 queries name:*, name:**, ...: {spent:.1f} s, RSS {rss0 // 1024} -> {rss_kib(pid) // 1024} MiB")
+    rss0 = rss_kib(pid)
+    t = time.perf_counter()
+    for n in range(255):
+        get(conn, "/search?" + urllib.parse.urlencode({"q": f"name:*{n}*", "limit": 1}), "all")
+    spent = time.perf_counter() - t
+    print(f"255 distinct globs name:*N*: {spent:.1f} s, RSS {rss0 // 1024} -> {rss_kib(pid) // 1024} MiB")
 
 
 def main():
@@ -151,6 +195,16 @@ def main():
     port = free_port()
     env = dict(os.environ, DLREPO_ROOT_DIR=root, DLREPO_LISTEN_ADDRESS="127.0.0.1",
                DLREPO_LISTEN_PORT=str(port), DLREPO_AUTH_DISABLED="1", DLREPO_LOG_LEVEL="DEBUG")
+    if probe:
+        acls = os.path.join(base, "acls")
+        os.makedirs(acls, exist_ok=True)
+        with open(os.path.join(acls, "all"), "w") as f:
+            f.write("r /**\n")
+        with open(os.path.join(acls, "narrow"), "w") as f:
+            f.write("r /branches/branch3/**\n")
+        del env["DLREPO_AUTH_DISABLED"]
+        env.update(DLREPO_AUTH_HTTP_LOGIN_HEADER="X-Login", DLREPO_AUTH_HTTP_GROUPS_HEADER="X-Groups",
+                   DLREPO_ACLS_DIR=acls)
     log = open(os.path.join(base, "server.log"), "w")
     started = time.time()
     proc = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=log)
@@ -173,6 +227,9 @@ def main():
             time.sleep(0.05)
         built = time.time() - started
         print(f"index complete after {built:.1f} s; RSS {rss_kib(proc.pid) // 1024} MiB")
+        if probe:
+            probe_run(conn, proc.pid)
+            return
         unique = hashlib.sha256(b"unique %d\n" % (jobs // 2)).hexdigest()
         common = hashlib.sha256(b"shared 1\n").hexdigest()
         kinds = [

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use regex::Regex;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -95,10 +96,16 @@ struct Acl {
 
 #[derive(Debug)]
 enum Matcher {
-    /// No `$user`: one regex for everybody.
-    Fixed(Regex),
-    /// A glob with `$user` (see [`Acls`]): `parts` are the pieces between the `$user`s.
-    UserGlob { parts: Vec<Regex>, anonymous: Regex },
+    /// No `$user`: one regex for everybody, and the glob's steps when it is a glob.
+    Fixed(Regex, Option<Vec<Tok>>),
+    /// A glob with `$user` (see [`Acls`]): `parts` are the pieces between the `$user`s;
+    /// `steps` the same pieces' steps, `anonymous_steps` those of `anonymous`.
+    UserGlob {
+        parts: Vec<Regex>,
+        anonymous: Regex,
+        steps: Vec<Vec<Tok>>,
+        anonymous_steps: Vec<Tok>,
+    },
     /// A `~regex` with `$user`; `anonymous` is `None` when the regex does not compile once
     /// `$user` is removed.
     UserRegex {
@@ -187,6 +194,27 @@ impl Acls {
             .filter_map(|name| self.groups.get(name))
             .flat_map(|group| &group.acls)
             .any(|acl| acl.grants(want, path, login, &self.cache))
+    }
+
+    /// Whether some path starting with `prefix` might be readable by `login` (None =
+    /// anonymous) through `groups`: `false` only when no ACL can grant read on any of them,
+    /// because an include glob cannot match below `prefix` or an exclusion glob matches all
+    /// of it. A `~regex` pattern is taken to match anything and exclude nothing.
+    pub fn may_read_under(&self, groups: &[String], login: Option<&str>, prefix: &str) -> bool {
+        let login = login.unwrap_or("");
+        groups
+            .iter()
+            .filter_map(|name| self.groups.get(name))
+            .flat_map(|group| &group.acls)
+            .any(|acl| {
+                acl.include.iter().all(|m| {
+                    m.steps(login)
+                        .is_none_or(|t| under::may_match_under(&t, prefix))
+                }) && !acl.exclude.iter().any(|m| {
+                    m.steps(login)
+                        .is_some_and(|t| under::matches_all_under(&t, prefix))
+                })
+            })
     }
 
     /// Group names that have at least one ACL (for logs/tests), sorted.
@@ -326,19 +354,27 @@ impl Matcher {
         let has_user = pattern.contains(USER);
         let Some(body) = pattern.strip_prefix('~') else {
             if !has_user {
-                return Ok(Matcher::Fixed(compile_glob(pattern)?));
+                return Ok(Matcher::Fixed(
+                    compile_glob(pattern)?,
+                    Some(under::tokens(pattern)),
+                ));
             }
             let parts = pattern
                 .split(USER)
                 .map(compile_glob)
                 .collect::<Result<_, _>>()?;
             let anonymous = compile_glob(&pattern.replace(USER, ""))?;
-            return Ok(Matcher::UserGlob { parts, anonymous });
+            return Ok(Matcher::UserGlob {
+                parts,
+                anonymous,
+                steps: pattern.split(USER).map(under::tokens).collect(),
+                anonymous_steps: under::tokens(&pattern.replace(USER, "")),
+            });
         };
         if !has_user {
             let re = compile_regex(body)
                 .map_err(|err| format!("invalid regex pattern {pattern:?}: {err}"))?;
-            return Ok(Matcher::Fixed(re));
+            return Ok(Matcher::Fixed(re, None));
         }
         // Any escaped login is plain text, so a sample one tells whether the regex is valid.
         compile_regex(&body.replace(USER, "x"))
@@ -356,7 +392,7 @@ impl Matcher {
     /// `None` when the pattern cannot be compiled for this login.
     fn is_match(&self, path: &str, login: &str, cache: &Mutex<RegexCache>) -> Option<bool> {
         match self {
-            Matcher::Fixed(re) => Some(re.is_match(path)),
+            Matcher::Fixed(re, _) => Some(re.is_match(path)),
             Matcher::UserGlob { anonymous, .. } if login.is_empty() => {
                 Some(anonymous.is_match(path))
             }
@@ -367,6 +403,28 @@ impl Matcher {
             Matcher::UserRegex { id, body, .. } => {
                 user_regex(cache, *id, body, login).map(|re| re.is_match(path))
             }
+        }
+    }
+
+    /// The glob's steps for `login` (`""` anonymous); `None` for a `~regex`.
+    fn steps(&self, login: &str) -> Option<Cow<'_, [Tok]>> {
+        match self {
+            Matcher::Fixed(_, steps) => steps.as_deref().map(Cow::Borrowed),
+            Matcher::UserGlob {
+                anonymous_steps, ..
+            } if login.is_empty() => Some(Cow::Borrowed(anonymous_steps)),
+            Matcher::UserGlob { steps, .. } => {
+                let user = under::literal(login);
+                let mut all = Vec::new();
+                for (i, part) in steps.iter().enumerate() {
+                    if i > 0 {
+                        all.extend_from_slice(&user);
+                    }
+                    all.extend_from_slice(part);
+                }
+                Some(Cow::Owned(all))
+            }
+            Matcher::UserRegex { .. } => None,
         }
     }
 }
@@ -449,3 +507,5 @@ fn compile_glob(glob: &str) -> Result<Regex, String> {
 
 #[cfg(test)]
 mod tests;
+mod under;
+use under::Tok;

@@ -290,6 +290,23 @@ impl Auth {
         self.acls.grants(&id.groups, login.as_deref(), path, want)
     }
 
+    /// Whether `id` might read some path starting with `prefix` ([`Auth::allows`] for a
+    /// read, asked of a whole subtree at once): `false` only when it surely reads none.
+    pub fn may_read_under(&self, id: &Identity, prefix: &str) -> bool {
+        if self.disabled {
+            return true;
+        }
+        if let Some(p) = id.token.as_ref().and_then(|l| l.prefix.as_deref())
+            && !prefix.starts_with(p)
+            && !p.starts_with(prefix)
+        {
+            return false;
+        }
+        let login = id.login.as_deref().map(str::to_lowercase);
+        self.acls
+            .may_read_under(&id.groups, login.as_deref(), prefix)
+    }
+
     fn cache_key(&self, header: &[u8]) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.seed);

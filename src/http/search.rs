@@ -12,7 +12,7 @@ use crate::model::{BranchRef, JobRef, TagRef};
 use crate::state::AppState;
 use crate::storage::Visibility;
 use crate::storage::registry::ImageRepo;
-use crate::storage::search::{Hit, Kind, Page, Query, SortKey, Subtree};
+use crate::storage::search::{Access, Hit, Kind, Page, Query, SortKey, Subtree, Work};
 use askama::Template;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -141,9 +141,14 @@ async fn run(
     login: Option<String>,
 ) -> ApiResult {
     let p = params(query)?;
-    let vis = match caller {
-        Some(c) => Visibility::new(move |url| c.can_read(url)),
-        None => Visibility::everything(),
+    let access = match caller {
+        Some(c) => {
+            let under = c.clone();
+            Access::new(Visibility::new(move |url| c.can_read(url)), move |prefix| {
+                under.auth.may_read_under(&under.id, prefix)
+            })
+        }
+        None => Access::everything(),
     };
     // An empty query on a page is the search form; for the API it matches everything.
     let parsed = Query::parse(&p.q).map_err(ApiError::BadRequest)?;
@@ -154,7 +159,7 @@ async fn run(
     } else {
         Some(
             app.repo
-                .run(move |repo| Ok(index.search(repo, &parsed, &vis, cursor.as_ref(), limit)))
+                .run(move |repo| Ok(index.search(repo, &parsed, &access, cursor.as_ref(), limit)))
                 .await?,
         )
     };
@@ -165,6 +170,7 @@ async fn run(
         hits: Vec::new(),
         next: None,
         complete: app.search.is_complete(),
+        work: Work::default(),
     });
     Ok(json(&page_json(&p.q, &page)))
 }

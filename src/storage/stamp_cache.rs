@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 /// How long after its last change a directory is trusted to show any further change in
 /// its times: well above the kernel's timestamp tick, and above the 1 s granularity of
 /// the coarsest filesystems a data root may be on.
-const RACY_NS: i64 = 2_000_000_000;
+pub(crate) const RACY_NS: i64 = 2_000_000_000;
 
 /// The window on tmpfs, ext4, XFS and btrfs: their times come from this host's coarse
 /// clock, whose tick is at most 10 ms (HZ=100); a change after a read made more than a tick
@@ -89,9 +89,14 @@ impl Stamp {
             .map(|st| Stamp::of_stat(&st))
     }
 
+    /// The mtime, nanoseconds.
+    pub fn mtime_ns(&self) -> i64 {
+        self.mtime_ns
+    }
+
     /// Whether the directory had not changed for `window` when it was read at `read_ns`
     /// ([`RACY_NS`] for times in whole seconds, whatever the filesystem).
-    fn settled(&self, read_ns: i64, window: i64) -> bool {
+    pub fn settled(&self, read_ns: i64, window: i64) -> bool {
         let whole_seconds =
             self.mtime_ns % 1_000_000_000 == 0 && self.ctime_ns % 1_000_000_000 == 0;
         let window = if whole_seconds { RACY_NS } else { window };

@@ -433,3 +433,69 @@ fn acls_can_be_shared_between_threads() {
     fn shared<T: Send + Sync>() {}
     shared::<Acls>();
 }
+
+#[test]
+fn what_may_be_read_below_a_prefix() {
+    let may = |text: &str, login: Option<&str>, prefix: &str| {
+        acls(text).may_read_under(&["g".to_owned()], login, prefix)
+    };
+    let one = "r /branches/public/**";
+    assert!(may(one, Some("carol"), "/branches/public/"));
+    assert!(may(one, Some("carol"), "/branches/public/t/j/"));
+    assert!(may(one, Some("carol"), "/branches/"));
+    assert!(!may(one, Some("carol"), "/branches/secret/"));
+    assert!(!may(one, Some("carol"), "/~carol/branches/public/"));
+    let but = "r /** !/branches/secret/**";
+    assert!(may(but, Some("carol"), "/branches/"));
+    assert!(!may(but, Some("carol"), "/branches/secret/"));
+    assert!(!may(but, Some("carol"), "/branches/secret/t/"));
+    assert!(may(but, Some("carol"), "/branches/secrets/"));
+    // Exclusions that do not cover the whole prefix hide nothing of it.
+    assert!(may("r /** !/**.deb", None, "/branches/x/"));
+    let own = "r /~$user/**";
+    assert!(may(own, Some("carol"), "/~carol/branches/b/"));
+    assert!(!may(own, Some("carol"), "/~bob/branches/b/"));
+    assert!(!may(own, None, "/~bob/"));
+    // A ~regex is taken to match anything and to exclude nothing.
+    assert!(may("r ~/nothing$", Some("carol"), "/branches/x/"));
+    assert!(may("r /** !~/branches/.*", Some("carol"), "/branches/x/"));
+    assert!(may(one, Some("carol"), "/"));
+    assert!(!acls(one).may_read_under(&["other".to_owned()], Some("carol"), "/"));
+}
+
+#[test]
+fn a_path_read_is_never_below_a_prefix_said_unreadable() {
+    let rules = [
+        "r /branches/public/**",
+        "r /** !/branches/secret/**",
+        "r /branches/*/t1/** !/branches/x/t1/j/**",
+        "r /~$user/** /**.deb",
+        "r /*/a?c/*/**",
+    ];
+    let paths = [
+        "/branches/public/t/j/f/a.deb",
+        "/branches/secret/t/j/",
+        "/branches/x/t1/j/f/x",
+        "/branches/y/t1/j/f/x",
+        "/~carol/branches/abc/t/j/f/a.deb",
+        "/branches/abc/t/j/",
+        "/branches/a/c/t/",
+    ];
+    for rule in rules {
+        let a = acls(rule);
+        for login in [Some("carol"), None] {
+            for path in paths {
+                if !can(&a, login, path, READ) {
+                    continue;
+                }
+                for (i, _) in path.match_indices('/') {
+                    let prefix = &path[..=i];
+                    assert!(
+                        a.may_read_under(&["g".to_owned()], login, prefix),
+                        "{rule}: {path} read, {prefix} said unreadable"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -4,15 +4,16 @@
 //! candidates are checked, in result order, and the entities of a matching job come in
 //! their order (the job, then each format followed by its files). Product versions are
 //! checked in their own order and merged in. Each result is checked against what the
-//! caller may read before it counts.
+//! caller may read before it counts (and before it is built); a job in a branch or tag the
+//! caller cannot read anything in is passed over without looking at it.
 
-use super::index::{FormatRec, Index, JobRec};
+use super::access::{Access, Subtrees, Work};
+use super::index::{Bits, FormatRec, Index, JobRec};
 use super::matched::{Matched, Pattern, Table};
 use super::query::{Glob, Kind, Query};
 use super::versions::VersionRec;
 use crate::model::{JobRef, Scope};
-use crate::storage::Visibility;
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -80,18 +81,21 @@ struct Plan<'a> {
     names: Vec<Arc<Matched>>,
 }
 
-/// Results after `after`, at most `limit + 1` (the extra one says there is a next page).
+/// Results after `after`, at most `limit + 1` (the extra one says there is a next page),
+/// and what it took to find them.
 pub(crate) fn run(
     idx: &Index,
     q: &Query,
-    vis: &Visibility,
+    access: &Access,
     after: Option<&SortKey>,
     limit: usize,
-) -> Vec<Hit> {
+) -> (Vec<Hit>, Work) {
     let mut out = Vec::new();
+    let mut work = Work::default();
     let Some(plan) = Plan::new(idx, q) else {
-        return out;
+        return (out, work);
     };
+    let mut subtrees = Subtrees::new(access);
     let candidates = plan.candidates(idx);
     let start = after.map_or(0, |c| {
         idx.order.partition_point(|s| {
@@ -108,18 +112,38 @@ pub(crate) fn run(
             }
         }
         if let Some(job) = idx.order.get(p).and_then(|s| idx.job(*s)) {
-            plan.job(idx, job, vis, after, &mut out);
+            work.jobs += 1;
+            // Its branch and tag first: where the caller can read nothing, nothing of the
+            // job is looked at, whatever it holds.
+            if subtrees.may_show(&job.url) {
+                plan.job(idx, job, access, after, &mut out, &mut work);
+            }
         }
         p += 1;
     }
-    let versions = plan.versions(idx, candidates.as_ref(), vis, after, limit);
+    let versions = plan.versions(idx, candidates.as_ref(), access, after, limit);
     if versions.is_empty() {
-        return out;
+        return (out, work);
     }
     let mut all: Vec<Hit> = out.into_iter().chain(versions).collect();
     all.sort_by(|a, b| a.key.cmp(&b.key));
     all.truncate(limit + 1);
-    all
+    (all, work)
+}
+
+/// Whether the entity `sub` of job `j` (its parts joined: nothing for the job, the format
+/// and `/`, then the file's path) sorts after the cursor `after`.
+fn after_cursor(j: &JobRec, sub: &[&str], after: Option<&SortKey>) -> bool {
+    let Some(c) = after else {
+        return true;
+    };
+    match (Reverse(j.ts), j.url.as_str()).cmp(&(c.ts, c.job.as_str())) {
+        Ordering::Greater => true,
+        Ordering::Less => false,
+        Ordering::Equal => {
+            sub.iter().flat_map(|s| s.bytes()).cmp(c.sub.bytes()) == Ordering::Greater
+        }
+    }
 }
 
 impl<'a> Plan<'a> {
@@ -134,7 +158,7 @@ impl<'a> Plan<'a> {
             .words
             .iter()
             .map(|w| {
-                let pat = || Pattern::Word(w.clone());
+                let pat = || Pattern::word(w);
                 let names = if files {
                     idx.matches.get(Table::Names, &idx.names, pat())
                 } else {
@@ -148,8 +172,7 @@ impl<'a> Plan<'a> {
                 Table::Names => &idx.names,
                 Table::Fields => &idx.fields,
             };
-            idx.matches
-                .get(table, strs, Pattern::Glob(g.pattern().to_owned()))
+            idx.matches.get(table, strs, Pattern::glob(g.pattern()))
         };
         let names = [&q.branch, &q.tag, &q.job, &q.format]
             .into_iter()
@@ -250,30 +273,43 @@ impl<'a> Plan<'a> {
         &self,
         idx: &Index,
         j: &JobRec,
-        vis: &Visibility,
+        access: &Access,
         after: Option<&SortKey>,
         out: &mut Vec<Hit>,
+        work: &mut Work,
     ) {
-        if !self.job_passes(j) {
+        if !self.job_passes(j) || !access.may_read_under(&j.url) {
             return;
         }
+        work.opened += 1;
         let q = self.q;
         let unmatched = self.unmatched(j);
         let files_wanted = q.wants_files() || q.kind == Some(Kind::File);
-        let mut emit = |hit: Hit| {
-            if after.is_none_or(|c| hit.key > *c) && vis.allows(|| hit.url.clone()) {
-                out.push(hit);
+        // Whether the entity `sub` of the job is a result: after the cursor, and readable
+        // at its URL (built in `url`, and only then).
+        let mut url = String::new();
+        let mut shows = |sub: &[&str], work: &mut Work| {
+            if !after_cursor(j, sub, after) {
+                return false;
             }
+            url.clear();
+            url.push_str(&j.url);
+            sub.iter().for_each(|s| url.push_str(s));
+            work.urls += 1;
+            access.reads(&url)
         };
         let job_kind = q.kind.is_none_or(|k| k == Kind::Job);
         if !files_wanted && q.format.is_none() && unmatched.is_empty() && job_kind {
-            emit(job_hit(j, vis));
+            if shows(&[], work) {
+                out.push(job_hit(j, access));
+            }
             return;
         }
         if matches!(q.kind, Some(Kind::Job | Kind::Product)) {
             return;
         }
         for f in &j.formats {
+            work.entries += 1;
             if q.format.as_ref().is_some_and(|g| !g.matches(&f.name)) {
                 continue;
             }
@@ -285,22 +321,26 @@ impl<'a> Plan<'a> {
             let image = f.name == "container";
             let fmt_kind = if image { Kind::Image } else { Kind::Format };
             if rest.is_empty() && !files_wanted && q.kind.is_none_or(|k| k == fmt_kind) {
-                emit(format_hit(idx, j, f, image));
+                if shows(&[&f.name, "/"], work) {
+                    out.push(format_hit(idx, j, f, image));
+                }
                 continue;
             }
             if !(files_wanted || q.kind.is_none()) {
                 continue;
             }
             for file in &f.files {
-                if self.file_ok(file.name, file.digest, &rest) {
-                    let rel = idx.names.str(file.name);
+                work.entries += 1;
+                let rel = idx.names.str(file.name);
+                if self.file_ok(file.name, file.digest, &rest) && shows(&[&f.name, "/", rel], work)
+                {
                     let mut hit = format_hit(idx, j, f, image);
                     hit.kind = Kind::File;
                     hit.url.push_str(rel);
                     hit.key.sub.push_str(rel);
                     hit.path = Some(rel.to_owned());
                     hit.digest = Some(idx.digests.str(file.digest).to_owned());
-                    emit(hit);
+                    out.push(hit);
                 }
             }
         }
@@ -350,12 +390,12 @@ impl<'a> Plan<'a> {
         &self,
         idx: &Index,
         candidates: Option<&Bits>,
-        vis: &Visibility,
+        access: &Access,
         after: Option<&SortKey>,
         limit: usize,
     ) -> Vec<Hit> {
         let mut out = Vec::new();
-        let nothing = |m: &Arc<Matched>| m.ids.is_empty();
+        let nothing = |m: &Arc<Matched>| m.is_empty();
         if !self.versions_possible()
             || self.words.iter().any(|(_, f)| nothing(f))
             || self.meta.iter().any(nothing)
@@ -363,11 +403,10 @@ impl<'a> Plan<'a> {
             return out;
         }
         let hit = |v: &VersionRec| {
-            if !self.version_passes(idx, v) {
-                return None;
-            }
-            let hit = version_hit(idx, v, vis);
-            (after.is_none_or(|c| hit.key > *c) && vis.allows(|| v.url.clone())).then_some(hit)
+            let key = (Reverse(v.ts), v.url.as_str());
+            let after_cursor = after.is_none_or(|c| key > (c.ts, c.job.as_str()));
+            (after_cursor && access.reads(&v.url) && self.version_passes(idx, v))
+                .then(|| version_hit(idx, v, access))
         };
         match candidates.filter(|c| c.count() <= FEW_CANDIDATES) {
             Some(c) => {
@@ -411,19 +450,19 @@ impl<'a> Plan<'a> {
 fn union(idx: &Index, parts: &[(&Postings, &Arc<Matched>)]) -> Bits {
     let mut set = Bits::new(idx.order.len());
     for (postings, m) in parts {
-        for id in &m.ids {
-            set.post(idx, postings.get(id));
+        for id in m.ids() {
+            set.post(idx, postings.get(&id));
         }
     }
     set
 }
 
-fn job_hit(j: &JobRec, vis: &Visibility) -> Hit {
+fn job_hit(j: &JobRec, access: &Access) -> Hit {
     let version = j
         .product
         .as_ref()
         .map(|p| p.url.clone())
-        .filter(|url| vis.allows(|| url.clone()));
+        .filter(|url| access.reads(url));
     Hit {
         kind: Kind::Job,
         url: j.url.clone(),
@@ -490,12 +529,12 @@ fn format_hit(idx: &Index, j: &JobRec, f: &FormatRec, image: bool) -> Hit {
     }
 }
 
-fn version_hit(idx: &Index, v: &VersionRec, vis: &Visibility) -> Hit {
+fn version_hit(idx: &Index, v: &VersionRec, access: &Access) -> Hit {
     let linked: Vec<&JobRec> = v.jobs.iter().filter_map(|(s, _)| idx.job(*s)).collect();
     let mut jobs: Vec<String> = linked
         .iter()
+        .filter(|j| access.reads(&j.url))
         .map(|j| j.url.clone())
-        .filter(|u| vis.allows(|| u.clone()))
         .collect();
     jobs.sort();
     let any = |f: fn(&JobRec) -> bool| linked.iter().any(|j| f(j));
@@ -525,52 +564,5 @@ fn version_hit(idx: &Index, v: &VersionRec, vis: &Visibility) -> Hit {
             job: v.url.clone(),
             sub: String::new(),
         },
-    }
-}
-
-/// A set of places in result order.
-struct Bits(Vec<u64>);
-
-impl Bits {
-    fn new(len: usize) -> Bits {
-        Bits(vec![0; len.div_ceil(64)])
-    }
-
-    fn set(&mut self, i: usize) {
-        if let Some(w) = self.0.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
-        }
-    }
-
-    /// Adds the places of the slots in `list`.
-    fn post(&mut self, idx: &Index, list: Option<&Vec<u32>>) {
-        for slot in list.into_iter().flatten() {
-            if let Some(&p) = idx.pos.get(*slot as usize) {
-                self.set(p as usize);
-            }
-        }
-    }
-
-    /// The first place at or after `i`.
-    fn next_from(&self, i: usize) -> Option<usize> {
-        let mut w = i / 64;
-        let mut bits = self.0.get(w)? & (u64::MAX << (i % 64));
-        loop {
-            if bits != 0 {
-                return Some(w * 64 + bits.trailing_zeros() as usize);
-            }
-            w += 1;
-            bits = *self.0.get(w)?;
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.0.iter().map(|w| w.count_ones() as usize).sum()
-    }
-
-    fn and(&mut self, other: &Bits) {
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
-            *a &= b;
-        }
     }
 }

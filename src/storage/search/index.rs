@@ -246,3 +246,50 @@ fn post(maps: [&mut HashMap<u32, Vec<u32>>; 3], rec: &JobRec, slot: u32) -> usiz
     }
     n
 }
+
+/// A set of places in result order.
+pub(crate) struct Bits(Vec<u64>);
+
+impl Bits {
+    pub fn new(len: usize) -> Bits {
+        Bits(vec![0; len.div_ceil(64)])
+    }
+
+    pub fn set(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    /// Adds the places of the slots in `list`.
+    pub fn post(&mut self, idx: &Index, list: Option<&Vec<u32>>) {
+        for slot in list.into_iter().flatten() {
+            if let Some(&p) = idx.pos.get(*slot as usize) {
+                self.set(p as usize);
+            }
+        }
+    }
+
+    /// The first place at or after `i`.
+    pub fn next_from(&self, i: usize) -> Option<usize> {
+        let mut w = i / 64;
+        let mut bits = self.0.get(w)? & (u64::MAX << (i % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            bits = *self.0.get(w)?;
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    pub fn and(&mut self, other: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a &= b;
+        }
+    }
+}

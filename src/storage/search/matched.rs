@@ -54,8 +54,11 @@ impl Interner {
     }
 }
 
-/// Matches kept; past this the cache starts again (each holds a bit per string).
-const KEPT: usize = 256;
+/// What the kept matches may hold together, in bytes (docs/caches.md): past it the least
+/// recently used go. A match is at most an eighth of a byte per string of its table (see
+/// [`Matched`]): about 250 KiB on 2,000,000 names, so this keeps well over 100 of the
+/// largest.
+pub(crate) const MATCH_BUDGET: usize = 32 << 20;
 
 /// The table a pattern runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,7 +68,8 @@ pub(crate) enum Table {
 }
 
 /// A pattern: a word (a substring of the lower-cased string) or a glob (`*` any run of
-/// characters, `?` one, case-insensitive).
+/// characters, `?` one, case-insensitive). Made through [`Pattern::word`] and
+/// [`Pattern::glob`], which give patterns that match alike the same key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Pattern {
     Word(String),
@@ -73,6 +77,40 @@ pub(crate) enum Pattern {
 }
 
 impl Pattern {
+    pub fn word(w: &str) -> Pattern {
+        Pattern::Word(w.to_lowercase())
+    }
+
+    /// The glob lower-cased, each run of `*` and `?` written as its `?`s then one `*` if it
+    /// had any: `*` already crosses `/` (docs/search.md), so `**`, `*?*` and `?*` are one
+    /// pattern each way they are spelled.
+    pub fn glob(g: &str) -> Pattern {
+        let mut out = String::with_capacity(g.len());
+        let mut star = false;
+        for c in g.to_lowercase().chars() {
+            match c {
+                '*' => star = true,
+                '?' => out.push('?'),
+                c => {
+                    if std::mem::take(&mut star) {
+                        out.push('*');
+                    }
+                    out.push(c);
+                }
+            }
+        }
+        if star {
+            out.push('*');
+        }
+        Pattern::Glob(out)
+    }
+
+    fn weight(&self) -> usize {
+        match self {
+            Pattern::Word(s) | Pattern::Glob(s) => s.len(),
+        }
+    }
+
     /// The regex finding the pattern in an [`Interner`]'s text.
     fn regex(&self) -> Option<Regex> {
         let re = match self {
@@ -99,41 +137,147 @@ impl Pattern {
     }
 }
 
-/// The ids of a table's strings a pattern matches, as a set and as a list.
+/// The ids of a table's strings a pattern matches, held as whichever is smaller: their
+/// list (4 bytes each) or a bit per string of the table. A match covering more than a
+/// 32nd of the table is thus a bitset, at most an eighth of a byte per string however
+/// many it covers (`name:*` on 400,000 names: 50 KiB, not 1.6 MiB of ids and a bitset).
 #[derive(Default, Clone)]
 pub(crate) struct Matched {
     /// How many strings of the table were tested.
     upto: usize,
-    bits: Vec<u64>,
-    pub ids: Vec<u32>,
+    len: usize,
+    set: Set,
+}
+
+#[derive(Clone)]
+enum Set {
+    /// Ascending.
+    List(Vec<u32>),
+    Bits(Vec<u64>),
+}
+
+impl Default for Set {
+    fn default() -> Set {
+        Set::List(Vec::new())
+    }
 }
 
 impl Matched {
     pub fn has(&self, id: u32) -> bool {
-        let i = id as usize;
-        self.bits
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        match &self.set {
+            Set::List(ids) => ids.binary_search(&id).is_ok(),
+            Set::Bits(bits) => {
+                let i = id as usize;
+                bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+            }
+        }
     }
 
-    fn push(&mut self, id: usize) {
-        if self.bits.len() <= id / 64 {
-            self.bits.resize(id / 64 + 1, 0);
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The ids, ascending.
+    pub fn ids(&self) -> Box<dyn Iterator<Item = u32> + '_> {
+        match &self.set {
+            Set::List(ids) => Box::new(ids.iter().copied()),
+            Set::Bits(bits) => Box::new(bits.iter().enumerate().flat_map(|(w, &word)| {
+                let base = u32::try_from(w * 64).unwrap_or(u32::MAX);
+                let mut word = word;
+                std::iter::from_fn(move || {
+                    let b = (word != 0).then(|| word.trailing_zeros())?;
+                    word &= word - 1;
+                    Some(base.saturating_add(b))
+                })
+            })),
         }
-        if let Some(w) = self.bits.get_mut(id / 64) {
-            *w |= 1 << (id % 64);
+    }
+
+    /// Bytes held, roughly.
+    fn weight(&self) -> usize {
+        64 + match &self.set {
+            Set::List(ids) => ids.capacity() * 4,
+            Set::Bits(bits) => bits.capacity() * 8,
         }
-        self.ids.push(u32::try_from(id).unwrap_or(u32::MAX));
+    }
+
+    fn push(&mut self, id: u32) {
+        let i = id as usize;
+        match &mut self.set {
+            Set::List(ids) => ids.push(id),
+            Set::Bits(bits) => {
+                if bits.len() <= i / 64 {
+                    bits.resize(i / 64 + 1, 0);
+                }
+                if let Some(w) = bits.get_mut(i / 64) {
+                    *w |= 1 << (i % 64);
+                }
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Holds the ids the smaller way for a table of `upto` strings.
+    fn compact(&mut self) {
+        let dense = self.len.saturating_mul(32) > self.upto;
+        match (&mut self.set, dense) {
+            (Set::List(ids), true) => {
+                let mut bits = vec![0u64; self.upto.div_ceil(64)];
+                for &id in ids.iter() {
+                    if let Some(w) = bits.get_mut(id as usize / 64) {
+                        *w |= 1 << (id % 64);
+                    }
+                }
+                self.set = Set::Bits(bits);
+            }
+            (Set::Bits(_), false) => self.set = Set::List(self.ids().collect()),
+            (Set::List(ids), false) => ids.shrink_to_fit(),
+            (Set::Bits(_), true) => {}
+        }
     }
 }
 
+/// The matches kept, each with its weight and when it was last used.
 #[derive(Default)]
-pub(crate) struct MatchCache(Mutex<HashMap<(Table, Pattern), Arc<Matched>>>);
+struct Kept {
+    map: HashMap<(Table, Pattern), (Arc<Matched>, usize, u64)>,
+    bytes: usize,
+    tick: u64,
+    /// Strings tested by regex passes, all told (tests count work with it).
+    tested: usize,
+}
+
+pub(crate) struct MatchCache {
+    budget: usize,
+    kept: Mutex<Kept>,
+}
+
+impl Default for MatchCache {
+    fn default() -> MatchCache {
+        MatchCache::with_budget(MATCH_BUDGET)
+    }
+}
 
 impl MatchCache {
+    pub fn with_budget(budget: usize) -> MatchCache {
+        MatchCache {
+            budget,
+            kept: Mutex::default(),
+        }
+    }
+
     /// The ids of the strings of `strs` (the `table` of the index) that `pattern` matches.
     pub fn get(&self, table: Table, strs: &Interner, pattern: Pattern) -> Arc<Matched> {
-        let old = self.lock().get(&(table, pattern.clone())).cloned();
+        let key = (table, pattern);
+        let old = {
+            let mut kept = self.lock();
+            kept.tick += 1;
+            let tick = kept.tick;
+            kept.map.get_mut(&key).map(|(m, _, used)| {
+                *used = tick;
+                Arc::clone(m)
+            })
+        };
         let len = strs.len();
         if let Some(m) = &old
             && m.upto == len
@@ -145,25 +289,60 @@ impl MatchCache {
         let from = strs.starts.get(m.upto).copied().unwrap_or(strs.text.len());
         let text = strs.text.get(from..).unwrap_or_default();
         let mut last = None;
-        for found in pattern.regex().iter().flat_map(|re| re.find_iter(text)) {
+        for found in key.1.regex().iter().flat_map(|re| re.find_iter(text)) {
             let id = strs.id_at(from + found.start());
             if last != Some(id) && (id as usize) < len {
-                m.push(id as usize);
+                m.push(id);
                 last = Some(id);
             }
         }
+        let tested = len - m.upto;
         m.upto = len;
+        m.compact();
         let m = Arc::new(m);
-        let mut cache = self.lock();
-        if cache.len() >= KEPT {
-            cache.clear();
-        }
-        cache.insert((table, pattern), Arc::clone(&m));
+        self.keep(key, &m, tested);
         m
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Table, Pattern), Arc<Matched>>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    fn keep(&self, key: (Table, Pattern), m: &Arc<Matched>, tested: usize) {
+        let weight = m.weight() + key.1.weight() + 64;
+        let mut kept = self.lock();
+        kept.tested += tested;
+        if let Some((_, w, _)) = kept.map.remove(&key) {
+            kept.bytes -= w;
+        }
+        if weight > self.budget / 2 {
+            // One match may not push out all the others; it is made again each time.
+            return;
+        }
+        kept.tick += 1;
+        let tick = kept.tick;
+        kept.map.insert(key, (Arc::clone(m), weight, tick));
+        kept.bytes += weight;
+        while kept.bytes > self.budget {
+            let Some(oldest) = kept
+                .map
+                .iter()
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((_, w, _)) = kept.map.remove(&oldest) {
+                kept.bytes -= w;
+            }
+        }
+    }
+
+    /// Bytes held by the estimate, matches kept and strings tested so far (tests).
+    #[cfg(test)]
+    pub fn stats(&self) -> (usize, usize, usize) {
+        let kept = self.lock();
+        (kept.bytes, kept.map.len(), kept.tested)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -177,11 +356,12 @@ mod tests {
         strs.intern("libfoo.so");
         strs.intern("bar");
         let cache = MatchCache::default();
-        let word = || Pattern::Word("foo".into());
-        assert_eq!(cache.get(Table::Names, &strs, word()).ids, [0]);
+        let word = || Pattern::word("foo");
+        let ids = |m: &Matched| m.ids().collect::<Vec<u32>>();
+        assert_eq!(ids(&cache.get(Table::Names, &strs, word())), [0]);
         strs.intern("FOO.txt");
         let m = cache.get(Table::Names, &strs, word());
-        assert_eq!(m.ids, [0, 2]);
+        assert_eq!(ids(&m), [0, 2]);
         assert!(m.has(2) && !m.has(1) && !m.has(1000));
     }
 
@@ -200,9 +380,9 @@ mod tests {
         let cache = MatchCache::default();
         let glob = |g: &str| {
             cache
-                .get(Table::Names, &strs, Pattern::Glob(g.into()))
-                .ids
-                .clone()
+                .get(Table::Names, &strs, Pattern::glob(g))
+                .ids()
+                .collect::<Vec<u32>>()
         };
         assert_eq!(glob("*.deb"), [0, 1, 4]);
         assert_eq!(glob("pool/*/libfoo*"), [0]);
@@ -210,5 +390,56 @@ mod tests {
         assert_eq!(glob("my file+(1)*"), [4]);
         assert_eq!(glob("*"), [0, 1, 2, 3, 4]);
         assert!(glob("deb.txt").is_empty());
+    }
+
+    fn names(n: usize) -> Interner {
+        let mut strs = Interner::default();
+        for i in 0..n {
+            strs.intern(&format!("pool/main/lib{i}_1.0.deb"));
+        }
+        strs
+    }
+
+    #[test]
+    fn globs_that_match_alike_are_one_match() {
+        let strs = names(1000);
+        let cache = MatchCache::default();
+        let all: Vec<Vec<u32>> = ["*", "**", "***", "*", "**?*", "?*"]
+            .iter()
+            .map(|g| {
+                cache
+                    .get(Table::Names, &strs, Pattern::glob(g))
+                    .ids()
+                    .collect()
+            })
+            .collect();
+        assert!(all.iter().all(|ids| ids.len() == 1000));
+        // `*`, `**` and `***` one regex pass; `**?*` and `?*` (one character at least)
+        // another, over the 1,000 names.
+        let (_, kept, tested) = cache.stats();
+        assert_eq!((kept, tested), (2, 2000));
+        assert_eq!(Pattern::glob("A**b*?**c"), Pattern::glob("a*b?*c"));
+        assert_ne!(Pattern::glob("a*b"), Pattern::glob("a?b"));
+    }
+
+    #[test]
+    fn wide_matches_are_bitsets_and_the_cache_keeps_to_its_budget() {
+        let strs = names(8_000);
+        let cache = MatchCache::with_budget(16 << 10);
+        // Every name: a bit each (1,000 bytes), not a 4-byte id each (32,000 bytes).
+        let every = cache.get(Table::Names, &strs, Pattern::glob("*"));
+        assert_eq!(every.ids().count(), 8_000);
+        assert!(every.has(7_999) && !every.has(8_000));
+        assert!(every.weight() < 1_200, "{}", every.weight());
+        // Few matches: their ids.
+        let few = cache.get(Table::Names, &strs, Pattern::word("lib1234_"));
+        assert_eq!(few.ids().collect::<Vec<_>>(), [1234]);
+        assert!(few.weight() < 100);
+        for i in 0..40 {
+            cache.get(Table::Names, &strs, Pattern::glob(&format!("*{i}_*")));
+            assert!(cache.stats().0 <= 16 << 10, "{:?}", cache.stats());
+        }
+        let (_, kept, _) = cache.stats();
+        assert!((10..40).contains(&kept), "{kept} kept");
     }
 }

@@ -5,6 +5,7 @@
 //! [`REFRESH_PERIOD`] plus one walk. This process's own writes mark their subtree, which
 //! the next query re-reads before it runs.
 
+mod access;
 mod eval;
 mod index;
 mod matched;
@@ -13,15 +14,16 @@ pub mod query;
 mod versions;
 mod walk;
 
+pub use access::{Access, Work};
 pub use eval::{Hit, SortKey};
 pub use query::{Kind, Query};
 pub use walk::Subtree;
 
-use super::{Repo, Visibility};
+use super::Repo;
 use base64::Engine as _;
 use index::{FileRec, FormatRec, Index, JobRec};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 use versions::ProductRec;
@@ -52,6 +54,8 @@ pub struct SearchIndex {
     started: AtomicBool,
     /// Subtrees this process wrote to since the last query.
     touched: Mutex<Vec<Subtree>>,
+    /// The walks' clock in nanoseconds when set (tests); 0 for the real one.
+    clock: AtomicI64,
 }
 
 /// One page of results.
@@ -61,6 +65,8 @@ pub struct Page {
     pub next: Option<SortKey>,
     /// `false` while the first build runs: results may be missing.
     pub complete: bool,
+    /// What finding them took.
+    pub work: Work,
 }
 
 impl SearchIndex {
@@ -96,13 +102,13 @@ impl SearchIndex {
         self.read().len()
     }
 
-    /// Runs `q` for a caller who sees what `vis` allows: at most `limit` results after
-    /// `after`, newest first.
+    /// Runs `q` for a caller who may read what `access` allows: at most `limit` results
+    /// after `after`, newest first.
     pub fn search(
         &self,
         repo: &Repo,
         q: &Query,
-        vis: &Visibility,
+        access: &Access,
         after: Option<&SortKey>,
         limit: usize,
     ) -> Page {
@@ -117,7 +123,7 @@ impl SearchIndex {
         }
         let complete = self.is_complete();
         let refreshed = began.elapsed();
-        let mut hits = eval::run(&self.read(), q, vis, after, limit);
+        let (mut hits, work) = eval::run(&self.read(), q, access, after, limit);
         let evaluated = began.elapsed();
         let next = (hits.len() > limit).then(|| {
             hits.truncate(limit);
@@ -135,6 +141,9 @@ impl SearchIndex {
                 refresh = refreshed.as_secs_f64(),
                 query = (evaluated - refreshed).as_secs_f64(),
                 sizes = (began.elapsed() - evaluated).as_secs_f64(),
+                jobs = work.jobs,
+                opened = work.opened,
+                entries = work.entries,
                 "slow search"
             );
         }
@@ -142,6 +151,7 @@ impl SearchIndex {
             hits,
             next: next.flatten(),
             complete,
+            work,
         }
     }
 
@@ -167,6 +177,7 @@ impl SearchIndex {
     fn refresh_with(&self, repo: &Repo, sub: &Subtree, force: bool) {
         let mut c = Collector {
             force,
+            clock: self.clock.load(Ordering::SeqCst),
             index: &self.index,
             seen: HashSet::new(),
             batch: Vec::new(),
@@ -245,6 +256,7 @@ impl SearchIndex {
         // In batches, so that queries meanwhile wait for one batch at most.
         let mut c = Collector {
             force: true,
+            clock: self.clock.load(Ordering::SeqCst),
             index: &self.index,
             seen: HashSet::new(),
             batch: Vec::new(),
@@ -281,6 +293,8 @@ impl SearchIndex {
 
 struct Collector<'a> {
     force: bool,
+    /// As [`SearchIndex::clock`].
+    clock: i64,
     index: &'a RwLock<Index>,
     seen: HashSet<String>,
     batch: Vec<RawJob>,
@@ -301,6 +315,13 @@ impl Collector<'_> {
 }
 
 impl Visit for Collector<'_> {
+    fn now_ns(&self) -> i64 {
+        match self.clock {
+            0 => super::stamp_cache::now_ns(),
+            fixed => fixed,
+        }
+    }
+
     fn known(&self, url: &str) -> Option<Known> {
         if self.force {
             return None;

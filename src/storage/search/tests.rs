@@ -1,18 +1,25 @@
 use super::*;
 use crate::model::Scope;
+use crate::storage::Visibility;
 use crate::storage::fixture::{TestRepo, job, main_job, upload};
 use serde_json::json;
 
 fn search(ix: &SearchIndex, repo: &Repo, q: &str) -> Vec<String> {
     let q = Query::parse(q).unwrap_or_else(|e| panic!("{e}"));
-    let page = ix.search(repo, &q, &Visibility::everything(), None, 100);
+    let page = ix.search(repo, &q, &Access::everything(), None, 100);
     page.hits.into_iter().map(|h| h.url).collect()
 }
 
+/// An index of `repo` whose walks run 10 s after now: every time they see has settled.
 fn built(repo: &Repo) -> SearchIndex {
     let ix = SearchIndex::default();
+    ix.clock.store(later(), Ordering::SeqCst);
     ix.refresh(repo, &Subtree::All);
     ix
+}
+
+fn later() -> i64 {
+    crate::storage::stamp_cache::now_ns() + 10_000_000_000
 }
 
 #[test]
@@ -76,7 +83,7 @@ fn refresh_sees_new_and_deleted_jobs_and_pages_are_stable() {
     }
     let ix = built(&r);
     let q = Query::parse("a.txt").unwrap_or_else(|e| panic!("{e}"));
-    let everything = Visibility::everything();
+    let everything = Access::everything();
     let first = ix.search(&r, &q, &everything, None, 2);
     assert_eq!(first.hits.len(), 2);
     let cursor = first.next.clone().map(|k| k.encode()).unwrap_or_default();
@@ -109,7 +116,7 @@ fn hidden_results_never_count() {
     upload(&r, &main_job("t", "open"), "f", "x", b"x");
     upload(&r, &main_job("t", "secret"), "f", "x", b"x");
     let ix = built(&r);
-    let vis = Visibility::new(|url| !url.contains("secret"));
+    let vis = Access::of(Visibility::new(|url| !url.contains("secret")));
     let q = Query::parse("x").unwrap_or_else(|e| panic!("{e}"));
     let page = ix.search(&r, &q, &vis, None, 1);
     assert_eq!(page.hits.len(), 1);
@@ -179,4 +186,76 @@ fn a_walk_over_an_unchanged_tree_reads_nothing_again() {
         "a removed and put again"
     );
     assert_eq!(search(&ix, &r, "z.bin"), ["/branches/main/t/a/g/z.bin"]);
+}
+
+#[test]
+fn a_write_in_the_tick_a_walk_read_shows_at_the_next_walk() {
+    let r = TestRepo::new();
+    let a = main_job("t", "a");
+    upload(&r, &a, "g", "x.bin", b"x");
+    let dir = r.format_dir(&crate::storage::fixture::format(&a, "g"));
+    let mtime = std::fs::metadata(&dir)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ns = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(0));
+    // The walk reads in the tick of the upload...
+    let ix = SearchIndex::default();
+    ix.clock.store(ns, Ordering::SeqCst);
+    ix.refresh(&r, &Subtree::All);
+    // ...and another process uploads in that same tick: the format directory keeps the
+    // mtime the walk saw.
+    upload(&r, &a, "g", "y.bin", b"y");
+    std::fs::File::open(&dir)
+        .and_then(|f| f.set_modified(mtime))
+        .unwrap_or_else(|e| panic!("{e}"));
+    ix.clock.store(later(), Ordering::SeqCst);
+    ix.refresh(&r, &Subtree::All);
+    assert_eq!(search(&ix, &r, "y.bin"), ["/branches/main/t/a/g/y.bin"]);
+    // Read once settled, the job is not read again.
+    let generation = ix.read().generation;
+    ix.refresh(&r, &Subtree::All);
+    assert_eq!(ix.read().generation, generation);
+}
+
+#[test]
+fn a_caller_who_reads_one_branch_looks_at_nothing_else() {
+    let r = TestRepo::new();
+    for i in 0..20 {
+        let j = job(Scope::Root, "secret", &format!("t{i}"), "j");
+        for f in 0..5 {
+            upload(&r, &j, "f", &format!("{f}.bin"), b"s");
+        }
+    }
+    let public = job(Scope::Root, "public", "t", "j");
+    upload(&r, &public, "f", "p.bin", b"p");
+    let ix = built(&r);
+    let read = |url: &str| url.starts_with("/branches/public/");
+    let access = Access::new(Visibility::new(read), read);
+    let q = Query::parse("kind:file").unwrap_or_else(|e| panic!("{e}"));
+    let page = ix.search(&r, &q, &access, None, 50);
+    let urls: Vec<&str> = page.hits.iter().map(|h| h.url.as_str()).collect();
+    assert_eq!(urls, ["/branches/public/t/j/f/p.bin"]);
+    // The 20 hidden jobs are passed over by their branch: none of their 100 files is
+    // looked at, nor a URL built for it.
+    let w = page.work;
+    assert_eq!(
+        (w.jobs, w.opened, w.entries, w.urls),
+        (21, 1, 2, 1),
+        "{w:?}"
+    );
+    // Without an answer for whole branches, every file is looked at, and all but one refused.
+    let page = ix.search(&r, &q, &Access::of(Visibility::new(read)), None, 50);
+    assert_eq!(page.hits.len(), 1);
+    assert_eq!((page.work.entries, page.work.urls), (122, 101));
+    // A digest only hidden jobs hold finds nothing, by their branch alone.
+    let s = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"s"))
+    );
+    let q = Query::parse(&s).unwrap_or_else(|e| panic!("{e}"));
+    let page = ix.search(&r, &q, &access, None, 50);
+    assert!(page.hits.is_empty());
+    assert_eq!((page.work.opened, page.work.urls), (0, 0));
 }

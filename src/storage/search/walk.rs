@@ -12,10 +12,17 @@
 //! cannot skip a tag or a job by its own mtime. What it saves: a job whose directory mtime
 //! did not change still has the entries it had, so its `.stamp`, `.metadata` and known
 //! formats are stat'ed through the tag's handle, without opening and listing the job.
+//!
+//! Times come from a coarse clock: a write landing in the same tick as the walk's read of
+//! a directory can leave its mtime as it was. So a signature is only recorded when every
+//! time it hashes had settled (mtime and ctime more than 2 s before the walk's clock, the
+//! racy rule of `stamp_cache.rs`); otherwise the job records [`RACY`], which no signature
+//! equals, and the next walk reads it again.
 
 use super::super::Repo;
 use super::super::digests::format_digests;
 use super::super::layout::Scan;
+use super::super::stamp_cache::now_ns;
 use crate::model::{BranchRef, JobRef, Name, Scope, TagRef, VersionRef};
 use std::hash::{Hash, Hasher};
 
@@ -68,8 +75,16 @@ pub(crate) struct Known {
     pub formats: Vec<String>,
 }
 
+/// The signature recorded for a job read while one of its times was too recent to be
+/// trusted: no computed signature equals it, so the next walk reads the job again.
+pub(crate) const RACY: u64 = 0;
+
 /// What a walk saw: each job's URL and whether it was read again.
 pub(crate) trait Visit {
+    /// The walk's clock, nanoseconds since the epoch, as file times count.
+    fn now_ns(&self) -> i64 {
+        now_ns()
+    }
     /// What the index holds for `url`.
     fn known(&self, url: &str) -> Option<Known>;
     fn seen(&mut self, url: String);
@@ -78,6 +93,8 @@ pub(crate) trait Visit {
 
 struct TagFacts {
     sig: i64,
+    /// The tag directory changed too recently for its mtime to be trusted.
+    racy: bool,
     locked: bool,
     released: bool,
     stable: bool,
@@ -108,10 +125,11 @@ impl Repo {
             Subtree::Branch(b) => self.walk_branch(b, visit),
             Subtree::Tag(t) => self.walk_tag(t, None, visit),
             Subtree::Job(j) => {
+                let now = visit.now_ns();
                 let Ok(tag) = Scan::open(&self.tag_dir(&j.tag)) else {
                     return;
                 };
-                let facts = self.tag_facts(&j.tag, &tag);
+                let facts = self.tag_facts(&j.tag, &tag, now);
                 if tag.entities.contains(&j.job) {
                     self.walk_job(j, &facts, &tag, visit);
                 }
@@ -132,13 +150,15 @@ impl Repo {
         }
     }
 
-    fn tag_facts(&self, t: &TagRef, tag: &Scan) -> TagFacts {
+    fn tag_facts(&self, t: &TagRef, tag: &Scan, now: i64) -> TagFacts {
+        let mut times = Times::new(now);
         let sig = Scan::open(&self.branch_dir(&t.branch))
             .ok()
-            .and_then(|b| b.mtime_ns_at(t.tag.as_str()))
+            .and_then(|b| times.at(&b, t.tag.as_str()))
             .unwrap_or(0);
         TagFacts {
             sig,
+            racy: times.racy,
             locked: tag.has(".locked"),
             released: tag.has(".released"),
             stable: tag.has(".stable"),
@@ -146,17 +166,23 @@ impl Repo {
     }
 
     fn walk_tag(&self, t: &TagRef, branch: Option<&Scan>, visit: &mut dyn Visit) {
+        // Read before anything is stat'ed: a later clock would trust more than it may.
+        let now = visit.now_ns();
         let Ok(tag) = Scan::open(&self.tag_dir(t)) else {
             return;
         };
         let facts = match branch {
-            Some(b) => TagFacts {
-                sig: b.mtime_ns_at(t.tag.as_str()).unwrap_or(0),
-                locked: tag.has(".locked"),
-                released: tag.has(".released"),
-                stable: tag.has(".stable"),
-            },
-            None => self.tag_facts(t, &tag),
+            Some(b) => {
+                let mut times = Times::new(now);
+                TagFacts {
+                    sig: times.at(b, t.tag.as_str()).unwrap_or(0),
+                    racy: times.racy,
+                    locked: tag.has(".locked"),
+                    released: tag.has(".released"),
+                    stable: tag.has(".stable"),
+                }
+            }
+            None => self.tag_facts(t, &tag, now),
         };
         for job in &tag.entities {
             let j = JobRef {
@@ -168,15 +194,20 @@ impl Repo {
     }
 
     fn walk_job(&self, j: &JobRef, tag: &TagFacts, tag_scan: &Scan, visit: &mut dyn Visit) {
-        let dir_ns = tag_scan.mtime_ns_at(j.job.as_str());
+        let mut times = Times::new(visit.now_ns());
+        times.racy = tag.racy;
+        let dir_ns = times.at(tag_scan, j.job.as_str());
         let url = j.url();
         // Its entries are those the index holds while the job's directory mtime holds.
         if let (Some(known), Some(ns)) = (visit.known(&url), dir_ns)
             && known.dir_ns == ns
         {
-            let at = |rel: &str| tag_scan.mtime_ns_at(&format!("{}/{rel}", j.job));
-            let formats = known.formats.iter().map(|f| (f.as_str(), at(f)));
-            if signature(tag.sig, dir_ns, at(".stamp"), at(".metadata"), formats) == known.sig {
+            let mut fast = Times::new(times.now);
+            let mut at = |rel: &str| fast.at(tag_scan, &format!("{}/{rel}", j.job));
+            let (stamp, meta) = (at(".stamp"), at(".metadata"));
+            let formats: Vec<_> = known.formats.iter().map(|f| (f.as_str(), at(f))).collect();
+            let sig = signature(tag.sig, dir_ns, stamp, meta, formats.into_iter());
+            if sig == known.sig {
                 visit.seen(url);
                 return;
             }
@@ -184,16 +215,21 @@ impl Repo {
         let Ok(scan) = Scan::open(&self.job_dir(j)) else {
             return;
         };
-        let formats = scan
+        let formats: Vec<_> = scan
             .entities
             .iter()
-            .map(|f| (f.as_str(), scan.mtime_ns_at(f.as_str())));
-        let (stamp, meta) = (scan.mtime_ns_at(".stamp"), scan.mtime_ns_at(".metadata"));
-        let sig = signature(tag.sig, dir_ns, stamp, meta, formats);
-        if visit.known(&url).is_some_and(|k| k.sig == sig) {
+            .map(|f| (f.as_str(), times.at(&scan, f.as_str())))
+            .collect();
+        let (stamp, meta) = (times.at(&scan, ".stamp"), times.at(&scan, ".metadata"));
+        let hashed = signature(tag.sig, dir_ns, stamp, meta, formats.into_iter());
+        // Equal to one recorded when every time had settled: nothing changed since (a
+        // change would have set a later time).
+        if visit.known(&url).is_some_and(|k| k.sig == hashed) {
             visit.seen(url);
             return;
         }
+        // A time too recent to trust: read, but not recorded as read.
+        let sig = if times.racy { RACY } else { hashed };
         let mut job = self.read_job(j, &scan, tag, url.clone(), sig);
         job.dir_ns = dir_ns.unwrap_or(0);
         visit.seen(url);
@@ -279,7 +315,8 @@ impl Repo {
     }
 }
 
-/// The signature of a job: its tag's and its own mtimes, and each format's, by name.
+/// The signature of a job: its tag's and its own mtimes, and each format's, by name. Never
+/// [`RACY`].
 fn signature<'a>(
     tag: i64,
     dir: Option<i64>,
@@ -292,5 +329,25 @@ fn signature<'a>(
     for f in formats {
         f.hash(&mut h);
     }
-    h.finish()
+    h.finish().max(RACY + 1)
+}
+
+/// The mtimes a signature hashes, taken against the walk's clock.
+struct Times {
+    now: i64,
+    /// One of them changed less than 2 s before `now` (mtime or ctime).
+    racy: bool,
+}
+
+impl Times {
+    fn new(now: i64) -> Times {
+        Times { now, racy: false }
+    }
+
+    /// The mtime of `rel` below `scan`'s directory (followed), `None` when missing.
+    fn at(&mut self, scan: &Scan, rel: &str) -> Option<i64> {
+        let stamp = scan.stamp_at(rel)?;
+        self.racy |= !stamp.settled(self.now, crate::storage::stamp_cache::RACY_NS);
+        Some(stamp.mtime_ns())
+    }
 }
