@@ -12,6 +12,7 @@ use crate::model::{BranchRef, Name, TagRef};
 use crate::pyjson;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -70,6 +71,24 @@ impl Weigh for BranchInfo {
 }
 
 const POLICY_KEYS: [&str; 2] = ["max_daily_tags", "max_released_tags"];
+
+/// The tags of `scan` whose directory still has the stamp it had when `last` read it, and
+/// had settled then: their summaries stand, with that stamp.
+fn same_tags<'a>(
+    scan: &Scan,
+    (stamps, all): (&Stamps, &'a BranchAll),
+    window: i64,
+) -> HashMap<&'a str, (Stamp, &'a TagSummary)> {
+    let unchanged = stamps.unchanged(window);
+    all.info
+        .tags
+        .iter()
+        .filter_map(|t| {
+            let was = *unchanged.get(t.name.as_str())?;
+            (scan.stamp_at(&t.name) == Some(was)).then_some((t.name.as_str(), (was, t)))
+        })
+        .collect()
+}
 
 impl Repo {
     /// Every readable branch of `scope` with its tag counts (of all its tags, as dlrepo
@@ -183,14 +202,28 @@ impl Repo {
     /// Every tag of a branch, kept by the stamps of the branch and tag directories.
     fn all_tags(&self, b: &BranchRef) -> Result<Arc<BranchAll>, StoreError> {
         let bdir = self.branch_dir(b);
-        self.branch_cache
-            .get_or_read(&bdir, || self.read_branch(b, &bdir))
+        self.branch_cache.get_or_update(&bdir, |last, window| {
+            self.read_branch(b, &bdir, last, window)
+        })
     }
 
-    fn read_branch(&self, b: &BranchRef, bdir: &Path) -> Result<(BranchAll, Stamps), StoreError> {
+    /// Reads the branch's tags; those whose directory has not changed since `last` read
+    /// them (and had settled then) are taken from it, so that listing a branch where tags
+    /// are being made reads the new ones only.
+    fn read_branch(
+        &self,
+        b: &BranchRef,
+        bdir: &Path,
+        last: Option<(&Stamps, &BranchAll)>,
+        window: i64,
+    ) -> Result<(BranchAll, Stamps), StoreError> {
         let read_ns = now_ns();
         let scan = Scan::open(bdir).map_err(not_found_if_missing)?;
+        let same = last.map_or_else(HashMap::new, |last| same_tags(&scan, last, window));
         let summarize = |tag: &Name| -> Result<(Option<Stamp>, TagSummary), StoreError> {
+            if let Some((stamp, summary)) = same.get(tag.as_str()) {
+                return Ok((Some(*stamp), (*summary).clone()));
+            }
             let t = Scan::read(&bdir.join(tag))?;
             let text = |name: &str| t.has(name).then(|| t.text_at(name)).flatten();
             let summary = TagSummary {

@@ -131,3 +131,48 @@ fn a_job_locks_once_its_formats_are_finished() {
     r.unlock_job(&j).expect("unlocked");
     assert!(!r.job_info(&j, &all).expect("the job").entry.locked);
 }
+
+#[test]
+fn a_branch_listed_again_reads_only_the_tags_that_changed() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let r = repo(tmp.path());
+    let all = Visibility::everything();
+    let (t1, t2) = (job("t1", "j1"), job("t2", "j1"));
+    r.ensure_job(&t1).expect("t1");
+    r.ensure_job(&t2).expect("t2");
+    let branch = &t1.tag.branch;
+    let bdir = tmp.path().join("branches/main");
+    let describe = |tag: &str, text: &str| fs::write(bdir.join(tag).join(".description"), text);
+    describe("t1", "one").expect("t1");
+    describe("t2", "two").expect("t2");
+    let described = |r: &crate::storage::Repo| -> Vec<(String, Option<String>)> {
+        let info = r.branch_info(branch, false, &all).expect("the branch");
+        info.tags
+            .into_iter()
+            .map(|t| (t.name, t.description))
+            .collect()
+    };
+    // Past the window in which a change could hide in the directories' times.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(described(&r)[0].1.as_deref(), Some("one"));
+    // Rewritten in place (never done by arbor or dlrepo): t1's directory keeps its times,
+    // so a listing that reads t1 again shows it and one that takes it over does not.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(bdir.join("t1/.description"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"ONE"))
+        .expect("rewritten");
+    // A new tag changes the branch; t2's new description changes t2's directory.
+    r.ensure_job(&job("t3", "j1")).expect("t3");
+    fs::write(bdir.join("t2/.new"), "TWO").expect("staged");
+    fs::rename(bdir.join("t2/.new"), bdir.join("t2/.description")).expect("replaced");
+    let now = described(&r);
+    assert_eq!(
+        now,
+        [
+            ("t1".into(), Some("one".into())),
+            ("t2".into(), Some("TWO".into())),
+            ("t3".into(), None),
+        ]
+    );
+}

@@ -142,6 +142,17 @@ impl Stamps {
         }
     }
 
+    /// The directories below, each with the stamp it had when read, that had settled then
+    /// (a later change shows in their stamp): what a new read may take over from this one
+    /// while their stamps stay the same.
+    pub fn unchanged(&self, window: i64) -> HashMap<&str, Stamp> {
+        self.below
+            .iter()
+            .filter(|(_, s)| s.settled(self.read_ns, window))
+            .map(|(n, s)| (n.as_str(), *s))
+            .collect()
+    }
+
     /// Whether no change made within the read could have gone unseen.
     fn settled(&self, window: i64) -> bool {
         let read = self.read_ns;
@@ -196,6 +207,9 @@ struct Slot<V> {
     value: Arc<V>,
     weight: usize,
     used: u64,
+    /// Whether its stamps had settled when read: only then is it an answer. An unsettled
+    /// read is kept only for [`StampCache::get_or_update`] to take what it can from.
+    settled: bool,
 }
 
 struct Lru<V> {
@@ -238,7 +252,7 @@ impl<V: Weigh> StampCache<V> {
             let mut lru = self.inner.lock().ok()?;
             lru.tick += 1;
             let tick = lru.tick;
-            let slot = lru.map.get_mut(dir)?;
+            let slot = lru.map.get_mut(dir).filter(|s| s.settled)?;
             if slot.stamps.below.len() >= max_stats {
                 return None;
             }
@@ -266,13 +280,40 @@ impl<V: Weigh> StampCache<V> {
         self.reads.inc();
         let (value, stamps) = read()?;
         let value = Arc::new(value);
-        let window = *self.window.get_or_init(|| racy_window(dir));
-        if stamps.settled(window) {
+        if stamps.settled(self.window(dir)) {
             self.put(dir.to_path_buf(), stamps, Arc::clone(&value));
         } else {
             self.forget(dir);
         }
         Ok(value)
+    }
+
+    /// Like [`StampCache::get_or_read`], but `read` gets the last read of `dir` (with its
+    /// stamps and the racy window), kept even when it had not settled, to take over what
+    /// has not changed since: a branch listed while tags are being made reads only the tags
+    /// whose directories changed ([`Stamps::unchanged`]).
+    pub fn get_or_update<E>(
+        &self,
+        dir: &Path,
+        read: impl FnOnce(Option<(&Stamps, &V)>, i64) -> Result<(V, Stamps), E>,
+    ) -> Result<Arc<V>, E> {
+        if let Some(v) = self.kept(dir, usize::MAX) {
+            return Ok(v);
+        }
+        self.reads.inc();
+        let last = self.inner.lock().ok().and_then(|lru| {
+            let slot = lru.map.get(dir)?;
+            Some((Arc::clone(&slot.stamps), Arc::clone(&slot.value)))
+        });
+        let window = self.window(dir);
+        let (value, stamps) = read(last.as_ref().map(|(s, v)| (&**s, &**v)), window)?;
+        let value = Arc::new(value);
+        self.put(dir.to_path_buf(), stamps, Arc::clone(&value));
+        Ok(value)
+    }
+
+    fn window(&self, dir: &Path) -> i64 {
+        *self.window.get_or_init(|| racy_window(dir))
     }
 
     fn forget(&self, dir: &Path) {
@@ -293,11 +334,13 @@ impl<V: Weigh> StampCache<V> {
             return;
         };
         lru.tick += 1;
+        let settled = stamps.settled(self.window(&dir));
         let slot = Slot {
             stamps: Arc::new(stamps),
             value,
             weight,
             used: lru.tick,
+            settled,
         };
         if let Some(old) = lru.map.insert(dir, slot) {
             lru.bytes -= old.weight;
