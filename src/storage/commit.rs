@@ -379,10 +379,7 @@ impl Repo {
             dirs.entry(d);
         }
         if !new_format.is_empty() {
-            let made = fdir.ancestors();
-            for d in made.take_while(|d| d.starts_with(&self.root) && *d != self.root) {
-                dirs.entry(d);
-            }
+            dirs.up_to(fdir, &self.root);
         }
         if let FormatRef::Job { job, .. } = f
             && let scope @ Scope::User(_) = &job.tag.branch.scope

@@ -281,7 +281,7 @@ impl<V: Weigh> StampCache<V> {
         let (value, stamps) = read()?;
         let value = Arc::new(value);
         if stamps.settled(self.window(dir)) {
-            self.put(dir.to_path_buf(), stamps, Arc::clone(&value));
+            self.put(dir.to_path_buf(), stamps, Arc::clone(&value), true);
         } else {
             self.forget(dir);
         }
@@ -308,7 +308,8 @@ impl<V: Weigh> StampCache<V> {
         let window = self.window(dir);
         let (value, stamps) = read(last.as_ref().map(|(s, v)| (&**s, &**v)), window)?;
         let value = Arc::new(value);
-        self.put(dir.to_path_buf(), stamps, Arc::clone(&value));
+        let settled = stamps.settled(window);
+        self.put(dir.to_path_buf(), stamps, Arc::clone(&value), settled);
         Ok(value)
     }
 
@@ -324,7 +325,8 @@ impl<V: Weigh> StampCache<V> {
         }
     }
 
-    fn put(&self, dir: PathBuf, stamps: Stamps, value: Arc<V>) {
+    /// Keeps `value` for `dir`; `settled` says whether it may be served as an answer.
+    fn put(&self, dir: PathBuf, stamps: Stamps, value: Arc<V>, settled: bool) {
         let weight = value.weight() + stamps.below.len() * 64 + dir.as_os_str().len() + 128;
         if weight > self.budget / 2 {
             // One answer may not push out all the others; it is read every time.
@@ -334,7 +336,6 @@ impl<V: Weigh> StampCache<V> {
             return;
         };
         lru.tick += 1;
-        let settled = stamps.settled(self.window(&dir));
         let slot = Slot {
             stamps: Arc::new(stamps),
             value,
