@@ -32,8 +32,8 @@ pub struct ConnPolicy {
     pub header_timeout: Duration,
     pub client_timeout: Duration,
     pub max_connections: usize,
-    /// `DLREPO_ZERO_COPY`: file bodies go out with `sendfile(2)`.
-    pub zero_copy: bool,
+    /// `DLREPO_ZERO_COPY`: to which clients file bodies go out with `sendfile(2)`.
+    pub zero_copy: crate::config::ZeroCopy,
 }
 
 impl ConnPolicy {

@@ -13,6 +13,7 @@
 //! It holds files opened by the storage layer (never paths), hence the allow below.
 #![allow(clippy::disallowed_types)]
 
+use crate::config::ZeroCopy;
 use bytes::Bytes;
 use futures_util::Stream;
 use std::collections::VecDeque;
@@ -67,7 +68,8 @@ struct ConnState {
 #[derive(Clone, Default)]
 pub struct ZcConn {
     state: Arc<ConnState>,
-    /// `DLREPO_ZERO_COPY`; off, handlers stream file bodies through hyper themselves.
+    /// Whether `DLREPO_ZERO_COPY` sends this client files with `sendfile(2)`; if not,
+    /// handlers stream file bodies through hyper themselves.
     sendfile: bool,
 }
 
@@ -184,6 +186,16 @@ impl axum::serve::Listener for ZcListener {
     }
 }
 
+/// Whether `mode` sends files with `sendfile(2)` to the client at `peer` (`None`: a Unix
+/// socket, which only a local proxy uses).
+fn sends_files_to(mode: ZeroCopy, peer: Option<std::net::SocketAddr>) -> bool {
+    match mode {
+        ZeroCopy::Off => false,
+        ZeroCopy::Always => true,
+        ZeroCopy::Remote => peer.is_some_and(|a| !a.ip().to_canonical().is_loopback()),
+    }
+}
+
 /// The transport under a connection.
 enum Conn {
     Tcp(TcpStream),
@@ -201,11 +213,11 @@ pub struct ZcStream {
 }
 
 impl ZcStream {
-    /// The handle requests use to queue file bodies on this connection; with `sendfile`
-    /// off (`DLREPO_ZERO_COPY=0`) it only tells who the peer is.
-    pub fn handle(&self, sendfile: bool) -> ZcConn {
+    /// The handle requests use to queue file bodies on this connection; where `mode` sends
+    /// this peer no file with `sendfile` it only tells who the peer is.
+    pub fn handle(&self, mode: ZeroCopy) -> ZcConn {
         ZcConn {
-            sendfile,
+            sendfile: sends_files_to(mode, self.conn.state.peer),
             ..self.conn.clone()
         }
     }

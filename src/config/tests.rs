@@ -78,13 +78,15 @@ fn publish_settings_are_typed() {
 #[test]
 fn drain_and_zero_copy_settings() {
     let c = Config::from_sources(None, env(&[])).unwrap();
-    assert_eq!((c.drain_timeout, c.zero_copy), (30, true));
+    assert_eq!((c.drain_timeout, c.zero_copy), (30, ZeroCopy::Remote));
     let set = [("DLREPO_DRAIN_TIMEOUT", "0"), ("DLREPO_ZERO_COPY", "0")];
     let c = Config::from_sources(None, env(&set)).unwrap();
-    assert_eq!((c.drain_timeout, c.zero_copy), (0, false));
-    for bad in ["yes", "true", ""] {
+    assert_eq!((c.drain_timeout, c.zero_copy), (0, ZeroCopy::Off));
+    let c = Config::from_sources(None, env(&[("DLREPO_ZERO_COPY", "always")])).unwrap();
+    assert_eq!(c.zero_copy, ZeroCopy::Always);
+    for bad in ["yes", "true", "", "Always"] {
         let e = Config::from_sources(None, env(&[("DLREPO_ZERO_COPY", bad)])).unwrap_err();
-        assert!(e.to_string().contains("expected 0 or 1"), "{e}");
+        assert!(e.to_string().contains("expected 0, 1 or always"), "{e}");
     }
 }
 

@@ -7,7 +7,7 @@
 //! chunk headers inside the placeholders). A copied placeholder would lose its address and
 //! go out as zeros. Neither is a documented promise, so the hyper version is pinned here.
 
-use crate::config::Config;
+use crate::config::{Config, ZeroCopy};
 use crate::state::AppState;
 use crate::zerocopy::ZcListener;
 use std::net::SocketAddr;
@@ -36,8 +36,40 @@ fn hyper_is_the_release_zero_copy_was_checked_against() {
     );
 }
 
-/// A server on a loopback port over `root`, with zero-copy on or off.
-async fn server(root: &std::path::Path, zero_copy: bool, stop: &CancellationToken) -> SocketAddr {
+/// Clients on this host get copies, others `sendfile(2)` (unless the setting says always or
+/// never).
+#[test]
+fn sendfile_goes_to_other_hosts() {
+    use super::sends_files_to;
+    let at = |a: &str| Some(a.parse::<SocketAddr>().unwrap());
+    let here = [
+        None,
+        at("127.0.0.1:4000"),
+        at("127.3.2.1:4000"),
+        at("[::1]:4000"),
+    ];
+    let here = [&here[..], &[at("[::ffff:127.0.0.1]:4000")]].concat();
+    let away = [
+        at("192.0.2.7:4000"),
+        at("[2001:db8::7]:4000"),
+        at("[::ffff:192.0.2.7]:4000"),
+    ];
+    for peer in &here {
+        assert!(!sends_files_to(ZeroCopy::Remote, *peer), "{peer:?}");
+        assert!(sends_files_to(ZeroCopy::Always, *peer), "{peer:?}");
+    }
+    for peer in &away {
+        assert!(sends_files_to(ZeroCopy::Remote, *peer), "{peer:?}");
+        assert!(!sends_files_to(ZeroCopy::Off, *peer), "{peer:?}");
+    }
+}
+
+/// A server on a loopback port over `root`, with zero-copy always or never.
+async fn server(
+    root: &std::path::Path,
+    zero_copy: ZeroCopy,
+    stop: &CancellationToken,
+) -> SocketAddr {
     let config = Config {
         root_dir: root.to_owned(),
         auth_disabled: true,
@@ -98,8 +130,8 @@ async fn zero_copy_answers_as_plain_streaming_does() {
     let root = tempfile::tempdir().expect("temp dir");
     let stop = CancellationToken::new();
     let (on, off) = (
-        server(root.path(), true, &stop).await,
-        server(root.path(), false, &stop).await,
+        server(root.path(), ZeroCopy::Always, &stop).await,
+        server(root.path(), ZeroCopy::Off, &stop).await,
     );
     // Several socket buffers and several DLREPO_CHUNK_SIZE chunks; no byte is zero, so a
     // placeholder sent as it is shows.

@@ -254,14 +254,13 @@ fn store_failure(e: StoreError) -> Response {
 }
 
 /// Manifests and blobs are sent like any artifact (`http::download`): validators, one byte
-/// range, X-Sendfile and `sendfile(2)`, with the digest as `Docker-Content-Digest`; but
-/// read and written to a client on this host (see [`zero_copy_to`]).
+/// range, X-Sendfile and `sendfile(2)` (to clients on other hosts, `ZeroCopy::Remote`),
+/// with the digest as `Docker-Content-Digest`.
 fn send_file(app: &AppState, req: &Request, file: BlobReader, content_type: &str) -> Response {
     let conn = req
         .extensions()
         .get::<axum::extract::ConnectInfo<crate::zerocopy::ZcConn>>()
-        .map(|c| c.0.clone())
-        .filter(|c| zero_copy_to(c.peer()));
+        .map(|c| c.0.clone());
     Download {
         method: req.method(),
         headers: req.headers(),
@@ -276,17 +275,6 @@ fn send_file(app: &AppState, req: &Request, file: BlobReader, content_type: &str
         freshness: freshness(req),
     }
     .respond(file)
-}
-
-/// Whether a blob goes to the client at `peer` (`None`: a Unix socket) with `sendfile(2)`:
-/// only when the client is on another host. On the same host the client's kernel receives
-/// the bytes on the same cores, and `sendfile`'s packets, made of the file's 4 KiB pages,
-/// cost it more to take in than copied ones: skopeo pulling a 200 MiB layer over loopback
-/// spent more system and user time and ran 3-10 % slower, although the server then used a
-/// quarter of the CPU (bench/README.md, "Registry transfers"). Over a network the sender's
-/// choice does not reach the receiver, and `sendfile` saves the server a copy.
-fn zero_copy_to(peer: Option<std::net::SocketAddr>) -> bool {
-    peer.is_some_and(|a| !a.ip().to_canonical().is_loopback())
 }
 
 /// Blobs, and manifests fetched by digest, never change under their URL; a manifest by
@@ -428,20 +416,6 @@ mod tests {
                 assert_eq!(body["errors"][0]["message"], message.as_str());
             }
         }
-    }
-
-    /// Clients on this host get copies, others `sendfile(2)`.
-    #[test]
-    fn zero_copy_only_to_other_hosts() {
-        let at = |a: &str| Some(a.parse::<std::net::SocketAddr>().unwrap());
-        assert!(!zero_copy_to(None));
-        assert!(!zero_copy_to(at("127.0.0.1:4000")));
-        assert!(!zero_copy_to(at("127.3.2.1:4000")));
-        assert!(!zero_copy_to(at("[::1]:4000")));
-        assert!(!zero_copy_to(at("[::ffff:127.0.0.1]:4000")));
-        assert!(zero_copy_to(at("192.0.2.7:4000")));
-        assert!(zero_copy_to(at("[2001:db8::7]:4000")));
-        assert!(zero_copy_to(at("[::ffff:192.0.2.7]:4000")));
     }
 
     /// What storage cannot explain is a plain 500, its cause kept for the log.
