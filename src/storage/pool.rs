@@ -33,6 +33,22 @@ pub(crate) async fn read_slot() -> Option<SemaphorePermit<'static>> {
     READS.acquire().await.ok()
 }
 
+/// Large upload batches: each step of a big upload gathers [`LARGE_BATCH`] bytes instead of
+/// `DLREPO_CHUNK_SIZE` when this budget, in MiB of batches held at once across all uploads,
+/// has room; two batches per upload (one filling, one being written). A 1 GiB `curl -T` ran
+/// 1.25-1.30 s with 4 MiB steps against 1.55-1.68 s with 256 KiB ones: each step ends when
+/// both its write and its hash have, and the thread wake-ups add up. The budget keeps
+/// hundreds of concurrent uploads from holding gigabytes; past it they take small steps.
+pub(crate) const LARGE_BATCH: usize = 4 << 20;
+const LARGE_BATCH_BUDGET_MIB: usize = 256;
+static LARGE_BATCHES: Semaphore = Semaphore::const_new(LARGE_BATCH_BUDGET_MIB);
+
+/// Room for one upload's large batches, if the budget has it now (never waits).
+pub(crate) fn large_batches() -> Option<SemaphorePermit<'static>> {
+    let mib = u32::try_from((2 * LARGE_BATCH) >> 20).ok()?;
+    LARGE_BATCHES.try_acquire_many(mib).ok()
+}
+
 /// How much lower than the server's the priority of bulk threads is (`nice(2)` steps: 10 gives
 /// them about a tenth of the CPU share of the rest of the server when both want it).
 const BULK_NICENESS: i32 = 10;

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 /// Bytes gathered before each write-and-hash step of a push (at least; the server's chunk
 /// size when larger). Layers are big: 1 MiB steps cost a quarter of the thread wake-ups of
-/// 256 KiB ones, for 2 MiB of memory per push at most (one step filling, one written).
+/// 256 KiB ones, for 2 MiB of memory per push (one step filling, one written); past 4 MiB
+/// a push grows its steps like any upload, within the shared budget (`pool::large_batches`).
 const PUSH_BATCH: usize = 1 << 20;
 
 pub(super) fn is_session_id(id: &str) -> bool {
