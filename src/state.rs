@@ -9,8 +9,20 @@ use crate::storage::Repo;
 use crate::storage::search::SearchIndex;
 use std::sync::{Arc, PoisonError, RwLock};
 
+/// Cloned for every request (and by every layer that takes the state): one reference count,
+/// where the fields' own `Arc`s cost seven increments and decrements per clone.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     /// The data root; every filesystem access goes through it.
     pub repo: Arc<Repo>,
     pub config: Arc<Config>,
@@ -36,7 +48,7 @@ impl AppState {
         let config = Arc::new(config);
         let background = Background::default();
         let publisher = Publisher::new(Arc::clone(&repo), Arc::clone(&config), background.clone());
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             repo,
             config,
             auth: Arc::new(RwLock::new(Arc::new(auth))),
@@ -44,7 +56,7 @@ impl AppState {
             background,
             signer,
             search: Arc::default(),
-        })
+        })))
     }
 
     /// The search index, its build started on first use (the server starts it at once).

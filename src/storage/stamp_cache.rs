@@ -163,19 +163,22 @@ impl Stamps {
 
     /// Whether `dir` and the directories below it still have these stamps.
     fn still(&self, dir: &Path) -> bool {
-        if self.top.is_none() || Stamp::of(dir) != self.top {
-            return false;
-        }
-        if self.below.is_empty() {
-            return true;
-        }
-        let Ok(fd) = nix::dir::Dir::open(
-            dir,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
-            nix::sys::stat::Mode::empty(),
-        ) else {
+        let Some(top) = self.top else {
             return false;
         };
+        if self.below.is_empty() {
+            return Stamp::of(dir) == Some(top);
+        }
+        // An `O_PATH` handle: one system call to open, where a readable directory (as
+        // `nix::dir::Dir` opens it) took four, on the path of every cached answer.
+        use nix::fcntl::OFlag;
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let Ok(fd) = nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty()) else {
+            return false;
+        };
+        if !nix::sys::stat::fstat(&fd).is_ok_and(|st| Stamp::of_stat(&st) == top) {
+            return false;
+        }
         self.below.iter().all(|(name, stamp)| {
             nix::sys::stat::fstatat(&fd, name.as_str(), nix::fcntl::AtFlags::empty())
                 .is_ok_and(|st| Stamp::of_stat(&st) == *stamp)
