@@ -130,9 +130,14 @@ pub type ApiResult = Result<Response, ApiError>;
 
 /// A JSON answer written as Python's `json.dumps` writes it.
 pub fn json(value: &Value) -> Response {
+    json_bytes(pyjson::to_string(value).into())
+}
+
+/// A JSON answer already rendered (by [`json`]'s rules).
+pub fn json_bytes(body: bytes::Bytes) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        pyjson::to_string(value),
+        body,
     )
         .into_response()
 }

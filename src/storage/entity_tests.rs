@@ -176,3 +176,39 @@ fn a_branch_listed_again_reads_only_the_tags_that_changed() {
         ]
     );
 }
+
+/// The HTTP layer renders a kept tag's JSON once (`TagInfo::rendered`): every caller who sees
+/// all its jobs shares that slot, a caller shown fewer jobs gets none, and a change to the
+/// tag gives a new one.
+#[test]
+fn a_kept_tag_shares_its_rendering_only_with_callers_who_see_every_job() {
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let r = repo(tmp.path());
+    let (a, b) = (job("t1", "j1"), job("t1", "j2"));
+    upload(&r, &a, "iso", "disk.img", b"one");
+    upload(&r, &b, "iso", "disk.img", b"two");
+    // Past every filesystem's racy window, so that the answer is kept.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let all = Visibility::everything();
+    let memo = |v: &Visibility| r.tag_info(&a.tag, v).expect("the tag").rendered;
+    let first = memo(&all).expect("a slot");
+    assert!(Arc::ptr_eq(&first, &memo(&all).expect("a slot")));
+    let narrow = Visibility::new(|url| !url.contains("/j2/"));
+    let partial = r.tag_info(&a.tag, &narrow).expect("the tag");
+    assert_eq!(partial.jobs.len(), 1);
+    assert!(
+        partial.rendered.is_none(),
+        "a partial view must not share the whole rendering"
+    );
+    let locked = TagUpdate {
+        locked: Some(true),
+        ..TagUpdate::default()
+    };
+    r.update_tag(&a.tag, locked).expect("locked");
+    let after = memo(&all).expect("a slot");
+    assert!(
+        !Arc::ptr_eq(&first, &after),
+        "a changed tag kept the old rendering"
+    );
+}

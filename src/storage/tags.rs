@@ -8,9 +8,11 @@ use super::stamp_cache::{Stamps, Weigh, map_weight, now_ns, text_weight};
 use super::visibility::Visibility;
 use super::{Repo, StoreError, not_found_if_missing};
 use crate::model::{Alias, BranchRef, JobRef, Name, TagRef};
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TagSummary {
@@ -36,6 +38,11 @@ pub struct TagInfo {
     /// object, which `http/` shapes.
     #[serde(skip)]
     pub jobs: Vec<JobEntry>,
+    /// The JSON answer of the whole tag (every job, no filter), made once by the HTTP layer
+    /// for the answer kept by stamps and shared by every caller who sees all its jobs;
+    /// `None` for a view that hides some.
+    #[serde(skip)]
+    pub rendered: Option<Arc<OnceLock<Bytes>>>,
 }
 
 /// Tag state changes from `POST {tag}/`, applied in this order (spec/API.md §3.5).
@@ -257,6 +264,7 @@ fn read_tag(t: &TagRef, dir: &Path) -> Result<(TagInfo, Stamps), StoreError> {
         publish_status: text(".publish-status"),
         description: text(".description"),
         jobs,
+        rendered: Some(Arc::default()),
     };
     Ok((info, stamps))
 }
@@ -278,9 +286,11 @@ fn visible_jobs(all: &TagInfo, t: &TagRef, acl: &Visibility) -> TagInfo {
             })
         })
         .cloned()
-        .collect();
+        .collect::<Vec<_>>();
+    let whole = jobs.len() == all.jobs.len();
     TagInfo {
         jobs,
+        rendered: all.rendered.clone().filter(|_| whole),
         ..all.clone_without_jobs()
     }
 }
@@ -295,6 +305,7 @@ impl TagInfo {
             publish_status: self.publish_status.clone(),
             description: self.description.clone(),
             jobs: Vec::new(),
+            rendered: None,
         }
     }
 }
@@ -306,9 +317,11 @@ impl Weigh for TagInfo {
             .iter()
             .map(|j| 96 + j.name.len() + map_weight(&j.metadata))
             .sum();
-        128 + self.name.len()
+        // Once rendered, the JSON takes about as much again.
+        2 * (128
+            + self.name.len()
             + text_weight(&self.publish_status)
             + text_weight(&self.description)
-            + jobs
+            + jobs)
     }
 }

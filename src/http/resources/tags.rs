@@ -2,11 +2,12 @@
 
 use super::{BRANCH_ALLOW, invalid};
 use crate::http::context::Ctx;
-use crate::http::reply::{ApiError, ApiResult, json, ok};
+use crate::http::reply::{ApiError, ApiResult, json_bytes, ok};
 use crate::http::{shapes, views};
 use crate::model::{Alias, BranchRef, Name, TagRef};
 use crate::storage::TagUpdate;
 use axum::http::{Method, StatusCode};
+use bytes::Bytes;
 use serde_json::Value;
 
 /// Resolves the tag of a URL: aliases only for reads (spec/API.md §3.5 step 1–2).
@@ -79,6 +80,14 @@ async fn tag_read(ctx: &Ctx, b: BranchRef, tag: Name) -> ApiResult {
     }
     // Filters compare against the job as the JSON shows it, fixed fields included.
     let filters = ctx.query_pairs();
+    // The whole tag's JSON is made once per kept answer (see `TagInfo::rendered`).
+    let memo = info
+        .rendered
+        .take()
+        .filter(|_| filters.is_empty() && !ctx.page());
+    if let Some(body) = memo.as_ref().and_then(|m| m.get()) {
+        return Ok(json_bytes(body.clone()));
+    }
     let (entries, jobs): (Vec<_>, Vec<_>) = std::mem::take(&mut info.jobs)
         .into_iter()
         .map(|entry| {
@@ -96,7 +105,12 @@ async fn tag_read(ctx: &Ctx, b: BranchRef, tag: Name) -> ApiResult {
         return views::tag_page(ctx.chrome(), &info);
     }
     let tag = shapes::tag(&info, jobs).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    Ok(json(&serde_json::json!({ "tag": tag })))
+    let body = Bytes::from(crate::pyjson::to_string(&serde_json::json!({ "tag": tag })));
+    if let Some(memo) = memo {
+        // Another request may have made it meanwhile: the same bytes either way.
+        let _ = memo.set(body.clone());
+    }
+    Ok(json_bytes(body))
 }
 
 /// Python's `str()` of a job entry value, as the tag filter compares it (spec/API.md Q41).

@@ -160,6 +160,7 @@ fn tag_page_links_jobs() {
         publish_status: None,
         description: Some("nightly & <b>".into()),
         jobs: vec![job],
+        rendered: None,
     };
     let html = body(tag_page(chrome("/branches/main/t1/"), &info));
     common(&html);
