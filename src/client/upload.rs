@@ -12,7 +12,7 @@
 
 use super::ClientError;
 use super::progress::{Item, Progress};
-use super::remote::{Body, Remote};
+use super::remote::{Body, Remote, Reply};
 use super::transfer::hash_prefix;
 use crate::model::Algo;
 use std::fs::{self, File};
@@ -136,7 +136,9 @@ pub fn upload_one(
         item.at(0);
         Ok((Box::new(item.reader(f)), file.size))
     };
-    remote.send("PUT", url, &[("Digest", &digest)], Body::File(&open))?;
+    remote
+        .send("PUT", url, &[("Digest", &digest)], Body::File(&open))?
+        .finish();
     item.done(file.size, "");
     Ok(())
 }
@@ -165,7 +167,9 @@ fn holds(remote: &Remote, url: &str, digest: &str) -> Result<bool, ClientError> 
 /// Makes `url` a link to the content `digest` names, which the server holds.
 fn link(remote: &Remote, url: &str, digest: &str) -> Result<(), ClientError> {
     let link = [("Digest", digest), ("X-Dlrepo-Link", digest)];
-    remote.send("PUT", url, &link, Body::Empty).map(drop)
+    remote
+        .send("PUT", url, &link, Body::Empty)
+        .map(Reply::finish)
 }
 
 /// How [`send_while_hashing`] ended.
@@ -225,7 +229,11 @@ fn send_while_hashing(
             .join()
             .map_err(|_| Failed::Local(io::Error::other("the hashing thread panicked")))??;
         let theirs = match put {
-            Ok(reply) => reply.header("digest").unwrap_or_default().to_owned(),
+            Ok(reply) => {
+                let theirs = reply.header("digest").unwrap_or_default().to_owned();
+                reply.finish();
+                theirs
+            }
             Err(_) if held.load(Ordering::SeqCst) => {
                 link(remote, url, &ours).map_err(Failed::Client)?;
                 item.at(file.size);
