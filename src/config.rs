@@ -478,7 +478,7 @@ impl Setting {
 /// To which clients file bodies are sent with `sendfile(2)` (`DLREPO_ZERO_COPY`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ZeroCopy {
-    /// `0`: to none; every body is read and streamed in `DLREPO_CHUNK_SIZE` chunks.
+    /// `0`: to none; every body is read and streamed in chunks (`BlobReader::into_stream`).
     Off,
     /// `1`, the default: to clients on other hosts. A client on this host (a loopback
     /// address, or a proxy on the Unix socket) receives on the same cores, and its kernel
