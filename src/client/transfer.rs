@@ -362,10 +362,13 @@ mod tests {
         let r = in_parallel(&items, 4, |i| {
             done.fetch_add(1, Ordering::SeqCst);
             if *i == 3 {
-                Err(ClientError::Local("boom".into()))
-            } else {
-                Ok(())
+                return Err(ClientError::Local("boom".into()));
             }
+            // Instant items let the other three workers take all 96 left while the failing
+            // one was descheduled before it recorded its error (seen once in CI): with 5 ms
+            // each, that would take a stall of 160 ms.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            Ok(())
         });
         assert!(matches!(r, Err(ClientError::Local(m)) if m == "boom"));
         assert!(done.load(Ordering::SeqCst) < 100);
