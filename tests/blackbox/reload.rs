@@ -133,22 +133,42 @@ fn a_burst_of_saves_reloads_once_and_the_reload_does_not_reload_again() {
     let s = Setup::start();
     assert_eq!(s.ann_gets("/products/"), 401);
     let start = Instant::now();
-    for i in 0..10 {
-        save(
-            &s.path("acls/devs"),
-            &format!("r /branches/\n# draft {i}\n"),
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    // The server looks once no event has come for 200 ms, or 600 ms after the first: a
+    // burst written within those windows is one reload. A stalled test process (a loaded CI
+    // machine) can split the burst; then each piece may reload once, and no more.
+    let mut last = start;
+    let mut longest_gap = Duration::ZERO;
+    let saves = 11;
+    for i in 0..saves {
+        let text = if i + 1 == saves {
+            "r /branches/\nr /products/\n".to_string()
+        } else {
+            format!("r /branches/\n# draft {i}\n")
+        };
+        save(&s.path("acls/devs"), &text);
+        longest_gap = longest_gap.max(last.elapsed());
+        last = Instant::now();
+        if i + 1 < saves {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    save(&s.path("acls/devs"), "r /branches/\nr /products/\n");
+    let burst = start.elapsed();
     // The last state applies, and soon after the last write.
     while s.ann_gets("/products/") != 200 {
         assert!(start.elapsed() < Duration::from_secs(5), "{}", s.log_text());
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(SETTLED);
-    // dlrepo-style storms re-read the files forever: one reload must stay one.
-    assert_eq!(s.reloads(), 1, "{}", s.log_text());
+    let reloads = s.reloads();
+    if burst < Duration::from_millis(400) && longest_gap < Duration::from_millis(100) {
+        assert_eq!(reloads, 1, "{}", s.log_text());
+    } else {
+        eprintln!("burst took {burst:?}, longest gap {longest_gap:?}: {reloads} reloads");
+        assert!((1..=saves).contains(&reloads), "{}", s.log_text());
+    }
+    // dlrepo-style storms re-read the files forever: the count must stay where it is.
+    std::thread::sleep(SETTLED);
+    assert_eq!(s.reloads(), reloads, "{}", s.log_text());
 }
 
 #[test]
