@@ -112,7 +112,7 @@ impl Repo {
         let blob = self.blob_path(digest);
         if !exists(&blob) {
             if let Some(dir) = blob.parent() {
-                fs::create_dir_all(dir).at("create", dir)?;
+                super::files::create_dirs(dir).at("create", dir)?;
             }
             match fs::hard_link(path, &blob) {
                 Ok(()) => {

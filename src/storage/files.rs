@@ -9,7 +9,7 @@
 
 use super::StoreError;
 pub(crate) use super::locks::DirLock;
-pub(crate) use super::stale::retry_stale;
+pub(crate) use super::stale::{create_dirs, make_dirs, remove_dirs, retry_stale};
 use crate::pyjson;
 use serde_json::{Map, Value};
 use std::fs::{self, File, OpenOptions};
@@ -64,11 +64,7 @@ pub(crate) fn exists(path: &Path) -> bool {
 
 /// Creates an empty file unless one exists; never changes an existing file's mtime.
 pub(crate) fn create_flag(path: &Path) -> io::Result<()> {
-    match OpenOptions::new().write(true).create_new(true).open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
+    super::stale::create_file_shared(path, 0o666).map(drop)
 }
 
 pub(crate) fn remove_flag(path: &Path) -> io::Result<()> {
@@ -155,7 +151,7 @@ impl TempFile {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir_all(uploads).at("create", uploads)?;
+                    create_dirs(uploads).at("create", uploads)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(StoreError::at("create", &path, e)),
@@ -210,7 +206,7 @@ impl TempDir {
             match fs::create_dir(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir_all(uploads).at("create", uploads)?;
+                    create_dirs(uploads).at("create", uploads)?;
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -358,40 +354,6 @@ impl Replace {
     }
 }
 
-/// `create_dir_all`, returning the directories it made (outermost first), so that a write
-/// that fails afterwards can take them away again.
-pub(crate) fn make_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    let mut at = dir;
-    while !at.is_dir() {
-        missing.push(at.to_path_buf());
-        match at.parent() {
-            Some(parent) => at = parent,
-            None => break,
-        }
-    }
-    let mut made = Vec::new();
-    for d in missing.into_iter().rev() {
-        match fs::create_dir(&d) {
-            Ok(()) => made.push(d),
-            // Another writer made it meanwhile: theirs to keep.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
-            Err(e) => {
-                remove_dirs(&made);
-                return Err(e);
-            }
-        }
-    }
-    Ok(made)
-}
-
-/// Removes directories [`make_dirs`] made, innermost first, as long as they are empty.
-pub(crate) fn remove_dirs(made: &[PathBuf]) {
-    for d in made.iter().rev() {
-        let _ = fs::remove_dir(d);
-    }
-}
-
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.keep {
@@ -408,7 +370,7 @@ impl Drop for TempFile {
 pub(crate) fn store_as_blob(src: &Path, blob: &Path) -> Result<(), StoreError> {
     fs::set_permissions(src, fs::Permissions::from_mode(0o644)).at("chmod", src)?;
     if let Some(dir) = blob.parent() {
-        fs::create_dir_all(dir).at("create", dir)?;
+        create_dirs(dir).at("create", dir)?;
     }
     match fs::hard_link(src, blob) {
         Ok(()) => Ok(()),

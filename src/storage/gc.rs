@@ -144,7 +144,7 @@ impl Repo {
     /// The shared side of the blob lock, held by uploads from touching a blob to linking it.
     pub(crate) fn blob_guard(&self) -> Result<DirLock, StoreError> {
         let dir = self.root.join(".blobs");
-        fs::create_dir_all(&dir)?;
+        super::files::create_dirs(&dir)?;
         DirLock::shared(&self.locks_dir(), &dir)
     }
 

@@ -20,7 +20,7 @@
 //! comes from a few spare files made beforehand ([`keep_spares`]), renamed into place, so
 //! that deleting a job that was never locked before still works there.
 
-use super::stale::retry_stale;
+use super::stale::{retry_raced_create, retry_stale};
 use super::{Repo, StoreError};
 use crate::model::TagRef;
 use nix::fcntl::{Flock, FlockArg};
@@ -180,7 +180,7 @@ fn still_linked(lock: &Flock<File>, path: &Path) -> Result<bool, StoreError> {
 /// full disk: leases never take one, as what they lease took space already).
 fn lock_file(locks: &Path, path: &Path, spare: bool) -> Result<File, StoreError> {
     let open = |create: bool| {
-        retry_stale(|| {
+        retry_raced_create(|| {
             OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -193,7 +193,7 @@ fn lock_file(locks: &Path, path: &Path, spare: bool) -> Result<File, StoreError>
     match open(true) {
         Ok(file) => Ok(file),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(locks).map_err(at("create", locks))?;
+            super::stale::create_dirs(locks).map_err(at("create", locks))?;
             open(true).map_err(at("open", path))
         }
         Err(e) if spare && is_full(&e) => {
@@ -253,7 +253,7 @@ fn use_spare(locks: &Path, path: &Path) -> bool {
 /// Makes the spare lock files that are missing (see the module doc). Best effort: on a full
 /// disk there is nothing to be done, and the next start or `arbor gc` tries again.
 pub(crate) fn keep_spares(locks: &Path) {
-    if fs::create_dir_all(locks).is_err() {
+    if super::stale::create_dirs(locks).is_err() {
         return;
     }
     for i in 0..SPARES {

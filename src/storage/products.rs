@@ -154,7 +154,7 @@ impl Repo {
     fn link_to_product(&self, j: &JobRef, v: &VersionRef) -> Result<(), StoreError> {
         let jdir = self.job_dir(j);
         let vdir = self.version_dir(v);
-        fs::create_dir_all(&vdir)?;
+        super::files::create_dirs(&vdir)?;
         create_flag(&vdir.join(".stamp"))?;
         let _ = fs::remove_file(jdir.join(".product"));
         symlink(link_targets::version_target(v), jdir.join(".product"))?;

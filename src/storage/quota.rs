@@ -158,7 +158,7 @@ impl Repo {
             return Ok(None);
         };
         let dir = self.scope_dir(scope);
-        fs::create_dir_all(&dir)?;
+        super::files::create_dirs(&dir)?;
         let lock = DirLock::acquire(&self.locks_dir(), &dir)?;
         let path = dir.join(".disk_usage");
         // Missing is zero. A read that fails is not: the count would restart from this

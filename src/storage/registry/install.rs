@@ -112,7 +112,7 @@ impl Repo {
                 continue;
             }
             if let Some(dir) = dest.parent() {
-                fs::create_dir_all(dir)?;
+                crate::storage::files::create_dirs(dir)?;
             }
             // Link the `.blobs` inode when it is there, so dedup holds.
             let blob = self.blob_path(d);

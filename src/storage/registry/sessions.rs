@@ -47,7 +47,7 @@ impl Repo {
     /// session whose owner file is missing answers to nobody.
     pub fn start_blob_upload(&self, who: &Uploader) -> Result<String, RegistryError> {
         let uploads = self.uploads_dir();
-        fs::create_dir_all(&uploads)?;
+        crate::storage::files::create_dirs(&uploads)?;
         loop {
             let id = random_hex();
             let path = uploads.join(&id);

@@ -28,7 +28,7 @@ impl Repo {
         let data = encode(idx);
         let path = self.search_index_path();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::at("mkdir", dir, e))?;
+            crate::storage::files::create_dirs(dir).map_err(|e| StoreError::at("mkdir", dir, e))?;
         }
         super::super::files::write_atomic(&self.uploads_dir(), &path, &data)
     }
