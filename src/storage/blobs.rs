@@ -114,16 +114,11 @@ impl Repo {
             if let Some(dir) = blob.parent() {
                 super::files::create_dirs(dir).at("create", dir)?;
             }
-            match fs::hard_link(path, &blob) {
-                Ok(()) => {
-                    // spec/LAYOUT.md §8: blobs are 0644, whatever mode the file had.
-                    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644))
-                        .at("chmod", &blob)?;
-                    return Ok(());
-                }
-                // Another writer stored the same content meanwhile: link onto theirs.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(StoreError::at("link", path, e)),
+            // `false`: another writer stored the same content meanwhile; link onto theirs.
+            if super::stale::link_shared(path, &blob).at("link", path)? {
+                // spec/LAYOUT.md §8: blobs are 0644, whatever mode the file had.
+                fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).at("chmod", &blob)?;
+                return Ok(());
             }
         }
         let staging = scratch.join(format!(".{}.link", files::random_hex()));

@@ -372,14 +372,10 @@ pub(crate) fn store_as_blob(src: &Path, blob: &Path) -> Result<(), StoreError> {
     if let Some(dir) = blob.parent() {
         create_dirs(dir).at("create", dir)?;
     }
-    match fs::hard_link(src, blob) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            touch(blob).at("touch", blob)?;
-            Ok(())
-        }
-        Err(e) => Err(StoreError::at("link", src, e)),
+    if !super::stale::link_shared(src, blob).at("link", src)? {
+        touch(blob).at("touch", blob)?;
     }
+    Ok(())
 }
 
 /// Sets the mtime to now: lookups of a blob keep it away from the orphan GC (LAYOUT.md §3.1).

@@ -70,7 +70,16 @@ pub(crate) fn create_file_shared(path: &Path, mode: u32) -> io::Result<bool> {
     )
 }
 
-/// Runs `make` (a `mkdir` or an `O_EXCL` create) and, while it fails with `EEXIST`, asks
+/// `link(2)` of `target` as `name`, as [`create_dir_shared`] makes a directory: `Ok(false)`
+/// when a file was at `name` already, believed once it shows.
+pub(crate) fn link_shared(target: &Path, name: &Path) -> io::Result<bool> {
+    create_with(
+        || fs::hard_link(target, name),
+        || fs::symlink_metadata(name).map(|_| true),
+    )
+}
+
+/// Runs `make` (a `mkdir`, an `O_EXCL` create or a `link`) and, while it fails with `EEXIST`, asks
 /// `shows` whether the name is there as it should be (`Ok(false)`: something else is in
 /// the way); tries `make` again while the name does not show.
 fn create_with(

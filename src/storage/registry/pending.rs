@@ -157,12 +157,11 @@ impl Repo {
             // One link per blob and repository, under today's name.
             fs::rename(&legacy, &pending)?;
         }
-        match fs::hard_link(blob, &pending) {
-            Ok(()) => Ok(()),
+        if !crate::storage::stale::link_shared(blob, &pending)? {
             // Refresh it: the collector drops pending links by age.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(files::touch(&pending)?),
-            Err(e) => Err(e.into()),
+            files::touch(&pending)?;
         }
+        Ok(())
     }
 }
 
