@@ -53,8 +53,8 @@ const RACE_RETRIES: u32 = 8;
 /// 2, 4 ... 128 ms apart.
 pub(crate) fn create_dir_shared(dir: &Path) -> io::Result<bool> {
     create_with(
-        || std::fs::create_dir(dir),
-        || std::fs::metadata(dir).map(|m| m.is_dir()),
+        || fs::create_dir(dir),
+        || fs::metadata(dir).map(|m| m.is_dir()),
     )
 }
 
@@ -62,11 +62,11 @@ pub(crate) fn create_dir_shared(dir: &Path) -> io::Result<bool> {
 /// `Ok(false)` when it was there already, believed once it shows.
 pub(crate) fn create_file_shared(path: &Path, mode: u32) -> io::Result<bool> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut create = std::fs::OpenOptions::new();
+    let mut create = fs::OpenOptions::new();
     create.write(true).create_new(true).mode(mode);
     create_with(
         || create.open(path).map(drop),
-        || std::fs::symlink_metadata(path).map(|_| true),
+        || fs::symlink_metadata(path).map(|_| true),
     )
 }
 
@@ -79,9 +79,9 @@ pub(crate) fn link_shared(target: &Path, name: &Path) -> io::Result<bool> {
     )
 }
 
-/// Runs `make` (a `mkdir`, an `O_EXCL` create or a `link`) and, while it fails with `EEXIST`, asks
-/// `shows` whether the name is there as it should be (`Ok(false)`: something else is in
-/// the way); tries `make` again while the name does not show.
+/// Runs `make` (a `mkdir`, an `O_EXCL` create or a `link`) and, while it fails with
+/// `EEXIST`, asks `shows` whether the name is there as it should be (`Ok(false)`: something
+/// else is in the way); tries `make` again while the name does not show.
 fn create_with(
     mut make: impl FnMut() -> io::Result<()>,
     mut shows: impl FnMut() -> io::Result<bool>,
@@ -107,7 +107,8 @@ fn create_with(
 
 /// `create_dir_all`, returning the directories it made (outermost first), so that a write
 /// that fails afterwards can take them away again. A directory another writer (or host)
-/// made meanwhile is theirs (see [`create_dir_shared`] for how a network filesystem can say so).
+/// made meanwhile is theirs (see [`create_dir_shared`] for how a network filesystem can say
+/// so).
 pub(crate) fn make_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
     let mut at = dir;
