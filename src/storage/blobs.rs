@@ -112,7 +112,7 @@ impl Repo {
         let blob = self.blob_path(digest);
         if !exists(&blob) {
             if let Some(dir) = blob.parent() {
-                super::files::create_dirs(dir).at("create", dir)?;
+                files::create_dirs(dir).at("create", dir)?;
             }
             // `false`: another writer stored the same content meanwhile; link onto theirs.
             if super::stale::link_shared(path, &blob).at("link", path)? {

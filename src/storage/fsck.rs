@@ -117,7 +117,7 @@ impl Repo {
                     let dest = self
                         .uploads_dir()
                         .join(format!("{}.corrupt", files::random_hex()));
-                    super::files::create_dirs(&self.uploads_dir())?;
+                    files::create_dirs(&self.uploads_dir())?;
                     fs::rename(path, dest)?;
                     fixed = true;
                 }

@@ -1,7 +1,9 @@
 //! Jobs: listing, creation, flags, locking with its digest, metadata and delete
 //! (spec/LAYOUT.md §3.4, spec/API.md §3.6).
 
-use super::files::{At, DirLock, create_flag, exists, remove_flag, set_flag, timestamp_json};
+use super::files::{
+    At, DirLock, create_dirs, create_flag, exists, remove_flag, set_flag, timestamp_json,
+};
 use super::layout::Scan;
 use super::page_info::FormatSummary;
 use super::stamp_cache::{Stamps, Weigh, map_weight, now_ns};
@@ -133,7 +135,7 @@ impl Repo {
     pub(crate) fn ensure_job(&self, j: &JobRef) -> Result<PathBuf, StoreError> {
         let tdir = self.tag_dir(&j.tag);
         let jdir = tdir.join(&j.job);
-        super::files::create_dirs(&jdir).at("create", &jdir)?;
+        create_dirs(&jdir).at("create", &jdir)?;
         for stamp in [tdir.join(".stamp"), jdir.join(".stamp")] {
             create_flag(&stamp).at("create", &stamp)?;
         }

@@ -257,15 +257,8 @@ pub(crate) fn keep_spares(locks: &Path) {
         return;
     }
     for i in 0..SPARES {
-        let made = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(spare_path(locks, i));
-        match made {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(_) => return,
+        if super::stale::create_file_shared(&spare_path(locks, i), 0o644).is_err() {
+            return;
         }
     }
 }

@@ -17,24 +17,40 @@ const STALE_RETRIES: u32 = 5;
 /// name the replaced file for an instant (GlusterFS: about one open in 2,000 under such a
 /// race); looking it up again finds the new one. Anything else fails at once.
 pub(crate) fn retry_stale<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    let mut attempt = 0;
     #[cfg(test)]
     let mut fake = fake::stale_first();
-    loop {
+    let stale = |e: &io::Error| e.raw_os_error() == Some(nix::libc::ESTALE);
+    retry_while(stale, STALE_RETRIES, || {
         #[cfg(test)]
         if std::mem::take(&mut fake) {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            attempt += 1;
-            continue;
+            return Err(io::Error::from_raw_os_error(nix::libc::ESTALE));
         }
+        op()
+    })
+}
+
+/// Runs `op`, and again while it fails with an error `transient` accepts, at most `retries`
+/// more times, after a [`pause`] each.
+fn retry_while<T>(
+    transient: impl Fn(&io::Error) -> bool,
+    retries: u32,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    let mut attempt = 0;
+    loop {
         match op() {
-            Err(e) if e.raw_os_error() == Some(nix::libc::ESTALE) && attempt < STALE_RETRIES => {
-                std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
+            Err(e) if transient(&e) && attempt < retries => {
+                pause(attempt);
                 attempt += 1;
             }
             other => return other,
         }
     }
+}
+
+/// The wait before the retry after `attempt` earlier ones: 1, 2, 4 ... ms.
+fn pause(attempt: u32) {
+    std::thread::sleep(Duration::from_millis(1 << attempt));
 }
 
 /// How many times a name reported as existing is looked up again, 1, 2, 4 ... 128 ms apart
@@ -96,7 +112,7 @@ fn create_with(
         match shows() {
             Ok(true) => return Ok(false),
             Err(seen) if missing(&seen) && attempt < RACE_RETRIES => {
-                std::thread::sleep(Duration::from_millis(1 << attempt));
+                pause(attempt);
                 attempt += 1;
             }
             // Something else is in the way, or the name never showed.
@@ -153,16 +169,8 @@ pub(crate) fn remove_dirs(made: &[PathBuf]) {
 /// opened the file (GlusterFS, tests/scaleout/run: lock files taken by both hosts at once).
 /// The next attempt opens what the other host made.
 pub(crate) fn retry_raced_create<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    let mut attempt = 0;
-    loop {
-        match retry_stale(&mut op) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < RACE_RETRIES => {
-                std::thread::sleep(Duration::from_millis(1 << attempt));
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+    let raced = |e: &io::Error| e.kind() == io::ErrorKind::AlreadyExists;
+    retry_while(raced, RACE_RETRIES, || retry_stale(&mut op))
 }
 
 fn missing(e: &io::Error) -> bool {

@@ -16,7 +16,7 @@ impl Repo {
     pub(crate) fn remove_tree(&self, dir: &Path) -> Result<(), StoreError> {
         self.links.forget_all();
         let uploads = self.uploads_dir();
-        super::files::create_dirs(&uploads).at("create", &uploads)?;
+        files::create_dirs(&uploads).at("create", &uploads)?;
         let trash = uploads.join(format!("{}.deleting", files::random_hex()));
         let mut usage = self.usage_at(dir)?;
         // Counted before it moves: every write of the user holds the lock held here.
