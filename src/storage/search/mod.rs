@@ -379,6 +379,8 @@ fn intern(idx: &mut Index, raw: RawJob) -> JobRec {
     let mut fields: Vec<u32> = fields.into_iter().map(|f| idx.fields.intern(f)).collect();
     fields.sort_unstable();
     fields.dedup();
+    // Kept as long as the job lives: without the room its duplicates took.
+    fields.shrink_to_fit();
     let product = raw.product.map(|(url, ts)| {
         let meta = |k: &str| {
             raw.metadata

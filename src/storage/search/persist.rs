@@ -157,6 +157,22 @@ fn decode(data: &[u8], each: &mut dyn FnMut(RawJob)) -> Option<()> {
     r.0.is_empty().then_some(())
 }
 
+/// A count, then that many items: in a vector of just that capacity, since the index keeps
+/// these for as long as their job lives (a `collect` through `Option` reserves by doubling).
+fn counted<T>(
+    r: &mut Reader<'_>,
+    mut item: impl FnMut(&mut Reader<'_>) -> Option<T>,
+) -> Option<Vec<T>> {
+    let n = r.u32()? as usize;
+    // The count comes from a file, so it reserves no more than a few items up front.
+    let mut out = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        out.push(item(r)?);
+    }
+    out.shrink_to_fit();
+    Some(out)
+}
+
 fn job(r: &mut Reader<'_>, names: &[String], digests: &[String]) -> Option<RawJob> {
     let user = r.str()?;
     let scope = match user.as_str() {
@@ -180,20 +196,15 @@ fn job(r: &mut Reader<'_>, names: &[String], digests: &[String]) -> Option<RawJo
     } else {
         None
     };
-    let metadata = (0..r.u32()?)
-        .map(|_| Some((r.str()?, r.str()?)))
-        .collect::<Option<Vec<_>>>()?;
-    let mut formats = Vec::new();
-    for _ in 0..r.u32()? {
+    let metadata = counted(r, |r| Some((r.str()?, r.str()?)))?;
+    let formats = counted(r, |r| {
         let name = r.str()?;
-        let files = (0..r.u32()?)
-            .map(|_| {
-                let (n, d) = (r.u32()? as usize, r.u32()? as usize);
-                Some((names.get(n)?.clone(), digests.get(d)?.clone()))
-            })
-            .collect::<Option<Vec<_>>>()?;
-        formats.push((name, files));
-    }
+        let files = counted(r, |r| {
+            let (n, d) = (r.u32()? as usize, r.u32()? as usize);
+            Some((names.get(n)?.clone(), digests.get(d)?.clone()))
+        })?;
+        Some((name, files))
+    })?;
     Some(RawJob {
         url: job.url(),
         job,

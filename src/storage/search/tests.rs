@@ -146,6 +146,12 @@ fn a_saved_index_loads_and_the_walk_fixes_what_changed_since() {
     loaded.load(&r);
     assert_eq!(loaded.jobs(), 2);
     assert_eq!(search(&loaded, &r, "bin"), search(&ix, &r, "bin"));
+    // Each record is kept while its job lives: no room reserved for growth it never gets.
+    for rec in loaded.read().jobs.iter().flatten() {
+        assert_eq!(rec.formats.capacity(), rec.formats.len(), "{}", rec.url);
+        assert_eq!(rec.metadata.capacity(), rec.metadata.len(), "{}", rec.url);
+        assert_eq!(rec.fields.capacity(), rec.fields.len(), "{}", rec.url);
+    }
     // Changes made while the index was on disk: the walk after loading sees them.
     r.delete_job(&main_job("t", "a"))
         .unwrap_or_else(|e| panic!("{e}"));
