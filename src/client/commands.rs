@@ -121,7 +121,7 @@ fn set_info(
     r.call("PATCH", url, Body::Json(&json!({ "job": fields })))?;
     let data = r.get_json(url, None)?;
     let job = &data["job"];
-    let keys = ["product", "product_variant", "product_branch", "version"];
+    let keys = crate::model::PRODUCT_KEYS;
     if keys.iter().all(|k| job.get(k).is_some()) {
         let parts: Vec<String> = keys.iter().map(|k| python_str(&job[k])).collect();
         let url = format!("{}products/{}/", s.base, parts.join("/"));

@@ -11,4 +11,4 @@ mod refs;
 
 pub use digest::{Algo, Digest, DigestError, Hasher};
 pub use name::{NAME_MAX, Name, NotFound, RelPath, RelPathError, too_long};
-pub use refs::{Alias, BranchRef, FormatRef, JobRef, Scope, TagRef, VersionRef};
+pub use refs::{Alias, BranchRef, FormatRef, JobRef, PRODUCT_KEYS, Scope, TagRef, VersionRef};

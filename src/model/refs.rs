@@ -65,6 +65,10 @@ pub enum FormatRef {
     Version { version: VersionRef, format: Name },
 }
 
+/// The job metadata keys that name the product version a job is linked into, in the order
+/// of its URL (and of [`VersionRef`]'s fields).
+pub const PRODUCT_KEYS: [&str; 4] = ["product", "product_variant", "product_branch", "version"];
+
 /// `products/{product}/{variant}/{product_branch}/{version}` in one scope.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VersionRef {
@@ -107,6 +111,22 @@ impl JobRef {
 }
 
 impl VersionRef {
+    /// The version a job of `scope` names with its metadata, `name(key)` being the value of
+    /// each of [`PRODUCT_KEYS`] as a name: `None` unless all four are.
+    pub fn from_fields(
+        scope: &Scope,
+        name: impl FnMut(&str) -> Option<Name>,
+    ) -> Option<VersionRef> {
+        let [product, variant, product_branch, version] = PRODUCT_KEYS.map(name);
+        Some(VersionRef {
+            scope: scope.clone(),
+            product: product?,
+            variant: variant?,
+            product_branch: product_branch?,
+            version: version?,
+        })
+    }
+
     pub fn url(&self) -> String {
         let mut s = self.scope.url();
         s.push_str("/products");
@@ -145,5 +165,27 @@ impl FormatRef {
 
     pub fn is_product(&self) -> bool {
         matches!(self, FormatRef::Version { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version is named only by all four keys, in URL order.
+    #[test]
+    fn a_version_is_named_by_all_four_product_keys_or_not_at_all() {
+        let scope = Scope::Root;
+        let values = |k: &str| match k {
+            "product" => "os",
+            "product_variant" => "arm",
+            "product_branch" => "1.x",
+            _ => "1.2",
+        };
+        let name = |k: &str| Name::parse(values(k)).ok();
+        let v = VersionRef::from_fields(&scope, name).expect("all four");
+        assert_eq!(v.url(), "/products/os/arm/1.x/1.2/");
+        let without_branch = |k: &str| (k != "product_branch").then(|| name(k)).flatten();
+        assert_eq!(VersionRef::from_fields(&scope, without_branch), None);
     }
 }

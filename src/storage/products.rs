@@ -7,7 +7,7 @@ use super::files::{self, create_flag, exists, sort_time, stamp_time};
 use super::link_targets;
 use super::visibility::Visibility;
 use super::{Repo, StoreError};
-use crate::model::{Alias, FormatRef, JobRef, Name, Scope, VersionRef};
+use crate::model::{Alias, FormatRef, JobRef, Name, PRODUCT_KEYS, Scope, VersionRef};
 use crate::pyjson;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -34,8 +34,6 @@ pub enum ProductLevel {
     Versions(Vec<VersionSummary>),
 }
 
-const PRODUCT_KEYS: [&str; 4] = ["product", "product_variant", "product_branch", "version"];
-
 impl Repo {
     /// The job's metadata with `new` applied (spec/API.md Q14) and the product version it
     /// then names, if any. Bad product coordinates are refused here, before anything is
@@ -53,7 +51,6 @@ impl Repo {
                 data.remove(k);
             }
         }
-        let mut coords = Vec::new();
         for key in PRODUCT_KEYS {
             if let Some(v) = data.get(key) {
                 let s = v.as_str().unwrap_or_default();
@@ -62,18 +59,10 @@ impl Repo {
                 if bad {
                     return Err(StoreError::bad(format!("Invalid {key}: {s:?}")));
                 }
-                coords.push(Name::parse(s).map_err(|_| StoreError::NotFound)?);
             }
         }
-        let version = <[Name; 4]>::try_from(coords).ok().map(
-            |[product, variant, product_branch, version]| VersionRef {
-                scope: j.tag.branch.scope.clone(),
-                product,
-                variant,
-                product_branch,
-                version,
-            },
-        );
+        let name = |key: &str| Name::parse(data.get(key)?.as_str()?).ok();
+        let version = VersionRef::from_fields(&j.tag.branch.scope, name);
         Ok((data, version))
     }
 

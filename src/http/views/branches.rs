@@ -165,7 +165,7 @@ pub struct TagPage {
 /// (`{scope}/branches/{b}/{t}/` up to `{scope}/`), when all four names are valid.
 fn product_href(get: &dyn Fn(&str) -> String) -> Option<String> {
     let mut href = String::from("../../../products/");
-    for key in ["product", "product_variant", "product_branch", "version"] {
+    for key in crate::model::PRODUCT_KEYS {
         let name = crate::model::Name::parse(&get(key)).ok()?;
         href.push_str(&encode_segment(name.as_str()));
         href.push('/');

@@ -77,18 +77,8 @@ pub fn job_page(
 
 /// The version URL and label the job's product metadata points at.
 fn product_of(j: &JobRef, m: &serde_json::Map<String, Value>) -> Option<(String, String)> {
-    let name = |k: &str| {
-        m.get(k)
-            .and_then(Value::as_str)
-            .and_then(|s| Name::parse(s).ok())
-    };
-    let v = VersionRef {
-        scope: j.tag.branch.scope.clone(),
-        product: name("product")?,
-        variant: name("product_variant")?,
-        product_branch: name("product_branch")?,
-        version: name("version")?,
-    };
+    let name = |k: &str| Name::parse(m.get(k)?.as_str()?).ok();
+    let v = VersionRef::from_fields(&j.tag.branch.scope, name)?;
     let href = v
         .url()
         .split('/')

@@ -12,7 +12,7 @@ use super::index::{Bits, FormatRec, Index, JobRec};
 use super::matched::{Matched, Pattern, Table};
 use super::query::{Glob, Kind, Query};
 use super::versions::VersionRec;
-use crate::model::{JobRef, Scope};
+use crate::model::{JobRef, PRODUCT_KEYS, Scope};
 use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,9 +23,6 @@ const FEW_CANDIDATES: usize = 20_000;
 
 /// Interned string id → slots of the jobs holding it.
 type Postings = HashMap<u32, Vec<u32>>;
-
-/// The metadata keys naming a product version, in the order of its URL.
-const PRODUCT_KEYS: [&str; 4] = ["product", "product_variant", "product_branch", "version"];
 
 /// Where a result sits in result order; the cursor of the next page is the last one's.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -388,7 +388,7 @@ fn intern(idx: &mut Index, raw: RawJob) -> JobRec {
                 .find(|(mk, _)| mk == k)
                 .map_or("", |(_, v)| v.as_str())
         };
-        let mut fields: Vec<u32> = ["product", "product_variant", "product_branch", "version"]
+        let mut fields: Vec<u32> = crate::model::PRODUCT_KEYS
             .map(|k| idx.fields.intern(meta(k)))
             .to_vec();
         if let crate::model::Scope::User(u) = &t.branch.scope {

@@ -288,17 +288,8 @@ impl Repo {
 
     /// The product version a linked job's metadata names: its URL and `.stamp` time.
     fn product_of(&self, j: &JobRef, metadata: &[(String, String)]) -> Option<(String, i64)> {
-        let get = |k: &str| {
-            let v = metadata.iter().find(|(mk, _)| mk == k)?;
-            Name::parse(&v.1).ok()
-        };
-        let v = VersionRef {
-            scope: j.tag.branch.scope.clone(),
-            product: get("product")?,
-            variant: get("product_variant")?,
-            product_branch: get("product_branch")?,
-            version: get("version")?,
-        };
+        let name = |k: &str| Name::parse(&metadata.iter().find(|(mk, _)| mk == k)?.1).ok();
+        let v = VersionRef::from_fields(&j.tag.branch.scope, name)?;
         let stamp = std::fs::metadata(self.version_dir(&v).join(".stamp"));
         let ts = stamp.ok().and_then(|m| m.modified().ok()).map_or(0, |t| {
             let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
