@@ -194,9 +194,14 @@ fn a_kept_tag_shares_its_rendering_only_with_callers_who_see_every_job() {
     let memo = |v: &Visibility| r.tag_info(&a.tag, v).expect("the tag").rendered;
     let first = memo(&all).expect("a slot");
     assert!(Arc::ptr_eq(&first, &memo(&all).expect("a slot")));
+    // The whole view shares the kept entries too: a kept answer copies no job's metadata.
+    let jobs = |v: &Visibility| r.tag_info(&a.tag, v).expect("the tag").jobs;
+    assert!(Arc::ptr_eq(&jobs(&all), &jobs(&all)));
     let narrow = Visibility::new(|url| !url.contains("/j2/"));
     let partial = r.tag_info(&a.tag, &narrow).expect("the tag");
     assert_eq!(partial.jobs.len(), 1);
+    assert_eq!(partial.jobs[0].name, "j1");
+    assert!(!Arc::ptr_eq(&partial.jobs, &jobs(&all)));
     assert!(
         partial.rendered.is_none(),
         "a partial view must not share the whole rendering"

@@ -35,9 +35,10 @@ pub struct TagInfo {
     pub description: Option<String>,
     /// Each job's metadata followed by `locked`, `name`, `released`.
     /// Not serialised with the rest: each entry merges metadata and flags into one
-    /// object, which `http/` shapes.
+    /// object, which `http/` shapes. Shared with the kept answer while the view shows every
+    /// job: a request answered from [`TagInfo::rendered`] copies none of them.
     #[serde(skip)]
-    pub jobs: Vec<JobEntry>,
+    pub jobs: Arc<Vec<JobEntry>>,
     /// The JSON answer of the whole tag (every job, no filter), made once by the HTTP layer
     /// for the answer kept by stamps and shared by every caller who sees all its jobs;
     /// `None` for a view that hides some.
@@ -263,7 +264,7 @@ fn read_tag(t: &TagRef, dir: &Path) -> Result<(TagInfo, Stamps), StoreError> {
         stable: scan.has(".stable"),
         publish_status: text(".publish-status"),
         description: text(".description"),
-        jobs,
+        jobs: Arc::new(jobs),
         rendered: Some(Arc::default()),
     };
     Ok((info, stamps))
@@ -271,26 +272,29 @@ fn read_tag(t: &TagRef, dir: &Path) -> Result<(TagInfo, Stamps), StoreError> {
 
 /// `all` with only the jobs `acl` lets the caller see.
 fn visible_jobs(all: &TagInfo, t: &TagRef, acl: &Visibility) -> TagInfo {
-    let jobs = all
-        .jobs
-        .iter()
-        .filter(|e| {
-            acl.allows(|| match Name::parse(&e.name) {
-                Ok(job) => JobRef {
-                    tag: t.clone(),
-                    job,
-                }
-                .url(),
-                // Never happens (the name was read as one); the URL then matches nothing.
-                Err(_) => String::new(),
-            })
+    let sees = |e: &JobEntry| {
+        acl.allows(|| match Name::parse(&e.name) {
+            Ok(job) => JobRef {
+                tag: t.clone(),
+                job,
+            }
+            .url(),
+            // Never happens (the name was read as one); the URL then matches nothing.
+            Err(_) => String::new(),
         })
-        .cloned()
-        .collect::<Vec<_>>();
-    let whole = jobs.len() == all.jobs.len();
+    };
+    let seen: Vec<bool> = all.jobs.iter().map(sees).collect();
+    if seen.iter().all(|&s| s) {
+        return TagInfo {
+            jobs: Arc::clone(&all.jobs),
+            rendered: all.rendered.clone(),
+            ..all.clone_without_jobs()
+        };
+    }
+    let jobs = all.jobs.iter().zip(seen).filter(|(_, s)| *s);
     TagInfo {
-        jobs,
-        rendered: all.rendered.clone().filter(|_| whole),
+        jobs: Arc::new(jobs.map(|(e, _)| e.clone()).collect()),
+        rendered: None,
         ..all.clone_without_jobs()
     }
 }
@@ -304,7 +308,7 @@ impl TagInfo {
             stable: self.stable,
             publish_status: self.publish_status.clone(),
             description: self.description.clone(),
-            jobs: Vec::new(),
+            jobs: Arc::default(),
             rendered: None,
         }
     }

@@ -9,6 +9,7 @@ use crate::storage::TagUpdate;
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Resolves the tag of a URL: aliases only for reads (spec/API.md §3.5 step 1–2).
 async fn resolve_tag(
@@ -88,7 +89,8 @@ async fn tag_read(ctx: &Ctx, b: BranchRef, tag: Name) -> ApiResult {
     if let Some(body) = memo.as_ref().and_then(|m| m.get()) {
         return Ok(json_bytes(body.clone()));
     }
-    let (entries, jobs): (Vec<_>, Vec<_>) = std::mem::take(&mut info.jobs)
+    // The kept answer holds the entries too: they are copied only on this path.
+    let (entries, jobs): (Vec<_>, Vec<_>) = Arc::unwrap_or_clone(std::mem::take(&mut info.jobs))
         .into_iter()
         .map(|entry| {
             let job = shapes::job_entry(&entry);
@@ -100,7 +102,7 @@ async fn tag_read(ctx: &Ctx, b: BranchRef, tag: Name) -> ApiResult {
                 .all(|(k, v)| job.get(k).is_some_and(|x| python_str(x) == *v))
         })
         .unzip();
-    info.jobs = entries;
+    info.jobs = Arc::new(entries);
     if ctx.page() {
         return views::tag_page(ctx.chrome(), &info);
     }

@@ -159,7 +159,7 @@ fn tag_page_links_jobs() {
         stable: false,
         publish_status: None,
         description: Some("nightly & <b>".into()),
-        jobs: vec![job],
+        jobs: vec![job].into(),
         rendered: None,
     };
     let html = body(tag_page(chrome("/branches/main/t1/"), &info));
@@ -173,8 +173,9 @@ fn tag_page_links_jobs() {
         "a job is locked"
     );
     let mut open = info;
-    open.jobs[0].locked = false;
-    open.jobs[0].metadata.remove("product_branch");
+    let jobs = std::sync::Arc::make_mut(&mut open.jobs);
+    jobs[0].locked = false;
+    jobs[0].metadata.remove("product_branch");
     let html = body(tag_page(chrome("/branches/main/t1/"), &open));
     assert!(
         !html.contains("State"),
