@@ -435,7 +435,7 @@ where
                     }
                 }
                 // A buffer made for a smaller step grows once, not by doubling as it fills.
-                if batch.capacity() < step + CHUNK_SLACK {
+                if !end && batch.capacity() < step + CHUNK_SLACK {
                     batch.reserve_exact(step + CHUNK_SLACK);
                 }
             }
