@@ -4,16 +4,27 @@
 //! and a cold one tests them in one regex pass over the interner's text (a word is a
 //! literal: a SIMD substring search; a glob is anchored at the NULs between strings).
 
+use hashbrown::HashTable;
 use regex::bytes::{Regex, RegexBuilder};
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Strings stored once, named by a number. Never shrinks while the index lives (a rebuild
 /// starts a new one).
+///
+/// Each string is kept once as given (`orig`) and once lower-cased (`text`), end to end,
+/// and the table that finds a string's id holds only the id: a string costs its bytes
+/// twice and about 20 bytes more. With a `HashMap<Box<str>, u32>` and a `Vec<Box<str>>`,
+/// each string cost two allocations and their pointers more, about a quarter of the
+/// whole index at 100,000 jobs (docs/search.md, "Memory").
 #[derive(Default)]
 pub(crate) struct Interner {
-    ids: HashMap<Box<str>, u32>,
-    pub strs: Vec<Box<str>>,
+    ids: HashTable<u32>,
+    hasher: RandomState,
+    /// Every string as given, end to end; string `id` ends at `ends[id]`.
+    orig: String,
+    ends: Vec<usize>,
     /// Every string lower-cased, each followed by a NUL: a word or a glob is matched
     /// against all of them in one pass of a regex (SIMD literal search) over it.
     pub text: Vec<u8>,
@@ -21,14 +32,30 @@ pub(crate) struct Interner {
     pub starts: Vec<usize>,
 }
 
+/// String `id` of `orig`, whose strings end at `ends`.
+fn nth<'a>(orig: &'a str, ends: &[usize], id: u32) -> &'a str {
+    let i = id as usize;
+    let start = match i.checked_sub(1) {
+        Some(before) => ends.get(before).copied().unwrap_or(0),
+        None => 0,
+    };
+    let end = ends.get(i).copied().unwrap_or(start);
+    orig.get(start..end).unwrap_or("")
+}
+
 impl Interner {
     pub fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.ids.get(s) {
+        let hash = self.hasher.hash_one(s);
+        let (orig, ends) = (&self.orig, &self.ends);
+        if let Some(&id) = self.ids.find(hash, |&id| nth(orig, ends, id) == s) {
             return id;
         }
-        let id = u32::try_from(self.strs.len()).unwrap_or(u32::MAX);
-        self.ids.insert(s.into(), id);
-        self.strs.push(s.into());
+        let id = u32::try_from(self.ends.len()).unwrap_or(u32::MAX);
+        self.orig.push_str(s);
+        self.ends.push(self.orig.len());
+        let (orig, ends, hasher) = (&self.orig, &self.ends, &self.hasher);
+        self.ids
+            .insert_unique(hash, id, |&id| hasher.hash_one(nth(orig, ends, id)));
         self.starts.push(self.text.len());
         self.text.extend_from_slice(s.to_lowercase().as_bytes());
         self.text.push(0);
@@ -36,7 +63,7 @@ impl Interner {
     }
 
     pub fn len(&self) -> usize {
-        self.strs.len()
+        self.ends.len()
     }
 
     /// The id of the string `text[at]` belongs to.
@@ -46,11 +73,19 @@ impl Interner {
     }
 
     pub fn get(&self, s: &str) -> Option<u32> {
-        self.ids.get(s).copied()
+        let (orig, ends) = (&self.orig, &self.ends);
+        self.ids
+            .find(self.hasher.hash_one(s), |&id| nth(orig, ends, id) == s)
+            .copied()
     }
 
     pub fn str(&self, id: u32) -> &str {
-        self.strs.get(id as usize).map_or("", |s| s)
+        nth(&self.orig, &self.ends, id)
+    }
+
+    /// Every string, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).map(|id| self.str(u32::try_from(id).unwrap_or(u32::MAX)))
     }
 }
 
@@ -441,5 +476,31 @@ mod tests {
         }
         let (_, kept, _) = cache.stats();
         assert!((10..40).contains(&kept), "{kept} kept");
+    }
+
+    /// Each string gets one id for good, and reads back as given, across the table's growth.
+    #[test]
+    fn the_interner_gives_each_string_one_id_and_reads_it_back() {
+        let mut strs = Interner::default();
+        let words: Vec<String> = (0..10_000).map(|i| format!("Name-{i}")).collect();
+        let ids: Vec<u32> = words.iter().map(|w| strs.intern(w)).collect();
+        assert_eq!(ids, (0..10_000).collect::<Vec<u32>>());
+        for (w, &id) in words.iter().zip(&ids) {
+            assert_eq!(strs.intern(w), id, "a second intern of {w}");
+            assert_eq!(strs.get(w), Some(id));
+            assert_eq!(strs.str(id), w);
+        }
+        assert_eq!(strs.len(), 10_000);
+        assert_eq!(strs.get("name-1"), None, "ids are for the string as given");
+        let empty = strs.intern("");
+        assert_eq!(
+            (strs.str(empty), strs.get(""), strs.str(u32::MAX)),
+            ("", Some(empty), "")
+        );
+        // The lower-cased text the patterns run over, one NUL after each string.
+        let at = strs.starts[7];
+        assert_eq!(&strs.text[at..at + 7], b"name-7\0");
+        assert_eq!(strs.id_at(at + 3), 7);
+        assert!(strs.iter().take(3).eq(["Name-0", "Name-1", "Name-2"]));
     }
 }

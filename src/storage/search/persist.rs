@@ -56,8 +56,8 @@ fn put_u32(out: &mut Vec<u8>, n: usize) {
 fn encode(idx: &Index) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     for table in [&idx.names, &idx.digests] {
-        put_u32(&mut out, table.strs.len());
-        for s in &table.strs {
+        put_u32(&mut out, table.len());
+        for s in table.iter() {
             put_str(&mut out, s);
         }
     }
