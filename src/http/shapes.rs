@@ -83,6 +83,7 @@ mod tests {
             timestamp: json!(0),
             digest: String::new(),
             formats: vec!["iso".into()],
+            rendered: None,
         };
         assert_eq!(
             crate::pyjson::to_string(&Value::Object(job(&info))),

@@ -160,14 +160,12 @@ impl Repo {
         let all = self.all_tags(b)?;
         let shown = |t: &&TagSummary| {
             (!released_only || t.released)
-                && acl.allows(|| match Name::parse(&t.name) {
-                    Ok(tag) => TagRef {
+                && acl.allows_named(&t.name, |tag| {
+                    TagRef {
                         branch: b.clone(),
                         tag,
                     }
-                    .url(),
-                    // Never happens (the name was read as one); the URL then matches nothing.
-                    Err(_) => String::new(),
+                    .url()
                 })
         };
         let count = all.info.tags.iter().filter(shown).count();

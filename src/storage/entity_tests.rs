@@ -217,3 +217,43 @@ fn a_kept_tag_shares_its_rendering_only_with_callers_who_see_every_job() {
         "a changed tag kept the old rendering"
     );
 }
+
+#[test]
+fn a_kept_job_shares_its_rendering_only_with_callers_who_see_every_format() {
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let r = repo(tmp.path());
+    let j = job("t1", "j1");
+    upload(&r, &j, "iso", "disk.img", b"one");
+    upload(&r, &j, "secret", "key.pem", b"two");
+    // Past every filesystem's racy window, so that the answer is kept.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let all = Visibility::everything();
+    let whole = r.job_info(&j, &all).expect("the job");
+    assert!(
+        Arc::ptr_eq(&whole, &r.job_info(&j, &all).expect("the job")),
+        "a caller who sees every format gets the kept answer itself"
+    );
+    assert!(whole.rendered.is_some());
+    let narrow = Visibility::new(|url| !url.contains("/secret/"));
+    let partial = r.job_info(&j, &narrow).expect("the job");
+    assert_eq!(partial.formats, ["iso"]);
+    assert!(
+        partial.rendered.is_none(),
+        "a partial view must not share the whole rendering"
+    );
+    r.update_job(
+        &j,
+        JobUpdate {
+            internal: Some(true),
+            ..JobUpdate::default()
+        },
+        &all,
+    )
+    .expect("updated");
+    let after = r.job_info(&j, &all).expect("the job");
+    assert!(
+        after.internal && !Arc::ptr_eq(&whole, &after),
+        "a changed job kept the old answer"
+    );
+}

@@ -11,9 +11,11 @@ use super::visibility::Visibility;
 use super::{Repo, StoreError, not_found_if_missing};
 use crate::model::{BranchRef, FormatRef, JobRef, Name};
 use crate::pyjson;
+use bytes::Bytes;
 use serde_json::{Map, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// A job as its tag lists it (spec/API.md §3.5).
 #[derive(Debug, Clone, Default)]
@@ -36,12 +38,17 @@ pub struct JobInfo {
     pub digest: String,
     /// The formats the caller may read, in name order.
     pub formats: Vec<String>,
+    /// The JSON answer of the whole job (every format), made once by the HTTP layer for the
+    /// answer kept by stamps and shared by every caller who sees all its formats; `None`
+    /// for a view that hides some (as [`super::TagInfo::rendered`]).
+    pub rendered: Option<Arc<OnceLock<Bytes>>>,
 }
 
 /// The job of a read URL, resolved, and what its JSON answer or its page shows.
 pub struct JobView {
     pub job: JobRef,
-    pub info: JobInfo,
+    /// The kept answer itself when the caller sees every format.
+    pub info: Arc<JobInfo>,
     /// What each listed format holds; filled for the page only.
     pub formats: Vec<FormatSummary>,
 }
@@ -61,10 +68,10 @@ impl Repo {
 
     /// A job's answer, with the formats `acl` lets the caller see (kept by stamps,
     /// `stamp_cache.rs`: everything it shows is in the job directory).
-    pub fn job_info(&self, j: &JobRef, acl: &Visibility) -> Result<JobInfo, StoreError> {
+    pub fn job_info(&self, j: &JobRef, acl: &Visibility) -> Result<Arc<JobInfo>, StoreError> {
         let jdir = self.job_dir(j);
         let all = self.job_cache.get_or_read(&jdir, || read_job(j, &jdir))?;
-        Ok(visible_formats(&all, j, acl))
+        Ok(visible_formats(all, j, acl))
     }
 
     /// The JSON view of `GET {job}/` from kept answers and a few `stat`s only; `None` when
@@ -82,7 +89,7 @@ impl Repo {
         };
         let j = JobRef { tag: t, job };
         let all = self.job_cache.hit(&self.job_dir(&j))?;
-        let info = visible_formats(&all, &j, acl);
+        let info = visible_formats(all, &j, acl);
         Some(Ok(JobView {
             job: j,
             info,
@@ -263,41 +270,44 @@ fn read_job(j: &JobRef, jdir: &Path) -> Result<(JobInfo, Stamps), StoreError> {
         timestamp: timestamp_json(stamp),
         digest: String::from_utf8_lossy(&digest).into_owned(),
         formats: scan.entities.iter().map(|f| f.to_string()).collect(),
+        rendered: Some(Arc::default()),
     };
     Ok((info, stamps))
 }
 
-/// `all` with only the formats `acl` lets the caller see.
-fn visible_formats(all: &JobInfo, j: &JobRef, acl: &Visibility) -> JobInfo {
-    let formats = all
-        .formats
-        .iter()
-        .filter(|f| {
-            acl.allows(|| match Name::parse(f) {
-                Ok(format) => FormatRef::Job {
-                    job: j.clone(),
-                    format,
-                }
-                .url(),
-                // Never happens (the name was read as one); the URL then matches nothing.
-                Err(_) => String::new(),
-            })
+/// `all` with only the formats `acl` lets the caller see: `all` itself when that is every
+/// one of them.
+fn visible_formats(all: Arc<JobInfo>, j: &JobRef, acl: &Visibility) -> Arc<JobInfo> {
+    let sees = |f: &String| {
+        acl.allows_named(f, |format| {
+            FormatRef::Job {
+                job: j.clone(),
+                format,
+            }
+            .url()
         })
-        .cloned()
-        .collect();
-    JobInfo {
+    };
+    let seen: Vec<bool> = all.formats.iter().map(sees).collect();
+    if seen.iter().all(|&s| s) {
+        return all;
+    }
+    let formats = all.formats.iter().zip(seen).filter(|(_, s)| *s);
+    Arc::new(JobInfo {
         entry: all.entry.clone(),
         internal: all.internal,
         timestamp: all.timestamp.clone(),
         digest: all.digest.clone(),
-        formats,
-    }
+        formats: formats.map(|(f, _)| f.clone()).collect(),
+        rendered: None,
+    })
 }
 
 impl Weigh for JobInfo {
     fn weight(&self) -> usize {
         let formats: usize = self.formats.iter().map(|f| 24 + f.len()).sum();
-        256 + self.entry.name.len() + map_weight(&self.entry.metadata) + self.digest.len() + formats
+        let fields = self.entry.name.len() + map_weight(&self.entry.metadata) + self.digest.len();
+        // Once rendered, the JSON takes about as much again.
+        2 * (256 + fields + formats)
     }
 }
 

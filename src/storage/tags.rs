@@ -273,14 +273,12 @@ fn read_tag(t: &TagRef, dir: &Path) -> Result<(TagInfo, Stamps), StoreError> {
 /// `all` with only the jobs `acl` lets the caller see.
 fn visible_jobs(all: &TagInfo, t: &TagRef, acl: &Visibility) -> TagInfo {
     let sees = |e: &JobEntry| {
-        acl.allows(|| match Name::parse(&e.name) {
-            Ok(job) => JobRef {
+        acl.allows_named(&e.name, |job| {
+            JobRef {
                 tag: t.clone(),
                 job,
             }
-            .url(),
-            // Never happens (the name was read as one); the URL then matches nothing.
-            Err(_) => String::new(),
+            .url()
         })
     };
     let seen: Vec<bool> = all.jobs.iter().map(sees).collect();

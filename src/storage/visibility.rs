@@ -1,6 +1,7 @@
 //! Which entities a caller may see: listings, aliases and bundles only consider readable
 //! URLs (spec/API.md §3); access control plugs its check in here.
 
+use crate::model::Name;
 use std::sync::Arc;
 
 /// Which entities the caller may see: listings and aliases only consider readable URLs
@@ -27,5 +28,11 @@ impl Visibility {
             Visibility::Everything => true,
             Visibility::Only(f) => f(&url()),
         }
+    }
+
+    /// Whether the child entry `name` of a listing is visible, `url(name)` being its URL. A
+    /// name read from the tree is always valid; one that is not matches no rule.
+    pub fn allows_named(&self, name: &str, url: impl FnOnce(Name) -> String) -> bool {
+        self.allows(|| Name::parse(name).map(url).unwrap_or_default())
     }
 }

@@ -1,11 +1,12 @@
 //! A job: its listing, tar, flags, metadata and delete (spec/API.md §3.6–3.7).
 
 use crate::http::context::Ctx;
-use crate::http::reply::{ApiError, ApiResult, json, ok};
+use crate::http::reply::{ApiError, ApiResult, json_bytes, ok};
 use crate::http::{shapes, views};
 use crate::model::{Alias, BranchRef, JobRef, Name, TagRef};
 use crate::storage::JobUpdate;
 use axum::http::Method;
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 const JOB_ALLOW: &str = "DELETE,GET,PATCH,POST,PUT";
@@ -102,9 +103,19 @@ async fn job_read(ctx: &Ctx, b: BranchRef, tag: Name, job: Name) -> ApiResult {
         let base = ctx.public_base();
         return views::job_page(ctx.chrome(), &view.job, &view.info, &view.formats, &base);
     }
+    // The whole job's JSON is made once per kept answer (see `JobInfo::rendered`).
+    let memo = view.info.rendered.as_ref();
+    if let Some(body) = memo.and_then(|m| m.get()) {
+        return Ok(json_bytes(body.clone()));
+    }
     let mut m = Map::new();
     m.insert("job".into(), Value::Object(shapes::job(&view.info)));
-    Ok(json(&Value::Object(m)))
+    let body = Bytes::from(crate::pyjson::to_string(&Value::Object(m)));
+    if let Some(memo) = memo {
+        // Another request may have made it meanwhile: the same bytes either way.
+        let _ = memo.set(body.clone());
+    }
+    Ok(json_bytes(body))
 }
 
 /// `{"job": {"internal": bool, "locked": bool}}`, both optional.
