@@ -413,9 +413,9 @@ where
             if let Some(chunk) = next {
                 taken += chunk.len() as u64;
                 admit(taken)?;
-                if batch.capacity() == 0 {
-                    batch.reserve_exact(step + CHUNK_SLACK);
-                }
+                // A buffer made for a smaller step (or none yet) grows once, not by
+                // doubling as it fills.
+                batch.reserve_exact((step + CHUNK_SLACK).saturating_sub(batch.len()));
                 batch.extend_from_slice(&chunk);
             }
             if batch.len() >= step || (end && !batch.is_empty()) {
@@ -433,10 +433,6 @@ where
                     if large.is_some() {
                         step = LARGE_BATCH;
                     }
-                }
-                // A buffer made for a smaller step grows once, not by doubling as it fills.
-                if !end && batch.capacity() < step + CHUNK_SLACK {
-                    batch.reserve_exact(step + CHUNK_SLACK);
                 }
             }
             if end {
@@ -469,8 +465,9 @@ pub struct ByteRange {
 const STREAM_CHUNK_MAX: usize = 1 << 20;
 
 /// The chunk a long download grows to next, while the budget of large steps has room
-/// (`pool::large_batches`): one client downloading 1 GiB over loopback went from 0.80–0.94
-/// of nginx's rate with 1 MiB chunks to 1.06–1.18 with 4 MiB ones, at the same server CPU.
+/// (`pool::large_batches`): one client downloading 1 GiB over loopback went from 0.72–0.99
+/// of nginx's rate with 1 MiB chunks to 0.79–1.13 with 4 MiB ones, in alternating rounds
+/// (bench/README.md, "4 MiB chunks for long downloads").
 const STREAM_CHUNK_LARGE: usize = LARGE_BATCH;
 
 /// An open file ready to be sent: the HTTP layer reads its facts and streams it without
