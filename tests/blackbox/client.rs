@@ -46,6 +46,21 @@ pub(crate) fn client(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Run {
+    let mut cmd = client_command(dlrepo_cli, base, cwd);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("the client runs");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The command of [`client`], before its arguments.
+fn client_command(dlrepo_cli: bool, base: &str, cwd: &Path) -> Command {
     let mut cmd = if dlrepo_cli {
         let mut cmd = Command::new("python3");
         cmd.arg(test_dep(
@@ -59,23 +74,14 @@ pub(crate) fn client(
     };
     let home = cwd.join("home");
     std::fs::create_dir_all(&home).unwrap();
-    cmd.args(args)
-        .current_dir(cwd)
+    cmd.current_dir(cwd)
         .env("HOME", &home)
         .env("DLREPO_URL", base)
         .env("DLREPO_PREFIX", "/")
         .env("DLREPO_USER", "")
         .env_remove("DLREPO_PASSWORD")
         .env_remove("ARBOR_TOKEN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("the client runs");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cmd
 }
 
 /// A tree to upload: nested directories, a name with a space and a `+`, and one content
@@ -739,6 +745,38 @@ fn answer_once(listener: std::net::TcpListener, reply: String) -> std::thread::J
         let _ = conn.write_all(reply.as_bytes());
         head
     })
+}
+
+/// Without `LOGNAME`, `USER`, `LNAME` or `USERNAME` (a container, a cron job), the default
+/// prefix names the user ID's login, as Python's `getpass.getuser()` does for dlrepo-cli.
+#[test]
+fn the_default_prefix_names_the_login_when_no_variable_does() {
+    let id = Command::new("id").arg("-un").output().expect("id runs");
+    let login = String::from_utf8_lossy(&id.stdout).trim().to_owned();
+    assert!(!login.is_empty(), "id -un named nobody");
+    for dlrepo_cli in [false, true] {
+        let here = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/", here.local_addr().unwrap());
+        let asked = answer_once(
+            here,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\nConnection: close\r\n\r\n{\"branches\": []}".into(),
+        );
+        let work = tempfile::tempdir().unwrap();
+        let mut cmd = client_command(dlrepo_cli, &base, work.path());
+        cmd.env_remove("DLREPO_PREFIX").env_remove("DLREPO_USER");
+        for v in ["LOGNAME", "USER", "LNAME", "USERNAME"] {
+            cmd.env_remove(v);
+        }
+        let out = cmd.arg("branches").output().expect("the client runs");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "dlrepo-cli {dlrepo_cli}: {out:?}"
+        );
+        let head = asked.join().unwrap();
+        let want = format!("GET /~{login}/branches/ ");
+        assert!(head.starts_with(&want), "dlrepo-cli {dlrepo_cli}: {head}");
+    }
 }
 
 #[test]
