@@ -78,6 +78,7 @@ pub enum Cache {
     job,
     branch,
     alias,
+    digests,
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]

@@ -478,6 +478,8 @@ pub struct BlobReader {
     modified: SystemTime,
     digest: Option<String>,
     resolved: PathBuf,
+    /// The whole content, read with the opening ([`BlobReader::preload`]).
+    content: Option<Bytes>,
 }
 
 impl BlobReader {
@@ -500,24 +502,48 @@ impl BlobReader {
             modified: meta.modified()?,
             digest,
             resolved,
+            content: None,
         })
     }
 
-    /// A file of the format at `fdir`, named by `.digests` (or not, when `digest` is
-    /// `None`). A listed file's `modified` is the format's timestamp (see
-    /// [`super::bundles::format_time`]): the file's own mtime is its blob's, which moves
-    /// whenever the same content is uploaded or asked for by digest anywhere. An unlisted
-    /// file keeps its own, the only validator it has.
-    pub(crate) fn open_in_format(
+    /// Reads the whole file now when it holds at most `max` bytes, so that sending it needs
+    /// no further trip to the blocking pool: a small download then costs one trip, where
+    /// opening and then streaming it cost two.
+    pub fn preload(mut self, max: u64) -> io::Result<BlobReader> {
+        use std::io::Read;
+        if self.len > max || self.content.is_some() {
+            return Ok(self);
+        }
+        let mut buf = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
+        (&self.file).take(self.len).read_to_end(&mut buf)?;
+        if buf.len() as u64 != self.len {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+        }
+        self.content = Some(Bytes::from(buf));
+        Ok(self)
+    }
+
+    /// The content, if [`BlobReader::preload`] read it.
+    pub fn content(&self) -> Option<&Bytes> {
+        self.content.as_ref()
+    }
+
+    /// The file at `rel` of a format, `path` being where it is, under the digest `listed`
+    /// (the format's `.digests`) gives it, if any. A listed file's `modified` is the
+    /// format's timestamp (see [`super::digests::format_time`]): the file's own mtime is
+    /// its blob's, which moves whenever the same content is uploaded or asked for by
+    /// digest anywhere. An unlisted file keeps its own, the only validator it has.
+    pub(crate) fn open_listed(
         repo: &Repo,
-        fdir: &Path,
         path: &Path,
-        digest: Option<String>,
+        listed: &super::digests::Listed,
+        rel: &str,
     ) -> Result<BlobReader, StoreError> {
-        let listed = digest.is_some();
+        let digest = listed.digest(rel).map(str::to_owned);
+        let is_listed = digest.is_some();
         let mut file = BlobReader::open(repo, path, digest)?;
-        if listed {
-            let t = super::bundles::format_time(fdir)?;
+        if is_listed {
+            let t = listed.time();
             // Finite and non-negative here: Duration would panic on anything else.
             let secs = if t.is_finite() {
                 t.clamp(0.0, 1e12)
@@ -739,6 +765,7 @@ mod tests {
             modified: std::time::SystemTime::UNIX_EPOCH,
             digest: None,
             resolved: std::path::PathBuf::new(),
+            content: None,
         };
         let mut stream = std::pin::pin!(reader.into_stream(None, 256 << 10));
         let (mut sizes, mut sent) = (Vec::new(), Vec::new());

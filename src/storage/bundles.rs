@@ -4,12 +4,11 @@
 use super::archive::Member;
 pub use super::archive::TarPlan;
 use super::digests::format_digests;
-use super::files::{self, read_json_map, sort_time, stamp_time};
+use super::files::{read_json_map, sort_time, stamp_time};
 use super::visibility::Visibility;
 use super::{Repo, StoreError};
 use crate::model::{BranchRef, FormatRef, JobRef, Name, Scope, VersionRef};
 use serde_json::Value;
-use std::fs;
 use std::path::Path;
 
 /// `{product}-{variant}-v{version}`: what the bundle of a job in a product version, and
@@ -115,17 +114,10 @@ impl Repo {
         let mut members = Vec::new();
         self.push_members(&fdir, "", &mut members)?;
         let prefix = format!("{job_name}-{}", f.name());
-        Ok(TarPlan::new(prefix, members, format_time(&fdir)?))
+        Ok(TarPlan::new(
+            prefix,
+            members,
+            super::digests::format_time(&fdir)?,
+        ))
     }
-}
-
-/// A format's own timestamp: when its `.digests` was last written (every upload, overwrite
-/// and post-process rewrites it), else the directory's. Its bundles and the `Last-Modified`
-/// of its files use it, never a file's mtime, which is its blob's and moves whenever the
-/// same content is uploaded or asked for by digest anywhere.
-pub(crate) fn format_time(fdir: &Path) -> Result<f64, StoreError> {
-    let stat = |p: &Path| files::retry_stale(|| fs::metadata(p));
-    Ok(stat(&fdir.join(".digests"))
-        .or_else(|_| stat(fdir))
-        .map(|m| files::mtime_of(&m))?)
 }

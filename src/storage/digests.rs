@@ -1,11 +1,15 @@
 //! A format's `.digests` map: what it holds and which blob each file is
 //! (spec/LAYOUT.md §3.5).
 
-use super::files::{exists, read_json_map};
+use super::files::{self, exists, read_json_map};
+use super::stamp_cache::{Stamp, Stamps, Weigh, now_ns};
+use super::{Repo, StoreError};
 use crate::pyjson;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The `.digests` map of a format, or for a container format without one, a map made up
 /// from its files (spec/LAYOUT.md §3.5). Keys come out sorted.
@@ -38,6 +42,80 @@ pub(crate) fn format_digests(fdir: &Path) -> Map<String, Value> {
     }
     m.sort_keys();
     m
+}
+
+/// A format's own timestamp: when its `.digests` was last written (every upload, overwrite
+/// and post-process rewrites it), else the directory's. Its bundles and the `Last-Modified`
+/// of its files use it, never a file's mtime, which is its blob's and moves whenever the
+/// same content is uploaded or asked for by digest anywhere.
+pub(crate) fn format_time(fdir: &Path) -> Result<f64, StoreError> {
+    let stat = |p: &Path| files::retry_stale(|| fs::metadata(p));
+    Ok(stat(&fdir.join(".digests"))
+        .or_else(|_| stat(fdir))
+        .map(|m| files::mtime_of(&m))?)
+}
+
+/// A format's `.digests` as a download needs it: the digest each file is stored under, and
+/// the time its files are served with ([`format_time`]).
+#[derive(Debug, Default)]
+pub(crate) struct Listed {
+    digests: HashMap<String, String>,
+    time: f64,
+}
+
+impl Listed {
+    /// The digest `.digests` gives for the file at `rel`, if it names one.
+    pub fn digest(&self, rel: &str) -> Option<&str> {
+        self.digests.get(rel).map(String::as_str)
+    }
+
+    /// The format's time (seconds since the epoch), for its listed files.
+    pub fn time(&self) -> f64 {
+        self.time
+    }
+}
+
+impl Weigh for Listed {
+    fn weight(&self) -> usize {
+        let entries: usize = self
+            .digests
+            .iter()
+            .map(|(k, v)| 64 + k.len() + v.len())
+            .sum();
+        128 + entries
+    }
+}
+
+/// What the kept `.digests` may hold: about 170 bytes a file, so a format of up to about
+/// 50,000 files is kept (an answer larger than half a budget is read every time).
+pub(crate) const LISTED_BUDGET: usize = 16 << 20;
+
+impl Repo {
+    /// The `.digests` of the format at `fdir`, kept by the format directory's stamp
+    /// (docs/caches.md): `.digests` is only ever replaced by a rename into that directory.
+    /// Reading and parsing it for every download cost a format of 2,000 files four fifths of
+    /// its small-file rate.
+    pub(crate) fn listed(&self, fdir: &Path) -> Result<Arc<Listed>, StoreError> {
+        self.listed_cache.get_or_read(fdir, || read_listed(fdir))
+    }
+}
+
+fn read_listed(fdir: &Path) -> Result<(Listed, Stamps), StoreError> {
+    let read_ns = now_ns();
+    let top = Stamp::of(fdir);
+    let has_file = exists(&fdir.join(".digests"));
+    let digests = format_digests(fdir)
+        .into_iter()
+        .filter_map(|(rel, d)| match d {
+            Value::String(d) => Some((rel, d)),
+            _ => None,
+        })
+        .collect();
+    let time = format_time(fdir)?;
+    // A container format without `.digests` is made up from the files of directories
+    // below, whose changes its stamp does not show: never kept.
+    let stamps = Stamps::new(read_ns, top.filter(|_| has_file));
+    Ok((Listed { digests, time }, stamps))
 }
 
 /// A `.digests` being rewritten, with each entry's JSON text kept beside the map: writing it

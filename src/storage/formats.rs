@@ -36,6 +36,17 @@ pub enum Artifact {
     Sha256Line(String),
 }
 
+impl Artifact {
+    /// The same, a file's content read now when it holds at most `max` bytes
+    /// ([`super::BlobReader::preload`]).
+    pub fn preload(self, max: u64) -> Result<Artifact, StoreError> {
+        Ok(match self {
+            Artifact::File(file) => Artifact::File(file.preload(max)?),
+            other => other,
+        })
+    }
+}
+
 impl Repo {
     /// Whether the format is still being written to (spec/API.md §3.8); 404 when missing.
     pub fn format_dirty(&self, f: &FormatRef) -> Result<bool, StoreError> {
@@ -68,7 +79,7 @@ impl Repo {
     ) -> Result<(FormatInfo, Vec<FileFacts>), StoreError> {
         let info = self.format_info(f)?;
         let fdir = self.format_dir(f);
-        let mtime = super::bundles::format_time(&fdir)?;
+        let mtime = super::digests::format_time(&fdir)?;
         let mut facts = Vec::new();
         for (rel, digest) in format_digests(&fdir) {
             let Ok(meta) = fs::metadata(fdir.join(&rel)) else {
@@ -155,13 +166,12 @@ impl Repo {
         match super::files::retry_stale(|| fs::metadata(&path)) {
             Ok(m) if m.is_dir() => Ok(Artifact::Dir),
             Ok(_) => {
-                let digests = format_digests(&fdir);
-                let digest = digests
-                    .get(rel.as_str())
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                Ok(Artifact::File(super::BlobReader::open_in_format(
-                    self, &fdir, &path, digest,
+                let listed = self.listed(&fdir)?;
+                Ok(Artifact::File(super::BlobReader::open_listed(
+                    self,
+                    &path,
+                    &listed,
+                    rel.as_str(),
                 )?))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

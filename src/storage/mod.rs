@@ -204,6 +204,8 @@ pub struct Repo {
     pub(crate) tag_cache: stamp_cache::StampCache<TagInfo>,
     pub(crate) job_cache: stamp_cache::StampCache<JobInfo>,
     pub(crate) branch_cache: stamp_cache::StampCache<BranchAll>,
+    /// Formats' `.digests`, for downloads (`digests.rs`).
+    pub(crate) listed_cache: stamp_cache::StampCache<digests::Listed>,
 }
 
 impl Repo {
@@ -245,6 +247,7 @@ impl Repo {
             tag_cache: stamp_cache::StampCache::new(Cache::tag, stamp_cache::TAG_BUDGET),
             job_cache: stamp_cache::StampCache::new(Cache::job, stamp_cache::JOB_BUDGET),
             branch_cache: stamp_cache::StampCache::new(Cache::branch, stamp_cache::BRANCH_BUDGET),
+            listed_cache: stamp_cache::StampCache::new(Cache::digests, digests::LISTED_BUDGET),
             test_hooks: config.testing.clone(),
         };
         // Before anything is served: a crash may have left a swap half done.

@@ -230,16 +230,14 @@ impl Repo {
         if !fs::metadata(&dir).map_err(not_found_if_missing)?.is_dir() {
             return Err(StoreError::NotFound);
         }
-        let digests = format_digests(&fdir);
         let index = dir.join("index.html");
         if fs::metadata(&index).is_ok_and(|m| m.is_file()) {
-            let digest = digests
-                .get(&format!("{prefix}index.html"))
-                .and_then(|d| d.as_str())
-                .map(str::to_owned);
-            let file = BlobReader::open_in_format(self, &fdir, &index, digest)?;
+            let listed = self.listed(&fdir)?;
+            let rel = format!("{prefix}index.html");
+            let file = BlobReader::open_listed(self, &index, &listed, &rel)?;
             return Ok(DirPage::Index(file));
         }
+        let digests = format_digests(&fdir);
         let mut entries = Vec::new();
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;

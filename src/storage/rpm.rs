@@ -117,7 +117,7 @@ impl Repo {
         {
             return Err(StoreError::NotFound);
         }
-        let time = super::bundles::format_time(&fdir)?;
+        let time = super::digests::format_time(&fdir)?;
         let meta = metadata(&fdir, time.max(0.0) as u64, &self.rpms)?;
         let bytes = match which {
             RpmIndex::Primary => meta.primary.clone(),

@@ -268,3 +268,55 @@ fn a_kept_answer_shows_each_caller_only_what_it_may_read() {
     let branch: Value = serde_json::from_slice(&read("guest", "/branches/b/").2).expect("json");
     assert_eq!(branch["branch"]["tags"].as_array().map(Vec::len), Some(1));
 }
+
+/// A download takes the file's digest (its `Digest` and `ETag`) from the format's kept
+/// `.digests`: a file overwritten, here or nested, by another process on the same root, and
+/// a format deleted, show at once.
+#[test]
+fn a_kept_format_listing_follows_overwrites_and_deletes_by_another_process() {
+    let s = TestServer::start();
+    let (mut other, addr) = s.second_process();
+    let o = format!("http://{addr}");
+    let get = |path: &str| send(&new_agent(), &o, "GET", path, &[], None);
+    let files = ["/branches/b/t/j/f/a.txt", "/branches/b/t/j/f/sub/b.txt"];
+    for f in files {
+        assert_eq!(s.put_file(f, b"one").status, 201);
+    }
+    std::thread::sleep(SETTLE);
+    for f in files {
+        let first = get(f);
+        let before = hits(&o, "digests");
+        let second = get(f);
+        assert!(hits(&o, "digests") > before, "{f}: .digests not kept");
+        for r in [&first, &second] {
+            assert_eq!((r.status, r.body.as_slice()), (200, &b"one"[..]), "{f}");
+            assert_eq!(r.header("digest"), Some(digest_of(b"one").as_str()));
+        }
+    }
+    for (f, data) in files.iter().zip([&b"two"[..], b"three"]) {
+        assert_eq!(s.put_file(f, data).status, 201);
+        let r = get(f);
+        assert_eq!((r.status, r.body.as_slice()), (200, data), "{f}");
+        assert_eq!(r.header("digest"), Some(digest_of(data).as_str()), "{f}");
+        assert_eq!(
+            r.header("etag"),
+            Some(format!("\"{}\"", sha256_hex(data)).as_str())
+        );
+    }
+    std::thread::sleep(SETTLE);
+    assert_eq!(get(files[1]).status, 200);
+    let r = send(
+        &new_agent(),
+        &s.base,
+        "DELETE",
+        "/branches/b/t/j/",
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for f in files {
+        assert_eq!(get(f).status, 404, "{f}");
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+}

@@ -194,7 +194,7 @@ impl Snapshot {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Snapshot {
                     digests: Digests::Map(super::digests::format_digests(fdir)),
-                    time: super::bundles::format_time(fdir)?,
+                    time: super::digests::format_time(fdir)?,
                     key: None,
                 });
             }

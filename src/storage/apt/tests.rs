@@ -154,7 +154,7 @@ fn branch_packages(r: &Repo, acl: &Visibility) -> String {
 
 /// The format's timestamp, as `Release` dates it.
 fn format_time(r: &Repo, j: &JobRef) -> f64 {
-    crate::storage::bundles::format_time(&r.format_dir(&format(j, "deb"))).unwrap()
+    crate::storage::digests::format_time(&r.format_dir(&format(j, "deb"))).unwrap()
 }
 
 #[test]
