@@ -6,7 +6,7 @@ use super::stamp_cache::{Stamp, Stamps, Weigh, now_ns};
 use super::{Repo, StoreError};
 use crate::pyjson;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -55,18 +55,29 @@ pub(crate) fn format_time(fdir: &Path) -> Result<f64, StoreError> {
         .map(|m| files::mtime_of(&m))?)
 }
 
-/// A format's `.digests` as a download needs it: the digest each file is stored under, and
-/// the time its files are served with ([`format_time`]).
+/// A format's `.digests` as downloads and listings need it: each file, in name order, with
+/// the digest it is stored under, and the time its files are served with ([`format_time`]).
 #[derive(Debug, Default)]
 pub(crate) struct Listed {
-    digests: HashMap<String, String>,
+    /// Sorted by name, as [`format_digests`] gives them; `None` for an entry whose value
+    /// is not a string.
+    entries: Vec<(String, Option<String>)>,
     time: f64,
 }
 
 impl Listed {
     /// The digest `.digests` gives for the file at `rel`, if it names one.
     pub fn digest(&self, rel: &str) -> Option<&str> {
-        self.digests.get(rel).map(String::as_str)
+        let at = self
+            .entries
+            .binary_search_by(|(name, _)| name.as_str().cmp(rel))
+            .ok()?;
+        self.entries[at].1.as_deref()
+    }
+
+    /// Every file and its digest, in name order.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = (&str, Option<&str>)> {
+        self.entries.iter().map(|(n, d)| (n.as_str(), d.as_deref()))
     }
 
     /// The format's time (seconds since the epoch), for its listed files.
@@ -78,9 +89,9 @@ impl Listed {
 impl Weigh for Listed {
     fn weight(&self) -> usize {
         let entries: usize = self
-            .digests
+            .entries
             .iter()
-            .map(|(k, v)| 64 + k.len() + v.len())
+            .map(|(k, v)| 56 + k.len() + v.as_ref().map_or(0, String::len))
             .sum();
         128 + entries
     }
@@ -104,18 +115,18 @@ fn read_listed(fdir: &Path) -> Result<(Listed, Stamps), StoreError> {
     let read_ns = now_ns();
     let top = Stamp::of(fdir);
     let has_file = exists(&fdir.join(".digests"));
-    let digests = format_digests(fdir)
+    let entries = format_digests(fdir)
         .into_iter()
-        .filter_map(|(rel, d)| match d {
-            Value::String(d) => Some((rel, d)),
-            _ => None,
+        .map(|(rel, d)| match d {
+            Value::String(d) => (rel, Some(d)),
+            _ => (rel, None),
         })
         .collect();
     let time = format_time(fdir)?;
     // A container format without `.digests` is made up from the files of directories
     // below, whose changes its stamp does not show: never kept.
     let stamps = Stamps::new(read_ns, top.filter(|_| has_file));
-    Ok((Listed { digests, time }, stamps))
+    Ok((Listed { entries, time }, stamps))
 }
 
 /// A `.digests` being rewritten, with each entry's JSON text kept beside the map: writing it

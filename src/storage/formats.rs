@@ -1,12 +1,10 @@
 //! Formats and their artifacts: listing, `.sha256` views, opening a file, delete
 //! (spec/LAYOUT.md §3.5, spec/API.md §3.8–3.9).
 
-use super::digests::format_digests;
 use super::files::{DirLock, exists, remove_flag, same_file};
 use super::{Repo, StoreError};
 use crate::model::{FormatRef, RelPath};
 use serde::Serialize;
-use serde_json::Value;
 use std::fs;
 
 #[derive(Debug, Serialize)]
@@ -66,7 +64,11 @@ impl Repo {
             name: f.name().to_string(),
             internal: self.is_internal_format(f.name().as_str()),
             dirty: exists(&fdir.join(".dirty")),
-            files: format_digests(&fdir).keys().cloned().collect(),
+            files: self
+                .listed(&fdir)?
+                .entries()
+                .map(|(n, _)| n.to_owned())
+                .collect(),
         })
     }
 
@@ -79,20 +81,20 @@ impl Repo {
     ) -> Result<(FormatInfo, Vec<FileFacts>), StoreError> {
         let info = self.format_info(f)?;
         let fdir = self.format_dir(f);
-        let mtime = super::digests::format_time(&fdir)?;
+        let listed = self.listed(&fdir)?;
         let mut facts = Vec::new();
-        for (rel, digest) in format_digests(&fdir) {
-            let Ok(meta) = fs::metadata(fdir.join(&rel)) else {
+        for (rel, digest) in listed.entries() {
+            let Ok(meta) = fs::metadata(fdir.join(rel)) else {
                 continue;
             };
             if !meta.is_file() {
                 continue;
             }
             facts.push(FileFacts {
-                name: rel,
+                name: rel.to_owned(),
                 size: meta.len(),
-                digest: digest.as_str().map(str::to_owned),
-                mtime,
+                digest: digest.map(str::to_owned),
+                mtime: listed.time(),
             });
         }
         Ok((info, facts))
@@ -106,9 +108,10 @@ impl Repo {
         if self.format_dirty(f)? {
             return Err(StoreError::NotFound);
         }
-        let digests = format_digests(&fdir);
-        Ok(match digests.keys().next() {
-            Some(only) if digests.len() == 1 && only != "index.html" => Some(only.clone()),
+        let listed = self.listed(&fdir)?;
+        let mut entries = listed.entries();
+        Ok(match entries.next() {
+            Some((only, _)) if entries.len() == 0 && only != "index.html" => Some(only.to_owned()),
             _ => None,
         })
     }
@@ -119,11 +122,10 @@ impl Repo {
         if !fdir.is_dir() {
             return Err(StoreError::NotFound);
         }
-        let mut digests: Vec<(String, Value)> = format_digests(&fdir).into_iter().collect();
-        digests.sort_by(|a, b| a.0.cmp(&b.0));
+        let listed = self.listed(&fdir)?;
         let mut out = String::new();
-        for (rel, d) in digests {
-            if let Some(hex) = d.as_str().and_then(|d| d.strip_prefix("sha256:")) {
+        for (rel, d) in listed.entries() {
+            if let Some(hex) = d.and_then(|d| d.strip_prefix("sha256:")) {
                 out.push_str(&format!("{hex}  {rel}\n"));
             }
         }
@@ -178,10 +180,9 @@ impl Repo {
                 let Some(stripped) = rel.as_str().strip_suffix(".sha256") else {
                     return Err(StoreError::NotFound);
                 };
-                let digests = format_digests(&fdir);
-                let hex = digests
-                    .get(stripped)
-                    .and_then(Value::as_str)
+                let listed = self.listed(&fdir)?;
+                let hex = listed
+                    .digest(stripped)
                     .and_then(|d| d.strip_prefix("sha256:"))
                     .ok_or(StoreError::NotFound)?;
                 let base = stripped.rsplit('/').next().unwrap_or(stripped);

@@ -303,8 +303,21 @@ fn a_kept_format_listing_follows_overwrites_and_deletes_by_another_process() {
             Some(format!("\"{}\"", sha256_hex(data)).as_str())
         );
     }
+    // The format's listing and sums come from the same kept `.digests`.
     std::thread::sleep(SETTLE);
-    assert_eq!(get(files[1]).status, 200);
+    let sums = get("/branches/b/t/j/f.sha256").text();
+    assert!(!sums.contains("c.txt"), "{sums}");
+    assert_eq!(s.put_file("/branches/b/t/j/f/c.txt", b"four").status, 201);
+    let listing = get_json(&o, "/branches/b/t/j/f/");
+    assert_eq!(
+        listing["artifact_format"]["files"],
+        json!(["a.txt", "c.txt", "sub/b.txt"])
+    );
+    let sums = get("/branches/b/t/j/f.sha256").text();
+    assert!(
+        sums.contains(&format!("{}  c.txt\n", sha256_hex(b"four"))),
+        "{sums}"
+    );
     let r = send(
         &new_agent(),
         &s.base,
