@@ -11,6 +11,10 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 
+/// How many directories and `.digests` files one search for a readable holder may read
+/// (see [`Repo::readable_blob`]): about a thousand jobs of two formats.
+pub(crate) const HOLDER_SEARCH_STEPS: usize = 4096;
+
 impl Repo {
     /// The size of the blob `d` when the caller may read an artifact whose content it is.
     ///
@@ -19,6 +23,11 @@ impl Repo {
     /// files to a new tag of the same branch is the common case. Subtrees whose URL the
     /// caller cannot read are skipped; that can only make a hit look like a miss, and a miss
     /// costs the client a normal upload, never access.
+    ///
+    /// The search reads at most [`HOLDER_SEARCH_STEPS`] directories and `.digests` files:
+    /// without a bound, the digest of content held only where the caller cannot look (a
+    /// deleted job's file in the trash, say) made every such `HEAD` read the whole tree, a
+    /// cost any reader could repeat at will.
     pub fn readable_blob(
         &self,
         d: &Digest,
@@ -34,7 +43,9 @@ impl Repo {
         let visible = match acl {
             Visibility::Everything => true,
             // An orphan (link count 1) is held by no artifact anyone could read.
-            Visibility::Only(_) => meta.nlink() > 1 && self.find_readable(d, &meta, near, acl)?,
+            Visibility::Only(_) => {
+                meta.nlink() > 1 && self.find_readable(d, &meta, near, acl, HOLDER_SEARCH_STEPS)?
+            }
         };
         if !visible {
             return Ok(None);
@@ -49,16 +60,29 @@ impl Repo {
         blob: &fs::Metadata,
         near: Option<&JobRef>,
         acl: &Visibility,
+        steps: usize,
     ) -> Result<bool, StoreError> {
         let want = d.to_string();
+        // Each directory listed and each `.digests` read takes one step.
+        let mut left = steps;
+        let mut step = || {
+            left = left.saturating_sub(1);
+            left > 0
+        };
         for branch in self.branches_near(near.map(|j| &j.tag.branch))? {
             if !acl.allows(|| branch.url()) {
                 continue;
             }
+            if !step() {
+                return Ok(false);
+            }
             let bdir = self.branch_dir(&branch);
             let mut tags = Repo::list_entities(&bdir).unwrap_or_default();
-            // The upload's own tag first: a job re-uploading its own files.
+            // The upload's own tag first (a job re-uploading its own files), then the
+            // others from the last name down: names that count up (dates, build numbers)
+            // put the latest builds, the likeliest holders, first.
             if let Some(j) = near.filter(|j| j.tag.branch == branch) {
+                tags.reverse();
                 tags.sort_by_key(|t| *t != j.tag.tag);
             }
             for tag in tags {
@@ -67,16 +91,25 @@ impl Repo {
                 if !acl.allows(|| turl.clone()) {
                     continue;
                 }
+                if !step() {
+                    return Ok(false);
+                }
                 for job in Repo::list_entities(&tdir).unwrap_or_default() {
                     let jurl = format!("{turl}{job}/");
                     if !acl.allows(|| jurl.clone()) {
                         continue;
                     }
                     let jdir = tdir.join(&job);
+                    if !step() {
+                        return Ok(false);
+                    }
                     for format in Repo::list_entities(&jdir).unwrap_or_default() {
                         let furl = format!("{jurl}{format}/");
                         if !acl.allows(|| furl.clone()) {
                             continue;
+                        }
+                        if !step() {
+                            return Ok(false);
                         }
                         let fdir = jdir.join(&format);
                         let digests = read_json_map(&fdir.join(".digests"));
@@ -124,3 +157,7 @@ impl Repo {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+#[path = "holders_tests.rs"]
+mod tests;

@@ -1,0 +1,86 @@
+//! The search for an artifact a caller may read that holds some content: where it starts
+//! and where it stops.
+
+use super::HOLDER_SEARCH_STEPS;
+use crate::model::{Digest, Scope};
+use crate::storage::Visibility;
+use crate::storage::fixture::{job, repo, upload};
+use sha2::{Digest as _, Sha256};
+
+fn digest(data: &[u8]) -> Digest {
+    let hex = hex::encode(Sha256::digest(data));
+    Digest::parse(Some(&format!("sha256:{hex}"))).expect("a sha256 digest")
+}
+
+/// Branch `b` with tags t1 to t4 holding other content and t5 holding `wanted`.
+fn tree(r: &crate::storage::Repo) {
+    for t in ["t1", "t2", "t3", "t4"] {
+        upload(r, &job(Scope::Root, "b", t, "j"), "f", "x", t.as_bytes());
+    }
+    upload(r, &job(Scope::Root, "b", "t5", "j"), "f", "x", b"wanted");
+}
+
+/// A repository holding [`tree`], the digest of `wanted`, its blob's metadata, and a caller
+/// who may read everything but is not marked so (`Visibility::everything()` needs no
+/// search).
+fn searched() -> (
+    tempfile::TempDir,
+    crate::storage::Repo,
+    Digest,
+    std::fs::Metadata,
+    Visibility,
+) {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let r = repo(tmp.path());
+    tree(&r);
+    let d = digest(b"wanted");
+    let blob = std::fs::metadata(r.blob_path(&d)).expect("the blob");
+    (tmp, r, d, blob, Visibility::new(|_| true))
+}
+
+#[test]
+fn the_search_reads_at_most_its_steps() {
+    let (_tmp, r, d, blob, acl) = searched();
+    // From another branch, tags are read in name order: t5 comes after 12 steps.
+    let found = |steps| {
+        r.find_readable(&d, &blob, None, &acl, steps)
+            .expect("searched")
+    };
+    assert!(!found(8), "found past its steps");
+    assert!(found(32));
+    assert_eq!(
+        r.readable_blob(&d, None, &acl).expect("searched"),
+        Some(6),
+        "{HOLDER_SEARCH_STEPS} steps reach it"
+    );
+}
+
+#[test]
+fn a_new_tag_of_the_same_branch_finds_the_last_tags_first() {
+    let (_tmp, r, d, blob, acl) = searched();
+    let near = job(Scope::Root, "b", "t6", "j");
+    // The branch, then t5's jobs, j's formats and f's `.digests`.
+    assert!(
+        r.find_readable(&d, &blob, Some(&near), &acl, 5)
+            .expect("searched")
+    );
+    assert!(
+        !r.find_readable(&d, &blob, Some(&near), &acl, 4)
+            .expect("searched")
+    );
+}
+
+#[test]
+fn content_held_only_where_the_caller_cannot_look_is_not_found() {
+    let (_tmp, r, d, _, _) = searched();
+    let acl = Visibility::new(|url| !url.contains("/t5/"));
+    assert_eq!(r.readable_blob(&d, None, &acl).expect("searched"), None);
+}
+
+#[test]
+fn the_access_guide_states_the_bound() {
+    let doc = include_str!("../../docs/access.md");
+    let n = HOLDER_SEARCH_STEPS;
+    let written = format!("stops after {},{:03} directories", n / 1000, n % 1000);
+    assert!(doc.contains(&written), "docs/access.md: {written:?}");
+}
