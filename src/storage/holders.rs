@@ -64,12 +64,12 @@ impl Repo {
     ) -> Result<bool, StoreError> {
         let want = d.to_string();
         // Each directory listed and each `.digests` read takes one step.
-        let mut left = steps;
-        let mut step = || {
-            left = left.saturating_sub(1);
-            left > 0
+        let left = std::cell::Cell::new(steps);
+        let step = || {
+            left.set(left.get().saturating_sub(1));
+            left.get() > 0
         };
-        for branch in self.branches_near(near.map(|j| &j.tag.branch))? {
+        for branch in self.branches_near(near.map(|j| &j.tag.branch), &step) {
             if !acl.allows(|| branch.url()) {
                 continue;
             }
@@ -133,17 +133,22 @@ impl Repo {
     }
 
     /// Every branch of every repository, `near` first, then the rest of its repository,
-    /// then the other repositories.
-    fn branches_near(&self, near: Option<&BranchRef>) -> Result<Vec<BranchRef>, StoreError> {
+    /// then the other repositories, as far as `step` lets the search list directories.
+    fn branches_near(&self, near: Option<&BranchRef>, step: &dyn Fn() -> bool) -> Vec<BranchRef> {
         let mut scopes = vec![Scope::Root];
-        for user in Repo::list_entities(&self.root.join("users")).unwrap_or_default() {
-            scopes.push(Scope::User(user));
+        if step() {
+            for user in Repo::list_entities(&self.root.join("users")).unwrap_or_default() {
+                scopes.push(Scope::User(user));
+            }
         }
         if let Some(b) = near {
             scopes.sort_by_key(|s| *s != b.scope);
         }
         let mut out = Vec::new();
         for scope in scopes {
+            if !step() {
+                break;
+            }
             let names: Vec<Name> =
                 Repo::list_entities(&self.branches_dir(&scope)).unwrap_or_default();
             out.extend(names.into_iter().map(|branch| BranchRef {
@@ -154,7 +159,7 @@ impl Repo {
         if let Some(b) = near {
             out.sort_by_key(|x| x != b);
         }
-        Ok(out)
+        out
     }
 }
 

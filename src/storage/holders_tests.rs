@@ -59,13 +59,14 @@ fn the_search_reads_at_most_its_steps() {
 fn a_new_tag_of_the_same_branch_finds_the_last_tags_first() {
     let (_tmp, r, d, blob, acl) = searched();
     let near = job(Scope::Root, "b", "t6", "j");
-    // The branch, then t5's jobs, j's formats and f's `.digests`.
+    // The user repositories, the root's branches, branch b, then t5's jobs, j's formats
+    // and f's `.digests`.
     assert!(
-        r.find_readable(&d, &blob, Some(&near), &acl, 5)
+        r.find_readable(&d, &blob, Some(&near), &acl, 7)
             .expect("searched")
     );
     assert!(
-        !r.find_readable(&d, &blob, Some(&near), &acl, 4)
+        !r.find_readable(&d, &blob, Some(&near), &acl, 6)
             .expect("searched")
     );
 }
