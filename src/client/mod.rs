@@ -277,11 +277,11 @@ fn settings_from_environment(g: &Globals) -> Result<settings::Settings, ClientEr
     let netrc = read(".netrc");
     let tokens = read(TOKENS_FILE);
     let env = |name: &str| std::env::var(name).ok();
-    // Python's getpass.getuser(): the first of these that is set, else the name of the
+    // Python's getpass.getuser(): the first of these that is not empty, else the name of the
     // user ID (containers and cron jobs often set none of them).
     let login = ["LOGNAME", "USER", "LNAME", "USERNAME"]
         .iter()
-        .find_map(|v| std::env::var(v).ok())
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
         .or_else(|| {
             let uid = nix::unistd::Uid::current();
             Some(nix::unistd::User::from_uid(uid).ok()??.name)

@@ -50,9 +50,11 @@ pub(crate) fn format_digests(fdir: &Path) -> Map<String, Value> {
 /// same content is uploaded or asked for by digest anywhere.
 pub(crate) fn format_time(fdir: &Path) -> Result<f64, StoreError> {
     let stat = |p: &Path| files::retry_stale(|| fs::metadata(p));
-    Ok(stat(&fdir.join(".digests"))
+    // A format deleted meanwhile is a 404, as a missing one is.
+    stat(&fdir.join(".digests"))
         .or_else(|_| stat(fdir))
-        .map(|m| files::mtime_of(&m))?)
+        .map(|m| files::mtime_of(&m))
+        .map_err(super::not_found_if_missing)
 }
 
 /// A format's `.digests` as downloads and listings need it: each file, in name order, with

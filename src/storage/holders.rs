@@ -6,7 +6,7 @@
 use super::files::{self, read_json_map, same_inode};
 use super::visibility::Visibility;
 use super::{Repo, StoreError};
-use crate::model::{BranchRef, Digest, JobRef, Name, Scope};
+use crate::model::{BranchRef, Digest, JobRef, Scope};
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -65,63 +65,74 @@ impl Repo {
         let want = d.to_string();
         // Each directory listed and each `.digests` read takes one step.
         let left = std::cell::Cell::new(steps);
-        let step = || {
-            left.set(left.get().saturating_sub(1));
-            left.get() > 0
-        };
-        for branch in self.branches_near(near.map(|j| &j.tag.branch), &step) {
-            if !acl.allows(|| branch.url()) {
-                continue;
+        let step = || match left.get() {
+            0 => false,
+            n => {
+                left.set(n - 1);
+                true
             }
+        };
+        let near_branch = near.map(|j| &j.tag.branch);
+        if !step() {
+            return Ok(false);
+        }
+        // Each repository's branches are listed only when the search gets to them: the
+        // upload's own repository, and in it its own branch, come first.
+        for scope in self.scopes_near(near_branch.map(|b| &b.scope)) {
             if !step() {
                 return Ok(false);
             }
-            let bdir = self.branch_dir(&branch);
-            let mut tags = Repo::list_entities(&bdir).unwrap_or_default();
-            // The upload's own tag first (a job re-uploading its own files), then the
-            // others from the last name down: names that count up (dates, build numbers)
-            // put the latest builds, the likeliest holders, first.
-            if let Some(j) = near.filter(|j| j.tag.branch == branch) {
-                tags.reverse();
-                tags.sort_by_key(|t| *t != j.tag.tag);
+            let mut names = Repo::list_entities(&self.branches_dir(&scope)).unwrap_or_default();
+            if let Some(b) = near_branch.filter(|b| b.scope == scope) {
+                names.sort_by_key(|n| *n != b.branch);
             }
-            for tag in tags {
-                let tdir = bdir.join(&tag);
-                let turl = format!("{}{tag}/", branch.url());
-                if !acl.allows(|| turl.clone()) {
+            for name in names {
+                let branch = BranchRef {
+                    scope: scope.clone(),
+                    branch: name,
+                };
+                if !acl.allows(|| branch.url()) {
                     continue;
                 }
                 if !step() {
                     return Ok(false);
                 }
-                for job in Repo::list_entities(&tdir).unwrap_or_default() {
-                    let jurl = format!("{turl}{job}/");
-                    if !acl.allows(|| jurl.clone()) {
+                let bdir = self.branch_dir(&branch);
+                let mut tags = Repo::list_entities(&bdir).unwrap_or_default();
+                // The upload's own tag first (a job re-uploading its own files), then the
+                // others from the last name down: names that count up (dates, build numbers)
+                // put the latest builds, the likeliest holders, first.
+                if let Some(j) = near.filter(|j| j.tag.branch == branch) {
+                    tags.reverse();
+                    tags.sort_by_key(|t| *t != j.tag.tag);
+                }
+                for tag in tags {
+                    let tdir = bdir.join(&tag);
+                    let turl = format!("{}{tag}/", branch.url());
+                    if !acl.allows(|| turl.clone()) {
                         continue;
                     }
-                    let jdir = tdir.join(&job);
                     if !step() {
                         return Ok(false);
                     }
-                    for format in Repo::list_entities(&jdir).unwrap_or_default() {
-                        let furl = format!("{jurl}{format}/");
-                        if !acl.allows(|| furl.clone()) {
+                    for job in Repo::list_entities(&tdir).unwrap_or_default() {
+                        let jurl = format!("{turl}{job}/");
+                        if !acl.allows(|| jurl.clone()) {
                             continue;
                         }
+                        let jdir = tdir.join(&job);
                         if !step() {
                             return Ok(false);
                         }
-                        let fdir = jdir.join(&format);
-                        let digests = read_json_map(&fdir.join(".digests"));
-                        for (rel, value) in &digests {
-                            if value.as_str() != Some(want.as_str())
-                                || !acl.allows(|| format!("{furl}{rel}"))
-                            {
+                        for format in Repo::list_entities(&jdir).unwrap_or_default() {
+                            let furl = format!("{jurl}{format}/");
+                            if !acl.allows(|| furl.clone()) {
                                 continue;
                             }
-                            // `.digests` could be stale after a crash: the file itself must
-                            // be the blob.
-                            if fs::metadata(fdir.join(rel)).is_ok_and(|m| same_inode(&m, blob)) {
+                            if !step() {
+                                return Ok(false);
+                            }
+                            if format_holds(&jdir.join(&format), &furl, &want, blob, acl) {
                                 return Ok(true);
                             }
                         }
@@ -132,35 +143,35 @@ impl Repo {
         Ok(false)
     }
 
-    /// Every branch of every repository, `near` first, then the rest of its repository,
-    /// then the other repositories, as far as `step` lets the search list directories.
-    fn branches_near(&self, near: Option<&BranchRef>, step: &dyn Fn() -> bool) -> Vec<BranchRef> {
+    /// Every repository, `near` first: the root and the users' (one directory listing).
+    fn scopes_near(&self, near: Option<&Scope>) -> Vec<Scope> {
         let mut scopes = vec![Scope::Root];
-        if step() {
-            for user in Repo::list_entities(&self.root.join("users")).unwrap_or_default() {
-                scopes.push(Scope::User(user));
-            }
+        for user in Repo::list_entities(&self.root.join("users")).unwrap_or_default() {
+            scopes.push(Scope::User(user));
         }
-        if let Some(b) = near {
-            scopes.sort_by_key(|s| *s != b.scope);
+        if let Some(near) = near {
+            scopes.sort_by_key(|s| s != near);
         }
-        let mut out = Vec::new();
-        for scope in scopes {
-            if !step() {
-                break;
-            }
-            let names: Vec<Name> =
-                Repo::list_entities(&self.branches_dir(&scope)).unwrap_or_default();
-            out.extend(names.into_iter().map(|branch| BranchRef {
-                scope: scope.clone(),
-                branch,
-            }));
-        }
-        if let Some(b) = near {
-            out.sort_by_key(|x| x != b);
-        }
-        out
+        scopes
     }
+}
+
+/// Whether the format at `fdir` (URL `furl`) lists a file the caller may read whose content
+/// is `want`, and that file is the blob itself: `.digests` could be stale after a crash.
+fn format_holds(
+    fdir: &std::path::Path,
+    furl: &str,
+    want: &str,
+    blob: &fs::Metadata,
+    acl: &Visibility,
+) -> bool {
+    read_json_map(&fdir.join(".digests"))
+        .iter()
+        .any(|(rel, value)| {
+            value.as_str() == Some(want)
+                && acl.allows(|| format!("{furl}{rel}"))
+                && fs::metadata(fdir.join(rel)).is_ok_and(|m| same_inode(&m, blob))
+        })
 }
 
 #[cfg(test)]

@@ -747,7 +747,7 @@ fn answer_once(listener: std::net::TcpListener, reply: String) -> std::thread::J
     })
 }
 
-/// Without `LOGNAME`, `USER`, `LNAME` or `USERNAME` (a container, a cron job), the default
+/// Without `LOGNAME`, `USER`, `LNAME` or `USERNAME` (a container, a cron job; or set empty), the default
 /// prefix names the user ID's login, as Python's `getpass.getuser()` does for dlrepo-cli.
 #[test]
 fn the_default_prefix_names_the_login_when_no_variable_does() {
@@ -764,9 +764,11 @@ fn the_default_prefix_names_the_login_when_no_variable_does() {
         let work = tempfile::tempdir().unwrap();
         let mut cmd = client_command(dlrepo_cli, &base, work.path());
         cmd.env_remove("DLREPO_PREFIX").env_remove("DLREPO_USER");
-        for v in ["LOGNAME", "USER", "LNAME", "USERNAME"] {
+        for v in ["LOGNAME", "LNAME", "USERNAME"] {
             cmd.env_remove(v);
         }
+        // Set but empty counts as unset.
+        cmd.env("USER", "");
         let out = cmd.arg("branches").output().expect("the client runs");
         assert_eq!(
             out.status.code(),
