@@ -37,6 +37,7 @@ pub mod rpm;
 mod rpm_header;
 mod rpm_xml;
 pub mod search;
+mod shared_run;
 mod stale;
 mod stamp_cache;
 mod tags;
@@ -206,6 +207,8 @@ pub struct Repo {
     pub(crate) branch_cache: stamp_cache::StampCache<BranchAll>,
     /// Formats' `.digests`, for downloads (`digests.rs`).
     pub(crate) listed_cache: stamp_cache::StampCache<digests::Listed>,
+    /// The registry catalog's walks (`registry/tags.rs`).
+    pub(crate) catalog_runs: shared_run::SharedRun<Arc<Vec<String>>>,
 }
 
 impl Repo {
@@ -248,6 +251,7 @@ impl Repo {
             job_cache: stamp_cache::StampCache::new(Cache::job, stamp_cache::JOB_BUDGET),
             branch_cache: stamp_cache::StampCache::new(Cache::branch, stamp_cache::BRANCH_BUDGET),
             listed_cache: stamp_cache::StampCache::new(Cache::digests, digests::LISTED_BUDGET),
+            catalog_runs: shared_run::SharedRun::new(),
             test_hooks: config.testing.clone(),
         };
         // Before anything is served: a crash may have left a swap half done.

@@ -123,10 +123,11 @@ fn link_header(path: &str, n: usize, last: Option<&String>) -> Vec<(header::Head
 
 async fn catalog(app: &AppState, req: Request) -> Result<Reply, V2Error> {
     let acl = access(&req);
-    let all = app.repo.run(|s| Ok(s.image_catalog())).await?;
+    let all = app.repo.shared_catalog().await?;
     let visible: Vec<String> = all
-        .into_iter()
+        .iter()
         .filter(|name| acl.allows(|| format!("/v2/{name}/")))
+        .cloned()
         .collect();
     let q = query(&req);
     let (page, more) = paginate(visible, &q);

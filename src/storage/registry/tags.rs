@@ -2,7 +2,8 @@
 
 use super::{ImageRepo, RegistryError};
 use crate::model::Scope;
-use crate::storage::Repo;
+use crate::storage::{Repo, StoreError};
+use std::sync::Arc;
 
 impl Repo {
     /// Tags of a repository, sorted, filtered by `visible(tag)`: only tags pushed (or
@@ -26,6 +27,15 @@ impl Repo {
         tags.sort();
         tags.dedup();
         Ok(tags)
+    }
+
+    /// [`Repo::image_catalog`] for requests: its walk reads every job of the root
+    /// repository, so one runs at a time and the requests that wait for it share the next
+    /// ([`SharedRun`](crate::storage::shared_run::SharedRun)); a flood of them cannot hold
+    /// the blocking pool.
+    pub async fn shared_catalog(self: &Arc<Self>) -> Result<Arc<Vec<String>>, StoreError> {
+        let walk = || async { self.run(|r| Ok(Arc::new(r.image_catalog()))).await };
+        self.catalog_runs.get(walk).await
     }
 
     /// Every repository with at least one container (spec/CONTAINER.md §3.2), root repo only.
