@@ -4,9 +4,10 @@
 //! writer of one branch could copy, and anyone could probe for, another team's files.
 
 use super::files::{self, read_json_map, same_inode};
+use super::search::SearchIndex;
 use super::visibility::Visibility;
 use super::{Repo, StoreError};
-use crate::model::{BranchRef, Digest, JobRef, Scope};
+use crate::model::{BranchRef, Digest, FormatRef, JobRef, Name, RelPath, Scope};
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -14,6 +15,9 @@ use std::os::unix::fs::MetadataExt;
 /// How many directories and `.digests` files one search for a readable holder may read
 /// (see [`Repo::readable_blob`]): about a thousand jobs of two formats.
 pub(crate) const HOLDER_SEARCH_STEPS: usize = 4096;
+
+/// How many of the places the search index names are tried first.
+const HOLDER_HINTS: usize = 64;
 
 impl Repo {
     /// The size of the blob `d` when the caller may read an artifact whose content it is.
@@ -27,12 +31,15 @@ impl Repo {
     /// The search reads at most [`HOLDER_SEARCH_STEPS`] directories and `.digests` files:
     /// without a bound, the digest of content held only where the caller cannot look (a
     /// deleted job's file in the trash, say) made every such `HEAD` read the whole tree, a
-    /// cost any reader could repeat at will.
+    /// cost any reader could repeat at will. Before it, the places `index` (the search
+    /// index) last saw the content are tried: it knows the whole tree, the walk only where
+    /// it starts.
     pub fn readable_blob(
         &self,
         d: &Digest,
         near: Option<&JobRef>,
         acl: &Visibility,
+        index: Option<&SearchIndex>,
     ) -> Result<Option<u64>, StoreError> {
         let blob = self.blob_path(d);
         let meta = match fs::metadata(&blob) {
@@ -44,7 +51,9 @@ impl Repo {
             Visibility::Everything => true,
             // An orphan (link count 1) is held by no artifact anyone could read.
             Visibility::Only(_) => {
-                meta.nlink() > 1 && self.find_readable(d, &meta, near, acl, HOLDER_SEARCH_STEPS)?
+                meta.nlink() > 1
+                    && (self.hinted_holder(d, &meta, acl, index)
+                        || self.find_readable(d, &meta, near, acl, HOLDER_SEARCH_STEPS)?)
             }
         };
         if !visible {
@@ -52,6 +61,38 @@ impl Repo {
         }
         files::touch(&blob)?;
         Ok(Some(meta.len()))
+    }
+
+    /// Whether one of the places `index` last saw `d` (at most [`HOLDER_HINTS`]) is an
+    /// artifact the caller may read, as the walk checks them (each level's URL and the
+    /// file's), whose file is the blob itself.
+    fn hinted_holder(
+        &self,
+        d: &Digest,
+        blob: &fs::Metadata,
+        acl: &Visibility,
+        index: Option<&SearchIndex>,
+    ) -> bool {
+        let Some(index) = index else {
+            return false;
+        };
+        let hints = index.holders(&d.to_string(), HOLDER_HINTS);
+        hints.into_iter().any(|(job, format, rel)| {
+            let (Ok(format), Ok(rel)) = (Name::parse(&format), RelPath::parse(&rel)) else {
+                return false;
+            };
+            let f = FormatRef::Job {
+                job: job.clone(),
+                format,
+            };
+            acl.allows(|| job.tag.branch.url())
+                && acl.allows(|| job.tag.url())
+                && acl.allows(|| job.url())
+                && acl.allows(|| f.url())
+                && acl.allows(|| format!("{}{rel}", f.url()))
+                && fs::metadata(self.format_dir(&f).join(rel.as_str()))
+                    .is_ok_and(|m| same_inode(&m, blob))
+        })
     }
 
     fn find_readable(

@@ -49,7 +49,7 @@ fn the_search_reads_at_most_its_steps() {
     assert!(!found(17), "found past its steps");
     assert!(found(18));
     assert_eq!(
-        r.readable_blob(&d, None, &acl).expect("searched"),
+        r.readable_blob(&d, None, &acl, None).expect("searched"),
         Some(6),
         "{HOLDER_SEARCH_STEPS} steps reach it"
     );
@@ -75,7 +75,7 @@ fn a_new_tag_of_the_same_branch_finds_the_last_tags_first() {
 fn content_held_only_where_the_caller_cannot_look_is_not_found() {
     let (_tmp, r, d, _, _) = searched();
     let acl = Visibility::new(|url| !url.contains("/t5/"));
-    assert_eq!(r.readable_blob(&d, None, &acl).expect("searched"), None);
+    assert_eq!(r.readable_blob(&d, None, &acl, None).expect("searched"), None);
 }
 
 #[test]
@@ -106,4 +106,28 @@ fn other_repositories_cost_nothing_until_the_search_reaches_them() {
         r.find_readable(&d, &blob, Some(&near), &acl, 6)
             .expect("searched")
     );
+}
+
+#[test]
+fn the_search_index_names_holders_the_walk_would_reach_late() {
+    use crate::storage::search::{SearchIndex, Subtree};
+    let (tmp, r, d, blob, acl) = searched();
+    let ix = SearchIndex::default();
+    ix.refresh(&r, &Subtree::All);
+    // t5 is the 18th read of the walk, but the index's first hint.
+    assert!(r.hinted_holder(&d, &blob, &acl, Some(&ix)));
+    assert!(!r.hinted_holder(&d, &blob, &acl, None));
+    // Each hint passes the caller's ACL, at every level and at the file's own URL.
+    for denied in ["/branches/b/", "/t5/", "/t5/j/", "/t5/j/f/", "/t5/j/f/x"] {
+        let narrow = Visibility::new(move |url| !url.ends_with(denied));
+        assert!(
+            !r.hinted_holder(&d, &blob, &narrow, Some(&ix)),
+            "{denied} denied"
+        );
+    }
+    // A hint is checked on disk: a file that is no longer the blob holds nothing.
+    let file = tmp.path().join("branches/b/t5/j/f/x");
+    std::fs::remove_file(&file).expect("removed");
+    std::fs::write(&file, b"wanted").expect("same bytes, another inode");
+    assert!(!r.hinted_holder(&d, &blob, &acl, Some(&ix)));
 }

@@ -16,13 +16,14 @@ impl Repo {
         rel: &RelPath,
         digest: &Digest,
         acl: &Visibility,
+        index: Option<&super::search::SearchIndex>,
     ) -> Result<(), StoreError> {
         self.check_upload_target(f, rel)?;
         let near = match f {
             FormatRef::Job { job, .. } => Some(job),
             FormatRef::Version { .. } => None,
         };
-        if self.readable_blob(digest, near, acl)?.is_none() {
+        if self.readable_blob(digest, near, acl, index)?.is_none() {
             return Err(StoreError::NotFound);
         }
         self.link_artifact(f, rel, digest)

@@ -32,11 +32,11 @@ fn near_job(parent: &FormatParent) -> Option<JobRef> {
 pub(super) async fn head_digest(ctx: &Ctx, raw: Option<&str>, parent: &FormatParent) -> ApiResult {
     let near = near_job(parent);
     let digest = Digest::parse(raw).map_err(StoreError::InvalidDigest)?;
-    let (d, acl) = (digest.clone(), ctx.acl.clone());
+    let (d, acl, index) = (digest.clone(), ctx.acl.clone(), ctx.app.search.clone());
     let size = ctx
         .app
         .repo
-        .run(move |r| r.readable_blob(&d, near.as_ref(), &acl))
+        .run(move |r| r.readable_blob(&d, near.as_ref(), &acl, Some(&index)))
         .await?;
     let Some(size) = size else {
         return Err(ApiError::NotFound);
@@ -70,10 +70,10 @@ pub(super) async fn upload(ctx: &mut Ctx, f: FormatRef, rel: RelPath) -> ApiResu
     };
     match digest {
         Some(digest) if raw_link == raw_digest => {
-            let (acl, stored) = (ctx.acl.clone(), digest.clone());
+            let (acl, stored, index) = (ctx.acl.clone(), digest.clone(), ctx.app.search.clone());
             ctx.app
                 .repo
-                .run(move |r| r.link_upload(&f, &rel, &digest, &acl))
+                .run(move |r| r.link_upload(&f, &rel, &digest, &acl, Some(&index)))
                 .await?;
             stored_as(&stored)
         }

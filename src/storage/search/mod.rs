@@ -20,6 +20,7 @@ pub use query::{Kind, Query};
 pub use walk::Subtree;
 
 use super::Repo;
+use crate::model::JobRef;
 use base64::Engine as _;
 use index::{FileRec, FormatRec, Index, JobRec};
 use std::collections::HashSet;
@@ -153,6 +154,32 @@ impl SearchIndex {
             complete,
             work,
         }
+    }
+
+    /// Where the index last saw files whose content is `digest` (`sha256:...`): each
+    /// job, format name and path in the format, at most `limit` of them. A hint only (the
+    /// index lags other processes' writes): the caller checks each one on disk.
+    pub fn holders(&self, digest: &str, limit: usize) -> Vec<(JobRef, String, String)> {
+        let ix = self.read();
+        let Some(id) = ix.digests.get(digest) else {
+            return Vec::new();
+        };
+        let slots = ix.by_digest.get(&id).map(Vec::as_slice).unwrap_or_default();
+        let found = slots
+            .iter()
+            .filter_map(|&slot| ix.job(slot))
+            .flat_map(|rec| {
+                rec.formats.iter().flat_map(move |f| {
+                    f.files
+                        .iter()
+                        .filter(move |file| file.digest == id)
+                        .map(move |file| (rec.job.clone(), f.name.clone(), file.name))
+                })
+            });
+        found
+            .take(limit)
+            .map(|(job, format, name)| (job, format, ix.names.str(name).to_owned()))
+            .collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
