@@ -75,7 +75,10 @@ fn a_new_tag_of_the_same_branch_finds_the_last_tags_first() {
 fn content_held_only_where_the_caller_cannot_look_is_not_found() {
     let (_tmp, r, d, _, _) = searched();
     let acl = Visibility::new(|url| !url.contains("/t5/"));
-    assert_eq!(r.readable_blob(&d, None, &acl, None).expect("searched"), None);
+    assert_eq!(
+        r.readable_blob(&d, None, &acl, None).expect("searched"),
+        None
+    );
 }
 
 #[test]
