@@ -1,11 +1,13 @@
 //! Formats and their artifacts: listing, `.sha256` views, opening a file, delete
 //! (spec/LAYOUT.md §3.5, spec/API.md §3.8–3.9).
 
+use super::digests::Listed;
 use super::files::{DirLock, exists, remove_flag, same_file};
 use super::{Repo, StoreError};
 use crate::model::{FormatRef, RelPath};
 use serde::Serialize;
 use std::fs;
+use std::sync::Arc;
 
 #[derive(Debug, Serialize)]
 pub struct FormatInfo {
@@ -56,20 +58,23 @@ impl Repo {
     }
 
     pub fn format_info(&self, f: &FormatRef) -> Result<FormatInfo, StoreError> {
+        Ok(self.format_listed(f)?.0)
+    }
+
+    /// [`Repo::format_info`] and the kept `.digests` it was made from.
+    fn format_listed(&self, f: &FormatRef) -> Result<(FormatInfo, Arc<Listed>), StoreError> {
         let fdir = self.format_dir(f);
         if !fdir.is_dir() {
             return Err(StoreError::NotFound);
         }
-        Ok(FormatInfo {
+        let listed = self.listed(&fdir)?;
+        let info = FormatInfo {
             name: f.name().to_string(),
             internal: self.is_internal_format(f.name().as_str()),
             dirty: exists(&fdir.join(".dirty")),
-            files: self
-                .listed(&fdir)?
-                .entries()
-                .map(|(n, _)| n.to_owned())
-                .collect(),
-        })
+            files: listed.entries().map(|(n, _)| n.to_owned()).collect(),
+        };
+        Ok((info, listed))
     }
 
     /// The format as [`Repo::format_info`] shows it, and the facts of each of its files
@@ -79,9 +84,8 @@ impl Repo {
         &self,
         f: &FormatRef,
     ) -> Result<(FormatInfo, Vec<FileFacts>), StoreError> {
-        let info = self.format_info(f)?;
+        let (info, listed) = self.format_listed(f)?;
         let fdir = self.format_dir(f);
-        let listed = self.listed(&fdir)?;
         let mut facts = Vec::new();
         for (rel, digest) in listed.entries() {
             let Ok(meta) = fs::metadata(fdir.join(rel)) else {

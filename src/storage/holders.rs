@@ -89,9 +89,7 @@ impl Repo {
                 && acl.allows(|| job.tag.url())
                 && acl.allows(|| job.url())
                 && acl.allows(|| f.url())
-                && acl.allows(|| format!("{}{rel}", f.url()))
-                && fs::metadata(self.format_dir(&f).join(rel.as_str()))
-                    .is_ok_and(|m| same_inode(&m, blob))
+                && readable_blob_file(&self.format_dir(&f), &f.url(), rel.as_str(), blob, acl)
         })
     }
 
@@ -209,10 +207,21 @@ fn format_holds(
     read_json_map(&fdir.join(".digests"))
         .iter()
         .any(|(rel, value)| {
-            value.as_str() == Some(want)
-                && acl.allows(|| format!("{furl}{rel}"))
-                && fs::metadata(fdir.join(rel)).is_ok_and(|m| same_inode(&m, blob))
+            value.as_str() == Some(want) && readable_blob_file(fdir, furl, rel, blob, acl)
         })
+}
+
+/// Whether the file `rel` of the format at `fdir` (URL `furl`) may be read by the caller
+/// and is the blob itself (what a hint or a `.digests` entry says may be stale).
+fn readable_blob_file(
+    fdir: &std::path::Path,
+    furl: &str,
+    rel: &str,
+    blob: &fs::Metadata,
+    acl: &Visibility,
+) -> bool {
+    acl.allows(|| format!("{furl}{rel}"))
+        && fs::metadata(fdir.join(rel)).is_ok_and(|m| same_inode(&m, blob))
 }
 
 #[cfg(test)]

@@ -313,9 +313,10 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
     }
     let lookup = rel.clone();
     // A small file is read in the same trip to the blocking pool as it is opened.
-    let preload = match ctx.method == Method::GET && ctx.app.config.x_sendfile_header.is_none() {
-        true => PRELOAD_MAX,
-        false => 0,
+    let preload = if ctx.method == Method::GET && ctx.app.config.x_sendfile_header.is_none() {
+        PRELOAD_MAX
+    } else {
+        0
     };
     let opened = with_format(ctx, parent.clone(), format.clone(), move |r, f| {
         r.open_artifact(f, &lookup)?.preload(preload)
