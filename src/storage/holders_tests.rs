@@ -95,6 +95,8 @@ fn the_access_guide_states_the_bound() {
         n % 1000
     );
     assert!(doc.contains(&written), "docs/access.md: {written:?}");
+    let hints = format!("last saw the content, at most {}", super::HOLDER_HINTS);
+    assert!(doc.contains(&hints), "docs/access.md: {hints:?}");
 }
 
 #[test]
