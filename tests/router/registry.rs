@@ -114,3 +114,74 @@ fn refusals() {
     let r = s.request("POST", "/v2/main/neg/manifests/v1", &[], Some(b""));
     assert_eq!(r.status, 405);
 }
+
+/// Two ways a user with only their own repositories reached other content through the
+/// registry: a file put under their `container/` through the file API, named for the digest
+/// of a layer they may not read, served that layer; and `/v2/u/{user}/...` with two
+/// segments, a root branch `u`, passed the ACL rule written for the user's repositories.
+#[test]
+fn a_user_reaches_nothing_outside_their_repositories_through_the_registry() {
+    use crate::shared::auth::Secured;
+    let s = Secured::<App>::start(
+        &[("admin", "pw", "admins"), ("carol", "pw", "users")],
+        &[
+            ("admins", "rw /**\n"),
+            ("users", "rw /~$user/**\nr /v2/\nrw /v2/u/$user/**\n"),
+        ],
+    );
+    let secret = b"TOPSECRET-CONTENT";
+    let r = s.put("admin", "/branches/secret/t1/j1/fmt/secret.txt", secret);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let hex = sha256_hex(secret);
+
+    // The file API writes into `container/` for a publisher's User-Agent, whatever the bytes.
+    let planted = format!(
+        "/~carol/branches/x/t/spy/container/blobs/sha256/{}/{hex}",
+        &hex[..2]
+    );
+    let dummy = b"dummy";
+    let r = s.send(
+        "carol",
+        "PUT",
+        &planted,
+        &[
+            ("Digest", &digest_of(dummy)),
+            ("User-Agent", "dlrepo-server/0.44"),
+        ],
+        Some(dummy),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = s.get("carol", &format!("/v2/u/carol/x/spy/blobs/sha256:{hex}"));
+    assert_eq!((r.status, code(&r)), (404, "BLOB_UNKNOWN".into()));
+    assert!(!r.text().contains("TOPSECRET"));
+    let r = s.send(
+        "carol",
+        "POST",
+        &format!("/v2/u/carol/x/other/blobs/uploads/?mount=sha256:{hex}&from=u/carol/x/spy"),
+        &[],
+        Some(b""),
+    );
+    assert_eq!(
+        r.status,
+        202,
+        "a refused mount starts an upload: {}",
+        r.text()
+    );
+
+    // A root branch `u`: not the user's repository, and not reachable by its name.
+    for (method, path) in [
+        ("POST", "/v2/u/carol/blobs/uploads/"),
+        ("PUT", "/v2/u/carol/manifests/evil"),
+        ("GET", "/v2/U/carol/tags/list"),
+        ("GET", "/v2/u/carol/x/manifests/1.0"),
+    ] {
+        let r = s.send("carol", method, path, &[], Some(b"{}"));
+        // 401 where no rule matches the path as sent (`U`), as for any unknown path.
+        assert!(
+            matches!(r.status, 401 | 404),
+            "{method} {path}: {}",
+            r.text()
+        );
+    }
+    assert!(!s.server.path("branches/u").exists());
+}

@@ -26,11 +26,20 @@ pub enum Target {
 }
 
 /// Parses a repository name from its segments; `None` for any other count (plain 404).
+///
+/// A name that starts with `u` is a user repository's or nothing. As a root branch `u` (or
+/// product `u`), `/v2/u/{user}/...` with two or three segments would be checked against
+/// the same ACL path as the user's own repositories, so a rule such as
+/// `rw /v2/u/$user/**` would let every user write into the root repository (docs/registry.md).
 pub fn repo(segs: &[String]) -> Option<ImageRepo> {
     let (scope, rest) = match segs {
-        [u, user, rest @ ..] if u == "u" && (rest.len() == 2 || rest.len() == 3) => {
+        [u, user, rest @ ..] if u.eq_ignore_ascii_case("u") => {
+            if rest.len() != 2 && rest.len() != 3 {
+                return None;
+            }
             (Scope::User(Name::parse(user).ok()?), rest)
         }
+        [u, ..] if u.eq_ignore_ascii_case("u") => return None,
         _ => (Scope::Root, segs),
     };
     let names: Vec<Name> = rest
@@ -197,6 +206,16 @@ mod tests {
         assert_eq!(parse("/v2/a/b/c/d/manifests/t"), None);
         assert_eq!(parse("/v2/.blobs/x/manifests/t"), None);
         assert_eq!(parse("/v2/a/b/other/t"), None);
+        // `u` starts a user repository's name only: never the root branch or product `u`,
+        // whose ACL paths would be the user's.
+        for root_u in [
+            "/v2/u/carol/manifests/t",
+            "/v2/U/carol/blobs/uploads/",
+            "/v2/%75/carol/tags/list",
+            "/v2/u/carol/x/manifests/1.0",
+        ] {
+            assert_eq!(parse(root_u), None, "{root_u}");
+        }
     }
 
     #[test]

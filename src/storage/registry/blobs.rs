@@ -11,12 +11,10 @@ use std::path::PathBuf;
 impl Repo {
     /// Opens a blob for HEAD/GET when the repository holds it (spec/CONTAINER.md §3.7).
     pub fn open_image_blob(&self, r: &ImageRepo, d: &Digest) -> Result<BlobReader, RegistryError> {
-        let found = self
-            .locate(r, d)
-            .ok_or_else(|| RegistryError::BlobUnknown)?;
-        // The `.blobs` file is the same inode; prefer it (X-Sendfile path) and touch it.
-        let blob = self.blob_path(d);
-        let path = if blob.is_file() { blob } else { found };
+        // `locate` finds only links of the blob: serve the blob itself (the X-Sendfile
+        // path) and touch it.
+        self.locate(r, d).ok_or(RegistryError::BlobUnknown)?;
+        let path = self.blob_path(d);
         let _ = files::touch(&path);
         Ok(BlobReader::open(self, &path, Some(d.to_string()))?)
     }

@@ -6,10 +6,10 @@ use super::{ImageRepo, RegistryError};
 use crate::model::{Alias, Digest, Name, TagRef};
 use crate::storage::Repo;
 use crate::storage::aliases::pick_alias;
-use crate::storage::files::{exists, sort_time, stamp_time};
+use crate::storage::files::{exists, same_inode, sort_time, stamp_time};
 use crate::storage::visibility::Visibility;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One container of a repository: the tag (or version) name and its dirs.
 pub(super) struct Container {
@@ -114,8 +114,15 @@ impl Repo {
 
     /// Where the repository holds `d`: one of its containers (as a blob or a manifest), or
     /// a pending upload or manifest push.
+    ///
+    /// Only a link of the stored blob counts. A file's name under `container/` proves
+    /// nothing about its bytes: the file API writes there for anyone who sends a publisher's
+    /// `User-Agent` (spec/API.md §3.9), and a name taken from someone else's layer would
+    /// otherwise make that layer readable here, or mountable, by its digest alone.
     pub(super) fn locate(&self, r: &ImageRepo, d: &Digest) -> Option<PathBuf> {
-        if let Some(pending) = self.pending(r, d) {
+        let blob = fs::metadata(self.blob_path(d)).ok()?;
+        let is_blob = |p: &Path| fs::metadata(p).is_ok_and(|m| same_inode(&m, &blob));
+        if let Some(pending) = self.pending(r, d).filter(|p| is_blob(p)) {
             return Some(pending);
         }
         let rel = rel_of(d);
@@ -123,7 +130,66 @@ impl Repo {
             ["blobs", "manifests"]
                 .iter()
                 .map(|kind| c.dir.join(kind).join(&rel))
-                .find(|p| p.is_file())
+                .find(|p| is_blob(p))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{repo, sha256, upload, who};
+    use super::*;
+    use crate::model::oci::OCI_MANIFEST;
+
+    /// A file put under a container through the file API, named for the digest of another
+    /// repository's layer, does not make that layer readable, mountable or pushable here;
+    /// a link of the blob under the same name does.
+    #[test]
+    fn a_file_named_for_a_digest_is_not_that_content() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let secret = upload(&repo, &who("secret/img", None), b"SECRET-LAYER");
+        let carol = who("u/carol/x/spy", Some("carol"));
+        let ImageRepo::Job { branch, job } = &carol.repo else {
+            unreachable!()
+        };
+        let planted = repo
+            .branch_dir(branch)
+            .join("t")
+            .join(job.as_str())
+            .join("container/blobs")
+            .join(rel_of(&secret));
+        fs::create_dir_all(planted.parent().unwrap()).unwrap();
+        fs::write(&planted, b"dummy").unwrap();
+
+        assert!(matches!(
+            repo.open_image_blob(&carol.repo, &secret),
+            Err(RegistryError::BlobUnknown)
+        ));
+        let other = who("u/carol/x/other", Some("carol"));
+        assert!(!repo.mount_blob(&other.repo, &carol.repo, &secret).unwrap());
+        let config = upload(&repo, &carol, b"{}");
+        let manifest = format!(
+            r#"{{"schemaVersion": 2, "mediaType": "{OCI_MANIFEST}", "config": {{"digest": "{config}", "size": 2}}, "layers": [{{"digest": "{secret}", "size": 12}}]}}"#
+        );
+        assert!(matches!(
+            repo.push_manifest(&carol.repo, "t2", manifest.as_bytes(), Some(OCI_MANIFEST)),
+            Err(RegistryError::MissingBlob(_))
+        ));
+
+        // A pending link of some other file is not the content either, and marking the
+        // blob pending again puts the blob in its place.
+        let pending = repo.pending_path(&other.repo, &secret);
+        fs::hard_link(&planted, &pending).unwrap();
+        assert!(repo.open_image_blob(&other.repo, &secret).is_err());
+        repo.mark_pending(&other.repo, &secret, &repo.blob_path(&secret))
+            .unwrap();
+        assert!(repo.open_image_blob(&other.repo, &secret).is_ok());
+
+        // The same name as a link of the blob: held.
+        fs::remove_file(&planted).unwrap();
+        fs::hard_link(repo.blob_path(&secret), &planted).unwrap();
+        assert!(repo.open_image_blob(&carol.repo, &secret).is_ok());
+        assert_eq!(sha256(b"SECRET-LAYER"), secret);
     }
 }

@@ -157,10 +157,19 @@ impl Repo {
             // One link per blob and repository, under today's name.
             fs::rename(&legacy, &pending)?;
         }
-        if !crate::storage::stale::link_shared(blob, &pending)? {
+        if crate::storage::stale::link_shared(blob, &pending)? {
+            return Ok(());
+        }
+        if files::same_file(&pending, blob) {
             // Refresh it: the collector drops pending links by age.
             files::touch(&pending)?;
+            return Ok(());
         }
+        // Some other file under that name (left by a version that took any file named for
+        // a digest as its content): replaced in one rename.
+        let mut swap = files::Replace::new(&self.uploads_dir())?;
+        swap.link(blob, &pending)?;
+        swap.commit()?;
         Ok(())
     }
 }

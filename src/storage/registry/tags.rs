@@ -39,10 +39,16 @@ impl Repo {
     }
 
     /// Every repository with at least one container (spec/CONTAINER.md §3.2), root repo only.
+    /// A root branch or product named `u` is left out: the registry does not serve it, as
+    /// its names would be user repositories' (`http::registry::path::repo`).
     pub fn image_catalog(&self) -> Vec<String> {
         let mut out = Vec::new();
         let branches = self.branches_dir(&Scope::Root);
+        let served = |first: &str| first != "u";
         for b in Repo::list_entities(&branches).unwrap_or_default() {
+            if !served(b.as_str()) {
+                continue;
+            }
             let mut jobs = Vec::new();
             for t in Repo::list_entities(&branches.join(&b)).unwrap_or_default() {
                 let tdir = branches.join(&b).join(&t);
@@ -55,7 +61,7 @@ impl Repo {
             out.extend(jobs);
         }
         for v in self.all_versions(&Scope::Root).unwrap_or_default() {
-            if self.version_dir(&v).join("container").is_dir() {
+            if served(v.product.as_str()) && self.version_dir(&v).join("container").is_dir() {
                 out.push(format!("{}/{}/{}", v.product, v.variant, v.product_branch));
             }
         }
