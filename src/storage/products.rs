@@ -38,7 +38,7 @@ impl Repo {
     /// The job's metadata with `new` applied (spec/API.md Q14) and the product version it
     /// then names, if any. Bad product coordinates are refused here, before anything is
     /// written (spec/API.md Q46).
-    fn merged_metadata(
+    pub(crate) fn merged_metadata(
         &self,
         j: &JobRef,
         new: &Map<String, Value>,

@@ -33,6 +33,14 @@ fn access(req: &Request) -> Visibility {
     }
 }
 
+/// What the caller may add to (a product version a push would link its image into).
+fn adds(req: &Request) -> Visibility {
+    match req.extensions().get::<Caller>().cloned() {
+        Some(caller) => Visibility::new(move |url| caller.can_add(url)),
+        None => Visibility::everything(),
+    }
+}
+
 /// Every `/v2/` request lands here.
 pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
     // The guard parsed and authorized this very value.
@@ -197,6 +205,7 @@ async fn put_manifest(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let may_link = adds(&req);
     let body = axum::body::to_bytes(req.into_body(), MAX_MANIFEST)
         .await
         .map_err(|_| V2Error::Oci(Code::ManifestInvalid, "manifest too large or cut".into()))?;
@@ -204,7 +213,7 @@ async fn put_manifest(
     let at = reference.clone();
     let pushed = app
         .repo
-        .run(move |s| Ok(s.push_manifest(&r, &at, &body, content_type.as_deref())))
+        .run(move |s| Ok(s.push_manifest(&r, &at, &body, content_type.as_deref(), &may_link)))
         .await??;
     let digest = pushed.digest;
     let mut headers = vec![

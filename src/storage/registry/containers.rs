@@ -137,7 +137,7 @@ impl Repo {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{repo, sha256, upload, who};
+    use super::super::test_support::{everyone, repo, sha256, upload, who};
     use super::*;
     use crate::model::oci::OCI_MANIFEST;
 
@@ -173,7 +173,13 @@ mod tests {
             r#"{{"schemaVersion": 2, "mediaType": "{OCI_MANIFEST}", "config": {{"digest": "{config}", "size": 2}}, "layers": [{{"digest": "{secret}", "size": 12}}]}}"#
         );
         assert!(matches!(
-            repo.push_manifest(&carol.repo, "t2", manifest.as_bytes(), Some(OCI_MANIFEST)),
+            repo.push_manifest(
+                &carol.repo,
+                "t2",
+                manifest.as_bytes(),
+                Some(OCI_MANIFEST),
+                &everyone()
+            ),
             Err(RegistryError::MissingBlob(_))
         ));
 

@@ -5,8 +5,9 @@ use super::container_layout::rel_of;
 use super::{ImageRepo, RegistryError};
 use crate::model::{Digest, JobRef};
 use crate::storage::durable::DirSyncs;
-use crate::storage::files::{self, DirLock, exists, random_hex};
+use crate::storage::files::{self, DirLock, exists, random_hex, same_file};
 use crate::storage::link_targets;
+use crate::storage::visibility::Visibility;
 use crate::storage::{Repo, StoreError};
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -21,6 +22,7 @@ impl Repo {
         digest: &Digest,
         data: &[u8],
         links: &[(Digest, PathBuf)],
+        may_link: &Visibility,
     ) -> Result<(), RegistryError> {
         // A user's image that cannot fit is refused before anything is created or stored;
         // the swap below charges it again, exactly, under the user's lock.
@@ -62,7 +64,7 @@ impl Repo {
         if let Some(trash) = trash {
             let _ = fs::remove_dir_all(&trash);
         }
-        self.link_container_product(j, &jdir);
+        self.link_container_product(j, may_link);
         for (d, _) in links {
             let _ = self.drop_pending(r, d);
         }
@@ -169,11 +171,27 @@ impl Repo {
     }
 
     /// A job already in a product version gets its new `container` linked there too, so
-    /// the image is pullable by product path without setting the metadata again.
-    pub(super) fn link_container_product(&self, j: &JobRef, jdir: &Path) {
-        let Ok(vdir) = fs::canonicalize(jdir.join(".product")) else {
+    /// the image is pullable by product path without setting the metadata again; only when
+    /// the pusher may add to that version, as setting the metadata needs (spec/API.md Q50).
+    /// Otherwise the image waits for someone who may to set the metadata again.
+    pub(super) fn link_container_product(&self, j: &JobRef, may_link: &Visibility) {
+        let Ok(vdir) = fs::canonicalize(self.job_dir(j).join(".product")) else {
             return;
         };
+        let version = self
+            .merged_metadata(j, &Default::default())
+            .ok()
+            .and_then(|(_, v)| v);
+        // The link and the metadata agree unless someone edited the tree by hand: then
+        // nobody's push links anything.
+        match version {
+            Some(v) if same_file(&self.version_dir(&v), &vdir) => {
+                if !may_link.allows(|| v.url()) {
+                    return;
+                }
+            }
+            _ => return,
+        }
         let link = vdir.join("container");
         if fs::symlink_metadata(&link).is_ok() {
             return;
@@ -185,7 +203,7 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::super::container_layout::{rel_of, top_manifest};
-    use super::super::test_support::{image, job, repo, sha256, who};
+    use super::super::test_support::{everyone, image, job, repo, sha256, who};
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
@@ -195,6 +213,36 @@ mod tests {
             return false;
         };
         fs::metadata(repo.blob_path(d)).is_ok_and(|blob| blob.ino() == linked.ino())
+    }
+
+    /// A push into a job that is in a product version links the image there only for a
+    /// pusher who may add to that version: writing a branch is not publishing.
+    #[test]
+    fn a_push_links_into_the_product_only_for_who_may_add_to_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let w = who("dev/app", None);
+        let j = job(&w, "t1");
+        let meta: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"product": "pub", "product_variant": "v", "product_branch": "pb", "version": "5.0"}"#,
+        )
+        .unwrap();
+        repo.patch_metadata(&j, &meta, &everyone()).unwrap();
+        let vdir = repo.products_dir(&j.tag.branch.scope).join("pub/v/pb/5.0");
+        assert!(vdir.is_dir());
+
+        let (body, _, _) = image(&repo, &w, b"layer");
+        let nobody = Visibility::new(|_| false);
+        repo.push_manifest(&w.repo, "t1", &body, None, &nobody)
+            .unwrap();
+        assert!(repo.job_dir(&j).join("container").is_dir());
+        assert!(fs::symlink_metadata(vdir.join("container")).is_err());
+
+        let only_it = Visibility::new(|url| url == "/products/pub/v/pb/5.0/");
+        let (body, _, _) = image(&repo, &w, b"layer two");
+        repo.push_manifest(&w.repo, "t1", &body, None, &only_it)
+            .unwrap();
+        assert!(vdir.join("container").is_dir());
     }
 
     #[test]
@@ -210,7 +258,9 @@ mod tests {
         let layer_dir = repo.blob_path(&layer).parent().unwrap().to_path_buf();
         assert!(synced.contains(&layer_dir), "{synced:?}");
         // The image's tree, its place in the job, the job's up to the branch, the manifest.
-        let pushed = repo.push_manifest(&w.repo, "t1", &body, None).unwrap();
+        let pushed = repo
+            .push_manifest(&w.repo, "t1", &body, None, &everyone())
+            .unwrap();
         let synced = take_synced();
         let jdir = repo.job_dir(&job(&w, "t1"));
         let cdir = jdir.join("container");
@@ -236,7 +286,9 @@ mod tests {
         let repo = repo(tmp.path());
         let w = who("main/app", None);
         let (body, config, layer) = image(&repo, &w, b"layer one");
-        let pushed = repo.push_manifest(&w.repo, "t1", &body, None).unwrap();
+        let pushed = repo
+            .push_manifest(&w.repo, "t1", &body, None, &everyone())
+            .unwrap();
         // Complete sizes: stored byte for byte, so the client's digest holds.
         assert_eq!(pushed.digest, sha256(&body));
         let cdir = repo.job_dir(&job(&w, "t1")).join("container");
@@ -255,9 +307,13 @@ mod tests {
         let repo = repo(tmp.path());
         let w = who("main/app", None);
         let (first, _, old_layer) = image(&repo, &w, b"layer one");
-        let old = repo.push_manifest(&w.repo, "t1", &first, None).unwrap();
+        let old = repo
+            .push_manifest(&w.repo, "t1", &first, None, &everyone())
+            .unwrap();
         let (second, _, new_layer) = image(&repo, &w, b"layer two");
-        let new = repo.push_manifest(&w.repo, "t1", &second, None).unwrap();
+        let new = repo
+            .push_manifest(&w.repo, "t1", &second, None, &everyone())
+            .unwrap();
         let cdir = repo.job_dir(&job(&w, "t1")).join("container");
         assert_eq!(
             top_manifest(&cdir).map(|(_, d)| d),
@@ -285,11 +341,13 @@ mod tests {
         let repo = repo(tmp.path());
         let w = who("main/app", None);
         let (first, _, _) = image(&repo, &w, b"layer one");
-        let old = repo.push_manifest(&w.repo, "t1", &first, None).unwrap();
+        let old = repo
+            .push_manifest(&w.repo, "t1", &first, None, &everyone())
+            .unwrap();
         let jdir = repo.job_dir(&job(&w, "t1"));
         files::create_flag(&jdir.join(".locked")).unwrap();
         let (second, _, new_layer) = image(&repo, &w, b"layer two");
-        let refused = repo.push_manifest(&w.repo, "t1", &second, None);
+        let refused = repo.push_manifest(&w.repo, "t1", &second, None, &everyone());
         assert!(
             matches!(refused, Err(RegistryError::PushToLockedJob)),
             "{refused:?}"

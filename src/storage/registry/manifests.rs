@@ -67,6 +67,7 @@ impl Repo {
         reference: &str,
         body: &[u8],
         content_type: Option<&str>,
+        may_link: &Visibility,
     ) -> Result<Pushed, RegistryError> {
         let ImageRepo::Job { branch, job } = r else {
             return Err(RegistryError::PushToProduct);
@@ -100,7 +101,7 @@ impl Repo {
                     },
                     job: job.clone(),
                 };
-                self.install_image(r, &jref, &digest, &data, &files.links)?;
+                self.install_image(r, &jref, &digest, &data, &files.links, may_link)?;
             }
         }
         Ok(Pushed { digest, subject })
@@ -208,7 +209,7 @@ fn check_sizes(m: &Manifest, sizes: &[u64]) -> Result<(), RegistryError> {
 #[cfg(test)]
 mod tests {
     use super::super::container_layout::{rel_of, top_manifest};
-    use super::super::test_support::{image, job, repo, sha256, upload, who};
+    use super::super::test_support::{everyone, image, job, repo, sha256, upload, who};
     use super::*;
     use crate::model::Scope;
     use crate::model::oci::{OCI_INDEX, OCI_MANIFEST};
@@ -219,8 +220,9 @@ mod tests {
         let repo = repo(tmp.path());
         let w = who("main/app", None);
         let (body, _, _) = image(&repo, &w, b"layer");
-        let push =
-            |reference: &str, body: &[u8]| repo.push_manifest(&w.repo, reference, body, None);
+        let push = |reference: &str, body: &[u8]| {
+            repo.push_manifest(&w.repo, reference, body, None, &everyone())
+        };
         assert!(matches!(
             push("latest", &body),
             Err(RegistryError::AliasTag)
@@ -263,7 +265,7 @@ mod tests {
             scope: Scope::Root,
             path: ["p", "v", "b"].map(|s| Name::parse(s).unwrap()),
         };
-        let refused = repo.push_manifest(&product, "t1", &body, None);
+        let refused = repo.push_manifest(&product, "t1", &body, None, &everyone());
         assert!(matches!(refused, Err(RegistryError::PushToProduct)));
     }
 
@@ -277,7 +279,7 @@ mod tests {
         let c = upload(&repo, &w, b"{}");
         let body = format!(r#"{{"mediaType": "{OCI_MANIFEST}", "config": {{"digest": "{c}"}}}}"#);
         let pushed = repo
-            .push_manifest(&w.repo, "t1", body.as_bytes(), None)
+            .push_manifest(&w.repo, "t1", body.as_bytes(), None, &everyone())
             .unwrap();
         assert_ne!(pushed.digest, sha256(body.as_bytes()));
         let stored = fs::read(repo.blob_path(&pushed.digest)).unwrap();
@@ -296,12 +298,12 @@ mod tests {
         let (child, config, layer) = image(&repo, &w, b"layer");
         let d = sha256(&child);
         let wrong = sha256(b"other");
-        let refused = repo.push_manifest(&w.repo, &wrong.to_string(), &child, None);
+        let refused = repo.push_manifest(&w.repo, &wrong.to_string(), &child, None, &everyone());
         assert!(matches!(
             refused,
             Err(RegistryError::ManifestDigestMismatch(_))
         ));
-        repo.push_manifest(&w.repo, &d.to_string(), &child, None)
+        repo.push_manifest(&w.repo, &d.to_string(), &child, None, &everyone())
             .unwrap();
         assert!(repo.pending(&w.repo, &d).is_some());
         assert!(repo.image_tags(&w.repo, |_| true).unwrap().is_empty());
@@ -311,7 +313,7 @@ mod tests {
             r#"{{"mediaType": "{OCI_INDEX}", "manifests": [{{"digest": "{d}", "size": {len}}}]}}"#
         );
         let pushed = repo
-            .push_manifest(&w.repo, "t1", index.as_bytes(), None)
+            .push_manifest(&w.repo, "t1", index.as_bytes(), None, &everyone())
             .unwrap();
         let cdir = repo.job_dir(&job(&w, "t1")).join("container");
         assert_eq!(
