@@ -682,7 +682,7 @@ struct Chunks {
 mod tests {
     use crate::model::{RelPath, Scope};
     use crate::storage::fixture::{self, TestRepo};
-    use crate::storage::{Artifact, stale::fake};
+    use crate::storage::{Artifact, Visibility, stale::fake};
 
     /// On a network filesystem, a download racing a rename on another host may meet
     /// `ESTALE` at any lookup of the file: each is tried again.
@@ -693,7 +693,8 @@ mod tests {
         let rel = RelPath::parse("x").expect("path");
         let (_, digest) = repo.blob(b"data");
         repo.link_artifact(&f, &rel, &digest).expect("link");
-        let (artifact, retried) = fake::stale_once_each(|| repo.open_artifact(&f, &rel));
+        let (artifact, retried) =
+            fake::stale_once_each(|| repo.open_artifact(&f, &rel, &Visibility::everything()));
         let Ok(Artifact::File(file)) = artifact else {
             panic!("not opened: {:?}", artifact.err());
         };

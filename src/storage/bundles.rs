@@ -77,23 +77,29 @@ impl Repo {
                 format: f.clone(),
             };
             if acl.allows(|| fref.url()) {
-                self.push_members(&jdir.join(&f), &format!("{f}/"), &mut members)?;
+                let readable = |rel: &str| acl.allows_file(&fref, rel);
+                self.push_members(&jdir.join(&f), &format!("{f}/"), &readable, &mut members)?;
             }
         }
         let stamp = sort_time(stamp_time(&jdir));
         Ok(TarPlan::new(self.job_archive_name(j), members, stamp))
     }
 
-    /// The files `.digests` lists, stated now: their sizes and modes make the layout and the
-    /// validator of the bundle before a byte of it is read. A listed file that is missing
-    /// fails the whole bundle, before its first byte (a tar cut short was all dlrepo did).
+    /// The files `.digests` lists that are `readable` (by their path in the format), stated
+    /// now: their sizes and modes make the layout and the validator of the bundle before a
+    /// byte of it is read. A listed file that is missing fails the whole bundle, before its
+    /// first byte (a tar cut short was all dlrepo did).
     pub(crate) fn push_members(
         &self,
         fdir: &Path,
         prefix: &str,
+        readable: &dyn Fn(&str) -> bool,
         out: &mut Vec<Member>,
     ) -> Result<(), StoreError> {
         for (rel, digest) in format_digests(fdir) {
+            if !readable(&rel) {
+                continue;
+            }
             if let Some(digest) = digest.as_str() {
                 let name = format!("{prefix}{rel}");
                 out.push(Member::stat(name, fdir.join(&rel), digest.to_owned())?);
@@ -102,7 +108,8 @@ impl Repo {
         Ok(())
     }
 
-    pub fn format_tar(&self, f: &FormatRef) -> Result<TarPlan, StoreError> {
+    /// The tar of a format, without the files the caller may not read.
+    pub fn format_tar(&self, f: &FormatRef, acl: &Visibility) -> Result<TarPlan, StoreError> {
         let fdir = self.format_dir(f);
         if !fdir.is_dir() {
             return Err(StoreError::NotFound);
@@ -112,7 +119,8 @@ impl Repo {
             FormatRef::Version { version, .. } => version.archive_name(),
         };
         let mut members = Vec::new();
-        self.push_members(&fdir, "", &mut members)?;
+        let readable = |rel: &str| acl.allows_file(f, rel);
+        self.push_members(&fdir, "", &readable, &mut members)?;
         let prefix = format!("{job_name}-{}", f.name());
         Ok(TarPlan::new(
             prefix,

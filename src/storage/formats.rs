@@ -3,6 +3,7 @@
 
 use super::digests::Listed;
 use super::files::{DirLock, exists, remove_flag, same_file};
+use super::visibility::Visibility;
 use super::{Repo, StoreError};
 use crate::model::{FormatRef, RelPath};
 use serde::Serialize;
@@ -57,12 +58,17 @@ impl Repo {
         Ok(exists(&fdir.join(".dirty")))
     }
 
-    pub fn format_info(&self, f: &FormatRef) -> Result<FormatInfo, StoreError> {
-        Ok(self.format_listed(f)?.0)
+    pub fn format_info(&self, f: &FormatRef, acl: &Visibility) -> Result<FormatInfo, StoreError> {
+        Ok(self.format_listed(f, acl)?.0)
     }
 
-    /// [`Repo::format_info`] and the kept `.digests` it was made from.
-    fn format_listed(&self, f: &FormatRef) -> Result<(FormatInfo, Arc<Listed>), StoreError> {
+    /// [`Repo::format_info`] and the kept `.digests` it was made from (all of it: callers
+    /// that list its files check [`Visibility::allows_file`] too).
+    fn format_listed(
+        &self,
+        f: &FormatRef,
+        acl: &Visibility,
+    ) -> Result<(FormatInfo, Arc<Listed>), StoreError> {
         let fdir = self.format_dir(f);
         if !fdir.is_dir() {
             return Err(StoreError::NotFound);
@@ -72,7 +78,11 @@ impl Repo {
             name: f.name().to_string(),
             internal: self.is_internal_format(f.name().as_str()),
             dirty: exists(&fdir.join(".dirty")),
-            files: listed.entries().map(|(n, _)| n.to_owned()).collect(),
+            files: listed
+                .entries()
+                .filter(|(n, _)| acl.allows_file(f, n))
+                .map(|(n, _)| n.to_owned())
+                .collect(),
         };
         Ok((info, listed))
     }
@@ -83,11 +93,12 @@ impl Repo {
     pub fn format_details(
         &self,
         f: &FormatRef,
+        acl: &Visibility,
     ) -> Result<(FormatInfo, Vec<FileFacts>), StoreError> {
-        let (info, listed) = self.format_listed(f)?;
+        let (info, listed) = self.format_listed(f, acl)?;
         let fdir = self.format_dir(f);
         let mut facts = Vec::new();
-        for (rel, digest) in listed.entries() {
+        for (rel, digest) in listed.entries().filter(|(n, _)| acl.allows_file(f, n)) {
             let Ok(meta) = fs::metadata(fdir.join(rel)) else {
                 continue;
             };
@@ -106,29 +117,44 @@ impl Repo {
 
     /// The only file of a format, for the `{format}` (no slash) redirect; `None` when the
     /// format holds zero or several files, or just an `index.html`. A dirty format is
-    /// not there yet: 404.
-    pub fn format_single_file(&self, f: &FormatRef) -> Result<Option<String>, StoreError> {
+    /// not there yet: 404. A file the caller may not read is not counted, so the redirect
+    /// never names one.
+    pub fn format_single_file(
+        &self,
+        f: &FormatRef,
+        acl: &Visibility,
+    ) -> Result<Option<String>, StoreError> {
         let fdir = self.format_dir(f);
         if self.format_dirty(f)? {
             return Err(StoreError::NotFound);
         }
         let listed = self.listed(&fdir)?;
-        let mut entries = listed.entries();
-        Ok(match entries.next() {
-            Some((only, _)) if entries.len() == 0 && only != "index.html" => Some(only.to_owned()),
+        let mut entries = listed.entries().filter(|(n, _)| acl.allows_file(f, n));
+        Ok(match (entries.next(), entries.next()) {
+            (Some((only, _)), None) if only != "index.html" => Some(only.to_owned()),
             _ => None,
         })
     }
 
+    /// Whether the caller may read every file of the format: what a package index arbor
+    /// generates, which names them all with their digests, needs.
+    pub fn reads_every_file(&self, f: &FormatRef, acl: &Visibility) -> Result<bool, StoreError> {
+        if let Visibility::Everything = acl {
+            return Ok(true);
+        }
+        let listed = self.listed(&self.format_dir(f))?;
+        Ok(listed.entries().all(|(n, _)| acl.allows_file(f, n)))
+    }
+
     /// `{hex}  {relpath}\n` for every sha256 entry, sorted by relpath.
-    pub fn format_sha256(&self, f: &FormatRef) -> Result<String, StoreError> {
+    pub fn format_sha256(&self, f: &FormatRef, acl: &Visibility) -> Result<String, StoreError> {
         let fdir = self.format_dir(f);
         if !fdir.is_dir() {
             return Err(StoreError::NotFound);
         }
         let listed = self.listed(&fdir)?;
         let mut out = String::new();
-        for (rel, d) in listed.entries() {
+        for (rel, d) in listed.entries().filter(|(n, _)| acl.allows_file(f, n)) {
             if let Some(hex) = d.and_then(|d| d.strip_prefix("sha256:")) {
                 out.push_str(&format!("{hex}  {rel}\n"));
             }
@@ -163,7 +189,14 @@ impl Repo {
         Ok(())
     }
 
-    pub fn open_artifact(&self, f: &FormatRef, rel: &RelPath) -> Result<Artifact, StoreError> {
+    /// The file at `rel`, or for `{file}.sha256` when no such file exists, the sum line of
+    /// `{file}`: its content, so it answers only a caller who may read `{file}`.
+    pub fn open_artifact(
+        &self,
+        f: &FormatRef,
+        rel: &RelPath,
+        acl: &Visibility,
+    ) -> Result<Artifact, StoreError> {
         let fdir = self.format_dir(f);
         if !fdir.is_dir() {
             return Err(StoreError::NotFound);
@@ -181,7 +214,11 @@ impl Repo {
                 )?))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let Some(stripped) = rel.as_str().strip_suffix(".sha256") else {
+                let Some(stripped) = rel
+                    .as_str()
+                    .strip_suffix(".sha256")
+                    .filter(|file| acl.allows_file(f, file))
+                else {
                     return Err(StoreError::NotFound);
                 };
                 let listed = self.listed(&fdir)?;

@@ -188,7 +188,8 @@ impl Repo {
         })
     }
 
-    /// A version's readable formats, each with the job it comes from.
+    /// A version's readable formats, each with the job it comes from when the caller may
+    /// read that job (the page links it).
     fn version_page(
         &self,
         v: &VersionRef,
@@ -203,7 +204,8 @@ impl Repo {
                 let job_url = fs::read_link(&link)
                     .ok()
                     .and_then(|t| link_targets::job_of_format_target(&v.scope, &t))
-                    .map(|j| j.url());
+                    .map(|j| j.url())
+                    .filter(|url| acl.allows(|| url.clone()));
                 self.format_summary(&link, name, job_url)
             })
             .collect())
@@ -221,7 +223,14 @@ impl Repo {
     }
 
     /// The browser view of a format dir or of a directory below it (`rel`).
-    pub fn dir_page(&self, f: &FormatRef, rel: Option<&RelPath>) -> Result<DirPage, StoreError> {
+    /// Files the caller may not read are left out, and an `index.html` they may not read is
+    /// not shown for its directory.
+    pub fn dir_page(
+        &self,
+        f: &FormatRef,
+        rel: Option<&RelPath>,
+        acl: &Visibility,
+    ) -> Result<DirPage, StoreError> {
         let fdir = self.format_dir(f);
         let (dir, prefix) = match rel {
             Some(r) => (fdir.join(r.as_str()), format!("{}/", r.as_str())),
@@ -231,9 +240,10 @@ impl Repo {
             return Err(StoreError::NotFound);
         }
         let index = dir.join("index.html");
-        if fs::metadata(&index).is_ok_and(|m| m.is_file()) {
+        let index_rel = format!("{prefix}index.html");
+        if fs::metadata(&index).is_ok_and(|m| m.is_file()) && acl.allows_file(f, &index_rel) {
             let listed = self.listed(&fdir)?;
-            let rel = format!("{prefix}index.html");
+            let rel = index_rel;
             let file = BlobReader::open_listed(self, &index, &listed, &rel)?;
             return Ok(DirPage::Index(file));
         }
@@ -251,6 +261,13 @@ impl Repo {
             let Ok(meta) = fs::metadata(entry.path()) else {
                 continue;
             };
+            let url_rel = match meta.is_dir() {
+                true => format!("{prefix}{name}/"),
+                false => format!("{prefix}{name}"),
+            };
+            if !acl.allows_file(f, &url_rel) {
+                continue;
+            }
             let digest = digests
                 .get(&format!("{prefix}{name}"))
                 .and_then(|d| d.as_str())

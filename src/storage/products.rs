@@ -380,7 +380,15 @@ impl Repo {
         let vdir = self.version_dir(v);
         let mut members = Vec::new();
         for f in self.version_formats(v, acl)? {
-            self.push_members(&vdir.join(&f), &format!("{f}/"), &mut members)?;
+            let Ok(format) = Name::parse(&f) else {
+                continue;
+            };
+            let fref = FormatRef::Version {
+                version: v.clone(),
+                format,
+            };
+            let readable = |rel: &str| acl.allows_file(&fref, rel);
+            self.push_members(&vdir.join(&f), &format!("{f}/"), &readable, &mut members)?;
         }
         let stamp = sort_time(stamp_time(&vdir));
         Ok(TarPlan::new(v.archive_name(), members, stamp))

@@ -1,7 +1,7 @@
 //! Which entities a caller may see: listings, aliases and bundles only consider readable
 //! URLs (spec/API.md §3); access control plugs its check in here.
 
-use crate::model::Name;
+use crate::model::{FormatRef, Name};
 use std::sync::Arc;
 
 /// Which entities the caller may see: listings and aliases only consider readable URLs
@@ -28,6 +28,12 @@ impl Visibility {
             Visibility::Everything => true,
             Visibility::Only(f) => f(&url()),
         }
+    }
+
+    /// Whether the file `rel` of the format `f` is visible: listings, checksums, bundles
+    /// and package indexes of a format leave out the files an ACL hides one by one.
+    pub fn allows_file(&self, f: &FormatRef, rel: &str) -> bool {
+        self.allows(|| format!("{}{rel}", f.url()))
     }
 
     /// Whether the child entry `name` of a listing is visible, `url(name)` being its URL. A

@@ -223,3 +223,127 @@ fn aliases_and_products_only_consider_readable_entries() {
     let r = as_user(s, "alice", "GET", "/branches/dev/latest/", None);
     assert_eq!(r.header("location"), Some("/branches/dev/old/"));
 }
+
+/// An ACL that hides single files of a readable format (spec/AUTH.md globs on artifact
+/// URLs) hides them everywhere the format's content shows: its listings and sums, its
+/// bundles and those of its job and product version, its pages, and the `{format}`
+/// redirect. The admin, who may read them, still gets them.
+#[test]
+fn files_hidden_one_by_one_stay_hidden_in_listings_sums_bundles_and_pages() {
+    use crate::shared::auth::Secured;
+    use serde_json::json;
+    let s = Secured::<App>::start(
+        &[
+            ("admin", "pw", "admins"),
+            ("dave", "pw", "fine"),
+            ("erin", "pw", "products"),
+        ],
+        &[
+            ("admins", "rw /**\n"),
+            ("products", "r /products/**\n"),
+            (
+                "fine",
+                "r /branches/** !/branches/pub/t1/j1/fmt/hidden.txt \
+                 !/branches/pub/t1/j1/docs/index.html !/branches/pub/t1/j1/single/only.bin\n\
+                 r /products/** !/products/pub/v/pb/1.0/fmt/hidden.txt\n",
+            ),
+        ],
+    );
+    let job = "/branches/pub/t1/j1";
+    for (rel, data) in [
+        ("fmt/pub.txt", &b"PUBLIC"[..]),
+        ("fmt/hidden.txt", b"HIDDEN-IN-PUB"),
+        ("docs/index.html", b"<p>HIDDEN-INDEX</p>"),
+        ("docs/a.txt", b"a"),
+        ("single/only.bin", b"HIDDEN-ONLY"),
+    ] {
+        let r = s.put("admin", &format!("{job}/{rel}"), data);
+        assert_eq!(r.status, 201, "{rel}: {}", r.text());
+    }
+    for f in ["fmt", "docs", "single"] {
+        let r = s.send("admin", "PATCH", &format!("{job}/{f}/"), &[], Some(b""));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let meta = json!({"job": {"product": "pub", "product_variant": "v",
+                              "product_branch": "pb", "version": "1.0"}});
+    let r = s.json("admin", "PATCH", &format!("{job}/"), &meta);
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let listing = s.get("dave", &format!("{job}/fmt/")).json();
+    assert_eq!(listing["artifact_format"]["files"], json!(["pub.txt"]));
+    for path in [
+        format!("{job}/fmt/?details"),
+        format!("{job}/fmt.sha256"),
+        format!("{job}/fmt.tar"),
+        format!("{job}.tar"),
+        format!("{job}.zip"),
+        "/products/pub/v/pb/1.0.tar".to_owned(),
+        "/products/pub/v/pb/1.0/fmt/".to_owned(),
+    ] {
+        let r = s.get("dave", &path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(body.contains("pub.txt"), "{path}: {body}");
+        assert!(!body.contains("hidden.txt"), "{path} shows a hidden file");
+        assert!(
+            !body.contains("HIDDEN-IN-PUB"),
+            "{path} holds a hidden file"
+        );
+        // The control: someone who may read them gets them.
+        let all = s.get("admin", &path);
+        assert!(
+            String::from_utf8_lossy(&all.body).contains("hidden.txt"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        s.get("dave", &format!("{job}/fmt/hidden.txt.sha256"))
+            .status,
+        404
+    );
+    assert_eq!(
+        s.get("dave", &format!("{job}/fmt/pub.txt.sha256")).status,
+        200
+    );
+    assert_eq!(
+        s.get("admin", &format!("{job}/fmt/hidden.txt.sha256"))
+            .status,
+        200
+    );
+
+    // Pages: the listing leaves the file out; a hidden index.html is not shown for its
+    // directory, which lists what may be read instead.
+    let page = |login: &str, path: &str| {
+        let r = s.send(login, "GET", path, &[("Accept", "text/html")], None);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        r.text()
+    };
+    assert!(!page("dave", &format!("{job}/fmt/")).contains("hidden.txt"));
+    let docs = page("dave", &format!("{job}/docs/"));
+    assert!(
+        !docs.contains("HIDDEN-INDEX") && docs.contains("a.txt"),
+        "{docs}"
+    );
+    assert!(page("admin", &format!("{job}/docs/")).contains("HIDDEN-INDEX"));
+
+    // A product version's page links the job each format comes from only for those who
+    // may read it.
+    let version = "/products/pub/v/pb/1.0/";
+    assert!(page("admin", version).contains(&format!("{job}/")));
+    assert!(!page("erin", version).contains(&format!("{job}/")));
+
+    // The redirect of a format of one file never names a file the caller may not read.
+    let r = s.get("dave", &format!("{job}/single"));
+    assert_eq!(r.status, 302);
+    assert!(
+        !r.header("location")
+            .unwrap_or_default()
+            .contains("only.bin")
+    );
+    let r = s.get("admin", &format!("{job}/single"));
+    assert!(
+        r.header("location")
+            .unwrap_or_default()
+            .ends_with("/single/only.bin")
+    );
+}

@@ -169,7 +169,15 @@ async fn format_read(ctx: &Ctx, parent: FormatParent, format: Name, part: Format
         FormatPart::Sha256 => {
             // The canonical check comes first: a non-canonical URL redirects even when the
             // format is missing, as it always did.
-            let (f, sums) = with_format(ctx, parent, format, |r, f| Ok(r.format_sha256(f))).await?;
+            let acl = ctx.acl.clone();
+            let (f, sums) =
+                with_format(
+                    ctx,
+                    parent,
+                    format,
+                    move |r, f| Ok(r.format_sha256(f, &acl)),
+                )
+                .await?;
             if let Some(r) = ctx.canonical(&format!("{}.sha256", f.url().trim_end_matches('/'))) {
                 return r;
             }
@@ -195,7 +203,8 @@ async fn format_dir(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult 
         }
         return ok();
     }
-    let (f, info) = with_format(ctx, parent, format, |r, f| r.format_info(f)).await?;
+    let acl = ctx.acl.clone();
+    let (f, info) = with_format(ctx, parent, format, move |r, f| r.format_info(f, &acl)).await?;
     if let Some(r) = ctx.canonical(&f.url()) {
         return r;
     }
@@ -218,7 +227,9 @@ fn wants_details(ctx: &Ctx) -> bool {
 /// `GET {format}/?details`: the format's JSON with size, digest, content type and mtime per
 /// file.
 async fn format_details(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult {
-    let (f, (info, files)) = with_format(ctx, parent, format, |r, f| r.format_details(f)).await?;
+    let acl = ctx.acl.clone();
+    let (f, (info, files)) =
+        with_format(ctx, parent, format, move |r, f| r.format_details(f, &acl)).await?;
     if let Some(r) = ctx.canonical(&f.url()) {
         // The redirect keeps asking for the details.
         return r.map(|mut res| {
@@ -237,7 +248,11 @@ async fn format_details(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiRes
 
 /// `{format}` without a slash: to its only file, else to the format dir.
 async fn format_bare(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult {
-    let (f, single) = with_format(ctx, parent, format, |r, f| r.format_single_file(f)).await?;
+    let acl = ctx.acl.clone();
+    let (f, single) = with_format(ctx, parent, format, move |r, f| {
+        r.format_single_file(f, &acl)
+    })
+    .await?;
     let url = f.url();
     Ok(match single {
         Some(file) => {
@@ -261,7 +276,8 @@ async fn format_tar(ctx: &Ctx, parent: FormatParent, format: Name) -> ApiResult 
     if let Some(r) = ctx.canonical(&ctx.bundle_url(&f.url())) {
         return r;
     }
-    let plan = ctx.app.repo.run(move |r| r.format_tar(&f)).await?;
+    let acl = ctx.acl.clone();
+    let plan = ctx.app.repo.run(move |r| r.format_tar(&f, &acl)).await?;
     Ok(ctx.tar(plan))
 }
 
@@ -273,9 +289,9 @@ async fn dir_view(
     format: Name,
     rel: Option<RelPath>,
 ) -> ApiResult {
-    let lookup = rel.clone();
+    let (lookup, acl) = (rel.clone(), ctx.acl.clone());
     let (f, page) = with_format(ctx, parent, format, move |r, f| {
-        r.dir_page(f, lookup.as_ref())
+        r.dir_page(f, lookup.as_ref(), &acl)
     })
     .await?;
     let canonical = match &rel {
@@ -311,7 +327,7 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
     if is_dir_url && ctx.page() {
         return dir_view(ctx, parent, format, Some(rel)).await;
     }
-    let lookup = rel.clone();
+    let (lookup, acl) = (rel.clone(), ctx.acl.clone());
     // A small file is read in the same trip to the blocking pool as it is opened.
     let preload = if ctx.method == Method::GET && ctx.app.config.x_sendfile_header.is_none() {
         PRELOAD_MAX
@@ -319,21 +335,29 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
         0
     };
     let opened = with_format(ctx, parent.clone(), format.clone(), move |r, f| {
-        r.open_artifact(f, &lookup)?.preload(preload)
+        r.open_artifact(f, &lookup, &acl)?.preload(preload)
     })
     .await;
     let (f, found) = match (opened, AptIndex::parse(rel.as_str())) {
         // No such file: a flat APT repository's index, when the name is one.
         (Err(ApiError::NotFound), Some(which)) if !is_dir_url => {
-            let (f, body) =
-                with_format(ctx, parent, format, move |r, f| r.apt_index(f, which)).await?;
+            let acl = ctx.acl.clone();
+            let (f, body) = with_format(ctx, parent, format, move |r, f| {
+                every_file(r, f, &acl)?;
+                r.apt_index(f, which)
+            })
+            .await?;
             return super::apt::respond(ctx, &f, which, body);
         }
         // Likewise a dnf repository's `repodata/` file.
         (Err(ApiError::NotFound), _) if !is_dir_url && RpmIndex::parse(rel.as_str()).is_some() => {
             let which = RpmIndex::parse(rel.as_str()).ok_or(ApiError::NotFound)?;
-            let (f, body) =
-                with_format(ctx, parent, format, move |r, f| r.rpm_index(f, which)).await?;
+            let acl = ctx.acl.clone();
+            let (f, body) = with_format(ctx, parent, format, move |r, f| {
+                every_file(r, f, &acl)?;
+                r.rpm_index(f, which)
+            })
+            .await?;
             return super::rpm::respond(ctx, &f, which, body);
         }
         (opened, _) => opened?,
@@ -358,6 +382,15 @@ async fn artifact(ctx: &Ctx, parent: FormatParent, format: Name, raw: &str) -> A
             // Digest and Content-Length only, spec/API.md §3.9).
             Ok(download(ctx, rel.basename(), &canonical).respond(file))
         }
+    }
+}
+
+/// A package index arbor generates names every file of the format: a caller who may not
+/// read them all gets the 404 of a format without one.
+fn every_file(r: &Repo, f: &FormatRef, acl: &Visibility) -> Result<(), StoreError> {
+    match r.reads_every_file(f, acl)? {
+        true => Ok(()),
+        false => Err(StoreError::NotFound),
     }
 }
 
