@@ -151,6 +151,7 @@ impl Repo {
         rel: &RelPath,
     ) -> Result<Linked, StoreError> {
         // Refused before the blob is stored, so a refusal leaves nothing behind.
+        check_container_name(f, rel, &up.digest)?;
         self.check_room(f, rel, &up.digest, up.tmp.file.metadata()?.len())?;
         // Shared with other uploads, exclusive with the orphan collector (see gc.rs).
         let guard = self.blob_guard()?;
@@ -284,6 +285,32 @@ fn make_durable_dirs(dir: &Path) -> Result<(), StoreError> {
         dirs.entry(&made);
     }
     dirs.sync().at("sync", dir)
+}
+
+/// A file of a `container` format is named for its content (spec/LAYOUT.md §3.5), and the
+/// registry serves it by that name. The file API writes there for publishers only, by their
+/// `User-Agent`, which any client can send: the name is checked against the content, so
+/// that no manifest or layer is served under a digest its bytes do not have.
+pub(crate) fn check_container_name(
+    f: &FormatRef,
+    rel: &RelPath,
+    d: &Digest,
+) -> Result<(), StoreError> {
+    if f.name().as_str() != "container" {
+        return Ok(());
+    }
+    let named = super::registry::container_layout::rel_of(d);
+    if ["blobs", "manifests"].iter().any(|kind| {
+        rel.as_str()
+            .strip_prefix(kind)
+            .and_then(|r| r.strip_prefix('/'))
+            == Some(&named)
+    }) {
+        return Ok(());
+    }
+    Err(StoreError::bad(format!(
+        "A container file is named for its content: blobs/{named} or manifests/{named}"
+    )))
 }
 
 /// Gives the core away after every [`Turns::EVERY`] bytes of a batch's work. The bulk

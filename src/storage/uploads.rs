@@ -19,6 +19,7 @@ impl Repo {
         index: Option<&super::search::SearchIndex>,
     ) -> Result<(), StoreError> {
         self.check_upload_target(f, rel)?;
+        super::blobs::check_container_name(f, rel, digest)?;
         let near = match f {
             FormatRef::Job { job, .. } => Some(job),
             FormatRef::Version { .. } => None,

@@ -134,22 +134,25 @@ fn a_user_reaches_nothing_outside_their_repositories_through_the_registry() {
     assert_eq!(r.status, 201, "{}", r.text());
     let hex = sha256_hex(secret);
 
-    // The file API writes into `container/` for a publisher's User-Agent, whatever the bytes.
-    let planted = format!(
-        "/~carol/branches/x/t/spy/container/blobs/sha256/{}/{hex}",
-        &hex[..2]
-    );
+    // The file API writes into `container/` for a publisher's User-Agent, which anyone can
+    // send, but only files named for their own content (what a publisher sends).
+    let put_as_publisher = |name_hex: &str, data: &[u8]| {
+        let path = format!(
+            "/~carol/branches/x/t/spy/container/blobs/sha256/{}/{name_hex}",
+            &name_hex[..2]
+        );
+        let headers = [
+            ("Digest", digest_of(data)),
+            ("User-Agent", "dlrepo-server/0.44".to_owned()),
+        ];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        s.send("carol", "PUT", &path, &headers, Some(data))
+    };
     let dummy = b"dummy";
-    let r = s.send(
-        "carol",
-        "PUT",
-        &planted,
-        &[
-            ("Digest", &digest_of(dummy)),
-            ("User-Agent", "dlrepo-server/0.44"),
-        ],
-        Some(dummy),
-    );
+    let r = put_as_publisher(&hex, dummy);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("named for its content"), "{}", r.text());
+    let r = put_as_publisher(&sha256_hex(dummy), dummy);
     assert_eq!(r.status, 201, "{}", r.text());
     let r = s.get("carol", &format!("/v2/u/carol/x/spy/blobs/sha256:{hex}"));
     assert_eq!((r.status, code(&r)), (404, "BLOB_UNKNOWN".into()));

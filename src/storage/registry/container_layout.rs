@@ -4,7 +4,7 @@
 use crate::model::Digest;
 use std::path::{Path, PathBuf};
 
-pub(super) fn rel_of(d: &Digest) -> String {
+pub(crate) fn rel_of(d: &Digest) -> String {
     format!("{}/{}/{}", d.algo().name(), &d.hex()[..2], d.hex())
 }
 
