@@ -60,6 +60,20 @@ impl Member {
     }
 }
 
+impl Member {
+    /// The member as the file is now (`meta`), under `digest`: after its entry was settled
+    /// (`settle.rs`).
+    pub(crate) fn reopened(self, meta: &std::fs::Metadata, digest: String) -> Member {
+        Member {
+            digest,
+            size: meta.len(),
+            mode: meta.mode() & 0o7777,
+            inode: (meta.dev(), meta.ino()),
+            ..self
+        }
+    }
+}
+
 /// Everything the bytes of a bundle depend on: what it holds and the entity's own timestamp
 /// (the job's or version's `.stamp`, the format's `.digests`). Other encodings of the same
 /// bundle take their members, sums and time from here too.

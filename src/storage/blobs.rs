@@ -518,6 +518,17 @@ impl BlobReader {
         // A download racing a rename on another host may look up a stale handle: again.
         let file = files::retry_stale(|| File::open(path)).map_err(super::not_found_if_missing)?;
         let meta = files::retry_stale(|| file.metadata())?;
+        BlobReader::opened(repo, path, file, &meta, digest)
+    }
+
+    /// [`BlobReader::open`] of a file opened already, `meta` being its.
+    fn opened(
+        repo: &Repo,
+        path: &Path,
+        file: File,
+        meta: &fs::Metadata,
+        digest: Option<String>,
+    ) -> Result<BlobReader, StoreError> {
         let resolved = if repo.x_sendfile {
             files::retry_stale(|| fs::canonicalize(path))?
         } else {
@@ -560,15 +571,28 @@ impl BlobReader {
     /// format's timestamp (see [`super::digests::format_time`]): the file's own mtime is
     /// its blob's, which moves whenever the same content is uploaded or asked for by
     /// digest anywhere. An unlisted file keeps its own, the only validator it has.
+    ///
+    /// A file that is not the blob of its listed digest (overwritten by a commit that has
+    /// not renamed `.digests` yet, or never did) is settled first (`settle.rs`), so the
+    /// digest given with the bytes is always theirs.
     pub(crate) fn open_listed(
         repo: &Repo,
-        path: &Path,
+        fdir: &Path,
         listed: &super::digests::Listed,
         rel: &str,
     ) -> Result<BlobReader, StoreError> {
+        let path = fdir.join(rel);
         let digest = listed.digest(rel).map(str::to_owned);
         let is_listed = digest.is_some();
-        let mut file = BlobReader::open(repo, path, digest)?;
+        let file = files::retry_stale(|| File::open(&path)).map_err(super::not_found_if_missing)?;
+        let meta = files::retry_stale(|| file.metadata())?;
+        let mut file = match &digest {
+            Some(d) if !repo.is_blob_of(d, &meta) => {
+                let settled = repo.settle(fdir, rel)?;
+                BlobReader::opened(repo, &path, settled.file, &settled.meta, settled.digest)?
+            }
+            _ => BlobReader::opened(repo, &path, file, &meta, digest)?,
+        };
         if is_listed {
             let t = listed.time();
             // Finite and non-negative here: Duration would panic on anything else.
@@ -727,8 +751,9 @@ mod tests {
         };
         assert_eq!(file.len(), 4);
         assert_eq!(file.digest(), Some(digest.to_string().as_str()));
-        // The file's stat, `.digests`, the open, its fstat, the format's time.
-        assert_eq!(retried, 5);
+        // The file's stat, `.digests`, the open, its fstat, its blob's stat, the format's
+        // time.
+        assert_eq!(retried, 6);
     }
 
     /// The tests that take shares of the process-wide budget of large steps, one at a time.

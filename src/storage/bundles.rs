@@ -102,7 +102,16 @@ impl Repo {
             }
             if let Some(digest) = digest.as_str() {
                 let name = format!("{prefix}{rel}");
-                out.push(Member::stat(name, fdir.join(&rel), digest.to_owned())?);
+                let mut member = Member::stat(name, fdir.join(&rel), digest.to_owned())?;
+                // `SHA256SUMS.txt` gives each member's digest: the file must be its blob.
+                if !self.is_blob_identity(digest, member.inode) {
+                    let settled = self.settle(fdir, &rel)?;
+                    let Some(digest) = settled.digest else {
+                        continue;
+                    };
+                    member = member.reopened(&settled.meta, digest);
+                }
+                out.push(member);
             }
         }
         Ok(())

@@ -208,7 +208,7 @@ impl Repo {
                 let listed = self.listed(&fdir)?;
                 Ok(Artifact::File(super::BlobReader::open_listed(
                     self,
-                    &path,
+                    &fdir,
                     &listed,
                     rel.as_str(),
                 )?))

@@ -37,6 +37,7 @@ pub mod rpm;
 mod rpm_header;
 mod rpm_xml;
 pub mod search;
+mod settle;
 mod shared_run;
 mod stale;
 mod stamp_cache;

@@ -244,7 +244,7 @@ impl Repo {
         if fs::metadata(&index).is_ok_and(|m| m.is_file()) && acl.allows_file(f, &index_rel) {
             let listed = self.listed(&fdir)?;
             let rel = index_rel;
-            let file = BlobReader::open_listed(self, &index, &listed, &rel)?;
+            let file = BlobReader::open_listed(self, &fdir, &listed, &rel)?;
             return Ok(DirPage::Index(file));
         }
         let digests = format_digests(&fdir);
