@@ -89,7 +89,13 @@ const WAITED: Duration = Duration::from_micros(200);
 
 /// `fsync(2)` of a directory.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    match File::open(dir) {
+        Ok(f) => f.sync_all(),
+        // Removed since (a delete that came right after the write): nothing of it is left
+        // to flush, and the write did land. Its removal is the delete's to make durable.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -122,5 +128,23 @@ pub(crate) mod tests {
         let mut want = vec![tmp.path().to_path_buf(), a];
         want.sort();
         assert_eq!(take_synced(), want);
+    }
+
+    /// A write's directory deleted right after it landed (a job delete racing an upload)
+    /// leaves nothing to flush: the write is still acknowledged, not a 500.
+    #[test]
+    fn a_directory_gone_since_is_nothing_to_flush() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut s = super::DirSyncs::default();
+        s.dir(&tmp.path().join("deleted"));
+        s.dir(tmp.path());
+        assert!(s.sync().is_ok());
+        assert!(super::sync_dir(&tmp.path().join("x/y")).is_ok());
+        let file = tmp.path().join("f");
+        std::fs::write(&file, b"").expect("f");
+        assert!(
+            super::sync_dir(&file.join("below")).is_err(),
+            "ENOTDIR is a failure"
+        );
     }
 }

@@ -142,11 +142,23 @@ impl Repo {
     pub(crate) fn ensure_job(&self, j: &JobRef) -> Result<PathBuf, StoreError> {
         let tdir = self.tag_dir(&j.tag);
         let jdir = tdir.join(&j.job);
-        create_dirs(&jdir).at("create", &jdir)?;
-        for stamp in [tdir.join(".stamp"), jdir.join(".stamp")] {
-            create_flag(&stamp).at("create", &stamp)?;
+        let make = || -> std::io::Result<()> {
+            create_dirs(&jdir)?;
+            for stamp in [tdir.join(".stamp"), jdir.join(".stamp")] {
+                create_flag(&stamp)?;
+            }
+            Ok(())
+        };
+        // A delete of the tag or branch (in this process or another) may take directories
+        // away between two of these steps: they are made again, as a write that finds its
+        // parents missing makes them (spec/API.md §3.9), instead of failing with a 500.
+        let mut attempt = 0;
+        loop {
+            match make() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => attempt += 1,
+                other => return other.at("create", &jdir).map(|()| jdir),
+            }
         }
-        Ok(jdir)
     }
 
     pub fn set_job_internal(&self, j: &JobRef, internal: bool) -> Result<(), StoreError> {
