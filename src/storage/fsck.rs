@@ -6,8 +6,11 @@
 
 use super::files::{self, exists, hash_file, same_inode};
 use super::layout::Scan;
+use super::products::gone_is_fine;
 use super::{Repo, StoreError, digests::format_digests};
-use crate::model::{Algo, Digest, Scope};
+use crate::model::{Algo, BranchRef, Digest, JobRef, Scope, TagRef};
+use serde_json::Map;
+use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -51,8 +54,8 @@ impl Repo {
             scopes.push(Scope::User(user));
         }
         for scope in &scopes {
-            self.check_formats(scope, repair, &mut report)?;
-            self.check_products(scope, repair, &mut report)?;
+            let linked = self.check_formats(scope, repair, &mut report)?;
+            self.check_products(scope, &linked, repair, &mut report)?;
         }
         self.check_uploads(repair, &mut report)?;
         // Last, so that it counts what the repairs above left.
@@ -135,23 +138,33 @@ impl Repo {
         Ok(())
     }
 
+    /// Checks every job's formats and product link; returns the version directories the
+    /// jobs' `.product` links lead to.
     fn check_formats(
         &self,
         scope: &Scope,
         repair: bool,
         report: &mut FsckReport,
-    ) -> Result<(), StoreError> {
+    ) -> Result<HashSet<PathBuf>, StoreError> {
         let branches = self.branches_dir(scope);
+        let mut linked = HashSet::new();
         for b in Repo::list_entities(&branches)? {
             for t in Repo::list_entities(&branches.join(&b))? {
                 for j in Repo::list_entities(&branches.join(&b).join(&t))? {
                     let jdir = branches.join(&b).join(&t).join(&j);
-                    let product = jdir.join(".product");
-                    if fs::symlink_metadata(&product).is_ok() && fs::metadata(&product).is_err() {
-                        if repair {
-                            fs::remove_file(&product)?;
-                        }
-                        report.note(&product, "dangling product link", repair);
+                    let job = JobRef {
+                        tag: TagRef {
+                            branch: BranchRef {
+                                scope: scope.clone(),
+                                branch: b.clone(),
+                            },
+                            tag: t.clone(),
+                        },
+                        job: j.clone(),
+                    };
+                    self.check_product_link(&job, &jdir, repair, report)?;
+                    if let Ok(vdir) = fs::canonicalize(jdir.join(".product")) {
+                        linked.insert(vdir);
                     }
                     for f in Scan::read(&jdir)?.entities {
                         self.check_format(&jdir.join(&f), repair, report)?;
@@ -159,6 +172,51 @@ impl Repo {
                 }
             }
         }
+        Ok(linked)
+    }
+
+    /// A job's `.product` must lead to the version its `.metadata` names, or be absent
+    /// when it names none. A crash in the middle of setting the metadata (the old links
+    /// removed, the new ones not made yet) leaves them apart; repair makes the links again
+    /// from `.metadata`, as setting it again would.
+    fn check_product_link(
+        &self,
+        j: &JobRef,
+        jdir: &Path,
+        repair: bool,
+        report: &mut FsckReport,
+    ) -> Result<(), StoreError> {
+        let product = jdir.join(".product");
+        let named = self
+            .merged_metadata(j, &Map::new())
+            .ok()
+            .and_then(|(_, v)| v);
+        let has_link = fs::symlink_metadata(&product).is_ok();
+        let leads_to = fs::canonicalize(&product).ok();
+        let agree = match (&named, &leads_to) {
+            (None, None) => !has_link,
+            (Some(v), Some(dir)) => files::same_file(&self.version_dir(v), dir),
+            _ => false,
+        };
+        if agree {
+            return Ok(());
+        }
+        let mut repaired = false;
+        if repair {
+            let _lock = files::DirLock::acquire(&self.locks_dir(), jdir)?;
+            self.cleanup_product_tree(j)?;
+            gone_is_fine(fs::remove_file(&product))?;
+            repaired = match &named {
+                Some(v) => self.link_to_product(j, v).is_ok(),
+                None => true,
+            };
+        }
+        let problem = match (&named, has_link && leads_to.is_none()) {
+            (_, true) => "dangling product link".to_owned(),
+            (Some(v), false) => format!("not linked into {}, which its .metadata names", v.url()),
+            (None, false) => "linked into a product its .metadata does not name".to_owned(),
+        };
+        report.note(&product, problem, repaired);
         Ok(())
     }
 
@@ -288,13 +346,45 @@ impl Repo {
         self.link_to_blob(path, digest, &scratch.path)
     }
 
-    /// Product links must resolve to format directories.
+    /// Product links must resolve to format directories, and a version must hold some:
+    /// one that holds none and no job links to (left by an interrupted write, or a delete
+    /// that raced one) is listed all the same and could be picked by `latest`. A version
+    /// made in the last `DLREPO_ORPHAN_BLOB_LIFETIME` may be a link being made right now,
+    /// and is left alone.
     fn check_products(
         &self,
         scope: &Scope,
+        linked: &HashSet<PathBuf>,
         repair: bool,
         report: &mut FsckReport,
     ) -> Result<(), StoreError> {
+        let settled = self.uploads_old(std::time::SystemTime::now());
+        for v in self.all_versions(scope)? {
+            let vdir = self.version_dir(&v);
+            let (Ok(real), Ok(meta)) = (fs::canonicalize(&vdir), fs::metadata(&vdir)) else {
+                continue;
+            };
+            let holds_formats = fs::read_dir(&vdir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_type().is_ok_and(|t| t.is_symlink()));
+            if holds_formats || linked.contains(&real) || !settled(&meta) {
+                continue;
+            }
+            if repair {
+                gone_is_fine(fs::remove_file(vdir.join(".stamp")))?;
+                let stop = fs::canonicalize(self.scope_dir(scope))?;
+                let mut dir = real.as_path();
+                while dir != stop && fs::remove_dir(dir).is_ok() {
+                    match dir.parent() {
+                        Some(p) => dir = p,
+                        None => break,
+                    }
+                }
+            }
+            report.note(&vdir, "empty product version no job links to", repair);
+        }
         let products = self.products_dir(scope);
         for entry in walkdir::WalkDir::new(&products)
             .min_depth(5)
@@ -337,5 +427,54 @@ impl Repo {
             report.note(&entry.path(), "stray temporary file", repair);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::Visibility;
+    use crate::storage::fixture::{self, TestRepo};
+    use std::fs;
+    use std::time::{Duration, SystemTime};
+
+    /// What a crash while setting a job's product metadata leaves (the old links removed,
+    /// `.metadata` not yet, or the other way round), and what a delete racing a write
+    /// leaves (an empty version): `fsck` reports them, `--repair` makes the links again
+    /// from `.metadata` and removes the empty version.
+    #[test]
+    fn product_links_apart_from_the_metadata_are_found_and_made_again() {
+        let repo = TestRepo::new();
+        let j = fixture::main_job("t", "j");
+        fixture::upload(&repo, &j, "fmt", "a.txt", b"a");
+        let meta: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"product": "p", "product_variant": "v", "product_branch": "pb", "version": "1"}"#,
+        )
+        .unwrap();
+        repo.patch_metadata(&j, &meta, &Visibility::everything())
+            .unwrap();
+        assert!(repo.fsck(false).unwrap().healthy());
+        let version = repo.products_dir(&j.tag.branch.scope).join("p/v/pb/1");
+
+        // The old links gone, `.metadata` unchanged.
+        repo.cleanup_product_tree(&j).unwrap();
+        assert!(!version.exists());
+        assert!(!repo.fsck(false).unwrap().healthy());
+        assert!(repo.fsck(true).unwrap().healthy());
+        assert!(version.join("fmt").is_dir());
+        assert!(repo.fsck(false).unwrap().healthy());
+
+        // An empty version no job links to, older than the collector's lifetime.
+        let empty = repo.products_dir(&j.tag.branch.scope).join("p/v/pb/2");
+        fs::create_dir_all(&empty).unwrap();
+        fs::write(empty.join(".stamp"), b"").unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(86_400);
+        fs::File::open(&empty)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        let found = repo.fsck(false).unwrap();
+        assert!(!found.healthy(), "{:?}", found.findings);
+        assert!(repo.fsck(true).unwrap().healthy());
+        assert!(!empty.exists() && version.is_dir());
     }
 }

@@ -140,7 +140,7 @@ impl Repo {
         Ok(())
     }
 
-    fn link_to_product(&self, j: &JobRef, v: &VersionRef) -> Result<(), StoreError> {
+    pub(crate) fn link_to_product(&self, j: &JobRef, v: &VersionRef) -> Result<(), StoreError> {
         let jdir = self.job_dir(j);
         let vdir = self.version_dir(v);
         super::files::create_dirs(&vdir)?;
@@ -439,7 +439,7 @@ fn entries_if_there(dir: &Path) -> Result<Option<Vec<fs::DirEntry>>, StoreError>
 }
 
 /// A removal that found nothing to remove: another process got there first.
-fn gone_is_fine(r: io::Result<()>) -> Result<(), StoreError> {
+pub(super) fn gone_is_fine(r: io::Result<()>) -> Result<(), StoreError> {
     match r {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
