@@ -299,7 +299,7 @@ impl Repo {
         for t in &tags {
             self.delete_tag_unchecked(t)?;
         }
-        self.remove_tree(&bdir)?;
+        self.remove_tree_then(&bdir, |trash| self.unlink_trashed_jobs(trash, 2, &b.scope))?;
         self.request_gc(super::GcKind::Orphans);
         Ok(())
     }

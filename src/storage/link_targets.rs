@@ -5,12 +5,38 @@
 use crate::model::{BranchRef, JobRef, Name, Scope, TagRef, VersionRef};
 use std::path::{Component, Path};
 
+/// A target's names, without its `..` steps.
+fn normal_parts(target: &Path) -> Vec<&str> {
+    target
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => s.to_str(),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `{job}/.product` -> its product version dir.
 pub(crate) fn version_target(v: &VersionRef) -> String {
     format!(
         "../../../../products/{}/{}/{}/{}",
         v.product, v.variant, v.product_branch, v.version
     )
+}
+
+/// The version a [`version_target`] of `scope` points at.
+pub(crate) fn version_of_target(scope: &Scope, target: &Path) -> Option<VersionRef> {
+    let parts = normal_parts(target);
+    let ["products", p, v, b, ver] = parts.as_slice() else {
+        return None;
+    };
+    Some(VersionRef {
+        scope: scope.clone(),
+        product: Name::parse(p).ok()?,
+        variant: Name::parse(v).ok()?,
+        product_branch: Name::parse(b).ok()?,
+        version: Name::parse(ver).ok()?,
+    })
 }
 
 /// `{version}/{format}` -> the format dir of the job that provides it.
@@ -23,13 +49,7 @@ pub(crate) fn format_target(j: &JobRef, format: &str) -> String {
 
 /// The job a [`format_target`] of `scope` points at.
 pub(crate) fn job_of_format_target(scope: &Scope, target: &Path) -> Option<JobRef> {
-    let parts: Vec<&str> = target
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(s) => s.to_str(),
-            _ => None,
-        })
-        .collect();
+    let parts = normal_parts(target);
     let [.., "branches", b, t, j, _f] = parts.as_slice() else {
         return None;
     };

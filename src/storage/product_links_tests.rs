@@ -159,3 +159,38 @@ fn deleting_a_format_drops_its_version_link() {
         "no dangling link (Q11)"
     );
 }
+
+/// A job made in a tag after the tag's delete listed the jobs it deletes one by one (a
+/// metadata write racing the delete) goes with the tag's tree: its version is unlinked all
+/// the same, instead of staying behind empty or with links to nothing.
+#[test]
+fn a_job_that_goes_with_its_tag_unlinks_its_version() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let r = repo(tmp.path());
+    let j = job("t1", "j1");
+    upload(&r, &j, b"image one");
+    r.patch_metadata(&j, &product_metadata(), &Visibility::everything())
+        .expect("metadata accepted");
+    let vdir = version_dir(tmp.path());
+    assert!(vdir.join("iso").is_dir());
+
+    // What the delete does after its listing: the tree into the trash, the jobs it holds
+    // unlinked from their versions there.
+    let tdir = r.tag_dir(&j.tag);
+    let scope = j.tag.branch.scope.clone();
+    r.remove_tree_then(&tdir, |trash| r.unlink_trashed_jobs(trash, 1, &scope))
+        .expect("deleted");
+    assert!(!vdir.exists(), "the version went with its only job");
+    assert!(!tmp.path().join("products").exists());
+
+    // The same through a branch's tree, two levels above its jobs.
+    let k = job("t2", "j2");
+    upload(&r, &k, b"image two");
+    r.patch_metadata(&k, &product_metadata(), &Visibility::everything())
+        .expect("metadata accepted");
+    assert!(vdir.join("iso").is_dir());
+    let bdir = r.branch_dir(&k.tag.branch);
+    r.remove_tree_then(&bdir, |trash| r.unlink_trashed_jobs(trash, 2, &scope))
+        .expect("deleted");
+    assert!(!vdir.exists());
+}

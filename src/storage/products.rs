@@ -3,7 +3,7 @@
 
 use super::bundles::TarPlan;
 use super::files::same_file;
-use super::files::{self, create_flag, exists, sort_time, stamp_time};
+use super::files::{self, DirLock, create_flag, exists, sort_time, stamp_time};
 use super::link_targets;
 use super::visibility::Visibility;
 use super::{Repo, StoreError};
@@ -143,10 +143,14 @@ impl Repo {
     pub(crate) fn link_to_product(&self, j: &JobRef, v: &VersionRef) -> Result<(), StoreError> {
         let jdir = self.job_dir(j);
         let vdir = self.version_dir(v);
+        // The job's link first: a version is only ever made by a job that links to it, so
+        // a delete that moves the job away (a tag's, racing this) finds the version through
+        // it (`unlink_trashed_jobs`), and a job already gone makes none.
+        let _ = fs::remove_file(jdir.join(".product"));
+        symlink(link_targets::version_target(v), jdir.join(".product"))
+            .map_err(super::not_found_if_missing)?;
         super::files::create_dirs(&vdir)?;
         create_flag(&vdir.join(".stamp"))?;
-        let _ = fs::remove_file(jdir.join(".product"));
-        symlink(link_targets::version_target(v), jdir.join(".product"))?;
         for f in Repo::list_entities(&jdir)? {
             match symlink(link_targets::format_target(j, f.as_str()), vdir.join(&f)) {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -177,7 +181,45 @@ impl Repo {
         gone_is_fine(fs::remove_file(&link))
     }
 
+    /// Unlinks the product versions of the jobs in a tree just moved into the trash
+    /// (`trash`, `depth` levels above its job directories: 1 for a tag's, 2 for a branch's).
+    /// A job made after the delete listed the jobs it deletes one by one (a write racing
+    /// it) goes with the tree: without this its version would stay behind, empty or with
+    /// links to nothing. Each job's lock is taken first, so a write still linking it ends
+    /// before its links are looked at.
+    pub(crate) fn unlink_trashed_jobs(
+        &self,
+        trash: &Path,
+        depth: usize,
+        scope: &Scope,
+    ) -> Result<(), StoreError> {
+        let links = walkdir::WalkDir::new(trash)
+            .min_depth(depth + 1)
+            .max_depth(depth + 1)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name() == ".product" && e.path_is_symlink());
+        for link in links {
+            let Some(jdir) = link.path().parent() else {
+                continue;
+            };
+            let _lock = DirLock::acquire(&self.locks_dir(), jdir)?;
+            let Some(v) = fs::read_link(link.path())
+                .ok()
+                .and_then(|t| link_targets::version_of_target(scope, &t))
+            else {
+                continue;
+            };
+            self.unlink_version_in(&self.version_dir(&v), jdir, scope)?;
+        }
+        Ok(())
+    }
+
     fn unlink_version(&self, vdir: &Path, jdir: &Path, j: &JobRef) -> Result<(), StoreError> {
+        self.unlink_version_in(vdir, jdir, &j.tag.branch.scope)
+    }
+
+    fn unlink_version_in(&self, vdir: &Path, jdir: &Path, scope: &Scope) -> Result<(), StoreError> {
         let Some(entries) = entries_if_there(vdir)? else {
             return Ok(());
         };
@@ -197,7 +239,7 @@ impl Repo {
             gone_is_fine(fs::remove_file(rest[0].path()))?;
         }
         // Remove the version dir and its parents while empty, but never leave the scope.
-        let stop = fs::canonicalize(self.scope_dir(&j.tag.branch.scope))?;
+        let stop = fs::canonicalize(self.scope_dir(scope))?;
         let mut dir = vdir;
         while dir != stop && fs::remove_dir(dir).is_ok() {
             match dir.parent() {

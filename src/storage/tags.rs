@@ -217,7 +217,8 @@ impl Repo {
                 job,
             })?;
         }
-        self.remove_tree(&tdir)
+        let scope = &t.branch.scope;
+        self.remove_tree_then(&tdir, |trash| self.unlink_trashed_jobs(trash, 1, scope))
     }
 }
 

@@ -14,6 +14,17 @@ impl Repo {
     /// The trash takes no lease (making one could fail on a full disk, where deleting is
     /// what frees space): the collector may remove it too, which only does the same work.
     pub(crate) fn remove_tree(&self, dir: &Path) -> Result<(), StoreError> {
+        self.remove_tree_then(dir, |_| Ok(()))
+    }
+
+    /// [`Repo::remove_tree`], with `moved` run on the tree once it is in the trash (and so
+    /// out of reach of any new write) and before it is removed. Its failure is logged: the
+    /// delete stands.
+    pub(crate) fn remove_tree_then(
+        &self,
+        dir: &Path,
+        moved: impl FnOnce(&Path) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         self.links.forget_all();
         let uploads = self.uploads_dir();
         files::create_dirs(&uploads).at("create", &uploads)?;
@@ -33,6 +44,7 @@ impl Repo {
             if let Err(e) = u.save(self) {
                 // On a full disk the count can be written once the tree is gone. If it
                 // still cannot, the delete stands and the next full cleanup recounts.
+                // (`moved` is left out: what it tidies, `arbor fsck --repair` finds.)
                 gone()?;
                 if let Err(again) = u.save(self) {
                     tracing::warn!(error = %again, first = %e, "deleted, but the user's disk usage could not be saved");
@@ -40,7 +52,11 @@ impl Repo {
                 return Ok(());
             }
         }
+        // After the user's lock is given back: `moved` may wait for a write that needs it.
         drop(usage);
+        if let Err(e) = moved(&trash) {
+            tracing::warn!(error = %e, dir = %dir.display(), "deleted; tidying after it failed");
+        }
         gone()
     }
 }
