@@ -8,7 +8,7 @@ use super::files::{self, exists, hash_file, same_inode};
 use super::layout::Scan;
 use super::products::gone_is_fine;
 use super::{Repo, StoreError, digests::format_digests};
-use crate::model::{Algo, BranchRef, Digest, JobRef, Scope, TagRef};
+use crate::model::{Algo, BranchRef, Digest, JobRef, Scope, TagRef, VersionRef};
 use serde_json::Map;
 use std::collections::HashSet;
 use std::fs;
@@ -175,6 +175,15 @@ impl Repo {
         Ok(linked)
     }
 
+    /// Whether a job lock covers the format at `fdir` (internal formats stay writable).
+    pub(crate) fn frozen_format(&self, fdir: &Path) -> bool {
+        let internal = fdir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| self.is_internal_format(n));
+        !internal && fdir.parent().is_some_and(|j| exists(&j.join(".locked")))
+    }
+
     /// A job's `.product` must lead to the version its `.metadata` names, or be absent
     /// when it names none. A crash in the middle of setting the metadata (the old links
     /// removed, the new ones not made yet) leaves them apart; repair makes the links again
@@ -187,29 +196,52 @@ impl Repo {
         report: &mut FsckReport,
     ) -> Result<(), StoreError> {
         let product = jdir.join(".product");
-        let named = self
-            .merged_metadata(j, &Map::new())
-            .ok()
-            .and_then(|(_, v)| v);
-        let has_link = fs::symlink_metadata(&product).is_ok();
-        let leads_to = fs::canonicalize(&product).ok();
-        let agree = match (&named, &leads_to) {
+        // What `.metadata` names, and whether `.product` leads there.
+        let look = || -> Result<(Option<VersionRef>, bool, Option<PathBuf>), StoreError> {
+            let named = self.merged_metadata(j, &Map::new())?.1;
+            let has_link = fs::symlink_metadata(&product).is_ok();
+            let leads_to = fs::canonicalize(&product).ok();
+            Ok((named, has_link, leads_to))
+        };
+        let agree = |named: &Option<VersionRef>, has_link: bool, leads_to: &Option<PathBuf>| match (
+            named, leads_to,
+        ) {
             (None, None) => !has_link,
             (Some(v), Some(dir)) => files::same_file(&self.version_dir(v), dir),
             _ => false,
         };
-        if agree {
+        let Ok((named, has_link, leads_to)) = look() else {
+            // Not this check's to judge: nothing is changed after metadata it cannot read.
+            if fs::symlink_metadata(&product).is_ok() {
+                report.note(
+                    &product,
+                    "product link of a job whose .metadata is unusable",
+                    false,
+                );
+            }
+            return Ok(());
+        };
+        if agree(&named, has_link, &leads_to) {
             return Ok(());
         }
         let mut repaired = false;
         if repair {
             let _lock = files::DirLock::acquire(&self.locks_dir(), jdir)?;
-            self.cleanup_product_tree(j)?;
-            gone_is_fine(fs::remove_file(&product))?;
-            repaired = match &named {
-                Some(v) => self.link_to_product(j, v).is_ok(),
-                None => true,
-            };
+            // Looked at again under the lock: a metadata write may have finished meanwhile.
+            match look() {
+                Ok((named, has_link, leads_to)) if agree(&named, has_link, &leads_to) => {
+                    repaired = true;
+                }
+                Ok((named, _, _)) => {
+                    self.cleanup_product_tree(j)?;
+                    gone_is_fine(fs::remove_file(&product))?;
+                    repaired = match &named {
+                        Some(v) => self.link_to_product(j, v).is_ok(),
+                        None => true,
+                    };
+                }
+                Err(_) => {}
+            }
         }
         let problem = match (&named, has_link && leads_to.is_none()) {
             (_, true) => "dangling product link".to_owned(),
@@ -263,18 +295,24 @@ impl Repo {
                 // blob of what it holds, `.digests` still names what it replaced.
                 let now = format!("{}:{actual}", digest.algo().name());
                 let newer = has_digests && self.is_blob_of(&now, &meta);
-                if repair && newer {
+                // A locked job's `.digest` was made from `.digests` as it is.
+                let frozen = self.frozen_format(fdir);
+                if repair && newer && !frozen {
                     kept.insert(rel.clone(), serde_json::Value::String(now.clone()));
                     changed = true;
                 }
-                let problem = match newer {
-                    true => format!(
+                let problem = match (newer, frozen) {
+                    (true, false) => format!(
                         "content does not match {digest}: it is the blob of {now}, left by a \
                          commit that did not finish"
                     ),
-                    false => format!("content does not match {digest}"),
+                    (true, true) => format!(
+                        "content does not match {digest}: it is the blob of {now}, left by a \
+                         commit that did not finish; the job is locked: unlock it to repair"
+                    ),
+                    (false, _) => format!("content does not match {digest}"),
                 };
-                report.note(&path, problem, repair && newer);
+                report.note(&path, problem, repair && newer && !frozen);
                 continue;
             }
             if repair {
@@ -372,18 +410,28 @@ impl Repo {
             if holds_formats || linked.contains(&real) || !settled(&meta) {
                 continue;
             }
+            let mut repaired = false;
             if repair {
-                gone_is_fine(fs::remove_file(vdir.join(".stamp")))?;
-                let stop = fs::canonicalize(self.scope_dir(scope))?;
-                let mut dir = real.as_path();
-                while dir != stop && fs::remove_dir(dir).is_ok() {
-                    match dir.parent() {
-                        Some(p) => dir = p,
-                        None => break,
+                // Only `.stamp` in it, looked at again right before it goes.
+                let only_stamp = fs::read_dir(&real)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .all(|e| e.file_name() == ".stamp");
+                if only_stamp {
+                    gone_is_fine(fs::remove_file(real.join(".stamp")))?;
+                    repaired = fs::remove_dir(&real).is_ok();
+                    let stop = fs::canonicalize(self.scope_dir(scope))?;
+                    let mut dir = real.parent();
+                    while let Some(d) = dir.filter(|d| *d != stop && repaired) {
+                        if fs::remove_dir(d).is_err() {
+                            break;
+                        }
+                        dir = d.parent();
                     }
                 }
             }
-            report.note(&vdir, "empty product version no job links to", repair);
+            report.note(&vdir, "empty product version no job links to", repaired);
         }
         let products = self.products_dir(scope);
         for entry in walkdir::WalkDir::new(&products)

@@ -8,6 +8,9 @@
 //! the entry is made true: the file is hashed and, when it is the blob of that hash, listed
 //! under it. The upload that crashed was never acknowledged, so its file being there is
 //! the "new" of old-or-new; its user's count is put right by `arbor gc` or `fsck --repair`.
+//! A file that holds the listed content but is a copy, not a link (a restore without its
+//! hard links), is made a link of its blob instead; in a locked job, whose `.digest` was
+//! made from `.digests`, nothing is rewritten and the true digest is given out.
 
 use super::digests::Digests;
 use super::files::{self, DirLock};
@@ -66,12 +69,41 @@ impl Repo {
             });
         };
         let algo = Digest::parse(Some(&listed)).map_or(Algo::Sha256, |d| d.algo());
-        let actual = format!("{}:{}", algo.name(), files::hash_file(algo, &path)?);
+        let hex = files::hash_file(algo, &path).map_err(not_found_if_missing)?;
+        let actual = format!("{}:{hex}", algo.name());
+        if actual == listed {
+            // The right content, only not a link of its blob (a copy restored without its
+            // hard links, say): made one, as `fsck --repair` does, so that the next
+            // request does not hash it again. The bytes and the entry stay as they are.
+            let digest = Digest::parse(Some(&listed)).map_err(StoreError::InvalidDigest)?;
+            let scratch = files::TempDir::create(&self.uploads_dir(), "settle")?;
+            self.link_to_blob(&path, &digest, &scratch.path)?;
+            return Ok(Settled {
+                file,
+                meta,
+                digest: Some(listed),
+            });
+        }
         if !self.is_blob_of(&actual, &meta) {
             return Err(StoreError::Io(io::Error::other(format!(
                 "{}: holds {actual}, which is not a stored blob, where .digests says {listed}",
                 path.display()
             ))));
+        }
+        // A locked job's `.digest` was made from `.digests` as it is: the true digest is
+        // given out, and `.digests` is left for someone who unlocks the job to repair.
+        if self.frozen_format(&real) {
+            tracing::warn!(
+                file = %path.display(),
+                listed = %listed,
+                holds = %actual,
+                "a file of a locked job is newer than its .digests entry: run arbor fsck"
+            );
+            return Ok(Settled {
+                file,
+                meta,
+                digest: Some(actual),
+            });
         }
         let mut digests = Digests::new(map);
         digests.insert(rel, Value::String(actual.clone()));
@@ -151,6 +183,31 @@ mod tests {
         assert!(repo.fsck(false).unwrap().healthy());
         let listed = crate::storage::digests::format_digests(&fdir);
         assert_eq!(listed["b.txt"], new.to_string());
+
+        // A copy of the listed content, not a link of its blob: served under its digest,
+        // and a link of the blob from then on.
+        fs::remove_file(fdir.join("b.txt")).unwrap();
+        fs::write(fdir.join("b.txt"), b"new").unwrap();
+        let b = RelPath::parse("b.txt").unwrap();
+        let Artifact::File(file) = repo.open_artifact(&f, &b, &everything).unwrap() else {
+            panic!("a file");
+        };
+        assert_eq!(file.digest(), Some(new.to_string().as_str()));
+        let blob = fs::metadata(repo.blob_path(&new)).unwrap();
+        let now = fs::metadata(fdir.join("b.txt")).unwrap();
+        assert!(crate::storage::files::same_inode(&blob, &now));
+
+        // In a locked job the true digest is given out and `.digests` left as it is.
+        fs::remove_file(fdir.join("b.txt")).unwrap();
+        fs::hard_link(repo.blob_path(&old), fdir.join("b.txt")).unwrap();
+        fs::write(repo.job_dir(&j).join(".locked"), b"").unwrap();
+        let Artifact::File(file) = repo.open_artifact(&f, &b, &everything).unwrap() else {
+            panic!("a file");
+        };
+        assert_eq!(file.digest(), Some(old.to_string().as_str()));
+        let listed = crate::storage::digests::format_digests(&fdir);
+        assert_eq!(listed["b.txt"], new.to_string());
+        fs::remove_file(repo.job_dir(&j).join(".locked")).unwrap();
 
         // A file that is no blob at all is not listed as anything.
         fs::remove_file(fdir.join("a.txt")).unwrap();

@@ -86,11 +86,14 @@ impl Repo {
                 let Ok(format) = Name::parse(&format) else {
                     continue;
                 };
-                let fdir = self.format_dir(&FormatRef::Version {
+                let fref = FormatRef::Version {
                     version: v.clone(),
                     format: format.clone(),
-                });
-                if !finished(&fdir) {
+                };
+                let fdir = self.format_dir(&fref);
+                // Its packages are listed with their digests: only for a caller who may
+                // read every file of it, as the format's own index (docs/access.md).
+                if !finished(&fdir) || !self.reads_every_file(&fref, acl).unwrap_or(false) {
                     continue;
                 }
                 match Snapshot::read(&fdir) {

@@ -255,3 +255,44 @@ fn a_version_named_like_an_index_wins() {
     let got = r.apt_branch_index(&Scope::Root, &missing, AptIndex::Release, &hidden);
     assert!(matches!(got, Err(StoreError::NotFound)));
 }
+
+/// A package an ACL hides one by one is named, with its digests, by no index the caller
+/// gets: the format's own index needs every file readable (the HTTP layer answers 404
+/// otherwise), and the product branch's archive leaves that format out.
+#[test]
+fn a_hidden_package_is_in_no_index_the_caller_gets() {
+    let r = TestRepo::new();
+    let j = main_job("t1", "j");
+    debs(
+        &r,
+        &j,
+        &[
+            (
+                "pub.deb",
+                "Package: pubpkg\nVersion: 1.0\nArchitecture: all\n",
+            ),
+            (
+                "secret.deb",
+                "Package: secretpkg\nVersion: 1.0\nArchitecture: all\n",
+            ),
+        ],
+    );
+    link(&r, &j, "1.0");
+    r.lock_job(&j, &Visibility::everything()).unwrap();
+    let f = crate::model::FormatRef::Version {
+        version: crate::model::VersionRef {
+            scope: Scope::Root,
+            product: name("p"),
+            variant: name("v"),
+            product_branch: name("pb"),
+            version: name("1.0"),
+        },
+        format: name("deb"),
+    };
+    let hides = Visibility::new(|url: &str| !url.ends_with("/1.0/deb/secret.deb"));
+    assert!(!r.reads_every_file(&f, &hides).unwrap());
+    assert!(r.reads_every_file(&f, &Visibility::everything()).unwrap());
+    let text = branch_packages(&r, &hides);
+    assert!(!text.contains("secretpkg"), "{text}");
+    assert!(branch_packages(&r, &Visibility::everything()).contains("secretpkg"));
+}

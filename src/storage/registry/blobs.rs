@@ -34,8 +34,10 @@ impl Repo {
             self.check_pending_room(to, None, fs::metadata(&src)?.len())?;
         }
         let _guard = self.blob_guard()?;
-        let _ = files::touch(&src);
-        self.mark_pending(to, d, &src)?;
+        // `src` was the blob when `locate` looked; the blob itself is what is linked.
+        let blob = self.blob_path(d);
+        let _ = files::touch(&blob);
+        self.mark_pending(to, d, &blob)?;
         Ok(true)
     }
 
