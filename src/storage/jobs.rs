@@ -192,6 +192,7 @@ impl Repo {
             }
         }
         self.add_metadata_locked(j, &Map::new(), may_link)?;
+        self.settle_formats(&jdir)?;
         let digest = self.job_digest(&jdir)?;
         self.write_counted(&jdir.join(".digest"), digest.as_bytes())?;
         create_flag(&jdir.join(".locked"))?;

@@ -54,7 +54,36 @@ impl Repo {
         let job = real.parent().ok_or(StoreError::NotFound)?;
         // The locks of a commit to this format, in its order (`commit.rs`).
         let _job = DirLock::shared(&self.locks_dir(), job)?;
-        let _lock = DirLock::acquire(&self.locks_dir(), &real)?;
+        self.settle_in_job(&real, rel)
+    }
+
+    /// Before a job is locked, every file of its formats is made true to `.digests`: the
+    /// job's `.digest` is made from them, and a locked job's are never rewritten. The
+    /// caller holds the job's lock.
+    pub(crate) fn settle_formats(&self, jdir: &Path) -> Result<(), StoreError> {
+        for f in Repo::list_entities(jdir)? {
+            let fdir = jdir.join(&f);
+            let map = files::read_json_map_to_update(&fdir.join(".digests"))?;
+            for (rel, d) in &map {
+                let (Some(d), Ok(meta)) = (d.as_str(), fs::metadata(fdir.join(rel))) else {
+                    continue;
+                };
+                if self.is_blob_of(d, &meta) {
+                    continue;
+                }
+                // A file no blob at all does not keep the job from being locked, as before:
+                // `arbor fsck` names it.
+                if let Err(e) = self.settle_in_job(&fdir, rel) {
+                    tracing::warn!(error = %e, "locking a job with a damaged file");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Repo::settle`] of the format at `real` (resolved), its job's lock held.
+    fn settle_in_job(&self, real: &Path, rel: &str) -> Result<Settled, StoreError> {
+        let _lock = DirLock::acquire(&self.locks_dir(), real)?;
         let path = real.join(rel);
         let file = File::open(&path).map_err(not_found_if_missing)?;
         let meta = file.metadata()?;
@@ -92,7 +121,7 @@ impl Repo {
         }
         // A locked job's `.digest` was made from `.digests` as it is: the true digest is
         // given out, and `.digests` is left for someone who unlocks the job to repair.
-        if self.frozen_format(&real) {
+        if self.frozen_format(real) {
             tracing::warn!(
                 file = %path.display(),
                 listed = %listed,
@@ -208,6 +237,14 @@ mod tests {
         let listed = crate::storage::digests::format_digests(&fdir);
         assert_eq!(listed["b.txt"], new.to_string());
         fs::remove_file(repo.job_dir(&j).join(".locked")).unwrap();
+
+        // Locking the job settles its files first: its `.digest` is made from `.digests`.
+        let _ = fs::remove_file(fdir.join(".dirty"));
+        repo.lock_job(&j, &everything).unwrap();
+        let listed = crate::storage::digests::format_digests(&fdir);
+        assert_eq!(listed["b.txt"], old.to_string());
+        assert!(repo.fsck(false).unwrap().healthy());
+        repo.unlock_job(&j).unwrap();
 
         // A file that is no blob at all is not listed as anything.
         fs::remove_file(fdir.join("a.txt")).unwrap();

@@ -279,6 +279,8 @@ fn files_hidden_one_by_one_stay_hidden_in_listings_sums_bundles_and_pages() {
         format!("{job}.zip"),
         "/products/pub/v/pb/1.0.tar".to_owned(),
         "/products/pub/v/pb/1.0/fmt/".to_owned(),
+        "/products/pub/v/pb/1.0/fmt/?details".to_owned(),
+        "/products/pub/v/pb/1.0/fmt.sha256".to_owned(),
     ] {
         let r = s.get("dave", &path);
         assert_eq!(r.status, 200, "{path}: {}", r.text());
