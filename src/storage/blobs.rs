@@ -224,10 +224,19 @@ impl Repo {
 
     /// Whether a job lock covers the format (internal formats stay writable).
     pub(crate) fn frozen(&self, f: &FormatRef) -> Result<bool, StoreError> {
-        let FormatRef::Job { job, format } = f else {
+        if f.is_product() {
             return Err(StoreError::bad("Uploading products is not supported"));
-        };
-        Ok(exists(&self.job_dir(job).join(".locked")) && !self.is_internal_format(format.as_str()))
+        }
+        Ok(self.frozen_format(&self.format_dir(f)))
+    }
+
+    /// [`Repo::frozen`] of the format directory `fdir` (a job's, resolved).
+    pub(crate) fn frozen_format(&self, fdir: &Path) -> bool {
+        let internal = fdir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| self.is_internal_format(n));
+        !internal && fdir.parent().is_some_and(|j| exists(&j.join(".locked")))
     }
 
     /// Hard-links an existing blob to `{format}/{rel}` and records it in `.digests`, creating
@@ -285,6 +294,14 @@ fn make_durable_dirs(dir: &Path) -> Result<(), StoreError> {
         dirs.entry(&made);
     }
     dirs.sync().at("sync", dir)
+}
+
+/// `path` opened for reading, and its facts.
+fn open_with_meta(path: &Path) -> Result<(File, fs::Metadata), StoreError> {
+    // A download racing a rename on another host may look up a stale handle: again.
+    let file = files::retry_stale(|| File::open(path)).map_err(super::not_found_if_missing)?;
+    let meta = files::retry_stale(|| file.metadata())?;
+    Ok((file, meta))
 }
 
 /// A file of a `container` format is named for its content (spec/LAYOUT.md §3.5), and the
@@ -515,9 +532,7 @@ impl BlobReader {
         path: &Path,
         digest: Option<String>,
     ) -> Result<BlobReader, StoreError> {
-        // A download racing a rename on another host may look up a stale handle: again.
-        let file = files::retry_stale(|| File::open(path)).map_err(super::not_found_if_missing)?;
-        let meta = files::retry_stale(|| file.metadata())?;
+        let (file, meta) = open_with_meta(path)?;
         BlobReader::opened(repo, path, file, &meta, digest)
     }
 
@@ -584,8 +599,7 @@ impl BlobReader {
         let path = fdir.join(rel);
         let digest = listed.digest(rel).map(str::to_owned);
         let is_listed = digest.is_some();
-        let file = files::retry_stale(|| File::open(&path)).map_err(super::not_found_if_missing)?;
-        let meta = files::retry_stale(|| file.metadata())?;
+        let (file, meta) = open_with_meta(&path)?;
         let mut file = match &digest {
             Some(d) if !repo.is_blob_of(d, &meta) => {
                 let settled = repo.settle(fdir, rel)?;

@@ -175,15 +175,6 @@ impl Repo {
         Ok(linked)
     }
 
-    /// Whether a job lock covers the format at `fdir` (internal formats stay writable).
-    pub(crate) fn frozen_format(&self, fdir: &Path) -> bool {
-        let internal = fdir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| self.is_internal_format(n));
-        !internal && fdir.parent().is_some_and(|j| exists(&j.join(".locked")))
-    }
-
     /// A job's `.product` must lead to the version its `.metadata` names, or be absent
     /// when it names none. A crash in the middle of setting the metadata (the old links
     /// removed, the new ones not made yet) leaves them apart; repair makes the links again
@@ -413,23 +404,7 @@ impl Repo {
             let mut repaired = false;
             if repair {
                 // Only `.stamp` in it, looked at again right before it goes.
-                let only_stamp = fs::read_dir(&real)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .all(|e| e.file_name() == ".stamp");
-                if only_stamp {
-                    gone_is_fine(fs::remove_file(real.join(".stamp")))?;
-                    repaired = fs::remove_dir(&real).is_ok();
-                    let stop = fs::canonicalize(self.scope_dir(scope))?;
-                    let mut dir = real.parent();
-                    while let Some(d) = dir.filter(|d| *d != stop && repaired) {
-                        if fs::remove_dir(d).is_err() {
-                            break;
-                        }
-                        dir = d.parent();
-                    }
-                }
+                repaired = self.remove_version_if_empty(&real, scope)?;
             }
             report.note(&vdir, "empty product version no job links to", repaired);
         }

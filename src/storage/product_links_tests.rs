@@ -3,7 +3,7 @@
 //! another job provides is refused, and deleting the job removes what it linked.
 
 use super::{StoreError, Visibility};
-use crate::model::FormatRef;
+use crate::model::{FormatRef, JobRef};
 use crate::storage::fixture::{main_job as job, name, repo};
 use serde_json::{Map, Value, json};
 use std::fs;
@@ -23,6 +23,16 @@ fn product_metadata() -> Map<String, Value> {
     m
 }
 
+/// `{tag}/{job}` with an uploaded format, linked into the product version of
+/// [`product_metadata`].
+fn linked_job(r: &super::Repo, tag: &str, job_name: &str, data: &[u8]) -> JobRef {
+    let j = job(tag, job_name);
+    upload(r, &j, data);
+    r.patch_metadata(&j, &product_metadata(), &Visibility::everything())
+        .expect("linked to 1.0");
+    j
+}
+
 fn version_dir(root: &Path) -> std::path::PathBuf {
     root.join("products/foo/x86/1/1.0")
 }
@@ -31,10 +41,7 @@ fn version_dir(root: &Path) -> std::path::PathBuf {
 fn metadata_links_the_formats_into_the_product_version() {
     let tmp = tempfile::tempdir().expect("a temp dir");
     let r = repo(tmp.path());
-    let j = job("t1", "j1");
-    upload(&r, &j, b"image one");
-    r.patch_metadata(&j, &product_metadata(), &Visibility::everything())
-        .expect("metadata accepted");
+    linked_job(&r, "t1", "j1", b"image one");
 
     let vdir = version_dir(tmp.path());
     let link = vdir.join("iso");
@@ -127,10 +134,7 @@ fn deleting_the_job_unlinks_it_and_prunes_empty_levels() {
 fn changing_the_version_moves_the_links() {
     let tmp = tempfile::tempdir().expect("a temp dir");
     let r = repo(tmp.path());
-    let j = job("t1", "j1");
-    upload(&r, &j, b"image one");
-    r.patch_metadata(&j, &product_metadata(), &Visibility::everything())
-        .expect("linked to 1.0");
+    let j = linked_job(&r, "t1", "j1", b"image one");
     let mut newer = Map::new();
     newer.insert("version".into(), "1.1".into());
     r.patch_metadata(&j, &newer, &Visibility::everything())
@@ -144,10 +148,7 @@ fn changing_the_version_moves_the_links() {
 fn deleting_a_format_drops_its_version_link() {
     let tmp = tempfile::tempdir().expect("a temp dir");
     let r = repo(tmp.path());
-    let j = job("t1", "j1");
-    upload(&r, &j, b"image one");
-    r.patch_metadata(&j, &product_metadata(), &Visibility::everything())
-        .expect("linked");
+    let j = linked_job(&r, "t1", "j1", b"image one");
     let f = FormatRef::Job {
         job: j,
         format: name("iso"),
@@ -167,10 +168,7 @@ fn deleting_a_format_drops_its_version_link() {
 fn a_job_that_goes_with_its_tag_unlinks_its_version() {
     let tmp = tempfile::tempdir().expect("a temp dir");
     let r = repo(tmp.path());
-    let j = job("t1", "j1");
-    upload(&r, &j, b"image one");
-    r.patch_metadata(&j, &product_metadata(), &Visibility::everything())
-        .expect("metadata accepted");
+    let j = linked_job(&r, "t1", "j1", b"image one");
     let vdir = version_dir(tmp.path());
     assert!(vdir.join("iso").is_dir());
 
@@ -184,10 +182,7 @@ fn a_job_that_goes_with_its_tag_unlinks_its_version() {
     assert!(!tmp.path().join("products").exists());
 
     // The same through a branch's tree, two levels above its jobs.
-    let k = job("t2", "j2");
-    upload(&r, &k, b"image two");
-    r.patch_metadata(&k, &product_metadata(), &Visibility::everything())
-        .expect("metadata accepted");
+    let k = linked_job(&r, "t2", "j2", b"image two");
     assert!(vdir.join("iso").is_dir());
     let bdir = r.branch_dir(&k.tag.branch);
     r.remove_tree_then(&bdir, |trash| r.unlink_trashed_jobs(trash, 2, &scope))

@@ -232,22 +232,42 @@ impl Repo {
                 gone_is_fine(fs::remove_file(&path))?;
             }
         }
-        let Some(rest) = entries_if_there(vdir)? else {
-            return Ok(());
+        self.remove_version_if_empty(vdir, scope).map(drop)
+    }
+
+    /// Removes the version directory `vdir` when nothing but its `.stamp` is left in it,
+    /// then its parents while empty, never leaving the scope. Whether `vdir` is gone.
+    pub(crate) fn remove_version_if_empty(
+        &self,
+        vdir: &Path,
+        scope: &Scope,
+    ) -> Result<bool, StoreError> {
+        let real = match fs::canonicalize(vdir) {
+            Ok(real) => real,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(e.into()),
         };
-        if rest.len() == 1 && rest[0].file_name() == ".stamp" {
-            gone_is_fine(fs::remove_file(rest[0].path()))?;
+        let Some(rest) = entries_if_there(&real)? else {
+            return Ok(true);
+        };
+        if rest.iter().any(|e| e.file_name() != ".stamp") {
+            return Ok(false);
         }
-        // Remove the version dir and its parents while empty, but never leave the scope.
+        for stamp in &rest {
+            gone_is_fine(fs::remove_file(stamp.path()))?;
+        }
         let stop = fs::canonicalize(self.scope_dir(scope))?;
-        let mut dir = vdir;
-        while dir != stop && fs::remove_dir(dir).is_ok() {
-            match dir.parent() {
-                Some(p) => dir = p,
-                None => break,
-            }
+        if real == stop || fs::remove_dir(&real).is_err() {
+            return Ok(false);
         }
-        Ok(())
+        let mut dir = real.parent();
+        while let Some(d) = dir.filter(|d| *d != stop) {
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(true)
     }
 
     /// Every version of the products tree of `scope`, in name order at each level.
