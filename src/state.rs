@@ -42,7 +42,7 @@ impl AppState {
     /// Opens the data root and loads access control and the signing key (a broken ACL file
     /// or key stops start-up).
     pub fn new(config: Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
-        let repo = Arc::new(Repo::new(&config)?);
+        let repo = Arc::new(Repo::for_server(&config)?);
         let auth = Auth::load(&config, repo.token_files())?;
         let signer = Signer::from_config(&config)?.map(Arc::new);
         let config = Arc::new(config);

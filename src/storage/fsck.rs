@@ -6,7 +6,6 @@
 
 use super::files::{self, exists, hash_file, same_inode};
 use super::layout::Scan;
-use super::products::gone_is_fine;
 use super::{Repo, StoreError, digests::format_digests};
 use crate::model::{Algo, BranchRef, Digest, JobRef, Scope, TagRef, VersionRef};
 use serde_json::Map;
@@ -48,6 +47,10 @@ impl FsckReport {
 impl Repo {
     pub fn fsck(&self, repair: bool) -> Result<FsckReport, StoreError> {
         let mut report = FsckReport::default();
+        if repair {
+            // What a dead metadata write left is finished first, as a start would.
+            self.finish_relinks();
+        }
         self.check_blobs(repair, &mut report)?;
         let mut scopes = vec![Scope::Root];
         for user in Repo::list_entities(&self.root.join("users"))? {
@@ -198,7 +201,9 @@ impl Repo {
             named, leads_to,
         ) {
             (None, None) => !has_link,
-            (Some(v), Some(dir)) => files::same_file(&self.version_dir(v), dir),
+            (Some(v), Some(dir)) => {
+                files::same_file(&self.version_dir(v), dir) && formats_linked(jdir, dir)
+            }
             _ => false,
         };
         let Ok((named, has_link, leads_to)) = look() else {
@@ -223,19 +228,18 @@ impl Repo {
                 Ok((named, has_link, leads_to)) if agree(&named, has_link, &leads_to) => {
                     repaired = true;
                 }
-                Ok((named, _, _)) => {
-                    self.cleanup_product_tree(j)?;
-                    gone_is_fine(fs::remove_file(&product))?;
-                    repaired = match &named {
-                        Some(v) => self.link_to_product(j, v).is_ok(),
-                        None => true,
-                    };
-                }
+                Ok(_) => repaired = self.relink_locked(j)?,
                 Err(_) => {}
             }
         }
+        let there = |v: &VersionRef| {
+            leads_to
+                .as_ref()
+                .is_some_and(|dir| files::same_file(&self.version_dir(v), dir))
+        };
         let problem = match (&named, has_link && leads_to.is_none()) {
             (_, true) => "dangling product link".to_owned(),
+            (Some(v), false) if there(v) => format!("formats missing from {}", v.url()),
             (Some(v), false) => format!("not linked into {}, which its .metadata names", v.url()),
             (None, false) => "linked into a product its .metadata does not name".to_owned(),
         };
@@ -453,6 +457,16 @@ impl Repo {
     }
 }
 
+/// Whether every format of the job in `jdir` is linked into the version `vdir`: a write
+/// cut short after the job's `.product` link leaves some out.
+fn formats_linked(jdir: &Path, vdir: &Path) -> bool {
+    Repo::list_entities(jdir).is_ok_and(|formats| {
+        formats
+            .iter()
+            .all(|f| files::same_file(&vdir.join(f), &jdir.join(f)))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::storage::Visibility;
@@ -485,6 +499,20 @@ mod tests {
         assert!(repo.fsck(true).unwrap().healthy());
         assert!(version.join("fmt").is_dir());
         assert!(repo.fsck(false).unwrap().healthy());
+
+        // `.product` made, the format links not yet.
+        fs::remove_file(version.join("fmt")).unwrap();
+        let found = repo.fsck(false).unwrap();
+        assert!(
+            found
+                .findings
+                .iter()
+                .any(|f| f.problem.contains("formats missing")),
+            "{:?}",
+            found.findings
+        );
+        assert!(repo.fsck(true).unwrap().healthy());
+        assert!(version.join("fmt").is_dir());
 
         // An empty version no job links to, older than the collector's lifetime.
         let empty = repo.products_dir(&j.tag.branch.scope).join("p/v/pb/2");

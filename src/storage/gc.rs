@@ -321,6 +321,10 @@ impl Repo {
         now: SystemTime,
         report: &mut GcReport,
     ) -> Result<(), StoreError> {
+        if !dry_run {
+            // A dead metadata write's record is finished, not just removed.
+            self.finish_relinks();
+        }
         let uploads = self.uploads_dir();
         let old = self.uploads_old(now);
         for entry in fs::read_dir(&uploads).into_iter().flatten().flatten() {

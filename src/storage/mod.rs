@@ -33,6 +33,7 @@ mod products;
 pub mod publishing;
 pub mod quota;
 pub mod registry;
+mod relink;
 pub mod rpm;
 mod rpm_header;
 mod rpm_xml;
@@ -226,6 +227,15 @@ impl Repo {
             ));
         }
         Repo::new(config)
+    }
+
+    /// The repository a server serves: [`Repo::new`], then what a server that died left in
+    /// the middle of a metadata write is finished (`relink.rs`). The offline commands leave
+    /// that to `fsck --repair` and `gc`, so that a plain `fsck` changes nothing.
+    pub fn for_server(config: &Config) -> std::io::Result<Repo> {
+        let repo = Repo::new(config)?;
+        repo.finish_relinks();
+        Ok(repo)
     }
 
     /// The repository of the server, creating the data root on a first run.

@@ -108,6 +108,9 @@ impl Repo {
         let mut tx = files::Replace::new(&self.uploads_dir())?;
         tx.write(&jdir.join(".metadata"), text.as_bytes())?;
         charged.stage(&mut tx)?;
+        // Only a write that moves product links needs its record (see `relink.rs`).
+        let relinking = version.is_some() || fs::symlink_metadata(jdir.join(".product")).is_ok();
+        let _record = relinking.then(|| self.intend_relink(j)).transpose()?;
         self.cleanup_product_tree(j)?;
         self.ensure_job(j)?;
         tx.commit()?;
@@ -116,6 +119,19 @@ impl Repo {
             self.link_to_product(j, &v)?;
         }
         Ok(())
+    }
+
+    /// Links `j` into the version its `.metadata` names and out of any other, as setting
+    /// that metadata again would; the caller holds `j`'s lock. Whether `j` is then linked
+    /// as `.metadata` says.
+    pub(crate) fn relink_locked(&self, j: &JobRef) -> Result<bool, StoreError> {
+        let named = self.merged_metadata(j, &Map::new())?.1;
+        self.cleanup_product_tree(j)?;
+        gone_is_fine(fs::remove_file(self.job_dir(j).join(".product")))?;
+        Ok(match &named {
+            Some(v) => self.link_to_product(j, v).is_ok(),
+            None => true,
+        })
     }
 
     /// Fails when the version already has a format of this job's name that some other,
