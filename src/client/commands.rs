@@ -13,6 +13,25 @@ use serde_json::{Value, json};
 
 type Params = Vec<(String, String)>;
 
+/// `println!` (and `print!`) to standard output that fails with an error where those
+/// panic: a pipe closed early (`| head`), a full disk.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).map_err(stdout_error)?
+    }};
+}
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*).map_err(stdout_error)?
+    }};
+}
+
+fn stdout_error(e: std::io::Error) -> ClientError {
+    ClientError::Local(format!("standard output: {e}"))
+}
+
 // One arm per command, each a line or a call: the table reads best in one place.
 pub fn run(g: &Globals, s: &Settings, command: ClientCommand) -> Result<(), ClientError> {
     let remote = Remote::new(&s.base, s.auth.clone());
@@ -125,7 +144,7 @@ fn set_info(
     if keys.iter().all(|k| job.get(k).is_some()) {
         let parts: Vec<String> = keys.iter().map(|k| python_str(&job[k])).collect();
         let url = format!("{}products/{}/", s.base, parts.join("/"));
-        println!("Browse/Download: {}", url.to_lowercase());
+        say!("Browse/Download: {}", url.to_lowercase());
     }
     Ok(())
 }
@@ -158,7 +177,7 @@ fn flush(s: &Settings, r: &Remote) -> Result<(), ClientError> {
         )));
     }
     let data = r.get_json("/branches/", None)?;
-    println!("deleting all branches in {}", s.base);
+    say!("deleting all branches in {}", s.base);
     for b in array(&data["branches"]) {
         delete(r, &format!("branches/{}/", python_str(&b["name"])))?;
     }
@@ -186,11 +205,11 @@ fn cleanup_policy(
     }
     let data = r.get_json(&url, None)?;
     if g.raw_json {
-        println!("{}", to_string_indented(&data));
+        say!("{}", to_string_indented(&data));
         return Ok(());
     }
     for (k, v) in object(&data["branch"]["cleanup_policy"]) {
-        println!("{k}={}", python_str(v));
+        say!("{k}={}", python_str(v));
     }
     Ok(())
 }
@@ -211,13 +230,13 @@ impl Output<'_> {
     ) -> Result<(), ClientError> {
         let data = self.remote.get_json(url, params.as_deref())?;
         if self.g.raw_json {
-            println!("{}", to_string_indented(&data));
+            say!("{}", to_string_indented(&data));
             return Ok(());
         }
         if !self.g.no_print_url {
             eprintln!("URL: {}", self.remote.url(url, None));
         }
-        print!("{}", text(data));
+        say_raw!("{}", text(data));
         Ok(())
     }
 }
@@ -308,7 +327,7 @@ fn upload(
     // Clears the format's dirty flag: the upload is complete.
     r.call("PATCH", format_url, Body::Empty)?;
     let browse = format!("{}{format_url}", r.base());
-    println!("Browse/Download: {}", browse.to_lowercase());
+    say!("Browse/Download: {}", browse.to_lowercase());
     Ok(())
 }
 
@@ -349,6 +368,11 @@ fn download(
         Some(formats) => {
             let mut files = Vec::new();
             for name in array(&formats).map(python_str) {
+                if name.contains('/') || !transfer::safe_rel(&name) {
+                    return Err(ClientError::Local(format!(
+                        "the server listed a format {name:?}, which is not a directory name"
+                    )));
+                }
                 let format_dir = Remote::url_under(&dir, &format!("{name}/"));
                 let data = r.send("GET", &format_dir, &[], Body::None)?.json()?;
                 files.extend(format_files(&data, &format_dir, &format!("{name}/"))?);
@@ -366,7 +390,14 @@ fn format_files(
     dir: &str,
     prefix: &str,
 ) -> Result<Vec<(String, String)>, ClientError> {
-    array(&data["artifact_format"]["files"])
+    let Some(names) = data["artifact_format"]["files"].as_array() else {
+        // A login page of a proxy, say: not an empty format.
+        return Err(ClientError::Local(format!(
+            "{dir}: the server's answer is not a format's listing"
+        )));
+    };
+    names
+        .iter()
         .map(python_str)
         .map(|name| {
             let rel = format!("{prefix}{name}");

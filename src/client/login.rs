@@ -56,7 +56,10 @@ fn save(base: &str, token: Option<&str>) -> Result<(), ClientError> {
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let text = with_token(&old, base, token);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(local)?;
+        // The directory of a secret is the user's alone, whatever the umask.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(local)?;
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     // A left-over temporary file would keep its old mode: start afresh.

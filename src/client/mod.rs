@@ -250,6 +250,20 @@ impl std::fmt::Display for ClientError {
     }
 }
 
+/// `text` (from the server, or naming its files) with what a terminal would act on
+/// replaced by `?`: control characters but new lines and tabs (so escape sequences), and
+/// the marks that reorder text.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c,
+            c if c.is_control() => '?',
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => '?',
+            c => c,
+        })
+        .collect()
+}
+
 /// Runs one client command: exit status 0, 1 on any error (as dlrepo-cli), 2 on bad
 /// arguments (as argparse).
 pub fn run(globals: &Globals, command: ClientCommand) -> ExitCode {
@@ -258,7 +272,7 @@ pub fn run(globals: &Globals, command: ClientCommand) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", printable(&e.to_string()));
             ExitCode::from(match e {
                 ClientError::Usage(_) => 2,
                 _ => 1,

@@ -70,10 +70,7 @@ impl Progress {
     /// A file's transfer begins; `size` when known.
     pub fn start(&self, name: &str, size: u64) -> Item {
         // Names come from the server: no escape sequence of theirs reaches the terminal.
-        let name: String = name
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect();
+        let name = super::printable(name).replace(['\n', '\t'], "?");
         let name = name.as_str();
         let s = &self.0;
         let bar = (s.mode == Mode::Bars).then(|| {
@@ -184,6 +181,16 @@ impl Item {
         if progress.0.mode == Mode::Lines {
             let size = indicatif::BinaryBytes(size).to_string();
             eprintln!("{size:>10} {}{note}", item.name);
+        }
+    }
+
+    /// A warning about this file, on standard error whatever the mode (`-q` included):
+    /// above the bars on a terminal, so that they are not broken.
+    pub fn warn(&self, text: &str) {
+        let line = format!("warning: {}: {text}", self.0.name);
+        let shared = &self.0.progress.0;
+        if shared.mode != Mode::Bars || shared.multi.println(&line).is_err() {
+            eprintln!("{line}");
         }
     }
 

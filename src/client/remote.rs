@@ -15,8 +15,10 @@ const ATTEMPTS: u32 = 4;
 /// As many as urllib follows.
 const MAX_REDIRECTS: usize = 10;
 
-/// What an answer's body may be when it is read whole (JSON listings, error texts).
-const MAX_REPLY: u64 = 256 << 20;
+/// What an answer's body may be when it is read whole (JSON listings, error texts). A
+/// listing of a million files of 60-byte names fits; parsed, JSON takes many times its
+/// size in memory, so a hostile server is not let much further.
+const MAX_REPLY: u64 = 64 << 20;
 
 /// The size of each connection's send and receive buffers.
 const BUFFER: usize = 1 << 20;
@@ -186,20 +188,37 @@ impl Remote {
         let mut url = url.to_owned();
         for _ in 0..MAX_REDIRECTS {
             let reply = self.send_once(method, &url, headers, &body)?;
+            if !(300..400).contains(&reply.status) {
+                return Ok(reply);
+            }
+            // A redirect not followed would be taken for the answer (its page saved as a
+            // file, say): anything but a usable one is an error.
             let location = match reply.status {
-                301 | 302 | 303 | 307 | 308 => reply.header("location").map(str::to_owned),
+                301 | 302 | 303 | 307 | 308 => reply
+                    .headers
+                    .get("location")
+                    .map(|v| quote_location(v.as_bytes())),
                 _ => None,
             };
             let Some(location) = location else {
-                return Ok(reply);
+                return Err(ClientError::Local(format!(
+                    "{method} {url}: the server answered {} without a redirect to follow",
+                    reply.status
+                )));
             };
             if method != "GET" && method != "HEAD" {
                 return Err(ClientError::Local(format!(
                     "{method} {url}: redirected to {location}; the server should act on the URL it was sent"
                 )));
             }
-            url = super::settings::urljoin(&url, &location)
+            let next = super::settings::urljoin(&url, &location)
                 .map_err(|e| ClientError::Local(format!("{url}: {e}")))?;
+            if url.starts_with("https://") && !next.starts_with("https://") {
+                return Err(ClientError::Local(format!(
+                    "{url}: redirected to {next}, which is not https: refused"
+                )));
+            }
+            url = next;
         }
         Err(ClientError::Local(format!("{url}: too many redirects")))
     }
@@ -217,7 +236,9 @@ impl Remote {
             let result = self.once(method, url, headers, body);
             let retry = match &result {
                 Ok(res) if res.status().as_u16() == 401 => {
-                    let challenged = res.headers().contains_key("www-authenticate");
+                    // Only the server the credentials are for may ask for the password.
+                    let challenged =
+                        res.headers().contains_key("www-authenticate") && self.is_ours(url);
                     if challenged && self.prompt_password(url) {
                         continue;
                     }
@@ -272,9 +293,8 @@ impl Remote {
             .header("Accept", "application/json,application/octet-stream");
         // Credentials go to the server they are for, never to another origin a redirect
         // points at (urllib, under dlrepo-cli, sends them anywhere).
-        let ours = super::settings::origin(url) == super::settings::origin(&self.base);
         let auth = self.auth.lock().map(|a| a.header()).unwrap_or_default();
-        if let Some(auth) = auth.filter(|_| ours) {
+        if let Some(auth) = auth.filter(|_| self.is_ours(url)) {
             req = req.header("Authorization", auth);
         }
         for (k, v) in headers {
@@ -302,6 +322,11 @@ impl Remote {
         }
     }
 
+    /// Whether `url` is on the server the credentials are for (same scheme, host, port).
+    fn is_ours(&self, url: &str) -> bool {
+        super::settings::origin(url) == super::settings::origin(&self.base)
+    }
+
     /// Asks for the password on the terminal, once per run; whether to send again.
     fn prompt_password(&self, url: &str) -> bool {
         use std::io::IsTerminal as _;
@@ -325,6 +350,19 @@ impl Remote {
             Err(_) => false,
         }
     }
+}
+
+/// A `Location` as urllib follows it: its bytes kept, but spaces, controls and bytes
+/// outside ASCII percent-encoded.
+fn quote_location(raw: &[u8]) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for &b in raw {
+        match b {
+            0x21..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Python's `quote_plus(s, safe)`: letters, digits, `_.-~` and `safe` stay, a space becomes

@@ -843,41 +843,21 @@ fn a_file_named_like_another_files_partial_is_no_trouble() {
 /// digest: the client must not glue its old bytes to the new ones.
 #[test]
 fn a_broken_range_answer_is_never_glued_to_old_bytes() {
-    use std::io::{BufRead as _, BufReader, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}/", listener.local_addr().unwrap());
     let body: Vec<u8> = (0..2000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let served = body.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let (mut head, mut line) = (String::new(), String::new());
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                head.push_str(&line);
-                line.clear();
-            }
-            let (status, extra, payload): (&str, String, Vec<u8>) = if head
-                .starts_with("GET /branches/b/t/j/f/ ")
-            {
-                let json = br#"{"artifact_format": {"name": "f", "files": ["a.bin"]}}"#.to_vec();
-                ("200 OK", "Content-Type: application/json\r\n".into(), json)
-            } else if head.to_ascii_lowercase().contains("range:") {
-                let extra = format!(
-                    "Content-Range: bytes 0-{}/{}\r\n",
-                    served.len() - 1,
-                    served.len()
-                );
-                ("206 Partial Content", extra, served.clone())
-            } else {
-                ("200 OK", String::new(), served.clone())
-            };
-            let reply = format!(
-                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-                payload.len()
+    let base = scripted_server(move |head| {
+        if head.starts_with("GET /branches/b/t/j/f/ ") {
+            let json = br#"{"artifact_format": {"name": "f", "files": ["a.bin"]}}"#;
+            http("200 OK", "Content-Type: application/json\r\n", json)
+        } else if head.to_ascii_lowercase().contains("range:") {
+            let extra = format!(
+                "Content-Range: bytes 0-{}/{}\r\n",
+                served.len() - 1,
+                served.len()
             );
-            let _ = conn.write_all(reply.as_bytes());
-            let _ = conn.write_all(&payload);
+            http("206 Partial Content", &extra, &served)
+        } else {
+            http("200 OK", "", &served)
         }
     });
     let work = tempfile::tempdir().unwrap();
@@ -918,4 +898,127 @@ fn files_stored_under_other_digests_download_and_verify() {
     );
     assert_eq!(get.code, Some(0), "{}", get.stderr);
     assert_eq!(std::fs::read(work.path().join("out/h.txt")).unwrap(), data);
+}
+
+/// A server that answers each request with what `reply` makes of its head (request line
+/// and headers): a hostile or broken server, as the client may meet one.
+fn scripted_server(reply: impl Fn(&str) -> Vec<u8> + Send + 'static) -> String {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let (mut head, mut line) = (String::new(), String::new());
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                head.push_str(&line);
+                line.clear();
+            }
+            let _ = conn.write_all(&reply(&head));
+        }
+    });
+    base
+}
+
+fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// What a hostile server (or a broken proxy) can answer never becomes a file the client
+/// keeps as good, nor bytes written outside the target, nor escape sequences on the
+/// terminal: each such answer is an error, exit 1.
+#[test]
+fn a_hostile_server_gets_errors_not_files() {
+    const JSON: &str = "Content-Type: application/json\r\n";
+    let listing =
+        |files: &str| format!(r#"{{"artifact_format": {{"name": "f", "files": {files}}}}}"#);
+    let work = tempfile::tempdir().unwrap();
+    let get = |base: &str, out: &str| {
+        client(
+            false,
+            base,
+            work.path(),
+            &["get", "b", "t", "j", "f", out],
+            &[],
+        )
+    };
+
+    // The format lists `a.txt`, which is answered with `file`.
+    let one_file = |file: Vec<u8>| {
+        let one = listing(r#"["a.txt"]"#);
+        scripted_server(
+            move |head| match head.starts_with("GET /branches/b/t/j/f/ ") {
+                true => http("200 OK", JSON, one.as_bytes()),
+                false => file.clone(),
+            },
+        )
+    };
+
+    // A file answered with a status that is not its content.
+    let base = one_file(http("204 No Content", "", b""));
+    let run = get(&base, "out1");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("answered 204"), "{}", run.stderr);
+    assert!(!work.path().join("out1/a.txt").exists());
+
+    // A listing that is not one (a proxy's login page), or names a file twice.
+    for (body, why) in [
+        ("<html>log in</html>".to_owned(), "not a format's listing"),
+        (listing(r#"["a.txt", "a.txt"]"#), "twice"),
+    ] {
+        let base = scripted_server(move |_| {
+            let kind = if body.starts_with('<') {
+                "Content-Type: text/html\r\n"
+            } else {
+                JSON
+            };
+            http("200 OK", kind, body.as_bytes())
+        });
+        let run = get(&base, "out2");
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(run.stderr.contains(why), "{}", run.stderr);
+    }
+
+    // No Digest: kept, as dlrepo-cli keeps it, but said.
+    let base = one_file(http("200 OK", "", b"unchecked"));
+    let run = get(&base, "out3");
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("warning: a.txt: the server sent no Digest"),
+        "{}",
+        run.stderr
+    );
+
+    // A symlink planted where unfinished downloads go, by whoever could write the target.
+    let victim = work.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let partial = work.path().join("out4/.arbor-partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::os::unix::fs::symlink(&victim, partial.join(sha256_hex(b"a.txt"))).unwrap();
+    let run = get(&base, "out4");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    std::fs::remove_dir_all(&partial).unwrap();
+    std::os::unix::fs::symlink(work.path(), &partial).unwrap();
+    let run = get(&base, "out4");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+
+    // Escape sequences in an error text reach the terminal as `?`.
+    let base = scripted_server(|_| http("404 Not Found", "", b"\x1b]0;owned\x07\x1b[2Jgone"));
+    let run = get(&base, "out5");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+    assert!(
+        run.stderr.contains("?]0;owned??[2Jgone"),
+        "{:?}",
+        run.stderr
+    );
 }
