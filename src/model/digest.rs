@@ -181,11 +181,53 @@ impl fmt::Display for Digest {
     }
 }
 
+/// One line of a `sha256sum` file, `{hex}  {name}\n`, with a name that holds a backslash or
+/// a new line escaped as GNU coreutils writes it and `sha256sum -c` reads it: the line
+/// starts with `\`, and those characters are written `\\` and `\n`. Unescaped, a name
+/// could add a line of its own, giving another file a digest of its choosing.
+pub fn sums_line(hex: &str, name: &str) -> String {
+    if !name.contains(['\\', '\n']) {
+        return format!("{hex}  {name}\n");
+    }
+    let escaped = name.replace('\\', "\\\\").replace('\n', "\\n");
+    format!("\\{hex}  {escaped}\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    /// What `sha256sum -c` makes of the lines: a name with a new line is one file, checked
+    /// against its own digest, and adds no line for another.
+    #[test]
+    // The files are sha256sum's to read, in a scratch directory: no tree is touched.
+    #[allow(clippy::disallowed_methods)]
+    fn sums_lines_name_every_file_as_sha256sum_reads_it() {
+        use sha2::Digest as _;
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["plain", "x\nba7816bf  plain", "back\\slash"];
+        let mut sums = String::new();
+        for (i, name) in names.iter().enumerate() {
+            let data = format!("content {i}");
+            std::fs::write(dir.path().join(name), &data).unwrap();
+            sums.push_str(&sums_line(&hex::encode(sha2::Sha256::digest(&data)), name));
+        }
+        assert_eq!(sums.lines().count(), names.len(), "{sums}");
+        assert!(sums.contains("\\") && sums.contains("x\\nba7816bf"));
+        std::fs::write(dir.path().join("SUMS"), &sums).unwrap();
+        let Ok(out) = std::process::Command::new("sha256sum")
+            .args(["--strict", "-c", "SUMS"])
+            .current_dir(dir.path())
+            .output()
+        else {
+            return; // no coreutils here: the line count above still holds
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert_eq!(text.matches(": OK").count(), names.len(), "{text}");
+    }
 
     #[test]
     fn parses_and_lower_cases() {

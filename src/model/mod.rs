@@ -9,6 +9,6 @@ mod name;
 pub mod oci;
 mod refs;
 
-pub use digest::{Algo, Digest, DigestError, Hasher};
+pub use digest::{Algo, Digest, DigestError, Hasher, sums_line};
 pub use name::{NAME_MAX, Name, NotFound, RelPath, RelPathError, too_long};
 pub use refs::{Alias, BranchRef, FormatRef, JobRef, PRODUCT_KEYS, Scope, TagRef, VersionRef};

@@ -109,16 +109,13 @@ impl TarPlan {
         }
     }
 
-    /// `{hex}  {name}\n` per sha256 member, in member order (spec/API.md §6); empty when
+    /// `{hex}  {name}\n` per sha256 member (`sums_line`), in member order (spec/API.md §6); empty when
     /// none, and then the archive has no `SHA256SUMS.txt`.
     pub fn sha256sums(&self) -> String {
         let mut sums = String::new();
         for m in &self.members {
             if let Some(hex) = m.digest.strip_prefix("sha256:") {
-                sums.push_str(hex);
-                sums.push_str("  ");
-                sums.push_str(&m.name);
-                sums.push('\n');
+                sums.push_str(&crate::model::sums_line(hex, &m.name));
             }
         }
         sums

@@ -156,7 +156,7 @@ impl Repo {
         let mut out = String::new();
         for (rel, d) in listed.entries().filter(|(n, _)| acl.allows_file(f, n)) {
             if let Some(hex) = d.and_then(|d| d.strip_prefix("sha256:")) {
-                out.push_str(&format!("{hex}  {rel}\n"));
+                out.push_str(&crate::model::sums_line(hex, rel));
             }
         }
         Ok(out)
@@ -227,7 +227,7 @@ impl Repo {
                     .and_then(|d| d.strip_prefix("sha256:"))
                     .ok_or(StoreError::NotFound)?;
                 let base = stripped.rsplit('/').next().unwrap_or(stripped);
-                Ok(Artifact::Sha256Line(format!("{hex}  {base}\n")))
+                Ok(Artifact::Sha256Line(crate::model::sums_line(hex, base)))
             }
             Err(e) => Err(e.into()),
         }
