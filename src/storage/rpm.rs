@@ -74,7 +74,7 @@ impl RpmIndex {
 /// A `repodata/` file's bytes and the format's timestamp (Unix seconds). For
 /// [`RpmIndex::RepoMdAsc`] the bytes are `repomd.xml`, to be signed at that time.
 pub struct RpmRepoFile {
-    pub bytes: Vec<u8>,
+    pub bytes: bytes::Bytes,
     pub time: f64,
     /// The cached metadata it comes from, which keeps its signatures.
     meta: Arc<Metadata>,
@@ -118,7 +118,8 @@ impl Repo {
             return Err(StoreError::NotFound);
         }
         let time = super::digests::format_time(&fdir)?;
-        let meta = metadata(&fdir, time.max(0.0) as u64, &self.rpms)?;
+        let meta = metadata(&fdir, time.max(0.0) as u64, &self.rpms)
+            .map_err(super::apt::cache::index_error)?;
         let bytes = match which {
             RpmIndex::Primary => meta.primary.clone(),
             RpmIndex::Filelists => meta.filelists.clone(),
@@ -131,10 +132,11 @@ impl Repo {
 
 /// The files of one format's `repodata/`, made together.
 pub(crate) struct Metadata {
-    primary: Vec<u8>,
-    filelists: Vec<u8>,
-    other: Vec<u8>,
-    repomd: Vec<u8>,
+    // Shared with every answer that serves them (`Bytes` clones are a count, not a copy).
+    primary: bytes::Bytes,
+    filelists: bytes::Bytes,
+    other: bytes::Bytes,
+    repomd: bytes::Bytes,
     /// `repomd.xml` signed, by key fingerprint: made once, since the same bytes, key and
     /// time always give the same signature.
     signed: Mutex<HashMap<String, Vec<u8>>>,
@@ -195,14 +197,17 @@ fn metadata(fdir: &Path, time: u64, cache: &RpmCache) -> io::Result<Arc<Metadata
     });
     cache.repos.get_or_build(key, || {
         let (packages, complete) = packages(fdir, rpms, &cache.packages);
+        super::apt::cache::check_index_input(packages.iter().map(|(_, r)| r.weight()).sum())?;
         let primary = rpm_xml::primary(&packages, time);
         let filelists = rpm_xml::filelists(&packages);
         let other = rpm_xml::other(&packages);
         let meta = Metadata {
-            repomd: repomd(&[&primary, &filelists, &other], time)?.into_bytes(),
-            primary: gzip(primary.as_bytes())?,
-            filelists: gzip(filelists.as_bytes())?,
-            other: gzip(other.as_bytes())?,
+            repomd: repomd(&[&primary, &filelists, &other], time)?
+                .into_bytes()
+                .into(),
+            primary: gzip(primary.as_bytes())?.into(),
+            filelists: gzip(filelists.as_bytes())?.into(),
+            other: gzip(other.as_bytes())?.into(),
             signed: Mutex::default(),
         };
         Ok((meta, complete))
@@ -239,7 +244,7 @@ fn packages(
         };
         if digest
             .as_deref()
-            .is_some_and(|d| !digest_matches(d, &rpm.sha256))
+            .is_some_and(|d| !digest_matches(d, &[("sha256", &rpm.sha256)]))
         {
             complete = false;
             tracing::warn!("rpm: skipping {rel:?}: not the content .digests records");
@@ -332,7 +337,7 @@ mod tests {
         .unwrap();
         let cache = RpmCache::default();
         let a = metadata(dir.path(), 1_700_000_000, &cache).unwrap();
-        let repomd = String::from_utf8(a.repomd.clone()).unwrap();
+        let repomd = String::from_utf8(a.repomd.to_vec()).unwrap();
         assert!(
             repomd.contains("<revision>1700000000</revision>"),
             "{repomd}"
@@ -392,7 +397,7 @@ mod tests {
     fn the_signature_is_made_once() {
         let dir = tempfile::tempdir().unwrap();
         let file = RpmRepoFile {
-            bytes: Vec::new(),
+            bytes: bytes::Bytes::new(),
             time: 1.0,
             meta: metadata(dir.path(), 1, &RpmCache::default()).unwrap(),
         };

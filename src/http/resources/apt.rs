@@ -34,6 +34,7 @@ pub fn respond_at(ctx: &Ctx, url: &str, which: AptIndex, file: AptFile) -> ApiRe
                     _ => signer.detached_at(release, at),
                 }
             })
+            .into()
         }
         _ => file.bytes,
     };

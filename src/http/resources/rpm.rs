@@ -26,6 +26,7 @@ pub fn respond(ctx: &Ctx, f: &FormatRef, which: RpmIndex, file: RpmRepoFile) -> 
                 let at = UNIX_EPOCH + Duration::from_secs_f64(time.max(0.0));
                 signer.detached_at(repomd, at)
             })
+            .into()
         }
         _ => file.bytes,
     };

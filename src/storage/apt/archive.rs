@@ -6,7 +6,7 @@
 //! list of formats taken (each by its own content key), so callers who see different
 //! versions never share an entry.
 
-use super::cache::Key;
+use super::cache::{Key, Weigh as _};
 use super::index::Indexes;
 use super::{AptFile, AptIndex, Snapshot};
 use crate::model::{FormatRef, Name, Scope, VersionRef};
@@ -54,10 +54,14 @@ impl Repo {
         }
         let parts = self.archive_parts(scope, path, acl)?;
         let time = parts.iter().map(|p| p.snap.time).fold(0.0, f64::max);
-        let ix = self.apt.indexes.get_or_build(archive_key(&parts), || {
-            let (text, complete) = self.archive_packages(&parts);
-            Ok((Indexes::build(text, time)?, complete))
-        })?;
+        let ix = self
+            .apt
+            .indexes
+            .get_or_build(archive_key(&parts), || {
+                let (text, complete) = self.archive_packages(&parts)?;
+                Ok((Indexes::build(text, time)?, complete))
+            })
+            .map_err(super::cache::index_error)?;
         Ok(BranchIndex::File(AptFile::of(ix, which)))
     }
 
@@ -115,7 +119,7 @@ impl Repo {
     /// when several versions hold one, that of the newest version (by its timestamp; the
     /// first in name order among equals).
     /// The second value says whether every package could be read (see `Snapshot::packages`).
-    fn archive_packages(&self, parts: &[Part]) -> (String, bool) {
+    fn archive_packages(&self, parts: &[Part]) -> std::io::Result<(String, bool)> {
         let (mut all, mut complete) = (Vec::new(), true);
         for p in parts {
             let (debs, read) = p.snap.packages(&p.fdir, &self.apt.debs);
@@ -125,6 +129,7 @@ impl Repo {
                 all.push((rel, deb.identity(), deb, p.stamp));
             }
         }
+        super::cache::check_index_input(all.iter().map(|(_, _, deb, _)| deb.weight()).sum())?;
         let mut keep: HashMap<&(String, String, String), usize> = HashMap::new();
         for (i, (_, id, _, stamp)) in all.iter().enumerate() {
             keep.entry(id)
@@ -142,7 +147,7 @@ impl Repo {
                 text.push('\n');
             }
         }
-        (text, complete)
+        Ok((text, complete))
     }
 }
 

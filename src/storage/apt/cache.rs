@@ -7,6 +7,7 @@
 //! Bounded by a budget in bytes; the least recently used entries go first. The same cache
 //! keeps packages read (by content digest) and the rpm metadata of formats (`rpm.rs`).
 
+use crate::storage::StoreError;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,9 +27,17 @@ pub(crate) fn key_of(text: &str) -> Key {
     sha2::Sha256::digest(text.as_bytes()).into()
 }
 
-/// Whether `sha256` (hex) is the content `digest` (`sha256:hex`) `.digests` records.
-pub(crate) fn digest_matches(digest: &str, sha256: &str) -> bool {
-    digest.strip_prefix("sha256:") == Some(sha256)
+/// Whether a file whose sums are `sums` (`(algorithm, hex)`) is the content `digest`
+/// (`algo:hex`) `.digests` records. Files are stored under md5, sha1 or sha512 digests too
+/// (spec/API.md): one in an algorithm `sums` lacks cannot be checked here, and is taken as
+/// what `.digests` says rather than left out of the index.
+pub(crate) fn digest_matches(digest: &str, sums: &[(&str, &str)]) -> bool {
+    let Some((algo, hex)) = digest.split_once(':') else {
+        return false;
+    };
+    sums.iter()
+        .find(|(a, _)| *a == algo)
+        .is_none_or(|(_, h)| *h == hex)
 }
 
 pub(crate) struct Cache<V> {
@@ -148,6 +157,39 @@ impl<V: Weigh> Cache<V> {
                 lru.bytes -= gone.weight();
             }
         }
+    }
+}
+
+/// What the package metadata behind one repository's indexes may weigh in all (Debian's
+/// whole amd64 `Packages` is under 64 MiB). A small package uploaded many times is stored
+/// once but listed once per copy: past this, the index is refused rather than made.
+pub(crate) const MAX_INDEX_INPUT: usize = 64 << 20;
+
+/// Why an index is not made: see [`MAX_INDEX_INPUT`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the packages of this repository hold over {} MiB of metadata, more than an index is made from",
+    MAX_INDEX_INPUT >> 20
+)]
+pub(crate) struct TooMuchMetadata;
+
+/// Refuses packages whose metadata weigh `total` bytes in all, past [`MAX_INDEX_INPUT`].
+pub(crate) fn check_index_input(total: usize) -> io::Result<()> {
+    match total > MAX_INDEX_INPUT {
+        true => Err(io::Error::other(TooMuchMetadata)),
+        false => Ok(()),
+    }
+}
+
+/// An index build's failure as the caller gets it: too much metadata is a refusal with its
+/// reason, anything else what it was.
+pub(crate) fn index_error(e: io::Error) -> StoreError {
+    if e.get_ref()
+        .is_some_and(|inner| inner.is::<TooMuchMetadata>())
+    {
+        StoreError::bad(e.to_string())
+    } else {
+        e.into()
     }
 }
 

@@ -79,7 +79,13 @@ impl DebCache {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let deb = Arc::new(read_deb(path)?);
         if let Some(d) = digest {
-            if !digest_matches(d, &deb.sums.sha256) {
+            let sums = &deb.sums;
+            let by_algo = [
+                ("md5", &*sums.md5),
+                ("sha1", &*sums.sha1),
+                ("sha256", &*sums.sha256),
+            ];
+            if !digest_matches(d, &by_algo) {
                 return Err(io::Error::other(Changed));
             }
             self.cache.put(key_of(d), Arc::clone(&deb));
@@ -108,11 +114,14 @@ impl Deb {
 
     /// `Package`, `Version` and `Architecture`: what apt tells packages apart by.
     pub(crate) fn identity(&self) -> (String, String, String) {
+        // Field names are case-insensitive (deb822), and each is there once (`clean`).
         let field = |name: &str| {
             self.control
                 .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(|v| v.trim().to_owned())
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                })
                 .unwrap_or_default()
         };
         (field("Package"), field("Version"), field("Architecture"))

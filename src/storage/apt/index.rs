@@ -4,6 +4,7 @@
 
 use super::cache::{Cache, Weigh};
 use super::deb::Sums;
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Mutex;
@@ -11,10 +12,11 @@ use std::sync::Mutex;
 /// Every index file of a repository, and the time `Release` carries (Unix seconds).
 #[derive(Default)]
 pub(crate) struct Indexes {
-    pub packages: Vec<u8>,
-    pub gz: Vec<u8>,
-    pub xz: Vec<u8>,
-    pub release: Vec<u8>,
+    // Shared with every answer that serves them (`Bytes` clones are a count, not a copy).
+    pub packages: Bytes,
+    pub gz: Bytes,
+    pub xz: Bytes,
+    pub release: Bytes,
     pub time: f64,
     /// Signed forms of `release`, by file name and key fingerprint: made once, since the
     /// same Release, key and time always give the same signature.
@@ -35,10 +37,10 @@ impl Indexes {
             time,
         )?;
         Ok(Indexes {
-            packages,
-            gz,
-            xz,
-            release: release.into_bytes(),
+            packages: packages.into(),
+            gz: gz.into(),
+            xz: xz.into(),
+            release: release.into_bytes().into(),
             time,
             signed: Mutex::default(),
         })
@@ -112,7 +114,7 @@ mod tests {
         let a = Indexes::build("Package: x\n\n".into(), 1_700_000_000.5).unwrap();
         let b = Indexes::build("Package: x\n\n".into(), 1_700_000_000.5).unwrap();
         assert_eq!((&a.release, &a.gz, &a.xz), (&b.release, &b.gz, &b.xz));
-        let text = String::from_utf8(a.release).unwrap();
+        let text = String::from_utf8(a.release.to_vec()).unwrap();
         assert!(text.starts_with("Date: Tue, 14 Nov 2023 22:13:20 UTC\nMD5Sum:\n"));
         assert_eq!(text.matches(" Packages.xz\n").count(), 3);
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&a.xz));

@@ -17,7 +17,7 @@ pub use archive::BranchIndex;
 use super::files::mtime_of;
 use super::{Repo, StoreError};
 use crate::model::FormatRef;
-use cache::Key;
+use cache::{Key, Weigh as _};
 use deb::{Deb, DebCache};
 use index::{IndexCache, Indexes};
 use serde_json::{Map, Value};
@@ -90,7 +90,7 @@ impl AptIndex {
 /// forms the bytes are the `Release` to sign, to be signed at that time, so that the same
 /// content always gets the same signature.
 pub struct AptFile {
-    pub bytes: Vec<u8>,
+    pub bytes: bytes::Bytes,
     pub time: f64,
     /// The cached indexes it comes from, which keep its signatures.
     ix: Arc<Indexes>,
@@ -157,15 +157,20 @@ impl Repo {
             return Err(StoreError::NotFound);
         }
         let snap = Snapshot::read(&fdir)?;
-        let ix = self.apt.indexes.get_or_build(snap.key, || {
-            let (debs, complete) = snap.packages(&fdir, &self.apt.debs);
-            let mut text = String::new();
-            for (rel, deb) in debs {
-                text.push_str(&deb.stanza(&rel));
-                text.push('\n');
-            }
-            Ok((Indexes::build(text, snap.time)?, complete))
-        })?;
+        let ix = self
+            .apt
+            .indexes
+            .get_or_build(snap.key, || {
+                let (debs, complete) = snap.packages(&fdir, &self.apt.debs);
+                cache::check_index_input(debs.iter().map(|(_, d)| d.weight()).sum())?;
+                let mut text = String::new();
+                for (rel, deb) in debs {
+                    text.push_str(&deb.stanza(&rel));
+                    text.push('\n');
+                }
+                Ok((Indexes::build(text, snap.time)?, complete))
+            })
+            .map_err(cache::index_error)?;
         Ok(AptFile::of(ix, which))
     }
 }

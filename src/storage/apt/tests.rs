@@ -99,7 +99,7 @@ fn a_repeat_reads_no_package_and_makes_no_index() {
     assert_eq!(first.bytes, again.bytes);
     let release = r.apt_index(&f, AptIndex::Release).unwrap();
     assert!(
-        String::from_utf8(release.bytes)
+        String::from_utf8(release.bytes.to_vec())
             .unwrap()
             .contains(" Packages.xz\n")
     );
@@ -123,7 +123,7 @@ fn a_repeat_reads_no_package_and_makes_no_index() {
     upload(&r, &j, "deb", "b.deb", &deb("Package: b\nVersion: 1\n"));
     r.finalize_format(&f).unwrap();
     let text = r.apt_index(&f, AptIndex::Packages).unwrap().bytes;
-    let text = String::from_utf8(text).unwrap();
+    let text = String::from_utf8(text.to_vec()).unwrap();
     assert_eq!(text.matches("Package: ").count(), 2, "{text}");
     assert_eq!((r.apt.debs.reads(), r.apt.indexes.builds()), (2, 2));
 }
@@ -149,7 +149,7 @@ fn branch_index(r: &Repo, acl: &Visibility) -> AptFile {
 }
 
 fn branch_packages(r: &Repo, acl: &Visibility) -> String {
-    String::from_utf8(branch_index(r, acl).bytes).unwrap()
+    String::from_utf8(branch_index(r, acl).bytes.to_vec()).unwrap()
 }
 
 /// The format's timestamp, as `Release` dates it.
@@ -295,4 +295,49 @@ fn a_hidden_package_is_in_no_index_the_caller_gets() {
     let text = branch_packages(&r, &hides);
     assert!(!text.contains("secretpkg"), "{text}");
     assert!(branch_packages(&r, &Visibility::everything()).contains("secretpkg"));
+}
+
+/// One small package uploaded many times is stored once but listed once per copy: past
+/// `MAX_INDEX_INPUT` of metadata the index is refused, not made.
+#[test]
+fn many_copies_of_a_large_control_file_make_no_index() {
+    let r = TestRepo::new();
+    let j = main_job("t", "j");
+    let control = format!(
+        "Package: big\nVersion: 1\nDescription: x\n {}\n",
+        "a".repeat(1_000_000)
+    );
+    let package = deb(&control);
+    let copies = cache::MAX_INDEX_INPUT / control.len() + 2;
+    for i in 0..copies {
+        upload(&r, &j, "deb", &format!("big{i}.deb"), &package);
+    }
+    r.finalize_format(&format(&j, "deb")).unwrap();
+    match r.apt_index(&format(&j, "deb"), AptIndex::Packages) {
+        Err(StoreError::Refused(why)) => assert!(why.contains("more than an index"), "{why}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("an index of {copies} copies was made"),
+    }
+}
+
+/// A package stored under an md5 digest (which the API takes) is listed, and its index
+/// kept like any other.
+#[test]
+fn a_package_stored_under_another_algorithm_is_listed_once_read() {
+    use md5::Digest as _;
+    let r = TestRepo::new();
+    let j = main_job("t", "j");
+    let package = deb("Package: old\nVersion: 1\n");
+    let digest = format!("md5:{}", hex::encode(md5::Md5::digest(&package)));
+    let digest = crate::model::Digest::parse(Some(&digest)).unwrap();
+    let staged = r.stage_bytes(&digest, &package).unwrap();
+    let rel = crate::model::RelPath::parse("old.deb").unwrap();
+    r.store_and_link(staged, &format(&j, "deb"), &rel).unwrap();
+    r.finalize_format(&format(&j, "deb")).unwrap();
+    for _ in 0..2 {
+        let text = r.apt_index(&format(&j, "deb"), AptIndex::Packages).unwrap();
+        let text = String::from_utf8(text.bytes.to_vec()).unwrap();
+        assert!(text.contains("Package: old\n"), "{text:?}");
+    }
+    assert_eq!((r.apt.debs.reads(), r.apt.indexes.builds()), (1, 1));
 }
