@@ -2,6 +2,7 @@
 //! dlrepo-cli's, byte for byte, where scripts read them: `key=value` with Python's `str()`
 //! of the value, `Browse/Download:` lines, `-j` as `json.dumps(data, indent=2)`.
 
+use super::listing;
 use super::progress::Progress;
 use super::remote::{Body, Remote};
 use super::settings::Settings;
@@ -337,9 +338,12 @@ fn get(
     format_url: &str,
     target: &std::path::Path,
 ) -> Result<(), ClientError> {
-    let data = r.get_json(format_url, None)?;
     let dir = r.url(format_url, None);
-    let files = format_files(&data, &dir, "")?;
+    let reply = r.send("GET", &dir, &[], Body::None)?;
+    let Some(format) = listing::read(reply, &dir)?.artifact_format else {
+        return Err(ClientError::Local(format!("{dir} is not a format")));
+    };
+    let files = format_files(format.files, &dir, "")?;
     fetch_all(g, r, &files, target)
 }
 
@@ -353,52 +357,48 @@ fn download(
     let url = r.url(&format!("{}/", path.trim_matches('/')), None);
     let reply = r.send("GET", &url, &[], Body::None)?;
     let dir = reply.url.clone();
-    let data = reply.json()?;
-    let formats = ["job", "version"]
-        .iter()
-        .find_map(|k| data.get(k))
-        .map(|entity| entity["artifact_formats"].clone());
-    let files = match formats {
-        None if data.get("artifact_format").is_some() => format_files(&data, &dir, "")?,
-        None => {
-            return Err(ClientError::Local(format!(
-                "{url} is not a job, a format or a product version"
-            )));
-        }
-        Some(formats) => {
+    let entity = listing::read(reply, &url)?;
+    let files = match (entity.job.or(entity.version), entity.artifact_format) {
+        (Some(holder), _) => {
             let mut files = Vec::new();
-            for name in array(&formats).map(python_str) {
+            for name in holder.artifact_formats {
                 if name.contains('/') || !transfer::safe_rel(&name) {
                     return Err(ClientError::Local(format!(
                         "the server listed a format {name:?}, which is not a directory name"
                     )));
                 }
                 let format_dir = Remote::url_under(&dir, &format!("{name}/"));
-                let data = r.send("GET", &format_dir, &[], Body::None)?.json()?;
-                files.extend(format_files(&data, &format_dir, &format!("{name}/"))?);
+                let reply = r.send("GET", &format_dir, &[], Body::None)?;
+                let Some(format) = listing::read(reply, &format_dir)?.artifact_format else {
+                    return Err(ClientError::Local(format!("{format_dir} is not a format")));
+                };
+                files.extend(format_files(
+                    format.files,
+                    &format_dir,
+                    &format!("{name}/"),
+                )?);
             }
             files
+        }
+        (None, Some(format)) => format_files(format.files, &dir, "")?,
+        (None, None) => {
+            return Err(ClientError::Local(format!(
+                "{url} is not a job, a format or a product version"
+            )));
         }
     };
     fetch_all(g, r, &files, target)
 }
 
-/// The files of a format's JSON: their URL (under `dir`) and where they go (`prefix` and
+/// The files `names` of a format: their URL (under `dir`) and where they go (`prefix` and
 /// their name), refusing names that would leave the target directory.
 fn format_files(
-    data: &Value,
+    names: Vec<String>,
     dir: &str,
     prefix: &str,
 ) -> Result<Vec<(String, String)>, ClientError> {
-    let Some(names) = data["artifact_format"]["files"].as_array() else {
-        // A login page of a proxy, say: not an empty format.
-        return Err(ClientError::Local(format!(
-            "{dir}: the server's answer is not a format's listing"
-        )));
-    };
     names
-        .iter()
-        .map(python_str)
+        .into_iter()
         .map(|name| {
             let rel = format!("{prefix}{name}");
             if !transfer::safe_rel(&rel) {

@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod commands;
+mod listing;
 mod login;
 mod progress;
 mod remote;

@@ -68,6 +68,11 @@ impl Reply {
         let _ = read_all(&mut self.body);
     }
 
+    /// The whole body (at most `MAX_REPLY`).
+    pub fn bytes(mut self) -> Result<Vec<u8>, ClientError> {
+        read_all(&mut self.body)
+    }
+
     /// The whole body as JSON, or `Value::Null` when it is not JSON (dlrepo-cli returns the
     /// bytes then, and no command reads them).
     pub fn json(mut self) -> Result<Value, ClientError> {

@@ -970,7 +970,7 @@ fn a_hostile_server_gets_errors_not_files() {
 
     // A listing that is not one (a proxy's login page), or names a file twice.
     for (body, why) in [
-        ("<html>log in</html>".to_owned(), "not a format's listing"),
+        ("<html>log in</html>".to_owned(), "not a listing"),
         (listing(r#"["a.txt", "a.txt"]"#), "twice"),
     ] {
         let base = scripted_server(move |_| {
