@@ -14,19 +14,30 @@ use serde_json::{Value, json};
 
 type Params = Vec<(String, String)>;
 
-/// `println!` (and `print!`) to standard output that fails with an error where those
-/// panic: a pipe closed early (`| head`), a full disk.
+/// `println!` (and `print!`) to standard output, through [`emit`]: an error where those
+/// panic (a pipe closed early, `| head`; a full disk).
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        writeln!(std::io::stdout(), $($arg)*).map_err(stdout_error)?
-    }};
+    ($($arg:tt)*) => {
+        emit(format!($($arg)*) + "\n")?
+    };
 }
 macro_rules! say_raw {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        write!(std::io::stdout(), $($arg)*).map_err(stdout_error)?
-    }};
+    ($($arg:tt)*) => {
+        emit(format!($($arg)*))?
+    };
+}
+
+/// Writes `text` to standard output: as it is into a pipe or a file (scripts read
+/// dlrepo-cli's bytes), with control characters as `?` on a terminal, since values any
+/// writer may set (a tag's description, a job's metadata) could hold escape sequences.
+fn emit(text: String) -> Result<(), ClientError> {
+    use std::io::{IsTerminal as _, Write as _};
+    let mut out = std::io::stdout().lock();
+    let text = match out.is_terminal() {
+        true => super::printable(&text),
+        false => text,
+    };
+    out.write_all(text.as_bytes()).map_err(stdout_error)
 }
 
 fn stdout_error(e: std::io::Error) -> ClientError {

@@ -73,15 +73,16 @@ impl Reply {
         read_all(&mut self.body)
     }
 
-    /// The whole body as JSON, or `Value::Null` when it is not JSON (dlrepo-cli returns the
-    /// bytes then, and no command reads them).
+    /// The whole body as JSON; an error when it is not JSON (a proxy's login page, say,
+    /// which would otherwise read as an empty list and exit 0).
     pub fn json(mut self) -> Result<Value, ClientError> {
-        let is_json = self
-            .header("content-type")
-            .is_some_and(|t| t.contains("json"));
+        let kind = self.header("content-type").unwrap_or("none").to_owned();
         let bytes = read_all(&mut self.body)?;
-        if !is_json {
-            return Ok(Value::Null);
+        if !kind.contains("json") {
+            return Err(ClientError::Local(format!(
+                "{}: the server's answer is not JSON (Content-Type: {kind})",
+                self.url
+            )));
         }
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Local(format!("the server's JSON: {e}")))

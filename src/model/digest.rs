@@ -181,15 +181,19 @@ impl fmt::Display for Digest {
     }
 }
 
-/// One line of a `sha256sum` file, `{hex}  {name}\n`, with a name that holds a backslash or
-/// a new line escaped as GNU coreutils writes it and `sha256sum -c` reads it: the line
-/// starts with `\`, and those characters are written `\\` and `\n`. Unescaped, a name
-/// could add a line of its own, giving another file a digest of its choosing.
+/// One line of a `sha256sum` file, `{hex}  {name}\n`, with a name that holds a backslash, a
+/// new line or a carriage return escaped as GNU coreutils (9) writes it and `sha256sum -c`
+/// reads it: the line starts with `\`, and those characters are written `\\`, `\n` and
+/// `\r`. Unescaped, a name could add a line of its own, giving another file a digest of
+/// its choosing (or lose a trailing `\r`, which `-c` strips).
 pub fn sums_line(hex: &str, name: &str) -> String {
-    if !name.contains(['\\', '\n']) {
+    if !name.contains(['\\', '\n', '\r']) {
         return format!("{hex}  {name}\n");
     }
-    let escaped = name.replace('\\', "\\\\").replace('\n', "\\n");
+    let escaped = name
+        .replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r");
     format!("\\{hex}  {escaped}\n")
 }
 
@@ -207,7 +211,7 @@ mod tests {
     fn sums_lines_name_every_file_as_sha256sum_reads_it() {
         use sha2::Digest as _;
         let dir = tempfile::tempdir().unwrap();
-        let names = ["plain", "x\nba7816bf  plain", "back\\slash"];
+        let names = ["plain", "x\nba7816bf  plain", "back\\slash", "cr\r"];
         let mut sums = String::new();
         for (i, name) in names.iter().enumerate() {
             let data = format!("content {i}");

@@ -33,7 +33,8 @@ pub struct FileFacts {
 pub enum Artifact {
     File(super::BlobReader),
     Dir,
-    /// `{hex}  {basename}\n` for a `{file}.sha256` URL with no such file on disk.
+    /// The `sums_line` of the file (`{hex}  {basename}\n`) for a `{file}.sha256` URL with
+    /// no such file on disk.
     Sha256Line(String),
 }
 

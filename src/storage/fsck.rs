@@ -201,9 +201,7 @@ impl Repo {
             named, leads_to,
         ) {
             (None, None) => !has_link,
-            (Some(v), Some(dir)) => {
-                files::same_file(&self.version_dir(v), dir) && formats_linked(jdir, dir)
-            }
+            (Some(v), Some(dir)) => files::same_file(&self.version_dir(v), dir),
             _ => false,
         };
         let Ok((named, has_link, leads_to)) = look() else {
@@ -232,14 +230,8 @@ impl Repo {
                 Err(_) => {}
             }
         }
-        let there = |v: &VersionRef| {
-            leads_to
-                .as_ref()
-                .is_some_and(|dir| files::same_file(&self.version_dir(v), dir))
-        };
         let problem = match (&named, has_link && leads_to.is_none()) {
             (_, true) => "dangling product link".to_owned(),
-            (Some(v), false) if there(v) => format!("formats missing from {}", v.url()),
             (Some(v), false) => format!("not linked into {}, which its .metadata names", v.url()),
             (None, false) => "linked into a product its .metadata does not name".to_owned(),
         };
@@ -457,16 +449,6 @@ impl Repo {
     }
 }
 
-/// Whether every format of the job in `jdir` is linked into the version `vdir`: a write
-/// cut short after the job's `.product` link leaves some out.
-fn formats_linked(jdir: &Path, vdir: &Path) -> bool {
-    Repo::list_entities(jdir).is_ok_and(|formats| {
-        formats
-            .iter()
-            .all(|f| files::same_file(&vdir.join(f), &jdir.join(f)))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use crate::storage::Visibility;
@@ -499,20 +481,6 @@ mod tests {
         assert!(repo.fsck(true).unwrap().healthy());
         assert!(version.join("fmt").is_dir());
         assert!(repo.fsck(false).unwrap().healthy());
-
-        // `.product` made, the format links not yet.
-        fs::remove_file(version.join("fmt")).unwrap();
-        let found = repo.fsck(false).unwrap();
-        assert!(
-            found
-                .findings
-                .iter()
-                .any(|f| f.problem.contains("formats missing")),
-            "{:?}",
-            found.findings
-        );
-        assert!(repo.fsck(true).unwrap().healthy());
-        assert!(version.join("fmt").is_dir());
 
         // An empty version no job links to, older than the collector's lifetime.
         let empty = repo.products_dir(&j.tag.branch.scope).join("p/v/pb/2");

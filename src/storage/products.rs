@@ -126,8 +126,17 @@ impl Repo {
     /// as `.metadata` says.
     pub(crate) fn relink_locked(&self, j: &JobRef) -> Result<bool, StoreError> {
         let named = self.merged_metadata(j, &Map::new())?.1;
-        self.cleanup_product_tree(j)?;
-        gone_is_fine(fs::remove_file(self.job_dir(j).join(".product")))?;
+        let product = self.job_dir(j).join(".product");
+        // Already in that version (a write cut short after its `.product` link): only the
+        // missing formats are linked, so the version is not made again (and re-stamped,
+        // which would reorder `latest`).
+        let there = named.as_ref().is_some_and(|v| {
+            fs::canonicalize(&product).is_ok_and(|dir| same_file(&self.version_dir(v), &dir))
+        });
+        if !there {
+            self.cleanup_product_tree(j)?;
+            gone_is_fine(fs::remove_file(&product))?;
+        }
         Ok(match &named {
             Some(v) => self.link_to_product(j, v).is_ok(),
             None => true,
@@ -167,19 +176,30 @@ impl Repo {
             .map_err(super::not_found_if_missing)?;
         super::files::create_dirs(&vdir)?;
         create_flag(&vdir.join(".stamp"))?;
+        let mut clash = None;
         for f in Repo::list_entities(&jdir)? {
-            match symlink(link_targets::format_target(j, f.as_str()), vdir.join(&f)) {
+            let entry = vdir.join(&f);
+            match symlink(link_targets::format_target(j, f.as_str()), &entry) {
+                // This job's already (a write finished again after a crash).
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                        && same_file(&entry, &jdir.join(&f)) => {}
+                // Another job's, never replaced (spec/API.md Q16); the other formats are
+                // still linked.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    // spec/API.md Q16: say what clashes, without server paths.
-                    return Err(StoreError::bad(format!(
-                        "Format {f} of product version {} is already provided by another job",
-                        v.url()
-                    )));
+                    clash.get_or_insert(f);
                 }
                 other => other?,
             }
         }
-        Ok(())
+        match clash {
+            // Q16: say what clashes, without server paths.
+            Some(f) => Err(StoreError::bad(format!(
+                "Format {f} of product version {} is already provided by another job",
+                v.url()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Unlinks this job from its product version, removing the version dirs left empty.

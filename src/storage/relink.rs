@@ -41,22 +41,25 @@ impl Repo {
             if path.extension().is_none_or(|e| e != KIND) {
                 continue;
             }
+            // A record is leased before its job is written in it: one without a job is
+            // still being made (or its writer died making it, before it changed anything,
+            // and the collector removes it once old). Never taken for a dead one.
+            if !path.join(JOB).exists() {
+                continue;
+            }
             let Some(_claim) = Claim::take(&path) else {
                 continue;
             };
-            match read_record(&path) {
-                Some(j) => match self.relink_job(&j) {
-                    Ok(()) => {
-                        tracing::warn!(job = %j.url(), "finished an interrupted product link")
-                    }
-                    Err(e) => {
-                        tracing::error!(job = %j.url(), error = %e, "cannot finish an interrupted product link");
-                        // Kept for the next try; the collector removes it once old.
-                        continue;
-                    }
-                },
-                None => tracing::error!(record = %path.display(), "unreadable product link record"),
+            // Gone meanwhile (another process finished it), or cut short: nothing to do.
+            let Some(j) = read_record(&path) else {
+                continue;
+            };
+            if let Err(e) = self.relink_job(&j) {
+                tracing::error!(job = %j.url(), error = %e, "cannot finish an interrupted product link");
+                // Kept for the next try; the collector removes it once old.
+                continue;
             }
+            tracing::warn!(job = %j.url(), "finished an interrupted product link");
             if let Err(e) = gone_is_fine(fs::remove_dir_all(&path)) {
                 tracing::error!(record = %path.display(), error = %e, "cannot remove a product link record");
             }
@@ -74,7 +77,11 @@ impl Repo {
         if !jdir.is_dir() {
             return Ok(());
         }
-        self.relink_locked(j).map(drop)
+        if !self.relink_locked(j)? {
+            // As the write itself would have ended; trying again would end the same.
+            tracing::warn!(job = %j.url(), "a format of this job is another job's in its product version: left unlinked");
+        }
+        Ok(())
     }
 }
 
@@ -158,9 +165,7 @@ mod tests {
         assert!(version("1").join("fmt").is_dir());
         assert_eq!(records(&repo), 0, "a finished write leaves no record");
 
-        let record = repo.uploads_dir().join(format!("dead.{KIND}"));
-        fs::create_dir_all(&record).unwrap();
-        write_record(&record, &j).unwrap();
+        dead_record(&repo, &j);
         repo.cleanup_product_tree(&j).unwrap();
         let (data, _) = repo.merged_metadata(&j, &product("2")).unwrap();
         let text = crate::pyjson::object_to_string_sorted(&data);
@@ -173,15 +178,96 @@ mod tests {
         assert_eq!(records(&offline), 1);
         assert!(!version("2").exists());
 
-        let again = Repo::for_server(&crate::config::Config {
-            root_dir: repo.root.clone(),
-            ..Default::default()
-        })
-        .unwrap();
+        let again = server(&repo);
         assert_eq!(fs::read(version("2").join("fmt/a.txt")).unwrap(), b"a");
         assert!(!version("1").exists());
         assert_eq!(records(&again), 0, "the record is gone once done");
         assert!(again.fsck(false).unwrap().healthy());
+    }
+
+    /// A dead writer's record, as it leaves it: there, with its job, leased by nobody.
+    fn dead_record(repo: &Repo, j: &JobRef) {
+        let record = repo.uploads_dir().join(format!("{}.{KIND}", random()));
+        fs::create_dir_all(&record).unwrap();
+        write_record(&record, j).unwrap();
+    }
+
+    fn random() -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        format!("dead{}", N.fetch_add(1, Ordering::SeqCst))
+    }
+
+    fn server(repo: &Repo) -> Repo {
+        Repo::for_server(&crate::config::Config {
+            root_dir: repo.root.clone(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// A writer killed after its `.product` link and some of its format links (or after
+    /// all of them, before it removed its record): the missing ones are linked, and the
+    /// version is not made again, so its stamp (the order of `latest`) stays.
+    #[test]
+    fn a_write_cut_short_after_its_version_link_only_adds_what_is_missing() {
+        let repo = TestRepo::new();
+        let j = fixture::main_job("t", "j");
+        fixture::upload(&repo, &j, "a", "a.txt", b"a");
+        fixture::upload(&repo, &j, "b", "b.txt", b"b");
+        repo.patch_metadata(&j, &product("1"), &Visibility::everything())
+            .unwrap();
+        let version = repo.products_dir(&j.tag.branch.scope).join("p/v/pb/1");
+        let stamp = || {
+            fs::metadata(version.join(".stamp"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        let before = stamp();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::remove_file(version.join("b")).unwrap();
+        dead_record(&repo, &j);
+        dead_record(&repo, &j);
+        let again = server(&repo);
+        assert!(version.join("a/a.txt").exists() && version.join("b/b.txt").exists());
+        assert_eq!(stamp(), before);
+        assert_eq!(records(&again), 0);
+    }
+
+    /// A format another job provides in the version stays that job's; the job's other
+    /// formats are linked all the same.
+    #[test]
+    fn a_clashing_format_keeps_the_others_linked() {
+        let repo = TestRepo::new();
+        let (one, two) = (fixture::main_job("t", "one"), fixture::main_job("t", "two"));
+        let everyone = Visibility::everything();
+        fixture::upload(&repo, &one, "b", "x", b"1");
+        repo.patch_metadata(&one, &product("1"), &everyone).unwrap();
+        for f in ["a", "c"] {
+            fixture::upload(&repo, &two, f, "x", b"2");
+        }
+        repo.patch_metadata(&two, &product("1"), &everyone).unwrap();
+        // Uploaded after the metadata: not linked until the next write (spec/API.md Q17).
+        fixture::upload(&repo, &two, "b", "x", b"2");
+        let version = repo.products_dir(&two.tag.branch.scope).join("p/v/pb/1");
+        repo.cleanup_product_tree(&two).unwrap();
+        dead_record(&repo, &two);
+        server(&repo);
+        assert_eq!(fs::read(version.join("b/x")).unwrap(), b"1");
+        assert_eq!(fs::read(version.join("a/x")).unwrap(), b"2");
+        assert_eq!(fs::read(version.join("c/x")).unwrap(), b"2");
+    }
+
+    /// A record is leased before its job is written into it: until then it may be a
+    /// writer's being made, never taken for a dead one.
+    #[test]
+    fn a_record_without_its_job_is_left_alone() {
+        let repo = TestRepo::new();
+        let record = repo.uploads_dir().join(format!("new.{KIND}"));
+        fs::create_dir_all(&record).unwrap();
+        repo.finish_relinks();
+        assert!(record.is_dir());
     }
 
     #[test]

@@ -242,10 +242,10 @@ fn packages(
                 continue;
             }
         };
-        if digest
+        let checked = digest
             .as_deref()
-            .is_some_and(|d| !digest_matches(d, &[("sha256", &rpm.sha256)]))
-        {
+            .and_then(|d| digest_matches(d, &[("sha256", &rpm.sha256)]));
+        if checked == Some(false) {
             complete = false;
             tracing::warn!("rpm: skipping {rel:?}: not the content .digests records");
             continue;
@@ -255,7 +255,9 @@ fn packages(
             continue;
         }
         let rpm = Arc::new(rpm);
-        if let Some(k) = key {
+        // Kept only under a digest it was checked against (another algorithm's is listed
+        // as `.digests` says, and read again next time).
+        if let (Some(k), Some(true)) = (key, checked) {
             cache.put(k, Arc::clone(&rpm));
         }
         out.push((rel, rpm));

@@ -389,23 +389,31 @@ fn create_token(root: &Path, user: &str) -> String {
         .to_owned()
 }
 
+/// Runs `command` (a client command line) in `cwd` against `base` with a pseudo-terminal
+/// from `script`, as an interactive shell would give it.
+fn on_a_terminal(command: &str, base: &str, cwd: &Path) -> std::process::Output {
+    Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .current_dir(cwd)
+        .env("DLREPO_URL", base)
+        .env("DLREPO_PREFIX", "/")
+        .env("DLREPO_USER", "")
+        .env("HOME", cwd)
+        .output()
+        .expect("script (util-linux) runs")
+}
+
 #[test]
 fn progress_is_drawn_on_a_terminal_only() {
     let s = TestServer::start();
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("a.bin"), vec![1u8; 200_000]).unwrap();
     let arbor = env!("CARGO_BIN_EXE_arbor");
-    // `script` gives the client a pseudo-terminal, as an interactive shell would.
-    let command = format!("{arbor} upload b t j f a.bin");
-    let out = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .current_dir(work.path())
-        .env("DLREPO_URL", &s.base)
-        .env("DLREPO_PREFIX", "/")
-        .env("DLREPO_USER", "")
-        .env("HOME", work.path())
-        .output()
-        .expect("script (util-linux) runs");
+    let out = on_a_terminal(
+        &format!("{arbor} upload b t j f a.bin"),
+        &s.base,
+        work.path(),
+    );
     let tty = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{tty}");
     assert!(tty.contains("\u{1b}["), "no terminal drawing in {tty:?}");
@@ -986,6 +994,12 @@ fn a_hostile_server_gets_errors_not_files() {
         assert!(run.stderr.contains(why), "{}", run.stderr);
     }
 
+    // Nor is it an empty list of branches.
+    let base = scripted_server(|_| http("200 OK", "Content-Type: text/html\r\n", b"<html>"));
+    let run = client(false, &base, work.path(), &["branches"], &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("not JSON"), "{}", run.stderr);
+
     // No Digest: kept, as dlrepo-cli keeps it, but said.
     let base = one_file(http("200 OK", "", b"unchecked"));
     let run = get(&base, "out3");
@@ -1010,6 +1024,24 @@ fn a_hostile_server_gets_errors_not_files() {
     let run = get(&base, "out4");
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+
+    // A description any writer set prints as it is into a pipe (scripts read dlrepo-cli's
+    // bytes), and without its escape sequences on a terminal.
+    let tag = r#"{"tag": {"name": "t", "description": "\u001b]0;owned\u0007hi"}}"#;
+    let base = scripted_server(move |_| http("200 OK", JSON, tag.as_bytes()));
+    let piped = client(
+        false,
+        &base,
+        work.path(),
+        &["get-description", "b", "t"],
+        &[],
+    );
+    assert_eq!(piped.stdout, "\x1b]0;owned\x07hi\n");
+    let command = format!("{} get-description b t", env!("CARGO_BIN_EXE_arbor"));
+    let tty = on_a_terminal(&command, &base, work.path());
+    let tty = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.contains("?]0;owned?hi"), "{tty:?}");
+    assert!(!tty.contains("\x1b]0;owned"), "{tty:?}");
 
     // Escape sequences in an error text reach the terminal as `?`.
     let base = scripted_server(|_| http("404 Not Found", "", b"\x1b]0;owned\x07\x1b[2Jgone"));

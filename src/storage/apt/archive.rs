@@ -129,7 +129,6 @@ impl Repo {
                 all.push((rel, deb.identity(), deb, p.stamp));
             }
         }
-        super::cache::check_index_input(all.iter().map(|(_, _, deb, _)| deb.weight()).sum())?;
         let mut keep: HashMap<&(String, String, String), usize> = HashMap::new();
         for (i, (_, id, _, stamp)) in all.iter().enumerate() {
             keep.entry(id)
@@ -140,6 +139,10 @@ impl Repo {
                 })
                 .or_insert(i);
         }
+        // What is listed, once per package: versions that keep shipping the same ones do
+        // not add up.
+        let kept = keep.values().map(|&i| all[i].2.weight()).sum();
+        super::cache::check_index_input(kept)?;
         let mut text = String::new();
         for (i, (rel, id, deb, _)) in all.iter().enumerate() {
             if keep.get(id) == Some(&i) {

@@ -28,16 +28,13 @@ pub(crate) fn key_of(text: &str) -> Key {
 }
 
 /// Whether a file whose sums are `sums` (`(algorithm, hex)`) is the content `digest`
-/// (`algo:hex`) `.digests` records. Files are stored under md5, sha1 or sha512 digests too
-/// (spec/API.md): one in an algorithm `sums` lacks cannot be checked here, and is taken as
-/// what `.digests` says rather than left out of the index.
-pub(crate) fn digest_matches(digest: &str, sums: &[(&str, &str)]) -> bool {
-    let Some((algo, hex)) = digest.split_once(':') else {
-        return false;
-    };
-    sums.iter()
-        .find(|(a, _)| *a == algo)
-        .is_none_or(|(_, h)| *h == hex)
+/// (`algo:hex`) `.digests` records; `None` when `sums` has no sum of that algorithm. Files
+/// are stored under md5, sha1 or sha512 digests too (spec/API.md): such a file is listed as
+/// `.digests` says, but never kept under a digest it was not checked against.
+pub(crate) fn digest_matches(digest: &str, sums: &[(&str, &str)]) -> Option<bool> {
+    let (algo, hex) = digest.split_once(':')?;
+    let (_, sum) = sums.iter().find(|(a, _)| *a == algo)?;
+    Some(*sum == hex)
 }
 
 pub(crate) struct Cache<V> {

@@ -85,10 +85,12 @@ impl DebCache {
                 ("sha1", &*sums.sha1),
                 ("sha256", &*sums.sha256),
             ];
-            if !digest_matches(d, &by_algo) {
-                return Err(io::Error::other(Changed));
+            match digest_matches(d, &by_algo) {
+                Some(false) => return Err(io::Error::other(Changed)),
+                Some(true) => self.cache.put(key_of(d), Arc::clone(&deb)),
+                // Listed as `.digests` says, read again next time.
+                None => {}
             }
-            self.cache.put(key_of(d), Arc::clone(&deb));
         }
         Ok(deb)
     }

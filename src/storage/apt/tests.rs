@@ -341,3 +341,24 @@ fn a_package_stored_under_another_algorithm_is_listed_once_read() {
     }
     assert_eq!((r.apt.debs.reads(), r.apt.indexes.builds()), (1, 1));
 }
+
+/// A product branch whose versions all ship the same large package lists it once, and so
+/// counts it once against the limit.
+#[test]
+fn the_archive_counts_each_package_once() {
+    let r = TestRepo::new();
+    let all = Visibility::everything();
+    let control = format!(
+        "Package: big\nVersion: 1\nArchitecture: all\nDescription: x\n {}\n",
+        "a".repeat(1_000_000)
+    );
+    let versions = cache::MAX_INDEX_INPUT / control.len() + 2;
+    for i in 0..versions {
+        let j = main_job(&format!("t{i}"), "j");
+        debs(&r, &j, &[("big.deb", &control)]);
+        link(&r, &j, &format!("{i}"));
+        r.lock_job(&j, &all).unwrap();
+    }
+    let text = branch_packages(&r, &all);
+    assert_eq!(text.matches("Package: big\n").count(), 1);
+}
