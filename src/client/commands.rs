@@ -388,6 +388,13 @@ fn download(
                     &format_dir,
                     &format!("{name}/"),
                 )?);
+                // The bound is on the whole download, not on each of its listings.
+                if files.len() > listing::MAX_NAMES {
+                    return Err(ClientError::Local(format!(
+                        "{url}: more than {} files",
+                        listing::MAX_NAMES
+                    )));
+                }
             }
             files
         }

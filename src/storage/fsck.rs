@@ -60,6 +60,13 @@ impl Repo {
             let linked = self.check_formats(scope, repair, &mut report)?;
             self.check_products(scope, &linked, repair, &mut report)?;
         }
+        for (record, j) in self.dead_relinks() {
+            let what = format!(
+                "metadata write of {} cut short: a server start, gc or --repair links it again",
+                j.url()
+            );
+            report.note(&record, what, false);
+        }
         self.check_uploads(repair, &mut report)?;
         // Last, so that it counts what the repairs above left.
         for scope in &scopes {
@@ -431,6 +438,14 @@ impl Repo {
         for entry in fs::read_dir(&uploads).into_iter().flatten().flatten() {
             let Ok(m) = entry.metadata() else { continue };
             if !stale(&m) || super::gc::kept_by_session(&uploads, &entry.file_name(), &stale) {
+                continue;
+            }
+            // Reported (and finished) as what they are, above.
+            if entry
+                .path()
+                .extension()
+                .is_some_and(|e| e == super::relink::KIND)
+            {
                 continue;
             }
             let Some(_claim) = files::Claim::take(&entry.path()) else {

@@ -90,6 +90,24 @@ fn a_format_another_job_provides_is_refused() {
     );
 }
 
+/// A link to nothing in the version (its job's delete cut short by a crash, or a dlrepo
+/// root) provides nothing: another job takes the name.
+#[test]
+fn a_dangling_link_gives_way_to_a_job_that_provides_the_format() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let r = repo(tmp.path());
+    let gone = linked_job(&r, "t1", "j1", b"image one");
+    fs::remove_dir_all(r.job_dir(&gone)).expect("the job gone, its link left");
+    let j = job("t2", "j1");
+    upload(&r, &j, b"image two");
+    r.patch_metadata(&j, &product_metadata(), &Visibility::everything())
+        .expect("the dangling link is no clash");
+    assert_eq!(
+        fs::read(version_dir(tmp.path()).join("iso/disk.img")).expect("linked"),
+        b"image two"
+    );
+}
+
 #[test]
 fn linking_needs_add_access_to_the_version() {
     let tmp = tempfile::tempdir().expect("a temp dir");

@@ -179,14 +179,27 @@ impl Repo {
         let mut clash = None;
         for f in Repo::list_entities(&jdir)? {
             let entry = vdir.join(&f);
-            match symlink(link_targets::format_target(j, f.as_str()), &entry) {
+            let target = link_targets::format_target(j, f.as_str());
+            let mut made = symlink(&target, &entry);
+            if made
+                .as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::AlreadyExists)
+                && fs::metadata(&entry).is_err()
+            {
+                // A link to nothing (its job deleted by a delete a crash cut short, or a
+                // dlrepo root, Q11) provides nothing: `check_no_clash` let it pass, so it
+                // goes (spec/LAYOUT.md §4).
+                gone_is_fine(fs::remove_file(&entry))?;
+                made = symlink(&target, &entry);
+            }
+            match made {
                 // This job's already (a write finished again after a crash).
                 Err(e)
-                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                    if e.kind() == io::ErrorKind::AlreadyExists
                         && same_file(&entry, &jdir.join(&f)) => {}
                 // Another job's, never replaced (spec/API.md Q16); the other formats are
                 // still linked.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     clash.get_or_insert(f);
                 }
                 other => other?,

@@ -12,13 +12,13 @@ use crate::model::{BranchRef, JobRef, Name, Scope, TagRef};
 use serde_json::{Value, json};
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The file in a record that names its job.
 const JOB: &str = "job.json";
 
 /// The kind of `.uploads/` entry a record is.
-const KIND: &str = "relink";
+pub(crate) const KIND: &str = "relink";
 
 impl Repo {
     /// Records, durably, that `j`'s product links are about to change. Dropping the record
@@ -64,6 +64,20 @@ impl Repo {
                 tracing::error!(record = %path.display(), error = %e, "cannot remove a product link record");
             }
         }
+    }
+
+    /// The records of writers that died, and their jobs (what `fsck` reports).
+    pub(crate) fn dead_relinks(&self) -> Vec<(PathBuf, JobRef)> {
+        let Ok(entries) = fs::read_dir(self.uploads_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == KIND) && p.join(JOB).exists())
+            .filter(|p| Claim::take(p).is_some())
+            .filter_map(|p| read_record(&p).map(|j| (p, j)))
+            .collect()
     }
 
     /// Links `j` into the version its `.metadata` names, and out of any other, under its
@@ -174,7 +188,15 @@ mod tests {
 
         // Opened as the offline commands do, nothing changes: `fsck` reports it.
         let offline = fixture::repo(&repo.root);
-        assert!(!offline.fsck(false).unwrap().healthy());
+        let found = offline.fsck(false).unwrap();
+        assert!(
+            found
+                .findings
+                .iter()
+                .any(|f| f.problem.contains("cut short")),
+            "{:?}",
+            found.findings
+        );
         assert_eq!(records(&offline), 1);
         assert!(!version("2").exists());
 
