@@ -349,9 +349,15 @@ fn get(
     format_url: &str,
     target: &std::path::Path,
 ) -> Result<(), ClientError> {
-    let dir = r.url(format_url, None);
-    let reply = r.send("GET", &dir, &[], Body::None)?;
-    let Some(format) = listing::read(reply, &dir)?.artifact_format else {
+    let url = r.url(format_url, None);
+    let reply = r.send("GET", &url, &[], Body::None)?;
+    // Where an alias (`latest`) led: the files come from that tag, even if the alias
+    // moves on while they download.
+    let mut dir = reply.url.clone();
+    if !dir.ends_with('/') {
+        dir.push('/');
+    }
+    let Some(format) = listing::read(reply, &url)?.artifact_format else {
         return Err(ClientError::Local(format!("{dir} is not a format")));
     };
     let files = format_files(format.files, &dir, "")?;

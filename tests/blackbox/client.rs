@@ -1054,3 +1054,39 @@ fn a_hostile_server_gets_errors_not_files() {
         run.stderr
     );
 }
+
+/// `get` through an alias takes every file from the tag the alias named when the listing
+/// was read, not from whatever it names by the time each file is asked for.
+#[test]
+fn get_through_an_alias_stays_on_one_tag() {
+    let listing = r#"{"artifact_format": {"name": "f", "files": ["a.txt"]}}"#;
+    let digest = format!("Digest: sha256:{}\r\n", sha256_hex(b"from t1"));
+    let base = scripted_server(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or_default();
+        match path {
+            "/branches/b/latest/j/f/" => {
+                http("302 Found", "Location: /branches/b/t1/j/f/\r\n", b"")
+            }
+            "/branches/b/t1/j/f/" => http(
+                "200 OK",
+                "Content-Type: application/json\r\n",
+                listing.as_bytes(),
+            ),
+            "/branches/b/t1/j/f/a.txt" => http("200 OK", &digest, b"from t1"),
+            _ => http("404 Not Found", "", b"not here"),
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let run = client(
+        false,
+        &base,
+        work.path(),
+        &["get", "b", "latest", "j", "f", "out"],
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read(work.path().join("out/a.txt")).unwrap(),
+        b"from t1"
+    );
+}
