@@ -115,6 +115,9 @@ impl Repo {
         self.ensure_job(j)?;
         tx.commit()?;
         drop(charged);
+        // The old links gone, the new metadata in, the new links not yet: what a crash
+        // here leaves, the record finishes (`relink.rs`).
+        self.test_hooks.pause("metadata-committed");
         if let Some(v) = version {
             self.link_to_product(j, &v)?;
         }

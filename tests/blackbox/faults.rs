@@ -530,3 +530,52 @@ fn the_command_still_reads_the_jobs_metadata_next_to_its_format() {
     assert_eq!(seen.status, 200, "{}", seen.text());
     assert_eq!(seen.json(), serde_json::json!({"build": "42"}));
 }
+
+// ---- product links ---------------------------------------------------------------------
+
+/// A server killed in the middle of a metadata write that moves a job from one product
+/// version to another (the old links gone, the new `.metadata` in, the new links not made
+/// yet): `fsck` names it, and the next start links the job where its `.metadata` says.
+#[test]
+fn a_metadata_write_killed_midway_is_finished_by_the_next_start() {
+    let srv = TestServer::start();
+    assert_eq!(
+        srv.put_file("/branches/b/t/j/fmt/a.txt", b"hello").status,
+        201
+    );
+    let meta = |version: &str| {
+        format!(
+            r#"{{"job": {{"product": "p", "product_variant": "v", "product_branch": "pb", "version": "{version}"}}}}"#
+        )
+    };
+    let patch = |srv: &TestServer, body: &str| {
+        let head = "Content-Type: application/json\r\n";
+        let mut s = start_request(srv, "PATCH", "/branches/b/t/j/", head, body.len());
+        s.write_all(body.as_bytes()).unwrap();
+        s
+    };
+    assert_eq!(answer(patch(&srv, &meta("1"))).0, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = write_test_hooks(
+        dir.path(),
+        "pause_at = 'metadata-committed'\npause_ms = 20000",
+    );
+    let srv = TestServer::start_in_configured(srv.stop(), &hooks);
+    let held = patch(&srv, &meta("2"));
+    let jdir = srv.path("branches/b/t/j");
+    wait_for("the new metadata", || {
+        std::fs::read_to_string(jdir.join(".metadata")).is_ok_and(|m| m.contains("\"2\""))
+    });
+    let root = srv.stop();
+    drop(held);
+    let products = root.path().join("products/p/v/pb");
+    assert!(!products.join("1").exists() && !products.join("2").exists());
+    let (healthy, report) = fsck(root.path(), false);
+    assert!(!healthy && report.contains("cut short"), "{report}");
+
+    let srv = TestServer::start_in(root, &[]);
+    let r = srv.request("GET", "/products/p/v/pb/2/fmt/a.txt", &[], None);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+    let (healthy, report) = fsck(srv.root(), false);
+    assert!(healthy, "{report}");
+}

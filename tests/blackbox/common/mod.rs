@@ -42,6 +42,11 @@ impl TestServer {
         TestServer::spawn(root, env, None)
     }
 
+    /// Starts the server on an existing data root with the TOML file `config`.
+    pub fn start_in_configured(root: tempfile::TempDir, config: &Path) -> TestServer {
+        TestServer::spawn(root, Vec::new(), Some(config.to_path_buf()))
+    }
+
     /// Starts the server with extra `DLREPO_*` variables and the TOML file `config` (one
     /// [`write_test_hooks`] wrote, say).
     pub fn start_configured(env: &[(&str, &str)], config: &Path) -> TestServer {
