@@ -353,15 +353,22 @@ fn get(
     let reply = r.send("GET", &url, &[], Body::None)?;
     // Where an alias (`latest`) led: the files come from that tag, even if the alias
     // moves on while they download.
-    let mut dir = reply.url.clone();
-    if !dir.ends_with('/') {
-        dir.push('/');
-    }
+    let dir = listed_dir(&reply);
     let Some(format) = listing::read(reply, &url)?.artifact_format else {
         return Err(ClientError::Local(format!("{dir} is not a format")));
     };
     let files = format_files(format.files, &dir, "")?;
     fetch_all(g, r, &files, target)
+}
+
+/// The directory URL a listing came from, after its redirects (an alias's target), ending
+/// in `/` as the names under it need.
+fn listed_dir(reply: &super::remote::Reply) -> String {
+    let mut dir = reply.url.clone();
+    if !dir.ends_with('/') {
+        dir.push('/');
+    }
+    dir
 }
 
 /// `download PATH DIR`: whatever PATH names, after its redirects (aliases).
@@ -373,7 +380,7 @@ fn download(
 ) -> Result<(), ClientError> {
     let url = r.url(&format!("{}/", path.trim_matches('/')), None);
     let reply = r.send("GET", &url, &[], Body::None)?;
-    let dir = reply.url.clone();
+    let dir = listed_dir(&reply);
     let entity = listing::read(reply, &url)?;
     let files = match (entity.job.or(entity.version), entity.artifact_format) {
         (Some(holder), _) => {
@@ -389,18 +396,18 @@ fn download(
                 let Some(format) = listing::read(reply, &format_dir)?.artifact_format else {
                     return Err(ClientError::Local(format!("{format_dir} is not a format")));
                 };
-                files.extend(format_files(
-                    format.files,
-                    &format_dir,
-                    &format!("{name}/"),
-                )?);
                 // The bound is on the whole download, not on each of its listings.
-                if files.len() > listing::MAX_NAMES {
+                if files.len() + format.files.len() > listing::MAX_NAMES {
                     return Err(ClientError::Local(format!(
                         "{url}: more than {} files",
                         listing::MAX_NAMES
                     )));
                 }
+                files.extend(format_files(
+                    format.files,
+                    &format_dir,
+                    &format!("{name}/"),
+                )?);
             }
             files
         }

@@ -51,23 +51,28 @@ impl Repo {
             // What a dead metadata write left is finished first, as a start would.
             self.finish_relinks();
         }
+        // Writes a dead server left (and, after a repair, those it could not finish): one
+        // finding each, in place of their jobs' product-link findings.
+        let dead = self.dead_relinks();
+        let cut_short: HashSet<PathBuf> = dead.iter().map(|(_, j)| self.job_dir(j)).collect();
+        for (record, j) in &dead {
+            let what = format!(
+                "metadata write of {} cut short: a server start, gc or --repair links it again",
+                j.url()
+            );
+            report.note(record, what, false);
+        }
         self.check_blobs(repair, &mut report)?;
         let mut scopes = vec![Scope::Root];
         for user in Repo::list_entities(&self.root.join("users"))? {
             scopes.push(Scope::User(user));
         }
         for scope in &scopes {
-            let linked = self.check_formats(scope, repair, &mut report)?;
+            let linked = self.check_formats(scope, &cut_short, repair, &mut report)?;
             self.check_products(scope, &linked, repair, &mut report)?;
         }
-        for (record, j) in self.dead_relinks() {
-            let what = format!(
-                "metadata write of {} cut short: a server start, gc or --repair links it again",
-                j.url()
-            );
-            report.note(&record, what, false);
-        }
-        self.check_uploads(repair, &mut report)?;
+        let records: HashSet<PathBuf> = dead.into_iter().map(|(record, _)| record).collect();
+        self.check_uploads(&records, repair, &mut report)?;
         // Last, so that it counts what the repairs above left.
         for scope in &scopes {
             self.check_usage(scope, repair, &mut report)?;
@@ -153,6 +158,7 @@ impl Repo {
     fn check_formats(
         &self,
         scope: &Scope,
+        cut_short: &HashSet<PathBuf>,
         repair: bool,
         report: &mut FsckReport,
     ) -> Result<HashSet<PathBuf>, StoreError> {
@@ -172,7 +178,9 @@ impl Repo {
                         },
                         job: j.clone(),
                     };
-                    self.check_product_link(&job, &jdir, repair, report)?;
+                    if !cut_short.contains(&jdir) {
+                        self.check_product_link(&job, &jdir, repair, report)?;
+                    }
                     if let Ok(vdir) = fs::canonicalize(jdir.join(".product")) {
                         linked.insert(vdir);
                     }
@@ -432,7 +440,12 @@ impl Repo {
 
     /// Anything in `.uploads/` the collector would remove (old, and used by no request) is
     /// left over from a crash or an abandoned upload.
-    fn check_uploads(&self, repair: bool, report: &mut FsckReport) -> Result<(), StoreError> {
+    fn check_uploads(
+        &self,
+        reported: &HashSet<PathBuf>,
+        repair: bool,
+        report: &mut FsckReport,
+    ) -> Result<(), StoreError> {
         let stale = self.uploads_old(std::time::SystemTime::now());
         let uploads = self.uploads_dir();
         for entry in fs::read_dir(&uploads).into_iter().flatten().flatten() {
@@ -440,12 +453,8 @@ impl Repo {
             if !stale(&m) || super::gc::kept_by_session(&uploads, &entry.file_name(), &stale) {
                 continue;
             }
-            // Reported (and finished) as what they are, above.
-            if entry
-                .path()
-                .extension()
-                .is_some_and(|e| e == super::relink::KIND)
-            {
+            // Reported as what they are, above.
+            if reported.contains(&entry.path()) {
                 continue;
             }
             let Some(_claim) = files::Claim::take(&entry.path()) else {

@@ -91,17 +91,25 @@ fn a_format_another_job_provides_is_refused() {
 }
 
 /// A link to nothing in the version (its job's delete cut short by a crash, or a dlrepo
-/// root) provides nothing: another job takes the name.
+/// root) is refused before anything changes, and gives way once `fsck --repair` has
+/// removed it.
 #[test]
-fn a_dangling_link_gives_way_to_a_job_that_provides_the_format() {
+fn a_dangling_link_is_refused_until_fsck_removes_it() {
     let tmp = tempfile::tempdir().expect("a temp dir");
     let r = repo(tmp.path());
     let gone = linked_job(&r, "t1", "j1", b"image one");
     fs::remove_dir_all(r.job_dir(&gone)).expect("the job gone, its link left");
     let j = job("t2", "j1");
     upload(&r, &j, b"image two");
-    r.patch_metadata(&j, &product_metadata(), &Visibility::everything())
-        .expect("the dangling link is no clash");
+    let everyone = Visibility::everything();
+    let err = r
+        .patch_metadata(&j, &product_metadata(), &everyone)
+        .expect_err("refused");
+    assert!(err.to_string().contains("fsck --repair"), "{err}");
+    assert!(!r.job_dir(&j).join(".product").exists(), "nothing changed");
+    assert!(r.fsck(true).expect("fsck").healthy());
+    r.patch_metadata(&j, &product_metadata(), &everyone)
+        .expect("linked once the link is gone");
     assert_eq!(
         fs::read(version_dir(tmp.path()).join("iso/disk.img")).expect("linked"),
         b"image two"

@@ -151,14 +151,25 @@ impl Repo {
     fn check_no_clash(&self, j: &JobRef, v: &VersionRef) -> Result<(), StoreError> {
         let jdir = self.job_dir(j);
         let vdir = self.version_dir(v);
+        // Links to nothing in the job's own version go with its old links, on the way.
+        let own_version =
+            fs::canonicalize(jdir.join(".product")).is_ok_and(|current| same_file(&vdir, &current));
         for f in Repo::list_entities(&jdir).unwrap_or_default() {
             let entry = vdir.join(&f);
-            if fs::symlink_metadata(&entry).is_err() {
+            if fs::symlink_metadata(&entry).is_err() || same_file(&entry, &jdir.join(&f)) {
                 continue;
             }
-            // Dangling links are cleaned up on the way; our own format may stay.
-            if fs::metadata(&entry).is_err() || same_file(&entry, &jdir.join(&f)) {
-                continue;
+            if fs::metadata(&entry).is_err() {
+                if own_version {
+                    continue;
+                }
+                // Refused before anything changes; a link a deleted job left (a delete a
+                // crash cut short, a dlrepo root, Q11) is for `fsck --repair` to remove.
+                return Err(StoreError::bad(format!(
+                    "Format {f} of product version {} is a link to a deleted job's format; \
+                     arbor fsck --repair removes it",
+                    v.url()
+                )));
             }
             return Err(StoreError::bad(format!(
                 "Format {f} of product version {} is already provided by another job",
@@ -183,19 +194,10 @@ impl Repo {
         for f in Repo::list_entities(&jdir)? {
             let entry = vdir.join(&f);
             let target = link_targets::format_target(j, f.as_str());
-            let mut made = symlink(&target, &entry);
-            if made
-                .as_ref()
-                .is_err_and(|e| e.kind() == io::ErrorKind::AlreadyExists)
-                && fs::metadata(&entry).is_err()
-            {
-                // A link to nothing (its job deleted by a delete a crash cut short, or a
-                // dlrepo root, Q11) provides nothing: `check_no_clash` let it pass, so it
-                // goes (spec/LAYOUT.md §4).
-                gone_is_fine(fs::remove_file(&entry))?;
-                made = symlink(&target, &entry);
-            }
-            match made {
+            // A link there that leads nowhere is not removed here: nothing locks the
+            // version, and what looks dangling for a moment (another host's link not yet
+            // visible, a format mid-swap) may be another job's (`check_no_clash`).
+            match symlink(&target, &entry) {
                 // This job's already (a write finished again after a crash).
                 Err(e)
                     if e.kind() == io::ErrorKind::AlreadyExists
