@@ -43,6 +43,7 @@ impl AppState {
     /// or key stops start-up).
     pub fn new(config: Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
         let repo = Arc::new(Repo::for_server(&config)?);
+        repo.recount_in_background();
         let auth = Auth::load(&config, repo.token_files())?;
         let signer = Signer::from_config(&config)?.map(Arc::new);
         let config = Arc::new(config);

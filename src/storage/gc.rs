@@ -235,7 +235,7 @@ impl Repo {
     }
 
     /// Recomputes every user's `.disk_usage` from what is on disk (dot-files included).
-    fn refresh_quotas(&self) -> Result<u64, StoreError> {
+    pub(crate) fn refresh_quotas(&self) -> Result<u64, StoreError> {
         let users = self.root.join("users");
         let mut count = 0;
         for user in Repo::list_entities(&users)? {
