@@ -349,14 +349,9 @@ fn get(
     format_url: &str,
     target: &std::path::Path,
 ) -> Result<(), ClientError> {
-    let url = r.url(format_url, None);
-    let reply = r.send("GET", &url, &[], Body::None)?;
     // Where an alias (`latest`) led: the files come from that tag, even if the alias
     // moves on while they download.
-    let dir = listed_dir(&reply);
-    let Some(format) = listing::read(reply, &url)?.artifact_format else {
-        return Err(ClientError::Local(format!("{dir} is not a format")));
-    };
+    let (dir, format) = format_listing(r, &r.url(format_url, None))?;
     let files = format_files(format.files, &dir, "")?;
     fetch_all(g, r, &files, target)
 }
@@ -371,6 +366,17 @@ fn listed_dir(reply: &super::remote::Reply) -> String {
     dir
 }
 
+/// The format listed at `url`: where it was listed from (see [`listed_dir`]), and its
+/// files.
+fn format_listing(r: &Remote, url: &str) -> Result<(String, listing::Files), ClientError> {
+    let reply = r.send("GET", url, &[], Body::None)?;
+    let dir = listed_dir(&reply);
+    match listing::read(reply)?.artifact_format {
+        Some(format) => Ok((dir, format)),
+        None => Err(ClientError::Local(format!("{dir} is not a format"))),
+    }
+}
+
 /// `download PATH DIR`: whatever PATH names, after its redirects (aliases).
 fn download(
     g: &Globals,
@@ -381,7 +387,7 @@ fn download(
     let url = r.url(&format!("{}/", path.trim_matches('/')), None);
     let reply = r.send("GET", &url, &[], Body::None)?;
     let dir = listed_dir(&reply);
-    let entity = listing::read(reply, &url)?;
+    let entity = listing::read(reply)?;
     let files = match (entity.job.or(entity.version), entity.artifact_format) {
         (Some(holder), _) => {
             let mut files = Vec::new();
@@ -391,11 +397,8 @@ fn download(
                         "the server listed a format {name:?}, which is not a directory name"
                     )));
                 }
-                let format_dir = Remote::url_under(&dir, &format!("{name}/"));
-                let reply = r.send("GET", &format_dir, &[], Body::None)?;
-                let Some(format) = listing::read(reply, &format_dir)?.artifact_format else {
-                    return Err(ClientError::Local(format!("{format_dir} is not a format")));
-                };
+                let (format_dir, format) =
+                    format_listing(r, &Remote::url_under(&dir, &format!("{name}/")))?;
                 // The bound is on the whole download, not on each of its listings.
                 if files.len() + format.files.len() > listing::MAX_NAMES {
                     return Err(ClientError::Local(format!(

@@ -31,22 +31,10 @@ pub struct Files {
     pub files: Vec<String>,
 }
 
-/// The entity `reply` (from `url`) describes; an error for anything that is not one (a
-/// proxy's login page, say).
-pub fn read(reply: Reply, url: &str) -> Result<Entity, ClientError> {
-    let not_one = |why: String| {
-        ClientError::Local(format!(
-            "{url}: the server's answer is not a listing: {why}"
-        ))
-    };
-    let is_json = reply
-        .header("content-type")
-        .is_some_and(|t| t.contains("json"));
-    let bytes = reply.bytes()?;
-    if !is_json {
-        return Err(not_one("no JSON".into()));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| not_one(e.to_string()))
+/// The entity `reply` describes; an error for anything that is not one (a proxy's login
+/// page, say).
+pub fn read(reply: Reply) -> Result<Entity, ClientError> {
+    reply.json_as("a listing")
 }
 
 /// A list of names, refused past [`MAX_NAMES`] before more are read.

@@ -68,24 +68,25 @@ impl Reply {
         let _ = read_all(&mut self.body);
     }
 
-    /// The whole body (at most `MAX_REPLY`).
-    pub fn bytes(mut self) -> Result<Vec<u8>, ClientError> {
-        read_all(&mut self.body)
-    }
-
     /// The whole body as JSON; an error when it is not JSON (a proxy's login page, say,
     /// which would otherwise read as an empty list and exit 0).
-    pub fn json(mut self) -> Result<Value, ClientError> {
+    pub fn json(self) -> Result<Value, ClientError> {
+        self.json_as("JSON")
+    }
+
+    /// The whole body parsed as `T`, which is `what` to the server's answer: an error
+    /// naming it when the answer is not JSON or not that.
+    pub fn json_as<T: serde::de::DeserializeOwned>(mut self, what: &str) -> Result<T, ClientError> {
         let kind = self.header("content-type").unwrap_or("none").to_owned();
         let bytes = read_all(&mut self.body)?;
+        let not = |why: String| {
+            let url = &self.url;
+            ClientError::Local(format!("{url}: the server's answer is not {what}: {why}"))
+        };
         if !kind.contains("json") {
-            return Err(ClientError::Local(format!(
-                "{}: the server's answer is not JSON (Content-Type: {kind})",
-                self.url
-            )));
+            return Err(not(format!("Content-Type: {kind}")));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ClientError::Local(format!("the server's JSON: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| not(e.to_string()))
     }
 }
 
