@@ -14,6 +14,13 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// A record whose writer died, and the claim that keeps other processes off it.
+struct Dead {
+    path: PathBuf,
+    job: JobRef,
+    _claim: Claim,
+}
+
 /// The file in a record that names its job.
 const JOB: &str = "job.json";
 
@@ -33,50 +40,48 @@ impl Repo {
     /// Makes the product links of every job a dead writer left a record for agree with
     /// its `.metadata` again. Records a live writer holds are left to it.
     pub(crate) fn finish_relinks(&self) {
-        let Ok(entries) = fs::read_dir(self.uploads_dir()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_none_or(|e| e != KIND) {
-                continue;
-            }
-            // A record is leased before its job is written in it: one without a job is
-            // still being made (or its writer died making it, before it changed anything,
-            // and the collector removes it once old). Never taken for a dead one.
-            if !path.join(JOB).exists() {
-                continue;
-            }
-            let Some(_claim) = Claim::take(&path) else {
-                continue;
-            };
-            // Gone meanwhile (another process finished it), or cut short: nothing to do.
-            let Some(j) = read_record(&path) else {
-                continue;
-            };
-            if let Err(e) = self.relink_job(&j) {
+        for dead in self.dead_records() {
+            let j = &dead.job;
+            if let Err(e) = self.relink_job(j) {
                 tracing::error!(job = %j.url(), error = %e, "cannot finish an interrupted product link");
                 // Kept for the next try; the collector removes it once old.
                 continue;
             }
             tracing::warn!(job = %j.url(), "finished an interrupted product link");
-            if let Err(e) = gone_is_fine(fs::remove_dir_all(&path)) {
-                tracing::error!(record = %path.display(), error = %e, "cannot remove a product link record");
+            if let Err(e) = gone_is_fine(fs::remove_dir_all(&dead.path)) {
+                tracing::error!(record = %dead.path.display(), error = %e, "cannot remove a product link record");
             }
         }
     }
 
     /// The records of writers that died, and their jobs (what `fsck` reports).
     pub(crate) fn dead_relinks(&self) -> Vec<(PathBuf, JobRef)> {
+        let dead = self.dead_records().into_iter();
+        dead.map(|d| (d.path, d.job)).collect()
+    }
+
+    /// The records no live writer holds, each claimed while it is kept.
+    fn dead_records(&self) -> Vec<Dead> {
         let Ok(entries) = fs::read_dir(self.uploads_dir()) else {
             return Vec::new();
         };
         entries
             .flatten()
             .map(|e| e.path())
+            // A record is leased before its job is written in it: one without a job is
+            // still being made (or its writer died making it, before it changed anything,
+            // and the collector removes it once old). Never taken for a dead one.
             .filter(|p| p.extension().is_some_and(|e| e == KIND) && p.join(JOB).exists())
-            .filter(|p| Claim::take(p).is_some())
-            .filter_map(|p| read_record(&p).map(|j| (p, j)))
+            .filter_map(|path| {
+                let claim = Claim::take(&path)?;
+                // Gone meanwhile (another process finished it), or cut short: nothing to do.
+                let job = read_record(&path)?;
+                Some(Dead {
+                    path,
+                    job,
+                    _claim: claim,
+                })
+            })
             .collect()
     }
 
